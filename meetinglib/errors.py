@@ -1,0 +1,130 @@
+"""Exceptions of meetinglib: one base class, one subclass per failure.
+
+Every message says what is wrong and how to fix it. Each family carries the exit
+code the command line returns, so scripts can tell bad parameters from bad input
+data from a failing notebook.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_PARAMS = 2
+EXIT_INPUT = 3
+EXIT_NOTEBOOK = 4
+
+
+class MeetingError(Exception):
+    """Base class of every error meetinglib raises on purpose."""
+
+    exit_code = EXIT_UNEXPECTED
+
+
+# --- parameters -------------------------------------------------------------------
+
+
+class ParamsError(MeetingError):
+    """The parameters (YAML files or command-line options) are wrong."""
+
+    exit_code = EXIT_PARAMS
+
+
+class ParamsFileError(ParamsError):
+    """A params file is missing or is not valid YAML."""
+
+
+class UnknownParamError(ParamsError):
+    """A params file has a key meetinglib does not know (often a typo)."""
+
+    def __init__(self, file: str, key: str, known: list[str]):
+        self.file, self.key, self.known = file, key, known
+        super().__init__(
+            f"unknown key '{key}' in {file}; known keys here: {sorted(known)}. "
+            "Fix the spelling or remove the key."
+        )
+
+
+class MissingParamError(ParamsError):
+    """A params file lacks a key that has no default."""
+
+    def __init__(self, file: str, key: str):
+        self.file, self.key = file, key
+        super().__init__(f"missing key '{key}' in {file}; add it (see params/default.yaml).")
+
+
+class InvalidParamError(ParamsError):
+    """A params value has the wrong type or is out of range."""
+
+    def __init__(self, file: str, key: str, problem: str):
+        self.file, self.key, self.problem = file, key, problem
+        super().__init__(f"invalid value for '{key}' in {file}: {problem}")
+
+
+class WeekFormatError(ParamsError):
+    """A week is not written as an ISO week like 2026-W47."""
+
+    def __init__(self, text: object):
+        super().__init__(
+            f"week {text!r} is not an ISO week; write it as YYYY-Www, for example 2026-W47."
+        )
+
+
+# --- input data -----------------------------------------------------------------
+
+
+class InputDataError(MeetingError):
+    """The input data cannot be used as it is."""
+
+    exit_code = EXIT_INPUT
+
+
+class SourceNotFoundError(InputDataError):
+    """A configured file, folder or database table does not exist."""
+
+
+class UnreadableSourceError(InputDataError):
+    """A file exists but cannot be decoded or parsed (wrong encoding, corrupt file)."""
+
+
+class MissingColumnError(InputDataError):
+    """A required canonical column is absent from a source."""
+
+    def __init__(self, source: str, column: str, found: list[str]):
+        self.source, self.column, self.found = source, column, found
+        super().__init__(
+            f"column '{column}' not in {source}; columns found: {found}. "
+            "Map the company's column name onto it under 'columns' in the params mapping."
+        )
+
+
+class TooManyQuarantinedError(InputDataError):
+    """More rows failed validation than the params allow to set aside."""
+
+
+class NoDataError(InputDataError):
+    """The requested week has no data in the source."""
+
+
+# --- notebooks and handouts -----------------------------------------------------
+
+
+class NotebookError(MeetingError):
+    """A notebook failed while executing or exporting."""
+
+    exit_code = EXIT_NOTEBOOK
+
+
+class NotebookNotFoundError(NotebookError):
+    """A configured notebook does not exist in the notebooks folder."""
+
+
+class NotebookExecutionError(NotebookError):
+    """A cell of a notebook raised an error under papermill."""
+
+    def __init__(self, notebook: str, cell: str, error: str, kept_at: str):
+        self.notebook, self.cell, self.error, self.kept_at = notebook, cell, error, kept_at
+        super().__init__(
+            f"notebook '{notebook}' failed in {cell}: {error}. "
+            f"The executed notebook is kept at {kept_at} for debugging; "
+            "the previously published handouts of this week are unchanged."
+        )

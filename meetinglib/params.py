@@ -1,0 +1,233 @@
+"""Typed, validated parameters loaded from YAML files.
+
+Several files may be layered (``default.yaml`` then a per-company or per-week
+file); later files override earlier ones key by key. Relative paths are resolved
+against the folder of the file that sets them, so a run gives the same result from
+any working directory. An unknown or missing key is an error naming file and key.
+Secrets never live here: a database URL with a password must come from the
+environment variable named by ``source.url_env``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .errors import (
+    InvalidParamError,
+    MissingParamError,
+    ParamsError,
+    ParamsFileError,
+    UnknownParamError,
+)
+from .schema import SCHEMAS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableSource(_Strict):
+    """Where one canonical table comes from and how its columns map onto ours."""
+
+    file: str | None = None
+    table: str | None = None
+    sheet: str | int | None = None
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    timezone: str | None = None
+    timestamp_format: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    values: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return _check_tz(v) if v is not None else v
+
+
+class SourceParams(_Strict):
+    kind: Literal["folder", "sql"] = "folder"
+    path: Path | None = None
+    url: str | None = None
+    url_env: str | None = None
+    tables: dict[str, TableSource] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, v: str | None) -> str | None:
+        if v and "@" in v and ":" in v.split("@", 1)[0].split("//", 1)[-1]:
+            raise ValueError(
+                "the URL holds a password; put the whole URL in an environment variable "
+                "and name that variable in 'source.url_env' instead"
+            )
+        return v
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, v: dict[str, TableSource]) -> dict[str, TableSource]:
+        unknown = sorted(set(v) - set(SCHEMAS))
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; known tables: {sorted(SCHEMAS)}")
+        return v
+
+    def database_url(self) -> str:
+        if self.url_env:
+            url = os.environ.get(self.url_env)
+            if not url:
+                raise ParamsError(
+                    f"environment variable {self.url_env} (named by source.url_env) is not set; "
+                    "export it with the database URL."
+                )
+            return url
+        if self.url:
+            return self.url
+        raise ParamsError("source.kind is 'sql' but neither source.url nor source.url_env is set.")
+
+
+class SlaParams(_Strict):
+    ship_hours: float = Field(48.0, gt=0)
+
+
+class QualityParams(_Strict):
+    max_quarantine_share: float = Field(0.02, ge=0, le=1)
+
+
+class Params(_Strict):
+    company: str
+    timezone: str
+    language: Literal["en", "zh-CN"] = "en"
+    currency: str = "CNY"
+    history_weeks: int = Field(12, ge=1, le=104)
+    open_order_lookback_days: int = Field(90, ge=0)
+    source: SourceParams
+    sla: SlaParams = SlaParams()
+    quality: QualityParams = QualityParams()
+    targets: dict[str, float] = Field(default_factory=dict)
+    notebooks: list[str] = Field(default_factory=lambda: ["data_report"])
+    notebooks_dir: Path = Path("notebooks")
+    output_dir: Path = Path("outputs")
+
+    _files: tuple[Path, ...] = PrivateAttr(default=())
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return _check_tz(v)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The params files this was loaded from, in layering order."""
+        return self._files
+
+
+# Keys holding paths, resolved against the folder of the file that sets them.
+_PATH_KEYS: tuple[tuple[str, ...], ...] = (
+    ("source", "path"),
+    ("notebooks_dir",),
+    ("output_dir",),
+)
+
+
+def _check_tz(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {name!r}; use an IANA name like Asia/Shanghai") from None
+    return name
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ParamsFileError(f"params file {path} does not exist; pass an existing YAML file.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsFileError(f"params file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParamsFileError(f"params file {path} must hold a mapping of keys at the top level.")
+    for keys in _PATH_KEYS:
+        node = data
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            p = Path(node[keys[-1]]).expanduser()
+            node[keys[-1]] = str(p if p.is_absolute() else (path.parent / p).resolve())
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _has_path(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = data
+    for k in loc:
+        if not isinstance(node, dict) or k not in node:
+            return False
+        node = node[k]
+    return True
+
+
+def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Params:
+    """Load, layer and validate params files; errors name the file and the key."""
+    if not paths:
+        raise ParamsError("no params file given; pass --params params/default.yaml")
+    files = [Path(p).expanduser().resolve() for p in paths]
+    raws = [(f, _read_yaml(f)) for f in files]
+    merged: dict[str, Any] = {}
+    for _, raw in raws:
+        merged = _merge(merged, raw)
+    if overrides:
+        merged = _merge(merged, overrides)
+    try:
+        params = Params.model_validate(merged)
+    except ValidationError as exc:
+        raise _translate(exc, raws) from None
+    params._files = tuple(files)
+    return params
+
+
+def _translate(exc: ValidationError, raws: list[tuple[Path, dict[str, Any]]]) -> ParamsError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(k) for k in loc)
+    owner = next((str(f) for f, raw in reversed(raws) if _has_path(raw, loc)), None)
+    names = ", ".join(str(f) for f, _ in raws)
+    if err["type"] == "extra_forbidden":
+        parent_model = _model_at(loc[:-1])
+        known = list(parent_model.model_fields) if parent_model else []
+        return UnknownParamError(owner or names, key, known)
+    if err["type"] == "missing":
+        return MissingParamError(names, key)
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return InvalidParamError(owner or names, key, msg)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Params
+    for k in loc:
+        field = model.model_fields.get(str(k))
+        if field is None:
+            # dict-valued fields (e.g. source.tables.<name>) hold models as values
+            continue
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if nxt is None:
+            return None
+        model = nxt
+    return model

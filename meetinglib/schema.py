@@ -1,0 +1,178 @@
+"""The canonical tables, declared once.
+
+Every source is mapped onto these tables; everything downstream (validation,
+KPIs, plots, notebooks) reads only canonical names. Timestamps are tz-aware in
+the platform timezone; a missing milestone means "not reached yet".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["id", "category", "text", "timestamp", "float", "int"]
+
+ORDER_TYPES = ("normal", "special", "after_sales")
+EXCEPTION_CODES = (
+    "stockout",
+    "address_error",
+    "payment_failed",
+    "customs_hold",
+    "lost",
+    "damaged",
+    "fraud_review",
+)
+TICKET_CATEGORIES = ("complaint", "inquiry", "delivery", "return_request", "payment", "other")
+AFTER_SALES_KINDS = ("return", "refund_only", "exchange")
+SETTLEMENT_STATUSES = ("settled", "pending", "disputed", "refunded")
+ACTIVITIES = ("created", "paid", "picked", "packed", "shipped", "delivered", "cancelled")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: Kind
+    required: bool = False
+    allowed: tuple[str, ...] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    required_table: bool = False
+    # (earlier, later) milestone pairs: when both are present, earlier <= later.
+    milestone_order: tuple[tuple[str, str], ...] = ()
+    # The timestamp that places a row in time, used to select rows by window.
+    time_column: str | None = None
+    description: str = ""
+    _by_name: dict[str, Column] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({c.name: c for c in self.columns})
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def of_kind(self, *kinds: Kind) -> list[str]:
+        return [c.name for c in self.columns if c.kind in kinds]
+
+    def column(self, name: str) -> Column:
+        return self._by_name[name]
+
+
+ORDERS = TableSchema(
+    name="orders",
+    description="one row per order",
+    key=("order_id",),
+    required_table=True,
+    time_column="created_at",
+    columns=(
+        Column("order_id", "id", required=True, description="unique order number"),
+        Column("order_type", "category", required=True, allowed=ORDER_TYPES),
+        Column("created_at", "timestamp", required=True),
+        Column("paid_at", "timestamp"),
+        Column("shipped_at", "timestamp"),
+        Column("delivered_at", "timestamp"),
+        Column("cancelled_at", "timestamp"),
+        Column("promised_ship_by", "timestamp"),
+        Column("promised_delivery_by", "timestamp"),
+        Column("channel", "category"),
+        Column("warehouse", "category"),
+        Column("carrier", "category"),
+        Column("region", "category"),
+        Column("amount", "float", description="order value (GMV), platform currency"),
+        Column("exception_code", "category", allowed=EXCEPTION_CODES, description="empty = none"),
+    ),
+    milestone_order=(
+        ("created_at", "paid_at"),
+        ("paid_at", "shipped_at"),
+        ("created_at", "shipped_at"),
+        ("shipped_at", "delivered_at"),
+        ("created_at", "cancelled_at"),
+    ),
+)
+
+TICKETS = TableSchema(
+    name="tickets",
+    description="customer-service tickets",
+    key=("ticket_id",),
+    time_column="opened_at",
+    columns=(
+        Column("ticket_id", "id", required=True),
+        Column("order_id", "id"),
+        Column("opened_at", "timestamp", required=True),
+        Column("first_response_at", "timestamp"),
+        Column("resolved_at", "timestamp"),
+        Column("category", "category", required=True, allowed=TICKET_CATEGORIES),
+        Column("csat", "float", description="1-5, empty when not rated"),
+    ),
+    milestone_order=(("opened_at", "first_response_at"), ("opened_at", "resolved_at")),
+)
+
+AFTER_SALES = TableSchema(
+    name="after_sales",
+    description="returns, refunds and exchanges",
+    key=("case_id",),
+    time_column="requested_at",
+    columns=(
+        Column("case_id", "id", required=True),
+        Column("order_id", "id", required=True),
+        Column("kind", "category", required=True, allowed=AFTER_SALES_KINDS),
+        Column("requested_at", "timestamp", required=True),
+        Column("closed_at", "timestamp"),
+        Column("refund_amount", "float"),
+        Column("reason", "category"),
+    ),
+    milestone_order=(("requested_at", "closed_at"),),
+)
+
+SETTLEMENTS = TableSchema(
+    name="settlements",
+    description="payment settlement per order",
+    key=("order_id",),
+    time_column="settled_at",
+    columns=(
+        Column("order_id", "id", required=True),
+        Column("settled_at", "timestamp"),
+        Column("amount", "float", required=True),
+        Column("fee", "float"),
+        Column("status", "category", required=True, allowed=SETTLEMENT_STATUSES),
+    ),
+)
+
+ORDER_LINES = TableSchema(
+    name="order_lines",
+    description="order lines, for fill rate and stockouts",
+    key=("order_id", "sku"),
+    columns=(
+        Column("order_id", "id", required=True),
+        Column("sku", "id", required=True),
+        Column("qty", "int", required=True),
+        Column("qty_shipped", "int"),
+    ),
+)
+
+EVENTS = TableSchema(
+    name="events",
+    description="process events, one row per activity of an order",
+    key=(),
+    time_column="timestamp",
+    columns=(
+        Column("order_id", "id", required=True),
+        Column("activity", "category", required=True),
+        Column("timestamp", "timestamp", required=True),
+    ),
+)
+
+SCHEMAS: dict[str, TableSchema] = {
+    s.name: s for s in (ORDERS, TICKETS, AFTER_SALES, SETTLEMENTS, ORDER_LINES, EVENTS)
+}
+TABLES = tuple(SCHEMAS)
