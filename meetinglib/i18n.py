@@ -1,7 +1,7 @@
 """Every user-facing text of the handouts and the command line, in one place.
 
 Labels are keyed by a short dotted name; each has an English and a Simplified
-Chinese text. ``t("kpi.orders", "zh-CN")`` returns the text; ``str.format`` fields
+Chinese text. ``t("kpi.gmv", "zh-CN")`` returns the text; ``str.format`` fields
 are filled from keyword arguments. A missing key or language is a bug, caught by
 ``tests/test_i18n.py``.
 """
@@ -65,6 +65,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "kpi.overdue_backlog": ("Overdue backlog at week end", "周末超时积压订单"),
     "kpi.abnormal_orders": ("Abnormal orders", "异常订单"),
     "kpi.abnormal_rate": ("Abnormal-order rate", "异常订单率"),
+    "kpi.cycle_time_p90_h": ("Order cycle time P90 (created → delivered)", "订单周期 P90（下单→签收）"),
+    "kpi.handling_median_h": ("Handling time median (paid → shipped)", "处理时长中位数（支付→发货）"),
     # --- data report ----------------------------------------------------------------
     "report.title": ("Weekly order-processing report", "订单处理周报"),
     "report.subtitle": ("{company} · week {week} ({start} – {end}, {tz})", "{company} · 第 {week} 周（{start} – {end}，{tz}）"),

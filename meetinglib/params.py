@@ -201,7 +201,9 @@ def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None
 
 
 def _translate(exc: ValidationError, raws: list[tuple[Path, dict[str, Any]]]) -> ParamsError:
-    err = exc.errors()[0]
+    # An unknown key first: a misspelt key is usually why another one is "missing".
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
     loc = tuple(err["loc"])
     key = ".".join(str(k) for k in loc)
     owner = next((str(f) for f, raw in reversed(raws) if _has_path(raw, loc)), None)

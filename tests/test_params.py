@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from meetinglib.errors import (
+    InvalidParamError,
+    MissingParamError,
+    ParamsError,
+    ParamsFileError,
+    UnknownParamError,
+)
+from meetinglib.params import load_params
+
+ROOT = Path(__file__).parents[1]
+DEFAULT = ROOT / "params" / "default.yaml"
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_default_params_load_and_resolve_paths_against_their_file():
+    p = load_params(DEFAULT)
+    assert p.timezone == "Asia/Shanghai"
+    assert p.source.path == ROOT / "data" / "sample"
+    assert p.output_dir == ROOT / "outputs"
+    assert p.notebooks_dir == ROOT / "notebooks"
+    assert p.files == (DEFAULT,)
+
+
+def test_later_files_override_key_by_key(tmp_path):
+    company = write(tmp_path, "acme.yaml", "company: Acme\nsla: {ship_hours: 24}\n")
+    p = load_params(DEFAULT, company)
+    assert p.company == "Acme"
+    assert p.sla.ship_hours == 24
+    assert p.timezone == "Asia/Shanghai"  # untouched keys keep the default
+    assert p.files == (DEFAULT, company)
+
+
+def test_relative_path_resolved_against_the_file_that_sets_it(tmp_path):
+    over = write(tmp_path, "over.yaml", "source: {path: exports}\n")
+    assert load_params(DEFAULT, over).source.path == tmp_path / "exports"
+
+
+def test_unknown_key_names_file_key_and_known_keys(tmp_path):
+    typo = write(tmp_path, "typo.yaml", "sla: {ship_hour: 24}\n")
+    with pytest.raises(UnknownParamError, match=r"unknown key 'sla\.ship_hour' in .*typo\.yaml; "
+                       r"known keys here: \['ship_hours'\]"):
+        load_params(DEFAULT, typo)
+
+
+def test_unknown_nested_mapping_key(tmp_path):
+    typo = write(tmp_path, "m.yaml", "source:\n  tables:\n    orders: {colums: {a: order_id}}\n")
+    with pytest.raises(UnknownParamError, match=r"'source\.tables\.orders\.colums' in .*m\.yaml"):
+        load_params(DEFAULT, typo)
+
+
+def test_a_typo_is_reported_before_the_missing_key_it_causes(tmp_path):
+    only = write(tmp_path, "only.yaml", "compny: X\ntimezone: UTC\nsource: {path: .}\n")
+    with pytest.raises(UnknownParamError, match="unknown key 'compny'"):
+        load_params(only)
+
+
+def test_missing_key(tmp_path):
+    only = write(tmp_path, "only.yaml", "timezone: UTC\nsource: {path: .}\n")
+    with pytest.raises(MissingParamError, match=r"missing key 'company' in .*only\.yaml"):
+        load_params(only)
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("timezone: Mars/Olympus\n", r"'timezone' in .*bad\.yaml: unknown timezone 'Mars/Olympus'"),
+        ("language: fr\n", r"'language' in .*bad\.yaml"),
+        ("history_weeks: 0\n", r"'history_weeks' in .*bad\.yaml"),
+        ("source: {tables: {shipments: {}}}\n", r"unknown table\(s\) \['shipments'\]"),
+    ],
+)
+def test_invalid_values(tmp_path, text, pattern):
+    bad = write(tmp_path, "bad.yaml", text)
+    with pytest.raises(InvalidParamError, match=pattern):
+        load_params(DEFAULT, bad)
+
+
+def test_password_in_url_is_refused(tmp_path):
+    bad = write(tmp_path, "db.yaml", "source: {kind: sql, url: 'postgresql://u:secret@db/x'}\n")
+    with pytest.raises(InvalidParamError, match="holds a password.*source.url_env") as info:
+        load_params(DEFAULT, bad)
+    assert "secret" not in str(info.value)
+
+
+def test_database_url_from_environment(tmp_path, monkeypatch):
+    over = write(tmp_path, "db.yaml", "source: {kind: sql, url_env: SHOP_DB_URL}\n")
+    p = load_params(DEFAULT, over)
+    with pytest.raises(ParamsError, match="environment variable SHOP_DB_URL"):
+        p.source.database_url()
+    monkeypatch.setenv("SHOP_DB_URL", "sqlite:///x.db")
+    assert p.source.database_url() == "sqlite:///x.db"
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ParamsFileError, match="does not exist"):
+        load_params(tmp_path / "nope.yaml")
+    broken = write(tmp_path, "broken.yaml", "a: [1, 2\n")
+    with pytest.raises(ParamsFileError, match="broken.yaml is not valid YAML"):
+        load_params(broken)
+    scalar = write(tmp_path, "scalar.yaml", "- a\n- b\n")
+    with pytest.raises(ParamsFileError, match="mapping of keys"):
+        load_params(scalar)
