@@ -114,8 +114,8 @@ class NotebookError(MeetingError):
     exit_code = EXIT_NOTEBOOK
 
 
-class NotebookNotFoundError(NotebookError):
-    """A configured notebook does not exist in the notebooks folder."""
+class NotebookNotFoundError(ParamsError):
+    """A configured notebook does not exist in the notebooks folder (a params problem)."""
 
 
 class NotebookExecutionError(NotebookError):

@@ -11,6 +11,7 @@ environment variable named by ``source.url_env``.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import os
 import zoneinfo
 from pathlib import Path
@@ -99,6 +100,67 @@ class QualityParams(_Strict):
     max_quarantine_share: float = Field(0.02, ge=0, le=1)
 
 
+def _per_weekday(v: float | list[float]) -> float | list[float]:
+    """One number for every day, or seven numbers Monday to Sunday; none negative."""
+    values = v if isinstance(v, list) else [v]
+    if isinstance(v, list) and len(v) != 7:
+        raise ValueError(f"give one number or seven (Monday to Sunday), not {len(v)}")
+    if any(x < 0 for x in values):
+        raise ValueError("must not be negative")
+    return v
+
+
+class WarehousePlanParams(_Strict):
+    """Pick-and-pack productivity and staff of one warehouse."""
+
+    orders_per_person_hour: float = Field(gt=0)  # orders picked and packed per person-hour
+    hours_per_shift: float = Field(8.0, gt=0, le=24)  # productive hours per person and day
+    staff: float | list[float]  # people on shift per day: one number or seven (Mon..Sun)
+
+    _check_staff = field_validator("staff")(_per_weekday)
+
+
+class CustomerServicePlanParams(_Strict):
+    """Ticket-handling productivity and agents of customer service."""
+
+    tickets_per_agent_day: float = Field(gt=0)
+    agents: float | list[float]  # agents on duty per day: one number or seven (Mon..Sun)
+
+    _check_agents = field_validator("agents")(_per_weekday)
+
+
+class CarrierPlanParams(_Strict):
+    """Daily pick-up capacity of one carrier, in parcels."""
+
+    daily_capacity: float | list[float]  # one number or seven (Mon..Sun); 0 = not available
+
+    _check_capacity = field_validator("daily_capacity")(_per_weekday)
+
+
+class PlanParams(_Strict):
+    """Next week's plan: forecast settings, promotions calendar and resources."""
+
+    profile_weeks: int = Field(8, ge=1, le=52)  # weeks behind the weekday profile
+    level_weeks: int = Field(6, ge=1, le=52)  # weeks behind the weekly level
+    trend_weight: float = Field(0.5, ge=0, le=1)  # 0 = flat level, 1 = full trend
+    interval: float = Field(0.8, gt=0, lt=1)  # nominal coverage of the prediction interval
+    backtest_weeks: int = Field(8, ge=1, le=52)
+    share_weeks: int = Field(4, ge=1, le=52)  # weeks behind shares, ratios and on-time rates
+    min_on_time_delivery: float = Field(0.9, ge=0, le=1)  # carrier flagged below this rate
+    promotions: dict[dt.date, float] = Field(default_factory=dict)  # day -> lift factor
+    warehouses: dict[str, WarehousePlanParams] = Field(default_factory=dict)
+    carriers: dict[str, CarrierPlanParams] = Field(default_factory=dict)
+    customer_service: CustomerServicePlanParams | None = None
+
+    @field_validator("promotions")
+    @classmethod
+    def _positive_lifts(cls, v: dict[dt.date, float]) -> dict[dt.date, float]:
+        bad = sorted(str(d) for d, lift in v.items() if not lift > 0)
+        if bad:
+            raise ValueError(f"lift factors must be positive (1 = no lift); check {bad}")
+        return v
+
+
 class Params(_Strict):
     company: str
     timezone: str
@@ -109,6 +171,7 @@ class Params(_Strict):
     source: SourceParams
     sla: SlaParams = SlaParams()
     quality: QualityParams = QualityParams()
+    plan: PlanParams = PlanParams()
     targets: dict[str, float] = Field(default_factory=dict)
     notebooks: list[str] = Field(default_factory=lambda: ["data_report"])
     notebooks_dir: Path = Path("notebooks")
@@ -139,7 +202,9 @@ def _check_tz(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {name!r}; use an IANA name like Asia/Shanghai") from None
+        raise ValueError(
+            f"unknown timezone {name!r}; use an IANA name like Asia/Shanghai"
+        ) from None
     return name
 
 
@@ -228,7 +293,9 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         ann = field.annotation
         args = getattr(ann, "__args__", ())
         candidates = [ann, *args]
-        nxt = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        nxt = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
         if nxt is None:
             return None
         model = nxt
