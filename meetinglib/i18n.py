@@ -125,7 +125,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "flow.segment.channel": ("in channel {value}", "渠道 {value}"),
     "flow.segment.weekday": ("for orders created on {value}", "{value}下单"),
     "flow.segment.hour": ("for orders created at {value}:00", "{value} 点下单"),
-    "flow.segment.join": (" ", "、"),
+    "flow.segment.pair": ("{first} {second}", "{first}、{second}"),
     "flow.finding": ("{stage} {segment} takes a median {median} h against {overall} h overall: {excess} excess delay-hours on {affected:,} of its {orders:,} orders, {avoidable} more than at the pace of the other orders.", "{segment}的{stage}中位耗时 {median} 小时，整体为 {overall} 小时：其 {orders:,} 单中 {affected:,} 单超过整体中位数，共超时 {excess} 小时，比按其他订单的节奏多 {avoidable} 小时。"),
     "flow.col.source": ("From", "前一环节"),
     "flow.col.target": ("To", "后一环节"),

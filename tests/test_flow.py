@@ -1,0 +1,556 @@
+"""Tests of meetinglib.flow on hand-built logs whose answers are worked out in comments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from meetinglib import flow
+from meetinglib.errors import InputDataError, MissingColumnError
+from meetinglib.weeks import IsoWeek
+
+TZ = "Asia/Shanghai"
+BASE = pd.Timestamp("2026-01-05 09:00", tz=TZ)  # a Monday
+
+
+def at(hours: float) -> pd.Timestamp:
+    return BASE + pd.Timedelta(hours=hours)
+
+
+def make_log(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    """A log from (case, activity, hours after BASE) in the given row order."""
+    return pd.DataFrame(
+        {
+            "case_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "activity": pd.Series([r[1] for r in rows], dtype="str"),
+            "timestamp": pd.Series([at(r[2]) for r in rows]),
+        }
+    )
+
+
+# c1..c4 run the order flow; c5 has a single event (no edge)
+FLOW_ROWS = [
+    ("c1", "created", 0),
+    ("c1", "paid", 1),
+    ("c1", "shipped", 5),
+    ("c1", "delivered", 29),
+    ("c2", "created", 0),
+    ("c2", "paid", 3),
+    ("c2", "shipped", 13),
+    ("c2", "delivered", 61),
+    ("c3", "created", 0),
+    ("c3", "paid", 2),
+    ("c3", "shipped", 4),
+    ("c4", "created", 0),
+    ("c4", "cancelled", 6),
+    ("c5", "created", 0),
+]
+
+# source, target, cases, count, mean_h, median_h, p90_h (P90 by linear interpolation:
+# position 0.9 * (n - 1) in the sorted hours)
+FLOW_EDGES = [
+    # hours 1, 3, 2 -> mean 2; sorted 1 2 3: median 2; P90 at 1.8: 2 + 0.8 * (3 - 2) = 2.8
+    ("created", "paid", 3, 3, 2.0, 2.0, 2.8),
+    # hours 4, 10, 2 -> mean 16/3; sorted 2 4 10: median 4; P90 at 1.8: 4 + 0.8 * 6 = 8.8
+    ("paid", "shipped", 3, 3, 16 / 3, 4.0, 8.8),
+    # hours 24, 48 -> mean 36, median 36; P90 at 0.9: 24 + 0.9 * 24 = 45.6
+    ("shipped", "delivered", 2, 2, 36.0, 36.0, 45.6),
+    # hours 6
+    ("created", "cancelled", 1, 1, 6.0, 6.0, 6.0),
+]
+
+
+def edges_frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=flow.DFG_COLUMNS)
+    frame["source"] = frame["source"].astype("str")
+    frame["target"] = frame["target"].astype("str")
+    return frame.astype({"cases": "int64", "count": "int64"})
+
+
+# --- event log ---------------------------------------------------------------------------
+
+
+def milestone_orders() -> pd.DataFrame:
+    nat = pd.NaT
+    return pd.DataFrame(
+        {
+            # listed out of id order on purpose
+            "order_id": pd.Series(["B", "A", "C"], dtype="str"),
+            "order_type": pd.Categorical(["normal", "normal", "special"]),
+            "created_at": pd.Series([at(1), at(0), at(-1)]),
+            # A is paid in the same second it is created: rank puts created first
+            "paid_at": pd.Series([nat, at(0), nat], dtype=f"datetime64[us, {TZ}]"),
+            "shipped_at": pd.Series([nat, at(5), nat], dtype=f"datetime64[us, {TZ}]"),
+            "delivered_at": pd.Series([nat, at(29), nat], dtype=f"datetime64[us, {TZ}]"),
+            "cancelled_at": pd.Series([at(2), nat, nat], dtype=f"datetime64[us, {TZ}]"),
+        }
+    )
+
+
+def test_event_log_from_order_milestones_skips_empty_ones():
+    orders = milestone_orders()
+    log = flow.event_log(orders)
+    expected = pd.DataFrame(
+        {
+            "case_id": ["A", "A", "A", "A", "B", "B", "C"],
+            "activity": [
+                "created",
+                "paid",
+                "shipped",
+                "delivered",
+                "created",
+                "cancelled",
+                "created",
+            ],
+            "timestamp": [at(0), at(0), at(5), at(29), at(1), at(2), at(-1)],
+        }
+    )
+    assert log["case_id"].tolist() == expected["case_id"].tolist()
+    assert log["activity"].astype(str).tolist() == expected["activity"].tolist()
+    assert log["timestamp"].tolist() == expected["timestamp"].tolist()
+    assert log.index.tolist() == list(range(7))
+    assert str(log["case_id"].dtype) == "str"
+    assert log["activity"].cat.ordered
+    assert list(log["activity"].cat.categories[:7]) == [
+        "created",
+        "paid",
+        "picked",
+        "packed",
+        "shipped",
+        "delivered",
+        "cancelled",
+    ]
+    assert str(log["timestamp"].dt.tz) == TZ
+
+
+def test_event_log_adds_after_sales_steps_to_the_order_case():
+    orders = milestone_orders()
+    after_sales = pd.DataFrame(
+        {
+            "case_id": ["R1", "R2"],
+            "order_id": ["A", "A"],
+            "kind": ["return", "refund_only"],
+            "requested_at": [at(40), at(30)],
+            "closed_at": pd.Series([at(50), pd.NaT], dtype=f"datetime64[us, {TZ}]"),
+        }
+    )
+    log = flow.event_log(orders, after_sales=after_sales)
+    case_a = log[log["case_id"] == "A"]
+    # the open case R2 has no closing event; steps interleave by time
+    assert case_a["activity"].astype(str).tolist() == [
+        "created",
+        "paid",
+        "shipped",
+        "delivered",
+        "return_requested",  # R2 at 30 h
+        "return_requested",  # R1 at 40 h
+        "return_closed",  # R1 at 50 h
+    ]
+    assert case_a["timestamp"].tolist() == [at(0), at(0), at(5), at(29), at(30), at(40), at(50)]
+    assert len(log) == 7 + 3
+
+
+def test_event_log_from_events_table_sorts_rows_and_breaks_ties_by_rank():
+    events = pd.DataFrame(
+        {
+            "order_id": ["2", "1", "1", "1", "2", "1"],
+            "activity": ["paid", "shipped", "paid", "created", "created", "delivered"],
+            # order 1: created and paid in the same second, listed paid first
+            "timestamp": [at(1), at(4), at(0), at(0), at(0), at(30)],
+        }
+    )
+    log = flow.event_log(pd.DataFrame(), events)
+    assert log["case_id"].tolist() == ["1", "1", "1", "1", "2", "2"]
+    assert log["activity"].astype(str).tolist() == [
+        "created",
+        "paid",
+        "shipped",
+        "delivered",
+        "created",
+        "paid",
+    ]
+    assert log["timestamp"].tolist() == [at(0), at(0), at(4), at(30), at(0), at(1)]
+
+
+def test_event_log_keeps_unknown_activities_after_the_known_ones():
+    events = pd.DataFrame(
+        {
+            "order_id": ["1", "1", "1"],
+            "activity": ["address_fixed", "created", "audit"],
+            "timestamp": [at(1), at(0), at(1)],
+        }
+    )
+    log = flow.event_log(pd.DataFrame(), events)
+    # equal times: unknown names rank after the known ones, alphabetically
+    assert log["activity"].astype(str).tolist() == ["created", "address_fixed", "audit"]
+    assert list(log["activity"].cat.categories[-2:]) == ["address_fixed", "audit"]
+
+
+def test_event_log_errors_name_table_column_and_count():
+    with pytest.raises(MissingColumnError, match="column 'created_at' not in orders"):
+        flow.event_log(pd.DataFrame({"order_id": ["1"]}))
+    events = pd.DataFrame(
+        {"order_id": ["1", "1"], "activity": ["created", "paid"], "timestamp": [at(0), pd.NaT]}
+    )
+    with pytest.raises(InputDataError, match=r"events: column 'timestamp' is empty in 1 row"):
+        flow.event_log(pd.DataFrame(), events)
+
+
+# --- directly-follows graph --------------------------------------------------------------
+
+
+def test_directly_follows_counts_and_hours():
+    result = flow.directly_follows(make_log(FLOW_ROWS))
+    pd.testing.assert_frame_equal(result, edges_frame(FLOW_EDGES))
+
+
+@pytest.mark.parametrize(("seed", "id_dtype"), [(1, "str"), (2, "str"), (3, "object")])
+def test_directly_follows_sorts_out_of_order_rows_first(seed, id_dtype):
+    shuffled = make_log(FLOW_ROWS).sample(frac=1.0, random_state=seed)
+    shuffled["case_id"] = shuffled["case_id"].astype(id_dtype)
+    result = flow.directly_follows(shuffled)
+    pd.testing.assert_frame_equal(result, edges_frame(FLOW_EDGES))
+
+
+def test_directly_follows_sorts_rows_within_cases():
+    # cases in order, but c2's rows listed last event first
+    rows = [r for r in FLOW_ROWS if r[0] != "c2"]
+    rows[4:4] = [r for r in FLOW_ROWS if r[0] == "c2"][::-1]
+    result = flow.directly_follows(make_log(rows))
+    pd.testing.assert_frame_equal(result, edges_frame(FLOW_EDGES))
+
+
+def test_directly_follows_start_and_end_edges():
+    result = flow.directly_follows(make_log(FLOW_ROWS), start_end=True)
+    ends = result[(result["source"] == flow.START) | (result["target"] == flow.END)]
+    got = {(s, t): (c, n) for s, t, c, n in ends[["source", "target", "cases", "count"]].values}
+    # every case starts with created; last events: c1, c2 delivered; c3 shipped;
+    # c4 cancelled; c5 (one event) created
+    assert got == {
+        (flow.START, "created"): (5, 5),
+        ("delivered", flow.END): (2, 2),
+        ("shipped", flow.END): (1, 1),
+        ("cancelled", flow.END): (1, 1),
+        ("created", flow.END): (1, 1),
+    }
+    assert ends[["mean_h", "median_h", "p90_h"]].isna().all().all()
+
+
+def test_directly_follows_equal_timestamps_follow_rank():
+    # shipped and delivered recorded in the same minute, delivered listed first
+    log = make_log([("x", "created", 0), ("x", "delivered", 5), ("x", "shipped", 5)])
+    result = flow.directly_follows(log)
+    pairs = list(zip(result["source"], result["target"], strict=True))
+    assert pairs == [("created", "shipped"), ("shipped", "delivered")]
+    assert result["mean_h"].tolist() == [5.0, 0.0]
+
+
+# r1 picks and packs twice (picked > packed > picked > packed); r3 scans three times
+LOOP_ROWS = [
+    ("r1", "created", 0),
+    ("r1", "picked", 1),
+    ("r1", "packed", 2),
+    ("r1", "picked", 3),
+    ("r1", "packed", 5),
+    ("r1", "shipped", 6),
+    ("r2", "created", 0),
+    ("r2", "picked", 2),
+    ("r2", "packed", 3),
+    ("r2", "shipped", 4),
+    ("r3", "created", 0),
+    ("r3", "picked", 1),
+    ("r3", "picked", 2),
+    ("r3", "picked", 4),
+]
+
+
+def test_directly_follows_with_loops_counts_each_transition():
+    # rows by count, ties in business order of source, then target
+    result = flow.directly_follows(make_log(LOOP_ROWS))
+    expected = edges_frame(
+        [
+            # r1 0 -> 1, r2 0 -> 2, r3 0 -> 1: hours 1, 2, 1; sorted 1 1 2: median 1,
+            # P90 at 1.8: 1 + 0.8 * 1 = 1.8
+            ("created", "picked", 3, 3, 4 / 3, 1.0, 1.8),
+            # r1 1 -> 2, r1 3 -> 5, r2 2 -> 3: hours 1, 2, 1 in 2 cases
+            ("picked", "packed", 2, 3, 4 / 3, 1.0, 1.8),
+            # r3 1 -> 2, 2 -> 4: hours 1, 2 in one case; P90 at 0.9: 1 + 0.9 = 1.9
+            ("picked", "picked", 1, 2, 1.5, 1.5, 1.9),
+            # r1 5 -> 6, r2 3 -> 4
+            ("packed", "shipped", 2, 2, 1.0, 1.0, 1.0),
+            # r1 2 -> 3
+            ("packed", "picked", 1, 1, 1.0, 1.0, 1.0),
+        ]
+    )
+    pd.testing.assert_frame_equal(result, expected)
+
+
+def test_directly_follows_of_single_event_cases_is_empty():
+    result = flow.directly_follows(make_log([("a", "created", 0), ("b", "created", 1)]))
+    assert result.empty
+    assert list(result.columns) == flow.DFG_COLUMNS
+
+
+def test_many_activities_and_edges_take_the_general_path():
+    # 70 activity names (too many for one bit each) and 70 edges (grouped by sorting):
+    # case m walks a00 .. a69 one hour apart and repeats a00; case n does a00 > a01 in 2 h
+    chain = [("m", f"a{i:02d}", i) for i in range(70)] + [("m", "a00", 70)]
+    log = make_log([*chain, ("n", "a00", 0), ("n", "a01", 2)])
+    dfg = flow.directly_follows(log).set_index(["source", "target"])
+    assert len(dfg) == 70  # a00>a01 .. a68>a69, a69>a00
+    # hours 1 and 2: mean 1.5, median 1.5, P90 at 0.9: 1 + 0.9 * 1 = 1.9
+    assert dfg.loc[("a00", "a01")].tolist() == pytest.approx([2, 2, 1.5, 1.5, 1.9])
+    assert dfg.loc[("a69", "a00")].tolist() == pytest.approx([1, 1, 1.0, 1.0, 1.0])
+    again = flow.rework(log)
+    # a00 twice in m; m and n both have a00
+    assert again.values.tolist() == [["a00", 1, 1, 0.5]]
+
+
+@pytest.mark.parametrize("builtin", [True, False])
+def test_popcount_with_and_without_numpy_builtin(builtin, monkeypatch):
+    if not builtin:
+        monkeypatch.delattr(np, "bitwise_count", raising=False)
+    values = np.array([0, 1, 3, 2**63, 2**63 + 5], dtype=np.uint64)
+    assert flow._popcount(values).tolist() == [0, 1, 2, 1, 3]
+
+
+# --- variants and rework -----------------------------------------------------------------
+
+
+def test_variants_with_shares_and_throughput():
+    result = flow.variants(make_log(FLOW_ROWS))
+    # 5 cases; c1 and c2 share a sequence (throughput 29 h and 61 h: median 45);
+    # ties in cases are listed alphabetically
+    assert result["variant"].tolist() == [
+        "created > paid > shipped > delivered",
+        "created",
+        "created > cancelled",
+        "created > paid > shipped",
+    ]
+    assert result["events"].tolist() == [4, 1, 2, 3]
+    assert result["cases"].tolist() == [2, 1, 1, 1]
+    assert result["share"].tolist() == pytest.approx([0.4, 0.2, 0.2, 0.2])
+    assert result["cumulative_share"].tolist() == pytest.approx([0.4, 0.6, 0.8, 1.0])
+    assert result["median_h"].tolist() == pytest.approx([45.0, 0.0, 6.0, 4.0])
+
+
+def test_variants_tell_prefixes_and_loops_apart():
+    rows = [
+        ("a", "created", 0),
+        ("a", "paid", 1),
+        ("b", "created", 0),
+        ("b", "paid", 1),
+        ("b", "paid", 2),
+        ("c", "created", 0),
+        ("c", "paid", 1),
+        ("d", "paid", 0),
+        ("d", "created", 1),
+    ]
+    result = flow.variants(make_log(rows), durations=False)
+    assert dict(zip(result["variant"], result["cases"], strict=True)) == {
+        "created > paid": 2,
+        "created > paid > paid": 1,
+        "paid > created": 1,
+    }
+    assert "median_h" not in result.columns
+
+
+def test_rework_counts_repeated_activities():
+    result = flow.rework(make_log(LOOP_ROWS))
+    # picked: repeated in r1 (2x) and r3 (3x) -> 2 cases, 1 + 2 = 3 repeats, of 3 cases
+    # with a pick; packed: repeated in r1 only -> 1 case, 1 repeat, of 2 cases packing
+    assert result["activity"].tolist() == ["picked", "packed"]
+    assert result["cases"].tolist() == [2, 1]
+    assert result["repeats"].tolist() == [3, 1]
+    assert result["share"].tolist() == pytest.approx([2 / 3, 1 / 2])
+    assert flow.rework(make_log(FLOW_ROWS)).empty
+
+
+# --- stages and bottlenecks --------------------------------------------------------------
+
+
+def bottleneck_orders(transit: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    """Orders created Monday 09:00, paid after 1 h, shipped 10 h later, then ``transit``."""
+    rows = [(c, r, h) for (c, r), hours in transit.items() for h in hours]
+    n = len(rows)
+    created = pd.Series([BASE] * n)
+    shipped = created + pd.Timedelta(hours=11)
+    return pd.DataFrame(
+        {
+            "order_id": pd.Series([f"O{i:03d}" for i in range(n)], dtype="str"),
+            "order_type": pd.Categorical(["normal"] * n),
+            "created_at": created,
+            "paid_at": created + pd.Timedelta(hours=1),
+            "shipped_at": shipped,
+            "delivered_at": shipped + pd.to_timedelta([r[2] for r in rows], unit="h"),
+            "channel": pd.Categorical(["app"] * n),
+            "warehouse": pd.Categorical(["WH1"] * n),
+            "carrier": pd.Categorical([r[0] for r in rows]),
+            "region": pd.Categorical([r[1] for r in rows]),
+        }
+    )
+
+
+ONE_CELL_SLOW = {
+    ("X", "N"): [50, 60, 70],
+    ("X", "S"): [10, 10, 10],
+    ("Y", "N"): [10, 10, 10],
+    ("Y", "S"): [10, 10, 10],
+}
+
+
+def test_stage_frame_durations_and_segments():
+    orders = bottleneck_orders({("X", "N"): [50], ("Y", "S"): [10, 10]})
+    orders.loc[[1, 2], "paid_at"] = pd.NaT
+    orders.loc[0, "shipped_at"] = BASE + pd.Timedelta(hours=50)  # 49 h after payment
+    orders.loc[0, "delivered_at"] = BASE + pd.Timedelta(hours=60)
+    orders["promised_ship_by"] = pd.Series([pd.NaT, BASE + pd.Timedelta(hours=5), pd.NaT])
+    frame = flow.stage_frame(orders, ship_sla_hours=48)
+    assert frame["created_paid_h"].tolist()[0] == 1.0
+    assert frame["created_paid_h"].isna().tolist() == [False, True, True]
+    assert frame["paid_shipped_h"].tolist()[0] == 49.0  # 50 - 1
+    assert frame["shipped_delivered_h"].tolist() == [10.0, 10.0, 10.0]  # 60 - 50; 21 - 11
+    assert frame["created_delivered_h"].tolist() == [60.0, 21.0, 21.0]
+    # order 0: 49 h after payment > 48 h SLA; order 1: shipped at 11 h, promised by 5 h;
+    # order 2: neither a promise nor a payment, so no deadline
+    assert frame["ship_late"].tolist()[:2] == [True, True]
+    assert frame["ship_late"].isna().tolist() == [False, False, True]
+    assert frame["weekday"].tolist() == [0, 0, 0]  # Monday
+    assert frame["hour"].tolist() == [9, 9, 9]
+    assert frame["carrier"].astype(str).tolist() == ["X", "Y", "Y"]
+    assert frame["delivered_at"].tolist()[0] == BASE + pd.Timedelta(hours=60)
+
+
+def test_bottleneck_one_carrier_in_one_region():
+    orders = bottleneck_orders(ONE_CELL_SLOW)
+    result = flow.bottlenecks(orders, min_orders=2)
+    # transit hours: nine of 10 and 50, 60, 70 -> overall median (10 + 10) / 2 = 10;
+    # excess: X/N 40 + 50 + 60 = 150, every other order 0; total 150.
+    # Carrier X and region N each hold all 150 h, but their other orders (X/S, Y/N) run
+    # at the baseline pace 0, so the cell X/N replaces them. Avoidable: 150 - 3 * 0.
+    # The other stages take exactly 1 h and 10 h everywhere: no excess, no finding.
+    assert len(result) == 1
+    top = result.iloc[0]
+    assert (top["stage"], top["dimension"], top["value"]) == ("shipped_delivered", "carrier", "X")
+    assert (top["dimension_2"], top["value_2"]) == ("region", "N")
+    assert top["orders"] == 3
+    assert top["median_h"] == 60.0
+    assert top["overall_median_h"] == 10.0
+    assert top["excess_delay_h"] == pytest.approx(150.0)
+    assert top["affected_orders"] == 3
+    assert top["share"] == pytest.approx(1.0)
+    assert top["avoidable_h"] == pytest.approx(150.0)
+    assert top["finding"] == (
+        "Shipped → delivered via carrier X to region N takes a median 60 h against 10 h "
+        "overall: 150 excess delay-hours on 3 of its 3 orders, 150 more than at the pace "
+        "of the other orders."
+    )
+    zh = flow.bottlenecks(orders, min_orders=2, lang="zh-CN").iloc[0]["finding"]
+    assert zh == (
+        "承运商 X、区域 N的发货→签收中位耗时 60 小时，整体为 10 小时：其 3 单中 3 单超过"
+        "整体中位数，共超时 150 小时，比按其他订单的节奏多 150 小时。"
+    )
+
+
+def test_bottleneck_single_dimensions_when_cells_are_too_small():
+    result = flow.bottlenecks(bottleneck_orders(ONE_CELL_SLOW), min_orders=4)
+    # the X/N cell has 3 < 4 orders; carrier X (6 orders, 150 h excess, the other 6
+    # orders at pace 0 -> avoidable 150) and region N (same) are listed; ties by name
+    assert list(zip(result["dimension"], result["value"], strict=True)) == [
+        ("carrier", "X"),
+        ("region", "N"),
+    ]
+    assert result["avoidable_h"].tolist() == pytest.approx([150.0, 150.0])
+    assert result["median_h"].tolist() == [30.0, 30.0]  # X: 10 10 10 50 60 70
+    assert result["dimension_2"].tolist() == [None, None]
+    assert result["value_2"].tolist() == [None, None]
+
+
+def test_bottleneck_broad_carrier_problem_is_not_split_into_cells():
+    transit = {
+        ("X", "N"): [30, 30, 30],
+        ("X", "S"): [30, 30, 30],
+        ("Y", "N"): [10, 10, 10],
+        ("Y", "S"): [10, 10, 10],
+    }
+    result = flow.bottlenecks(bottleneck_orders(transit), min_orders=2)
+    # overall median (10 + 30) / 2 = 20; excess 10 on each X order -> 60 h in total.
+    # Carrier X: 60 h, other orders (Y) at pace 0 -> avoidable 60. Region N: 30 h, other
+    # orders (S) at 30 / 6 = 5 h each -> 30 - 6 * 5 = 0, no finding. Cell X/N: the rest
+    # of X (X/S) is as slow as the cell, so the cell is not the problem.
+    assert len(result) == 1
+    top = result.iloc[0]
+    assert (top["dimension"], top["value"], top["dimension_2"]) == ("carrier", "X", None)
+    assert top["avoidable_h"] == pytest.approx(60.0)
+    assert top["excess_delay_h"] == pytest.approx(60.0)
+    assert top["affected_orders"] == 6
+    assert (top["median_h"], top["overall_median_h"]) == (30.0, 20.0)
+
+
+def test_bottleneck_window_takes_orders_by_stage_end_event():
+    slow_last_week = bottleneck_orders({("Y", "S"): [200, 200, 200]})
+    slow_last_week["created_at"] -= pd.Timedelta(days=7)
+    slow_last_week["paid_at"] -= pd.Timedelta(days=7)
+    slow_last_week["shipped_at"] -= pd.Timedelta(days=7)
+    slow_last_week["delivered_at"] = slow_last_week["shipped_at"] + pd.Timedelta(hours=20)
+    # delivered Monday 09:00 + 11 h + 20 h - 7 days: in the week before, so out of scope
+    orders = pd.concat([bottleneck_orders(ONE_CELL_SLOW), slow_last_week], ignore_index=True)
+    orders["order_id"] = [f"O{i:03d}" for i in range(len(orders))]
+    week = IsoWeek(2026, 2).window(TZ)
+    result = flow.bottlenecks(orders, window=week, min_orders=2)
+    assert len(result) == 1
+    top = result.iloc[0]
+    assert (top["value"], top["value_2"], top["orders"]) == ("X", "N", 3)
+    assert (top["overall_median_h"], top["excess_delay_h"]) == (10.0, pytest.approx(150.0))
+
+
+def test_bottleneck_min_share_drops_small_findings():
+    orders = bottleneck_orders(ONE_CELL_SLOW)
+    # the only finding holds all of the stage's 150 excess hours: share 1.0
+    assert len(flow.bottlenecks(orders, min_orders=2, min_share=1.0)) == 1
+    assert flow.bottlenecks(orders, min_orders=2, min_share=1.01).empty
+
+
+def test_bottleneck_rejects_unknown_dimension():
+    with pytest.raises(ValueError, match="unknown dimension"):
+        flow.bottlenecks(bottleneck_orders(ONE_CELL_SLOW), dimensions=["courier"])
+
+
+@pytest.mark.parametrize(
+    ("dimension", "value", "en", "zh"),
+    [
+        ("weekday", 4, "for orders created on Fri", "周五下单"),
+        ("hour", 9, "for orders created at 09:00", "09 点下单"),
+        ("order_type", "special", "for Special orders", "特殊订单"),
+        ("warehouse", "WH1", "from warehouse WH1", "仓库 WH1"),
+    ],
+)
+def test_segment_phrases(dimension, value, en, zh):
+    assert flow.segment_phrase(dimension, value, "en") == en
+    assert flow.segment_phrase(dimension, value, "zh-CN") == zh
+
+
+def test_labelled_translates_names_and_headings():
+    shown = flow.labelled(flow.directly_follows(make_log(FLOW_ROWS)), "zh-CN")
+    assert list(shown.columns[:4]) == ["前一环节", "后一环节", "订单数", "流转次数"]
+    assert shown.iloc[0, :2].tolist() == ["下单", "支付"]
+
+
+# --- inputs are left alone -----------------------------------------------------------------
+
+
+def test_inputs_not_mutated():
+    orders = bottleneck_orders(ONE_CELL_SLOW)
+    log = make_log(LOOP_ROWS).sample(frac=1.0, random_state=4)
+    events = log.rename(columns={"case_id": "order_id"})
+    copies = [orders.copy(deep=True), log.copy(deep=True), events.copy(deep=True)]
+    flow.event_log(orders)
+    flow.event_log(orders, events)
+    flow.directly_follows(log, start_end=True)
+    flow.variants(log)
+    flow.rework(log)
+    flow.stage_frame(orders, ship_sla_hours=24)
+    flow.bottlenecks(orders, min_orders=2)
+    for before, after in zip(copies, [orders, log, events], strict=True):
+        pd.testing.assert_frame_equal(before, after)
