@@ -300,6 +300,47 @@ def backlog_by(
     return _without_empty_missing(table, "backlog")
 
 
+# --- delivery ---------------------------------------------------------------------------
+
+
+def _delivered_judged(orders: pd.DataFrame, window: Window) -> tuple[pd.Series, pd.Series]:
+    delivered_at = _col(orders, "delivered_at")
+    promised = _col(orders, "promised_delivery_by")
+    judged = window.contains(delivered_at) & promised.notna()
+    return judged, judged & (delivered_at > promised)
+
+
+def on_time_delivery_rate(orders: pd.DataFrame, window: Window) -> float:
+    """Orders delivered in the window by promised_delivery_by / those delivered with a promise.
+
+    Share; delivered exactly at the promise is on time; orders without a promised delivery
+    date are left out; NaN when none remain. Event: delivered_at in the window.
+    """
+    judged, late = _delivered_judged(orders, window)
+    return _rate(judged.sum() - late.sum(), judged.sum())
+
+
+def late_delivery_by(orders: pd.DataFrame, window: Window, rows: str, cols: str) -> pd.DataFrame:
+    """Per (rows, cols) cell: delivered (with a promise), late, late_rate = late / delivered.
+
+    Orders delivered in the window; only cells with deliveries; unit orders and share.
+    """
+    judged, late = _delivered_judged(orders, window)
+    row_values, _ = _dimension(orders, rows)
+    col_values, _ = _dimension(orders, cols)
+    flags = pd.DataFrame(
+        {
+            rows: row_values[judged].to_numpy(),
+            cols: col_values[judged].to_numpy(),
+            "delivered": 1,
+            "late": late[judged].to_numpy().astype("int64"),
+        }
+    )
+    table = flags.groupby([rows, cols], sort=True)[["delivered", "late"]].sum()
+    table["late_rate"] = table["late"] / table["delivered"]
+    return table
+
+
 # --- abnormal orders -------------------------------------------------------------------
 
 
@@ -349,6 +390,7 @@ HEADLINE: tuple[KpiSpec, ...] = (
     KpiSpec("gmv", "currency", True, lambda o, w, sla: gmv(o, w)),
     KpiSpec("cancellation_rate", "share", False, lambda o, w, sla: cancellation_rate(o, w)),
     KpiSpec("on_time_ship_rate", "share", True, on_time_ship_rate),
+    KpiSpec("on_time_delivery_rate", "share", True, lambda o, w, sla: on_time_delivery_rate(o, w)),
     KpiSpec("cycle_time_p90_h", "hours", False, lambda o, w, sla: cycle_time_p90_h(o, w)),
     KpiSpec("handling_median_h", "hours", False, lambda o, w, sla: handling_median_h(o, w)),
     KpiSpec("backlog", "orders", False, lambda o, w, sla: backlog_at(o, w.end)),

@@ -38,7 +38,10 @@ def test_t_formats_and_rejects_unknowns():
 
 
 def test_every_label_used_in_the_code_exists():
-    src = "\n".join(p.read_text(encoding="utf-8") for p in (Path(__file__).parents[1] / "meetinglib").rglob("*.py"))
+    src = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in (Path(__file__).parents[1] / "meetinglib").rglob("*.py")
+    )
     used = set(re.findall(r"""(?:\bt|self\._t)\(\s*["']([a-z_]+\.[a-z0-9_.]+)["']""", src))
     missing = sorted(k for k in used if k not in LABELS)
     assert not missing, f"labels used but not defined: {missing}"

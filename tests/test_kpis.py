@@ -381,6 +381,8 @@ def test_headline_this_week_against_last(orders):
         "gmv": (1905.0, 1350.0, "currency", True),
         "cancellation_rate": (3 / 14, 2 / 9, "share", False),
         "on_time_ship_rate": (6 / 8, 2 / 4, "share", True),
+        # only O11 (W11) and O01 (W10) have a delivery promise; both delivered before it
+        "on_time_delivery_rate": (1.0, 1.0, "share", True),
         "cycle_time_p90_h": (114.8, 106.6, "hours", False),
         "handling_median_h": (32.0, 36.75, "hours", False),
         "backlog": (5, 2, "orders", False),
@@ -560,3 +562,47 @@ def test_on_time_and_stage_medians_agree_with_sqlite(orders, sqlite_orders, week
         else:
             # julianday is a float of days: agree to well under a second
             assert medians[stage] == pytest.approx(expected, abs=1e-4), stage
+
+
+# --- delivery: a separate hand-made frame, since the fixture has few delivery promises ---
+
+
+def _deliveries() -> pd.DataFrame:
+    rows = [
+        # id, carrier, region, delivered_at, promised_delivery_by
+        ("A", "X", "r1", "2026-03-10 10:00", "2026-03-10 12:00"),  # on time
+        ("B", "X", "r1", "2026-03-11 10:00", "2026-03-10 12:00"),  # late
+        ("C", "X", "r2", "2026-03-12 12:00", "2026-03-12 12:00"),  # exactly at promise: on time
+        ("D", "Y", "r1", "2026-03-13 12:00", None),  # no promise: not judged
+        ("E", "Y", "r1", "2026-03-08 12:00", "2026-03-07 12:00"),  # delivered in W10
+        ("F", "Y", "r2", "2026-03-16 00:00", "2026-03-15 00:00"),  # Monday 00:00: W12
+        ("G", "Y", "r1", "2026-03-14 09:00", "2026-03-14 08:00"),  # late
+    ]
+    frame = pd.DataFrame(
+        rows, columns=["order_id", "carrier", "region", "delivered_at", "promised_delivery_by"]
+    )
+    for col in ("delivered_at", "promised_delivery_by"):
+        frame[col] = pd.to_datetime(frame[col]).dt.tz_localize(TZ)
+    frame["created_at"] = frame["delivered_at"] - pd.Timedelta(days=3)
+    frame["order_id"] = frame["order_id"].astype("str")
+    for col in ("carrier", "region"):
+        frame[col] = frame[col].astype("category")
+    return frame
+
+
+def test_on_time_delivery_rate_by_hand():
+    # Judged in W11: A, B, C, G (D has no promise, E is W10, F is W12); late: B, G -> 2/4.
+    assert kpis.on_time_delivery_rate(_deliveries(), W11) == pytest.approx(0.5)
+    # W10: E only, late -> 0/1.
+    assert kpis.on_time_delivery_rate(_deliveries(), W10) == pytest.approx(0.0)
+
+
+def test_late_delivery_by_region_and_carrier_by_hand():
+    table = kpis.late_delivery_by(_deliveries(), W11, "region", "carrier")
+    # (r1, X): A on time, B late -> 1/2; (r1, Y): G late -> 1/1; (r2, X): C on time -> 0/1;
+    # (r2, Y): F falls in W12 -> no cell.
+    assert table.to_dict("index") == {
+        ("r1", "X"): {"delivered": 2, "late": 1, "late_rate": 0.5},
+        ("r1", "Y"): {"delivered": 1, "late": 1, "late_rate": 1.0},
+        ("r2", "X"): {"delivered": 1, "late": 0, "late_rate": 0.0},
+    }

@@ -46,8 +46,11 @@ def test_relative_path_resolved_against_the_file_that_sets_it(tmp_path):
 
 def test_unknown_key_names_file_key_and_known_keys(tmp_path):
     typo = write(tmp_path, "typo.yaml", "sla: {ship_hour: 24}\n")
-    with pytest.raises(UnknownParamError, match=r"unknown key 'sla\.ship_hour' in .*typo\.yaml; "
-                       r"known keys here: \['ship_hours'\]"):
+    with pytest.raises(
+        UnknownParamError,
+        match=r"unknown key 'sla\.ship_hour' in .*typo\.yaml; "
+        r"known keys here: \['ship_hours'\]",
+    ):
         load_params(DEFAULT, typo)
 
 

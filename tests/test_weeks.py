@@ -33,7 +33,12 @@ def test_window_is_half_open():
     w = IsoWeek(2026, 47).window(TZ)
     ts = pd.Series(
         pd.to_datetime(
-            ["2026-11-15 23:59:59", "2026-11-16 00:00:00", "2026-11-22 23:59:59", "2026-11-23 00:00:00"]
+            [
+                "2026-11-15 23:59:59",
+                "2026-11-16 00:00:00",
+                "2026-11-22 23:59:59",
+                "2026-11-23 00:00:00",
+            ]
         ).tz_localize(TZ)
     )
     assert w.contains(ts).tolist() == [False, True, True, False]

@@ -1,0 +1,53 @@
+# The README's commands. `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install system-deps demo run test lint format lab bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+install: $(STAMP) system-deps
+
+# A font that draws Simplified Chinese, for the zh-CN handouts' charts. Installed from
+# Debian's packages when missing and we may (root with apt-get); otherwise a hint.
+system-deps:
+	@if fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing fonts-noto-cjk (charts in Simplified Chinese)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk fontconfig >/dev/null) \
+	    || echo "warning: could not install fonts-noto-cjk; Chinese chart text may not render"; \
+	  rm -rf $$HOME/.cache/matplotlib; \
+	else echo "note: install a CJK font (Debian: fonts-noto-cjk) for Chinese chart text"; fi
+
+demo: install
+	$(BIN)/meeting demo $(ARGS)
+
+run: install
+	$(BIN)/meeting run $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: install
+	$(BIN)/ruff check meetinglib tests benchmarks
+	$(BIN)/ruff format --check meetinglib tests benchmarks
+
+format: install
+	$(BIN)/ruff format meetinglib tests benchmarks
+	$(BIN)/ruff check --fix meetinglib tests benchmarks
+
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/run_all.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs/*/ outputs/.*staging* data/sample .pytest_cache

@@ -1,0 +1,401 @@
+"""Run the week's notebooks with papermill and publish them as HTML handouts.
+
+One run: load and validate the week's data once (bad input fails here, before any
+notebook starts), snapshot it for the notebooks, execute each configured notebook
+with papermill, export it with nbconvert (code hidden, images embedded, nothing
+loaded from outside), write ``index.html`` and ``manifest.json``, then publish the
+week folder in one step. Everything is built in a staging folder next to the week
+folder; a failure leaves the published handouts of that week untouched and keeps
+the failed notebook in ``<week>.failed-<time>/`` for debugging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import html
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from . import __version__
+from .dataset import WeekData, load_week
+from .errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
+from .i18n import t
+from .params import Params, load_params
+from .weeks import IsoWeek
+
+TEMPLATES = Path(__file__).parent / "templates"
+SNAPSHOT_DIR = "_snapshot"
+KERNEL_NAME = "python3"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class NotebookResult:
+    name: str
+    notebook: Path
+    html: Path
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    week: IsoWeek
+    folder: Path
+    index: Path
+    manifest: Path
+    notebooks: list[NotebookResult] = field(default_factory=list)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def run_week(
+    params_files: Sequence[str | os.PathLike[str]],
+    week: IsoWeek | str | None = None,
+    *,
+    notebooks: Sequence[str] | None = None,
+    lang: str | None = None,
+    progress: Progress | None = None,
+    extra_parameters: dict[str, Any] | None = None,
+) -> RunResult:
+    """Execute and publish the week's handouts; returns where they are."""
+    say = progress or _quiet
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    params = load_params(*params_files)
+    names = list(notebooks or params.notebooks)
+    lang = lang or params.language
+    sources = [_notebook_path(params, name) for name in names]
+
+    t0 = time.perf_counter()
+    say("loading and validating data")
+    data = load_week(params, week, progress=lambda msg: say(f"  {msg}"))
+    timings["load"] = time.perf_counter() - t0
+
+    out_root = Path(params.output_dir)
+    out_root.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    staging = out_root / f".{data.week}.staging-{stamp}-{os.getpid()}"
+    staging.mkdir()
+    try:
+        t0 = time.perf_counter()
+        snapshot = staging / SNAPSHOT_DIR
+        data.save(snapshot)
+        _write_quarantine(data, staging)
+        timings["snapshot"] = time.perf_counter() - t0
+
+        results = []
+        for i, (name, source) in enumerate(zip(names, sources, strict=True), start=1):
+            say(f"[{i}/{len(names)}] {name}: executing")
+            result = _execute(
+                name,
+                source,
+                staging,
+                out_root,
+                stamp,
+                parameters={
+                    "week": str(data.week),
+                    "params_files": [str(p) for p in params.files],
+                    "snapshot": str(snapshot),
+                    "lang": lang,
+                    **(extra_parameters or {}),
+                },
+                say=say,
+            )
+            results.append(result)
+            timings[name] = result.seconds
+        shutil.rmtree(snapshot)
+
+        timings["total"] = time.perf_counter() - started
+        final = out_root / str(data.week)
+        manifest = _write_manifest(staging, data, params, results, timings, lang)
+        index = _write_index(staging, data.week, params, results, lang)
+        _publish(staging, final)
+    except BaseException:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    moved = [
+        NotebookResult(r.name, final / r.notebook.name, final / r.html.name, r.seconds)
+        for r in results
+    ]
+    return RunResult(data.week, final, final / index.name, final / manifest.name, moved)
+
+
+def _notebook_path(params: Params, name: str) -> Path:
+    path = Path(params.notebooks_dir) / f"{name}.ipynb"
+    if not path.is_file():
+        available = sorted(p.stem for p in Path(params.notebooks_dir).glob("*.ipynb"))
+        raise NotebookNotFoundError(
+            f"notebook '{name}' not found at {path}; notebooks available: {available}. "
+            "Fix 'notebooks' in the params file or pass --notebook with one of those."
+        )
+    return path
+
+
+def _execute(
+    name: str,
+    source: Path,
+    staging: Path,
+    out_root: Path,
+    stamp: str,
+    parameters: dict[str, Any],
+    say: Progress,
+) -> NotebookResult:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    executed = staging / f"{name}.ipynb"
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=parameters,
+            kernel_name=KERNEL_NAME,
+            progress_bar=sys.stderr.isatty(),
+            cwd=str(source.parent),
+            log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        kept = _keep_failed(staging, out_root, stamp)
+        cell = f"cell [{exc.exec_count}]" if exc.exec_count else f"cell #{exc.cell_index}"
+        first_line = (exc.source or "").strip().splitlines()[:1]
+        where = f"{cell} ({first_line[0][:80]!r})" if first_line else cell
+        raise NotebookExecutionError(
+            name, where, f"{exc.ename}: {exc.evalue}", str(kept / executed.name)
+        ) from None
+    except Exception as exc:  # kernel died, timeout, bad notebook JSON
+        kept = _keep_failed(staging, out_root, stamp)
+        raise NotebookExecutionError(
+            name, "start-up", f"{type(exc).__name__}: {exc}", str(kept / executed.name)
+        ) from None
+    say(f"  {name}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
+    page = export_html(executed)
+    seconds = time.perf_counter() - t0
+    return NotebookResult(name, executed, page, seconds)
+
+
+def _keep_failed(staging: Path, out_root: Path, stamp: str) -> Path:
+    week = staging.name.split(".staging-")[0].lstrip(".")
+    kept = out_root / f"{week}.failed-{stamp}"
+    shutil.rmtree(staging / SNAPSHOT_DIR, ignore_errors=True)
+    staging.rename(kept)
+    return kept
+
+
+def export_html(notebook: Path, lang: str | None = None) -> Path:
+    """Export an executed notebook as a self-contained handout next to it."""
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(notebook, as_version=4)
+    lang = lang or _notebook_language(nb)
+    for cell in nb.cells:
+        # Warnings on stderr help when debugging the .ipynb, not in the meeting.
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if o.get("name") != "stderr"]
+    exporter = HTMLExporter(
+        template_name="handout",
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=True,
+        # Markdown cells are notes for notebook readers; handout text comes from the
+        # library's outputs, which are translated.
+        exclude_markdown=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+        # nbconvert accepts ISO 639-1 codes only ("zh"); the page says zh-CN below.
+        language_code=lang.split("-")[0],
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    body = body.replace(f'<html lang="{lang.split("-")[0]}">', f'<html lang="{lang}">', 1)
+    page = notebook.with_suffix(".html")
+    page.write_text(body, encoding="utf-8")
+    return page
+
+
+def _notebook_language(nb: nbformat.NotebookNode) -> str:
+    params = nb.metadata.get("papermill", {}).get("parameters", {})
+    return params.get("lang") or "en"
+
+
+def _write_quarantine(data: WeekData, folder: Path) -> None:
+    frames = {k: v for k, v in data.quality.quarantined.items() if len(v)}
+    if not frames:
+        return
+    qdir = folder / "quarantine"
+    qdir.mkdir()
+    for table, frame in frames.items():
+        frame.to_csv(qdir / f"{table}.csv", index=False, encoding="utf-8")
+
+
+def _title(name: str, lang: str) -> str:
+    key = f"notebook.{name}"
+    try:
+        return t(key, lang)
+    except KeyError:
+        return name.replace("_", " ").capitalize()
+
+
+def _write_index(
+    folder: Path, week: IsoWeek, params: Params, results: list[NotebookResult], lang: str
+) -> Path:
+    items = "\n".join(
+        f'    <li><a href="{html.escape(r.html.name)}">{html.escape(_title(r.name, lang))}</a></li>'
+        for r in results
+    )
+    extras = [p.name for p in sorted(folder.iterdir()) if p.suffix in (".csv", ".ics", ".json")]
+    extra_items = "\n".join(
+        f'    <li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in extras
+    )
+    generated = t(
+        "index.generated",
+        lang,
+        when=dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        params=", ".join(p.name for p in params.files),
+    )
+    title = t("index.title", lang, week=week)
+    page = f"""<!DOCTYPE html>
+<html lang="{lang}">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<style>
+ body {{ font-family: "Noto Sans", "Noto Sans CJK SC", "Microsoft YaHei", Arial, sans-serif;
+        max-width: 50em; margin: 2em auto; padding: 0 1em; }}
+ li {{ margin: 0.4em 0; }}
+</style>
+</head>
+<body>
+<h1>{html.escape(params.company)} · {html.escape(title)}</h1>
+<ul>
+{items}
+</ul>
+<ul>
+{extra_items}
+</ul>
+<p><small>{html.escape(generated)}</small></p>
+</body>
+</html>
+"""
+    index = folder / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "meetinglib": __version__}
+    for pkg in ("pandas", "numpy", "pyarrow", "matplotlib", "papermill", "nbconvert", "ipykernel"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+def _write_manifest(
+    folder: Path,
+    data: WeekData,
+    params: Params,
+    results: list[NotebookResult],
+    timings: dict[str, float],
+    lang: str,
+) -> Path:
+    manifest = {
+        "week": str(data.week),
+        "window": {"start": data.window.start.isoformat(), "end": data.window.end.isoformat()},
+        "generated_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "language": lang,
+        "params_files": [{"path": str(p), "sha256": _sha256(p)} for p in params.files],
+        "parameters": params.model_dump(mode="json"),
+        "inputs": [
+            {
+                "table": s.table,
+                "location": s.location,
+                "format": s.format,
+                "rows": s.rows,
+                "sha256": s.sha256,
+            }
+            for s in data.sources
+        ],
+        "quality": {
+            "loaded": data.quality.loaded,
+            "kept": data.quality.kept,
+            "quarantined": [
+                {
+                    "table": e.table,
+                    "source": e.source,
+                    "column": e.column,
+                    "rule": e.rule,
+                    "rows": e.rows,
+                }
+                for e in data.quality.entries
+            ],
+        },
+        "handouts": [
+            {
+                "name": r.name,
+                "html": r.html.name,
+                "notebook": r.notebook.name,
+                "seconds": round(r.seconds, 2),
+            }
+            for r in results
+        ],
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "versions": _versions(),
+        "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Swap the staging folder in as the week's folder.
+
+    Both folders live in the same parent, so each step is a rename: readers see the
+    old handouts or the new ones, never a half-written mix.
+    """
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
+        final.rename(old)
+    try:
+        staging.rename(final)
+    except OSError:
+        if old is not None:
+            old.rename(final)
+        raise NotebookError(f"could not publish {staging} as {final}") from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def default_params_file() -> Path:
+    """params/default.yaml of the checkout (the working directory's, else the package's)."""
+    here = Path.cwd() / "params" / "default.yaml"
+    return (
+        here
+        if here.is_file()
+        else Path(__file__).resolve().parent.parent / "params" / "default.yaml"
+    )

@@ -1,0 +1,51 @@
+"""Shared fixtures: one small sample, generated once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+SAMPLE_WEEK = "2026-W47"
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory):
+    """A 4-week sample ending 2026-W47 with the incidents (small, a few seconds)."""
+    from meetinglib.sample import generate_sample
+
+    folder = tmp_path_factory.mktemp("sample")
+    return generate_sample(folder, weeks=4, orders_per_week=1500, seed=11, end_week=SAMPLE_WEEK)
+
+
+@pytest.fixture(scope="session")
+def quiet_sample(tmp_path_factory):
+    """The same sample without the injected incidents."""
+    from meetinglib.sample import generate_sample
+
+    folder = tmp_path_factory.mktemp("quiet_sample")
+    return generate_sample(
+        folder, weeks=4, orders_per_week=1500, seed=11, end_week=SAMPLE_WEEK, incidents=False
+    )
+
+
+def write_params(folder: Path, source: Path, **extra: str) -> Path:
+    """A params file over the sample, writing its outputs under ``folder``."""
+    lines = [
+        "company: Test Shop",
+        "timezone: Asia/Shanghai",
+        "history_weeks: 3",
+        f"source: {{kind: folder, path: '{source}'}}",
+        f"notebooks_dir: '{extra.pop('notebooks_dir', ROOT / 'notebooks')}'",
+        f"output_dir: '{folder / 'outputs'}'",
+    ]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    path = folder / "params.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sample_params(tmp_path, sample) -> Path:
+    return write_params(tmp_path, sample.folder)

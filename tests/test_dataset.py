@@ -1,0 +1,293 @@
+"""Loading a week: week choice, selection window, order filtering, snapshots.
+
+The fixture folder ``tests/data/validate/week_csv`` (timezone Asia/Shanghai) is
+read with history_weeks 2 and open_order_lookback_days 14, report week 2026-W10
+(2026-03-02 to 2026-03-08), so the selection runs from 2026-02-02 00:00 (W08
+Monday 2026-02-16 minus 14 days) to 2026-03-09 00:00. Orders, by CSV line:
+
+  2 O-001  created 2026-01-20           before the selection
+  3 O-002  created 2026-02-05, paid, never shipped: open, in the lookback days
+  4 O-003  created 2026-02-17           history week W08
+  5 00042  created 2026-03-02 00:00     first instant of W10
+  6 O-005  created 2026-03-08 23:59:59  last second of W10
+  7 O-006  created 2026-03-09 00:00     next week (windows are half-open)
+  8 O-007  created 2026-03-05, cancelled
+  9 O-008  created 2026-03-09 06:00     the export's last event (Monday morning)
+ 10 O-009  created 'not a date'         set aside
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from meetinglib.dataset import WeekData, load_week, orders_loaded, selection_window
+from meetinglib.errors import NoDataError, TooManyQuarantinedError
+from meetinglib.params import load_params
+from meetinglib.weeks import IsoWeek
+
+FIXTURE = Path(__file__).parent / "data" / "validate" / "week_csv"
+TZ = "Asia/Shanghai"
+
+
+def make_params(folder: Path, source: Path, **overrides: object):
+    lines = {
+        "company": "Test Shop",
+        "timezone": TZ,
+        "history_weeks": 2,
+        "open_order_lookback_days": 14,
+        "source": f"{{kind: folder, path: '{source}'}}",
+        "quality": "{max_quarantine_share: 0.2}",
+        **overrides,
+    }
+    path = folder / "params.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in lines.items()), encoding="utf-8")
+    return load_params(path)
+
+
+@pytest.fixture
+def params(tmp_path):
+    return make_params(tmp_path, FIXTURE)
+
+
+@pytest.fixture
+def week_data(params):
+    return load_week(params, "2026-W10")
+
+
+def local(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz=TZ)
+
+
+# --- week and selection window -------------------------------------------------------------
+
+
+def test_selection_window(params):
+    window = selection_window(params, IsoWeek(2026, 10))
+    assert window.start == local("2026-02-02 00:00")
+    assert window.end == local("2026-03-09 00:00")
+
+
+def test_explicit_week_and_its_windows(week_data):
+    assert week_data.week == IsoWeek(2026, 10)
+    assert week_data.tz == TZ
+    assert (week_data.window.start, week_data.window.end) == (
+        local("2026-03-02"),
+        local("2026-03-09"),
+    )
+    assert week_data.previous_window.start == local("2026-02-23")
+    assert week_data.history_weeks == [IsoWeek(2026, 8), IsoWeek(2026, 9), IsoWeek(2026, 10)]
+
+
+def test_default_week_is_latest_complete_week(params):
+    # The last order was created Monday 2026-03-09 06:00, in the new week W11.
+    data = load_week(params)
+    assert data.week == IsoWeek(2026, 10)
+
+
+def test_week_given_as_iso_week(params):
+    assert load_week(params, IsoWeek(2026, 8)).week == IsoWeek(2026, 8)
+
+
+# --- rows selected -------------------------------------------------------------------------
+
+
+def test_orders_filtered_to_the_selection_window(week_data):
+    orders = week_data.tables["orders"]
+    assert orders["order_id"].tolist() == ["O-002", "O-003", "00042", "O-005", "O-007"]
+    in_week = week_data.window.contains(orders["created_at"])
+    assert orders.loc[in_week, "order_id"].tolist() == ["00042", "O-005", "O-007"]
+    assert isinstance(orders.index, pd.RangeIndex)
+
+
+def backlog_at_week_end(data: WeekData) -> list[str]:
+    orders = data.tables["orders"]
+    end = data.window.end
+    open_ = (
+        (orders["paid_at"] < end) & ~(orders["shipped_at"] < end) & ~(orders["cancelled_at"] < end)
+    )
+    return orders.loc[open_, "order_id"].tolist()
+
+
+def test_open_order_created_before_history_counts_in_backlog(tmp_path, week_data):
+    # O-002 was created 11 days before the history's first week and never shipped.
+    assert backlog_at_week_end(week_data) == ["O-002"]
+    without = load_week(make_params(tmp_path, FIXTURE, open_order_lookback_days=0), "2026-W10")
+    assert "O-002" not in without.tables["orders"]["order_id"].tolist()
+    assert backlog_at_week_end(without) == []
+
+
+def test_tables_keep_rows_of_loaded_orders_only(week_data):
+    t = week_data.tables
+    # T-2 and C-2 belong to O-001 (not loaded), T-5 to an unknown order, T-4 is too old;
+    # T-3 has no order and stays.
+    assert t["tickets"]["ticket_id"].tolist() == ["T-1", "T-3"]
+    assert t["tickets"]["order_id"].isna().tolist() == [False, True]
+    assert t["after_sales"]["case_id"].tolist() == ["C-1"]
+    # A pending settlement (no settled_at) belongs to every window.
+    assert t["settlements"]["order_id"].tolist() == ["O-003", "00042"]
+    assert t["settlements"]["status"].tolist() == ["settled", "pending"]
+    assert t["order_lines"]["order_id"].tolist() == ["O-003", "00042", "O-007"]
+    assert "events" not in t
+
+
+def test_ids_keep_leading_zeros(week_data):
+    assert "00042" in week_data.tables["orders"]["order_id"].tolist()
+    assert week_data.tables["tickets"]["order_id"].iloc[0] == "00042"
+
+
+def test_quality_counts_rows_read_and_set_aside(week_data):
+    q = week_data.quality
+    assert q.loaded == {
+        "orders": 9,
+        "tickets": 5,
+        "after_sales": 2,
+        "settlements": 4,
+        "order_lines": 4,
+    }
+    assert q.kept == {**q.loaded, "orders": 8}
+    assert [(e.table, e.source, e.column, e.rule, e.rows, e.examples) for e in q.entries] == [
+        (
+            "orders",
+            "orders.csv",
+            "created_at",
+            "unparseable timestamp",
+            1,
+            ("row 10 (order_id O-009): 'not a date'",),
+        )
+    ]
+    assert q.total_quarantined == 1
+    assert q.quarantined["orders"]["_source_row"].tolist() == [10]
+    assert [s.table for s in week_data.sources] == list(q.loaded)
+    assert {s.format for s in week_data.sources} == {"csv"}
+
+
+def test_progress_per_table(params):
+    said: list[str] = []
+    load_week(params, "2026-W10", progress=said.append)
+    # Windows: orders drop lines 2, 7, 9 (and 10 set aside); tickets drop T-4.
+    assert said == [
+        "orders: 5 rows in the window (9 read, 1 set aside)",
+        "tickets: 4 rows in the window (5 read, 0 set aside)",
+        "after_sales: 2 rows (0 set aside)",
+        "settlements: 4 rows (0 set aside)",
+        "order_lines: 4 rows (0 set aside)",
+        "rows of orders outside the selection left out: "
+        "settlements 2, order_lines 1, after_sales 1, tickets 2",
+    ]
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+def test_week_without_orders(params):
+    expected = (
+        "no orders created in week 2026-W20 (2026-05-11 to 2026-05-17, Asia/Shanghai) in "
+        f"{FIXTURE / 'orders.csv'}; the orders there cover weeks 2026-W04 to 2026-W11. "
+        "Choose a week in that range with --week, e.g. --week 2026-W10."
+    )
+    with pytest.raises(NoDataError, match=f"^{re.escape(expected)}$"):
+        load_week(params, "2026-W20")
+
+
+def test_too_many_bad_rows_stop_the_load(tmp_path):
+    params = make_params(tmp_path, FIXTURE, quality="{max_quarantine_share: 0.1}")
+    with pytest.raises(TooManyQuarantinedError, match=r"^orders\.csv: 1 of 9 rows \(11\.1%\)"):
+        load_week(params, "2026-W10")
+
+
+# --- Parquet gives the same tables as CSV ----------------------------------------------------
+
+
+def parquet_copy(folder: Path) -> Path:
+    """The fixture's orders and tickets as Parquet with real (naive, local) timestamps."""
+    out = folder / "parquet"
+    out.mkdir()
+    orders = pd.read_csv(FIXTURE / "orders.csv", dtype=str, keep_default_na=False)
+    orders = orders[orders["order_id"] != "O-009"]
+    for c in ("created_at", "paid_at", "shipped_at", "delivered_at", "cancelled_at"):
+        orders[c] = pd.to_datetime(orders[c].replace("", None))
+    orders["promised_ship_by"] = pd.to_datetime(orders["promised_ship_by"].replace("", None))
+    orders["amount"] = orders["amount"].astype(float)
+    orders["exception_code"] = orders["exception_code"].replace("", None)
+    orders.to_parquet(out / "orders.parquet", index=False)
+    tickets = pd.read_csv(FIXTURE / "tickets.csv", dtype=str)
+    for c in ("opened_at", "first_response_at", "resolved_at"):
+        tickets[c] = pd.to_datetime(tickets[c])
+    tickets["csat"] = tickets["csat"].astype(float)
+    tickets.to_parquet(out / "tickets.parquet", index=False)
+    return out
+
+
+def test_parquet_source_gives_the_same_tables(tmp_path, week_data):
+    params = make_params(tmp_path, parquet_copy(tmp_path))
+    data = load_week(params)
+    assert data.week == IsoWeek(2026, 10)
+    pd.testing.assert_frame_equal(data.tables["orders"], week_data.tables["orders"])
+    pd.testing.assert_frame_equal(data.tables["tickets"], week_data.tables["tickets"])
+    assert data.quality.total_quarantined == 0
+
+
+# --- snapshot round trip -----------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip(tmp_path, params, week_data):
+    folder = tmp_path / "snapshot"
+    week_data.save(folder)
+    back = WeekData.load(folder, params)
+    assert back.week == week_data.week
+    assert list(back.tables) == list(week_data.tables)
+    for name, frame in week_data.tables.items():
+        pd.testing.assert_frame_equal(back.tables[name], frame)
+    for name, frame in week_data.quality.quarantined.items():
+        pd.testing.assert_frame_equal(back.quality.quarantined[name], frame)
+    assert back.quality.entries == week_data.quality.entries
+    assert (back.quality.loaded, back.quality.kept) == (
+        week_data.quality.loaded,
+        week_data.quality.kept,
+    )
+    assert back.sources == week_data.sources
+    orders = back.tables["orders"]
+    assert orders["order_id"].dtype == "str"
+    assert str(orders["created_at"].dtype) == f"datetime64[us, {TZ}]"
+    assert list(orders["order_type"].cat.categories) == ["normal", "special", "after_sales"]
+
+
+def test_load_with_other_timezone_is_refused(tmp_path, week_data):
+    week_data.save(tmp_path / "snap")
+    other = make_params(tmp_path, FIXTURE, timezone="UTC")
+    with pytest.raises(Exception, match="timezone Asia/Shanghai, but the params say timezone UTC"):
+        WeekData.load(tmp_path / "snap", other)
+
+
+def test_load_without_snapshot(tmp_path, params):
+    with pytest.raises(Exception, match="meta.json is missing"):
+        WeekData.load(tmp_path / "nothing", params)
+
+
+# --- membership in the loaded orders, checked against pandas -------------------------------
+
+
+def test_orders_loaded_matches_isin():
+    rng = np.random.default_rng(5)
+    ids = pd.Series(np.char.add("ORD-0000-", rng.permutation(5_000).astype(str)), dtype="str")
+
+    def probe(n: int) -> pd.Series:
+        values = np.char.add("ORD-0000-", rng.integers(0, 8_000, n).astype(str))
+        return pd.Series(values, dtype="str").mask(rng.random(n) < 0.05)
+
+    frames = {
+        "settlements": pd.DataFrame({"order_id": probe(3_000)}),
+        "tickets": pd.DataFrame({"order_id": probe(2_000)}),
+        "after_sales": pd.DataFrame({"order_id": probe(0)}),
+    }
+    got = orders_loaded(frames, ids)
+    s, t = frames["settlements"]["order_id"], frames["tickets"]["order_id"]
+    assert (got["settlements"] == s.isin(ids).to_numpy()).all()
+    assert (got["tickets"] == (t.isin(ids) | t.isna()).to_numpy()).all()
+    assert len(got["after_sales"]) == 0
+    assert not orders_loaded(frames, ids.iloc[:0])["settlements"].any()

@@ -1,0 +1,204 @@
+"""The pipeline end to end: real notebooks through papermill and nbconvert."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from meetinglib.cli import main
+
+from .conftest import ROOT, SAMPLE_WEEK, write_params
+
+pytestmark = pytest.mark.slow
+
+
+class _Page(HTMLParser):
+    """Collects what a browser would fetch or show from a handout."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[tuple[str, str, str]] = []
+        self.images: list[str] = []
+        self.scripts_with_src: list[str] = []
+        self.input_areas = 0
+        self.text: list[str] = []
+        self.lang = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "html":
+            self.lang = a.get("lang")
+        for key in ("src", "href", "data", "poster", "action"):
+            if a.get(key):
+                self.urls.append((tag, key, a[key]))
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if tag == "script" and a.get("src"):
+            self.scripts_with_src.append(a["src"])
+        if "jp-InputArea" in (a.get("class") or "").split():
+            self.input_areas += 1
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    return page
+
+
+def outside(url: str) -> bool:
+    return url.startswith(("http:", "https:", "//", "ftp:")) or "://" in url
+
+
+def test_run_publishes_self_contained_handouts(tmp_path, sample, sample_params, capsys):
+    code = main(["run", "--params", str(sample_params), "--week", SAMPLE_WEEK])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    week_dir = tmp_path / "outputs" / SAMPLE_WEEK
+    index = week_dir / "index.html"
+    assert str(index) in out, "the CLI prints where the handouts are"
+    assert "data_report: executing" in err, "progress is shown"
+
+    html_path = week_dir / "data_report.html"
+    page = parse(html_path)
+    assert page.input_areas == 0, "code cells are hidden"
+    body = html_path.read_text(encoding="utf-8")
+    assert "DataReport.open" not in body and "import " not in body
+    assert page.scripts_with_src == []
+    assert [u for u in page.urls if outside(u[2])] == []
+    assert len(page.images) >= 3, "volume, stage and Pareto charts"
+    assert all(src.startswith("data:image/png;base64,") for src in page.images)
+    text = " ".join(page.text)
+    for heading in (
+        "Headline",
+        "Order volume",
+        "Processing efficiency",
+        "Abnormal orders",
+        "Data quality",
+        "On-time ship rate",
+        "Backlog at week end",
+    ):
+        assert heading in text
+    assert page.lang == "en"
+
+    # The index links every handout; every link resolves to a file in the folder.
+    links = [u[2] for u in parse(index).urls if u[1] == "href"]
+    assert "data_report.html" in links
+    assert all((week_dir / link).is_file() for link in links)
+    assert [u for u in parse(index).urls if outside(u[2])] == []
+
+    manifest = json.loads((week_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["week"] == SAMPLE_WEEK
+    inputs = {i["table"]: i for i in manifest["inputs"]}
+    orders_file = Path(sample.files["orders"])
+    assert inputs["orders"]["sha256"] == hashlib.sha256(orders_file.read_bytes()).hexdigest()
+    assert inputs["orders"]["rows"] > 0
+    assert {"pandas", "papermill", "nbconvert"} <= set(manifest["versions"])
+    assert manifest["handouts"][0]["name"] == "data_report"
+    assert manifest["parameters"]["timezone"] == "Asia/Shanghai"
+
+    # The executed notebook is kept beside the handout; no staging folder is left behind.
+    assert (week_dir / "data_report.ipynb").is_file()
+    assert not [p for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
+
+
+def test_handout_in_simplified_chinese(tmp_path, sample, sample_params, capsys):
+    assert (
+        main(["run", "--params", str(sample_params), "--week", SAMPLE_WEEK, "--lang", "zh-CN"]) == 0
+    )
+    page = parse(tmp_path / "outputs" / SAMPLE_WEEK / "data_report.html")
+    assert page.lang == "zh-CN"
+    text = " ".join(page.text)
+    assert "订单处理周报" in text and "准时发货率" in text
+    assert "On-time ship rate" not in text
+
+
+def _broken_notebook(folder: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        "week = None\nparams_files = []\nsnapshot = None\nlang = None"
+    )
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("1 / 0")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, folder / "broken.ipynb")
+
+
+def test_failed_notebook_keeps_previous_handouts(tmp_path, sample, capsys):
+    notebooks = tmp_path / "nb"
+    notebooks.mkdir()
+    shutil.copy(ROOT / "notebooks" / "data_report.ipynb", notebooks)
+    _broken_notebook(notebooks)
+    params = write_params(tmp_path, sample.folder, notebooks_dir=str(notebooks))
+    week_dir = tmp_path / "outputs" / SAMPLE_WEEK
+
+    assert main(["run", "--params", str(params), "--week", SAMPLE_WEEK]) == 0
+    before = {p.name: p.read_bytes() for p in week_dir.iterdir() if p.is_file()}
+    capsys.readouterr()
+
+    code = main(
+        [
+            "run",
+            "--params",
+            str(params),
+            "--week",
+            SAMPLE_WEEK,
+            "--notebook",
+            "data_report",
+            "--notebook",
+            "broken",
+        ]
+    )
+    _, err = capsys.readouterr()
+    assert code == 4
+    assert "notebook 'broken' failed in cell [3] ('1 / 0'): ZeroDivisionError" in err
+    assert "Traceback" not in err
+    after = {p.name: p.read_bytes() for p in week_dir.iterdir() if p.is_file()}
+    assert after == before, "the published handouts are untouched"
+    failed = [p for p in (tmp_path / "outputs").iterdir() if ".failed-" in p.name]
+    assert len(failed) == 1 and (failed[0] / "broken.ipynb").is_file()
+    assert str(failed[0] / "broken.ipynb") in err
+    kept = nbformat.read(failed[0] / "broken.ipynb", as_version=4)
+    assert any(
+        o.get("ename") == "ZeroDivisionError" for c in kept.cells for o in c.get("outputs", [])
+    )
+
+
+def test_bad_params_exit_2_before_any_work(tmp_path, sample, capsys):
+    params = write_params(tmp_path, sample.folder, history_weeeks="3")
+    assert main(["run", "--params", str(params)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'history_weeeks'" in err and str(params) in err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_unknown_notebook_is_a_params_error(tmp_path, sample, capsys):
+    params = write_params(tmp_path, sample.folder, notebooks="[data_reprt]")
+    assert main(["run", "--params", str(params), "--week", SAMPLE_WEEK]) == 2
+    assert "notebook 'data_reprt' not found" in capsys.readouterr().err
+
+
+def test_bad_input_exit_3_names_file_and_column(tmp_path, sample, capsys):
+    import pandas as pd
+
+    source = tmp_path / "export"
+    source.mkdir()
+    orders = pd.read_parquet(sample.files["orders"]).drop(columns=["created_at"])
+    orders.to_csv(source / "orders.csv", index=False)
+    params = write_params(tmp_path, source)
+    assert main(["run", "--params", str(params), "--week", SAMPLE_WEEK]) == 3
+    err = capsys.readouterr().err
+    assert "column 'created_at' not in orders.csv; columns found: [" in err
+    assert "Traceback" not in err
