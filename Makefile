@@ -47,7 +47,7 @@ lab: install
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	$(BIN)/python benchmarks/run_all.py $(ARGS)
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) outputs/*/ outputs/.*staging* data/sample .pytest_cache

@@ -113,6 +113,9 @@ def run_week(
                     "params_files": [str(p) for p in params.files],
                     "snapshot": str(snapshot),
                     "lang": lang,
+                    # Machine-readable files (kpis.csv, ...) go beside the handouts, written
+                    # by the notebook from the same computation as its figures.
+                    "out_dir": str(staging),
                     **(extra_parameters or {}),
                 },
                 say=say,

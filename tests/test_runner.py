@@ -124,7 +124,7 @@ def test_handout_in_simplified_chinese(tmp_path, sample, sample_params, capsys):
 def _broken_notebook(folder: Path) -> None:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(
-        "week = None\nparams_files = []\nsnapshot = None\nlang = None"
+        "week = None\nparams_files = []\nsnapshot = None\nlang = None\nout_dir = None"
     )
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell("1 / 0")]
