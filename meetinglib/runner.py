@@ -20,6 +20,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -165,6 +166,7 @@ def _execute(
 
     executed = staging / f"{name}.ipynb"
     t0 = time.perf_counter()
+    sockets = Path(tempfile.mkdtemp(prefix="meetinglib-kernel-"))
     try:
         papermill.execute_notebook(
             str(source),
@@ -174,6 +176,7 @@ def _execute(
             progress_bar=sys.stderr.isatty(),
             cwd=str(source.parent),
             log_output=False,
+            kernel_manager_class=_local_kernel_manager(sockets),
         )
     except PapermillExecutionError as exc:
         kept = _keep_failed(staging, out_root, stamp)
@@ -188,10 +191,29 @@ def _execute(
         raise NotebookExecutionError(
             name, "start-up", f"{type(exc).__name__}: {exc}", str(kept / executed.name)
         ) from None
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     say(f"  {name}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
     page = export_html(executed)
     seconds = time.perf_counter() - t0
     return NotebookResult(name, executed, page, seconds)
+
+
+def _local_kernel_manager(sockets: Path) -> type:
+    """A kernel manager talking to the kernel over Unix sockets in ``sockets``.
+
+    The default opens TCP ports on localhost and the kernel warns on stderr that the
+    traffic is unencrypted; local sockets need no port and live in a private temporary folder.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalSocketKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(sockets / "kernel")
+
+    return LocalSocketKernelManager
 
 
 def _keep_failed(staging: Path, out_root: Path, stamp: str) -> Path:
