@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import html
 import json
@@ -98,6 +99,10 @@ def run_week(
         snapshot = staging / SNAPSHOT_DIR
         data.save(snapshot)
         _write_quarantine(data, staging)
+        # The notebooks read the snapshot; holding the tables here too would double the
+        # peak memory of a large week while the kernels run.
+        data.tables.clear()
+        gc.collect()
         timings["snapshot"] = time.perf_counter() - t0
 
         results = []
