@@ -91,12 +91,12 @@ class WeekData:
         (folder / "quarantine").mkdir(parents=True, exist_ok=True)
         tables_meta = {}
         for name, frame in self.tables.items():
-            frame.to_parquet(folder / "tables" / f"{name}.parquet", index=False)
+            _write(frame, folder / "tables" / f"{name}.parquet")
             tables_meta[name] = _dtypes_of(frame)
         quarantine_meta = {}
         for name, frame in self.quality.quarantined.items():
             stored = _storable(frame)
-            stored.to_parquet(folder / "quarantine" / f"{name}.parquet", index=False)
+            _write(stored, folder / "quarantine" / f"{name}.parquet")
             quarantine_meta[name] = _dtypes_of(stored)
         meta = {
             "format": SNAPSHOT_FORMAT,
@@ -176,14 +176,29 @@ def _storable(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].astype("str") for c in mixed})
 
 
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    # Dictionary pages only pay off for categories; statistics are not needed for a
+    # snapshot that is always read whole.
+    categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    frame.to_parquet(path, index=False, use_dictionary=categories, write_statistics=False)
+
+
 def _read(path: Path, dtypes: dict[str, object]) -> pd.DataFrame:
     frame = pd.read_parquet(path)
     for name, dtype in dtypes.items():
+        column = frame[name]
         if isinstance(dtype, dict):
-            categories = pd.Index(dtype["category"], dtype="str")
-            frame[name] = frame[name].astype("str").astype(pd.CategoricalDtype(categories))
-        elif str(frame[name].dtype) != dtype:
-            frame[name] = frame[name].astype(dtype)
+            wanted = pd.CategoricalDtype(pd.Index(dtype["category"], dtype="str"))
+            if column.dtype == wanted:
+                continue
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                # Recoding through the categories is cheap; the values are not touched.
+                as_text = column.cat.rename_categories(column.cat.categories.astype("str"))
+                frame[name] = as_text.cat.set_categories(wanted.categories)
+            else:
+                frame[name] = column.astype(wanted)
+        elif str(column.dtype) != dtype:
+            frame[name] = column.astype(dtype)
     return frame
 
 

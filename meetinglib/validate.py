@@ -84,9 +84,20 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
     ("order_lines", "qty_shipped"): (0, None),
 }
 
-# Placeholders that exports write for "no value".
+# Placeholders that exports write for "no value" ("NA" is not one: it is a region code).
 MISSING_TOKENS = ("", "nan", "NaN", "NAN", "NULL", "null", "Null", "None", "none", "NaT")
-MISSING_TOKENS += ("N/A", "n/a", "NA", "#N/A", "-", "--")
+MISSING_TOKENS += ("N/A", "n/a", "#N/A", "-", "--")
+
+_LONGEST_TOKEN = max(len(token.encode()) for token in MISSING_TOKENS)
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
+# Bytes a value may start or end with when it has surrounding whitespace: ASCII
+# whitespace, lead bytes of Unicode spaces (U+00A0, U+2000..., U+3000) and, at the end,
+# any non-ASCII byte.
+_ASCII_SPACE = [*range(0x09, 0x0E), *range(0x1C, 0x21)]
+_SPACE_FIRST = np.zeros(256, dtype=bool)
+_SPACE_FIRST[[*_ASCII_SPACE, 0xC2, 0xE1, 0xE2, 0xE3]] = True
+_SPACE_LAST = np.zeros(256, dtype=bool)
+_SPACE_LAST[[*_ASCII_SPACE, *range(0x80, 0x100)]] = True
 
 TIMESTAMP_UNIT = "us"
 _NAT = np.iinfo(np.int64).min
@@ -202,9 +213,49 @@ def _as_text(s: pd.Series) -> pd.Series:
             s = s.astype("Int64")
     if s.dtype != "str" or isinstance(s.dtype, pd.CategoricalDtype):
         s = s.astype("str")
-    s = s.str.strip()
-    placeholder = s.isin(MISSING_TOKENS)
-    return s.mask(placeholder) if placeholder.any() else s
+    suspect = _may_need_cleaning(s)
+    if not suspect.any():
+        return s
+    if suspect.mean() > 0.5:
+        s = s.str.strip()
+        return s.mask(s.isin(MISSING_TOKENS))
+    # Most values are clean already (e.g. ids): clean only the suspect ones.
+    rows = np.flatnonzero(suspect)
+    cleaned = s.iloc[rows].str.strip()
+    cleaned = cleaned.mask(cleaned.isin(MISSING_TOKENS))
+    out = s.copy()
+    out.iloc[rows] = cleaned.to_numpy()
+    return out
+
+
+def _may_need_cleaning(s: pd.Series) -> np.ndarray:
+    """Values that may be a placeholder or have surrounding whitespace (a superset).
+
+    Looks only at each value's length and first and last byte, which is much
+    cheaper than stripping tens of millions of values that are clean.
+    """
+    arr = pa.array(s.array)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    out = np.empty(len(s), dtype=bool)
+    at = 0
+    for chunk in chunks:
+        if not pa.types.is_large_string(chunk.type):
+            chunk = chunk.cast(pa.large_string())
+        n = len(chunk)
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64)[chunk.offset : chunk.offset + n + 1]
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_BYTES
+        lengths = np.diff(offsets)
+        # Empty values are flagged by their length, so their (meaningless) bytes do not matter.
+        flag = lengths <= _LONGEST_TOKEN
+        if len(data):
+            flag |= _SPACE_FIRST[data[np.minimum(offsets[:-1], len(data) - 1)]]
+            flag |= _SPACE_LAST[data[offsets[1:] - 1]]
+        if chunk.null_count:
+            flag &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        out[at : at + n] = flag
+        at += n
+    return out
 
 
 def _coerce_id(s: pd.Series) -> _Coerced:
@@ -232,14 +283,22 @@ def _coerce_category(s: pd.Series, allowed: tuple[str, ...] | None) -> _Coerced:
         lowered = pd.Index([a.lower() for a in allowed], dtype="str")
         target = lowered.get_indexer(texts.str.lower())
         unknown = (target < 0) & texts.notna().to_numpy()
-    target = np.append(np.asarray(target, dtype=np.int64), -1)
-    # Code -1 (empty cell) picks the appended -1 at the end of the lookup tables.
-    new_codes = target[codes]
+    dtype = pd.CategoricalDtype(categories)
+    target = np.asarray(target, dtype=np.int64)
+    if (
+        s.dtype == dtype
+        and len(target) == len(categories)
+        and (target == np.arange(len(target))).all()
+    ):
+        # Already canonical (a Parquet dictionary, or the values mapped by the source).
+        return _Coerced(s, codes < 0, np.zeros(len(s), bool))
+    # Code -1 (empty cell) picks the appended -1 at the end of the lookup table.
+    code_type = np.int8 if len(categories) < 127 else np.int32
+    new_codes = np.append(target, -1).astype(code_type)[codes]
     missing = new_codes < 0
     bad = np.append(unknown, False)[codes] if unknown.any() else np.zeros(len(s), bool)
     values = pd.Series(
-        pd.Categorical.from_codes(new_codes, dtype=pd.CategoricalDtype(categories), validate=False),
-        index=s.index,
+        pd.Categorical.from_codes(new_codes, dtype=dtype, validate=False), index=s.index
     )
     return _Coerced(values, missing & ~bad, bad)
 
@@ -316,6 +375,11 @@ def _coerce_timestamp(s: pd.Series, zone: str, fmt: str | None, tz: str) -> _Coe
 
 
 def _coerce_number(s: pd.Series, kind: str) -> _Coerced:
+    if pd.api.types.is_integer_dtype(s.dtype):
+        # Already whole numbers (Parquet, SQL): nothing can be unparseable.
+        values = s.astype("Int64") if kind == "int" else s.astype("float64")
+        missing = s.isna().to_numpy()
+        return _Coerced(values, missing, np.zeros(len(s), bool))
     if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
         texts = _as_text(s)
         missing = texts.isna().to_numpy()
@@ -400,7 +464,11 @@ def _stamp(value: pd.Timestamp) -> str:
 
 
 def _failures(
-    raw: RawTable, schema: TableSchema, frame: pd.DataFrame, coerced: dict[str, _Coerced]
+    raw: RawTable,
+    schema: TableSchema,
+    frame: pd.DataFrame,
+    rows: pd.Series,
+    coerced: dict[str, _Coerced],
 ) -> list[_Failure]:
     """Every (rule, column) check, in the fixed rule order, then column order."""
     original = raw.frame
@@ -430,57 +498,84 @@ def _failures(
             )
 
     if schema.key:
-        by_rule[DUPLICATE_KEY].append(_duplicate_failure(schema, frame))
+        by_rule[DUPLICATE_KEY].append(_duplicate_failure(schema, frame, rows))
     for later in dict.fromkeys(later for _, later in schema.milestone_order):
         by_rule[MILESTONE_ORDER].append(_milestone_failure(schema, frame, later))
     return [f for rule in RULES for f in by_rule[rule]]
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser: spreads the bits of uint64 values."""
-    x = x ^ (x >> np.uint64(30))
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= x >> np.uint64(27)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= x >> np.uint64(31)
-    return x
+# --- duplicate keys --------------------------------------------------------------------
+
+# Multiplier of the fingerprint (odd, so multiplying never loses information).
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+# Index i keeps the lowest i bytes of a little-endian word.
+_BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [2**64 - 1], dtype=np.uint64)
+# Index 0 (no byte of the value left): leave the hash as it is.
+_MULTIPLIERS = np.array([1] + [int(_MIX)] * 8, dtype=np.uint64)
+# Offsets up to this are read for all rows at once, beyond it only for the longer values.
+_FULL_PASS_BYTES = 32
+# Rows per block: a block's arrays stay in the CPU cache.
+_BLOCK_ROWS = 1 << 16
 
 
 def fingerprint(texts: pd.Series) -> np.ndarray:
-    """A uint64 hash per text value (empty and NA give 0), computed 8 bytes at a time.
+    """A uint64 hash per text value, computed 8 bytes at a time (NA hashes like "").
 
-    Faster than a hash table on tens of millions of ids; equal texts always give
-    equal fingerprints, so fingerprints narrow down where duplicates can be.
+    Equal texts always get equal fingerprints; unequal ones rarely do. Sorting
+    fingerprints finds possible duplicates much faster than a hash table of tens
+    of millions of strings; the candidates are then compared exactly.
     """
     arr = pa.array(texts.array) if texts.dtype == "str" else pa.array(texts.astype("str").array)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    _, offsets_buf, data_buf = arr.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[arr.offset : arr.offset + len(arr) + 1]
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    out = np.empty(len(texts), dtype=np.uint64)
+    at = 0
+    for chunk in chunks:
+        if not pa.types.is_large_string(chunk.type):
+            chunk = chunk.cast(pa.large_string())
+        for begin in range(0, len(chunk), _BLOCK_ROWS):
+            block = chunk.slice(begin, _BLOCK_ROWS)
+            out[at : at + len(block)] = _fingerprint_block(block)
+            at += len(block)
+    return out
+
+
+def _fingerprint_block(block: pa.LargeStringArray) -> np.ndarray:
+    _, offsets_buf, data_buf = block.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[
+        block.offset : block.offset + len(block) + 1
+    ]
     first, last = int(offsets[0]), int(offsets[-1])
-    # Padding lets every 8-byte read near the end stay inside the buffer.
-    padded = np.zeros(last - first + 8, dtype=np.uint8)
+    # Padding keeps every 8-byte read inside the buffer, also reads past a value's end.
+    padded = np.zeros(last - first + _FULL_PASS_BYTES + 8, dtype=np.uint8)
     if last > first:
         padded[: last - first] = np.frombuffer(data_buf, dtype=np.uint8)[first:last]
     words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
     starts = offsets[:-1] - first
     lengths = np.diff(offsets)
-    hashes = _splitmix(lengths.astype(np.uint64))
+    hashes = lengths.astype(np.uint64) * _MIX
     longest = int(lengths.max()) if len(lengths) else 0
-    shortest = int(lengths.min()) if len(lengths) else 0
     for k in range(0, longest, 8):
-        rows = slice(None) if shortest > k else np.flatnonzero(lengths > k)
-        left = lengths[rows] - k
-        word = words[starts[rows] + k]
-        if shortest < k + 8:
-            # Zero the bytes past the value's end (the read may run into the next value);
-            # little-endian, so those are the high bytes.
-            shift = (8 - np.minimum(left, 8)).astype(np.uint64) * np.uint64(8)
-            word = (word << shift) >> shift
-        hashes[rows] = _splitmix(hashes[rows] ^ word)
-    return hashes
+        # Bytes of the value in this word, 0-8; past the end the word is masked to 0
+        # and the hash left alone, so a value's hash never depends on its neighbours.
+        if k < _FULL_PASS_BYTES:
+            left = np.minimum(np.maximum(lengths - k, 0), 8)
+            word = words[starts + k] & _BYTE_MASKS[left]
+            hashes ^= word
+            hashes *= _MULTIPLIERS[left]
+        else:
+            rows = np.flatnonzero(lengths > k)
+            left = np.minimum(lengths[rows] - k, 8)
+            word = words[starts[rows] + k] & _BYTE_MASKS[left]
+            hashes[rows] = (hashes[rows] ^ word) * _MIX
+    return _spread(hashes)
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    """Mix the high bits into the low ones (in place), so similar ids hash far apart."""
+    x ^= x >> np.uint64(32)
+    x *= np.uint64(0xD6E8FEB86659FD93)
+    x ^= x >> np.uint64(32)
+    return x
 
 
 def duplicated_rows(keys: pd.DataFrame, complete: np.ndarray) -> np.ndarray:
@@ -488,9 +583,9 @@ def duplicated_rows(keys: pd.DataFrame, complete: np.ndarray) -> np.ndarray:
     n = len(keys)
     combined = np.zeros(n, dtype=np.uint64)
     for name in keys.columns:
-        combined = _splitmix(combined ^ fingerprint(keys[name]))
-    candidates_of = np.flatnonzero(complete)
-    hashes = combined[candidates_of]
+        combined = _spread((combined ^ fingerprint(keys[name])) * _MIX)
+    candidates_of = np.arange(n) if complete.all() else np.flatnonzero(complete)
+    hashes = combined if len(candidates_of) == n else combined[candidates_of]
     ordered = np.sort(hashes)
     repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     dup = np.zeros(n, dtype=bool)
@@ -504,13 +599,12 @@ def duplicated_rows(keys: pd.DataFrame, complete: np.ndarray) -> np.ndarray:
     return dup
 
 
-def _duplicate_failure(schema: TableSchema, frame: pd.DataFrame) -> _Failure:
+def _duplicate_failure(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series) -> _Failure:
     key = list(schema.key)
     keys = frame[key]
     complete = keys.notna().all(axis=1).to_numpy()
     # Rows without a full key are rule 1's; they take no part in the comparison.
     dup = duplicated_rows(keys, complete)
-    rows = frame[SOURCE_ROW]
 
     def detail(i: int) -> str:
         same = complete.copy()
@@ -520,6 +614,9 @@ def _duplicate_failure(schema: TableSchema, frame: pd.DataFrame) -> _Failure:
         return f"first at row {rows.iloc[first]}"
 
     return _Failure(DUPLICATE_KEY, ", ".join(key), dup, detail)
+
+
+# --- milestones and examples -------------------------------------------------------------
 
 
 def _epoch(stamps: pd.Series) -> np.ndarray:
@@ -534,7 +631,7 @@ def _milestone_failure(schema: TableSchema, frame: pd.DataFrame, later: str) -> 
     after = frame[later]
     after_ns = _epoch(after)
     # Index of the first predecessor the later milestone precedes, -1 when in order.
-    which = np.full(len(frame), -1)
+    which = np.full(len(frame), -1, dtype=np.int8)
     for j in range(len(earlier_cols) - 1, -1, -1):
         earlier_ns = _epoch(frame[earlier_cols[j]])
         # NaT is the smallest int64: a missing earlier milestone never follows the later one.
@@ -549,18 +646,20 @@ def _milestone_failure(schema: TableSchema, frame: pd.DataFrame, later: str) -> 
     return _Failure(MILESTONE_ORDER, later, which >= 0, detail)
 
 
-def _identify(schema: TableSchema, frame: pd.DataFrame, i: int) -> str:
+def _identify(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, i: int) -> str:
     """``row 7 (order_id O-1003)``: the row a person sees in the file, and its key."""
     key = list(schema.key) or (["order_id"] if "order_id" in frame.columns else [])
     parts = [f"{k} {frame[k].iloc[i]}" for k in key if pd.notna(frame[k].iloc[i])]
-    label = f"row {frame[SOURCE_ROW].iloc[i]}"
+    label = f"row {rows.iloc[i]}"
     return f"{label} ({', '.join(parts)})" if parts else label
 
 
-def _examples(schema: TableSchema, frame: pd.DataFrame, failure: _Failure) -> tuple[str, ...]:
+def _examples(
+    schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, failure: _Failure
+) -> tuple[str, ...]:
     out = []
     for i in np.flatnonzero(failure.mask)[:MAX_EXAMPLES]:
-        text = _identify(schema, frame, int(i))
+        text = _identify(schema, frame, rows, int(i))
         if failure.detail is not None:
             text += ": " + failure.detail(int(i))
         out.append(text)
@@ -616,7 +715,6 @@ def validate_table(
     if missing_required:
         raise MissingColumnError(source, missing_required[0], list(original.columns))
 
-    positions = pd.RangeIndex(n)
     coerced: dict[str, _Coerced] = {}
     for col in schema.columns:
         if col.name in original.columns:
@@ -626,55 +724,47 @@ def validate_table(
             coerced[col.name] = _Coerced(
                 _empty_column(col, n, tz), np.ones(n, bool), np.zeros(n, bool)
             )
-    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, index=positions)
+    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, copy=False)
     if SOURCE_ROW in original.columns:
-        frame[SOURCE_ROW] = original[SOURCE_ROW].astype("Int64").array
+        rows = original[SOURCE_ROW].reset_index(drop=True)
     else:
-        frame[SOURCE_ROW] = pd.array(np.arange(1, n + 1), dtype="Int64")
+        rows = pd.Series(np.arange(1, n + 1), dtype="Int64")
 
-    failures = _failures(raw, schema, frame, coerced)
-    # First failing check per row (-1: none), in the fixed order.
-    first = np.full(n, -1, dtype=np.int64)
-    entries = []
-    for i, failure in enumerate(failures):
-        count = int(failure.mask.sum())
-        if count == 0:
-            continue
-        first[(first < 0) & failure.mask] = i
-        entries.append(
-            QuarantineEntry(
-                raw.table,
-                source,
-                failure.column,
-                failure.rule,
-                count,
-                _examples(schema, frame, failure),
-            )
+    failures = [f for f in _failures(raw, schema, frame, rows, coerced) if f.mask.any()]
+    entries = [
+        QuarantineEntry(
+            raw.table,
+            source,
+            f.column,
+            f.rule,
+            int(f.mask.sum()),
+            _examples(schema, frame, rows, f),
         )
-
+        for f in failures
+    ]
+    # First failing check per row (-1: none), in the fixed order.
+    first = np.full(n, -1, dtype=np.int16)
+    for i, failure in enumerate(failures):
+        first[(first < 0) & failure.mask] = i
     bad = first >= 0
     n_bad = int(bad.sum())
     if n and n_bad / n > max_share:
         raise TooManyQuarantinedError(too_many_message(source, n, n_bad, max_share, entries))
 
-    quarantined = original.iloc[np.flatnonzero(bad)].reset_index(drop=True)
-    hit = first[bad]
-    labels = [
-        _quarantine_column(failures, hit, lambda f: f.rule),
-        _quarantine_column(failures, hit, lambda f: f.column),
-    ]
+    at = np.flatnonzero(bad)
+    hit = first[at]
     meta = pd.DataFrame(
         {
-            SOURCE_ROW: frame[SOURCE_ROW].array[bad],
-            RULE_COL: labels[0],
-            COLUMN_COL: labels[1],
+            SOURCE_ROW: rows.iloc[at].astype("Int64").reset_index(drop=True),
+            RULE_COL: _quarantine_column(failures, hit, lambda f: f.rule),
+            COLUMN_COL: _quarantine_column(failures, hit, lambda f: f.column),
         }
     )
-    rest = quarantined.drop(columns=[SOURCE_ROW], errors="ignore")
+    rest = original.iloc[at].reset_index(drop=True).drop(columns=[SOURCE_ROW], errors="ignore")
     quarantined = pd.concat([meta, rest], axis=1)
 
-    clean = frame.loc[~bad, schema.names] if n_bad else frame[schema.names]
-    return clean.reset_index(drop=True), entries, quarantined
+    clean = frame.loc[~bad].reset_index(drop=True) if n_bad else frame
+    return clean, entries, quarantined
 
 
 def _quarantine_column(failures: list[_Failure], hit: np.ndarray, part) -> pd.Series:

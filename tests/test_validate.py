@@ -544,3 +544,46 @@ def test_fingerprint_equal_for_equal_texts_only():
     prints = fingerprint(texts)
     assert prints[0] == prints[1] and prints[4] == prints[6]
     assert len({int(p) for p in prints}) == 5
+
+
+def test_surrounding_whitespace_is_stripped():
+    # Only a few values need cleaning: the fast path cleans just those.
+    ids = [f"ORDER-{i:05d}" for i in range(20)]
+    ids[3], ids[7], ids[11] = " ORDER-A ", "\u3000ORDER-B", "ORDER-C\t"
+    ids[15] = "NULL"
+    raw = raw_table(
+        "tickets",
+        {
+            "ticket_id": [f"T{i}" for i in range(20)],
+            "order_id": ids,
+            "opened_at": [" 2026-03-02 10:00:00 "] * 20,
+            "category": ["inquiry"] * 20,
+        },
+    )
+    clean, entries, _ = validate_table(raw, TZ, 0.0)
+    assert entries == []
+    got = clean["order_id"]
+    assert got.iloc[[3, 7, 11]].tolist() == ["ORDER-A", "ORDER-B", "ORDER-C"]
+    assert pd.isna(got.iloc[15])
+    assert got.iloc[0] == "ORDER-00000"
+    assert (clean["opened_at"] == stamp("2026-03-02 10:00")).all()
+
+
+def test_categorical_input_as_the_source_delivers_it():
+    frame = pd.DataFrame(
+        {
+            "case_id": pd.Series([1.0, 2.0, 3.0]),  # ids through a float column
+            "order_id": ["O1", "O2", "O3"],
+            "kind": pd.Categorical(["return", "Exchange", "swap"]),
+            "requested_at": ["2026-03-02 10:00:00"] * 3,
+            "_source_row": pd.array([2, 3, 4], dtype="Int64"),
+        }
+    )
+    info = SourceInfo("after_sales", "/x/cases.xlsx", "xlsx", 3, "ab")
+    raw = RawTable("after_sales", frame, info, TZ, None)
+    clean, entries, _ = validate_table(raw, TZ, 1.0)
+    assert [(e.column, e.rule, e.examples) for e in entries] == [
+        ("kind", "unknown value", ("row 4 (case_id 3): 'swap'",))
+    ]
+    assert clean["case_id"].tolist() == ["1", "2"]
+    assert clean["kind"].tolist() == ["return", "exchange"]
