@@ -12,10 +12,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import EXIT_UNEXPECTED, MeetingError
 from .i18n import t
+
+if TYPE_CHECKING:  # imported lazily at run time, so that `meeting --help` starts fast
+    from .params import Params
+    from .weeks import IsoWeek
 
 DEFAULT_SAMPLE = Path("data/sample")
 
@@ -97,7 +102,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
             quiet=args.quiet,
         )
         cmd_sample_data(ns)
-    return cmd_run(args)
+    _demo_issues(args, sample)
+    _demo_minutes(args, sample)
+    code = cmd_run(args)
+    if code == 0:
+        _demo_meeting(args)
+    return code
+
+
+def _demo_issues(args: argparse.Namespace, sample: Path) -> None:
+    """The departments' sample issue lists for the demo week, imported into the store."""
+    from .dataset import resolve_week
+    from .intake import import_issues
+    from .params import load_params
+    from .sample import write_sample_issues
+    from .store import open_store
+
+    params = load_params(*_params_files(args))
+    week = resolve_week(params, args.week)
+    files = write_sample_issues(sample / "issues", week)
+    added = 0
+    with open_store(params) as store:
+        for f in files:
+            result = import_issues(
+                store,
+                f.path,
+                f.department,
+                f.week,
+                departments=params.meeting.departments,
+            )
+            added += len(result.added)
+        print(
+            f"sample issue lists of {len(files)} department submissions in {sample / 'issues'}; "
+            f"{added} new issue(s) imported into {store.url}"
+        )
+
+
+def _demo_minutes(args: argparse.Namespace, sample: Path) -> None:
+    """The recorded minutes of the meetings about the week before the demo week and the
+    demo week, so that the review loop has earlier items to show."""
+    from .dataset import resolve_week
+    from .minutes import record_minutes
+    from .params import load_params
+    from .sample import write_sample_minutes
+    from .store import open_store
+
+    params = load_params(*_params_files(args))
+    week = resolve_week(params, args.week)
+    files = write_sample_minutes(sample / "minutes", week)
+    with open_store(params) as store:
+        for path, when in zip(files, (week.previous(), week), strict=True):
+            record_minutes(params, store, path, when)
+    print(f"sample minutes of weeks {week.previous()} and {week} recorded from {files[0].parent}")
+
+
+def _demo_meeting(args: argparse.Namespace) -> None:
+    """The agenda, invitation and notice of the demo week (written, not sent)."""
+    ns = argparse.Namespace(**{**vars(args), "out": None, "send": False})
+    cmd_agenda(ns)
+    cmd_notice(ns)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -109,6 +172,299 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"week {data.week}: {sum(data.quality.kept.values()):,} rows kept")
     frame = data.quality.to_frame(args.lang or params.language)
     print(frame.to_string(index=False) if len(frame) else "nothing set aside")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Params:
+    from .params import load_params
+
+    return load_params(*_params_files(args))
+
+
+def cmd_issues_template(args: argparse.Namespace) -> int:
+    from .intake import check_department, write_template
+
+    params = _load(args)
+    lang = args.lang or params.language
+    department = check_department(args.dept, params.meeting.departments)
+    out = args.out or Path(f"issues-{department.replace('_', '-')}.{args.format}")
+    path = write_template(out, department, lang)
+    print(f"issue template for {department}: {path}")
+    print(
+        "  one row per issue; columns title and severity are required. Import it with\n"
+        f"  meeting issues import {path} --dept {department} --week <ISO week>"
+    )
+    return 0
+
+
+def cmd_issues_import(args: argparse.Namespace) -> int:
+    from .intake import import_issues
+    from .store import open_store
+
+    params = _load(args)
+    with open_store(params) as store:
+        result = import_issues(
+            store,
+            args.file,
+            args.dept,
+            args.week,
+            departments=params.meeting.departments,
+            encoding=args.encoding,
+        )
+    encoding = f", read as {result.encoding}" if result.encoding else ""
+    print(
+        f"{args.file}: {len(result.added)} new issue(s) for {result.department}, week "
+        f"{result.week}; {result.skipped} already in the store{encoding}"
+    )
+    if result.ignored_columns:
+        print(f"  columns ignored (not in the template): {list(result.ignored_columns)}")
+    return 0
+
+
+def cmd_issues_add(args: argparse.Namespace) -> int:
+    from .intake import add_issue
+    from .store import open_store
+
+    params = _load(args)
+    with open_store(params) as store:
+        result = add_issue(
+            store,
+            args.dept,
+            args.week,
+            departments=params.meeting.departments,
+            title=args.title,
+            severity=args.severity,
+            description=args.description,
+            segment=args.segment,
+            first_seen=args.first_seen,
+            submitter=args.submitter,
+        )
+    if result.added:
+        print(f"issue #{result.added[0]} added for {result.department}, week {result.week}")
+    else:
+        print("the same issue is already in the store; nothing added")
+    return 0
+
+
+def cmd_issues_list(args: argparse.Namespace) -> int:
+    from .store import open_store
+
+    params = _load(args)
+    with open_store(params) as store:
+        issues = store.issues(
+            week=args.week,
+            department=args.dept,
+            status=None if args.status == "all" else args.status,
+        )
+    columns = ["id", "week", "department", "severity", "status", "title", "segment", "source"]
+    if args.format == "csv":
+        issues.to_csv(sys.stdout, index=False, columns=columns + ["description", "submitter"])
+    elif issues.empty:
+        print("no issues match")
+    else:
+        print(issues.loc[:, columns].to_string(index=False))
+    return 0
+
+
+def cmd_store_export(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from .store import open_store
+
+    params = _load(args)
+    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    out = args.out or Path(params.output_dir) / f"store-export-{stamp}"
+    with open_store(params) as store:
+        files = store.export(out, args.format)
+        print(f"store {store.url} (schema version {store.version}) exported to {out}:")
+    for path in files:
+        print(f"  {path.name}")
+    return 0
+
+
+def _meeting_week(args: argparse.Namespace, params: Params) -> IsoWeek:
+    from .dataset import resolve_week
+
+    return resolve_week(params, args.week)
+
+
+def cmd_agenda(args: argparse.Namespace) -> int:
+    from .agenda import prepare_meeting, write_agenda_files
+    from .notify import write_notice_bodies
+    from .store import open_store
+
+    params = _load(args)
+    week = _meeting_week(args, params)
+    out = args.out or Path(params.output_dir) / str(week)
+    with open_store(params) as store:
+        pack = prepare_meeting(params, store, week, args.lang)
+    files = {**write_agenda_files(pack, out), **write_notice_bodies(pack, out)}
+    a = pack.agenda
+    print(
+        f"agenda for week {week}: {a.start:%Y-%m-%d %H:%M}–{a.end:%H:%M} ({a.tz}), "
+        f"{a.issues} issue(s) from {len(pack.load)} department(s), "
+        f"{a.planned_minutes} of {int((a.end - a.start).total_seconds() // 60)} minutes planned"
+    )
+    for name, path in files.items():
+        print(f"  {name:<12} {path}")
+    return 0
+
+
+def cmd_notice(args: argparse.Namespace) -> int:
+    from .agenda import prepare_meeting, write_agenda_files
+    from .errors import ParamsError
+    from .notify import notice_message, send, write_eml, write_notice_bodies
+    from .store import open_store
+
+    params = _load(args)
+    week = _meeting_week(args, params)
+    if args.send and params.smtp is None:
+        raise ParamsError(
+            "--send needs an 'smtp' block in the params (host, port, user, sender, "
+            "password_env); without --send the notice is written as an .eml file."
+        )
+    out = args.out or Path(params.output_dir) / str(week)
+    with open_store(params) as store:
+        pack = prepare_meeting(params, store, week, args.lang)
+    write_agenda_files(pack, out)
+    write_notice_bodies(pack, out)
+    organizer = pack.agenda.organizer
+    sender = params.smtp.sender if params.smtp else (organizer.email if organizer else "")
+    if not sender:
+        raise ParamsError("no sender: set smtp.sender or meeting.organizer in the params.")
+    message = notice_message(pack, sender)
+    eml = write_eml(message, out / "notice.eml")
+    if not args.send:
+        print(f"notice for week {week} written to {eml} (not sent; --send sends it by SMTP)")
+        return 0
+    accepted = send(message, params.smtp)
+    print(
+        f"notice for week {week} sent to {len(accepted)} recipient(s) through "
+        f"{params.smtp.host}:{params.smtp.port}; a copy is at {eml}"
+    )
+    return 0
+
+
+def cmd_minutes_record(args: argparse.Namespace) -> int:
+    from .minutes import record_minutes
+    from .store import open_store
+
+    params = _load(args)
+    with open_store(params) as store:
+        r = record_minutes(params, store, args.file, args.week)
+    if r.unchanged:
+        print(f"{args.file}: already recorded for week {r.week}; nothing changed")
+        return 0
+    print(
+        f"{args.file}: minutes of week {r.week} recorded: {r.decisions_added} new decision(s), "
+        f"{r.actions_added} new and {r.actions_updated} updated action item(s), "
+        f"{r.earlier_updated} earlier item(s) reviewed"
+    )
+    return 0
+
+
+def cmd_minutes_send(args: argparse.Namespace) -> int:
+    from .errors import ParamsError
+    from .review import send_minutes
+
+    params = _load(args)
+    if params.smtp is None:
+        raise ParamsError("sending the minutes needs an 'smtp' block in the params.")
+    result = send_minutes(params, args.week, lang=args.lang)
+    print(
+        f"minutes of week {result.week} sent to {result.recipients} recipient(s) at "
+        f"{result.sent_at:%Y-%m-%d %H:%M} UTC; a copy is at {result.eml}"
+    )
+    if not result.in_time:
+        print(
+            f"warning: sent {result.hours_after:.1f} hours after the meeting ended, later than "
+            "the 24 hours promised",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_actions_add(args: argparse.Namespace) -> int:
+    from .actions import add_action, parse_due
+    from .store import open_store
+
+    params = _load(args)
+    with open_store(params) as store:
+        item = add_action(
+            params,
+            store,
+            args.week,
+            description=args.description,
+            owner=args.owner,
+            department=args.dept,
+            due=parse_due(args.due),
+            issue_id=args.issue,
+            note=args.note,
+        )
+    print(f"action item #{item} added to the meeting about week {args.week}")
+    return 0
+
+
+def cmd_actions_update(args: argparse.Namespace) -> int:
+    from .actions import parse_due, update_action
+    from .store import open_store
+
+    params = _load(args)
+    with open_store(params) as store:
+        update_action(
+            store,
+            args.id,
+            departments=params.meeting.departments,
+            description=args.description,
+            owner=args.owner,
+            department=args.dept,
+            due_date=parse_due(args.due) if args.due else None,
+            status=args.status,
+            note=args.note,
+            issue_id=args.issue,
+        )
+    print(f"action item #{args.id} updated")
+    return 0
+
+
+def cmd_actions_done(args: argparse.Namespace) -> int:
+    from .actions import close_action
+    from .store import open_store
+
+    params = _load(args)
+    with open_store(params) as store:
+        for item in args.id:
+            close_action(store, item, args.note)
+    print(f"action item(s) {', '.join(f'#{i}' for i in args.id)} done")
+    return 0
+
+
+def cmd_actions_list(args: argparse.Namespace) -> int:
+    from .actions import action_list
+    from .store import open_store
+
+    params = _load(args)
+    week = _meeting_week(args, params)
+    with open_store(params) as store:
+        items = action_list(
+            params,
+            store,
+            week,
+            owner=args.owner,
+            department=args.dept,
+            overdue=args.overdue,
+            include_closed=args.all,
+        )
+    columns = [
+        "id", "meeting_week", "department", "owner", "due_date", "status", "due_status",
+        "age_weeks", "carried", "escalate", "description",
+    ]  # fmt: skip
+    if args.format == "csv":
+        items.to_csv(sys.stdout, index=False, columns=columns)
+    elif items.empty:
+        print("no action items match")
+    else:
+        print(items.loc[:, columns].to_string(index=False))
     return 0
 
 
@@ -163,6 +519,128 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="load and validate a week; print what was set aside")
     with_run_options(p)
     p.set_defaults(func=cmd_validate)
+
+    def with_params(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--params",
+            action="append",
+            metavar="FILE",
+            help="params YAML; repeat to layer files (default: params/default.yaml)",
+        )
+
+    issues = sub.add_parser("issues", help="the departments' issue lists").add_subparsers(
+        dest="issues_command", required=True, metavar="ACTION"
+    )
+    p = issues.add_parser("template", help="write an empty issue list for a department")
+    with_params(p)
+    p.add_argument("--dept", required=True, help="department code, e.g. logistics")
+    p.add_argument("--out", type=Path, help="file to write (default: issues-<dept>.<format>)")
+    p.add_argument("--format", choices=["xlsx", "csv"], default="xlsx")
+    p.add_argument("--lang", choices=["en", "zh-CN"], help="header language")
+    p.set_defaults(func=cmd_issues_template)
+
+    p = issues.add_parser("import", help="check and import a department's issue file")
+    with_params(p)
+    p.add_argument("file", type=Path, help="CSV (UTF-8 or GBK) or XLSX issue list")
+    p.add_argument("--dept", required=True, help="department code, e.g. logistics")
+    p.add_argument("--week", required=True, help="ISO week the issues are raised for")
+    p.add_argument("--encoding", help="CSV encoding (default: detect UTF-8 / GBK)")
+    p.set_defaults(func=cmd_issues_import)
+
+    p = issues.add_parser("add", help="add one issue")
+    with_params(p)
+    p.add_argument("--dept", required=True, help="department code, e.g. logistics")
+    p.add_argument("--week", required=True, help="ISO week the issue is raised for")
+    p.add_argument("--title", required=True)
+    p.add_argument("--severity", required=True, help="low, medium, high or critical")
+    p.add_argument("--description", default="")
+    p.add_argument("--segment", default="", help="e.g. 'carrier=EastPost; region=South'")
+    p.add_argument("--first-seen", help="YYYY-MM-DD")
+    p.add_argument("--submitter", default="")
+    p.set_defaults(func=cmd_issues_add)
+
+    p = issues.add_parser("list", help="list the stored issues")
+    with_params(p)
+    p.add_argument("--week", help="only this ISO week")
+    p.add_argument("--dept", help="only this department")
+    p.add_argument("--status", choices=["open", "resolved", "dropped", "all"], default="all")
+    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.set_defaults(func=cmd_issues_list)
+
+    store = sub.add_parser("store", help="the meeting store").add_subparsers(
+        dest="store_command", required=True, metavar="ACTION"
+    )
+    p = store.add_parser("export", help="dump every table to CSV files or one JSON file")
+    with_params(p)
+    p.add_argument("--out", type=Path, help="folder (default: outputs/store-export-<time>)")
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.set_defaults(func=cmd_store_export)
+
+    minutes = sub.add_parser("minutes", help="the meeting's minutes").add_subparsers(
+        dest="minutes_command", required=True, metavar="ACTION"
+    )
+    p = minutes.add_parser("record", help="check and record a minutes YAML file")
+    with_params(p)
+    p.add_argument("file", type=Path, help="minutes YAML file (format: meetinglib.minutes)")
+    p.add_argument("--week", required=True, help="ISO report week the meeting was about")
+    p.set_defaults(func=cmd_minutes_record)
+    p = minutes.add_parser("send", help="e-mail the minutes handout to the attendees")
+    with_params(p)
+    p.add_argument("--week", required=True, help="ISO report week the meeting was about")
+    p.add_argument("--lang", choices=["en", "zh-CN"], help="language of the e-mail")
+    p.set_defaults(func=cmd_minutes_send)
+
+    actions = sub.add_parser("actions", help="action items").add_subparsers(
+        dest="actions_command", required=True, metavar="ACTION"
+    )
+    p = actions.add_parser("add", help="add an action item to a week's meeting")
+    with_params(p)
+    p.add_argument("--week", required=True, help="ISO report week of the meeting")
+    p.add_argument("--description", required=True)
+    p.add_argument("--owner", required=True)
+    p.add_argument("--dept", required=True, help="department code, e.g. logistics")
+    p.add_argument("--due", required=True, help="due date YYYY-MM-DD")
+    p.add_argument("--issue", type=int, help="id of the linked issue")
+    p.add_argument("--note", default="")
+    p.set_defaults(func=cmd_actions_add)
+    p = actions.add_parser("update", help="change an action item")
+    with_params(p)
+    p.add_argument("id", type=int)
+    p.add_argument("--description")
+    p.add_argument("--owner")
+    p.add_argument("--dept")
+    p.add_argument("--due", help="YYYY-MM-DD")
+    p.add_argument("--status", choices=["open", "done", "dropped"])
+    p.add_argument("--issue", type=int)
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_actions_update)
+    p = actions.add_parser("done", help="mark action items done")
+    with_params(p)
+    p.add_argument("id", type=int, nargs="+")
+    p.add_argument("--note")
+    p.set_defaults(func=cmd_actions_done)
+    p = actions.add_parser("list", help="open action items with due status and escalation")
+    with_params(p)
+    p.add_argument("--week", help="judge as of the meeting about this week (default: latest)")
+    p.add_argument("--overdue", action="store_true", help="only overdue items")
+    p.add_argument("--owner")
+    p.add_argument("--dept")
+    p.add_argument("--all", action="store_true", help="closed items too")
+    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.set_defaults(func=cmd_actions_list)
+
+    for name, func, text in (
+        ("agenda", cmd_agenda, "agenda with time boxes, meeting.ics invite and notice texts"),
+        ("notice", cmd_notice, "the meeting notice as .eml; --send mails it by SMTP"),
+    ):
+        p = sub.add_parser(name, help=text)
+        with_params(p)
+        p.add_argument("--week", help="ISO report week (default: latest complete week)")
+        p.add_argument("--out", type=Path, help="folder (default: outputs/<week>)")
+        p.add_argument("--lang", choices=["en", "zh-CN"], help="language of agenda and notice")
+        if name == "notice":
+            p.add_argument("--send", action="store_true", help="send through params smtp")
+        p.set_defaults(func=func)
     return parser
 
 

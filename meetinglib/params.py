@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import (
     InvalidParamError,
@@ -63,12 +71,7 @@ class SourceParams(_Strict):
     @field_validator("url")
     @classmethod
     def _no_password(cls, v: str | None) -> str | None:
-        if v and "@" in v and ":" in v.split("@", 1)[0].split("//", 1)[-1]:
-            raise ValueError(
-                "the URL holds a password; put the whole URL in an environment variable "
-                "and name that variable in 'source.url_env' instead"
-            )
-        return v
+        return _url_without_password(v, "source.url_env")
 
     @field_validator("tables")
     @classmethod
@@ -147,6 +150,10 @@ class PlanParams(_Strict):
     backtest_weeks: int = Field(8, ge=1, le=52)
     share_weeks: int = Field(4, ge=1, le=52)  # weeks behind shares, ratios and on-time rates
     min_on_time_delivery: float = Field(0.9, ge=0, le=1)  # carrier flagged below this rate
+    # A history day off both its week and its weekday's trend by this many robust SDs
+    # (and by min_change) is unusual and left out of the baseline; None: no detection.
+    outlier_z: float | None = Field(3.5, gt=0)
+    outlier_min_change: float = Field(0.25, ge=0)  # e.g. 0.25: +25 % or -20 % of usual
     promotions: dict[dt.date, float] = Field(default_factory=dict)  # day -> lift factor
     warehouses: dict[str, WarehousePlanParams] = Field(default_factory=dict)
     carriers: dict[str, CarrierPlanParams] = Field(default_factory=dict)
@@ -161,6 +168,145 @@ class PlanParams(_Strict):
         return v
 
 
+class StoreParams(_Strict):
+    """Where the meeting store lives: a SQLite file by default, or any SQLAlchemy URL."""
+
+    path: Path | None = None  # SQLite file; None: ../data/meeting.db next to the params file
+    url: str | None = None  # a SQLAlchemy URL without password, e.g. postgresql://host/meetings
+    url_env: str | None = None  # environment variable holding the URL (with its password)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, v: str | None) -> str | None:
+        return _url_without_password(v, "store.url_env")
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class PersonParams(_Strict):
+    """Someone the notice goes to: the organizer or an attendee."""
+
+    name: str = Field(min_length=1)
+    email: str
+    department: str | None = None
+    optional: bool = False  # invited as optional participant
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        local, _, domain = v.strip().partition("@")
+        if not local or "." not in domain or any(c.isspace() for c in v.strip()):
+            raise ValueError(f"{v!r} is not an e-mail address like name@example.com")
+        return v.strip()
+
+
+class MeetingParams(_Strict):
+    """The review meeting: who, when, where. Times are in the platform timezone."""
+
+    title: str = "Weekly order-processing review"
+    organizer: PersonParams | None = None
+    attendees: list[PersonParams] = Field(default_factory=list)
+    # Departments in agenda order; issue files and attendees name one of these.
+    departments: list[str] = Field(
+        default_factory=lambda: ["operations", "customer_service", "logistics", "finance", "it"]
+    )
+    week_offset: int = Field(1, ge=0, le=4)  # the meeting about week W is held in W + this
+    weekday: str = "monday"
+    time: dt.time = dt.time(14, 0)
+    duration_minutes: int = Field(90, gt=0, le=480)
+    place: str | None = None
+    online_link: str | None = None
+
+    @field_validator("weekday")
+    @classmethod
+    def _weekday(cls, v: str) -> str:
+        day = v.strip().lower()
+        match = [d for d in WEEKDAYS if day and d.startswith(day[:3])]
+        if len(day) < 3 or not match:
+            raise ValueError(f"{v!r} is not a weekday; write e.g. monday")
+        return match[0]
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, v: object) -> object:
+        # YAML 1.1 reads an unquoted 14:00 as the base-60 number 840 (minutes).
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 24 * 60:
+            return dt.time(v // 60, v % 60)
+        return v
+
+    @field_validator("departments")
+    @classmethod
+    def _departments(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one department")
+        bad = [d for d in v if not d or d != d.strip().lower() or " " in d]
+        if bad or len(set(v)) != len(v):
+            raise ValueError(
+                f"departments must be distinct lower-case codes without spaces, got {v}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _known_departments(self) -> MeetingParams:
+        people = [*self.attendees, *([self.organizer] if self.organizer else [])]
+        unknown = sorted({p.department for p in people if p.department} - set(self.departments))
+        if unknown:
+            raise ValueError(
+                f"attendee department(s) {unknown} not in meeting.departments {self.departments}"
+            )
+        return self
+
+
+class AgendaParams(_Strict):
+    """Time boxes of the agenda, in minutes."""
+
+    opening: int = Field(5, ge=0)
+    data_report: int = Field(15, ge=0)
+    minutes_per_issue: float = Field(4.0, gt=0)  # a department's time: its issues x this ...
+    min_department: int = Field(3, ge=0)  # ... at least this for a department with issues ...
+    departments_cap: int = Field(40, ge=0)  # ... all departments together at most this
+    solutions: int = Field(15, ge=0)
+    next_week_plan: int = Field(10, ge=0)
+    summary_feedback: int = Field(5, ge=0)
+
+
+class SmtpParams(_Strict):
+    """The mail server the notice is sent through. The password comes from the environment."""
+
+    host: str
+    port: int = Field(587, gt=0, lt=65536)
+    user: str | None = None
+    password_env: str | None = None  # name of the environment variable holding the password
+    sender: str
+    starttls: bool = True
+    timeout_seconds: float = Field(30.0, gt=0)
+
+    def password(self) -> str | None:
+        """The password from the environment variable named by password_env (None: no login)."""
+        if not self.password_env:
+            return None
+        value = os.environ.get(self.password_env)
+        if not value:
+            raise ParamsError(
+                f"environment variable {self.password_env} (named by smtp.password_env) is "
+                "not set; export it with the SMTP password."
+            )
+        return value
+
+
+class TargetParams(_Strict):
+    """A KPI's target and, optionally, the at-risk threshold on its worse side.
+
+    A value meeting ``target`` is on target; one short of it but not past ``at_risk`` is at
+    risk; beyond ``at_risk`` (or short of the target when there is none) it is off target.
+    A bare number in the params is the target alone.
+    """
+
+    target: float
+    at_risk: float | None = None
+
+
 class Params(_Strict):
     company: str
     timezone: str
@@ -172,7 +318,11 @@ class Params(_Strict):
     sla: SlaParams = SlaParams()
     quality: QualityParams = QualityParams()
     plan: PlanParams = PlanParams()
-    targets: dict[str, float] = Field(default_factory=dict)
+    targets: dict[str, TargetParams | float] = Field(default_factory=dict)
+    store: StoreParams = StoreParams()
+    meeting: MeetingParams = MeetingParams()
+    agenda: AgendaParams = AgendaParams()
+    smtp: SmtpParams | None = None
     notebooks: list[str] = Field(default_factory=lambda: ["data_report"])
     notebooks_dir: Path = Path("notebooks")
     output_dir: Path = Path("outputs")
@@ -193,9 +343,19 @@ class Params(_Strict):
 # Keys holding paths, resolved against the folder of the file that sets them.
 _PATH_KEYS: tuple[tuple[str, ...], ...] = (
     ("source", "path"),
+    ("store", "path"),
     ("notebooks_dir",),
     ("output_dir",),
 )
+
+
+def _url_without_password(url: str | None, env_key: str) -> str | None:
+    if url and "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+        raise ValueError(
+            "the URL holds a password; put the whole URL in an environment variable "
+            f"and name that variable in '{env_key}' instead"
+        )
+    return url
 
 
 def _check_tz(name: str) -> str:

@@ -88,6 +88,13 @@ def run_week(
     say("loading and validating data")
     data = load_week(params, week, progress=lambda msg: say(f"  {msg}"))
     timings["load"] = time.perf_counter() - t0
+    if notebooks is None and "minutes" not in names:
+        from .minutes import has_minutes
+
+        # The minutes handout exists only once a meeting has been recorded for the week.
+        if has_minutes(params, data.week):
+            names.append("minutes")
+            sources.append(_notebook_path(params, "minutes"))
 
     out_root = Path(params.output_dir)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -132,6 +139,7 @@ def run_week(
 
         timings["total"] = time.perf_counter() - started
         final = out_root / str(data.week)
+        _carry_over(final, staging)
         manifest = _write_manifest(staging, data, params, results, timings, lang)
         index = _write_index(staging, data.week, params, results, lang)
         _publish(staging, final)
@@ -289,7 +297,12 @@ def _write_index(
         f'    <li><a href="{html.escape(r.html.name)}">{html.escape(_title(r.name, lang))}</a></li>'
         for r in results
     )
-    extras = [p.name for p in sorted(folder.iterdir()) if p.suffix in (".csv", ".ics", ".json")]
+    handouts = {r.html.name for r in results} | {"index.html"}
+    extras = [
+        p.name
+        for p in sorted(folder.iterdir())
+        if p.suffix in (".csv", ".ics", ".json", ".html", ".eml") and p.name not in handouts
+    ]
     extra_items = "\n".join(
         f'    <li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in extras
     )
@@ -399,6 +412,27 @@ def _write_manifest(
     path = folder / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+# Written by every run from scratch; an old copy must not survive a new run.
+_RUN_OUTPUTS = frozenset({SNAPSHOT_DIR, "quarantine", "manifest.json", "index.html"})
+
+
+def _carry_over(final: Path, staging: Path) -> None:
+    """Keep files of the published week that this run does not produce.
+
+    The agenda, the invite and the notice are written by `meeting agenda` before the
+    meeting, not by the notebooks; re-running the handouts must not lose them.
+    """
+    if not final.is_dir():
+        return
+    for item in final.iterdir():
+        if item.name in _RUN_OUTPUTS or (staging / item.name).exists():
+            continue
+        if item.is_dir():
+            shutil.copytree(item, staging / item.name)
+        else:
+            shutil.copy2(item, staging / item.name)
 
 
 def _publish(staging: Path, final: Path) -> None:

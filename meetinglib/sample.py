@@ -1229,3 +1229,351 @@ def _write(table: _Table, path: Path, fmt: str, tz: str) -> int:
         raise
     os.replace(partial, path)
     return total
+
+
+# --- department issue lists -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampleIssueFile:
+    """A department's issue list written by ``write_sample_issues``."""
+
+    path: Path
+    department: str
+    week: IsoWeek
+    encoding: str | None  # None for XLSX
+
+
+# (department, weeks before the end week, file format, encoding, header language, rows);
+# each row: title, description, severity, segment, weekday first seen (0 = Monday), submitter.
+# Several rows point at the injected incidents (EastPost -> South, WH-South stockout);
+# some are near-duplicates in English and Chinese, and one problem comes back from the
+# week before.
+_SAMPLE_ISSUES: tuple[tuple[str, int, str, str | None, str, tuple[tuple, ...]], ...] = (
+    (
+        "it",
+        1,
+        "csv",
+        "utf-8",
+        "en",
+        (
+            (
+                "Order export job to the WMS fails on Monday mornings",
+                "The 06:00 export stops with a timeout; orders reach the warehouses late.",
+                "high",
+                "",
+                0,
+                "Zhao Lei",
+            ),
+        ),
+    ),
+    (
+        "customer_service",
+        1,
+        "csv",
+        "utf-8",
+        "en",
+        (
+            (
+                "Refund requests take too long to close",
+                "Customers wait more than five days for refund-only cases.",
+                "medium",
+                "",
+                2,
+                "Zhang Min",
+            ),
+        ),
+    ),
+    (
+        "logistics",
+        0,
+        "csv",
+        "utf-8",
+        "en",
+        (
+            (
+                "EastPost deliveries to the South region are late",
+                "Parcels handed to EastPost for the South take two to three days longer.",
+                "high",
+                "carrier=EastPost; region=South",
+                1,
+                "Chen Jie",
+            ),
+            (
+                "EastPost late deliveries in South region",
+                "Same pattern seen on the tracking board since Tuesday.",
+                "medium",
+                "carrier=EastPost; region=South",
+                2,
+                "Sun Hao",
+            ),
+            (
+                "RapidRoute weekend pick-ups missed",
+                "Saturday pick-ups at WH-North did not happen twice.",
+                "low",
+                "carrier=RapidRoute",
+                5,
+                "Chen Jie",
+            ),
+        ),
+    ),
+    (
+        "customer_service",
+        0,
+        "csv",
+        "gbk",
+        "zh-CN",
+        (
+            (
+                "华南地区客户投诉快递延误",
+                "华南客户来电投诉包裹迟迟未到。",
+                "高",
+                "地区=South",
+                2,
+                "张敏",
+            ),
+            ("退款审核时间过长", "仅退款申请平均五天以上才处理完。", "中", "", 0, "张敏"),
+            (
+                "客户反映缺货订单迟迟未发货",
+                "华南仓下单的客户询问为何一直未发货。",
+                "中",
+                "仓库=WH-South；异常=缺货",
+                3,
+                "李娜",
+            ),
+        ),
+    ),
+    (
+        "operations",
+        0,
+        "xlsx",
+        None,
+        "en",
+        (
+            (
+                "Stockouts at WH-South block shipping",
+                "The most popular SKUs ran out at WH-South from Wednesday.",
+                "critical",
+                "warehouse=WH-South; exception_code=stockout",
+                2,
+                "Wang Wei",
+            ),
+            (
+                "华南仓缺货，大量订单无法发货",
+                "补货预计下周二到货。",
+                "high",
+                "warehouse=WH-South; exception_code=stockout",
+                3,
+                "刘芳",
+            ),
+            (
+                "Packing station scanner at WH-East keeps failing",
+                "Station 3 drops the connection several times a shift.",
+                "low",
+                "warehouse=WH-East",
+                4,
+                "Wang Wei",
+            ),
+        ),
+    ),
+    (
+        "finance",
+        0,
+        "csv",
+        "utf-8-sig",
+        "en",
+        (
+            (
+                "Refunds for damaged parcels growing",
+                "Refunds with reason damaged are up on last month.",
+                "medium",
+                "exception_code=damaged",
+                3,
+                "Liu Yang",
+            ),
+            (
+                "Settlement file from the payment provider arrives late",
+                "The daily file came after 10:00 on three days.",
+                "low",
+                "",
+                1,
+                "Liu Yang",
+            ),
+        ),
+    ),
+    (
+        "it",
+        0,
+        "csv",
+        "gbk",
+        "en",
+        (
+            (
+                "Order export job failed again on Monday morning",
+                "Same timeout as last week; restarted by hand at 07:10.",
+                "high",
+                "",
+                0,
+                "Zhao Lei",
+            ),
+            ("打印面单服务偶尔超时", "高峰时段面单打印等待超过一分钟。", "medium", "", 3, "赵磊"),
+        ),
+    ),
+)
+_ISSUE_HEADERS = {
+    "en": ("title", "description", "severity", "segment", "first_seen", "submitter"),
+    "zh-CN": ("标题", "描述", "严重程度", "涉及范围", "首次发现", "提交人"),
+}
+
+
+def write_sample_issues(folder: str | Path, end_week: IsoWeek | str) -> tuple[SampleIssueFile, ...]:
+    """Write the demo departments' issue lists for ``end_week`` (and one week before it).
+
+    CSV files in UTF-8 (one with BOM) and GBK, and one XLSX, with English and Chinese
+    titles, written as a department would fill in the template. Files are named
+    ``issues-<department>-<week>.<csv|xlsx>``; the same week gives the same content.
+    """
+    import csv
+
+    week = IsoWeek.parse(end_week)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for department, back, fmt, encoding, lang, rows in _SAMPLE_ISSUES:
+        when = week.shift(-back)
+        records = [
+            (title, text, severity, segment, str(when.monday + dt.timedelta(days=day)), who)
+            for title, text, severity, segment, day, who in rows
+        ]
+        path = out / f"issues-{department.replace('_', '-')}-{when}.{fmt}"
+        if fmt == "xlsx":
+            from openpyxl import Workbook
+
+            book = Workbook()
+            sheet = book.active
+            sheet.title = "issues"
+            sheet.append(list(_ISSUE_HEADERS[lang]))
+            for record in records:
+                sheet.append(list(record))
+            book.save(path)
+        else:
+            with open(path, "w", encoding=encoding, newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(_ISSUE_HEADERS[lang])
+                writer.writerows(records)
+        written.append(SampleIssueFile(path, department, when, encoding))
+    return tuple(written)
+
+
+# --- demo minutes -----------------------------------------------------------------------------
+
+_MINUTES_BEFORE = """\
+# Minutes of the meeting about {week} (held {held}); format: meetinglib/minutes.py.
+week: {week}
+summary: |
+  The WMS export failed again on Monday; refund-only cases wait too long.
+plan:
+  - Keep WH-South on the weekend rota
+attendance:
+  - {{email: li.na@demo-shop.example, status: present}}
+  - {{email: wang.wei@demo-shop.example, status: present}}
+  - {{email: zhang.min@demo-shop.example, status: present}}
+  - {{email: chen.jie@demo-shop.example, status: present}}
+  - {{email: liu.yang@demo-shop.example, status: absent}}
+  - {{email: zhao.lei@demo-shop.example, status: present}}
+time: {{opening: 5, data_report: 17, customer_service: 5, it: 6, solutions: 18,
+        next_week_plan: 10, summary_feedback: 5}}
+decisions:
+  - ref: D1
+    text: Move the WMS export to 05:00 and retry it automatically
+    department: it
+    issue: Order export job to the WMS fails on Monday mornings
+actions:
+  - description: Move the WMS export to 05:00 with an automatic retry
+    owner: Zhao Lei
+    department: it
+    due: {d2}
+    issue: Order export job to the WMS fails on Monday mornings
+    decision: D1
+  - description: Reply template for refund-only cases
+    owner: Zhang Min
+    department: customer_service
+    due: {d4}
+    issue: Refund requests take too long to close
+  - description: Recount WH-South stock of the 50 fastest SKUs
+    owner: Wang Wei
+    department: operations
+    due: {d3}
+feedback:
+  - {{email: li.na@demo-shop.example, rating: 4}}
+  - {{email: zhang.min@demo-shop.example, rating: 3, comment: The IT part ran long}}
+  - {{email: chen.jie@demo-shop.example, rating: 4}}
+"""
+
+_MINUTES_WEEK = """\
+# Minutes of the meeting about {week} (held {held}); format: meetinglib/minutes.py.
+week: {week}
+summary: |
+  EastPost's deliveries to the South are late for the second week; the volume moves to
+  SwiftExpress for two weeks. The refund template is in use; the WMS export fix slipped.
+plan:
+  - SwiftExpress takes EastPost's South parcels until {d11}
+  - One extra picker per shift in WH-South from Tuesday
+attendance:
+  - {{email: li.na@demo-shop.example, status: present}}
+  - {{email: wang.wei@demo-shop.example, status: present}}
+  - {{email: zhang.min@demo-shop.example, status: present}}
+  - {{email: chen.jie@demo-shop.example, status: present}}
+  - {{email: liu.yang@demo-shop.example, status: delegate, delegate: Sun Li}}
+  - {{email: zhao.lei@demo-shop.example, status: absent}}
+time: {{opening: 6, data_report: 19, operations: 6, customer_service: 10, logistics: 16,
+        finance: 5, it: 4, solutions: 14, next_week_plan: 8, summary_feedback: 5}}
+decisions:
+  - ref: D1
+    text: Shift EastPost's South parcels to SwiftExpress for two weeks
+    department: logistics
+    issue: EastPost deliveries to the South region are late
+actions:
+  - description: Agree the volume shift and pick-up times with SwiftExpress
+    owner: Chen Jie
+    department: logistics
+    due: {d1}
+    decision: D1
+    issue: EastPost deliveries to the South region are late
+  - description: Call customers whose South parcels are more than three days late
+    owner: Zhang Min
+    department: customer_service
+    due: {d3}
+  - description: Claim the late-delivery penalty from EastPost
+    owner: Liu Yang
+    department: finance
+    due: {d9}
+updates:
+  - {{description: Reply template for refund-only cases, status: done, note: in use since Thursday}}
+  - {{description: Move the WMS export to 05:00 with an automatic retry, note: needs a release}}
+feedback:
+  - {{email: li.na@demo-shop.example, rating: 4}}
+  - {{email: chen.jie@demo-shop.example, rating: 5, comment: Clear decision on the South}}
+  - {{email: zhang.min@demo-shop.example, rating: 4}}
+  - {{rating: 3, comment: The data report part could be shorter}}
+"""
+
+
+def write_sample_minutes(folder: str | Path, end_week: IsoWeek | str) -> tuple[Path, Path]:
+    """Write the demo minutes of the meetings about the week before ``end_week`` and
+    ``end_week`` (held the Monday after each), for the default params' attendees.
+
+    The earlier meeting's items fall due before the later meeting, so its review shows
+    items closed, carried over and overdue. Files: ``minutes-<week>.yaml``.
+    """
+    week = IsoWeek.parse(end_week)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for when, text in ((week.previous(), _MINUTES_BEFORE), (week, _MINUTES_WEEK)):
+        held = when.next().monday
+        days = {f"d{n}": held + dt.timedelta(days=n) for n in (1, 2, 3, 4, 9, 11)}
+        path = out / f"minutes-{when}.yaml"
+        path.write_text(text.format(week=when, held=held, **days), encoding="utf-8")
+        written.append(path)
+    return written[0], written[1]

@@ -30,8 +30,30 @@ def quiet_sample(tmp_path_factory):
     )
 
 
+@pytest.fixture(scope="session")
+def long_sample(tmp_path_factory):
+    """10 weeks x 2,000 orders ending 2026-W47 with the incidents: history for the
+    anomaly rules (the first weeks and a promotion week included)."""
+    from meetinglib.sample import generate_sample
+
+    folder = tmp_path_factory.mktemp("long_sample")
+    return generate_sample(folder, weeks=10, orders_per_week=2000, seed=11, end_week=SAMPLE_WEEK)
+
+
+@pytest.fixture(scope="session")
+def long_quiet_sample(tmp_path_factory):
+    """The same 10-week sample without the injected incidents."""
+    from meetinglib.sample import generate_sample
+
+    folder = tmp_path_factory.mktemp("long_quiet_sample")
+    return generate_sample(
+        folder, weeks=10, orders_per_week=2000, seed=11, end_week=SAMPLE_WEEK, incidents=False
+    )
+
+
 def write_params(folder: Path, source: Path, **extra: str) -> Path:
-    """A params file over the sample, writing its outputs under ``folder``."""
+    """A params file over the sample, writing its outputs and its store under ``folder``."""
+    default_store = "{path: '%s'}" % (folder / "meeting.db")
     lines = [
         "company: Test Shop",
         "timezone: Asia/Shanghai",
@@ -39,6 +61,7 @@ def write_params(folder: Path, source: Path, **extra: str) -> Path:
         f"source: {{kind: folder, path: '{source}'}}",
         f"notebooks_dir: '{extra.pop('notebooks_dir', ROOT / 'notebooks')}'",
         f"output_dir: '{folder / 'outputs'}'",
+        f"store: {extra.pop('store', default_store)}",
     ]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     path = folder / "params.yaml"

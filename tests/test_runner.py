@@ -176,6 +176,20 @@ def test_failed_notebook_keeps_previous_handouts(tmp_path, sample, capsys):
     )
 
 
+def test_rerun_keeps_files_written_by_other_commands(tmp_path, sample, sample_params, capsys):
+    args = ["run", "--params", str(sample_params), "--week", SAMPLE_WEEK]
+    assert main(args) == 0
+    week_dir = tmp_path / "outputs" / SAMPLE_WEEK
+    (week_dir / "agenda.html").write_text("<p>agenda</p>", encoding="utf-8")
+    (week_dir / "quarantine").mkdir()
+    (week_dir / "quarantine" / "orders.csv").write_text("stale", encoding="utf-8")
+    assert main(args) == 0
+    assert (week_dir / "agenda.html").read_text(encoding="utf-8") == "<p>agenda</p>"
+    assert not (week_dir / "quarantine").exists(), "the sample has nothing to set aside"
+    links = [u[2] for u in parse(week_dir / "index.html").urls if u[1] == "href"]
+    assert "agenda.html" in links
+
+
 def test_bad_params_exit_2_before_any_work(tmp_path, sample, capsys):
     params = write_params(tmp_path, sample.folder, history_weeeks="3")
     assert main(["run", "--params", str(params)]) == 2

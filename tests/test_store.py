@@ -1,0 +1,258 @@
+"""The meeting store: schema versions, migrations, transactions, export."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from meetinglib import store as store_module
+from meetinglib.errors import InputDataError, InvalidParamError, ParamsError
+from meetinglib.params import load_params
+from meetinglib.store import CURRENT_VERSION, METADATA, Store, open_store, store_url
+
+
+def issue(n: int, **over):
+    row = {
+        "department": "logistics",
+        "week": "2026-W47",
+        "title": f"issue {n}",
+        "severity": "high",
+        "source": "test",
+        "row_hash": f"hash-{n}",
+    }
+    return {**row, **over}
+
+
+@pytest.fixture
+def db(tmp_path):
+    return f"sqlite:///{tmp_path / 'meeting.db'}"
+
+
+def test_created_on_first_use_with_the_current_schema(db):
+    with Store.at(db) as s:
+        assert s.version == CURRENT_VERSION == 3
+        inspector = sa.inspect(s.engine)
+        tables = set(inspector.get_table_names())
+        assert tables == set(METADATA.tables)
+        for name, table in METADATA.tables.items():
+            found = {c["name"] for c in inspector.get_columns(name)}
+            assert found == {c.name for c in table.columns}, name
+
+
+def test_upgrade_from_version_1_keeps_the_data(db):
+    with Store.at(db, target=1) as old:
+        assert old.version == 1
+        assert set(sa.inspect(old.engine).get_table_names()) == {"schema_version", "issues"}
+        created = dt.datetime(2026, 11, 17, 2, 30)
+        with old.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO issues (department, week, title, description, severity, "
+                    "segment, first_seen, submitter, source, row_hash, status, created_at) "
+                    "VALUES ('it', '2026-W46', 'Export fails', '', 'high', '', NULL, 'Zhao', "
+                    "'it.csv', 'abc', 'open', :created)"
+                ),
+                {"created": created},
+            )
+    with Store.at(db) as new:
+        assert new.version == CURRENT_VERSION
+        issues = new.issues()
+        assert issues["title"].tolist() == ["Export fails"]
+        # Version 2 added updated_at and fills it from created_at for existing rows.
+        assert issues["updated_at"].iloc[0] == created
+        assert issues["source_row"].isna().all()
+        with new.engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT version FROM schema_version")).scalars()
+            assert sorted(versions) == [1, 2, 3]
+        assert {"meetings", "action_items", "feedback"} <= set(
+            sa.inspect(new.engine).get_table_names()
+        )
+
+
+def test_a_failing_migration_leaves_the_previous_version(db, monkeypatch):
+    Store.at(db).close()
+
+    def broken(conn):
+        conn.execute(sa.text("CREATE TABLE half_done (x INTEGER)"))
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(
+        store_module, "MIGRATIONS", (*store_module.MIGRATIONS, (4, "broken", broken))
+    )
+    monkeypatch.setattr(store_module, "CURRENT_VERSION", 4)
+    with pytest.raises(RuntimeError, match="step failed"):
+        Store.at(db)
+    engine = sa.create_engine(db)
+    assert "half_done" not in sa.inspect(engine).get_table_names()
+    assert store_module.schema_version(engine) == 3
+    engine.dispose()
+
+
+def test_a_newer_store_is_refused(db, monkeypatch):
+    Store.at(db).close()
+    monkeypatch.setattr(store_module, "CURRENT_VERSION", 1)
+    with pytest.raises(InputDataError, match="schema version 3, newer than the 1"):
+        Store.at(db)
+
+
+def test_tables_of_another_program_are_not_taken_over(tmp_path):
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE issues (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(InputDataError, match=r"has meeting tables \['issues'\] but no schema"):
+        Store.at(url)
+
+
+def test_a_bad_row_rolls_back_the_whole_batch(db):
+    with Store.at(db) as s:
+        with pytest.raises(InputDataError, match="rolled back and nothing was written"):
+            s.add_issues([issue(1), issue(2, severity="urgent"), issue(3)])
+        assert s.issues().empty
+
+
+def test_same_hash_is_added_once(db):
+    with Store.at(db) as s:
+        first = s.add_issues([issue(1), issue(2)])
+        again = s.add_issues([issue(2), issue(3), issue(3)])
+        assert first.added == (1, 2) and first.skipped == ()
+        assert again.added == (3,) and again.skipped == ("hash-2", "hash-3")
+        assert s.issues()["title"].tolist() == ["issue 1", "issue 2", "issue 3"]
+
+
+def test_issue_filters_and_status(db):
+    with Store.at(db) as s:
+        s.add_issues([issue(1, week="2026-W45"), issue(2, department="it"), issue(3)])
+        assert s.issues(week="2026-W47")["id"].tolist() == [2, 3]
+        assert s.issues(through_week="2026-W46")["id"].tolist() == [1]
+        assert s.issues(department="it")["id"].tolist() == [2]
+        assert s.set_issue_status([1, 3], "resolved", "2026-W47") == 2
+        open_ = s.issues(status="open")
+        assert open_["id"].tolist() == [2]
+        assert s.issues(status="resolved")["resolved_week"].tolist() == ["2026-W47"] * 2
+        with pytest.raises(ParamsError, match="issue status 'closed' unknown"):
+            s.set_issue_status([1], "closed", None)
+
+
+def _meeting(s: Store, place: str, people):
+    return s.record_meeting(
+        "2026-W47",
+        details={
+            "title": "Review",
+            "starts_at": dt.datetime(2026, 11, 23, 6),
+            "ends_at": dt.datetime(2026, 11, 23, 7, 30),
+            "timezone": "Asia/Shanghai",
+            "place": place,
+            "online_link": None,
+            "organizer_name": "Li Na",
+            "organizer_email": "li.na@x.example",
+        },
+        uid="uid-1@x",
+        invite_hash=place,
+        people=people,
+    )
+
+
+def test_meeting_sequence_rises_only_when_the_invite_changes(db):
+    people = [
+        {
+            "name": "Li Na",
+            "email": "Li.Na@x.example",
+            "department": "operations",
+            "role": "organizer",
+        },
+        {"name": "Chen", "email": "chen@x.example", "department": "logistics", "role": "required"},
+    ]
+    with Store.at(db) as s:
+        first = _meeting(s, "Room 1", people)
+        same = _meeting(s, "Room 1", people)
+        moved = _meeting(s, "Room 2", people[:1])
+        assert (first.sequence, same.sequence, moved.sequence) == (0, 0, 1)
+        assert first.id == same.id == moved.id and moved.uid == "uid-1@x"
+        with s.engine.connect() as conn:
+            roles = conn.execute(
+                sa.text(
+                    "SELECT a.email, t.role FROM attendance t JOIN attendees a "
+                    "ON a.id = t.attendee_id ORDER BY a.email"
+                )
+            ).all()
+        # Addresses are stored lower-case; attendance already recorded is kept.
+        assert roles == [("chen@x.example", "required"), ("li.na@x.example", "organizer")]
+
+
+def test_action_items_query_joins_the_meeting_week(db):
+    with Store.at(db) as s:
+        record = _meeting(s, "Room 1", [])
+        with s.transaction() as conn:
+            conn.execute(
+                store_module.ACTION_ITEMS.insert().values(
+                    meeting_id=record.id,
+                    description="Call EastPost",
+                    owner="Chen Jie",
+                    department="logistics",
+                    due_date=dt.date(2026, 11, 27),
+                    status="open",
+                    note="",
+                    created_at=dt.datetime(2026, 11, 23, 8),
+                )
+            )
+        items = s.action_items(status="open", department="logistics")
+        assert items[["description", "meeting_week"]].values.tolist() == [
+            ["Call EastPost", "2026-W47"]
+        ]
+        assert s.action_items(status="done").empty
+
+
+def test_export_csv_and_json(db, tmp_path):
+    with Store.at(db) as s:
+        s.add_issues([issue(1, title="华南延误", first_seen=dt.date(2026, 11, 17)), issue(2)])
+        csv_files = s.export(tmp_path / "csv")
+        json_files = s.export(tmp_path / "json", "json")
+        with pytest.raises(ParamsError, match="export format 'xml' unknown"):
+            s.export(tmp_path / "x", "xml")
+    assert sorted(p.name for p in csv_files) == sorted(f"{t}.csv" for t in METADATA.tables)
+    with open(tmp_path / "csv" / "issues.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["title"] for r in rows] == ["华南延误", "issue 2"]
+    assert rows[0]["first_seen"] == "2026-11-17" and rows[1]["first_seen"] == ""
+    with open(tmp_path / "csv" / "schema_version.csv", encoding="utf-8") as fh:
+        assert [r["version"] for r in csv.DictReader(fh)] == ["1", "2", "3"]
+    doc = json.loads(json_files[0].read_text(encoding="utf-8"))
+    assert doc["schema_version"] == 3
+    assert [r["title"] for r in doc["tables"]["issues"]] == ["华南延误", "issue 2"]
+    assert doc["tables"]["meetings"] == []
+
+
+def test_store_location_from_params(tmp_path, monkeypatch):
+    folder = tmp_path / "company" / "params"
+    folder.mkdir(parents=True)
+    base = "company: X\ntimezone: Asia/Shanghai\nsource: {kind: folder, path: data}\n"
+    plain = folder / "plain.yaml"
+    plain.write_text(base, encoding="utf-8")
+    assert (
+        store_url(load_params(plain)) == f"sqlite:///{tmp_path / 'company' / 'data' / 'meeting.db'}"
+    )
+
+    relative = folder / "relative.yaml"
+    relative.write_text(base + "store: {path: db/m.db}\n", encoding="utf-8")
+    assert store_url(load_params(relative)) == f"sqlite:///{folder / 'db' / 'm.db'}"
+    with open_store(load_params(relative)) as s:
+        assert (folder / "db" / "m.db").is_file() and s.version == CURRENT_VERSION
+
+    env = folder / "env.yaml"
+    env.write_text(base + "store: {url_env: MEETING_STORE_URL}\n", encoding="utf-8")
+    monkeypatch.delenv("MEETING_STORE_URL", raising=False)
+    with pytest.raises(ParamsError, match="MEETING_STORE_URL .* is not set"):
+        store_url(load_params(env))
+    monkeypatch.setenv("MEETING_STORE_URL", "postgresql://u:secret@db/meetings")
+    assert store_url(load_params(env)) == "postgresql://u:secret@db/meetings"
+
+    secret = folder / "secret.yaml"
+    secret.write_text(base + "store: {url: 'postgresql://u:pw@db/m'}\n", encoding="utf-8")
+    with pytest.raises(InvalidParamError, match="name that variable in 'store.url_env'"):
+        load_params(secret)
