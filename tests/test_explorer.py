@@ -1,0 +1,343 @@
+"""Tests of meetinglib.explorer: widgets are set as a user would, outputs checked against
+independent pandas filters and against meetinglib.flow on the selected orders."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from meetinglib import explorer as ex
+from meetinglib import flow
+from meetinglib.dataset import WeekData, load_week
+from meetinglib.params import load_params
+
+from .conftest import ROOT, SAMPLE_WEEK, write_params
+
+MONDAY, SUNDAY = dt.date(2026, 11, 16), dt.date(2026, 11, 22)  # the sample's report week
+
+
+@pytest.fixture(scope="module")
+def params_file(sample, tmp_path_factory):
+    return write_params(tmp_path_factory.mktemp("explorer"), sample.folder)
+
+
+@pytest.fixture(scope="module")
+def week_data(params_file) -> WeekData:
+    return load_week(load_params(params_file), SAMPLE_WEEK)
+
+
+@pytest.fixture(scope="module")
+def explorer(week_data, tmp_path_factory) -> ex.Explorer:
+    return ex.Explorer(week_data, "en", folder=tmp_path_factory.mktemp("exports"))
+
+
+@pytest.fixture
+def fresh(explorer) -> ex.Explorer:
+    """The module's explorer with every widget back at its default."""
+    with explorer.hold():
+        explorer.start.value, explorer.end.value = MONDAY, SUNDAY
+        explorer.order_type.value = "all"
+        explorer.dimension.value = "carrier"
+        explorer.stage.value = "shipped_delivered"
+        for box in explorer.filters.values():
+            box.value = ()
+    explorer.order.value = ""
+    return explorer
+
+
+def created_in(orders: pd.DataFrame, first: dt.date, last: dt.date) -> pd.Series:
+    day = orders["created_at"].dt.date
+    return (day >= first) & (day <= last)
+
+
+def hours(end: pd.Series, start: pd.Series) -> pd.Series:
+    return (end - start).dt.total_seconds() / 3600
+
+
+# --- widgets -> outputs --------------------------------------------------------------------------
+
+
+def test_default_view_is_the_report_week(fresh, week_data):
+    orders = week_data.tables["orders"]
+    assert (fresh.start.value, fresh.end.value) == (MONDAY, SUNDAY)
+    assert fresh.view.orders == int(created_in(orders, MONDAY, SUNDAY).sum())
+    assert "orders match" in fresh.summary.value
+
+
+def test_order_type_special_keeps_only_special_orders(fresh, week_data):
+    fresh.order_type.value = "special"
+    view = fresh.view
+    orders = week_data.tables["orders"]
+    chosen = orders[created_in(orders, MONDAY, SUNDAY) & (orders["order_type"] == "special")]
+    assert view.orders == len(chosen)
+    assert set(view.slowest["order_type"]) == {"special"}
+    done = chosen["shipped_at"].notna() & chosen["delivered_at"].notna()
+    still = chosen["shipped_at"].notna() & chosen["delivered_at"].isna()
+    still &= chosen["cancelled_at"].isna()
+    assert view.completed == int(done.sum())
+    assert view.in_stage == int(still.sum())
+    # completed: delivered - shipped; still in transit: aged at the latest time in the data
+    t = week_data.tables
+    as_of = max(
+        t["events"]["timestamp"].max(),
+        t["after_sales"][["requested_at", "closed_at"]].max().max(),
+        orders[["created_at", "paid_at", "shipped_at", "delivered_at", "cancelled_at"]].max().max(),
+    )
+    age = hours(chosen["delivered_at"].where(done, as_of), chosen["shipped_at"])
+    expected = age[done | still].sort_values(ascending=False, kind="stable").head(ex.TOP_ORDERS)
+    assert view.slowest["hours"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert view.slowest["order_id"].tolist() == chosen.loc[expected.index, "order_id"].tolist()
+    assert view.slowest["open"].tolist() == still[expected.index].tolist()
+    assert "Special" in fresh.slowest_table.value
+
+
+def test_multi_select_filters_and_segment_medians(fresh, week_data):
+    with fresh.hold():
+        fresh.filters["carrier"].value = ("EastPost", "RapidRoute")
+        fresh.filters["region"].value = ("South",)
+        fresh.dimension.value = "warehouse"
+        fresh.stage.value = "paid_shipped"
+    orders = week_data.tables["orders"]
+    chosen = orders[
+        created_in(orders, MONDAY, SUNDAY)
+        & orders["carrier"].isin(["EastPost", "RapidRoute"])
+        & (orders["region"] == "South")
+    ]
+    view = fresh.view
+    assert view.orders == len(chosen)
+    took = hours(chosen["shipped_at"], chosen["paid_at"]).dropna()
+    by_warehouse = took.groupby(chosen.loc[took.index, "warehouse"], observed=True)
+    expected = by_warehouse.median().sort_values(ascending=False)
+    dist = view.distribution.set_index("value")
+    assert dist.index.tolist() == expected.index.tolist()
+    assert dist["median_h"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert dist["orders"].tolist() == by_warehouse.size()[expected.index].tolist()
+    assert dist["p90_h"].to_numpy() == pytest.approx(
+        by_warehouse.quantile(0.9)[expected.index].to_numpy()
+    )
+    assert view.overall_median_h == pytest.approx(took.median())
+
+
+def test_date_range_selects_by_creation_day(fresh, week_data):
+    with fresh.hold():
+        fresh.start.value = dt.date(2026, 11, 18)
+        fresh.end.value = dt.date(2026, 11, 18)
+    orders = week_data.tables["orders"]
+    day = orders["created_at"].dt.date == dt.date(2026, 11, 18)
+    assert fresh.view.orders == int(day.sum()) > 0
+
+
+def test_no_matching_orders(fresh):
+    with fresh.hold():
+        fresh.start.value = dt.date(2030, 1, 1)
+        fresh.end.value = dt.date(2030, 1, 7)
+    assert fresh.view.orders == 0
+    assert "No orders match these filters." in fresh.summary.value
+    assert fresh.view.slowest.empty and fresh.view.edges.empty
+
+
+def test_only_stage_or_dimension_changes_reuse_the_graph(fresh):
+    before = fresh.view
+    fresh.dimension.value = "region"
+    assert fresh.view.edges is before.edges and fresh.view.variants is before.variants
+    assert fresh.view.distribution is not before.distribution
+    fresh.filters["warehouse"].value = ("WH-North",)
+    assert fresh.view.edges is not before.edges
+
+
+def test_hold_recomputes_once(fresh, monkeypatch):
+    calls = []
+    real = ex.compute_view
+    monkeypatch.setattr(ex, "compute_view", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with fresh.hold():
+        fresh.order_type.value = "normal"
+        fresh.stage.value = "created_paid"
+        fresh.filters["channel"].value = ("app",)
+    assert len(calls) == 1
+    fresh.order_type.value = "all"
+    assert len(calls) == 2, "a single change recomputes at once"
+
+
+def test_timeline_drill_down(fresh, week_data):
+    order_id = fresh.view.slowest["order_id"].iloc[0]
+    assert order_id in fresh.order.options, "the slowest orders are offered"
+    fresh.order.value = order_id
+    events = week_data.tables["events"]
+    mine = events[events["order_id"] == order_id].copy()
+    mine["rank"] = mine["activity"].astype(str).map(flow.ACTIVITY_ORDER.index)
+    mine = mine.sort_values(["timestamp", "rank"])
+    timeline = fresh.view.timeline
+    assert timeline["activity"].tolist() == mine["activity"].astype(str).tolist()
+    gaps = mine["timestamp"].diff().dt.total_seconds() / 3600
+    assert timeline["gap_h"].to_numpy() == pytest.approx(gaps.to_numpy(), nan_ok=True)
+    assert timeline["elapsed_h"].iloc[-1] == pytest.approx(gaps.sum())
+    first = mine["timestamp"].iloc[0].strftime("%Y-%m-%d %H:%M")
+    assert first in fresh.timeline_table.value
+
+
+def test_unknown_order_is_said_so_and_escaped(fresh):
+    fresh.order.value = "NO<script>1"
+    assert "Order NO&lt;script&gt;1 is not in the loaded data." in fresh.timeline_table.value
+    assert fresh.view.timeline is None
+
+
+def test_export_buttons_write_the_current_view(fresh, tmp_path):
+    fresh.folder.value = str(tmp_path / "exports")
+    fresh.order_type.value = "special"
+    fresh.order.value = fresh.view.slowest["order_id"].iloc[0]
+    fresh.export_csv_button.click()
+    written = sorted((tmp_path / "exports").glob("*.csv"))
+    assert [p.name.split("-")[-1] for p in written] == [
+        "flow_edges.csv",
+        "selection.csv",
+        "slowest_orders.csv",
+        "stage_distribution.csv",
+        "timeline.csv",
+        "variants.csv",
+    ]
+    slowest = pd.read_csv(next(p for p in written if p.name.endswith("slowest_orders.csv")))
+    assert slowest["order_id"].tolist() == fresh.view.slowest["order_id"].tolist()
+    assert set(slowest["order_type"]) == {"special"}
+    assert slowest["hours"].to_numpy() == pytest.approx(fresh.view.slowest["hours"].to_numpy())
+    selection = pd.read_csv(next(p for p in written if p.name.endswith("selection.csv")))
+    settings = dict(zip(selection["setting"], selection["value"], strict=True))
+    assert settings["order_type"] == "special" and settings["start"] == "2026-11-16"
+    edges = pd.read_csv(next(p for p in written if p.name.endswith("flow_edges.csv")))
+    assert edges["cases"].tolist() == fresh.view.edges["cases"].tolist()
+    fresh.export_png_button.click()
+    pngs = sorted((tmp_path / "exports").glob("*.png"))
+    assert len(pngs) == 2 and all(p.read_bytes().startswith(b"\x89PNG") for p in pngs)
+    for path in pngs:
+        assert str(path) in fresh.export_status.value
+    assert "Written:" in fresh.export_status.value
+
+
+# --- the fast paths equal meetinglib.flow on the selected orders -------------------------------
+
+
+@pytest.fixture(scope="module")
+def data(week_data) -> ex.ExplorerData:
+    t = week_data.tables
+    return ex.ExplorerData.build(t["orders"], t["events"], t["after_sales"])
+
+
+SELECTIONS = [
+    ex.Selection(start=MONDAY, end=SUNDAY),
+    ex.Selection(order_type="special", carrier=("EastPost",)),
+    ex.Selection(start=dt.date(2026, 11, 1), region=("South", "West"), channel=("app",)),
+]
+
+
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_graph_and_variants_equal_flow_on_the_selected_orders(data, week_data, selection):
+    mask = ex.order_mask(data, selection)
+    t = week_data.tables
+    ids = set(t["orders"]["order_id"][mask])
+    log = flow.event_log(
+        t["orders"][mask],
+        t["events"][t["events"]["order_id"].isin(ids)],
+        t["after_sales"][t["after_sales"]["order_id"].isin(ids)],
+    )
+    pd.testing.assert_frame_equal(ex.edges_of(data, mask), flow.directly_follows(log), rtol=1e-12)
+    expected = flow.variants(log).head(ex.TOP_VARIANTS).reset_index(drop=True)
+    pd.testing.assert_frame_equal(ex.variants_of(data, mask), expected, rtol=1e-12)
+
+
+def _log_rows(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
+    base = pd.Timestamp("2026-01-05 09:00", tz="Asia/Shanghai")
+    return pd.DataFrame(
+        {
+            "order_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "activity": [r[1] for r in rows],
+            "timestamp": [base + pd.Timedelta(hours=r[2]) for r in rows],
+        }
+    )
+
+
+def test_rework_loops_and_long_cases(tmp_path):
+    # L: picked/packed rework seven times: 1 + 1 + 14 + 2 = 18 events, too long to pack
+    rows = [("L", "created", 0), ("L", "paid", 1)]
+    rows += [("L", a, 2 + i) for i in range(7) for a in ("picked", "packed")][:14]
+    rows += [("L", "shipped", 20), ("L", "delivered", 40)]
+    rows += [("S", "created", 0), ("S", "paid", 2), ("S", "shipped", 5)]
+    events = _log_rows(rows)
+    orders = pd.DataFrame(
+        {
+            "order_id": pd.Series(["L", "S"], dtype="str"),
+            "order_type": pd.Categorical(["normal", "special"]),
+            "created_at": events.groupby("order_id")["timestamp"].min().loc[["L", "S"]].to_numpy(),
+        }
+    )
+    data = ex.ExplorerData.build(orders, events)
+    assert data.variants is None, "the 18-event case falls back to flow.variants"
+    mask = np.ones(2, dtype=bool)
+    log = flow.event_log(orders, events)
+    edges = ex.edges_of(data, mask)
+    pd.testing.assert_frame_equal(edges, flow.directly_follows(log))
+    loop = edges[(edges["source"] == "picked") & (edges["target"] == "packed")].iloc[0]
+    assert (loop["cases"], loop["count"]) == (1, 7), "a loop counts each time, its case once"
+    pd.testing.assert_frame_equal(ex.variants_of(data, mask), flow.variants(log).head(10))
+    only_s = np.array([False, True])
+    assert ex.variants_of(data, only_s)["variant"].tolist() == ["created > paid > shipped"]
+
+
+# --- other sources and languages ----------------------------------------------------------------
+
+
+def test_explorer_over_an_orders_frame_in_chinese(week_data):
+    orders = week_data.tables["orders"].copy()
+    orders["carrier"] = orders["carrier"].cat.rename_categories({"EastPost": "<i>East</i>"})
+    zh = ex.Explorer(orders, "zh-CN")
+    last = orders["created_at"].max().date()
+    assert (zh.start.value, zh.end.value) == (last - dt.timedelta(days=6), last)
+    assert "单符合条件" in zh.summary.value
+    # charts are drawn once their panels are on display, then kept up to date
+    assert zh.distribution_image.value == b""
+    zh.distribution_panel(), zh.graph_panel()
+    assert bytes(zh.distribution_image.value).startswith(b"\x89PNG")
+    assert bytes(zh.graph_image.value).startswith(b"\x89PNG")
+    graph = zh.view.graph_figure
+    zh.stage.value = "paid_shipped"
+    assert zh.view.graph_figure is graph, "the same orders: the graph is not drawn again"
+    # without an events table the log comes from the milestones: no picking or packing
+    assert not set(zh.view.edges["source"]) & {"picked", "packed"}
+    with zh.hold():
+        zh.start.value = MONDAY
+        zh.filters["carrier"].value = ("<i>East</i>",)
+    assert "&lt;i&gt;East&lt;/i&gt;" in zh.slowest_table.value
+    assert "<i>East" not in zh.slowest_table.value
+    assert str(zh.folder.value) == str(ex.DEFAULT_FOLDER)
+
+
+def test_open_from_a_snapshot(week_data, params_file, tmp_path):
+    week_data.save(tmp_path / "snap")
+    opened = ex.Explorer.open([params_file], snapshot=tmp_path / "snap", lang="en")
+    assert len(opened.data.stages) == len(week_data.tables["orders"])
+    # exports default to the params' output folder
+    assert opened.folder.value == str(params_file.parent / "outputs" / "explorer")
+
+
+@pytest.mark.slow
+def test_notebook_runs_top_to_bottom_under_papermill(params_file, tmp_path):
+    import papermill
+
+    out = tmp_path / "bottleneck_explorer.ipynb"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "bottleneck_explorer.ipynb"),
+        str(out),
+        parameters={"params_files": [str(params_file)], "week": SAMPLE_WEEK},
+        kernel_name="python3",
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
+    )
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    widgets = [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(widgets) == 6, "controls and five panels"

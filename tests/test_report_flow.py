@@ -1,0 +1,314 @@
+"""Tests of meetinglib.report_flow: the week's events, trends, findings, charts and files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from IPython.display import HTML, Image, Markdown
+
+from meetinglib import flow
+from meetinglib.dataset import WeekData, load_week
+from meetinglib.params import load_params
+from meetinglib.report_flow import FlowSection, transitions_into, week_event_log, with_history
+from meetinglib.validate import QualityReport
+from meetinglib.weeks import IsoWeek, Window
+
+from .conftest import SAMPLE_WEEK, write_params
+
+TZ = "Asia/Shanghai"
+WEEK = IsoWeek.parse("2026-W02")  # Monday 2026-01-05 to Monday 2026-01-12
+WINDOW = WEEK.window(TZ)
+
+
+def at(day: int, hour: float = 9) -> pd.Timestamp:
+    """January ``day`` 2026, local time."""
+    return pd.Timestamp(2026, 1, day, tz=TZ) + pd.Timedelta(hours=hour)
+
+
+@pytest.fixture(scope="module")
+def week_data(sample, tmp_path_factory) -> WeekData:
+    folder = tmp_path_factory.mktemp("flow_section")
+    return load_week(load_params(write_params(folder, sample.folder)), SAMPLE_WEEK)
+
+
+@pytest.fixture(scope="module")
+def section(week_data) -> FlowSection:
+    return FlowSection(week_data, "en")
+
+
+# --- which transitions belong to the week ------------------------------------------------
+
+
+def test_transitions_into_keeps_the_event_before_the_first_one_in_the_week():
+    rows = [
+        # A: paid last week, shipped and delivered this week
+        ("A", "created", at(1)),
+        ("A", "paid", at(2)),
+        ("A", "shipped", at(6)),
+        ("A", "delivered", at(8)),
+        # B: all before the week
+        ("B", "created", at(1)),
+        ("B", "paid", at(1, 10)),
+        # C: created this week, paid after it
+        ("C", "created", at(11, 23)),
+        ("C", "paid", at(12, 1)),
+        # D: created before, paid after: spans the week without an event in it
+        ("D", "created", at(4)),
+        ("D", "paid", at(13)),
+    ]
+    log = flow.event_log(
+        pd.DataFrame(columns=["order_id", "created_at"]),
+        pd.DataFrame(rows, columns=["order_id", "activity", "timestamp"]),
+    )
+    kept = transitions_into(log, WINDOW)
+    assert list(zip(kept["case_id"], kept["activity"].astype(str), strict=True)) == [
+        ("A", "paid"),
+        ("A", "shipped"),
+        ("A", "delivered"),
+        ("C", "created"),
+    ]
+    edges = flow.directly_follows(kept)
+    # paid (Jan 2) -> shipped (Jan 6): 96 h; shipped -> delivered: 48 h
+    assert edges[["source", "target", "cases", "median_h"]].values.tolist() == [
+        ["paid", "shipped", 1, 96.0],
+        ["shipped", "delivered", 1, 48.0],
+    ]
+
+
+def test_week_event_log_from_milestones_and_returns_when_no_events_table():
+    nat = pd.NaT
+    orders = pd.DataFrame(
+        {
+            "order_id": pd.Series(["O1", "O2", "O3"], dtype="str"),
+            "created_at": [at(2), at(5), at(1)],
+            "paid_at": pd.Series([at(2, 10), at(5, 9.5), at(1, 10)]),
+            "shipped_at": pd.Series([at(5, 12), nat, at(2)], dtype=f"datetime64[ns, {TZ}]"),
+            "delivered_at": pd.Series([nat, nat, at(3)], dtype=f"datetime64[ns, {TZ}]"),
+        }
+    )
+    # O3 was delivered before the week; only its return request falls in it
+    after_sales = pd.DataFrame(
+        {
+            "case_id": ["R1"],
+            "order_id": ["O3"],
+            "requested_at": [at(7)],
+            "closed_at": pd.Series([nat], dtype=f"datetime64[ns, {TZ}]"),
+        }
+    )
+    log = week_event_log({"orders": orders, "after_sales": after_sales}, WINDOW)
+    got = [(c, str(a)) for c, a in zip(log["case_id"], log["activity"], strict=True)]
+    assert got == [
+        ("O1", "paid"),
+        ("O1", "shipped"),
+        ("O2", "created"),
+        ("O2", "paid"),
+        ("O3", "delivered"),
+        ("O3", "return_requested"),
+    ]
+
+
+# --- trend against the previous weeks ------------------------------------------------------
+
+
+def test_with_history_compares_each_segment_with_its_own_past():
+    history = Window(at(1, -24 * 20), WINDOW.start)  # twenty days before the week
+    day = at(1)
+    carriers, hours = [], []
+    for carrier, n, h in (("X", 40, 10.0), ("Y", 40, 10.0), ("Z", 10, 10.0), ("W", 40, 20.0)):
+        carriers += [carrier] * n
+        hours += [h] * n
+    frame = pd.DataFrame(
+        {
+            "carrier": carriers,
+            "region": "R",
+            "shipped_delivered_h": hours,
+            "delivered_at": [day] * len(hours),
+        }
+    )
+    # a week's row of carrier X must not count as history
+    frame.loc[len(frame)] = ["X", "R", 1000.0, at(6)]
+    findings = pd.DataFrame(
+        {
+            "stage": "shipped_delivered",
+            "dimension": "carrier",
+            "value": ["X", "Y", "Z", "W"],
+            "dimension_2": None,
+            "value_2": None,
+            # X: 12 / 10 = +20 % -> worse; Y: +5 % -> as before; W: 10 / 20 -> better
+            "median_h": [12.0, 10.5, 30.0, 10.0],
+        }
+    )
+    out = with_history(findings, frame, history)
+    assert out["previous_orders"].tolist() == [40, 40, 10, 40]
+    assert out["previous_median_h"].tolist() == [10.0, 10.0, 10.0, 20.0]
+    assert out["trend"].tolist() == ["worse", "as_before", "no_history", "better"]
+    assert "trend" not in findings.columns, "input not mutated"
+
+
+# --- the section on the demo data ------------------------------------------------------------
+
+
+def _has(found: pd.DataFrame, stage: str, segment: dict[str, str]) -> pd.DataFrame:
+    """Findings of ``stage`` whose segment includes every dimension=value of ``segment``."""
+
+    def holds(row) -> bool:
+        seg = {row.dimension: row.value}
+        if isinstance(row.dimension_2, str):
+            seg[row.dimension_2] = row.value_2
+        return all(seg.get(k) == v for k, v in segment.items())
+
+    mask = [row.stage == stage and holds(row) for row in found.itertuples(index=False)]
+    return found[mask]
+
+
+def test_injected_incidents_are_among_the_top_findings(section):
+    found = section.bottlenecks
+    assert len(found) <= section.top
+    transit = _has(found, "shipped_delivered", {"carrier": "EastPost", "region": "South"})
+    stockout = _has(found, "paid_shipped", {"warehouse": "WH-South"})
+    assert len(transit) == 1 and len(stockout) >= 1
+    # the slow transit started in the report week: the finding says it got worse
+    assert transit["trend"].iloc[0] == "worse"
+    assert transit["previous_median_h"].iloc[0] < transit["median_h"].iloc[0] / 1.15
+
+
+def test_findings_are_flow_bottlenecks_of_the_week(section, week_data):
+    # the section hands flow only the orders with a stage ending in the week: same answer
+    expected = flow.bottlenecks(week_data.tables["orders"], week_data.window, top=section.top)
+    got = section.bottlenecks[expected.columns]
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_quiet_weeks_do_not_rank_the_incident_segments(quiet_sample, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("quiet_flow")
+    data = load_week(load_params(write_params(folder, quiet_sample.folder)), SAMPLE_WEEK)
+    found = FlowSection(data, "en").bottlenecks
+    assert _has(found, "shipped_delivered", {"carrier": "EastPost", "region": "South"}).empty
+    assert _has(found, "paid_shipped", {"warehouse": "WH-South"}).empty
+
+
+def test_finding_median_matches_a_pandas_filter(section, week_data):
+    orders = week_data.tables["orders"]
+    row = _has(section.bottlenecks, "shipped_delivered", {"carrier": "EastPost", "region": "South"})
+    delivered = week_data.window.contains(orders["delivered_at"]).fillna(False)
+    cell = orders[delivered & (orders["carrier"] == "EastPost") & (orders["region"] == "South")]
+    hours = (cell["delivered_at"] - cell["shipped_at"]).dt.total_seconds() / 3600
+    assert row["median_h"].iloc[0] == pytest.approx(hours.median())
+    assert row["orders"].iloc[0] == len(cell)
+
+
+def _week_edges_by_pandas(data: WeekData) -> pd.DataFrame:
+    """Transitions ending in the week, straight from the events and after-sales tables."""
+    events = data.tables["events"][["order_id", "activity", "timestamp"]].astype({"activity": str})
+    returns = data.tables["after_sales"]
+    steps = [
+        returns[["order_id", col]].rename(columns={col: "timestamp"}).assign(activity=name)
+        for col, name in (("requested_at", "return_requested"), ("closed_at", "return_closed"))
+    ]
+    log = pd.concat([events, *steps], ignore_index=True).dropna(subset=["timestamp"])
+    log["rank"] = log["activity"].map({a: i for i, a in enumerate(flow.ACTIVITY_ORDER)})
+    log = log.sort_values(["order_id", "timestamp", "rank"])
+    by_order = log.groupby("order_id")
+    log["source"] = by_order["activity"].shift()
+    log["since"] = by_order["timestamp"].shift()
+    inside = log["timestamp"].ge(data.window.start) & log["timestamp"].lt(data.window.end)
+    moves = log[inside & log["source"].notna()].copy()
+    moves["hours"] = (moves["timestamp"] - moves["since"]).dt.total_seconds() / 3600
+    out = moves.groupby(["source", "activity"]).agg(
+        cases=("order_id", "nunique"),
+        count=("hours", "size"),
+        mean_h=("hours", "mean"),
+        median_h=("hours", "median"),
+        p90_h=("hours", lambda h: h.quantile(0.9)),
+    )
+    return out.reset_index().rename(columns={"activity": "target"})
+
+
+def test_export_writes_the_edges_and_findings_of_the_same_computation(section, week_data, tmp_path):
+    assert section.export(tmp_path) is None, "nothing to display in the handout"
+    edges = pd.read_csv(tmp_path / "flow_edges.csv")
+    assert list(edges.columns) == [
+        "source",
+        "target",
+        "cases",
+        "count",
+        "mean_h",
+        "median_h",
+        "p90_h",
+    ]
+    expected = _week_edges_by_pandas(week_data)
+    key = ["source", "target"]
+    got = edges.sort_values(key).reset_index(drop=True)
+    want = expected.sort_values(key).reset_index(drop=True)[got.columns]
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-9)
+    found = pd.read_csv(tmp_path / "bottlenecks.csv")
+    assert found["finding"].tolist() == section.bottlenecks["finding"].tolist()
+    assert found["trend"].tolist() == section.bottlenecks["trend"].tolist()
+    assert found["avoidable_h"].to_numpy() == pytest.approx(section.bottlenecks["avoidable_h"])
+
+
+def test_display_pieces(section):
+    assert isinstance(section.heading(), Markdown)
+    assert section.heading().data == "## Where the time goes"
+    findings = section.findings()
+    assert isinstance(findings, HTML)
+    assert findings.data.count("<li>") == len(section.bottlenecks)
+    # the sample's extract starts three weeks before the report week; the first is partial
+    assert section.previous_weeks == 1
+    assert "As in the previous week (median" in findings.data
+    worst, dfg = section.worst_segments_chart(), section.graph_chart()
+    assert isinstance(worst, Image) and worst.data.startswith(b"\x89PNG")
+    assert worst.metadata["alt"].startswith("Largest avoidable delay: ")
+    assert dfg.metadata["alt"].startswith(f"Order flow in {SAMPLE_WEEK}: most time spent in ")
+    assert "Shipped → Delivered" in dfg.metadata["alt"]
+
+
+def test_section_in_simplified_chinese(week_data):
+    zh = FlowSection(week_data, "zh-CN")
+    assert zh.heading().data == "## 时间花在哪里"
+    assert "上一周" in zh.findings().data
+    assert zh.graph_chart().metadata["alt"].startswith(f"{SAMPLE_WEEK} 订单流转")
+
+
+def test_data_text_is_escaped_in_the_findings(week_data):
+    orders = week_data.tables["orders"].copy()
+    orders["carrier"] = orders["carrier"].cat.rename_categories({"EastPost": "<b>East&Post</b>"})
+    tables = {**week_data.tables, "orders": orders}
+    html = FlowSection(dataclasses.replace(week_data, tables=tables), "en").findings().data
+    assert "&lt;b&gt;East&amp;Post&lt;/b&gt;" in html
+    assert "<b>East" not in html
+
+
+def _tiny_week(tmp_path, orders: pd.DataFrame) -> WeekData:
+    params = load_params(write_params(tmp_path, tmp_path))
+    return WeekData(params, WEEK, {"orders": orders}, QualityReport(), [])
+
+
+def test_a_week_without_findings_or_transitions(tmp_path):
+    n = 60
+    created = [at(6)] * n
+    orders = pd.DataFrame(
+        {
+            "order_id": pd.Series([f"O{i}" for i in range(n)], dtype="str"),
+            "order_type": pd.Categorical(["normal"] * n),
+            "created_at": created,
+            "paid_at": [at(6, 10)] * n,  # every order equally fast: nothing stands out
+            "carrier": pd.Categorical(np.where(np.arange(n) % 2, "A", "B")),
+        }
+    )
+    calm = FlowSection(_tiny_week(tmp_path, orders), "en")
+    assert "No segment ran notably slower" in calm.findings().data
+    assert calm.worst_segments_chart().metadata["alt"] == "No slow segment to chart this week."
+    assert calm.graph_chart().metadata["alt"].startswith("Order flow in 2026-W02")
+
+    later = orders.assign(created_at=[at(20)] * n, paid_at=[at(20, 1)] * n)
+    empty = FlowSection(_tiny_week(tmp_path, later), "en")
+    assert empty.edges.empty
+    assert empty.graph_chart().metadata["alt"] == (
+        "No order moved from one step to the next in 2026-W02."
+    )
+    empty.export(tmp_path / "out")
+    assert pd.read_csv(tmp_path / "out" / "flow_edges.csv").empty
