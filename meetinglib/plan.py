@@ -18,10 +18,15 @@ the platform timezone, ISO weeks as in :mod:`meetinglib.weeks`)::
 * ``lift``: the promotions calendar in params (day -> factor). Promotion days in the
   history are left out of profile and level: a week with one has its total estimated
   from its other days, so a past promotion does not inflate next week.
+* Unusual days: a promotion someone forgot to list, a holiday, an outage. A history day
+  far off both the rest of its week and its weekday's trend (``unusual_days``; params
+  ``plan.outlier_z`` and ``plan.outlier_min_change``) is left out like a promotion day,
+  and listed (``NextWeekPlan.unusual_days``) so the calendar can be completed. Each
+  backtest week judges only the days before it.
 * "all" orders = the sum of the order types.
 
 Prediction interval (nominal ``plan.interval``): the forecast times the quantiles of
-actual / forecast over the non-promotion days of the ``plan.backtest_weeks`` weeks
+actual / forecast over the usual non-promotion days of the ``plan.backtest_weeks`` weeks
 before the target, each forecast from the data before it (split-conformal order
 statistics from 20 ratios on; fewer: a log-normal fit; none: Poisson).
 
@@ -198,10 +203,68 @@ def robust_slope(x: np.ndarray, y: np.ndarray, cut: float = 3.0) -> float:
     return slope
 
 
+def unusual_days(
+    counts: np.ndarray, z: float | None, min_change: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Days far from both the rest of their week and their weekday's trend; usual counts.
+
+    ``counts`` [W, 7]: one series per week and weekday, promotions already divided out,
+    NaN = not seen. On log(count + 0.5), a median polish gives weekday and week effects.
+    A day is unusual when, in the same direction, its residual from its own week and its
+    residual from the Theil-Sen trend of the week effects both exceed ``z`` robust SDs
+    (1.4826 x MAD of each residual) and a change of ``min_change``, and its count is off
+    the usual one by ``z`` Poisson SDs (so small counts are not flagged for counting
+    noise). Needing both residuals leaves a whole odd week (the level's Huber mean deals
+    with it) and a week with a real shift alone, while a promotion missing from the
+    calendar, a holiday or an outage stands out on both. Needs 3 weeks seen; ``z`` None:
+    no day is unusual. Returns the mask [W, 7] and the usual count of every day [W, 7]
+    (trend x weekday).
+    """
+    counts = np.asarray(counts, dtype="float64")
+    flagged = np.zeros(counts.shape, dtype=bool)
+    y = np.log(np.maximum(counts, 0.0) + 0.5)
+    if int((~np.isnan(y)).any(axis=1).sum()) < 3:
+        return flagged, np.full(counts.shape, np.nan)
+    row = _nanmedian(y, axis=1)
+    for _ in range(4):  # median polish: a few sweeps settle a 7-column table
+        col = _nanmedian(y - row[:, None], axis=0)
+        row = _nanmedian(y - col[None, :], axis=1)
+    x = np.arange(y.shape[0], dtype="float64")
+    slope = robust_slope(x, row)
+    trend = _nanmedian((row - slope * x)[None, :], axis=1)[0] + slope * x
+    usual = np.maximum(np.exp(trend[:, None] + col[None, :]) - 0.5, 0.0)
+    if z is None:
+        return flagged, usual
+    within = y - row[:, None] - col[None, :]
+    across = y - trend[:, None] - col[None, :]
+    floor = math.log1p(min_change)
+    # On small counts the log stretches the low tail; 2 x sqrt(count) has an SD of about 1.
+    noise = 2.0 * np.abs(np.sqrt(np.maximum(counts, 0.0)) - np.sqrt(usual)) > z
+    with np.errstate(invalid="ignore"):
+        same_side = np.sign(within) == np.sign(across)
+    flagged = _beyond(within, z, floor) & _beyond(across, z, floor) & same_side & noise
+    return flagged, usual
+
+
+def _beyond(residual: np.ndarray, z: float, floor: float) -> np.ndarray:
+    """|residual| > max(z x 1.4826 x MAD of the residuals, floor); NaN is never beyond."""
+    seen = residual[~np.isnan(residual)]
+    scale = 1.4826 * float(np.median(np.abs(seen - np.median(seen)))) if seen.size else 0.0
+    with np.errstate(invalid="ignore"):
+        return np.abs(residual) > max(z * scale, floor)
+
+
 def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN, handled
-        return np.nanmedian(values, axis=axis)
+    """Median along ``axis`` ignoring NaN; NaN where a slice has none.
+
+    np.nanmedian takes a slow masked path on small arrays, and these are all small.
+    """
+    values = np.moveaxis(np.asarray(values, dtype="float64"), axis, -1)
+    ordered = np.sort(values, axis=-1)  # NaN sort last
+    n = np.sum(~np.isnan(values), axis=-1)
+    lo = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(ordered, np.maximum(n // 2, 0)[..., None], axis=-1)[..., 0]
+    return np.where(n > 0, (lo + hi) / 2.0, np.nan)
 
 
 def _normalise(profile: np.ndarray, fallback: np.ndarray | float) -> np.ndarray:
@@ -226,20 +289,25 @@ def _week_totals(masked: np.ndarray, profile: np.ndarray) -> np.ndarray:
         return np.where(covered > 0, np.nansum(masked, axis=1) / covered, np.nan)
 
 
-def _base_forecast(counts: np.ndarray, lifts: np.ndarray, plan: PlanParams) -> np.ndarray:
-    """Unlifted daily forecast [7, S] of the week after ``counts`` [H, 7, S] (NaN: unseen)."""
+def _base_forecast(
+    counts: np.ndarray, lifts: np.ndarray, unusual: np.ndarray, plan: PlanParams
+) -> np.ndarray:
+    """Unlifted daily forecast [7, S] of the week after ``counts`` [H, 7, S] (NaN: unseen).
+
+    Promotion days (``lifts`` [H, 7] != 1) and ``unusual`` days [H, 7] are left out.
+    """
     window = max(plan.profile_weeks, plan.level_weeks)
-    counts, lifts = counts[-window:], lifts[-window:]
-    promo = lifts != 1.0
-    masked = np.where(promo[:, :, None], np.nan, counts)
+    counts, lifts, unusual = counts[-window:], lifts[-window:], unusual[-window:]
+    skip = (lifts != 1.0) | unusual
+    masked = np.where(skip[:, :, None], np.nan, counts)
     in_profile = np.arange(counts.shape[0]) >= counts.shape[0] - plan.profile_weeks
     complete = ~np.isnan(counts).any(axis=(1, 2))
-    clean = in_profile & complete & ~promo.any(axis=1)
+    clean = in_profile & complete & ~skip.any(axis=1)
     # A first profile from weeks without promotions; de-lifted days when there are none.
     if clean.any():
         first = _shares(counts[clean], counts[clean].sum(axis=1))
     else:
-        delifted = counts[in_profile] / lifts[in_profile][:, :, None]
+        delifted = np.where(unusual[:, :, None], np.nan, counts / lifts[:, :, None])[in_profile]
         first = _shares(delifted, np.nansum(delifted, axis=1))
     first = _normalise(first, 1.0 / 7.0)
     totals = _week_totals(masked, first)
@@ -276,6 +344,8 @@ class _Panel:
     lifts: np.ndarray  # [W, 7] promotion factor, 1 = none
     forecasts: np.ndarray  # [W, 7, S] forecast of each week from the weeks before; NaN = none
     naive: np.ndarray  # [W, 7, S] same weekday of the week before
+    unusual: np.ndarray  # [W, 7, 2] unusual days of all orders, of tickets (before target)
+    usual: np.ndarray  # [W, 7, 2] their usual counts (NaN: not estimated)
 
     @property
     def target(self) -> int:
@@ -321,6 +391,10 @@ def _panel(
     if tickets is not None:
         per_day = daily_tickets(tickets, tz)
         ticket_first = first_full_week(per_day) if not per_day.empty else None
+        # Tickets trail their orders by days and the loader keeps the tickets of loaded
+        # orders only: the first week of orders brings a thin first week of tickets.
+        if ticket_first is not None and first.next() < target:
+            ticket_first = max(ticket_first, first.next())
         frame["tickets"] = per_day.reindex(days, fill_value=0.0)
         if ticket_first is None:
             frame["tickets"] = np.nan
@@ -338,7 +412,10 @@ def _panel(
         history = counts[:i]
         if np.isnan(history[:, :, 0]).all():
             continue
-        base = _base_forecast(history[:, :, :n_types], lifts[:i], plan) * lifts[i][:, None]
+        # Unusual days judged from the data before week i only, as on its Monday.
+        unusual, _ = _unusual_orders(history, lifts[:i], plan)
+        base = _base_forecast(history[:, :, :n_types], lifts[:i], unusual, plan)
+        base = base * lifts[i][:, None]
         forecasts[i, :, :n_types] = base
         forecasts[i, :, n_types] = base.sum(axis=1)
         if tickets is not None:
@@ -351,7 +428,24 @@ def _panel(
             "or forecast an earlier week."
         )
     naive = np.concatenate([np.full_like(counts[:1], np.nan), counts[:-1]])
-    return _Panel(weeks, days, counts, lifts, forecasts, naive)
+    unusual = np.zeros((*lifts.shape, 2), dtype=bool)
+    usual = np.full((*lifts.shape, 2), np.nan)
+    before = counts[:-1]
+    unusual[:-1, :, 0], usual[:-1, :, 0] = _unusual_orders(before, lifts[:-1], plan)
+    if tickets is not None:
+        unusual[:-1, :, 1], usual[:-1, :, 1] = unusual_days(
+            before[:, :, n_types + 1], plan.outlier_z, plan.outlier_min_change
+        )
+    return _Panel(weeks, days, counts, lifts, forecasts, naive, unusual, usual)
+
+
+def _unusual_orders(
+    counts: np.ndarray, lifts: np.ndarray, plan: PlanParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unusual days of all orders [H, 7] (promotion days never), and usual counts (lifted)."""
+    all_orders = counts[:, :, len(ORDER_TYPES)]
+    flagged, usual = unusual_days(all_orders / lifts, plan.outlier_z, plan.outlier_min_change)
+    return flagged & (lifts == 1.0), usual * lifts
 
 
 def _ticket_ratio(history: np.ndarray, plan: PlanParams) -> float:
@@ -402,7 +496,12 @@ def _interval(
     i = panel.target
     past = slice(max(0, i - plan.backtest_weeks), i)
     actual, forecast = panel.counts[past, :, series], panel.forecasts[past, :, series]
-    usable = (panel.lifts[past] == 1.0) & (actual > 0) & (forecast > 0)
+    # Promotion and unusual days stay out: the interval is for a week as the calendar
+    # sees it. Tickets follow orders, so a day unusual in either is left out for them.
+    unusual = panel.unusual[past, :, 0]
+    if series >= len(SERIES):
+        unusual = unusual | panel.unusual[past, :, 1]
+    usable = (panel.lifts[past] == 1.0) & ~unusual & (actual > 0) & (forecast > 0)
     ratios = actual[usable] / forecast[usable]
     point = panel.forecasts[i, :, series]
     bounds = _ratio_bounds(ratios, coverage)
@@ -938,6 +1037,7 @@ class NextWeekPlan:
     carrier_summary: pd.DataFrame
     special_orders: pd.DataFrame  # open_special_orders
     special_counts: pd.DataFrame  # special_order_counts
+    unusual_days: pd.DataFrame  # history days left out as unusual: day, series, actual, usual
 
     def sentences(self, lang: str | None = None) -> list[str]:
         """The plan's headline sentences for the handout and the minutes."""
@@ -1066,7 +1166,34 @@ def next_week_plan(
         carrier_summary=carrier_summary,
         special_orders=special,
         special_counts=special_order_counts(special),
+        unusual_days=_unusual_frame(panel),
     )
+
+
+def _unusual_frame(panel: _Panel) -> pd.DataFrame:
+    """Unusual history days: day, series ("orders" = all orders, "tickets"), actual, usual
+    (the trend x weekday count expected), change = actual / usual - 1; oldest first."""
+    columns = {"orders": len(ORDER_TYPES), "tickets": len(SERIES)}
+    parts = []
+    for k, (name, s) in enumerate(columns.items()):
+        if s >= panel.counts.shape[2]:
+            continue
+        flagged = panel.unusual[:, :, k].ravel()
+        actual = panel.counts[:, :, s].ravel()[flagged]
+        usual = panel.usual[:, :, k].ravel()[flagged]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "day": panel.days[flagged],
+                    "series": name,
+                    "actual": actual,
+                    "usual": usual,
+                    "change": actual / usual - 1.0,
+                }
+            )
+        )
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.sort_values(["day", "series"], kind="stable").reset_index(drop=True)
 
 
 def plan_frame(plan: NextWeekPlan) -> pd.DataFrame:

@@ -214,6 +214,124 @@ def test_robust_building_blocks():
     assert math.isnan(P.robust_mean(np.array([np.nan])))
 
 
+# --- unusual days ---------------------------------------------------------------------------
+
+# The sample data's promotion: Thursday to Saturday of 2026-W42, 2.5, 3.0 and 2.7 x usual.
+UNLISTED_PROMOTION = {"2026-10-15": 2.5, "2026-10-16": 3.0, "2026-10-17": 2.7}
+
+
+def test_unusual_days_by_hand():
+    # Four equal weeks of 100 x weekday factor; Friday of week 1 at 3x (90 -> 270), Tuesday
+    # of week 2 at 0.3x (110 -> 33, an outage). Without noise the robust scale is 0, so the
+    # floor log(1.25) decides; both days are far beyond it and beyond 3.5 Poisson SDs
+    # (2 x |sqrt(270) - sqrt(90)| = 13.9, 2 x |sqrt(33) - sqrt(110)| = 9.5).
+    usual = np.tile(100 * FACTORS, (4, 1))
+    counts = usual.copy()
+    counts[1, 4], counts[2, 1] = 270.0, 33.0
+    flagged, expected = P.unusual_days(counts, z=3.5, min_change=0.25)
+    assert {(int(w), int(d)) for w, d in zip(*np.nonzero(flagged), strict=True)} == {
+        (1, 4),
+        (2, 1),
+    }
+    assert np.allclose(expected, usual), "the usual count of every day, the odd ones included"
+    # A change below min_change is not unusual (1.2 x 90 = 108 < 1.25 x 90).
+    counts[1, 4] = 108.0
+    assert {
+        (int(w), int(d))
+        for w, d in zip(*np.nonzero(P.unusual_days(counts, 3.5, 0.25)[0]), strict=True)
+    } == {(2, 1)}
+    # Fewer than three weeks, or detection off: nothing is unusual.
+    assert not P.unusual_days(counts[:2], 3.5, 0.25)[0].any()
+    assert not P.unusual_days(counts, None, 0.25)[0].any()
+
+
+def test_unusual_days_leave_whole_weeks_and_recent_shifts_alone():
+    base = np.tile(100 * FACTORS, (6, 1))
+    # A whole week at 1.6x is a week-level outlier (the Huber level handles it), and a
+    # last week 30 % up may be a real shift: neither is taken apart day by day.
+    weeks = base * np.array([1, 1, 1.6, 1, 1, 1.3])[:, None]
+    assert not P.unusual_days(weeks, 3.5, 0.25)[0].any()
+    # Four days of the last week at 1.5x (an incident still going on): the other three
+    # days are not "low" for it, and the four not "high" against their own week.
+    incident = base.copy()
+    incident[-1, 3:] *= 1.5
+    assert not P.unusual_days(incident, 3.5, 0.25)[0].any()
+
+
+def test_clean_history_has_no_unusual_days(routed):
+    orders, tickets = routed
+    plan = P.next_week_plan(orders, tickets, REPORT, _params(PLAN))
+    assert plan.unusual_days.empty, "Poisson noise (3 % a day on orders) is not unusual"
+
+
+def test_a_promotion_missing_from_the_calendar_is_found_and_left_out():
+    clean = synthetic_orders(seed=4, routed=True)
+    spiked = synthetic_orders(seed=4, day_factor=UNLISTED_PROMOTION, routed=True)
+    plain = _all(P.forecast_orders(clean, TARGET, TZ, PlanParams()))["forecast"]
+    found = _all(P.forecast_orders(spiked, TARGET, TZ, PlanParams()))["forecast"]
+    blind = _all(P.forecast_orders(spiked, TARGET, TZ, PlanParams(outlier_z=None)))["forecast"]
+    assert abs(found.sum() / plain.sum() - 1) < 0.005, "the promotion does not leak in"
+    assert np.allclose(found, plain, rtol=0.02), "nor into any day"
+    # Without the detection the median profile and Huber level still let some through.
+    assert blind.sum() / plain.sum() - 1 > 0.01
+
+    plan = P.next_week_plan(spiked, None, REPORT, _params(PLAN))
+    unusual = plan.unusual_days
+    assert list(unusual["day"]) == list(pd.to_datetime(list(UNLISTED_PROMOTION)))
+    assert set(unusual["series"]) == {"orders"}
+    truth = daily_truth(spiked)["all"]
+    assert list(unusual["actual"]) == list(truth[list(UNLISTED_PROMOTION)])
+    # usual ~ 1,000 x weekday factor (Thu 1.0, Fri 0.9, Sat 0.8); change ~ factor - 1.
+    assert np.allclose(unusual["usual"], [1000, 900, 800], rtol=0.05)
+    assert np.allclose(unusual["change"], np.array([2.5, 3.0, 2.7]) - 1, atol=0.2)
+    # Each backtest week judges only the days before it: W43's forecast in the backtest
+    # is the one made from the data up to W42.
+    w43 = plan.backtest.query("week == '2026-W43' and order_type == 'all'")["forecast"].item()
+    alone = _all(P.forecast_orders(spiked, IsoWeek(2026, 43), TZ, PlanParams()))
+    assert w43 == pytest.approx(alone["forecast"].sum())
+    assert w43 == pytest.approx(7000, rel=0.03), "the promotion week itself was not forecast"
+
+
+def _trailing_tickets(orders: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """5 tickets per 100 orders, opened up to six days after the order (they trail)."""
+    rng = np.random.default_rng(seed)
+    picked = orders.sample(frac=0.05, random_state=seed)
+    return pd.DataFrame(
+        {
+            "ticket_id": "T" + picked["order_id"],
+            "order_id": picked["order_id"],
+            "opened_at": picked["created_at"]
+            + pd.to_timedelta(rng.uniform(0, 6, len(picked)), "D"),
+        }
+    )
+
+
+def test_tickets_count_from_the_second_week_of_orders():
+    # Tickets trail orders by up to six days: the first week of orders has only part of
+    # its tickets in the data (the loader keeps tickets of loaded orders), which would pull
+    # tickets per order from 5 % to about 4.3 % over three weeks.
+    orders = synthetic_orders(weeks=3, seed=2)
+    tickets = _trailing_tickets(orders, 2)
+    tickets = tickets[tickets["opened_at"] < TARGET.start(TZ)]  # the export's end
+    fc = P.forecast_tickets(orders, tickets, TARGET, TZ, PlanParams())["forecast"].sum()
+    week = _all(P.forecast_orders(orders, TARGET, TZ, PlanParams()))["forecast"].sum()
+    assert fc / week == pytest.approx(0.05, abs=0.003)
+
+
+def test_tickets_after_an_unlisted_promotion_do_not_widen_their_interval():
+    # The promotion's tickets trail into the next week: seven days well above usual.
+    def upper_ratio(orders: pd.DataFrame, plan: PlanParams) -> float:
+        fc = P.forecast_tickets(orders, _trailing_tickets(orders, 3), TARGET, TZ, plan)
+        return float((fc["upper"] / fc["forecast"]).iloc[0])
+
+    clean = upper_ratio(synthetic_orders(seed=3), PlanParams())
+    spiked = synthetic_orders(seed=3, day_factor=UNLISTED_PROMOTION)
+    found = upper_ratio(spiked, PlanParams())
+    blind = upper_ratio(spiked, PlanParams(outlier_z=None))
+    assert blind - clean > 0.2, f"without detection the upper bound grows: {blind:.2f}"
+    assert abs(found - clean) < 0.1, f"with it: {found:.2f} against {clean:.2f} with no promotion"
+
+
 # --- backtest ---------------------------------------------------------------------------
 
 
