@@ -8,6 +8,7 @@ printed in grey. Text comes in already translated; this module only draws.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Sequence
 from functools import cache
 
@@ -16,8 +17,9 @@ import matplotlib.patches
 import numpy as np
 import pandas as pd
 from matplotlib import font_manager
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 matplotlib.use("Agg", force=False)
 
@@ -80,8 +82,30 @@ def png_bytes(fig: Figure) -> bytes:
     lang = getattr(fig, "_meetinglib_lang", "en")
     buf = io.BytesIO()
     with matplotlib.rc_context(style(lang)):
-        fig.savefig(buf, format="png", bbox_inches="tight")
+        fit_titles(fig)
+        fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def fit_titles(fig: Figure) -> None:
+    """Wrap titles that would run past the figure's right edge (they state findings,
+    so they can be long, and a clipped finding is worse than a two-line title)."""
+    if not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    fig.draw_without_rendering()  # constrained layout places the axes first
+    renderer = fig.canvas.get_renderer()
+    right = fig.bbox.x1 - 4
+    for ax in fig.axes:
+        for loc in ("left", "center"):
+            text = ax.get_title(loc=loc)
+            if not text or "\n" in text:
+                continue
+            artist = ax._left_title if loc == "left" else ax.title
+            width = max(len(text), 1)
+            while artist.get_window_extent(renderer).x1 > right and width > 20:
+                width = int(width * 0.85)
+                # Chinese runs have no spaces to break at, so long "words" may break.
+                artist.set_text(textwrap.fill(text, width, break_long_words=True))
 
 
 def title_of(fig: Figure) -> str:
@@ -103,8 +127,12 @@ def stacked_bars(
     ylabel: str,
     labels: Sequence[str],
     lang: str = "en",
+    legend_below: bool = False,
 ) -> Figure:
-    """Stacked bars, one stack per row of ``frame``, one segment per column."""
+    """Stacked bars, one stack per row of ``frame``, one segment per column.
+
+    ``legend_below`` puts the legend under the chart, for many series or tall bars.
+    """
     with matplotlib.rc_context(style(lang)):
         fig = new_figure(lang)
         ax = fig.add_subplot()
@@ -127,8 +155,12 @@ def stacked_bars(
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.legend(frameon=False, ncols=min(4, len(labels)), loc="upper right")
-        ax.set_ylim(0, max(bottom.max() * 1.18, 1))
+        if legend_below:
+            fig.legend(frameon=False, loc="outside lower center", ncols=min(4, len(labels)))
+            ax.set_ylim(0, max(bottom.max() * 1.05, 1))
+        else:
+            ax.legend(frameon=False, ncols=min(4, len(labels)), loc="upper right")
+            ax.set_ylim(0, max(bottom.max() * 1.18, 1))
     return fig
 
 
@@ -140,8 +172,12 @@ def paired_hbars(
     xlabel: str,
     labels: tuple[str, str],
     lang: str = "en",
+    value_format: str = "{:.1f}",
 ) -> Figure:
-    """Horizontal bars comparing this week with last week for each category."""
+    """Horizontal bars comparing this week with last week for each category.
+
+    This week's bars carry their value, written with ``value_format``.
+    """
     with matplotlib.rc_context(style(lang)):
         fig = new_figure(lang, size=(9.0, 0.6 + 0.65 * len(this)))
         ax = fig.add_subplot()
@@ -160,7 +196,7 @@ def paired_hbars(
         )
         for yi, v in zip(y, this.to_numpy(float), strict=True):
             if np.isfinite(v):
-                ax.text(v, yi - h / 2, f" {v:.1f}", va="center", fontsize=8)
+                ax.text(v, yi - h / 2, " " + value_format.format(v), va="center", fontsize=8)
         ax.set_yticks(y, list(this.index))
         ax.invert_yaxis()
         ax.set_title(title, loc="left")
@@ -267,3 +303,87 @@ def heatmap(
         bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
         bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     return fig
+
+
+def bars(
+    values: pd.Series,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    value_format: str = "{:,.0f}",
+    highlight: Sequence[bool] | None = None,
+    lang: str = "en",
+) -> Figure:
+    """Vertical bars, one per category, each labelled with its value.
+
+    ``highlight`` marks bars drawn in the second palette colour and hatched, so the
+    emphasis survives grey print.
+    """
+    with matplotlib.rc_context(style(lang)):
+        fig = new_figure(lang, size=(9.0, 3.4))
+        ax = fig.add_subplot()
+        x = np.arange(len(values))
+        marked = list(highlight) if highlight is not None else [False] * len(values)
+        heights = values.to_numpy(dtype=float)
+        for xi, v, m in zip(x, heights, marked, strict=True):
+            ax.bar(
+                xi,
+                v,
+                color=PALETTE[5] if m else PALETTE[0],
+                hatch=HATCHES[1] if m else HATCHES[0],
+                edgecolor="white",
+                linewidth=0.5,
+            )
+            if np.isfinite(v):
+                ax.text(xi, v, value_format.format(v), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(x, [str(i) for i in values.index])
+        ax.set_title(title, loc="left")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        top = np.nanmax(heights) if len(heights) and np.isfinite(heights).any() else 0.0
+        ax.set_ylim(0, max(top * 1.18, 1))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
+    return fig
+
+
+def sparkline(
+    values: Sequence[float],
+    *,
+    target: float | None = None,
+    lang: str = "en",
+    size: tuple[float, float] = (1.5, 0.38),
+) -> Figure:
+    """A word-sized trend line: weeks left to right, the last point (this week) as a dot.
+
+    A dashed grey line marks the target when one is given; gaps are weeks without a value.
+    Black on white, so it prints the same in grey.
+    """
+    y = np.asarray(values, dtype=float)
+    with matplotlib.rc_context(style(lang)):
+        fig = Figure(figsize=size)
+        fig._meetinglib_lang = lang  # type: ignore[attr-defined]
+        ax = fig.add_axes((0.03, 0.12, 0.94, 0.76))
+        ax.axis("off")
+        x = np.arange(len(y))
+        finite = np.isfinite(y)
+        if target is not None and finite.any():
+            ax.axhline(target, color=GREY, linewidth=0.8, linestyle=(0, (2, 2)))
+        ax.plot(x, y, color="#000000", linewidth=1.1)
+        if len(y) and finite[-1]:
+            ax.plot(x[-1], y[-1], "o", color="#000000", markersize=3.2)
+        if finite.any():
+            low, high = np.nanmin(y), np.nanmax(y)
+            if target is not None:
+                low, high = min(low, target), max(high, target)
+            pad = (high - low) * 0.12 or abs(high) * 0.05 or 1.0
+            ax.set_ylim(low - pad, high + pad)
+        ax.set_xlim(-0.5, max(len(y) - 0.5, 0.5))
+    return fig
+
+
+def sparkline_png(fig: Figure) -> bytes:
+    """A sparkline as PNG bytes, without the tight bounding box that would crop it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, transparent=True)
+    return buf.getvalue()

@@ -1,7 +1,10 @@
 """KPIs over a hand-made fixture of 23 orders in 2026-W10 and 2026-W11 (Asia/Shanghai).
 
-Every expected value below is worked out by hand from tests/data/kpis/orders.csv; the
-comment next to it shows the arithmetic. W10 = Mon 2026-03-02 .. Mon 03-09 00:00,
+Every expected value below is worked out by hand from tests/data/kpis/orders.csv (and the
+tickets, after_sales, settlements and order_lines files beside it); the comment next to it
+shows the arithmetic. The vectorised weekly series are checked against those values and,
+as a second method, against the per-window functions on the fixture and on the sample.
+W10 = Mon 2026-03-02 .. Mon 03-09 00:00,
 W11 = Mon 03-09 .. Mon 03-16 00:00, W12 follows and only holds O19's shipment.
 Ship SLA is 48 h unless a test says otherwise.
 """
@@ -17,6 +20,7 @@ import pandas as pd
 import pytest
 
 from meetinglib import kpis
+from meetinglib.errors import InvalidParamError
 from meetinglib.i18n import LABELS
 from meetinglib.weeks import IsoWeek, Window
 
@@ -362,66 +366,417 @@ def test_abnormal_rate(orders):
     assert is_nan(kpis.abnormal_rate(orders, W12))
 
 
-# --- headline and series ---------------------------------------------------------------
+# --- the other tables: tickets, after-sales, settlements, order lines --------------------
+# tests/data/kpis/{tickets,after_sales,settlements,order_lines}.csv refer to the orders above;
+# the comments next to each expectation show the arithmetic.
 
 
-def test_headline_this_week_against_last(orders):
-    table = kpis.headline(orders, W11, W10, SLA)
-    assert list(table.columns) == [
-        "key",
-        "this_week",
-        "last_week",
-        "change",
-        "unit",
-        "higher_is_better",
-    ]
-    rows = table.set_index("key")
-    expected = {  # key: (this, last, unit, higher is better); values from the tests above
-        "orders_created": (14, 9, "orders", True),
-        "gmv": (1905.0, 1350.0, "currency", True),
-        "cancellation_rate": (3 / 14, 2 / 9, "share", False),
-        "on_time_ship_rate": (6 / 8, 2 / 4, "share", True),
-        # only O11 (W11) and O01 (W10) have a delivery promise; both delivered before it
-        "on_time_delivery_rate": (1.0, 1.0, "share", True),
-        "cycle_time_p90_h": (114.8, 106.6, "hours", False),
-        "handling_median_h": (32.0, 36.75, "hours", False),
-        "backlog": (5, 2, "orders", False),
-        "overdue_backlog": (2, 1, "orders", False),
-        "abnormal_rate": (6 / 14, 0.0, "share", False),
+def _read(name: str, timestamps: tuple[str, ...], categories: tuple[str, ...] = ()):
+    frame = pd.read_csv(FIXTURE.with_name(f"{name}.csv"), dtype=str, keep_default_na=False)
+    frame = frame.replace("", np.nan)
+    for col in timestamps:
+        frame[col] = pd.to_datetime(frame[col], format="%Y-%m-%d %H:%M:%S").dt.tz_localize(TZ)
+    for col in categories:
+        frame[col] = frame[col].astype("category")
+    for col in frame.columns:
+        if col.endswith("_id") or col == "sku":
+            frame[col] = frame[col].astype("str")
+    return frame
+
+
+def load_tables() -> dict[str, pd.DataFrame]:
+    """All five fixture tables with canonical dtypes."""
+    tickets = _read("tickets", ("opened_at", "first_response_at", "resolved_at"), ("category",))
+    tickets["csat"] = tickets["csat"].astype("float64")
+    cases = _read("after_sales", ("requested_at", "closed_at"), ("kind", "reason"))
+    cases["refund_amount"] = cases["refund_amount"].astype("float64")
+    settlements = _read("settlements", ("settled_at",), ("status",))
+    settlements[["amount", "fee"]] = settlements[["amount", "fee"]].astype("float64")
+    lines = _read("order_lines", ())
+    lines[["qty", "qty_shipped"]] = lines[["qty", "qty_shipped"]].astype("float64").astype("Int64")
+    return {
+        "orders": load_orders(),
+        "tickets": tickets,
+        "after_sales": cases,
+        "settlements": settlements,
+        "order_lines": lines,
     }
-    assert list(rows.index) == list(expected)
-    for key, (this, last, unit, higher) in expected.items():
-        row = rows.loc[key]
-        assert row["this_week"] == pytest.approx(this), key
-        assert row["last_week"] == pytest.approx(last), key
-        assert row["unit"] == unit, key
-        assert bool(row["higher_is_better"]) is higher, key
-    # change = this - last in the value's own unit, e.g. 3/14 - 2/9 = (27 - 28)/126
-    assert rows.loc["cancellation_rate", "change"] == pytest.approx(-1 / 126)
-    assert rows.loc["on_time_ship_rate", "change"] == pytest.approx(0.25)
-    assert rows.loc["handling_median_h", "change"] == pytest.approx(-4.75)
-    assert rows.loc["gmv", "change"] == pytest.approx(555.0)
 
 
-def test_headline_by_order_type(orders):
-    table = kpis.headline_by_order_type(orders, W11, W10, SLA)
-    assert list(table.columns[:2]) == ["order_type", "key"]
-    assert list(table["order_type"].unique()) == ["all", "normal", "special", "after_sales"]
-    rows = table.set_index(["order_type", "key"])
-    assert rows.loc[("all", "orders_created"), "this_week"] == 14
-    assert rows.loc[("special", "orders_created"), "this_week"] == 3  # O12, O15, O20
-    assert rows.loc[("special", "backlog"), "this_week"] == 1  # O15
-    # after-sales: nothing in W11; in W10 O04 (50, shipped late) and O09 (cancelled)
-    after = rows.loc["after_sales"]
-    assert after.loc["orders_created", "this_week"] == 0
-    assert after.loc["gmv", "this_week"] == 0.0
-    assert math.isnan(after.loc["cancellation_rate", "this_week"])
-    assert math.isnan(after.loc["on_time_ship_rate", "this_week"])
-    assert after.loc["orders_created", "last_week"] == 2
-    assert after.loc["gmv", "last_week"] == pytest.approx(50.0)
-    assert after.loc["cancellation_rate", "last_week"] == pytest.approx(1 / 2)
-    assert after.loc["on_time_ship_rate", "last_week"] == 0.0  # O04: 0 of 1
-    assert math.isnan(after.loc["cancellation_rate", "change"])
+@pytest.fixture
+def tables() -> dict[str, pd.DataFrame]:
+    return load_tables()
+
+
+def test_ticket_kpis_by_hand(tables):
+    tk, o = tables["tickets"], tables["orders"]
+    # opened W10: T01, T02, T03 (no order) of 9 orders; complaints T01
+    assert kpis.tickets_opened(tk, W10) == 3
+    assert kpis.tickets_per_1000(tk, o, W10) == pytest.approx(3000 / 9)
+    assert kpis.complaint_rate(tk, o, W10) == pytest.approx(1000 / 9)
+    # opened W11: T04..T09 (T09 at Monday 00:00) of 14 orders; complaints T04, T06, T08
+    assert kpis.tickets_per_1000(tk, o, W11) == pytest.approx(6000 / 14)
+    assert kpis.complaint_rate(tk, o, W11) == pytest.approx(3000 / 14)
+    assert is_nan(kpis.complaint_rate(tk, o, W12))  # no orders created
+    categories = kpis.ticket_categories(tk, W11)
+    assert categories.to_dict() == {
+        "complaint": 3,
+        "inquiry": 1,
+        "delivery": 1,
+        "return_request": 1,
+        "payment": 0,
+        "other": 0,
+    }
+
+
+def test_ticket_times_are_placed_by_their_end(tables):
+    tk = tables["tickets"]
+    # first answered in W11: T03 3 h (opened in W10), T04 2, T05 .25, T06 4, T07 .5, T09 .5
+    #   sorted .25 .5 .5 2 3 4 -> median 1.25, P90 at 4.5 -> 3 + .5 * 1 = 3.5
+    assert kpis.first_response_median_h(tk, W11) == pytest.approx(1.25)
+    assert kpis.first_response_p90_h(tk, W11) == pytest.approx(3.5)
+    # T08 answered exactly at 03-16 00:00 belongs to W12
+    assert kpis.first_response_median_h(tk, W12) == pytest.approx(1.0)
+    # resolved in W11: T03 12 h, T04 24, T06 24, T09 2 -> median 18, P90 at 2.7 -> 24
+    assert kpis.resolution_median_h(tk, W11) == pytest.approx(18.0)
+    assert kpis.resolution_p90_h(tk, W11) == pytest.approx(24.0)
+    # W10: T01 24, T02 12 -> P90 at .9 -> 12 + .9 * 12 = 22.8
+    assert kpis.resolution_p90_h(tk, W10) == pytest.approx(22.8)
+    # CSAT of tickets resolved in W11 and rated: T04 1, T06 3, T09 4 (T03 unrated)
+    assert kpis.csat(tk, W11) == pytest.approx(8 / 3)
+    assert kpis.csat(tk, W12) == pytest.approx(4.0)  # T07, resolved 03-16 10:00
+    assert is_nan(kpis.csat(tk, W13))
+
+
+def test_after_sales_kpis_by_hand(tables):
+    cases, o = tables["after_sales"], tables["orders"]
+    # delivered W10: O01, O02, O03, O04; requested W10: A01 return 100, A02 refund_only 40
+    assert kpis.return_rate(cases, o, W10) == pytest.approx(1 / 4)
+    assert kpis.refund_rate(cases, o, W10) == pytest.approx(2 / 4)
+    assert kpis.refund_amount(cases, W10) == pytest.approx(140.0)
+    # delivered W11: O06, O10, O11; requested W11: A03 exchange (no refund), A04 return 120,
+    # A05 refund 30, A06 return 50 (at Monday 00:00)
+    assert kpis.return_rate(cases, o, W11) == pytest.approx(2 / 3)
+    assert kpis.refund_rate(cases, o, W11) == pytest.approx(3 / 3)
+    assert kpis.refund_amount(cases, W11) == pytest.approx(200.0)
+    # no delivery yet in W12: rates NaN, amount 0
+    assert is_nan(kpis.return_rate(cases, o, W12))
+    assert kpis.refund_amount(cases, W12) == 0.0
+    reasons = kpis.after_sales_reasons(cases, W11)
+    assert list(reasons.items()) == [
+        ("damaged", 1),
+        ("late_delivery", 1),
+        ("not_as_described", 1),
+        ("wrong_item", 1),
+    ]
+    # closed in W11: A01 4 d, A02 1 d, A03 2.5 d, A06 2 d -> median 2.25, P90 2.5 + .7*1.5
+    assert kpis.case_cycle_median_d(cases, W11) == pytest.approx(2.25)
+    assert kpis.case_cycle_p90_d(cases, W11) == pytest.approx(3.55)
+    assert kpis.case_cycle_median_d(cases, W12) == pytest.approx(0.5)  # A05
+    assert kpis.net_revenue(o, cases, W11) == pytest.approx(1905.0 - 200.0)
+
+
+def test_finance_kpis_by_hand(tables):
+    st, o = tables["settlements"], tables["orders"]
+    # settled W11: O02 200 (lag 3.0 d), O03 300 (6.0 d); O04 was refunded, not settled
+    assert kpis.settled_amount(st, W11) == pytest.approx(500.0)
+    assert kpis.settlement_lag_median_d(st, o, W11) == pytest.approx(4.5)
+    assert kpis.settlement_lag_p90_d(st, o, W11) == pytest.approx(5.7)  # 3 + .9 * 3
+    assert kpis.settled_amount(st, W12) == pytest.approx(60.0)  # O11 at 03-16 06:00
+    # at W11's end: delivered and not settled before it: O06 120, O10 90 (disputed), O11 60
+    assert kpis.pending_amount_at(st, o, W11.end) == pytest.approx(270.0)
+    # at W10's end: O02 200, O03 300, O04 50 (settled or refunded later); O01 settled 03-08
+    assert kpis.pending_amount_at(st, o, W10.end) == pytest.approx(550.0)
+    assert kpis.disputes(st) == (1, 90.0)
+
+
+def test_pending_aging_buckets_include_their_upper_bound(tables):
+    st, o = tables["settlements"], tables["orders"]
+    # at 03-18 12:00: O06 delivered 03-11 12:00 -> exactly 7.0 days (0-7); O10 delivered
+    # 03-12 14:00 -> 5.9 days; O11 settled 03-16 06:00, no longer pending
+    aging = kpis.pending_aging(st, o, ts("2026-03-18 12:00"))
+    assert list(aging.index) == ["0_7", "8_14", "15_30", "over_30"]
+    assert aging["count"].tolist() == [2, 0, 0, 0]
+    assert aging["amount"].tolist() == pytest.approx([210.0, 0, 0, 0])
+    later = kpis.pending_aging(st, o, ts("2026-03-19 12:00"))  # O06 now 8 days
+    assert later["count"].tolist() == [1, 1, 0, 0]
+    months = kpis.pending_aging(st, o, ts("2026-04-20 00:00"))  # 39.5 and 38.4 days
+    assert months["amount"].tolist() == pytest.approx([0, 0, 0, 210.0])
+
+
+def test_fill_rate_and_stockouts_by_hand(tables):
+    lines, o = tables["order_lines"], tables["orders"]
+    # lines of orders shipped in W11: O06 2/2 + 1/1, O07 1/1, O08 2/3, O10 1/1, O11 2/2,
+    # O12 0/1, O20 4/4 (O22's line has no qty_shipped; O23 has no lines) -> 13/15
+    assert kpis.fill_rate(lines, o, W11) == pytest.approx(13 / 15)
+    assert kpis.fill_rate(lines, o, W10) == pytest.approx(2 / 3)  # O01 1/1, O02 1/2
+    assert is_nan(kpis.fill_rate(lines, o, W12))  # O19 shipped, no lines
+    assert kpis.fill_rate(lines, o[o["warehouse"] == "WH2"], W11) == pytest.approx(5 / 6)
+    assert kpis.stockout_orders(o, W11) == 3  # O10, O14, O19
+    table = kpis.stockouts_by(o, W11, "warehouse")
+    assert table.to_dict("index") == {  # WH2 created W11: O12, O15, O17, O20
+        "WH1": {"created": 10, "stockout": 3, "rate": pytest.approx(0.3)},
+        "WH2": {"created": 4, "stockout": 0, "rate": 0.0},
+    }
+
+
+def test_carrier_scorecard_by_hand(orders):
+    card = kpis.carrier_scorecard(orders, W11)
+    # shipped W11 with a carrier: SF O06, O07, O10, O12, O20; ZTO O08, O11, O22, O23
+    # delivered W11: SF O06 (48 h), O10 (54 h); ZTO O11 (36 h, the only promise: on time)
+    assert card.loc["SF", "shipped"] == 5 and card.loc["ZTO", "shipped"] == 4
+    assert card.loc["SF", "delivered"] == 2 and card.loc["ZTO", "delivered"] == 1
+    assert card.loc["SF", "transit_median_h"] == pytest.approx(51.0)
+    assert is_nan(card.loc["SF", "on_time_delivery_rate"])  # no promise among SF deliveries
+    assert card.loc["ZTO", "on_time_delivery_rate"] == 1.0
+    assert card["lost_damaged_rate"].tolist() == [0.0, 0.0]
+
+
+def test_a_carrier_new_this_week_has_a_row_but_no_history(orders):
+    new = orders.copy()
+    new["carrier"] = new["carrier"].cat.add_categories(["JD"])
+    new.loc[new["order_id"].isin(["O10", "O11"]), "carrier"] = "JD"
+    card = kpis.carrier_scorecard(new, W11)
+    assert card.loc["JD", "delivered"] == 2  # O10, O11
+    assert card.loc["JD", "on_time_delivery_rate"] == 1.0  # O11 judged, on time
+    assert "JD" not in kpis.carrier_scorecard(new, W10).index
+    series = kpis.weekly_kpis({"orders": new}, [W10, W11], SLA, ["on_time_delivery_rate"])
+    jd = series[(series["dimension"] == "carrier") & (series["segment"] == "JD")]
+    assert jd["value"].isna().tolist() == [True, False]  # no history before it appears
+
+
+def test_cancellations_and_abnormal_by_order_type(orders):
+    cancels = kpis.cancellations_by(orders, W11, "order_type")
+    assert cancels.loc["normal"].tolist() == pytest.approx([11, 3, 3 / 11])  # O13, O18, O21
+    assert cancels.loc["after_sales", "created"] == 0
+    assert is_nan(cancels.loc["after_sales", "rate"])  # no orders of this type
+    abnormal = kpis.abnormal_by(orders, W11, "order_type")
+    assert abnormal.loc["special"].tolist() == pytest.approx([3, 1, 1 / 3])  # O12 customs
+
+
+def test_abnormal_examples_open_and_late_first(orders):
+    examples = kpis.abnormal_examples(orders, W11, SLA, limit=3)
+    assert list(examples.columns) == list(kpis.EXAMPLE_COLUMNS)
+    assert set(kpis.abnormal_examples(orders, W11, SLA)["status"]) == set(kpis.EXAMPLE_STATUSES)
+    # at 03-16 00:00, abnormal orders created in W11: O14 not shipped, 81 h past its promise
+    # (03-12 15:00 + 3 d 9 h); O19 not shipped, due 03-17 23:30 (0 h late); O12 in transit,
+    # no delivery promise (NaN, amount 400); O16 not paid (no deadline, NaN, amount 40);
+    # O10 delivered; O13 cancelled
+    assert examples["order_id"].tolist() == ["O14", "O19", "O12"]
+    assert examples["hours_late"].tolist()[:2] == pytest.approx([81.0, 0.0])
+    assert examples["status"].tolist() == ["not_shipped", "not_shipped", "in_transit"]
+    assert is_nan(examples["hours_late"].iloc[2])
+
+
+def test_abnormal_by_week(orders):
+    table = kpis.abnormal_by_week(orders, [W10, W11, W12])
+    assert table.index.tolist() == ["2026-W10", "2026-W11", "2026-W12"]
+    assert table.loc["2026-W11"].to_dict() == {
+        "stockout": 3,
+        "address_error": 1,
+        "customs_hold": 1,
+        "payment_failed": 1,
+    }
+    assert int(table.loc[["2026-W10", "2026-W12"]].to_numpy().sum()) == 0
+
+
+# --- perfect order: a separate hand-made frame, one reason per order -------------------------
+
+
+def _perfect_case() -> dict[str, pd.DataFrame]:
+    rows = [  # id, delivered_at, promised_delivery_by, exception
+        ("P1", "2026-03-10 10:00", "2026-03-11 10:00", None),  # perfect
+        ("P2", "2026-03-10 10:00", "2026-03-09 10:00", None),  # late
+        ("P3", "2026-03-10 10:00", "2026-03-11 10:00", "damaged"),  # exception
+        ("P4", "2026-03-11 10:00", "2026-03-12 10:00", None),  # complaint in the week
+        ("P5", "2026-03-11 10:00", "2026-03-12 10:00", None),  # complaint after the week
+        ("P6", "2026-03-12 10:00", "2026-03-13 10:00", None),  # after-sales case
+        ("P7", "2026-03-12 10:00", "2026-03-13 10:00", None),  # a line shipped short
+        ("P8", "2026-03-12 10:00", None, None),  # no promise: not judged
+        ("P9", "2026-03-13 10:00", "2026-03-13 10:00", None),  # exactly at promise, inquiry
+    ]
+    orders = pd.DataFrame(rows, columns=["order_id", "delivered_at", "promised_delivery_by", "x"])
+    for col in ("delivered_at", "promised_delivery_by"):
+        orders[col] = pd.to_datetime(orders[col]).dt.tz_localize(TZ)
+    orders["created_at"] = orders["delivered_at"] - pd.Timedelta(days=3)
+    orders["exception_code"] = orders.pop("x").astype("category")
+    orders["order_id"] = orders["order_id"].astype("str")
+    tickets = pd.DataFrame(
+        {
+            "ticket_id": pd.array(["K1", "K2", "K3"], dtype="str"),
+            "order_id": pd.array(["P4", "P5", "P9"], dtype="str"),
+            "opened_at": pd.to_datetime(
+                ["2026-03-14 10:00", "2026-03-17 10:00", "2026-03-14 10:00"]
+            ).tz_localize(TZ),
+            "category": pd.Categorical(["complaint", "complaint", "inquiry"]),
+        }
+    )
+    cases = pd.DataFrame(
+        {
+            "case_id": pd.array(["C1"], dtype="str"),
+            "order_id": pd.array(["P6"], dtype="str"),
+            "kind": pd.Categorical(["return"]),
+            "requested_at": pd.to_datetime(["2026-03-15 10:00"]).tz_localize(TZ),
+        }
+    )
+    lines = pd.DataFrame(
+        {
+            "order_id": pd.array(["P1", "P7", "P7"], dtype="str"),
+            "sku": pd.array(["a", "a", "b"], dtype="str"),
+            "qty": pd.array([1, 2, 1], dtype="Int64"),
+            "qty_shipped": pd.array([1, 1, 1], dtype="Int64"),
+        }
+    )
+    return {"orders": orders, "tickets": tickets, "after_sales": cases, "order_lines": lines}
+
+
+def test_perfect_order_rate_by_hand():
+    t = _perfect_case()
+    o = t["orders"]
+    # judged: P1..P7, P9 (8); perfect: P1, P5 (its complaint came after the week), P9 -> 3/8
+    assert kpis.perfect_order_rate(o, W11, t["tickets"], t["after_sales"], t["order_lines"]) == (
+        pytest.approx(3 / 8)
+    )
+    # without the other tables only lateness and exceptions count: P2, P3 fail -> 6/8
+    assert kpis.perfect_order_rate(o, W11) == pytest.approx(6 / 8)
+    assert is_nan(kpis.perfect_order_rate(o, W12, t["tickets"]))  # nothing delivered
+    series = kpis.weekly_kpis(t, [W10, W11, W12], SLA, ["perfect_order_rate"])
+    overall = series[series["order_type"] == "all"].set_index("week")["value"]
+    assert overall["2026-W11"] == pytest.approx(3 / 8)
+    assert overall[["2026-W10", "2026-W12"]].isna().all()
+
+
+# --- the weekly series: by hand ---------------------------------------------------------------
+
+WEEKS = [W10, W11, W12, W13]
+NAN = float("nan")
+
+
+def series_of(frame, kpi, dimension="all", segment="all", order_type="all") -> list[float]:
+    rows = frame[
+        (frame["kpi"] == kpi)
+        & (frame["dimension"] == dimension)
+        & (frame["segment"] == segment)
+        & (frame["order_type"] == order_type)
+    ]
+    return rows["value"].tolist()
+
+
+def test_weekly_kpis_shape(tables):
+    frame = kpis.weekly_kpis(tables, WEEKS, SLA)
+    assert list(frame.columns) == list(kpis.SERIES_COLUMNS)
+    assert set(frame["kpi"]) == set(kpis.CATALOGUE)
+    first = frame[frame["kpi"] == "orders_created"]
+    assert first["week"].tolist()[:4] == ["2026-W10", "2026-W11", "2026-W12", "2026-W13"]
+    # every order type is listed, even one without orders
+    by_type = frame[(frame["kpi"] == "gmv") & (frame["order_type"] != "all")]
+    assert set(by_type["order_type"]) == {"normal", "special", "after_sales"}
+
+
+def test_weekly_kpis_without_optional_tables_leave_their_kpis_out(orders):
+    frame = kpis.weekly_kpis({"orders": orders}, WEEKS, SLA)
+    assert "complaint_rate" not in set(frame["kpi"])
+    assert "fill_rate" not in set(frame["kpi"])
+    assert "on_time_ship_rate" in set(frame["kpi"])
+
+
+# kpi: values for W10, W11, W12, W13, each worked out in the tests above
+BY_HAND = {
+    "orders_created": [9, 14, 0, 0],
+    "gmv": [1350.0, 1905.0, 0, 0],
+    "cancellation_rate": [2 / 9, 3 / 14, NAN, NAN],
+    "orders_shipped": [4, 9, 1, 0],  # W11: O06 O07 O08 O10 O11 O12 O20 O22 O23; W12: O19
+    "on_time_ship_rate": [2 / 4, 6 / 8, 1.0, NAN],
+    "handling_median_h": [36.75, 32.0, 0.5, NAN],
+    # W10 paid -> shipped: 24, 24.5, 49, 72 -> 49 + .7 * 23 = 65.1; W11 see the stage test
+    "handling_p90_h": [65.1, 55.8, 0.5, NAN],
+    "cycle_time_p90_h": [106.6, 114.8, NAN, NAN],
+    # at 03-23 and 03-30 00:00: O14, O15, O17 still open and past due
+    "backlog": [2, 5, 3, 3],
+    "overdue_backlog": [1, 2, 3, 3],
+    "abnormal_rate": [0.0, 6 / 14, NAN, NAN],
+    "stockout_orders": [0, 3, 0, 0],
+    "fill_rate": [2 / 3, 13 / 15, NAN, NAN],
+    "on_time_delivery_rate": [1.0, 1.0, NAN, NAN],  # O01 and O11, the only promises
+    # W10 transit: O04 23 h, O01/O02/O03 48 h; W11: O11 36, O06 48, O10 54
+    "transit_median_h": [48.0, 48.0, NAN, NAN],
+    "transit_p90_h": [48.0, 52.8, NAN, NAN],
+    "lost_damaged_rate": [0.0, 0.0, 0.0, NAN],
+    # O01 (W10) and O11 (W11) have complaints before their week's end
+    "perfect_order_rate": [0.0, 0.0, NAN, NAN],
+    "tickets_per_1000": [3000 / 9, 6000 / 14, NAN, NAN],
+    "complaint_rate": [1000 / 9, 3000 / 14, NAN, NAN],
+    "first_response_median_h": [0.75, 1.25, 1.0, NAN],
+    "first_response_p90_h": [0.95, 3.5, 1.0, NAN],
+    "resolution_median_h": [18.0, 18.0, 48.0, NAN],
+    "resolution_p90_h": [22.8, 24.0, 48.0, NAN],
+    "csat": [3.5, 8 / 3, 4.0, NAN],
+    "return_rate": [1 / 4, 2 / 3, NAN, NAN],
+    "refund_rate": [2 / 4, 1.0, NAN, NAN],
+    "refund_amount": [140.0, 200.0, 0, 0],
+    "case_cycle_median_d": [NAN, 2.25, 0.5, NAN],
+    "case_cycle_p90_d": [NAN, 3.55, 0.5, NAN],
+    "net_revenue": [1210.0, 1705.0, 0, 0],
+    "settled_amount": [100.0, 500.0, 60.0, 0],
+    "settlement_lag_median_d": [3.0, 4.5, 5.0, NAN],
+    "settlement_lag_p90_d": [3.0, 5.7, 5.0, NAN],
+    # W12 end: O06 120 and O10 90 (O11 settled 03-16 06:00)
+    "pending_amount": [550.0, 270.0, 210.0, 210.0],
+}
+
+
+def test_every_kpi_of_the_catalogue_has_a_hand_computed_series():
+    assert set(BY_HAND) == set(kpis.CATALOGUE)
+
+
+@pytest.mark.parametrize("key", list(BY_HAND))
+def test_weekly_kpis_by_hand(tables, key):
+    frame = kpis.weekly_kpis(tables, WEEKS, SLA, [key])
+    assert series_of(frame, key) == pytest.approx(BY_HAND[key], nan_ok=True), key
+
+
+def test_weekly_kpis_by_segment_by_hand(tables):
+    frame = kpis.weekly_kpis(tables, [W10, W11], SLA)
+    # W11 shipped with a deadline, WH1: O06 late, O08, O10 late, O11, O22 -> 3/5; WH2 3/3
+    assert series_of(frame, "on_time_ship_rate", "warehouse", "WH1")[1] == pytest.approx(3 / 5)
+    assert series_of(frame, "on_time_ship_rate", "warehouse", "WH2")[1] == 1.0
+    # tickets of W11 per type: normal T04, T08 of 11 orders; special T05, T06, T07, T09 of 3;
+    # T03 has no order and counts only for all orders
+    assert series_of(frame, "tickets_per_1000", order_type="normal")[1] == pytest.approx(2000 / 11)
+    assert series_of(frame, "tickets_per_1000", order_type="special")[1] == pytest.approx(4000 / 3)
+    assert is_nan(series_of(frame, "tickets_per_1000", order_type="after_sales")[1])
+    assert series_of(frame, "fill_rate", "warehouse", "WH1")[1] == pytest.approx(8 / 9)
+    # normal backlog: O06 at W10's end (O07 is special); O14, O17, O18, O19 at W11's end
+    assert series_of(frame, "backlog", order_type="normal") == [1.0, 4.0]
+    # no after-sales order created in W11: count 0, GMV 0, rates NaN
+    assert series_of(frame, "orders_created", order_type="after_sales") == [2.0, 0.0]
+    assert is_nan(series_of(frame, "cancellation_rate", order_type="after_sales")[1])
+    cell = series_of(frame, "on_time_delivery_rate", "carrier/region", "SF/east")
+    assert cell[0] == 1.0  # O01, judged and on time
+
+
+def test_weekly_kpis_hide_weeks_the_data_does_not_cover(tables):
+    frame = kpis.weekly_kpis(tables, WEEKS, SLA, created_from=W11.start, complete_from=W12.start)
+    # placed by creation: hidden before W11; everything else: before W12
+    assert series_of(frame, "orders_created") == pytest.approx([NAN, 14, 0, 0], nan_ok=True)
+    assert series_of(frame, "backlog") == pytest.approx([NAN, NAN, 3, 3], nan_ok=True)
+    assert series_of(frame, "complaint_rate", order_type="normal")[:2] == pytest.approx(
+        [NAN, NAN], nan_ok=True
+    )
+
+
+def test_weekly_kpis_need_consecutive_weeks(tables):
+    with pytest.raises(ValueError, match="windows must be consecutive"):
+        kpis.weekly_kpis(tables, [W10, W12], SLA)
+
+
+def test_weekly_kpis_standard_errors(tables):
+    frame = kpis.weekly_kpis(tables, [W10, W11], SLA, ["orders_created", "on_time_ship_rate"])
+    rows = frame[(frame["dimension"] == "all") & (frame["order_type"] == "all")]
+    created = rows[rows["kpi"] == "orders_created"]["se"].tolist()
+    assert created == pytest.approx([3.0, math.sqrt(14)])  # Poisson: sqrt(count)
+    rate = rows[rows["kpi"] == "on_time_ship_rate"]["se"].tolist()
+    assert rate[1] == pytest.approx(math.sqrt(0.75 * 0.25 / 8))  # binomial, 6 of 8
 
 
 def test_weekly_series_over_windows(orders):
@@ -434,57 +789,230 @@ def test_weekly_series_over_windows(orders):
     assert on_time.tolist() == pytest.approx([0.5, 0.75, 1.0])
 
 
-def test_headline_series(orders):
-    series = kpis.headline_series(orders, [W10, W11, W12], SLA)
-    assert list(series.columns) == [spec.key for spec in kpis.HEADLINE]
-    # at 03-23 00:00: O14, O15, O17 still open (O18 cancelled, O19 shipped at 03-16 00:00),
-    # all past due (03-12 15:00, 03-13 10:00, 03-16 10:00)
-    assert series["backlog"].tolist() == [2.0, 5.0, 3.0]
-    assert series["overdue_backlog"].tolist() == [1.0, 2.0, 3.0]
+# --- the weekly series: against the per-window functions (a second method) ------------------
+
+# kpi -> the per-window function applied to (orders, tickets, after_sales, settlements, lines)
+PER_WINDOW = {
+    "orders_created": lambda o, t, a, s, ln, w: kpis.orders_created(o, w),
+    "gmv": lambda o, t, a, s, ln, w: kpis.gmv(o, w),
+    "cancellation_rate": lambda o, t, a, s, ln, w: kpis.cancellation_rate(o, w),
+    "orders_shipped": lambda o, t, a, s, ln, w: kpis.orders_shipped(o, w),
+    "on_time_ship_rate": lambda o, t, a, s, ln, w: kpis.on_time_ship_rate(o, w, SLA),
+    "handling_median_h": lambda o, t, a, s, ln, w: kpis.handling_median_h(o, w),
+    "handling_p90_h": lambda o, t, a, s, ln, w: kpis.handling_p90_h(o, w),
+    "cycle_time_p90_h": lambda o, t, a, s, ln, w: kpis.cycle_time_p90_h(o, w),
+    "backlog": lambda o, t, a, s, ln, w: kpis.backlog_at(o, w.end),
+    "overdue_backlog": lambda o, t, a, s, ln, w: kpis.overdue_backlog_at(o, w.end, SLA),
+    "abnormal_rate": lambda o, t, a, s, ln, w: kpis.abnormal_rate(o, w),
+    "stockout_orders": lambda o, t, a, s, ln, w: kpis.stockout_orders(o, w),
+    "fill_rate": lambda o, t, a, s, ln, w: kpis.fill_rate(ln, o, w),
+    "on_time_delivery_rate": lambda o, t, a, s, ln, w: kpis.on_time_delivery_rate(o, w),
+    "transit_median_h": lambda o, t, a, s, ln, w: kpis.transit_median_h(o, w),
+    "transit_p90_h": lambda o, t, a, s, ln, w: kpis.transit_p90_h(o, w),
+    "lost_damaged_rate": lambda o, t, a, s, ln, w: kpis.lost_damaged_rate(o, w),
+    "perfect_order_rate": lambda o, t, a, s, ln, w: kpis.perfect_order_rate(o, w, t, a, ln),
+    "tickets_per_1000": lambda o, t, a, s, ln, w: kpis.tickets_per_1000(t, o, w),
+    "complaint_rate": lambda o, t, a, s, ln, w: kpis.complaint_rate(t, o, w),
+    "first_response_median_h": lambda o, t, a, s, ln, w: kpis.first_response_median_h(t, w),
+    "first_response_p90_h": lambda o, t, a, s, ln, w: kpis.first_response_p90_h(t, w),
+    "resolution_median_h": lambda o, t, a, s, ln, w: kpis.resolution_median_h(t, w),
+    "resolution_p90_h": lambda o, t, a, s, ln, w: kpis.resolution_p90_h(t, w),
+    "csat": lambda o, t, a, s, ln, w: kpis.csat(t, w),
+    "return_rate": lambda o, t, a, s, ln, w: kpis.return_rate(a, o, w),
+    "refund_rate": lambda o, t, a, s, ln, w: kpis.refund_rate(a, o, w),
+    "refund_amount": lambda o, t, a, s, ln, w: kpis.refund_amount(a, w),
+    "case_cycle_median_d": lambda o, t, a, s, ln, w: kpis.case_cycle_median_d(a, w),
+    "case_cycle_p90_d": lambda o, t, a, s, ln, w: kpis.case_cycle_p90_d(a, w),
+    "net_revenue": lambda o, t, a, s, ln, w: kpis.net_revenue(o, a, w),
+    "settled_amount": lambda o, t, a, s, ln, w: kpis.settled_amount(s, w),
+    "settlement_lag_median_d": lambda o, t, a, s, ln, w: kpis.settlement_lag_median_d(s, o, w),
+    "settlement_lag_p90_d": lambda o, t, a, s, ln, w: kpis.settlement_lag_p90_d(s, o, w),
+    "pending_amount": lambda o, t, a, s, ln, w: kpis.pending_amount_at(s, o, w.end),
+}
 
 
-def test_every_headline_key_has_a_label():
-    for spec in kpis.HEADLINE:
-        assert f"kpi.{spec.key}" in LABELS, spec.key
+def _segment_tables(tables, dimension, segment, order_type):
+    """The tables restricted to one segment's orders (tickets without an order drop out)."""
+    o = tables["orders"]
+    if order_type != "all":
+        keep = o["order_type"] == order_type
+    elif dimension == "all":
+        return tables
+    else:
+        keep = pd.Series(True, index=o.index)
+        for column, value in zip(dimension.split("/"), segment.split("/"), strict=True):
+            keep &= o[column].astype(object) == value
+    ids = o.loc[keep, "order_id"]
+    return {
+        name: frame if name == "orders" else frame[frame["order_id"].isin(ids)]
+        for name, frame in {**tables, "orders": o[keep]}.items()
+    }
+
+
+def _compare_with_per_window(tables, windows, segments):
+    frame = kpis.weekly_kpis(tables, windows, SLA)
+    checked = 0
+    for dimension, segment, order_type in segments:
+        part = _segment_tables(tables, dimension, segment, order_type)
+        names = ("orders", "tickets", "after_sales", "settlements", "order_lines")
+        args = [part.get(name) for name in names]
+        for key, fn in PER_WINDOW.items():
+            values = series_of(frame, key, dimension, segment, order_type)
+            if not values:
+                continue  # a segmentation this KPI does not have
+            for window, value in zip(windows, values, strict=True):
+                if is_nan(value) and (dimension, order_type) != ("all", "all"):
+                    continue  # a segment's weeks before it first appears
+                expected = fn(*args, window)
+                assert value == pytest.approx(expected, nan_ok=True, rel=1e-9, abs=1e-9), (
+                    key,
+                    dimension,
+                    segment,
+                    order_type,
+                    kpis.week_label(window),
+                )
+                checked += 1
+    return checked
+
+
+def test_weekly_kpis_agree_with_the_per_window_functions_on_the_fixture(tables):
+    segments = [
+        ("all", "all", "all"),
+        ("all", "all", "normal"),
+        ("all", "all", "special"),
+        ("all", "all", "after_sales"),
+        ("warehouse", "WH1", "all"),
+        ("warehouse", "WH2", "all"),
+        ("carrier", "SF", "all"),
+        ("carrier/region", "ZTO/east", "all"),
+        ("channel", "web", "all"),
+    ]
+    assert _compare_with_per_window(tables, WEEKS, segments) > 300
+
+
+def test_weekly_kpis_agree_with_the_per_window_functions_on_the_sample(tmp_path, sample):
+    from meetinglib.dataset import load_week
+    from meetinglib.params import load_params
+
+    from .conftest import SAMPLE_WEEK, write_params
+
+    data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
+    windows = [w.window(data.tz) for w in data.history_weeks][-2:]
+    segments = [
+        ("all", "all", "all"),
+        ("all", "all", "special"),
+        ("warehouse", "WH-South", "all"),
+        ("carrier", "EastPost", "all"),
+        ("carrier/region", "EastPost/South", "all"),
+    ]
+    assert _compare_with_per_window(data.tables, windows, segments) > 100
+
+
+# --- catalogue, labels and targets -------------------------------------------------------------
+
+
+def test_every_catalogue_kpi_has_labels():
+    for key, spec in kpis.CATALOGUE.items():
+        for label in (f"kpi.{key}", f"formula.{key}", f"event.{spec.event}"):
+            assert label in LABELS, label
+        assert f"unit_name.{spec.unit}" in LABELS, spec.unit
+    assert set(kpis.HEADLINE) <= set(kpis.CATALOGUE)
+
+
+def test_target_status():
+    higher = kpis.Target(0.95, at_risk=0.92)
+    assert kpis.target_status(0.95, higher, True) == "on_target"  # meeting it exactly
+    assert kpis.target_status(0.93, higher, True) == "at_risk"
+    assert kpis.target_status(0.92, higher, True) == "at_risk"
+    assert kpis.target_status(0.91, higher, True) == "off_target"
+    lower = kpis.Target(96.0, at_risk=120.0)
+    assert kpis.target_status(90.0, lower, False) == "on_target"
+    assert kpis.target_status(100.0, lower, False) == "at_risk"
+    assert kpis.target_status(130.0, lower, False) == "off_target"
+    assert kpis.target_status(99.0, kpis.Target(96.0), False) == "off_target"  # no band
+    assert kpis.target_status(float("nan"), higher, True) is None
+    assert kpis.target_status(0.9, None, True) is None
+
+
+def test_resolve_targets_accepts_numbers_and_mappings():
+    targets = kpis.resolve_targets({"gmv": 1000, "complaint_rate": {"target": 20, "at_risk": 25}})
+    assert targets == {
+        "gmv": kpis.Target(1000.0),
+        "complaint_rate": kpis.Target(20.0, 25.0),
+    }
+
+
+def test_resolve_targets_names_an_unknown_kpi():
+    with pytest.raises(InvalidParamError, match=r"'targets.on_time_rate' in p.yaml.*no KPI"):
+        kpis.resolve_targets({"on_time_rate": 0.9}, "p.yaml")
+
+
+def test_resolve_targets_rejects_at_risk_on_the_better_side():
+    with pytest.raises(InvalidParamError, match=r"targets.on_time_ship_rate.at_risk.*below it"):
+        kpis.resolve_targets({"on_time_ship_rate": {"target": 0.95, "at_risk": 0.97}}, "p.yaml")
+    with pytest.raises(InvalidParamError, match=r"lower is better, so at_risk must be above"):
+        kpis.resolve_targets({"cycle_time_p90_h": {"target": 96, "at_risk": 80}}, "p.yaml")
 
 
 # --- robustness ------------------------------------------------------------------------
 
 
-def run_all(orders: pd.DataFrame) -> None:
+def run_all(tables: dict[str, pd.DataFrame]) -> None:
+    o = tables["orders"]
+    tk, cases = tables["tickets"], tables["after_sales"]
+    st, lines = tables["settlements"], tables["order_lines"]
     for window in (W10, W11, W12):
-        kpis.orders_created(orders, window)
-        kpis.order_volume_by_day(orders, window)
-        kpis.order_volume_by(orders, window, "channel")
-        kpis.gmv(orders, window)
-        kpis.cancellation_rate(orders, window)
-        kpis.stage_durations(orders, window)
-        kpis.stage_durations(orders, window, by="region")
-        kpis.on_time_ship_rate(orders, window, SLA)
-        kpis.backlog_at(orders, window.end)
-        kpis.overdue_backlog_at(orders, window.end, SLA)
-        kpis.backlog_by(orders, window.end, SLA, "carrier")
-        kpis.abnormal_orders(orders, window)
-        kpis.abnormal_rate(orders, window)
-    kpis.ship_deadline(orders, SLA)
-    kpis.headline_by_order_type(orders, W11, W10, SLA)
-    kpis.headline_series(orders, [W10, W11, W12], SLA)
+        kpis.orders_created(o, window)
+        kpis.order_volume_by_day(o, window)
+        kpis.order_volume_by(o, window, "channel")
+        kpis.gmv(o, window)
+        kpis.cancellation_rate(o, window)
+        kpis.cancellations_by(o, window, "order_type")
+        kpis.stage_durations(o, window)
+        kpis.stage_durations(o, window, by="region")
+        kpis.on_time_ship_rate(o, window, SLA)
+        kpis.backlog_at(o, window.end)
+        kpis.overdue_backlog_at(o, window.end, SLA)
+        kpis.backlog_by(o, window.end, SLA, "carrier")
+        kpis.abnormal_orders(o, window)
+        kpis.abnormal_rate(o, window)
+        kpis.abnormal_by(o, window, "order_type")
+        kpis.abnormal_examples(o, window, SLA)
+        kpis.carrier_scorecard(o, window)
+        kpis.stockouts_by(o, window, "warehouse")
+        kpis.fill_rate(lines, o, window)
+        kpis.perfect_order_rate(o, window, tk, cases, lines)
+        kpis.ticket_categories(tk, window)
+        kpis.after_sales_reasons(cases, window)
+        kpis.pending_aging(st, o, window.end)
+        for fn in PER_WINDOW.values():
+            fn(o, tk, cases, st, lines, window)
+    kpis.ship_deadline(o, SLA)
+    kpis.abnormal_by_week(o, [W10, W11, W12])
+    kpis.weekly_kpis(tables, [W10, W11, W12], SLA)
 
 
-def test_inputs_are_not_modified(orders):
-    before = orders.copy(deep=True)
-    run_all(orders)
-    pd.testing.assert_frame_equal(orders, before)
+def test_inputs_are_not_modified(tables):
+    before = {name: frame.copy(deep=True) for name, frame in tables.items()}
+    run_all(tables)
+    for name, frame in tables.items():
+        pd.testing.assert_frame_equal(frame, before[name])
 
 
-def test_an_empty_frame_gives_zeros_and_nans(orders):
-    empty = orders.iloc[0:0]
+def test_empty_frames_give_zeros_and_nans(tables):
+    empty = {name: frame.iloc[0:0] for name, frame in tables.items()}
     run_all(empty)
-    assert kpis.orders_created(empty, W11) == 0
-    assert int(kpis.order_volume_by_day(empty, W11).to_numpy().sum()) == 0
-    assert kpis.stage_durations(empty, W11)["count"].tolist() == [0, 0, 0, 0]
-    assert kpis.abnormal_orders(empty, W11).empty
-    assert kpis.backlog_at(empty, W11.end) == 0
+    o = empty["orders"]
+    assert kpis.orders_created(o, W11) == 0
+    assert int(kpis.order_volume_by_day(o, W11).to_numpy().sum()) == 0
+    assert kpis.stage_durations(o, W11)["count"].tolist() == [0, 0, 0, 0]
+    assert kpis.abnormal_orders(o, W11).empty
+    assert kpis.backlog_at(o, W11.end) == 0
+    assert kpis.carrier_scorecard(o, W11).empty
+    assert is_nan(kpis.complaint_rate(empty["tickets"], o, W11))
+    frame = kpis.weekly_kpis(empty, [W10, W11], SLA)
+    assert series_of(frame, "orders_created") == [0.0, 0.0]
+    assert all(is_nan(v) for v in series_of(frame, "on_time_ship_rate"))
 
 
 def test_absent_exception_column_means_no_abnormal_orders(orders):

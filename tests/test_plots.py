@@ -59,3 +59,13 @@ def test_empty_pareto_and_message_do_not_fail():
         plots.pareto(pd.Series(dtype=float), title="t", ylabel="y", cumulative_label="c")
     )
     plots.png_bytes(plots.message("nothing this week"))
+
+
+def test_long_titles_are_wrapped_inside_the_figure():
+    frame = pd.DataFrame({"normal": [5, 7]}, index=["Mon", "Tue"])
+    title = "Largest avoidable delay: shipped to delivered in region West, " * 3
+    fig = plots.stacked_bars(frame, title=title, xlabel="x", ylabel="y", labels=["A"])
+    plots.png_bytes(fig)
+    artist = fig.axes[0]._left_title
+    assert "\n" in artist.get_text()
+    assert artist.get_window_extent(fig.canvas.get_renderer()).x1 <= fig.bbox.x1

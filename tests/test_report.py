@@ -1,27 +1,277 @@
-"""The data report's pieces on the sample: findings name the injected incidents."""
+"""The data report on the sample: what changed names the injected incidents, and only them."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pandas as pd
 import pytest
-from IPython.display import HTML, Image
+from IPython.display import HTML, Image, Markdown
 
-from meetinglib import kpis
+from meetinglib import anomalies, kpis
 from meetinglib.dataset import load_week
+from meetinglib.errors import InvalidParamError
+from meetinglib.i18n import LABELS
 from meetinglib.params import load_params
-from meetinglib.report import DataReport, fmt_change, fmt_value
+from meetinglib.report import SECTIONS, DataReport, fmt_change, fmt_value
+from meetinglib.weeks import IsoWeek
 
 from .conftest import SAMPLE_WEEK, write_params
 
+TARGETS = {
+    "on_time_ship_rate": {"target": 0.95, "at_risk": 0.92},
+    "abnormal_rate": {"target": 0.03, "at_risk": 0.04},
+    "gmv": 100.0,
+}
+TABLES = (
+    "headline_table",
+    "headline_note",
+    "headline_by_order_type",
+    "cancellation_table",
+    "stage_table",
+    "on_time_ship_table",
+    "backlog_table",
+    "abnormal_by_type_table",
+    "abnormal_examples_table",
+    "carrier_table",
+    "stockout_table",
+    "service_table",
+    "after_sales_table",
+    "finance_table",
+    "changes_list",
+    "quality_note",
+    "quality_table",
+    "definitions_table",
+    "rules_note",
+)
 
-def _report(tmp_path, sample, lang="en") -> DataReport:
-    params = load_params(write_params(tmp_path, sample.folder))
+
+def _report(folder, sample, lang="en", **overrides) -> DataReport:
+    params = load_params(write_params(folder, sample.folder), overrides=overrides or None)
     return DataReport(load_week(params, SAMPLE_WEEK), lang)
 
 
 @pytest.fixture
 def report(tmp_path, sample):
     return _report(tmp_path, sample)
+
+
+@pytest.fixture(scope="module")
+def long_report(tmp_path_factory, long_sample):
+    folder = tmp_path_factory.mktemp("long_report")
+    return _report(folder, long_sample, history_weeks=12, targets=TARGETS)
+
+
+@pytest.fixture(scope="module")
+def quiet_report(tmp_path_factory, long_quiet_sample):
+    folder = tmp_path_factory.mktemp("quiet_report")
+    return _report(folder, long_quiet_sample, history_weeks=12)
+
+
+def _flagged(report: DataReport) -> set[tuple[str, str, str]]:
+    changes = report.changes
+    return set(zip(changes["kpi"], changes["dimension"], changes["segment"], strict=True))
+
+
+# --- what changed ----------------------------------------------------------------------------
+
+
+def test_what_changed_names_both_incidents(long_report):
+    flagged = _flagged(long_report)
+    segments = {segment for _, _, segment in flagged}
+    # EastPost parcels to South arrive late; WH-South runs out of stock
+    assert "EastPost/South" in segments
+    assert "WH-South" in segments
+    assert ("on_time_delivery_rate", "carrier/region", "EastPost/South") in flagged
+    assert ("overdue_backlog", "warehouse", "WH-South") in flagged
+    assert ("stockout_orders", "warehouse", "WH-South") in flagged
+    text = long_report.changes_list().data
+    assert "EastPost → South: On-time delivery rate fell to" in text
+    assert "Warehouse WH-South: Overdue backlog at week end rose to" in text
+    # most severe first; only changes for the worse
+    severity = long_report.changes["anomaly_severity"].map(anomalies.SEVERITIES.index)
+    assert severity.is_monotonic_increasing and severity.iloc[0] == 0
+    assert long_report.changes["anomaly_adverse"].all()
+
+
+def test_what_changed_sentence_matches_the_numbers(long_report):
+    row = long_report.changes.set_index(["kpi", "dimension", "segment"]).loc[
+        ("on_time_delivery_rate", "carrier/region", "EastPost/South")
+    ]
+    o, window = long_report.orders, long_report.data.window
+    cell = o[(o["carrier"] == "EastPost") & (o["region"] == "South")]
+    judged = cell[window.contains(cell["delivered_at"]) & cell["promised_delivery_by"].notna()]
+    on_time = (judged["delivered_at"] <= judged["promised_delivery_by"]).mean()
+    assert row["this_week"] == pytest.approx(on_time)
+    assert f"fell to {on_time:.1%}" in row["note"]
+
+
+def test_a_sample_without_incidents_flags_nothing(quiet_report):
+    assert quiet_report.changes.empty
+    text = quiet_report.changes_list().data
+    assert "No KPI changed for the worse beyond its usual range" in text
+
+
+def test_too_little_history_is_said_not_hidden(report):
+    # the 4-week sample: only one week before the report week has complete deliveries
+    assert report.changes.empty
+    assert "Too little history for the control-chart rules" in report.changes_list().data
+
+
+def test_the_first_weeks_of_the_extract_stay_out_of_the_baseline(long_report):
+    # the sample starts in W38: deliveries are complete from W40, orders from W38
+    assert long_report._complete_history_start() == IsoWeek(2026, 40).start("Asia/Shanghai")
+    assert long_report._created_from() == IsoWeek(2026, 38).start("Asia/Shanghai")
+    values = long_report._wide[0]
+    delivery = values.loc[("on_time_delivery_rate", "all", "all", "all")]
+    assert delivery[:"2026-W39"].isna().all() and delivery["2026-W40":].notna().all()
+    created = values.loc[("orders_created", "all", "all", "all")]
+    assert created[:"2026-W37"].isna().all() and created["2026-W38":].notna().all()
+
+
+def test_the_promotion_week_does_not_move_the_baseline(quiet_report):
+    created = quiet_report._wide[0].loc[("orders_created", "all", "all", "all")].dropna()
+    history = created.iloc[:-1]
+    assert history.idxmax() == "2026-W42"  # the sample's promotion, 5 weeks before the end
+    assert history.max() > 1.5 * history.median()
+    # the rules' center is the median of the history: the promotion week leaves it near a
+    # usual week (within 6% of the median of the other weeks), unlike a mean
+    others = history.drop("2026-W42").median()
+    baseline = anomalies.robust_baseline(history)
+    assert baseline.center == pytest.approx(others, rel=0.06)
+    assert history.mean() > baseline.center * 1.05
+    # so a usual week is not read as a drop against the promotion
+    table = quiet_report.kpi_table.set_index(["kpi", "dimension", "segment", "order_type"])
+    assert not table.loc[("orders_created", "all", "all", "all"), "anomaly_adverse"]
+    assert not table["anomaly_adverse"].any()
+
+
+# --- kpis.csv and the headline come from one table --------------------------------------------
+
+
+def test_export_writes_kpis_csv(long_report, tmp_path):
+    long_report.export(tmp_path)
+    csv = pd.read_csv(tmp_path / "kpis.csv", keep_default_na=False, na_values=[""])
+    for column in (
+        "kpi",
+        "dimension",
+        "segment",
+        "order_type",
+        "this_week",
+        "last_week",
+        "target",
+        "unit",
+        "anomaly",
+    ):
+        assert column in csv.columns, column
+    assert len(csv) == len(long_report.kpi_table)
+    assert set(csv["week"]) == {SAMPLE_WEEK}
+    rows = csv.set_index(["kpi", "dimension", "segment", "order_type"])
+    # independent counts from the orders frame
+    o, window = long_report.orders, long_report.data.window
+    created = window.contains(o["created_at"])
+    assert rows.loc[("orders_created", "all", "all", "all"), "this_week"] == created.sum()
+    special = created & (o["order_type"] == "special")
+    assert rows.loc[("orders_created", "all", "all", "special"), "this_week"] == special.sum()
+    south = o[o["warehouse"] == "WH-South"]
+    shipped = window.contains(south["shipped_at"])
+    deadline = south["promised_ship_by"].fillna(south["paid_at"] + pd.Timedelta(hours=48))
+    on_time = (south["shipped_at"] <= deadline)[shipped & deadline.notna()].mean()
+    assert rows.loc[("on_time_ship_rate", "warehouse", "WH-South", "all"), "this_week"] == (
+        pytest.approx(on_time)
+    )
+    # targets and status from the params; units as in the catalogue
+    target = rows.loc[("on_time_ship_rate", "all", "all", "all")]
+    assert (target["target"], target["unit"]) == (0.95, "share")
+    expected = "on_target" if target["this_week"] >= 0.95 else None
+    expected = expected or ("at_risk" if target["this_week"] >= 0.92 else "off_target")
+    assert target["status"] == expected
+    assert rows.loc[("abnormal_rate", "all", "all", "all"), "status"] == "off_target"
+    assert np.isnan(rows.loc[("gmv", "all", "all", "normal"), "target"])  # only all orders
+    flagged = rows.loc[("on_time_delivery_rate", "carrier/region", "EastPost/South", "all")]
+    assert flagged["anomaly"] == "beyond_limits" and flagged["anomaly_adverse"]
+
+
+def test_export_without_a_folder_writes_nothing(long_report, tmp_path):
+    assert long_report.export(None) is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_headline_shows_the_kpi_table(long_report):
+    page = long_report.headline_table().data
+    table = long_report.kpi_table
+    headline = table[(table["dimension"] == "all") & (table["order_type"] == "all")]
+    for key in kpis.HEADLINE:
+        row = headline[headline["kpi"] == key].iloc[0]
+        assert LABELS[f"kpi.{key}"][0] in page
+        assert fmt_value(row["this_week"], row["unit"], "CNY") in page
+    sparklines = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', page)
+    assert len(sparklines) == len(kpis.HEADLINE)
+    assert sparklines[0].startswith("Orders created: 12-week trend from ")
+    # status as a symbol and a word, not colour alone
+    assert "✖ Off target" in page  # abnormal rate: stockouts
+    assert "≥ 95.0%" in page
+
+
+def test_unknown_target_is_an_error_naming_the_key(tmp_path, sample):
+    with pytest.raises(InvalidParamError, match=r"'targets.otsr'.*no KPI named 'otsr'"):
+        _report(tmp_path, sample, targets={"otsr": 0.9})
+
+
+# --- every piece renders --------------------------------------------------------------------
+
+
+def test_every_table_renders(long_report):
+    # every chart runs in the notebook of tests/test_runner.py; the tables are checked here
+    assert "Weekly order-processing report" in long_report.title().data
+    for name in TABLES:
+        piece = getattr(long_report, name)()
+        assert isinstance(piece, HTML) and ("<table" in piece.data or "<p" in piece.data), name
+    for key in SECTIONS:
+        assert isinstance(long_report.section(key), Markdown)
+        assert f"report.{key}" in LABELS
+
+
+def test_chart_titles_state_the_findings(long_report):
+    charts = {
+        name: getattr(long_report, name)()
+        for name in ("backlog_chart", "delivery_heatmap", "abnormal_trend_chart")
+    }
+    for name, chart in charts.items():
+        assert isinstance(chart, Image) and chart.data[:4] == b"\x89PNG", name
+    assert charts["backlog_chart"].metadata["alt"].startswith("WH-South holds ")
+    assert charts["delivery_heatmap"].metadata["alt"].startswith("EastPost → South: ")
+    o, window = long_report.orders, long_report.data.window
+    abnormal = (window.contains(o["created_at"]) & o["exception_code"].notna()).sum()
+    assert (
+        charts["abnormal_trend_chart"]
+        .metadata["alt"]
+        .startswith(f"{abnormal:,} abnormal orders this week")
+    )
+
+
+def test_pieces_in_chinese(long_report):
+    report = DataReport(long_report.data, "zh-CN")
+    assert "准时发货率" in report.headline_table().data
+    changes = report.changes_list().data
+    assert "EastPost → South：准时签收率降至" in changes
+    assert "仓库 WH-South" in changes
+    assert "公式" in report.definitions_table().data
+    assert "On-time" not in report.service_table().data
+
+
+def test_pieces_without_optional_tables(report):
+    data = report.data
+    data.tables = {"orders": data.tables["orders"]}
+    bare = DataReport(data, "en")
+    assert "no tickets table" in bare.service_table().data
+    assert "no after_sales table" in bare.after_sales_table().data
+    assert "Fill rate needs the order_lines table" in bare.stockout_table().data
+    assert isinstance(bare.headline_table(), HTML)
+
+
+# --- findings on the 4-week sample ------------------------------------------------------------
 
 
 def _late_share(orders, window, carrier, region):
@@ -69,28 +319,7 @@ def test_no_late_delivery_finding_without_incidents(tmp_path, quiet_sample):
     assert _report(tmp_path, quiet_sample).late_delivery_finding() is None
 
 
-def test_every_piece_renders(report):
-    assert "Weekly order-processing report" in report.title().data
-    for piece in (
-        report.headline_table(),
-        report.stage_table(),
-        report.quality_note(),
-        report.quality_table(),
-    ):
-        assert isinstance(piece, HTML) and "<table" in piece.data or "<p" in piece.data
-    for chart in (
-        report.volume_chart(),
-        report.stage_chart(),
-        report.backlog_chart(),
-        report.delivery_heatmap(),
-        report.pareto_chart(),
-    ):
-        assert isinstance(chart, Image) and chart.data[:4] == b"\x89PNG"
-
-
-def test_headline_table_in_chinese(tmp_path, sample):
-    html = _report(tmp_path, sample, "zh-CN").headline_table().data
-    assert "准时发货率" in html and "本周" in html
+# --- formatting ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -98,6 +327,9 @@ def test_headline_table_in_chinese(tmp_path, sample):
     [
         (0.1234, "share", "12.3%"),
         (41.25, "hours", "41.2 h"),
+        (3.25, "days", "3.2 d"),
+        (34.48, "per_1000", "34.5 ‰"),
+        (3.6412, "score", "3.64"),
         (1234567, "currency", "CNY 1,234,567"),
         (float("nan"), "orders", "–"),
         (20000, "orders", "20,000"),
@@ -112,3 +344,6 @@ def test_fmt_change():
     assert fmt_change(110, 100, "orders") == "+10 (+10.0%)"
     assert fmt_change(5, 0, "orders") == "+5"
     assert fmt_change(float("nan"), 1, "hours") == "–"
+    assert fmt_change(34.5, 20.5, "per_1000") == "+14.0 ‰"
+    assert fmt_change(3.5, 3.75, "score") == "-0.25"
+    assert fmt_change(4.0, 5.0, "days") == "-1.0 d (-20.0%)"
