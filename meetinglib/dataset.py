@@ -296,6 +296,13 @@ def _no_data(params: Params, week: IsoWeek, location: str) -> NoDataError:
     )
 
 
+def open_week(
+    params: Params, week: IsoWeek | str | None = None, snapshot: str | Path | None = None
+) -> WeekData:
+    """The week as every notebook loads it: the runner's snapshot if given, else the source."""
+    return WeekData.load(Path(snapshot), params) if snapshot else load_week(params, week)
+
+
 def load_week(
     params: Params,
     week: IsoWeek | str | None = None,

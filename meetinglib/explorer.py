@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from . import flow, graph, plots
-from .dataset import WeekData, load_week
+from .dataset import WeekData, open_week
 from .i18n import t
 from .params import load_params
 from .report_flow import segment_value
@@ -915,7 +915,7 @@ class Explorer:
     ) -> Explorer:
         """Load the week as the reports do: the runner's snapshot if given, else the source."""
         params = load_params(*params_files)
-        data = WeekData.load(Path(snapshot), params) if snapshot else load_week(params, week)
+        data = open_week(params, week, snapshot)
         return cls(data, lang)
 
     # --- state -------------------------------------------------------------------------

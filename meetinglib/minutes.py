@@ -786,12 +786,12 @@ class MinutesReport:
         lang: str | None = None,
     ) -> MinutesReport:
         """The minutes of ``week`` from the store, with the week's data (snapshot or source)."""
-        from .dataset import WeekData, load_week
+        from .dataset import open_week
         from .params import load_params
         from .store import open_store
 
         params = load_params(*params_files)
-        data = WeekData.load(Path(snapshot), params) if snapshot else load_week(params, week)
+        data = open_week(params, week, snapshot)
         return cls(params, open_store(params), data.week, data, lang or params.language)
 
     def _t(self, key: str, **fields: object) -> str:

@@ -31,7 +31,7 @@ from IPython.display import HTML, Image, Markdown
 from matplotlib.figure import Figure
 
 from . import anomalies, kpis, plots
-from .dataset import WeekData, load_week
+from .dataset import WeekData, open_week
 from .i18n import label_or, t
 from .params import load_params
 from .schema import ORDER_TYPES
@@ -223,7 +223,7 @@ class DataReport:
     ) -> DataReport:
         """Load the week: the runner's validated snapshot if given, else the source."""
         params = load_params(*params_files)
-        data = WeekData.load(Path(snapshot), params) if snapshot else load_week(params, week)
+        data = open_week(params, week, snapshot)
         return cls(data, lang)
 
     # --- text -------------------------------------------------------------------------

@@ -621,12 +621,12 @@ class TriageReport:
     ) -> TriageReport:
         """Load the week's data (the runner's snapshot if given) and the store's issues."""
         from .agenda import department_minutes
-        from .dataset import WeekData, load_week
+        from .dataset import open_week
         from .params import load_params
         from .store import open_store
 
         params = load_params(*params_files)
-        data = WeekData.load(Path(snapshot), params) if snapshot else load_week(params, week)
+        data = open_week(params, week, snapshot)
         store = open_store(params)
         issues = store.issues(through_week=str(data.week))
         orders = OrdersData(

@@ -85,9 +85,16 @@ def test_run_publishes_self_contained_handouts(tmp_path, sample, sample_params, 
         "Data quality",
         "On-time ship rate",
         "Backlog at week end",
+        "Last week's actions",
+        "Where the time goes",
+        "Next week",
+        "What changed",
     ):
         assert heading in text
     assert page.lang == "en"
+    # Machine-readable files beside the handout, and the index links them.
+    for name in ("kpis.csv", "flow_edges.csv", "bottlenecks.csv"):
+        assert (week_dir / name).stat().st_size > 0, name
 
     # The index links every handout; every link resolves to a file in the folder.
     links = [u[2] for u in parse(index).urls if u[1] == "href"]
