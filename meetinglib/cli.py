@@ -104,10 +104,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_sample_data(ns)
     _demo_issues(args, sample)
     _demo_minutes(args, sample)
-    code = cmd_run(args)
-    if code == 0:
-        _demo_meeting(args)
-    return code
+    # Agenda and notice first: the run keeps them in the week's folder and links them
+    # from index.html, and the last line printed is where the handouts are.
+    _demo_meeting(args)
+    return cmd_run(args)
 
 
 def _demo_issues(args: argparse.Namespace, sample: Path) -> None:

@@ -301,7 +301,7 @@ def _write_index(
     extras = [
         p.name
         for p in sorted(folder.iterdir())
-        if p.suffix in (".csv", ".ics", ".json", ".html", ".eml") and p.name not in handouts
+        if p.suffix in (".csv", ".ics", ".json", ".html", ".eml", ".txt") and p.name not in handouts
     ]
     extra_items = "\n".join(
         f'    <li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in extras
