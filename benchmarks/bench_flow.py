@@ -1,4 +1,4 @@
-"""Benchmark of meetinglib.flow against PM4Py on a synthetic log of one million orders.
+"""Benchmark of meetinglib.analysis.flow against PM4Py on a synthetic log of one million orders.
 
 Run:  python benchmarks/bench_flow.py [--orders 1000000] [--repeats 3] [--no-pm4py]
 
@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from meetinglib import flow  # noqa: E402
+from meetinglib.analysis import flow  # noqa: E402
 
 TZ = "Asia/Shanghai"
 SEED = 20260101
@@ -316,7 +316,7 @@ def render(args, n_events, prep, timings, pm_version, check, found, load) -> str
     m = machine()
     total = sum(timings[k][0] for k in ("dfg", "variants", "bottlenecks"))
     lines = [
-        "# Benchmark: process mining (meetinglib.flow vs PM4Py)",
+        "# Benchmark: process mining (meetinglib.analysis.flow vs PM4Py)",
         "",
         f"Written by `benchmarks/bench_flow.py --orders {args.orders} --repeats "
         f"{args.repeats}` on {time.strftime('%Y-%m-%d %H:%M')}; data seed {SEED}.",

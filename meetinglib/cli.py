@@ -8,19 +8,38 @@ failed, 1 anything unexpected. Errors print one clear message, never a traceback
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .errors import EXIT_UNEXPECTED, MeetingError
-from .i18n import t
+from meetinglib._version import __version__
+from meetinglib.analysis.kpi_table import kpi_table, write_kpis_csv
+from meetinglib.core.errors import EXIT_UNEXPECTED, MeetingError, ParamsError
+from meetinglib.core.i18n import LANGUAGES, t
+from meetinglib.core.params import load_params
+from meetinglib.data.dataset import load_week, resolve_week
+from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
+from meetinglib.meeting.actions import (
+    action_list,
+    add_action,
+    close_action,
+    parse_due,
+    update_action,
+)
+from meetinglib.meeting.agenda import prepare_meeting, write_agenda_files
+from meetinglib.meeting.intake import add_issue, check_department, import_issues, write_template
+from meetinglib.meeting.minutes import record_minutes
+from meetinglib.meeting.notify import notice_message, send, write_eml, write_notice_bodies
+from meetinglib.meeting.review import send_minutes
+from meetinglib.meeting.store import open_store
+from meetinglib.runner import default_params_file, run_week
 
 if TYPE_CHECKING:  # imported lazily at run time, so that `meeting --help` starts fast
-    from .params import Params
-    from .weeks import IsoWeek
+    from meetinglib.core.params import Params
+    from meetinglib.core.weeks import IsoWeek
 
 DEFAULT_SAMPLE = Path("data/sample")
 
@@ -42,14 +61,11 @@ class _Progress:
 def _params_files(args: argparse.Namespace) -> list[Path]:
     if args.params:
         return [Path(p) for p in args.params]
-    from .runner import default_params_file
 
     return [default_params_file()]
 
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
-    from .sample import generate_sample
-
     progress = _Progress(args.quiet)
     summary = generate_sample(
         args.out,
@@ -71,8 +87,6 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_week
-
     progress = _Progress(args.quiet)
     result = run_week(
         _params_files(args),
@@ -112,11 +126,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_issues(args: argparse.Namespace, sample: Path) -> None:
     """The departments' sample issue lists for the demo week, imported into the store."""
-    from .dataset import resolve_week
-    from .intake import import_issues
-    from .params import load_params
-    from .sample import write_sample_issues
-    from .store import open_store
 
     params = load_params(*_params_files(args))
     week = resolve_week(params, args.week)
@@ -141,11 +150,6 @@ def _demo_issues(args: argparse.Namespace, sample: Path) -> None:
 def _demo_minutes(args: argparse.Namespace, sample: Path) -> None:
     """The recorded minutes of the meetings about the week before the demo week and the
     demo week, so that the review loop has earlier items to show."""
-    from .dataset import resolve_week
-    from .minutes import record_minutes
-    from .params import load_params
-    from .sample import write_sample_minutes
-    from .store import open_store
 
     params = load_params(*_params_files(args))
     week = resolve_week(params, args.week)
@@ -164,9 +168,6 @@ def _demo_meeting(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .dataset import load_week
-    from .params import load_params
-
     params = load_params(*_params_files(args))
     data = load_week(params, args.week, progress=_Progress(args.quiet))
     print(f"week {data.week}: {sum(data.quality.kept.values()):,} rows kept")
@@ -175,15 +176,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace) -> Params:
-    from .params import load_params
+def cmd_kpis(args: argparse.Namespace) -> int:
+    """kpis.csv of a week, computed without the notebooks (the same table the report shows)."""
+    params = load_params(*_params_files(args))
+    data = load_week(params, args.week, progress=_Progress(args.quiet))
+    result = kpi_table(data, args.lang or params.language)
+    out = Path(args.out) if args.out else Path(params.output_dir) / str(data.week)
+    path = write_kpis_csv(result.table, out)
+    adverse = len(result.changes)
+    print(f"week {data.week}: {len(result.table):,} KPI rows, {adverse} change(s) for the worse")
+    print(f"KPIs: {path}")
+    return 0
 
+
+def _load(args: argparse.Namespace) -> Params:
     return load_params(*_params_files(args))
 
 
 def cmd_issues_template(args: argparse.Namespace) -> int:
-    from .intake import check_department, write_template
-
     params = _load(args)
     lang = args.lang or params.language
     department = check_department(args.dept, params.meeting.departments)
@@ -198,9 +208,6 @@ def cmd_issues_template(args: argparse.Namespace) -> int:
 
 
 def cmd_issues_import(args: argparse.Namespace) -> int:
-    from .intake import import_issues
-    from .store import open_store
-
     params = _load(args)
     with open_store(params) as store:
         result = import_issues(
@@ -222,9 +229,6 @@ def cmd_issues_import(args: argparse.Namespace) -> int:
 
 
 def cmd_issues_add(args: argparse.Namespace) -> int:
-    from .intake import add_issue
-    from .store import open_store
-
     params = _load(args)
     with open_store(params) as store:
         result = add_issue(
@@ -247,8 +251,6 @@ def cmd_issues_add(args: argparse.Namespace) -> int:
 
 
 def cmd_issues_list(args: argparse.Namespace) -> int:
-    from .store import open_store
-
     params = _load(args)
     with open_store(params) as store:
         issues = store.issues(
@@ -267,10 +269,6 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
 
 
 def cmd_store_export(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    from .store import open_store
-
     params = _load(args)
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
     out = args.out or Path(params.output_dir) / f"store-export-{stamp}"
@@ -283,16 +281,10 @@ def cmd_store_export(args: argparse.Namespace) -> int:
 
 
 def _meeting_week(args: argparse.Namespace, params: Params) -> IsoWeek:
-    from .dataset import resolve_week
-
     return resolve_week(params, args.week)
 
 
 def cmd_agenda(args: argparse.Namespace) -> int:
-    from .agenda import prepare_meeting, write_agenda_files
-    from .notify import write_notice_bodies
-    from .store import open_store
-
     params = _load(args)
     week = _meeting_week(args, params)
     out = args.out or Path(params.output_dir) / str(week)
@@ -311,11 +303,6 @@ def cmd_agenda(args: argparse.Namespace) -> int:
 
 
 def cmd_notice(args: argparse.Namespace) -> int:
-    from .agenda import prepare_meeting, write_agenda_files
-    from .errors import ParamsError
-    from .notify import notice_message, send, write_eml, write_notice_bodies
-    from .store import open_store
-
     params = _load(args)
     week = _meeting_week(args, params)
     if args.send and params.smtp is None:
@@ -346,9 +333,6 @@ def cmd_notice(args: argparse.Namespace) -> int:
 
 
 def cmd_minutes_record(args: argparse.Namespace) -> int:
-    from .minutes import record_minutes
-    from .store import open_store
-
     params = _load(args)
     with open_store(params) as store:
         r = record_minutes(params, store, args.file, args.week)
@@ -364,9 +348,6 @@ def cmd_minutes_record(args: argparse.Namespace) -> int:
 
 
 def cmd_minutes_send(args: argparse.Namespace) -> int:
-    from .errors import ParamsError
-    from .review import send_minutes
-
     params = _load(args)
     if params.smtp is None:
         raise ParamsError("sending the minutes needs an 'smtp' block in the params.")
@@ -385,9 +366,6 @@ def cmd_minutes_send(args: argparse.Namespace) -> int:
 
 
 def cmd_actions_add(args: argparse.Namespace) -> int:
-    from .actions import add_action, parse_due
-    from .store import open_store
-
     params = _load(args)
     with open_store(params) as store:
         item = add_action(
@@ -406,9 +384,6 @@ def cmd_actions_add(args: argparse.Namespace) -> int:
 
 
 def cmd_actions_update(args: argparse.Namespace) -> int:
-    from .actions import parse_due, update_action
-    from .store import open_store
-
     params = _load(args)
     with open_store(params) as store:
         update_action(
@@ -428,9 +403,6 @@ def cmd_actions_update(args: argparse.Namespace) -> int:
 
 
 def cmd_actions_done(args: argparse.Namespace) -> int:
-    from .actions import close_action
-    from .store import open_store
-
     params = _load(args)
     with open_store(params) as store:
         for item in args.id:
@@ -440,9 +412,6 @@ def cmd_actions_done(args: argparse.Namespace) -> int:
 
 
 def cmd_actions_list(args: argparse.Namespace) -> int:
-    from .actions import action_list
-    from .store import open_store
-
     params = _load(args)
     week = _meeting_week(args, params)
     with open_store(params) as store:
@@ -492,7 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="NAME",
             help="run only this notebook (repeatable; default: 'notebooks' in params)",
         )
-        p.add_argument("--lang", choices=["en", "zh-CN"], help="handout language")
+        p.add_argument("--lang", choices=list(LANGUAGES), help="handout language")
 
     p = sub.add_parser("sample-data", help="generate the deterministic sample data")
     p.add_argument("--out", type=Path, default=DEFAULT_SAMPLE, help="folder to write")
@@ -519,6 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="load and validate a week; print what was set aside")
     with_run_options(p)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("kpis", help="write the week's kpis.csv without running the notebooks")
+    with_run_options(p)
+    p.add_argument("--out", help="folder for kpis.csv (default: outputs/<week>/)")
+    p.set_defaults(func=cmd_kpis)
 
     def with_params(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -581,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = minutes.add_parser("record", help="check and record a minutes YAML file")
     with_params(p)
-    p.add_argument("file", type=Path, help="minutes YAML file (format: meetinglib.minutes)")
+    p.add_argument("file", type=Path, help="minutes YAML file (format: meetinglib.meeting.minutes)")
     p.add_argument("--week", required=True, help="ISO report week the meeting was about")
     p.set_defaults(func=cmd_minutes_record)
     p = minutes.add_parser("send", help="e-mail the minutes handout to the attendees")

@@ -30,13 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import papermill
+from jupyter_client.manager import AsyncKernelManager
+from nbconvert import HTMLExporter
+from papermill.exceptions import PapermillExecutionError
 
-from . import __version__
-from .dataset import WeekData, load_week
-from .errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
-from .i18n import t
-from .params import Params, load_params
-from .weeks import IsoWeek
+from meetinglib._version import __version__
+from meetinglib.core.errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
+from meetinglib.core.i18n import t
+from meetinglib.core.params import Params, load_params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.data.dataset import WeekData, load_week
+from meetinglib.meeting.minutes import has_minutes
 
 TEMPLATES = Path(__file__).parent / "templates"
 SNAPSHOT_DIR = "_snapshot"
@@ -88,13 +93,10 @@ def run_week(
     say("loading and validating data")
     data = load_week(params, week, progress=lambda msg: say(f"  {msg}"))
     timings["load"] = time.perf_counter() - t0
-    if notebooks is None and "minutes" not in names:
-        from .minutes import has_minutes
-
-        # The minutes handout exists only once a meeting has been recorded for the week.
-        if has_minutes(params, data.week):
-            names.append("minutes")
-            sources.append(_notebook_path(params, "minutes"))
+    # The minutes handout exists only once a meeting has been recorded for the week.
+    if notebooks is None and "minutes" not in names and has_minutes(params, data.week):
+        names.append("minutes")
+        sources.append(_notebook_path(params, "minutes"))
 
     out_root = Path(params.output_dir)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -154,10 +156,14 @@ def run_week(
     return RunResult(data.week, final, final / index.name, final / manifest.name, moved)
 
 
+PACKAGE_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
+
 def _notebook_path(params: Params, name: str) -> Path:
-    path = Path(params.notebooks_dir) / f"{name}.ipynb"
+    folder = Path(params.notebooks_dir) if params.notebooks_dir else PACKAGE_NOTEBOOKS
+    path = folder / f"{name}.ipynb"
     if not path.is_file():
-        available = sorted(p.stem for p in Path(params.notebooks_dir).glob("*.ipynb"))
+        available = sorted(p.stem for p in folder.glob("*.ipynb"))
         raise NotebookNotFoundError(
             f"notebook '{name}' not found at {path}; notebooks available: {available}. "
             "Fix 'notebooks' in the params file or pass --notebook with one of those."
@@ -174,9 +180,6 @@ def _execute(
     parameters: dict[str, Any],
     say: Progress,
 ) -> NotebookResult:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     executed = staging / f"{name}.ipynb"
     t0 = time.perf_counter()
     sockets = Path(tempfile.mkdtemp(prefix="meetinglib-kernel-"))
@@ -218,7 +221,6 @@ def _local_kernel_manager(sockets: Path) -> type:
     The default opens TCP ports on localhost and the kernel warns on stderr that the
     traffic is unencrypted; local sockets need no port and live in a private temporary folder.
     """
-    from jupyter_client.manager import AsyncKernelManager
 
     class LocalSocketKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
@@ -239,7 +241,6 @@ def _keep_failed(staging: Path, out_root: Path, stamp: str) -> Path:
 
 def export_html(notebook: Path, lang: str | None = None) -> Path:
     """Export an executed notebook as a self-contained handout next to it."""
-    from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
     lang = lang or _notebook_language(nb)

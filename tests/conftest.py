@@ -13,7 +13,7 @@ SAMPLE_WEEK = "2026-W47"
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory):
     """A 4-week sample ending 2026-W47 with the incidents (small, a few seconds)."""
-    from meetinglib.sample import generate_sample
+    from meetinglib.data.sample import generate_sample
 
     folder = tmp_path_factory.mktemp("sample")
     return generate_sample(folder, weeks=4, orders_per_week=1500, seed=11, end_week=SAMPLE_WEEK)
@@ -22,7 +22,7 @@ def sample(tmp_path_factory):
 @pytest.fixture(scope="session")
 def quiet_sample(tmp_path_factory):
     """The same sample without the injected incidents."""
-    from meetinglib.sample import generate_sample
+    from meetinglib.data.sample import generate_sample
 
     folder = tmp_path_factory.mktemp("quiet_sample")
     return generate_sample(
@@ -34,7 +34,7 @@ def quiet_sample(tmp_path_factory):
 def long_sample(tmp_path_factory):
     """10 weeks x 2,000 orders ending 2026-W47 with the incidents: history for the
     anomaly rules (the first weeks and a promotion week included)."""
-    from meetinglib.sample import generate_sample
+    from meetinglib.data.sample import generate_sample
 
     folder = tmp_path_factory.mktemp("long_sample")
     return generate_sample(folder, weeks=10, orders_per_week=2000, seed=11, end_week=SAMPLE_WEEK)
@@ -43,7 +43,7 @@ def long_sample(tmp_path_factory):
 @pytest.fixture(scope="session")
 def long_quiet_sample(tmp_path_factory):
     """The same 10-week sample without the injected incidents."""
-    from meetinglib.sample import generate_sample
+    from meetinglib.data.sample import generate_sample
 
     folder = tmp_path_factory.mktemp("long_quiet_sample")
     return generate_sample(
@@ -59,7 +59,7 @@ def write_params(folder: Path, source: Path, **extra: str) -> Path:
         "timezone: Asia/Shanghai",
         "history_weeks: 3",
         f"source: {{kind: folder, path: '{source}'}}",
-        f"notebooks_dir: '{extra.pop('notebooks_dir', ROOT / 'notebooks')}'",
+        f"notebooks_dir: '{extra.pop('notebooks_dir', ROOT / 'meetinglib' / 'notebooks')}'",
         f"output_dir: '{folder / 'outputs'}'",
         f"store: {extra.pop('store', default_store)}",
     ]

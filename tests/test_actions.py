@@ -6,7 +6,9 @@ import datetime as dt
 
 import pandas as pd
 
-from meetinglib.actions import (
+from meetinglib.cli import main
+from meetinglib.core.params import load_params
+from meetinglib.meeting.actions import (
     action_list,
     add_action,
     close_action,
@@ -14,9 +16,7 @@ from meetinglib.actions import (
     standing,
     weeks_between,
 )
-from meetinglib.cli import main
-from meetinglib.params import load_params
-from meetinglib.store import Store
+from meetinglib.meeting.store import Store
 from tests.test_minutes import minutes_params
 
 
@@ -62,7 +62,7 @@ def test_carry_over_across_three_weeks_and_closing(tmp_path):
         assert (first.due_status, first.age_weeks, first.carried, first.escalate) == (
             "on_track", 0, 0, False
         )  # fmt: skip
-        from meetinglib.minutes import ensure_meeting
+        from meetinglib.meeting.minutes import ensure_meeting
 
         ensure_meeting(params, store, "2026-W46")
         second = action_list(params, store, "2026-W46").set_index("id").loc[item]

@@ -8,7 +8,11 @@ import zoneinfo
 import pytest
 from icalendar import Calendar
 
-from meetinglib.agenda import (
+from meetinglib.cli import main
+from meetinglib.core.errors import InvalidParamError
+from meetinglib.core.params import AgendaParams, load_params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.meeting.agenda import (
     agenda_html,
     build_agenda,
     department_minutes,
@@ -16,11 +20,7 @@ from meetinglib.agenda import (
     meeting_start,
     prepare_meeting,
 )
-from meetinglib.cli import main
-from meetinglib.errors import InvalidParamError
-from meetinglib.params import AgendaParams, load_params
-from meetinglib.store import Store
-from meetinglib.weeks import IsoWeek
+from meetinglib.meeting.store import Store
 
 W47 = IsoWeek(2026, 47)
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")

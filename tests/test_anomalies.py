@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib import anomalies
-from meetinglib.anomalies import Flag
+from meetinglib.analysis import anomalies
+from meetinglib.analysis.anomalies import Flag
 
 # Ten quiet weeks around 100: median 100, absolute deviations 0,1,1,2,2,1,1,0,3,2 -> MAD 1.
 QUIET = [100.0, 101.0, 99.0, 102.0, 98.0, 101.0, 99.0, 100.0, 103.0, 98.0]

@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from meetinglib.actions import add_action
-from meetinglib.console import MeetingConsole
-from meetinglib.minutes import (
+from meetinglib.core.params import load_params
+from meetinglib.meeting.actions import add_action
+from meetinglib.meeting.console import MeetingConsole
+from meetinglib.meeting.minutes import (
     attendance_frame,
     decision_frame,
     feedback_frame,
@@ -17,8 +18,7 @@ from meetinglib.minutes import (
     record_minutes,
     segment_frame,
 )
-from meetinglib.params import load_params
-from meetinglib.store import Store
+from meetinglib.meeting.store import Store
 from tests.test_minutes import GOOD, minutes_params
 
 pytest.importorskip("ipywidgets")

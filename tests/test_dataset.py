@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib.dataset import WeekData, load_week, orders_loaded, selection_window
-from meetinglib.errors import NoDataError, TooManyQuarantinedError
-from meetinglib.params import load_params
-from meetinglib.weeks import IsoWeek
+from meetinglib.core.errors import NoDataError, TooManyQuarantinedError
+from meetinglib.core.params import load_params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.data.dataset import WeekData, load_week, orders_loaded, selection_window
 
 FIXTURE = Path(__file__).parent / "data" / "validate" / "week_csv"
 TZ = "Asia/Shanghai"

@@ -1,5 +1,5 @@
-"""Tests of meetinglib.explorer: widgets are set as a user would, outputs checked against
-independent pandas filters and against meetinglib.flow on the selected orders."""
+"""Tests of meetinglib.report.explorer: widgets are set as a user would, outputs checked against
+independent pandas filters and against meetinglib.analysis.flow on the selected orders."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib import explorer as ex
-from meetinglib import flow
-from meetinglib.dataset import WeekData, load_week
-from meetinglib.params import load_params
-
-from .conftest import ROOT, SAMPLE_WEEK, write_params
+from meetinglib.analysis import flow
+from meetinglib.core.params import load_params
+from meetinglib.data.dataset import WeekData, load_week
+from meetinglib.report import explorer as ex
+from tests.conftest import ROOT, SAMPLE_WEEK, write_params
 
 MONDAY, SUNDAY = dt.date(2026, 11, 16), dt.date(2026, 11, 22)  # the sample's report week
 
@@ -216,7 +215,7 @@ def test_export_buttons_write_the_current_view(fresh, tmp_path):
     assert "Written:" in fresh.export_status.value
 
 
-# --- the fast paths equal meetinglib.flow on the selected orders -------------------------------
+# --- the fast paths equal meetinglib.analysis.flow on the selected orders ---
 
 
 @pytest.fixture(scope="module")

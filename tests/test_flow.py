@@ -1,4 +1,4 @@
-"""Tests of meetinglib.flow on hand-built logs whose answers are worked out in comments."""
+"""Tests of meetinglib.analysis.flow on hand-built logs whose answers are worked out in comments."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib import flow
-from meetinglib.errors import InputDataError, MissingColumnError
-from meetinglib.weeks import IsoWeek
+from meetinglib.analysis import flow
+from meetinglib.core.errors import InputDataError, MissingColumnError
+from meetinglib.core.weeks import IsoWeek
 
 TZ = "Asia/Shanghai"
 BASE = pd.Timestamp("2026-01-05 09:00", tz=TZ)  # a Monday

@@ -1,4 +1,4 @@
-"""Tests of meetinglib.graph: layout, routes and the drawn figure, checked by hand."""
+"""Tests of meetinglib.report.flow_graph: layout, routes and the drawn figure, checked by hand."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib import flow, graph, plots
+from meetinglib.analysis import flow
+from meetinglib.report import charts as plots
+from meetinglib.report import flow_graph as graph
 
 
 def edges(rows: list[tuple]) -> pd.DataFrame:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from meetinglib.cli import main
-from meetinglib.errors import InputDataError, ParamsError, UnreadableSourceError
-from meetinglib.intake import (
+from meetinglib.core.errors import InputDataError, ParamsError, UnreadableSourceError
+from meetinglib.meeting.intake import (
     IssueForm,
     add_issue,
     import_issues,
@@ -20,7 +20,7 @@ from meetinglib.intake import (
     read_issue_file,
     write_template,
 )
-from meetinglib.store import Store
+from meetinglib.meeting.store import Store
 
 DATA = Path(__file__).parent / "data" / "issues"
 DEPTS = ["operations", "customer_service", "logistics", "finance", "it"]
@@ -356,7 +356,7 @@ def test_read_keeps_row_numbers_of_the_file():
 
 
 def test_the_demo_issue_files_import_cleanly(store, tmp_path):
-    from meetinglib.sample import write_sample_issues
+    from meetinglib.data.sample import write_sample_issues
 
     files = write_sample_issues(tmp_path / "issues", WEEK)
     kinds = {(f.path.suffix, f.encoding) for f in files}

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib import kpis
-from meetinglib.errors import InvalidParamError
-from meetinglib.i18n import LABELS
-from meetinglib.weeks import IsoWeek, Window
+from meetinglib.analysis import kpis
+from meetinglib.core.errors import InvalidParamError
+from meetinglib.core.i18n import LABELS
+from meetinglib.core.weeks import IsoWeek, Window
 
 TZ = "Asia/Shanghai"
 FIXTURE = Path(__file__).parent / "data" / "kpis" / "orders.csv"
@@ -891,10 +891,9 @@ def test_weekly_kpis_agree_with_the_per_window_functions_on_the_fixture(tables):
 
 
 def test_weekly_kpis_agree_with_the_per_window_functions_on_the_sample(tmp_path, sample):
-    from meetinglib.dataset import load_week
-    from meetinglib.params import load_params
-
-    from .conftest import SAMPLE_WEEK, write_params
+    from meetinglib.core.params import load_params
+    from meetinglib.data.dataset import load_week
+    from tests.conftest import SAMPLE_WEEK, write_params
 
     data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
     windows = [w.window(data.tz) for w in data.history_weeks][-2:]

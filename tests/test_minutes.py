@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from meetinglib.cli import main
-from meetinglib.errors import InputDataError
-from meetinglib.minutes import (
+from meetinglib.core.errors import InputDataError
+from meetinglib.core.params import load_params
+from meetinglib.meeting.minutes import (
     attendance_frame,
     decision_frame,
     feedback_frame,
@@ -23,8 +24,7 @@ from meetinglib.minutes import (
     segment_frame,
     sent_within,
 )
-from meetinglib.params import load_params
-from meetinglib.store import Store
+from meetinglib.meeting.store import Store
 
 DATA = Path(__file__).parent / "data" / "minutes"
 GOOD = DATA / "2026-W47.yaml"
@@ -194,8 +194,8 @@ def test_the_24_hour_promise():
 
 
 def test_time_control_totals(tmp_path):
-    from meetinglib.minutes import MinutesReport
-    from meetinglib.weeks import IsoWeek
+    from meetinglib.core.weeks import IsoWeek
+    from meetinglib.meeting.minutes_report import MinutesReport
 
     params = load_params(minutes_params(tmp_path))
     with Store.at(f"sqlite:///{tmp_path / 'meeting.db'}") as store:

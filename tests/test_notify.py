@@ -12,7 +12,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from icalendar import Calendar
 
 from meetinglib.cli import main
-from meetinglib.store import Store
+from meetinglib.meeting.store import Store
 
 PASSWORD_ENV = "MEETINGLIB_TEST_SMTP_PASSWORD"
 
@@ -184,8 +184,8 @@ def test_wrong_password_missing_password_and_no_server(tmp_path, smtp_server, mo
 
 
 def test_a_password_in_the_params_is_refused(tmp_path):
-    from meetinglib.errors import UnknownParamError
-    from meetinglib.params import load_params
+    from meetinglib.core.errors import UnknownParamError
+    from meetinglib.core.params import load_params
 
     path = tmp_path / "p.yaml"
     path.write_text(

@@ -2,14 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from meetinglib.errors import (
+from meetinglib.core.errors import (
     InvalidParamError,
     MissingParamError,
     ParamsError,
     ParamsFileError,
     UnknownParamError,
 )
-from meetinglib.params import load_params
+from meetinglib.core.params import load_params
 
 ROOT = Path(__file__).parents[1]
 DEFAULT = ROOT / "params" / "default.yaml"
@@ -26,7 +26,7 @@ def test_default_params_load_and_resolve_paths_against_their_file():
     assert p.timezone == "Asia/Shanghai"
     assert p.source.path == ROOT / "data" / "sample"
     assert p.output_dir == ROOT / "outputs"
-    assert p.notebooks_dir == ROOT / "notebooks"
+    assert p.notebooks_dir is None  # the notebooks inside the package
     assert p.files == (DEFAULT,)
 
 

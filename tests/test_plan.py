@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib import plan as P
-from meetinglib.errors import InvalidParamError, NoDataError
-from meetinglib.params import Params, PlanParams, load_params
-from meetinglib.weeks import IsoWeek, weeks_ending
+from meetinglib.analysis import plan as P
+from meetinglib.core.errors import InvalidParamError, NoDataError
+from meetinglib.core.params import Params, PlanParams, load_params
+from meetinglib.core.weeks import IsoWeek, weeks_ending
 
 ROOT = Path(__file__).parents[1]
 TZ = "Asia/Shanghai"

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image as PILImage
 
-from meetinglib import plots
+from meetinglib.report import charts as plots
 
 
 def _png_size(data: bytes) -> tuple[int, int]:

@@ -9,15 +9,16 @@ import pandas as pd
 import pytest
 from IPython.display import HTML, Image, Markdown
 
-from meetinglib import anomalies, kpis
-from meetinglib.dataset import load_week
-from meetinglib.errors import InvalidParamError
-from meetinglib.i18n import LABELS
-from meetinglib.params import load_params
-from meetinglib.report import SECTIONS, DataReport, fmt_change, fmt_value
-from meetinglib.weeks import IsoWeek
-
-from .conftest import SAMPLE_WEEK, write_params
+from meetinglib.analysis import anomalies, kpis
+from meetinglib.analysis.kpi_table import complete_history_start, created_from
+from meetinglib.core.errors import InvalidParamError
+from meetinglib.core.fmt import fmt_change, fmt_value
+from meetinglib.core.i18n import LABELS
+from meetinglib.core.params import load_params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.data.dataset import load_week
+from meetinglib.report.data_report import SECTIONS, DataReport
+from tests.conftest import SAMPLE_WEEK, write_params
 
 TARGETS = {
     "on_time_ship_rate": {"target": 0.95, "at_risk": 0.92},
@@ -121,8 +122,8 @@ def test_too_little_history_is_said_not_hidden(report):
 
 def test_the_first_weeks_of_the_extract_stay_out_of_the_baseline(long_report):
     # the sample starts in W38: deliveries are complete from W40, orders from W38
-    assert long_report._complete_history_start() == IsoWeek(2026, 40).start("Asia/Shanghai")
-    assert long_report._created_from() == IsoWeek(2026, 38).start("Asia/Shanghai")
+    assert complete_history_start(long_report.data) == IsoWeek(2026, 40).start("Asia/Shanghai")
+    assert created_from(long_report.data) == IsoWeek(2026, 38).start("Asia/Shanghai")
     values = long_report._wide[0]
     delivery = values.loc[("on_time_delivery_rate", "all", "all", "all")]
     assert delivery[:"2026-W39"].isna().all() and delivery["2026-W40":].notna().all()

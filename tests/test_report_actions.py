@@ -9,16 +9,15 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from meetinglib.actions import add_action
 from meetinglib.cli import main
-from meetinglib.minutes import ensure_meeting, record_minutes
-from meetinglib.params import load_params
-from meetinglib.report_actions import ActionsSection
-from meetinglib.store import Store
-from meetinglib.weeks import IsoWeek
-
-from .conftest import SAMPLE_WEEK, write_params
-from .test_minutes import GOOD, minutes_params
+from meetinglib.core.params import load_params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.meeting.actions import add_action
+from meetinglib.meeting.actions_section import ActionsSection
+from meetinglib.meeting.minutes import ensure_meeting, record_minutes
+from meetinglib.meeting.store import Store
+from tests.conftest import SAMPLE_WEEK, write_params
+from tests.test_minutes import GOOD, minutes_params
 
 PEOPLE = (
     "{organizer: {name: Li Na, email: li.na@shop.example, department: operations}, "

@@ -1,4 +1,4 @@
-"""Tests of meetinglib.report_flow: the week's events, trends, findings, charts and files."""
+"""Tests of meetinglib.report.flow_section: the week's events, trends, findings, charts, files."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import pandas as pd
 import pytest
 from IPython.display import HTML, Image, Markdown
 
-from meetinglib import flow
-from meetinglib.dataset import WeekData, load_week
-from meetinglib.params import load_params
-from meetinglib.report_flow import FlowSection, transitions_into, week_event_log, with_history
-from meetinglib.validate import QualityReport
-from meetinglib.weeks import IsoWeek, Window
-
-from .conftest import SAMPLE_WEEK, write_params
+from meetinglib.analysis import flow
+from meetinglib.core.params import load_params
+from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data.dataset import WeekData, load_week
+from meetinglib.data.validate import QualityReport
+from meetinglib.report.flow_section import (
+    FlowSection,
+    transitions_into,
+    week_event_log,
+    with_history,
+)
+from tests.conftest import SAMPLE_WEEK, write_params
 
 TZ = "Asia/Shanghai"
 WEEK = IsoWeek.parse("2026-W02")  # Monday 2026-01-05 to Monday 2026-01-12

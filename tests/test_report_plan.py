@@ -11,14 +11,13 @@ import pandas as pd
 import pytest
 from IPython.display import HTML, Image, Markdown
 
-from meetinglib import plan as P
-from meetinglib.dataset import WeekData, load_week
-from meetinglib.params import load_params
-from meetinglib.report_plan import PLAN_FILE, PlanSection
-from meetinglib.validate import QualityReport
-
-from .conftest import ROOT, SAMPLE_WEEK, write_params
-from .test_plan import PLAN, REPORT, UNLISTED_PROMOTION, _params, synthetic_orders
+from meetinglib.analysis import plan as P
+from meetinglib.core.params import load_params
+from meetinglib.data.dataset import WeekData, load_week
+from meetinglib.data.validate import QualityReport
+from meetinglib.report.plan_section import PLAN_FILE, PlanSection
+from tests.conftest import ROOT, SAMPLE_WEEK, write_params
+from tests.test_plan import PLAN, REPORT, UNLISTED_PROMOTION, _params, synthetic_orders
 
 TZ = "Asia/Shanghai"
 RED = '<span class="ml-status-off" style="color:#cf222e;font-weight:bold">'

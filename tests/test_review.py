@@ -11,11 +11,16 @@ import pandas as pd
 import pytest
 from icalendar import Calendar
 
-from meetinglib.actions import add_action, close_action
 from meetinglib.cli import main
-from meetinglib.minutes import ensure_meeting, minutes_row, record_minutes, write_action_items
-from meetinglib.params import load_params
-from meetinglib.review import (
+from meetinglib.core.params import load_params
+from meetinglib.meeting.actions import add_action, close_action
+from meetinglib.meeting.minutes import (
+    ensure_meeting,
+    minutes_row,
+    record_minutes,
+    write_action_items,
+)
+from meetinglib.meeting.review import (
     decision_figures,
     earlier_actions,
     last_decisions,
@@ -23,7 +28,7 @@ from meetinglib.review import (
     promise_text,
     send_minutes,
 )
-from meetinglib.store import Store
+from meetinglib.meeting.store import Store
 from tests.test_minutes import GOOD, minutes_params
 from tests.test_notify import PASSWORD_ENV, smtp_server  # noqa: F401  (fixture)
 
@@ -153,8 +158,8 @@ def test_send_minutes_through_a_local_smtp_server(tmp_path, smtp_server, monkeyp
 
 
 def test_the_demo_minutes_show_the_review_loop(tmp_path):
-    from meetinglib.intake import import_issues
-    from meetinglib.sample import write_sample_issues, write_sample_minutes
+    from meetinglib.data.sample import write_sample_issues, write_sample_minutes
+    from meetinglib.meeting.intake import import_issues
     from tests.conftest import ROOT
 
     params = load_params(

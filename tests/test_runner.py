@@ -12,8 +12,7 @@ import nbformat
 import pytest
 
 from meetinglib.cli import main
-
-from .conftest import ROOT, SAMPLE_WEEK, write_params
+from tests.conftest import ROOT, SAMPLE_WEEK, write_params
 
 pytestmark = pytest.mark.slow
 

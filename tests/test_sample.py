@@ -1,4 +1,4 @@
-"""Tests of meetinglib.sample: every figure is recomputed here with plain pandas."""
+"""Tests of meetinglib.data.sample: every figure is recomputed here with plain pandas."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from meetinglib import sample
-from meetinglib.errors import InvalidParamError, WeekFormatError
-from meetinglib.sample import INCIDENTS, generate_sample
-from meetinglib.schema import SCHEMAS
-from meetinglib.weeks import IsoWeek, latest_complete_week
+from meetinglib.core.errors import InvalidParamError, WeekFormatError
+from meetinglib.core.schema import SCHEMAS
+from meetinglib.core.weeks import IsoWeek, latest_complete_week
+from meetinglib.data import sample
+from meetinglib.data.sample import INCIDENTS, generate_sample
 
 TZ = "Asia/Shanghai"
 END = IsoWeek.parse("2026-W05")

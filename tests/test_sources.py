@@ -1,4 +1,4 @@
-"""Tests of meetinglib.sources: every format and encoding gives the same canonical table.
+"""Tests of meetinglib.data.sources: every format and encoding gives the same canonical table.
 
 Expected values are built from the fixture CSV with the standard library (csv,
 datetime), independently of pandas and of the code under test.
@@ -18,16 +18,16 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from meetinglib import sources
-from meetinglib.errors import (
+from meetinglib.core.errors import (
     InvalidParamError,
     MissingColumnError,
     SourceNotFoundError,
     UnreadableSourceError,
 )
-from meetinglib.params import load_params
-from meetinglib.sources import available_tables, last_event_time, read_table
-from meetinglib.weeks import IsoWeek
+from meetinglib.core.params import load_params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.data import sources
+from meetinglib.data.sources import available_tables, last_event_time, read_table
 
 DATA = Path(__file__).parent / "data" / "sources"
 TZ = "Asia/Shanghai"

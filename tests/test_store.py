@@ -9,10 +9,10 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from meetinglib import store as store_module
-from meetinglib.errors import InputDataError, InvalidParamError, ParamsError
-from meetinglib.params import load_params
-from meetinglib.store import CURRENT_VERSION, METADATA, Store, open_store, store_url
+from meetinglib.core.errors import InputDataError, InvalidParamError, ParamsError
+from meetinglib.core.params import load_params
+from meetinglib.meeting import store as store_module
+from meetinglib.meeting.store import CURRENT_VERSION, METADATA, Store, open_store, store_url
 
 
 def issue(n: int, **over):

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib.intake import add_issue, import_issues
-from meetinglib.sample import write_sample_issues
-from meetinglib.store import Store
-from meetinglib.triage import (
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.data.sample import write_sample_issues
+from meetinglib.meeting.intake import add_issue, import_issues
+from meetinglib.meeting.store import Store
+from meetinglib.meeting.triage import (
     OrdersData,
     TriageReport,
     evidence,
@@ -26,7 +27,6 @@ from meetinglib.triage import (
     title_similarity,
     triage,
 )
-from meetinglib.weeks import IsoWeek
 
 TZ = "Asia/Shanghai"
 W47 = IsoWeek(2026, 47)  # Monday 2026-11-16 to Monday 2026-11-23
@@ -326,8 +326,7 @@ class _Page(HTMLParser):
 @pytest.mark.slow
 def test_triage_notebook_through_the_runner(tmp_path, sample, capsys):
     from meetinglib.cli import main
-
-    from .conftest import SAMPLE_WEEK, write_params
+    from tests.conftest import SAMPLE_WEEK, write_params
 
     db = tmp_path / "meeting.db"
     params = write_params(
@@ -382,7 +381,7 @@ def test_triage_notebook_through_the_runner(tmp_path, sample, capsys):
 def test_open_action_items_of_earlier_meetings_come_back(fixture_store, orders, after_sales):
     import datetime as dt
 
-    from meetinglib.store import ACTION_ITEMS
+    from meetinglib.meeting.store import ACTION_ITEMS
 
     record = fixture_store.record_meeting(
         "2026-W46",

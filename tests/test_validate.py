@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib.errors import TooManyQuarantinedError
-from meetinglib.sources import RawTable, SourceInfo
-from meetinglib.validate import (
+from meetinglib.core.errors import TooManyQuarantinedError
+from meetinglib.data.sources import RawTable, SourceInfo
+from meetinglib.data.validate import (
     QualityReport,
     QuarantineEntry,
     duplicated_rows,
@@ -221,7 +221,7 @@ def test_kept_rows_and_normalised_values(rules_result):
 
 def test_canonical_dtypes_and_columns(rules_result):
     _, (clean, _, _) = rules_result
-    from meetinglib.schema import ORDER_TYPES, ORDERS
+    from meetinglib.core.schema import ORDER_TYPES, ORDERS
 
     assert list(clean.columns) == ORDERS.names
     assert "_source_row" not in clean.columns

@@ -3,8 +3,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from meetinglib.errors import WeekFormatError
-from meetinglib.weeks import IsoWeek, history_window, latest_complete_week, weeks_ending
+from meetinglib.core.errors import WeekFormatError
+from meetinglib.core.weeks import IsoWeek, history_window, latest_complete_week, weeks_ending
 
 TZ = "Asia/Shanghai"
 

@@ -1,0 +1,311 @@
+"""The week's KPI table: every KPI x segment, this week against last, target and anomaly.
+
+``kpi_table(data, lang)`` is the one computation behind the headline, the section
+tables, "What changed" and ``kpis.csv``: the weekly series of
+:func:`meetinglib.analysis.kpis.weekly_kpis` over the history weeks and the report week,
+judged by the control-chart rules of :mod:`meetinglib.analysis.anomalies`. No
+presentation here: ``meeting kpis --week W`` writes ``kpis.csv`` from it without a
+notebook.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from meetinglib.analysis import anomalies, kpis
+from meetinglib.core.fmt import fmt_value
+from meetinglib.core.i18n import t
+from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data.dataset import WeekData
+
+# A week's rate, mean or quantile is judged by the anomaly rules only when this many
+# observations stand behind it; fewer make week-to-week noise look like a change. A P90
+# needs ten observations above it.
+MIN_OBSERVATIONS = 30
+MIN_OBSERVATIONS_P90 = 100
+# A change worth fewer orders (tickets, cases) than this is not worth meeting time,
+# however unusual: it keeps rare events (0 -> 3 lost parcels) off "What changed". Times,
+# amounts and scores must move by at least this share of their usual level.
+MIN_EVENTS = 10
+MIN_RELATIVE_CHANGE = {"hours": 0.10, "days": 0.10, "currency": 0.05, "score": 0.03}
+KPI_TABLE_COLUMNS = (
+    "week",
+    "kpi",
+    "label",
+    "dimension",
+    "segment",
+    "order_type",
+    "this_week",
+    "last_week",
+    "change",
+    "unit",
+    "higher_is_better",
+    "target",
+    "at_risk",
+    "status",
+    "anomaly",
+    "anomaly_direction",
+    "anomaly_severity",
+    "anomaly_sigmas",
+    "anomaly_adverse",
+    "event",
+    "n_this_week",
+    "note",
+)
+KPIS_FILE = "kpis.csv"
+
+Key = tuple[str, str, str, str]  # kpi, dimension, segment, order_type
+
+
+def segment_label(dimension: str, segment: str, order_type: str, lang: str) -> str:
+    """A segment for people: "Special orders", "warehouse WH-South", "EastPost → South"."""
+    if order_type != kpis.ALL:
+        return t("segment.order_type", lang, value=t(f"order_type.{order_type}", lang))
+    if dimension == kpis.ALL:
+        return t("order_type.all", lang)
+    if dimension == "carrier/region":
+        carrier, region = segment.split("/", 1)
+        return t("segment.carrier_region", lang, carrier=carrier, region=region)
+    return t(f"segment.{dimension}", lang, value=segment)
+
+
+def complete_history_start(data: WeekData) -> pd.Timestamp:
+    """Start of the first history week whose deliveries are not cut off by the data.
+
+    Deliveries in the first week of an extract only come from orders created in it, the
+    quick ones; a baseline including that week understates lateness. Weeks starting less
+    than a week after the first order are skipped.
+    """
+    first_order = data.tables["orders"]["created_at"].min()
+    start = data.history_weeks[0].start(data.tz)
+    if pd.isna(first_order):
+        return start
+    ready = IsoWeek.containing(first_order + pd.Timedelta(days=7)).next().start(data.tz)
+    return min(max(start, ready), data.window.start)
+
+
+def created_from(data: WeekData) -> pd.Timestamp:
+    """Start of the first week the orders cover from its first day on.
+
+    A week whose first order comes after its Monday is only partly in the extract; its
+    order counts would read as a drop.
+    """
+    first_order = data.tables["orders"]["created_at"].min()
+    start = data.history_weeks[0].start(data.tz)
+    if pd.isna(first_order):
+        return start
+    covered = IsoWeek.containing(first_order - pd.Timedelta(days=1)).next()
+    return min(max(start, covered.start(data.tz)), data.window.start)
+
+
+def week_windows(data: WeekData) -> list[Window]:
+    """The history weeks and the report week, oldest first."""
+    return [w.window(data.tz) for w in data.history_weeks]
+
+
+def weekly_series(data: WeekData) -> pd.DataFrame:
+    """Every KPI per week and segment (long; see ``kpis.weekly_kpis``)."""
+    return kpis.weekly_kpis(
+        data.tables,
+        week_windows(data),
+        data.params.sla.ship_hours,
+        created_from=created_from(data),
+        complete_from=complete_history_start(data),
+    )
+
+
+def wide(
+    series: pd.DataFrame, week_labels: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(values, observations, standard errors): a row per KPI x segment, a column per week."""
+    keys = ["kpi", "dimension", "segment", "order_type"]
+    order = pd.MultiIndex.from_frame(series[keys].drop_duplicates())
+    frame = series.set_index([*keys, "week"])
+    values, counts, errors = (
+        frame[column].unstack("week").reindex(index=order, columns=list(week_labels))
+        for column in ("value", "n", "se")
+    )
+    return values, counts, errors
+
+
+def judged_values(spec: kpis.KpiDef, values: pd.Series, counts: pd.Series) -> pd.Series:
+    """The weekly values the anomaly rules may judge: enough observations behind each."""
+    if spec.kind in ("count", "sum", "level"):
+        return values
+    needed = MIN_OBSERVATIONS_P90 if spec.kind == "p90" else MIN_OBSERVATIONS
+    return values.where(counts >= needed)
+
+
+def sigma_floor(
+    spec: kpis.KpiDef, judged: pd.Series, counts: pd.Series, errors: pd.Series
+) -> float:
+    """The sampling noise a week like this one had in the history: the median standard
+    error of the history weeks, rescaled to this week's number of observations."""
+    history = judged.iloc[:-1].notna().to_numpy()
+    se = errors.iloc[:-1].to_numpy()[history]
+    if not len(se):
+        return 0.0
+    if spec.kind not in ("count", "sum", "level"):
+        now = float(counts.iloc[-1])
+        se = se * np.sqrt(counts.iloc[:-1].to_numpy()[history] / now) if now > 0 else se
+    floor = float(np.nanmedian(se)) if np.isfinite(se).any() else 0.0
+    return floor if math.isfinite(floor) else 0.0
+
+
+def is_material(spec: kpis.KpiDef, flag: anomalies.Flag, n: float) -> bool:
+    """Whether the change is worth meeting time: at least MIN_EVENTS orders, tickets or
+    cases for counted KPIs, MIN_RELATIVE_CHANGE of the usual level for the others."""
+    delta = abs(flag.value - flag.center)
+    if spec.unit == "orders":
+        return delta >= MIN_EVENTS
+    if spec.unit in ("share", "per_1000"):
+        return delta * n / spec.scale >= MIN_EVENTS
+    return delta >= MIN_RELATIVE_CHANGE.get(spec.unit, 0.0) * abs(flag.center)
+
+
+def flag_sentence(key: Key, flag: anomalies.Flag, lang: str, currency: str) -> str:
+    """The finding as a sentence, e.g. "EastPost → South: On-time delivery rate fell..."."""
+    kpi, dimension, segment, order_type = key
+    subject = t(f"kpi.{kpi}", lang)
+    if dimension != kpis.ALL or order_type != kpis.ALL:
+        part = segment_label(dimension, segment, order_type, lang)
+        subject = t("anomaly.subject", lang, kpi=subject, segment=part)
+    unit = kpis.CATALOGUE[kpi].unit
+    return anomalies.describe(flag, subject, lambda v: fmt_value(v, unit, currency), lang)
+
+
+@dataclass(frozen=True)
+class KpiTable:
+    """The week's KPI table and what it was computed from."""
+
+    week: IsoWeek
+    week_labels: list[str]
+    values: pd.DataFrame
+    counts: pd.DataFrame
+    errors: pd.DataFrame
+    table: pd.DataFrame
+    flags: dict[Key, anomalies.Flag] = field(repr=False)
+
+    @property
+    def changes(self) -> pd.DataFrame:
+        """The week's changes for the worse, most severe first (rows of ``table``)."""
+        return adverse_changes(self.table, self.flags)
+
+    def weekly(
+        self,
+        kpi: str,
+        dimension: str = kpis.ALL,
+        segment: str = kpis.ALL,
+        order_type: str = kpis.ALL,
+    ) -> pd.Series:
+        """One KPI's weekly values in one segment, oldest week first (NaN when absent)."""
+        key = (kpi, dimension, segment, order_type)
+        if key not in self.values.index:
+            return pd.Series(np.nan, index=self.week_labels)
+        return self.values.loc[key]
+
+    def row(
+        self,
+        kpi: str,
+        dimension: str = kpis.ALL,
+        segment: str = kpis.ALL,
+        order_type: str = kpis.ALL,
+    ) -> pd.Series | None:
+        """One KPI's row of ``table`` in one segment; None when the week has none."""
+        table = self.table
+        hit = table[
+            (table["kpi"] == kpi)
+            & (table["dimension"] == dimension)
+            & (table["segment"] == segment)
+            & (table["order_type"] == order_type)
+        ]
+        return hit.iloc[0] if len(hit) else None
+
+
+def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
+    """Every KPI x segment of the week: this week, last week, target, status, anomaly flag.
+
+    The rows of ``kpis.csv``; units as in ``kpis.CATALOGUE`` (shares 0-1, hours...).
+    """
+    lang = lang or data.params.language
+    where = ", ".join(str(f) for f in data.params.files) or "the params"
+    targets = kpis.resolve_targets(data.params.targets, where)
+    labels = [kpis.week_label(w) for w in week_windows(data)]
+    values, counts, errors = wide(weekly_series(data), labels)
+    rows, flags = [], {}
+    for key in values.index:
+        kpi, dimension, segment, order_type = key
+        spec = kpis.CATALOGUE[kpi]
+        series, n = values.loc[key], counts.loc[key]
+        judged = judged_values(spec, series, n)
+        floor = sigma_floor(spec, judged, n, errors.loc[key])
+        found = anomalies.check(judged, sigma_floor=floor)
+        flag = next((f for f in found if is_material(spec, f, float(n.iloc[-1]))), None)
+        if flag is not None:
+            flags[key] = flag
+        this, last = float(series.iloc[-1]), float(series.iloc[-2])
+        overall = dimension == kpis.ALL and order_type == kpis.ALL
+        target = targets.get(kpi) if overall else None
+        status = kpis.target_status(this, target, spec.higher_is_better)
+        rows.append(
+            {
+                "week": str(data.week),
+                "kpi": kpi,
+                "label": t(f"kpi.{kpi}", lang),
+                "dimension": dimension,
+                "segment": segment,
+                "order_type": order_type,
+                "this_week": this,
+                "last_week": last,
+                "change": this - last,
+                "unit": spec.unit,
+                "higher_is_better": spec.higher_is_better,
+                "target": target.target if target else np.nan,
+                "at_risk": target.at_risk if target and target.at_risk is not None else np.nan,
+                "status": status or "",
+                "anomaly": flag.rule if flag else "",
+                "anomaly_direction": ("up" if flag.direction > 0 else "down") if flag else "",
+                "anomaly_severity": flag.severity if flag else "",
+                "anomaly_sigmas": flag.score if flag else np.nan,
+                "anomaly_adverse": bool(flag and anomalies.is_adverse(flag, spec.higher_is_better)),
+                "event": spec.event,
+                "n_this_week": float(n.iloc[-1]),
+                "note": flag_sentence(key, flag, lang, data.params.currency) if flag else "",
+            }
+        )
+    table = pd.DataFrame(rows, columns=list(KPI_TABLE_COLUMNS))
+    return KpiTable(data.week, labels, values, counts, errors, table, flags)
+
+
+def adverse_changes(table: pd.DataFrame, flags: dict[Key, anomalies.Flag]) -> pd.DataFrame:
+    """The changes for the worse, most severe first (rows of ``table``)."""
+    adverse = table[table["anomaly_adverse"]].copy()
+    keys = list(
+        zip(
+            adverse["kpi"],
+            adverse["dimension"],
+            adverse["segment"],
+            adverse["order_type"],
+            strict=True,
+        )
+    )
+    ranks = [flags[k].rank for k in keys]
+    adverse["_severity"] = [r[0] for r in ranks]
+    adverse["_score"] = [r[1] for r in ranks]
+    adverse = adverse.sort_values(["_severity", "_score"], kind="stable")
+    return adverse.drop(columns=["_severity", "_score"]).reset_index(drop=True)
+
+
+def write_kpis_csv(table: pd.DataFrame, folder: str | Path) -> Path:
+    """Write ``kpis.csv`` (one row per KPI x segment) into ``folder``; returns its path."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / KPIS_FILE
+    table.to_csv(path, index=False, encoding="utf-8")
+    return path

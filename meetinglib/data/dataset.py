@@ -1,0 +1,361 @@
+"""One week's validated data: what every notebook of a run reads.
+
+``load_week`` reads each table the source has, validates it and keeps the rows of
+the selection window: the report week, the ``history_weeks`` before it (for
+trends), and ``open_order_lookback_days`` more days before that, so that an order
+created long ago and still open counts in the backlog at week end.
+
+Rows are placed in the window by the table's time column (``orders.created_at``,
+``tickets.opened_at``...); settlements with no ``settled_at`` yet (pending) are
+always kept. Tables that refer to orders (settlements, order_lines, after_sales,
+and tickets that carry an order_id) keep only rows of the orders loaded: rows of
+orders outside the selection belong to other periods and are not errors. Whether
+an order_id exists anywhere in the orders source is not checked. Events are
+selected by their timestamp only (process mining follows them as they are).
+
+The quality report counts the rows read from the source and validated (CSV and
+XLSX sources are read whole; Parquet and SQL only the window's rows), so
+``loaded == kept + quarantined`` holds per table; the window is applied after.
+
+``WeekData.save``/``WeekData.load`` hand one validated load to several notebooks:
+Parquet per table and per quarantined table, plus ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundError
+from meetinglib.core.params import Params
+from meetinglib.core.schema import SCHEMAS
+from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
+from meetinglib.data import sources
+from meetinglib.data.sources import SourceInfo
+from meetinglib.data.validate import QualityReport, QuarantineEntry, validate_table
+
+SNAPSHOT_FORMAT = 1
+META_FILE = "meta.json"
+# Tables whose rows belong to an order; their rows are kept only for loaded orders.
+# Events are selected by their timestamp alone.
+ORDER_TABLES = ("settlements", "order_lines", "after_sales", "tickets")
+
+
+@dataclass
+class WeekData:
+    """The validated canonical tables of a report week and its history."""
+
+    params: Params
+    week: IsoWeek
+    tables: dict[str, pd.DataFrame]
+    quality: QualityReport
+    sources: list[SourceInfo]
+
+    @property
+    def tz(self) -> str:
+        """The platform timezone."""
+        return self.params.timezone
+
+    @property
+    def window(self) -> Window:
+        """The report week, Monday 00:00 to next Monday 00:00."""
+        return self.week.window(self.tz)
+
+    @property
+    def previous_window(self) -> Window:
+        """The week before the report week."""
+        return self.week.previous().window(self.tz)
+
+    @property
+    def history_weeks(self) -> list[IsoWeek]:
+        """The ``history_weeks`` weeks before the report week and the week itself, oldest first."""
+        return weeks_ending(self.week, self.params.history_weeks + 1)
+
+    @property
+    def selection_window(self) -> Window:
+        """The time range the tables were selected from."""
+        return selection_window(self.params, self.week)
+
+    def save(self, folder: Path) -> None:
+        """Write the tables and quarantined rows as Parquet, and ``meta.json``."""
+        folder = Path(folder)
+        (folder / "tables").mkdir(parents=True, exist_ok=True)
+        (folder / "quarantine").mkdir(parents=True, exist_ok=True)
+        tables_meta = {}
+        for name, frame in self.tables.items():
+            _write(frame, folder / "tables" / f"{name}.parquet")
+            tables_meta[name] = _dtypes_of(frame)
+        quarantine_meta = {}
+        for name, frame in self.quality.quarantined.items():
+            stored = _storable(frame)
+            _write(stored, folder / "quarantine" / f"{name}.parquet")
+            quarantine_meta[name] = _dtypes_of(stored)
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "week": str(self.week),
+            "timezone": self.tz,
+            "company": self.params.company,
+            "tables": tables_meta,
+            "quarantine": quarantine_meta,
+            "quality": {
+                "loaded": self.quality.loaded,
+                "kept": self.quality.kept,
+                "entries": [asdict(e) for e in self.quality.entries],
+            },
+            "sources": [asdict(s) for s in self.sources],
+        }
+        (folder / META_FILE).write_text(
+            json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+
+    @classmethod
+    def load(cls, folder: Path, params: Params) -> WeekData:
+        """Read a snapshot written by ``save``."""
+        folder = Path(folder)
+        path = folder / META_FILE
+        if not path.is_file():
+            raise SourceNotFoundError(
+                f"no snapshot in {folder}: {META_FILE} is missing. "
+                "Write one with WeekData.save, or load the week with load_week."
+            )
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if meta.get("timezone") != params.timezone:
+            raise InputDataError(
+                f"snapshot {folder} holds week {meta.get('week')} in timezone "
+                f"{meta.get('timezone')}, but the params say timezone {params.timezone}; "
+                "load it with the params it was made with, or load the week again."
+            )
+        tables = {
+            name: _read(folder / "tables" / f"{name}.parquet", dtypes)
+            for name, dtypes in meta["tables"].items()
+        }
+        quarantined = {
+            name: _read(folder / "quarantine" / f"{name}.parquet", dtypes)
+            for name, dtypes in meta["quarantine"].items()
+        }
+        q = meta["quality"]
+        quality = QualityReport(
+            loaded=dict(q["loaded"]),
+            kept=dict(q["kept"]),
+            entries=[
+                QuarantineEntry(**{**e, "examples": tuple(e["examples"])}) for e in q["entries"]
+            ],
+            quarantined=quarantined,
+        )
+        infos = [SourceInfo(**s) for s in meta["sources"]]
+        return cls(params, IsoWeek.parse(meta["week"]), tables, quality, infos)
+
+
+# --- snapshot helpers ---------------------------------------------------------------------
+
+
+def _dtypes_of(frame: pd.DataFrame) -> dict[str, object]:
+    """Column dtypes as text; categories listed, since Parquet may drop unused ones."""
+    out: dict[str, object] = {}
+    for name, dtype in frame.dtypes.items():
+        if isinstance(dtype, pd.CategoricalDtype):
+            out[str(name)] = {"category": [str(c) for c in dtype.categories]}
+        else:
+            out[str(name)] = str(dtype)
+    return out
+
+
+def _storable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Quarantined rows hold the source's raw values; mixed-type columns are stored as text."""
+    mixed = [c for c in frame.columns if frame[c].dtype == object]
+    if not mixed:
+        return frame
+    return frame.assign(**{c: frame[c].astype("str") for c in mixed})
+
+
+def _write(frame: pd.DataFrame, path: Path) -> None:
+    # Dictionary pages only pay off for categories; statistics are not needed for a
+    # snapshot that is always read whole.
+    categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+    frame.to_parquet(path, index=False, use_dictionary=categories, write_statistics=False)
+
+
+def _read(path: Path, dtypes: dict[str, object]) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    for name, dtype in dtypes.items():
+        column = frame[name]
+        if isinstance(dtype, dict):
+            wanted = pd.CategoricalDtype(pd.Index(dtype["category"], dtype="str"))
+            if column.dtype == wanted:
+                continue
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                # Recoding through the categories is cheap; the values are not touched.
+                as_text = column.cat.rename_categories(column.cat.categories.astype("str"))
+                frame[name] = as_text.cat.set_categories(wanted.categories)
+            else:
+                frame[name] = column.astype(wanted)
+        elif str(column.dtype) != dtype:
+            frame[name] = column.astype(dtype)
+    return frame
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def selection_window(params: Params, week: IsoWeek) -> Window:
+    """From ``history_weeks`` before ``week`` minus the open-order lookback, to the end of week."""
+    tz = params.timezone
+    first_day = week.shift(-params.history_weeks).monday - dt.timedelta(
+        days=params.open_order_lookback_days
+    )
+    start = pd.Timestamp(first_day).tz_localize(tz, nonexistent="shift_forward")
+    return Window(start, week.end(tz))
+
+
+def resolve_week(params: Params, week: IsoWeek | str | None) -> IsoWeek:
+    """The week asked for, or the latest complete week of the orders source."""
+    if week is None:
+        return latest_complete_week(sources.last_event_time(params), params.timezone)
+    return IsoWeek.parse(week)
+
+
+def _in_window(frame: pd.DataFrame, table: str, window: Window) -> pd.DataFrame:
+    time_column = SCHEMAS[table].time_column
+    if time_column is None:
+        return frame
+    when = frame[time_column]
+    keep = window.contains(when).to_numpy(dtype=bool, na_value=False)
+    if table == "settlements":
+        # Not settled yet: pending settlements belong to every window.
+        keep = keep | when.isna().to_numpy()
+    return frame if keep.all() else frame.loc[keep].reset_index(drop=True)
+
+
+def _arrow_ids(ids: pd.Series) -> list[pa.Array]:
+    arr = pa.array(ids.array) if ids.dtype == "str" else pa.array(ids.astype("str").array)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    return [c.cast(pa.large_string()) for c in chunks]
+
+
+def orders_loaded(frames: dict[str, pd.DataFrame], order_ids: pd.Series) -> dict[str, np.ndarray]:
+    """Per table, which rows belong to a loaded order (tickets without an order_id do too).
+
+    One membership test over all tables: building the set of ten million ids is the
+    expensive part, so it is built once.
+    """
+    names = list(frames)
+    probe = pa.chunked_array(
+        [c for name in names for c in _arrow_ids(frames[name]["order_id"])], pa.large_string()
+    )
+    value_set = pa.concat_arrays(_arrow_ids(order_ids)) if len(order_ids) else None
+    if value_set is None or len(probe) == 0:
+        found = np.zeros(len(probe), dtype=bool)
+    else:
+        found = pc.is_in(probe, value_set=value_set).to_numpy(zero_copy_only=False)
+    out = {}
+    ends = np.cumsum([len(frames[name]) for name in names])
+    for name, stop in zip(names, ends, strict=True):
+        keep = found[stop - len(frames[name]) : stop]
+        if name == "tickets":
+            keep = keep | frames[name]["order_id"].isna().to_numpy()
+        out[name] = keep
+    return out
+
+
+def _weeks_covered(params: Params) -> tuple[IsoWeek, IsoWeek, IsoWeek] | None:
+    """First, last and latest complete week of the whole orders source (read without a window)."""
+    raw = sources.read_table(params, "orders")
+    if raw is None:
+        return None
+    clean, _, _ = validate_table(raw, params.timezone, 1.0)
+    created = clean["created_at"].dropna()
+    if created.empty:
+        return None
+    first, last = IsoWeek.containing(created.min()), IsoWeek.containing(created.max())
+    return first, last, max(first, latest_complete_week(created.max(), params.timezone))
+
+
+def _no_data(params: Params, week: IsoWeek, location: str) -> NoDataError:
+    tz = params.timezone
+    window = week.window(tz)
+    last_day = (window.end - pd.Timedelta(days=1)).date()
+    covered = _weeks_covered(params)
+    if covered is None:
+        where = "the orders there have no readable created_at at all"
+        hint = "Check the source path and the column mapping in the params."
+    else:
+        first, last, complete = covered
+        where = f"the orders there cover weeks {first} to {last}"
+        hint = f"Choose a week in that range with --week, e.g. --week {complete}."
+    return NoDataError(
+        f"no orders created in week {week} ({window.start.date()} to {last_day}, {tz}) "
+        f"in {location}; {where}. {hint}"
+    )
+
+
+def open_week(
+    params: Params, week: IsoWeek | str | None = None, snapshot: str | Path | None = None
+) -> WeekData:
+    """The week as every notebook loads it: the runner's snapshot if given, else the source."""
+    return WeekData.load(Path(snapshot), params) if snapshot else load_week(params, week)
+
+
+def load_week(
+    params: Params,
+    week: IsoWeek | str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> WeekData:
+    """Read, validate and select the report week's data and its history.
+
+    ``week`` None means the latest complete week of the orders source. Raises
+    NoDataError when the week has no orders, TooManyQuarantinedError when a table
+    has more bad rows than ``quality.max_quarantine_share`` allows.
+    """
+    say = progress or (lambda _msg: None)
+    tz = params.timezone
+    report_week = resolve_week(params, week)
+    selection = selection_window(params, report_week)
+    names = sources.available_tables(params)
+    # Orders first: the other tables are filtered by the orders loaded.
+    names = ["orders", *[n for n in names if n != "orders"]]
+
+    tables: dict[str, pd.DataFrame] = {}
+    infos: list[SourceInfo] = []
+    quality = QualityReport()
+    for name in names:
+        raw = sources.read_table(params, name, selection)
+        if raw is None:
+            continue
+        clean, entries, quarantined = validate_table(raw, tz, params.quality.max_quarantine_share)
+        quality.add(name, len(raw.frame), len(clean), entries, quarantined)
+        frame = _in_window(clean, name, selection)
+        if name == "orders":
+            in_week = report_week.window(tz).contains(frame["created_at"])
+            if not bool(np.any(in_week.to_numpy(dtype=bool, na_value=False))):
+                raise _no_data(params, report_week, raw.info.location)
+        tables[name] = frame
+        infos.append(raw.info)
+        say(_progress_text(name, len(frame), len(clean), len(raw.frame), len(quarantined)))
+
+    related = {name: tables[name] for name in ORDER_TABLES if name in tables}
+    dropped = {}
+    for name, keep in orders_loaded(related, tables["orders"]["order_id"]).items():
+        if not keep.all():
+            tables[name] = tables[name].loc[keep].reset_index(drop=True)
+            dropped[name] = int((~keep).sum())
+    if dropped:
+        say(
+            "rows of orders outside the selection left out: "
+            + ", ".join(f"{name} {count:,}" for name, count in dropped.items())
+        )
+    return WeekData(params, report_week, tables, quality, infos)
+
+
+def _progress_text(table: str, rows: int, kept: int, read: int, set_aside: int) -> str:
+    """``orders: 240,118 rows (3 set aside)``, naming rows read when the window dropped some."""
+    if rows == kept:
+        return f"{table}: {rows:,} rows ({set_aside:,} set aside)"
+    return f"{table}: {rows:,} rows in the window ({read:,} read, {set_aside:,} set aside)"

@@ -1,0 +1,1112 @@
+"""Reads a company's files or database into canonical column names.
+
+Two kinds of source, chosen by ``source.kind`` in the params:
+
+* ``folder``: a folder of CSV, Parquet or XLSX files. A table's file is
+  ``source.tables.<table>.file`` (a name or a glob; several matches, e.g. monthly
+  exports, are concatenated in name order), else the first of ``<table>.parquet``,
+  ``<table>.csv``, ``<table>.xlsx`` that exists.
+* ``sql``: any SQLAlchemy URL; the table is ``source.tables.<table>.table`` or the
+  canonical name (``schema.table`` selects a schema).
+
+The params map the company's column names and values onto the canonical ones, so
+a new export needs no code change. This module only selects, renames and maps:
+CSV/XLSX cells stay text (ids keep their leading zeros; timestamps and numbers are
+parsed by validation), empty text becomes NA, and values missing from a value map
+pass through unchanged for validation to report.
+
+Only the canonical columns are read. With a window, Parquet (row groups pruned by
+their statistics) and SQL (a WHERE clause with bound values) return only the rows
+whose time column lies in the window, plus the rows where it is empty, so that
+validation can report those; CSV/XLSX and text timestamps in Parquet return every
+row. The caller filters again after validation either way.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import functools
+import glob
+import hashlib
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.sql import quoted_name
+
+from meetinglib.core.errors import (
+    InvalidParamError,
+    MissingColumnError,
+    NoDataError,
+    SourceNotFoundError,
+    UnreadableSourceError,
+)
+from meetinglib.core.params import Params, TableSource
+from meetinglib.core.schema import SCHEMAS, TableSchema
+from meetinglib.core.weeks import Window
+
+SOURCE_ROW = "_source_row"
+
+# Default file names are tried in this order; the first that exists wins.
+_DEFAULT_SUFFIXES = (".parquet", ".csv", ".xlsx")
+_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "csv",
+    ".xlsx": "xlsx",
+    ".xlsm": "xlsx",
+}
+_BOM = b"\xef\xbb\xbf"
+_AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
+# SQL LIKE pattern of text that starts with an ISO date (YYYY-MM-DD).
+_ISO_DATE_LIKE = "____-__-__%"
+_ISO_FORMAT_PREFIX = "%Y-%m-%d"
+# Text ending in a UTC offset: Z, +08:00 / -05:00, +0800.
+_OFFSET_LIKES = ("%Z", "%+__:__", "%-__:__", "%+____")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where a table was read from, for the report's data-provenance note."""
+
+    table: str
+    location: str  # file path(s) joined by ", " or "sql:<table name>"
+    format: str  # "parquet" | "csv" | "xlsx" | "sql"
+    rows: int  # rows read from the source
+    sha256: str | None  # digest of the file bytes (several files: of their digests); None for SQL
+
+
+@dataclass
+class RawTable:
+    """One table in canonical column names, before validation."""
+
+    table: str  # canonical table name, e.g. "orders"
+    # Canonical columns the source has (value maps applied) plus "_source_row" (Int64):
+    # the row a person finds in the file (CSV line, header = 1; XLSX sheet row;
+    # Parquet/SQL 1-based position). Timestamps and numbers may still be text.
+    frame: pd.DataFrame
+    info: SourceInfo
+    timezone: str  # zone in which naive timestamps of this source are expressed
+    timestamp_format: str | None  # strftime format of text timestamps, None = ISO-like
+
+
+# --- public API -------------------------------------------------------------------
+
+
+def available_tables(params: Params) -> list[str]:
+    """Canonical tables the source has, in schema order.
+
+    A table whose file or database table is set explicitly in the params is listed
+    even when it is missing, so that ``read_table`` reports it instead of the table
+    silently dropping out of the report.
+    """
+    if params.source.kind == "sql":
+        with _connection(params) as conn:
+            insp = sa.inspect(conn)
+            found = []
+            for table in SCHEMAS:
+                ts = _table_source(params, table)
+                schema, name = _sql_name(table, ts)
+                if ts.table is not None or insp.has_table(name, schema=schema):
+                    found.append(table)
+            return found
+    folder = _folder(params)
+    return [
+        table
+        for table in SCHEMAS
+        if _table_source(params, table).file is not None or _table_files(folder, table, params)[0]
+    ]
+
+
+def read_table(params: Params, table: str, window: Window | None = None) -> RawTable | None:
+    """Read ``table`` from the source in canonical column names, or None when it is absent.
+
+    With a window, Parquet and SQL sources return only rows whose time column lies in
+    ``[window.start, window.end)`` or is empty; CSV/XLSX return all rows.
+    """
+    schema = _schema(table)
+    ts = _table_source(params, table)
+    _check_mapping(params, table, ts)
+    tz = ts.timezone or params.timezone
+    if params.source.kind == "sql":
+        result = _read_sql_table(params, schema, ts, window, tz)
+    else:
+        result = _read_folder_table(params, schema, ts, window, tz)
+    if result is None:
+        return None
+    frame, location, fmt, digest = result
+    frame = _finish(frame, schema, ts)
+    info = SourceInfo(table, location, fmt, len(frame), digest)
+    return RawTable(table, frame, info, tz, ts.timestamp_format)
+
+
+def last_event_time(params: Params) -> pd.Timestamp:
+    """Latest ``orders.created_at`` in the source, tz-aware in ``params.timezone``."""
+    schema = _schema("orders")
+    ts = _table_source(params, "orders")
+    _check_mapping(params, "orders", ts)
+    tz = ts.timezone or params.timezone
+    if params.source.kind == "sql":
+        latest, location = _sql_last_event(params, schema, ts, tz)
+    else:
+        latest, location = _folder_last_event(params, schema, ts, tz)
+    if latest is None or pd.isna(latest):
+        raise NoDataError(
+            f"no order in {location} has a readable created_at; check the column mapping "
+            "and source.tables.orders.timestamp_format in the params."
+        )
+    return latest.tz_convert(params.timezone)
+
+
+# --- params helpers -----------------------------------------------------------------
+
+
+def _schema(table: str) -> TableSchema:
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown table {table!r}; known tables: {sorted(SCHEMAS)}")
+    return SCHEMAS[table]
+
+
+def _table_source(params: Params, table: str) -> TableSource:
+    return params.source.tables.get(table) or TableSource()
+
+
+def _params_files(params: Params) -> str:
+    return ", ".join(str(f) for f in params.files) or "the params"
+
+
+def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
+    """Mapping targets and value maps must name canonical columns; encodings must exist."""
+    names = SCHEMAS[table].names
+    key = f"source.tables.{table}"
+    for company, canonical in ts.columns.items():
+        if canonical not in names:
+            raise InvalidParamError(
+                _params_files(params),
+                f"{key}.columns.{company}",
+                f"'{canonical}' is not a column of the canonical table '{table}'; "
+                f"map onto one of {names}",
+            )
+    for canonical in ts.values:
+        if canonical not in names:
+            raise InvalidParamError(
+                _params_files(params),
+                f"{key}.values.{canonical}",
+                f"'{canonical}' is not a column of the canonical table '{table}'; "
+                f"value maps are keyed by canonical column names: {names}",
+            )
+    if len(ts.delimiter) != 1:
+        raise InvalidParamError(
+            _params_files(params),
+            f"{key}.delimiter",
+            f'the delimiter must be one character, not {ts.delimiter!r} (write a tab as "\\t")',
+        )
+    if ts.encoding != "auto":
+        try:
+            codecs.lookup(ts.encoding)
+        except LookupError:
+            raise InvalidParamError(
+                _params_files(params),
+                f"{key}.encoding",
+                f"unknown encoding {ts.encoding!r}; use utf-8, utf-8-sig, gbk, gb18030 or auto",
+            ) from None
+
+
+# --- column selection and value mapping ---------------------------------------------
+
+
+def _clean_header(name: object) -> str:
+    return "" if name is None else str(name).replace("\ufeff", "").strip()
+
+
+def _select_columns(
+    found: list[str],
+    schema: TableSchema,
+    ts: TableSource,
+    source: str,
+    wanted: list[str] | None = None,
+) -> dict[str, str]:
+    """Map the source's original column names to canonical names, in schema order.
+
+    A canonical column comes from the first of the company names mapped onto it that
+    the source has, else from a column of the same name. A required column, or one
+    the params map explicitly, that cannot be found raises MissingColumnError.
+    """
+    clean = {}
+    for original in found:
+        clean.setdefault(_clean_header(original), original)
+    mapped_away = {_clean_header(c) for c in ts.columns}
+    selected: dict[str, str] = {}
+    for name in wanted or schema.names:
+        candidates = [c for c, canon in ts.columns.items() if canon == name]
+        hit = next((clean[_clean_header(c)] for c in candidates if _clean_header(c) in clean), None)
+        if hit is None and name in clean and name not in mapped_away:
+            hit = clean[name]
+        if hit is None:
+            if schema.column(name).required or candidates:
+                raise MissingColumnError(source, name, list(found))
+            continue
+        selected[hit] = name
+    return selected
+
+
+def _map_values(s: pd.Series, mapping: dict[str, str], as_category: bool) -> pd.Series:
+    """Strip, map (unknown values pass through) and blank-to-NA on the distinct values only.
+
+    Category columns come back as pandas categories, other columns as strings.
+    """
+    categorical = isinstance(s.dtype, pd.CategoricalDtype)
+    if categorical:
+        uniques = pd.Index(s.cat.categories)
+    else:
+        if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
+            s = s.astype("str")
+        codes, uniques = pd.factorize(s)
+    mapped = [mapping.get(v, v) for v in (str(u).strip() for u in uniques)]
+    new_values = pd.Index([v if v != "" else None for v in mapped], dtype="str")
+    if categorical and not new_values.hasnans and new_values.is_unique:
+        # One-to-one: relabel the categories, the codes stay as they are.
+        if new_values.equals(uniques):
+            return s
+        return s.cat.rename_categories(list(new_values))
+    if categorical:
+        codes = s.cat.codes.to_numpy()
+    categories = new_values.dropna().unique()
+    new_codes = categories.get_indexer(new_values)
+    codes = np.where(codes >= 0, new_codes[np.maximum(codes, 0)], -1)
+    if as_category:
+        values = pd.Categorical.from_codes(codes, categories=categories, validate=False)
+    else:
+        values = pd.array(categories, dtype="str").take(codes, allow_fill=True)
+    return pd.Series(values, index=s.index, name=s.name)
+
+
+def _blank_to_na(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
+        blank = s.eq("")
+        if blank.any():
+            return s.mask(blank)
+    return s
+
+
+def _finish(frame: pd.DataFrame, schema: TableSchema, ts: TableSource) -> pd.DataFrame:
+    """Apply value maps, turn empty strings into NA, order columns, type ``_source_row``."""
+    out = {}
+    for name in frame.columns:
+        if name == SOURCE_ROW:
+            continue
+        s = frame[name]
+        mapping = ts.values.get(name, {})
+        is_category = schema.column(name).kind == "category"
+        if mapping or is_category:
+            out[name] = _map_values(s, mapping, as_category=is_category)
+        else:
+            out[name] = _blank_to_na(s)
+    result = pd.DataFrame(out, index=frame.index, copy=False)
+    result[SOURCE_ROW] = frame[SOURCE_ROW].astype("Int64")
+    return result.reset_index(drop=True)
+
+
+# --- folder sources -------------------------------------------------------------------
+
+
+def _folder(params: Params) -> Path:
+    path = params.source.path
+    if path is None:
+        raise SourceNotFoundError(
+            f"source.kind is 'folder' but source.path is not set in {_params_files(params)}; "
+            "set it to the folder holding the exported files."
+        )
+    if not path.is_dir():
+        raise SourceNotFoundError(
+            f"source folder {path} does not exist; fix source.path in {_params_files(params)} "
+            "or create the folder with the exported files."
+        )
+    return path
+
+
+def _has_magic(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _table_files(folder: Path, table: str, params: Params) -> tuple[list[Path], list[str]]:
+    """The files of ``table`` in name order, and the names that were looked for."""
+    ts = _table_source(params, table)
+    if ts.file is not None:
+        if _has_magic(ts.file):
+            matches = glob.glob(str(folder / ts.file))
+            # Excel's lock files (~$name.xlsx) and hidden files are never data.
+            files = sorted(
+                (Path(m) for m in matches if not Path(m).name.startswith(("~$", "."))),
+                key=lambda p: str(p.relative_to(folder)) if p.is_relative_to(folder) else str(p),
+            )
+            return [f for f in files if f.is_file()], [ts.file]
+        path = folder / ts.file
+        return ([path] if path.is_file() else []), [ts.file]
+    names = [f"{table}{suffix}" for suffix in _DEFAULT_SUFFIXES]
+    for name in names:
+        if (folder / name).is_file():
+            return [folder / name], names
+    return [], names
+
+
+def _format_of(path: Path, table: str, params: Params) -> str:
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidParamError(
+            _params_files(params),
+            f"source.tables.{table}.file",
+            f"{path.name} has an unsupported format '{path.suffix}'; "
+            "save it as .csv, .xlsx or .parquet",
+        )
+    return fmt
+
+
+def _locate(params: Params, schema: TableSchema) -> tuple[list[Path], str] | None:
+    """The table's files and their common format; None when an optional table is absent."""
+    folder = _folder(params)
+    table = schema.name
+    ts = _table_source(params, table)
+    files, looked_for = _table_files(folder, table, params)
+    if not files:
+        if ts.file is not None:
+            raise SourceNotFoundError(
+                f"no file matching '{ts.file}' in {folder} for table '{table}'; "
+                f"fix source.tables.{table}.file in {_params_files(params)} or add the file."
+            )
+        if schema.required_table:
+            raise SourceNotFoundError(
+                f"table '{table}' not found in {folder}: looked for {', '.join(looked_for)}. "
+                f"Export it under one of these names or set source.tables.{table}.file."
+            )
+        return None
+    formats = {_format_of(f, table, params) for f in files}
+    if len(formats) > 1:
+        raise InvalidParamError(
+            _params_files(params),
+            f"source.tables.{table}.file",
+            f"'{ts.file}' matches files of different formats ({sorted(formats)}); "
+            "narrow the pattern to one format",
+        )
+    return files, formats.pop()
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and modification time too: a re-exported file is hashed again, while
+    # the several reads of one unchanged file (report week, history) hash it once.
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _files_sha256(files: list[Path]) -> str:
+    digests = [_file_sha256(f) for f in files]
+    if len(digests) == 1:
+        return digests[0]
+    return hashlib.sha256("".join(digests).encode("ascii")).hexdigest()
+
+
+def _read_folder_table(
+    params: Params, schema: TableSchema, ts: TableSource, window: Window | None, tz: str
+) -> tuple[pd.DataFrame, str, str, str] | None:
+    located = _locate(params, schema)
+    if located is None:
+        return None
+    files, fmt = located
+    # Hashing releases the GIL: digest the files while they are being read.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(_files_sha256, files)
+        if fmt == "parquet":
+            tables = [_read_parquet(f, schema, ts, window, tz) for f in files]
+            if len(tables) > 1:
+                tables = [pa.concat_tables(tables, promote_options="permissive")]
+            frame = _arrow_to_pandas(tables[0])
+        else:
+            reader = _read_csv if fmt == "csv" else _read_xlsx
+            frames = [reader(f, schema, ts) for f in files]
+            frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return frame, ", ".join(str(f) for f in files), fmt, digest.result()
+
+
+# --- CSV --------------------------------------------------------------------------------
+
+
+def _csv_encodings(path: Path, encoding: str) -> tuple[str, ...]:
+    """Encodings to try in turn; a UTF-8 BOM always wins, so it never reaches a header."""
+    with path.open("rb") as fh:
+        has_bom = fh.read(3) == _BOM
+    if has_bom:
+        return ("utf-8-sig",)
+    if encoding == "auto":
+        return _AUTO_ENCODINGS
+    if codecs.lookup(encoding).name == "utf-8":
+        return ("utf-8-sig",)
+    return (encoding,)
+
+
+def _read_csv(
+    path: Path, schema: TableSchema, ts: TableSource, wanted: list[str] | None = None
+) -> pd.DataFrame:
+    """Read the selected columns of a CSV as text; ``_source_row`` is the line number."""
+    tried = _csv_encodings(path, ts.encoding)
+    for encoding in tried:
+        try:
+            return _read_csv_as(path, encoding, schema, ts, wanted)
+        except UnicodeDecodeError:
+            continue
+    shown = ts.encoding if ts.encoding != "auto" else " or ".join(tried)
+    raise UnreadableSourceError(
+        f"cannot decode {path.name} ({path}) as {shown}: the file holds bytes that are not "
+        f"valid {shown}. Set `encoding: gb18030` (GBK exports, e.g. from Excel on Chinese "
+        f"Windows) or `encoding: utf-8-sig` (UTF-8 with BOM) under "
+        f"source.tables.{schema.name} in the params, or `encoding: auto` to try both."
+    )
+
+
+def _read_csv_as(
+    path: Path, encoding: str, schema: TableSchema, ts: TableSource, wanted: list[str] | None
+) -> pd.DataFrame:
+    header = _csv_header(path, encoding, ts.delimiter, schema.name)
+    selected = _select_columns(header, schema, ts, path.name, wanted)
+    positions = {orig: header.index(orig) for orig in selected}
+    try:
+        frame = _read_csv_arrow(path, encoding, ts.delimiter, len(header), positions)
+    except pa.ArrowInvalid:
+        # Rows with a missing or extra cell, or bytes invalid in the encoding: the pandas
+        # parser fills short rows, names the bad line, or raises UnicodeDecodeError.
+        frame = _read_csv_pandas(path, encoding, ts.delimiter, schema.name, list(selected))
+    frame = frame.rename(columns=selected)[list(selected.values())]
+    # Header is line 1; assumes one line per record (no line breaks inside quoted cells).
+    frame[SOURCE_ROW] = np.arange(2, len(frame) + 2)
+    return _drop_empty_rows(frame)
+
+
+def _csv_header(path: Path, encoding: str, delimiter: str, table: str) -> list[str]:
+    with path.open(encoding=encoding, newline="") as fh:
+        header = next(csv.reader(fh, delimiter=delimiter), None)
+    if not header:
+        raise UnreadableSourceError(
+            f"{path.name} ({path}) is empty: it has no header line. Export the {table} "
+            "table again with its column names in the first line."
+        )
+    return header
+
+
+def _read_csv_arrow(
+    path: Path, encoding: str, delimiter: str, width: int, positions: dict[str, int]
+) -> pd.DataFrame:
+    """The selected columns as text, parsed by pyarrow on all cores."""
+    # Columns are addressed by position: header names may repeat or carry a BOM.
+    names = [f"c{i}" for i in range(width)]
+    wanted = [names[i] for i in positions.values()]
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(
+            # The header line (with any BOM) is skipped; arrow decodes UTF-8 natively.
+            encoding="utf8" if encoding == "utf-8-sig" else encoding,
+            column_names=names,
+            skip_rows=1,
+        ),
+        # Blank lines stay rows (of nulls), so row positions stay line numbers.
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
+        ),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=wanted,
+            column_types=dict.fromkeys(wanted, pa.string()),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            null_values=[""],
+        ),
+    )
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    frame.columns = list(positions)
+    return frame
+
+
+def _read_csv_pandas(
+    path: Path, encoding: str, delimiter: str, table: str, columns: list[str]
+) -> pd.DataFrame:
+    try:
+        # All columns, not usecols: with usecols pandas silently drops the extra cells of
+        # a long row (often an unquoted delimiter inside a value) instead of reporting it.
+        frame = pd.read_csv(
+            path,
+            sep=delimiter,
+            encoding=encoding,
+            index_col=False,
+            dtype=str,
+            # Only empty cells are missing: "NA" may be a region, "null" a name.
+            keep_default_na=False,
+            na_values=[""],
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UnreadableSourceError(
+            f"cannot parse {path.name} ({path}) as CSV with delimiter {delimiter!r}: "
+            f"{str(exc).strip()}. "
+            f"Check source.tables.{table}.delimiter and that the file is a complete export."
+        ) from None
+    return frame[columns]
+
+
+def _drop_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows with no value in any column read (blank lines, Excel's trailing rows)."""
+    data = frame.drop(columns=SOURCE_ROW)
+    if data.columns.empty:
+        return frame
+    empty = data.isna().all(axis=1)
+    return frame.loc[~empty] if empty.any() else frame
+
+
+# --- XLSX -----------------------------------------------------------------------------
+
+
+def _read_xlsx(
+    path: Path, schema: TableSchema, ts: TableSource, wanted: list[str] | None = None
+) -> pd.DataFrame:
+    """Read the selected columns of a sheet; ``_source_row`` is the sheet row number."""
+    import openpyxl  # only XLSX sources pay for importing it
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for damaged files
+        raise UnreadableSourceError(
+            f"cannot open {path.name} ({path}) as an Excel workbook: {exc}. "
+            "Save it again from Excel as .xlsx, or export it as CSV."
+        ) from None
+    try:
+        ws = _sheet(wb, path, schema.name, ts.sheet)
+        # Some writers store a wrong sheet size; recompute it from the cells.
+        ws.reset_dimensions()
+        rows = ws.iter_rows(values_only=True)
+        header_row, header = 0, None
+        for number, row in enumerate(rows, start=1):
+            if any(_clean_header(v) for v in row):
+                header_row, header = number, [_clean_header(v) for v in row]
+                break
+        if header is None:
+            raise UnreadableSourceError(
+                f"sheet '{ws.title}' of {path.name} ({path}) is empty; "
+                f"choose the sheet with the data under source.tables.{schema.name}.sheet."
+            )
+        selected = _select_columns(header, schema, ts, path.name, wanted)
+        positions = {orig: header.index(orig) for orig in selected}
+        records = list(rows)
+    finally:
+        wb.close()
+    columns = {}
+    for orig, canonical in selected.items():
+        i = positions[orig]
+        cells = [r[i] if i < len(r) else None for r in records]
+        if schema.column(canonical).kind == "timestamp":
+            columns[canonical] = _xlsx_timestamps(cells, ts.timestamp_format)
+        else:
+            columns[canonical] = pd.Series([_cell_text(v) for v in cells], dtype="str")
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(records)))
+    frame[SOURCE_ROW] = np.arange(header_row + 1, header_row + 1 + len(records))
+    return _drop_empty_rows(frame)
+
+
+def _sheet(wb: Any, path: Path, table: str, sheet: str | int | None) -> Any:
+    names = wb.sheetnames
+    if sheet is None:
+        return wb.worksheets[0]
+    if isinstance(sheet, int) and 0 <= sheet < len(names):
+        return wb.worksheets[sheet]
+    if isinstance(sheet, str) and sheet in names:
+        return wb[sheet]
+    raise SourceNotFoundError(
+        f"sheet {sheet!r} not in {path.name} ({path}); sheets found: {names}. "
+        f"Fix source.tables.{table}.sheet (a sheet name, or its 0-based position)."
+    )
+
+
+def _cell_text(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if text != "" else None
+
+
+def _xlsx_timestamps(cells: list[object], fmt: str | None) -> pd.Series:
+    """Real date cells stay datetimes; a column mixing them with text becomes all text."""
+    present = [v for v in cells if v is not None and v != ""]
+    if present and all(isinstance(v, dt.datetime | dt.date) for v in present):
+        return pd.Series(pd.to_datetime(pd.Series(cells, dtype=object)))
+    # Formatting date cells like the text cells keeps the column parseable with one format.
+    out_format = fmt or "%Y-%m-%d %H:%M:%S"
+    return pd.Series(
+        [v.strftime(out_format) if isinstance(v, dt.date) else _cell_text(v) for v in cells],
+        dtype="str",
+    )
+
+
+# --- Parquet --------------------------------------------------------------------------
+
+
+def _read_parquet(
+    path: Path, schema: TableSchema, ts: TableSource, window: Window | None, tz: str
+) -> pa.Table:
+    """Read the selected columns, and with a window only its rows, pruning row groups."""
+    arrow_schema = _parquet_schema(path)
+    selected = _select_columns(arrow_schema.names, schema, ts, path.name)
+    # Low-cardinality text comes back dictionary-encoded: less memory, categories in pandas.
+    dictionary = [
+        orig
+        for orig, canonical in selected.items()
+        if schema.column(canonical).kind == "category" and _is_text(arrow_schema.field(orig).type)
+    ]
+    with pq.ParquetFile(path, read_dictionary=dictionary) as pf:
+        return _read_parquet_rows(pf, path, selected, schema, window, tz)
+
+
+def _read_parquet_rows(
+    pf: pq.ParquetFile,
+    path: Path,
+    selected: dict[str, str],
+    schema: TableSchema,
+    window: Window | None,
+    tz: str,
+) -> pa.Table:
+    arrow_schema = pf.schema_arrow
+    meta = pf.metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+    time_col = _source_column(selected, schema.time_column)
+    bounds = None
+    if window is not None and time_col is not None:
+        bounds = _arrow_window(time_col, arrow_schema.field(time_col).type, window, tz)
+    if bounds is None:
+        groups, partial = list(range(meta.num_row_groups)), set()
+    else:
+        condition, lo, hi = bounds
+        fragment = next(iter(ds.dataset(path, format="parquet").get_fragments()))
+        groups = [rg.id for rg in fragment.subset(filter=condition).row_groups]
+        partial = {g for g in groups if not _group_inside(meta, g, time_col, lo, hi)}
+    table = pf.read_row_groups(groups, columns=list(selected), use_threads=True)
+    rows = [np.arange(offsets[g] + 1, offsets[g + 1] + 1) for g in groups]
+    table = table.append_column(
+        SOURCE_ROW, pa.array(np.concatenate(rows) if rows else np.empty(0, np.int64))
+    )
+    if partial:
+        # Files sorted by time have only a few groups straddling a window edge: filter
+        # those and keep the others whole, instead of filtering (copying) every row.
+        pieces, start = [], 0
+        for g in groups:
+            piece = table.slice(start, sizes[g])
+            pieces.append(piece.filter(bounds[0]) if g in partial else piece)
+            start += sizes[g]
+        table = pa.concat_tables(pieces)
+    return table.rename_columns([selected.get(n, n) for n in table.column_names])
+
+
+def _parquet_schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise UnreadableSourceError(
+            f"cannot read {path.name} ({path}) as Parquet: {exc}. Export the file again."
+        ) from None
+
+
+def _column_statistics(meta: pq.FileMetaData, group: int, column: str) -> Any:
+    """Statistics of one column in one row group, or None when the file has none."""
+    rg = meta.row_group(group)
+    for j in range(rg.num_columns):
+        chunk = rg.column(j)
+        if chunk.path_in_schema == column:
+            return chunk.statistics if chunk.is_stats_set else None
+    return None
+
+
+def _group_inside(meta: pq.FileMetaData, group: int, column: str, lo: Any, hi: Any) -> bool:
+    """Whether the statistics of a row group place all its times in ``[lo, hi)``."""
+    stats = _column_statistics(meta, group, column)
+    if stats is None or not stats.has_min_max:
+        return False
+    try:
+        return bool(stats.min >= lo and stats.max < hi)
+    except TypeError:  # statistics in a type that does not compare: filter the rows
+        return False
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_string_view(arrow_type)
+    )
+
+
+def _source_column(selected: dict[str, str], canonical: str | None) -> str | None:
+    return next((orig for orig, canon in selected.items() if canon == canonical), None)
+
+
+def _local_naive(ts: pd.Timestamp, tz: str) -> dt.datetime:
+    return ts.tz_convert(tz).tz_localize(None).to_pydatetime()
+
+
+def _arrow_window(
+    column: str, arrow_type: pa.DataType, window: Window, tz: str
+) -> tuple[ds.Expression, Any, Any] | None:
+    """(``lo <= column < hi`` or empty, lo, hi); None when the column's type allows no pushdown."""
+    field = ds.field(column)
+    lo: Any
+    hi: Any
+    if pa.types.is_timestamp(arrow_type):
+        if arrow_type.tz is not None:
+            lo, hi = window.start.to_pydatetime(), window.end.to_pydatetime()
+        else:
+            # Naive timestamps are wall-clock times of the table's timezone.
+            lo, hi = _local_naive(window.start, tz), _local_naive(window.end, tz)
+    elif pa.types.is_date(arrow_type):
+        lo, hi = _date_bounds(window, tz, margin_days=0)
+    else:
+        # Text timestamps cannot be compared before parsing; read all rows.
+        return None
+    inside = (field >= pa.scalar(lo, type=arrow_type)) & (field < pa.scalar(hi, type=arrow_type))
+    return inside | field.is_null(), lo, hi
+
+
+def _date_bounds(window: Window, tz: str, margin_days: int) -> tuple[dt.date, dt.date]:
+    """First local date of the window and the day after its last, widened by a margin."""
+    first = window.start.tz_convert(tz).date()
+    last = (window.end.tz_convert(tz) - pd.Timedelta(microseconds=1)).date()
+    margin = dt.timedelta(days=margin_days)
+    return first - margin, last + dt.timedelta(days=1) + margin
+
+
+def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    # Int64 keeps integer columns with gaps integral; strings become pandas' arrow-backed
+    # str dtype and dictionaries categories without another copy.
+    return table.to_pandas(
+        split_blocks=True,
+        self_destruct=True,
+        types_mapper={pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}.get,
+    )
+
+
+# --- SQL ------------------------------------------------------------------------------
+
+
+def _mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparseable URL: mask the userinfo part by hand
+        return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the URL's password from a driver's error text."""
+    try:
+        password = sa.engine.make_url(url).password
+    except Exception:
+        password = None
+    text = text.replace(url, _mask_url(url))
+    if password:
+        text = text.replace(str(password), "***")
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _error_text(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc)
+
+
+def _missing_sqlite_file(url: sa.URL) -> str | None:
+    """The path of a SQLite URL whose file does not exist (sqlite would create it empty)."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or path in (None, "", ":memory:"):
+        return None
+    if path.startswith("file:") or Path(path).is_file():
+        return None
+    return path
+
+
+@contextmanager
+def _connection(params: Params) -> Iterator[sa.Connection]:
+    url = params.source.database_url()
+    shown = _mask_url(url)
+    try:
+        missing = _missing_sqlite_file(sa.engine.make_url(url))
+        if missing:
+            raise SourceNotFoundError(
+                f"database {shown} not found: no file {missing}. "
+                "Fix the URL in the environment variable named by source.url_env."
+            )
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise SourceNotFoundError(
+            f"cannot use database {shown}: {_scrub(_error_text(exc), url)}. Check the URL and "
+            "that the database driver is installed."
+        ) from None
+    try:
+        try:
+            conn = engine.connect()
+        except sa.exc.SQLAlchemyError as exc:
+            raise SourceNotFoundError(
+                f"cannot connect to database {shown}: {_scrub(_error_text(exc), url)}. "
+                "Check the URL, that the server is running, and the user's rights."
+            ) from None
+        with conn:
+            try:
+                yield conn
+            except sa.exc.SQLAlchemyError as exc:
+                raise UnreadableSourceError(
+                    f"reading from database {shown} failed: {_scrub(_error_text(exc), url)}"
+                ) from None
+    finally:
+        engine.dispose()
+
+
+def _sql_name(table: str, ts: TableSource) -> tuple[str | None, str]:
+    """(schema, table name) of a canonical table; ``schema.table`` names a schema."""
+    name = ts.table or table
+    if ts.table and "." in name:
+        schema, name = name.split(".", 1)
+        return schema, name
+    return None, name
+
+
+def _sql_columns(
+    params: Params, conn: sa.Connection, schema: TableSchema, ts: TableSource
+) -> tuple[str, sa.TableClause, dict[str, Any]] | None:
+    """(label, table clause, {column: type}) of the database table; None when absent."""
+    db_schema, name = _sql_name(schema.name, ts)
+    label = f"{db_schema}.{name}" if db_schema else name
+    insp = sa.inspect(conn)
+    if not insp.has_table(name, schema=db_schema):
+        if ts.table is not None or schema.required_table:
+            key = f"source.tables.{schema.name}.table"
+            raise SourceNotFoundError(
+                f"table '{label}' not found in database {_mask_url(params.source.database_url())}"
+                f"; set {key} to the table holding the {schema.name} data."
+            )
+        return None
+    types = {c["name"]: c["type"] for c in insp.get_columns(name, schema=db_schema)}
+    clause = sa.table(
+        quoted_name(name, True),
+        *[sa.column(quoted_name(c, True)) for c in types],
+        schema=quoted_name(db_schema, True) if db_schema else None,
+    )
+    return label, clause, types
+
+
+def _sql_window(
+    column: sa.ColumnClause, sql_type: Any, dialect: str, window: Window, tz: str
+) -> sa.ColumnElement[bool] | None:
+    """WHERE condition selecting the window's rows (and empty ones), with bound values."""
+    if dialect == "sqlite" or isinstance(sql_type, sa.String):
+        return _sql_text_window(column, window, tz)
+    if isinstance(sql_type, sa.DateTime):
+        aware = bool(getattr(sql_type, "timezone", False))
+        if aware:
+            lo, hi = window.start.to_pydatetime(), window.end.to_pydatetime()
+        else:
+            lo, hi = _local_naive(window.start, tz), _local_naive(window.end, tz)
+        kind = sa.DateTime(timezone=aware)
+    elif isinstance(sql_type, sa.Date):
+        lo, hi = _date_bounds(window, tz, margin_days=0)
+        kind = sa.Date()
+    else:
+        return None
+    inside = sa.and_(
+        column >= sa.bindparam("window_lo", lo, type_=kind),
+        column < sa.bindparam("window_hi", hi, type_=kind),
+    )
+    return sa.or_(inside, column.is_(None))
+
+
+def _iso_bound(stamp: pd.Timestamp, tz: str) -> str:
+    """Shortest ISO text of a local time, so texts without seconds still compare right.
+
+    "2026-01-05 00:00" must not sort before the bound of Monday 00:00, so that bound
+    is "2026-01-05"; any text of a later instant sorts after it.
+    """
+    local = stamp.tz_convert(tz).tz_localize(None)
+    if local == local.normalize():
+        return local.strftime("%Y-%m-%d")
+    if local.second == 0 and local.microsecond == 0:
+        return local.strftime("%Y-%m-%d %H:%M")
+    return local.isoformat(sep=" ")
+
+
+def _sql_text_window(column: sa.ColumnElement[Any], window: Window, tz: str) -> Any:
+    """Window condition on timestamps stored as text (always so in SQLite).
+
+    Plain ISO text ("YYYY-MM-DD HH:MM[:SS[.f]]", "T" or space) compares exactly as
+    text once "T" reads as a space. Text with a UTC offset is selected by its date
+    widened by a day (the caller filters exactly after parsing); text that does not
+    start with an ISO date, and empty values, are always returned for validation.
+    """
+
+    def text(name: str, value: str) -> sa.BindParameter[str]:
+        return sa.bindparam(name, value, type_=sa.String())
+
+    plain = sa.func.replace(column, text("iso_t", "T"), text("iso_space", " "))
+    exact = sa.and_(
+        plain >= text("window_lo", _iso_bound(window.start, tz)),
+        plain < text("window_hi", _iso_bound(window.end, tz)),
+    )
+    first, after_last = _date_bounds(window, tz, margin_days=1)
+    offset = sa.or_(*[column.like(text(f"offset_{i}", p)) for i, p in enumerate(_OFFSET_LIKES)])
+    near = sa.and_(
+        offset,
+        column >= text("near_lo", first.isoformat()),
+        column < text("near_hi", after_last.isoformat()),
+    )
+    not_iso = sa.not_(column.like(text("iso_like", _ISO_DATE_LIKE)))
+    return sa.or_(exact, near, column.is_(None), not_iso)
+
+
+def _read_sql_table(
+    params: Params, schema: TableSchema, ts: TableSource, window: Window | None, tz: str
+) -> tuple[pd.DataFrame, str, str, None] | None:
+    with _connection(params) as conn:
+        found = _sql_columns(params, conn, schema, ts)
+        if found is None:
+            return None
+        label, clause, types = found
+        selected = _select_columns(list(types), schema, ts, f"sql:{label}")
+        stmt = sa.select(*[clause.c[orig].label(canon) for orig, canon in selected.items()])
+        time_col = _source_column(selected, schema.time_column)
+        if window is not None and time_col is not None:
+            condition = _sql_window(
+                clause.c[time_col], types[time_col], conn.dialect.name, window, tz
+            )
+            if condition is not None:
+                stmt = stmt.where(condition)
+        frame = pd.read_sql(stmt, conn)
+    # A database has no row order a person could look up; number the rows read.
+    frame[SOURCE_ROW] = np.arange(1, len(frame) + 1)
+    return frame, f"sql:{label}", "sql", None
+
+
+# --- last event ---------------------------------------------------------------------------
+
+
+def _to_zone(value: object, tz: str) -> pd.Timestamp | None:
+    """A timestamp as tz-aware; naive values are wall-clock times in ``tz``."""
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is None:
+        return stamp.tz_localize(tz, ambiguous=False, nonexistent="shift_forward")
+    return stamp.tz_convert(tz)
+
+
+def _max_timestamp(values: pd.Series, fmt: str | None, tz: str) -> pd.Timestamp | None:
+    """Latest of a column of timestamps or timestamp texts (unparseable texts ignored)."""
+    values = values.dropna()
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return _to_zone(values.max(), tz) if len(values) else None
+    values = values.astype("str")
+    values = values[values.str.strip() != ""]
+    if values.empty:
+        return None
+    try:
+        parsed = pd.to_datetime(values, format=fmt or "ISO8601", errors="coerce")
+    except ValueError:
+        # Texts with different UTC offsets only parse together as UTC.
+        parsed = pd.to_datetime(values, format=fmt or "ISO8601", errors="coerce", utc=True)
+    if fmt is None and parsed.isna().all():
+        parsed = pd.to_datetime(values, format="mixed", errors="coerce", utc=True)
+    if not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
+        parsed = pd.to_datetime(parsed, errors="coerce", utc=True)
+    return _to_zone(parsed.max(), tz)
+
+
+def _folder_last_event(
+    params: Params, schema: TableSchema, ts: TableSource, tz: str
+) -> tuple[pd.Timestamp | None, str]:
+    located = _locate(params, schema)
+    assert located is not None  # orders is required: _locate raised already
+    files, fmt = located
+    latest = []
+    for path in files:
+        if fmt == "parquet":
+            latest.append(_parquet_last_event(path, schema, ts, tz))
+        else:
+            reader = _read_csv if fmt == "csv" else _read_xlsx
+            frame = reader(path, schema, ts, ["created_at"])
+            latest.append(_max_timestamp(frame["created_at"], ts.timestamp_format, tz))
+    found = [t for t in latest if t is not None]
+    return (max(found) if found else None), ", ".join(str(f) for f in files)
+
+
+def _parquet_last_event(
+    path: Path, schema: TableSchema, ts: TableSource, tz: str
+) -> pd.Timestamp | None:
+    """From the row-group statistics when present, else from that one column."""
+    arrow_schema = _parquet_schema(path)
+    selected = _select_columns(arrow_schema.names, schema, ts, path.name, ["created_at"])
+    column = next(iter(selected))
+    with pq.ParquetFile(path) as pf:
+        meta = pf.metadata
+        if pa.types.is_timestamp(arrow_schema.field(column).type):
+            groups = [g for g in range(meta.num_row_groups) if meta.row_group(g).num_rows]
+            stats = [_column_statistics(meta, g, column) for g in groups]
+            if all(st is not None and st.has_min_max for st in stats):
+                maxima = [_to_zone(st.max, tz) for st in stats]
+                found = [m for m in maxima if m is not None]
+                return max(found) if found else None
+        values = pf.read(columns=[column]).column(0)
+    if pa.types.is_timestamp(values.type):
+        return _to_zone(pc.max(values).as_py(), tz)
+    return _max_timestamp(values.to_pandas(), ts.timestamp_format, tz)
+
+
+def _sql_last_event(
+    params: Params, schema: TableSchema, ts: TableSource, tz: str
+) -> tuple[pd.Timestamp | None, str]:
+    fmt = ts.timestamp_format
+    with _connection(params) as conn:
+        found = _sql_columns(params, conn, schema, ts)
+        assert found is not None  # orders is required: _sql_columns raised already
+        label, clause, types = found
+        selected = _select_columns(list(types), schema, ts, f"sql:{label}", ["created_at"])
+        column = clause.c[next(iter(selected))]
+        sql_type = types[column.name]
+        is_text = conn.dialect.name == "sqlite" or isinstance(sql_type, sa.String)
+        if not is_text:
+            value = conn.execute(sa.select(sa.func.max(column))).scalar()
+            if isinstance(value, str):
+                return _max_timestamp(pd.Series([value]), fmt, tz), f"sql:{label}"
+            return _to_zone(value, tz), f"sql:{label}"
+        if fmt is not None and not fmt.startswith(_ISO_FORMAT_PREFIX):
+            # Text in a non-ISO format does not sort by time: parse the whole column.
+            values = conn.execute(sa.select(column)).scalars().all()
+        else:
+            # ISO text sorts by date: the latest date is the largest prefix; parse that day.
+            pattern = sa.bindparam("iso_like", _ISO_DATE_LIKE, type_=sa.String())
+            largest = conn.execute(
+                sa.select(sa.func.max(column)).where(column.like(pattern))
+            ).scalar()
+            if largest is None:
+                return None, f"sql:{label}"
+            day = sa.bindparam("last_day", str(largest)[:10], type_=sa.String())
+            values = conn.execute(sa.select(column).where(column >= day)).scalars().all()
+    return _max_timestamp(pd.Series(values, dtype=object), fmt, tz), f"sql:{label}"

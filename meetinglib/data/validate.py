@@ -1,0 +1,772 @@
+"""Coerces a raw table to the canonical dtypes and sets bad rows aside.
+
+Every row read is either kept or quarantined, never silently dropped:
+``loaded == kept + quarantined`` for every table. A quarantined row keeps its
+original values and says which rule it failed first (``_rule``, ``_column``) and
+where a person finds it (``_source_row``).
+
+Rules, checked in this fixed order (a row failing several is quarantined once,
+under the first, but counted in the entry of every rule it fails):
+
+1. ``required value missing``: a required column is empty.
+2. ``unparseable timestamp``: a non-empty timestamp that does not parse.
+3. ``not a number``: a non-empty number that does not parse (or, for whole-number
+   columns such as ``qty``, has a fraction).
+4. ``unknown value``: a value outside the schema's allowed values (matched
+   ignoring case and surrounding spaces).
+5. ``out of range``: see ``RANGES`` (csat 1-5; order amounts, refunds and
+   quantities not negative). Settlement amounts and fees may be negative
+   (chargebacks, refund reversals), so they are not range-checked.
+6. ``duplicate key``: second and later rows with the same table key; the first
+   occurrence in the source is kept (rows without a key are rule 1's).
+7. ``milestone order``: a later milestone before its predecessor (e.g.
+   ``delivered_at`` before ``shipped_at``), compared exactly, after conversion
+   to one timezone.
+
+Empty values: an empty cell and the export placeholders in ``MISSING_TOKENS``
+(``NULL``, ``N/A``, ``nan``...) mean "no value", so an empty optional milestone
+means "not reached yet" and an empty ``exception_code`` means "no exception".
+
+Timestamps: text parses with the source's ``timestamp_format`` when given, else as
+ISO 8601, then with a format guessed from the first value that is not ISO, then
+value by value (``format="mixed"``). Naive times are wall-clock times of the
+source's timezone; times with an offset (``Z``, ``+08:00``) are converted. All end
+as ``datetime64[us, <platform timezone>]``. Daylight-saving edges are resolved
+deterministically rather than set aside: a wall-clock time that falls in a
+spring-forward gap is shifted forward to the first valid instant; one that occurs
+twice at fall-back is read as the first occurrence (daylight time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pandas.tseries.api import guess_datetime_format
+
+from meetinglib.core.errors import MissingColumnError, TooManyQuarantinedError
+from meetinglib.core.i18n import t
+from meetinglib.core.schema import SCHEMAS, Column, TableSchema
+
+if TYPE_CHECKING:
+    from meetinglib.data.sources import RawTable
+
+SOURCE_ROW = "_source_row"
+RULE_COL = "_rule"
+COLUMN_COL = "_column"
+
+REQUIRED_MISSING = "required value missing"
+UNPARSEABLE_TIMESTAMP = "unparseable timestamp"
+NOT_A_NUMBER = "not a number"
+UNKNOWN_VALUE = "unknown value"
+OUT_OF_RANGE = "out of range"
+DUPLICATE_KEY = "duplicate key"
+MILESTONE_ORDER = "milestone order"
+RULES = (
+    REQUIRED_MISSING,
+    UNPARSEABLE_TIMESTAMP,
+    NOT_A_NUMBER,
+    UNKNOWN_VALUE,
+    OUT_OF_RANGE,
+    DUPLICATE_KEY,
+    MILESTONE_ORDER,
+)
+
+# (table, column): inclusive (low, high) bounds; None leaves that side open.
+RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
+    ("orders", "amount"): (0, None),
+    ("tickets", "csat"): (1, 5),
+    ("after_sales", "refund_amount"): (0, None),
+    ("order_lines", "qty"): (0, None),
+    ("order_lines", "qty_shipped"): (0, None),
+}
+
+# Placeholders that exports write for "no value" ("NA" is not one: it is a region code).
+MISSING_TOKENS = ("", "nan", "NaN", "NAN", "NULL", "null", "Null", "None", "none", "NaT")
+MISSING_TOKENS += ("N/A", "n/a", "#N/A", "-", "--")
+
+_LONGEST_TOKEN = max(len(token.encode()) for token in MISSING_TOKENS)
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
+# Bytes a value may start or end with when it has surrounding whitespace: ASCII
+# whitespace, lead bytes of Unicode spaces (U+00A0, U+2000..., U+3000) and, at the end,
+# any non-ASCII byte.
+_ASCII_SPACE = [*range(0x09, 0x0E), *range(0x1C, 0x21)]
+_SPACE_FIRST = np.zeros(256, dtype=bool)
+_SPACE_FIRST[[*_ASCII_SPACE, 0xC2, 0xE1, 0xE2, 0xE3]] = True
+_SPACE_LAST = np.zeros(256, dtype=bool)
+_SPACE_LAST[[*_ASCII_SPACE, *range(0x80, 0x100)]] = True
+
+TIMESTAMP_UNIT = "us"
+_NAT = np.iinfo(np.int64).min
+MAX_EXAMPLES = 5
+_SHOWN_CHARS = 40
+
+# A time of day followed by a UTC offset or zone letter: the text carries its own zone.
+_HAS_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:[zZ]|UTC|GMT|[+-]\d\d(?::?\d\d)?)$"
+# Digits, something else, digits: worth a value-by-value parse (bare numbers are not).
+_DATE_LIKE = r"\d+\D+\d+"
+_THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """How many rows of one table failed one rule on one column, with examples."""
+
+    table: str
+    source: str
+    column: str
+    rule: str
+    rows: int
+    examples: tuple[str, ...]
+
+
+@dataclass
+class QualityReport:
+    """Rows loaded, kept and set aside per table, and why."""
+
+    loaded: dict[str, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)
+    entries: list[QuarantineEntry] = field(default_factory=list)
+    quarantined: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def total_quarantined(self) -> int:
+        """Rows set aside over all tables."""
+        return sum(len(f) for f in self.quarantined.values())
+
+    @property
+    def total_loaded(self) -> int:
+        """Rows read over all tables."""
+        return sum(self.loaded.values())
+
+    def add(
+        self,
+        table: str,
+        loaded: int,
+        kept: int,
+        entries: list[QuarantineEntry],
+        quarantined: pd.DataFrame,
+    ) -> None:
+        """Record the validation result of one table."""
+        self.loaded[table] = loaded
+        self.kept[table] = kept
+        self.entries.extend(entries)
+        self.quarantined[table] = quarantined
+
+    def to_frame(self, lang: str = "en") -> pd.DataFrame:
+        """One row per entry, with labelled columns and rule names in ``lang``."""
+        columns = {
+            "table": t("quality.table", lang),
+            "source": t("quality.source", lang),
+            "column": t("quality.column", lang),
+            "rule": t("quality.rule", lang),
+            "rows": t("quality.rows", lang),
+            "examples": t("quality.examples", lang),
+        }
+        frame = pd.DataFrame(
+            {
+                "table": pd.Series([e.table for e in self.entries], dtype="str"),
+                "source": pd.Series([e.source for e in self.entries], dtype="str"),
+                "column": pd.Series([e.column for e in self.entries], dtype="str"),
+                "rule": pd.Series([rule_label(e.rule, lang) for e in self.entries], dtype="str"),
+                "rows": pd.Series([e.rows for e in self.entries], dtype="int64"),
+                "examples": pd.Series(["; ".join(e.examples) for e in self.entries], dtype="str"),
+            }
+        )
+        return frame.rename(columns=columns)
+
+
+def rule_label(rule: str, lang: str = "en") -> str:
+    """The translated name of a validation rule."""
+    return t("rule." + rule.replace(" ", "_"), lang)
+
+
+def source_name(location: str) -> str:
+    """File name(s) of a source location, or ``sql:<table>`` as is."""
+    if location.startswith("sql:"):
+        return location
+    return ", ".join(part.replace("\\", "/").rsplit("/", 1)[-1] for part in location.split(", "))
+
+
+# --- coercion ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Coerced:
+    """A column in its canonical dtype, and which raw values were empty or unusable."""
+
+    values: pd.Series
+    missing: np.ndarray
+    bad: np.ndarray
+    out_of_range: np.ndarray | None = None
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Values as stripped ``str``, with empty cells and placeholders as NA."""
+    if pd.api.types.is_float_dtype(s.dtype):
+        finite = s.dropna()
+        if len(finite) and bool((finite % 1 == 0).all()):
+            # Whole-number ids that went through a float column (a gap made them float).
+            s = s.astype("Int64")
+    if s.dtype != "str" or isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype("str")
+    suspect = _may_need_cleaning(s)
+    if not suspect.any():
+        return s
+    if suspect.mean() > 0.5:
+        s = s.str.strip()
+        return s.mask(s.isin(MISSING_TOKENS))
+    # Most values are clean already (e.g. ids): clean only the suspect ones.
+    rows = np.flatnonzero(suspect)
+    cleaned = s.iloc[rows].str.strip()
+    cleaned = cleaned.mask(cleaned.isin(MISSING_TOKENS))
+    out = s.copy()
+    out.iloc[rows] = cleaned.to_numpy()
+    return out
+
+
+def _may_need_cleaning(s: pd.Series) -> np.ndarray:
+    """Values that may be a placeholder or have surrounding whitespace (a superset).
+
+    Looks only at each value's length and first and last byte, which is much
+    cheaper than stripping tens of millions of values that are clean.
+    """
+    arr = pa.array(s.array)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    out = np.empty(len(s), dtype=bool)
+    at = 0
+    for chunk in chunks:
+        if not pa.types.is_large_string(chunk.type):
+            chunk = chunk.cast(pa.large_string())
+        n = len(chunk)
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64)[chunk.offset : chunk.offset + n + 1]
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_BYTES
+        lengths = np.diff(offsets)
+        # Empty values are flagged by their length, so their (meaningless) bytes do not matter.
+        flag = lengths <= _LONGEST_TOKEN
+        if len(data):
+            flag |= _SPACE_FIRST[data[np.minimum(offsets[:-1], len(data) - 1)]]
+            flag |= _SPACE_LAST[data[offsets[1:] - 1]]
+        if chunk.null_count:
+            flag &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        out[at : at + n] = flag
+        at += n
+    return out
+
+
+def _coerce_id(s: pd.Series) -> _Coerced:
+    values = _as_text(s)
+    missing = values.isna().to_numpy()
+    return _Coerced(values, missing, np.zeros(len(s), bool))
+
+
+def _coerce_category(s: pd.Series, allowed: tuple[str, ...] | None) -> _Coerced:
+    # Work on the distinct values only: a 12M-row column has a handful of them.
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes = s.cat.codes.to_numpy()
+        uniques = pd.Index(s.cat.categories).astype("str")
+    else:
+        codes, uniques = pd.factorize(s if s.dtype == "str" else s.astype("str"))
+        uniques = pd.Index(uniques).astype("str")
+    texts = pd.Series(uniques, dtype="str").str.strip()
+    texts = texts.mask(texts.isin(MISSING_TOKENS))
+    if allowed is None:
+        categories = pd.Index(sorted(texts.dropna().unique()), dtype="str")
+        target = categories.get_indexer(texts)
+        unknown = np.zeros(len(texts), bool)
+    else:
+        categories = pd.Index(list(allowed), dtype="str")
+        lowered = pd.Index([a.lower() for a in allowed], dtype="str")
+        target = lowered.get_indexer(texts.str.lower())
+        unknown = (target < 0) & texts.notna().to_numpy()
+    dtype = pd.CategoricalDtype(categories)
+    target = np.asarray(target, dtype=np.int64)
+    if (
+        s.dtype == dtype
+        and len(target) == len(categories)
+        and (target == np.arange(len(target))).all()
+    ):
+        # Already canonical (a Parquet dictionary, or the values mapped by the source).
+        return _Coerced(s, codes < 0, np.zeros(len(s), bool))
+    # Code -1 (empty cell) picks the appended -1 at the end of the lookup table.
+    code_type = np.int8 if len(categories) < 127 else np.int32
+    new_codes = np.append(target, -1).astype(code_type)[codes]
+    missing = new_codes < 0
+    bad = np.append(unknown, False)[codes] if unknown.any() else np.zeros(len(s), bool)
+    values = pd.Series(
+        pd.Categorical.from_codes(new_codes, dtype=dtype, validate=False), index=s.index
+    )
+    return _Coerced(values, missing & ~bad, bad)
+
+
+def _localize(naive: pd.Series, zone: str, tz: str) -> pd.Series:
+    """Naive wall-clock times in ``zone`` as tz-aware times in ``tz`` (DST rule: see module)."""
+    try:
+        # Fast path: most data has no time that occurs twice.
+        aware = naive.dt.tz_localize(zone, ambiguous="raise", nonexistent="shift_forward")
+    except ValueError:
+        first_occurrence = np.ones(len(naive), dtype=bool)
+        aware = naive.dt.tz_localize(zone, ambiguous=first_occurrence, nonexistent="shift_forward")
+    return aware.dt.tz_convert(tz)
+
+
+def _to_zone(parsed: pd.Series, zone: str, tz: str) -> pd.Series:
+    if getattr(parsed.dtype, "tz", None) is None:
+        parsed = _localize(parsed, zone, tz)
+    else:
+        parsed = parsed.dt.tz_convert(tz)
+    return parsed if parsed.dt.unit == TIMESTAMP_UNIT else parsed.dt.as_unit(TIMESTAMP_UNIT)
+
+
+def _parse_texts(texts: pd.Series, fmt: str | None, utc: bool) -> pd.Series:
+    """Parse non-empty texts; NaT where a text does not parse."""
+    if fmt:
+        return pd.to_datetime(texts, format=fmt, errors="coerce", utc=utc)
+    parsed = pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=utc)
+    failed = parsed.isna()
+    if not failed.any():
+        return parsed
+    rest = texts[failed]
+    guessed = guess_datetime_format(rest.iloc[0])
+    if guessed:
+        parsed = parsed.fillna(pd.to_datetime(rest, format=guessed, errors="coerce", utc=utc))
+        rest = texts[parsed.isna()]
+    rest = rest[rest.str.contains(_DATE_LIKE, regex=True)]
+    if len(rest):
+        try:
+            again = pd.to_datetime(rest, format="mixed", errors="coerce", utc=utc)
+        except (ValueError, TypeError, OverflowError):
+            # e.g. texts with different zone names in one batch: they stay unparsed.
+            return parsed
+        if utc or getattr(again.dtype, "tz", None) is None:
+            parsed = parsed.fillna(again)
+    return parsed
+
+
+def _coerce_timestamp(s: pd.Series, zone: str, fmt: str | None, tz: str) -> _Coerced:
+    n = len(s)
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        values = _to_zone(s, zone, tz)
+        return _Coerced(values, values.isna().to_numpy(), np.zeros(n, bool))
+    texts = _as_text(s)
+    missing = texts.isna().to_numpy()
+    present = texts.dropna()
+    if fmt:
+        has_zone = "%z" in fmt or "%Z" in fmt
+        aware = np.full(len(present), has_zone)
+    else:
+        aware = present.str.contains(_HAS_OFFSET, regex=True).to_numpy(dtype=bool)
+    values = pd.Series(pd.NaT, index=s.index, dtype=f"datetime64[{TIMESTAMP_UNIT}, {tz}]")
+    parts = [(present[~aware], False), (present[aware], True)]
+    for part, utc in parts:
+        if part.empty:
+            continue
+        parsed = _to_zone(_parse_texts(part, fmt, utc), zone, tz)
+        if len(part) == n:
+            values = parsed
+        else:
+            values.loc[part.index] = parsed
+    bad = ~missing & values.isna().to_numpy()
+    return _Coerced(values, missing, bad)
+
+
+def _coerce_number(s: pd.Series, kind: str) -> _Coerced:
+    if pd.api.types.is_integer_dtype(s.dtype):
+        # Already whole numbers (Parquet, SQL): nothing can be unparseable.
+        values = s.astype("Int64") if kind == "int" else s.astype("float64")
+        missing = s.isna().to_numpy()
+        return _Coerced(values, missing, np.zeros(len(s), bool))
+    if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+        texts = _as_text(s)
+        missing = texts.isna().to_numpy()
+        grouped = texts.str.fullmatch(_THOUSANDS, na=False)
+        if grouped.any():
+            texts = texts.mask(grouped, texts.str.replace(",", "", regex=False))
+        numbers = pd.to_numeric(texts, errors="coerce").astype("float64")
+    else:
+        numbers = s.astype("float64")
+        missing = numbers.isna().to_numpy()
+    arr = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    bad = ~missing & ~np.isfinite(arr)
+    if kind == "int":
+        with np.errstate(invalid="ignore"):
+            bad |= ~missing & ~bad & (np.mod(arr, 1) != 0)
+    arr = np.where(bad, np.nan, arr)
+    if kind == "int":
+        values = pd.Series(pd.array(arr, dtype="Int64"), index=s.index)
+    else:
+        values = pd.Series(arr, index=s.index, dtype="float64")
+    return _Coerced(values, np.asarray(missing, bool), np.asarray(bad, bool))
+
+
+def _coerce(raw: RawTable, col: Column, s: pd.Series, tz: str) -> _Coerced:
+    if col.kind == "timestamp":
+        return _coerce_timestamp(s, raw.timezone, raw.timestamp_format, tz)
+    if col.kind in ("float", "int"):
+        out = _coerce_number(s, col.kind)
+        bounds = RANGES.get((raw.table, col.name))
+        if bounds is not None:
+            arr = out.values.to_numpy(dtype="float64", na_value=np.nan)
+            low, high = bounds
+            with np.errstate(invalid="ignore"):
+                outside = np.zeros(len(arr), bool)
+                if low is not None:
+                    outside |= arr < low
+                if high is not None:
+                    outside |= arr > high
+            out.out_of_range = outside
+        return out
+    if col.kind == "category":
+        return _coerce_category(s, col.allowed)
+    return _coerce_id(s)
+
+
+def _empty_column(col: Column, n: int, tz: str) -> pd.Series:
+    """An all-empty column of the canonical dtype, for an optional column the source lacks."""
+    if col.kind == "timestamp":
+        return pd.Series(pd.NaT, index=range(n), dtype=f"datetime64[{TIMESTAMP_UNIT}, {tz}]")
+    if col.kind == "float":
+        return pd.Series(np.nan, index=range(n), dtype="float64")
+    if col.kind == "int":
+        return pd.Series(pd.NA, index=range(n), dtype="Int64")
+    if col.kind == "category":
+        categories = pd.Index(list(col.allowed or ()), dtype="str")
+        return pd.Series(
+            pd.Categorical.from_codes(np.full(n, -1), dtype=pd.CategoricalDtype(categories))
+        )
+    return pd.Series(np.nan, index=range(n), dtype="str")
+
+
+# --- rules ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Failure:
+    """Rows failing one rule on one column, and how to describe an example row."""
+
+    rule: str
+    column: str
+    mask: np.ndarray
+    detail: object = None  # callable(position) -> str, or None
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+
+
+def _stamp(value: pd.Timestamp) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _failures(
+    raw: RawTable,
+    schema: TableSchema,
+    frame: pd.DataFrame,
+    rows: pd.Series,
+    coerced: dict[str, _Coerced],
+) -> list[_Failure]:
+    """Every (rule, column) check, in the fixed rule order, then column order."""
+    original = raw.frame
+    by_rule: dict[str, list[_Failure]] = {rule: [] for rule in RULES}
+
+    def value_of(name: str):
+        if name not in original.columns:
+            return None
+        column = original[name]
+        return lambda i: f"'{_shown(column.iloc[i])}'"
+
+    for col in schema.columns:
+        c = coerced[col.name]
+        if col.required:
+            by_rule[REQUIRED_MISSING].append(_Failure(REQUIRED_MISSING, col.name, c.missing))
+        rule = {
+            "timestamp": UNPARSEABLE_TIMESTAMP,
+            "float": NOT_A_NUMBER,
+            "int": NOT_A_NUMBER,
+            "category": UNKNOWN_VALUE,
+        }.get(col.kind)
+        if rule is not None:
+            by_rule[rule].append(_Failure(rule, col.name, c.bad, value_of(col.name)))
+        if c.out_of_range is not None:
+            by_rule[OUT_OF_RANGE].append(
+                _Failure(OUT_OF_RANGE, col.name, c.out_of_range, value_of(col.name))
+            )
+
+    if schema.key:
+        by_rule[DUPLICATE_KEY].append(_duplicate_failure(schema, frame, rows))
+    for later in dict.fromkeys(later for _, later in schema.milestone_order):
+        by_rule[MILESTONE_ORDER].append(_milestone_failure(schema, frame, later))
+    return [f for rule in RULES for f in by_rule[rule]]
+
+
+# --- duplicate keys --------------------------------------------------------------------
+
+# Multiplier of the fingerprint (odd, so multiplying never loses information).
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+# Index i keeps the lowest i bytes of a little-endian word.
+_BYTE_MASKS = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [2**64 - 1], dtype=np.uint64)
+# Index 0 (no byte of the value left): leave the hash as it is.
+_MULTIPLIERS = np.array([1] + [int(_MIX)] * 8, dtype=np.uint64)
+# Offsets up to this are read for all rows at once, beyond it only for the longer values.
+_FULL_PASS_BYTES = 32
+# Rows per block: a block's arrays stay in the CPU cache.
+_BLOCK_ROWS = 1 << 16
+
+
+def fingerprint(texts: pd.Series) -> np.ndarray:
+    """A uint64 hash per text value, computed 8 bytes at a time (NA hashes like "").
+
+    Equal texts always get equal fingerprints; unequal ones rarely do. Sorting
+    fingerprints finds possible duplicates much faster than a hash table of tens
+    of millions of strings; the candidates are then compared exactly.
+    """
+    arr = pa.array(texts.array) if texts.dtype == "str" else pa.array(texts.astype("str").array)
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    out = np.empty(len(texts), dtype=np.uint64)
+    at = 0
+    for chunk in chunks:
+        if not pa.types.is_large_string(chunk.type):
+            chunk = chunk.cast(pa.large_string())
+        for begin in range(0, len(chunk), _BLOCK_ROWS):
+            block = chunk.slice(begin, _BLOCK_ROWS)
+            out[at : at + len(block)] = _fingerprint_block(block)
+            at += len(block)
+    return out
+
+
+def _fingerprint_block(block: pa.LargeStringArray) -> np.ndarray:
+    _, offsets_buf, data_buf = block.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[
+        block.offset : block.offset + len(block) + 1
+    ]
+    first, last = int(offsets[0]), int(offsets[-1])
+    # Padding keeps every 8-byte read inside the buffer, also reads past a value's end.
+    padded = np.zeros(last - first + _FULL_PASS_BYTES + 8, dtype=np.uint8)
+    if last > first:
+        padded[: last - first] = np.frombuffer(data_buf, dtype=np.uint8)[first:last]
+    words = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    starts = offsets[:-1] - first
+    lengths = np.diff(offsets)
+    hashes = lengths.astype(np.uint64) * _MIX
+    longest = int(lengths.max()) if len(lengths) else 0
+    for k in range(0, longest, 8):
+        # Bytes of the value in this word, 0-8; past the end the word is masked to 0
+        # and the hash left alone, so a value's hash never depends on its neighbours.
+        if k < _FULL_PASS_BYTES:
+            left = np.minimum(np.maximum(lengths - k, 0), 8)
+            word = words[starts + k] & _BYTE_MASKS[left]
+            hashes ^= word
+            hashes *= _MULTIPLIERS[left]
+        else:
+            rows = np.flatnonzero(lengths > k)
+            left = np.minimum(lengths[rows] - k, 8)
+            word = words[starts[rows] + k] & _BYTE_MASKS[left]
+            hashes[rows] = (hashes[rows] ^ word) * _MIX
+    return _spread(hashes)
+
+
+def _spread(x: np.ndarray) -> np.ndarray:
+    """Mix the high bits into the low ones (in place), so similar ids hash far apart."""
+    x ^= x >> np.uint64(32)
+    x *= np.uint64(0xD6E8FEB86659FD93)
+    x ^= x >> np.uint64(32)
+    return x
+
+
+def duplicated_rows(keys: pd.DataFrame, complete: np.ndarray) -> np.ndarray:
+    """Second and later rows with the same key, among rows with a complete key."""
+    n = len(keys)
+    combined = np.zeros(n, dtype=np.uint64)
+    for name in keys.columns:
+        combined = _spread((combined ^ fingerprint(keys[name])) * _MIX)
+    candidates_of = np.arange(n) if complete.all() else np.flatnonzero(complete)
+    hashes = combined if len(candidates_of) == n else combined[candidates_of]
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    dup = np.zeros(n, dtype=bool)
+    if len(repeated) == 0:
+        return dup
+    at = np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)
+    candidates = candidates_of[repeated[at] == hashes]
+    # Equal fingerprints are checked on the values themselves, in source order.
+    exact = keys.iloc[candidates].duplicated(keep="first").to_numpy()
+    dup[candidates[exact]] = True
+    return dup
+
+
+def _duplicate_failure(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series) -> _Failure:
+    key = list(schema.key)
+    keys = frame[key]
+    complete = keys.notna().all(axis=1).to_numpy()
+    # Rows without a full key are rule 1's; they take no part in the comparison.
+    dup = duplicated_rows(keys, complete)
+
+    def detail(i: int) -> str:
+        same = complete.copy()
+        for k in key:
+            same &= (frame[k] == frame[k].iloc[i]).to_numpy(dtype=bool, na_value=False)
+        first = int(np.flatnonzero(same)[0])
+        return f"first at row {rows.iloc[first]}"
+
+    return _Failure(DUPLICATE_KEY, ", ".join(key), dup, detail)
+
+
+# --- milestones and examples -------------------------------------------------------------
+
+
+def _epoch(stamps: pd.Series) -> np.ndarray:
+    """Timestamps as int64 in one unit, NaT as the smallest int64."""
+    if stamps.dt.unit != TIMESTAMP_UNIT:
+        stamps = stamps.dt.as_unit(TIMESTAMP_UNIT)
+    return stamps.array.asi8
+
+
+def _milestone_failure(schema: TableSchema, frame: pd.DataFrame, later: str) -> _Failure:
+    earlier_cols = [e for e, lat in schema.milestone_order if lat == later]
+    after = frame[later]
+    after_ns = _epoch(after)
+    # Index of the first predecessor the later milestone precedes, -1 when in order.
+    which = np.full(len(frame), -1, dtype=np.int8)
+    for j in range(len(earlier_cols) - 1, -1, -1):
+        earlier_ns = _epoch(frame[earlier_cols[j]])
+        # NaT is the smallest int64: a missing earlier milestone never follows the later one.
+        before = (after_ns < earlier_ns) & (after_ns != _NAT)
+        which = np.where(before, j, which)
+
+    def detail(i: int) -> str:
+        earlier = earlier_cols[int(which[i])]
+        shown = _stamp(frame[earlier].iloc[i])
+        return f"{later} {_stamp(after.iloc[i])} before {earlier} {shown}"
+
+    return _Failure(MILESTONE_ORDER, later, which >= 0, detail)
+
+
+def _identify(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, i: int) -> str:
+    """``row 7 (order_id O-1003)``: the row a person sees in the file, and its key."""
+    key = list(schema.key) or (["order_id"] if "order_id" in frame.columns else [])
+    parts = [f"{k} {frame[k].iloc[i]}" for k in key if pd.notna(frame[k].iloc[i])]
+    label = f"row {rows.iloc[i]}"
+    return f"{label} ({', '.join(parts)})" if parts else label
+
+
+def _examples(
+    schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, failure: _Failure
+) -> tuple[str, ...]:
+    out = []
+    for i in np.flatnonzero(failure.mask)[:MAX_EXAMPLES]:
+        text = _identify(schema, frame, rows, int(i))
+        if failure.detail is not None:
+            text += ": " + failure.detail(int(i))
+        out.append(text)
+    return tuple(out)
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _pct(share: float) -> str:
+    text = f"{share:.1%}"
+    return f"{share:.2g}%" if text == "0.0%" and share > 0 else text
+
+
+def _entry_text(entry: QuarantineEntry) -> str:
+    unit = "row" if entry.rows == 1 else "rows"
+    examples = ", ".join(entry.examples)
+    text = f"column '{entry.column}' {entry.rule}: {entry.rows:,} {unit} ({examples})"
+    if entry.rule == UNKNOWN_VALUE:
+        allowed = SCHEMAS[entry.table].column(entry.column).allowed or ()
+        text += (
+            f" - allowed values: {', '.join(allowed)}; map other values onto them under "
+            f"source.tables.{entry.table}.values.{entry.column}"
+        )
+    return text
+
+
+def too_many_message(
+    source: str, loaded: int, quarantined: int, max_share: float, entries: list[QuarantineEntry]
+) -> str:
+    """The message of TooManyQuarantinedError: file, totals, threshold, each rule and examples."""
+    share = quarantined / loaded if loaded else 0.0
+    return (
+        f"{source}: {quarantined:,} of {loaded:,} rows ({_pct(share)}) fail validation, "
+        f"more than quality.max_quarantine_share ({_pct(max_share)}): "
+        + "; ".join(_entry_text(e) for e in entries)
+        + ". Fix the source or the mapping, or raise quality.max_quarantine_share."
+    )
+
+
+def validate_table(
+    raw: RawTable, tz: str, max_share: float
+) -> tuple[pd.DataFrame, list[QuarantineEntry], pd.DataFrame]:
+    """(clean canonical frame, entries, quarantined rows) of a raw table.
+
+    Raises TooManyQuarantinedError when the quarantined share exceeds ``max_share``.
+    """
+    schema = SCHEMAS[raw.table]
+    original = raw.frame
+    source = source_name(raw.info.location)
+    n = len(original)
+    missing_required = [c for c in schema.required if c not in original.columns]
+    if missing_required:
+        raise MissingColumnError(source, missing_required[0], list(original.columns))
+
+    coerced: dict[str, _Coerced] = {}
+    for col in schema.columns:
+        if col.name in original.columns:
+            s = original[col.name].reset_index(drop=True)
+            coerced[col.name] = _coerce(raw, col, s, tz)
+        else:
+            coerced[col.name] = _Coerced(
+                _empty_column(col, n, tz), np.ones(n, bool), np.zeros(n, bool)
+            )
+    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, copy=False)
+    if SOURCE_ROW in original.columns:
+        rows = original[SOURCE_ROW].reset_index(drop=True)
+    else:
+        rows = pd.Series(np.arange(1, n + 1), dtype="Int64")
+
+    failures = [f for f in _failures(raw, schema, frame, rows, coerced) if f.mask.any()]
+    entries = [
+        QuarantineEntry(
+            raw.table,
+            source,
+            f.column,
+            f.rule,
+            int(f.mask.sum()),
+            _examples(schema, frame, rows, f),
+        )
+        for f in failures
+    ]
+    # First failing check per row (-1: none), in the fixed order.
+    first = np.full(n, -1, dtype=np.int16)
+    for i, failure in enumerate(failures):
+        first[(first < 0) & failure.mask] = i
+    bad = first >= 0
+    n_bad = int(bad.sum())
+    if n and n_bad / n > max_share:
+        raise TooManyQuarantinedError(too_many_message(source, n, n_bad, max_share, entries))
+
+    at = np.flatnonzero(bad)
+    hit = first[at]
+    meta = pd.DataFrame(
+        {
+            SOURCE_ROW: rows.iloc[at].astype("Int64").reset_index(drop=True),
+            RULE_COL: _quarantine_column(failures, hit, lambda f: f.rule),
+            COLUMN_COL: _quarantine_column(failures, hit, lambda f: f.column),
+        }
+    )
+    rest = original.iloc[at].reset_index(drop=True).drop(columns=[SOURCE_ROW], errors="ignore")
+    quarantined = pd.concat([meta, rest], axis=1)
+
+    clean = frame.loc[~bad].reset_index(drop=True) if n_bad else frame
+    return clean, entries, quarantined
+
+
+def _quarantine_column(failures: list[_Failure], hit: np.ndarray, part) -> pd.Series:
+    names = np.array([part(f) for f in failures] or [""], dtype=object)
+    return pd.Series(names[hit] if len(hit) else [], dtype="str")

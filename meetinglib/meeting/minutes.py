@@ -1,0 +1,758 @@
+"""The minutes of a meeting: recording them from a YAML file, and reading them back.
+
+The minutes of the meeting about report week W are written by the note-taker in a YAML
+file and recorded with ``meeting minutes record FILE --week W``. Every key but ``week``
+is optional; an example is ``tests/data/minutes/2026-W47.yaml``::
+
+    week: 2026-W47                 # optional; must equal --week when given
+    summary: |                     # free text, shown at the top of the minutes
+      EastPost's late deliveries to the South are the week's main problem.
+    plan:                          # next week's plan as decided, one line each
+      - Two extra pickers in WH-South from Tuesday
+    attendance:                    # people of meeting.organizer / meeting.attendees, by e-mail
+      - {email: chen.jie@demo-shop.example, status: present}       # present | absent | delegate
+      - {email: liu.yang@demo-shop.example, status: delegate, delegate: Sun Li}
+    time:                          # actual minutes per agenda segment: opening, data_report,
+      opening: 6                   # a department code (its issues), solutions,
+      logistics: 14                # next_week_plan, summary_feedback
+    decisions:
+      - ref: D1                    # optional label, for actions to point at
+        text: Move South parcels from EastPost to SwiftExpress for two weeks
+        department: logistics      # optional, a code of meeting.departments
+        issue: 3                   # optional: an issue id, or an issue's exact title
+    actions:
+      - description: Agree the temporary volume shift with SwiftExpress
+        owner: Chen Jie
+        department: logistics
+        due: 2026-11-27
+        issue: 3                   # optional
+        decision: D1               # optional, the ref of a decision above
+        status: open               # optional: open (default) | done | dropped
+        note: ""                   # optional
+    updates:                       # earlier action items reviewed at this meeting, by id
+      - {id: 4, status: done, note: closed on Wednesday}          # or by their exact text:
+      - {description: Recount WH-South stock, due: 2026-11-27}
+    feedback:                      # per attendee (e-mail), or anonymous without one
+      - {email: chen.jie@demo-shop.example, rating: 4, comment: Good focus on the South}
+
+The whole file is checked before anything is written; every problem is reported with
+the file, the key path (``actions[2].due``) and what is wrong, and the command exits
+with code 3. Recording is one transaction. Recording the same file again changes
+nothing: decisions are matched by their text, action items by description and owner,
+within the meeting; attendance, minutes per segment, feedback, summary and plan of the
+meeting are replaced by the file's, and a section the file leaves out or empty keeps
+what is stored. A file's ``status: open`` never reopens an item closed since
+(``meeting actions done``); ``done`` or ``dropped`` closes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+from icalendar import Calendar, Todo
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from meetinglib.core.errors import InputDataError
+from meetinglib.core.params import Params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.meeting.agenda import PRODID, build_agenda, issue_load, prepare_meeting
+from meetinglib.meeting.store import (
+    ACTION_ITEMS,
+    ATTENDANCE,
+    ATTENDANCE_RECORDS,
+    ATTENDEES,
+    DECISIONS,
+    FEEDBACK,
+    ISSUES,
+    MEETINGS,
+    MINUTES,
+    SEGMENT_TIMES,
+    Store,
+    _utcnow,
+    meeting_id,
+    open_store,
+    store_url,
+)
+
+SEGMENT_KEYS_FIXED = (
+    "opening",
+    "data_report",
+    "solutions",
+    "next_week_plan",
+    "summary_feedback",
+)
+
+
+class _TextDates(yaml.SafeLoader):
+    """SafeLoader keeping dates as text, so a bad date is reported, not a crash."""
+
+
+_TextDates.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+# --- the file format --------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AttendanceEntry(_Strict):
+    email: str = Field(min_length=3)
+    status: Literal["present", "absent", "delegate"]
+    delegate: str = ""
+
+
+class DecisionEntry(_Strict):
+    ref: str | None = None
+    text: str = Field(min_length=1)
+    department: str | None = None
+    issue: int | str | None = None  # id, or the exact title of a stored issue
+
+
+class ActionEntry(_Strict):
+    description: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    department: str
+    due: dt.date
+    issue: int | str | None = None  # id, or the exact title of a stored issue
+    decision: str | None = None
+    status: Literal["open", "done", "dropped"] = "open"
+    note: str = ""
+
+
+class UpdateEntry(_Strict):
+    id: int | None = None
+    description: str | None = None  # instead of id: the exact text of an earlier item
+    status: Literal["open", "done", "dropped"] | None = None
+    due: dt.date | None = None
+    owner: str | None = None
+    note: str | None = None
+
+
+class FeedbackEntry(_Strict):
+    email: str | None = None
+    rating: int | None = Field(None, ge=1, le=5)
+    comment: str = ""
+
+
+class MinutesFile(_Strict):
+    """A minutes file as parsed (see the module text for the format)."""
+
+    week: str | None = None
+    summary: str = ""
+    plan: list[str] = Field(default_factory=list)
+    attendance: list[AttendanceEntry] = Field(default_factory=list)
+    time: dict[str, int] = Field(default_factory=dict)
+    decisions: list[DecisionEntry] = Field(default_factory=list)
+    actions: list[ActionEntry] = Field(default_factory=list)
+    updates: list[UpdateEntry] = Field(default_factory=list)
+    feedback: list[FeedbackEntry] = Field(default_factory=list)
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as a key path: ``actions[2].due`` (items counted from 1)."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part + 1}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _fail(path: Path, problems: list[str]) -> InputDataError:
+    listed = "\n".join(f"  {p}" for p in problems)
+    return InputDataError(
+        f"minutes file {path}: {len(problems)} problem(s); nothing was recorded. Fix them "
+        f"and record the file again:\n{listed}"
+    )
+
+
+def parse_minutes(path: str | Path) -> MinutesFile:
+    """Read and check the structure of a minutes file; InputDataError listing every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"minutes file {path} does not exist; check the path.")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_TextDates)  # noqa: S506
+    except UnicodeDecodeError:
+        raise InputDataError(f"minutes file {path} is not UTF-8 text; save it as UTF-8.") from None
+    except yaml.YAMLError as exc:
+        raise _fail(path, [f"not valid YAML: {exc}".replace("\n", " ")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise _fail(path, ["(top level): expected keys like summary, decisions, actions"])
+    if isinstance(raw.get("week"), str | int):
+        raw["week"] = str(raw["week"])
+    try:
+        return MinutesFile.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = key_path(err["loc"])
+            got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+            problems.append(f"{where}: {err['msg']}{got}")
+        raise _fail(path, problems) from None
+
+
+def people_by_email(params: Params) -> dict[str, Any]:
+    """The organizer and attendees of params, by lower-case e-mail."""
+    m = params.meeting
+    people = [*([m.organizer] if m.organizer else []), *m.attendees]
+    return {p.email.lower(): p for p in people}
+
+
+def segment_keys(params: Params) -> list[str]:
+    """Keys the ``time`` block accepts: the fixed agenda segments and the departments."""
+    return [*SEGMENT_KEYS_FIXED[:2], *params.meeting.departments, *SEGMENT_KEYS_FIXED[2:]]
+
+
+def check_minutes(
+    doc: MinutesFile, path: Path, params: Params, store: Store, week: IsoWeek
+) -> None:
+    """Check the file's content against params and the store; InputDataError listing all."""
+    problems: list[str] = []
+    if doc.week is not None:
+        try:
+            if IsoWeek.parse(doc.week) != week:
+                problems.append(f"week: the file says {doc.week} but --week is {week}")
+        except InputDataError:
+            raise
+        except Exception:
+            problems.append(f"week: {doc.week!r} is not an ISO week like 2026-W47")
+    people = people_by_email(params)
+    departments = params.meeting.departments
+    for i, a in enumerate(doc.attendance, 1):
+        if a.email.lower() not in people:
+            problems.append(
+                f"attendance[{i}].email: {a.email!r} is not the organizer or an attendee in "
+                "the params (meeting.attendees)"
+            )
+        if a.status == "delegate" and not a.delegate:
+            problems.append(f"attendance[{i}].delegate: name who came instead")
+    emails = [a.email.lower() for a in doc.attendance]
+    for email in sorted({e for e in emails if emails.count(e) > 1}):
+        problems.append(f"attendance: {email} is listed more than once")
+    keys = segment_keys(params)
+    for key, minutes in doc.time.items():
+        if key not in keys:
+            problems.append(f"time.{key}: not an agenda segment; use one of {keys}")
+        elif minutes < 0:
+            problems.append(f"time.{key}: minutes cannot be negative (got {minutes})")
+    refs = [d.ref for d in doc.decisions if d.ref]
+    for ref in sorted({r for r in refs if refs.count(r) > 1}):
+        problems.append(f"decisions: ref {ref!r} is used more than once")
+    for i, d in enumerate(doc.decisions, 1):
+        if d.department is not None and d.department not in departments:
+            problems.append(f"decisions[{i}].department: {d.department!r} not in {departments}")
+    for i, a in enumerate(doc.actions, 1):
+        if a.department not in departments:
+            problems.append(f"actions[{i}].department: {a.department!r} not in {departments}")
+        if a.decision is not None and a.decision not in refs:
+            problems.append(f"actions[{i}].decision: no decision with ref {a.decision!r} above")
+    entries = [("decisions", i, d) for i, d in enumerate(doc.decisions, 1)]
+    entries += [("actions", i, a) for i, a in enumerate(doc.actions, 1)]
+    with store.engine.connect() as conn:
+        issues = conn.execute(
+            sa.select(ISSUES.c.id, ISSUES.c.title)
+            .where(ISSUES.c.week <= str(week))
+            .order_by(ISSUES.c.id)
+        ).all()
+        items = conn.execute(
+            sa.select(ACTION_ITEMS.c.id, ACTION_ITEMS.c.description, MEETINGS.c.week)
+            .join(MEETINGS, MEETINGS.c.id == ACTION_ITEMS.c.meeting_id)
+            .order_by(ACTION_ITEMS.c.id)
+        ).all()
+    known_issues = {r.id for r in issues}
+    by_title = {r.title.strip(): r.id for r in issues}  # the latest issue of a title wins
+    for kind, i, e in entries:
+        if isinstance(e.issue, str):
+            if e.issue.strip() not in by_title:
+                problems.append(
+                    f"{kind}[{i}].issue: no issue titled {e.issue!r} in the store up to week "
+                    f"{week}; give the issue's id or its exact title"
+                )
+            else:
+                e.issue = by_title[e.issue.strip()]
+        elif e.issue is not None and e.issue not in known_issues:
+            problems.append(f"{kind}[{i}].issue: issue #{e.issue} is not in the store")
+    weeks = {r.id: r.week for r in items}
+    earlier = {r.description: r.id for r in items if r.week < str(week)}
+    for i, u in enumerate(doc.updates, 1):
+        if (u.id is None) == (u.description is None):
+            problems.append(f"updates[{i}]: give either id or description of the action item")
+        elif u.description is not None:
+            if u.description not in earlier:
+                problems.append(
+                    f"updates[{i}].description: no action item of an earlier meeting reads "
+                    f"{u.description!r}"
+                )
+            else:
+                u.id = earlier[u.description]
+        elif u.id not in weeks:
+            problems.append(f"updates[{i}].id: action item #{u.id} is not in the store")
+        elif weeks[u.id] >= str(week):
+            problems.append(
+                f"updates[{i}].id: action item #{u.id} was set at the meeting about "
+                f"{weeks[u.id]}, not an earlier one; change it under actions"
+            )
+    for i, f in enumerate(doc.feedback, 1):
+        if f.email is not None and f.email.lower() not in people:
+            problems.append(f"feedback[{i}].email: {f.email!r} is not in the params' attendees")
+        if f.rating is None and not f.comment:
+            problems.append(f"feedback[{i}]: give a rating (1-5) or a comment")
+    if problems:
+        raise _fail(path, problems)
+
+
+# --- recording ---------------------------------------------------------------------------------
+
+
+def ensure_meeting(params: Params, store: Store, week: IsoWeek | str) -> int:
+    """The id of the meeting about ``week``, recorded from the params' agenda when missing."""
+
+    found = meeting_id(store, week)
+    if found is not None:
+        return found
+
+    prepare_meeting(params, store, IsoWeek.parse(week))
+    found = meeting_id(store, week)
+    assert found is not None
+    return found
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What recording a minutes file did."""
+
+    week: IsoWeek
+    meeting_id: int
+    decisions_added: int
+    actions_added: int
+    actions_updated: int
+    earlier_updated: int
+    unchanged: bool  # the same file was recorded before
+
+
+def _sha256(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def record_minutes(
+    params: Params, store: Store, path: str | Path, week: IsoWeek | str
+) -> RecordResult:
+    """Check the minutes file and record it for the meeting about ``week`` (one transaction)."""
+    path = Path(path)
+    doc = parse_minutes(path)
+    return record_document(
+        params, store, doc, week, where=path, source=path.name, digest=_sha256(path.read_bytes())
+    )
+
+
+def record_document(
+    params: Params,
+    store: Store,
+    doc: MinutesFile,
+    week: IsoWeek | str,
+    *,
+    where: str | Path,
+    source: str,
+    digest: str | None = None,
+) -> RecordResult:
+    """Check parsed minutes and record them (the file's path or "console" in messages)."""
+    week = IsoWeek.parse(week)
+    check_minutes(doc, Path(where), params, store, week)
+    digest = digest or _sha256(doc.model_dump_json().encode("utf-8"))
+    mid = ensure_meeting(params, store, week)
+    with store.engine.connect() as conn:
+        stored = conn.execute(
+            sa.select(MINUTES.c.content_hash).where(MINUTES.c.meeting_id == mid)
+        ).scalar()
+    if stored == digest:
+        return RecordResult(week, mid, 0, 0, 0, 0, True)
+
+    agenda = build_agenda(params, week, issue_load(store, week))
+    with store.transaction() as conn:
+        counts = _write(conn, params, doc, mid, agenda, source=source, digest=digest)
+    return RecordResult(week, mid, *counts, False)
+
+
+def _write(
+    conn: sa.Connection,
+    params: Params,
+    doc: MinutesFile,
+    mid: int,
+    agenda: Any,
+    *,
+    source: str,
+    digest: str,
+) -> tuple[int, int, int, int]:
+    now = _utcnow()
+    values: dict[str, Any] = {"source": source, "content_hash": digest, "recorded_at": now}
+    # A section the minutes leave out (empty) keeps what is stored, so that a partial
+    # record (the console, a file of decisions only) never erases another one's.
+    if doc.summary:
+        values["summary"] = doc.summary
+    if doc.plan:
+        values["plan"] = "\n".join(doc.plan)
+    if conn.execute(sa.select(MINUTES.c.meeting_id).where(MINUTES.c.meeting_id == mid)).first():
+        conn.execute(MINUTES.update().where(MINUTES.c.meeting_id == mid).values(values))
+    else:
+        conn.execute(
+            MINUTES.insert().values({"summary": "", "plan": "", **values, "meeting_id": mid})
+        )
+
+    # Attendance: the file's replaces what was recorded; invited people keep their row.
+    people = people_by_email(params)
+    if doc.attendance:
+        conn.execute(ATTENDANCE_RECORDS.delete().where(ATTENDANCE_RECORDS.c.meeting_id == mid))
+    for a in doc.attendance:
+        person = people[a.email.lower()]
+        email = person.email.strip().lower()
+        aid = conn.execute(sa.select(ATTENDEES.c.id).where(ATTENDEES.c.email == email)).scalar()
+        if aid is None:
+            aid = conn.execute(
+                ATTENDEES.insert().values(
+                    name=person.name, email=email, department=person.department
+                )
+            ).inserted_primary_key[0]
+        conn.execute(
+            ATTENDANCE_RECORDS.insert().values(
+                meeting_id=mid, attendee_id=aid, status=a.status, delegate=a.delegate
+            )
+        )
+        key = (ATTENDANCE.c.meeting_id == mid) & (ATTENDANCE.c.attendee_id == aid)
+        if conn.execute(sa.select(ATTENDANCE.c.role).where(key)).first() is None:
+            conn.execute(
+                ATTENDANCE.insert().values(
+                    meeting_id=mid, attendee_id=aid, role="optional", present=a.status == "present"
+                )
+            )
+        else:
+            conn.execute(ATTENDANCE.update().where(key).values(present=a.status == "present"))
+
+    # Minutes per segment: the agenda's plan beside what the file says was spent.
+    stored_times = dict(
+        conn.execute(
+            sa.select(SEGMENT_TIMES.c.segment, SEGMENT_TIMES.c.actual_minutes).where(
+                SEGMENT_TIMES.c.meeting_id == mid
+            )
+        ).all()
+    )
+    actual = {**{k: v for k, v in stored_times.items() if v is not None}, **doc.time}
+    conn.execute(SEGMENT_TIMES.delete().where(SEGMENT_TIMES.c.meeting_id == mid))
+    planned = {(i.department or i.key): (i.title, i.minutes) for i in agenda.items}
+    position = 0
+    for key in segment_keys(params):
+        if key not in planned and key not in actual:
+            continue
+        title, minutes = planned.get(key, (key, 0))
+        position += 1
+        conn.execute(
+            SEGMENT_TIMES.insert().values(
+                meeting_id=mid,
+                segment=key,
+                position=position,
+                title=title,
+                planned_minutes=minutes,
+                actual_minutes=actual.get(key),
+            )
+        )
+
+    decisions_added = 0
+    decision_ids: dict[str, int] = {}
+    for d in doc.decisions:
+        found = conn.execute(
+            sa.select(DECISIONS.c.id).where(
+                (DECISIONS.c.meeting_id == mid) & (DECISIONS.c.text == d.text)
+            )
+        ).scalar()
+        fields = {"department": d.department, "issue_id": d.issue}
+        if found is None:
+            found = conn.execute(
+                DECISIONS.insert().values(meeting_id=mid, text=d.text, created_at=now, **fields)
+            ).inserted_primary_key[0]
+            decisions_added += 1
+        else:
+            conn.execute(DECISIONS.update().where(DECISIONS.c.id == found).values(fields))
+        if d.ref:
+            decision_ids[d.ref] = int(found)
+
+    added = updated = 0
+    for a in doc.actions:
+        row = conn.execute(
+            sa.select(ACTION_ITEMS.c.id, ACTION_ITEMS.c.status).where(
+                (ACTION_ITEMS.c.meeting_id == mid)
+                & (ACTION_ITEMS.c.description == a.description)
+                & (ACTION_ITEMS.c.owner == a.owner)
+            )
+        ).first()
+        fields = {
+            "department": a.department,
+            "due_date": a.due,
+            "issue_id": a.issue,
+            "decision_id": decision_ids.get(a.decision) if a.decision else None,
+            "note": a.note,
+        }
+        if row is None:
+            conn.execute(
+                ACTION_ITEMS.insert().values(
+                    meeting_id=mid,
+                    description=a.description,
+                    owner=a.owner,
+                    status=a.status,
+                    created_at=now,
+                    closed_at=None if a.status == "open" else now,
+                    **fields,
+                )
+            )
+            added += 1
+            continue
+        if a.status != "open" and row.status != a.status:
+            fields |= {"status": a.status, "closed_at": now}
+        conn.execute(ACTION_ITEMS.update().where(ACTION_ITEMS.c.id == row.id).values(fields))
+        updated += 1
+
+    for u in doc.updates:
+        fields = {
+            k: v
+            for k, v in {"due_date": u.due, "owner": u.owner, "note": u.note}.items()
+            if v is not None
+        }
+        if u.status is not None:
+            current = conn.execute(
+                sa.select(ACTION_ITEMS.c.status).where(ACTION_ITEMS.c.id == u.id)
+            ).scalar()
+            if current != u.status:
+                fields |= {"status": u.status, "closed_at": None if u.status == "open" else now}
+        if fields:
+            conn.execute(ACTION_ITEMS.update().where(ACTION_ITEMS.c.id == u.id).values(fields))
+
+    if doc.feedback:
+        conn.execute(FEEDBACK.delete().where(FEEDBACK.c.meeting_id == mid))
+    for f in doc.feedback:
+        aid = None
+        if f.email:
+            aid = conn.execute(
+                sa.select(ATTENDEES.c.id).where(ATTENDEES.c.email == f.email.strip().lower())
+            ).scalar()
+        conn.execute(
+            FEEDBACK.insert().values(
+                meeting_id=mid, attendee_id=aid, rating=f.rating, comment=f.comment, created_at=now
+            )
+        )
+    return decisions_added, added, updated, len(doc.updates)
+
+
+# --- reading back --------------------------------------------------------------------------------
+
+
+def has_minutes(params: Params, week: IsoWeek | str) -> bool:
+    """Whether minutes of the meeting about ``week`` are recorded in the store.
+
+    A SQLite store that does not exist yet holds no minutes; asking must not create it.
+    """
+
+    url = store_url(params)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return False
+
+    with open_store(params) as store:
+        return minutes_row(store, week) is not None
+
+
+def minutes_row(store: Store, week: IsoWeek | str) -> dict[str, Any] | None:
+    """The meeting about ``week`` with its minutes (summary, sent_at ...); None if unrecorded."""
+    query = (
+        sa.select(MEETINGS, MINUTES)
+        .join(MINUTES, MINUTES.c.meeting_id == MEETINGS.c.id)
+        .where(MEETINGS.c.week == str(IsoWeek.parse(week)))
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return None if row is None else dict(row)
+
+
+def _frame(store: Store, query: sa.Select) -> pd.DataFrame:
+    with store.engine.connect() as conn:
+        result = conn.execute(query)
+        return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+
+
+def attendance_frame(store: Store, meeting: int) -> pd.DataFrame:
+    """Invited people and recorded attendance: name, email, department, role, status, delegate."""
+    query = (
+        sa.select(
+            ATTENDEES.c.name,
+            ATTENDEES.c.email,
+            ATTENDEES.c.department,
+            ATTENDANCE.c.role,
+            ATTENDANCE_RECORDS.c.status,
+            ATTENDANCE_RECORDS.c.delegate,
+        )
+        .select_from(ATTENDANCE)
+        .join(ATTENDEES, ATTENDEES.c.id == ATTENDANCE.c.attendee_id)
+        .outerjoin(
+            ATTENDANCE_RECORDS,
+            (ATTENDANCE_RECORDS.c.meeting_id == ATTENDANCE.c.meeting_id)
+            & (ATTENDANCE_RECORDS.c.attendee_id == ATTENDANCE.c.attendee_id),
+        )
+        .where(ATTENDANCE.c.meeting_id == meeting)
+        .order_by(ATTENDEES.c.id)
+    )
+    return _frame(store, query)
+
+
+def segment_frame(store: Store, meeting: int) -> pd.DataFrame:
+    """Planned and actual minutes per agenda segment, in agenda order."""
+    query = (
+        sa.select(
+            SEGMENT_TIMES.c.segment,
+            SEGMENT_TIMES.c.title,
+            SEGMENT_TIMES.c.planned_minutes,
+            SEGMENT_TIMES.c.actual_minutes,
+        )
+        .where(SEGMENT_TIMES.c.meeting_id == meeting)
+        .order_by(SEGMENT_TIMES.c.position)
+    )
+    return _frame(store, query)
+
+
+def decision_frame(store: Store, meeting: int) -> pd.DataFrame:
+    """Decisions of a meeting with the segment of their linked issue."""
+    query = (
+        sa.select(
+            DECISIONS.c.id,
+            DECISIONS.c.text,
+            DECISIONS.c.department,
+            DECISIONS.c.issue_id,
+            ISSUES.c.title.label("issue_title"),
+            ISSUES.c.segment,
+        )
+        .outerjoin(ISSUES, ISSUES.c.id == DECISIONS.c.issue_id)
+        .where(DECISIONS.c.meeting_id == meeting)
+        .order_by(DECISIONS.c.id)
+    )
+    return _frame(store, query)
+
+
+def feedback_trend(store: Store, through_week: IsoWeek | str) -> pd.DataFrame:
+    """Mean rating and number of ratings per meeting week up to ``through_week``; 1-5."""
+    query = (
+        sa.select(
+            MEETINGS.c.week,
+            sa.func.avg(FEEDBACK.c.rating).label("mean_rating"),
+            sa.func.count(FEEDBACK.c.rating).label("ratings"),
+        )
+        .join(FEEDBACK, FEEDBACK.c.meeting_id == MEETINGS.c.id)
+        .where(MEETINGS.c.week <= str(IsoWeek.parse(through_week)))
+        .group_by(MEETINGS.c.week)
+        .order_by(MEETINGS.c.week)
+    )
+    return _frame(store, query)
+
+
+def feedback_frame(store: Store, meeting: int) -> pd.DataFrame:
+    """Feedback of a meeting: name (empty when anonymous), rating, comment."""
+    query = (
+        sa.select(ATTENDEES.c.name, FEEDBACK.c.rating, FEEDBACK.c.comment)
+        .select_from(FEEDBACK)
+        .outerjoin(ATTENDEES, ATTENDEES.c.id == FEEDBACK.c.attendee_id)
+        .where(FEEDBACK.c.meeting_id == meeting)
+        .order_by(FEEDBACK.c.id)
+    )
+    frame = _frame(store, query)
+    frame["name"] = frame["name"].fillna("")
+    return frame
+
+
+# --- the 24-hour promise ------------------------------------------------------------------------
+
+PROMISE_HOURS = 24
+
+
+def sent_within(ended_at: dt.datetime, sent_at: dt.datetime | None, hours: int = PROMISE_HOURS):
+    """Whether the minutes went out within ``hours`` of the meeting's end (None: not sent)."""
+    if sent_at is None:
+        return None
+    return sent_at - ended_at <= dt.timedelta(hours=hours)
+
+
+def mark_sent(store: Store, week: IsoWeek | str, when: dt.datetime, recipients: int) -> None:
+    """Record that the minutes of ``week`` were sent at ``when`` (UTC, naive) to n people."""
+    row = minutes_row(store, week)
+    if row is None:
+        raise InputDataError(
+            f"no minutes recorded for week {week}; record them with "
+            f"`meeting minutes record FILE --week {week}` first."
+        )
+    with store.transaction() as conn:
+        conn.execute(
+            MINUTES.update()
+            .where(MINUTES.c.meeting_id == row["id"])
+            .values(sent_at=when, sent_to=recipients)
+        )
+
+
+# --- files beside the handout ---------------------------------------------------------------
+
+ACTION_ITEMS_FILE = "action_items.csv"
+ACTION_ITEMS_ICS = "action_items.ics"
+ACTION_COLUMNS = [
+    "id", "meeting_week", "department", "owner", "description", "due_date", "status",
+    "issue_id", "note",
+]  # fmt: skip
+
+
+def action_items_frame(store: Store, meeting: int) -> pd.DataFrame:
+    """Action items set at a meeting, by department then due date (ACTION_COLUMNS)."""
+    items = store.action_items()
+    items = items[items["meeting_id"] == meeting]
+    return items.sort_values(["department", "due_date", "id"]).loc[:, ACTION_COLUMNS]
+
+
+def action_items_ics(items: pd.DataFrame, company: str, stamp: dt.datetime) -> bytes:
+    """An iCalendar PUBLISH with one VTODO per action item, due on its due date."""
+
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("method", "PUBLISH")
+    slug = "".join(c if c.isalnum() else "-" for c in company.casefold()).strip("-")
+    for r in items.itertuples():
+        todo = Todo()
+        todo.add("uid", f"action-item-{int(r.id)}-{slug}@meetinglib")
+        todo.add("dtstamp", stamp)
+        todo.add("summary", f"{r.description} ({r.owner})")
+        todo.add("due", r.due_date)
+        todo.add("status", {"open": "NEEDS-ACTION", "done": "COMPLETED"}.get(r.status, "CANCELLED"))
+        todo.add("categories", [r.department])
+        todo.add("description", f"{r.owner} · {r.department} · {r.meeting_week}\n{r.note}".strip())
+        cal.add_component(todo)
+    return cal.to_ical()
+
+
+def write_action_items(
+    store: Store, meeting: int, company: str, folder: str | Path, stamp: dt.datetime
+) -> dict[str, Path]:
+    """Write action_items.csv and action_items.ics into ``folder``; returns name -> path."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    items = action_items_frame(store, meeting)
+    csv_path = out / ACTION_ITEMS_FILE
+    items.to_csv(csv_path, index=False, encoding="utf-8")
+    ics_path = out / ACTION_ITEMS_ICS
+    ics_path.write_bytes(action_items_ics(items, company, stamp))
+    return {ACTION_ITEMS_FILE: csv_path, ACTION_ITEMS_ICS: ics_path}

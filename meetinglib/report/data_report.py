@@ -1,0 +1,1104 @@
+"""The data report as display-ready pieces, so the notebook stays a list of calls.
+
+``DataReport.open(...)`` loads the week once (from the runner's snapshot or from the
+source); each method returns something Jupyter displays: a heading, a table, a chart, a
+list of sentences. All text comes through :mod:`meetinglib.core.i18n`; all figures come from
+:mod:`meetinglib.analysis.kpis`.
+
+One computation feeds everything: ``kpi_table`` holds every KPI x segment of the week
+(this week, last week, target, status, anomaly flag), computed from the weekly series of
+``kpis.weekly_kpis`` and judged by :mod:`meetinglib.analysis.anomalies`. The headline, the
+section tables, "What changed" and ``export`` (``kpis.csv``) all read it, so the handout
+and the machine-readable file cannot disagree.
+
+Sections, in meeting order (see ``SECTIONS``): headline, volume, processing efficiency,
+abnormal orders, logistics, customer service, after-sales, finance, what changed,
+appendix (data quality, KPI definitions, the anomaly rules).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from IPython.display import HTML, Image, Markdown
+from matplotlib.figure import Figure
+
+from meetinglib.analysis import anomalies, kpis
+from meetinglib.analysis.kpi_table import (
+    MIN_OBSERVATIONS,
+    KpiTable,
+    complete_history_start,
+    kpi_table,
+    segment_label,
+    week_windows,
+    write_kpis_csv,
+)
+from meetinglib.core.fmt import fmt_change, fmt_value
+from meetinglib.core.i18n import label_or, t
+from meetinglib.core.params import load_params
+from meetinglib.core.schema import ORDER_TYPES
+from meetinglib.core.weeks import Window
+from meetinglib.data.dataset import WeekData, open_week
+from meetinglib.report import charts as plots
+
+SECTIONS = (
+    "headline",
+    "volume",
+    "efficiency",
+    "abnormal",
+    "logistics",
+    "service",
+    "after_sales",
+    "finance",
+    "changes",
+    "appendix",
+)
+STAGES = ("created_paid", "paid_shipped", "shipped_delivered", "created_delivered")
+# A carrier-region cell is "the" late-delivery finding only with this many judged
+# deliveries, a rise of at least MIN_LATE_RISE in its late share, and a rise of at least
+# MIN_LATE_Z binomial standard errors over its history: a 6 x 4 grid of cells always
+# has one that got worse by chance.
+MIN_CELL_DELIVERIES = 20
+MIN_LATE_RISE = 0.10
+MIN_LATE_Z = 3.5
+# The KPIs of the department sections' tables, in display order.
+SERVICE_KPIS = (
+    "tickets_per_1000",
+    "complaint_rate",
+    "first_response_median_h",
+    "first_response_p90_h",
+    "resolution_median_h",
+    "resolution_p90_h",
+    "csat",
+)
+AFTER_SALES_KPIS = (
+    "return_rate",
+    "refund_rate",
+    "refund_amount",
+    "case_cycle_median_d",
+    "case_cycle_p90_d",
+)
+FINANCE_KPIS = (
+    "gmv",
+    "refund_amount",
+    "net_revenue",
+    "settled_amount",
+    "pending_amount",
+    "settlement_lag_median_d",
+    "settlement_lag_p90_d",
+)
+SPARK_WEEKS = 12
+MAX_CHANGES = 12
+EXAMPLES = 10
+SMALL = '<span style="font-size:0.85em;color:#444">'
+CAPTION = '<p class="ml-caption" style="font-size:0.9em;color:#333;margin:0.8em 0 0.2em">'
+STATUS_SYMBOL = {"on_target": "✔", "at_risk": "⚠", "off_target": "✖"}
+STATUS_CLASS = {
+    "on_target": "ml-status-on",
+    "at_risk": "ml-status-risk",
+    "off_target": "ml-status-off",
+}
+
+
+def chart(fig: Figure) -> Image:
+    """A figure as an embedded PNG whose alternative text is its title (the finding)."""
+    return Image(plots.png_bytes(fig), metadata={"alt": plots.title_of(fig)})
+
+
+def _nan(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def html_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    raw: Sequence[int] = (),
+    numeric: Sequence[int] = (),
+) -> str:
+    """A plain HTML table: text left, ``numeric`` columns right; cells are escaped except
+    the columns listed in ``raw`` (already HTML)."""
+
+    def align(i: int) -> str:
+        return "right" if i in numeric else "left"
+
+    head = "".join(
+        f'<th style="text-align:{align(i)}">{html.escape(h)}</th>' for i, h in enumerate(header)
+    )
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            text = str(cell) if i in raw else html.escape(str(cell))
+            cells.append(f'<td style="text-align:{align(i)}">{text}</td>')
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table border="0"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+class DataReport:
+    """The week's data report, computed once and displayed piece by piece."""
+
+    def __init__(self, data: WeekData, lang: str | None = None):
+        self.data = data
+        self.lang = lang or data.params.language
+        self.orders = data.tables["orders"]
+        self.sla_hours = data.params.sla.ship_hours
+        self.currency = data.params.currency
+        where = ", ".join(str(f) for f in data.params.files) or "the params"
+        self.targets = kpis.resolve_targets(data.params.targets, where)
+
+    @classmethod
+    def open(
+        cls,
+        params_files: Sequence[str | Path],
+        week: str | None = None,
+        snapshot: str | Path | None = None,
+        lang: str | None = None,
+    ) -> DataReport:
+        """Load the week: the runner's validated snapshot if given, else the source."""
+        params = load_params(*params_files)
+        data = open_week(params, week, snapshot)
+        return cls(data, lang)
+
+    # --- text -------------------------------------------------------------------------
+
+    def _t(self, key: str, **fields: object) -> str:
+        return t(key, self.lang, **fields)
+
+    def _fmt(self, value: float, unit: str) -> str:
+        return fmt_value(value, unit, self.currency)
+
+    def _note(self, text: str) -> HTML:
+        return HTML(f'<p class="ml-note">{html.escape(text)}</p>')
+
+    def title(self) -> Markdown:
+        w = self.data.window
+        sub = self._t(
+            "report.subtitle",
+            company=self.data.params.company,
+            week=self.data.week,
+            start=w.start.strftime("%Y-%m-%d"),
+            end=(w.end - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
+            tz=self.data.tz,
+        )
+        return Markdown(f"# {self._t('report.title')}\n\n{html.escape(sub)}")
+
+    def section(self, key: str) -> Markdown:
+        """A section heading, e.g. ``section("logistics")``."""
+        return Markdown(f"## {self._t(f'report.{key}')}")
+
+    def subsection(self, key: str) -> Markdown:
+        return Markdown(f"### {self._t(f'report.{key}')}")
+
+    def _order_type(self, code: str) -> str:
+        return self._t(f"order_type.{code}")
+
+    def _kpi(self, key: str) -> str:
+        return self._t(f"kpi.{key}")
+
+    def _segment(self, dimension: str, segment: str, order_type: str) -> str:
+        return segment_label(dimension, segment, order_type, self.lang)
+
+    # --- the one computation: meetinglib.analysis.kpi_table -----------------------------
+
+    @cached_property
+    def kpi_result(self) -> KpiTable:
+        """The week's KPI table and the weekly series behind it."""
+        return kpi_table(self.data, self.lang)
+
+    @cached_property
+    def windows(self) -> list[Window]:
+        """The history weeks and the report week, oldest first."""
+        return week_windows(self.data)
+
+    @property
+    def week_labels(self) -> list[str]:
+        return self.kpi_result.week_labels
+
+    def _complete_history_start(self) -> pd.Timestamp:
+        return complete_history_start(self.data)
+
+    @property
+    def _wide(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        return self.kpi_result.values, self.kpi_result.counts, self.kpi_result.errors
+
+    @property
+    def kpi_table(self) -> pd.DataFrame:
+        """One row per KPI x segment (the rows of ``kpis.csv``); see ``analysis.kpi_table``."""
+        return self.kpi_result.table
+
+    @cached_property
+    def changes(self) -> pd.DataFrame:
+        """The week's changes for the worse, most severe first (rows of ``kpi_table``)."""
+        return self.kpi_result.changes
+
+    def _row(
+        self,
+        kpi: str,
+        dimension: str = kpis.ALL,
+        segment: str = kpis.ALL,
+        order_type: str = kpis.ALL,
+    ) -> pd.Series | None:
+        return self.kpi_result.row(kpi, dimension, segment, order_type)
+
+    def _weekly(
+        self,
+        kpi: str,
+        dimension: str = kpis.ALL,
+        segment: str = kpis.ALL,
+        order_type: str = kpis.ALL,
+    ) -> pd.Series:
+        return self.kpi_result.weekly(kpi, dimension, segment, order_type)
+
+    def export(self, out_dir: str | Path | None) -> None:
+        """Write ``kpis.csv`` (``kpi_table``) into ``out_dir``; nothing when it is None."""
+        if out_dir is not None:
+            write_kpis_csv(self.kpi_table, out_dir)
+
+    # --- shared table pieces ---------------------------------------------------------------
+
+    def _change_cell(self, row: pd.Series) -> str:
+        text = html.escape(fmt_change(row["this_week"], row["last_week"], row["unit"]))
+        if _nan(row["this_week"]) or _nan(row["last_week"]) or row["this_week"] == row["last_week"]:
+            return text
+        up = row["this_week"] > row["last_week"]
+        good = up == bool(row["higher_is_better"])
+        css = "ml-status-on" if good else "ml-status-off"
+        return f'{text} <span class="{css}">{"▲" if up else "▼"}</span>'
+
+    def _target_cell(self, row: pd.Series) -> str:
+        if _nan(row["target"]):
+            return "–"
+        sign = "≥" if row["higher_is_better"] else "≤"
+        return f"{sign} {self._fmt(row['target'], row['unit'])}"
+
+    def _status_cell(self, row: pd.Series) -> str:
+        status = row["status"]
+        if not status:
+            return "–"
+        word = html.escape(self._t(f"status.{status}"))
+        return f'<span class="{STATUS_CLASS[status]}">{STATUS_SYMBOL[status]} {word}</span>'
+
+    def _sparkline(self, row: pd.Series) -> str:
+        values = self._weekly(row["kpi"]).iloc[-SPARK_WEEKS:]
+        target = None if _nan(row["target"]) else float(row["target"])
+        fig = plots.sparkline(values.to_numpy(dtype=float), target=target, lang=self.lang)
+        data = base64.b64encode(plots.sparkline_png(fig)).decode("ascii")
+        finite = values.dropna()
+        alt = self._t(
+            "headline.spark_alt",
+            kpi=row["label"],
+            weeks=len(values),
+            first=self._fmt(finite.iloc[0], row["unit"]) if len(finite) else "–",
+            last=self._fmt(finite.iloc[-1], row["unit"]) if len(finite) else "–",
+        )
+        return (
+            f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
+            'width="165" height="42" style="vertical-align:middle">'
+        )
+
+    def kpi_rows_table(self, keys: Sequence[str], *, sparklines: bool = False) -> HTML:
+        """This week, last week, change, target and status of KPIs (all orders)."""
+        header = [
+            self._t("word.kpi"),
+            self._t("word.this_week"),
+            self._t("word.last_week"),
+            self._t("word.change"),
+        ]
+        if sparklines:
+            header.append(self._t("headline.trend", weeks=SPARK_WEEKS))
+        header += [self._t("word.target"), self._t("word.status")]
+        rows = []
+        for key in keys:
+            row = self._row(key)
+            if row is None:
+                continue
+            cells = [
+                html.escape(row["label"]),
+                self._fmt(row["this_week"], row["unit"]),
+                self._fmt(row["last_week"], row["unit"]),
+                self._change_cell(row),
+            ]
+            if sparklines:
+                cells.append(self._sparkline(row))
+            cells += [html.escape(self._target_cell(row)), self._status_cell(row)]
+            rows.append(cells)
+        if not rows:
+            return self._note(self._t("report.no_data"))
+        raw = list(range(len(header)))
+        return HTML(html_table(header, rows, raw=raw, numeric=[1, 2, 3]))
+
+    def order_type_table(self, keys: Sequence[str]) -> HTML:
+        """KPIs this week per order type (with the change from last week)."""
+        types = [kpis.ALL, *ORDER_TYPES]
+        header = [self._t("word.kpi")] + [
+            self._order_type(o) if o != kpis.ALL else self._t("order_type.all") for o in types
+        ]
+        rows = []
+        for key in keys:
+            cells = []
+            for order_type in types:
+                row = self._row(key, order_type=order_type)
+                if row is None:
+                    cells.append("–")
+                    continue
+                value = html.escape(self._fmt(row["this_week"], row["unit"]))
+                change = fmt_change(row["this_week"], row["last_week"], row["unit"])
+                if change != "–":
+                    value += f"<br>{SMALL}{html.escape(change)}</span>"
+                cells.append(value)
+            if any(c != "–" for c in cells):
+                rows.append([html.escape(self._kpi(key)), *cells])
+        if not rows:
+            return self._note(self._t("report.no_data"))
+        columns = list(range(len(header)))
+        return HTML(html_table(header, rows, raw=columns, numeric=columns[1:]))
+
+    def _segment_rows_table(self, keys: Sequence[str], dimension: str) -> HTML:
+        """KPIs (columns: this week / last week) per value of a dimension or order type."""
+        table = self.kpi_table
+        if dimension == "order_type":
+            segments = [(kpis.ALL, kpis.ALL, o) for o in (kpis.ALL, *ORDER_TYPES)]
+        else:
+            values = table.loc[
+                (table["kpi"].isin(keys)) & (table["dimension"] == dimension), "segment"
+            ].unique()
+            segments = [(kpis.ALL, kpis.ALL, kpis.ALL)] + [(dimension, s, kpis.ALL) for s in values]
+        header = [self._t(f"word.{dimension}")]
+        for key in keys:
+            header += [self._t("table.this_week_of", kpi=self._kpi(key)), self._t("word.last_week")]
+        rows = []
+        for dim, seg, order_type in segments:
+            name = (
+                self._t("order_type.all")
+                if dim == kpis.ALL and order_type == kpis.ALL
+                else (self._order_type(order_type) if order_type != kpis.ALL else seg)
+            )
+            cells = [name]
+            for key in keys:
+                row = self._row(key, dim, seg, order_type)
+                if row is None:
+                    cells += ["–", "–"]
+                else:
+                    cells += [
+                        self._fmt(row["this_week"], row["unit"]),
+                        self._fmt(row["last_week"], row["unit"]),
+                    ]
+            rows.append(cells)
+        return HTML(html_table(header, rows, numeric=list(range(1, len(header)))))
+
+    # --- 1. headline -----------------------------------------------------------------------
+
+    def headline_table(self) -> HTML:
+        """The handful of KPIs that matter: this week, last week, trend, target, status."""
+        return self.kpi_rows_table(kpis.HEADLINE, sparklines=True)
+
+    def headline_note(self) -> HTML:
+        """One line pointing at "What changed": how many changes for the worse, or none."""
+        return self._note(self._changes_summary())
+
+    def headline_by_order_type(self) -> HTML:
+        """The headline KPIs per order type."""
+        return self.order_type_table(kpis.HEADLINE)
+
+    def _history_points(self) -> int:
+        start = self._complete_history_start()
+        return sum(1 for w in self.windows[:-1] if w.start >= start)
+
+    def _changes_summary(self) -> str:
+        if len(self.changes):
+            count = len(self.changes_by_kpi())
+            key = "changes.summary.one" if count == 1 else "changes.summary"
+            return self._t(key, count=count, series=len(self.changes))
+        history = self._history_points()
+        if history < anomalies.MIN_HISTORY:
+            return self._t("changes.too_little", weeks=history, needed=anomalies.MIN_HISTORY)
+        return self._t("changes.none", series=len(self.kpi_table), weeks=history)
+
+    # --- 2. volume -------------------------------------------------------------------------
+
+    def volume_chart(self) -> Image:
+        """Orders created per day, stacked by order type (a day without orders shows 0)."""
+        by_day = kpis.order_volume_by_day(self.orders, self.data.window)
+        types = [c for c in ORDER_TYPES if c in by_day.columns]
+        frame = by_day[types]
+        days = [self._t(f"weekday.{d.weekday()}") + d.strftime(" %m-%d") for d in frame.index]
+        frame = frame.set_axis(days)
+        totals = frame.sum(axis=1)
+        busiest = totals.idxmax() if totals.sum() else "–"
+        fig = plots.stacked_bars(
+            frame,
+            title=self._t(
+                "chart.volume.title",
+                total=int(totals.sum()),
+                day=busiest,
+                count=int(totals.max()) if len(totals) else 0,
+            ),
+            xlabel=self._t("word.day"),
+            ylabel=f"{self._t('word.orders')} ({self._t('unit.orders')})",
+            labels=[self._order_type(c) for c in types],
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    def channel_chart(self) -> Image:
+        """Orders created per channel, this week against last week."""
+        this = kpis.order_volume_by(self.orders, self.data.window, "channel")
+        last = kpis.order_volume_by(self.orders, self.data.previous_window, "channel")
+        this = this.rename(index=self._missing)
+        last = last.rename(index=self._missing).reindex(this.index, fill_value=0)
+        if not this.sum():
+            return chart(plots.message(self._t("report.no_data"), lang=self.lang))
+        change = (this - last) / last.where(last > 0)
+        mover = change.abs().idxmax() if change.notna().any() else this.idxmax()
+        title = self._t(
+            "chart.channels.title",
+            top=this.idxmax(),
+            share=this.max() / this.sum(),
+            mover=mover,
+            change=float(change.get(mover, np.nan)) if change.notna().any() else 0.0,
+        )
+        fig = plots.paired_hbars(
+            this.astype(float),
+            last.astype(float),
+            title=title,
+            xlabel=f"{self._t('kpi.orders_created')} ({self._t('unit.orders')})",
+            labels=(self._t("word.this_week"), self._t("word.last_week")),
+            value_format="{:,.0f}",
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    def cancellation_table(self) -> HTML:
+        """Orders created and cancelled per order type, this week and last week."""
+        this = kpis.cancellations_by(self.orders, self.data.window, "order_type")
+        last = kpis.cancellations_by(self.orders, self.data.previous_window, "order_type")
+        header = [
+            self._t("word.order_type"),
+            self._t("kpi.orders_created"),
+            self._t("word.cancelled"),
+            self._t("table.this_week_of", kpi=self._kpi("cancellation_rate")),
+            self._t("word.last_week"),
+        ]
+        rows = []
+        for code in this.index:
+            name = self._order_type(code) if code in ORDER_TYPES else self._missing(code)
+            rows.append(
+                [
+                    name,
+                    f"{this.loc[code, 'created']:,}",
+                    f"{this.loc[code, 'cancelled']:,}",
+                    fmt_value(this.loc[code, "rate"], "share"),
+                    fmt_value(last["rate"].get(code, np.nan), "share"),
+                ]
+            )
+        total = self._row("cancellation_rate")
+        rows.append(
+            [
+                self._t("order_type.all"),
+                f"{int(this['created'].sum()):,}",
+                f"{int(this['cancelled'].sum()):,}",
+                fmt_value(total["this_week"], "share") if total is not None else "–",
+                fmt_value(total["last_week"], "share") if total is not None else "–",
+            ]
+        )
+        return HTML(html_table(header, rows, numeric=[1, 2, 3, 4]))
+
+    # --- 3. processing efficiency ------------------------------------------------------------
+
+    def stage_chart(self) -> Image:
+        """P90 hours of each stage, this week against last week."""
+        this = kpis.stage_durations(self.orders, self.data.window)
+        last = kpis.stage_durations(self.orders, self.data.previous_window)
+        names = {s: self._t(f"kpi.stage.{s}") for s in STAGES}
+        p90_this = this["p90_h"].reindex(STAGES).rename(index=names)
+        p90_last = last["p90_h"].reindex(STAGES).rename(index=names)
+        # The cycle time spans the other stages, so "slowest" is among the three parts.
+        parts = p90_this.drop(names["created_delivered"])
+        slow = parts.idxmax() if parts.notna().any() else "–"
+        fig = plots.paired_hbars(
+            p90_this,
+            p90_last,
+            title=self._t("chart.stages.title", stage=slow, hours=parts.max()),
+            xlabel=f"P90 ({self._t('unit.hours')})",
+            labels=(self._t("word.this_week"), self._t("word.last_week")),
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    def stage_table(self, by: str | None = "order_type") -> HTML:
+        """Median / P90 hours per stage (rows) for all orders and each value of ``by``."""
+        overall = kpis.stage_durations(self.orders, self.data.window)
+        columns = [(self._t("order_type.all"), overall)]
+        if by:
+            split = kpis.stage_durations(self.orders, self.data.window, by=by)
+            for value in split.index.get_level_values(0).unique():
+                name = self._order_type(value) if by == "order_type" else self._missing(value)
+                columns.append((str(name), split.loc[value]))
+        header = [self._t("word.stage")] + [name for name, _ in columns]
+        rows = []
+        for stage in STAGES:
+            cells = [self._t(f"kpi.stage.{stage}")]
+            for _, stats in columns:
+                if stats.loc[stage, "count"] == 0:
+                    cells.append("–")
+                else:
+                    median = fmt_value(stats.loc[stage, "median_h"], "hours")
+                    p90 = fmt_value(stats.loc[stage, "p90_h"], "hours")
+                    cells.append(f"{median} / {p90}")
+            rows.append(cells)
+        note = html.escape(self._t("table.stage.caption"))
+        table = html_table(header, rows, numeric=list(range(1, len(header))))
+        return HTML(f"{CAPTION}{note}</p>{table}")
+
+    def on_time_ship_table(self) -> HTML:
+        """On-time ship rate and handling time per order type and per warehouse."""
+        keys = ("on_time_ship_rate", "handling_median_h", "handling_p90_h")
+        return HTML(
+            self._segment_rows_table(keys, "order_type").data
+            + self._segment_rows_table(keys, "warehouse").data
+        )
+
+    def backlog_chart(self) -> Image:
+        """Overdue backlog at week end per warehouse, this week against last week."""
+        this = kpis.backlog_by(self.orders, self.data.window.end, self.sla_hours, "warehouse")
+        last = kpis.backlog_by(
+            self.orders, self.data.previous_window.end, self.sla_hours, "warehouse"
+        )
+        overdue = this["overdue"].rename(index=self._missing)
+        total = int(overdue.sum())
+        if not total:
+            return chart(plots.message(self._t("chart.backlog.none"), lang=self.lang))
+        top = overdue.idxmax()
+        fig = plots.paired_hbars(
+            overdue,
+            last["overdue"].rename(index=self._missing),
+            title=self._t(
+                "chart.backlog.title",
+                warehouse=top,
+                overdue=int(overdue.max()),
+                total=total,
+                share=overdue.max() / total,
+            ),
+            xlabel=self._t("chart.backlog.xlabel"),
+            labels=(self._t("word.this_week"), self._t("word.last_week")),
+            value_format="{:,.0f}",
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    def backlog_table(self) -> HTML:
+        """Backlog and overdue backlog at week end per order type and per warehouse."""
+        keys = ("backlog", "overdue_backlog")
+        return HTML(
+            self._segment_rows_table(keys, "order_type").data
+            + self._segment_rows_table(keys, "warehouse").data
+        )
+
+    def _missing(self, value: object) -> object:
+        return self._t("word.missing") if value == kpis.MISSING else value
+
+    # --- 4. abnormal orders -------------------------------------------------------------------
+
+    def pareto_chart(self) -> Image:
+        """Abnormal orders created this week by exception code, largest first."""
+        pareto = kpis.abnormal_orders(self.orders, self.data.window)
+        if pareto.empty:
+            return chart(plots.message(self._t("chart.pareto.empty"), lang=self.lang))
+        counts = pareto["count"].rename(index=self._exception)
+        fig = plots.pareto(
+            counts,
+            title=self._t(
+                "chart.pareto.title", top=counts.index[0], share=float(pareto["share"].iloc[0])
+            ),
+            ylabel=f"{self._t('word.orders')} ({self._t('unit.orders')})",
+            cumulative_label=self._t("word.cumulative_share"),
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    def _exception(self, code: object) -> str:
+        return label_or(f"exception.{code}", self.lang, str(code))
+
+    def abnormal_trend_chart(self) -> Image:
+        """Abnormal orders per week of creation, stacked by exception code."""
+        weeks = kpis.abnormal_by_week(self.orders, self.windows)
+        shown = self._weekly("abnormal_rate").notna()
+        weeks = weeks[shown.to_numpy()].iloc[-SPARK_WEEKS:]
+        if weeks.empty or not weeks.to_numpy().sum():
+            return chart(plots.message(self._t("chart.pareto.empty"), lang=self.lang))
+        rate = self._weekly("abnormal_rate").dropna()
+        title = self._t(
+            "chart.abnormal_trend.title",
+            count=int(weeks.iloc[-1].sum()),
+            rate=float(rate.iloc[-1]),
+            median=float(rate.iloc[:-1].median()) if len(rate) > 1 else float("nan"),
+            weeks=max(len(rate) - 1, 0),
+        )
+        frame = weeks.set_axis([w.split("-")[-1] for w in weeks.index])
+        fig = plots.stacked_bars(
+            frame,
+            title=title,
+            xlabel=self._t("word.week_created"),
+            ylabel=f"{self._t('word.orders')} ({self._t('unit.orders')})",
+            labels=[self._exception(c) for c in frame.columns],
+            lang=self.lang,
+            legend_below=True,
+        )
+        return chart(fig)
+
+    def abnormal_by_type_table(self) -> HTML:
+        """Abnormal-order rate per order type, this week and last, with its top exception."""
+        this = kpis.abnormal_by(self.orders, self.data.window, "order_type")
+        last = kpis.abnormal_by(self.orders, self.data.previous_window, "order_type")
+        header = [
+            self._t("word.order_type"),
+            self._t("kpi.orders_created"),
+            self._t("kpi.abnormal_orders"),
+            self._t("table.this_week_of", kpi=self._kpi("abnormal_rate")),
+            self._t("word.last_week"),
+            self._t("word.top_exception"),
+        ]
+        rows = []
+        window = self.data.window
+        for code in this.index:
+            if code not in ORDER_TYPES:
+                continue
+            pareto = kpis.abnormal_orders(self.orders[self.orders["order_type"] == code], window)
+            top = "–"
+            if not pareto.empty:
+                top = f"{self._exception(pareto.index[0])} ({pareto['share'].iloc[0]:.0%})"
+            rows.append(
+                [
+                    self._order_type(code),
+                    f"{this.loc[code, 'created']:,}",
+                    f"{this.loc[code, 'abnormal']:,}",
+                    fmt_value(this.loc[code, "rate"], "share"),
+                    fmt_value(last["rate"].get(code, np.nan), "share"),
+                    top,
+                ]
+            )
+        return HTML(html_table(header, rows, numeric=[1, 2, 3, 4]))
+
+    def abnormal_examples_table(self, limit: int = EXAMPLES) -> HTML:
+        """The abnormal orders of the week most in need of follow-up, by order id."""
+        examples = kpis.abnormal_examples(self.orders, self.data.window, self.sla_hours, limit)
+        if examples.empty:
+            return self._note(self._t("chart.pareto.empty"))
+        header = [
+            self._t("col.order_id"),
+            self._t("word.order_type"),
+            self._t("col.exception"),
+            self._t("word.warehouse"),
+            self._t("word.carrier"),
+            self._t("col.created"),
+            self._t("col.status"),
+            self._t("col.hours_late"),
+            self._t("col.amount", currency=self.currency),
+        ]
+        rows = []
+        for r in examples.itertuples():
+            rows.append(
+                [
+                    r.order_id,
+                    self._order_type(r.order_type) if r.order_type in ORDER_TYPES else "–",
+                    self._exception(r.exception_code),
+                    "–" if _nan(r.warehouse) else str(r.warehouse),
+                    "–" if _nan(r.carrier) else str(r.carrier),
+                    r.created_at.strftime("%m-%d %H:%M"),
+                    self._t(f"example.{r.status}"),
+                    "–" if _nan(r.hours_late) else f"{r.hours_late:,.0f}",
+                    "–" if _nan(r.amount) else f"{r.amount:,.2f}",
+                ]
+            )
+        note = html.escape(self._t("table.examples.caption"))
+        return HTML(f"{CAPTION}{note}</p>" + html_table(header, rows, numeric=[7, 8]))
+
+    # --- 5. logistics -------------------------------------------------------------------------
+
+    def carrier_table(self) -> HTML:
+        """Carrier scorecard: volume, on-time delivery, transit median/P90, lost/damaged."""
+        this = kpis.carrier_scorecard(self.orders, self.data.window)
+        last = kpis.carrier_scorecard(self.orders, self.data.previous_window)
+        if this.empty:
+            return self._note(self._t("report.no_data"))
+        header = [
+            self._t("word.carrier"),
+            self._t("kpi.orders_shipped"),
+            self._t("col.delivered"),
+            self._t("kpi.on_time_delivery_rate"),
+            self._t("word.change"),
+            self._t("kpi.transit_median_h"),
+            self._t("kpi.transit_p90_h"),
+            self._t("kpi.lost_damaged_rate"),
+        ]
+        rows = []
+        for carrier, r in this.iterrows():
+            before = last["on_time_delivery_rate"].get(carrier, np.nan)
+            rows.append(
+                [
+                    carrier,
+                    f"{int(r['shipped']):,}",
+                    f"{int(r['delivered']):,}",
+                    fmt_value(r["on_time_delivery_rate"], "share"),
+                    fmt_change(r["on_time_delivery_rate"], before, "share"),
+                    fmt_value(r["transit_median_h"], "hours"),
+                    fmt_value(r["transit_p90_h"], "hours"),
+                    fmt_value(r["lost_damaged_rate"], "share"),
+                ]
+            )
+        return HTML(html_table(header, rows, numeric=list(range(1, 8))))
+
+    def late_delivery_finding(self) -> tuple[str, str, float, float] | None:
+        """The carrier-region cell whose late share rose most above its history, if any.
+
+        Returns (carrier, region, late share this week, late share last week). The
+        baseline is the cell's pooled late share over the history weeks (the overall
+        share for a cell new this week); a cell qualifies with MIN_CELL_DELIVERIES judged
+        deliveries, a rise of MIN_LATE_RISE and MIN_LATE_Z binomial standard errors.
+        """
+        window = self.data.window
+        history = Window(self._complete_history_start(), window.start)
+        this = kpis.late_delivery_by(self.orders, window, "carrier", "region")
+        base = kpis.late_delivery_by(self.orders, history, "carrier", "region")
+        this = this[this["delivered"] >= MIN_CELL_DELIVERIES]
+        if this.empty:
+            return None
+        overall = 1 - kpis.on_time_delivery_rate(self.orders, history)
+        if _nan(overall):
+            overall = 1 - kpis.on_time_delivery_rate(self.orders, window)
+        before = base["late_rate"].reindex(this.index).fillna(overall)
+        rise = this["late_rate"] - before
+        # Floor the baseline so that a cell with no late delivery before is not flagged
+        # for a single late parcel.
+        p0 = before.clip(lower=0.02, upper=0.98)
+        z = rise / np.sqrt(p0 * (1 - p0) / this["delivered"])
+        notable = (rise >= MIN_LATE_RISE) & (z >= MIN_LATE_Z)
+        if not notable.any():
+            return None
+        carrier, region = z[notable].idxmax()
+        last = kpis.late_delivery_by(self.orders, self.data.previous_window, "carrier", "region")
+        last_rate = last["late_rate"].get((carrier, region), float("nan"))
+        rate = float(this.loc[(carrier, region), "late_rate"])
+        return str(carrier), str(region), rate, float(last_rate)
+
+    def delivery_heatmap(self) -> Image:
+        """Late-delivery share per region x carrier, the most worsened cell outlined."""
+        cells = kpis.late_delivery_by(self.orders, self.data.window, "region", "carrier")
+        if cells.empty:
+            return chart(plots.message(self._t("chart.late.none"), lang=self.lang))
+        rates = cells["late_rate"].unstack("carrier")
+        counts = cells["delivered"].unstack("carrier").fillna(0)
+        rates = rates.rename(index=self._missing, columns=self._missing)
+        counts = counts.rename(index=self._missing, columns=self._missing)
+        finding = self.late_delivery_finding()
+        if finding:
+            carrier, region, rate, last = finding
+            title = self._t(
+                "chart.late.title", carrier=carrier, region=region, rate=rate, last=last
+            )
+            highlight = (region, carrier)
+        else:
+            overall = 1 - kpis.on_time_delivery_rate(self.orders, self.data.window)
+            title = self._t("chart.late.calm", rate=overall)
+            highlight = None
+        fig = plots.heatmap(
+            rates,
+            counts=counts,
+            title=title,
+            xlabel=self._t("word.carrier"),
+            ylabel=self._t("word.region"),
+            highlight=highlight,
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    def stockout_table(self) -> HTML:
+        """Stockout-affected orders and fill rate per warehouse, this week and last."""
+        this = kpis.stockouts_by(self.orders, self.data.window, "warehouse")
+        last = kpis.stockouts_by(self.orders, self.data.previous_window, "warehouse")
+        has_lines = "order_lines" in self.data.tables
+        header = [
+            self._t("word.warehouse"),
+            self._t("kpi.orders_created"),
+            self._t("table.this_week_of", kpi=self._kpi("stockout_orders")),
+            self._t("word.last_week"),
+            self._t("word.share"),
+            self._t("table.this_week_of", kpi=self._kpi("fill_rate")),
+            self._t("word.last_week"),
+        ]
+        rows = []
+        for warehouse in [*this.index, kpis.ALL]:
+            if warehouse == kpis.ALL:
+                name, created = self._t("order_type.all"), int(this["created"].sum())
+                stockout, before = int(this["stockout"].sum()), int(last["stockout"].sum())
+                fill = self._row("fill_rate")
+            else:
+                name, created = str(self._missing(warehouse)), int(this.loc[warehouse, "created"])
+                stockout = int(this.loc[warehouse, "stockout"])
+                before = int(last["stockout"].get(warehouse, 0))
+                fill = self._row("fill_rate", "warehouse", str(warehouse))
+            rows.append(
+                [
+                    name,
+                    f"{created:,}",
+                    f"{stockout:,}",
+                    f"{before:,}",
+                    fmt_value(stockout / created if created else np.nan, "share"),
+                    fmt_value(fill["this_week"], "share") if fill is not None else "–",
+                    fmt_value(fill["last_week"], "share") if fill is not None else "–",
+                ]
+            )
+        table = html_table(header, rows, numeric=list(range(1, 7)))
+        if not has_lines:
+            table = f"{CAPTION}{html.escape(self._t('logistics.no_lines'))}</p>" + table
+        return HTML(table)
+
+    # --- 6. customer service ------------------------------------------------------------------
+
+    def _absent(self, table: str) -> HTML | None:
+        if table in self.data.tables:
+            return None
+        return self._note(self._t("report.no_table", table=table))
+
+    def service_table(self) -> HTML:
+        """Tickets and complaints per 1,000 orders, response and resolution times, CSAT."""
+        absent = self._absent("tickets")
+        if absent:
+            return absent
+        opened = kpis.tickets_opened(self.data.tables["tickets"], self.data.window)
+        note = html.escape(self._t("service.opened", tickets=opened))
+        body = self.kpi_rows_table(SERVICE_KPIS).data
+        by_type = self.order_type_table(("tickets_per_1000", "complaint_rate")).data
+        return HTML(f"{CAPTION}{note}</p>{body}{by_type}")
+
+    def ticket_category_chart(self) -> Image | HTML:
+        """Tickets opened per category, this week against last week."""
+        absent = self._absent("tickets")
+        if absent:
+            return absent
+        tickets = self.data.tables["tickets"]
+        this = kpis.ticket_categories(tickets, self.data.window)
+        last = kpis.ticket_categories(tickets, self.data.previous_window).reindex(
+            this.index, fill_value=0
+        )
+        if not this.sum():
+            return chart(plots.message(self._t("report.no_data"), lang=self.lang))
+        order = this.sort_values(ascending=False, kind="stable").index
+        names = {c: label_or(f"category.{c}", self.lang, str(self._missing(c))) for c in order}
+        this, last = this[order].rename(index=names), last[order].rename(index=names)
+        fig = plots.paired_hbars(
+            this.astype(float),
+            last.astype(float),
+            title=self._t(
+                "chart.categories.title",
+                top=this.index[0],
+                count=int(this.iloc[0]),
+                share=this.iloc[0] / this.sum(),
+            ),
+            xlabel=f"{self._t('word.tickets')} ({self._t('unit.tickets')})",
+            labels=(self._t("word.this_week"), self._t("word.last_week")),
+            value_format="{:,.0f}",
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    # --- 7. after-sales -----------------------------------------------------------------------
+
+    def after_sales_table(self) -> HTML:
+        """Return and refund rates, refund amount, case cycle time; per order type too."""
+        absent = self._absent("after_sales")
+        if absent:
+            return absent
+        body = self.kpi_rows_table(AFTER_SALES_KPIS).data
+        by_type = self.order_type_table(("return_rate", "refund_rate", "refund_amount")).data
+        return HTML(body + by_type)
+
+    def reasons_chart(self) -> Image | HTML:
+        """After-sales cases requested per reason, this week against last week."""
+        absent = self._absent("after_sales")
+        if absent:
+            return absent
+        cases = self.data.tables["after_sales"]
+        this = kpis.after_sales_reasons(cases, self.data.window)
+        if this.empty or not this.sum():
+            return chart(plots.message(self._t("report.no_data"), lang=self.lang))
+        last = kpis.after_sales_reasons(cases, self.data.previous_window).reindex(
+            this.index, fill_value=0
+        )
+        names = {r: label_or(f"reason.{r}", self.lang, str(self._missing(r))) for r in this.index}
+        this, last = this.rename(index=names), last.rename(index=names)
+        fig = plots.paired_hbars(
+            this.astype(float),
+            last.astype(float),
+            title=self._t(
+                "chart.reasons.title",
+                top=this.index[0],
+                share=this.iloc[0] / this.sum(),
+                cases=int(this.sum()),
+            ),
+            xlabel=f"{self._t('word.cases')} ({self._t('unit.cases')})",
+            labels=(self._t("word.this_week"), self._t("word.last_week")),
+            value_format="{:,.0f}",
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    # --- 8. finance -----------------------------------------------------------------------------
+
+    def finance_table(self) -> HTML:
+        """GMV, refunds, net; settled and pending amounts; settlement lag; disputes."""
+        body = self.kpi_rows_table(FINANCE_KPIS).data
+        settlements = self.data.tables.get("settlements")
+        if settlements is None:
+            note = self._t("report.no_table", table="settlements")
+        else:
+            count, amount = kpis.disputes(settlements)
+            note = self._t("finance.disputes", count=count, amount=self._fmt(amount, "currency"))
+        return HTML(body + f"{CAPTION}{html.escape(note)}</p>")
+
+    def aging_chart(self) -> Image | HTML:
+        """Amount awaiting settlement at week end, by days since delivery."""
+        absent = self._absent("settlements")
+        if absent:
+            return absent
+        aging = kpis.pending_aging(
+            self.data.tables["settlements"], self.orders, self.data.window.end
+        )
+        total = float(aging["amount"].sum())
+        if not total:
+            return chart(plots.message(self._t("chart.aging.none"), lang=self.lang))
+        old = float(aging.loc[["15_30", "over_30"], "amount"].sum())
+        fig = plots.bars(
+            aging["amount"].rename(index=lambda b: self._t(f"aging.{b}")),
+            title=self._t(
+                "chart.aging.title", total=self._fmt(total, "currency"), share=old / total
+            ),
+            xlabel=self._t("chart.aging.xlabel"),
+            ylabel=self._t("chart.aging.ylabel", currency=self.currency),
+            highlight=[b in ("15_30", "over_30") for b in aging.index],
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    # --- 9. what changed ------------------------------------------------------------------------
+
+    def changes_by_kpi(self) -> list[tuple[str, str, list[str]]]:
+        """The changes grouped per KPI, most severe first: (severity, sentence of the most
+        severe segment, the other segments flagged for the same KPI)."""
+        groups: dict[str, tuple[str, str, list[str]]] = {}
+        for r in self.changes.itertuples():
+            segment = self._segment(r.dimension, r.segment, r.order_type)
+            if r.kpi in groups:
+                groups[r.kpi][2].append(segment)
+            else:
+                groups[r.kpi] = (r.anomaly_severity, r.note, [])
+        return list(groups.values())
+
+    def changes_list(self) -> HTML:
+        """The week's changes for the worse as plain sentences, most severe first.
+
+        One line per KPI: the sentence of its most severe segment, and where else the
+        same KPI was flagged (every flag is a row of kpis.csv).
+        """
+        summary = html.escape(self._changes_summary())
+        groups = self.changes_by_kpi()
+        if not groups:
+            return HTML(f'<p class="ml-note">{summary}</p>')
+        shown = groups[:MAX_CHANGES]
+        separator = self._t("changes.separator")
+        header = [self._t("word.severity"), self._t("word.what_changed"), self._t("changes.also")]
+        rows = [
+            [
+                self._severity_cell(severity),
+                html.escape(sentence),
+                html.escape(separator.join(also)),
+            ]
+            for severity, sentence, also in shown
+        ]
+        more = ""
+        if len(groups) > len(shown):
+            hidden = sum(1 + len(also) for _, _, also in groups[len(shown) :])
+            more = f"{CAPTION}{html.escape(self._t('changes.more', count=hidden))}</p>"
+        table = html_table(header, rows, raw=[0, 1, 2])
+        return HTML(f'<p class="ml-note">{summary}</p>{table}{more}')
+
+    def _severity_cell(self, severity: str) -> str:
+        """Dots and a word, so severity reads without colour: ●●● high, ●● medium, ● low."""
+        css = "ml-status-off" if severity == "high" else "ml-status-risk"
+        dots = "●" * (len(anomalies.SEVERITIES) - anomalies.SEVERITIES.index(severity))
+        word = html.escape(self._t(f"severity.{severity}"))
+        return f'<span class="{css}" style="white-space:nowrap">{dots} {word}</span>'
+
+    # --- 10. appendix ---------------------------------------------------------------------------
+
+    def quality_note(self) -> HTML:
+        q = self.data.quality
+        loaded = sum(q.loaded.values())
+        if not q.total_quarantined:
+            return self._note(self._t("quality.clean", rows=loaded))
+        text = self._t("quality.summary", rows=loaded, quarantined=q.total_quarantined)
+        table = q.to_frame(self.lang).to_html(index=False, border=0)
+        return HTML(f'<p class="ml-note">{html.escape(text)}</p>{table}')
+
+    def quality_table(self) -> HTML:
+        """Rows loaded, kept and set aside per table."""
+        q = self.data.quality
+        header = [
+            self._t("quality.table"),
+            self._t("quality.loaded"),
+            self._t("quality.kept"),
+            self._t("quality.quarantined"),
+        ]
+        rows = [
+            [
+                table,
+                f"{q.loaded[table]:,}",
+                f"{q.kept.get(table, 0):,}",
+                f"{q.loaded[table] - q.kept.get(table, 0):,}",
+            ]
+            for table in q.loaded
+        ]
+        return HTML(html_table(header, rows, numeric=[1, 2, 3]))
+
+    def definitions_table(self) -> HTML:
+        """Every KPI of the report: formula, unit and the event placing a row in the week."""
+        header = [
+            self._t("word.kpi"),
+            self._t("word.formula"),
+            self._t("word.unit"),
+            self._t("word.event"),
+        ]
+        rows = [
+            [
+                self._kpi(key),
+                self._t(f"formula.{key}", sla=f"{self.sla_hours:g}"),
+                self._t(f"unit_name.{spec.unit}", currency=self.currency),
+                self._t(f"event.{spec.event}"),
+            ]
+            for key, spec in kpis.CATALOGUE.items()
+        ]
+        return HTML(html_table(header, rows))
+
+    def rules_note(self) -> HTML:
+        """How "What changed" is decided: the control-chart rules and their parameters."""
+        text = self._t(
+            "report.rules_text",
+            limit=anomalies.LIMIT,
+            high=anomalies.HIGH_SIGMAS,
+            history=anomalies.MIN_HISTORY,
+            run=anomalies.RUN_LENGTH,
+            reference=anomalies.MIN_REFERENCE,
+            shift=anomalies.RUN_MIN_SHIFT,
+            trend=anomalies.TREND_LENGTH,
+            change=anomalies.TREND_MIN_CHANGE,
+            observations=MIN_OBSERVATIONS,
+        )
+        return HTML(f"{CAPTION}{html.escape(text)}</p>")

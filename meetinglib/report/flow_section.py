@@ -1,0 +1,450 @@
+"""The data report's "Where the time goes" section: bottlenecks, their spread, the flow.
+
+``FlowSection(data, lang)`` computes once, on first use, and each method returns
+something Jupyter displays; ``export`` writes ``flow_edges.csv`` and
+``bottlenecks.csv`` from the same cached frames.
+
+Which orders and events belong to the report week (the KPI rule: an event counts in
+the week it happens):
+
+- bottlenecks: a stage counts in the week when its end event falls in it
+  (flow.bottlenecks with the week's window);
+- the graph: the transitions whose later event falls in the week, taken from the
+  event log of the orders with any event in the week. An order shipped last week and
+  delivered this week adds shipped -> delivered this week, and nothing else; every
+  transition is counted in exactly one week. The log is the ``events`` table when the
+  source has one, else the milestones of ``orders``; ``after_sales`` adds the return
+  steps either way;
+- previous weeks: the same stage and segment over the history weeks before the
+  report week (stage end in them), from the first history week the extract covers
+  completely, so a finding can say whether it is new or the usual.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import textwrap
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from IPython.display import HTML, Image, Markdown
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from meetinglib.analysis import flow
+from meetinglib.core.i18n import label_or, t
+from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data.dataset import WeekData
+from meetinglib.report import charts as plots
+from meetinglib.report import flow_graph as graph
+from meetinglib.report.data_report import chart
+
+TOP_FINDINGS = 8
+# A finding is "worse" ("better") than before when its segment's median this week is
+# at least this much above (below) the same segment's median in the previous weeks.
+TREND_CHANGE = 0.15
+# Fewer orders than this in the previous weeks: no comparison.
+MIN_PREVIOUS_ORDERS = 30
+# Transitions of fewer orders than this share of the week's orders are not drawn
+# (the CSV has them all); rare paths would hide the flow behind thin arrows.
+MIN_DRAWN_SHARE = 0.002
+
+EDGE_COLUMNS = ["source", "target", "cases", "count", "mean_h", "median_h", "p90_h"]
+HISTORY_COLUMNS = ["previous_orders", "previous_median_h", "trend"]
+
+
+# --- which events and orders belong to the week ---------------------------------------------
+
+
+def transitions_into(log: pd.DataFrame, window: Window) -> pd.DataFrame:
+    """The rows of a sorted event log behind the transitions that end in ``window``.
+
+    Keeps every event in the window and, per case, the event just before its first
+    one in the window. A case's events in a window are consecutive rows (the log is
+    sorted by case, then time), so the kept rows make exactly those transitions.
+    """
+    inside = window.contains(log["timestamp"]).to_numpy(dtype=bool, na_value=False)
+    keep = inside.copy()
+    if len(log) > 1:
+        case = log["case_id"]
+        same_next = case.iloc[1:].to_numpy() == case.iloc[:-1].to_numpy()
+        keep[:-1] |= inside[1:] & same_next
+    return log[keep].reset_index(drop=True)
+
+
+def week_event_log(tables: Mapping[str, pd.DataFrame], window: Window) -> pd.DataFrame:
+    """The event log of the transitions ending in ``window`` (see the module docstring)."""
+    orders = tables["orders"]
+    events = tables.get("events")
+    after_sales = tables.get("after_sales")
+    if events is not None:
+        ids = [events["order_id"][_any_in(events, ("timestamp",), window)]]
+    else:
+        ids = [orders["order_id"][_any_in(orders, flow.MILESTONES, window)]]
+    if after_sales is not None:
+        ids.append(after_sales["order_id"][_any_in(after_sales, _RETURN_TIMES, window)])
+    wanted = pc.unique(pa.concat_arrays([_arrow_ids(i) for i in ids]))
+    orders_in = orders[_member(orders["order_id"], wanted)]
+    events_in = None if events is None else events[_member(events["order_id"], wanted)]
+    returns_in = (
+        None if after_sales is None else after_sales[_member(after_sales["order_id"], wanted)]
+    )
+    log = flow.event_log(orders_in, events_in, returns_in)
+    return transitions_into(log, window)
+
+
+def _arrow_ids(ids: pd.Series) -> pa.Array:
+    """Order numbers as one Arrow large_string array."""
+    arr = pa.array(ids.astype("str").array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], pa.large_string())
+    return arr.cast(pa.large_string())
+
+
+def _member(ids: pd.Series, wanted: pa.Array) -> np.ndarray:
+    """Which ids are among ``wanted`` (Arrow's hash set: pandas' isin on text loops in Python)."""
+    return pc.is_in(_arrow_ids(ids), value_set=wanted).to_numpy(zero_copy_only=False)
+
+
+_RETURN_TIMES = ("requested_at", "closed_at")
+
+
+def _any_in(frame: pd.DataFrame, columns, window: Window) -> np.ndarray:
+    """Rows with any of ``columns`` (those present) inside the window."""
+    mask = np.zeros(len(frame), dtype=bool)
+    for col in columns:
+        if col in frame.columns:
+            mask = mask | window.contains(frame[col]).to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
+def complete_history(orders: pd.DataFrame, history: Window) -> Window:
+    """``history`` from the first week that starts at least 7 days after the first order.
+
+    Stages ending in the first days of an extract come only from orders created in
+    those days, the quick ones; a baseline including them would look too fast.
+    """
+    first = orders["created_at"].min()
+    if pd.isna(first):
+        return history
+    tz = str(history.start.tz)
+    ready = IsoWeek.containing(first + pd.Timedelta(days=7)).next().start(tz)
+    return Window(min(max(history.start, ready), history.end), history.end)
+
+
+def segment_mask(frame: pd.DataFrame, finding) -> np.ndarray:
+    """Rows of a stage frame in a finding's segment (one or two dimensions)."""
+    mask = (frame[finding.dimension] == finding.value).to_numpy(dtype=bool, na_value=False)
+    if isinstance(finding.dimension_2, str):
+        second = frame[finding.dimension_2] == finding.value_2
+        mask = mask & second.to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
+def stage_hours(frame: pd.DataFrame, stage: str, window: Window) -> np.ndarray:
+    """Hours of a stage per row, NaN where the stage did not end in ``window``."""
+    end = flow.STAGES[stage][1]
+    hours = frame[f"{stage}_h"].to_numpy(dtype=float)
+    inside = window.contains(frame[end]).to_numpy(dtype=bool, na_value=False)
+    return np.where(inside, hours, np.nan)
+
+
+def with_history(findings: pd.DataFrame, frame: pd.DataFrame, history: Window) -> pd.DataFrame:
+    """Findings plus previous_orders, previous_median_h and trend over ``history``.
+
+    trend: "worse" / "better" when median_h is at least TREND_CHANGE above / below
+    previous_median_h, "as_before" in between, "no_history" with fewer than
+    MIN_PREVIOUS_ORDERS previous orders in the segment.
+    """
+    out = findings.copy()
+    counts, medians = [], []
+    for row in findings.itertuples(index=False):
+        hours = stage_hours(frame, row.stage, history)[segment_mask(frame, row)]
+        hours = hours[~np.isnan(hours)]
+        counts.append(len(hours))
+        medians.append(float(np.median(hours)) if len(hours) else math.nan)
+    out["previous_orders"] = pd.Series(counts, dtype="int64", index=out.index)
+    out["previous_median_h"] = pd.Series(medians, dtype="float64", index=out.index)
+    ratio = out["median_h"] / out["previous_median_h"]
+    trend = np.select(
+        [ratio >= 1 + TREND_CHANGE, ratio <= 1 / (1 + TREND_CHANGE)],
+        ["worse", "better"],
+        "as_before",
+    )
+    trend = np.where(out["previous_orders"] < MIN_PREVIOUS_ORDERS, "no_history", trend)
+    out["trend"] = pd.Series(trend, dtype="str", index=out.index)
+    return out
+
+
+# --- wording --------------------------------------------------------------------------------
+
+
+def segment_value(dimension: str, value: object, lang: str) -> str:
+    """A segment value for display: weekday and order type translated, hour as 10:00."""
+    if dimension == "weekday":
+        return t(f"weekday.{int(value)}", lang)
+    if dimension == "hour":
+        return f"{int(value):02d}:00"
+    if dimension == "order_type":
+        return label_or(f"order_type.{value}", lang, str(value))
+    return str(value)
+
+
+def segment_label(finding, lang: str) -> str:
+    """'Carrier EastPost × Region South': a finding's segment, short, for chart rows."""
+
+    def one(dimension: str, value: object) -> str:
+        return t(
+            "flow_section.segment.one",
+            lang,
+            dimension=t(f"flow.dim.{dimension}", lang),
+            value=segment_value(dimension, value, lang),
+        )
+
+    first = one(finding.dimension, finding.value)
+    if not isinstance(finding.dimension_2, str):
+        return first
+    second = one(finding.dimension_2, finding.value_2)
+    return t("flow_section.segment.pair", lang, first=first, second=second)
+
+
+# --- the section ------------------------------------------------------------------------------
+
+
+class FlowSection:
+    """Where the time goes in the report week, computed once and displayed piece by piece."""
+
+    def __init__(self, data: WeekData, lang: str | None = None, top: int = TOP_FINDINGS):
+        self.data = data
+        self.lang = lang or data.params.language
+        self.top = top
+        self.window = data.window
+        orders = data.tables["orders"]
+        earliest = data.history_weeks[0].start(data.tz)
+        self.history = complete_history(orders, Window(earliest, self.window.start))
+
+    @property
+    def previous_weeks(self) -> int:
+        """Number of weeks the comparison with earlier weeks covers."""
+        return round((self.history.end - self.history.start) / pd.Timedelta(days=7))
+
+    @property
+    def period(self) -> str:
+        """'the previous 3 weeks' (or 'the previous week') in the section's language."""
+        if self.previous_weeks == 1:
+            return self._t("flow_section.period.one")
+        return self._t("flow_section.period.many", weeks=self.previous_weeks)
+
+    def _t(self, key: str, **fields: object) -> str:
+        return t(key, self.lang, **fields)
+
+    # --- cached computation -------------------------------------------------------------
+
+    @cached_property
+    def stages(self) -> pd.DataFrame:
+        """flow.stage_frame of the orders with a stage ending in the history or the week."""
+        orders = self.data.tables["orders"]
+        span = Window(self.history.start, self.window.end)
+        ends = sorted({end for _, end in flow.STAGES.values()})
+        return flow.stage_frame(orders[_any_in(orders, ends, span)])
+
+    @cached_property
+    def bottlenecks(self) -> pd.DataFrame:
+        """flow.bottlenecks of the week (top findings) with the previous weeks' medians."""
+        orders = self.data.tables["orders"]
+        ends = sorted({end for _, end in flow.STAGES.values()})
+        # only orders with a stage ending in the week take part: the same findings, faster
+        week_orders = orders[_any_in(orders, ends, self.window)]
+        found = flow.bottlenecks(week_orders, self.window, top=self.top, lang=self.lang)
+        return with_history(found, self.stages, self.history)
+
+    @cached_property
+    def edges(self) -> pd.DataFrame:
+        """flow.directly_follows of the transitions ending in the week."""
+        return flow.directly_follows(week_event_log(self.data.tables, self.window))
+
+    # --- display -------------------------------------------------------------------------
+
+    def heading(self) -> Markdown:
+        return Markdown(f"## {self._t('flow_section.heading')}")
+
+    def findings(self) -> HTML:
+        """The top findings as a numbered list of sentences, each with its trend."""
+        week = str(self.data.week)
+        if self.bottlenecks.empty:
+            text = self._t("flow_section.none", week=week)
+            return HTML(f'<p class="ml-note">{html.escape(text)}</p>')
+        items = []
+        for row in self.bottlenecks.itertuples(index=False):
+            trend = self._t(
+                f"flow_section.trend.{row.trend}",
+                period=self.period,
+                before=graph.hours_text(row.previous_median_h),
+            )
+            css = ' class="ml-status-off"' if row.trend == "worse" else ""
+            # the report week is the first of the data: nothing to compare with
+            note = f" <span{css}>{html.escape(trend)}</span>" if self.previous_weeks else ""
+            items.append(f"<li>{html.escape(row.finding)}{note}</li>")
+        intro = html.escape(self._t("flow_section.intro", week=week))
+        return HTML(f"<p>{intro}</p>\n<ol>\n" + "\n".join(items) + "\n</ol>")
+
+    def worst_segments_chart(self) -> Image:
+        """Per finding: the segment's stage hours this week and before, and the stage median."""
+        found = self.bottlenecks
+        if found.empty:
+            return chart(plots.message(self._t("flow_section.chart.empty"), lang=self.lang))
+        frame = self.stages
+        this_week, before, overall, names = [], [], [], []
+        for row in found.itertuples(index=False):
+            mask = segment_mask(frame, row)
+            now = stage_hours(frame, row.stage, self.window)
+            then = stage_hours(frame, row.stage, self.history)
+            this_week.append(_box(now[mask]))
+            before.append(_box(then[mask]) if row.previous_orders >= MIN_PREVIOUS_ORDERS else None)
+            overall.append(row.overall_median_h)
+            stage = self._t(f"flow.stage.{row.stage}")
+            names.append(f"{stage}\n{segment_label(row, self.lang)}")
+        top = next(found.itertuples(index=False))
+        title = self._t(
+            "flow_section.chart.title",
+            stage=self._t(f"flow.stage.{top.stage}"),
+            segment=segment_label(top, self.lang),
+            median=graph.hours_text(top.median_h),
+            overall=graph.hours_text(top.overall_median_h),
+        )
+        fig = _paired_boxes(
+            names,
+            this_week,
+            before,
+            overall,
+            title=title,
+            xlabel=self._t("flow_section.chart.xlabel"),
+            labels=(
+                self._t("word.this_week"),
+                self._t("flow_section.chart.before", period=self.period),
+                self._t("flow_section.chart.overall"),
+            ),
+            lang=self.lang,
+        )
+        return chart(fig)
+
+    def graph_chart(self) -> Image:
+        """The week's directly-follows graph, the step holding the most order-hours in bold."""
+        edges = self.edges
+        week = str(self.data.week)
+        heaviest = graph.heaviest_edge(edges) if len(edges) else None
+        if heaviest is None:
+            return chart(
+                plots.message(self._t("flow_section.graph.empty", week=week), lang=self.lang)
+            )
+        cases = int(edges["cases"].max())
+        floor = max(1, math.ceil(MIN_DRAWN_SHARE * cases))
+        hidden = int((edges["cases"] < floor).sum())
+        note = self._t("flow_section.graph.hidden", edges=hidden, cases=floor) if hidden else None
+        row = edges[(edges["source"] == heaviest[0]) & (edges["target"] == heaviest[1])].iloc[0]
+        title = self._t(
+            "flow_section.graph.title",
+            week=week,
+            source=flow.activity_label(heaviest[0], self.lang),
+            target=flow.activity_label(heaviest[1], self.lang),
+            share=graph.hours_share(edges, heaviest),
+            median=graph.hours_text(row["median_h"]),
+            cases=int(row["cases"]),
+        )
+        fig = graph.draw_dfg(
+            edges, lang=self.lang, title=title, min_cases=floor, highlight=heaviest, note=note
+        )
+        return chart(fig)
+
+    # --- files ---------------------------------------------------------------------------
+
+    def export(self, out_dir: str | Path) -> None:
+        """Write flow_edges.csv and bottlenecks.csv into ``out_dir`` (UTF-8, no index).
+
+        Returns None so that a notebook cell ending with this call shows nothing.
+        """
+        folder = Path(out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.edges[EDGE_COLUMNS].to_csv(folder / "flow_edges.csv", index=False, encoding="utf-8")
+        self.bottlenecks.to_csv(folder / "bottlenecks.csv", index=False, encoding="utf-8")
+
+
+# --- chart ---------------------------------------------------------------------------------
+
+
+def _box(hours: np.ndarray) -> dict[str, float] | None:
+    """Box statistics for matplotlib's bxp: quartiles, whiskers at P10 and P90."""
+    hours = hours[~np.isnan(hours)]
+    if len(hours) == 0:
+        return None
+    p10, q1, med, q3, p90 = np.quantile(hours, [0.1, 0.25, 0.5, 0.75, 0.9])
+    return {"whislo": p10, "q1": q1, "med": med, "q3": q3, "whishi": p90, "fliers": []}
+
+
+def _paired_boxes(
+    names: list[str],
+    this_week: list[dict | None],
+    before: list[dict | None],
+    overall: list[float],
+    *,
+    title: str,
+    xlabel: str,
+    labels: tuple[str, str, str],
+    lang: str,
+):
+    """Horizontal box pairs per row (this week filled, before hatched) and a median tick."""
+    with matplotlib.rc_context(plots.style(lang)):
+        fig = plots.new_figure(lang, size=(9.0, 1.0 + 0.62 * len(names)))
+        ax = fig.add_subplot()
+        y = np.arange(len(names), dtype=float)
+        h = 0.3
+        styles = (
+            {"facecolor": plots.PALETTE[0], "edgecolor": "#000000", "hatch": ""},
+            {"facecolor": "white", "edgecolor": "#555555", "hatch": plots.HATCHES[1]},
+        )
+        for offset, boxes, style in (
+            (-h / 2 - 0.02, this_week, styles[0]),
+            (h / 2 + 0.02, before, styles[1]),
+        ):
+            stats = [b for b in boxes if b is not None]
+            where = [yi + offset for yi, b in zip(y, boxes, strict=True) if b is not None]
+            if not stats:
+                continue
+            ax.bxp(
+                stats,
+                positions=where,
+                widths=h,
+                orientation="horizontal",
+                showfliers=False,
+                patch_artist=True,
+                boxprops={"linewidth": 0.8, **style},
+                medianprops={
+                    "color": "#ffffff" if style["hatch"] == "" else "#000000",
+                    "linewidth": 1.6,
+                },
+                whiskerprops={"color": "#333333"},
+                capprops={"color": "#333333"},
+                manage_ticks=False,
+            )
+        # dotted, in front of the boxes: visible on both, in colour and in grey
+        ax.vlines(overall, y - 0.42, y + 0.42, colors="#000000", linestyles=":", linewidth=1.4)
+        ax.set_yticks(y, names)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_xlim(left=0)
+        ax.grid(axis="y", visible=False)
+        ax.set_title(textwrap.fill(title, 70), loc="left")
+        ax.set_xlabel(xlabel)
+        handles = [
+            Patch(**styles[0], label=labels[0]),
+            Patch(**styles[1], label=labels[1]),
+            Line2D([], [], color="#000000", linestyle=":", linewidth=1.4, label=labels[2]),
+        ]
+        fig.legend(handles=handles, frameon=False, loc="outside lower center", ncols=3)
+    return fig
