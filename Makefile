@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install system-deps demo run test lint format lab bench clean
+.PHONY: install system-deps demo run test check lint format lab bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,12 +31,17 @@ demo: install
 run: install
 	$(BIN)/meeting run $(ARGS)
 
-test: install
+# The gates, fastest first: lint, format, types; then the whole suite (which also checks
+# the import layers and that notebooks are committed clean).
+test: install check
 	$(BIN)/python -m pytest $(ARGS)
 
-lint: install
+check: install
 	$(BIN)/ruff check meetinglib tests benchmarks
 	$(BIN)/ruff format --check meetinglib tests benchmarks
+	$(BIN)/mypy
+
+lint: check
 
 format: install
 	$(BIN)/ruff format meetinglib tests benchmarks
