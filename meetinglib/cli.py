@@ -330,13 +330,14 @@ def cmd_notice(args: argparse.Namespace) -> int:
         raise ParamsError("no sender: set smtp.sender or meeting.organizer in the params.")
     message = notice_message(pack, sender)
     eml = write_eml(message, out / "notice.eml")
-    if not args.send:
+    if not args.send or params.smtp is None:  # --send without smtp was refused above
         print(f"notice for week {week} written to {eml} (not sent; --send sends it by SMTP)")
         return 0
-    accepted = send(message, params.smtp)
+    smtp = params.smtp
+    accepted = send(message, smtp)
     print(
         f"notice for week {week} sent to {len(accepted)} recipient(s) through "
-        f"{params.smtp.host}:{params.smtp.port}; a copy is at {eml}"
+        f"{smtp.host}:{smtp.port}; a copy is at {eml}"
     )
     return 0
 
