@@ -36,6 +36,7 @@ from meetinglib.core.errors import (
     UnknownParamError,
 )
 from meetinglib.core.schema import SCHEMAS
+from meetinglib.core.secrets import url_secrets
 
 
 class _Strict(BaseModel):
@@ -374,10 +375,11 @@ _PATH_KEYS: tuple[tuple[str, ...], ...] = (
 
 
 def _url_without_password(url: str | None, env_key: str) -> str | None:
-    if url and "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+    found = url_secrets(url) if url else []
+    if found:
         raise ValueError(
-            "the URL holds a password; put the whole URL in an environment variable "
-            f"and name that variable in '{env_key}' instead"
+            f"the URL holds a password or other credential ({', '.join(found)}); put the "
+            f"whole URL in an environment variable and name that variable in '{env_key}' instead"
         )
     return url
 

@@ -180,7 +180,9 @@ def add_action(
                 created_at=_utcnow(),
             )
         )
-    return int(result.inserted_primary_key[0])
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT always has one
+    return int(key[0])
 
 
 def update_action(

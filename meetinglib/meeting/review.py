@@ -273,6 +273,7 @@ def send_minutes(
 def open_item_count(store: Store) -> int:
     """Open action items in the store."""
     with store.engine.connect() as conn:
-        return int(
-            conn.execute(sa.select(sa.func.count()).where(ACTION_ITEMS.c.status == "open")).scalar()
-        )
+        count = conn.execute(
+            sa.select(sa.func.count()).where(ACTION_ITEMS.c.status == "open")
+        ).scalar()
+    return int(count or 0)
