@@ -12,9 +12,10 @@ from __future__ import annotations
 import html
 import math
 from functools import cached_property
+from typing import Any
 
 import pandas as pd
-from IPython.display import HTML, Markdown
+from IPython.display import HTML
 
 from meetinglib.core.i18n import t
 from meetinglib.data.dataset import WeekData
@@ -28,6 +29,7 @@ from meetinglib.meeting.review import (
     promise_text,
 )
 from meetinglib.meeting.store import open_store
+from meetinglib.report.render import macro
 
 _RED = "color:#cf222e;font-weight:bold"
 _AMBER = "color:#9a6700"
@@ -104,8 +106,32 @@ class ActionsSection:
     def decisions(self) -> pd.DataFrame:
         return self._loaded[2]
 
-    def heading(self) -> Markdown:
-        return Markdown(f"## {html.escape(self._t('actions.section.title'))}")
+    def heading(self) -> HTML:
+        return HTML(str(macro("heading", 2, "actions", self._t("actions.section.title"))))
+
+    def digest(self, limit: int = 3) -> dict[str, Any]:
+        """Open, overdue and escalated counts, and the ``limit`` longest-overdue items as
+        sentences, for the data report's first page."""
+        items = self.items
+        if items.empty:
+            return {"open": 0, "overdue": 0, "escalated": 0, "overdue_items": []}
+        late = items[items["due_status"].eq("overdue")].sort_values("overdue_days", ascending=False)
+        sentences = [
+            self._t(
+                "summary.overdue_item",
+                id=int(r.id),
+                owner=r.owner,
+                description=r.description,
+                days=int(r.overdue_days),
+            )
+            for r in late.head(limit).itertuples()
+        ]
+        return {
+            "open": int(items["status"].eq("open").sum()),
+            "overdue": int(items["due_status"].eq("overdue").sum()),
+            "escalated": int(items["escalate"].sum()),
+            "overdue_items": sentences,
+        }
 
     def summary(self) -> HTML:
         """One line: open, overdue and escalated items; closed since the last meeting."""
