@@ -1176,7 +1176,8 @@ class DataReport:
             ]
             for key, spec in kpis.CATALOGUE.items()
         ]
-        return html(table(header, rows))
+        # Reference text: small type on paper.
+        return html(table(header, rows, wide=True))
 
     def rules_note(self) -> HTML:
         """How "What changed" is decided: the control-chart rules and their parameters."""
