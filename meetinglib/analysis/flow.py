@@ -1548,9 +1548,7 @@ def week_findings(
     out = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     out["orders"] = out["orders"].astype("int64")
     out["rank"] = out["rank"].astype("int64")
-    return out.sort_values(["group", "rank"], key=_by_group, kind="stable").reset_index(
-        drop=True
-    )
+    return out.sort_values(["group", "rank"], key=_by_group, kind="stable").reset_index(drop=True)
 
 
 def _by_group(col: pd.Series) -> pd.Series:
