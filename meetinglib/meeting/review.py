@@ -197,8 +197,8 @@ def minutes_message(
     people = [*([m.organizer] if m.organizer else []), *m.attendees]
     if not people:
         raise ParamsError("meeting.attendees is empty; list the people to send the minutes to.")
-    subject = t("review.mail.subject", lang, title=m.title, week=week)
-    body = t("review.mail.body", lang, title=m.title, week=week)
+    subject = t("review.mail.subject", lang, title=m.title_in(lang), week=week)
+    body = t("review.mail.body", lang, title=m.title_in(lang), week=week)
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = sender
@@ -273,6 +273,7 @@ def send_minutes(
 def open_item_count(store: Store) -> int:
     """Open action items in the store."""
     with store.engine.connect() as conn:
-        return int(
-            conn.execute(sa.select(sa.func.count()).where(ACTION_ITEMS.c.status == "open")).scalar()
-        )
+        count = conn.execute(
+            sa.select(sa.func.count()).where(ACTION_ITEMS.c.status == "open")
+        ).scalar()
+    return int(count or 0)
