@@ -36,6 +36,8 @@ from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
 from meetinglib._version import __version__
+from meetinglib.core.csp import with_csp
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
@@ -264,7 +266,7 @@ def export_html(notebook: Path, lang: str | None = None) -> Path:
     body, _ = exporter.from_notebook_node(nb)
     body = body.replace(f'<html lang="{lang.split("-")[0]}">', f'<html lang="{lang}">', 1)
     page = notebook.with_suffix(".html")
-    page.write_text(body, encoding="utf-8")
+    page.write_text(with_csp(body), encoding="utf-8")
     return page
 
 
@@ -280,7 +282,7 @@ def _write_quarantine(data: WeekData, folder: Path) -> None:
     qdir = folder / "quarantine"
     qdir.mkdir()
     for table, frame in frames.items():
-        frame.to_csv(qdir / f"{table}.csv", index=False, encoding="utf-8")
+        write_csv(frame, qdir / f"{table}.csv")
 
 
 def _title(name: str, lang: str) -> str:
@@ -315,7 +317,7 @@ def _write_index(
     )
     title = t("index.title", lang, week=week)
     page = f"""<!DOCTYPE html>
-<html lang="{lang}">
+<html lang="{html.escape(lang)}">
 <head>
 <meta charset="utf-8">
 <title>{html.escape(title)}</title>
@@ -338,7 +340,7 @@ def _write_index(
 </html>
 """
     index = folder / "index.html"
-    index.write_text(page, encoding="utf-8")
+    index.write_text(with_csp(page), encoding="utf-8")
     return index
 
 
