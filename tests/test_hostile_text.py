@@ -68,20 +68,19 @@ class _Elements(HTMLParser):
         self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
         self.styles: list[str] = []
         self._in_style = False
-        self.first_in_head: str | None = None
-        self._after_head = False
+        self.head: list[str] | None = None  # elements of <head> before the policy
+        self.csp: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, attrs))
-        if self._after_head and self.first_in_head is None:
-            a = dict(attrs)
-            self.first_in_head = (
-                a.get("content")
-                if (a.get("http-equiv") or "").lower() == "content-security-policy"
-                else tag
-            )
+        a = dict(attrs)
         if tag == "head":
-            self._after_head = True
+            self.head = []
+        elif self.head is not None and self.csp is None:
+            if (a.get("http-equiv") or "").lower() == "content-security-policy":
+                self.csp = a.get("content")
+            else:
+                self.head.append(tag)
         self._in_style = tag == "style"
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -100,8 +99,11 @@ def html_problems(path: Path) -> list[str]:
     page = _Elements()
     page.feed(path.read_text(encoding="utf-8"))
     problems = []
-    if page.first_in_head != POLICY:
-        problems.append(f"first element in <head> is {page.first_in_head!r}, not the CSP meta")
+    if page.csp != POLICY:
+        problems.append(f"Content-Security-Policy in <head> is {page.csp!r}, not {POLICY!r}")
+    # The policy governs what follows it: only meta and title may come before.
+    if set(page.head or []) - {"meta", "title"}:
+        problems.append(f"<head> has {page.head} before the Content-Security-Policy")
     for tag, attrs in page.tags:
         if tag in DANGEROUS_TAGS:
             problems.append(f"<{tag}> element")

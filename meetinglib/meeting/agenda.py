@@ -140,7 +140,7 @@ def build_agenda(
     return Agenda(
         week=week,
         company=params.company,
-        title=m.title,
+        title=m.title_in(lang),
         start=start,
         end=start + dt.timedelta(minutes=m.duration_minutes),
         tz=params.timezone,

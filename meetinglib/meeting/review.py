@@ -198,8 +198,8 @@ def minutes_message(
     people = [*([m.organizer] if m.organizer else []), *m.attendees]
     if not people:
         raise ParamsError("meeting.attendees is empty; list the people to send the minutes to.")
-    subject = t("review.mail.subject", lang, title=m.title, week=week)
-    body = t("review.mail.body", lang, title=m.title, week=week)
+    subject = t("review.mail.subject", lang, title=m.title_in(lang), week=week)
+    body = t("review.mail.body", lang, title=m.title_in(lang), week=week)
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = sender
