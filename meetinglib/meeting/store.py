@@ -76,6 +76,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from meetinglib.core.csvsafe import safe_row
 from meetinglib.core.errors import ConcurrentEditError, InputDataError, MeetingError, ParamsError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
@@ -786,8 +787,9 @@ class Store:
             path = out / f"{name}.csv"
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 writer = csv.writer(fh)
-                writer.writerow(cols)
-                writer.writerows([[_csv_value(v) for v in row] for row in rows])
+                # Neutralised for spreadsheets; store.json keeps the exact values.
+                writer.writerow(safe_row(cols))
+                writer.writerows([safe_row(_csv_value(v) for v in row) for row in rows])
             written.append(path)
         return written
 
