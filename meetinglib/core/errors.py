@@ -55,7 +55,10 @@ class MissingParamError(ParamsError):
 
     def __init__(self, file: str, key: str):
         self.file, self.key = file, key
-        super().__init__(f"missing key '{key}' in {file}; add it (see params/default.yaml).")
+        super().__init__(
+            f"missing key '{key}' in {file}; add it (every key is documented in "
+            "meetinglib/defaults/params.yaml; `meeting init` writes a complete file)."
+        )
 
 
 class InvalidParamError(ParamsError):
@@ -235,3 +238,19 @@ def environment_error(exc: OSError, path: object = None) -> MeetingError | None:
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return NotWritableError(where, exc.strerror or "")
     return None
+
+
+# --- the meeting store ----------------------------------------------------------
+
+
+class ConcurrentEditError(MeetingError):
+    """An edit carried a stale version of a stored item: someone else changed it first."""
+
+    exit_code = EXIT_INPUT
+
+    def __init__(self, item: str, expected: int, stored: int):
+        self.item, self.expected, self.stored = item, expected, stored
+        super().__init__(
+            f"{item} was changed by someone else: the edit expected version {expected} but "
+            f"the store holds version {stored}. Reload it, then apply the edit again."
+        )

@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from meetinglib.analysis import anomalies, kpis
 from meetinglib.analysis.kpi_table import (
     MIN_OBSERVATIONS,
+    NOT_AVAILABLE,
     KpiTable,
     complete_history_start,
     kpi_table,
@@ -243,14 +244,6 @@ class DataReport:
             )
         return table(header, rows, numeric=[1, 2, 3], wide=False)
 
-    def quality_warning(self) -> str | None:
-        """The data-quality sentence when rows were set aside; None when the data is clean."""
-        q = self.data.quality
-        if not q.total_quarantined:
-            return None
-        loaded = sum(q.loaded.values())
-        return self._t("quality.summary", rows=loaded, quarantined=q.total_quarantined)
-
     def summary(self, flow: Findings | None = None, actions: ActionDigest | None = None) -> HTML:
         """Page one: headline KPIs with status, the most severe changes and bottlenecks
         (linked to their sections), open and overdue actions, the data-quality warning."""
@@ -259,7 +252,7 @@ class DataReport:
             (self._severity_cell(severity), sentence)
             for severity, sentence, _ in self.changes_by_kpi()[:SUMMARY_ITEMS]
         ]
-        warning = self.quality_warning()
+        warning = self.quality_warning() or None
         context: dict[str, Any] = {
             "heading": self._t("report.summary"),
             "kpis_heading": self._t("summary.kpis"),
@@ -389,6 +382,9 @@ class DataReport:
         status = row["status"]
         if not status:
             return "–"
+        if status == NOT_AVAILABLE:
+            # What the source lacks, instead of a zero judged against a target.
+            return macro("span", str(row["note"]), "ml-not-available")
         word = self._t(f"status.{status}")
         return macro("status", STATUS_CLASS[status], STATUS_SYMBOL[status], word)
 
@@ -430,7 +426,7 @@ class DataReport:
                 self._change_cell(row),
             ]
             if sparklines:
-                cells.append(self._sparkline(row))
+                cells.append("" if row["status"] == NOT_AVAILABLE else self._sparkline(row))
             cells += [self._target_cell(row), self._status_cell(row)]
             rows.append(cells)
         if not rows:
@@ -499,9 +495,29 @@ class DataReport:
         """The handful of KPIs that matter: this week, last week, trend, target, status."""
         return self.kpi_rows_table(kpis.HEADLINE, sparklines=True)
 
+    def quality_warning(self) -> str:
+        """The data-quality warning of the week (empty when no table is past the limit)."""
+        quality = self.data.quality
+        texts = [
+            self._t(
+                "quality.week_warning",
+                table=table,
+                set_aside=aside,
+                rows=rows,
+                share=f"{aside / rows:.1%}",
+                limit=f"{quality.max_share:.1%}",
+            )
+            for table, aside, rows in quality.week_warnings
+        ]
+        return " ".join(texts)
+
     def headline_note(self) -> HTML:
-        """One line pointing at "What changed": how many changes for the worse, or none."""
-        return self._note(self._changes_summary())
+        """One line pointing at "What changed", after the week's data-quality warning if any."""
+        note = self._note(self._changes_summary())
+        warning = self.quality_warning()
+        if not warning:
+            return note
+        return html(macro("quality_warning", warning), note)
 
     def headline_by_order_type(self) -> HTML:
         """The headline KPIs per order type."""
