@@ -416,6 +416,11 @@ ROOT_COLUMNS = (
     "driven_flags",
 )
 Segment = tuple[str, str, str]  # dimension, segment, order_type
+# A flag counts as explained by another segment only when, without that segment's
+# orders, at least this share of its week's observations is left: a carrier-region cell
+# served mostly by one warehouse loses its flag with that warehouse's orders whether or
+# not the warehouse is the cause.
+MIN_KEPT_SHARE = 0.5
 OVERALL: Segment = (kpis.ALL, kpis.ALL, kpis.ALL)
 
 
@@ -494,7 +499,9 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
     """The week's changes for the worse as root findings, distinct roots first.
 
     A flag (a KPI in a segment) is explained by another flagged segment when it is no
-    longer flagged once that segment's orders are set aside (recomputed over all weeks).
+    longer flagged once that segment's orders are set aside (recomputed over all weeks)
+    while at least MIN_KEPT_SHARE of its orders remain, and the other
+    segment does not contain it.
     Segments explaining the most flags become roots first; a flag explained by several
     roots goes to the one that flags the same KPI itself, else to one inside its segment,
     else the first. A segment with a flag no root explains is a root too.
@@ -518,6 +525,7 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
     needed = sorted({name for k in keys for name in kpis.CATALOGUE[k].tables})
     orders = data.tables["orders"]
     explains: dict[Segment, set[Flagged]] = {}
+    members: dict[Segment, np.ndarray] = {}
     for cause in (s for s in by_segment if s != OVERALL):
         drop = segment_orders(orders, cause)
         if not drop.any() or drop.all():
@@ -537,12 +545,16 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
             inner = (flag[1], flag[2], flag[3])
             if inner == cause or _contains(cause, inner):
                 continue  # setting a segment aside removes what lies inside it: no evidence
-            if flag in values.index:
-                spec = kpis.CATALOGUE[flag[0]]
-                row = (values.loc[flag], counts.loc[flag], errors.loc[flag])
-                if adverse_flag(spec, *row) is not None:
-                    continue
-            explained.add(flag)  # gone, or the segment has no orders left
+            if flag not in values.index:
+                continue
+            if inner not in members:
+                members[inner] = segment_orders(orders, inner)
+            mine = members[inner]
+            if np.count_nonzero(mine & ~drop) < MIN_KEPT_SHARE * np.count_nonzero(mine):
+                continue  # the two share most orders: which one drives cannot be told this way
+            spec = kpis.CATALOGUE[flag[0]]
+            if adverse_flag(spec, values.loc[flag], counts.loc[flag], errors.loc[flag]) is None:
+                explained.add(flag)
         explains[cause] = explained
 
     def severity(segment: Segment) -> tuple[int, float]:
