@@ -40,7 +40,13 @@ from meetinglib.meeting.actions import (
 from meetinglib.meeting.agenda import prepare_meeting, write_agenda_files
 from meetinglib.meeting.intake import add_issue, check_department, import_issues, write_template
 from meetinglib.meeting.minutes import record_minutes
-from meetinglib.meeting.notify import notice_message, send, write_eml, write_notice_bodies
+from meetinglib.meeting.notify import (
+    notice_message,
+    send,
+    write_eml,
+    write_notice_bodies,
+    write_other_languages,
+)
 from meetinglib.meeting.review import send_minutes
 from meetinglib.meeting.store import open_store
 from meetinglib.runner import default_params_file, run_week
@@ -302,6 +308,8 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     with open_store(params) as store:
         pack = prepare_meeting(params, store, week, args.lang)
     files = {**write_agenda_files(pack, out), **write_notice_bodies(pack, out)}
+    if not args.lang:  # and in every further language the params list
+        files.update(write_other_languages(pack, params, out))
     a = pack.agenda
     print(
         f"agenda for week {week}: {a.start:%Y-%m-%d %H:%M}–{a.end:%H:%M} ({a.tz}), "

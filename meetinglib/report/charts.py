@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 matplotlib.use("Agg", force=False)
@@ -45,7 +46,27 @@ _CJK_FONTS = (
 def cjk_font() -> str | None:
     """The first installed font that can draw Simplified Chinese, if any."""
     installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in _CJK_FONTS if name in installed), None)
+    found = next((name for name in _CJK_FONTS if name in installed), None)
+    if found is None and _refresh_font_cache():
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        found = next((name for name in _CJK_FONTS if name in installed), None)
+    return found
+
+
+@cache
+def _refresh_font_cache() -> bool:
+    """Rebuild matplotlib's font list once when a CJK font is on the system but not in it.
+
+    matplotlib caches the font list on first use; a font installed afterwards (e.g. by
+    ``make system-deps`` on a machine that had already drawn a chart) stays unknown, and
+    Chinese text would be drawn as empty boxes.
+    """
+    if not any("cjk" in path.lower() for path in font_manager.findSystemFonts()):
+        return False
+    fresh = font_manager._load_fontmanager(try_read_cache=False)
+    font_manager.fontManager.ttflist = fresh.ttflist
+    font_manager.fontManager._findfont_cached.cache_clear()  # type: ignore[attr-defined]
+    return True
 
 
 def style(lang: str = "en") -> dict[Any, Any]:  # rcParams keys (matplotlib types them as literals)
@@ -81,11 +102,23 @@ def new_figure(lang: str = "en", size: tuple[float, float] = (9.0, 3.8)) -> Figu
 def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG bytes (embedded in the handout as a data URI by nbconvert)."""
     lang = getattr(fig, "_meetinglib_lang", "en")
+    if not lang.startswith("zh") and _has_cjk(fig):
+        # Fonts are looked up when drawing: a figure made outside new_figure, or holding a
+        # Chinese name from the data, needs the CJK font first while it is saved.
+        lang = "zh-CN"
     buf = io.BytesIO()
     with matplotlib.rc_context(style(lang)):
         fit_titles(fig)
         fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _has_cjk(fig: Figure) -> bool:
+    """True when any text of the figure holds a CJK ideograph."""
+    return any(
+        any("\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" for ch in t.get_text())
+        for t in fig.findobj(Text)
+    )
 
 
 def fit_titles(fig: Figure) -> None:
