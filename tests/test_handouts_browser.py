@@ -229,6 +229,7 @@ def pages(handouts: Path) -> list[Path]:
     for name in ("data_report", "issue_triage", "minutes"):
         assert f"{name}.html" in names and f"{name}.en.html" in names, sorted(names)
     assert {"index.html", "agenda.html", "notice.html"} <= names, sorted(names)
+    assert {"agenda.en.html", "notice.en.html"} <= names, sorted(names)
     return found
 
 
@@ -264,9 +265,8 @@ def test_every_page_is_self_contained_and_quiet(browser, pages):
 def test_every_page_is_localised(pages):
     for page_file in pages:
         text = page_file.read_text(encoding="utf-8")
+        # The first language's files keep the plain names; the others carry a suffix.
         lang = "en" if ".en." in page_file.name else "zh-CN"
-        if _kind(page_file) in ("index", "agenda", "notice"):
-            lang = "zh-CN"  # the first language's files keep the plain names
         assert f'<html lang="{lang}"' in text, page_file.name
         title = re.search(r"<title>(.*?)</title>", text, re.S)
         assert title and title.group(1).strip(), f"{page_file.name} has no <title>"
