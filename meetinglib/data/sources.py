@@ -497,9 +497,29 @@ def _read_csv_as(
         # parser fills short rows, names the bad line, or raises UnicodeDecodeError.
         frame = _read_csv_pandas(path, encoding, ts.delimiter, schema.name, list(selected))
     frame = frame.rename(columns=selected)[list(selected.values())]
-    # Header is line 1; assumes one line per record (no line breaks inside quoted cells).
-    frame[SOURCE_ROW] = np.arange(2, len(frame) + 2)
+    # Header is line 1; a quoted cell with line breaks makes its record span several lines.
+    frame[SOURCE_ROW] = _record_lines(path, encoding, ts.delimiter, len(frame))
     return _drop_empty_rows(frame)
+
+
+def _record_lines(path: Path, encoding: str, delimiter: str, records: int) -> np.ndarray:
+    """The line each record starts on (header = line 1), as a person counts in an editor."""
+    simple = np.arange(2, records + 2)
+    newlines = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 24), b""):
+            newlines += chunk.count(b"\n")
+    if newlines in (records, records + 1):
+        return simple  # one line per record: no line breaks inside quoted cells
+    starts = []
+    with path.open(encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        next(reader, None)
+        line = reader.line_num
+        for _ in reader:
+            starts.append(line + 1)
+            line = reader.line_num
+    return np.asarray(starts) if len(starts) == records else simple
 
 
 def _csv_header(path: Path, encoding: str, delimiter: str, table: str) -> list[str]:
