@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import quoted_name
 
 from meetinglib.core.errors import (
+    DriverMissingError,
     InvalidParamError,
     MissingColumnError,
     NoDataError,
@@ -57,6 +58,7 @@ from meetinglib.core.errors import (
 )
 from meetinglib.core.params import Params, TableSource
 from meetinglib.core.schema import SCHEMAS, TableSchema
+from meetinglib.core.secrets import redact
 from meetinglib.core.weeks import Window
 
 SOURCE_ROW = "_source_row"
@@ -832,11 +834,11 @@ def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print."""
+    """The URL with any password (user info or query parameter) replaced by ***."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        return redact(sa.engine.make_url(url).render_as_string(hide_password=True))
     except Exception:  # unparseable URL: mask the userinfo part by hand
-        return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
+        return redact(re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url))
 
 
 def _scrub(text: str, url: str) -> str:
@@ -845,7 +847,7 @@ def _scrub(text: str, url: str) -> str:
         password = sa.engine.make_url(url).password
     except Exception:
         password = None
-    text = text.replace(url, _mask_url(url))
+    text = redact(text.replace(url, _mask_url(url)))
     if password:
         text = text.replace(str(password), "***")
     return text.strip().splitlines()[0] if text.strip() else text
@@ -878,6 +880,10 @@ def _connection(params: Params) -> Iterator[sa.Connection]:
                 "Fix the URL in the environment variable named by source.url_env."
             )
         engine = sa.create_engine(url)
+    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        # The URL is fine; this environment lacks the dialect's driver (exit 5).
+        driver = getattr(exc, "name", None) or sa.engine.make_url(url).get_backend_name()
+        raise DriverMissingError(shown, str(driver)) from None
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise SourceNotFoundError(
             f"cannot use database {shown}: {_scrub(_error_text(exc), url)}. Check the URL and "
