@@ -53,7 +53,7 @@ from meetinglib.core.errors import (
     environment_error,
 )
 from meetinglib.core.i18n import t
-from meetinglib.core.params import Params, load_params
+from meetinglib.core.params import Params, demo_params_file, load_params
 from meetinglib.core.safename import check_name
 from meetinglib.core.secrets import redact_tree
 from meetinglib.core.weeks import IsoWeek
@@ -652,10 +652,5 @@ def _publish(staging: Path, final: Path) -> None:
 
 
 def default_params_file() -> Path:
-    """params/default.yaml of the checkout (the working directory's, else the package's)."""
-    here = Path.cwd() / "params" / "default.yaml"
-    return (
-        here
-        if here.is_file()
-        else Path(__file__).resolve().parent.parent / "params" / "default.yaml"
-    )
+    """The params used when none are given: the demo's (``params/demo.yaml``)."""
+    return demo_params_file()
