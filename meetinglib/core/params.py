@@ -1,9 +1,10 @@
 """Typed, validated parameters loaded from YAML files.
 
-Several files may be layered (``default.yaml`` then a per-company or per-week
-file); later files override earlier ones key by key. Relative paths are resolved
-against the folder of the file that sets them, so a run gives the same result from
-any working directory. An unknown or missing key is an error naming file and key.
+Every load starts from the package's defaults (``meetinglib/defaults/params.yaml``,
+nothing of any company in it); the files given are layered on them (a company's
+file, then per-week files); later files override earlier ones key by key. Relative
+paths are resolved against the folder of the file that sets them, so a run gives the
+same result from any working directory. An unknown or missing key is an error naming file and key.
 Secrets never live here: a database URL with a password must come from the
 environment variable named by ``source.url_env``.
 """
@@ -36,10 +37,39 @@ from meetinglib.core.errors import (
     UnknownParamError,
 )
 from meetinglib.core.schema import SCHEMAS
+from meetinglib.core.secrets import url_secrets
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StatusMapping(_Strict):
+    """A status column whose values mean cancelled or delivered.
+
+    Sets ``cancelled_at`` (``delivered_at``) where the canonical column is empty and the
+    status is one of ``cancelled`` (``delivered``): the time is taken from the source
+    column named by ``cancelled_time`` (``delivered_time``) when it has a value, else
+    from the documented fallback: cancelled -> created_at; delivered -> shipped_at, else
+    created_at.
+    """
+
+    column: str = Field(min_length=1)
+    cancelled: list[str] = Field(default_factory=list)
+    delivered: list[str] = Field(default_factory=list)
+    cancelled_time: str | None = None
+    delivered_time: str | None = None
+
+
+class AmountSource(_Strict):
+    """The order amount from another file, aggregated per order (e.g. payments summed)."""
+
+    file: str = Field(min_length=1)
+    order_id: str = "order_id"  # the order-number column of that file
+    value: str = Field(min_length=1)  # the amount column of that file
+    aggregate: Literal["sum", "max", "first"] = "sum"
+    encoding: str = "utf-8"
+    delimiter: str = ","
 
 
 class TableSource(_Strict):
@@ -54,6 +84,10 @@ class TableSource(_Strict):
     timestamp_format: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Canonical columns the source lacks, with one value for every row (order_type: normal).
+    constants: dict[str, str] = Field(default_factory=dict)
+    status: StatusMapping | None = None
+    amount_from: AmountSource | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -97,10 +131,28 @@ class SourceParams(_Strict):
 
 class SlaParams(_Strict):
     ship_hours: float = Field(48.0, gt=0)
+    # Delivery promise where promised_delivery_by is empty: days after delivery_from,
+    # per carrier, else per region, else delivery_days; None: no promise from an SLA.
+    delivery_days: float | None = Field(None, gt=0)
+    delivery_from: Literal["shipped", "paid"] = "shipped"
+    delivery_days_by_carrier: dict[str, float] = Field(default_factory=dict)
+    delivery_days_by_region: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def has_delivery_promise(self) -> bool:
+        """Whether the params promise a delivery time (for orders without one)."""
+        return bool(
+            self.delivery_days or self.delivery_days_by_carrier or self.delivery_days_by_region
+        )
 
 
 class QualityParams(_Strict):
     max_quarantine_share: float = Field(0.02, ge=0, le=1)
+    earliest_date: dt.date = dt.date(2000, 1, 1)  # earlier timestamps are implausible
+    max_days_ahead: int = Field(2, ge=0)  # timestamps this many days past today are implausible
+    # Latest complete week: its orders reach this share of the median of the weeks before.
+    complete_week_share: float = Field(0.5, gt=0, le=1)
+    complete_week_history: int = Field(8, ge=1, le=52)
 
 
 def _per_weekday(v: float | list[float]) -> float | list[float]:
@@ -204,7 +256,8 @@ class PersonParams(_Strict):
 class MeetingParams(_Strict):
     """The review meeting: who, when, where. Times are in the platform timezone."""
 
-    title: str = "Weekly order-processing review"
+    # One title, or one per language: {en: Weekly review, zh-CN: 每周订单处理例会}.
+    title: str | dict[str, str] = "Weekly order-processing review"
     organizer: PersonParams | None = None
     attendees: list[PersonParams] = Field(default_factory=list)
     # Departments in agenda order; issue files and attendees name one of these.
@@ -217,6 +270,12 @@ class MeetingParams(_Strict):
     duration_minutes: int = Field(90, gt=0, le=480)
     place: str | None = None
     online_link: str | None = None
+
+    def title_in(self, lang: str) -> str:
+        """The meeting's title in ``lang``: its own entry, else English, else the first."""
+        if isinstance(self.title, str):
+            return self.title
+        return self.title.get(lang) or self.title.get("en") or next(iter(self.title.values()))
 
     @field_validator("weekday")
     @classmethod
@@ -307,10 +366,30 @@ class TargetParams(_Strict):
     at_risk: float | None = None
 
 
+class FindingsParams(_Strict):
+    """Materiality of "Where the time goes" and "What changed" findings."""
+
+    min_orders: int = Field(30, ge=1)  # orders a segment needs this week and in its baseline
+    margin: float = Field(0.10, ge=0)  # stage time at least this share above its comparator
+    min_hours: float = Field(1.0, ge=0)  # ...and at least this many hours per order above it
+    min_z: float = Field(4.0, ge=0)  # added delay at least this many standard errors
+    min_share: float = Field(0.01, ge=0, le=1)  # added delay-hours >= share of the stage's hours
+    echo_left: float = Field(0.3, ge=0, le=1)  # folded when less than this share is left
+    baseline_weeks: int = Field(6, ge=1, le=52)  # previous weeks behind a segment's baseline
+    top_new: int = Field(8, ge=1)  # "New this week" entries shown
+    top_usual: int = Field(5, ge=0)  # "Usual bottlenecks" entries shown
+
+
 class Params(_Strict):
     company: str
     timezone: str
     language: Literal["en", "zh-CN"] = "en"
+    # Handouts in several languages from one run; the first one's files keep their names,
+    # the others get the language as a suffix (data_report.en.html). Empty: `language`.
+    languages: list[Literal["en", "zh-CN"]] = Field(default_factory=list)
+    # People's names for codes found in the data, per dimension and language, e.g.
+    # channel: {mini_program: {en: Mini program, zh-CN: 小程序}}.
+    labels: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict)
     currency: str = "CNY"
     history_weeks: int = Field(12, ge=1, le=104)
     open_order_lookback_days: int = Field(90, ge=0)
@@ -322,7 +401,10 @@ class Params(_Strict):
     store: StoreParams = StoreParams()
     meeting: MeetingParams = MeetingParams()
     agenda: AgendaParams = AgendaParams()
+    findings: FindingsParams = FindingsParams()
     smtp: SmtpParams | None = None
+    # Report sections allowed to fail without failing the run ("plan").
+    optional_sections: list[str] = Field(default_factory=list)
     notebooks: list[str] = Field(default_factory=lambda: ["data_report"])
     # None: the notebooks shipped inside the package (meetinglib/notebooks).
     notebooks_dir: Path | None = None
@@ -340,6 +422,16 @@ class Params(_Strict):
         """The params files this was loaded from, in layering order."""
         return self._files
 
+    @property
+    def handout_languages(self) -> tuple[str, ...]:
+        """The languages of the handouts, primary first (``languages``, else ``language``)."""
+        return tuple(dict.fromkeys(self.languages)) or (self.language,)
+
+    def label(self, dimension: str, code: str, lang: str) -> str:
+        """A code's name for people from ``labels`` (its language, else English), else the code."""
+        names = self.labels.get(dimension, {}).get(str(code), {})
+        return names.get(lang) or names.get("en") or str(code)
+
 
 # Keys holding paths, resolved against the folder of the file that sets them.
 _PATH_KEYS: tuple[tuple[str, ...], ...] = (
@@ -351,10 +443,11 @@ _PATH_KEYS: tuple[tuple[str, ...], ...] = (
 
 
 def _url_without_password(url: str | None, env_key: str) -> str | None:
-    if url and "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+    found = url_secrets(url) if url else []
+    if found:
         raise ValueError(
-            "the URL holds a password; put the whole URL in an environment variable "
-            f"and name that variable in '{env_key}' instead"
+            f"the URL holds a password or other credential ({', '.join(found)}); put the "
+            f"whole URL in an environment variable and name that variable in '{env_key}' instead"
         )
     return url
 
@@ -407,13 +500,27 @@ def _has_path(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
     return True
 
 
+# The package's defaults, layered under every params file.
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "defaults" / "params.yaml"
+
+
+def demo_params_file() -> Path:
+    """The demo's params: params/demo.yaml of the working folder, else of the checkout."""
+    here = Path.cwd() / "params" / "demo.yaml"
+    checkout = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
+    return here if here.is_file() else checkout
+
+
 def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Params:
-    """Load, layer and validate params files; errors name the file and the key."""
+    """Load the package defaults, layer the files on them and validate; errors name file and key.
+
+    No file given: the demo's params (``demo_params_file``).
+    """
     if not paths:
-        raise ParamsError("no params file given; pass --params params/default.yaml")
+        paths = (demo_params_file(),)
     files = [Path(p).expanduser().resolve() for p in paths]
     raws = [(f, _read_yaml(f)) for f in files]
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = _read_yaml(DEFAULTS_FILE)
     for _, raw in raws:
         merged = _merge(merged, raw)
     if overrides:
