@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from meetinglib._version import __version__
 from meetinglib.analysis.kpi_table import kpi_table, write_kpis_csv
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
     EXIT_UNEXPECTED,
     MeetingError,
@@ -269,7 +270,7 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
         )
     columns = ["id", "week", "department", "severity", "status", "title", "segment", "source"]
     if args.format == "csv":
-        issues.to_csv(sys.stdout, index=False, columns=columns + ["description", "submitter"])
+        write_csv(issues, sys.stdout, columns=columns + ["description", "submitter"])
     elif issues.empty:
         print("no issues match")
     else:
@@ -439,7 +440,7 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
         "age_weeks", "carried", "escalate", "description",
     ]  # fmt: skip
     if args.format == "csv":
-        items.to_csv(sys.stdout, index=False, columns=columns)
+        write_csv(items, sys.stdout, columns=columns)
     elif items.empty:
         print("no action items match")
     else:

@@ -35,6 +35,8 @@ from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
 from meetinglib._version import __version__
+from meetinglib.core.csp import with_csp
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
@@ -286,7 +288,7 @@ def export_html(notebook: Path, lang: str | None = None) -> Path:
     body, _ = exporter.from_notebook_node(nb)
     body = body.replace(f'<html lang="{lang.split("-")[0]}">', f'<html lang="{lang}">', 1)
     page = notebook.with_suffix(".html")
-    page.write_text(body, encoding="utf-8")
+    page.write_text(with_csp(body), encoding="utf-8")
     return page
 
 
@@ -302,7 +304,7 @@ def _write_quarantine(data: WeekData, folder: Path) -> None:
     qdir = folder / "quarantine"
     qdir.mkdir()
     for table, frame in frames.items():
-        frame.to_csv(qdir / f"{table}.csv", index=False, encoding="utf-8")
+        write_csv(frame, qdir / f"{table}.csv")
 
 
 def _title(name: str, lang: str) -> str:
@@ -357,7 +359,7 @@ def _write_index(
         generated=generated,
     )
     index = folder / "index.html"
-    index.write_text(text, encoding="utf-8")
+    index.write_text(with_csp(text), encoding="utf-8")
     return index
 
 

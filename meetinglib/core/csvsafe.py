@@ -44,19 +44,26 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def to_csv(
-    frame: pd.DataFrame,
-    path: str | os.PathLike[str] | None = None,
-    **kwargs: Any,
-) -> str | None:
-    """``frame.to_csv`` with formula cells neutralised; returns the text when path is None."""
+def to_csv(frame: pd.DataFrame, path: Any = None, **kwargs: Any) -> str | None:
+    """``frame.to_csv`` with formula cells neutralised; returns the text when path is None.
+
+    ``path`` is a file name or an open text stream (``sys.stdout``).
+    """
     kwargs.setdefault("index", False)
-    safe = safe_frame(frame)
+    columns = kwargs.pop("columns", None)
+    safe = safe_frame(frame if columns is None else frame.loc[:, list(columns)])
     if path is None:
         return str(safe.to_csv(**kwargs))
-    kwargs.setdefault("encoding", "utf-8")
-    safe.to_csv(Path(path), **kwargs)
+    if isinstance(path, str | os.PathLike):
+        kwargs.setdefault("encoding", "utf-8")
+        path = Path(path)
+    safe.to_csv(path, **kwargs)
     return None
+
+
+def safe_row(row: Iterable[Any]) -> list[Any]:
+    """One row for csv.writer with every text cell neutralised."""
+    return [safe_cell(v) for v in row]
 
 
 def safe_rows(rows: Iterable[Sequence[Any]]) -> list[list[Any]]:

@@ -318,6 +318,20 @@ class TargetParams(_Strict):
     at_risk: float | None = None
 
 
+class FindingsParams(_Strict):
+    """Materiality of "Where the time goes" and "What changed" findings."""
+
+    min_orders: int = Field(30, ge=1)  # orders a segment needs this week and in its baseline
+    margin: float = Field(0.10, ge=0)  # stage time at least this share above its comparator
+    min_hours: float = Field(1.0, ge=0)  # ...and at least this many hours per order above it
+    min_z: float = Field(4.0, ge=0)  # added delay at least this many standard errors
+    min_share: float = Field(0.01, ge=0, le=1)  # added delay-hours >= share of the stage's hours
+    echo_left: float = Field(0.3, ge=0, le=1)  # folded when less than this share is left
+    baseline_weeks: int = Field(6, ge=1, le=52)  # previous weeks behind a segment's baseline
+    top_new: int = Field(8, ge=1)  # "New this week" entries shown
+    top_usual: int = Field(5, ge=0)  # "Usual bottlenecks" entries shown
+
+
 class Params(_Strict):
     company: str
     timezone: str
@@ -339,6 +353,7 @@ class Params(_Strict):
     store: StoreParams = StoreParams()
     meeting: MeetingParams = MeetingParams()
     agenda: AgendaParams = AgendaParams()
+    findings: FindingsParams = FindingsParams()
     smtp: SmtpParams | None = None
     notebooks: list[str] = Field(default_factory=lambda: ["data_report"])
     # None: the notebooks shipped inside the package (meetinglib/notebooks).

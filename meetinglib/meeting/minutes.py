@@ -63,6 +63,7 @@ import yaml
 from icalendar import Calendar, Todo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import InputDataError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
@@ -612,7 +613,7 @@ def write_action_items(
     out.mkdir(parents=True, exist_ok=True)
     items = action_items_frame(store, meeting)
     csv_path = out / ACTION_ITEMS_FILE
-    items.to_csv(csv_path, index=False, encoding="utf-8")
+    write_csv(items, csv_path)
     ics_path = out / ACTION_ITEMS_ICS
     ics_path.write_bytes(action_items_ics(items, company, stamp))
     return {ACTION_ITEMS_FILE: csv_path, ACTION_ITEMS_ICS: ics_path}

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from meetinglib.analysis import kpis
+from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import InputDataError, ParamsError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params
@@ -213,9 +214,11 @@ def minutes_message(
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
     msg.set_content(body + "\n")
     msg.add_alternative(
-        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
-        f"<title>{html.escape(subject)}</title></head><body><p>{html.escape(body)}</p>"
-        "</body></html>",
+        with_csp(
+            f'<!DOCTYPE html><html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
+            f"<title>{html.escape(subject)}</title></head><body><p>{html.escape(body)}</p>"
+            "</body></html>"
+        ),
         subtype="html",
     )
     msg.add_attachment(

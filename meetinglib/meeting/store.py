@@ -87,6 +87,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
+from meetinglib.core.csvsafe import safe_row
 from meetinglib.core.errors import (
     ConcurrentEditError,
     EnvironmentProblem,
@@ -836,8 +837,9 @@ class Store:
             path = out / f"{name}.csv"
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 writer = csv.writer(fh)
-                writer.writerow(cols)
-                writer.writerows([[_csv_value(v) for v in row] for row in rows])
+                # Neutralised for spreadsheets; store.json keeps the exact values.
+                writer.writerow(safe_row(cols))
+                writer.writerows([safe_row(_csv_value(v) for v in row) for row in rows])
             written.append(path)
         return written
 

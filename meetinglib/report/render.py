@@ -22,10 +22,12 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from meetinglib.core.csp import POLICY
+
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 # A handout is a file read offline: nothing may run, nothing may be fetched. Inline
-# styles and embedded (data:) images are all a handout needs.
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'"
+# styles and embedded (data:) images are all a handout needs; one policy for every page.
+CSP = POLICY
 # A table with more columns than this is set in smaller type on paper.
 WIDE_COLUMNS = 7
 
