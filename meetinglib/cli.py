@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--params",
             action="append",
             metavar="FILE",
-            help="params YAML; repeat to layer files (default: params/default.yaml)",
+            help="params YAML; repeat to layer files (default: the demo's params/demo.yaml)",
         )
         p.add_argument(
             "--notebook",
@@ -510,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--params",
             action="append",
             metavar="FILE",
-            help="params YAML; repeat to layer files (default: params/default.yaml)",
+            help="params YAML; repeat to layer files (default: the demo's params/demo.yaml)",
         )
 
     issues = sub.add_parser("issues", help="the departments' issue lists").add_subparsers(

@@ -39,7 +39,7 @@ from meetinglib.core.csp import with_csp
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
 from meetinglib.core.i18n import t
-from meetinglib.core.params import Params, load_params
+from meetinglib.core.params import Params, demo_params_file, load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
@@ -480,10 +480,5 @@ def _publish(staging: Path, final: Path) -> None:
 
 
 def default_params_file() -> Path:
-    """params/default.yaml of the checkout (the working directory's, else the package's)."""
-    here = Path.cwd() / "params" / "default.yaml"
-    return (
-        here
-        if here.is_file()
-        else Path(__file__).resolve().parent.parent / "params" / "default.yaml"
-    )
+    """The params used when none are given: the demo's (``params/demo.yaml``)."""
+    return demo_params_file()
