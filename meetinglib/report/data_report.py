@@ -37,8 +37,10 @@ from meetinglib.analysis.kpi_table import (
     KpiTable,
     complete_history_start,
     kpi_table,
+    root_changes,
     segment_label,
     week_windows,
+    with_roots,
     write_kpis_csv,
 )
 from meetinglib.core.fmt import fmt_change, fmt_value
@@ -236,6 +238,11 @@ class DataReport:
         return self.kpi_result.table
 
     @cached_property
+    def roots(self) -> pd.DataFrame:
+        """The week's changes for the worse as root findings (``kpi_table.root_changes``)."""
+        return root_changes(self.data, self.kpi_result, self.lang)
+
+    @cached_property
     def changes(self) -> pd.DataFrame:
         """The week's changes for the worse, most severe first (rows of ``kpi_table``)."""
         return self.kpi_result.changes
@@ -261,7 +268,7 @@ class DataReport:
     def export(self, out_dir: str | Path | None) -> None:
         """Write ``kpis.csv`` (``kpi_table``) into ``out_dir``; nothing when it is None."""
         if out_dir is not None:
-            write_kpis_csv(self.kpi_table, out_dir)
+            write_kpis_csv(with_roots(self.kpi_table, self.roots, self.lang), out_dir)
 
     # --- shared table pieces ---------------------------------------------------------------
 
@@ -442,8 +449,8 @@ class DataReport:
 
     def _changes_summary(self) -> str:
         if len(self.changes):
-            count = len(self.changes_by_kpi())
-            key = "changes.summary.one" if count == 1 else "changes.summary"
+            count = len(self.roots)
+            key = "changes.roots.one" if count == 1 else "changes.roots"
             return self._t(key, count=count, series=len(self.changes))
         history = self._history_points()
         if history < anomalies.MIN_HISTORY:
@@ -1030,32 +1037,49 @@ class DataReport:
                 groups[r.kpi] = (r.anomaly_severity, r.note, [])
         return list(groups.values())
 
-    def changes_list(self) -> HTML:
-        """The week's changes for the worse as plain sentences, most severe first.
+    def changes_by_root(self) -> list[tuple[str, str, list[str], list[str]]]:
+        """The root findings, distinct problems first: (severity, sentence of its most
+        severe flag, the other KPIs it moved, the segments whose flags it drives)."""
+        out = []
+        for r in self.roots.itertuples(index=False):
+            lead = r.note
+            moved = [self._t(f"kpi.{k}") for k in r.kpis if self._t(f"kpi.{k}") not in lead]
+            driven = [self._segment(d, s, o) for d, s, o in r.driven]
+            out.append((r.severity, lead, moved, driven))
+        return out
 
-        One line per KPI: the sentence of its most severe segment, and where else the
-        same KPI was flagged (every flag is a row of kpis.csv).
+    def changes_list(self) -> HTML:
+        """The week's changes for the worse, one row per root finding, distinct ones first.
+
+        A row names the KPIs the root moved together and the segments whose flags vanish
+        without its orders ("driven by it"); kpis.csv carries the same relation.
         """
         summary = html.escape(self._changes_summary())
-        groups = self.changes_by_kpi()
+        groups = self.changes_by_root()
         if not groups:
             return HTML(f'<p class="ml-note">{summary}</p>')
         shown = groups[:MAX_CHANGES]
         separator = self._t("changes.separator")
-        header = [self._t("word.severity"), self._t("word.what_changed"), self._t("changes.also")]
+        header = [
+            self._t("word.severity"),
+            self._t("word.what_changed"),
+            self._t("changes.moved"),
+            self._t("changes.driven"),
+        ]
         rows = [
             [
                 self._severity_cell(severity),
                 html.escape(sentence),
-                html.escape(separator.join(also)),
+                html.escape(separator.join(moved)),
+                html.escape(separator.join(driven)),
             ]
-            for severity, sentence, also in shown
+            for severity, sentence, moved, driven in shown
         ]
         more = ""
         if len(groups) > len(shown):
-            hidden = sum(1 + len(also) for _, _, also in groups[len(shown) :])
+            hidden = len(groups) - len(shown)
             more = f"{CAPTION}{html.escape(self._t('changes.more', count=hidden))}</p>"
-        table = html_table(header, rows, raw=[0, 1, 2])
+        table = html_table(header, rows, raw=[0, 1, 2, 3])
         return HTML(f'<p class="ml-note">{summary}</p>{table}{more}')
 
     def _severity_cell(self, severity: str) -> str:
