@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from IPython.display import HTML, Image, Markdown
+from IPython.display import HTML, Image
 
 from meetinglib.analysis import anomalies, kpis
 from meetinglib.analysis.kpi_table import complete_history_start, created_from
@@ -17,7 +17,7 @@ from meetinglib.core.i18n import LABELS
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import load_week
-from meetinglib.report.data_report import SECTIONS, DataReport
+from meetinglib.report.data_report import SECTION_TITLE_KEYS, SECTIONS, DataReport
 from tests.conftest import SAMPLE_WEEK, write_params
 
 TARGETS = {
@@ -218,7 +218,10 @@ def test_headline_shows_the_kpi_table(long_report):
     assert len(sparklines) == len(kpis.HEADLINE)
     assert sparklines[0].startswith("Orders created: 12-week trend from ")
     # status as a symbol and a word, not colour alone
-    assert "✖ Off target" in page  # abnormal rate: stockouts
+    text = re.sub(r"<[^>]+>", "", page).replace("&nbsp;", " ")
+    assert "✖ Off target" in text  # abnormal rate: stockouts
+    # the status word never breaks inside (CJK would break between any two characters)
+    assert '<span class="ml-word">Off target</span>' in page
     assert "≥ 95.0%" in page
 
 
@@ -237,8 +240,9 @@ def test_every_table_renders(long_report):
         piece = getattr(long_report, name)()
         assert isinstance(piece, HTML) and ("<table" in piece.data or "<p" in piece.data), name
     for key in SECTIONS:
-        assert isinstance(long_report.section(key), Markdown)
-        assert f"report.{key}" in LABELS
+        heading = long_report.section(key)
+        assert isinstance(heading, HTML) and f'<h2 id="{key}">' in heading.data
+        assert SECTION_TITLE_KEYS.get(key, f"report.{key}") in LABELS
 
 
 def test_chart_titles_state_the_findings(long_report):

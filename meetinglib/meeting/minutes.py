@@ -67,6 +67,7 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import InputDataError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
+from meetinglib.core.yamlsafe import UniqueKeyLoader
 from meetinglib.meeting import store as _records
 from meetinglib.meeting.agenda import PRODID, build_agenda, issue_load, prepare_meeting
 from meetinglib.meeting.store import (
@@ -109,8 +110,9 @@ SEGMENT_KEYS_FIXED = (
 )
 
 
-class _TextDates(yaml.SafeLoader):
-    """SafeLoader keeping dates as text, so a bad date is reported, not a crash."""
+class _TextDates(UniqueKeyLoader):
+    """SafeLoader keeping dates as text, so a bad date is reported, not a crash; a key
+    given twice is refused."""
 
 
 _TextDates.yaml_implicit_resolvers = {
