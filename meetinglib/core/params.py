@@ -228,6 +228,9 @@ class StoreParams(_Strict):
     path: Path | None = None  # SQLite file; None: ../data/meeting.db next to the params file
     url: str | None = None  # a SQLAlchemy URL without password, e.g. postgresql://host/meetings
     url_env: str | None = None  # environment variable holding the URL (with its password)
+    # Seconds a write waits for other writers (lock retries with backoff) before it
+    # gives up with exit code 5 (environment).
+    busy_timeout: float = Field(30.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod
