@@ -129,8 +129,8 @@ def _drop_column(column: str) -> Callable[[list[str]], list[str]]:
         header = lines[0].rstrip("\n").split(",")
         i = header.index(column)
         return [
-            ",".join(c for j, c in enumerate(l.rstrip("\n").split(",")) if j != i) + "\n"
-            for l in lines
+            ",".join(c for j, c in enumerate(line.rstrip("\n").split(",")) if j != i) + "\n"
+            for line in lines
         ]
 
     return edit
