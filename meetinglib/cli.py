@@ -19,7 +19,7 @@ from meetinglib._version import __version__
 from meetinglib.analysis.kpi_table import kpi_table, write_kpis_csv
 from meetinglib.core.errors import EXIT_UNEXPECTED, MeetingError, ParamsError
 from meetinglib.core.i18n import LANGUAGES, t
-from meetinglib.core.params import load_params
+from meetinglib.core.params import default_params_file, load_params
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
 from meetinglib.meeting.actions import (
@@ -35,7 +35,7 @@ from meetinglib.meeting.minutes import record_minutes
 from meetinglib.meeting.notify import notice_message, send, write_eml, write_notice_bodies
 from meetinglib.meeting.review import send_minutes
 from meetinglib.meeting.store import open_store
-from meetinglib.runner import default_params_file, run_week
+from meetinglib.runner import run_week
 
 if TYPE_CHECKING:  # imported lazily at run time, so that `meeting --help` starts fast
     from meetinglib.core.params import Params

@@ -455,12 +455,3 @@ def _publish(staging: Path, final: Path) -> None:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
-
-def default_params_file() -> Path:
-    """params/default.yaml of the checkout (the working directory's, else the package's)."""
-    here = Path.cwd() / "params" / "default.yaml"
-    return (
-        here
-        if here.is_file()
-        else Path(__file__).resolve().parent.parent / "params" / "default.yaml"
-    )

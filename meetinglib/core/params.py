@@ -407,6 +407,14 @@ def _has_path(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
     return True
 
 
+def default_params_file() -> Path:
+    """params/default.yaml of the checkout (the working directory's, else the package's)."""
+    here = Path.cwd() / "params" / "default.yaml"
+    return (
+        here if here.is_file() else Path(__file__).resolve().parents[2] / "params" / "default.yaml"
+    )
+
+
 def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Params:
     """Load, layer and validate params files; errors name the file and the key."""
     if not paths:
