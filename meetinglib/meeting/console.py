@@ -186,7 +186,7 @@ class MeetingConsole:
                 max=600,
                 description=label,
                 style={"description_width": width},
-                layout=w.Layout(width="auto"),
+                layout=w.Layout(width=f"calc({width} + 7em)"),
             ).add_class("mc-time")
             for key, label in segments
         }
