@@ -1,8 +1,9 @@
 """The ``meeting`` command line.
 
 Exit codes: 0 success, 2 bad parameters or options, 3 bad input data, 4 a notebook
-failed, 1 anything unexpected. Errors print one clear message, never a traceback
-(``--debug`` shows it).
+failed, 5 the environment (read-only or full disk, locked store, missing driver), 6
+another run of the week holds its lock, 1 anything unexpected. Errors print one clear
+message, never a traceback (``--debug`` shows it).
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from typing import TYPE_CHECKING
 
 from meetinglib._version import __version__
 from meetinglib.analysis.kpi_table import kpi_table, write_kpis_csv
-from meetinglib.core.errors import EXIT_UNEXPECTED, MeetingError, ParamsError
+from meetinglib.core.csvsafe import to_csv as write_csv
+from meetinglib.core.errors import (
+    EXIT_UNEXPECTED,
+    MeetingError,
+    ParamsError,
+    environment_error,
+)
 from meetinglib.core.i18n import LANGUAGES, t
 from meetinglib.core.params import default_params_file, load_params
+from meetinglib.core.secrets import redact
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
 from meetinglib.meeting.actions import (
@@ -54,7 +62,9 @@ class _Progress:
     def __call__(self, message: str) -> None:
         if not self.quiet:
             print(
-                f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True
+                f"[{time.perf_counter() - self.start:6.1f}s] {redact(message)}",
+                file=sys.stderr,
+                flush=True,
             )
 
 
@@ -260,7 +270,7 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
         )
     columns = ["id", "week", "department", "severity", "status", "title", "segment", "source"]
     if args.format == "csv":
-        issues.to_csv(sys.stdout, index=False, columns=columns + ["description", "submitter"])
+        write_csv(issues, sys.stdout, columns=columns + ["description", "submitter"])
     elif issues.empty:
         print("no issues match")
     else:
@@ -321,13 +331,14 @@ def cmd_notice(args: argparse.Namespace) -> int:
         raise ParamsError("no sender: set smtp.sender or meeting.organizer in the params.")
     message = notice_message(pack, sender)
     eml = write_eml(message, out / "notice.eml")
-    if not args.send:
+    if not args.send or params.smtp is None:  # --send without smtp was refused above
         print(f"notice for week {week} written to {eml} (not sent; --send sends it by SMTP)")
         return 0
-    accepted = send(message, params.smtp)
+    smtp = params.smtp
+    accepted = send(message, smtp)
     print(
         f"notice for week {week} sent to {len(accepted)} recipient(s) through "
-        f"{params.smtp.host}:{params.smtp.port}; a copy is at {eml}"
+        f"{smtp.host}:{smtp.port}; a copy is at {eml}"
     )
     return 0
 
@@ -429,7 +440,7 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
         "age_weeks", "carried", "escalate", "description",
     ]  # fmt: skip
     if args.format == "csv":
-        items.to_csv(sys.stdout, index=False, columns=columns)
+        write_csv(items, sys.stdout, columns=columns)
     elif items.empty:
         print("no action items match")
     else:
@@ -626,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MeetingError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -634,8 +645,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so plainly, keep the traceback one flag away
         if args.debug:
             raise
+        # Read-only folders and full disks are the machine's state, not a bug.
+        env = environment_error(exc) if isinstance(exc, OSError) else None
+        if env is not None:
+            print(f"error: {env}", file=sys.stderr)
+            return env.exit_code
         print(
-            f"unexpected error: {type(exc).__name__}: {exc}\n"
+            f"unexpected error: {type(exc).__name__}: {redact(str(exc))}\n"
             "This is a bug in meetinglib; rerun with --debug for the traceback.",
             file=sys.stderr,
         )

@@ -15,7 +15,6 @@ import contextlib
 import datetime as dt
 import gc
 import hashlib
-import html
 import json
 import os
 import platform
@@ -36,12 +35,15 @@ from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
 from meetinglib._version import __version__
+from meetinglib.core.csp import with_csp
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
+from meetinglib.report.render import page
 
 TEMPLATES = Path(__file__).parent / "templates"
 SNAPSHOT_DIR = "_snapshot"
@@ -56,6 +58,13 @@ class NotebookResult:
     notebook: Path
     html: Path
     seconds: float
+    lang: str = "en"
+
+
+def handout_stem(name: str, lang: str, languages: Sequence[str]) -> str:
+    """The file stem of a handout: the first language keeps the plain name, the others get
+    their language as a suffix (``data_report`` / ``data_report.en``)."""
+    return name if not languages or lang == languages[0] else f"{name}.{lang}"
 
 
 @dataclass
@@ -86,7 +95,10 @@ def run_week(
     timings: dict[str, float] = {}
     params = load_params(*params_files)
     names = list(notebooks or params.notebooks)
-    lang = lang or params.language
+    # --lang asks for one language; otherwise every language the params list, first one
+    # primary (its files keep their plain names).
+    languages = [lang] if lang else list(params.handout_languages)
+    lang = languages[0]
     sources = [_notebook_path(params, name) for name in names]
 
     t0 = time.perf_counter()
@@ -115,8 +127,10 @@ def run_week(
         timings["snapshot"] = time.perf_counter() - t0
 
         results = []
-        for i, (name, source) in enumerate(zip(names, sources, strict=True), start=1):
-            say(f"[{i}/{len(names)}] {name}: executing")
+        jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
+        for i, (name, source, language) in enumerate(jobs, start=1):
+            stem = handout_stem(name, language, languages)
+            say(f"[{i}/{len(jobs)}] {stem}: executing")
             result = _execute(
                 name,
                 source,
@@ -127,30 +141,33 @@ def run_week(
                     "week": str(data.week),
                     "params_files": [str(p) for p in params.files],
                     "snapshot": str(snapshot),
-                    "lang": lang,
+                    "lang": language,
                     # Machine-readable files (kpis.csv, ...) go beside the handouts, written
-                    # by the notebook from the same computation as its figures.
-                    "out_dir": str(staging),
+                    # by the notebook from the same computation as its figures; once, by
+                    # the first language's run.
+                    "out_dir": str(staging) if language == lang else None,
                     **(extra_parameters or {}),
                 },
                 say=say,
+                stem=stem,
+                lang=language,
             )
             results.append(result)
-            timings[name] = result.seconds
+            timings[stem] = result.seconds
         shutil.rmtree(snapshot)
 
         timings["total"] = time.perf_counter() - started
         final = out_root / str(data.week)
         _carry_over(final, staging)
-        manifest = _write_manifest(staging, data, params, results, timings, lang)
-        index = _write_index(staging, data.week, params, results, lang)
+        manifest = _write_manifest(staging, data, params, results, timings, languages)
+        index = _write_index(staging, data.week, params, results, languages)
         _publish(staging, final)
     except BaseException:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
         raise
     moved = [
-        NotebookResult(r.name, final / r.notebook.name, final / r.html.name, r.seconds)
+        NotebookResult(r.name, final / r.notebook.name, final / r.html.name, r.seconds, r.lang)
         for r in results
     ]
     return RunResult(data.week, final, final / index.name, final / manifest.name, moved)
@@ -179,8 +196,11 @@ def _execute(
     stamp: str,
     parameters: dict[str, Any],
     say: Progress,
+    stem: str | None = None,
+    lang: str = "en",
 ) -> NotebookResult:
-    executed = staging / f"{name}.ipynb"
+    stem = stem or name
+    executed = staging / f"{stem}.ipynb"
     t0 = time.perf_counter()
     sockets = Path(tempfile.mkdtemp(prefix="meetinglib-kernel-"))
     try:
@@ -209,10 +229,10 @@ def _execute(
         ) from None
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
-    say(f"  {name}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
-    page = export_html(executed)
+    say(f"  {stem}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
+    handout = export_html(executed, lang)
     seconds = time.perf_counter() - t0
-    return NotebookResult(name, executed, page, seconds)
+    return NotebookResult(name, executed, handout, seconds, lang)
 
 
 def _local_kernel_manager(sockets: Path) -> type:
@@ -244,6 +264,10 @@ def export_html(notebook: Path, lang: str | None = None) -> Path:
 
     nb = nbformat.read(notebook, as_version=4)
     lang = lang or _notebook_language(nb)
+    # The browser tab and the printed header say what this is, in the handout's language.
+    week = nb.metadata.get("papermill", {}).get("parameters", {}).get("week")
+    name = _title(notebook.stem.split(".")[0], lang)
+    nb.metadata["title"] = f"{name} · {week}" if week else name
     for cell in nb.cells:
         # Warnings on stderr help when debugging the .ipynb, not in the meeting.
         if cell.cell_type == "code":
@@ -264,7 +288,7 @@ def export_html(notebook: Path, lang: str | None = None) -> Path:
     body, _ = exporter.from_notebook_node(nb)
     body = body.replace(f'<html lang="{lang.split("-")[0]}">', f'<html lang="{lang}">', 1)
     page = notebook.with_suffix(".html")
-    page.write_text(body, encoding="utf-8")
+    page.write_text(with_csp(body), encoding="utf-8")
     return page
 
 
@@ -280,7 +304,7 @@ def _write_quarantine(data: WeekData, folder: Path) -> None:
     qdir = folder / "quarantine"
     qdir.mkdir()
     for table, frame in frames.items():
-        frame.to_csv(qdir / f"{table}.csv", index=False, encoding="utf-8")
+        write_csv(frame, qdir / f"{table}.csv")
 
 
 def _title(name: str, lang: str) -> str:
@@ -292,21 +316,32 @@ def _title(name: str, lang: str) -> str:
 
 
 def _write_index(
-    folder: Path, week: IsoWeek, params: Params, results: list[NotebookResult], lang: str
+    folder: Path,
+    week: IsoWeek,
+    params: Params,
+    results: list[NotebookResult],
+    languages: Sequence[str],
 ) -> Path:
-    items = "\n".join(
-        f'    <li><a href="{html.escape(r.html.name)}">{html.escape(_title(r.name, lang))}</a></li>'
-        for r in results
-    )
-    handouts = {r.html.name for r in results} | {"index.html"}
+    lang = languages[0]
+    names = list(dict.fromkeys(r.name for r in results))
+    handouts = [
+        {
+            "title": _title(name, lang),
+            "links": [
+                {"href": r.html.name, "lang": r.lang, "label": t("index.open_in", r.lang)}
+                for r in results
+                if r.name == name
+            ],
+        }
+        for name in names
+    ]
+    published = {r.html.name for r in results} | {"index.html"}
     extras = [
         p.name
         for p in sorted(folder.iterdir())
-        if p.suffix in (".csv", ".ics", ".json", ".html", ".eml", ".txt") and p.name not in handouts
+        if p.suffix in (".csv", ".ics", ".json", ".html", ".eml", ".txt")
+        and p.name not in published
     ]
-    extra_items = "\n".join(
-        f'    <li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in extras
-    )
     generated = t(
         "index.generated",
         lang,
@@ -314,31 +349,17 @@ def _write_index(
         params=", ".join(p.name for p in params.files),
     )
     title = t("index.title", lang, week=week)
-    page = f"""<!DOCTYPE html>
-<html lang="{lang}">
-<head>
-<meta charset="utf-8">
-<title>{html.escape(title)}</title>
-<style>
- body {{ font-family: "Noto Sans", "Noto Sans CJK SC", "Microsoft YaHei", Arial, sans-serif;
-        max-width: 50em; margin: 2em auto; padding: 0 1em; }}
- li {{ margin: 0.4em 0; }}
-</style>
-</head>
-<body>
-<h1>{html.escape(params.company)} · {html.escape(title)}</h1>
-<ul>
-{items}
-</ul>
-<ul>
-{extra_items}
-</ul>
-<p><small>{html.escape(generated)}</small></p>
-</body>
-</html>
-"""
+    text = page(
+        "index.html.j2",
+        lang=lang,
+        title=title,
+        company=params.company,
+        handouts=handouts,
+        extras=extras,
+        generated=generated,
+    )
     index = folder / "index.html"
-    index.write_text(page, encoding="utf-8")
+    index.write_text(with_csp(text), encoding="utf-8")
     return index
 
 
@@ -364,13 +385,14 @@ def _write_manifest(
     params: Params,
     results: list[NotebookResult],
     timings: dict[str, float],
-    lang: str,
+    languages: Sequence[str],
 ) -> Path:
     manifest = {
         "week": str(data.week),
         "window": {"start": data.window.start.isoformat(), "end": data.window.end.isoformat()},
         "generated_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "language": lang,
+        "language": languages[0],
+        "languages": list(languages),
         "params_files": [{"path": str(p), "sha256": _sha256(p)} for p in params.files],
         "parameters": params.model_dump(mode="json"),
         "inputs": [
@@ -400,6 +422,7 @@ def _write_manifest(
         "handouts": [
             {
                 "name": r.name,
+                "lang": r.lang,
                 "html": r.html.name,
                 "notebook": r.notebook.name,
                 "seconds": round(r.seconds, 2),

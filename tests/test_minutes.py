@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -211,3 +212,69 @@ def test_time_control_totals(tmp_path):
         total = report.time_frame().iloc[-1]
         assert total.planned_minutes == 54
         assert pd.isna(total.actual_minutes) and pd.isna(total.over)
+
+
+def test_recording_a_file_merges_item_by_item(tmp_path):
+    from meetinglib.meeting import store as records
+
+    params = load_params(minutes_params(tmp_path))
+    with Store.at(f"sqlite:///{tmp_path / 'meeting.db'}") as store:
+        record_minutes(params, store, GOOD, "2026-W47")
+        before = records.meeting_state(store, "2026-W47")
+        # Another note-taker adds a decision and edits an action item meanwhile.
+        records.add_decision(store, "2026-W47", "Review carriers monthly")
+        item = before.actions[0]
+        records.update_action_item(store, item.id, expected_version=item.version, note="call")
+        # A second file names only one person's attendance and one new action.
+        other = tmp_path / "other.yaml"
+        other.write_text(
+            "attendance: [{email: liu.yang@shop.example, status: present}]\n"
+            "actions: [{description: Check refunds, owner: Liu Yang, department: finance,"
+            " due: 2026-12-01}]\n"
+            "feedback: [{email: chen.jie@shop.example, rating: 5}]\n",
+            encoding="utf-8",
+        )
+        result = record_minutes(params, store, other, "2026-W47")
+        assert (result.decisions_added, result.actions_added) == (0, 1)
+        after = records.meeting_state(store, "2026-W47")
+    status = {a.email: (a.status, a.version) for a in after.attendance}
+    assert status == {
+        "li.na@shop.example": ("present", 1),
+        "chen.jie@shop.example": ("present", 1),
+        "zhang.min@shop.example": ("delegate", 1),
+        "liu.yang@shop.example": ("present", 2),  # absent in the first file
+    }
+    assert [d.text for d in after.decisions] == [
+        "Move South parcels from EastPost to SwiftExpress for two weeks",
+        "Review carriers monthly",
+    ]
+    notes = {i.description: (i.note, i.version) for i in after.actions}
+    assert notes[item.description] == ("call", 2)
+    assert len(after.actions) == 3
+    # Chen's feedback changed in place; the other two stayed.
+    assert [(f.email, f.rating, f.version) for f in after.feedback] == [
+        ("chen.jie@shop.example", 5, 2),
+        ("li.na@shop.example", 5, 1),
+        (None, 3, 1),
+    ]
+    assert after.summary.summary == before.summary.summary and after.summary.version == 1
+    assert [s.version for s in after.segments] == [s.version for s in before.segments]
+
+
+def test_recording_an_edited_copy_keeps_every_version(tmp_path):
+    from meetinglib.meeting import store as records
+
+    params = load_params(minutes_params(tmp_path))
+    with Store.at(f"sqlite:///{tmp_path / 'meeting.db'}") as store:
+        record_minutes(params, store, GOOD, "2026-W47")
+        before = records.meeting_state(store, "2026-W47")
+        copy = tmp_path / "copy.yaml"
+        copy.write_text(GOOD.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+        assert not record_minutes(params, store, copy, "2026-W47").unchanged
+        after = records.meeting_state(store, "2026-W47")
+
+    def without_time(state):
+        return replace(state, summary=replace(state.summary, recorded_at=None, source=""))
+
+    assert without_time(after) == without_time(before)
+    assert after.summary.version == 1 and {i.version for i in after.actions} == {1}

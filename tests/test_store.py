@@ -9,7 +9,12 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from meetinglib.core.errors import InputDataError, InvalidParamError, ParamsError
+from meetinglib.core.errors import (
+    ConcurrentEditError,
+    InputDataError,
+    InvalidParamError,
+    ParamsError,
+)
 from meetinglib.core.params import load_params
 from meetinglib.meeting import store as store_module
 from meetinglib.meeting.store import CURRENT_VERSION, METADATA, Store, open_store, store_url
@@ -34,7 +39,7 @@ def db(tmp_path):
 
 def test_created_on_first_use_with_the_current_schema(db):
     with Store.at(db) as s:
-        assert s.version == CURRENT_VERSION == 3
+        assert s.version == CURRENT_VERSION == 4
         inspector = sa.inspect(s.engine)
         tables = set(inspector.get_table_names())
         assert tables == set(METADATA.tables)
@@ -67,7 +72,7 @@ def test_upgrade_from_version_1_keeps_the_data(db):
         assert issues["source_row"].isna().all()
         with new.engine.connect() as conn:
             versions = conn.execute(sa.text("SELECT version FROM schema_version")).scalars()
-            assert sorted(versions) == [1, 2, 3]
+            assert sorted(versions) == [1, 2, 3, 4]
         assert {"meetings", "action_items", "feedback"} <= set(
             sa.inspect(new.engine).get_table_names()
         )
@@ -81,21 +86,21 @@ def test_a_failing_migration_leaves_the_previous_version(db, monkeypatch):
         raise RuntimeError("step failed")
 
     monkeypatch.setattr(
-        store_module, "MIGRATIONS", (*store_module.MIGRATIONS, (4, "broken", broken))
+        store_module, "MIGRATIONS", (*store_module.MIGRATIONS, (5, "broken", broken))
     )
-    monkeypatch.setattr(store_module, "CURRENT_VERSION", 4)
+    monkeypatch.setattr(store_module, "CURRENT_VERSION", 5)
     with pytest.raises(RuntimeError, match="step failed"):
         Store.at(db)
     engine = sa.create_engine(db)
     assert "half_done" not in sa.inspect(engine).get_table_names()
-    assert store_module.schema_version(engine) == 3
+    assert store_module.schema_version(engine) == 4
     engine.dispose()
 
 
 def test_a_newer_store_is_refused(db, monkeypatch):
     Store.at(db).close()
     monkeypatch.setattr(store_module, "CURRENT_VERSION", 1)
-    with pytest.raises(InputDataError, match="schema version 3, newer than the 1"):
+    with pytest.raises(InputDataError, match="schema version 4, newer than the 1"):
         Store.at(db)
 
 
@@ -221,9 +226,9 @@ def test_export_csv_and_json(db, tmp_path):
     assert [r["title"] for r in rows] == ["华南延误", "issue 2"]
     assert rows[0]["first_seen"] == "2026-11-17" and rows[1]["first_seen"] == ""
     with open(tmp_path / "csv" / "schema_version.csv", encoding="utf-8") as fh:
-        assert [r["version"] for r in csv.DictReader(fh)] == ["1", "2", "3"]
+        assert [r["version"] for r in csv.DictReader(fh)] == ["1", "2", "3", "4"]
     doc = json.loads(json_files[0].read_text(encoding="utf-8"))
-    assert doc["schema_version"] == 3
+    assert doc["schema_version"] == 4
     assert [r["title"] for r in doc["tables"]["issues"]] == ["华南延误", "issue 2"]
     assert doc["tables"]["meetings"] == []
 
@@ -256,3 +261,129 @@ def test_store_location_from_params(tmp_path, monkeypatch):
     secret.write_text(base + "store: {url: 'postgresql://u:pw@db/m'}\n", encoding="utf-8")
     with pytest.raises(InvalidParamError, match="name that variable in 'store.url_env'"):
         load_params(secret)
+
+
+# --- per-item records -------------------------------------------------------------------
+
+
+@pytest.fixture
+def two(db):
+    """Two stores on one database, as two note-takers' consoles; a meeting about W47."""
+    first, second = Store.at(db), Store.at(db)
+    _meeting(first, "Room 1", [
+        {"name": "Li Na", "email": "li.na@x.example", "department": "operations",
+         "role": "organizer"},
+        {"name": "Chen", "email": "chen@x.example", "department": "logistics", "role": "required"},
+    ])  # fmt: skip
+    yield first, second
+    first.close()
+    second.close()
+
+
+def test_items_added_by_two_writers_are_all_kept(two):
+    a, b = two
+    due = dt.date(2026, 11, 27)
+    store_module.add_decision(a, "2026-W47", "Shift South parcels", department="logistics")
+    store_module.add_action_item(
+        b, "2026-W47", description="Call EastPost", owner="Chen", department="logistics",
+        due_date=due,
+    )  # fmt: skip
+    store_module.add_decision(b, "2026-W47", "Extra pickers")
+    store_module.set_attendance(a, "2026-W47", "li.na@x.example", "present")
+    store_module.set_attendance(b, "2026-W47", "chen@x.example", "delegate", delegate="Sun Li")
+    store_module.add_feedback(a, "2026-W47", email="chen@x.example", rating=4)
+    store_module.add_feedback(b, "2026-W47", rating=2, comment="long")
+    state = store_module.meeting_state(a, "2026-W47")
+    assert [d.text for d in state.decisions] == ["Shift South parcels", "Extra pickers"]
+    assert [(i.description, i.version, i.meeting_week) for i in state.actions] == [
+        ("Call EastPost", 1, "2026-W47")
+    ]
+    assert {(p.email, p.status, p.delegate, p.version) for p in state.attendance} == {
+        ("li.na@x.example", "present", "", 1),
+        ("chen@x.example", "delegate", "Sun Li", 1),
+    }
+    assert [(f.email, f.rating, f.comment) for f in state.feedback] == [
+        ("chen@x.example", 4, ""),
+        (None, 2, "long"),
+    ]
+    # Adding items makes the minutes exist, with no summary recorded yet.
+    assert (state.summary.summary, state.summary.version) == ("", 0)
+
+
+def test_an_edit_on_a_stale_version_is_refused(two):
+    a, b = two
+    item = store_module.add_action_item(
+        a, "2026-W47", description="Call EastPost", owner="Chen", department="logistics",
+        due_date=dt.date(2026, 11, 27),
+    )  # fmt: skip
+    seen_by_b = store_module.meeting_state(b, "2026-W47").actions[0]
+    changed = store_module.update_action_item(
+        a, item.id, expected_version=item.version, owner="Chen Jie"
+    )
+    assert (changed.owner, changed.version) == ("Chen Jie", 2)
+    with pytest.raises(
+        ConcurrentEditError,
+        match=rf"action item #{item.id} was changed by someone else: the edit expected "
+        r"version 1 but the store holds version 2",
+    ) as info:
+        store_module.close_action_item(b, item.id, expected_version=seen_by_b.version)
+    assert (info.value.expected, info.value.stored, info.value.exit_code) == (1, 2, 3)
+    (now,) = store_module.meeting_state(b, "2026-W47").actions
+    assert (now.owner, now.status, now.version) == ("Chen Jie", "open", 2)  # nothing lost
+    closed = store_module.close_action_item(b, item.id, expected_version=2, note="agreed")
+    assert (closed.status, closed.note, closed.version) == ("done", "agreed", 3)
+    assert closed.closed_at is not None
+
+
+def test_writing_the_same_values_keeps_the_version(two):
+    a, _ = two
+    d = store_module.add_decision(a, "2026-W47", "Shift South parcels")
+    same = store_module.update_decision(a, d.id, expected_version=None, text="Shift South parcels")
+    assert same.version == 1
+    again = store_module.update_decision(a, d.id, expected_version=1, department="logistics")
+    assert (again.department, again.version) == ("logistics", 2)
+
+
+def test_attendance_summary_and_times_carry_versions(two):
+    a, b = two
+    store_module.set_attendance(a, "2026-W47", "chen@x.example", "present", expected_version=0)
+    with pytest.raises(
+        ConcurrentEditError, match="expected version 0 but the store holds version 1"
+    ):
+        store_module.set_attendance(b, "2026-W47", "chen@x.example", "absent", expected_version=0)
+    first = store_module.set_summary(a, "2026-W47", summary="South late", expected_version=0)
+    assert (first.summary, first.plan, first.version) == ("South late", (), 1)
+    plan = store_module.set_summary(b, "2026-W47", plan=["Two pickers", " ", "Swift"],
+                                    expected_version=1)  # fmt: skip
+    assert (plan.summary, plan.plan, plan.version) == ("South late", ("Two pickers", "Swift"), 2)
+    with pytest.raises(ConcurrentEditError, match="summary and plan .* expected version 1"):
+        store_module.set_summary(a, "2026-W47", summary="Overwritten", expected_version=1)
+    store_module.plan_segments(a, "2026-W47", [("opening", "Opening", 5), ("it", "IT", 4)])
+    spent = store_module.set_segment_time(b, "2026-W47", "it", 6, expected_version=0)
+    assert (spent.planned_minutes, spent.actual_minutes, spent.version) == (4, 6, 1)
+    # The agenda laid out again (one more segment) keeps what was spent, and its version.
+    store_module.plan_segments(
+        a, "2026-W47", [("opening", "Opening", 5), ("logistics", "Logistics", 8), ("it", "IT", 4)]
+    )
+    segments = store_module.meeting_state(a, "2026-W47").segments
+    assert [(s.segment, s.position, s.actual_minutes, s.version) for s in segments] == [
+        ("opening", 1, None, 0), ("logistics", 2, None, 0), ("it", 3, 6, 1),
+    ]  # fmt: skip
+
+
+def test_per_item_writes_need_the_meeting(db):
+    with Store.at(db) as s:
+        with pytest.raises(InputDataError, match="no meeting about week 2026-W48 in the store"):
+            store_module.add_decision(s, "2026-W48", "X")
+        assert store_module.meeting_state(s, "2026-W48").meeting_id is None
+
+
+def test_a_batch_commits_all_or_nothing(two):
+    a, _ = two
+    with pytest.raises(ParamsError, match="action status 'later' unknown"), a.batch() as batch:
+        store_module.add_decision(batch, "2026-W47", "Kept only if all goes well")
+        store_module.add_action_item(
+            batch, "2026-W47", description="X", owner="Y", department="it",
+            due_date=dt.date(2026, 12, 1), status="later",
+        )  # fmt: skip
+    assert store_module.meeting_state(a, "2026-W47").decisions == ()

@@ -97,7 +97,8 @@ class Flag:
 
 def _points(series: pd.Series) -> np.ndarray:
     values = np.asarray(pd.Series(series, dtype="float64"), dtype="float64")
-    return values[np.isfinite(values)]
+    finite: np.ndarray = values[np.isfinite(values)]
+    return finite
 
 
 def _current(series: pd.Series) -> float:
@@ -137,6 +138,8 @@ def beyond_limits(
     if len(history) < min_history:
         return None
     base = robust_baseline(history, sigma_floor)
+    if base is None:  # no finite point: nothing to judge against
+        return None
     # The median of k points is itself uncertain (variance about pi/2 sigma^2 / k): the
     # difference to it spreads that much wider, which matters for short histories.
     spread = base.sigma * math.sqrt(1 + math.pi / (2 * base.points))
@@ -177,6 +180,8 @@ def run_on_one_side(
         return None
     run, reference = values[-length:], values[:-length]
     base = robust_baseline(reference, sigma_floor)
+    if base is None:  # no finite point: nothing to judge against
+        return None
     above, below = (run > base.center).all(), (run < base.center).all()
     shift = _sigmas(float(np.median(run)) - base.center, base.sigma)
     if not (above or below) or abs(shift) < min_shift:
@@ -215,6 +220,8 @@ def trend(
     steps = np.diff(values[-length:])
     rising, falling = (steps > 0).all(), (steps < 0).all()
     base = robust_baseline(values[:-1], sigma_floor)
+    if base is None:  # no finite point: nothing to judge against
+        return None
     change = _sigmas(float(values[-1] - values[-length]), base.sigma)
     departure = _sigmas(float(values[-1]) - base.center, base.sigma)
     if not (rising or falling) or abs(change) < min_change:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from meetinglib.analysis import anomalies, kpis
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.fmt import fmt_value
 from meetinglib.core.i18n import t
 from meetinglib.core.weeks import IsoWeek, Window
@@ -307,5 +308,5 @@ def write_kpis_csv(table: pd.DataFrame, folder: str | Path) -> Path:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     path = out / KPIS_FILE
-    table.to_csv(path, index=False, encoding="utf-8")
+    write_csv(table, path)
     return path

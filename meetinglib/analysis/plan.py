@@ -53,6 +53,7 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -770,7 +771,7 @@ def _missing_entry(
     )
 
 
-def _check_known(shares: pd.DataFrame, known: dict[str, object], key: str, file: str) -> None:
+def _check_known(shares: pd.DataFrame, known: Mapping[str, object], key: str, file: str) -> None:
     """Every name with recent orders must have an entry under plan.<key>."""
     missing = [name for name in shares.index if name not in known and shares.loc[name, "orders"]]
     if missing:
@@ -778,7 +779,7 @@ def _check_known(shares: pd.DataFrame, known: dict[str, object], key: str, file:
         raise _missing_entry(key, missing, orders, "in the recent weeks", list(known), file)
 
 
-def _with_idle(shares: pd.DataFrame, known: dict[str, object]) -> pd.DataFrame:
+def _with_idle(shares: pd.DataFrame, known: Mapping[str, object]) -> pd.DataFrame:
     """``shares`` plus, at share 0, the params entries without recent orders (shown idle)."""
     idle = [name for name in known if name not in shares.index]
     extra = pd.DataFrame({"orders": 0, "share": 0.0}, index=pd.Index(idle, name=shares.index.name))

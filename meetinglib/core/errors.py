@@ -7,11 +7,17 @@ data from a failing notebook.
 
 from __future__ import annotations
 
+import errno
+
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
 EXIT_PARAMS = 2
 EXIT_INPUT = 3
 EXIT_NOTEBOOK = 4
+# The machine, not the input: read-only or full disk, a locked store, a missing driver.
+EXIT_ENVIRONMENT = 5
+# Another run of the same week holds its lock and did not finish within the wait.
+EXIT_BUSY = 6
 
 
 class MeetingError(Exception):
@@ -58,6 +64,21 @@ class InvalidParamError(ParamsError):
     def __init__(self, file: str, key: str, problem: str):
         self.file, self.key, self.problem = file, key, problem
         super().__init__(f"invalid value for '{key}' in {file}: {problem}")
+
+
+class UnsafeNameError(ParamsError):
+    """An identifier that becomes a file name (department, week, ...) is not safe."""
+
+    def __init__(self, what: str, value: object, rule: str):
+        self.what, self.value, self.rule = what, value, rule
+        super().__init__(
+            f"{what} {value!r} cannot be used as a file name: {rule}. "
+            "Use letters, digits, '_' and '-' only (no path separators, no leading dot)."
+        )
+
+
+class SecretInParamsError(ParamsError):
+    """A params file holds a credential (in a URL's user info or query string)."""
 
 
 class WeekFormatError(ParamsError):
@@ -127,4 +148,106 @@ class NotebookExecutionError(NotebookError):
             f"notebook '{notebook}' failed in {cell}: {error}. "
             f"The executed notebook is kept at {kept_at} for debugging; "
             "the previously published handouts of this week are unchanged."
+        )
+
+
+# --- the environment --------------------------------------------------------------
+
+
+class EnvironmentProblem(MeetingError):
+    """The machine stops the run: no permission, no space, a lock, a missing driver.
+
+    The message names the path (or resource) and the remedy; nothing published is
+    changed by the failure.
+    """
+
+    exit_code = EXIT_ENVIRONMENT
+
+    def __init__(self, path: object, problem: str, remedy: str):
+        self.path, self.problem, self.remedy = str(path), problem, remedy
+        super().__init__(f"{problem}: {path}. {remedy}")
+
+
+class NotWritableError(EnvironmentProblem):
+    """A folder or file to be written is read-only or not permitted."""
+
+    def __init__(self, path: object, detail: str = ""):
+        super().__init__(
+            path,
+            "cannot write here (read-only or no permission"
+            + (f"; {detail}" if detail else "")
+            + ")",
+            "Make the folder writable for this user or point 'output_dir' (or --out) elsewhere.",
+        )
+
+
+class DiskFullError(EnvironmentProblem):
+    """The disk (or quota) holding a folder to be written is full."""
+
+    def __init__(self, path: object):
+        super().__init__(
+            path,
+            "no space left on the device holding",
+            "Free some space (old outputs/<week>.failed-* folders can go) and run again.",
+        )
+
+
+class StoreLockedError(EnvironmentProblem):
+    """The meeting store stayed locked by another writer beyond the busy timeout."""
+
+    def __init__(self, path: object, seconds: float):
+        super().__init__(
+            path,
+            f"the meeting store stayed locked by another process for {seconds:g} s",
+            "Wait for the other command to finish and run again, or raise 'store.busy_timeout'.",
+        )
+
+
+class DriverMissingError(EnvironmentProblem):
+    """The Python driver for the configured database is not installed."""
+
+    def __init__(self, url: object, driver: str):
+        super().__init__(
+            url,
+            f"the database driver '{driver}' is not installed for",
+            f"Install it into this environment (pip install {driver}) or use another URL.",
+        )
+
+
+class RunLockedError(MeetingError):
+    """Another run of the same week holds the week's lock."""
+
+    exit_code = EXIT_BUSY
+
+    def __init__(self, week: object, lock: object, holder: str, waited: float):
+        self.week, self.lock = str(week), str(lock)
+        super().__init__(
+            f"another run of {week} is in progress ({holder}); waited {waited:g} s for "
+            f"its lock {lock}. Run again when it has finished, or raise 'run.lock_wait'."
+        )
+
+
+def environment_error(exc: OSError, path: object = None) -> MeetingError | None:
+    """The environment error an OSError stands for (None when it is not one)."""
+    where = path if path is not None else (exc.filename or "?")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(where)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return NotWritableError(where, exc.strerror or "")
+    return None
+
+
+# --- the meeting store ----------------------------------------------------------
+
+
+class ConcurrentEditError(MeetingError):
+    """An edit carried a stale version of a stored item: someone else changed it first."""
+
+    exit_code = EXIT_INPUT
+
+    def __init__(self, item: str, expected: int, stored: int):
+        self.item, self.expected, self.stored = item, expected, stored
+        super().__init__(
+            f"{item} was changed by someone else: the edit expected version {expected} but "
+            f"the store holds version {stored}. Reload it, then apply the edit again."
         )

@@ -36,6 +36,7 @@ from meetinglib.core.errors import (
     UnknownParamError,
 )
 from meetinglib.core.schema import SCHEMAS
+from meetinglib.core.secrets import url_secrets
 
 
 class _Strict(BaseModel):
@@ -204,7 +205,8 @@ class PersonParams(_Strict):
 class MeetingParams(_Strict):
     """The review meeting: who, when, where. Times are in the platform timezone."""
 
-    title: str = "Weekly order-processing review"
+    # One title, or one per language: {en: Weekly review, zh-CN: 每周订单处理例会}.
+    title: str | dict[str, str] = "Weekly order-processing review"
     organizer: PersonParams | None = None
     attendees: list[PersonParams] = Field(default_factory=list)
     # Departments in agenda order; issue files and attendees name one of these.
@@ -217,6 +219,12 @@ class MeetingParams(_Strict):
     duration_minutes: int = Field(90, gt=0, le=480)
     place: str | None = None
     online_link: str | None = None
+
+    def title_in(self, lang: str) -> str:
+        """The meeting's title in ``lang``: its own entry, else English, else the first."""
+        if isinstance(self.title, str):
+            return self.title
+        return self.title.get(lang) or self.title.get("en") or next(iter(self.title.values()))
 
     @field_validator("weekday")
     @classmethod
@@ -311,6 +319,12 @@ class Params(_Strict):
     company: str
     timezone: str
     language: Literal["en", "zh-CN"] = "en"
+    # Handouts in several languages from one run; the first one's files keep their names,
+    # the others get the language as a suffix (data_report.en.html). Empty: `language`.
+    languages: list[Literal["en", "zh-CN"]] = Field(default_factory=list)
+    # People's names for codes found in the data, per dimension and language, e.g.
+    # channel: {mini_program: {en: Mini program, zh-CN: 小程序}}.
+    labels: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict)
     currency: str = "CNY"
     history_weeks: int = Field(12, ge=1, le=104)
     open_order_lookback_days: int = Field(90, ge=0)
@@ -340,6 +354,16 @@ class Params(_Strict):
         """The params files this was loaded from, in layering order."""
         return self._files
 
+    @property
+    def handout_languages(self) -> tuple[str, ...]:
+        """The languages of the handouts, primary first (``languages``, else ``language``)."""
+        return tuple(dict.fromkeys(self.languages)) or (self.language,)
+
+    def label(self, dimension: str, code: str, lang: str) -> str:
+        """A code's name for people from ``labels`` (its language, else English), else the code."""
+        names = self.labels.get(dimension, {}).get(str(code), {})
+        return names.get(lang) or names.get("en") or str(code)
+
 
 # Keys holding paths, resolved against the folder of the file that sets them.
 _PATH_KEYS: tuple[tuple[str, ...], ...] = (
@@ -351,10 +375,11 @@ _PATH_KEYS: tuple[tuple[str, ...], ...] = (
 
 
 def _url_without_password(url: str | None, env_key: str) -> str | None:
-    if url and "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+    found = url_secrets(url) if url else []
+    if found:
         raise ValueError(
-            "the URL holds a password; put the whole URL in an environment variable "
-            f"and name that variable in '{env_key}' instead"
+            f"the URL holds a password or other credential ({', '.join(found)}); put the "
+            f"whole URL in an environment variable and name that variable in '{env_key}' instead"
         )
     return url
 

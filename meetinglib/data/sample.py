@@ -27,8 +27,9 @@ import os
 import time
 import zoneinfo
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -315,8 +316,10 @@ def generate_sample(
         elif table == "tickets":
             data = _tickets_table(tickets_rng, plan, cal)
         elif table == "after_sales":
+            assert cases is not None  # planned just above
             data = _after_sales_table(cases, cal)
         elif table == "settlements":
+            assert cases is not None
             data = _settlements_table(settle_rng, plan, cases, cal)
         elif table == "order_lines":
             data = _order_lines_table(basket, plan, cal)
@@ -509,7 +512,8 @@ class _Plan:
     u_pick: np.ndarray
     u_pack: np.ndarray
     u_door: np.ndarray
-    delivered: np.ndarray | None = None
+    # Filled in by the delivery step (replace(plan, delivered=...)); empty before it.
+    delivered: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def n(self) -> int:
@@ -1250,7 +1254,7 @@ class SampleIssueFile:
 # Several rows point at the injected incidents (EastPost -> South, WH-South stockout);
 # some are near-duplicates in English and Chinese, and one problem comes back from the
 # week before.
-_SAMPLE_ISSUES: tuple[tuple[str, int, str, str | None, str, tuple[tuple, ...]], ...] = (
+_SAMPLE_ISSUES: tuple[tuple[str, int, str, str | None, str, tuple[tuple[Any, ...], ...]], ...] = (
     (
         "it",
         1,

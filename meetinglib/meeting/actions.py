@@ -19,17 +19,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from meetinglib.core.errors import InputDataError, ParamsError
+from meetinglib.core.errors import ParamsError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.meeting.agenda import meeting_start
 from meetinglib.meeting.minutes import ensure_meeting
-from meetinglib.meeting.store import ACTION_ITEMS, ACTION_STATUSES, ISSUES, MEETINGS, Store, _utcnow
+from meetinglib.meeting.store import (
+    MEETINGS,
+    Store,
+    add_action_item,
+    check_action_item,
+    close_action_item,
+    update_action_item,
+)
 
 ESCALATE_OVERDUE_DAYS = 7
 ESCALATE_CARRIED = 2
@@ -111,39 +119,6 @@ def meeting_weeks(store: Store) -> list[str]:
         return list(conn.execute(sa.select(MEETINGS.c.week).order_by(MEETINGS.c.week)).scalars())
 
 
-def _check_item(
-    *,
-    description: str | None = None,
-    owner: str | None = None,
-    department: str | None = None,
-    departments: list[str] | None = None,
-    status: str | None = None,
-) -> None:
-    if description is not None and not description.strip():
-        raise ParamsError("the action item's description is empty; say what is to be done.")
-    if owner is not None and not owner.strip():
-        raise ParamsError("the action item's owner is empty; name the person responsible.")
-    if department is not None and departments is not None and department not in departments:
-        raise ParamsError(
-            f"department {department!r} is not in meeting.departments {departments}; "
-            "use one of those."
-        )
-    if status is not None and status not in ACTION_STATUSES:
-        raise ParamsError(f"action status {status!r} unknown; use one of {ACTION_STATUSES}.")
-
-
-def _check_issue(store: Store, issue_id: int | None) -> None:
-    if issue_id is None:
-        return
-    with store.engine.connect() as conn:
-        found = conn.execute(sa.select(ISSUES.c.id).where(ISSUES.c.id == issue_id)).first()
-    if found is None:
-        raise InputDataError(
-            f"issue #{issue_id} is not in the store {store.url}; list them with "
-            "`meeting issues list`."
-        )
-
-
 def add_action(
     params: Params,
     store: Store,
@@ -157,30 +132,22 @@ def add_action(
     note: str = "",
 ) -> int:
     """Add an action item to the meeting about ``week`` (created if missing); returns its id."""
-
-    _check_item(
+    fields = {"description": description, "owner": owner, "department": department}
+    check_action_item(fields, params.meeting.departments)  # before the meeting is created
+    ensure_meeting(params, store, week)
+    item = add_action_item(
+        store,
+        week,
         description=description,
         owner=owner,
         department=department,
+        due_date=due,
+        issue_id=issue_id,
+        note=note,
         departments=params.meeting.departments,
+        source="cli",
     )
-    _check_issue(store, issue_id)
-    mid = ensure_meeting(params, store, week)
-    with store.transaction() as conn:
-        result = conn.execute(
-            ACTION_ITEMS.insert().values(
-                meeting_id=mid,
-                issue_id=issue_id,
-                description=description.strip(),
-                owner=owner.strip(),
-                department=department,
-                due_date=due,
-                status="open",
-                note=note,
-                created_at=_utcnow(),
-            )
-        )
-    return int(result.inserted_primary_key[0])
+    return item.id
 
 
 def update_action(
@@ -188,43 +155,25 @@ def update_action(
     item_id: int,
     *,
     departments: list[str] | None = None,
-    **changes: object,
+    expected_version: int | None = None,
+    **changes: Any,
 ) -> None:
     """Change fields of action item ``item_id`` (description, owner, department, due_date,
-    status, note, issue_id); closing sets closed_at, reopening clears it."""
+    status, note, issue_id; None leaves a field as it is); closing sets closed_at,
+    reopening clears it. ``expected_version`` refuses a change to an item changed since."""
     allowed = {"description", "owner", "department", "due_date", "status", "note", "issue_id"}
     unknown = set(changes) - allowed
     if unknown:
         raise ParamsError(f"cannot change {sorted(unknown)} of an action item; only {allowed}.")
     values = {k: v for k, v in changes.items() if v is not None}
-    _check_item(
-        description=values.get("description"),  # type: ignore[arg-type]
-        owner=values.get("owner"),  # type: ignore[arg-type]
-        department=values.get("department"),  # type: ignore[arg-type]
-        departments=departments,
-        status=values.get("status"),  # type: ignore[arg-type]
+    update_action_item(
+        store, item_id, expected_version=expected_version, departments=departments, **values
     )
-    _check_issue(store, values.get("issue_id"))  # type: ignore[arg-type]
-    if "status" in values:
-        values["closed_at"] = None if values["status"] == "open" else _utcnow()
-    with store.transaction() as conn:
-        found = conn.execute(
-            sa.select(ACTION_ITEMS.c.status).where(ACTION_ITEMS.c.id == item_id)
-        ).first()
-        if found is None:
-            raise InputDataError(
-                f"action item #{item_id} is not in the store {store.url}; list them with "
-                "`meeting actions list`."
-            )
-        if values.get("status") == found[0] and found[0] != "open":
-            values.pop("closed_at")  # closing twice keeps the first closing time
-        if values:
-            conn.execute(ACTION_ITEMS.update().where(ACTION_ITEMS.c.id == item_id).values(values))
 
 
 def close_action(store: Store, item_id: int, note: str | None = None) -> None:
     """Mark action item ``item_id`` done (closed now)."""
-    update_action(store, item_id, status="done", note=note)
+    close_action_item(store, item_id, expected_version=None, note=note)
 
 
 def action_list(

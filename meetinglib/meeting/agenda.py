@@ -30,6 +30,7 @@ from pathlib import Path
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
+from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import InvalidParamError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, PersonParams
@@ -139,7 +140,7 @@ def build_agenda(
     return Agenda(
         week=week,
         company=params.company,
-        title=m.title,
+        title=m.title_in(lang),
         start=start,
         end=start + dt.timedelta(minutes=m.duration_minutes),
         tz=params.timezone,
@@ -225,8 +226,8 @@ def agenda_html(agenda: Agenda) -> str:
     """A self-contained, printable HTML page of the agenda."""
     lang = agenda.lang
     heading = t("agenda.heading", lang, title=agenda.title, week=agenda.week)
-    return f"""<!DOCTYPE html>
-<html lang="{lang}">
+    page = f"""<!DOCTYPE html>
+<html lang="{html.escape(lang)}">
 <head>
 <meta charset="utf-8">
 <title>{html.escape(heading)}</title>
@@ -244,6 +245,7 @@ def agenda_html(agenda: Agenda) -> str:
 </body>
 </html>
 """
+    return with_csp(page)
 
 
 # --- the invitation --------------------------------------------------------------------------

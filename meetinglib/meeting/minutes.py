@@ -37,11 +37,16 @@ is optional; an example is ``tests/data/minutes/2026-W47.yaml``::
 
 The whole file is checked before anything is written; every problem is reported with
 the file, the key path (``actions[2].due``) and what is wrong, and the command exits
-with code 3. Recording is one transaction. Recording the same file again changes
-nothing: decisions are matched by their text, action items by description and owner,
-within the meeting; attendance, minutes per segment, feedback, summary and plan of the
-meeting are replaced by the file's, and a section the file leaves out or empty keeps
-what is stored. A file's ``status: open`` never reopens an item closed since
+with code 3. Recording is one transaction, built on the store's per-item operations
+(``meetinglib.meeting.store``, "Per-item records"): every entry of the file is merged
+into the stored item it names, and nothing the file does not name is removed, so
+entries other note-takers recorded (in the console, or another file) stay. Recording
+the same file again changes nothing. Decisions are matched by their text, action
+items by description and owner, within the meeting; attendance by the person's
+e-mail, minutes per segment by the segment, feedback by the attendee's e-mail
+(anonymous feedback by its rating and comment); the summary and the plan are set
+when the file gives them. Values equal to the stored ones leave an item and its
+version untouched. A file's ``status: open`` never reopens an item closed since
 (``meeting actions done``); ``done`` or ``dropped`` closes it.
 """
 
@@ -59,6 +64,7 @@ import yaml
 from icalendar import Calendar, Todo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import InputDataError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
@@ -73,13 +79,28 @@ from meetinglib.meeting.store import (
     ISSUES,
     MEETINGS,
     MINUTES,
+    MISSING,
     SEGMENT_TIMES,
+    Batch,
     Store,
-    _utcnow,
+    add_action_item,
+    add_decision,
+    add_feedback,
+    mark_recorded,
     meeting_id,
+    meeting_state,
+    minutes_digest,
     open_store,
+    plan_segments,
+    set_attendance,
+    set_segment_time,
+    set_summary,
     store_url,
+    update_action_item,
+    update_decision,
+    update_feedback,
 )
+from meetinglib.meeting.store import mark_sent as _mark_sent
 
 SEGMENT_KEYS_FIXED = (
     "opening",
@@ -376,183 +397,148 @@ def record_document(
     check_minutes(doc, Path(where), params, store, week)
     digest = digest or _sha256(doc.model_dump_json().encode("utf-8"))
     mid = ensure_meeting(params, store, week)
-    with store.engine.connect() as conn:
-        stored = conn.execute(
-            sa.select(MINUTES.c.content_hash).where(MINUTES.c.meeting_id == mid)
-        ).scalar()
-    if stored == digest:
+    if minutes_digest(store, week) == digest:
         return RecordResult(week, mid, 0, 0, 0, 0, True)
 
     agenda = build_agenda(params, week, issue_load(store, week))
-    with store.transaction() as conn:
-        counts = _write(conn, params, doc, mid, agenda, source=source, digest=digest)
+    with store.batch() as batch:
+        counts = _write(batch, params, doc, week, agenda, source=source, digest=digest)
     return RecordResult(week, mid, *counts, False)
 
 
 def _write(
-    conn: sa.Connection,
+    batch: Batch,
     params: Params,
     doc: MinutesFile,
-    mid: int,
+    week: IsoWeek,
     agenda: Any,
     *,
     source: str,
     digest: str,
 ) -> tuple[int, int, int, int]:
-    now = _utcnow()
-    values: dict[str, Any] = {"source": source, "content_hash": digest, "recorded_at": now}
-    # A section the minutes leave out (empty) keeps what is stored, so that a partial
-    # record (the console, a file of decisions only) never erases another one's.
-    if doc.summary:
-        values["summary"] = doc.summary
-    if doc.plan:
-        values["plan"] = "\n".join(doc.plan)
-    if conn.execute(sa.select(MINUTES.c.meeting_id).where(MINUTES.c.meeting_id == mid)).first():
-        conn.execute(MINUTES.update().where(MINUTES.c.meeting_id == mid).values(values))
-    else:
-        conn.execute(
-            MINUTES.insert().values({"summary": "", "plan": "", **values, "meeting_id": mid})
-        )
+    """Record the document item by item, inside the batch's one transaction.
 
-    # Attendance: the file's replaces what was recorded; invited people keep their row.
+    Every item is merged on its own (see the module text): nothing the document does
+    not name is removed, so other note-takers' items stay.
+    """
+    state = meeting_state(batch, week)
+    if doc.summary or doc.plan:
+        summary = doc.summary or None
+        set_summary(batch, week, summary=summary, plan=doc.plan or None, source=source)
+
     people = people_by_email(params)
-    if doc.attendance:
-        conn.execute(ATTENDANCE_RECORDS.delete().where(ATTENDANCE_RECORDS.c.meeting_id == mid))
     for a in doc.attendance:
         person = people[a.email.lower()]
-        email = person.email.strip().lower()
-        aid = conn.execute(sa.select(ATTENDEES.c.id).where(ATTENDEES.c.email == email)).scalar()
-        if aid is None:
-            aid = conn.execute(
-                ATTENDEES.insert().values(
-                    name=person.name, email=email, department=person.department
-                )
-            ).inserted_primary_key[0]
-        conn.execute(
-            ATTENDANCE_RECORDS.insert().values(
-                meeting_id=mid, attendee_id=aid, status=a.status, delegate=a.delegate
-            )
+        set_attendance(
+            batch,
+            week,
+            person.email,
+            a.status,
+            delegate=a.delegate,
+            name=person.name,
+            department=person.department,
+            source=source,
         )
-        key = (ATTENDANCE.c.meeting_id == mid) & (ATTENDANCE.c.attendee_id == aid)
-        if conn.execute(sa.select(ATTENDANCE.c.role).where(key)).first() is None:
-            conn.execute(
-                ATTENDANCE.insert().values(
-                    meeting_id=mid, attendee_id=aid, role="optional", present=a.status == "present"
-                )
-            )
-        else:
-            conn.execute(ATTENDANCE.update().where(key).values(present=a.status == "present"))
 
-    # Minutes per segment: the agenda's plan beside what the file says was spent.
-    stored_times = dict(
-        conn.execute(
-            sa.select(SEGMENT_TIMES.c.segment, SEGMENT_TIMES.c.actual_minutes).where(
-                SEGMENT_TIMES.c.meeting_id == mid
-            )
-        ).all()
-    )
-    actual = {**{k: v for k, v in stored_times.items() if v is not None}, **doc.time}
-    conn.execute(SEGMENT_TIMES.delete().where(SEGMENT_TIMES.c.meeting_id == mid))
+    # Minutes per segment: the agenda's plan beside what the document says was spent.
     planned = {(i.department or i.key): (i.title, i.minutes) for i in agenda.items}
-    position = 0
-    for key in segment_keys(params):
-        if key not in planned and key not in actual:
-            continue
-        title, minutes = planned.get(key, (key, 0))
-        position += 1
-        conn.execute(
-            SEGMENT_TIMES.insert().values(
-                meeting_id=mid,
-                segment=key,
-                position=position,
-                title=title,
-                planned_minutes=minutes,
-                actual_minutes=actual.get(key),
-            )
-        )
+    stored = {s.segment for s in state.segments}
+    layout = [
+        (key, *planned.get(key, (key, 0)))
+        for key in segment_keys(params)
+        if key in planned or key in doc.time or key in stored
+    ]
+    plan_segments(batch, week, layout)
+    for key, minutes in doc.time.items():
+        set_segment_time(batch, week, key, minutes, source=source)
 
     decisions_added = 0
     decision_ids: dict[str, int] = {}
+    by_text = {d.text: d for d in state.decisions}
     for d in doc.decisions:
-        found = conn.execute(
-            sa.select(DECISIONS.c.id).where(
-                (DECISIONS.c.meeting_id == mid) & (DECISIONS.c.text == d.text)
-            )
-        ).scalar()
-        fields = {"department": d.department, "issue_id": d.issue}
+        issue = None if d.issue is None else int(d.issue)
+        found = by_text.get(d.text)
         if found is None:
-            found = conn.execute(
-                DECISIONS.insert().values(meeting_id=mid, text=d.text, created_at=now, **fields)
-            ).inserted_primary_key[0]
+            decision = add_decision(
+                batch, week, d.text, department=d.department, issue_id=issue, source=source
+            )
+            by_text[d.text] = decision
             decisions_added += 1
         else:
-            conn.execute(DECISIONS.update().where(DECISIONS.c.id == found).values(fields))
+            decision = update_decision(
+                batch, found.id, expected_version=None, department=d.department, issue_id=issue
+            )
         if d.ref:
-            decision_ids[d.ref] = int(found)
+            decision_ids[d.ref] = decision.id
 
     added = updated = 0
+    by_key = {(i.description, i.owner): i for i in state.actions}
     for a in doc.actions:
-        row = conn.execute(
-            sa.select(ACTION_ITEMS.c.id, ACTION_ITEMS.c.status).where(
-                (ACTION_ITEMS.c.meeting_id == mid)
-                & (ACTION_ITEMS.c.description == a.description)
-                & (ACTION_ITEMS.c.owner == a.owner)
-            )
-        ).first()
-        fields = {
-            "department": a.department,
-            "due_date": a.due,
-            "issue_id": a.issue,
-            "decision_id": decision_ids.get(a.decision) if a.decision else None,
-            "note": a.note,
-        }
-        if row is None:
-            conn.execute(
-                ACTION_ITEMS.insert().values(
-                    meeting_id=mid,
-                    description=a.description,
-                    owner=a.owner,
-                    status=a.status,
-                    created_at=now,
-                    closed_at=None if a.status == "open" else now,
-                    **fields,
-                )
+        issue = None if a.issue is None else int(a.issue)
+        decision_id = decision_ids.get(a.decision) if a.decision else None
+        item = by_key.get((a.description, a.owner))
+        if item is None:
+            by_key[(a.description, a.owner)] = add_action_item(
+                batch,
+                week,
+                description=a.description,
+                owner=a.owner,
+                department=a.department,
+                due_date=a.due,
+                issue_id=issue,
+                decision_id=decision_id,
+                note=a.note,
+                status=a.status,
+                source=source,
             )
             added += 1
             continue
-        if a.status != "open" and row.status != a.status:
-            fields |= {"status": a.status, "closed_at": now}
-        conn.execute(ACTION_ITEMS.update().where(ACTION_ITEMS.c.id == row.id).values(fields))
+        # A file's "open" never reopens an item closed since; done or dropped closes it.
+        status = a.status if a.status != "open" else MISSING
+        update_action_item(
+            batch,
+            item.id,
+            expected_version=None,
+            department=a.department,
+            due_date=a.due,
+            issue_id=issue,
+            decision_id=decision_id,
+            note=a.note,
+            status=status,
+        )
         updated += 1
 
     for u in doc.updates:
-        fields = {
+        assert u.id is not None  # check_minutes resolved descriptions to ids
+        changes = {
             k: v
-            for k, v in {"due_date": u.due, "owner": u.owner, "note": u.note}.items()
+            for k, v in {
+                "due_date": u.due,
+                "owner": u.owner,
+                "note": u.note,
+                "status": u.status,
+            }.items()
             if v is not None
         }
-        if u.status is not None:
-            current = conn.execute(
-                sa.select(ACTION_ITEMS.c.status).where(ACTION_ITEMS.c.id == u.id)
-            ).scalar()
-            if current != u.status:
-                fields |= {"status": u.status, "closed_at": None if u.status == "open" else now}
-        if fields:
-            conn.execute(ACTION_ITEMS.update().where(ACTION_ITEMS.c.id == u.id).values(fields))
+        if changes:
+            update_action_item(batch, u.id, expected_version=None, **changes)
 
-    if doc.feedback:
-        conn.execute(FEEDBACK.delete().where(FEEDBACK.c.meeting_id == mid))
+    by_person = {f.email: f for f in state.feedback if f.email is not None}
+    anonymous = {(f.rating, f.comment) for f in state.feedback if f.email is None}
     for f in doc.feedback:
-        aid = None
-        if f.email:
-            aid = conn.execute(
-                sa.select(ATTENDEES.c.id).where(ATTENDEES.c.email == f.email.strip().lower())
-            ).scalar()
-        conn.execute(
-            FEEDBACK.insert().values(
-                meeting_id=mid, attendee_id=aid, rating=f.rating, comment=f.comment, created_at=now
+        email = f.email.strip().lower() if f.email else None
+        if email is not None and email in by_person:
+            fid = by_person[email].id
+            update_feedback(batch, fid, expected_version=None, rating=f.rating, comment=f.comment)
+        elif email is not None or (f.rating, f.comment) not in anonymous:
+            # Anonymous feedback has no owner to match: the same rating and comment is one.
+            add_feedback(
+                batch, week, email=email, rating=f.rating, comment=f.comment, source=source
             )
-        )
+            if email is None:
+                anonymous.add((f.rating, f.comment))
+
+    mark_recorded(batch, week, source=source, digest=digest)
     return decisions_added, added, updated, len(doc.updates)
 
 
@@ -692,18 +678,7 @@ def sent_within(ended_at: dt.datetime, sent_at: dt.datetime | None, hours: int =
 
 def mark_sent(store: Store, week: IsoWeek | str, when: dt.datetime, recipients: int) -> None:
     """Record that the minutes of ``week`` were sent at ``when`` (UTC, naive) to n people."""
-    row = minutes_row(store, week)
-    if row is None:
-        raise InputDataError(
-            f"no minutes recorded for week {week}; record them with "
-            f"`meeting minutes record FILE --week {week}` first."
-        )
-    with store.transaction() as conn:
-        conn.execute(
-            MINUTES.update()
-            .where(MINUTES.c.meeting_id == row["id"])
-            .values(sent_at=when, sent_to=recipients)
-        )
+    _mark_sent(store, week, when, recipients)
 
 
 # --- files beside the handout ---------------------------------------------------------------
@@ -752,7 +727,7 @@ def write_action_items(
     out.mkdir(parents=True, exist_ok=True)
     items = action_items_frame(store, meeting)
     csv_path = out / ACTION_ITEMS_FILE
-    items.to_csv(csv_path, index=False, encoding="utf-8")
+    write_csv(items, csv_path)
     ics_path = out / ACTION_ITEMS_ICS
     ics_path.write_bytes(action_items_ics(items, company, stamp))
     return {ACTION_ITEMS_FILE: csv_path, ACTION_ITEMS_ICS: ics_path}

@@ -81,7 +81,9 @@ class MinutesReport:
             )
         ]
         absent = people.loc[status.eq("absent"), "name"].tolist()
-        title = self._t("minutes.title", title=self.params.meeting.title, week=str(self.week))
+        title = self._t(
+            "minutes.title", title=self.params.meeting.title_in(self.lang), week=str(self.week)
+        )
         lines = [
             (self._t("minutes.when"), when_text(agenda)),
             (self._t("minutes.present"), ", ".join(present + delegates) or "–"),

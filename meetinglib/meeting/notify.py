@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from pathlib import Path
 
+from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import MeetingError, ParamsError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import SmtpParams
@@ -62,8 +63,8 @@ def notice_html(pack: MeetingPack) -> str:
     intro = t("notice.intro", lang, title=a.title, week=a.week, when=when_text(a))
     issues = t("notice.issues", lang, issues=a.issues, departments=len(pack.load))
     signature = f"<p>{html.escape(a.organizer.name)}</p>" if a.organizer else ""
-    return f"""<!DOCTYPE html>
-<html lang="{lang}">
+    page = f"""<!DOCTYPE html>
+<html lang="{html.escape(lang)}">
 <head><meta charset="utf-8"><title>{html.escape(notice_subject(pack))}</title></head>
 <body style="font-family: Arial, 'Microsoft YaHei', sans-serif;">
 <p>{html.escape(t("notice.greeting", lang))}</p>
@@ -78,6 +79,7 @@ def notice_html(pack: MeetingPack) -> str:
 </body>
 </html>
 """
+    return with_csp(page)
 
 
 def recipients(pack: MeetingPack) -> list[str]:

@@ -30,6 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from meetinglib.analysis import kpis
+from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import InputDataError, ParamsError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params
@@ -197,8 +198,8 @@ def minutes_message(
     people = [*([m.organizer] if m.organizer else []), *m.attendees]
     if not people:
         raise ParamsError("meeting.attendees is empty; list the people to send the minutes to.")
-    subject = t("review.mail.subject", lang, title=m.title, week=week)
-    body = t("review.mail.body", lang, title=m.title, week=week)
+    subject = t("review.mail.subject", lang, title=m.title_in(lang), week=week)
+    body = t("review.mail.body", lang, title=m.title_in(lang), week=week)
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = sender
@@ -207,9 +208,11 @@ def minutes_message(
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
     msg.set_content(body + "\n")
     msg.add_alternative(
-        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8">'
-        f"<title>{html.escape(subject)}</title></head><body><p>{html.escape(body)}</p>"
-        "</body></html>",
+        with_csp(
+            f'<!DOCTYPE html><html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
+            f"<title>{html.escape(subject)}</title></head><body><p>{html.escape(body)}</p>"
+            "</body></html>"
+        ),
         subtype="html",
     )
     msg.add_attachment(
@@ -273,6 +276,7 @@ def send_minutes(
 def open_item_count(store: Store) -> int:
     """Open action items in the store."""
     with store.engine.connect() as conn:
-        return int(
-            conn.execute(sa.select(sa.func.count()).where(ACTION_ITEMS.c.status == "open")).scalar()
-        )
+        count = conn.execute(
+            sa.select(sa.func.count()).where(ACTION_ITEMS.c.status == "open")
+        ).scalar()
+    return int(count or 0)

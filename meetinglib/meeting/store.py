@@ -16,6 +16,48 @@ that the migrations produce exactly it.
 Writes are transactional: ``add_issues`` inserts a whole import or nothing. Times
 are stored in UTC without an offset (SQLite has no timezone type); dates are plain
 calendar dates; weeks are ISO week text like ``2026-W47``.
+
+Per-item records
+----------------
+What a meeting records is stored item by item, so that several people (the
+note-taker, each department's lead, on one store) can record the meeting at once:
+
+=====================  ===================================  ==========================
+item                   identified by                        operations
+=====================  ===================================  ==========================
+attendance             meeting week + the person's e-mail   ``set_attendance``
+minutes per segment    meeting week + segment key           ``plan_segments``,
+                                                            ``set_segment_time``
+decision               id                                   ``add_decision``,
+                                                            ``update_decision``,
+                                                            ``delete_decision``
+action item            id                                   ``add_action_item``,
+                                                            ``update_action_item``,
+                                                            ``close_action_item``
+feedback               id                                   ``add_feedback``,
+                                                            ``update_feedback``,
+                                                            ``delete_feedback``
+summary and plan       meeting week                         ``set_summary``
+=====================  ===================================  ==========================
+
+``meeting_state(store, week)`` returns everything recorded for a week (a
+``MeetingState``: attendance, segments, decisions, action items set at the meeting and
+the earlier ones still open, feedback, summary and plan), each item with its
+``version``. An item is at version 1 when added and one more at every change; an
+attendance, a segment's actual minutes or a summary not yet recorded is at version 0.
+
+Every change names the version it was made on (``expected_version``). The store
+applies it only if the item is still at that version (the UPDATE itself checks it, so
+this holds on SQLite and PostgreSQL alike); otherwise it raises
+``ConcurrentEditError`` (exit code 3) naming the item, the version expected and the one
+stored, and changes nothing: the other person's edit is never overwritten unseen.
+``expected_version=None`` applies a change whatever the version (the command line, a
+minutes file). Writing values an item already holds changes nothing, not even its
+version, so recording the same thing twice is harmless. Adding, editing or closing one
+item never touches another. Each operation is one short transaction; inside
+``with store.batch() as batch`` operations given ``batch`` instead of the store commit
+together or not at all (a minutes file is recorded so). Each returns the item as
+stored afterwards.
 """
 
 from __future__ import annotations
@@ -28,15 +70,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from meetinglib.core.errors import InputDataError, MeetingError, ParamsError
+from meetinglib.core.csvsafe import safe_row
+from meetinglib.core.errors import ConcurrentEditError, InputDataError, MeetingError, ParamsError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
+
+T = TypeVar("T")
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ISSUE_STATUSES = ("open", "resolved", "dropped")
@@ -58,6 +103,12 @@ def _in_list(column: str, values: Sequence[str]) -> str:
 # --- the current schema -------------------------------------------------------------------
 
 METADATA = sa.MetaData()
+
+
+def _version() -> sa.Column[int]:
+    """The item's version: 1 when added, one more at every change (see "Per-item records")."""
+    return sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1")
+
 
 SCHEMA_VERSION = sa.Table(
     "schema_version",
@@ -140,6 +191,7 @@ DECISIONS = sa.Table(
     sa.Column("department", sa.String(40)),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    _version(),  # version 4
 )
 
 ACTION_ITEMS = sa.Table(
@@ -157,6 +209,7 @@ ACTION_ITEMS = sa.Table(
     sa.Column("note", sa.Text, nullable=False, default=""),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("closed_at", sa.DateTime),
+    _version(),  # version 4
     sa.CheckConstraint(_in_list("status", ACTION_STATUSES), name="ck_action_items_status"),
 )
 
@@ -169,6 +222,7 @@ FEEDBACK = sa.Table(
     sa.Column("rating", sa.Integer),
     sa.Column("comment", sa.Text, nullable=False, default=""),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    _version(),  # version 4
     sa.CheckConstraint("rating IS NULL OR rating BETWEEN 1 AND 5", name="ck_feedback_rating"),
 )
 
@@ -187,6 +241,7 @@ MINUTES = sa.Table(
     sa.Column("recorded_at", sa.DateTime, nullable=False),
     sa.Column("sent_at", sa.DateTime),  # when the minutes went out to the attendees
     sa.Column("sent_to", sa.Integer),  # recipients the server accepted
+    _version(),  # version 4: of the summary and plan
 )
 
 ATTENDANCE_RECORDS = sa.Table(
@@ -196,6 +251,7 @@ ATTENDANCE_RECORDS = sa.Table(
     sa.Column("attendee_id", sa.Integer, sa.ForeignKey("attendees.id"), primary_key=True),
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("delegate", sa.String(100), nullable=False, default=""),
+    _version(),  # version 4
     sa.CheckConstraint(
         _in_list("status", ATTENDANCE_STATUSES), name="ck_attendance_records_status"
     ),
@@ -210,6 +266,7 @@ SEGMENT_TIMES = sa.Table(
     sa.Column("title", sa.String(200), nullable=False),
     sa.Column("planned_minutes", sa.Integer, nullable=False),
     sa.Column("actual_minutes", sa.Integer),
+    _version(),  # version 4: of the actual minutes
 )
 
 
@@ -264,16 +321,46 @@ def _migration_2(conn: Connection) -> None:
     _add_column(conn, "issues", sa.Column("updated_at", sa.DateTime))
     conn.execute(sa.text("UPDATE issues SET updated_at = created_at"))
     names = ("meetings", "attendees", "attendance", "decisions", "action_items", "feedback")
-    # These tables are new in version 2 and unchanged since: their current definition is
-    # their version-2 definition (copy them into a frozen MetaData before changing one).
-    METADATA.create_all(conn, tables=[METADATA.tables[n] for n in names])
+    # New in version 2 and unchanged since but for version 4's column.
+    frozen = _before_4()
+    frozen.create_all(conn, tables=[frozen.tables[n] for n in names])
+
+
+def _before_4() -> sa.MetaData:
+    """The current tables without the version column that version 4 added."""
+    md = sa.MetaData()
+    for table in METADATA.sorted_tables:
+        columns = [c._copy() for c in table.columns if c.name != "version"]
+        checks = [c._copy() for c in table.constraints if isinstance(c, sa.CheckConstraint)]
+        copy = sa.Table(table.name, md, *columns, *checks)
+        for index in table.indexes:
+            sa.Index(index.name, *(copy.c[c.name] for c in index.columns), unique=index.unique)
+    return md
 
 
 def _migration_3(conn: Connection) -> None:
     """Minutes: summary and distribution, attendance as recorded, minutes per segment."""
     names = ("minutes", "attendance_records", "segment_times")
-    # New in version 3 and unchanged since (freeze a copy before changing one).
-    METADATA.create_all(conn, tables=[METADATA.tables[n] for n in names])
+    # New in version 3 and unchanged since but for version 4's column.
+    frozen = _before_4()
+    frozen.create_all(conn, tables=[frozen.tables[n] for n in names])
+
+
+VERSIONED = (
+    "decisions",
+    "action_items",
+    "feedback",
+    "minutes",
+    "attendance_records",
+    "segment_times",
+)
+
+
+def _migration_4(conn: Connection) -> None:
+    """Per-item records: a version on every item the minutes hold."""
+    for table in VERSIONED:
+        name = conn.dialect.identifier_preparer.quote("version")
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} INTEGER NOT NULL DEFAULT 1"))
 
 
 Migration = tuple[int, str, Callable[[Connection], None]]
@@ -281,6 +368,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     (1, "issue intake", _migration_1),
     (2, "meetings, attendance, decisions, action items, feedback", _migration_2),
     (3, "minutes, attendance records, minutes per agenda segment", _migration_3),
+    (
+        4,
+        "a version per decision, action item, attendance, segment time, feedback, summary",
+        _migration_4,
+    ),
 )
 CURRENT_VERSION = MIGRATIONS[-1][0]
 
@@ -455,6 +547,22 @@ class Store:
         """A connection in a transaction: committed on success, rolled back on any error."""
         with self.engine.begin() as conn:
             yield conn
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` in one short write transaction; returns what it returns."""
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """``work(conn)`` on a connection that only reads; returns what it returns."""
+        with self.engine.connect() as conn:
+            return work(conn)
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Per-item operations on a ``Batch`` all commit together, or none does."""
+        with self.engine.begin() as conn:
+            yield Batch(self, conn)
 
     # --- issues -----------------------------------------------------------------------
 
@@ -679,10 +787,28 @@ class Store:
             path = out / f"{name}.csv"
             with open(path, "w", encoding="utf-8", newline="") as fh:
                 writer = csv.writer(fh)
-                writer.writerow(cols)
-                writer.writerows([[_csv_value(v) for v in row] for row in rows])
+                # Neutralised for spreadsheets; store.json keeps the exact values.
+                writer.writerow(safe_row(cols))
+                writer.writerows([safe_row(_csv_value(v) for v in row) for row in rows])
             written.append(path)
         return written
+
+
+class Batch:
+    """The store inside one transaction: what ``write``/``read`` do joins that transaction."""
+
+    def __init__(self, store: Store, conn: Connection):
+        self.store, self.conn = store, conn
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        return work(self.conn)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        return work(self.conn)
 
 
 def open_store(params: Params) -> Store:
@@ -721,3 +847,860 @@ def meeting_id(store: Store, week: IsoWeek | str) -> int | None:
             sa.select(MEETINGS.c.id).where(MEETINGS.c.week == str(IsoWeek.parse(week)))
         ).scalar()
     return None if found is None else int(found)
+
+
+# --- per-item records ---------------------------------------------------------------------
+# What a meeting records is kept item by item, each with a version (see the module text):
+# several note-takers can add, edit and close items at once without overwriting each
+# other, and an edit made on a stale copy is refused instead of silently winning.
+
+Writer = Store | Batch
+
+
+@dataclass(frozen=True)
+class AttendanceItem:
+    """An invited person and what was recorded of them; version 0 when nothing is yet."""
+
+    email: str
+    name: str
+    department: str | None
+    role: str  # organizer | required | optional
+    status: str | None  # present | absent | delegate; None until recorded
+    delegate: str
+    version: int
+
+
+@dataclass(frozen=True)
+class SegmentItem:
+    """An agenda segment: planned and actual minutes; version of the actual minutes."""
+
+    segment: str
+    position: int
+    title: str
+    planned_minutes: int
+    actual_minutes: int | None
+    version: int
+
+
+@dataclass(frozen=True)
+class DecisionItem:
+    """A decision of a meeting."""
+
+    id: int
+    text: str
+    department: str | None
+    issue_id: int | None
+    version: int
+
+
+@dataclass(frozen=True)
+class ActionItem:
+    """An action item, with the week of the meeting that set it."""
+
+    id: int
+    meeting_week: str
+    description: str
+    owner: str
+    department: str
+    due_date: dt.date
+    status: str
+    note: str
+    issue_id: int | None
+    decision_id: int | None
+    closed_at: dt.datetime | None
+    version: int
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """One rating and comment; ``email`` and ``name`` None when anonymous."""
+
+    id: int
+    email: str | None
+    name: str | None
+    rating: int | None
+    comment: str
+    version: int
+
+
+@dataclass(frozen=True)
+class SummaryItem:
+    """The summary and next week's plan (one line per step); version 0 until recorded."""
+
+    summary: str
+    plan: tuple[str, ...]
+    source: str
+    recorded_at: dt.datetime | None
+    version: int
+
+
+@dataclass(frozen=True)
+class MeetingState:
+    """Everything recorded for the meeting about ``week``; ``meeting_id`` None if unknown.
+
+    ``actions`` are the items set at this meeting; ``earlier_actions`` the still open
+    items of earlier meetings, which this meeting reviews.
+    """
+
+    week: str
+    meeting_id: int | None
+    title: str | None
+    starts_at: dt.datetime | None
+    attendance: tuple[AttendanceItem, ...]
+    segments: tuple[SegmentItem, ...]
+    decisions: tuple[DecisionItem, ...]
+    actions: tuple[ActionItem, ...]
+    earlier_actions: tuple[ActionItem, ...]
+    feedback: tuple[FeedbackItem, ...]
+    summary: SummaryItem
+
+
+_NO_SUMMARY = SummaryItem("", (), "", None, 0)
+
+
+def meeting_state(store: Writer, week: IsoWeek | str) -> MeetingState:
+    """Everything recorded for the meeting about ``week``, each item with its version."""
+    week = str(IsoWeek.parse(week))
+    return store.read(lambda conn: _state(conn, week))
+
+
+def _state(conn: Connection, week: str) -> MeetingState:
+    meeting = conn.execute(sa.select(MEETINGS).where(MEETINGS.c.week == week)).mappings().first()
+    earlier = _actions(conn, (MEETINGS.c.week < week) & (ACTION_ITEMS.c.status == "open"))
+    if meeting is None:
+        return MeetingState(week, None, None, None, (), (), (), (), earlier, (), _NO_SUMMARY)
+    mid = int(meeting["id"])
+    return MeetingState(
+        week=week,
+        meeting_id=mid,
+        title=meeting["title"],
+        starts_at=meeting["starts_at"],
+        attendance=_attendance(conn, mid),
+        segments=_segments(conn, mid),
+        decisions=_decisions(conn, DECISIONS.c.meeting_id == mid),
+        actions=_actions(conn, ACTION_ITEMS.c.meeting_id == mid),
+        earlier_actions=earlier,
+        feedback=_feedback(conn, FEEDBACK.c.meeting_id == mid),
+        summary=_summary(conn, mid),
+    )
+
+
+def _attendance(conn: Connection, mid: int) -> tuple[AttendanceItem, ...]:
+    """Invited people, and anyone whose attendance was recorded, in order of first sight."""
+    rec = ATTENDANCE_RECORDS
+    recorded = {
+        r.attendee_id: r for r in conn.execute(sa.select(rec).where(rec.c.meeting_id == mid)).all()
+    }
+    roles = dict(
+        conn.execute(
+            sa.select(ATTENDANCE.c.attendee_id, ATTENDANCE.c.role).where(
+                ATTENDANCE.c.meeting_id == mid
+            )
+        ).all()
+    )
+    ids = sorted(set(roles) | set(recorded))
+    people = conn.execute(sa.select(ATTENDEES).where(ATTENDEES.c.id.in_(ids))).all()
+    by_id = {p.id: p for p in people}
+    items = []
+    for aid in ids:
+        person, r = by_id[aid], recorded.get(aid)
+        items.append(
+            AttendanceItem(
+                email=person.email,
+                name=person.name,
+                department=person.department,
+                role=roles.get(aid, "optional"),
+                status=None if r is None else r.status,
+                delegate="" if r is None else r.delegate,
+                version=0 if r is None else int(r.version),
+            )
+        )
+    return tuple(items)
+
+
+def _segments(conn: Connection, mid: int) -> tuple[SegmentItem, ...]:
+    rows = conn.execute(
+        sa.select(SEGMENT_TIMES)
+        .where(SEGMENT_TIMES.c.meeting_id == mid)
+        .order_by(SEGMENT_TIMES.c.position)
+    ).all()
+    return tuple(
+        SegmentItem(
+            r.segment, r.position, r.title, r.planned_minutes, r.actual_minutes, int(r.version)
+        )
+        for r in rows
+    )
+
+
+def _decisions(conn: Connection, where: Any) -> tuple[DecisionItem, ...]:
+    rows = conn.execute(sa.select(DECISIONS).where(where).order_by(DECISIONS.c.id)).all()
+    return tuple(DecisionItem(r.id, r.text, r.department, r.issue_id, int(r.version)) for r in rows)
+
+
+def _actions(conn: Connection, where: Any) -> tuple[ActionItem, ...]:
+    rows = conn.execute(
+        sa.select(ACTION_ITEMS, MEETINGS.c.week)
+        .join(MEETINGS, MEETINGS.c.id == ACTION_ITEMS.c.meeting_id)
+        .where(where)
+        .order_by(ACTION_ITEMS.c.id)
+    ).all()
+    return tuple(
+        ActionItem(
+            id=r.id,
+            meeting_week=r.week,
+            description=r.description,
+            owner=r.owner,
+            department=r.department,
+            due_date=r.due_date,
+            status=r.status,
+            note=r.note,
+            issue_id=r.issue_id,
+            decision_id=r.decision_id,
+            closed_at=r.closed_at,
+            version=int(r.version),
+        )
+        for r in rows
+    )
+
+
+def _feedback(conn: Connection, where: Any) -> tuple[FeedbackItem, ...]:
+    rows = conn.execute(
+        sa.select(FEEDBACK, ATTENDEES.c.email, ATTENDEES.c.name)
+        .outerjoin(ATTENDEES, ATTENDEES.c.id == FEEDBACK.c.attendee_id)
+        .where(where)
+        .order_by(FEEDBACK.c.id)
+    ).all()
+    return tuple(
+        FeedbackItem(r.id, r.email, r.name, r.rating, r.comment, int(r.version)) for r in rows
+    )
+
+
+def _summary(conn: Connection, mid: int) -> SummaryItem:
+    r = conn.execute(sa.select(MINUTES).where(MINUTES.c.meeting_id == mid)).first()
+    if r is None:
+        return _NO_SUMMARY
+    plan = tuple(line for line in r.plan.splitlines() if line.strip())
+    return SummaryItem(r.summary, plan, r.source, r.recorded_at, int(r.version))
+
+
+# --- changing one item ----------------------------------------------------------------
+
+
+class _Missing:
+    """Marks an argument left out (None is a value: it clears a field)."""
+
+
+MISSING: Any = _Missing()
+
+
+def _meeting_of(conn: Connection, week: str, url: str) -> int:
+    found = conn.execute(sa.select(MEETINGS.c.id).where(MEETINGS.c.week == week)).scalar()
+    if found is None:
+        raise InputDataError(
+            f"no meeting about week {week} in the store {url}; prepare it first with "
+            f"`meeting agenda --week {week}` (or record its minutes)."
+        )
+    return int(found)
+
+
+def _change(
+    conn: Connection,
+    table: sa.Table,
+    key: Any,
+    item: str,
+    expected: int | None,
+    changes: Mapping[str, Any],
+) -> Any:
+    """Apply ``changes`` to the row at ``key`` if it is at version ``expected``; the new row.
+
+    ``expected`` None applies them whatever the version. Nothing changes, and the version
+    stays, when the row already holds the values, so recording the same thing twice is a
+    no-op. The UPDATE itself checks the version, so a change committed in between by
+    another writer is caught even on a database that does not lock the row read.
+    """
+    row = conn.execute(sa.select(table).where(key)).first()
+    if row is None:
+        raise InputDataError(f"{item} is not in the store; reload the meeting's records.")
+    stored = int(row.version)
+    if expected is not None and expected != stored:
+        raise ConcurrentEditError(item, expected, stored)
+    values = {k: v for k, v in changes.items() if getattr(row, k) != v}
+    if not values:
+        return row
+    result = conn.execute(
+        table.update().where(key & (table.c.version == stored)).values(version=stored + 1, **values)
+    )
+    if result.rowcount != 1:
+        now = conn.execute(sa.select(table.c.version).where(key)).scalar()
+        raise ConcurrentEditError(item, stored if expected is None else expected, int(now or 0))
+    return conn.execute(sa.select(table).where(key)).first()
+
+
+def _delete(conn: Connection, table: sa.Table, key: Any, item: str, expected: int | None) -> None:
+    row = conn.execute(sa.select(table.c.version).where(key)).first()
+    if row is None:
+        return  # already gone: deleting is idempotent
+    if expected is not None and expected != row.version:
+        raise ConcurrentEditError(item, expected, int(row.version))
+    conn.execute(table.delete().where(key & (table.c.version == row.version)))
+
+
+def _touch_minutes(conn: Connection, mid: int, source: str) -> None:
+    """Create the meeting's minutes row on its first recorded item (its summary empty)."""
+    if conn.execute(sa.select(MINUTES.c.meeting_id).where(MINUTES.c.meeting_id == mid)).first():
+        return
+    conn.execute(
+        MINUTES.insert().values(
+            meeting_id=mid,
+            summary="",
+            plan="",
+            source=source,
+            content_hash="",
+            recorded_at=_utcnow(),
+            version=0,  # no summary recorded yet: the first one expects version 0
+        )
+    )
+
+
+def _attendee(conn: Connection, email: str, name: str | None, department: str | None) -> int:
+    email = email.strip().lower()
+    found = conn.execute(sa.select(ATTENDEES.c.id).where(ATTENDEES.c.email == email)).scalar()
+    if found is not None:
+        return int(found)
+    if not name:
+        raise InputDataError(
+            f"{email} is not invited to any meeting in the store; add the person to "
+            "meeting.attendees in the params and prepare the meeting again."
+        )
+    result = conn.execute(ATTENDEES.insert().values(name=name, email=email, department=department))
+    return int(result.inserted_primary_key[0])
+
+
+def set_attendance(
+    store: Writer,
+    week: IsoWeek | str,
+    email: str,
+    status: str | None,
+    *,
+    delegate: str = "",
+    expected_version: int | None = None,
+    name: str | None = None,
+    department: str | None = None,
+    source: str = "console",
+) -> AttendanceItem:
+    """Record whether ``email`` attended (present/absent/delegate; None clears it).
+
+    ``expected_version`` 0 means "nothing recorded yet". ``name``/``department`` add a
+    person the store does not know. Returns the person's entry as stored now.
+    """
+    if status is not None and status not in ATTENDANCE_STATUSES:
+        raise ParamsError(f"attendance {status!r} unknown; use one of {ATTENDANCE_STATUSES}.")
+    if status == "delegate" and not delegate.strip():
+        raise ParamsError(f"attendance of {email}: name the delegate who came instead.")
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> AttendanceItem:
+        mid = _meeting_of(conn, week, store.url)
+        aid = _attendee(conn, email, name, department)
+        item = f"the attendance of {email.strip().lower()} at the meeting about {week}"
+        rec = ATTENDANCE_RECORDS
+        key = (rec.c.meeting_id == mid) & (rec.c.attendee_id == aid)
+        stored = conn.execute(sa.select(rec.c.version).where(key)).scalar()
+        if status is None:
+            if stored is not None:
+                _delete(conn, rec, key, item, expected_version)
+        elif stored is None:
+            if expected_version not in (None, 0):
+                raise ConcurrentEditError(item, expected_version, 0)
+            values = {"status": status, "delegate": delegate.strip(), "version": 1}
+            conn.execute(rec.insert().values(meeting_id=mid, attendee_id=aid, **values))
+        else:
+            changes = {"status": status, "delegate": delegate.strip()}
+            _change(conn, rec, key, item, expected_version, changes)
+        invited = (ATTENDANCE.c.meeting_id == mid) & (ATTENDANCE.c.attendee_id == aid)
+        present = None if status is None else status == "present"
+        if conn.execute(sa.select(ATTENDANCE.c.role).where(invited)).first() is None:
+            conn.execute(
+                ATTENDANCE.insert().values(
+                    meeting_id=mid, attendee_id=aid, role="optional", present=present
+                )
+            )
+        else:
+            conn.execute(ATTENDANCE.update().where(invited).values(present=present))
+        _touch_minutes(conn, mid, source)
+        email_key = email.strip().lower()
+        return next(a for a in _attendance(conn, mid) if a.email == email_key)
+
+    return store.write(work)
+
+
+def plan_segments(
+    store: Writer, week: IsoWeek | str, planned: Sequence[tuple[str, str, int]]
+) -> tuple[SegmentItem, ...]:
+    """Lay out the agenda's segments (key, title, planned minutes) in this order.
+
+    Actual minutes and their versions are kept; a stored segment no longer planned
+    keeps its row, after the planned ones. Returns the segments as stored now.
+    """
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> tuple[SegmentItem, ...]:
+        mid = _meeting_of(conn, week, store.url)
+        stored = {s.segment: s for s in _segments(conn, mid)}
+        order = [key for key, _, _ in planned]
+        order += [k for k in sorted(stored, key=lambda k: stored[k].position) if k not in order]
+        titles = {key: (title, minutes) for key, title, minutes in planned}
+        for position, key in enumerate(order, 1):
+            old = stored.get(key)
+            title, minutes = titles.get(key, (old.title, old.planned_minutes) if old else (key, 0))
+            values = {"position": position, "title": title, "planned_minutes": minutes}
+            where = (SEGMENT_TIMES.c.meeting_id == mid) & (SEGMENT_TIMES.c.segment == key)
+            if old is None:
+                conn.execute(
+                    SEGMENT_TIMES.insert().values(meeting_id=mid, segment=key, version=0, **values)
+                )
+            elif (old.position, old.title, old.planned_minutes) != (position, title, minutes):
+                # The plan is the agenda's, not an edit: the version stays.
+                conn.execute(SEGMENT_TIMES.update().where(where).values(**values))
+        return _segments(conn, mid)
+
+    return store.write(work)
+
+
+def set_segment_time(
+    store: Writer,
+    week: IsoWeek | str,
+    segment: str,
+    minutes: int | None,
+    *,
+    expected_version: int | None = None,
+    source: str = "console",
+) -> SegmentItem:
+    """Record the minutes actually spent on ``segment`` (None clears them); the segment now.
+
+    A segment not laid out by ``plan_segments`` is added at the end with 0 planned.
+    """
+    if minutes is not None and minutes < 0:
+        raise ParamsError(f"minutes spent on {segment!r} cannot be negative (got {minutes}).")
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> SegmentItem:
+        mid = _meeting_of(conn, week, store.url)
+        key = (SEGMENT_TIMES.c.meeting_id == mid) & (SEGMENT_TIMES.c.segment == segment)
+        item = f"the minutes spent on {segment!r} at the meeting about {week}"
+        if conn.execute(sa.select(SEGMENT_TIMES.c.version).where(key)).first() is None:
+            last = conn.execute(
+                sa.select(sa.func.max(SEGMENT_TIMES.c.position)).where(
+                    SEGMENT_TIMES.c.meeting_id == mid
+                )
+            ).scalar()
+            conn.execute(
+                SEGMENT_TIMES.insert().values(
+                    meeting_id=mid,
+                    segment=segment,
+                    position=int(last or 0) + 1,
+                    title=segment,
+                    planned_minutes=0,
+                    version=0,
+                )
+            )
+        _change(conn, SEGMENT_TIMES, key, item, expected_version, {"actual_minutes": minutes})
+        _touch_minutes(conn, mid, source)
+        return next(s for s in _segments(conn, mid) if s.segment == segment)
+
+    return store.write(work)
+
+
+def add_decision(
+    store: Writer,
+    week: IsoWeek | str,
+    text: str,
+    *,
+    department: str | None = None,
+    issue_id: int | None = None,
+    source: str = "console",
+) -> DecisionItem:
+    """Add a decision to the meeting about ``week``; the decision as stored (version 1)."""
+    if not text.strip():
+        raise ParamsError("the decision's text is empty; say what was decided.")
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> DecisionItem:
+        mid = _meeting_of(conn, week, store.url)
+        _check_issue_id(conn, issue_id, store.url)
+        result = conn.execute(
+            DECISIONS.insert().values(
+                meeting_id=mid,
+                text=text.strip(),
+                department=department,
+                issue_id=issue_id,
+                created_at=_utcnow(),
+                version=1,
+            )
+        )
+        _touch_minutes(conn, mid, source)
+        (decision,) = _decisions(conn, DECISIONS.c.id == result.inserted_primary_key[0])
+        return decision
+
+    return store.write(work)
+
+
+def update_decision(
+    store: Writer,
+    decision_id: int,
+    *,
+    expected_version: int | None,
+    text: str = MISSING,
+    department: str | None = MISSING,
+    issue_id: int | None = MISSING,
+) -> DecisionItem:
+    """Change the fields given of decision ``decision_id``; the decision as stored now."""
+    changes = _given(text=text, department=department, issue_id=issue_id)
+    if "text" in changes:
+        if not str(changes["text"]).strip():
+            raise ParamsError("the decision's text is empty; say what was decided.")
+        changes["text"] = str(changes["text"]).strip()
+
+    def work(conn: Connection) -> DecisionItem:
+        _check_issue_id(conn, changes.get("issue_id"), store.url)
+        key = DECISIONS.c.id == decision_id
+        _change(conn, DECISIONS, key, f"decision #{decision_id}", expected_version, changes)
+        (decision,) = _decisions(conn, key)
+        return decision
+
+    return store.write(work)
+
+
+def delete_decision(store: Writer, decision_id: int, *, expected_version: int | None) -> None:
+    """Remove decision ``decision_id``; action items that followed from it keep, unlinked."""
+
+    def work(conn: Connection) -> None:
+        key = DECISIONS.c.id == decision_id
+        if conn.execute(sa.select(DECISIONS.c.id).where(key)).first() is None:
+            return
+        version = conn.execute(sa.select(DECISIONS.c.version).where(key)).scalar()
+        if expected_version is not None and expected_version != version:
+            raise ConcurrentEditError(f"decision #{decision_id}", expected_version, int(version))
+        linked = ACTION_ITEMS.c.decision_id == decision_id
+        conn.execute(
+            ACTION_ITEMS.update()
+            .where(linked)
+            .values(decision_id=None, version=ACTION_ITEMS.c.version + 1)
+        )
+        _delete(conn, DECISIONS, key, f"decision #{decision_id}", expected_version)
+
+    store.write(work)
+
+
+def _check_issue_id(conn: Connection, issue_id: int | None, url: str) -> None:
+    if issue_id is None:
+        return
+    if conn.execute(sa.select(ISSUES.c.id).where(ISSUES.c.id == issue_id)).first() is None:
+        raise InputDataError(
+            f"issue #{issue_id} is not in the store {url}; list them with `meeting issues list`."
+        )
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not MISSING}
+
+
+def check_action_item(values: Mapping[str, Any], departments: Sequence[str] | None) -> None:
+    """ParamsError when a field of an action item is empty or out of its allowed values."""
+    for name, what in (("description", "say what is to be done"), ("owner", "name the person")):
+        if name in values and not str(values[name]).strip():
+            raise ParamsError(f"the action item's {name} is empty; {what}.")
+    department = values.get("department")
+    if "department" in values and departments is not None and department not in departments:
+        raise ParamsError(
+            f"department {department!r} is not in meeting.departments {list(departments)}; "
+            "use one of those."
+        )
+    if "status" in values and values["status"] not in ACTION_STATUSES:
+        raise ParamsError(
+            f"action status {values['status']!r} unknown; use one of {ACTION_STATUSES}."
+        )
+
+
+def add_action_item(
+    store: Writer,
+    week: IsoWeek | str,
+    *,
+    description: str,
+    owner: str,
+    department: str,
+    due_date: dt.date,
+    issue_id: int | None = None,
+    decision_id: int | None = None,
+    note: str = "",
+    status: str = "open",
+    departments: Sequence[str] | None = None,
+    source: str = "console",
+) -> ActionItem:
+    """Add an action item to the meeting about ``week``; the item as stored (version 1).
+
+    ``departments``, when given, are the department codes allowed (meeting.departments).
+    ``source`` "cli" is an item added between meetings: it does not start the minutes.
+    """
+    values = {
+        "description": description.strip(),
+        "owner": owner.strip(),
+        "department": department,
+        "status": status,
+    }
+    check_action_item(values, departments)
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> ActionItem:
+        mid = _meeting_of(conn, week, store.url)
+        _check_issue_id(conn, issue_id, store.url)
+        now = _utcnow()
+        result = conn.execute(
+            ACTION_ITEMS.insert().values(
+                meeting_id=mid,
+                issue_id=issue_id,
+                decision_id=decision_id,
+                due_date=due_date,
+                note=note,
+                created_at=now,
+                closed_at=None if status == "open" else now,
+                version=1,
+                **values,
+            )
+        )
+        if source != "cli":  # an item added between meetings does not start the minutes
+            _touch_minutes(conn, mid, source)
+        (item,) = _actions(conn, ACTION_ITEMS.c.id == result.inserted_primary_key[0])
+        return item
+
+    return store.write(work)
+
+
+def update_action_item(
+    store: Writer,
+    item_id: int,
+    *,
+    expected_version: int | None,
+    departments: Sequence[str] | None = None,
+    description: str = MISSING,
+    owner: str = MISSING,
+    department: str = MISSING,
+    due_date: dt.date = MISSING,
+    status: str = MISSING,
+    note: str = MISSING,
+    issue_id: int | None = MISSING,
+    decision_id: int | None = MISSING,
+) -> ActionItem:
+    """Change the fields given of action item ``item_id``; the item as stored now.
+
+    Closing (done/dropped) sets closed_at, closing again keeps the first closing time,
+    reopening clears it.
+    """
+    changes = _given(
+        description=description,
+        owner=owner,
+        department=department,
+        due_date=due_date,
+        status=status,
+        note=note,
+        issue_id=issue_id,
+        decision_id=decision_id,
+    )
+    for name in ("description", "owner"):
+        if name in changes:
+            changes[name] = str(changes[name]).strip()
+    check_action_item(changes, departments)
+
+    def work(conn: Connection) -> ActionItem:
+        key = ACTION_ITEMS.c.id == item_id
+        row = conn.execute(sa.select(ACTION_ITEMS.c.status).where(key)).first()
+        if row is None:
+            raise InputDataError(
+                f"action item #{item_id} is not in the store {store.url}; list them with "
+                "`meeting actions list`."
+            )
+        _check_issue_id(conn, changes.get("issue_id"), store.url)
+        values = dict(changes)
+        if "status" in values and values["status"] != row.status:
+            values["closed_at"] = None if values["status"] == "open" else _utcnow()
+        _change(conn, ACTION_ITEMS, key, f"action item #{item_id}", expected_version, values)
+        (item,) = _actions(conn, key)
+        return item
+
+    return store.write(work)
+
+
+def close_action_item(
+    store: Writer,
+    item_id: int,
+    *,
+    expected_version: int | None,
+    status: str = "done",
+    note: str | None = None,
+) -> ActionItem:
+    """Close action item ``item_id`` as done (or dropped), noting why; the item now."""
+    if status not in ("done", "dropped"):
+        raise ParamsError(f"an action item closes as done or dropped, not {status!r}.")
+    return update_action_item(
+        store,
+        item_id,
+        expected_version=expected_version,
+        status=status,
+        note=MISSING if note is None else note,
+    )
+
+
+def add_feedback(
+    store: Writer,
+    week: IsoWeek | str,
+    *,
+    email: str | None = None,
+    rating: int | None = None,
+    comment: str = "",
+    source: str = "console",
+) -> FeedbackItem:
+    """Add feedback on the meeting about ``week`` (anonymous without ``email``); as stored."""
+    _check_feedback(rating, comment)
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> FeedbackItem:
+        mid = _meeting_of(conn, week, store.url)
+        aid = None if email is None else _attendee(conn, email, None, None)
+        result = conn.execute(
+            FEEDBACK.insert().values(
+                meeting_id=mid,
+                attendee_id=aid,
+                rating=rating,
+                comment=comment.strip(),
+                created_at=_utcnow(),
+                version=1,
+            )
+        )
+        _touch_minutes(conn, mid, source)
+        (item,) = _feedback(conn, FEEDBACK.c.id == result.inserted_primary_key[0])
+        return item
+
+    return store.write(work)
+
+
+def _check_feedback(rating: int | None, comment: str) -> None:
+    if rating is not None and not 1 <= rating <= 5:
+        raise ParamsError(f"a rating is 1 to 5 (got {rating}).")
+    if rating is None and not comment.strip():
+        raise ParamsError("feedback needs a rating (1-5) or a comment.")
+
+
+def update_feedback(
+    store: Writer,
+    feedback_id: int,
+    *,
+    expected_version: int | None,
+    rating: int | None = MISSING,
+    comment: str = MISSING,
+) -> FeedbackItem:
+    """Change the rating and/or comment of feedback ``feedback_id``; as stored now."""
+    changes = _given(rating=rating, comment=comment)
+    if "comment" in changes:
+        changes["comment"] = str(changes["comment"]).strip()
+
+    def work(conn: Connection) -> FeedbackItem:
+        key = FEEDBACK.c.id == feedback_id
+        item = f"feedback #{feedback_id}"
+        row = _change(conn, FEEDBACK, key, item, expected_version, changes)
+        _check_feedback(row.rating, row.comment)
+        (stored,) = _feedback(conn, key)
+        return stored
+
+    return store.write(work)
+
+
+def delete_feedback(store: Writer, feedback_id: int, *, expected_version: int | None) -> None:
+    """Remove feedback ``feedback_id`` (nothing happens when it is gone already)."""
+    key = FEEDBACK.c.id == feedback_id
+    store.write(
+        lambda conn: _delete(conn, FEEDBACK, key, f"feedback #{feedback_id}", expected_version)
+    )
+
+
+def set_summary(
+    store: Writer,
+    week: IsoWeek | str,
+    *,
+    summary: str | None = None,
+    plan: Sequence[str] | None = None,
+    expected_version: int | None = None,
+    source: str = "console",
+) -> SummaryItem:
+    """Record the summary and/or next week's plan (None keeps what is stored); as stored.
+
+    ``expected_version`` 0 means "no summary recorded yet".
+    """
+    week = str(IsoWeek.parse(week))
+    changes: dict[str, Any] = {}
+    if summary is not None:
+        changes["summary"] = summary.strip()
+    if plan is not None:
+        changes["plan"] = "\n".join(line.strip() for line in plan if line.strip())
+
+    def work(conn: Connection) -> SummaryItem:
+        mid = _meeting_of(conn, week, store.url)
+        _touch_minutes(conn, mid, source)
+        item = f"the summary and plan of the meeting about {week}"
+        key = MINUTES.c.meeting_id == mid
+        before = conn.execute(sa.select(MINUTES.c.version).where(key)).scalar()
+        row = _change(conn, MINUTES, key, item, expected_version, changes)
+        if row.version != before:
+            conn.execute(MINUTES.update().where(key).values(source=source, recorded_at=_utcnow()))
+        return _summary(conn, mid)
+
+    return store.write(work)
+
+
+# --- the minutes as a whole -----------------------------------------------------------
+
+
+def minutes_digest(store: Writer, week: IsoWeek | str) -> str | None:
+    """The content hash of the minutes file last recorded for ``week``; None if none."""
+    week = str(IsoWeek.parse(week))
+    query = (
+        sa.select(MINUTES.c.content_hash)
+        .join(MEETINGS, MEETINGS.c.id == MINUTES.c.meeting_id)
+        .where(MEETINGS.c.week == week)
+    )
+    return store.read(lambda conn: conn.execute(query).scalar())
+
+
+def mark_recorded(store: Writer, week: IsoWeek | str, *, source: str, digest: str) -> None:
+    """Note that a minutes document (its hash) was recorded for ``week`` just now."""
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> None:
+        mid = _meeting_of(conn, week, store.url)
+        _touch_minutes(conn, mid, source)
+        conn.execute(
+            MINUTES.update()
+            .where(MINUTES.c.meeting_id == mid)
+            .values(source=source, content_hash=digest, recorded_at=_utcnow())
+        )
+
+    store.write(work)
+
+
+def mark_sent(store: Writer, week: IsoWeek | str, when: dt.datetime, recipients: int) -> None:
+    """Note that the minutes of ``week`` went out at ``when`` (UTC, naive) to n people."""
+    week = str(IsoWeek.parse(week))
+
+    def work(conn: Connection) -> None:
+        mid = _meeting_of(conn, week, store.url)
+        result = conn.execute(
+            MINUTES.update()
+            .where(MINUTES.c.meeting_id == mid)
+            .values(sent_at=when, sent_to=recipients)
+        )
+        if result.rowcount != 1:
+            raise InputDataError(
+                f"no minutes recorded for week {week}; record them with "
+                f"`meeting minutes record FILE --week {week}` first."
+            )
+
+    store.write(work)

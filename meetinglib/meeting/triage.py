@@ -70,6 +70,7 @@ from IPython.display import HTML, Image, display
 from matplotlib.ticker import PercentFormatter
 
 from meetinglib.analysis import kpis
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import label_or, t
 from meetinglib.core.params import AgendaParams, load_params
 from meetinglib.core.weeks import IsoWeek, Window
@@ -862,7 +863,7 @@ class TriageReport:
         if out_dir is None:
             return
         path = Path(out_dir) / "issues.csv"
-        self.triaged.to_csv(path, index=False, encoding="utf-8")
+        write_csv(self.triaged, path)
 
     def issue_form(self) -> Any:
         """The widget form adding an issue, in an interactive session; None in a handout."""

@@ -11,6 +11,7 @@ import io
 import textwrap
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import matplotlib
 import matplotlib.patches
@@ -47,7 +48,7 @@ def cjk_font() -> str | None:
     return next((name for name in _CJK_FONTS if name in installed), None)
 
 
-def style(lang: str = "en") -> dict[str, object]:
+def style(lang: str = "en") -> dict[Any, Any]:  # rcParams keys (matplotlib types them as literals)
     """rcParams for the handouts; Chinese needs a CJK font first in the list."""
     fonts = ["DejaVu Sans"]
     if lang.startswith("zh") and cjk_font():

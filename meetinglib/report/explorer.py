@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from meetinglib.analysis import flow
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import t
 from meetinglib.core.params import load_params
 from meetinglib.data.dataset import WeekData, open_week
@@ -696,7 +697,7 @@ def export_csv(view: View, folder: str | Path, stamp: str | None = None) -> list
     paths = []
     for name, frame in tables.items():
         path = folder / f"{stamp}-{name}.csv"
-        frame.to_csv(path, index=False, encoding="utf-8")
+        write_csv(frame, path)
         paths.append(path)
     return paths
 

@@ -39,6 +39,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from meetinglib.analysis import flow
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import label_or, t
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData
@@ -372,8 +373,8 @@ class FlowSection:
         """
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        self.edges[EDGE_COLUMNS].to_csv(folder / "flow_edges.csv", index=False, encoding="utf-8")
-        self.bottlenecks.to_csv(folder / "bottlenecks.csv", index=False, encoding="utf-8")
+        write_csv(self.edges[EDGE_COLUMNS], folder / "flow_edges.csv")
+        write_csv(self.bottlenecks, folder / "bottlenecks.csv")
 
 
 # --- chart ---------------------------------------------------------------------------------

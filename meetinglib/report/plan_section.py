@@ -35,6 +35,7 @@ from meetinglib.analysis.plan import (
     next_week_plan,
     plan_frame,
 )
+from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import MeetingError
 from meetinglib.core.i18n import t
 from meetinglib.core.schema import ORDER_TYPES
@@ -520,7 +521,7 @@ class PlanSection:
         folder.mkdir(parents=True, exist_ok=True)
         frame = plan_frame(self.plan)
         frame = frame.assign(day=frame["day"].dt.strftime("%Y-%m-%d"))
-        frame.to_csv(folder / PLAN_FILE, index=False, encoding="utf-8")
+        write_csv(frame, folder / PLAN_FILE)
         return None
 
 
