@@ -477,4 +477,3 @@ def _publish(staging: Path, final: Path) -> None:
         raise NotebookError(f"could not publish {staging} as {final}") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-

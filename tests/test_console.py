@@ -290,6 +290,19 @@ def test_label_widths_hold_the_longest_label():
     assert label_width(["负责人"]) == "4.5em"
 
 
+def test_every_notebook_names_the_kernel_make_install_sets_up():
+    import json
+
+    from tests.conftest import ROOT
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "ipykernel install --sys-prefix --name meetinglib" in makefile
+    assert "--allow-root" in makefile
+    for path in sorted((ROOT / "meetinglib" / "notebooks").glob("*.ipynb")):
+        spec = json.loads(path.read_text(encoding="utf-8"))["metadata"]["kernelspec"]
+        assert spec["name"] == "meetinglib", path.name
+
+
 @pytest.mark.slow
 def test_the_console_notebook_builds_its_panel(tmp_path):
     import nbformat

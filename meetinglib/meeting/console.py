@@ -28,6 +28,7 @@ import html
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -442,7 +443,8 @@ class MeetingConsole:
         fields = ActionItem.__dataclass_fields__
         items = {}
         for row in frame.to_dict("records"):
-            values = {k: (None if k in row and row[k] != row[k] else row.get(k)) for k in fields}
+            # NaN (pandas' missing value, the only value unequal to itself) back to None.
+            values: dict[str, Any] = {k: None if row[k] != row[k] else row[k] for k in fields}
             items[int(row["id"])] = ActionItem(**values)
         return items
 
@@ -500,11 +502,9 @@ class MeetingConsole:
                     "decision",
                     d.id,
                     " · ".join(b for b in bits if b),
+                    self._row_button("console.edit", "mc-edit", partial(self.edit_decision, d.id)),
                     self._row_button(
-                        "console.edit", "mc-edit", lambda d=d: self.edit_decision(d.id)
-                    ),
-                    self._row_button(
-                        "console.remove", "mc-remove", lambda d=d: self.remove_decision(d.id)
+                        "console.remove", "mc-remove", partial(self.remove_decision, d.id)
                     ),
                 )  # fmt: skip
             )
@@ -514,14 +514,10 @@ class MeetingConsole:
 
         rows = []
         for a in s.actions:
-            buttons = [
-                self._row_button("console.edit", "mc-edit", lambda a=a: self.edit_action(a.id))
-            ]
+            buttons = [self._row_button("console.edit", "mc-edit", partial(self.edit_action, a.id))]
             if a.status == "open":
                 buttons.append(
-                    self._row_button(
-                        "console.mark_done", "mc-done", lambda a=a: self.close_item(a.id)
-                    )
+                    self._row_button("console.mark_done", "mc-done", partial(self.close_item, a.id))
                 )
             rows.append(self._row("action", a.id, self._action_text(a), *buttons))
         self.action_list.children = rows or [
@@ -535,9 +531,7 @@ class MeetingConsole:
             buttons = []
             if a.id in earlier:
                 buttons.append(
-                    self._row_button(
-                        "console.mark_done", "mc-done", lambda a=a: self.close_item(a.id)
-                    )
+                    self._row_button("console.mark_done", "mc-done", partial(self.close_item, a.id))
                 )
             text = self._action_text(a) + " · " + _("console.from_week", week=a.meeting_week)
             rows.append(self._row("earlier", a.id, text, *buttons))
@@ -552,7 +546,7 @@ class MeetingConsole:
             rows.append(
                 self._row("feedback", f.id, " · ".join(b for b in bits if b),
                           self._row_button("console.remove", "mc-remove",
-                                           lambda f=f: self.remove_feedback(f.id)))
+                                           partial(self.remove_feedback, f.id)))
             )  # fmt: skip
         self.feedback_list.children = rows
 
@@ -745,7 +739,7 @@ class MeetingConsole:
             return None if seg is None else f"{seg.title}: {seg.actual_minutes or 0}"
         if kind == "summary":
             return "\n".join([s.summary.summary, *s.summary.plan])
-        items = {
+        items: Sequence[Any] = {
             "decision": s.decisions,
             "action": [*s.actions, *s.earlier_actions, *self._closed_since.values()],
             "feedback": s.feedback,
@@ -989,6 +983,7 @@ def open_console(
 
     ``params_files`` empty: params/default.yaml of this checkout.
     """
-    params = load_params(*(params_files or [default_params_file()]))
+    files: list[str | Path] = [*params_files] if params_files else [default_params_file()]
+    params = load_params(*files)
     store = open_store(params)
     return MeetingConsole(params, store, console_week(params, week), lang).widget
