@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from meetinglib.analysis import flow  # noqa: E402
+from meetinglib.core.weeks import Window  # noqa: E402
 
 TZ = "Asia/Shanghai"
 SEED = 20260101
@@ -50,12 +51,14 @@ def lognormal_hours(rng: np.random.Generator, median: np.ndarray | float, n: int
     return np.asarray(median) * rng.lognormal(0.0, 0.6, n)
 
 
-def synthetic_orders(n: int, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+def synthetic_orders(
+    n: int, seed: int = SEED, weeks: int = 12, with_events: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(orders, events) for ``n`` orders: canonical columns, tz-aware timestamps."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2026-01-05T00:00:00", "us") - np.timedelta64(8, "h")  # local 00:00
-    # creation over 12 weeks, busier in the evening
-    day = rng.integers(0, 84, n)
+    # creation over the weeks, busier in the evening
+    day = rng.integers(0, 7 * weeks, n)
     hour = rng.choice(24, n, p=_hour_profile())
     created = start + day * 24 * HOUR + (hour + rng.random(n)) * HOUR
     warehouse = rng.integers(0, len(WAREHOUSES), n)
@@ -122,6 +125,8 @@ def synthetic_orders(n: int, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFra
             "region": pd.Categorical.from_codes(region, REGIONS),
         }
     )
+    if not with_events:
+        return orders, None
     steps = [
         ("created", created),
         ("paid", paid),
@@ -242,13 +247,80 @@ STEPS = {
 }
 
 
+def findings_run(weekly: int, weeks: int, repeats: int, out: Path) -> int:
+    """Time flow.week_findings on ``weeks`` weeks of ``weekly`` orders (the last = report week)."""
+    load_before = os.getloadavg()[0]
+    print(f"generating {weekly * weeks:,} orders over {weeks} weeks ...", flush=True)
+    t0 = time.perf_counter()
+    orders, _ = synthetic_orders(weekly * weeks, weeks=weeks, with_events=False)
+    generate = time.perf_counter() - t0
+    first = pd.Timestamp("2026-01-05", tz=TZ)
+    windows = [
+        Window(first + pd.Timedelta(days=7 * i), first + pd.Timedelta(days=7 * (i + 1)))
+        for i in range(weeks)
+    ]
+    rules = flow.FindingRules(baseline_weeks=weeks - 1)
+    sums, sums_times, data = timed(lambda: flow.cohort_sums(orders, windows), repeats)
+    rank, rank_times, found = timed(
+        lambda: flow.week_findings(orders, windows, rules, data=data), repeats
+    )
+    total, total_times, _ = timed(lambda: flow.week_findings(orders, windows, rules), repeats)
+    load = (load_before, os.getloadavg()[0])
+    roots = found[(found["group"] == "new") & (found["rank"] > 0)]
+    lines = [
+        '# Benchmark: findings of "Where the time goes" at a million orders a week',
+        "",
+        f"Written by `benchmarks/bench_flow.py --findings {weekly} --findings-weeks {weeks} "
+        f"--repeats {repeats}` on {time.strftime('%Y-%m-%d %H:%M')}; data seed {SEED}.",
+        "",
+        *[f"- {k}: {v}" for k, v in machine().items()],
+        f"- 1-minute load average before / after the run: {load[0]:.1f} / {load[1]:.1f}",
+        f"- {weekly * weeks:,} orders: {weeks - 1} baseline weeks and the report week of "
+        f"{weekly:,} orders each (generated in {generate:.0f} s, not timed); planted: "
+        "carrier EastPost in region North, transit x2.5, in every week (a usual bottleneck)",
+        "",
+        f"| step (median of {repeats}) | seconds | runs |",
+        "|---|---:|---|",
+        f"| cohort_sums: per-order hours, summed per cell | {sums:.2f} | {_runs(sums_times)} |",
+        f"| ranking and echo folding on those sums | {rank:.2f} | {_runs(rank_times)} |",
+        f"| week_findings from the orders (both) | **{total:.2f}** | {_runs(total_times)} |",
+        "",
+        "Budget: 5 s for the ranking at a million orders a week.",
+        "",
+        f"New this week: {len(roots)} finding(s) (none planted).",
+        "",
+        "Usual bottlenecks, first three:",
+        "",
+        *[
+            f"- {s}"
+            for s in found[(found["group"] == "usual") & (found["rank"] > 0)]["finding"][:3]
+        ],
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    print(f"written {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=1_000_000)
+    ap.add_argument(
+        "--findings",
+        type=int,
+        default=0,
+        metavar="WEEKLY",
+        help="time flow.week_findings at WEEKLY orders a week instead (e.g. 1000000)",
+    )
+    ap.add_argument("--findings-weeks", type=int, default=7, help="baseline weeks + report week")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-pm4py", action="store_true", help="time meetinglib only")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "flow.md")
     args = ap.parse_args(argv)
+    if args.findings:
+        out = ROOT / "benchmarks" / "results" / "findings.md"
+        return findings_run(args.findings, args.findings_weeks, args.repeats, out)
     load_before = os.getloadavg()[0]
 
     print(f"generating {args.orders:,} orders ...", flush=True)

@@ -26,7 +26,7 @@ from meetinglib.core.errors import (
     environment_error,
 )
 from meetinglib.core.i18n import LANGUAGES, t
-from meetinglib.core.params import default_params_file, load_params
+from meetinglib.core.params import load_params
 from meetinglib.core.secrets import redact
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
@@ -43,7 +43,7 @@ from meetinglib.meeting.minutes import record_minutes
 from meetinglib.meeting.notify import notice_message, send, write_eml, write_notice_bodies
 from meetinglib.meeting.review import send_minutes
 from meetinglib.meeting.store import open_store
-from meetinglib.runner import run_week
+from meetinglib.runner import default_params_file, run_week
 
 if TYPE_CHECKING:  # imported lazily at run time, so that `meeting --help` starts fast
     from meetinglib.core.params import Params
@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--params",
             action="append",
             metavar="FILE",
-            help="params YAML; repeat to layer files (default: params/default.yaml)",
+            help="params YAML; repeat to layer files (default: the demo's params/demo.yaml)",
         )
         p.add_argument(
             "--notebook",
@@ -510,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--params",
             action="append",
             metavar="FILE",
-            help="params YAML; repeat to layer files (default: params/default.yaml)",
+            help="params YAML; repeat to layer files (default: the demo's params/demo.yaml)",
         )
 
     issues = sub.add_parser("issues", help="the departments' issue lists").add_subparsers(

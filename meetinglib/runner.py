@@ -39,7 +39,7 @@ from meetinglib.core.csp import with_csp
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import NotebookError, NotebookExecutionError, NotebookNotFoundError
 from meetinglib.core.i18n import t
-from meetinglib.core.params import Params, load_params
+from meetinglib.core.params import Params, demo_params_file, load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
@@ -477,3 +477,8 @@ def _publish(staging: Path, final: Path) -> None:
         raise NotebookError(f"could not publish {staging} as {final}") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def default_params_file() -> Path:
+    """The params used when none are given: the demo's (``params/demo.yaml``)."""
+    return demo_params_file()

@@ -554,3 +554,147 @@ def test_inputs_not_mutated():
     flow.bottlenecks(orders, min_orders=2)
     for before, after in zip(copies, [orders, log, events], strict=True):
         pd.testing.assert_frame_equal(before, after)
+
+
+# --- findings: new this week, usual bottlenecks, echoes, mix-shift traps ---------------------
+
+from tests import incidents as inc  # noqa: E402
+
+
+def _new_roots(found: pd.DataFrame) -> pd.DataFrame:
+    return found[(found["group"] == "new") & (found["rank"] > 0)].reset_index(drop=True)
+
+
+def _segment(row) -> dict:
+    seg = {row.dimension: row.value}
+    if isinstance(row.dimension_2, str):
+        seg[row.dimension_2] = row.value_2
+    return seg
+
+
+def _rank_of(found: pd.DataFrame, stage: str, segment: dict) -> int | None:
+    """Rank in "New this week" of the root finding of ``stage`` naming ``segment``."""
+    for row in _new_roots(found).itertuples(index=False):
+        if row.stage == stage and _segment(row) == segment:
+            return int(row.rank)
+    return None
+
+
+@pytest.fixture(scope="module")
+def warehouse_and_transit() -> pd.DataFrame:
+    """WH-B handling x2.2 and C3 -> R2 transit x2.5 in the report week."""
+    return inc.orders(inc.Incidents(warehouse_handling=("WH-B", 2.2), transit=("C3", "R2", 2.5)))
+
+
+def test_warehouse_and_carrier_region_incidents_are_the_new_findings(warehouse_and_transit):
+    found = flow.week_findings(warehouse_and_transit, inc.weeks())
+    assert _rank_of(found, "paid_shipped", {"warehouse": "WH-B"}) in (1, 2)
+    assert _rank_of(found, "shipped_delivered", {"carrier": "C3", "region": "R2"}) in (1, 2)
+    # nothing else is new: the weekday, channel and order-type echoes of the slow
+    # warehouse are folded into it, the carrier and the region into their cell
+    assert len(_new_roots(found)) == 2
+    folded = found[(found["group"] == "new") & (found["folded_into"] != "")]
+    wh_id = _new_roots(found).set_index("stage").loc["paid_shipped", "id"]
+    echoes = folded[folded["stage"] == "paid_shipped"]
+    assert len(echoes) and (echoes["folded_into"] == wh_id).all()
+    assert "from warehouse WH-B" in set(echoes["driven_by"])
+    alone = echoes[echoes["dimension_2"].isna()]
+    assert {"weekday", "order_type"} <= set(alone["dimension"])
+
+
+def test_added_delay_is_the_injected_size(warehouse_and_transit):
+    # handling x2.2: the report week's WH-B orders spend about 1.2 x their usual hours
+    # more (less, where the week's end cuts the stage short)
+    found = flow.week_findings(warehouse_and_transit, inc.weeks())
+    row = _new_roots(found).set_index("stage").loc["paid_shipped"]
+    assert 1.4 < row["hours_h"] / row["baseline_h"] < 2.2
+    orders = warehouse_and_transit
+    report = inc.weeks()[-1]
+    paid = report.contains(orders["paid_at"]).fillna(False) & (orders["warehouse"] == "WH-B")
+    assert row["orders"] == int(paid.sum())
+
+
+def test_a_slow_upstream_stage_does_not_make_a_later_stage_look_slow():
+    # WH-B ships at x3 in the report week: fewer of its orders ship, and the week's
+    # deliveries lean on parcels shipped earlier. Ranked by the week the stage ENDED,
+    # its transit looks slow for some creation weekdays; it is not (transit has no
+    # warehouse effect), and no transit finding may name it.
+    orders = inc.orders(inc.Incidents(warehouse_handling=("WH-B", 3.0)), seed=9)
+    weeks = inc.weeks()
+    by_end = flow.bottlenecks(orders, weeks[-1], top=None)
+    trap = by_end[
+        (by_end["stage"] == "shipped_delivered")
+        & ((by_end["value"] == "WH-B") | (by_end["value_2"] == "WH-B"))
+    ]
+    assert len(trap), "the trap is set: by end week, WH-B's transit reads slow"
+    found = flow.week_findings(orders, weeks)
+    new = _new_roots(found)
+    assert (new["stage"] == "paid_shipped").all(), new["finding"].tolist()
+    assert _rank_of(found, "paid_shipped", {"warehouse": "WH-B"}) == 1
+    named = found[(found["stage"] == "shipped_delivered") & (found["group"] == "new")]
+    assert not ((named["value"] == "WH-B") | (named["value_2"] == "WH-B")).any()
+
+
+def test_order_type_and_weekday_incidents_are_in_the_top_three():
+    orders = inc.orders(
+        inc.Incidents(type_handling=("special", 2.0), weekday_handling=(3, 2.0)), seed=7
+    )
+    found = flow.week_findings(orders, inc.weeks())
+    assert _rank_of(found, "paid_shipped", {"order_type": "special"}) in (1, 2, 3)
+    assert _rank_of(found, "paid_shipped", {"weekday": "Thu"}) in (1, 2, 3)
+    # the special orders created on Thursday are an echo of either, not a third finding
+    assert len(_new_roots(found)) == 2, _new_roots(found)["finding"].tolist()
+
+
+def test_a_quiet_week_has_nothing_new_and_the_usual_bottleneck_stays_usual():
+    orders = inc.orders(inc.Incidents(), seed=3)
+    found = flow.week_findings(orders, inc.weeks())
+    assert _new_roots(found).empty, _new_roots(found)["finding"].tolist()
+    usual = found[(found["group"] == "usual") & (found["rank"] > 0)]
+    # region R4 transit runs at 1.6 x: the first usual bottleneck
+    first = usual.iloc[0]
+    assert (first["stage"], first["dimension"], first["value"]) == (
+        "shipped_delivered",
+        "region",
+        "R4",
+    )
+    assert first["hours_h"] > (1 + flow.FindingRules().margin) * first["overall_h"]
+
+
+def test_materiality_keeps_small_slowdowns_out():
+    # WH-B handling x1.05: real but within the 10 % margin of its own baseline
+    orders = inc.orders(inc.Incidents(warehouse_handling=("WH-B", 1.05)), seed=4)
+    found = flow.week_findings(orders, inc.weeks())
+    assert _rank_of(found, "paid_shipped", {"warehouse": "WH-B"}) is None
+    looser = flow.FindingRules(margin=0.0, min_hours=0.0, min_z=2.0, min_share=0.0)
+    relaxed = flow.week_findings(orders, inc.weeks(), looser)
+    assert _rank_of(relaxed, "paid_shipped", {"warehouse": "WH-B"}) is not None
+
+
+def test_cohort_hours_by_hand():
+    # two baseline weeks and a report week; one segment; handling starts at payment
+    weeks = [IsoWeek.parse(w).window(TZ) for w in ("2026-W02", "2026-W03", "2026-W04")]
+    mon = [w.start for w in weeks]
+    h = pd.Timedelta(hours=1)
+    rows = [
+        # baseline: paid Monday 01:00, shipped after 10 h (both weeks)
+        ("a", mon[0] + h, mon[0] + 11 * h),
+        ("b", mon[1] + h, mon[1] + 11 * h),
+        # report week: paid Monday 01:00, still unshipped at the export: counted up to
+        # the week's end, 167 h
+        ("c", mon[2] + h, None),
+    ]
+    orders = pd.DataFrame(
+        {
+            "order_id": pd.Series([r[0] for r in rows], dtype="str"),
+            "created_at": pd.Series([r[1] for r in rows]),
+            "paid_at": pd.Series([r[1] for r in rows]),
+            "shipped_at": pd.Series([r[2] for r in rows], dtype=f"datetime64[ns, {TZ}]"),
+            "warehouse": pd.Categorical(["W", "W", "W"]),
+        }
+    )
+    data = flow.cohort_sums(orders, weeks, dimensions=("warehouse",), stages=("paid_shipped",))
+    total = data.totals["paid_shipped"]
+    # this week: 1 order, 167 h, expected 10 h (same start slot before); baseline 2 x 10 h
+    assert total[:3].tolist() == [1.0, 167.0, 10.0]
+    assert total[4:7].tolist() == [2.0, 20.0, 20.0]

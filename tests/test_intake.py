@@ -338,7 +338,7 @@ def test_cli_import_list_add_template_and_export(tmp_path, capsys):
     out_dir = tmp_path / "backup"
     export = ["store", "export", "--out", str(out_dir), "--format", "json", "--params", params]
     assert main(export) == 0
-    assert "(schema version 3) exported to" in capsys.readouterr().out
+    assert "(schema version 4) exported to" in capsys.readouterr().out
     assert (out_dir / "store.json").is_file()
 
 

@@ -1133,3 +1133,95 @@ def test_late_delivery_by_region_and_carrier_by_hand():
         ("r1", "Y"): {"delivered": 1, "late": 1, "late_rate": 1.0},
         ("r2", "X"): {"delivered": 1, "late": 0, "late_rate": 0.0},
     }
+
+
+# --- each week its own lookback; milestones out of order; availability --------------------------
+
+
+def _open_orders() -> pd.DataFrame:
+    """Paid, never shipped orders created every 10 days over 200 days, plus one shipped."""
+    created = pd.date_range("2026-05-04", periods=21, freq="10D", tz=TZ)
+    frame = pd.DataFrame(
+        {
+            "order_id": [f"B{i}" for i in range(len(created))],
+            "order_type": "normal",
+            "created_at": created,
+            "paid_at": created + pd.Timedelta(hours=1),
+            "shipped_at": pd.Series(
+                pd.NaT, index=range(len(created)), dtype=f"datetime64[us, {TZ}]"
+            ),
+            "cancelled_at": pd.Series(
+                pd.NaT, index=range(len(created)), dtype=f"datetime64[us, {TZ}]"
+            ),
+        }
+    )
+    return frame
+
+
+def test_backlog_series_uses_each_weeks_own_lookback():
+    orders = _open_orders()
+    windows = [IsoWeek(2026, w).window(TZ) for w in range(40, 48)]
+    got = kpis.weekly_kpis({"orders": orders}, windows, 48.0, ["backlog"], lookback_days=30)
+    got = got[(got["dimension"] == "all") & (got["order_type"] == "all")]["value"].tolist()
+    # By hand: at each week's end, open orders created no earlier than 30 days before the
+    # week's Monday (and paid before the end).
+    expected = []
+    for w in windows:
+        since = w.start - pd.Timedelta(days=30)
+        mine = orders[(orders["created_at"] >= since)]
+        expected.append(sum(1 for paid in mine["paid_at"] if paid < w.end))
+    assert got == expected
+    # Without the lookback every open order counts, whatever its age: a rising series.
+    plain = kpis.weekly_kpis({"orders": orders}, windows, 48.0, ["backlog"])
+    overall = (plain["dimension"] == "all") & (plain["order_type"] == "all")
+    assert plain[overall]["value"].tolist() == [
+        float(kpis.backlog_at(orders, w.end)) for w in windows
+    ]
+
+
+def test_milestone_out_of_order_leaves_only_that_duration():
+    window = IsoWeek(2026, 47).window(TZ)
+    t0 = window.start + pd.Timedelta(days=1)
+    orders = pd.DataFrame(
+        {
+            "order_id": ["A", "B", "C"],
+            "order_type": "normal",
+            "created_at": [t0, t0, t0],
+            "paid_at": [t0 + pd.Timedelta(hours=2)] * 3,
+            # B was handed to the carrier 1 h before its payment was approved.
+            "shipped_at": [
+                t0 + pd.Timedelta(hours=12),
+                t0 + pd.Timedelta(hours=1),
+                t0 + pd.Timedelta(hours=26),
+            ],
+            "delivered_at": [t0 + pd.Timedelta(hours=48)] * 3,
+        }
+    )
+    assert kpis.orders_created(orders, window) == 3
+    # Paid -> shipped: A 10 h, C 24 h; B's negative duration is left out.
+    assert kpis.handling_median_h(orders, window) == 17.0
+    # B's other durations are fine and count: created -> delivered 48 h for all three.
+    assert kpis.stage_hours(orders, window, "created_delivered").tolist() == [48.0] * 3
+    series = kpis.weekly_kpis(
+        {"orders": orders}, [window], 48.0, ["handling_median_h", "orders_created"]
+    )
+    overall = (series["dimension"] == "all") & (series["order_type"] == "all")
+    values = series[overall].set_index("kpi")["value"]
+    assert values["handling_median_h"] == 17.0 and values["orders_created"] == 3
+
+
+def test_missing_columns_says_what_a_kpi_needs():
+    has = {"created_at", "paid_at", "shipped_at"}.__contains__
+    tables = {"orders"}.__contains__
+    assert kpis.missing_columns("gmv", tables, has) == ["amount"]
+    assert kpis.missing_columns("orders_created", tables, has) == []
+    assert kpis.missing_columns("on_time_delivery_rate", tables, has) == [
+        "delivered_at",
+        "promised_delivery_by",
+    ]
+    assert kpis.missing_columns("complaint_rate", tables, has) == ["tickets"]
+    assert kpis.missing_columns("on_time_ship_rate", tables, has) == []
+    no_paid = {"created_at", "shipped_at"}.__contains__
+    assert kpis.missing_columns("on_time_ship_rate", tables, no_paid) == [
+        "paid_at|promised_ship_by"
+    ]

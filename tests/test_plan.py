@@ -710,7 +710,7 @@ def test_plan_params_are_validated_and_default_yaml_has_a_plan(tmp_path):
     bad_lift.write_text(head + "plan:\n  promotions: {2026-11-11: 0}\n")
     with pytest.raises(InvalidParamError, match=r"plan\.promotions.*positive"):
         load_params(bad_lift)
-    default = load_params(ROOT / "params" / "default.yaml").plan
+    default = load_params(ROOT / "params" / "demo.yaml").plan
     assert set(default.warehouses) == set(WAREHOUSE_SHARES)
     assert set(default.carriers) == set(CARRIER_SHARES)
     assert default.customer_service is not None

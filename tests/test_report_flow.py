@@ -168,39 +168,58 @@ def _has(found: pd.DataFrame, stage: str, segment: dict[str, str]) -> pd.DataFra
     return found[mask]
 
 
-def test_injected_incidents_are_among_the_top_findings(section):
+def _roots(found: pd.DataFrame, group: str) -> pd.DataFrame:
+    return found[(found["group"] == group) & (found["rank"] > 0)].reset_index(drop=True)
+
+
+def test_injected_incidents_lead_new_this_week(section):
+    new = _roots(section.bottlenecks, "new")
+    assert len(new) <= section.top
+    firsts = [
+        (row.stage, {row.dimension: row.value, row.dimension_2: row.value_2})
+        for row in new.head(2).itertuples(index=False)
+    ]
+    stages = {stage for stage, _ in firsts}
+    assert stages == {"paid_shipped", "shipped_delivered"}
+    for stage, segment in firsts:
+        if stage == "paid_shipped":
+            assert segment.get("warehouse") == "WH-South"
+        else:
+            assert segment.get("carrier") == "EastPost" and segment.get("region") == "South"
+    # the injected transit is x2.5 from Tuesday: well above its own usual pace
+    transit = new[new["stage"] == "shipped_delivered"].iloc[0]
+    assert transit["hours_h"] > 1.3 * transit["baseline_h"]
+    assert transit["added_delay_h"] > 0
+
+
+def test_echoes_are_folded_into_their_root(section):
     found = section.bottlenecks
-    assert len(found) <= section.top
-    transit = _has(found, "shipped_delivered", {"carrier": "EastPost", "region": "South"})
-    stockout = _has(found, "paid_shipped", {"warehouse": "WH-South"})
-    assert len(transit) == 1 and len(stockout) >= 1
-    # the slow transit started in the report week: the finding says it got worse
-    assert transit["trend"].iloc[0] == "worse"
-    assert transit["previous_median_h"].iloc[0] < transit["median_h"].iloc[0] / 1.15
+    folded = found[found["folded_into"] != ""]
+    assert (folded["rank"] == 0).all()
+    assert set(folded["folded_into"]) <= set(found.loc[found["rank"] > 0, "id"])
+    assert (folded["driven_by"] != "").all()
 
 
-def test_findings_are_flow_bottlenecks_of_the_week(section, week_data):
-    # the section hands flow only the orders with a stage ending in the week: same answer
-    expected = flow.bottlenecks(week_data.tables["orders"], week_data.window, top=section.top)
-    got = section.bottlenecks[expected.columns]
-    pd.testing.assert_frame_equal(got, expected)
-
-
-def test_quiet_weeks_do_not_rank_the_incident_segments(quiet_sample, tmp_path_factory):
+def test_quiet_weeks_find_nothing_new_in_the_incident_segments(quiet_sample, tmp_path_factory):
     folder = tmp_path_factory.mktemp("quiet_flow")
     data = load_week(load_params(write_params(folder, quiet_sample.folder)), SAMPLE_WEEK)
-    found = FlowSection(data, "en").bottlenecks
-    assert _has(found, "shipped_delivered", {"carrier": "EastPost", "region": "South"}).empty
-    assert _has(found, "paid_shipped", {"warehouse": "WH-South"}).empty
+    new = _roots(FlowSection(data, "en").bottlenecks, "new")
+    assert _has(new, "shipped_delivered", {"carrier": "EastPost", "region": "South"}).empty
+    assert _has(new, "paid_shipped", {"warehouse": "WH-South"}).empty
 
 
-def test_finding_median_matches_a_pandas_filter(section, week_data):
+def test_new_finding_hours_match_a_pandas_filter(section, week_data):
     orders = week_data.tables["orders"]
-    row = _has(section.bottlenecks, "shipped_delivered", {"carrier": "EastPost", "region": "South"})
-    delivered = week_data.window.contains(orders["delivered_at"]).fillna(False)
-    cell = orders[delivered & (orders["carrier"] == "EastPost") & (orders["region"] == "South")]
-    hours = (cell["delivered_at"] - cell["shipped_at"]).dt.total_seconds() / 3600
-    assert row["median_h"].iloc[0] == pytest.approx(hours.median())
+    row = _has(_roots(section.bottlenecks, "new"), "shipped_delivered", {"carrier": "EastPost"})
+    # hours in transit of the cell's parcels shipped in the week, up to the week's end
+    shipped = week_data.window.contains(orders["shipped_at"]).fillna(False)
+    cell = orders[shipped & (orders["carrier"] == "EastPost") & (orders["region"] == "South")]
+    left = cell["delivered_at"].where(cell["delivered_at"].notna(), week_data.window.end)
+    if "cancelled_at" in cell:
+        left = left.where(~(cell["cancelled_at"] < left), cell["cancelled_at"])
+    left = left.where(left < week_data.window.end, week_data.window.end)
+    hours = (left - cell["shipped_at"]).dt.total_seconds() / 3600
+    assert row["hours_h"].iloc[0] == pytest.approx(hours.mean())
     assert row["orders"].iloc[0] == len(cell)
 
 
@@ -248,10 +267,14 @@ def test_export_writes_the_edges_and_findings_of_the_same_computation(section, w
     got = edges.sort_values(key).reset_index(drop=True)
     want = expected.sort_values(key).reset_index(drop=True)[got.columns]
     pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-9)
-    found = pd.read_csv(tmp_path / "bottlenecks.csv")
+    found = pd.read_csv(tmp_path / "bottlenecks.csv", keep_default_na=False)
     assert found["finding"].tolist() == section.bottlenecks["finding"].tolist()
-    assert found["trend"].tolist() == section.bottlenecks["trend"].tolist()
-    assert found["avoidable_h"].to_numpy() == pytest.approx(section.bottlenecks["avoidable_h"])
+    for column in ("group", "baseline_h", "added_delay_h", "folded_into"):
+        assert column in found.columns
+    assert found["added_delay_h"].to_numpy() == pytest.approx(section.bottlenecks["added_delay_h"])
+    weekdays = found.loc[found["dimension"] == "weekday", "value"].tolist()
+    weekdays += found.loc[found["dimension_2"] == "weekday", "value_2"].tolist()
+    assert weekdays and set(weekdays) <= {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
 
 
 def test_display_pieces(section):
@@ -259,13 +282,15 @@ def test_display_pieces(section):
     assert section.heading().data == "## Where the time goes"
     findings = section.findings()
     assert isinstance(findings, HTML)
-    assert findings.data.count("<li>") == len(section.bottlenecks)
+    roots = section.bottlenecks[section.bottlenecks["rank"] > 0]
+    assert findings.data.count("<li>") == len(roots)
     # the sample's extract starts three weeks before the report week; the first is partial
     assert section.previous_weeks == 1
-    assert "As in the previous week (median" in findings.data
+    assert "New this week: slower than their own pace in the previous week" in findings.data
+    assert "Usual bottlenecks" in findings.data
     worst, dfg = section.worst_segments_chart(), section.graph_chart()
     assert isinstance(worst, Image) and worst.data.startswith(b"\x89PNG")
-    assert worst.metadata["alt"].startswith("Largest avoidable delay: ")
+    assert worst.metadata["alt"].startswith("Most delay added this week: ")
     assert dfg.metadata["alt"].startswith(f"Order flow in {SAMPLE_WEEK}: most time spent in ")
     assert "Shipped → Delivered" in dfg.metadata["alt"]
 
@@ -304,7 +329,7 @@ def test_a_week_without_findings_or_transitions(tmp_path):
         }
     )
     calm = FlowSection(_tiny_week(tmp_path, orders), "en")
-    assert "No segment ran notably slower" in calm.findings().data
+    assert "No complete earlier week" in calm.findings().data
     assert calm.worst_segments_chart().metadata["alt"] == "No slow segment to chart this week."
     assert calm.graph_chart().metadata["alt"].startswith("Order flow in 2026-W02")
 

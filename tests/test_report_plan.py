@@ -36,8 +36,8 @@ PIECES = (
 
 
 def _params_files(folder, sample):
-    """default.yaml (with its plan block) under the test's source and outputs."""
-    return ROOT / "params" / "default.yaml", write_params(folder, sample.folder)
+    """demo.yaml (with its plan block) under the test's source and outputs."""
+    return ROOT / "params" / "demo.yaml", write_params(folder, sample.folder)
 
 
 @pytest.fixture(scope="module")

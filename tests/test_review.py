@@ -163,7 +163,7 @@ def test_the_demo_minutes_show_the_review_loop(tmp_path):
     from tests.conftest import ROOT
 
     params = load_params(
-        ROOT / "params" / "default.yaml", overrides={"store": {"path": str(tmp_path / "m.db")}}
+        ROOT / "params" / "demo.yaml", overrides={"store": {"path": str(tmp_path / "m.db")}}
     )
     with Store.at(f"sqlite:///{tmp_path / 'm.db'}") as store:
         for f in write_sample_issues(tmp_path / "issues", "2026-W47"):

@@ -10,7 +10,7 @@ from meetinglib.core.errors import InvalidParamError
 from meetinglib.core.params import load_params
 from meetinglib.core.secrets import redact, redact_tree, url_secrets
 
-DEFAULTS = Path(__file__).resolve().parent.parent / "params" / "default.yaml"
+DEFAULTS = Path(__file__).resolve().parent.parent / "params" / "demo.yaml"
 
 
 @pytest.mark.parametrize(

@@ -146,21 +146,18 @@ EXPECTED_ENTRIES = [
     ),
 ]
 
-# (line, first rule failed, its column), in source order.
+# (line, first rule failed, its column), in source order. Unknown values (lines 3, 16) and
+# milestones out of order (8, 12, 13) are kept and flagged, not set aside.
 EXPECTED_QUARANTINE = [
-    (3, "unknown value", "order_type"),
     (4, "unparseable timestamp", "created_at"),
     (5, "not a number", "amount"),
     (6, "out of range", "amount"),
     (7, "duplicate key", "order_id"),
-    (8, "milestone order", "delivered_at"),
     (9, "required value missing", "created_at"),
     (10, "required value missing", "order_id"),
     (11, "unparseable timestamp", "created_at"),
-    (12, "milestone order", "shipped_at"),
-    (13, "milestone order", "paid_at"),
-    (16, "unknown value", "exception_code"),
 ]
+KEPT_FLAGGED = {3, 8, 12, 13, 16}
 
 
 @pytest.fixture
@@ -180,11 +177,14 @@ def test_every_rule_counted_by_hand(rules_result):
 def test_each_row_quarantined_once_and_counts_add_up(rules_result):
     raw, (clean, entries, quarantined) = rules_result
     assert len(raw.frame) == 15
-    assert len(quarantined) == 12
-    assert len(clean) == 3
+    assert len(quarantined) == 7
+    assert len(clean) == 3 + len(KEPT_FLAGGED)
     assert len(raw.frame) == len(clean) + len(quarantined)
     # Rows 10 and 11 fail two rules each: counted in both entries, set aside once.
     assert sum(e.rows for e in entries) == 12 + 2
+    assert [e.kept for e in entries] == [
+        e[1] in ("unknown value", "milestone order") for e in EXPECTED_ENTRIES
+    ]
     got = list(
         zip(
             quarantined["_source_row"].tolist(),
@@ -209,13 +209,19 @@ def test_quarantine_keeps_original_values(rules_result):
 
 def test_kept_rows_and_normalised_values(rules_result):
     _, (clean, _, _) = rules_result
-    assert clean["order_id"].tolist() == ["O-1", "O-00042", "O-10"]
-    assert clean["order_type"].tolist() == ["normal", "normal", "special"]
-    assert clean["amount"].tolist() == [99.5, 1234.5, 10.0]
-    assert clean["exception_code"].isna().tolist() == [True, True, False]
-    assert clean["exception_code"].iloc[2] == "stockout"
+    ids = ["O-1", "O-2", "O-6", "O-8", "O-9", "O-00042", "O-10", "O-11"]
+    assert clean["order_id"].tolist() == ids
+    assert clean["order_type"].tolist() == ["normal", "unmapped", *["normal"] * 4, "special"] + [
+        "normal"
+    ]
+    assert clean["amount"].tolist() == [99.5, 10.0, 10.0, 10.0, 10.0, 1234.5, 10.0, 10.0]
+    assert clean["exception_code"].isna().tolist() == [True] * 6 + [False, False]
+    # An unknown exception code is still an exception: kept as "unmapped".
+    assert clean["exception_code"].tolist()[-2:] == ["stockout", "unmapped"]
     assert clean["created_at"].iloc[0] == stamp("2026-03-02 10:00")
     assert clean["delivered_at"].iloc[0] == stamp("2026-03-05 15:00")
+    # The milestone out of order stays as the source says; durations leave it out.
+    assert clean["delivered_at"].iloc[2] == stamp("2026-03-03 08:00")
     assert clean["cancelled_at"].isna().all()
 
 
@@ -227,7 +233,7 @@ def test_canonical_dtypes_and_columns(rules_result):
     assert "_source_row" not in clean.columns
     assert clean["order_id"].dtype == "str"
     assert isinstance(clean["order_type"].dtype, pd.CategoricalDtype)
-    assert list(clean["order_type"].cat.categories) == list(ORDER_TYPES)
+    assert list(clean["order_type"].cat.categories) == [*ORDER_TYPES, "unmapped"]
     for name in ("created_at", "paid_at", "promised_ship_by"):
         assert str(clean[name].dtype) == f"datetime64[us, {TZ}]"
     assert clean["amount"].dtype == "float64"
@@ -356,9 +362,10 @@ def ten_orders(bad_created: dict[int, str], bad_type: dict[int, str]) -> RawTabl
 
 
 def test_too_many_quarantined_message():
+    # The unknown order type is kept (not counted in the share) but named in the message.
     raw = ten_orders({1: "2026-13-01 10:00", 3: "soon"}, {5: "vip"})
     expected = (
-        "orders.csv: 3 of 10 rows (30.0%) fail validation, more than "
+        "orders.csv: 2 of 10 rows (20.0%) fail validation, more than "
         "quality.max_quarantine_share (2.0%): "
         "column 'created_at' unparseable timestamp: 2 rows "
         "(row 3 (order_id A2): '2026-13-01 10:00', row 5 (order_id A4): 'soon'); "
@@ -496,17 +503,21 @@ def test_quality_report_frame_in_both_languages(rules_result):
     raw, (clean, entries, quarantined) = rules_result
     report = QualityReport()
     report.add("orders", len(raw.frame), len(clean), entries, quarantined)
-    assert report.total_quarantined == 12
-    assert (report.loaded, report.kept) == ({"orders": 15}, {"orders": 3})
+    assert report.total_quarantined == 7
+    assert (report.loaded, report.kept) == ({"orders": 15}, {"orders": 8})
     en = report.to_frame("en")
-    assert list(en.columns) == ["Table", "Source", "Column", "Rule", "Rows", "Examples"]
+    assert list(en.columns) == [
+        "Table", "Source", "Column", "Rule", "Rows", "Outcome", "Examples"
+    ]  # fmt: skip
+    assert en["Outcome"].tolist()[-1] == "kept, flagged"
+    assert en["Outcome"].tolist()[0] == "set aside"
     assert en["Rows"].tolist() == [e[2] for e in EXPECTED_ENTRIES]
     assert en["Rule"].iloc[0] == "Required value missing"
     assert en["Examples"].iloc[2] == (
         "row 4 (order_id O-3): '2026-02-30 10:00'; row 11 (order_id O-2): 'yesterday'"
     )
     zh = report.to_frame("zh-CN")
-    assert list(zh.columns) == ["数据表", "来源", "字段", "规则", "行数", "示例"]
+    assert list(zh.columns) == ["数据表", "来源", "字段", "规则", "行数", "处理", "示例"]
     assert zh["规则"].iloc[0] == "必填值缺失"
     assert zh["规则"].iloc[-1] == "时间节点顺序颠倒"
 
@@ -585,5 +596,5 @@ def test_categorical_input_as_the_source_delivers_it():
     assert [(e.column, e.rule, e.examples) for e in entries] == [
         ("kind", "unknown value", ("row 4 (case_id 3): 'swap'",))
     ]
-    assert clean["case_id"].tolist() == ["1", "2"]
-    assert clean["kind"].tolist() == ["return", "exchange"]
+    assert clean["case_id"].tolist() == ["1", "2", "3"]
+    assert clean["kind"].tolist() == ["return", "exchange", "unmapped"]

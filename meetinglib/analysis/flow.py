@@ -18,6 +18,7 @@ cores; benchmarks/bench_flow.py measures it against PM4Py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -846,6 +847,13 @@ def _segment_codes(col: pd.Series) -> _Segments:
     return _Segments(codes.astype(np.int64) + 1, list(uniques))
 
 
+def _category_codes(col: pd.Series) -> _Segments:
+    """Like _segment_codes, from a categorical's own codes (no hashing of the values)."""
+    if _is_categorical(col):
+        return _Segments(col.cat.codes.to_numpy().astype(np.int64) + 1, list(col.cat.categories))
+    return _segment_codes(col)
+
+
 def _cells(
     segs: dict[str, _Segments], dims: list[str], n: int
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -960,10 +968,17 @@ def _fmt_hours(hours: float) -> str:
     return f"{hours:.1f}" if abs(hours) < 10 else f"{hours:,.0f}"
 
 
+def weekday_number(value: object) -> int:
+    """0 (Monday) to 6 from a weekday number or name (Mon..Sun, as in bottlenecks.csv)."""
+    if isinstance(value, str) and value in WEEKDAY_NAMES:
+        return WEEKDAY_NAMES.index(value)
+    return int(value)  # type: ignore[call-overload]
+
+
 def segment_phrase(dimension: str, value: object, lang: str = "en") -> str:
     """The segment in words, e.g. 'via carrier EastPost' or 'for orders created on Fri'."""
     if dimension == "weekday":
-        shown = t(f"weekday.{int(value)}", lang)
+        shown = t(f"weekday.{weekday_number(value)}", lang)
     elif dimension == "order_type":
         shown = label_or(f"order_type.{value}", lang, str(value))
     elif dimension == "hour":
@@ -1012,3 +1027,667 @@ def labelled(frame: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
     if "value_2" in out.columns:
         out["value_2"] = ["" if v is None else v for v in out["value_2"]]
     return out.rename(columns={c: label_or(f"flow.col.{c}", lang, c) for c in out.columns})
+
+
+# --- findings: new this week, usual bottlenecks, echoes ------------------------------------
+#
+# A stage's time is compared on like cohorts: an order counts in the week its stage
+# STARTED, and its time in the stage is counted up to the end of that week (or until it
+# left the stage: the end milestone or a cancellation). Every week's cohort is cut off
+# the same way, so a slow upstream stage that changes WHICH orders finish a later stage
+# this week cannot read as a slowdown of the later stage. The time left before the cut
+# still depends on when in the week a stage started; each order's expected time is
+# therefore the baseline mean of orders that started in the same part of the week
+# (BUCKET_HOURS slots from Monday 00:00), and a segment's own baseline is that
+# expectation scaled by the segment's ratio to it in the previous weeks (indirect
+# standardisation: the mix of start times is held fixed).
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+BUCKET_HOURS = 6
+FINDING_GROUPS = ("new", "usual")
+FINDING_COLUMNS = [
+    "id",
+    "group",
+    "rank",
+    "stage",
+    "dimension",
+    "value",
+    "dimension_2",
+    "value_2",
+    "orders",
+    "hours_h",
+    "baseline_h",
+    "overall_h",
+    "added_delay_h",
+    "z",
+    "folded_into",
+    "driven_by",
+    "finding",
+]
+# sums per cell, in this order: this week's cohort (orders, actual hours, expected hours at
+# the overall pace, variance), then the baseline weeks' cohorts (the same four)
+_WN, _WA, _WE, _WV, _BN, _BA, _BE, _BV = range(8)
+
+
+@dataclass(frozen=True)
+class FindingRules:
+    """Materiality and echo rules of the findings (params ``findings``)."""
+
+    min_orders: int = 30
+    margin: float = 0.10
+    min_hours: float = 1.0
+    min_z: float = 4.0
+    min_share: float = 0.01
+    echo_left: float = 0.3
+    baseline_weeks: int = 6
+    top_new: int = 8
+    top_usual: int = 5
+
+
+@dataclass
+class CohortSums:
+    """Per stage, the eight cohort sums of every cell (a combination of segment values)."""
+
+    dims: list[str]
+    segs: dict[str, _Segments]
+    cell: np.ndarray  # per order: its cell
+    cell_codes: dict[str, np.ndarray]  # per dimension: each cell's value code (0 = empty)
+    sums: dict[str, np.ndarray]  # stage -> (cells x 8)
+    totals: dict[str, np.ndarray]  # stage -> the eight sums over all orders
+    weeks: int  # baseline weeks
+    reduced: np.ndarray  # per cell: its cell with the dimension of most values summed out
+    reduced_codes: dict[str, np.ndarray]  # per dimension: each reduced cell's value code
+
+
+def segment_columns(orders: pd.DataFrame, dimensions: Sequence[str] = SEGMENTS) -> pd.DataFrame:
+    """The segment columns of ``orders``: the five given ones, weekday (Mon..Sun) and hour.
+
+    Weekday and hour are those of creation in local time; weekday as a name.
+    """
+    out: dict[str, object] = {}
+    if "weekday" in dimensions or "hour" in dimensions:
+        day, hour = _local_day_hour(orders["created_at"])
+        if "weekday" in dimensions:
+            out["weekday"] = pd.Categorical.from_codes(day, categories=list(WEEKDAY_NAMES))
+        if "hour" in dimensions:
+            out["hour"] = pd.array(np.where(hour < 0, 0, hour), dtype="Int8")
+            out["hour"][hour < 0] = pd.NA  # type: ignore[index]
+    for d in dimensions:
+        if d in ("weekday", "hour"):
+            continue
+        if d in orders.columns:
+            out[d] = orders[d].to_numpy() if not _is_categorical(orders[d]) else orders[d].array
+    return pd.DataFrame(out, index=orders.index)
+
+
+def _local_day_hour(created: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Local weekday (0 = Monday) and hour of each timestamp; -1 for NaT.
+
+    Computed once per distinct UTC hour (a few thousand) rather than per order: the
+    time-zone conversion is the slow part and is the same within an hour in every zone
+    whose offsets are whole hours.
+    """
+    ns = _ns(created)
+    hour_ns = np.where(ns == _NAT, _NAT, ns - ns % _NS_PER_HOUR)
+    codes, uniques = pd.factorize(hour_ns)
+    tz = getattr(created.dtype, "tz", None)
+    stamps = pd.DatetimeIndex(np.asarray(uniques, dtype=np.int64).view("datetime64[ns]"))
+    stamps = stamps.tz_localize("UTC").tz_convert(tz) if tz is not None else stamps
+    # zones with half-hour offsets: fall back to converting every order
+    if tz is not None and (stamps.minute != 0).any():
+        local = created.dt
+        day = local.day_of_week.fillna(-1).astype("int64").to_numpy()
+        return day, local.hour.fillna(-1).astype("int64").to_numpy()
+    day_u = np.asarray(stamps.day_of_week, dtype=np.int64)
+    hour_u = np.asarray(stamps.hour, dtype=np.int64)
+    nat = np.asarray(uniques, dtype=np.int64) == _NAT
+    day_u[nat], hour_u[nat] = -1, -1
+    return day_u[codes], hour_u[codes]
+
+
+def _is_categorical(col: pd.Series) -> bool:
+    return isinstance(col.dtype, pd.CategoricalDtype)
+
+
+def cohort_sums(
+    orders: pd.DataFrame,
+    weeks: Sequence[Window],
+    dimensions: Sequence[str] = SEGMENTS,
+    stages: Sequence[str] = tuple(STAGES),
+) -> CohortSums:
+    """The cohort sums behind the findings; ``weeks``: baseline weeks, then the report week.
+
+    Per stage, an order belongs to the cohort of the week its start milestone falls in;
+    its hours = (min(end, cancelled, end of that week) - start), at least 0. Its expected
+    hours = the mean hours of the baseline weeks' orders that started in the same
+    BUCKET_HOURS slot of their week; its variance = their variance.
+    """
+    _require(orders, "orders", ("order_id", "created_at"))
+    bounds = np.array(
+        [_ns(pd.Series([w.start]))[0] for w in weeks] + [_ns(pd.Series([weeks[-1].end]))[0]]
+    )
+    segments = segment_columns(orders, dimensions)
+    dims = [d for d in dimensions if d in segments.columns and segments[d].notna().any()]
+    segs = {d: _category_codes(segments[d]) for d in dims}
+    cell, cell_codes = _cells(segs, dims, len(orders))
+    n_cells = len(next(iter(cell_codes.values()))) if cell_codes else len(orders)
+    cancel = _ns(orders["cancelled_at"]) if "cancelled_at" in orders.columns else None
+    last = len(weeks) - 1
+    uniform = len(set(np.diff(bounds).tolist())) == 1
+    sums, totals = {}, {}
+    for stage in stages:
+        a, b = STAGES[stage]
+        if a not in orders.columns or b not in orders.columns:
+            continue
+        start = _ns(orders[a])
+        rows = np.flatnonzero((start >= bounds[0]) & (start < bounds[-1]))  # NaT is int64 min
+        s = start[rows]
+        leave = _ns(orders[b])[rows]
+        leave[leave == _NAT] = _LATEST
+        if cancel is not None:
+            gone = cancel[rows]
+            leave = np.minimum(leave, np.where(gone == _NAT, _LATEST, gone))
+        if uniform:  # every week equally long (no DST change): no search needed
+            week = (s - bounds[0]) // (bounds[1] - bounds[0])
+        else:
+            week = np.searchsorted(bounds, s, side="right") - 1
+        week_start = bounds[week]
+        hours = np.maximum(np.minimum(leave, bounds[week + 1]) - s, 0) / _NS_PER_HOUR
+        slots = 7 * 24 // BUCKET_HOURS
+        bucket = np.minimum((s - week_start) // (BUCKET_HOURS * _NS_PER_HOUR), slots - 1)
+        base = week < last
+        n_b = np.bincount(bucket[base], minlength=slots).astype(np.float64)
+        sum_b = np.bincount(bucket[base], weights=hours[base], minlength=slots)
+        sq_b = np.bincount(bucket[base], weights=hours[base] ** 2, minlength=slots)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean_b = np.where(n_b > 0, sum_b / n_b, 0.0)
+            var_b = np.where(n_b > 1, (sq_b - n_b * mean_b**2) / np.maximum(n_b - 1, 1), 0.0)
+        expected, variance = mean_b[bucket], np.maximum(var_b[bucket], 0.0)
+        # one pass per sum: even slots this week's cohort, odd slots the baseline's
+        key = cell[rows] * 2 + base
+        size = 2 * n_cells
+        parts = [
+            np.bincount(key, minlength=size).astype(np.float64),
+            np.bincount(key, weights=hours, minlength=size),
+            np.bincount(key, weights=expected, minlength=size),
+            np.bincount(key, weights=variance, minlength=size),
+        ]
+        table = np.column_stack([p[0::2] for p in parts] + [p[1::2] for p in parts])
+        sums[stage] = table
+        totals[stage] = table.sum(axis=0)
+    reduced, reduced_codes = _reduce_cells(segs, dims, cell_codes)
+    return CohortSums(
+        dims, segs, cell, cell_codes, sums, totals, max(len(weeks) - 1, 1), reduced, reduced_codes
+    )
+
+
+def _reduce_cells(
+    segs: dict[str, _Segments], dims: list[str], cell_codes: dict[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each cell's cell without the dimension of most values, and those cells' codes."""
+    if not dims:
+        return np.zeros(0, dtype=np.int64), {}
+    big = max(dims, key=lambda d: len(segs[d].values))
+    rest = [d for d in dims if d != big]
+    key = np.zeros(len(cell_codes[dims[0]]), dtype=np.int64)
+    for d in rest:
+        key = key * (len(segs[d].values) + 1) + cell_codes[d]
+    first, reduced = np.unique(key, return_index=True, return_inverse=True)[1:]
+    codes = {d: cell_codes[d][first] for d in rest}
+    codes[big] = np.zeros(len(first), dtype=np.int64)
+    return reduced.astype(np.int64), codes
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    stage: str
+    keys: tuple[tuple[str, int], ...]  # (dimension, value code), one or two
+    stats: np.ndarray  # the eight sums
+
+
+_Found = tuple[_Candidate, float, float]  # candidate, added delay-hours, z
+
+
+def _judge_new(
+    stats: np.ndarray, total: np.ndarray, rules: FindingRules
+) -> tuple[float, float, bool]:
+    """(added delay-hours, z, material) of a segment's cohort against its own baseline."""
+    wn, wa, we, wv, bn, ba, be, bv = (float(x) for x in stats)
+    if be <= 0 or wn <= 0:
+        return 0.0, 0.0, False
+    ratio = ba / be
+    baseline = ratio * we
+    added = wa - baseline
+    var = ratio**2 * wv + (we / be) ** 2 * ratio**2 * bv
+    z = added / math.sqrt(var) if var > 0 else (math.inf if added > 0 else 0.0)
+    per_order = added / wn
+    material = (
+        wn >= rules.min_orders
+        and bn >= rules.min_orders
+        and added > 0
+        and wa >= (1 + rules.margin) * baseline
+        and per_order >= rules.min_hours
+        and z >= rules.min_z
+        and added >= rules.min_share * float(total[_WE])
+    )
+    return added, z, material
+
+
+def _judge_usual(
+    stats: np.ndarray, total: np.ndarray, rules: FindingRules, weeks: int
+) -> tuple[float, float, bool]:
+    """(excess delay-hours a week, z, material) of a segment's baseline against the overall."""
+    bn, ba, be, bv = (float(x) for x in stats[_BN:])
+    if be <= 0:
+        return 0.0, 0.0, False
+    excess = ba - be
+    z = excess / math.sqrt(bv) if bv > 0 else 0.0
+    material = (
+        bn >= rules.min_orders
+        and excess > 0
+        and ba >= (1 + rules.margin) * be
+        and excess / bn >= rules.min_hours
+        and z >= rules.min_z
+        and excess >= rules.min_share * float(total[_BE])
+    )
+    return excess / weeks, z, material
+
+
+def _groupings(
+    data: CohortSums, pairs: Sequence[tuple[str, str]]
+) -> list[tuple[tuple[str, ...], list[int]]]:
+    """(dimensions, sizes) of every segmentation searched: each dimension, each pair."""
+    out: list[tuple[tuple[str, ...], list[int]]] = []
+    for d in data.dims:
+        out.append(((d,), [len(data.segs[d].values) + 1]))
+    for da, db in pairs:
+        out.append(((da, db), [len(data.segs[da].values) + 1, len(data.segs[db].values) + 1]))
+    return out
+
+
+class _Sums:
+    """Segment sums of one stage by every segmentation, over all cells or some.
+
+    Segmentations without the dimension of most values (usually the hour) are summed
+    from the cells with that dimension summed out first, which are far fewer.
+    """
+
+    def __init__(
+        self,
+        data: CohortSums,
+        table: np.ndarray,
+        groupings: list[tuple[tuple[str, ...], list[int]]],
+        cells: np.ndarray | None = None,
+    ):
+        big = max(data.dims, key=lambda d: len(data.segs[d].values))
+        rows = table if cells is None else table[cells]
+        reduced = data.reduced if cells is None else data.reduced[cells]
+        n_small = len(data.reduced_codes[big])
+        small = np.column_stack(
+            [np.bincount(reduced, weights=rows[:, j], minlength=n_small) for j in range(8)]
+        )
+        self.by: dict[tuple[str, ...], np.ndarray] = {}
+        self.sizes: dict[tuple[str, ...], list[int]] = {}
+        for names, sizes in groupings:
+            if big in names:
+                codes, source = data.cell_codes, rows
+                pick = cells
+            else:
+                codes, source, pick = data.reduced_codes, small, None
+            key = codes[names[0]] if pick is None else codes[names[0]][pick]
+            if len(names) > 1:
+                second = codes[names[1]] if pick is None else codes[names[1]][pick]
+                key = key * sizes[1] + second
+            width = int(np.prod(sizes))
+            self.by[names] = np.column_stack(
+                [np.bincount(key, weights=source[:, j], minlength=width) for j in range(8)]
+            )
+            self.sizes[names] = sizes
+
+    def of(self, keys: tuple[tuple[str, int], ...]) -> np.ndarray:
+        """The eight sums of one segment."""
+        names = tuple(d for d, _ in keys)
+        codes = tuple(c for _, c in keys)
+        j = int(np.ravel_multi_index(codes, self.sizes[names])) if len(codes) > 1 else codes[0]
+        return self.by[names][j]
+
+
+def _mask(data: CohortSums, keys: tuple[tuple[str, int], ...]) -> np.ndarray:
+    """Cells of a segment (all its dimension values)."""
+    mask = np.ones(len(data.cell_codes[data.dims[0]]), dtype=bool)
+    for d, code in keys:
+        mask &= data.cell_codes[d] == code
+    return mask
+
+
+def _judge(
+    group: str, stats: np.ndarray, total: np.ndarray, rules: FindingRules, weeks: int
+) -> tuple[float, float, bool]:
+    if group == "new":
+        return _judge_new(stats, total, rules)
+    return _judge_usual(stats, total, rules, weeks)
+
+
+def _candidates(
+    data: CohortSums,
+    group: str,
+    rules: FindingRules,
+    groupings: list[tuple[tuple[str, ...], list[int]]],
+    full: dict[str, _Sums],
+) -> list[tuple[_Candidate, float, float]]:
+    """Material segments (one dimension, and the given pairs) of every stage, unfolded."""
+    found = []
+    for stage in data.sums:
+        total = data.totals[stage]
+        for names, sizes in full[stage].sizes.items():
+            agg = full[stage].by[names]
+            enough = np.flatnonzero(agg[:, _WN if group == "new" else _BN] >= rules.min_orders)
+            for j in enough:
+                codes = np.unravel_index(j, sizes) if len(sizes) > 1 else (j,)
+                if any(int(c) == 0 for c in codes):
+                    continue  # empty segment value
+                added, z, ok = _judge(group, agg[j], total, rules, data.weeks)
+                if ok:
+                    keys = tuple((n, int(c)) for n, c in zip(names, codes, strict=True))
+                    found.append((_Candidate(stage, keys, agg[j]), added, z))
+    found.sort(key=lambda f: (-f[1], list(STAGES).index(f[0].stage), f[0].keys))
+    return found
+
+
+def _fold(
+    data: CohortSums,
+    found: list[tuple[_Candidate, float, float]],
+    group: str,
+    rules: FindingRules,
+    groupings: list[tuple[tuple[str, ...], list[int]]],
+    top: int,
+) -> list[tuple[_Candidate, float, float, int | None]]:
+    """Roots and echoes: each candidate with the index (in the result) of its root or None.
+
+    A candidate is an echo of another of the same stage when, without that one's
+    orders, its delay is no longer material or keeps less than ``echo_left`` of itself.
+    Strongest first; before the strongest becomes a root, a candidate it is an echo of
+    takes its place, unless that one is in turn an echo of it and no slower per order
+    (two segments sharing most orders: the slower, narrower one is the root); a narrower
+    cell inside it takes its place only when the rest of it is immaterial and runs at
+    most ``echo_left`` of the cell's pace. Every later candidate that is an echo of the
+    roots so far is folded into the root whose orders alone take away most of its
+    delay. Stops after ``top`` roots; what is left is neither a root nor folded.
+    """
+
+    def judge(stats: np.ndarray, stage: str) -> tuple[float, float, bool]:
+        return _judge(group, stats, data.totals[stage], rules, data.weeks)
+
+    inside: dict[tuple[str, tuple[tuple[str, int], ...]], _Sums] = {}
+
+    def within(stage: str, keys: tuple[tuple[str, int], ...]) -> _Sums:
+        """Sums of every segment restricted to the orders of one segment (cached)."""
+        if (stage, keys) not in inside:
+            cells = np.flatnonzero(_mask(data, keys))
+            inside[(stage, keys)] = _Sums(data, data.sums[stage], groupings, cells)
+        return inside[(stage, keys)]
+
+    def left(c: tuple[_Candidate, float, float], shared: np.ndarray) -> float:
+        """Added delay of ``c`` without the orders it shares; 0 when not material."""
+        added, _, ok = judge(c[0].stats - shared, c[0].stage)
+        return added if ok else 0.0
+
+    def pace(c: tuple[_Candidate, float, float]) -> float:
+        return c[1] / max(float(c[0].stats[_WN if group == "new" else _BN]), 1.0)
+
+    def takes_over(
+        f: tuple[_Candidate, float, float], head: tuple[_Candidate, float, float]
+    ) -> bool:
+        """Whether ``f`` rather than ``head`` is the root of what they share."""
+        if f is head or f[0].stage != head[0].stage:
+            return False
+        narrower, broader = set(f[0].keys), set(head[0].keys)
+        if narrower > broader:  # a cell inside head
+            rest = head[0].stats - f[0].stats
+            n = float(rest[_WN if group == "new" else _BN])
+            added, _, ok = judge(rest, head[0].stage)
+            return not ok and (n < 1 or added / n <= rules.echo_left * pace(f))
+        if narrower < broader:
+            return False
+        shared = within(head[0].stage, head[0].keys).of(f[0].keys)
+        head_echo = left(head, shared) < rules.echo_left * head[1]
+        f_echo = left(f, shared) < rules.echo_left * f[1]
+        return head_echo and (not f_echo or pace(f) > pace(head))
+
+    remaining = list(found)
+    out: list[tuple[_Candidate, float, float, int | None]] = []
+    roots: list[tuple[int, _Candidate]] = []  # position in out, candidate
+    gone: dict[str, np.ndarray] = {}  # per stage: the cells of its roots so far
+    while remaining and len(roots) < top:
+        head = remaining[0]
+        for _ in range(len(remaining)):
+            better = next((f for f in remaining if takes_over(f, head)), None)
+            if better is None:
+                break
+            head = better
+        remaining.remove(head)
+        out.append((*head, None))
+        roots.append((len(out) - 1, head[0]))
+        stage = head[0].stage
+        gone[stage] = gone.get(stage, np.zeros(len(data.sums[stage]), dtype=bool))
+        gone[stage] |= _mask(data, head[0].keys)
+        union = _Sums(data, data.sums[stage], groupings, np.flatnonzero(gone[stage]))
+        keep = []
+        for f in remaining:
+            if f[0].stage != stage or left(f, union.of(f[0].keys)) >= rules.echo_left * f[1]:
+                keep.append(f)
+                continue
+            # the root whose orders alone take away most of this one's delay
+            same = [r for r in roots if r[1].stage == stage]
+            best = min(same, key=lambda r: left(f, within(stage, r[1].keys).of(f[0].keys)))
+            out.append((*f, best[0]))
+        remaining = keep
+    return out
+
+
+def week_findings(
+    orders: pd.DataFrame,
+    weeks: Sequence[Window],
+    rules: FindingRules | None = None,
+    dimensions: Sequence[str] = SEGMENTS,
+    pairs: bool | Sequence[tuple[str, str]] = True,
+    stages: Sequence[str] = tuple(STAGES),
+    lang: str = "en",
+    data: CohortSums | None = None,
+) -> pd.DataFrame:
+    """ "Where the time goes" as findings in two groups, echoes folded into their roots.
+
+    ``weeks``: the baseline weeks, oldest first, then the report week. For every stage
+    and segment (one dimension value, or a cell of two with ``pairs``), on the cohort
+    sums of ``cohort_sums``:
+
+    - group "new": added_delay_h = this week's hours - baseline, where baseline = the
+      hours its orders would have taken at the segment's own pace of the baseline weeks
+      (same start slots); material when the segment has ``min_orders`` orders this week
+      and before, hours_h >= (1 + margin) x baseline_h, the gap is >= min_hours per order
+      and >= min_z standard errors, and added delay >= min_share of the stage's hours;
+    - group "usual": the baseline weeks alone; added_delay_h = excess hours a week over
+      the overall pace (same start slots); material by the same rules against the
+      overall; segments of the "new" group are left out.
+
+    hours_h / baseline_h / overall_h are means per order (hours in the stage up to the
+    end of its start week). Within a group a finding whose delay is no longer material
+    without a stronger finding's orders is folded into it: ``folded_into`` holds that
+    root's id, ``driven_by`` its segment in words; roots have rank 1, 2... by
+    added_delay_h, folded rows rank 0. Weekday values are names (Mon..Sun).
+    """
+    rules = rules or FindingRules()
+    weeks = list(weeks)
+    if data is None:
+        data = cohort_sums(orders, weeks, dimensions, stages)
+    if not data.dims:
+        return pd.DataFrame(columns=FINDING_COLUMNS)
+    if pairs is True:
+        cells = list(combinations(data.dims, 2))
+    elif pairs is False:
+        cells = []
+    else:
+        cells = [(a, b) for a, b in pairs if a in data.dims and b in data.dims]
+    rows: list[dict[str, object]] = []
+    taken: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
+    groupings = _groupings(data, cells)
+    full = {stage: _Sums(data, table, groupings) for stage, table in data.sums.items()}
+    for group, prefix, top in (("new", "N", rules.top_new), ("usual", "U", rules.top_usual)):
+        found = _candidates(data, group, rules, groupings, full)
+        found = [f for f in found if (f[0].stage, f[0].keys) not in taken]
+        folded = _fold(data, found, group, rules, groupings, top)
+        taken |= {(c.stage, c.keys) for c, *_ in folded}
+        root_ids: dict[int, str] = {}
+        for i, item in enumerate(folded):
+            if item[3] is None:
+                root_ids[i] = f"{prefix}{len(root_ids) + 1}"
+        for i, (c, added, z, root) in enumerate(folded):
+            own = root_ids.get(i, "")
+            parent = root_ids.get(root, "") if root is not None else ""
+            rows.append(_finding_row(data, group, c, added, z, own, parent, folded, root, lang))
+    out = pd.DataFrame(rows, columns=FINDING_COLUMNS)
+    out["orders"] = out["orders"].astype("int64")
+    out["rank"] = out["rank"].astype("int64")
+    return out.sort_values(["group", "rank"], key=_by_group, kind="stable").reset_index(drop=True)
+
+
+def _by_group(col: pd.Series) -> pd.Series:
+    if col.name == "group":
+        return col.map({g: i for i, g in enumerate(FINDING_GROUPS)})
+    return col.where(col > 0, 10**9)  # folded rows after the roots
+
+
+def _finding_row(
+    data: CohortSums,
+    group: str,
+    c: _Candidate,
+    added: float,
+    z: float,
+    own_id: str,
+    root_id: str,
+    folded: list[tuple[_Candidate, float, float, int | None]],
+    root: int | None,
+    lang: str,
+) -> dict[str, object]:
+    s = c.stats
+    if group == "new":
+        n, hours = s[_WN], s[_WA] / s[_WN]
+        overall = s[_WE] / s[_WN]
+        baseline = s[_BA] / s[_BE] * overall
+    else:
+        n, hours = s[_BN] / data.weeks, s[_BA] / s[_BN]
+        overall = baseline = s[_BE] / s[_BN]
+    (d1, c1), *second = c.keys
+    value = data.segs[d1].values[c1 - 1]
+    d2, value2 = (
+        (second[0][0], data.segs[second[0][0]].values[second[0][1] - 1]) if second else (None, None)
+    )
+    driven_by = ""
+    if root is not None:
+        driven_by = _segment_words(data, folded[root][0].keys, lang)
+    row: dict[str, object] = {
+        "id": own_id,
+        "group": group,
+        "rank": int(own_id[1:]) if own_id else 0,
+        "stage": c.stage,
+        "dimension": d1,
+        "value": _plain(value),
+        "dimension_2": d2,
+        "value_2": _plain(value2) if d2 else None,
+        "orders": int(round(n)),
+        "hours_h": float(hours),
+        "baseline_h": float(baseline),
+        "overall_h": float(overall),
+        "added_delay_h": float(added),
+        "z": float(z),
+        "folded_into": root_id,
+        "driven_by": driven_by,
+    }
+    row["finding"] = finding_sentence(row, data.weeks, lang)
+    return row
+
+
+def _plain(value: object) -> object:
+    """numpy scalars as Python values, for CSV and comparisons."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _segment_words(data: CohortSums, keys: tuple[tuple[str, int], ...], lang: str) -> str:
+    parts = [segment_phrase(d, _plain(data.segs[d].values[c - 1]), lang) for d, c in keys]
+    if len(parts) == 1:
+        return parts[0]
+    return t("flow.segment.pair", lang, first=parts[0], second=parts[1])
+
+
+def finding_segment(row: object, lang: str = "en") -> str:
+    """A finding's segment in words ('via carrier EastPost to region South')."""
+    first = segment_phrase(str(row.dimension), row.value, lang)
+    d2 = row.dimension_2
+    if not isinstance(d2, str):
+        return first
+    second = segment_phrase(d2, row.value_2, lang)
+    return t("flow.segment.pair", lang, first=first, second=second)
+
+
+def finding_sentence(row: dict[str, object], weeks: int, lang: str = "en") -> str:
+    """A finding as a sentence in ``lang``, by group."""
+    segment = finding_segment(pd.Series(row), lang)
+    fields = {
+        "stage": t(f"flow.stage.{row['stage']}", lang),
+        "segment": segment,
+        "hours": _fmt_hours(float(row["hours_h"])),  # type: ignore[arg-type]
+        "baseline": _fmt_hours(float(row["baseline_h"])),  # type: ignore[arg-type]
+        "overall": _fmt_hours(float(row["overall_h"])),  # type: ignore[arg-type]
+        "added": _fmt_hours(float(row["added_delay_h"])),  # type: ignore[arg-type]
+        "orders": int(row["orders"]),  # type: ignore[call-overload]
+        "weeks": weeks,
+    }
+    return t(f"flow.finding.{row['group']}", lang, **fields)
+
+
+def finding_mask(orders: pd.DataFrame, finding: object) -> np.ndarray:
+    """Which rows of ``orders`` belong to a finding's segment."""
+    segments = segment_columns(
+        orders, [d for d in (finding.dimension, finding.dimension_2) if isinstance(d, str)]
+    )
+    mask = np.ones(len(orders), dtype=bool)
+    for dim_attr, value_attr in (("dimension", "value"), ("dimension_2", "value_2")):
+        d = getattr(finding, dim_attr)
+        if isinstance(d, str):
+            col = segments[d]
+            mask &= (col.astype("str") == str(getattr(finding, value_attr))).to_numpy(
+                dtype=bool, na_value=False
+            )
+    return mask
+
+
+def finding_orders(orders: pd.DataFrame, finding: object, window: Window) -> pd.DataFrame:
+    """The orders behind a finding: its segment's orders whose stage started in ``window``.
+
+    Columns order_id, the stage's start and end, hours (up to the window's end when
+    still in the stage), open (still in the stage at the window's end); slowest first.
+    """
+    stage = str(finding.stage)
+    a, b = STAGES[stage]
+    start = orders[a]
+    mask = finding_mask(orders, finding) & window.contains(start).to_numpy(
+        dtype=bool, na_value=False
+    )
+    rows = orders[mask]
+    s, e = _ns(rows[a]), _ns(rows[b])
+    leave = np.where(e == _NAT, _LATEST, e)
+    if "cancelled_at" in rows.columns:
+        cancel = _ns(rows["cancelled_at"])
+        leave = np.minimum(leave, np.where(cancel == _NAT, _LATEST, cancel))
+    end = _ns(pd.Series([window.end]))[0]
+    hours = np.maximum(np.minimum(leave, end) - s, 0) / _NS_PER_HOUR
+    out = pd.DataFrame(
+        {
+            "order_id": rows["order_id"].astype("str").to_numpy(),
+            a: rows[a].to_numpy(),
+            b: rows[b].to_numpy(),
+            "hours": hours,
+            "open": leave >= end,
+        }
+    )
+    return out.sort_values("hours", ascending=False, kind="stable").reset_index(drop=True)

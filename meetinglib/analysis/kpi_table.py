@@ -105,19 +105,77 @@ def created_from(data: WeekData) -> pd.Timestamp:
     return min(max(start, covered.start(data.tz)), data.window.start)
 
 
+NOT_AVAILABLE = "not_available"
+
+
+def not_available(data: WeekData) -> dict[str, list[str]]:
+    """KPIs the source cannot support, with what it lacks (tables, then orders columns)."""
+    out = {}
+    for key in kpis.CATALOGUE:
+        missing = kpis.missing_columns(
+            key, lambda table: table in data.tables, lambda c: data.has_column("orders", c)
+        )
+        if missing:
+            out[key] = missing
+    return out
+
+
+def not_available_text(missing: Sequence[str], lang: str) -> str:
+    """ "not available — the source has no amount" (alternatives joined by "or")."""
+    what = ", ".join(m.replace("|", f" {t('word.or', lang)} ") for m in missing)
+    return t("kpi.not_available", lang, missing=what)
+
+
+def _not_available_row(
+    data: WeekData, kpi: str, missing: list[str], lang: str
+) -> dict[str, object]:
+    spec = kpis.CATALOGUE[kpi]
+    return {
+        "week": str(data.week),
+        "kpi": kpi,
+        "label": t(f"kpi.{kpi}", lang),
+        "dimension": kpis.ALL,
+        "segment": kpis.ALL,
+        "order_type": kpis.ALL,
+        "this_week": np.nan,
+        "last_week": np.nan,
+        "change": np.nan,
+        "unit": spec.unit,
+        "higher_is_better": spec.higher_is_better,
+        "target": np.nan,
+        "at_risk": np.nan,
+        "status": NOT_AVAILABLE,
+        "anomaly": "",
+        "anomaly_direction": "",
+        "anomaly_severity": "",
+        "anomaly_sigmas": np.nan,
+        "anomaly_adverse": False,
+        "event": spec.event,
+        "n_this_week": np.nan,
+        "note": not_available_text(missing, lang),
+    }
+
+
 def week_windows(data: WeekData) -> list[Window]:
     """The history weeks and the report week, oldest first."""
     return [w.window(data.tz) for w in data.history_weeks]
 
 
-def weekly_series(data: WeekData) -> pd.DataFrame:
-    """Every KPI per week and segment (long; see ``kpis.weekly_kpis``)."""
+def weekly_series(data: WeekData, exclude: set[str] | None = None) -> pd.DataFrame:
+    """Every KPI per week and segment (long; see ``kpis.weekly_kpis``), but ``exclude``.
+
+    Backlogs count, at each week's end, open orders created up to
+    ``open_order_lookback_days`` before that week (each week its own lookback).
+    """
+    keys = [k for k in kpis.CATALOGUE if k not in (exclude or set())]
     return kpis.weekly_kpis(
         data.tables,
         week_windows(data),
         data.params.sla.ship_hours,
+        keys,
         created_from=created_from(data),
         complete_from=complete_history_start(data),
+        lookback_days=data.params.open_order_lookback_days,
     )
 
 
@@ -238,7 +296,8 @@ def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
     where = ", ".join(str(f) for f in data.params.files) or "the params"
     targets = kpis.resolve_targets(data.params.targets, where)
     labels = [kpis.week_label(w) for w in week_windows(data)]
-    values, counts, errors = wide(weekly_series(data), labels)
+    unavailable = not_available(data)
+    values, counts, errors = wide(weekly_series(data, exclude=set(unavailable)), labels)
     rows, flags = [], {}
     for key in values.index:
         kpi, dimension, segment, order_type = key
@@ -280,6 +339,10 @@ def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
                 "note": flag_sentence(key, flag, lang, data.params.currency) if flag else "",
             }
         )
+    for kpi, missing in unavailable.items():
+        if not all(table in data.tables for table in kpis.CATALOGUE[kpi].tables):
+            continue  # a table the source does not have at all: its section says so
+        rows.append(_not_available_row(data, kpi, missing, lang))
     table = pd.DataFrame(rows, columns=list(KPI_TABLE_COLUMNS))
     return KpiTable(data.week, labels, values, counts, errors, table, flags)
 

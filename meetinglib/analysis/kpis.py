@@ -185,7 +185,8 @@ def _stage_ended(orders: pd.DataFrame, window: Window, stage: str) -> tuple[np.n
         raise KeyError(f"unknown stage {stage!r}; use one of {list(STAGES)}.")
     start_col, end_col = STAGES[stage]
     start, end = _col(orders, start_col), _col(orders, end_col)
-    ended = (window.contains(end) & start.notna()).to_numpy()
+    # A milestone out of order (end before start) leaves this duration out.
+    ended = (window.contains(end) & start.notna() & ~(end < start)).to_numpy()
     hours = (end[ended] - start[ended]).dt.total_seconds() / 3600.0
     return ended, hours.astype("float64").rename(stage)
 
@@ -991,8 +992,15 @@ class _Spans:
 class _Tables:
     """The canonical tables with their rows' weeks and order segments as integer codes."""
 
-    def __init__(self, tables: dict[str, pd.DataFrame], bounds: np.ndarray, sla: float):
+    def __init__(
+        self,
+        tables: dict[str, pd.DataFrame],
+        bounds: np.ndarray,
+        sla: float,
+        lookback_days: float | None = None,
+    ):
         self.tables, self.bounds, self.sla = tables, bounds, sla
+        self.lookback_days = lookback_days
         self.orders = tables["orders"]
         self.levels: dict[str, list[str]] = {}
         self.codes: dict[str, np.ndarray] = {}
@@ -1063,7 +1071,10 @@ def _values(value: Any, length: int) -> np.ndarray:
 
 
 def _hours(start: pd.Series, end: pd.Series) -> pd.Series:
-    return (end - start).dt.total_seconds() / 3600.0
+    """Hours from start to end; NaN when end precedes start (a milestone out of order:
+    validation flags the order, and only this duration leaves the duration KPIs)."""
+    hours = (end - start).dt.total_seconds() / 3600.0
+    return hours.where(~(hours < 0))
 
 
 @dataclass(frozen=True)
@@ -1298,14 +1309,29 @@ def _shipped_or_cancelled(t: _Tables) -> pd.Series:
     return shipped.where(shipped.notna() & ~(cancelled < shipped), cancelled)
 
 
+def _own_lookback(t: _Tables, spans: _Spans) -> _Spans:
+    """Each week's end counts only orders created up to ``lookback_days`` before that week.
+
+    The series then means the same in every week: an older history week is not short of
+    the long-open orders the later weeks see only because the load reaches further back.
+    """
+    if t.lookback_days is None:
+        return spans
+    created = _nanos(t.col("created_at"))
+    limit = np.where(created == _NAT, _NAT, created + int(t.lookback_days * 86400 * 1e9))
+    last = np.searchsorted(t.bounds[:-1], limit, side="right")
+    leave = np.maximum(np.minimum(spans.leave, last), spans.enter)
+    return _Spans(spans.enter, leave, spans.value, spans.codes)
+
+
 def _obs_backlog(t: _Tables) -> _Spans:
-    return _spans(t, t.codes, t.col("paid_at"), _shipped_or_cancelled(t), 1.0)
+    return _own_lookback(t, _spans(t, t.codes, t.col("paid_at"), _shipped_or_cancelled(t), 1.0))
 
 
 def _obs_overdue(t: _Tables) -> _Spans:
     paid, deadline = t.col("paid_at"), ship_deadline(t.orders, t.sla)
     due = deadline.where(deadline > paid, paid).where(paid.notna() & deadline.notna())
-    return _spans(t, t.codes, due, _shipped_or_cancelled(t), 1.0)
+    return _own_lookback(t, _spans(t, t.codes, due, _shipped_or_cancelled(t), 1.0))
 
 
 def _obs_pending(t: _Tables) -> _Spans:
@@ -1374,6 +1400,51 @@ CATALOGUE: dict[str, KpiDef] = {k.key: k for k in (
     KpiDef("pending_amount", "currency", False, "week_end", "level", _obs_pending, (), _ST),
 )}
 # fmt: on
+
+# Columns of orders each KPI needs besides the required ones; "a|b": either will do. A KPI
+# whose source lacks one is "not available", never zero (``missing_columns``).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "gmv": ("amount",),
+    "cancellation_rate": ("cancelled_at",),
+    "orders_shipped": ("shipped_at",),
+    "on_time_ship_rate": ("shipped_at", "paid_at|promised_ship_by"),
+    "handling_median_h": ("paid_at", "shipped_at"),
+    "handling_p90_h": ("paid_at", "shipped_at"),
+    "cycle_time_p90_h": ("delivered_at",),
+    "backlog": ("paid_at", "shipped_at"),
+    "overdue_backlog": ("paid_at", "shipped_at"),
+    "abnormal_rate": ("exception_code",),
+    "stockout_orders": ("exception_code",),
+    "fill_rate": ("shipped_at",),
+    "on_time_delivery_rate": ("delivered_at", "promised_delivery_by"),
+    "transit_median_h": ("shipped_at", "delivered_at"),
+    "transit_p90_h": ("shipped_at", "delivered_at"),
+    "lost_damaged_rate": ("shipped_at", "exception_code"),
+    "perfect_order_rate": ("delivered_at", "promised_delivery_by", "exception_code"),
+    "return_rate": ("delivered_at",),
+    "refund_rate": ("delivered_at",),
+    "net_revenue": ("amount",),
+    "settlement_lag_median_d": ("delivered_at",),
+    "settlement_lag_p90_d": ("delivered_at",),
+    "pending_amount": ("delivered_at",),
+}
+
+
+def missing_columns(
+    key: str, has_table: Callable[[str], bool], has_column: Callable[[str], bool]
+) -> list[str]:
+    """What the source lacks for KPI ``key``: its tables ("tickets"), then orders columns.
+
+    Empty when the KPI can be computed. ``has_column`` answers for columns of orders; an
+    alternative "a|b" is missing only when both are (and is listed as "a|b").
+    """
+    spec = CATALOGUE[key]
+    missing = [table for table in spec.tables if not has_table(table)]
+    for need in NEEDS.get(key, ()):
+        if not any(has_column(c) for c in need.split("|")):
+            missing.append(need)
+    return missing
+
 
 # The headline of the report, in display order.
 HEADLINE = (
@@ -1498,6 +1569,7 @@ def weekly_kpis(
     *,
     created_from: pd.Timestamp | None = None,
     complete_from: pd.Timestamp | None = None,
+    lookback_days: float | None = None,
 ) -> pd.DataFrame:
     """Catalogue KPIs per consecutive week and segment, in one vectorised pass per KPI.
 
@@ -1511,12 +1583,13 @@ def weekly_kpis(
     a segment's weeks before its first observation are NaN (a carrier new this week has no
     history) and segments never observed are left out. Weeks starting before
     ``created_from`` (KPIs placed by creation) or ``complete_from`` (all others) are NaN:
-    the data does not cover them fully.
+    the data does not cover them fully. With ``lookback_days``, backlogs count at each
+    week's end only orders created up to that many days before the week's start.
     """
     bounds = _week_bounds(windows)
     labels = np.array([week_label(w) for w in windows], dtype=object)
     weeks = len(windows)
-    t = _Tables(tables, bounds, ship_sla_hours)
+    t = _Tables(tables, bounds, ship_sla_hours, lookback_days)
     parts = []
     for key in keys or CATALOGUE:
         kpi = CATALOGUE[key]

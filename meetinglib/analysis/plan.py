@@ -767,7 +767,7 @@ def _missing_entry(
         f"plan.{key}.{missing[0]}",
         f"{what} {names} {'has' if len(missing) == 1 else 'have'} {orders:,} orders {where} "
         f"but no entry under plan.{key}; add {'it' if len(missing) == 1 else 'each'} "
-        f"with {_REQUIRED[key]} (see params/default.yaml). Listed now: {sorted(known)}.",
+        f"with {_REQUIRED[key]} (see params/demo.yaml). Listed now: {sorted(known)}.",
     )
 
 

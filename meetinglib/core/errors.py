@@ -55,7 +55,10 @@ class MissingParamError(ParamsError):
 
     def __init__(self, file: str, key: str):
         self.file, self.key = file, key
-        super().__init__(f"missing key '{key}' in {file}; add it (see params/default.yaml).")
+        super().__init__(
+            f"missing key '{key}' in {file}; add it (every key is documented in "
+            "meetinglib/defaults/params.yaml; `meeting init` writes a complete file)."
+        )
 
 
 class InvalidParamError(ParamsError):

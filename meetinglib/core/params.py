@@ -1,9 +1,10 @@
 """Typed, validated parameters loaded from YAML files.
 
-Several files may be layered (``default.yaml`` then a per-company or per-week
-file); later files override earlier ones key by key. Relative paths are resolved
-against the folder of the file that sets them, so a run gives the same result from
-any working directory. An unknown or missing key is an error naming file and key.
+Every load starts from the package's defaults (``meetinglib/defaults/params.yaml``,
+nothing of any company in it); the files given are layered on them (a company's
+file, then per-week files); later files override earlier ones key by key. Relative
+paths are resolved against the folder of the file that sets them, so a run gives the
+same result from any working directory. An unknown or missing key is an error naming file and key.
 Secrets never live here: a database URL with a password must come from the
 environment variable named by ``source.url_env``.
 """
@@ -43,6 +44,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StatusMapping(_Strict):
+    """A status column whose values mean cancelled or delivered.
+
+    Sets ``cancelled_at`` (``delivered_at``) where the canonical column is empty and the
+    status is one of ``cancelled`` (``delivered``): the time is taken from the source
+    column named by ``cancelled_time`` (``delivered_time``) when it has a value, else
+    from the documented fallback: cancelled -> created_at; delivered -> shipped_at, else
+    created_at.
+    """
+
+    column: str = Field(min_length=1)
+    cancelled: list[str] = Field(default_factory=list)
+    delivered: list[str] = Field(default_factory=list)
+    cancelled_time: str | None = None
+    delivered_time: str | None = None
+
+
+class AmountSource(_Strict):
+    """The order amount from another file, aggregated per order (e.g. payments summed)."""
+
+    file: str = Field(min_length=1)
+    order_id: str = "order_id"  # the order-number column of that file
+    value: str = Field(min_length=1)  # the amount column of that file
+    aggregate: Literal["sum", "max", "first"] = "sum"
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+
 class TableSource(_Strict):
     """Where one canonical table comes from and how its columns map onto ours."""
 
@@ -55,6 +84,10 @@ class TableSource(_Strict):
     timestamp_format: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
     values: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Canonical columns the source lacks, with one value for every row (order_type: normal).
+    constants: dict[str, str] = Field(default_factory=dict)
+    status: StatusMapping | None = None
+    amount_from: AmountSource | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -98,10 +131,28 @@ class SourceParams(_Strict):
 
 class SlaParams(_Strict):
     ship_hours: float = Field(48.0, gt=0)
+    # Delivery promise where promised_delivery_by is empty: days after delivery_from,
+    # per carrier, else per region, else delivery_days; None: no promise from an SLA.
+    delivery_days: float | None = Field(None, gt=0)
+    delivery_from: Literal["shipped", "paid"] = "shipped"
+    delivery_days_by_carrier: dict[str, float] = Field(default_factory=dict)
+    delivery_days_by_region: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def has_delivery_promise(self) -> bool:
+        """Whether the params promise a delivery time (for orders without one)."""
+        return bool(
+            self.delivery_days or self.delivery_days_by_carrier or self.delivery_days_by_region
+        )
 
 
 class QualityParams(_Strict):
     max_quarantine_share: float = Field(0.02, ge=0, le=1)
+    earliest_date: dt.date = dt.date(2000, 1, 1)  # earlier timestamps are implausible
+    max_days_ahead: int = Field(2, ge=0)  # timestamps this many days past today are implausible
+    # Latest complete week: its orders reach this share of the median of the weeks before.
+    complete_week_share: float = Field(0.5, gt=0, le=1)
+    complete_week_history: int = Field(8, ge=1, le=52)
 
 
 def _per_weekday(v: float | list[float]) -> float | list[float]:
@@ -315,6 +366,20 @@ class TargetParams(_Strict):
     at_risk: float | None = None
 
 
+class FindingsParams(_Strict):
+    """Materiality of "Where the time goes" and "What changed" findings."""
+
+    min_orders: int = Field(30, ge=1)  # orders a segment needs this week and in its baseline
+    margin: float = Field(0.10, ge=0)  # stage time at least this share above its comparator
+    min_hours: float = Field(1.0, ge=0)  # ...and at least this many hours per order above it
+    min_z: float = Field(4.0, ge=0)  # added delay at least this many standard errors
+    min_share: float = Field(0.01, ge=0, le=1)  # added delay-hours >= share of the stage's hours
+    echo_left: float = Field(0.3, ge=0, le=1)  # folded when less than this share is left
+    baseline_weeks: int = Field(6, ge=1, le=52)  # previous weeks behind a segment's baseline
+    top_new: int = Field(8, ge=1)  # "New this week" entries shown
+    top_usual: int = Field(5, ge=0)  # "Usual bottlenecks" entries shown
+
+
 class Params(_Strict):
     company: str
     timezone: str
@@ -336,7 +401,10 @@ class Params(_Strict):
     store: StoreParams = StoreParams()
     meeting: MeetingParams = MeetingParams()
     agenda: AgendaParams = AgendaParams()
+    findings: FindingsParams = FindingsParams()
     smtp: SmtpParams | None = None
+    # Report sections allowed to fail without failing the run ("plan").
+    optional_sections: list[str] = Field(default_factory=list)
     notebooks: list[str] = Field(default_factory=lambda: ["data_report"])
     # None: the notebooks shipped inside the package (meetinglib/notebooks).
     notebooks_dir: Path | None = None
@@ -432,21 +500,27 @@ def _has_path(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
     return True
 
 
-def default_params_file() -> Path:
-    """params/default.yaml of the checkout (the working directory's, else the package's)."""
-    here = Path.cwd() / "params" / "default.yaml"
-    return (
-        here if here.is_file() else Path(__file__).resolve().parents[2] / "params" / "default.yaml"
-    )
+# The package's defaults, layered under every params file.
+DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "defaults" / "params.yaml"
+
+
+def demo_params_file() -> Path:
+    """The demo's params: params/demo.yaml of the working folder, else of the checkout."""
+    here = Path.cwd() / "params" / "demo.yaml"
+    checkout = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
+    return here if here.is_file() else checkout
 
 
 def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Params:
-    """Load, layer and validate params files; errors name the file and the key."""
+    """Load the package defaults, layer the files on them and validate; errors name file and key.
+
+    No file given: the demo's params (``demo_params_file``).
+    """
     if not paths:
-        raise ParamsError("no params file given; pass --params params/default.yaml")
+        paths = (demo_params_file(),)
     files = [Path(p).expanduser().resolve() for p in paths]
     raws = [(f, _read_yaml(f)) for f in files]
-    merged: dict[str, Any] = {}
+    merged: dict[str, Any] = _read_yaml(DEFAULTS_FILE)
     for _, raw in raws:
         merged = _merge(merged, raw)
     if overrides:

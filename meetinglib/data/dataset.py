@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundError
-from meetinglib.core.params import Params
+from meetinglib.core.params import Params, SlaParams
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
 from meetinglib.data import sources
 from meetinglib.data.sources import SourceInfo
-from meetinglib.data.validate import QualityReport, QuarantineEntry, validate_table
+from meetinglib.data.validate import (
+    QualityReport,
+    QuarantineEntry,
+    plausible_range,
+    set_aside_in,
+    validate_table,
+)
 
 SNAPSHOT_FORMAT = 1
 META_FILE = "meta.json"
@@ -58,6 +64,16 @@ class WeekData:
     tables: dict[str, pd.DataFrame]
     quality: QualityReport
     sources: list[SourceInfo]
+    # Canonical columns each table's source provides (mapped, constant or derived); a table
+    # not listed provides all. KPIs needing a column not provided are "not available".
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether the source provides ``column`` of ``table`` (absent tables provide none)."""
+        if table not in self.tables:
+            return False
+        provided = self.columns.get(table)
+        return provided is None or column in provided
 
     @property
     def tz(self) -> str:
@@ -109,8 +125,11 @@ class WeekData:
                 "loaded": self.quality.loaded,
                 "kept": self.quality.kept,
                 "entries": [asdict(e) for e in self.quality.entries],
+                "week": {k: list(v) for k, v in self.quality.week.items()},
+                "max_share": self.quality.max_share,
             },
             "sources": [asdict(s) for s in self.sources],
+            "columns": self.columns,
         }
         (folder / META_FILE).write_text(
             json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8"
@@ -149,9 +168,12 @@ class WeekData:
                 QuarantineEntry(**{**e, "examples": tuple(e["examples"])}) for e in q["entries"]
             ],
             quarantined=quarantined,
+            week={k: (int(v[0]), int(v[1])) for k, v in q.get("week", {}).items()},
+            max_share=q.get("max_share"),
         )
         infos = [SourceInfo(**s) for s in meta["sources"]]
-        return cls(params, IsoWeek.parse(meta["week"]), tables, quality, infos)
+        columns = {k: list(v) for k, v in meta.get("columns", {}).items()}
+        return cls(params, IsoWeek.parse(meta["week"]), tables, quality, infos, columns)
 
 
 # --- snapshot helpers ---------------------------------------------------------------------
@@ -324,13 +346,30 @@ def load_week(
 
     tables: dict[str, pd.DataFrame] = {}
     infos: list[SourceInfo] = []
-    quality = QualityReport()
+    quality = QualityReport(max_share=params.quality.max_quarantine_share)
+    plausible = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
+    week_window = report_week.window(tz)
+    columns: dict[str, list[str]] = {}
     for name in names:
         raw = sources.read_table(params, name, selection)
         if raw is None:
             continue
-        clean, entries, quarantined = validate_table(raw, tz, params.quality.max_quarantine_share)
+        clean, entries, quarantined = validate_table(
+            raw, tz, params.quality.max_quarantine_share, plausible
+        )
         quality.add(name, len(raw.frame), len(clean), entries, quarantined)
+        time_column = SCHEMAS[name].time_column
+        if time_column is not None:
+            # The share set aside is judged for the report week too: a file-wide share
+            # under the limit can hide a week that lost a third of its rows.
+            in_week = int(week_window.contains(clean[time_column]).sum())
+            aside = set_aside_in(raw, quarantined, week_window, tz)
+            quality.week[name] = (aside, in_week + aside)
+        provided = [c for c in raw.frame.columns if c in SCHEMAS[name].names]
+        if name == "orders" and params.sla.has_delivery_promise:
+            clean["promised_delivery_by"] = delivery_promise(clean, params.sla)
+            provided = list(dict.fromkeys([*provided, "promised_delivery_by"]))
+        columns[name] = provided
         frame = _in_window(clean, name, selection)
         if name == "orders":
             in_week = report_week.window(tz).contains(frame["created_at"])
@@ -351,7 +390,31 @@ def load_week(
             "rows of orders outside the selection left out: "
             + ", ".join(f"{name} {count:,}" for name, count in dropped.items())
         )
-    return WeekData(params, report_week, tables, quality, infos)
+    return WeekData(params, report_week, tables, quality, infos, columns)
+
+
+def delivery_promise(orders: pd.DataFrame, sla: SlaParams) -> pd.Series:
+    """promised_delivery_by where set, else the SLA's days after shipped_at (or paid_at).
+
+    Days per carrier where listed, else per region, else ``sla.delivery_days``; NaT where
+    no SLA applies or the start milestone is missing. Timestamp in the orders' timezone.
+    """
+    promised = orders["promised_delivery_by"]
+    if not sla.has_delivery_promise:
+        return promised
+    start = orders["shipped_at" if sla.delivery_from == "shipped" else "paid_at"]
+    days = pd.Series(
+        sla.delivery_days if sla.delivery_days else np.nan, index=orders.index, dtype="float64"
+    )
+    for column, per in (
+        ("region", sla.delivery_days_by_region),
+        ("carrier", sla.delivery_days_by_carrier),
+    ):
+        if per and column in orders.columns:
+            listed = orders[column].astype(object).map(per).astype("float64")
+            days = listed.where(listed.notna(), days)
+    by_sla = start + pd.to_timedelta(days * 86400, unit="s")
+    return promised.where(promised.notna(), by_sla).rename("promised_delivery_by")
 
 
 def _progress_text(table: str, rows: int, kept: int, read: int, set_aside: int) -> str:

@@ -55,11 +55,13 @@ from meetinglib.core.errors import (
     SourceNotFoundError,
     UnreadableSourceError,
 )
-from meetinglib.core.params import Params, TableSource
+from meetinglib.core.params import AmountSource, Params, TableSource
 from meetinglib.core.schema import SCHEMAS, TableSchema
 from meetinglib.core.weeks import Window
 
 SOURCE_ROW = "_source_row"
+# The status column of a status mapping, read beside the canonical columns until derived.
+STATUS_COLUMN = "_status"
 
 # Default file names are tried in this order; the first that exists wins.
 _DEFAULT_SUFFIXES = (".parquet", ".csv", ".xlsx")
@@ -152,6 +154,9 @@ def read_table(params: Params, table: str, window: Window | None = None) -> RawT
         return None
     frame, location, fmt, digest = result
     frame = _finish(frame, schema, ts)
+    frame = derive_columns(frame, ts)
+    if ts.amount_from is not None:
+        frame["amount"] = _amounts(params, table, ts.amount_from, frame["order_id"])
     info = SourceInfo(table, location, fmt, len(frame), digest)
     return RawTable(table, frame, info, tz, ts.timestamp_format)
 
@@ -211,6 +216,44 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
                 f"'{canonical}' is not a column of the canonical table '{table}'; "
                 f"value maps are keyed by canonical column names: {names}",
             )
+    for canonical in ts.constants:
+        if canonical not in names:
+            raise InvalidParamError(
+                _params_files(params),
+                f"{key}.constants.{canonical}",
+                f"'{canonical}' is not a column of the canonical table '{table}'; "
+                f"constants are keyed by canonical column names: {names}",
+            )
+    if ts.status is not None:
+        if table != "orders":
+            raise InvalidParamError(
+                _params_files(params),
+                f"{key}.status",
+                "a status mapping sets cancelled_at and delivered_at, columns of orders only",
+            )
+        for field, value in (
+            ("cancelled_time", ts.status.cancelled_time),
+            ("delivered_time", ts.status.delivered_time),
+        ):
+            if value is not None and value not in SCHEMAS["orders"].of_kind("timestamp"):
+                raise InvalidParamError(
+                    _params_files(params),
+                    f"{key}.status.{field}",
+                    f"'{value}' is not a timestamp column of orders; name one of "
+                    f"{SCHEMAS['orders'].of_kind('timestamp')}",
+                )
+    if ts.amount_from is not None and table != "orders":
+        raise InvalidParamError(
+            _params_files(params),
+            f"{key}.amount_from",
+            "amount_from gives orders their amount; it belongs under source.tables.orders",
+        )
+    if ts.amount_from is not None and any(c == "amount" for c in ts.columns.values()):
+        raise InvalidParamError(
+            _params_files(params),
+            f"{key}.amount_from",
+            "the amount is mapped under columns too; keep one of the two",
+        )
     if len(ts.delimiter) != 1:
         raise InvalidParamError(
             _params_files(params),
@@ -259,10 +302,22 @@ def _select_columns(
         if hit is None and name in clean and name not in mapped_away:
             hit = clean[name]
         if hit is None:
-            if schema.column(name).required or candidates:
+            if (schema.column(name).required and name not in ts.constants) or candidates:
                 raise MissingColumnError(source, name, list(found))
             continue
         selected[hit] = name
+    if ts.status is not None and wanted is None:
+        hit = clean.get(_clean_header(ts.status.column))
+        if hit is None:
+            raise MissingColumnError(source, ts.status.column, list(found))
+        if hit in selected:
+            raise InvalidParamError(
+                "the params",
+                f"source.tables.{schema.name}.status.column",
+                f"'{ts.status.column}' is also mapped onto '{selected[hit]}' under columns; "
+                "a status column is read for its meaning only, remove it from columns",
+            )
+        selected[hit] = STATUS_COLUMN
     return selected
 
 
@@ -312,6 +367,9 @@ def _finish(frame: pd.DataFrame, schema: TableSchema, ts: TableSource) -> pd.Dat
         if name == SOURCE_ROW:
             continue
         s = frame[name]
+        if name == STATUS_COLUMN:
+            out[name] = _map_values(s, {}, as_category=False)
+            continue
         mapping = ts.values.get(name, {})
         is_category = schema.column(name).kind == "category"
         if mapping or is_category:
@@ -321,6 +379,116 @@ def _finish(frame: pd.DataFrame, schema: TableSchema, ts: TableSource) -> pd.Dat
     result = pd.DataFrame(out, index=frame.index, copy=False)
     result[SOURCE_ROW] = frame[SOURCE_ROW].astype("Int64")
     return result.reset_index(drop=True)
+
+
+# --- derived columns: constants, status, amounts from another table --------------------------
+
+# Where a status mapping takes a milestone's time when the row has none (documented in
+# the README, "Bring your own data"): the first of these columns with a value.
+STATUS_FALLBACK: dict[str, tuple[str, ...]] = {
+    "cancelled": ("created_at",),
+    "delivered": ("shipped_at", "created_at"),
+}
+
+
+def _fill(target: pd.Series | None, rows: pd.Series, sources: list[pd.Series]) -> pd.Series:
+    """``target`` where it has a value, else the first of ``sources`` with one, on ``rows``."""
+    value = sources[0]
+    for more in sources[1:]:
+        value = value.where(value.notna(), more)
+    value = value.where(rows)
+    if target is None:
+        return value
+    if target.dtype != value.dtype:
+        target, value = target.astype(object), value.astype(object)
+    return target.where(target.notna(), value)
+
+
+def derive_columns(frame: pd.DataFrame, ts: TableSource) -> pd.DataFrame:
+    """Apply ``constants`` and the ``status`` mapping of a table source to its frame.
+
+    A constant fills a column the source lacks (or its empty cells). A status value listed
+    under ``cancelled`` (``delivered``) sets ``cancelled_at`` (``delivered_at``) where it is
+    empty, to the time of ``cancelled_time`` (``delivered_time``) or the fallback of
+    ``STATUS_FALLBACK``. The status column itself is dropped.
+    """
+    for name, value in ts.constants.items():
+        if name in frame.columns:
+            frame[name] = frame[name].astype(object).where(frame[name].notna(), value)
+        else:
+            frame[name] = pd.Series(value, index=frame.index, dtype="str")
+    if STATUS_COLUMN not in frame.columns:
+        return frame
+    status = frame.pop(STATUS_COLUMN).astype("str").str.strip().str.lower()
+    spec = ts.status
+    assert spec is not None  # the column is read only with a status mapping
+    for event, values, named in (
+        ("cancelled", spec.cancelled, spec.cancelled_time),
+        ("delivered", spec.delivered, spec.delivered_time),
+    ):
+        if not values:
+            continue
+        rows = status.isin([v.strip().lower() for v in values]).fillna(False).astype(bool)
+        order = [named] if named else []
+        order += [c for c in STATUS_FALLBACK[event] if c not in order]
+        times = [frame[c] for c in order if c in frame.columns]
+        if not times:
+            continue
+        column = f"{event}_at"
+        frame[column] = _fill(frame.get(column), rows, times)
+    return frame
+
+
+def _amounts(params: Params, table: str, spec: AmountSource, order_ids: pd.Series) -> pd.Series:
+    """Per order of ``order_ids``, its amount aggregated from another file or SQL table."""
+    key = f"source.tables.{table}.amount_from"
+    if params.source.kind == "sql":
+        with _connection(params) as conn:
+            frame = pd.read_sql(
+                sa.select(
+                    sa.column(quoted_name(spec.order_id, True)),
+                    sa.column(quoted_name(spec.value, True)),
+                ).select_from(sa.table(quoted_name(spec.file, True))),
+                conn,
+            )
+        where = f"sql:{spec.file}"
+    else:
+        path = _folder(params) / spec.file
+        if not path.is_file():
+            raise SourceNotFoundError(
+                f"no file '{spec.file}' in {path.parent} for the order amounts; fix {key}.file "
+                f"in {_params_files(params)} or add the file."
+            )
+        where = path.name
+        suffix = path.suffix.lower()
+        if _FORMATS.get(suffix) == "parquet":
+            frame = pd.read_parquet(path)
+        elif _FORMATS.get(suffix) == "xlsx":
+            frame = pd.read_excel(path, dtype=str)
+        else:
+            encoding = (
+                "utf-8-sig" if codecs.lookup(spec.encoding).name == "utf-8" else spec.encoding
+            )
+            frame = pd.read_csv(
+                path, sep=spec.delimiter, encoding=encoding, dtype=str, keep_default_na=False
+            )
+        frame.columns = [_clean_header(c) for c in frame.columns]
+    for column in (spec.order_id, spec.value):
+        if column not in frame.columns:
+            raise MissingColumnError(where, column, list(frame.columns))
+    value_text = frame[spec.value].astype("str").str.strip().str.replace(",", "", regex=False)
+    values = pd.to_numeric(value_text.where(value_text != ""), errors="coerce")
+    bad = values.isna() & value_text.ne("") & frame[spec.value].notna()
+    if bad.any():
+        raise UnreadableSourceError(
+            f"{where}: column '{spec.value}' holds {int(bad.sum()):,} value(s) that are not "
+            f"numbers (e.g. {frame.loc[bad, spec.value].iloc[0]!r}); fix the file or {key}.value."
+        )
+    ids = frame[spec.order_id].astype("str").str.strip()
+    grouped = values.groupby(ids)
+    per_order = {"sum": grouped.sum, "max": grouped.max, "first": grouped.first}[spec.aggregate]()
+    mapped = order_ids.astype("str").str.strip().map(per_order)
+    return pd.Series(mapped.to_numpy(), index=order_ids.index, dtype="float64", name="amount")
 
 
 # --- folder sources -------------------------------------------------------------------

@@ -13,7 +13,9 @@ under the first, but counted in the entry of every rule it fails):
 3. ``not a number``: a non-empty number that does not parse (or, for whole-number
    columns such as ``qty``, has a fraction).
 4. ``unknown value``: a value outside the schema's allowed values (matched
-   ignoring case and surrounding spaces).
+   ignoring case and surrounding spaces). The row is *kept*, the value read as
+   ``unmapped`` (an unknown exception code is still an exception), and the entry
+   listed in the quality table.
 5. ``out of range``: see ``RANGES`` (csat 1-5; order amounts, refunds and
    quantities not negative). Settlement amounts and fees may be negative
    (chargebacks, refund reversals), so they are not range-checked.
@@ -21,7 +23,19 @@ under the first, but counted in the entry of every rule it fails):
    occurrence in the source is kept (rows without a key are rule 1's).
 7. ``milestone order``: a later milestone before its predecessor (e.g.
    ``delivered_at`` before ``shipped_at``), compared exactly, after conversion
-   to one timezone.
+   to one timezone. The row is *kept* and flagged: the order still counts for
+   volume, GMV and cancellations, and only the durations it makes negative leave
+   the duration KPIs.
+
+Before them, rows that cannot be trusted at all are set aside: ``wrong field
+count`` (a CSV line with more or fewer cells than the header, such as a truncated
+last line), ``replacement character`` (text holding U+FFFD, bytes the declared
+encoding could not decode) and, after rule 2, ``implausible date`` (a timestamp
+before ``quality.earliest_date`` or more than ``quality.max_days_ahead`` days in
+the future, such as 0001-01-01 or 2031).
+
+Kept rules (4 and 7) are counted in the quality report but not in the share of
+rows set aside that ``quality.max_quarantine_share`` limits.
 
 Empty values: an empty cell and the export placeholders in ``MISSING_TOKENS``
 (``NULL``, ``N/A``, ``nan``...) mean "no value", so an empty optional milestone
@@ -52,6 +66,7 @@ from meetinglib.core.i18n import t
 from meetinglib.core.schema import SCHEMAS, Column, TableSchema
 
 if TYPE_CHECKING:
+    from meetinglib.core.weeks import Window
     from meetinglib.data.sources import RawTable
 
 SOURCE_ROW = "_source_row"
@@ -65,15 +80,27 @@ UNKNOWN_VALUE = "unknown value"
 OUT_OF_RANGE = "out of range"
 DUPLICATE_KEY = "duplicate key"
 MILESTONE_ORDER = "milestone order"
+WRONG_FIELD_COUNT = "wrong field count"
+REPLACEMENT_CHARACTER = "replacement character"
+IMPLAUSIBLE_DATE = "implausible date"
 RULES = (
+    WRONG_FIELD_COUNT,
+    REPLACEMENT_CHARACTER,
     REQUIRED_MISSING,
     UNPARSEABLE_TIMESTAMP,
+    IMPLAUSIBLE_DATE,
     NOT_A_NUMBER,
     UNKNOWN_VALUE,
     OUT_OF_RANGE,
     DUPLICATE_KEY,
     MILESTONE_ORDER,
 )
+# Rules whose rows are kept (flagged, counted in the quality report), not set aside.
+KEPT_RULES = frozenset({UNKNOWN_VALUE, MILESTONE_ORDER})
+# The value an unknown category value is kept as.
+UNMAPPED = "unmapped"
+# Column of a raw CSV table: True where the line's cell count differs from the header's.
+WRONG_FIELDS_COL = "_wrong_fields"
 
 # (table, column): inclusive (low, high) bounds; None leaves that side open.
 RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
@@ -121,6 +148,7 @@ class QuarantineEntry:
     rule: str
     rows: int
     examples: tuple[str, ...]
+    kept: bool = False  # the rows are kept (flagged), not set aside
 
 
 @dataclass
@@ -131,6 +159,25 @@ class QualityReport:
     kept: dict[str, int] = field(default_factory=dict)
     entries: list[QuarantineEntry] = field(default_factory=list)
     quarantined: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Per table: (rows set aside, rows) placed in the report week by the table's time.
+    week: dict[str, tuple[int, int]] = field(default_factory=dict)
+    max_share: float | None = None  # quality.max_quarantine_share the week is judged by
+
+    def week_share(self, table: str) -> float:
+        """Share of the report week's rows of ``table`` set aside (0 when it has none)."""
+        set_aside, rows = self.week.get(table, (0, 0))
+        return set_aside / rows if rows else 0.0
+
+    @property
+    def week_warnings(self) -> list[tuple[str, int, int]]:
+        """(table, set aside, rows) of tables whose report week is past ``max_share``."""
+        if self.max_share is None:
+            return []
+        return [
+            (table, aside, rows)
+            for table, (aside, rows) in self.week.items()
+            if rows and aside / rows > self.max_share
+        ]
 
     @property
     def total_quarantined(self) -> int:
@@ -164,6 +211,7 @@ class QualityReport:
             "column": t("quality.column", lang),
             "rule": t("quality.rule", lang),
             "rows": t("quality.rows", lang),
+            "outcome": t("quality.outcome", lang),
             "examples": t("quality.examples", lang),
         }
         frame = pd.DataFrame(
@@ -173,6 +221,13 @@ class QualityReport:
                 "column": pd.Series([e.column for e in self.entries], dtype="str"),
                 "rule": pd.Series([rule_label(e.rule, lang) for e in self.entries], dtype="str"),
                 "rows": pd.Series([e.rows for e in self.entries], dtype="int64"),
+                "outcome": pd.Series(
+                    [
+                        t(f"quality.outcome.{'kept' if e.kept else 'set_aside'}", lang)
+                        for e in self.entries
+                    ],
+                    dtype="str",
+                ),
                 "examples": pd.Series(["; ".join(e.examples) for e in self.entries], dtype="str"),
             }
         )
@@ -283,6 +338,10 @@ def _coerce_category(s: pd.Series, allowed: tuple[str, ...] | None) -> _Coerced:
         lowered = pd.Index([a.lower() for a in allowed], dtype="str")
         target = lowered.get_indexer(texts.str.lower())
         unknown = (target < 0) & texts.notna().to_numpy()
+        if unknown.any():
+            # Kept as "unmapped" (rule 4): the row still counts, the value is listed.
+            categories = pd.Index([*allowed, UNMAPPED], dtype="str")
+            target = np.where(unknown, len(allowed), target)
     dtype = pd.CategoricalDtype(categories)
     target = np.asarray(target, dtype=np.int64)
     if (
@@ -300,7 +359,7 @@ def _coerce_category(s: pd.Series, allowed: tuple[str, ...] | None) -> _Coerced:
     values = pd.Series(
         pd.Categorical.from_codes(new_codes, dtype=dtype, validate=False), index=s.index
     )
-    return _Coerced(values, missing & ~bad, bad)
+    return _Coerced(values, missing, bad)
 
 
 def _localize(naive: pd.Series, zone: str, tz: str) -> pd.Series:
@@ -463,12 +522,22 @@ def _stamp(value: pd.Timestamp) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _replacement_chars(s: pd.Series) -> np.ndarray:
+    """Text values holding U+FFFD: bytes the declared encoding could not decode."""
+    if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
+        return np.zeros(len(s), bool)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return np.zeros(len(s), bool)
+    return s.astype("str").str.contains("\ufffd", regex=False).to_numpy(dtype=bool, na_value=False)
+
+
 def _failures(
     raw: RawTable,
     schema: TableSchema,
     frame: pd.DataFrame,
     rows: pd.Series,
     coerced: dict[str, _Coerced],
+    plausible: tuple[pd.Timestamp | None, pd.Timestamp | None] = (None, None),
 ) -> list[_Failure]:
     """Every (rule, column) check, in the fixed rule order, then column order."""
     original = raw.frame
@@ -480,8 +549,27 @@ def _failures(
         column = original[name]
         return lambda i: f"'{_shown(column.iloc[i])}'"
 
+    if WRONG_FIELDS_COL in original.columns:
+        wrong = original[WRONG_FIELDS_COL].to_numpy(dtype=bool, na_value=False)
+        by_rule[WRONG_FIELD_COUNT].append(_Failure(WRONG_FIELD_COUNT, "*", wrong))
+    earliest, latest = plausible
     for col in schema.columns:
         c = coerced[col.name]
+        if col.name in original.columns and col.kind in ("id", "category", "text"):
+            garbled = _replacement_chars(original[col.name].reset_index(drop=True))
+            by_rule[REPLACEMENT_CHARACTER].append(
+                _Failure(REPLACEMENT_CHARACTER, col.name, garbled, value_of(col.name))
+            )
+        if col.kind == "timestamp" and (earliest is not None or latest is not None):
+            when = c.values
+            outside = np.zeros(len(when), bool)
+            if earliest is not None:
+                outside |= (when < earliest).to_numpy(dtype=bool, na_value=False)
+            if latest is not None:
+                outside |= (when > latest).to_numpy(dtype=bool, na_value=False)
+            by_rule[IMPLAUSIBLE_DATE].append(
+                _Failure(IMPLAUSIBLE_DATE, col.name, outside, value_of(col.name))
+            )
         if col.required:
             by_rule[REQUIRED_MISSING].append(_Failure(REQUIRED_MISSING, col.name, c.missing))
         rule = {
@@ -700,12 +788,29 @@ def too_many_message(
     )
 
 
+def plausible_range(
+    earliest: object, max_days_ahead: int | None, tz: str, today: object = None
+) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """(earliest, latest) plausible instants: ``earliest`` (a date) at 00:00 in ``tz``, and
+    the end of ``today`` (default: the current date) plus ``max_days_ahead`` days."""
+    low = None if earliest is None else pd.Timestamp(earliest).tz_localize(tz)
+    high = None
+    if max_days_ahead is not None:
+        day = pd.Timestamp(today if today is not None else pd.Timestamp.now(tz).date())
+        high = (day + pd.Timedelta(days=max_days_ahead + 1)).tz_localize(tz)
+    return low, high
+
+
 def validate_table(
-    raw: RawTable, tz: str, max_share: float
+    raw: RawTable,
+    tz: str,
+    max_share: float,
+    plausible: tuple[pd.Timestamp | None, pd.Timestamp | None] = (None, None),
 ) -> tuple[pd.DataFrame, list[QuarantineEntry], pd.DataFrame]:
     """(clean canonical frame, entries, quarantined rows) of a raw table.
 
-    Raises TooManyQuarantinedError when the quarantined share exceeds ``max_share``.
+    ``plausible``: (earliest, latest) instants; timestamps outside are set aside. Raises
+    TooManyQuarantinedError when the share of rows set aside exceeds ``max_share``.
     """
     schema = SCHEMAS[raw.table]
     original = raw.frame
@@ -730,7 +835,8 @@ def validate_table(
     else:
         rows = pd.Series(np.arange(1, n + 1), dtype="Int64")
 
-    failures = [f for f in _failures(raw, schema, frame, rows, coerced) if f.mask.any()]
+    checks = _failures(raw, schema, frame, rows, coerced, plausible)
+    failures = [f for f in checks if f.mask.any()]
     entries = [
         QuarantineEntry(
             raw.table,
@@ -739,13 +845,15 @@ def validate_table(
             f.rule,
             int(f.mask.sum()),
             _examples(schema, frame, rows, f),
+            f.rule in KEPT_RULES,
         )
         for f in failures
     ]
-    # First failing check per row (-1: none), in the fixed order.
+    # First failing check per row (-1: none), in the fixed order; kept rules set nothing aside.
     first = np.full(n, -1, dtype=np.int16)
     for i, failure in enumerate(failures):
-        first[(first < 0) & failure.mask] = i
+        if failure.rule not in KEPT_RULES:
+            first[(first < 0) & failure.mask] = i
     bad = first >= 0
     n_bad = int(bad.sum())
     if n and n_bad / n > max_share:
@@ -760,11 +868,23 @@ def validate_table(
             COLUMN_COL: _quarantine_column(failures, hit, lambda f: f.column),
         }
     )
-    rest = original.iloc[at].reset_index(drop=True).drop(columns=[SOURCE_ROW], errors="ignore")
+    rest = original.iloc[at].reset_index(drop=True)
+    rest = rest.drop(columns=[SOURCE_ROW, WRONG_FIELDS_COL], errors="ignore")
     quarantined = pd.concat([meta, rest], axis=1)
 
     clean = frame.loc[~bad].reset_index(drop=True) if n_bad else frame
     return clean, entries, quarantined
+
+
+def set_aside_in(raw: RawTable, quarantined: pd.DataFrame, window: Window, tz: str) -> int:
+    """Rows set aside whose time column (as far as it parses) lies in ``window``."""
+    column = SCHEMAS[raw.table].time_column
+    if column is None or column not in quarantined.columns or not len(quarantined):
+        return 0
+    when = _coerce_timestamp(
+        quarantined[column].reset_index(drop=True), raw.timezone, raw.timestamp_format, tz
+    ).values
+    return int(window.contains(when).to_numpy(dtype=bool, na_value=False).sum())
 
 
 def _quarantine_column(failures: list[_Failure], hit: np.ndarray, part) -> pd.Series:

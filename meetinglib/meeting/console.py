@@ -34,7 +34,7 @@ from typing import Any
 
 from meetinglib.core.errors import ConcurrentEditError, InputDataError, MeetingError
 from meetinglib.core.i18n import t
-from meetinglib.core.params import Params, default_params_file, load_params
+from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import resolve_week
 from meetinglib.meeting.agenda import build_agenda, issue_load
@@ -981,9 +981,8 @@ def open_console(
 ) -> Any:
     """The console's widget for ``week`` (default: the latest report's week; see console_week).
 
-    ``params_files`` empty: params/default.yaml of this checkout.
+    ``params_files`` empty: the demo's params (see ``load_params``).
     """
-    files: list[str | Path] = [*params_files] if params_files else [default_params_file()]
-    params = load_params(*files)
+    params = load_params(*(params_files or ()))
     store = open_store(params)
     return MeetingConsole(params, store, console_week(params, week), lang).widget

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from meetinglib.analysis import anomalies, kpis
 from meetinglib.analysis.kpi_table import (
     MIN_OBSERVATIONS,
+    NOT_AVAILABLE,
     KpiTable,
     complete_history_start,
     kpi_table,
@@ -283,6 +284,9 @@ class DataReport:
         status = row["status"]
         if not status:
             return "–"
+        if status == NOT_AVAILABLE:
+            # What the source lacks, instead of a zero judged against a target.
+            return f'<span class="ml-not-available">{html.escape(str(row["note"]))}</span>'
         word = html.escape(self._t(f"status.{status}"))
         return f'<span class="{STATUS_CLASS[status]}">{STATUS_SYMBOL[status]} {word}</span>'
 
@@ -327,7 +331,7 @@ class DataReport:
                 self._change_cell(row),
             ]
             if sparklines:
-                cells.append(self._sparkline(row))
+                cells.append("" if row["status"] == NOT_AVAILABLE else self._sparkline(row))
             cells += [html.escape(self._target_cell(row)), self._status_cell(row)]
             rows.append(cells)
         if not rows:
@@ -400,9 +404,33 @@ class DataReport:
         """The handful of KPIs that matter: this week, last week, trend, target, status."""
         return self.kpi_rows_table(kpis.HEADLINE, sparklines=True)
 
+    def quality_warning(self) -> str:
+        """The data-quality warning of the week (empty when no table is past the limit)."""
+        quality = self.data.quality
+        texts = [
+            self._t(
+                "quality.week_warning",
+                table=table,
+                set_aside=aside,
+                rows=rows,
+                share=f"{aside / rows:.1%}",
+                limit=f"{quality.max_share:.1%}",
+            )
+            for table, aside, rows in quality.week_warnings
+        ]
+        return " ".join(texts)
+
     def headline_note(self) -> HTML:
-        """One line pointing at "What changed": how many changes for the worse, or none."""
-        return self._note(self._changes_summary())
+        """One line pointing at "What changed", after the week's data-quality warning if any."""
+        note = self._note(self._changes_summary())
+        warning = self.quality_warning()
+        if not warning:
+            return note
+        box = (
+            '<p class="ml-quality-warning" role="alert" style="border:2px solid #b00;'
+            f'padding:0.4em 0.6em;font-weight:bold">⚠ {html.escape(warning)}</p>'
+        )
+        return HTML(box + note.data)
 
     def headline_by_order_type(self) -> HTML:
         """The headline KPIs per order type."""

@@ -142,10 +142,13 @@ def complete_history(orders: pd.DataFrame, history: Window) -> Window:
 
 def segment_mask(frame: pd.DataFrame, finding) -> np.ndarray:
     """Rows of a stage frame in a finding's segment (one or two dimensions)."""
-    mask = (frame[finding.dimension] == finding.value).to_numpy(dtype=bool, na_value=False)
-    if isinstance(finding.dimension_2, str):
-        second = frame[finding.dimension_2] == finding.value_2
-        mask = mask & second.to_numpy(dtype=bool, na_value=False)
+    mask = np.ones(len(frame), dtype=bool)
+    for dim, value in ((finding.dimension, finding.value), (finding.dimension_2, finding.value_2)):
+        if not isinstance(dim, str):
+            continue
+        if dim == "weekday":
+            value = flow.weekday_number(value)
+        mask &= (frame[dim] == value).to_numpy(dtype=bool, na_value=False)
     return mask
 
 
@@ -190,7 +193,7 @@ def with_history(findings: pd.DataFrame, frame: pd.DataFrame, history: Window) -
 def segment_value(dimension: str, value: object, lang: str) -> str:
     """A segment value for display: weekday and order type translated, hour as 10:00."""
     if dimension == "weekday":
-        return t(f"weekday.{int(value)}", lang)
+        return t(f"weekday.{flow.weekday_number(value)}", lang)
     if dimension == "hour":
         return f"{int(value):02d}:00"
     if dimension == "order_type":
@@ -234,7 +237,7 @@ class FlowSection:
     @property
     def previous_weeks(self) -> int:
         """Number of weeks the comparison with earlier weeks covers."""
-        return round((self.history.end - self.history.start) / pd.Timedelta(days=7))
+        return len(self.baseline_weeks)
 
     @property
     def period(self) -> str:
@@ -257,14 +260,54 @@ class FlowSection:
         return flow.stage_frame(orders[_any_in(orders, ends, span)])
 
     @cached_property
+    def baseline_weeks(self) -> list[Window]:
+        """The complete history weeks the findings compare with, at most params' number."""
+        weeks = [w.window(self.data.tz) for w in self.data.history_weeks[:-1]]
+        weeks = [w for w in weeks if w.start >= self.history.start]
+        return weeks[-self.rules.baseline_weeks :] if weeks else []
+
+    @cached_property
+    def rules(self) -> flow.FindingRules:
+        """The materiality rules of params ``findings`` (shown counts: ``top``)."""
+        p = self.data.params.findings
+        return flow.FindingRules(
+            min_orders=p.min_orders,
+            margin=p.margin,
+            min_hours=p.min_hours,
+            min_z=p.min_z,
+            min_share=p.min_share,
+            echo_left=p.echo_left,
+            baseline_weeks=p.baseline_weeks,
+            top_new=min(p.top_new, self.top),
+            top_usual=p.top_usual,
+        )
+
+    @cached_property
     def bottlenecks(self) -> pd.DataFrame:
-        """flow.bottlenecks of the week (top findings) with the previous weeks' medians."""
+        """flow.week_findings of the week: both groups, roots and the echoes folded in.
+
+        The rows of ``bottlenecks.csv``. Empty without a complete baseline week.
+        """
+        if not self.baseline_weeks:
+            return pd.DataFrame(columns=flow.FINDING_COLUMNS)
         orders = self.data.tables["orders"]
-        ends = sorted({end for _, end in flow.STAGES.values()})
-        # only orders with a stage ending in the week take part: the same findings, faster
-        week_orders = orders[_any_in(orders, ends, self.window)]
-        found = flow.bottlenecks(week_orders, self.window, top=self.top, lang=self.lang)
-        return with_history(found, self.stages, self.history)
+        weeks = [*self.baseline_weeks, self.window]
+        starts = sorted({start for start, _ in flow.STAGES.values()})
+        # only orders with a stage starting in the compared weeks take part
+        span = Window(weeks[0].start, self.window.end)
+        return flow.week_findings(
+            orders[_any_in(orders, starts, span)], weeks, self.rules, lang=self.lang
+        )
+
+    def group(self, name: str) -> pd.DataFrame:
+        """The root findings of one group ("new" or "usual"), in rank order."""
+        found = self.bottlenecks
+        return found[(found["group"] == name) & (found["rank"] > 0)].reset_index(drop=True)
+
+    def echoes(self, finding_id: str) -> pd.DataFrame:
+        """The findings folded into one root finding."""
+        found = self.bottlenecks
+        return found[found["folded_into"] == finding_id].reset_index(drop=True)
 
     @cached_property
     def edges(self) -> pd.DataFrame:
@@ -277,48 +320,74 @@ class FlowSection:
         return Markdown(f"## {self._t('flow_section.heading')}")
 
     def findings(self) -> HTML:
-        """The top findings as a numbered list of sentences, each with its trend."""
+        """The two groups as numbered lists: new this week, then the usual bottlenecks.
+
+        Each root finding names up to three of the findings folded into it.
+        """
         week = str(self.data.week)
-        if self.bottlenecks.empty:
-            text = self._t("flow_section.none", week=week)
+        if not self.baseline_weeks:
+            text = self._t("flow_section.no_baseline", week=week)
             return HTML(f'<p class="ml-note">{html.escape(text)}</p>')
-        items = []
-        for row in self.bottlenecks.itertuples(index=False):
-            trend = self._t(
-                f"flow_section.trend.{row.trend}",
-                period=self.period,
-                before=graph.hours_text(row.previous_median_h),
-            )
-            css = ' class="ml-status-off"' if row.trend == "worse" else ""
-            # the report week is the first of the data: nothing to compare with
-            note = f" <span{css}>{html.escape(trend)}</span>" if self.previous_weeks else ""
-            items.append(f"<li>{html.escape(row.finding)}{note}</li>")
-        intro = html.escape(self._t("flow_section.intro", week=week))
-        return HTML(f"<p>{intro}</p>\n<ol>\n" + "\n".join(items) + "\n</ol>")
+        parts = []
+        for name in flow.FINDING_GROUPS:
+            roots = self.group(name)
+            title = self._t(f"flow_section.group.{name}", period=self.period)
+            parts.append(f"<h3>{html.escape(title)}</h3>")
+            if roots.empty:
+                text = self._t(f"flow_section.none.{name}", week=week, period=self.period)
+                parts.append(f'<p class="ml-note">{html.escape(text)}</p>')
+                continue
+            items = []
+            for row in roots.itertuples(index=False):
+                echoes = self.echoes(str(row.id))
+                note = ""
+                if len(echoes):
+                    names = [self._echo_name(e) for e in echoes.head(3).itertuples(index=False)]
+                    note = self._t(
+                        "flow_section.echoes",
+                        names=self._t("changes.separator").join(names),
+                        count=len(echoes),
+                    )
+                    note = f' <span class="ml-note">{html.escape(note)}</span>'
+                items.append(f"<li>{html.escape(row.finding)}{note}</li>")
+            parts.append("<ol>\n" + "\n".join(items) + "\n</ol>")
+        intro = html.escape(self._t("flow_section.intro.groups", week=week, period=self.period))
+        return HTML(f"<p>{intro}</p>\n" + "\n".join(parts))
+
+    def _echo_name(self, row) -> str:
+        stage = self._t(f"flow.stage.{row.stage}")
+        return f"{stage} {flow.finding_segment(row, self.lang)}"
 
     def worst_segments_chart(self) -> Image:
-        """Per finding: the segment's stage hours this week and before, and the stage median."""
-        found = self.bottlenecks
-        if found.empty:
+        """Per root finding: the segment's stage hours this week and before, and the median.
+
+        Stage hours of the stages that ENDED in the week and in the baseline weeks, as
+        orders experience them; the ranking itself compares like cohorts (see flow).
+        """
+        found = self.bottlenecks[self.bottlenecks["rank"] > 0] if len(self.bottlenecks) else None
+        if found is None or found.empty:
             return chart(plots.message(self._t("flow_section.chart.empty"), lang=self.lang))
         frame = self.stages
+        before_window = Window(self.baseline_weeks[0].start, self.window.start)
         this_week, before, overall, names = [], [], [], []
         for row in found.itertuples(index=False):
             mask = segment_mask(frame, row)
             now = stage_hours(frame, row.stage, self.window)
-            then = stage_hours(frame, row.stage, self.history)
+            then = stage_hours(frame, row.stage, before_window)
             this_week.append(_box(now[mask]))
-            before.append(_box(then[mask]) if row.previous_orders >= MIN_PREVIOUS_ORDERS else None)
-            overall.append(row.overall_median_h)
+            earlier = then[mask]
+            enough = int((~np.isnan(earlier)).sum()) >= MIN_PREVIOUS_ORDERS
+            before.append(_box(earlier) if enough else None)
+            overall.append(float(np.nanmedian(now)) if (~np.isnan(now)).any() else math.nan)
             stage = self._t(f"flow.stage.{row.stage}")
-            names.append(f"{stage}\n{segment_label(row, self.lang)}")
+            group = self._t(f"flow_section.tag.{row.group}")
+            names.append(f"{group}: {stage}\n{segment_label(row, self.lang)}")
         top = next(found.itertuples(index=False))
         title = self._t(
-            "flow_section.chart.title",
+            f"flow_section.chart.title.{top.group}",
             stage=self._t(f"flow.stage.{top.stage}"),
             segment=segment_label(top, self.lang),
-            median=graph.hours_text(top.median_h),
-            overall=graph.hours_text(top.overall_median_h),
+            added=graph.hours_text(top.added_delay_h),
         )
         fig = _paired_boxes(
             names,
