@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meetinglib._version import __version__
-from meetinglib.analysis.kpi_table import kpi_table, write_kpis_csv
+from meetinglib.analysis.kpi_table import kpi_table, root_changes, with_roots, write_kpis_csv
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
     EXIT_UNEXPECTED,
@@ -192,7 +192,8 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     data = load_week(params, args.week, progress=_Progress(args.quiet))
     result = kpi_table(data, args.lang or params.language)
     out = Path(args.out) if args.out else Path(params.output_dir) / str(data.week)
-    path = write_kpis_csv(result.table, out)
+    lang = args.lang or params.language
+    path = write_kpis_csv(with_roots(result.table, root_changes(data, result, lang), lang), out)
     adverse = len(result.changes)
     print(f"week {data.week}: {len(result.table):,} KPI rows, {adverse} change(s) for the worse")
     print(f"KPIs: {path}")
