@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import quoted_name
 
 from meetinglib.core.errors import (
+    DriverMissingError,
     InvalidParamError,
     MissingColumnError,
     NoDataError,
@@ -57,6 +58,7 @@ from meetinglib.core.errors import (
 )
 from meetinglib.core.params import AmountSource, Params, TableSource
 from meetinglib.core.schema import SCHEMAS, TableSchema
+from meetinglib.core.secrets import redact
 from meetinglib.core.weeks import Window
 
 SOURCE_ROW = "_source_row"
@@ -665,9 +667,29 @@ def _read_csv_as(
         # parser fills short rows, names the bad line, or raises UnicodeDecodeError.
         frame = _read_csv_pandas(path, encoding, ts.delimiter, schema.name, list(selected))
     frame = frame.rename(columns=selected)[list(selected.values())]
-    # Header is line 1; assumes one line per record (no line breaks inside quoted cells).
-    frame[SOURCE_ROW] = np.arange(2, len(frame) + 2)
+    # Header is line 1; a quoted cell with line breaks makes its record span several lines.
+    frame[SOURCE_ROW] = _record_lines(path, encoding, ts.delimiter, len(frame))
     return _drop_empty_rows(frame)
+
+
+def _record_lines(path: Path, encoding: str, delimiter: str, records: int) -> np.ndarray:
+    """The line each record starts on (header = line 1), as a person counts in an editor."""
+    simple = np.arange(2, records + 2)
+    newlines = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 24), b""):
+            newlines += chunk.count(b"\n")
+    if newlines in (records, records + 1):
+        return simple  # one line per record: no line breaks inside quoted cells
+    starts = []
+    with path.open(encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        next(reader, None)
+        line = reader.line_num
+        for _ in reader:
+            starts.append(line + 1)
+            line = reader.line_num
+    return np.asarray(starts) if len(starts) == records else simple
 
 
 def _csv_header(path: Path, encoding: str, delimiter: str, table: str) -> list[str]:
@@ -980,11 +1002,11 @@ def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print."""
+    """The URL with any password (user info or query parameter) replaced by ***."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        return redact(sa.engine.make_url(url).render_as_string(hide_password=True))
     except Exception:  # unparseable URL: mask the userinfo part by hand
-        return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
+        return redact(re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url))
 
 
 def _scrub(text: str, url: str) -> str:
@@ -993,7 +1015,7 @@ def _scrub(text: str, url: str) -> str:
         password = sa.engine.make_url(url).password
     except Exception:
         password = None
-    text = text.replace(url, _mask_url(url))
+    text = redact(text.replace(url, _mask_url(url)))
     if password:
         text = text.replace(str(password), "***")
     return text.strip().splitlines()[0] if text.strip() else text
@@ -1026,6 +1048,10 @@ def _connection(params: Params) -> Iterator[sa.Connection]:
                 "Fix the URL in the environment variable named by source.url_env."
             )
         engine = sa.create_engine(url)
+    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        # The URL is fine; this environment lacks the dialect's driver (exit 5).
+        driver = getattr(exc, "name", None) or sa.engine.make_url(url).get_backend_name()
+        raise DriverMissingError(shown, str(driver)) from None
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise SourceNotFoundError(
             f"cannot use database {shown}: {_scrub(_error_text(exc), url)}. Check the URL and "

@@ -578,6 +578,9 @@ class DataReport:
         last = last.rename(index=self._missing).reindex(this.index, fill_value=0)
         if not this.sum():
             return chart(plots.message(self._t("report.no_data"), lang=self.lang))
+        # People's names for the channel codes, from the params (per language).
+        name = lambda code: self.data.params.label("channel", str(code), self.lang)  # noqa: E731
+        this, last = this.rename(index=name), last.rename(index=name)
         change = (this - last) / last.where(last > 0)
         mover = change.abs().idxmax() if change.notna().any() else this.idxmax()
         title = self._t(
