@@ -1172,6 +1172,8 @@ def cohort_sums(
     cell, cell_codes = _cells(segs, dims, len(orders))
     n_cells = len(next(iter(cell_codes.values()))) if cell_codes else len(orders)
     cancel = _ns(orders["cancelled_at"]) if "cancelled_at" in orders.columns else None
+    if cancel is not None:
+        cancel = np.where(cancel == _NAT, _LATEST, cancel)
     last = len(weeks) - 1
     uniform = len(set(np.diff(bounds).tolist())) == 1
     sums, totals = {}, {}
@@ -1185,24 +1187,29 @@ def cohort_sums(
         leave = _ns(orders[b])[rows]
         leave[leave == _NAT] = _LATEST
         if cancel is not None:
-            gone = cancel[rows]
-            leave = np.minimum(leave, np.where(gone == _NAT, _LATEST, gone))
-        if uniform:  # every week equally long (no DST change): no search needed
-            week = (s - bounds[0]) // (bounds[1] - bounds[0])
+            leave = np.minimum(leave, cancel[rows])
+        slot = BUCKET_HOURS * _NS_PER_HOUR
+        slots = 7 * 24 // BUCKET_HOURS
+        if uniform:  # every week equally long (no DST change): arithmetic, no search
+            span = bounds[1] - bounds[0]
+            week, within = np.divmod(s - bounds[0], span)
+            left_in_week = span - within
         else:
             week = np.searchsorted(bounds, s, side="right") - 1
-        week_start = bounds[week]
-        hours = np.maximum(np.minimum(leave, bounds[week + 1]) - s, 0) / _NS_PER_HOUR
-        slots = 7 * 24 // BUCKET_HOURS
-        bucket = np.minimum((s - week_start) // (BUCKET_HOURS * _NS_PER_HOUR), slots - 1)
+            within = s - bounds[week]
+            left_in_week = bounds[week + 1] - s
+        hours = np.clip(np.minimum(leave - s, left_in_week), 0, None) / _NS_PER_HOUR
+        bucket = np.minimum(within // slot, slots - 1)
         base = week < last
-        n_b = np.bincount(bucket[base], minlength=slots).astype(np.float64)
-        sum_b = np.bincount(bucket[base], weights=hours[base], minlength=slots)
-        sq_b = np.bincount(bucket[base], weights=hours[base] ** 2, minlength=slots)
+        # per slot: even = this week's cohort, odd = the baseline's
+        pair = bucket * 2 + base
+        n_b = np.bincount(pair, minlength=2 * slots)[1::2].astype(np.float64)
+        sum_b = np.bincount(pair, weights=hours, minlength=2 * slots)[1::2]
+        sq_b = np.bincount(pair, weights=hours * hours, minlength=2 * slots)[1::2]
         with np.errstate(divide="ignore", invalid="ignore"):
             mean_b = np.where(n_b > 0, sum_b / n_b, 0.0)
             var_b = np.where(n_b > 1, (sq_b - n_b * mean_b**2) / np.maximum(n_b - 1, 1), 0.0)
-        expected, variance = mean_b[bucket], np.maximum(var_b[bucket], 0.0)
+        expected, variance = mean_b[bucket], np.maximum(var_b, 0.0)[bucket]
         # one pass per sum: even slots this week's cohort, odd slots the baseline's
         key = cell[rows] * 2 + base
         size = 2 * n_cells
