@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ from meetinglib.core.errors import (
     environment_error,
 )
 from meetinglib.core.i18n import LANGUAGES, t
-from meetinglib.core.params import load_params
+from meetinglib.core.params import DEMO_TEMPLATE, load_params
 from meetinglib.core.secrets import redact
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
@@ -112,6 +113,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.dir is not None:
+        args.params, args.data = (
+            _demo_folder(Path(args.dir)),
+            str(Path(args.dir) / "data" / "sample"),
+        )
     sample = Path(args.data)
     if args.fresh or not (sample / "orders.parquet").exists():
         ns = argparse.Namespace(
@@ -132,6 +138,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # from index.html, and the last line printed is where the handouts are.
     _demo_meeting(args)
     return cmd_run(args)
+
+
+def _demo_folder(folder: Path) -> list[str]:
+    """A folder holding the whole demo: params/demo.yaml (copied from the package unless
+    present), and beside it the sample data, the store and the handouts."""
+    params = folder / "params" / "demo.yaml"
+    if not params.is_file():
+        params.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DEMO_TEMPLATE, params)
+        print(f"demo params written to {params}")
+    return [str(params)]
 
 
 def _demo_issues(args: argparse.Namespace, sample: Path) -> None:
@@ -493,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="sample data (if missing) and the latest week's handouts")
     with_run_options(p)
     p.add_argument("--data", default=str(DEFAULT_SAMPLE), help="sample data folder")
+    p.add_argument(
+        "--dir",
+        help="a folder for the whole demo (params, sample data, store, handouts); "
+        "default: the working folder with params/demo.yaml",
+    )
     p.add_argument("--orders-per-week", type=int, default=20_000)
     p.add_argument("--fresh", action="store_true", help="regenerate the sample data")
     p.set_defaults(func=cmd_demo)

@@ -564,11 +564,22 @@ def _has_path(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "defaults" / "params.yaml"
 
 
+# The demo's params as shipped; `meeting demo --dir D` copies it to D/params/demo.yaml,
+# where its relative paths (../data/sample, ../outputs) point into D.
+DEMO_TEMPLATE = Path(__file__).resolve().parent.parent / "defaults" / "demo.yaml"
+
+
 def demo_params_file() -> Path:
     """The demo's params: params/demo.yaml of the working folder, else of the checkout."""
     here = Path.cwd() / "params" / "demo.yaml"
     checkout = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
-    return here if here.is_file() else checkout
+    for candidate in (here, checkout):
+        if candidate.is_file():
+            return candidate
+    raise ParamsError(
+        f"no params given and no demo params at {here}; pass --params FILE (see `meeting "
+        "init` for a company's export) or create the demo with `meeting demo --dir FOLDER`."
+    )
 
 
 def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Params:
@@ -578,7 +589,9 @@ def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None
     """
     if not paths:
         paths = (demo_params_file(),)
-    files = [Path(p).expanduser().resolve() for p in paths]
+    # absolute, not resolved: a symlinked params file's relative paths follow the link's
+    # folder (params/demo.yaml in the checkout links to the shipped template)
+    files = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
     raws = [(f, _read_yaml(f)) for f in files]
     merged: dict[str, Any] = _read_yaml(DEFAULTS_FILE)
     for _, raw in raws:
