@@ -341,3 +341,10 @@ def test_a_week_without_findings_or_transitions(tmp_path):
     )
     empty.export(tmp_path / "out")
     assert pd.read_csv(tmp_path / "out" / "flow_edges.csv").empty
+
+
+def test_summary_names_root_findings_only(section):
+    top = section.summary_findings(3)
+    roots = section.bottlenecks[section.bottlenecks["rank"] > 0]
+    assert top and set(top) <= set(roots["finding"])
+    assert top[0] == section.group("new")["finding"].iloc[0]
