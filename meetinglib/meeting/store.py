@@ -639,7 +639,19 @@ class Store:
         def work(conn: Connection) -> AddResult:
             added: list[int] = []
             skipped: list[str] = []
+            # Hashes stored already are skipped without an INSERT (on PostgreSQL a
+            # refused INSERT would still use up an id).
+            hashes = [r["row_hash"] for r in rows]
+            present: set[str] = set()
+            for start in range(0, len(hashes), 500):
+                chunk = hashes[start : start + 500]
+                query = sa.select(ISSUES.c.row_hash).where(ISSUES.c.row_hash.in_(chunk))
+                present |= set(conn.execute(query).scalars())
             for row in rows:
+                if row["row_hash"] in present:
+                    skipped.append(row["row_hash"])
+                    continue
+                present.add(row["row_hash"])
                 values = {
                     "description": "",
                     "segment": "",
@@ -686,8 +698,7 @@ class Store:
             query = query.where(ISSUES.c.department == department)
         if status is not None:
             query = query.where(ISSUES.c.status == status)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+        rows = self.read(lambda conn: conn.execute(query).mappings().all())
         return _frame(rows, [c.name for c in ISSUES.columns])
 
     def set_issue_status(self, issue_ids: Iterable[int], status: str, week: str | None) -> int:
@@ -796,8 +807,7 @@ class Store:
             query = query.where(ACTION_ITEMS.c.status == status)
         if department is not None:
             query = query.where(ACTION_ITEMS.c.department == department)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+        rows = self.read(lambda conn: conn.execute(query).mappings().all())
         return _frame(rows, [*(c.name for c in ACTION_ITEMS.columns), "meeting_week"])
 
     # --- backup -----------------------------------------------------------------------
@@ -915,10 +925,8 @@ def _csv_value(value: Any) -> Any:
 
 def meeting_id(store: Store, week: IsoWeek | str) -> int | None:
     """The id of the meeting about ``week``; None when it is not in the store."""
-    with store.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(MEETINGS.c.id).where(MEETINGS.c.week == str(IsoWeek.parse(week)))
-        ).scalar()
+    query = sa.select(MEETINGS.c.id).where(MEETINGS.c.week == str(IsoWeek.parse(week)))
+    found = store.read(lambda conn: conn.execute(query).scalar())
     return None if found is None else int(found)
 
 
