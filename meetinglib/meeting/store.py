@@ -18,6 +18,16 @@ drops that table. ``tests/test_store.py`` checks that the revisions produce exac
 ``METADATA`` (Alembic's comparison finds no difference) and that a store built from
 the previous release's DDL upgrades with its data.
 
+Several processes may write at once. Each write is one short transaction run by
+``Store.write``: on SQLite (in WAL mode, so readers never wait) it begins IMMEDIATE,
+taking the write lock first and waiting for it up to ``store.busy_timeout`` seconds; a
+lock error (SQLite's "database is locked", PostgreSQL's serialization failure,
+deadlock or lock timeout) rolls the transaction back and runs it again after a
+growing, jittered pause, until the busy timeout; then ``StoreLockedError`` (exit code
+5) names the store and the remedy. Writes are idempotent where a retry or a second
+writer could repeat them: an issue's ``row_hash`` is inserted once (ON CONFLICT DO
+NOTHING), and writing values an item already holds changes nothing.
+
 Writes are transactional: ``add_issues`` inserts a whole import or nothing. Times
 are stored in UTC without an offset (SQLite has no timezone type); dates are plain
 calendar dates; weeks are ISO week text like ``2026-W47``.
