@@ -226,7 +226,7 @@ class RunLockedError(MeetingError):
         self.week, self.lock = str(week), str(lock)
         super().__init__(
             f"another run of {week} is in progress ({holder}); waited {waited:g} s for "
-            f"its lock {lock}. Run again when it has finished, or raise 'run.lock_wait'."
+            f"its lock {lock}. Run again when it has finished, or raise 'run.lock_wait_seconds'."
         )
 
 
