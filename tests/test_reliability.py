@@ -501,6 +501,13 @@ CASES = [
         params={"source": {"kind": "sql", "url_env": "MEETINGLIB_TEST_MYSQL_URL"}},
     ),
     Case(
+        "store driver missing",
+        ["issues", "list"],
+        5,
+        "the database driver 'MySQLdb' is not installed",
+        params={"store": {"url_env": "MEETINGLIB_TEST_MYSQL_URL"}},
+    ),
+    Case(
         "outputs under a file",
         RUN,
         5,

@@ -213,7 +213,8 @@ class DriverMissingError(EnvironmentProblem):
         super().__init__(
             url,
             f"the database driver '{driver}' is not installed for",
-            f"Install it into this environment (pip install {driver}) or use another URL.",
+            "Install the database's driver package into this environment (for PostgreSQL: "
+            "pip install 'psycopg[binary]') or use another URL.",
         )
 
 
