@@ -83,15 +83,21 @@ def _kernel_env(folder: Path) -> dict[str, str]:
 
 @pytest.fixture
 def lab(tmp_path, sample) -> Iterator[tuple[str, Path, Path]]:
-    """JupyterLab serving ``tmp_path``: (the console notebook's URL, params file, folder)."""
+    """JupyterLab serving ``tmp_path``: (the URL of a notebook in a workspace, to format with
+    the workspace's and the notebook's names; params file; folder).
+
+    ``meeting_console.ipynb`` records in English, ``meeting_console_zh.ipynb`` in Simplified
+    Chinese, both on the same store.
+    """
     params = write_params(tmp_path, sample.folder, meeting=MEETING)
-    nb = nbformat.read(ROOT / "meetinglib" / "notebooks" / "meeting_console.ipynb", 4)
-    for cell in nb.cells:  # the parameters cell as a note-taker edits it
-        if "parameters" in cell.metadata.get("tags", []):
-            cell.source = cell.source.replace(
-                "params_files: list = []", f"params_files: list = [{str(params)!r}]"
-            )
-    nbformat.write(nb, tmp_path / "meeting_console.ipynb")
+    for name, lang in (("meeting_console", "None"), ("meeting_console_zh", '"zh-CN"')):
+        nb = nbformat.read(ROOT / "meetinglib" / "notebooks" / "meeting_console.ipynb", 4)
+        for cell in nb.cells:  # the parameters cell as a note-taker edits it
+            if "parameters" in cell.metadata.get("tags", []):
+                cell.source = cell.source.replace(
+                    "params_files: list = []", f"params_files: list = [{str(params)!r}]"
+                ).replace('lang: "Optional[str]" = None', f'lang: "Optional[str]" = {lang}')
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
     port, token = _free_port(), secrets.token_hex(16)
     command = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser",
@@ -119,7 +125,7 @@ def lab(tmp_path, sample) -> Iterator[tuple[str, Path, Path]]:
                     pytest.fail(f"JupyterLab did not start:\n{(tmp_path / 'lab.log').read_text()}")
                 time.sleep(0.5)
         yield (
-            f"http://127.0.0.1:{port}/lab/tree/meeting_console.ipynb?token={token}",
+            f"http://127.0.0.1:{port}/lab/workspaces/{{}}/tree/{{}}.ipynb?token={token}",
             params,
             tmp_path,
         )
@@ -143,6 +149,25 @@ def _cut_labels(page) -> list[str]:
     )
 
 
+def _open_console(page, url: str):
+    """Open a console notebook, run all its cells; the console's panel."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    page.locator(".jp-Notebook").wait_for(timeout=60_000)
+    # The notebook's own kernel started by itself (no kernel picker) and is ready.
+    expect(page.locator("#jp-main-statusbar")).to_contain_text(
+        "Python (meetinglib) | Idle", timeout=60_000
+    )
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    console = page.locator(".mc-console:visible")
+    console.wait_for(timeout=120_000)
+    # JupyterLab asked nothing: no kernel picker, no other dialog.
+    assert page.locator(".jp-Dialog").count() == 0
+    return console
+
+
 def test_recording_the_meeting_in_jupyterlab(lab):
     _require(CHROMIUM.exists(), f"Chromium is not installed at {CHROMIUM}")
     try:
@@ -153,24 +178,13 @@ def test_recording_the_meeting_in_jupyterlab(lab):
     from meetinglib.meeting.store import meeting_state, open_store
     from meetinglib.runner import run_week
 
-    url, params_file, folder = lab
+    urls, params_file, folder = lab
     started = time.perf_counter()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1366, "height": 900})
         try:
-            page.goto(url)
-            page.locator(".jp-Notebook").wait_for(timeout=60_000)
-            # The notebook's own kernel started by itself (no kernel picker) and is ready.
-            expect(page.locator("#jp-main-statusbar")).to_contain_text(
-                "Python (meetinglib) | Idle", timeout=60_000
-            )
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            console = page.locator(".mc-console")
-            console.wait_for(timeout=120_000)
-            # JupyterLab asked nothing: no kernel picker, no other dialog.
-            assert page.locator(".jp-Dialog").count() == 0
+            console = _open_console(page, urls.format("en", "meeting_console"))
             expect(console.locator("h2")).to_contain_text(f"week {SAMPLE_WEEK}")
             page.screenshot(path=str(folder / "console.png"), full_page=True)
             assert _cut_labels(page) == []
@@ -194,8 +208,25 @@ def test_recording_the_meeting_in_jupyterlab(lab):
                 "Move South parcels to SwiftExpress"
             )
             page.screenshot(path=str(folder / "console-recorded.png"), full_page=True)
+
+            # A second note-taker, in Chinese, on the same store: sees both entries, adds
+            # feedback; the first console shows it after Refresh.
+            other = browser.new_page(viewport={"width": 1366, "height": 900})
+            zh = _open_console(other, urls.format("zh", "meeting_console_zh"))
+            expect(zh.locator("h2")).to_contain_text(f"第 {SAMPLE_WEEK} 周")
+            assert _cut_labels(other) == []
+            expect(zh.locator(".mc-decision-list")).to_contain_text("Move South parcels")
+            expect(zh.locator(".mc-action-list")).to_contain_text("Agree pick-up times")
+            zh.locator(".mc-feedback-comment input").fill("重点清楚")
+            zh.locator(".mc-add-feedback").click()
+            expect(zh.locator(".mc-feedback-result")).to_contain_text("反馈已记录", timeout=30_000)
+            other.screenshot(path=str(folder / "console-zh.png"), full_page=True)
+            console.locator(".mc-refresh").click()
+            expect(console.locator(".mc-feedback-list")).to_contain_text("重点清楚", timeout=30_000)
+            expect(console.locator(".mc-refresh-result")).to_contain_text("1 decision(s)")
         except Exception:
-            page.screenshot(path=str(folder / "failure.png"), full_page=True)
+            for n, shot in enumerate(browser.contexts[0].pages if browser.contexts else []):
+                shot.screenshot(path=str(folder / f"failure-{n}.png"), full_page=True)
             raise
         finally:
             browser.close()
@@ -208,6 +239,7 @@ def test_recording_the_meeting_in_jupyterlab(lab):
         ("Agree pick-up times with SwiftExpress", "Chen Jie", "logistics", "2026-11-27")
     ]
     assert [d.text for d in state.decisions] == ["Move South parcels to SwiftExpress"]
+    assert [f.comment for f in state.feedback] == ["重点清楚"]
 
     result = run_week([params_file], SAMPLE_WEEK, notebooks=["minutes"])
     handout = (result.folder / "minutes.html").read_text(encoding="utf-8")
