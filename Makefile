@@ -43,6 +43,13 @@ system-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "warning: could not install chromium; the browser test skips (fails under CI=true)"; \
 	else echo "note: install Chromium (Debian: chromium) for the browser test of the console"; fi
+	@# PostgreSQL, for the store's tests on a real server (the tests start their own).
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing postgresql (the store's tests on a real server)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || echo "warning: could not install postgresql; its store tests skip (fail under CI=true)"; \
+	else echo "note: install PostgreSQL (Debian: postgresql) for the store's server tests"; fi
 
 demo: install
 	$(BIN)/meeting demo $(ARGS)
