@@ -129,6 +129,10 @@ class NoDataError(InputDataError):
     """The requested week has no data in the source."""
 
 
+class AmbiguousDatesError(InputDataError):
+    """Dates like 09/11/2026 read day-first or month-first, and no value tells which."""
+
+
 # --- notebooks and handouts -----------------------------------------------------
 
 
