@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meetinglib._version import __version__
-from meetinglib.analysis.kpi_table import kpi_table, write_kpis_csv
+from meetinglib.analysis.kpi_table import kpi_table, root_changes, with_roots, write_kpis_csv
 from meetinglib.analysis.kpis import CATALOGUE, missing_columns
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
@@ -28,7 +29,7 @@ from meetinglib.core.errors import (
     environment_error,
 )
 from meetinglib.core.i18n import LANGUAGES, t
-from meetinglib.core.params import load_params
+from meetinglib.core.params import DEMO_TEMPLATE, load_params
 from meetinglib.core.secrets import redact
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.propose import propose, render
@@ -117,6 +118,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.dir is not None:
+        args.params, args.data = (
+            _demo_folder(Path(args.dir)),
+            str(Path(args.dir) / "data" / "sample"),
+        )
     sample = Path(args.data)
     if args.fresh or not (sample / "orders.parquet").exists():
         ns = argparse.Namespace(
@@ -137,6 +143,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # from index.html, and the last line printed is where the handouts are.
     _demo_meeting(args)
     return cmd_run(args)
+
+
+def _demo_folder(folder: Path) -> list[str]:
+    """A folder holding the whole demo: params/demo.yaml (copied from the package unless
+    present), and beside it the sample data, the store and the handouts."""
+    params = folder / "params" / "demo.yaml"
+    if not params.is_file():
+        params.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DEMO_TEMPLATE, params)
+        print(f"demo params written to {params}")
+    return [str(params)]
 
 
 def _demo_issues(args: argparse.Namespace, sample: Path) -> None:
@@ -243,7 +260,8 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     data = load_week(params, args.week, progress=_Progress(args.quiet))
     result = kpi_table(data, args.lang or params.language)
     out = Path(args.out) if args.out else Path(params.output_dir) / str(data.week)
-    path = write_kpis_csv(result.table, out)
+    lang = args.lang or params.language
+    path = write_kpis_csv(with_roots(result.table, root_changes(data, result, lang), lang), out)
     adverse = len(result.changes)
     print(f"week {data.week}: {len(result.table):,} KPI rows, {adverse} change(s) for the worse")
     print(f"KPIs: {path}")
@@ -543,6 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="sample data (if missing) and the latest week's handouts")
     with_run_options(p)
     p.add_argument("--data", default=str(DEFAULT_SAMPLE), help="sample data folder")
+    p.add_argument(
+        "--dir",
+        help="a folder for the whole demo (params, sample data, store, handouts); "
+        "default: the working folder with params/demo.yaml",
+    )
     p.add_argument("--orders-per-week", type=int, default=20_000)
     p.add_argument("--fresh", action="store_true", help="regenerate the sample data")
     p.set_defaults(func=cmd_demo)

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import fcntl
 import gc
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -31,20 +36,27 @@ from typing import Any
 import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import CellTimeoutError
 from nbconvert import HTMLExporter
 from papermill.exceptions import PapermillExecutionError
 
 from meetinglib._version import __version__
+from meetinglib.analysis.kpis import resolve_targets
 from meetinglib.core.csp import with_csp
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
+    MeetingError,
     NotebookError,
     NotebookExecutionError,
     NotebookNotFoundError,
+    RunLockedError,
     SectionError,
+    environment_error,
 )
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, demo_params_file, load_params
+from meetinglib.core.safename import check_name
+from meetinglib.core.secrets import redact_tree
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
@@ -103,6 +115,8 @@ def run_week(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     params = load_params(*params_files)
+    # Judged before any data is read: a wrong at_risk side is a params error (exit 2).
+    resolve_targets(params.targets, ", ".join(str(f) for f in params.files))
     names = list(notebooks or params.notebooks)
     # --lang asks for one language; otherwise every language the params list, first one
     # primary (its files keep their plain names).
@@ -125,63 +139,73 @@ def run_week(
         sources.append(_notebook_path(params, "minutes"))
 
     out_root = Path(params.output_dir).resolve()  # the kernels run in another folder
-    out_root.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    staging = out_root / f".{data.week}.staging-{stamp}-{os.getpid()}"
-    staging.mkdir()
-    try:
-        t0 = time.perf_counter()
-        snapshot = staging / SNAPSHOT_DIR
-        data.save(snapshot)
-        _write_quarantine(data, staging)
-        # The notebooks read the snapshot; holding the tables here too would double the
-        # peak memory of a large week while the kernels run.
-        data.tables.clear()
-        gc.collect()
-        timings["snapshot"] = time.perf_counter() - t0
+    with _environment(out_root):
+        out_root.mkdir(parents=True, exist_ok=True)
+    with (
+        _week_lock(out_root, str(data.week), params.run.lock_wait_seconds, say),
+        _terminate_as_exit(),
+    ):
+        _remove_stale(out_root, str(data.week))
+        stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        staging = out_root / f".{data.week}.staging-{stamp}-{os.getpid()}"
+        with _environment(staging):
+            staging.mkdir()
+        try:
+            with _environment(staging):
+                t0 = time.perf_counter()
+                snapshot = staging / SNAPSHOT_DIR
+                data.save(snapshot)
+                _write_quarantine(data, staging)
+            # The notebooks read the snapshot; holding the tables here too would double
+            # the peak memory of a large week while the kernels run.
+            data.tables.clear()
+            gc.collect()
+            timings["snapshot"] = time.perf_counter() - t0
 
-        results = []
-        jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
-        for i, (name, source, language) in enumerate(jobs, start=1):
-            stem = handout_stem(name, language, languages)
-            say(f"[{i}/{len(jobs)}] {stem}: executing")
-            result = _execute(
-                name,
-                source,
-                staging,
-                out_root,
-                stamp,
-                parameters={
-                    "week": str(data.week),
-                    "params_files": [str(p) for p in params.files],
-                    "snapshot": str(snapshot),
-                    "lang": language,
-                    # Machine-readable files (kpis.csv, ...) go beside the handouts, written
-                    # by the notebook from the same computation as its figures; once, by
-                    # the first language's run.
-                    "out_dir": str(staging) if language == lang else None,
-                    **(extra_parameters or {}),
-                },
-                say=say,
-                stem=stem,
-                lang=language,
-            )
-            results.append(result)
-            timings[stem] = result.seconds
-        shutil.rmtree(snapshot)
+            results = []
+            jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
+            for i, (name, source, language) in enumerate(jobs, start=1):
+                stem = handout_stem(name, language, languages)
+                say(f"[{i}/{len(jobs)}] {stem}: executing")
+                result = _execute(
+                    name,
+                    source,
+                    staging,
+                    out_root,
+                    stamp,
+                    parameters={
+                        "week": str(data.week),
+                        "params_files": [str(p) for p in params.files],
+                        "snapshot": str(snapshot),
+                        "lang": language,
+                        # Machine-readable files (kpis.csv, ...) go beside the handouts,
+                        # written by the notebook from the same computation as its
+                        # figures; once, by the first language's run.
+                        "out_dir": str(staging) if language == lang else None,
+                        **(extra_parameters or {}),
+                    },
+                    say=say,
+                    stem=stem,
+                    lang=language,
+                    timeout=params.run.cell_timeout_seconds,
+                )
+                results.append(result)
+                timings[stem] = result.seconds
+            shutil.rmtree(snapshot)
 
-        timings["total"] = time.perf_counter() - started
-        final = out_root / str(data.week)
-        _carry_over(final, staging)
-        manifest = _write_manifest(
-            staging, data, params, results, timings, languages, left_out=left_out
-        )
-        index = _write_index(staging, data.week, params, results, languages)
-        _publish(staging, final)
-    except BaseException:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
+            timings["total"] = time.perf_counter() - started
+            final = out_root / str(data.week)
+            with _environment(staging):
+                _carry_over(final, staging)
+                manifest = _write_manifest(
+                    staging, data, params, results, timings, languages, left_out=left_out
+                )
+                index = _write_index(staging, data.week, params, results, languages)
+            _publish(staging, final)
+        except BaseException:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
     moved = [
         NotebookResult(r.name, final / r.notebook.name, final / r.html.name, r.seconds, r.lang)
         for r in results
@@ -217,7 +241,8 @@ def check_sections(data: WeekData, notebooks: Sequence[str] = ("data_report",)) 
 
 def _notebook_path(params: Params, name: str) -> Path:
     folder = Path(params.notebooks_dir) if params.notebooks_dir else PACKAGE_NOTEBOOKS
-    path = folder / f"{name}.ipynb"
+    # The name becomes the handout's file name too: a plain name, never a path.
+    path = folder / f"{check_name(name, 'notebook')}.ipynb"
     if not path.is_file():
         available = sorted(p.stem for p in folder.glob("*.ipynb"))
         raise NotebookNotFoundError(
@@ -237,11 +262,13 @@ def _execute(
     say: Progress,
     stem: str | None = None,
     lang: str = "en",
+    timeout: float | None = None,
 ) -> NotebookResult:
     stem = stem or name
     executed = staging / f"{stem}.ipynb"
     t0 = time.perf_counter()
-    sockets = Path(tempfile.mkdtemp(prefix="meetinglib-kernel-"))
+    # Private (0700) and named after this process, so a later run can tell it is stale.
+    sockets = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
     try:
         papermill.execute_notebook(
             str(source),
@@ -252,8 +279,12 @@ def _execute(
             cwd=str(source.parent),
             log_output=False,
             kernel_manager_class=_local_kernel_manager(sockets),
+            execution_timeout=timeout,
         )
     except PapermillExecutionError as exc:
+        env = _environment_in_cell(exc.ename, exc.evalue, staging)
+        if env is not None:
+            raise env from None
         kept = _keep_failed(staging, out_root, stamp)
         if exc.ename == "SectionError":
             # A section that cannot be computed: its own exit code, not a notebook bug.
@@ -266,7 +297,21 @@ def _execute(
         raise NotebookExecutionError(
             name, where, f"{exc.ename}: {exc.evalue}", str(kept / executed.name)
         ) from None
-    except Exception as exc:  # kernel died, timeout, bad notebook JSON
+    except CellTimeoutError:
+        kept = _keep_failed(staging, out_root, stamp)
+        raise NotebookExecutionError(
+            name,
+            "a cell",
+            f"no result after {timeout:g} s (run.cell_timeout_seconds in the params); "
+            "the cell was stopped",
+            str(kept / executed.name),
+        ) from None
+    except OSError as exc:  # writing the executed notebook: read-only or full disk
+        env = environment_error(exc, staging)
+        if env is None:
+            raise
+        raise env from None
+    except Exception as exc:  # kernel died, bad notebook JSON
         kept = _keep_failed(staging, out_root, stamp)
         raise NotebookExecutionError(
             name, "start-up", f"{type(exc).__name__}: {exc}", str(kept / executed.name)
@@ -291,6 +336,9 @@ def _local_kernel_manager(sockets: Path) -> type:
             super().__init__(**kwargs)
             self.transport = "ipc"
             self.ip = str(sockets / "kernel")
+            # The connection file holds the kernel's signing key: keep it in the private
+            # folder removed after the notebook, not in Jupyter's shared runtime folder.
+            self.connection_file = str(sockets / "kernel.json")
 
     return LocalSocketKernelManager
 
@@ -481,6 +529,7 @@ def _write_manifest(
         "versions": _versions(),
         "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
+    manifest = redact_tree(manifest)  # a URL's credentials never reach the manifest
     path = folder / "manifest.json"
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
@@ -505,6 +554,125 @@ def _carry_over(final: Path, staging: Path) -> None:
             shutil.copytree(item, staging / item.name)
         else:
             shutil.copy2(item, staging / item.name)
+
+
+KERNEL_DIR_PREFIX = "meetinglib-kernel-"
+_PID_IN_NAME = re.compile(r"-(\d+)(?:-[^-]*)?$")
+
+
+@contextlib.contextmanager
+def _environment(path: Path) -> Iterator[None]:
+    """Turn a read-only folder or a full disk under ``path`` into its own error (exit 5)."""
+    try:
+        yield
+    except OSError as exc:
+        env = environment_error(exc, exc.filename or path)
+        if env is None:
+            raise
+        raise env from None
+
+
+def _environment_in_cell(ename: str, evalue: str, staging: Path) -> MeetingError | None:
+    """The environment error a notebook cell's OSError stands for (None: a real failure)."""
+    match = re.match(r"\[Errno (\d+)\]", evalue or "")
+    if ename not in ("OSError", "PermissionError") or match is None:
+        return None
+    return environment_error(OSError(int(match.group(1)), evalue), staging)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _week_lock(out_root: Path, week: str, wait: float, say: Progress) -> Iterator[None]:
+    """Hold the week's lock (outputs/.<week>.lock) for the run; wait up to ``wait`` s.
+
+    An OS lock (flock): it is released when the process ends, even by kill -9, so a
+    dead run never blocks the next one. The file is removed on release; a waiter that
+    locked a removed file sees it and tries again.
+    """
+    lock = out_root / f".{week}.lock"
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        with _environment(lock):
+            fh = open(lock, "a+")  # noqa: SIM115 - held open for the whole run
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                fh.close()
+                raise
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown process"
+            fh.close()
+            if time.monotonic() >= deadline:
+                raise RunLockedError(week, lock, holder, wait) from None
+            if not told:
+                say(f"waiting for another run of {week} to finish ({holder}; lock {lock})")
+                told = True
+            time.sleep(0.2)
+            continue
+        try:
+            same = os.fstat(fh.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()  # the holder removed this file as we locked it: lock the new one
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {dt.datetime.now().isoformat(timespec='seconds')}")
+        fh.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        fh.close()  # closing releases the lock
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM during the run unwinds like Ctrl-C, so staging and kernel files are removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_stale(out_root: Path, week: str) -> None:
+    """Remove what dead runs left: staging copies (with their data snapshot), half-swapped
+    old folders and kernel connection folders.
+
+    Called with the week's lock held, so every staging or old folder of this week is a
+    dead run's; other weeks' folders go only when the process that made them is gone.
+    """
+    for item in out_root.glob(".*.staging-*"):
+        pid = _PID_IN_NAME.search(item.name)
+        if item.name.startswith(f".{week}.") or (pid and not _alive(int(pid.group(1)))):
+            shutil.rmtree(item, ignore_errors=True)
+    for item in out_root.glob(f".{week}.old-*"):
+        shutil.rmtree(item, ignore_errors=True)
+    for item in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*"):
+        pid = re.match(rf"{KERNEL_DIR_PREFIX}(\d+)-", item.name)
+        if pid and not _alive(int(pid.group(1))) and item.stat().st_uid == os.getuid():
+            shutil.rmtree(item, ignore_errors=True)
 
 
 def _publish(staging: Path, final: Path) -> None:

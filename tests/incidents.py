@@ -42,20 +42,22 @@ class Incidents:
     carrier_lost: tuple[str, float] | None = None  # ("C2", 0.05): share of parcels lost
 
 
-def weeks() -> list[Window]:
-    """The four baseline weeks and the report week."""
-    return [REPORT_WEEK.shift(-k).window(TZ) for k in range(WEEKS - 2, -1, -1)]
+def weeks(count: int = WEEKS) -> list[Window]:
+    """The baseline weeks (all but the warm-up week) and the report week."""
+    return [REPORT_WEEK.shift(-k).window(TZ) for k in range(count - 2, -1, -1)]
 
 
-def orders(incidents: Incidents, per_week: int = 4000, seed: int = 5) -> pd.DataFrame:
-    """Orders of the six weeks in canonical columns, tz-aware."""
+def orders(
+    incidents: Incidents, per_week: int = 4000, seed: int = 5, count: int = WEEKS
+) -> pd.DataFrame:
+    """Orders of ``count`` weeks ending with the report week, canonical columns, tz-aware."""
     rng = np.random.default_rng(seed)
-    n = per_week * WEEKS
-    first = REPORT_WEEK.shift(-(WEEKS - 1)).start(TZ)
+    n = per_week * count
+    first = REPORT_WEEK.shift(-(count - 1)).start(TZ)
     report = REPORT_WEEK.window(TZ)
     export = report.end + pd.Timedelta(hours=6)
     hour = 3600.0
-    created = first.value / 1e9 + rng.random(n) * WEEKS * 7 * 86400
+    created = first.value / 1e9 + rng.random(n) * count * 7 * 86400
     wh = rng.integers(0, len(WAREHOUSES), n)
     car = rng.integers(0, len(CARRIERS), n)
     reg = rng.integers(0, len(REGIONS), n)

@@ -14,6 +14,7 @@ from meetinglib.analysis import flow
 from meetinglib.core.params import load_params
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.report import explorer as ex
+from meetinglib.report.flow_section import FlowSection
 from tests.conftest import ROOT, SAMPLE_WEEK, write_params
 
 MONDAY, SUNDAY = dt.date(2026, 11, 16), dt.date(2026, 11, 22)  # the sample's report week
@@ -339,4 +340,33 @@ def test_notebook_runs_top_to_bottom_under_papermill(params_file, tmp_path):
     widgets = [
         o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
-    assert len(widgets) == 6, "controls and five panels"
+    assert len(widgets) == 7, "controls, the findings and five panels"
+
+
+# --- findings: the two groups and the drill-down to orders ------------------------------------
+
+
+def test_findings_panel_shows_both_groups_and_drills_to_the_orders(fresh, week_data):
+    found = fresh.found
+    section = FlowSection(week_data, "en")
+    assert found.frame["id"].tolist() == section.bottlenecks["id"].tolist()
+    listing = fresh.findings_list.value
+    assert "New this week" in listing and "Usual bottlenecks" in listing
+    labels = [label for label, _ in fresh.finding.options]
+    assert any(label.startswith("New N1: ") for label in labels)
+    transit = found.roots("new")
+    transit = transit[transit["stage"] == "shipped_delivered"].iloc[0]
+    fresh.finding.value = transit["id"]
+    # the orders behind it: EastPost parcels to South shipped in the week, by hand
+    orders = week_data.tables["orders"]
+    shipped = week_data.window.contains(orders["shipped_at"]).fillna(False)
+    cell = orders[shipped & (orders["carrier"] == "EastPost") & (orders["region"] == "South")]
+    assert f"{len(cell):,} orders behind this finding" in fresh.finding_table.value
+    offered = list(fresh.order.options)
+    assert len(offered) == min(len(cell), ex.FINDING_ORDERS)
+    assert set(offered) <= set(cell["order_id"].astype(str))
+    rows = found.orders_of(orders, transit["id"])
+    assert rows["hours"].is_monotonic_decreasing
+    fresh.order.value = offered[0]
+    assert offered[0] in fresh.timeline_table.value or "Shipped" in fresh.timeline_table.value
+    assert fresh.findings_panel() is not None

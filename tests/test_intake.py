@@ -20,7 +20,7 @@ from meetinglib.meeting.intake import (
     read_issue_file,
     write_template,
 )
-from meetinglib.meeting.store import Store
+from meetinglib.meeting.store import CURRENT_VERSION, Store
 
 DATA = Path(__file__).parent / "data" / "issues"
 DEPTS = ["operations", "customer_service", "logistics", "finance", "it"]
@@ -338,7 +338,7 @@ def test_cli_import_list_add_template_and_export(tmp_path, capsys):
     out_dir = tmp_path / "backup"
     export = ["store", "export", "--out", str(out_dir), "--format", "json", "--params", params]
     assert main(export) == 0
-    assert "(schema version 3) exported to" in capsys.readouterr().out
+    assert f"(schema version {CURRENT_VERSION}) exported to" in capsys.readouterr().out
     assert (out_dir / "store.json").is_file()
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from meetinglib.analysis.kpi_table import KPI_TABLE_COLUMNS, kpi_table
+from meetinglib.analysis.kpi_table import (
+    KPI_TABLE_COLUMNS,
+    kpi_table,
+    root_changes,
+    with_roots,
+    without_orders,
+)
 from meetinglib.cli import main
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
-from meetinglib.data.dataset import load_week
+from meetinglib.data.dataset import WeekData, load_week
+from meetinglib.data.validate import QualityReport
+from tests import incidents as inc
 from tests.conftest import SAMPLE_WEEK, write_params
 
 
@@ -34,5 +44,75 @@ def test_meeting_kpis_writes_the_csv_without_notebooks(tmp_path, sample, capsys)
     data = load_week(load_params(params), SAMPLE_WEEK)
     table = kpi_table(data, "en").table
     assert len(csv) == len(table)
-    assert list(csv.columns) == list(KPI_TABLE_COLUMNS)
+    assert list(csv.columns) == [*KPI_TABLE_COLUMNS, "finding", "driven_by"]
     assert not (tmp_path / "outputs").exists()
+
+
+# --- root findings of "What changed" ------------------------------------------------------------
+
+
+def _incident_week(tmp_path, incidents) -> WeekData:
+    params = load_params(write_params(tmp_path, tmp_path, history_weeks="8"))
+    orders = inc.orders(incidents, per_week=5000, seed=21, count=9)
+    return WeekData(params, inc.REPORT_WEEK, {"orders": orders}, QualityReport(), [])
+
+
+@pytest.fixture(scope="module")
+def three_incidents(tmp_path_factory):
+    """Special orders' handling x2, channel web cancelling 15 %, carrier C2 losing 6 %."""
+    incidents = inc.Incidents(
+        type_handling=("special", 2.0),
+        channel_cancel=("web", 0.15),
+        carrier_lost=("C2", 0.06),
+    )
+    data = _incident_week(tmp_path_factory.mktemp("three"), incidents)
+    result = kpi_table(data, "en")
+    return data, result, root_changes(data, result, "en")
+
+
+def test_each_incident_leads_its_own_row(three_incidents):
+    _, result, roots = three_incidents
+    firsts = [(r.dimension, r.segment, r.order_type) for r in roots.head(3).itertuples()]
+    assert set(firsts) == {
+        ("all", "all", "special"),
+        ("channel", "web", "all"),
+        ("carrier", "C2", "all"),
+    }, roots[["dimension", "segment", "order_type", "kpis"]].to_string()
+    special = roots[roots["order_type"] == "special"].iloc[0]
+    # the slowdown moved handling, the backlog and on-time shipping together, in that order
+    moved = list(special["kpis"])
+    assert "handling_median_h" in moved or "handling_p90_h" in moved
+    assert "on_time_ship_rate" in moved
+    handling = min(moved.index(k) for k in moved if k.startswith("handling"))
+    assert handling < moved.index("on_time_ship_rate")
+    # no warehouse is a root of its own: their flags vanish without the special orders
+    assert "warehouse" not in set(roots["dimension"])
+    assert len(result.changes) > len(roots)
+
+
+def test_kpis_csv_says_which_root_drives_each_flag(three_incidents):
+    _, result, roots = three_incidents
+    table = with_roots(result.table, roots, "en")
+    adverse = table[table["anomaly_adverse"]]
+    assert (adverse["finding"] != "").all()
+    assert (table.loc[~table["anomaly_adverse"], "finding"] == "").all()
+    driven = adverse[adverse["driven_by"] != ""]
+    assert len(driven)
+    warehouses = driven[driven["dimension"] == "warehouse"]
+    # the warehouses' handling flags come from the special orders, their abnormal-order
+    # rate from the lost parcels
+    assert "Special orders" in set(warehouses["driven_by"])
+    assert set(warehouses["driven_by"]) <= {"Special orders", "Carrier C2"}
+    own = adverse[adverse["driven_by"] == ""]
+    pairs = set(zip(own["dimension"], own["segment"], own["order_type"], strict=True))
+    assert pairs == {(r.dimension, r.segment, r.order_type) for r in roots.itertuples()}
+
+
+def test_set_aside_removes_the_rows_of_other_tables(tmp_path):
+    orders = pd.DataFrame({"order_id": pd.Series(["a", "b", "c"], dtype="str")})
+    tickets = pd.DataFrame({"order_id": ["a", "b", "b", "c"], "ticket_id": [1, 2, 3, 4]})
+    out = without_orders(
+        {"orders": orders, "tickets": tickets}, np.array([False, True, False]), ["tickets"]
+    )
+    assert out["orders"]["order_id"].tolist() == ["a", "c"]
+    assert out["tickets"]["ticket_id"].tolist() == [1, 4]

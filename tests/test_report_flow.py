@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from IPython.display import HTML, Image, Markdown
+from IPython.display import HTML, Image
 
 from meetinglib.analysis import flow
 from meetinglib.core.params import load_params
@@ -278,8 +278,8 @@ def test_export_writes_the_edges_and_findings_of_the_same_computation(section, w
 
 
 def test_display_pieces(section):
-    assert isinstance(section.heading(), Markdown)
-    assert section.heading().data == "## Where the time goes"
+    assert isinstance(section.heading(), HTML)
+    assert section.heading().data == '<h2 id="flow">Where the time goes</h2>'
     findings = section.findings()
     assert isinstance(findings, HTML)
     roots = section.bottlenecks[section.bottlenecks["rank"] > 0]
@@ -297,7 +297,7 @@ def test_display_pieces(section):
 
 def test_section_in_simplified_chinese(week_data):
     zh = FlowSection(week_data, "zh-CN")
-    assert zh.heading().data == "## 时间花在哪里"
+    assert zh.heading().data == '<h2 id="flow">时间花在哪里</h2>'
     assert "上一周" in zh.findings().data
     assert zh.graph_chart().metadata["alt"].startswith(f"{SAMPLE_WEEK} 订单流转")
 

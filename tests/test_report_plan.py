@@ -64,7 +64,7 @@ def test_section_renders_on_the_sample(sections, lang):
     plan = section.plan
     assert plan is not None and section.problem is None
     heading = section.heading()
-    assert isinstance(heading, Markdown)
+    assert isinstance(heading, HTML) and '<h2 id="plan">' in heading.data
     assert "2026-W48" in heading.data and "2026-11-23 – 2026-11-29" in heading.data
     assert ("Next week" if lang == "en" else "下周") in heading.data
     assert isinstance(section.subheading("forecast"), Markdown)

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from meetinglib.core.errors import (
+    DriverMissingError,
     InvalidParamError,
     MissingColumnError,
     SourceNotFoundError,
@@ -639,8 +640,10 @@ def test_database_error_masks_the_password(monkeypatch):
     params = load_params(
         DATA / "base.yaml", overrides={"source": {"kind": "sql", "url_env": "SHOP_DB_URL"}}
     )
+    # Without the PostgreSQL driver installed the error is the missing driver (exit 5).
     with pytest.raises(
-        SourceNotFoundError, match=r"postgresql://analyst:\*\*\*@127\.0\.0\.1:1/shop"
+        (SourceNotFoundError, DriverMissingError),
+        match=r"postgresql://analyst:\*\*\*@127\.0\.0\.1:1/shop",
     ) as err:
         read_table(params, "orders")
     assert "s3cr3t-pw" not in str(err.value)

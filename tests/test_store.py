@@ -5,9 +5,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from meetinglib.core.errors import (
     ConcurrentEditError,
@@ -18,6 +22,8 @@ from meetinglib.core.errors import (
 from meetinglib.core.params import load_params
 from meetinglib.meeting import store as store_module
 from meetinglib.meeting.store import CURRENT_VERSION, METADATA, Store, open_store, store_url
+
+RELEASE_0_1 = Path(__file__).parent / "data" / "store" / "release-0.1.0.sql"
 
 
 def issue(n: int, **over):
@@ -37,21 +43,33 @@ def db(tmp_path):
     return f"sqlite:///{tmp_path / 'meeting.db'}"
 
 
+def schema_differences(engine) -> list:
+    """What Alembic's comparison finds between the database and METADATA (types too)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(context, METADATA)
+
+
 def test_created_on_first_use_with_the_current_schema(db):
     with Store.at(db) as s:
-        assert s.version == CURRENT_VERSION == 4
-        inspector = sa.inspect(s.engine)
-        tables = set(inspector.get_table_names())
-        assert tables == set(METADATA.tables)
-        for name, table in METADATA.tables.items():
-            found = {c["name"] for c in inspector.get_columns(name)}
-            assert found == {c.name for c in table.columns}, name
+        assert s.version == CURRENT_VERSION == 5
+        tables = set(sa.inspect(s.engine).get_table_names())
+        assert tables == set(METADATA.tables) | {"alembic_version"}
+        assert schema_differences(s.engine) == []
+
+
+def test_the_metadata_comparison_can_fail(db):
+    with Store.at(db) as s, s.transaction() as conn:
+        conn.execute(sa.text("ALTER TABLE decisions ADD COLUMN extra INTEGER"))
+    engine = sa.create_engine(db)
+    assert [d[0] for d in schema_differences(engine)] == ["remove_column"]
+    engine.dispose()
 
 
 def test_upgrade_from_version_1_keeps_the_data(db):
     with Store.at(db, target=1) as old:
         assert old.version == 1
-        assert set(sa.inspect(old.engine).get_table_names()) == {"schema_version", "issues"}
+        assert set(sa.inspect(old.engine).get_table_names()) == {"alembic_version", "issues"}
         created = dt.datetime(2026, 11, 17, 2, 30)
         with old.engine.begin() as conn:
             conn.execute(
@@ -67,40 +85,78 @@ def test_upgrade_from_version_1_keeps_the_data(db):
         assert new.version == CURRENT_VERSION
         issues = new.issues()
         assert issues["title"].tolist() == ["Export fails"]
-        # Version 2 added updated_at and fills it from created_at for existing rows.
+        # Revision 0002 added updated_at and fills it from created_at for existing rows.
         assert issues["updated_at"].iloc[0] == created
         assert issues["source_row"].isna().all()
-        with new.engine.connect() as conn:
-            versions = conn.execute(sa.text("SELECT version FROM schema_version")).scalars()
-            assert sorted(versions) == [1, 2, 3, 4]
-        assert {"meetings", "action_items", "feedback"} <= set(
-            sa.inspect(new.engine).get_table_names()
-        )
+        assert schema_differences(new.engine) == []
 
 
-def test_a_failing_migration_leaves_the_previous_version(db, monkeypatch):
-    Store.at(db).close()
+def test_a_store_of_the_previous_release_upgrades_with_its_data(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(RELEASE_0_1.read_text(encoding="utf-8"))
+    url = f"sqlite:///{path}"
+    assert store_module.schema_version(sa.create_engine(url)) == 3
+    with Store.at(url) as s:
+        assert s.version == CURRENT_VERSION
+        tables = set(sa.inspect(s.engine).get_table_names())
+        assert "schema_version" not in tables and "alembic_version" in tables
+        assert schema_differences(s.engine) == []
+        state = store_module.meeting_state(s, "2026-W47")
+        # Everything stored before is there, each item at version 1.
+        assert [(d.text, d.version) for d in state.decisions] == [
+            ("Move South parcels to SwiftExpress", 1)
+        ]
+        assert [(i.description, i.status, i.decision_id, i.version) for i in state.actions] == [
+            ("Agree the volume shift", "open", 1, 1),
+            ("Recount WH-South", "done", None, 1),
+        ]
+        assert [(a.email, a.status, a.version) for a in state.attendance] == [
+            ("li.na@shop.example", "present", 1),
+            ("chen.jie@shop.example", "absent", 1),
+        ]
+        assert (state.summary.summary, state.summary.plan, state.summary.version) == (
+            "EastPost is late in the South.", ("Two extra pickers",), 1
+        )  # fmt: skip
+        assert [(f.name, f.rating) for f in state.feedback] == [("Chen Jie", 4)]
+        assert [(x.segment, x.actual_minutes) for x in state.segments] == [("opening", 6)]
+        assert s.issues()["segment"].tolist() == ["carrier=EastPost;region=South"]
+        # ... and it takes per-item edits at once.
+        edited = store_module.close_action_item(s, 1, expected_version=1)
+        assert (edited.status, edited.version) == ("done", 2)
 
-    def broken(conn):
-        conn.execute(sa.text("CREATE TABLE half_done (x INTEGER)"))
+
+def test_a_failing_upgrade_leaves_the_store_as_it_was(db, monkeypatch):
+    Store.at(db, target=3).close()
+    real = store_module.alembic_command.upgrade
+
+    def upgrade_then_fail(config, revision):
+        real(config, revision)
         raise RuntimeError("step failed")
 
-    monkeypatch.setattr(
-        store_module, "MIGRATIONS", (*store_module.MIGRATIONS, (5, "broken", broken))
-    )
-    monkeypatch.setattr(store_module, "CURRENT_VERSION", 5)
+    monkeypatch.setattr(store_module.alembic_command, "upgrade", upgrade_then_fail)
     with pytest.raises(RuntimeError, match="step failed"):
         Store.at(db)
     engine = sa.create_engine(db)
-    assert "half_done" not in sa.inspect(engine).get_table_names()
-    assert store_module.schema_version(engine) == 4
+    assert store_module.schema_version(engine) == 3
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("decisions")}
+    assert "version" not in columns  # revision 0004's column was rolled back with it
     engine.dispose()
 
 
 def test_a_newer_store_is_refused(db, monkeypatch):
     Store.at(db).close()
-    monkeypatch.setattr(store_module, "CURRENT_VERSION", 1)
-    with pytest.raises(InputDataError, match="schema version 4, newer than the 1"):
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    with pytest.raises(InputDataError, match="schema revision '0099', which this meetinglib"):
+        Store.at(db)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0005'"))
+    engine.dispose()
+    monkeypatch.setattr(store_module, "CURRENT_VERSION", 1)  # as an older meetinglib
+    with pytest.raises(InputDataError, match="schema version 5, newer than the 1"):
         Store.at(db)
 
 
@@ -225,10 +281,8 @@ def test_export_csv_and_json(db, tmp_path):
         rows = list(csv.DictReader(fh))
     assert [r["title"] for r in rows] == ["华南延误", "issue 2"]
     assert rows[0]["first_seen"] == "2026-11-17" and rows[1]["first_seen"] == ""
-    with open(tmp_path / "csv" / "schema_version.csv", encoding="utf-8") as fh:
-        assert [r["version"] for r in csv.DictReader(fh)] == ["1", "2", "3", "4"]
     doc = json.loads(json_files[0].read_text(encoding="utf-8"))
-    assert doc["schema_version"] == 4
+    assert doc["schema_version"] == 5
     assert [r["title"] for r in doc["tables"]["issues"]] == ["华南延误", "issue 2"]
     assert doc["tables"]["meetings"] == []
 

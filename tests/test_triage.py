@@ -293,7 +293,7 @@ def test_handout_pieces_escape_user_text(fixture_store, orders, after_sales):
     report = TriageReport(table, W47, company="<i>Shop</i>", departments=DEPTS, data=data)
     page = report.overview().data + report.title().data
     assert "<script>" not in page and "<b>WH" not in page and "<i>Shop" not in page
-    assert "#13 &lt;script&gt;alert('x')&lt;/script&gt; export" in page
+    assert "#13 &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; export" in page
     zh = TriageReport(table, W47, company="Shop", departments=DEPTS, data=data, lang="zh-CN")
     assert "问题" in zh.overview().data and "紧急" in zh.overview().data
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from meetinglib.analysis import anomalies, kpis
 from meetinglib.core.csvsafe import to_csv as write_csv
@@ -373,3 +375,259 @@ def write_kpis_csv(table: pd.DataFrame, folder: str | Path) -> Path:
     path = out / KPIS_FILE
     write_csv(table, path)
     return path
+
+
+# --- root findings of "What changed" ---------------------------------------------------------
+#
+# One slowdown moves several KPIs (handling, then the backlog, then on-time shipping) and
+# shows in every segment holding its orders (each warehouse, when one order type is
+# slow). A flagged segment whose flags all vanish once the orders of another flagged
+# segment are set aside is "driven by" that one; the segments driving others are the
+# root findings, one row each with the KPIs they moved, distinct roots first.
+
+# Cause before effect: the order the KPIs of one root are listed in.
+CAUSAL_ORDER = (
+    "handling_median_h",
+    "handling_p90_h",
+    "stockout_orders",
+    "fill_rate",
+    "backlog",
+    "overdue_backlog",
+    "on_time_ship_rate",
+    "orders_shipped",
+    "cancellation_rate",
+    "abnormal_rate",
+    "lost_damaged_rate",
+    "transit_median_h",
+    "transit_p90_h",
+    "on_time_delivery_rate",
+    "cycle_time_p90_h",
+    "perfect_order_rate",
+)
+ROOT_COLUMNS = (
+    "finding",
+    "dimension",
+    "segment",
+    "order_type",
+    "kpis",
+    "severity",
+    "note",
+    "driven",
+    "driven_flags",
+)
+Segment = tuple[str, str, str]  # dimension, segment, order_type
+# A flag counts as explained by another segment only when, without that segment's
+# orders, at least this share of its week's observations is left: a carrier-region cell
+# served mostly by one warehouse loses its flag with that warehouse's orders whether or
+# not the warehouse is the cause.
+MIN_KEPT_SHARE = 0.5
+OVERALL: Segment = (kpis.ALL, kpis.ALL, kpis.ALL)
+
+
+def adverse_flag(
+    spec: kpis.KpiDef, values: pd.Series, counts: pd.Series, errors: pd.Series
+) -> anomalies.Flag | None:
+    """The material change for the worse on the last week of one series, or None.
+
+    The same judgement as ``kpi_table``: enough observations, the sampling-noise floor,
+    the control-chart rules, materiality, the KPI's direction.
+    """
+    judged = judged_values(spec, values, counts)
+    floor = sigma_floor(spec, judged, counts, errors)
+    found = anomalies.check(judged, sigma_floor=floor)
+    flag = next((f for f in found if is_material(spec, f, float(counts.iloc[-1]))), None)
+    if flag is None or not anomalies.is_adverse(flag, spec.higher_is_better):
+        return None
+    return flag
+
+
+def segment_orders(orders: pd.DataFrame, segment: Segment) -> np.ndarray:
+    """Which orders belong to a segment of the KPI table (all orders for the overall)."""
+    dimension, value, order_type = segment
+    mask = np.ones(len(orders), dtype=bool)
+    if order_type != kpis.ALL:
+        mask &= (orders["order_type"].astype("str") == order_type).to_numpy(dtype=bool)
+    if dimension != kpis.ALL:
+        for column, part in zip(dimension.split("/"), value.split("/", 1), strict=False):
+            col = orders[column].astype("str")
+            if part == kpis.MISSING:
+                mask &= orders[column].isna().to_numpy(dtype=bool)
+            else:
+                mask &= (col == part).to_numpy(dtype=bool, na_value=False)
+    return mask
+
+
+def without_orders(
+    tables: dict[str, pd.DataFrame], drop: np.ndarray, needed: Sequence[str]
+) -> dict[str, pd.DataFrame]:
+    """The ``needed`` tables without some orders and the rows pointing at them."""
+    orders = tables["orders"]
+    out = {"orders": orders[~drop]}
+    others = [n for n in needed if n != "orders" and n in tables]
+    if not others:
+        return out
+    gone = pa.array(orders["order_id"][drop].astype("str").to_numpy(dtype=object))
+    for name in others:
+        table = tables[name]
+        ids = pa.array(table["order_id"].astype("str").to_numpy(dtype=object))
+        hit = pc.is_in(ids, value_set=gone).to_numpy(zero_copy_only=False)
+        out[name] = table[~hit]
+    return out
+
+
+def _kpi_rank(kpi: str) -> int:
+    return CAUSAL_ORDER.index(kpi) if kpi in CAUSAL_ORDER else len(CAUSAL_ORDER)
+
+
+def _contains(outer: Segment, inner: Segment) -> bool:
+    """Whether every order of ``inner`` is in ``outer`` (by their definitions)."""
+    if outer == OVERALL:
+        return True
+    if outer[2] != kpis.ALL:
+        return inner[2] == outer[2]
+    if inner[0] == kpis.ALL or outer[0] == kpis.ALL:
+        return False
+    parts = dict(zip(inner[0].split("/"), inner[1].split("/", 1), strict=False))
+    need = dict(zip(outer[0].split("/"), outer[1].split("/", 1), strict=False))
+    return all(parts.get(k) == v for k, v in need.items())
+
+
+Flagged = tuple[str, str, str, str]  # kpi, dimension, segment, order_type
+
+
+def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> pd.DataFrame:
+    """The week's changes for the worse as root findings, distinct roots first.
+
+    A flag (a KPI in a segment) is explained by another flagged segment when it is no
+    longer flagged once that segment's orders are set aside (recomputed over all weeks)
+    while at least MIN_KEPT_SHARE of its orders remain, and the other
+    segment does not contain it.
+    Segments explaining the most flags become roots first; a flag explained by several
+    roots goes to the one that flags the same KPI itself, else to one inside its segment,
+    else the first. A segment with a flag no root explains is a root too.
+
+    One row per root: ``finding`` (C1, C2...), its segment, ``kpis`` (the KPIs it moved,
+    cause before effect, as a tuple), ``severity`` and ``note`` of its most severe flag,
+    ``driven`` (the other segments with flags it explains, as (dimension, segment,
+    order_type) tuples). Ordered by severity, then by the number of flags explained.
+    """
+    lang = lang or data.params.language
+    changes = result.changes
+    if changes.empty:
+        return pd.DataFrame(columns=list(ROOT_COLUMNS))
+    flags: list[Flagged] = [
+        (r.kpi, r.dimension, r.segment, r.order_type) for r in changes.itertuples(index=False)
+    ]
+    by_segment: dict[Segment, list[str]] = {}
+    for kpi, dimension, segment, order_type in flags:
+        by_segment.setdefault((dimension, segment, order_type), []).append(kpi)
+    keys = sorted({f[0] for f in flags})
+    needed = sorted({name for k in keys for name in kpis.CATALOGUE[k].tables})
+    orders = data.tables["orders"]
+    explains: dict[Segment, set[Flagged]] = {}
+    members: dict[Segment, np.ndarray] = {}
+    for cause in (s for s in by_segment if s != OVERALL):
+        drop = segment_orders(orders, cause)
+        if not drop.any() or drop.all():
+            explains[cause] = set()
+            continue
+        series = kpis.weekly_kpis(
+            without_orders(data.tables, drop, needed),
+            week_windows(data),
+            data.params.sla.ship_hours,
+            keys,
+            created_from=created_from(data),
+            complete_from=complete_history_start(data),
+        )
+        values, counts, errors = wide(series, result.week_labels)
+        explained = set()
+        for flag in flags:
+            inner = (flag[1], flag[2], flag[3])
+            if inner == cause or _contains(cause, inner):
+                continue  # setting a segment aside removes what lies inside it: no evidence
+            if flag not in values.index:
+                continue
+            if inner not in members:
+                members[inner] = segment_orders(orders, inner)
+            mine = members[inner]
+            if np.count_nonzero(mine & ~drop) < MIN_KEPT_SHARE * np.count_nonzero(mine):
+                continue  # the two share most orders: which one drives cannot be told this way
+            spec = kpis.CATALOGUE[flag[0]]
+            if adverse_flag(spec, values.loc[flag], counts.loc[flag], errors.loc[flag]) is None:
+                explained.add(flag)
+        explains[cause] = explained
+
+    def severity(segment: Segment) -> tuple[int, float]:
+        return min(result.flags[(k, *segment)].rank for k in by_segment[segment])
+
+    owner: dict[Flagged, Segment] = {}
+    roots: list[Segment] = []
+    covered: set[Flagged] = set()
+    for cause in sorted(explains, key=lambda s: (-len(explains[s]), severity(s))):
+        if all((k, *cause) in covered for k in by_segment[cause]):
+            continue  # every flag of it is explained by a root before it
+        roots.append(cause)
+        covered |= explains[cause]
+    for flag in flags:
+        seg = (flag[1], flag[2], flag[3])
+        if seg in roots:
+            continue
+        able = [r for r in roots if flag in explains[r]]
+        if not able:
+            continue
+        same_kpi = [r for r in able if flag[0] in by_segment[r]]
+        inside = [r for r in able if _contains(seg, r)]
+        owner[flag] = (same_kpi or inside or able)[0]
+    for seg in by_segment:
+        if seg not in roots and any((k, *seg) not in owner for k in by_segment[seg]):
+            roots.append(seg)  # some of its flags are its own
+    roots.sort(key=lambda s: (severity(s), -len(explains.get(s, ()))))
+    rows = []
+    for i, root in enumerate(roots, start=1):
+        kpis_moved = [k for k in by_segment[root] if (k, *root) not in owner]
+        moved = sorted(kpis_moved, key=lambda k: (_kpi_rank(k), k))
+        lead = min(kpis_moved, key=lambda k: result.flags[(k, *root)].rank)
+        lead_row = result.row(lead, *root)
+        driven = []
+        for flag, r in owner.items():
+            if r == root and (flag[1], flag[2], flag[3]) not in driven:
+                driven.append((flag[1], flag[2], flag[3]))
+        rows.append(
+            {
+                "finding": f"C{i}",
+                "dimension": root[0],
+                "segment": root[1],
+                "order_type": root[2],
+                "kpis": tuple(moved),
+                "severity": result.flags[(lead, *root)].severity,
+                "note": "" if lead_row is None else str(lead_row["note"]),
+                "driven": tuple(driven),
+                "driven_flags": tuple(f for f, r in owner.items() if r == root),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(ROOT_COLUMNS))
+
+
+def with_roots(table: pd.DataFrame, roots: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
+    """``table`` plus ``finding`` (the root finding id of each adverse flag) and ``driven_by``
+    (for a flag explained by another segment's orders: that root's segment in words)."""
+    out = table.copy()
+    finding = [""] * len(out)
+    driven_by = [""] * len(out)
+    position = {
+        (r.kpi, r.dimension, r.segment, r.order_type): i
+        for i, r in enumerate(out.itertuples(index=False))
+    }
+    for root in roots.itertuples(index=False):
+        own = (root.dimension, root.segment, root.order_type)
+        words = segment_label(*own, lang)
+        for kpi in root.kpis:
+            if (kpi, *own) in position:
+                finding[position[(kpi, *own)]] = root.finding
+        for flag in root.driven_flags:
+            if flag in position:
+                finding[position[flag]] = root.finding
+                driven_by[position[flag]] = words
+    out["finding"] = pd.Series(finding, index=out.index, dtype="str")
+    out["driven_by"] = pd.Series(driven_by, index=out.index, dtype="str")
+    return out

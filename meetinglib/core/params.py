@@ -36,8 +36,10 @@ from meetinglib.core.errors import (
     ParamsFileError,
     UnknownParamError,
 )
+from meetinglib.core.safename import SAFE_NAME
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.secrets import url_secrets
+from meetinglib.core.yamlsafe import load_yaml
 
 
 class _Strict(BaseModel):
@@ -226,6 +228,9 @@ class StoreParams(_Strict):
     path: Path | None = None  # SQLite file; None: ../data/meeting.db next to the params file
     url: str | None = None  # a SQLAlchemy URL without password, e.g. postgresql://host/meetings
     url_env: str | None = None  # environment variable holding the URL (with its password)
+    # Seconds a write waits for other writers (lock retries with backoff) before it
+    # gives up with exit code 5 (environment).
+    busy_timeout: float = Field(30.0, gt=0, le=3600)
 
     @field_validator("url")
     @classmethod
@@ -243,6 +248,11 @@ class PersonParams(_Strict):
     email: str
     department: str | None = None
     optional: bool = False  # invited as optional participant
+
+    @field_validator("name")
+    @classmethod
+    def _name_one_line(cls, v: str) -> str:
+        return _one_line(v) or v
 
     @field_validator("email")
     @classmethod
@@ -270,6 +280,26 @@ class MeetingParams(_Strict):
     duration_minutes: int = Field(90, gt=0, le=480)
     place: str | None = None
     online_link: str | None = None
+
+    @field_validator("title", "place")
+    @classmethod
+    def _header_texts(cls, v: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        # The title goes into mail subjects, the place into the invite: one line each.
+        for text in v.values() if isinstance(v, dict) else [v]:
+            _one_line(text)
+        return v
+
+    @field_validator("online_link")
+    @classmethod
+    def _link(cls, v: str | None) -> str | None:
+        if v is not None and (
+            not v.lower().startswith(("https://", "http://")) or any(c.isspace() for c in v)
+        ):
+            raise ValueError(
+                f"{v!r} is not a web address; write it as https://... (the handouts and "
+                "the invite link to it, so only http and https are accepted)"
+            )
+        return v
 
     def title_in(self, lang: str) -> str:
         """The meeting's title in ``lang``: its own entry, else English, else the first."""
@@ -299,10 +329,11 @@ class MeetingParams(_Strict):
     def _departments(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("list at least one department")
-        bad = [d for d in v if not d or d != d.strip().lower() or " " in d]
+        bad = [d for d in v if not d or d != d.strip().lower() or not SAFE_NAME.fullmatch(d)]
         if bad or len(set(v)) != len(v):
             raise ValueError(
-                f"departments must be distinct lower-case codes without spaces, got {v}"
+                "departments must be distinct lower-case codes of letters, digits, '_' or '-' "
+                f"(they become file names), got {v}"
             )
         return v
 
@@ -339,6 +370,12 @@ class SmtpParams(_Strict):
     password_env: str | None = None  # name of the environment variable holding the password
     sender: str
     starttls: bool = True
+
+    @field_validator("host", "user", "sender")
+    @classmethod
+    def _header_texts(cls, v: str | None) -> str | None:
+        return _one_line(v)
+
     timeout_seconds: float = Field(30.0, gt=0)
 
     def password(self) -> str | None:
@@ -364,6 +401,13 @@ class TargetParams(_Strict):
 
     target: float
     at_risk: float | None = None
+
+
+class RunParams(_Strict):
+    """How a run guards itself: the week's lock and the notebooks' cell timeout."""
+
+    lock_wait_seconds: float = Field(600.0, ge=0)  # wait this long for another run's lock
+    cell_timeout_seconds: float = Field(1800.0, gt=0)  # a cell running longer fails the run
 
 
 class FindingsParams(_Strict):
@@ -409,8 +453,14 @@ class Params(_Strict):
     # None: the notebooks shipped inside the package (meetinglib/notebooks).
     notebooks_dir: Path | None = None
     output_dir: Path = Path("outputs")
+    run: RunParams = RunParams()
 
     _files: tuple[Path, ...] = PrivateAttr(default=())
+
+    @field_validator("company")
+    @classmethod
+    def _company(cls, v: str) -> str:
+        return _one_line(v) or v
 
     @field_validator("timezone")
     @classmethod
@@ -452,6 +502,16 @@ def _url_without_password(url: str | None, env_key: str) -> str | None:
     return url
 
 
+def _one_line(text: str | None) -> str | None:
+    """The text itself when it has no line break (it goes into mail headers)."""
+    if text is not None and ("\r" in text or "\n" in text):
+        raise ValueError(
+            f"{text!r} holds a line break (CR or LF); this text goes into mail headers, "
+            "so write it on one line"
+        )
+    return text
+
+
 def _check_tz(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
@@ -466,7 +526,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsFileError(f"params file {path} does not exist; pass an existing YAML file.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ParamsFileError(f"params file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -504,11 +564,22 @@ def _has_path(data: dict[str, Any], loc: tuple[Any, ...]) -> bool:
 DEFAULTS_FILE = Path(__file__).resolve().parent.parent / "defaults" / "params.yaml"
 
 
+# The demo's params as shipped; `meeting demo --dir D` copies it to D/params/demo.yaml,
+# where its relative paths (../data/sample, ../outputs) point into D.
+DEMO_TEMPLATE = Path(__file__).resolve().parent.parent / "defaults" / "demo.yaml"
+
+
 def demo_params_file() -> Path:
     """The demo's params: params/demo.yaml of the working folder, else of the checkout."""
     here = Path.cwd() / "params" / "demo.yaml"
     checkout = Path(__file__).resolve().parents[2] / "params" / "demo.yaml"
-    return here if here.is_file() else checkout
+    for candidate in (here, checkout):
+        if candidate.is_file():
+            return candidate
+    raise ParamsError(
+        f"no params given and no demo params at {here}; pass --params FILE (see `meeting "
+        "init` for a company's export) or create the demo with `meeting demo --dir FOLDER`."
+    )
 
 
 def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> Params:
@@ -518,7 +589,9 @@ def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None
     """
     if not paths:
         paths = (demo_params_file(),)
-    files = [Path(p).expanduser().resolve() for p in paths]
+    # absolute, not resolved: a symlinked params file's relative paths follow the link's
+    # folder (params/demo.yaml in the checkout links to the shipped template)
+    files = [Path(os.path.abspath(Path(p).expanduser())) for p in paths]
     raws = [(f, _read_yaml(f)) for f in files]
     merged: dict[str, Any] = _read_yaml(DEFAULTS_FILE)
     for _, raw in raws:

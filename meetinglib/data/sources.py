@@ -49,6 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import quoted_name
 
 from meetinglib.core.errors import (
+    DriverMissingError,
     InvalidParamError,
     MissingColumnError,
     NoDataError,
@@ -57,6 +58,7 @@ from meetinglib.core.errors import (
 )
 from meetinglib.core.params import AmountSource, Params, TableSource
 from meetinglib.core.schema import SCHEMAS, WRONG_FIELDS_COL, TableSchema
+from meetinglib.core.secrets import redact
 from meetinglib.core.weeks import Window
 
 SOURCE_ROW = "_source_row"
@@ -725,14 +727,14 @@ def _read_csv_as(
     try:
         frame = _read_csv_arrow(path, encoding, ts.delimiter, len(header), positions)
     except pa.ArrowInvalid:
-        # Rows with a missing or extra cell, or bytes invalid in the encoding: the pandas
-        # parser fills short rows, names the bad line, or raises UnicodeDecodeError.
+        # Rows with a missing or extra cell, or bytes invalid in the encoding: read record
+        # by record, flagging wrong cell counts (or raising UnicodeDecodeError).
         frame = _read_csv_records(path, encoding, ts.delimiter, len(header), positions)
         frame = frame.rename(columns=selected)
         return _drop_empty_rows(frame[[*selected.values(), SOURCE_ROW, WRONG_FIELDS_COL]])
     frame = frame.rename(columns=selected)[list(selected.values())]
-    # Header is line 1; assumes one line per record (no line breaks inside quoted cells).
-    frame[SOURCE_ROW] = np.arange(2, len(frame) + 2)
+    # Header is line 1; a quoted cell with line breaks makes its record span several lines.
+    frame[SOURCE_ROW] = _record_lines(path, encoding, ts.delimiter, len(frame))
     return _drop_empty_rows(frame)
 
 
@@ -762,6 +764,26 @@ def _read_csv_records(
     frame[SOURCE_ROW] = pd.array(lines, dtype="Int64")
     frame[WRONG_FIELDS_COL] = np.asarray(wrong, dtype=bool)
     return frame
+
+
+def _record_lines(path: Path, encoding: str, delimiter: str, records: int) -> np.ndarray:
+    """The line each record starts on (header = line 1), as a person counts in an editor."""
+    simple = np.arange(2, records + 2)
+    newlines = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 24), b""):
+            newlines += chunk.count(b"\n")
+    if newlines in (records, records + 1):
+        return simple  # one line per record: no line breaks inside quoted cells
+    starts = []
+    with path.open(encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        next(reader, None)
+        line = reader.line_num
+        for _ in reader:
+            starts.append(line + 1)
+            line = reader.line_num
+    return np.asarray(starts) if len(starts) == records else simple
 
 
 def _csv_header(path: Path, encoding: str, delimiter: str, table: str) -> list[str]:
@@ -805,32 +827,6 @@ def _read_csv_arrow(
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     frame.columns = list(positions)
     return frame
-
-
-def _read_csv_pandas(
-    path: Path, encoding: str, delimiter: str, table: str, columns: list[str]
-) -> pd.DataFrame:
-    try:
-        # All columns, not usecols: with usecols pandas silently drops the extra cells of
-        # a long row (often an unquoted delimiter inside a value) instead of reporting it.
-        frame = pd.read_csv(
-            path,
-            sep=delimiter,
-            encoding=encoding,
-            index_col=False,
-            dtype=str,
-            # Only empty cells are missing: "NA" may be a region, "null" a name.
-            keep_default_na=False,
-            na_values=[""],
-            skip_blank_lines=False,
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise UnreadableSourceError(
-            f"cannot parse {path.name} ({path}) as CSV with delimiter {delimiter!r}: "
-            f"{str(exc).strip()}. "
-            f"Check source.tables.{table}.delimiter and that the file is a complete export."
-        ) from None
-    return frame[columns]
 
 
 def _drop_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -1074,11 +1070,11 @@ def _arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print."""
+    """The URL with any password (user info or query parameter) replaced by ***."""
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        return redact(sa.engine.make_url(url).render_as_string(hide_password=True))
     except Exception:  # unparseable URL: mask the userinfo part by hand
-        return re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url)
+        return redact(re.sub(r"(//[^/@:]*:)[^@/]*@", r"\1***@", url))
 
 
 def _scrub(text: str, url: str) -> str:
@@ -1087,7 +1083,7 @@ def _scrub(text: str, url: str) -> str:
         password = sa.engine.make_url(url).password
     except Exception:
         password = None
-    text = text.replace(url, _mask_url(url))
+    text = redact(text.replace(url, _mask_url(url)))
     if password:
         text = text.replace(str(password), "***")
     return text.strip().splitlines()[0] if text.strip() else text
@@ -1120,6 +1116,10 @@ def _connection(params: Params) -> Iterator[sa.Connection]:
                 "Fix the URL in the environment variable named by source.url_env."
             )
         engine = sa.create_engine(url)
+    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        # The URL is fine; this environment lacks the dialect's driver (exit 5).
+        driver = getattr(exc, "name", None) or sa.engine.make_url(url).get_backend_name()
+        raise DriverMissingError(shown, str(driver)) from None
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise SourceNotFoundError(
             f"cannot use database {shown}: {_scrub(_error_text(exc), url)}. Check the URL and "

@@ -8,6 +8,10 @@ where a person finds it (``_source_row``).
 Rules, checked in this fixed order (a row failing several is quarantined once,
 under the first, but counted in the entry of every rule it fails):
 
+0. ``nul byte``: a cell holds a NUL character (a damaged export; it would end up in ids
+   and labels); ``field too long``: a cell longer than ``MAX_FIELD_CHARS`` characters
+   (no canonical value is that long; such a cell is a broken quote or an attack, and
+   would slow every step after it).
 1. ``required value missing``: a required column is empty.
 2. ``unparseable timestamp``: a non-empty timestamp that does not parse.
 3. ``not a number``: a non-empty number that does not parse (or, for whole-number
@@ -85,10 +89,16 @@ UNKNOWN_VALUE = "unknown value"
 OUT_OF_RANGE = "out of range"
 DUPLICATE_KEY = "duplicate key"
 MILESTONE_ORDER = "milestone order"
+NUL_BYTE = "nul byte"
+FIELD_TOO_LONG = "field too long"
+# Longest cell kept: ids, codes and names are far shorter; notes are not read.
+MAX_FIELD_CHARS = 1000
 WRONG_FIELD_COUNT = "wrong field count"
 REPLACEMENT_CHARACTER = "replacement character"
 IMPLAUSIBLE_DATE = "implausible date"
 RULES = (
+    NUL_BYTE,
+    FIELD_TOO_LONG,
     WRONG_FIELD_COUNT,
     REPLACEMENT_CHARACTER,
     REQUIRED_MISSING,
@@ -576,7 +586,7 @@ class _Failure:
 
 
 def _shown(value: object) -> str:
-    text = str(value)
+    text = str(value).replace("\x00", "\\0")
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
 
 
@@ -623,6 +633,20 @@ def _failures(
         by_rule[WRONG_FIELD_COUNT].append(_Failure(WRONG_FIELD_COUNT, "*", wrong))
     earliest, latest = plausible
     for col in schema.columns:
+        raw_text = original[col.name] if col.name in original.columns else None
+        typed = raw_text is not None and (
+            pd.api.types.is_numeric_dtype(raw_text)
+            or pd.api.types.is_datetime64_any_dtype(raw_text)
+        )
+        if raw_text is not None and not typed:
+            text = raw_text.astype("str") if raw_text.dtype == object else raw_text
+            text = text.reset_index(drop=True)
+            nul = text.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+            long = (text.str.len() > MAX_FIELD_CHARS).fillna(False).to_numpy(dtype=bool)
+            by_rule[NUL_BYTE].append(_Failure(NUL_BYTE, col.name, nul, value_of(col.name)))
+            by_rule[FIELD_TOO_LONG].append(
+                _Failure(FIELD_TOO_LONG, col.name, long, value_of(col.name))
+            )
         c = coerced[col.name]
         if col.name in original.columns and col.kind in ("id", "category", "text"):
             garbled = _replacement_chars(original[col.name].reset_index(drop=True))

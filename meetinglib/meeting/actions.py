@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from meetinglib.core.errors import ParamsError
 from meetinglib.core.params import Params
@@ -31,11 +30,11 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.meeting.agenda import meeting_start
 from meetinglib.meeting.minutes import ensure_meeting
 from meetinglib.meeting.store import (
-    MEETINGS,
     Store,
     add_action_item,
     check_action_item,
     close_action_item,
+    meeting_weeks,
     update_action_item,
 )
 
@@ -111,12 +110,6 @@ def standing(
 
 
 # --- the store ------------------------------------------------------------------------------
-
-
-def meeting_weeks(store: Store) -> list[str]:
-    """Report weeks of the stored meetings, oldest first."""
-    with store.engine.connect() as conn:
-        return list(conn.execute(sa.select(MEETINGS.c.week).order_by(MEETINGS.c.week)).scalars())
 
 
 def add_action(

@@ -9,12 +9,14 @@ minutes went out within 24 hours. Every stored text is escaped.
 
 from __future__ import annotations
 
-import html
 import math
+from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 import pandas as pd
-from IPython.display import HTML, Markdown
+from IPython.display import HTML
+from markupsafe import Markup
 
 from meetinglib.core.i18n import t
 from meetinglib.data.dataset import WeekData
@@ -28,25 +30,20 @@ from meetinglib.meeting.review import (
     promise_text,
 )
 from meetinglib.meeting.store import open_store
+from meetinglib.report.render import macro, table
 
 _RED = "color:#cf222e;font-weight:bold"
 _AMBER = "color:#9a6700"
 _STATUS_STYLE = {"overdue": ("ml-bad", _RED), "due_this_week": ("ml-warn", _AMBER)}
 
 
-def _cell(text: str, css: str = "", style: str = "") -> str:
-    if not css:
-        return html.escape(text)
-    return f'<span class="{css}" style="{style}">{html.escape(text)}</span>'
+def _cell(text: str, css: str = "", style: str = "") -> str | Markup:
+    return macro("span", text, f"ml-word {css}", style) if css else text
 
 
-def _table(head: list[str], rows: list[list[str]]) -> HTML:
-    """An HTML table from already escaped cells (headers escaped here)."""
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return HTML(
-        f'<table class="ml-actions"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
-    )
+def _table(head: list[str], rows: list[list[str | Markup]], numeric: Sequence[int] = ()) -> HTML:
+    """The one table helper: cells escaped unless they are template pieces."""
+    return HTML(str(table(head, rows, numeric=numeric, css="ml-actions")))
 
 
 def _figure(value: float, figure: str) -> str:
@@ -104,14 +101,38 @@ class ActionsSection:
     def decisions(self) -> pd.DataFrame:
         return self._loaded[2]
 
-    def heading(self) -> Markdown:
-        return Markdown(f"## {html.escape(self._t('actions.section.title'))}")
+    def heading(self) -> HTML:
+        return HTML(str(macro("heading", 2, "actions", self._t("actions.section.title"))))
+
+    def digest(self, limit: int = 3) -> dict[str, Any]:
+        """Open, overdue and escalated counts, and the ``limit`` longest-overdue items as
+        sentences, for the data report's first page."""
+        items = self.items
+        if items.empty:
+            return {"open": 0, "overdue": 0, "escalated": 0, "overdue_items": []}
+        late = items[items["due_status"].eq("overdue")].sort_values("overdue_days", ascending=False)
+        sentences = [
+            self._t(
+                "summary.overdue_item",
+                id=int(r.id),
+                owner=r.owner,
+                description=r.description,
+                days=int(r.overdue_days),
+            )
+            for r in late.head(limit).itertuples()
+        ]
+        return {
+            "open": int(items["status"].eq("open").sum()),
+            "overdue": int(items["due_status"].eq("overdue").sum()),
+            "escalated": int(items["escalate"].sum()),
+            "overdue_items": sentences,
+        }
 
     def summary(self) -> HTML:
         """One line: open, overdue and escalated items; closed since the last meeting."""
         items = self.items
         if self.last_week is None and items.empty:
-            return HTML(f'<p class="ml-note">{html.escape(self._t("actions.none"))}</p>')
+            return HTML(str(macro("note", self._t("actions.none"))))
         text = self._t(
             "actions.summary",
             open=int(items["status"].eq("open").sum()),
@@ -119,7 +140,7 @@ class ActionsSection:
             escalated=int(items["escalate"].sum()),
             closed=int(items["status"].isin(["done", "dropped"]).sum()),
         )
-        return HTML(f"<p>{html.escape(text)}</p>")
+        return HTML(str(macro("note", text, "ml-lead")))
 
     def table(self) -> HTML:
         """The items: department, owner, description, due, status, age, carried, escalation."""
@@ -136,10 +157,10 @@ class ActionsSection:
             rows.append(
                 [
                     f"#{int(r.id)}",
-                    html.escape(department_label(r.department, self.lang)),
-                    html.escape(r.owner),
-                    html.escape(r.description),
-                    html.escape(str(r.due_date)),
+                    department_label(r.department, self.lang),
+                    r.owner,
+                    r.description,
+                    str(r.due_date),
                     _cell(status, css, style),
                     str(int(r.age_weeks)),
                     str(int(r.carried)),
@@ -150,7 +171,7 @@ class ActionsSection:
             "id", "department", "owner", "description", "due", "status", "age", "carried",
             "escalation",
         )]  # fmt: skip
-        return _table(head, rows)
+        return _table(head, rows, numeric=(0, 6, 7))
 
     @cached_property
     def figures(self) -> pd.DataFrame:
@@ -178,30 +199,19 @@ class ActionsSection:
                     cells.append("–")
                     continue
                 b, a, c = row.iloc[0][["before", "after", "change"]]
-                cells.append(
-                    html.escape(
-                        f"{_figure(b, figure)} → {_figure(a, figure)} ({_change(c, figure)})"
-                    )
-                )
-            rows.append(
-                [
-                    html.escape(d.text),
-                    html.escape(segment or self._t("review.all_orders")),
-                    *cells,
-                ]
-            )
+                cells.append(f"{_figure(b, figure)} → {_figure(a, figure)} ({_change(c, figure)})")
+            rows.append([d.text, segment or self._t("review.all_orders"), *cells])
         head = [
             self._t("review.col.decision"),
             self._t("review.col.segment"),
             *(self._t(f"review.figure.{f}", before=self.last_week, after=str(self.week))
               for f in REVIEW_FIGURES),
         ]  # fmt: skip
-        return HTML(f"<h3>{html.escape(heading)}</h3>{_table(head, rows).data}")
+        numbers = range(2, len(head))
+        return HTML(str(macro("heading", 3, "", heading)) + _table(head, rows, numbers).data)
 
     def promise_note(self) -> HTML:
         """Whether the last meeting's minutes went out within 24 hours."""
         if self.last_week is None:
             return HTML("")
-        return HTML(
-            f'<p class="ml-note">{html.escape(promise_text(self._loaded[3], self.lang))}</p>'
-        )
+        return HTML(str(macro("note", promise_text(self._loaded[3], self.lang))))

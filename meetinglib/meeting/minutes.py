@@ -59,7 +59,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-import sqlalchemy as sa
 import yaml
 from icalendar import Calendar, Todo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -68,19 +67,11 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import InputDataError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
+from meetinglib.core.yamlsafe import UniqueKeyLoader
+from meetinglib.meeting import store as _records
 from meetinglib.meeting.agenda import PRODID, build_agenda, issue_load, prepare_meeting
 from meetinglib.meeting.store import (
-    ACTION_ITEMS,
-    ATTENDANCE,
-    ATTENDANCE_RECORDS,
-    ATTENDEES,
-    DECISIONS,
-    FEEDBACK,
-    ISSUES,
-    MEETINGS,
-    MINUTES,
     MISSING,
-    SEGMENT_TIMES,
     Batch,
     Store,
     add_action_item,
@@ -102,6 +93,14 @@ from meetinglib.meeting.store import (
 )
 from meetinglib.meeting.store import mark_sent as _mark_sent
 
+# The readers of the recorded minutes live with the store's SQL; named here as before.
+attendance_frame = _records.attendance_frame
+decision_frame = _records.decision_frame
+feedback_frame = _records.feedback_frame
+feedback_trend = _records.feedback_trend
+minutes_row = _records.minutes_row
+segment_frame = _records.segment_frame
+
 SEGMENT_KEYS_FIXED = (
     "opening",
     "data_report",
@@ -111,8 +110,9 @@ SEGMENT_KEYS_FIXED = (
 )
 
 
-class _TextDates(yaml.SafeLoader):
-    """SafeLoader keeping dates as text, so a bad date is reported, not a crash."""
+class _TextDates(UniqueKeyLoader):
+    """SafeLoader keeping dates as text, so a bad date is reported, not a crash; a key
+    given twice is refused."""
 
 
 _TextDates.yaml_implicit_resolvers = {
@@ -285,17 +285,10 @@ def check_minutes(
             problems.append(f"actions[{i}].decision: no decision with ref {a.decision!r} above")
     entries = [("decisions", i, d) for i, d in enumerate(doc.decisions, 1)]
     entries += [("actions", i, a) for i, a in enumerate(doc.actions, 1)]
-    with store.engine.connect() as conn:
-        issues = conn.execute(
-            sa.select(ISSUES.c.id, ISSUES.c.title)
-            .where(ISSUES.c.week <= str(week))
-            .order_by(ISSUES.c.id)
-        ).all()
-        items = conn.execute(
-            sa.select(ACTION_ITEMS.c.id, ACTION_ITEMS.c.description, MEETINGS.c.week)
-            .join(MEETINGS, MEETINGS.c.id == ACTION_ITEMS.c.meeting_id)
-            .order_by(ACTION_ITEMS.c.id)
-        ).all()
+    issues = store.issues(through_week=str(week)).sort_values("id")
+    items = store.action_items().sort_values("id")
+    items = items.rename(columns={"meeting_week": "week"})
+    issues, items = list(issues.itertuples()), list(items.itertuples())
     known_issues = {r.id for r in issues}
     by_title = {r.title.strip(): r.id for r in issues}  # the latest issue of a title wins
     for kind, i, e in entries:
@@ -557,111 +550,6 @@ def has_minutes(params: Params, week: IsoWeek | str) -> bool:
 
     with open_store(params) as store:
         return minutes_row(store, week) is not None
-
-
-def minutes_row(store: Store, week: IsoWeek | str) -> dict[str, Any] | None:
-    """The meeting about ``week`` with its minutes (summary, sent_at ...); None if unrecorded."""
-    query = (
-        sa.select(MEETINGS, MINUTES)
-        .join(MINUTES, MINUTES.c.meeting_id == MEETINGS.c.id)
-        .where(MEETINGS.c.week == str(IsoWeek.parse(week)))
-    )
-    with store.engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    return None if row is None else dict(row)
-
-
-def _frame(store: Store, query: sa.Select) -> pd.DataFrame:
-    with store.engine.connect() as conn:
-        result = conn.execute(query)
-        return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
-
-
-def attendance_frame(store: Store, meeting: int) -> pd.DataFrame:
-    """Invited people and recorded attendance: name, email, department, role, status, delegate."""
-    query = (
-        sa.select(
-            ATTENDEES.c.name,
-            ATTENDEES.c.email,
-            ATTENDEES.c.department,
-            ATTENDANCE.c.role,
-            ATTENDANCE_RECORDS.c.status,
-            ATTENDANCE_RECORDS.c.delegate,
-        )
-        .select_from(ATTENDANCE)
-        .join(ATTENDEES, ATTENDEES.c.id == ATTENDANCE.c.attendee_id)
-        .outerjoin(
-            ATTENDANCE_RECORDS,
-            (ATTENDANCE_RECORDS.c.meeting_id == ATTENDANCE.c.meeting_id)
-            & (ATTENDANCE_RECORDS.c.attendee_id == ATTENDANCE.c.attendee_id),
-        )
-        .where(ATTENDANCE.c.meeting_id == meeting)
-        .order_by(ATTENDEES.c.id)
-    )
-    return _frame(store, query)
-
-
-def segment_frame(store: Store, meeting: int) -> pd.DataFrame:
-    """Planned and actual minutes per agenda segment, in agenda order."""
-    query = (
-        sa.select(
-            SEGMENT_TIMES.c.segment,
-            SEGMENT_TIMES.c.title,
-            SEGMENT_TIMES.c.planned_minutes,
-            SEGMENT_TIMES.c.actual_minutes,
-        )
-        .where(SEGMENT_TIMES.c.meeting_id == meeting)
-        .order_by(SEGMENT_TIMES.c.position)
-    )
-    return _frame(store, query)
-
-
-def decision_frame(store: Store, meeting: int) -> pd.DataFrame:
-    """Decisions of a meeting with the segment of their linked issue."""
-    query = (
-        sa.select(
-            DECISIONS.c.id,
-            DECISIONS.c.text,
-            DECISIONS.c.department,
-            DECISIONS.c.issue_id,
-            ISSUES.c.title.label("issue_title"),
-            ISSUES.c.segment,
-        )
-        .outerjoin(ISSUES, ISSUES.c.id == DECISIONS.c.issue_id)
-        .where(DECISIONS.c.meeting_id == meeting)
-        .order_by(DECISIONS.c.id)
-    )
-    return _frame(store, query)
-
-
-def feedback_trend(store: Store, through_week: IsoWeek | str) -> pd.DataFrame:
-    """Mean rating and number of ratings per meeting week up to ``through_week``; 1-5."""
-    query = (
-        sa.select(
-            MEETINGS.c.week,
-            sa.func.avg(FEEDBACK.c.rating).label("mean_rating"),
-            sa.func.count(FEEDBACK.c.rating).label("ratings"),
-        )
-        .join(FEEDBACK, FEEDBACK.c.meeting_id == MEETINGS.c.id)
-        .where(MEETINGS.c.week <= str(IsoWeek.parse(through_week)))
-        .group_by(MEETINGS.c.week)
-        .order_by(MEETINGS.c.week)
-    )
-    return _frame(store, query)
-
-
-def feedback_frame(store: Store, meeting: int) -> pd.DataFrame:
-    """Feedback of a meeting: name (empty when anonymous), rating, comment."""
-    query = (
-        sa.select(ATTENDEES.c.name, FEEDBACK.c.rating, FEEDBACK.c.comment)
-        .select_from(FEEDBACK)
-        .outerjoin(ATTENDEES, ATTENDEES.c.id == FEEDBACK.c.attendee_id)
-        .where(FEEDBACK.c.meeting_id == meeting)
-        .order_by(FEEDBACK.c.id)
-    )
-    frame = _frame(store, query)
-    frame["name"] = frame["name"].fillna("")
-    return frame
 
 
 # --- the 24-hour promise ------------------------------------------------------------------------

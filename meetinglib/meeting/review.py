@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 
 from meetinglib.analysis import kpis
 from meetinglib.core.csp import with_csp
@@ -36,9 +35,17 @@ from meetinglib.core.i18n import t
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.meeting.actions import meeting_weeks, review_day, standing
-from meetinglib.meeting.minutes import decision_frame, mark_sent, minutes_row, sent_within
+from meetinglib.meeting.minutes import mark_sent, sent_within
 from meetinglib.meeting.notify import send, write_eml
-from meetinglib.meeting.store import ACTION_ITEMS, MEETINGS, Store, _utcnow, meeting_id, open_store
+from meetinglib.meeting.store import (
+    Store,
+    _utcnow,
+    decision_frame,
+    meeting_id,
+    meeting_start,
+    minutes_row,
+    open_store,
+)
 from meetinglib.meeting.triage import segment_dict, segment_mask
 
 REVIEW_FIGURES = ("orders", "late_delivery_share", "backlog")
@@ -76,8 +83,7 @@ _STATUS_ORDER = ("overdue", "due_this_week", "on_track", "done", "dropped")
 
 
 def _meeting_start_utc(store: Store, week: str) -> dt.datetime | None:
-    with store.engine.connect() as conn:
-        return conn.execute(sa.select(MEETINGS.c.starts_at).where(MEETINGS.c.week == week)).scalar()
+    return meeting_start(store, week)
 
 
 def last_decisions(store: Store, week: IsoWeek | str) -> tuple[str | None, pd.DataFrame]:
@@ -271,12 +277,3 @@ def send_minutes(
     return SendResult(
         week, len(accepted), sent_at, hours, bool(sent_within(row["ends_at"], sent_at)), eml
     )
-
-
-def open_item_count(store: Store) -> int:
-    """Open action items in the store."""
-    with store.engine.connect() as conn:
-        count = conn.execute(
-            sa.select(sa.func.count()).where(ACTION_ITEMS.c.status == "open")
-        ).scalar()
-    return int(count or 0)

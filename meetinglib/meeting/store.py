@@ -6,12 +6,17 @@ a SQLite file by default (``store.path`` in params, ``../data/meeting.db`` besid
 params file when unset), or any SQLAlchemy URL for a shared server (``store.url``, or
 ``store.url_env`` naming an environment variable when the URL holds a password).
 
-The schema is versioned. ``schema_version`` records each migration applied; the
-migrations are ordered functions in ``MIGRATIONS``, each run in its own transaction
-together with its version row, so a database is created on first use and upgraded in
-place, one step at a time, and a failed step leaves the previous version intact.
-``METADATA`` describes the current schema for queries; ``tests/test_store.py`` checks
-that the migrations produce exactly it.
+The schema is defined once, in ``METADATA``. Its history is a chain of Alembic
+revisions inside the package (``meetinglib/meeting/migrations/versions``), applied by
+``upgrade`` whenever a store is opened: a database is created on first use and
+upgraded in place. The whole upgrade is one transaction (DDL is transactional on
+SQLite and PostgreSQL), taken under a lock so that several processes opening a new
+store at once create it once; a failing step leaves the store as it was. Stores made
+before Alembic kept their version in a ``schema_version`` table: ``upgrade`` stamps
+the matching revision (schema version N is revision ``000N``), then revision 0005
+drops that table. ``tests/test_store.py`` checks that the revisions produce exactly
+``METADATA`` (Alembic's comparison finds no difference) and that a store built from
+the previous release's DDL upgrades with its data.
 
 Writes are transactional: ``add_issues`` inserts a whole import or nothing. Times
 are stored in UTC without an offset (SQLite has no timezone type); dates are plain
@@ -66,6 +71,8 @@ import csv
 import datetime as dt
 import json
 import os
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,10 +81,20 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 from meetinglib.core.csvsafe import safe_row
-from meetinglib.core.errors import ConcurrentEditError, InputDataError, MeetingError, ParamsError
+from meetinglib.core.errors import (
+    ConcurrentEditError,
+    EnvironmentProblem,
+    InputDataError,
+    ParamsError,
+    StoreLockedError,
+)
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
 
@@ -109,14 +126,6 @@ def _version() -> sa.Column[int]:
     """The item's version: 1 when added, one more at every change (see "Per-item records")."""
     return sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1")
 
-
-SCHEMA_VERSION = sa.Table(
-    "schema_version",
-    METADATA,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied_at", sa.DateTime, nullable=False),
-)
 
 ISSUES = sa.Table(
     "issues",
@@ -271,154 +280,87 @@ SEGMENT_TIMES = sa.Table(
 
 
 # --- migrations ---------------------------------------------------------------------------
-# Each migration declares the tables as they were at its version (never the current
-# METADATA, which moves on), so that upgrading an old database replays history exactly.
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005")  # schema version N is revision N
+CURRENT_VERSION = len(REVISIONS)
+_LEGACY_TABLE = "schema_version"  # where stores before Alembic kept their version
 
 
-def _migration_1(conn: Connection) -> None:
-    """Issue intake: the version table and issues."""
-    md = sa.MetaData()
-    sa.Table(
-        "schema_version",
-        md,
-        sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("description", sa.String(200), nullable=False),
-        sa.Column("applied_at", sa.DateTime, nullable=False),
-    )
-    issues = sa.Table(
-        "issues",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("department", sa.String(40), nullable=False),
-        sa.Column("week", sa.String(8), nullable=False),
-        sa.Column("title", sa.String(200), nullable=False),
-        sa.Column("description", sa.Text, nullable=False),
-        sa.Column("severity", sa.String(10), nullable=False),
-        sa.Column("segment", sa.String(300), nullable=False),
-        sa.Column("first_seen", sa.Date),
-        sa.Column("submitter", sa.String(100), nullable=False),
-        sa.Column("source", sa.String(300), nullable=False),
-        sa.Column("row_hash", sa.String(64), nullable=False, unique=True),
-        sa.Column("status", sa.String(10), nullable=False),
-        sa.Column("created_at", sa.DateTime, nullable=False),
-        sa.CheckConstraint(_in_list("severity", SEVERITIES), name="ck_issues_severity"),
-        sa.CheckConstraint(_in_list("status", ISSUE_STATUSES), name="ck_issues_status"),
-    )
-    sa.Index("ix_issues_week_department", issues.c.week, issues.c.department)
-    md.create_all(conn)
+def _alembic(conn: Connection) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
 
 
-def _add_column(conn: Connection, table: str, column: sa.Column) -> None:
-    kind = column.type.compile(dialect=conn.dialect)
-    name = conn.dialect.identifier_preparer.quote(column.name)
-    conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}"))
-
-
-def _migration_2(conn: Connection) -> None:
-    """Meetings and their follow-up: attendees, attendance, decisions, action items, feedback."""
-    _add_column(conn, "issues", sa.Column("source_row", sa.Integer))
-    _add_column(conn, "issues", sa.Column("resolved_week", sa.String(8)))
-    _add_column(conn, "issues", sa.Column("updated_at", sa.DateTime))
-    conn.execute(sa.text("UPDATE issues SET updated_at = created_at"))
-    names = ("meetings", "attendees", "attendance", "decisions", "action_items", "feedback")
-    # New in version 2 and unchanged since but for version 4's column.
-    frozen = _before_4()
-    frozen.create_all(conn, tables=[frozen.tables[n] for n in names])
-
-
-def _before_4() -> sa.MetaData:
-    """The current tables without the version column that version 4 added."""
-    md = sa.MetaData()
-    for table in METADATA.sorted_tables:
-        columns = [c._copy() for c in table.columns if c.name != "version"]
-        checks = [c._copy() for c in table.constraints if isinstance(c, sa.CheckConstraint)]
-        copy = sa.Table(table.name, md, *columns, *checks)
-        for index in table.indexes:
-            sa.Index(index.name, *(copy.c[c.name] for c in index.columns), unique=index.unique)
-    return md
-
-
-def _migration_3(conn: Connection) -> None:
-    """Minutes: summary and distribution, attendance as recorded, minutes per segment."""
-    names = ("minutes", "attendance_records", "segment_times")
-    # New in version 3 and unchanged since but for version 4's column.
-    frozen = _before_4()
-    frozen.create_all(conn, tables=[frozen.tables[n] for n in names])
-
-
-VERSIONED = (
-    "decisions",
-    "action_items",
-    "feedback",
-    "minutes",
-    "attendance_records",
-    "segment_times",
-)
-
-
-def _migration_4(conn: Connection) -> None:
-    """Per-item records: a version on every item the minutes hold."""
-    for table in VERSIONED:
-        name = conn.dialect.identifier_preparer.quote("version")
-        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {name} INTEGER NOT NULL DEFAULT 1"))
-
-
-Migration = tuple[int, str, Callable[[Connection], None]]
-MIGRATIONS: tuple[Migration, ...] = (
-    (1, "issue intake", _migration_1),
-    (2, "meetings, attendance, decisions, action items, feedback", _migration_2),
-    (3, "minutes, attendance records, minutes per agenda segment", _migration_3),
-    (
-        4,
-        "a version per decision, action item, attendance, segment time, feedback, summary",
-        _migration_4,
-    ),
-)
-CURRENT_VERSION = MIGRATIONS[-1][0]
+def _version_on(conn: Connection, url: str) -> int:
+    inspector = sa.inspect(conn)
+    if inspector.has_table("alembic_version"):
+        revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        if revision is None:
+            return 0
+        if revision not in REVISIONS:
+            raise InputDataError(
+                f"the store {url} is at schema revision {revision!r}, which this meetinglib "
+                f"(revisions up to {REVISIONS[-1]}) does not know; upgrade meetinglib to use it."
+            )
+        return REVISIONS.index(revision) + 1
+    if inspector.has_table(_LEGACY_TABLE):
+        found = conn.execute(sa.text(f"SELECT MAX(version) FROM {_LEGACY_TABLE}")).scalar()
+        return int(found or 0)
+    # Other applications' tables may share the database; ours must not be there yet.
+    known = sorted(set(inspector.get_table_names()) & set(METADATA.tables))
+    if known:
+        raise InputDataError(
+            f"database {url} has meeting tables {known} but no schema version; it was not "
+            "created by meetinglib. Point store.path or store.url at another database."
+        )
+    return 0
 
 
 def schema_version(engine: Engine) -> int:
-    """The version of the store's schema; 0 for an empty database."""
-    inspector = sa.inspect(engine)
-    if not inspector.has_table("schema_version"):
-        # Other applications' tables may share the database; ours must not be there yet.
-        known = sorted(set(inspector.get_table_names()) & set(METADATA.tables))
-        if known:
-            raise InputDataError(
-                f"database {_safe_url(engine)} has meeting tables {known} but no schema_version "
-                "table; it was not created by meetinglib. Point store.path or store.url at "
-                "another database."
-            )
-        return 0
+    """The version of the store's schema (N for revision 000N); 0 for an empty database."""
     with engine.connect() as conn:
-        version = conn.execute(sa.select(sa.func.max(SCHEMA_VERSION.c.version))).scalar()
-    return int(version or 0)
+        return _version_on(conn, _safe_url(engine))
+
+
+def _refuse_newer(current: int, url: str) -> None:
+    if current > CURRENT_VERSION:
+        raise InputDataError(
+            f"the store {url} has schema version {current}, newer than the "
+            f"{CURRENT_VERSION} this meetinglib knows; upgrade meetinglib to use it."
+        )
 
 
 def upgrade(engine: Engine, target: int | None = None) -> int:
-    """Apply the migrations after the store's version, up to ``target`` (default: all).
+    """Bring the store's schema to version ``target`` (default: the current); the version.
 
-    Each step runs in its own transaction with its version row. Returns the version
-    reached. A store newer than this meetinglib is an error, not silently used.
+    One transaction under a lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory
+    lock), so concurrent openers wait and the last ones find nothing to do. A store
+    newer than this meetinglib is an error, not silently used.
     """
     target = CURRENT_VERSION if target is None else target
+    url = _safe_url(engine)
     current = schema_version(engine)
-    if current > CURRENT_VERSION:
-        raise InputDataError(
-            f"the store {_safe_url(engine)} has schema version {current}, newer than the "
-            f"{CURRENT_VERSION} this meetinglib knows; upgrade meetinglib to use it."
-        )
-    for version, description, migrate in MIGRATIONS:
-        if current < version <= target:
-            with engine.begin() as conn:
-                migrate(conn)
-                conn.execute(
-                    SCHEMA_VERSION.insert().values(
-                        version=version, description=description, applied_at=_utcnow()
-                    )
-                )
-            current = version
-    return current
+    _refuse_newer(current, url)
+    if current >= target:
+        return current  # the common case: no lock taken
+    with _begin_write(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+        current = _version_on(conn, url)
+        _refuse_newer(current, url)
+        if current >= target:
+            return current
+        config = _alembic(conn)
+        if current and not sa.inspect(conn).has_table("alembic_version"):
+            alembic_command.stamp(config, REVISIONS[current - 1])
+        alembic_command.upgrade(config, REVISIONS[target - 1])
+    return target
+
+
+_UPGRADE_LOCK = 0x6D656574  # any constant, the same for every meetinglib process
 
 
 # --- connecting ---------------------------------------------------------------------------
@@ -449,11 +391,18 @@ def _safe_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
-def _sqlite_transactions(engine: Engine) -> None:
-    """Let SQLAlchemy, not the sqlite3 module, begin transactions, so DDL is transactional.
+_WRITE = "meetinglib_write"  # execution option: this transaction will write
+DEFAULT_BUSY_TIMEOUT = 30.0  # seconds; store.busy_timeout in params
 
-    The sqlite3 module only opens a transaction before INSERT/UPDATE/DELETE and
-    commits around CREATE/ALTER, which would leave a half-applied migration behind.
+
+def _sqlite_transactions(engine: Engine, busy_timeout: float) -> None:
+    """SQLite for several writers: WAL, a busy timeout, transactions begun by SQLAlchemy.
+
+    WAL lets readers go on while one process writes. The sqlite3 module would only
+    open a transaction before INSERT/UPDATE/DELETE and commit around CREATE/ALTER
+    (leaving a half-applied migration behind); here SQLAlchemy begins every
+    transaction, and one that will write begins IMMEDIATE: it takes the write lock
+    first (waiting up to the busy timeout) instead of failing when it upgrades a read.
     """
 
     @sa.event.listens_for(engine, "connect")
@@ -461,14 +410,62 @@ def _sqlite_transactions(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        _retry_locked(lambda: cursor.execute("PRAGMA journal_mode = WAL"), busy_timeout)
+        cursor.execute("PRAGMA synchronous = NORMAL")  # durable at every checkpoint in WAL
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        writing = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
-def connect(url: str) -> Engine:
+def _retry_locked(work: Callable[[], T], seconds: float) -> T:
+    """``work()``, again after a growing pause while it meets a lock, up to ``seconds``."""
+    deadline = time.monotonic() + seconds
+    pause = 0.02
+    races = 0
+    while True:
+        try:
+            return work()
+        except Exception as exc:
+            if _is_race(exc) and races < 3:
+                races += 1  # another writer inserted the same key first: look again
+            elif not _is_lock_error(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause * (0.5 + random.random()))  # jitter: writers do not retry in step
+        pause = min(pause * 2, 1.0)
+
+
+_LOCK_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization failure, deadlock, lock timeout
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says another writer holds a lock (worth waiting and retrying)."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) in _LOCK_SQLSTATES:
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def _is_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's unique violation, which a concurrent insert of the
+    same key causes (re-reading finds that row); SQLite writers never race so."""
+    return getattr(getattr(exc, "orig", exc), "sqlstate", None) == "23505"
+
+
+@contextmanager
+def _begin_write(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that will write (on SQLite: BEGIN IMMEDIATE)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+def connect(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     """An engine for ``url``; a SQLite file's folder is created, its transactions made real."""
     try:
         parsed = sa.make_url(url)
@@ -478,10 +475,14 @@ def connect(url: str) -> Engine:
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
-        _sqlite_transactions(engine)
+        engine = sa.create_engine(parsed, connect_args={"timeout": busy_timeout})
+        _sqlite_transactions(engine, busy_timeout)
         return engine
-    return sa.create_engine(parsed, pool_pre_ping=True)
+    # A PostgreSQL writer waits at most the busy timeout for a row another one locked.
+    options = {"options": f"-c lock_timeout={int(busy_timeout * 1000)}"}
+    if parsed.get_backend_name() != "postgresql":
+        options = {}
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
 
 
 # --- the store ----------------------------------------------------------------------------
@@ -507,22 +508,50 @@ class MeetingRecord:
 class Store:
     """The meeting store; create with ``open_store(params)`` or ``Store.at(url)``."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, engine: Engine, busy_timeout: float = DEFAULT_BUSY_TIMEOUT):
+        self.engine, self.busy_timeout = engine, busy_timeout
 
     @classmethod
-    def at(cls, url: str, *, target: int | None = None) -> Store:
-        """Open the store at ``url``, creating or upgrading its schema (to ``target``)."""
-        engine = connect(url)
+    def at(
+        cls, url: str, *, target: int | None = None, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> Store:
+        """Open the store at ``url``, creating or upgrading its schema (to ``target``).
+
+        ``busy_timeout``: seconds a write waits for other writers before it gives up.
+        """
+        engine = connect(url, busy_timeout)
+        store = cls(engine, busy_timeout)
         try:
-            upgrade(engine, target)
+            store._locked(lambda: upgrade(engine, target))
         except sa.exc.OperationalError as exc:
             engine.dispose()
-            raise MeetingError(
-                f"cannot open the store {sa.make_url(url).render_as_string(hide_password=True)}:"
-                f" {exc.orig}. Check store.path / store.url and that the database is reachable."
+            raise EnvironmentProblem(
+                store.url,
+                f"cannot open the meeting store ({_first_line(exc.orig)})",
+                "Check store.path / store.url, that the database is reachable and the file "
+                "and its folder writable.",
             ) from None
-        return cls(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def _locked(self, work: Callable[[], T]) -> T:
+        """``work()`` retried with backoff while another writer holds the lock; then
+        StoreLockedError (exit code 5) naming the store, never the raw SQL."""
+        try:
+            return _retry_locked(work, self.busy_timeout)
+        except sa.exc.DBAPIError as exc:
+            if _is_lock_error(exc):
+                raise StoreLockedError(self.location, self.busy_timeout) from None
+            raise
+
+    @property
+    def location(self) -> str:
+        """The SQLite file, or the URL with any password hidden."""
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            return self.engine.url.database
+        return self.url
 
     @property
     def url(self) -> str:
@@ -544,24 +573,46 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """A connection in a transaction: committed on success, rolled back on any error."""
-        with self.engine.begin() as conn:
-            yield conn
+        """A connection in a write transaction: committed on success, rolled back on error.
+
+        It waits for other writers up to the busy timeout, but cannot be retried: prefer
+        ``write``, which can.
+        """
+        try:
+            with _begin_write(self.engine) as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            if _is_lock_error(exc):
+                raise StoreLockedError(self.location, self.busy_timeout) from None
+            raise
 
     def write(self, work: Callable[[Connection], T]) -> T:
-        """``work(conn)`` in one short write transaction; returns what it returns."""
-        with self.engine.begin() as conn:
-            return work(conn)
+        """``work(conn)`` in one short write transaction; returns what it returns.
+
+        When another writer holds the lock the transaction is rolled back and ``work``
+        runs again after a growing pause, up to ``busy_timeout`` seconds: ``work``
+        must only touch the database.
+        """
+
+        def once() -> T:
+            with _begin_write(self.engine) as conn:
+                return work(conn)
+
+        return self._locked(once)
 
     def read(self, work: Callable[[Connection], T]) -> T:
         """``work(conn)`` on a connection that only reads; returns what it returns."""
-        with self.engine.connect() as conn:
-            return work(conn)
+
+        def once() -> T:
+            with self.engine.connect() as conn:
+                return work(conn)
+
+        return self._locked(once)
 
     @contextmanager
     def batch(self) -> Iterator[Batch]:
         """Per-item operations on a ``Batch`` all commit together, or none does."""
-        with self.engine.begin() as conn:
+        with self.transaction() as conn:
             yield Batch(self, conn)
 
     # --- issues -----------------------------------------------------------------------
@@ -584,21 +635,11 @@ class Store:
 
     def _add_issues(self, rows: list[dict[str, Any]]) -> AddResult:
         now = _utcnow()
-        added: list[int] = []
-        skipped: list[str] = []
-        with self.transaction() as conn:
-            hashes = [r["row_hash"] for r in rows]
-            present: set[str] = set()
-            for chunk in _chunks(hashes, 500):
-                present |= set(
-                    conn.execute(
-                        sa.select(ISSUES.c.row_hash).where(ISSUES.c.row_hash.in_(chunk))
-                    ).scalars()
-                )
+
+        def work(conn: Connection) -> AddResult:
+            added: list[int] = []
+            skipped: list[str] = []
             for row in rows:
-                if row["row_hash"] in present:
-                    skipped.append(row["row_hash"])
-                    continue
                 values = {
                     "description": "",
                     "segment": "",
@@ -608,10 +649,17 @@ class Store:
                     "created_at": now,
                     "updated_at": now,
                 }
-                result = conn.execute(ISSUES.insert().values(**values))
-                added.append(int(result.inserted_primary_key[0]))
-                present.add(row["row_hash"])
-        return AddResult(tuple(added), tuple(skipped))
+                # The row_hash decides: an issue stored already (by an earlier import,
+                # an import running at the same moment, or earlier in this batch) is
+                # skipped, never duplicated.
+                new = _insert_new(conn, ISSUES, values, "row_hash")
+                if new is None:
+                    skipped.append(row["row_hash"])
+                else:
+                    added.append(new)
+            return AddResult(tuple(added), tuple(skipped))
+
+        return self.write(work)
 
     def issues(
         self,
@@ -647,17 +695,16 @@ class Store:
         if status not in ISSUE_STATUSES:
             raise ParamsError(f"issue status {status!r} unknown; use one of {ISSUE_STATUSES}")
         ids = list(issue_ids)
-        with self.transaction() as conn:
-            result = conn.execute(
-                ISSUES.update()
-                .where(ISSUES.c.id.in_(ids))
-                .values(
-                    status=status,
-                    resolved_week=None if status == "open" else week,
-                    updated_at=_utcnow(),
-                )
+        change = (
+            ISSUES.update()
+            .where(ISSUES.c.id.in_(ids))
+            .values(
+                status=status,
+                resolved_week=None if status == "open" else week,
+                updated_at=_utcnow(),
             )
-        return int(result.rowcount)
+        )
+        return self.write(lambda conn: int(conn.execute(change).rowcount))
 
     # --- meetings ---------------------------------------------------------------------
 
@@ -679,7 +726,8 @@ class Store:
         role; attendance already recorded is kept.
         """
         now = _utcnow()
-        with self.transaction() as conn:
+
+        def work(conn: Connection) -> MeetingRecord:
             row = conn.execute(sa.select(MEETINGS).where(MEETINGS.c.week == week)).mappings()
             found = row.first()
             if found is None:
@@ -720,7 +768,9 @@ class Store:
                     )
                 else:
                     conn.execute(ATTENDANCE.update().where(key).values(role=person["role"]))
-        return MeetingRecord(int(meeting_id), uid_stored, int(sequence))
+            return MeetingRecord(int(meeting_id), uid_stored, int(sequence))
+
+        return self.write(work)
 
     @staticmethod
     def _attendee_id(conn: Connection, person: Mapping[str, Any]) -> int:
@@ -811,14 +861,37 @@ class Batch:
         return work(self.conn)
 
 
+def _insert_new(
+    conn: Connection, table: sa.Table, values: Mapping[str, Any], key: str
+) -> int | None:
+    """Insert the row unless one with the same ``key`` exists; its new id, or None.
+
+    On SQLite and PostgreSQL one statement (INSERT ... ON CONFLICT DO NOTHING), so two
+    writers adding the same row at once store it once.
+    """
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        dialect = sqlite_dialect if name == "sqlite" else postgresql_dialect
+        statement = (
+            dialect.insert(table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[key])
+            .returning(table.c.id)
+        )
+        found = conn.execute(statement).scalar()
+        return None if found is None else int(found)
+    if conn.execute(sa.select(table.c.id).where(table.c[key] == values[key])).first():
+        return None
+    return int(conn.execute(table.insert().values(**values)).inserted_primary_key[0])
+
+
 def open_store(params: Params) -> Store:
     """The store named by ``params.store``, created or upgraded to the current schema."""
-    return Store.at(store_url(params))
+    return Store.at(store_url(params), busy_timeout=params.store.busy_timeout)
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _first_line(exc: object) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _frame(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -1704,3 +1777,124 @@ def mark_sent(store: Writer, week: IsoWeek | str, when: dt.datetime, recipients:
             )
 
     store.write(work)
+
+
+# --- reading the minutes back -------------------------------------------------------------
+
+
+def minutes_row(store: Writer, week: IsoWeek | str) -> dict[str, Any] | None:
+    """The meeting about ``week`` with its minutes (summary, sent_at ...); None if unrecorded."""
+    query = (
+        sa.select(MEETINGS, MINUTES)
+        .join(MINUTES, MINUTES.c.meeting_id == MEETINGS.c.id)
+        .where(MEETINGS.c.week == str(IsoWeek.parse(week)))
+    )
+    row = store.read(lambda conn: conn.execute(query).mappings().first())
+    return None if row is None else dict(row)
+
+
+def _query_frame(store: Writer, query: sa.Select[Any]) -> pd.DataFrame:
+    def work(conn: Connection) -> pd.DataFrame:
+        result = conn.execute(query)
+        return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+
+    return store.read(work)
+
+
+def attendance_frame(store: Writer, meeting: int) -> pd.DataFrame:
+    """Invited people and recorded attendance: name, email, department, role, status, delegate."""
+    query = (
+        sa.select(
+            ATTENDEES.c.name,
+            ATTENDEES.c.email,
+            ATTENDEES.c.department,
+            ATTENDANCE.c.role,
+            ATTENDANCE_RECORDS.c.status,
+            ATTENDANCE_RECORDS.c.delegate,
+        )
+        .select_from(ATTENDANCE)
+        .join(ATTENDEES, ATTENDEES.c.id == ATTENDANCE.c.attendee_id)
+        .outerjoin(
+            ATTENDANCE_RECORDS,
+            (ATTENDANCE_RECORDS.c.meeting_id == ATTENDANCE.c.meeting_id)
+            & (ATTENDANCE_RECORDS.c.attendee_id == ATTENDANCE.c.attendee_id),
+        )
+        .where(ATTENDANCE.c.meeting_id == meeting)
+        .order_by(ATTENDEES.c.id)
+    )
+    return _query_frame(store, query)
+
+
+def segment_frame(store: Writer, meeting: int) -> pd.DataFrame:
+    """Planned and actual minutes per agenda segment, in agenda order."""
+    query = (
+        sa.select(
+            SEGMENT_TIMES.c.segment,
+            SEGMENT_TIMES.c.title,
+            SEGMENT_TIMES.c.planned_minutes,
+            SEGMENT_TIMES.c.actual_minutes,
+        )
+        .where(SEGMENT_TIMES.c.meeting_id == meeting)
+        .order_by(SEGMENT_TIMES.c.position)
+    )
+    return _query_frame(store, query)
+
+
+def decision_frame(store: Writer, meeting: int) -> pd.DataFrame:
+    """Decisions of a meeting with the segment of their linked issue."""
+    query = (
+        sa.select(
+            DECISIONS.c.id,
+            DECISIONS.c.text,
+            DECISIONS.c.department,
+            DECISIONS.c.issue_id,
+            ISSUES.c.title.label("issue_title"),
+            ISSUES.c.segment,
+        )
+        .outerjoin(ISSUES, ISSUES.c.id == DECISIONS.c.issue_id)
+        .where(DECISIONS.c.meeting_id == meeting)
+        .order_by(DECISIONS.c.id)
+    )
+    return _query_frame(store, query)
+
+
+def feedback_trend(store: Writer, through_week: IsoWeek | str) -> pd.DataFrame:
+    """Mean rating and number of ratings per meeting week up to ``through_week``; 1-5."""
+    query = (
+        sa.select(
+            MEETINGS.c.week,
+            sa.func.avg(FEEDBACK.c.rating).label("mean_rating"),
+            sa.func.count(FEEDBACK.c.rating).label("ratings"),
+        )
+        .join(FEEDBACK, FEEDBACK.c.meeting_id == MEETINGS.c.id)
+        .where(MEETINGS.c.week <= str(IsoWeek.parse(through_week)))
+        .group_by(MEETINGS.c.week)
+        .order_by(MEETINGS.c.week)
+    )
+    return _query_frame(store, query)
+
+
+def feedback_frame(store: Writer, meeting: int) -> pd.DataFrame:
+    """Feedback of a meeting: name (empty when anonymous), rating, comment."""
+    query = (
+        sa.select(ATTENDEES.c.name, FEEDBACK.c.rating, FEEDBACK.c.comment)
+        .select_from(FEEDBACK)
+        .outerjoin(ATTENDEES, ATTENDEES.c.id == FEEDBACK.c.attendee_id)
+        .where(FEEDBACK.c.meeting_id == meeting)
+        .order_by(FEEDBACK.c.id)
+    )
+    frame = _query_frame(store, query)
+    frame["name"] = frame["name"].fillna("")
+    return frame
+
+
+def meeting_weeks(store: Writer) -> list[str]:
+    """Report weeks of the stored meetings, oldest first."""
+    query = sa.select(MEETINGS.c.week).order_by(MEETINGS.c.week)
+    return store.read(lambda conn: list(conn.execute(query).scalars()))
+
+
+def meeting_start(store: Writer, week: IsoWeek | str) -> dt.datetime | None:
+    """When the meeting about ``week`` starts (UTC, naive); None when not stored."""
+    query = sa.select(MEETINGS.c.starts_at).where(MEETINGS.c.week == str(IsoWeek.parse(week)))
+    return store.read(lambda conn: conn.execute(query).scalar())

@@ -53,7 +53,6 @@ Ties are broken by severity, then problem orders, then the oldest issue first.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 import textwrap
@@ -78,6 +77,7 @@ from meetinglib.data.dataset import open_week
 from meetinglib.meeting.intake import SEGMENT_KEYS, IssueForm, department_label
 from meetinglib.meeting.store import SEVERITIES, Store, open_store
 from meetinglib.report import charts as plots
+from meetinglib.report.render import frame_table, macro
 
 SIMILARITY_THRESHOLD = 0.55
 RECURRENCE_WEEKS = 8
@@ -579,12 +579,12 @@ _FIGURE_KIND = {
 
 
 def _table(frame: pd.DataFrame) -> HTML:
-    """A table whose cells are escaped (user text may hold markup)."""
-    return HTML(frame.to_html(index=False, border=0, escape=True, na_rep="–"))
+    """A table whose cells are escaped (user text may hold markup): the one table helper."""
+    return HTML(str(frame_table(frame.astype(object))))
 
 
 def _p(text: str, css: str = "ml-note") -> str:
-    return f'<p class="{css}">{html.escape(text)}</p>'
+    return str(macro("note", text, css))
 
 
 class TriageReport:
@@ -673,10 +673,10 @@ class TriageReport:
             departments=frame["department"].nunique() if len(frame) else 0,
             carried=carried,
         )
-        return HTML(f"<h1>{html.escape(self._t('triage.title'))}</h1>{_p(sub)}")
+        return HTML(str(macro("title", self._t("triage.title"), sub)))
 
     def section(self, key: str) -> HTML:
-        return HTML(f"<h2>{html.escape(self._t(f'triage.section.{key}'))}</h2>")
+        return HTML(str(macro("heading", 2, key, self._t(f"triage.section.{key}"))))
 
     def priority_note(self) -> HTML:
         return HTML(
@@ -835,20 +835,20 @@ class TriageReport:
                 issues=len(mine),
                 minutes=minutes,
             )
-            display(HTML(f"<h2>{html.escape(heading)}</h2>"))
+            display(HTML(str(macro("heading", 2, f"department-{department}", heading))))
             if len(mine):
                 display(_table(self._issue_rows(mine, with_department=False)))
             for row in mine.itertuples():
                 if not row.segment or self.data is None:
                     continue
                 caption = self._t("triage.evidence.heading", id=row.issue_id, title=row.title)
-                display(HTML(f"<h3>{html.escape(caption)}</h3>"))
+                display(HTML(str(macro("heading", 3, "", caption))))
                 display(self.evidence_chart(row.segment))
                 display(self.evidence_table(row.segment))
             carried = mine[mine["status"] != "new"]
             items = self.carried_over_table(department)
             if len(carried) or items is not None:
-                display(HTML(f"<h3>{html.escape(self._t('triage.carried.heading'))}</h3>"))
+                display(HTML(str(macro("heading", 3, "", self._t("triage.carried.heading")))))
                 if len(carried):
                     count = "one" if len(carried) == 1 else "other"
                     text = self._t(f"triage.carried.issues.{count}", count=len(carried))

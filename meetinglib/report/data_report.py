@@ -11,23 +11,25 @@ One computation feeds everything: ``kpi_table`` holds every KPI x segment of the
 section tables, "What changed" and ``export`` (``kpis.csv``) all read it, so the handout
 and the machine-readable file cannot disagree.
 
-Sections, in meeting order (see ``SECTIONS``): headline, volume, processing efficiency,
-abnormal orders, logistics, customer service, after-sales, finance, what changed,
-appendix (data quality, KPI definitions, the anomaly rules).
+The handout opens with a one-page summary (``summary``: headline KPIs with status, the
+most severe changes and bottlenecks, open and overdue actions, the data-quality warning)
+and a table of contents (``contents``); then the sections in meeting order (see
+``SECTIONS``), each heading carrying its key as anchor (``#changes``).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import math
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from IPython.display import HTML, Image, Markdown
+from IPython.display import HTML, Image
+from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from meetinglib.analysis import anomalies, kpis
@@ -37,8 +39,10 @@ from meetinglib.analysis.kpi_table import (
     KpiTable,
     complete_history_start,
     kpi_table,
+    root_changes,
     segment_label,
     week_windows,
+    with_roots,
     write_kpis_csv,
 )
 from meetinglib.core.fmt import fmt_change, fmt_value
@@ -48,9 +52,16 @@ from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.core.weeks import Window
 from meetinglib.data.dataset import WeekData, open_week
 from meetinglib.report import charts as plots
+from meetinglib.report.render import frame_table, macro, render, table
 
+# The handout's order, which is the meeting's: the summary on page one, last week's
+# actions, the headline, what changed and where the time goes (what the meeting
+# discusses), then the departments' figures, next week's plan and the appendix.
 SECTIONS = (
+    "actions",
     "headline",
+    "changes",
+    "flow",
     "volume",
     "efficiency",
     "abnormal",
@@ -58,9 +69,16 @@ SECTIONS = (
     "service",
     "after_sales",
     "finance",
-    "changes",
+    "plan",
     "appendix",
 )
+# Section titles kept by the modules that draw them.
+SECTION_TITLE_KEYS = {
+    "actions": "actions.section.title",
+    "flow": "flow_section.heading",
+}
+# Page one: this many of the most severe changes, bottleneck findings and overdue items.
+SUMMARY_ITEMS = 3
 STAGES = ("created_paid", "paid_shipped", "shipped_delivered", "created_delivered")
 # A carrier-region cell is "the" late-delivery finding only with this many judged
 # deliveries, a rise of at least MIN_LATE_RISE in its late share, and a rise of at least
@@ -98,8 +116,6 @@ FINANCE_KPIS = (
 SPARK_WEEKS = 12
 MAX_CHANGES = 12
 EXAMPLES = 10
-SMALL = '<span style="font-size:0.85em;color:#444">'
-CAPTION = '<p class="ml-caption" style="font-size:0.9em;color:#333;margin:0.8em 0 0.2em">'
 STATUS_SYMBOL = {"on_target": "✔", "at_risk": "⚠", "off_target": "✖"}
 STATUS_CLASS = {
     "on_target": "ml-status-on",
@@ -117,30 +133,26 @@ def _nan(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def html_table(
-    header: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    *,
-    raw: Sequence[int] = (),
-    numeric: Sequence[int] = (),
-) -> str:
-    """A plain HTML table: text left, ``numeric`` columns right; cells are escaped except
-    the columns listed in ``raw`` (already HTML)."""
+def caption(text: str) -> Markup:
+    """A caption line above a table (escaped)."""
+    return macro("note", text, "ml-caption")
 
-    def align(i: int) -> str:
-        return "right" if i in numeric else "left"
 
-    head = "".join(
-        f'<th style="text-align:{align(i)}">{html.escape(h)}</th>' for i, h in enumerate(header)
-    )
-    body = []
-    for row in rows:
-        cells = []
-        for i, cell in enumerate(row):
-            text = str(cell) if i in raw else html.escape(str(cell))
-            cells.append(f'<td style="text-align:{align(i)}">{text}</td>')
-        body.append(f"<tr>{''.join(cells)}</tr>")
-    return f'<table border="0"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+def html(*pieces: Markup | HTML) -> HTML:
+    """Trusted pieces (templates' output) as one displayable block."""
+    return HTML("".join(str(p.data) if isinstance(p, HTML) else str(p) for p in pieces))
+
+
+class Findings(Protocol):
+    """A section that can name its top findings for the summary (``FlowSection``)."""
+
+    def summary_findings(self, limit: int) -> list[str]: ...
+
+
+class ActionDigest(Protocol):
+    """Last week's actions in a few figures for the summary (``ActionsSection``)."""
+
+    def digest(self, limit: int) -> dict[str, Any]: ...
 
 
 class DataReport:
@@ -174,12 +186,12 @@ class DataReport:
         return t(key, self.lang, **fields)
 
     def _fmt(self, value: float, unit: str) -> str:
-        return fmt_value(value, unit, self.currency)
+        return fmt_value(value, unit, self.currency, self.lang)
 
     def _note(self, text: str) -> HTML:
-        return HTML(f'<p class="ml-note">{html.escape(text)}</p>')
+        return html(macro("note", text))
 
-    def title(self) -> Markdown:
+    def title(self) -> HTML:
         w = self.data.window
         sub = self._t(
             "report.subtitle",
@@ -189,14 +201,99 @@ class DataReport:
             end=(w.end - pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
             tz=self.data.tz,
         )
-        return Markdown(f"# {self._t('report.title')}\n\n{html.escape(sub)}")
+        return html(macro("title", self._t("report.title"), sub))
 
-    def section(self, key: str) -> Markdown:
-        """A section heading, e.g. ``section("logistics")``."""
-        return Markdown(f"## {self._t(f'report.{key}')}")
+    def section_title(self, key: str) -> str:
+        """The title of section ``key`` in the report's language."""
+        return self._t(SECTION_TITLE_KEYS.get(key, f"report.{key}"))
 
-    def subsection(self, key: str) -> Markdown:
-        return Markdown(f"### {self._t(f'report.{key}')}")
+    def section(self, key: str) -> HTML:
+        """A section heading with its key as anchor, e.g. ``section("logistics")``."""
+        return html(macro("heading", 2, key, self.section_title(key)))
+
+    def subsection(self, key: str) -> HTML:
+        return html(macro("heading", 3, key, self._t(f"report.{key}")))
+
+    def contents(self) -> HTML:
+        """The table of contents: every section, linked to its heading."""
+        entries = [(key, self.section_title(key)) for key in SECTIONS]
+        return html(macro("contents", self._t("report.contents"), entries))
+
+    # --- page one ---------------------------------------------------------------------------
+
+    def summary_table(self) -> Markup:
+        """The headline KPIs in five columns: this week, change, target, status."""
+        header = [
+            self._t("word.kpi"),
+            self._t("word.this_week"),
+            self._t("word.change"),
+            self._t("word.target"),
+            self._t("word.status"),
+        ]
+        rows = []
+        for key in kpis.HEADLINE:
+            row = self._row(key)
+            if row is None:
+                continue
+            rows.append(
+                [
+                    str(row["label"]),
+                    self._fmt(row["this_week"], row["unit"]),
+                    self._change_cell(row),
+                    self._target_cell(row),
+                    self._status_cell(row),
+                ]
+            )
+        return table(header, rows, numeric=[1, 2, 3], wide=False)
+
+    def summary(self, flow: Findings | None = None, actions: ActionDigest | None = None) -> HTML:
+        """Page one: headline KPIs with status, the most severe changes and bottlenecks
+        (linked to their sections), open and overdue actions, the data-quality warning."""
+        see = self._t
+        changes = [
+            (self._severity_cell(severity), sentence)
+            for severity, sentence, _, _ in self.changes_by_root()[:SUMMARY_ITEMS]
+        ]
+        warning = self.quality_warning() or None
+        context: dict[str, Any] = {
+            "heading": self._t("report.summary"),
+            "kpis_heading": self._t("summary.kpis"),
+            "kpis": self.summary_table(),
+            "quality": warning
+            and {
+                "title": self._t("summary.quality"),
+                "text": warning,
+                "link": see("summary.see", section=self.section_title("appendix")),
+            },
+            "changes": {
+                "heading": self._t("summary.changes"),
+                "entries": changes,
+                "empty": self._changes_summary(),
+                "link": see("summary.see", section=self.section_title("changes")),
+            },
+            "flow": flow
+            and {
+                "heading": self._t("summary.flow"),
+                "entries": flow.summary_findings(SUMMARY_ITEMS),
+                "empty": self._t("flow_section.none", week=str(self.data.week)),
+                "link": see("summary.see", section=self.section_title("flow")),
+            },
+            "actions": None,
+        }
+        if actions is not None:
+            digest = actions.digest(SUMMARY_ITEMS)
+            context["actions"] = {
+                "heading": self._t("summary.actions"),
+                "text": self._t(
+                    "summary.actions_text",
+                    open=digest["open"],
+                    overdue=digest["overdue"],
+                    escalated=digest["escalated"],
+                ),
+                "overdue": digest["overdue_items"],
+                "link": see("summary.see", section=self.section_title("actions")),
+            }
+        return html(render("sections/summary.html.j2", **context))
 
     def _order_type(self, code: str) -> str:
         return self._t(f"order_type.{code}")
@@ -236,6 +333,11 @@ class DataReport:
         return self.kpi_result.table
 
     @cached_property
+    def roots(self) -> pd.DataFrame:
+        """The week's changes for the worse as root findings (``kpi_table.root_changes``)."""
+        return root_changes(self.data, self.kpi_result, self.lang)
+
+    @cached_property
     def changes(self) -> pd.DataFrame:
         """The week's changes for the worse, most severe first (rows of ``kpi_table``)."""
         return self.kpi_result.changes
@@ -261,18 +363,21 @@ class DataReport:
     def export(self, out_dir: str | Path | None) -> None:
         """Write ``kpis.csv`` (``kpi_table``) into ``out_dir``; nothing when it is None."""
         if out_dir is not None:
-            write_kpis_csv(self.kpi_table, out_dir)
+            write_kpis_csv(with_roots(self.kpi_table, self.roots, self.lang), out_dir)
 
     # --- shared table pieces ---------------------------------------------------------------
 
-    def _change_cell(self, row: pd.Series) -> str:
-        text = html.escape(fmt_change(row["this_week"], row["last_week"], row["unit"]))
+    def _change_text(self, row: pd.Series) -> str:
+        return fmt_change(row["this_week"], row["last_week"], row["unit"], self.lang, self.currency)
+
+    def _change_cell(self, row: pd.Series) -> Markup:
+        text = self._change_text(row)
         if _nan(row["this_week"]) or _nan(row["last_week"]) or row["this_week"] == row["last_week"]:
-            return text
+            return macro("change", text, "", "")
         up = row["this_week"] > row["last_week"]
         good = up == bool(row["higher_is_better"])
         css = "ml-status-on" if good else "ml-status-off"
-        return f'{text} <span class="{css}">{"▲" if up else "▼"}</span>'
+        return macro("change", text, css, "▲" if up else "▼")
 
     def _target_cell(self, row: pd.Series) -> str:
         if _nan(row["target"]):
@@ -280,17 +385,17 @@ class DataReport:
         sign = "≥" if row["higher_is_better"] else "≤"
         return f"{sign} {self._fmt(row['target'], row['unit'])}"
 
-    def _status_cell(self, row: pd.Series) -> str:
+    def _status_cell(self, row: pd.Series) -> Markup | str:
         status = row["status"]
         if not status:
             return "–"
         if status == NOT_AVAILABLE:
             # What the source lacks, instead of a zero judged against a target.
-            return f'<span class="ml-not-available">{html.escape(str(row["note"]))}</span>'
-        word = html.escape(self._t(f"status.{status}"))
-        return f'<span class="{STATUS_CLASS[status]}">{STATUS_SYMBOL[status]} {word}</span>'
+            return macro("span", str(row["note"]), "ml-not-available")
+        word = self._t(f"status.{status}")
+        return macro("status", STATUS_CLASS[status], STATUS_SYMBOL[status], word)
 
-    def _sparkline(self, row: pd.Series) -> str:
+    def _sparkline(self, row: pd.Series) -> Markup:
         values = self._weekly(row["kpi"]).iloc[-SPARK_WEEKS:]
         target = None if _nan(row["target"]) else float(row["target"])
         fig = plots.sparkline(values.to_numpy(dtype=float), target=target, lang=self.lang)
@@ -303,10 +408,7 @@ class DataReport:
             first=self._fmt(finite.iloc[0], row["unit"]) if len(finite) else "–",
             last=self._fmt(finite.iloc[-1], row["unit"]) if len(finite) else "–",
         )
-        return (
-            f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" '
-            'width="165" height="42" style="vertical-align:middle">'
-        )
+        return macro("img", data, alt, 165, 42)
 
     def kpi_rows_table(self, keys: Sequence[str], *, sparklines: bool = False) -> HTML:
         """This week, last week, change, target and status of KPIs (all orders)."""
@@ -324,20 +426,19 @@ class DataReport:
             row = self._row(key)
             if row is None:
                 continue
-            cells = [
-                html.escape(row["label"]),
+            cells: list[str | Markup] = [
+                str(row["label"]),
                 self._fmt(row["this_week"], row["unit"]),
                 self._fmt(row["last_week"], row["unit"]),
                 self._change_cell(row),
             ]
             if sparklines:
                 cells.append("" if row["status"] == NOT_AVAILABLE else self._sparkline(row))
-            cells += [html.escape(self._target_cell(row)), self._status_cell(row)]
+            cells += [self._target_cell(row), self._status_cell(row)]
             rows.append(cells)
         if not rows:
             return self._note(self._t("report.no_data"))
-        raw = list(range(len(header)))
-        return HTML(html_table(header, rows, raw=raw, numeric=[1, 2, 3]))
+        return html(table(header, rows, numeric=[1, 2, 3, len(header) - 2]))
 
     def order_type_table(self, keys: Sequence[str]) -> HTML:
         """KPIs this week per order type (with the change from last week)."""
@@ -347,32 +448,29 @@ class DataReport:
         ]
         rows = []
         for key in keys:
-            cells = []
+            cells: list[str | Markup] = []
             for order_type in types:
                 row = self._row(key, order_type=order_type)
                 if row is None:
                     cells.append("–")
                     continue
-                value = html.escape(self._fmt(row["this_week"], row["unit"]))
-                change = fmt_change(row["this_week"], row["last_week"], row["unit"])
-                if change != "–":
-                    value += f"<br>{SMALL}{html.escape(change)}</span>"
-                cells.append(value)
+                value = self._fmt(row["this_week"], row["unit"])
+                change = self._change_text(row)
+                cells.append(macro("small_below", value, "" if change == "–" else change))
             if any(c != "–" for c in cells):
-                rows.append([html.escape(self._kpi(key)), *cells])
+                rows.append([self._kpi(key), *cells])
         if not rows:
             return self._note(self._t("report.no_data"))
-        columns = list(range(len(header)))
-        return HTML(html_table(header, rows, raw=columns, numeric=columns[1:]))
+        return html(table(header, rows, numeric=range(1, len(header))))
 
     def _segment_rows_table(self, keys: Sequence[str], dimension: str) -> HTML:
         """KPIs (columns: this week / last week) per value of a dimension or order type."""
-        table = self.kpi_table
+        frame = self.kpi_table
         if dimension == "order_type":
             segments = [(kpis.ALL, kpis.ALL, o) for o in (kpis.ALL, *ORDER_TYPES)]
         else:
-            values = table.loc[
-                (table["kpi"].isin(keys)) & (table["dimension"] == dimension), "segment"
+            values = frame.loc[
+                (frame["kpi"].isin(keys)) & (frame["dimension"] == dimension), "segment"
             ].unique()
             segments = [(kpis.ALL, kpis.ALL, kpis.ALL)] + [(dimension, s, kpis.ALL) for s in values]
         header = [self._t(f"word.{dimension}")]
@@ -396,7 +494,7 @@ class DataReport:
                         self._fmt(row["last_week"], row["unit"]),
                     ]
             rows.append(cells)
-        return HTML(html_table(header, rows, numeric=list(range(1, len(header)))))
+        return html(table(header, rows, numeric=range(1, len(header))))
 
     # --- 1. headline -----------------------------------------------------------------------
 
@@ -426,11 +524,7 @@ class DataReport:
         warning = self.quality_warning()
         if not warning:
             return note
-        box = (
-            '<p class="ml-quality-warning" role="alert" style="border:2px solid #b00;'
-            f'padding:0.4em 0.6em;font-weight:bold">⚠ {html.escape(warning)}</p>'
-        )
-        return HTML(box + note.data)
+        return html(macro("quality_warning", warning), note)
 
     def headline_by_order_type(self) -> HTML:
         """The headline KPIs per order type."""
@@ -442,8 +536,8 @@ class DataReport:
 
     def _changes_summary(self) -> str:
         if len(self.changes):
-            count = len(self.changes_by_kpi())
-            key = "changes.summary.one" if count == 1 else "changes.summary"
+            count = len(self.roots)
+            key = "changes.roots.one" if count == 1 else "changes.roots"
             return self._t(key, count=count, series=len(self.changes))
         history = self._history_points()
         if history < anomalies.MIN_HISTORY:
@@ -523,8 +617,8 @@ class DataReport:
                     name,
                     f"{this.loc[code, 'created']:,}",
                     f"{this.loc[code, 'cancelled']:,}",
-                    fmt_value(this.loc[code, "rate"], "share"),
-                    fmt_value(last["rate"].get(code, np.nan), "share"),
+                    self._fmt(this.loc[code, "rate"], "share"),
+                    self._fmt(last["rate"].get(code, np.nan), "share"),
                 ]
             )
         total = self._row("cancellation_rate")
@@ -533,11 +627,11 @@ class DataReport:
                 self._t("order_type.all"),
                 f"{int(this['created'].sum()):,}",
                 f"{int(this['cancelled'].sum()):,}",
-                fmt_value(total["this_week"], "share") if total is not None else "–",
-                fmt_value(total["last_week"], "share") if total is not None else "–",
+                self._fmt(total["this_week"], "share") if total is not None else "–",
+                self._fmt(total["last_week"], "share") if total is not None else "–",
             ]
         )
-        return HTML(html_table(header, rows, numeric=[1, 2, 3, 4]))
+        return html(table(header, rows, numeric=[1, 2, 3, 4]))
 
     # --- 3. processing efficiency ------------------------------------------------------------
 
@@ -578,20 +672,19 @@ class DataReport:
                 if stats.loc[stage, "count"] == 0:
                     cells.append("–")
                 else:
-                    median = fmt_value(stats.loc[stage, "median_h"], "hours")
-                    p90 = fmt_value(stats.loc[stage, "p90_h"], "hours")
+                    median = self._fmt(stats.loc[stage, "median_h"], "hours")
+                    p90 = self._fmt(stats.loc[stage, "p90_h"], "hours")
                     cells.append(f"{median} / {p90}")
             rows.append(cells)
-        note = html.escape(self._t("table.stage.caption"))
-        table = html_table(header, rows, numeric=list(range(1, len(header))))
-        return HTML(f"{CAPTION}{note}</p>{table}")
+        note = self._t("table.stage.caption")
+        return html(caption(note), table(header, rows, numeric=range(1, len(header))))
 
     def on_time_ship_table(self) -> HTML:
         """On-time ship rate and handling time per order type and per warehouse."""
         keys = ("on_time_ship_rate", "handling_median_h", "handling_p90_h")
-        return HTML(
-            self._segment_rows_table(keys, "order_type").data
-            + self._segment_rows_table(keys, "warehouse").data
+        return html(
+            self._segment_rows_table(keys, "order_type"),
+            self._segment_rows_table(keys, "warehouse"),
         )
 
     def backlog_chart(self) -> Image:
@@ -625,9 +718,9 @@ class DataReport:
     def backlog_table(self) -> HTML:
         """Backlog and overdue backlog at week end per order type and per warehouse."""
         keys = ("backlog", "overdue_backlog")
-        return HTML(
-            self._segment_rows_table(keys, "order_type").data
-            + self._segment_rows_table(keys, "warehouse").data
+        return html(
+            self._segment_rows_table(keys, "order_type"),
+            self._segment_rows_table(keys, "warehouse"),
         )
 
     def _missing(self, value: object) -> object:
@@ -708,12 +801,12 @@ class DataReport:
                     self._order_type(code),
                     f"{this.loc[code, 'created']:,}",
                     f"{this.loc[code, 'abnormal']:,}",
-                    fmt_value(this.loc[code, "rate"], "share"),
-                    fmt_value(last["rate"].get(code, np.nan), "share"),
+                    self._fmt(this.loc[code, "rate"], "share"),
+                    self._fmt(last["rate"].get(code, np.nan), "share"),
                     top,
                 ]
             )
-        return HTML(html_table(header, rows, numeric=[1, 2, 3, 4]))
+        return html(table(header, rows, numeric=[1, 2, 3, 4]))
 
     def abnormal_examples_table(self, limit: int = EXAMPLES) -> HTML:
         """The abnormal orders of the week most in need of follow-up, by order id."""
@@ -746,8 +839,8 @@ class DataReport:
                     "–" if _nan(r.amount) else f"{r.amount:,.2f}",
                 ]
             )
-        note = html.escape(self._t("table.examples.caption"))
-        return HTML(f"{CAPTION}{note}</p>" + html_table(header, rows, numeric=[7, 8]))
+        note = self._t("table.examples.caption")
+        return html(caption(note), table(header, rows, numeric=[7, 8]))
 
     # --- 5. logistics -------------------------------------------------------------------------
 
@@ -775,14 +868,14 @@ class DataReport:
                     carrier,
                     f"{int(r['shipped']):,}",
                     f"{int(r['delivered']):,}",
-                    fmt_value(r["on_time_delivery_rate"], "share"),
-                    fmt_change(r["on_time_delivery_rate"], before, "share"),
-                    fmt_value(r["transit_median_h"], "hours"),
-                    fmt_value(r["transit_p90_h"], "hours"),
-                    fmt_value(r["lost_damaged_rate"], "share"),
+                    self._fmt(r["on_time_delivery_rate"], "share"),
+                    fmt_change(r["on_time_delivery_rate"], before, "share", self.lang),
+                    self._fmt(r["transit_median_h"], "hours"),
+                    self._fmt(r["transit_p90_h"], "hours"),
+                    self._fmt(r["lost_damaged_rate"], "share"),
                 ]
             )
-        return HTML(html_table(header, rows, numeric=list(range(1, 8))))
+        return html(table(header, rows, numeric=range(1, 8)))
 
     def late_delivery_finding(self) -> tuple[str, str, float, float] | None:
         """The carrier-region cell whose late share rose most above its history, if any.
@@ -879,15 +972,15 @@ class DataReport:
                     f"{created:,}",
                     f"{stockout:,}",
                     f"{before:,}",
-                    fmt_value(stockout / created if created else np.nan, "share"),
-                    fmt_value(fill["this_week"], "share") if fill is not None else "–",
-                    fmt_value(fill["last_week"], "share") if fill is not None else "–",
+                    self._fmt(stockout / created if created else np.nan, "share"),
+                    self._fmt(fill["this_week"], "share") if fill is not None else "–",
+                    self._fmt(fill["last_week"], "share") if fill is not None else "–",
                 ]
             )
-        table = html_table(header, rows, numeric=list(range(1, 7)))
+        body = table(header, rows, numeric=range(1, 7))
         if not has_lines:
-            table = f"{CAPTION}{html.escape(self._t('logistics.no_lines'))}</p>" + table
-        return HTML(table)
+            return html(caption(self._t("logistics.no_lines")), body)
+        return html(body)
 
     # --- 6. customer service ------------------------------------------------------------------
 
@@ -902,10 +995,10 @@ class DataReport:
         if absent:
             return absent
         opened = kpis.tickets_opened(self.data.tables["tickets"], self.data.window)
-        note = html.escape(self._t("service.opened", tickets=opened))
-        body = self.kpi_rows_table(SERVICE_KPIS).data
-        by_type = self.order_type_table(("tickets_per_1000", "complaint_rate")).data
-        return HTML(f"{CAPTION}{note}</p>{body}{by_type}")
+        note = self._t("service.opened", tickets=opened)
+        body = self.kpi_rows_table(SERVICE_KPIS)
+        by_type = self.order_type_table(("tickets_per_1000", "complaint_rate"))
+        return html(caption(note), body, by_type)
 
     def ticket_category_chart(self) -> Image | HTML:
         """Tickets opened per category, this week against last week."""
@@ -945,9 +1038,9 @@ class DataReport:
         absent = self._absent("after_sales")
         if absent:
             return absent
-        body = self.kpi_rows_table(AFTER_SALES_KPIS).data
-        by_type = self.order_type_table(("return_rate", "refund_rate", "refund_amount")).data
-        return HTML(body + by_type)
+        body = self.kpi_rows_table(AFTER_SALES_KPIS)
+        by_type = self.order_type_table(("return_rate", "refund_rate", "refund_amount"))
+        return html(body, by_type)
 
     def reasons_chart(self) -> Image | HTML:
         """After-sales cases requested per reason, this week against last week."""
@@ -983,14 +1076,14 @@ class DataReport:
 
     def finance_table(self) -> HTML:
         """GMV, refunds, net; settled and pending amounts; settlement lag; disputes."""
-        body = self.kpi_rows_table(FINANCE_KPIS).data
+        body = self.kpi_rows_table(FINANCE_KPIS)
         settlements = self.data.tables.get("settlements")
         if settlements is None:
             note = self._t("report.no_table", table="settlements")
         else:
             count, amount = kpis.disputes(settlements)
             note = self._t("finance.disputes", count=count, amount=self._fmt(amount, "currency"))
-        return HTML(body + f"{CAPTION}{html.escape(note)}</p>")
+        return html(body, caption(note))
 
     def aging_chart(self) -> Image | HTML:
         """Amount awaiting settlement at week end, by days since delivery."""
@@ -1030,40 +1123,55 @@ class DataReport:
                 groups[r.kpi] = (r.anomaly_severity, r.note, [])
         return list(groups.values())
 
-    def changes_list(self) -> HTML:
-        """The week's changes for the worse as plain sentences, most severe first.
+    def changes_by_root(self) -> list[tuple[str, str, list[str], list[str]]]:
+        """The root findings, distinct problems first: (severity, sentence of its most
+        severe flag, the other KPIs it moved, the segments whose flags it drives)."""
+        out = []
+        for r in self.roots.itertuples(index=False):
+            lead = r.note
+            moved = [self._t(f"kpi.{k}") for k in r.kpis if self._t(f"kpi.{k}") not in lead]
+            driven = [self._segment(d, s, o) for d, s, o in r.driven]
+            out.append((r.severity, lead, moved, driven))
+        return out
 
-        One line per KPI: the sentence of its most severe segment, and where else the
-        same KPI was flagged (every flag is a row of kpis.csv).
+    def changes_list(self) -> HTML:
+        """The week's changes for the worse, one row per root finding, distinct ones first.
+
+        A row names the KPIs the root moved together and the segments whose flags vanish
+        without its orders ("driven by it"); kpis.csv carries the same relation.
         """
-        summary = html.escape(self._changes_summary())
-        groups = self.changes_by_kpi()
+        summary = macro("note", self._changes_summary())
+        groups = self.changes_by_root()
         if not groups:
-            return HTML(f'<p class="ml-note">{summary}</p>')
+            return html(summary)
         shown = groups[:MAX_CHANGES]
         separator = self._t("changes.separator")
-        header = [self._t("word.severity"), self._t("word.what_changed"), self._t("changes.also")]
+        header = [
+            self._t("word.severity"),
+            self._t("word.what_changed"),
+            self._t("changes.moved"),
+            self._t("changes.driven"),
+        ]
         rows = [
             [
                 self._severity_cell(severity),
-                html.escape(sentence),
-                html.escape(separator.join(also)),
+                sentence,
+                separator.join(moved),
+                separator.join(driven),
             ]
-            for severity, sentence, also in shown
+            for severity, sentence, moved, driven in shown
         ]
-        more = ""
+        more = Markup("")
         if len(groups) > len(shown):
-            hidden = sum(1 + len(also) for _, _, also in groups[len(shown) :])
-            more = f"{CAPTION}{html.escape(self._t('changes.more', count=hidden))}</p>"
-        table = html_table(header, rows, raw=[0, 1, 2])
-        return HTML(f'<p class="ml-note">{summary}</p>{table}{more}')
+            hidden = len(groups) - len(shown)
+            more = caption(self._t("changes.more", count=hidden))
+        return html(summary, table(header, rows), more)
 
-    def _severity_cell(self, severity: str) -> str:
+    def _severity_cell(self, severity: str) -> Markup:
         """Dots and a word, so severity reads without colour: ●●● high, ●● medium, ● low."""
         css = "ml-status-off" if severity == "high" else "ml-status-risk"
         dots = "●" * (len(anomalies.SEVERITIES) - anomalies.SEVERITIES.index(severity))
-        word = html.escape(self._t(f"severity.{severity}"))
-        return f'<span class="{css}" style="white-space:nowrap">{dots} {word}</span>'
+        return macro("status", css, dots, self._t(f"severity.{severity}"))
 
     # --- 10. appendix ---------------------------------------------------------------------------
 
@@ -1073,8 +1181,7 @@ class DataReport:
         if not q.total_quarantined:
             return self._note(self._t("quality.clean", rows=loaded))
         text = self._t("quality.summary", rows=loaded, quarantined=q.total_quarantined)
-        table = q.to_frame(self.lang).to_html(index=False, border=0)
-        return HTML(f'<p class="ml-note">{html.escape(text)}</p>{table}')
+        return html(macro("note", text, "ml-warning"), frame_table(q.to_frame(self.lang)))
 
     def quality_table(self) -> HTML:
         """Rows loaded, kept and set aside per table."""
@@ -1087,14 +1194,14 @@ class DataReport:
         ]
         rows = [
             [
-                table,
-                f"{q.loaded[table]:,}",
-                f"{q.kept.get(table, 0):,}",
-                f"{q.loaded[table] - q.kept.get(table, 0):,}",
+                name,
+                f"{q.loaded[name]:,}",
+                f"{q.kept.get(name, 0):,}",
+                f"{q.loaded[name] - q.kept.get(name, 0):,}",
             ]
-            for table in q.loaded
+            for name in q.loaded
         ]
-        return HTML(html_table(header, rows, numeric=[1, 2, 3]))
+        return html(table(header, rows, numeric=[1, 2, 3]))
 
     def definitions_table(self) -> HTML:
         """Every KPI of the report: formula, unit and the event placing a row in the week."""
@@ -1113,7 +1220,8 @@ class DataReport:
             ]
             for key, spec in kpis.CATALOGUE.items()
         ]
-        return HTML(html_table(header, rows))
+        # Reference text: small type on paper.
+        return html(table(header, rows, wide=True))
 
     def rules_note(self) -> HTML:
         """How "What changed" is decided: the control-chart rules and their parameters."""
@@ -1129,4 +1237,4 @@ class DataReport:
             change=anomalies.TREND_MIN_CHANGE,
             observations=MIN_OBSERVATIONS,
         )
-        return HTML(f"{CAPTION}{html.escape(text)}</p>")
+        return html(caption(text))

@@ -47,10 +47,11 @@ from meetinglib.analysis import flow
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import t
 from meetinglib.core.params import load_params
+from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, open_week
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
-from meetinglib.report.flow_section import segment_value
+from meetinglib.report.flow_section import FlowSection, segment_value
 
 STAGES = (*flow.STAGES, "created_delivered")
 STAGE_MILESTONES = {**flow.STAGES, "created_delivered": ("created_at", "delivered_at")}
@@ -787,6 +788,100 @@ def timeline_display(timeline: pd.DataFrame, lang: str) -> pd.DataFrame:
     )
 
 
+# --- findings: the two groups of "Where the time goes", down to their orders -----------------
+
+FINDING_ORDERS = 20
+
+
+@dataclass
+class Findings:
+    """The week's findings (flow.week_findings rows) and the windows they compare."""
+
+    frame: pd.DataFrame
+    week: Window
+    baseline: Window | None
+
+    @classmethod
+    def of_week(cls, data: WeekData, lang: str) -> Findings:
+        """The findings of the data report's "Where the time goes" for a loaded week."""
+        section = FlowSection(data, lang)
+        weeks = section.baseline_weeks
+        baseline = Window(weeks[0].start, weeks[-1].end) if weeks else None
+        return cls(section.bottlenecks, data.window, baseline)
+
+    @classmethod
+    def of_orders(cls, orders: pd.DataFrame, lang: str, baseline_weeks: int = 6) -> Findings:
+        """Findings for an orders frame: the last complete ISO week of its creation times
+        against up to ``baseline_weeks`` weeks before it (the first, partial week left out)."""
+        created = orders["created_at"].dropna()
+        if created.empty:
+            return cls(
+                pd.DataFrame(columns=flow.FINDING_COLUMNS),
+                Window(created.min(), created.max()),
+                None,
+            )
+        tz = str(created.dt.tz) if created.dt.tz is not None else "UTC"
+        last = IsoWeek.containing(created.max()).previous()
+        first = IsoWeek.containing(created.min()).next()
+        count = min(baseline_weeks, max((last.monday - first.monday).days // 7, 0))
+        weeks = [last.shift(-k).window(tz) for k in range(count, -1, -1)]
+        if len(weeks) < 2:
+            return cls(pd.DataFrame(columns=flow.FINDING_COLUMNS), weeks[-1], None)
+        found = flow.week_findings(orders, weeks, lang=lang)
+        return cls(found, weeks[-1], Window(weeks[0].start, weeks[-2].end))
+
+    def roots(self, group: str) -> pd.DataFrame:
+        """The root findings of a group ("new" or "usual"), in rank order."""
+        f = self.frame
+        return f[(f["group"] == group) & (f["rank"] > 0)].reset_index(drop=True)
+
+    def options(self, lang: str) -> list[tuple[str, str]]:
+        """(label, id) of every root finding, new ones first, for a drop-down."""
+        out = []
+        for group in flow.FINDING_GROUPS:
+            tag = t(f"flow_section.tag.{group}", lang)
+            for row in self.roots(group).itertuples(index=False):
+                stage = stage_name(str(row.stage), lang)
+                out.append((f"{tag} {row.id}: {stage} {flow.finding_segment(row, lang)}", row.id))
+        return out
+
+    def orders_of(self, orders: pd.DataFrame, finding_id: str) -> pd.DataFrame:
+        """The orders behind a finding, slowest first (flow.finding_orders).
+
+        New this week: the segment's orders whose stage started in the week; usual: those
+        of the baseline weeks.
+        """
+        row = self.frame[self.frame["id"] == finding_id]
+        if row.empty:
+            return pd.DataFrame(columns=["order_id", "hours", "open"])
+        finding = next(row.itertuples(index=False))
+        window = self.week if finding.group == "new" or self.baseline is None else self.baseline
+        return flow.finding_orders(orders, finding, window)
+
+
+def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.DataFrame:
+    """The orders of a finding with translated headings."""
+    start, end = STAGE_MILESTONES[stage]
+    fmt = "%Y-%m-%d %H:%M"
+    return pd.DataFrame(
+        {
+            t("explorer.col.order_id", lang): rows["order_id"],
+            t("explorer.col.stage_start", lang): [
+                ts.strftime(fmt) if pd.notna(ts) else "–" for ts in rows[start]
+            ],
+            t("explorer.col.stage_end", lang): [
+                ts.strftime(fmt) if pd.notna(ts) else "–" for ts in rows[end]
+            ],
+            t("explorer.col.hours", lang, stage=stage_name(stage, lang)): [
+                _hours(h) for h in rows["hours"]
+            ],
+            t("explorer.col.open", lang): [
+                t("explorer.yes", lang) if o else "" for o in rows["open"]
+            ],
+        }
+    )
+
+
 # --- the widgets ---------------------------------------------------------------------------------
 
 
@@ -827,6 +922,11 @@ class Explorer:
         self.lang = lang or "en"
         self.top = top
         self.data = ExplorerData.build(orders, events, after_sales)
+        self._orders = orders
+        if isinstance(source, WeekData):
+            self.found = Findings.of_week(source, self.lang)
+        else:
+            self.found = Findings.of_orders(orders, self.lang)
         self._holding = False
         self.view: View | None = None
         self._shown: set[str] = set()  # panels displayed, whose charts are kept drawn
@@ -893,6 +993,17 @@ class Explorer:
         self.slowest_table = w.HTML()
         self.timeline_table = w.HTML()
         self.export_status = w.HTML()
+        self.findings_list = w.HTML()
+        self.finding = w.Dropdown(
+            description=t("explorer.finding", lang),
+            options=[(t("explorer.finding.pick", lang), ""), *self.found.options(lang)],
+            value="",
+            style=style,
+            layout=w.Layout(width="95%"),
+        )
+        self.finding_table = w.HTML()
+        self.finding.observe(lambda change: self.show_finding(change["new"]), names="value")
+        self.findings_list.value = self._findings_html()
 
         for control in (
             self.start,
@@ -1010,6 +1121,52 @@ class Explorer:
         if self.view is not None:
             self.view.timeline, self.view.timeline_order = timeline, order_id
         self.timeline_table.value = _table_html(timeline_display(timeline, lang))
+
+    # --- findings -------------------------------------------------------------------------
+
+    def _findings_html(self) -> str:
+        lang, parts = self.lang, []
+        for group in flow.FINDING_GROUPS:
+            title = t(f"explorer.group.{group}", lang)
+            roots = self.found.roots(group)
+            items = "".join(
+                f"<li>{html.escape(str(r.id))}: {html.escape(str(r.finding))}</li>"
+                for r in roots.itertuples(index=False)
+            )
+            empty = f"<p>{html.escape(t('explorer.group.none', lang))}</p>"
+            parts.append(
+                f"<h4>{html.escape(title)}</h4>" + (f"<ul>{items}</ul>" if items else empty)
+            )
+        return "".join(parts)
+
+    def show_finding(self, finding_id: str) -> pd.DataFrame:
+        """Show the orders behind a finding (slowest first) and offer them for the timeline."""
+        lang = self.lang
+        if not finding_id:
+            self.finding_table.value = ""
+            return pd.DataFrame()
+        rows = self.found.orders_of(self._orders, finding_id)
+        stage = str(self.found.frame.loc[self.found.frame["id"] == finding_id, "stage"].iloc[0])
+        text = t(
+            "explorer.finding.orders", lang, orders=len(rows), shown=min(len(rows), FINDING_ORDERS)
+        )
+        table = _table_html(finding_orders_display(rows.head(FINDING_ORDERS), stage, lang))
+        self.finding_table.value = f"<p>{html.escape(text)}</p>{table}"
+        self.order.options = [str(o) for o in rows["order_id"].head(FINDING_ORDERS)]
+        return rows
+
+    def findings_panel(self):
+        """The two groups of findings; pick one to list its orders, then one for its timeline."""
+        import ipywidgets as w
+
+        return w.VBox(
+            [
+                self._heading("explorer.heading.findings"),
+                self.findings_list,
+                self.finding,
+                self.finding_table,
+            ]
+        )
 
     # --- export ------------------------------------------------------------------------
 

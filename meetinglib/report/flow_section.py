@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from IPython.display import HTML, Image, Markdown
+from IPython.display import HTML, Image
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -46,6 +46,7 @@ from meetinglib.data.dataset import WeekData
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.data_report import chart
+from meetinglib.report.render import macro
 
 TOP_FINDINGS = 8
 # A finding is "worse" ("better") than before when its segment's median this week is
@@ -316,8 +317,14 @@ class FlowSection:
 
     # --- display -------------------------------------------------------------------------
 
-    def heading(self) -> Markdown:
-        return Markdown(f"## {self._t('flow_section.heading')}")
+    def heading(self) -> HTML:
+        return HTML(str(macro("heading", 2, "flow", self._t("flow_section.heading"))))
+
+    def summary_findings(self, limit: int) -> list[str]:
+        """The ``limit`` top findings as sentences, for the data report's first page."""
+        if self.bottlenecks.empty:
+            return []
+        return [str(f) for f in self.bottlenecks["finding"].head(limit)]
 
     def findings(self) -> HTML:
         """The two groups as numbered lists: new this week, then the usual bottlenecks.

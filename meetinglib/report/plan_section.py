@@ -26,6 +26,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, Image, Markdown
+from markupsafe import Markup, escape
 
 from meetinglib.analysis.kpis import MISSING
 from meetinglib.analysis.plan import (
@@ -42,6 +43,7 @@ from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.data.dataset import WeekData
 from meetinglib.report import charts as plots
 from meetinglib.report.data_report import chart
+from meetinglib.report.render import Trusted, frame_table, macro
 
 PLAN_FILE = "plan.csv"
 SPECIAL_LIST_ROWS = 12  # open special orders listed by name; the counts cover all of them
@@ -52,35 +54,14 @@ _RED = "color:#cf222e;font-weight:bold"
 _AMBER = "color:#9a6700"
 
 
-class _Safe:
-    """Cell content that is already HTML, built here from escaped parts.
-
-    Not a str subclass: pandas would store it as a plain string and lose the mark.
-    """
-
-    __slots__ = ("html",)
-
-    def __init__(self, markup: str):
-        self.html = markup
-
-    def __str__(self) -> str:
-        return self.html
-
-
-def _mark(text: str, css: str, style: str) -> _Safe:
+def _mark(text: str, css: str, style: str) -> Trusted:
     """``text`` escaped inside a span styled by class (handout) and inline (JupyterLab)."""
-    return _Safe(f'<span class="{css}" style="{style}">{html.escape(text)}</span>')
+    return Trusted(macro("span", text, css, style))
 
 
 def _html_table(frame: pd.DataFrame, index: bool = True) -> HTML:
-    """An HTML table; every label and plain cell escaped, ``_Safe`` cells kept as they are."""
-    cells = frame.astype(object).map(
-        lambda v: v.html if isinstance(v, _Safe) else html.escape(str(v))
-    )
-    cells.columns = [html.escape(str(c)) for c in frame.columns]
-    cells.index = [html.escape(str(i)) for i in frame.index]
-    cells.index.name = html.escape(str(frame.index.name)) if frame.index.name else None
-    return HTML(cells.to_html(index=index, escape=False, border=0))
+    """The frame through the one table helper (text left, figures right, one header row)."""
+    return HTML(str(frame_table(frame.astype(object), index=index)))
 
 
 def _count(value: float) -> str:
@@ -151,7 +132,7 @@ class PlanSection:
     def _day(self, day: pd.Timestamp) -> str:
         return f"{self._t(f'weekday.{day.weekday()}')} {day:%m-%d}"
 
-    def heading(self) -> Markdown:
+    def heading(self) -> HTML:
         """The section heading: the week planned and its dates."""
         monday = pd.Timestamp(self.target.monday)
         title = self._t(
@@ -160,7 +141,7 @@ class PlanSection:
             start=f"{monday:%Y-%m-%d}",
             end=f"{monday + pd.Timedelta(days=6):%Y-%m-%d}",
         )
-        return Markdown(f"## {html.escape(title)}")
+        return HTML(str(macro("heading", 2, "plan", title)))
 
     def subheading(self, part: str) -> Markdown | HTML:
         """A sub-heading: ``forecast``, ``backtest``, ``resources`` or ``special``.
@@ -363,16 +344,16 @@ class PlanSection:
 
     # --- resources ------------------------------------------------------------------------
 
-    def _gap_cell(self, needed: float, available: float, upper: float, key: str) -> _Safe:
+    def _gap_cell(self, needed: float, available: float, upper: float, key: str) -> Trusted:
         """``needed / available``, then the shortfall (red ▲) or the upper-bound risk (amber △)."""
-        text = html.escape(f"{_count(needed)} / {_count(available)}")
+        text = Markup(escape(f"{_count(needed)} / {_count(available)}"))
         if needed > available:
             mark = _mark(self._t(key, gap=needed - available), "ml-status-off", _RED)
-            text = f"{text} {mark.html}"
         elif upper > available:
             mark = _mark(self._t("plan_section.at_risk", upper=upper), "ml-status-risk", _AMBER)
-            text = f"{text} {mark.html}"
-        return _Safe(f'<span style="white-space:nowrap">{text}</span>')
+        else:
+            return Trusted(text)
+        return Trusted(text + Markup(" ") + Markup(mark.__html__()))
 
     def staffing_table(self) -> HTML:
         """Warehouse staff per day: needed / on shift, shortfalls marked with their size."""

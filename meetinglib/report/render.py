@@ -13,6 +13,7 @@ column is lost at the page edge.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -32,6 +33,25 @@ CSP = POLICY
 WIDE_COLUMNS = 7
 
 Cell = str | Markup | int | float | None
+
+
+class Trusted:
+    """Markup made by a template, kept as an object inside a DataFrame.
+
+    pandas stores text in a string dtype, which would turn a ``Markup`` back into a plain
+    (and then escaped) ``str``; this wrapper survives, and Jinja2 honours ``__html__``.
+    """
+
+    __slots__ = ("markup",)
+
+    def __init__(self, markup: Markup):
+        self.markup = markup
+
+    def __html__(self) -> str:
+        return str(self.markup)
+
+    def __str__(self) -> str:
+        return str(self.markup.striptags())
 
 
 @cache
@@ -87,6 +107,30 @@ def table(
     )
 
 
+# A cell reads as a figure when it starts with a number (after a sign, a comparison or a
+# currency code) and little text follows: "1,234", "-2.0 pp", "≥ 95.0%", "CNY 12", "3 / 5".
+_FIGURE = re.compile(r"^[-+−±≥≤~]?\s*(?:[A-Z]{3}\s)?\d[\d,.]*(?:\s*/\s*[\d,.]+)?")
+
+
+def looks_numeric(values: Iterable[object]) -> bool:
+    """True when every non-empty value is a figure (see ``_FIGURE``) and one at least is."""
+    seen = False
+    for value in values:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seen = True
+            continue
+        if isinstance(value, Trusted):
+            value = value.markup
+        text = (value.striptags() if isinstance(value, Markup) else str(value)).strip()
+        if text in ("", "–", "-", "nan", "None"):
+            continue
+        match = _FIGURE.match(text)
+        if not match or len(text) - match.end() > 14:
+            return False
+        seen = True
+    return seen
+
+
 def frame_table(
     frame: pd.DataFrame,
     *,
@@ -99,11 +143,14 @@ def frame_table(
     """A DataFrame as ``table``: one header row (a named index becomes the first column),
     number columns right-aligned (by dtype unless ``numeric`` names them), "–" for gaps."""
     if index:
-        frame = frame.reset_index()
+        # A named index becomes the first column, under its name: one header row.
+        frame = frame.reset_index(names=[n or "" for n in frame.index.names])
     columns = [str(c) for c in frame.columns]
     if numeric is None:
         numbers = {
-            i for i, c in enumerate(frame.columns) if pd.api.types.is_numeric_dtype(frame[c])
+            i
+            for i, c in enumerate(frame.columns)
+            if pd.api.types.is_numeric_dtype(frame[c]) or looks_numeric(frame.iloc[:, i])
         }
     else:
         wanted = {str(n) for n in numeric}
@@ -117,8 +164,8 @@ def frame_table(
                 cells.append("–")
             elif column in formats:
                 cells.append(formats[column](value))
-            elif isinstance(value, Markup):
-                cells.append(value)
+            elif isinstance(value, Markup | Trusted):
+                cells.append(Markup(value.__html__()))
             elif isinstance(value, float):
                 cells.append(f"{value:,.1f}")
             elif isinstance(value, int):
