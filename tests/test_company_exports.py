@@ -140,6 +140,8 @@ def test_olist_report_figures_by_hand(olist):
     page = (week / "data_report.html").read_text(encoding="utf-8")
     assert "not available — the source has no amount" in page
     assert "Off target" not in page
+    # The sections say so too, instead of "no abnormal orders" or zeros.
+    assert "Abnormal-order rate: not available — the source has no exception_code" in page
 
 
 def test_olist_gmv_from_the_payments_table(olist, tmp_path):
@@ -234,6 +236,7 @@ def test_oms_report_figures_by_hand(oms):
     assert manifest["sections_left_out"] == {}
     page = (week / "data_report.html").read_text(encoding="utf-8")
     assert "成交总额" in page
+    assert "取消率: 不可用——数据源没有 cancelled_at" in page
     # The plan leaves out what the params cannot support (no warehouses listed).
     assert "未计算仓库人力" in page
 

@@ -339,3 +339,27 @@ def test_no_data_hint_names_a_week_that_has_orders(tmp_path):
     params = _counts_params(tmp_path, rows)
     with pytest.raises(NoDataError, match=r"weeks 2026-W45 to 2026-W47.*--week 2026-W47"):
         load_week(params, "2026-W46")
+
+
+def test_report_week_past_the_limit_warns_in_the_headline(tmp_path):
+    from meetinglib.data.dataset import load_week
+    from meetinglib.report.data_report import DataReport
+
+    rows = []
+    for monday in pd.date_range("2026-09-07", periods=10, freq="7D"):
+        rows += _week_of_orders(str(monday.date()), 100)
+    # 14 of the report week's 100 rows have an unparseable payment time: 1.4 % of the file
+    # (under the 2 % limit), 14 % of the week.
+    params = _counts_params(tmp_path, rows)
+    path = params.source.path / "orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[0] += ",paid_at"
+    for i in range(1, len(lines)):
+        lines[i] += ",soon" if i > len(lines) - 1 - 100 and i % 7 == 0 else ","
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bad = sum(1 for line in lines[-100:] if line.endswith(",soon"))
+    data = load_week(params, "2026-W46")
+    assert data.quality.week_warnings == [("orders", bad, 100)]
+    assert bad == 14  # lines 903..1001 with a number divisible by 7
+    note = DataReport(data, "en").headline_note().data
+    assert f"Data quality warning: {bad} of 100 orders rows of this week (14.0%)" in note
