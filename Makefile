@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The project's Jupyter kernel and JupyterLab settings live inside the virtual environment,
+# and every notebook names this kernel, so JupyterLab opens them without asking.
+KERNEL := $(VENV)/share/jupyter/kernels/meetinglib/kernel.json
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 ARGS ?=
 
 .PHONY: install system-deps demo run test check lint format lab bench clean
@@ -12,7 +16,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-install: $(STAMP) system-deps
+$(KERNEL): $(STAMP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name meetinglib --display-name "Python (meetinglib)" >/dev/null
+
+# No news or update prompts: JupyterLab here works offline, over the project's notebooks.
+$(LAB_SETTINGS): $(STAMP)
+	@mkdir -p $(@D)
+	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' > $@
+
+install: $(STAMP) $(KERNEL) $(LAB_SETTINGS) system-deps
 
 # A font that draws Simplified Chinese, for the zh-CN handouts' charts. Installed from
 # Debian's packages when missing and we may (root with apt-get); otherwise a hint.
@@ -24,6 +36,20 @@ system-deps:
 	    || echo "warning: could not install fonts-noto-cjk; Chinese chart text may not render"; \
 	  rm -rf $$HOME/.cache/matplotlib; \
 	else echo "note: install a CJK font (Debian: fonts-noto-cjk) for Chinese chart text"; fi
+	@# Chromium, for the browser test of the meeting console (Playwright drives Debian's build).
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium (browser test of the meeting console)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "warning: could not install chromium; the browser test skips (fails under CI=true)"; \
+	else echo "note: install Chromium (Debian: chromium) for the browser test of the console"; fi
+	@# PostgreSQL, for the store's tests on a real server (the tests start their own).
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing postgresql (the store's tests on a real server)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	    || echo "warning: could not install postgresql; its store tests skip (fail under CI=true)"; \
+	else echo "note: install PostgreSQL (Debian: postgresql) for the store's server tests"; fi
 
 demo: install
 	$(BIN)/meeting demo $(ARGS)
@@ -47,8 +73,11 @@ format: install
 	$(BIN)/ruff format meetinglib tests benchmarks
 	$(BIN)/ruff check --fix meetinglib tests benchmarks
 
+# Jupyter refuses to run as root without --allow-root (containers, CI machines).
 lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks \
+	  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(ARGS)
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

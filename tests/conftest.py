@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,29 @@ def write_params(folder: Path, source: Path, **extra: str) -> Path:
 @pytest.fixture
 def sample_params(tmp_path, sample) -> Path:
     return write_params(tmp_path, sample.folder)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server started for the session (see tests/pgserver.py).
+
+    Skipped with the reason when none can start here; under CI=true that fails instead.
+    """
+    from tests import pgserver
+
+    try:
+        server = pgserver.start()
+    except pgserver.Unavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_db(request, tmp_path) -> str:
+    """The URL of an empty store database: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meeting.db'}"
+    return request.getfixturevalue("pg_server").new_database()

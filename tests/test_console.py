@@ -1,27 +1,28 @@
-"""The note-taker's console, driven through its widgets' values and buttons."""
+"""The meeting console, driven through its widgets' values and buttons, several at once."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
 
 from meetinglib.core.params import load_params
 from meetinglib.meeting.actions import add_action
-from meetinglib.meeting.console import MeetingConsole
-from meetinglib.meeting.minutes import (
-    attendance_frame,
-    decision_frame,
-    feedback_frame,
-    minutes_row,
-    record_minutes,
-    segment_frame,
+from meetinglib.meeting.console import (
+    MeetingConsole,
+    console_week,
+    issue_choices,
+    label_width,
+    latest_report_week,
 )
-from meetinglib.meeting.store import Store
+from meetinglib.meeting.minutes import record_minutes
+from meetinglib.meeting.store import Store, meeting_state
 from tests.test_minutes import GOOD, minutes_params
 
 pytest.importorskip("ipywidgets")
+
+WEEK = "2026-W47"
+CHEN, ZHANG, LI = "chen.jie@shop.example", "zhang.min@shop.example", "li.na@shop.example"
 
 
 @pytest.fixture
@@ -36,98 +37,275 @@ def setup(tmp_path):
     store.close()
 
 
-def test_recording_the_meeting_through_the_widgets(setup):
-    params, store, earlier = setup
-    console = MeetingConsole(params, store, "2026-W47", "en")
-    assert [v for _, v in console.earlier.options] == [earlier]
+def _two(params, tmp_path):
+    """Two consoles, each on its own connection to the same SQLite file."""
+    url = f"sqlite:///{tmp_path / 'meeting.db'}"
+    a_store, b_store = Store.at(url), Store.at(url)
+    return MeetingConsole(params, a_store, WEEK, "en"), MeetingConsole(params, b_store, WEEK, "en")
 
-    console.attendance["chen.jie@shop.example"][0].value = "present"
-    console.attendance["zhang.min@shop.example"][0].value = "delegate"
-    console.attendance["zhang.min@shop.example"][1].value = "Sun Li"
-    console.times["opening"].value = 7
-    console.times["logistics"].value = 12
 
-    console.decision_text.value = "Shift South parcels to SwiftExpress"
-    console.decision_department.value = "logistics"
-    console.decision_issue.value = 1
+def _decision(console, text, issue=None):
+    console.decision_text.value = text
+    console.decision_issue.value = issue
     console.decision_button.click()
-    assert "Decision recorded." in console.message.value and console.decision_text.value == ""
+    return console.decision_result.value
 
-    console.action_description.value = "Agree pick-up times <today>"
-    console.action_owner.value = "Chen Jie"
-    console.action_department.value = "logistics"
-    console.action_due.value = dt.date(2026, 11, 25)
+
+def _action(console, description, owner, department="logistics", due=dt.date(2026, 11, 27)):
+    console.action_description.value = description
+    console.action_owner.value = owner
+    console.action_department.value = department
+    console.action_due.value = due
     console.action_button.click()
-    assert "1 decision(s), 1 action item(s)" in console.message.value
+    return console.action_result.value
 
-    console.earlier.value = (earlier,)
-    console.done_button.click()
-    assert console.earlier.options == ()
 
-    console.feedback_person.value = "chen.jie@shop.example"
-    console.feedback_rating.value = 4
-    console.feedback_comment.value = "Quick & clear"
-    console.feedback_button.click()
-    console.summary.value = "South deliveries discussed."
-    console.plan.value = "Two extra pickers\n\nSwiftExpress from Tuesday"
-    console.save_button.click()
-    assert "Minutes saved." in console.message.value
+def test_the_console_opens_on_its_week_with_everything_recorded(setup):
+    params, store, earlier = setup
+    record_minutes(params, store, GOOD, WEEK)
+    console = MeetingConsole(params, store, WEEK, "en")
 
-    row = minutes_row(store, "2026-W47")
-    assert (row["summary"], row["plan"], row["source"]) == (
-        "South deliveries discussed.", "Two extra pickers\nSwiftExpress from Tuesday", "console"
-    )  # fmt: skip
-    people = attendance_frame(store, row["id"]).set_index("email")["status"]
-    assert people["zhang.min@shop.example"] == "delegate" and people.isna().sum() == 2
-    times = segment_frame(store, row["id"]).set_index("segment")["actual_minutes"]
+    assert "week 2026-W47" in console.title.value and "Weekly review" in console.title.value
+    assert console.attendance[ZHANG][0].value == "delegate"
+    assert console.attendance[ZHANG][1].value == "Sun Li"
+    assert console.attendance["liu.yang@shop.example"][0].value == "absent"
+    assert console.times["solutions"].value == 20 and console.times["logistics"].value == 9
+    assert console.summary.value.startswith("EastPost's late deliveries")
+    assert console.plan.value.splitlines()[0] == "Two extra pickers in WH-South from Tuesday"
+    listed = " ".join(row.children[0].value for row in console.decision_list.children)
+    assert "Move South parcels from EastPost to SwiftExpress" in listed
+    assert len(console.action_list.children) == 2
+    assert len(console.feedback_list.children) == 3
+    # HTML typed by someone is shown as text, never as markup.
+    rows = " ".join(row.children[0].value for row in console.feedback_list.children)
+    assert "&lt;script&gt;" in rows and "<script>" not in rows
+    (row,) = console.earlier_list.children
+    assert f"#{earlier} Recount WH-South" in row.children[0].value
+
+
+def test_two_consoles_on_one_store_lose_nothing(setup, tmp_path):
+    params, store, _ = setup
+    a, b = _two(params, tmp_path)
+
+    assert "Decision recorded." in _decision(a, "Shift South parcels to SwiftExpress", issue=1)
+    assert "Decision recorded." in _decision(b, "Two extra pickers in WH-South")
+    assert "Action item recorded." in _action(a, "Agree pick-up times <today>", "Chen Jie")
+    assert "Action item recorded." in _action(b, "Call late customers", "Zhang Min",
+                                              "customer_service")  # fmt: skip
+    a.attendance[CHEN][0].value = "present"
+    a.times["opening"].value = 7
+    b.attendance[ZHANG][0].value = "delegate"
+    b.attendance[ZHANG][1].value = "Sun Li"
+    b.times["logistics"].value = 12
+    a.attendance_button.click()
+    b.attendance_button.click()
+    a.times_button.click()
+    b.times_button.click()
+    assert "Attendance saved (1 change(s))." in b.attendance_result.value
+    a.feedback_person.value, a.feedback_rating.value = CHEN, 4
+    b.feedback_person.value, b.feedback_comment.value = LI, "Quick & clear"
+    a.feedback_button.click()
+    b.feedback_button.click()
+    a.summary.value = "South deliveries discussed."
+    a.save_button.click()
+    b.plan.value = "Two extra pickers\n\nSwiftExpress from Tuesday"
+    b.save_button.click()
+    assert "Minutes saved." in b.summary_result.value
+
+    state = meeting_state(store, WEEK)
+    assert sorted(d.text for d in state.decisions) == [
+        "Shift South parcels to SwiftExpress", "Two extra pickers in WH-South"
+    ]  # fmt: skip
+    assert [d.issue_id for d in state.decisions if d.text.startswith("Shift")] == [1]
+    assert sorted((x.description, x.owner) for x in state.actions) == [
+        ("Agree pick-up times <today>", "Chen Jie"), ("Call late customers", "Zhang Min")
+    ]  # fmt: skip
+    people = {x.email: (x.status, x.delegate) for x in state.attendance}
+    assert people[CHEN] == ("present", "") and people[ZHANG] == ("delegate", "Sun Li")
+    assert people[LI] == (None, "")
+    times = {x.segment: x.actual_minutes for x in state.segments}
     assert times["opening"] == 7 and times["logistics"] == 12
-    assert decision_frame(store, row["id"])["issue_id"].tolist() == [1]
-    items = store.action_items().set_index("id")
-    assert items.loc[earlier, "status"] == "done"
-    assert (items["description"] == "Agree pick-up times <today>").sum() == 1  # once, not twice
-    assert feedback_frame(store, row["id"])["comment"].tolist() == ["Quick & clear"]
+    assert sorted((f.email, f.rating, f.comment) for f in state.feedback) == [
+        (CHEN, 4, ""), (LI, None, "Quick & clear")
+    ]  # fmt: skip
+    assert state.summary.summary == "South deliveries discussed."
+    assert state.summary.plan == ("Two extra pickers", "SwiftExpress from Tuesday")
+
+    # Each console sees the other's entries after Refresh; nothing typed here is lost.
+    assert len(a.decision_list.children) == 2  # reloaded after its own last write
+    assert b.refresh() and "2 decision(s), 2 action item(s)" in b.refresh_result.value
+    assert b.summary.value == "South deliveries discussed."
+    assert b.attendance[CHEN][0].value == "present" and b.times["opening"].value == 7
+
+
+def test_the_same_item_edited_twice_is_shown_not_lost(setup, tmp_path):
+    params, store, _ = setup
+    a, b = _two(params, tmp_path)
+    _decision(a, "Shift South parcels")
+    b.refresh()
+    (decision,) = meeting_state(store, WEEK).decisions
+
+    a.edit_decision(decision.id)
+    b.edit_decision(decision.id)
+    assert a.decision_save.layout.display is None and a.decision_button.layout.display == "none"
+    a.decision_text.value = "Shift South parcels to SwiftExpress"
+    b.decision_text.value = "Shift South parcels to RapidRoute"
+    a.decision_save.click()
+    assert f"#{decision.id} saved." in a.decision_result.value
+    b.decision_save.click()
+    message = b.decision_result.value
+    assert "Not saved: someone else changed this" in message
+    assert "Shift South parcels to SwiftExpress" in message  # what the store holds now
+    assert b.decision_text.value == "Shift South parcels to RapidRoute"  # kept in the form
+    (stored,) = meeting_state(store, WEEK).decisions
+    assert stored.text == "Shift South parcels to SwiftExpress"
+    # Saving again replaces the other entry on purpose.
+    b.decision_save.click()
+    (stored,) = meeting_state(store, WEEK).decisions
+    assert stored.text == "Shift South parcels to RapidRoute" and stored.version == 3
+
+    # Form fields: a field changed in two consoles conflicts; untouched fields follow Refresh.
+    a.summary.value = "Summary from A"
+    b.summary.value = "Summary from B"
+    assert a.save()
+    assert not b.save() and "Summary from A" in b.summary_result.value
+    assert b.summary.value == "Summary from B"
+    a.attendance[CHEN][0].value = "present"
+    b.attendance[CHEN][0].value = "absent"
+    a.attendance_button.click()
+    b.attendance_button.click()
+    assert "Chen Jie: Present" in b.attendance_result.value
+    assert [x.status for x in meeting_state(store, WEEK).attendance if x.email == CHEN] == [
+        "present"
+    ]
+
+
+def test_closing_items_one_at_a_time(setup, tmp_path):
+    params, store, earlier = setup
+    a, b = _two(params, tmp_path)
+    _action(a, "Agree pick-up times", "Chen Jie")
+    b.refresh()
+    (mine,) = meeting_state(store, WEEK).actions
+
+    done = [c for c in a.earlier_list.children[0].children if "mc-done" in c._dom_classes]
+    done[0].click()
+    row = a.earlier_list.children[0]
+    assert "Items closed." in row.children[-1].value and "done" in row.children[0].value
+    # B loaded the earlier item open: closing it again is refused and shown on its row.
+    assert not b.close_item(earlier)
+    row = b.earlier_list.children[0]
+    assert "Not saved: someone else changed this" in row.children[-1].value
+    assert "Recount WH-South" in row.children[-1].value and "· done" in row.children[-1].value
+    # Closing this meeting's item keeps the rest.
+    assert b.close_item(mine.id)
+    items = store.action_items()
+    assert dict(zip(items["id"], items["status"], strict=True)) == {
+        earlier: "done", mine.id: "done"
+    }  # fmt: skip
 
 
 def test_a_bad_entry_writes_nothing_and_says_why(setup):
     params, store, _ = setup
-    console = MeetingConsole(params, store, "2026-W47", "en")
+    console = MeetingConsole(params, store, WEEK, "en")
     console.action_description.value = "Something"
     console.action_due.value = None
     assert not console.add_action()
-    assert "pick a due date" in console.message.value
+    assert "pick a due date" in console.action_result.value
     console.action_due.value = dt.date(2026, 11, 25)
     console.action_owner.value = "  "
     assert not console.add_action()
-    assert "Not recorded: owner:" in console.message.value
-    console.action_owner.value = "<b>Chen</b>"
-    console.action_department.value = "finance"
-    console.action_issue.value = None
-    console.attendance["li.na@shop.example"][0].value = "delegate"  # without a name
-    assert not console.add_action()
-    assert "attendance[1].delegate: name who came instead" in console.message.value
-    assert "<b>" not in console.message.value
-    with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT COUNT(*) FROM minutes")).scalar() == 0
+    assert "owner is empty" in console.action_result.value
+    console.attendance[LI][0].value = "delegate"  # without a name
+    assert not console.save_attendance()
+    assert "name the delegate" in console.attendance_result.value
+    console.decision_text.value = "<b>bold</b>  "
+    console.decision_text.value = " "
+    assert not console.add_decision()
+    assert "<b>" not in console.decision_result.value
+    state = meeting_state(store, WEEK)
+    assert (state.actions, state.decisions) == ((), ())
+    assert all(x.status is None for x in state.attendance)
 
 
-def test_the_console_keeps_a_recorded_file_intact(setup):
+def test_every_control_is_labelled_in_both_languages(setup):
     params, store, _ = setup
-    record_minutes(params, store, GOOD, "2026-W47")
-    console = MeetingConsole(params, store, "2026-W47", "zh-CN")
-    console.feedback_rating.value = 2
-    assert console.add_feedback()  # anonymous: added, the file's three are replaced by it
-    row = minutes_row(store, "2026-W47")
-    assert row["summary"].startswith("EastPost's late deliveries")  # no summary typed: kept
-    assert attendance_frame(store, row["id"])["status"].notna().sum() == 4
-    assert (
-        segment_frame(store, row["id"]).set_index("segment").loc["solutions", "actual_minutes"]
-        == 20
-    )
-    assert "反馈已记录" in console.message.value
+    import ipywidgets as w
+
+    for lang in ("en", "zh-CN"):
+        console = MeetingConsole(params, store, WEEK, lang)
+        stack, controls = [console.widget], []
+        while stack:
+            widget = stack.pop()
+            stack.extend(getattr(widget, "children", ()))
+            if isinstance(widget, w.ValueWidget | w.Button) and not isinstance(widget, w.HTML):
+                controls.append(widget)
+        unlabelled = [type(c).__name__ for c in controls if not c.description.strip()]
+        assert len(controls) > 30 and unlabelled == []
+        if lang == "zh-CN":
+            assert console.refresh_button.description == "刷新"
+            assert "第 2026-W47 周" in console.title.value
+
+
+def test_the_issue_list_holds_open_issues_of_the_week_and_carried_over(setup):
+    params, store, _ = setup
+    rows = [
+        ("2026-W46", "Carried over", "open"),
+        ("2026-W46", "Solved before", "resolved"),
+        ("2026-W47", "Closed this week", "resolved"),
+        ("2026-W48", "Next week", "open"),
+    ]
+    added = store.add_issues(
+        {"department": "logistics", "week": week, "title": title, "severity": "low",
+         "source": "x", "row_hash": title} for week, title, _ in rows
+    ).added  # fmt: skip
+    for issue_id, (_, _, status) in zip(added, rows, strict=True):
+        if status != "open":
+            store.set_issue_status([issue_id], status, "2026-W47")
+    labels = [label for label, _ in issue_choices(store, WEEK)]
+    assert labels == [f"#{added[0]} Carried over", "#1 EastPost late"] or labels == [
+        "#1 EastPost late",
+        f"#{added[0]} Carried over",
+    ]
+    console = MeetingConsole(params, store, WEEK, "en")
+    offered = [v for _, v in console.decision_issue.options]
+    assert offered == [None, *(v for _, v in issue_choices(store, WEEK))]
+
+
+def test_the_week_comes_from_the_latest_published_report(tmp_path):
+    params = load_params(minutes_params(tmp_path))
+    out = tmp_path / "out"
+    assert latest_report_week(params) is None
+    for name in ("2026-W45", "2026-W46", ".2026-W48.staging-1", "2026-W47.failed-2"):
+        (out / name).mkdir(parents=True)
+    (out / "2026-W45" / "index.html").write_text("x")
+    (out / "2026-W46" / "index.html").write_text("x")
+    (out / "2026-W47.failed-2" / "index.html").write_text("x")
+    assert str(latest_report_week(params)) == "2026-W46"
+    assert str(console_week(params)) == "2026-W46"
+    assert str(console_week(params, "2026-W40")) == "2026-W40"
+
+
+def test_label_widths_hold_the_longest_label():
+    assert label_width(["Owner", "What is to be done"]) == "12.7em"
+    assert label_width(["负责人"]) == "4.5em"
+
+
+def test_every_notebook_names_the_kernel_make_install_sets_up():
+    import json
+
+    from tests.conftest import ROOT
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "ipykernel install --sys-prefix --name meetinglib" in makefile
+    assert "--allow-root" in makefile
+    for path in sorted((ROOT / "meetinglib" / "notebooks").glob("*.ipynb")):
+        spec = json.loads(path.read_text(encoding="utf-8"))["metadata"]["kernelspec"]
+        assert spec["name"] == "meetinglib", path.name
 
 
 @pytest.mark.slow
 def test_the_console_notebook_builds_its_panel(tmp_path):
+    import nbformat
     import papermill
 
     from tests.conftest import ROOT
@@ -137,13 +315,11 @@ def test_the_console_notebook_builds_its_panel(tmp_path):
     papermill.execute_notebook(
         str(ROOT / "notebooks" / "meeting_console.ipynb"),
         str(out),
-        parameters={"week": "2026-W47", "params_files": [str(path)], "lang": "en"},
+        parameters={"week": WEEK, "params_files": [str(path)], "lang": "en"},
         kernel_name="python3",
         progress_bar=False,
         cwd=str(ROOT / "notebooks"),
     )
-    import nbformat
-
     last = nbformat.read(out, as_version=4).cells[-1]
     (output,) = last.outputs
     assert "application/vnd.jupyter.widget-view+json" in output["data"]

@@ -39,8 +39,9 @@ def issue(n: int, **over):
 
 
 @pytest.fixture
-def db(tmp_path):
-    return f"sqlite:///{tmp_path / 'meeting.db'}"
+def db(store_db):
+    """An empty store database, SQLite and PostgreSQL in turn (tests/conftest.py)."""
+    return store_db
 
 
 def schema_differences(engine) -> list:

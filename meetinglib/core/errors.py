@@ -267,7 +267,7 @@ def environment_error(exc: OSError, path: object = None) -> MeetingError | None:
     where = path if path is not None else (exc.filename or "?")
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(where)
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
         return NotWritableError(where, exc.strerror or "")
     return None
 

@@ -830,7 +830,7 @@ def _milestone_failure(schema: TableSchema, frame: pd.DataFrame, later: str) -> 
 def _identify(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, i: int) -> str:
     """``row 7 (order_id O-1003)``: the row a person sees in the file, and its key."""
     key = list(schema.key) or (["order_id"] if "order_id" in frame.columns else [])
-    parts = [f"{k} {frame[k].iloc[i]}" for k in key if pd.notna(frame[k].iloc[i])]
+    parts = [f"{k} {_shown(frame[k].iloc[i])}" for k in key if pd.notna(frame[k].iloc[i])]
     label = f"row {rows.iloc[i]}"
     return f"{label} ({', '.join(parts)})" if parts else label
 

@@ -18,6 +18,16 @@ drops that table. ``tests/test_store.py`` checks that the revisions produce exac
 ``METADATA`` (Alembic's comparison finds no difference) and that a store built from
 the previous release's DDL upgrades with its data.
 
+Several processes may write at once. Each write is one short transaction run by
+``Store.write``: on SQLite (in WAL mode, so readers never wait) it begins IMMEDIATE,
+taking the write lock first and waiting for it up to ``store.busy_timeout`` seconds; a
+lock error (SQLite's "database is locked", PostgreSQL's serialization failure,
+deadlock or lock timeout) rolls the transaction back and runs it again after a
+growing, jittered pause, until the busy timeout; then ``StoreLockedError`` (exit code
+5) names the store and the remedy. Writes are idempotent where a retry or a second
+writer could repeat them: an issue's ``row_hash`` is inserted once (ON CONFLICT DO
+NOTHING), and writing values an item already holds changes nothing.
+
 Writes are transactional: ``add_issues`` inserts a whole import or nothing. Times
 are stored in UTC without an offset (SQLite has no timezone type); dates are plain
 calendar dates; weeks are ISO week text like ``2026-W47``.
@@ -639,7 +649,19 @@ class Store:
         def work(conn: Connection) -> AddResult:
             added: list[int] = []
             skipped: list[str] = []
+            # Hashes stored already are skipped without an INSERT (on PostgreSQL a
+            # refused INSERT would still use up an id).
+            hashes = [r["row_hash"] for r in rows]
+            present: set[str] = set()
+            for start in range(0, len(hashes), 500):
+                chunk = hashes[start : start + 500]
+                query = sa.select(ISSUES.c.row_hash).where(ISSUES.c.row_hash.in_(chunk))
+                present |= set(conn.execute(query).scalars())
             for row in rows:
+                if row["row_hash"] in present:
+                    skipped.append(row["row_hash"])
+                    continue
+                present.add(row["row_hash"])
                 values = {
                     "description": "",
                     "segment": "",
@@ -686,8 +708,7 @@ class Store:
             query = query.where(ISSUES.c.department == department)
         if status is not None:
             query = query.where(ISSUES.c.status == status)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+        rows = self.read(lambda conn: conn.execute(query).mappings().all())
         return _frame(rows, [c.name for c in ISSUES.columns])
 
     def set_issue_status(self, issue_ids: Iterable[int], status: str, week: str | None) -> int:
@@ -796,8 +817,7 @@ class Store:
             query = query.where(ACTION_ITEMS.c.status == status)
         if department is not None:
             query = query.where(ACTION_ITEMS.c.department == department)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+        rows = self.read(lambda conn: conn.execute(query).mappings().all())
         return _frame(rows, [*(c.name for c in ACTION_ITEMS.columns), "meeting_week"])
 
     # --- backup -----------------------------------------------------------------------
@@ -915,10 +935,8 @@ def _csv_value(value: Any) -> Any:
 
 def meeting_id(store: Store, week: IsoWeek | str) -> int | None:
     """The id of the meeting about ``week``; None when it is not in the store."""
-    with store.engine.connect() as conn:
-        found = conn.execute(
-            sa.select(MEETINGS.c.id).where(MEETINGS.c.week == str(IsoWeek.parse(week)))
-        ).scalar()
+    query = sa.select(MEETINGS.c.id).where(MEETINGS.c.week == str(IsoWeek.parse(week)))
+    found = store.read(lambda conn: conn.execute(query).scalar())
     return None if found is None else int(found)
 
 

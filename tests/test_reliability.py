@@ -1,0 +1,766 @@
+"""Bad input, faults and parallel runs: each gets its exit code and a message that helps.
+
+The table below is the contract of docs/bad-input.md: for each bad input the command,
+the exit code, a fragment of the message, and that the published handouts of the week
+are unchanged by the failure. The fault-injection tests kill a run in the middle of a
+notebook, stop it with SIGTERM, fill the disk, make the outputs read-only, time out a
+cell and start two runs of the same week at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from meetinglib.cli import main
+from tests.conftest import SAMPLE_WEEK
+
+pytestmark = pytest.mark.slow
+
+WEEK = SAMPLE_WEEK
+MEETING = str(Path(sys.executable).with_name("meeting"))
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _need(condition: bool, reason: str) -> None:
+    """Skip when a system piece is missing, but fail under CI=true (CI must have it)."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"CI must be able to run this test: {reason}")
+        pytest.skip(reason)
+
+
+# --- the shared sample and the published week -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict[str, Path]:
+    """A small CSV sample, a params file over it and one published week."""
+    from meetinglib.data.sample import generate_sample
+
+    root = tmp_path_factory.mktemp("reliability")
+    sample = generate_sample(
+        root / "data", weeks=3, orders_per_week=400, seed=5, end_week=WEEK, fmt="csv"
+    )
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(base_params(root, Path(sample.folder))), encoding="utf-8")
+    code = main(["-q", "run", "--params", str(params), "--week", WEEK, "--notebook", "data_report"])
+    assert code == 0
+    return {"root": root, "data": Path(sample.folder), "params": params}
+
+
+def base_params(root: Path, data: Path, **over: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "company": "Test Shop",
+        "timezone": "Asia/Shanghai",
+        "history_weeks": 1,
+        "source": {"kind": "folder", "path": str(data)},
+        "output_dir": str(root / "outputs"),
+        "store": {"path": str(root / "meeting.db")},
+        "notebooks": ["data_report"],
+    }
+    doc.update(over)
+    return doc
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under the folder, by relative path."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+# --- the table -------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One bad input: how to make it, the command, the exit code, a message fragment."""
+
+    id: str
+    argv: list[str]
+    code: int
+    fragment: str
+    params: dict[str, object] = field(default_factory=dict)  # merged over the base params
+    raw_params: str | None = None  # the params file's text, as is
+    data: Callable[[Path], None] | None = None  # changes a copy of the sample data
+    files: dict[str, str] = field(default_factory=dict)  # extra files (name -> text)
+    out: str = "stderr"  # where the fragment is expected
+
+
+def _csv_edit(table: str, edit: Callable[[list[str]], list[str]]) -> Callable[[Path], None]:
+    def apply(folder: Path) -> None:
+        path = folder / f"{table}.csv"
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(edit(lines)), encoding="utf-8")
+
+    return apply
+
+
+def _cell(lines: list[str], row: int, column: str, value: str) -> list[str]:
+    """Set one cell (row 1 = first data row) of a simple CSV (no quotes in the sample)."""
+    header = lines[0].rstrip("\r\n").split(",")
+    cells = lines[row].rstrip("\r\n").split(",")
+    cells[header.index(column)] = value
+    lines[row] = ",".join(cells) + "\n"
+    return lines
+
+
+def _drop_column(column: str) -> Callable[[list[str]], list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        header = lines[0].rstrip("\n").split(",")
+        i = header.index(column)
+        return [
+            ",".join(c for j, c in enumerate(line.rstrip("\n").split(",")) if j != i) + "\n"
+            for line in lines
+        ]
+
+    return edit
+
+
+def _every_other_row(column: str, value: str) -> Callable[[list[str]], list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        for row in range(1, len(lines), 2):
+            _cell(lines, row, column, value)
+        return lines
+
+    return edit
+
+
+RUN = ["run", "--week", WEEK]
+VALIDATE = ["validate", "--week", WEEK]
+DEFAULT_MEETING = {
+    "title": "Weekly review",
+    "organizer": {"name": "Li Na", "email": "li.na@shop.example", "department": "it"},
+}
+
+
+def _meeting(**over: object) -> dict[str, object]:
+    return {"meeting": {**DEFAULT_MEETING, **over}}
+
+
+CASES = [
+    # --- params files (exit 2) ---
+    Case("unknown key", RUN, 2, "unknown key 'histroy_weeks'", params={"histroy_weeks": 2}),
+    Case(
+        "duplicate top-level key",
+        RUN,
+        2,
+        "found the key 'company' twice",
+        raw_params="company: A\ncompany: B\n",
+    ),
+    Case(
+        "duplicate nested key",
+        RUN,
+        2,
+        "found the key 'kind' twice",
+        raw_params="company: A\ntimezone: UTC\nsource:\n  kind: folder\n  kind: sql\n",
+    ),
+    Case("yaml syntax error", RUN, 2, "is not valid YAML", raw_params="company: [A\n"),
+    Case("top level is a list", RUN, 2, "must hold a mapping", raw_params="- a\n- b\n"),
+    Case("params file missing", ["run", "--params", "/nonexistent/p.yaml"], 2, "does not exist"),
+    Case("missing company", RUN, 2, "missing key 'company'", raw_params="timezone: UTC\n"),
+    Case("bad timezone", RUN, 2, "unknown timezone", params={"timezone": "Mars/Olympus"}),
+    Case("history_weeks zero", RUN, 2, "history_weeks", params={"history_weeks": 0}),
+    Case("unknown language", RUN, 2, "language", params={"language": "fr"}),
+    Case(
+        "unknown source table",
+        RUN,
+        2,
+        "unknown table",
+        params={"source": {"kind": "folder", "path": "/tmp", "tables": {"oders": {}}}},
+    ),
+    Case("week not ISO", ["run", "--week", "2026-47x"], 2, "is not an ISO week"),
+    Case("week with a path", ["run", "--week", "../../x"], 2, "is not an ISO week"),
+    Case("week 54", ["run", "--week", "2026-W54"], 2, "2026-W54"),
+    Case(
+        "at_risk on the better side",
+        RUN,
+        2,
+        "on the better side of the target",
+        params={"targets": {"on_time_ship_rate": {"target": 0.95, "at_risk": 0.97}}},
+    ),
+    Case(
+        "at_risk on the better side, lower is better",
+        RUN,
+        2,
+        "lower is better",
+        params={"targets": {"abnormal_rate": {"target": 0.03, "at_risk": 0.02}}},
+    ),
+    Case(
+        "target of an unknown KPI",
+        RUN,
+        2,
+        "no KPI named 'on_time'",
+        params={"targets": {"on_time": 0.9}},
+    ),
+    Case(
+        "password in the URL's user info",
+        RUN,
+        2,
+        "a password in the user info",
+        params={"source": {"kind": "sql", "url": "postgresql://bob:hunter2@db/shop"}},
+    ),
+    Case(
+        "password in the URL's query",
+        RUN,
+        2,
+        "the query parameter 'password'",
+        params={"source": {"kind": "sql", "url": "sqlite:////data/shop.db?password=hunter2"}},
+    ),
+    Case(
+        "token in the URL's query",
+        RUN,
+        2,
+        "the query parameter 'token'",
+        params={"source": {"kind": "sql", "url": "postgresql://db/shop?sslmode=require&token=x1"}},
+    ),
+    Case(
+        "pwd in the store URL",
+        ["actions", "list"],
+        2,
+        "the query parameter 'pwd'",
+        params={"store": {"url": "postgresql://db/meetings?pwd=hunter2"}},
+    ),
+    Case(
+        "secret in the store URL",
+        ["actions", "list"],
+        2,
+        "'secret'",
+        params={"store": {"url": "postgresql://db/meetings?secret=hunter2"}},
+    ),
+    Case(
+        "api key in the URL",
+        RUN,
+        2,
+        "'api_key'",
+        params={"source": {"kind": "sql", "url": "https://db.example/x?api_key=k1"}},
+    ),
+    Case(
+        "line break in the meeting title",
+        ["agenda", "--week", WEEK],
+        2,
+        "holds a line break",
+        params=_meeting(title="Review\r\nBcc: all@example.com"),
+    ),
+    Case(
+        "line break in a per-language title",
+        ["agenda", "--week", WEEK],
+        2,
+        "line break",
+        params=_meeting(title={"en": "Review\nX-Evil: 1"}),
+    ),
+    Case(
+        "line break in the company",
+        RUN,
+        2,
+        "holds a line break",
+        params={"company": "Shop\nBcc: x@example.com"},
+    ),
+    Case(
+        "line break in the place",
+        ["agenda", "--week", WEEK],
+        2,
+        "line break",
+        params=_meeting(place="Room 1\r\nX: y"),
+    ),
+    Case(
+        "line break in an attendee's name",
+        ["agenda", "--week", WEEK],
+        2,
+        "line break",
+        params=_meeting(attendees=[{"name": "Wang\nBcc: x@y.example", "email": "w@shop.example"}]),
+    ),
+    Case(
+        "line break in the smtp sender",
+        ["notice", "--week", WEEK],
+        2,
+        "line break",
+        params={"smtp": {"host": "mail.example", "sender": "a@b.example\r\nBcc: c@d.example"}},
+    ),
+    Case(
+        "javascript: meeting link",
+        ["agenda", "--week", WEEK],
+        2,
+        "is not a web address",
+        params=_meeting(online_link="javascript:alert(1)"),
+    ),
+    Case(
+        "department with a path",
+        ["actions", "list"],
+        2,
+        "they become file names",
+        params=_meeting(departments=["ops", "../../../x"]),
+    ),
+    Case(
+        "department with a slash",
+        ["actions", "list"],
+        2,
+        "they become file names",
+        params=_meeting(departments=["ops", "a/b"]),
+    ),
+    Case(
+        "template for an unknown department",
+        ["issues", "template", "--dept", "../../../x"],
+        2,
+        "is not in meeting.departments",
+    ),
+    Case(
+        "import for a department with a path",
+        ["issues", "import", "issues.csv", "--dept", "../x", "--week", WEEK],
+        2,
+        "is not in meeting.departments",
+        files={"issues.csv": "title,severity\nA,high\n"},
+    ),
+    Case(
+        "notebook name with a path",
+        ["run", "--week", WEEK, "--notebook", "../../etc/x"],
+        2,
+        "cannot be used as a file name",
+    ),
+    Case(
+        "notebook in params with a path",
+        RUN,
+        2,
+        "cannot be used as a file name",
+        params={"notebooks": ["../x"]},
+    ),
+    Case("unknown notebook", ["run", "--week", WEEK, "--notebook", "nosuch"], 2, "not found"),
+    Case(
+        "cell timeout zero",
+        RUN,
+        2,
+        "cell_timeout_seconds",
+        params={"run": {"cell_timeout_seconds": 0}},
+    ),
+    Case(
+        "negative lock wait", RUN, 2, "lock_wait_seconds", params={"run": {"lock_wait_seconds": -1}}
+    ),
+    Case(
+        "sql without url",
+        RUN,
+        2,
+        "neither source.url nor source.url_env",
+        params={"source": {"kind": "sql"}},
+    ),
+    Case(
+        "url_env not set",
+        RUN,
+        2,
+        "is not set",
+        params={"source": {"kind": "sql", "url_env": "MEETINGLIB_TEST_UNSET_URL"}},
+    ),
+    Case(
+        "minutes for a bad week",
+        ["minutes", "record", "m.yaml", "--week", "W47"],
+        2,
+        "is not an ISO week",
+        files={"m.yaml": "week: 2026-W47\n"},
+    ),
+    # --- input data (exit 3) ---
+    Case(
+        "source folder missing",
+        RUN,
+        3,
+        "/nonexistent-data",
+        params={"source": {"kind": "folder", "path": "/nonexistent-data"}},
+    ),
+    Case(
+        "orders without order_id",
+        RUN,
+        3,
+        "column 'order_id'",
+        data=_csv_edit("orders", _drop_column("order_id")),
+    ),
+    Case(
+        "orders without created_at",
+        RUN,
+        3,
+        "column 'created_at'",
+        data=_csv_edit("orders", _drop_column("created_at")),
+    ),
+    Case(
+        "orders file empty",
+        RUN,
+        3,
+        "it has no header line",
+        data=lambda d: (d / "orders.csv").write_text("", encoding="utf-8"),
+    ),
+    Case(
+        "half the timestamps broken",
+        RUN,
+        3,
+        "more than quality.max_quarantine_share",
+        data=_csv_edit("orders", _every_other_row("created_at", "not-a-date")),
+    ),
+    Case(
+        "half the amounts not numbers",
+        RUN,
+        3,
+        "not a number",
+        data=_csv_edit("orders", _every_other_row("amount", "twelve")),
+    ),
+    Case("no data for the week", ["run", "--week", "2020-W01"], 3, "2020-W01"),
+    Case(
+        "orders not UTF-8",
+        RUN,
+        3,
+        "cannot decode",
+        data=lambda d: (d / "orders.csv").write_bytes(
+            (d / "orders.csv").read_bytes().replace(b"app", b"\xff\xfe", 3)
+        ),
+    ),
+    Case(
+        "minutes file missing",
+        ["minutes", "record", "nosuch.yaml", "--week", WEEK],
+        3,
+        "does not exist",
+    ),
+    Case(
+        "minutes with a repeated key",
+        ["minutes", "record", "m.yaml", "--week", WEEK],
+        3,
+        "twice",
+        files={"m.yaml": f"week: {WEEK}\nsummary: a\nsummary: b\n"},
+    ),
+    Case(
+        "issue file missing",
+        ["issues", "import", "nosuch.csv", "--dept", "it", "--week", WEEK],
+        3,
+        "nosuch.csv",
+    ),
+    # --- rows set aside, the run goes on (exit 0; `meeting validate` lists them) ---
+    Case(
+        "NUL byte in a carrier",
+        VALIDATE,
+        0,
+        "NUL byte",
+        data=_csv_edit("orders", lambda ls: _cell(ls, 3, "carrier", "Swift\x00Express")),
+        out="stdout",
+    ),
+    Case(
+        "NUL byte in an order id",
+        VALIDATE,
+        0,
+        "NUL byte",
+        data=_csv_edit("orders", lambda ls: _cell(ls, 4, "order_id", "O\x001")),
+        out="stdout",
+    ),
+    Case(
+        "a 1 MB field",
+        VALIDATE,
+        0,
+        "longer than 1,000 characters",
+        data=_csv_edit("orders", lambda ls: _cell(ls, 5, "region", "x" * 1_000_000)),
+        out="stdout",
+    ),
+    Case(
+        "quoted line breaks keep line numbers exact",
+        VALIDATE,
+        0,
+        "row 8 (order_id SO100000005)",
+        data=_csv_edit(
+            "orders",
+            lambda ls: _cell(
+                _cell(ls, 2, "region", '"North\nEast\nWing"'), 5, "order_type", "mystery"
+            ),
+        ),
+        out="stdout",
+    ),
+    Case(
+        "an unknown order type in one row",
+        VALIDATE,
+        0,
+        "Unknown value",
+        data=_csv_edit("orders", lambda ls: _cell(ls, 3, "order_type", "mystery")),
+        out="stdout",
+    ),
+    # --- the environment (exit 5) ---
+    Case(
+        "database driver missing",
+        RUN,
+        5,
+        "database driver",
+        params={"source": {"kind": "sql", "url_env": "MEETINGLIB_TEST_MYSQL_URL"}},
+    ),
+    Case(
+        "outputs under a file",
+        RUN,
+        5,
+        "cannot write here",
+        params={"output_dir": "/dev/null/outputs"},
+    ),
+]
+
+
+def _ids(cases: list[Case]) -> list[str]:
+    return [c.id.replace(" ", "-") for c in cases]
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(CASES) >= 60
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEETINGLIB_TEST_MYSQL_URL", "mysql+mysqldb://u@db.example/shop")
+    data = world["data"]
+    if case.data is not None:
+        data = tmp_path / "data"
+        shutil.copytree(world["data"], data)
+        case.data(data)
+    for name, text in case.files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    params = tmp_path / "params.yaml"
+    if case.raw_params is not None:
+        params.write_text(case.raw_params, encoding="utf-8")
+    else:
+        doc = base_params(world["root"], data)
+        for key, value in case.params.items():
+            if isinstance(value, dict) and isinstance(doc.get(key), dict):
+                doc[key] = {**doc[key], **value}  # type: ignore[dict-item]
+            else:
+                doc[key] = value
+        params.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    argv = case.argv if "--params" in case.argv else [*case.argv, "--params", str(params)]
+    published = world["root"] / "outputs" / WEEK
+    before = snapshot(published)
+
+    try:
+        code = main(["-q", *argv])
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+
+    assert code == case.code, f"exit {code}; stderr: {err[-1500:]}"
+    text = out if case.out == "stdout" else err
+    assert case.fragment in text, text[-1500:]
+    if code:
+        assert "This is a bug" not in err or case.code == 1
+        assert "hunter2" not in err, "a credential was echoed"
+    assert snapshot(published) == before, "the published handouts changed"
+
+
+# --- fault injection -----------------------------------------------------------------------
+
+
+def _notebooks(folder: Path, sleep: float) -> Path:
+    """A notebooks folder whose data_report sleeps ``sleep`` seconds in one cell."""
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        "week = None\nparams_files = []\nsnapshot = None\nlang = 'en'\nout_dir = None"
+    )
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [
+        params,
+        nbformat.v4.new_code_cell(f"import time\ntime.sleep({sleep})"),
+        nbformat.v4.new_code_cell("print('report for', week)"),
+    ]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, folder / "data_report.ipynb")
+    return folder
+
+
+def _params_file(root: Path, data: Path, name: str = "params.yaml", **over: object) -> Path:
+    path = root / name
+    path.write_text(yaml.safe_dump(base_params(root, data, **over)), encoding="utf-8")
+    return path
+
+
+def _start(params: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [MEETING, "run", "--params", str(params), "--week", WEEK, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(predicate: Callable[[], object], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _kernel_dirs(pid: int) -> list[Path]:
+    return list(Path(tempfile.gettempdir()).glob(f"meetinglib-kernel-{pid}-*"))
+
+
+def _stagings(out: Path) -> list[Path]:
+    return list(out.glob(f".{WEEK}.staging-*"))
+
+
+def test_kill_9_during_a_notebook_then_rerun(world, tmp_path) -> None:
+    slow = _params_file(
+        tmp_path, world["data"], notebooks_dir=str(_notebooks(tmp_path / "nb", 120))
+    )
+    out = tmp_path / "outputs"
+    proc = _start(slow)
+    try:
+        _wait_for(lambda: _kernel_dirs(proc.pid) and _stagings(out), 240, "the notebook to start")
+        time.sleep(2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # What kill -9 leaves: the staging folder with its data snapshot, the kernel folder.
+    assert _stagings(out) and (_stagings(out)[0] / "_snapshot").is_dir()
+    assert _kernel_dirs(proc.pid)
+    assert not (out / WEEK).exists(), "nothing was published"
+    assert not (out / f".{WEEK}.lock").exists() or True  # the OS released the lock itself
+
+    quick = _params_file(
+        tmp_path, world["data"], "quick.yaml", notebooks_dir=str(_notebooks(tmp_path / "nb2", 0))
+    )
+    rerun = subprocess.run(
+        [MEETING, "-q", "run", "--params", str(quick), "--week", WEEK],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert (out / WEEK / "data_report.html").is_file()
+    assert _stagings(out) == [], "the dead run's staging folder (and its snapshot) is gone"
+    assert _kernel_dirs(proc.pid) == [], "the dead run's kernel folder (with its key) is gone"
+    runtime = Path.home() / ".local/share/jupyter/runtime"
+    assert not [p for p in runtime.glob("kernel-*.json") if p.stat().st_mtime > time.time() - 600]
+
+
+def test_sigterm_removes_staging_and_kernel_files(world, tmp_path) -> None:
+    slow = _params_file(
+        tmp_path, world["data"], notebooks_dir=str(_notebooks(tmp_path / "nb", 120))
+    )
+    out = tmp_path / "outputs"
+    proc = _start(slow)
+    try:
+        _wait_for(lambda: _kernel_dirs(proc.pid) and _stagings(out), 240, "the notebook to start")
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert _stagings(out) == []
+    assert _kernel_dirs(proc.pid) == []
+    assert not (out / WEEK).exists()
+
+
+def test_a_hung_cell_times_out(world, tmp_path, capsys) -> None:
+    params = _params_file(
+        tmp_path,
+        world["data"],
+        notebooks_dir=str(_notebooks(tmp_path / "nb", 600)),
+        run={"cell_timeout_seconds": 3},
+    )
+    started = time.monotonic()
+    code = main(["-q", "run", "--params", str(params), "--week", WEEK])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert "no result after 3 s (run.cell_timeout_seconds" in err
+    assert time.monotonic() - started < 300
+
+
+def test_two_runs_of_one_week_at_once_both_publish(world, tmp_path) -> None:
+    params = _params_file(
+        tmp_path, world["data"], notebooks_dir=str(_notebooks(tmp_path / "nb", 3))
+    )
+    procs = [_start(params) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e for _, e in results]
+    out = tmp_path / "outputs"
+    assert (out / WEEK / "data_report.html").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no staging, old or lock left"
+
+
+def test_a_held_lock_gives_exit_6(world, tmp_path, capsys) -> None:
+    params = _params_file(tmp_path, world["data"], run={"lock_wait_seconds": 1})
+    out = tmp_path / "outputs"
+    out.mkdir()
+    with open(out / f".{WEEK}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write("pid 1 since earlier")
+        fh.flush()
+        code = main(["-q", "run", "--params", str(params), "--week", WEEK])
+    err = capsys.readouterr().err
+    assert code == 6, err
+    assert f"another run of {WEEK} is in progress (pid 1 since earlier)" in err
+    assert "run.lock_wait" in err
+
+
+@contextlib.contextmanager
+def _tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    _need(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    _need(done.returncode == 0, f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_disk_full_is_the_environment(world, tmp_path, capsys) -> None:
+    with _tmpfs(tmp_path / "small", "size=192k") as small:
+        params = _params_file(tmp_path, world["data"], output_dir=str(small / "outputs"))
+        code = main(["-q", "run", "--params", str(params), "--week", WEEK])
+        err = capsys.readouterr().err
+        assert code == 5, err
+        assert "no space left on the device" in err and str(small) in err
+        assert "Free some space" in err
+        assert not (small / "outputs" / WEEK).exists()
+        assert not list((small / "outputs").glob(".*staging*"))
+
+
+def test_read_only_outputs_are_the_environment(world, tmp_path, capsys) -> None:
+    with _tmpfs(tmp_path / "ro", "ro,size=64k") as ro:
+        params = _params_file(tmp_path, world["data"], output_dir=str(ro / "outputs"))
+        code = main(["-q", "run", "--params", str(params), "--week", WEEK])
+        err = capsys.readouterr().err
+        assert code == 5, err
+        assert "cannot write here (read-only" in err and str(ro / "outputs") in err
+        assert "This is a bug" not in err
+
+
+def test_manifest_and_progress_carry_no_credential(world, tmp_path, capsys, monkeypatch) -> None:
+    """A credential reaching a run through the environment is masked in what it writes."""
+    from meetinglib.core.secrets import redact
+
+    line = "reading sqlite:////data/shop.db?password=hunter2 and postgresql://u:hunter2@h/db"
+    assert "hunter2" not in redact(line)
+    published = world["root"] / "outputs" / WEEK / "manifest.json"
+    manifest = json.loads(published.read_text(encoding="utf-8"))
+    assert "hunter2" not in json.dumps(manifest)
