@@ -245,7 +245,8 @@ class DriverMissingError(EnvironmentProblem):
         super().__init__(
             url,
             f"the database driver '{driver}' is not installed for",
-            f"Install it into this environment (pip install {driver}) or use another URL.",
+            "Install the database's driver package into this environment (for PostgreSQL: "
+            "pip install 'psycopg[binary]') or use another URL.",
         )
 
 
@@ -258,7 +259,7 @@ class RunLockedError(MeetingError):
         self.week, self.lock = str(week), str(lock)
         super().__init__(
             f"another run of {week} is in progress ({holder}); waited {waited:g} s for "
-            f"its lock {lock}. Run again when it has finished, or raise 'run.lock_wait'."
+            f"its lock {lock}. Run again when it has finished, or raise 'run.lock_wait_seconds'."
         )
 
 
