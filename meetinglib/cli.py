@@ -30,6 +30,7 @@ from meetinglib.core.errors import (
 )
 from meetinglib.core.i18n import LANGUAGES, t
 from meetinglib.core.params import DEMO_TEMPLATE, load_params
+from meetinglib.core.safename import inside
 from meetinglib.core.secrets import redact
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.propose import propose, render
@@ -276,7 +277,8 @@ def cmd_issues_template(args: argparse.Namespace) -> int:
     params = _load(args)
     lang = args.lang or params.language
     department = check_department(args.dept, params.meeting.departments)
-    out = args.out or Path(f"issues-{department.replace('_', '-')}.{args.format}")
+    # Without --out the file goes in the working folder, never beside or above it.
+    out = args.out or inside(Path.cwd(), f"issues-{department.replace('_', '-')}.{args.format}")
     path = write_template(out, department, lang)
     print(f"issue template for {department}: {path}")
     print(
