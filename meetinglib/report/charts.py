@@ -11,6 +11,7 @@ import io
 import textwrap
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -47,35 +48,27 @@ def cjk_font() -> str | None:
     """The first installed font that can draw Simplified Chinese, if any."""
     installed = {f.name for f in font_manager.fontManager.ttflist}
     found = next((name for name in _CJK_FONTS if name in installed), None)
-    if found is None and _refresh_font_cache():
+    if found is None:
+        # Matplotlib's font cache predates a font installed since (e.g. by make system-deps).
+        for path in font_manager.findSystemFonts():
+            if "cjk" in Path(path).name.lower():
+                font_manager.fontManager.addfont(path)
         installed = {f.name for f in font_manager.fontManager.ttflist}
         found = next((name for name in _CJK_FONTS if name in installed), None)
     return found
 
 
-@cache
-def _refresh_font_cache() -> bool:
-    """Rebuild matplotlib's font list once when a CJK font is on the system but not in it.
-
-    matplotlib caches the font list on first use; a font installed afterwards (e.g. by
-    ``make system-deps`` on a machine that had already drawn a chart) stays unknown, and
-    Chinese text would be drawn as empty boxes.
-    """
-    if not any("cjk" in path.lower() for path in font_manager.findSystemFonts()):
-        return False
-    fresh = font_manager._load_fontmanager(try_read_cache=False)
-    font_manager.fontManager.ttflist = fresh.ttflist
-    font_manager.fontManager._findfont_cached.cache_clear()  # type: ignore[attr-defined]
-    return True
-
-
 def style(lang: str = "en") -> dict[Any, Any]:  # rcParams keys (matplotlib types them as literals)
-    """rcParams for the handouts; Chinese needs a CJK font first in the list."""
+    """rcParams for the handouts: a CJK font in every language (first for Chinese, else as
+    the fallback after DejaVu Sans), since Chinese names (carriers, regions) appear in
+    English handouts too."""
     fonts = ["DejaVu Sans"]
-    if lang.startswith("zh") and cjk_font():
-        fonts.insert(0, cjk_font())
+    cjk = cjk_font()
+    if cjk:
+        fonts.insert(0 if lang.startswith("zh") else 1, cjk)
     return {
-        "font.family": "sans-serif",
+        # The fonts themselves as the family: matplotlib then falls back glyph by glyph.
+        "font.family": fonts,
         "font.sans-serif": fonts,
         "font.size": 10,
         "axes.titlesize": 12,
