@@ -64,6 +64,12 @@ CORPUS = (
     "{{7*7}}<details open ontoggle=window.__pwned=6>",
 )
 MARK = "window.__pwned"
+DEMO_CARRIERS = {
+    "SwiftExpress": {"daily_capacity": 1200},
+    "EastPost": {"daily_capacity": 1000},
+    "CloudLogistics": {"daily_capacity": 900},
+    "RapidRoute": {"daily_capacity": [480, 480, 480, 480, 480, 400, 400]},
+}
 
 
 def _missing(reason: str) -> None:
@@ -162,6 +168,8 @@ def handouts(tmp_path_factory) -> Path:
         "output_dir": str(root / "outputs"),
         "store": {"path": str(root / "meeting.db")},
         "labels": labels,
+        # The plan needs a capacity for every carrier of the recent weeks, hostile or not.
+        "plan": {"carriers": {**DEMO_CARRIERS, CORPUS[2]: {"daily_capacity": 50}}},
         "meeting": {
             "title": {
                 "en": f"Weekly review {CORPUS[1]}",
