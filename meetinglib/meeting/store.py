@@ -100,6 +100,7 @@ from sqlalchemy.engine import Connection, Engine
 from meetinglib.core.csvsafe import safe_row
 from meetinglib.core.errors import (
     ConcurrentEditError,
+    DriverMissingError,
     EnvironmentProblem,
     InputDataError,
     ParamsError,
@@ -492,7 +493,12 @@ def connect(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     options = {"options": f"-c lock_timeout={int(busy_timeout * 1000)}"}
     if parsed.get_backend_name() != "postgresql":
         options = {}
-    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
+    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        # The URL is fine; this environment lacks the database's driver (exit code 5).
+        driver = getattr(exc, "name", None) or parsed.get_backend_name()
+        raise DriverMissingError(parsed.render_as_string(hide_password=True), str(driver)) from None
 
 
 # --- the store ----------------------------------------------------------------------------
