@@ -43,6 +43,11 @@ MEETING = (
     "department: customer_service}]}"
 )
 
+ACTION = (
+    "Agree pick-up times with SwiftExpress for the South parcels of EastPost, for two weeks "
+    "from Tuesday, and report the volumes every day to Operations and Customer Service"
+)
+
 pytestmark = pytest.mark.slow
 
 
@@ -189,9 +194,7 @@ def test_recording_the_meeting_in_jupyterlab(lab):
             page.screenshot(path=str(folder / "console.png"), full_page=True)
             assert _cut_labels(page) == []
 
-            console.locator(".mc-action-description textarea").fill(
-                "Agree pick-up times with SwiftExpress"
-            )
+            console.locator(".mc-action-description textarea").fill(ACTION)
             console.locator(".mc-action-owner input").fill("Chen Jie")
             console.locator(".mc-action-department select").select_option(label="Logistics")
             console.locator(".mc-action-due input").fill("2026-11-27")
@@ -207,7 +210,11 @@ def test_recording_the_meeting_in_jupyterlab(lab):
             expect(console.locator(".mc-decision-list")).to_contain_text(
                 "Move South parcels to SwiftExpress"
             )
+            # The form is cleared for the next entry, and stays so.
+            expect(console.locator(".mc-decision-text textarea")).to_have_value("")
+            expect(console.locator(".mc-action-description textarea")).to_have_value("")
             page.screenshot(path=str(folder / "console-recorded.png"), full_page=True)
+            assert _cut_labels(page) == []  # a long entry wraps in its row
 
             # A second note-taker, in Chinese, on the same store: sees both entries, adds
             # feedback; the first console shows it after Refresh.
@@ -236,13 +243,13 @@ def test_recording_the_meeting_in_jupyterlab(lab):
     with open_store(params) as store:
         state = meeting_state(store, SAMPLE_WEEK)
     assert [(a.description, a.owner, a.department, str(a.due_date)) for a in state.actions] == [
-        ("Agree pick-up times with SwiftExpress", "Chen Jie", "logistics", "2026-11-27")
+        (ACTION, "Chen Jie", "logistics", "2026-11-27")
     ]
     assert [d.text for d in state.decisions] == ["Move South parcels to SwiftExpress"]
     assert [f.comment for f in state.feedback] == ["重点清楚"]
 
     result = run_week([params_file], SAMPLE_WEEK, notebooks=["minutes"])
     handout = (result.folder / "minutes.html").read_text(encoding="utf-8")
-    assert "Agree pick-up times with SwiftExpress" in handout
+    assert ACTION in handout
     assert "Move South parcels to SwiftExpress" in handout
     print(f"browser part {browser_seconds:.1f} s, total {time.perf_counter() - started:.1f} s")

@@ -698,3 +698,19 @@ def test_cohort_hours_by_hand():
     # this week: 1 order, 167 h, expected 10 h (same start slot before); baseline 2 x 10 h
     assert total[:3].tolist() == [1.0, 167.0, 10.0]
     assert total[4:7].tolist() == [2.0, 20.0, 20.0]
+
+
+def test_a_sampled_baseline_keeps_the_week_whole_and_the_baseline_close(warehouse_and_transit):
+    orders, weeks = warehouse_and_transit, inc.weeks()
+    full = flow.cohort_sums(orders, weeks, baseline_orders=None)
+    sampled = flow.cohort_sums(orders, weeks, baseline_orders=5000)  # about every 4th
+    for stage in full.totals:
+        # the report week's cohort is never sampled (its expected hours come from the
+        # sampled baseline's slot means)
+        assert sampled.totals[stage][:2] == pytest.approx(full.totals[stage][:2])
+        assert sampled.totals[stage][2] == pytest.approx(full.totals[stage][2], rel=0.05)
+        # the baseline's counts and hours, scaled back, within a few per cent
+        assert sampled.totals[stage][4:7] == pytest.approx(full.totals[stage][4:7], rel=0.05)
+    found = flow.week_findings(orders, weeks, data=sampled)
+    assert _rank_of(found, "paid_shipped", {"warehouse": "WH-B"}) in (1, 2)
+    assert _rank_of(found, "shipped_delivered", {"carrier": "C3", "region": "R2"}) in (1, 2)

@@ -52,7 +52,9 @@ def test_meeting_kpis_writes_the_csv_without_notebooks(tmp_path, sample, capsys)
 
 
 def _incident_week(tmp_path, incidents) -> WeekData:
-    params = load_params(write_params(tmp_path, tmp_path, history_weeks="8"))
+    path = write_params(tmp_path, tmp_path)
+    path.write_text(path.read_text().replace("history_weeks: 3", "history_weeks: 8"))
+    params = load_params(path)
     orders = inc.orders(incidents, per_week=5000, seed=21, count=9)
     return WeekData(params, inc.REPORT_WEEK, {"orders": orders}, QualityReport(), [])
 

@@ -341,3 +341,23 @@ def test_a_week_without_findings_or_transitions(tmp_path):
     )
     empty.export(tmp_path / "out")
     assert pd.read_csv(tmp_path / "out" / "flow_edges.csv").empty
+
+
+def test_summary_names_root_findings_only(section):
+    top = section.summary_findings(3)
+    roots = section.bottlenecks[section.bottlenecks["rank"] > 0]
+    assert top and set(top) <= set(roots["finding"])
+    assert top[0] == section.group("new")["finding"].iloc[0]
+
+
+def test_both_injected_incidents_lead_new_this_week_on_a_longer_sample(long_sample, tmp_path):
+    data = load_week(load_params(write_params(tmp_path, long_sample.folder)), SAMPLE_WEEK)
+    new = FlowSection(data, "en").group("new")
+    firsts = {
+        (r.stage, r.dimension, r.value, r.dimension_2 if isinstance(r.dimension_2, str) else None)
+        for r in new.head(2).itertuples()
+    }
+    assert firsts == {
+        ("paid_shipped", "warehouse", "WH-South", None),
+        ("shipped_delivered", "carrier", "EastPost", "region"),
+    }

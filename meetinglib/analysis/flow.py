@@ -1044,6 +1044,10 @@ def labelled(frame: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 BUCKET_HOURS = 6
+# Baseline orders beyond this many are sampled (every k-th stands for k): a segment's
+# usual pace needs thousands of orders, not millions, and the per-order pass dominates
+# the time at a million orders a week.
+BASELINE_ORDERS = 1_500_000
 FINDING_GROUPS = ("new", "usual")
 FINDING_COLUMNS = [
     "id",
@@ -1154,6 +1158,7 @@ def cohort_sums(
     weeks: Sequence[Window],
     dimensions: Sequence[str] = SEGMENTS,
     stages: Sequence[str] = tuple(STAGES),
+    baseline_orders: int | None = BASELINE_ORDERS,
 ) -> CohortSums:
     """The cohort sums behind the findings; ``weeks``: baseline weeks, then the report week.
 
@@ -1161,48 +1166,77 @@ def cohort_sums(
     its hours = (min(end, cancelled, end of that week) - start), at least 0. Its expected
     hours = the mean hours of the baseline weeks' orders that started in the same
     BUCKET_HOURS slot of their week; its variance = their variance.
+
+    Every order with a stage starting in the report week counts. For the baseline, with
+    more than ``baseline_orders`` other orders (None: no limit), every k-th order (by row)
+    stands for k: counts and hours are multiplied by k, variances by k squared, so the
+    standard errors include the sampling.
     """
     _require(orders, "orders", ("order_id", "created_at"))
     bounds = np.array(
         [_ns(pd.Series([w.start]))[0] for w in weeks] + [_ns(pd.Series([weeks[-1].end]))[0]]
     )
+    present = [st for st in stages if all(c in orders.columns for c in STAGES[st])]
+    starts = {st: _ns(orders[STAGES[st][0]]) for st in present}
+    in_report = np.zeros(len(orders), dtype=bool)
+    for start in starts.values():
+        in_report |= (start >= bounds[-2]) & (start < bounds[-1])
+    every = 1
+    if baseline_orders is not None:
+        every = max(1, -(-(len(orders) - int(in_report.sum())) // baseline_orders))
+    sampled = np.ones(len(orders), dtype=bool)
+    if every > 1:
+        sampled = np.arange(len(orders)) % every == 0
+        keep = np.flatnonzero(in_report | sampled)
+        needed = {"created_at", "cancelled_at", *dimensions}
+        needed |= {c for st in present for c in STAGES[st]}
+        orders = orders[[c for c in orders.columns if c in needed]].take(keep)
+        starts = {st: v[keep] for st, v in starts.items()}
+        sampled = sampled[keep]
     segments = segment_columns(orders, dimensions)
     dims = [d for d in dimensions if d in segments.columns and segments[d].notna().any()]
     segs = {d: _category_codes(segments[d]) for d in dims}
     cell, cell_codes = _cells(segs, dims, len(orders))
     n_cells = len(next(iter(cell_codes.values()))) if cell_codes else len(orders)
     cancel = _ns(orders["cancelled_at"]) if "cancelled_at" in orders.columns else None
+    if cancel is not None:
+        cancel = np.where(cancel == _NAT, _LATEST, cancel)
     last = len(weeks) - 1
     uniform = len(set(np.diff(bounds).tolist())) == 1
     sums, totals = {}, {}
-    for stage in stages:
+    for stage in present:
         a, b = STAGES[stage]
-        if a not in orders.columns or b not in orders.columns:
-            continue
-        start = _ns(orders[a])
-        rows = np.flatnonzero((start >= bounds[0]) & (start < bounds[-1]))  # NaT is int64 min
+        start = starts[stage]
+        # NaT is int64 min; a baseline order counts when sampled
+        baseline = (start >= bounds[0]) & (start < bounds[-2])
+        rows = np.flatnonzero((baseline & sampled) | ((start >= bounds[-2]) & (start < bounds[-1])))
         s = start[rows]
         leave = _ns(orders[b])[rows]
         leave[leave == _NAT] = _LATEST
         if cancel is not None:
-            gone = cancel[rows]
-            leave = np.minimum(leave, np.where(gone == _NAT, _LATEST, gone))
-        if uniform:  # every week equally long (no DST change): no search needed
-            week = (s - bounds[0]) // (bounds[1] - bounds[0])
+            leave = np.minimum(leave, cancel[rows])
+        slot = BUCKET_HOURS * _NS_PER_HOUR
+        slots = 7 * 24 // BUCKET_HOURS
+        if uniform:  # every week equally long (no DST change): arithmetic, no search
+            span = bounds[1] - bounds[0]
+            week, within = np.divmod(s - bounds[0], span)
+            left_in_week = span - within
         else:
             week = np.searchsorted(bounds, s, side="right") - 1
-        week_start = bounds[week]
-        hours = np.maximum(np.minimum(leave, bounds[week + 1]) - s, 0) / _NS_PER_HOUR
-        slots = 7 * 24 // BUCKET_HOURS
-        bucket = np.minimum((s - week_start) // (BUCKET_HOURS * _NS_PER_HOUR), slots - 1)
+            within = s - bounds[week]
+            left_in_week = bounds[week + 1] - s
+        hours = np.clip(np.minimum(leave - s, left_in_week), 0, None) / _NS_PER_HOUR
+        bucket = np.minimum(within // slot, slots - 1)
         base = week < last
-        n_b = np.bincount(bucket[base], minlength=slots).astype(np.float64)
-        sum_b = np.bincount(bucket[base], weights=hours[base], minlength=slots)
-        sq_b = np.bincount(bucket[base], weights=hours[base] ** 2, minlength=slots)
+        # per slot: even = this week's cohort, odd = the baseline's
+        pair = bucket * 2 + base
+        n_b = np.bincount(pair, minlength=2 * slots)[1::2].astype(np.float64)
+        sum_b = np.bincount(pair, weights=hours, minlength=2 * slots)[1::2]
+        sq_b = np.bincount(pair, weights=hours * hours, minlength=2 * slots)[1::2]
         with np.errstate(divide="ignore", invalid="ignore"):
             mean_b = np.where(n_b > 0, sum_b / n_b, 0.0)
             var_b = np.where(n_b > 1, (sq_b - n_b * mean_b**2) / np.maximum(n_b - 1, 1), 0.0)
-        expected, variance = mean_b[bucket], np.maximum(var_b[bucket], 0.0)
+        expected, variance = mean_b[bucket], np.maximum(var_b, 0.0)[bucket]
         # one pass per sum: even slots this week's cohort, odd slots the baseline's
         key = cell[rows] * 2 + base
         size = 2 * n_cells
@@ -1213,6 +1247,8 @@ def cohort_sums(
             np.bincount(key, weights=variance, minlength=size),
         ]
         table = np.column_stack([p[0::2] for p in parts] + [p[1::2] for p in parts])
+        table[:, _BN:_BV] *= every
+        table[:, _BV] *= every * every
         sums[stage] = table
         totals[stage] = table.sum(axis=0)
     reduced, reduced_codes = _reduce_cells(segs, dims, cell_codes)

@@ -146,6 +146,8 @@ class MeetingConsole:
         _ = self._t
 
         # Title and refresh.
+        # Text fields send their value when left (not at every key), before the button's
+        # click; a value set back here after recording then stays.
         self.title = w.HTML(self._title_html())
         self.refresh_button = self._button("console.refresh", "mc-refresh", self.refresh)
         self.refresh_result = self._result("mc-refresh-result")
@@ -164,6 +166,7 @@ class MeetingConsole:
                     layout=w.Layout(width="auto"),
                 ).add_class("mc-attendance"),
                 w.Text(
+                    continuous_update=False,
                     description=_("console.delegate"),
                     style={"description_width": "initial"},
                     layout=w.Layout(width="auto"),
@@ -206,7 +209,7 @@ class MeetingConsole:
         issues = self._issue_options()
         self.decision_list = w.VBox().add_class("mc-decision-list")
         self.decision_text = w.Textarea(
-            description=_("console.decision"), style=style, layout=wide
+            continuous_update=False, description=_("console.decision"), style=style, layout=wide
         ).add_class("mc-decision-text")
         self.decision_department = w.Dropdown(
             options=[(_("console.none"), None), *self.departments],
@@ -230,9 +233,10 @@ class MeetingConsole:
         # Action items of this meeting.
         self.action_list = w.VBox().add_class("mc-action-list")
         self.action_description = w.Textarea(
-            description=_("console.action"), style=style, layout=wide
+            continuous_update=False, description=_("console.action"), style=style, layout=wide
         ).add_class("mc-action-description")
         self.action_owner = w.Combobox(
+            continuous_update=False,
             options=[p.name for p in self.people.values()],
             ensure_option=False,
             description=_("console.owner"),
@@ -275,7 +279,7 @@ class MeetingConsole:
             style=style,
         ).add_class("mc-feedback-rating")
         self.feedback_comment = w.Text(
-            description=_("console.comment"), style=style, layout=wide
+            continuous_update=False, description=_("console.comment"), style=style, layout=wide
         ).add_class("mc-feedback-comment")
         self.feedback_button = self._button(
             "console.add_feedback", "mc-add-feedback", self.add_feedback, primary=True
@@ -284,9 +288,10 @@ class MeetingConsole:
 
         # Summary and plan.
         self.summary = w.Textarea(
-            description=_("console.summary"), style=style, layout=wide
+            continuous_update=False, description=_("console.summary"), style=style, layout=wide
         ).add_class("mc-summary")
         self.plan = w.Textarea(
+            continuous_update=False,
             description=_("console.plan_label"),
             placeholder=_("console.plan"),
             style=style,
@@ -477,7 +482,9 @@ class MeetingConsole:
 
     def _row(self, kind: str, item_id: int, text: str, *buttons: Any) -> Any:
         w = self.w
-        label = w.HTML(f"<span>{html.escape(text)}</span>", layout=w.Layout(flex="1 1 auto"))
+        label = w.HTML(
+            f"<span>{html.escape(text)}</span>", layout=w.Layout(flex="1 1 0", min_width="0")
+        )
         note = w.HTML(layout=w.Layout(margin="0 0 0 1em")).add_class("mc-row-result")
         if (kind, item_id) in self._notes:
             message, ok = self._notes[(kind, item_id)]
@@ -489,7 +496,9 @@ class MeetingConsole:
         return row.add_class(f"mc-{kind}-row")
 
     def _row_button(self, key: str, css: str, action: Callable[[], object]) -> Any:
-        return self._button(key, css, action)
+        button = self._button(key, css, action)
+        button.layout.flex = "0 0 auto"  # a long entry wraps; its buttons keep their words
+        return button
 
     def _render_lists(self) -> None:
         _ = self._t

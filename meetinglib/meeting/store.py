@@ -107,6 +107,7 @@ from meetinglib.core.errors import (
     StoreLockedError,
 )
 from meetinglib.core.params import Params
+from meetinglib.core.secrets import redact
 from meetinglib.core.weeks import IsoWeek
 
 T = TypeVar("T")
@@ -496,9 +497,10 @@ def connect(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     try:
         return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
-        # The URL is fine; this environment lacks the database's driver (exit code 5).
+        # The URL is fine; this environment lacks the dialect's driver (exit 5).
         driver = getattr(exc, "name", None) or parsed.get_backend_name()
-        raise DriverMissingError(parsed.render_as_string(hide_password=True), str(driver)) from None
+        shown = parsed.render_as_string(hide_password=True)
+        raise DriverMissingError(redact(shown), str(driver)) from None
 
 
 # --- the store ----------------------------------------------------------------------------

@@ -321,10 +321,12 @@ class FlowSection:
         return HTML(str(macro("heading", 2, "flow", self._t("flow_section.heading"))))
 
     def summary_findings(self, limit: int) -> list[str]:
-        """The ``limit`` top findings as sentences, for the data report's first page."""
+        """The ``limit`` top root findings as sentences, new this week first, then the usual
+        bottlenecks (echoes folded into them are left out), for the data report's first page."""
         if self.bottlenecks.empty:
             return []
-        return [str(f) for f in self.bottlenecks["finding"].head(limit)]
+        roots = pd.concat([self.group(name) for name in flow.FINDING_GROUPS])
+        return [str(f) for f in roots["finding"].head(limit)]
 
     def findings(self) -> HTML:
         """The two groups as numbered lists: new this week, then the usual bottlenecks.
