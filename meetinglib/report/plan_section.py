@@ -17,7 +17,6 @@ covered at the forecast but not at the interval's upper bound.
 
 from __future__ import annotations
 
-import html
 import math
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
-from IPython.display import HTML, Image, Markdown
+from IPython.display import HTML, Image
 from markupsafe import Markup, escape
 
 from meetinglib.analysis.kpis import MISSING
@@ -69,7 +68,7 @@ def _count(value: float) -> str:
 
 
 def _note(text: str) -> HTML:
-    return HTML(f'<p class="ml-note">{html.escape(text)}</p>')
+    return HTML(str(macro("note", text)))
 
 
 _EMPTY = HTML("")
@@ -143,21 +142,21 @@ class PlanSection:
         )
         return HTML(str(macro("heading", 2, "plan", title)))
 
-    def subheading(self, part: str) -> Markdown | HTML:
+    def subheading(self, part: str) -> HTML:
         """A sub-heading: ``forecast``, ``backtest``, ``resources`` or ``special``.
 
         Nothing without a plan: the summary's message stands alone.
         """
         if self.plan is None:
             return _EMPTY
-        return Markdown(f"### {html.escape(self._t(f'plan.section.{part}'))}")
+        return HTML(str(macro("heading", 3, f"plan-{part}", self._t(f"plan.section.{part}"))))
 
     def summary(self) -> HTML:
         """The plan's headline sentences, or why there is no plan."""
         if self.plan is None:
             text = self._t("plan_section.unavailable", week=str(self.target), reason=self.problem)
             return _note(text)
-        items = "".join(f"<li>{html.escape(s)}</li>" for s in self.plan.sentences(self.lang))
+        items = "".join(str(macro("item", s)) for s in self.plan.sentences(self.lang))
         return HTML(f"<ul>{items}</ul>")
 
     # --- forecast -----------------------------------------------------------------------
@@ -251,7 +250,7 @@ class PlanSection:
         table.loc[self._t("plan_section.week_total")] = week_row
         table.index.name = self._t("word.day")
         caption = self._t("plan_section.forecast_caption")
-        return HTML(f"<p>{html.escape(caption)}</p>{_html_table(table).data}")
+        return HTML(str(macro("note", caption, "")) + _html_table(table).data)
 
     # --- accuracy ------------------------------------------------------------------------
 
@@ -317,7 +316,7 @@ class PlanSection:
         out = _html_table(table, index=False).data
         if odd & set(rows["week"]):
             text = self._t("plan_section.unusual_marker", marker=MARKER)
-            out += f"<p>{html.escape(text)}</p>"
+            out += str(macro("note", text, ""))
         return HTML(out)
 
     def unusual_note(self) -> HTML:
@@ -381,7 +380,7 @@ class PlanSection:
         table.index = [self._t("word.missing") if w == MISSING else w for w in table.index]
         table.index.name = self._t("plan.col.warehouse")
         caption = self._t("plan_section.staff_caption")
-        return HTML(f"<p>{html.escape(caption)}</p>{_html_table(table).data}")
+        return HTML(str(macro("note", caption, "")) + _html_table(table).data)
 
     def agents_table(self) -> HTML:
         """Customer-service agents per day: tickets forecast, needed / on duty, shortfalls."""
@@ -406,7 +405,7 @@ class PlanSection:
             columns=days,
         )
         caption = self._t("plan_section.agents_caption")
-        return HTML(f"<p>{html.escape(caption)}</p>{_html_table(table).data}")
+        return HTML(str(macro("note", caption, "")) + _html_table(table).data)
 
     def carrier_table(self) -> HTML:
         """Parcels per carrier and day against capacity, and the recent on-time rate."""
@@ -438,7 +437,7 @@ class PlanSection:
         table[self._t("plan_section.col.on_time")] = rates
         table.index.name = self._t("plan.col.carrier")
         caption = self._t("plan_section.carrier_caption", weeks=self.data.params.plan.share_weeks)
-        return HTML(f"<p>{html.escape(caption)}</p>{_html_table(table).data}")
+        return HTML(str(macro("note", caption, "")) + _html_table(table).data)
 
     # --- special orders ----------------------------------------------------------------
 
@@ -469,7 +468,7 @@ class PlanSection:
         table.index.name = self._t("plan.col.warehouse")
         types = " / ".join(self._t(f"order_type.{k}") for k in SPECIAL_TYPES)
         caption = self._t("plan_section.special_caption", types=types)
-        return HTML(f"<p>{html.escape(caption)}</p>{_html_table(table).data}")
+        return HTML(str(macro("note", caption, "")) + _html_table(table).data)
 
     def special_list(self) -> HTML:
         """The open special orders due soonest (overdue first), by name."""
@@ -507,7 +506,7 @@ class PlanSection:
             shown=len(soon),
             total=int((sp["status"] != "later").sum()),
         )
-        return HTML(f"<p>{html.escape(shown)}</p>{_html_table(table, index=False).data}")
+        return HTML(str(macro("note", shown, "")) + _html_table(table, index=False).data)
 
     # --- files ------------------------------------------------------------------------
 
