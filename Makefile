@@ -36,13 +36,14 @@ system-deps:
 	    || echo "warning: could not install fonts-noto-cjk; Chinese chart text may not render"; \
 	  rm -rf $$HOME/.cache/matplotlib; \
 	else echo "note: install a CJK font (Debian: fonts-noto-cjk) for Chinese chart text"; fi
-	@# Chromium, for the browser test of the meeting console (Playwright drives Debian's build).
+	@# Chromium, for the browser tests of the handouts and the meeting console (Playwright
+	@# drives Debian's build).
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing chromium (browser test of the meeting console)"; \
+	  echo "installing chromium (browser tests of the handouts and the meeting console)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	    || echo "warning: could not install chromium; the browser test skips (fails under CI=true)"; \
-	else echo "note: install Chromium (Debian: chromium) for the browser test of the console"; fi
+	    || echo "warning: could not install chromium; the browser tests skip (fail under CI=true)"; \
+	else echo "note: install Chromium (Debian: chromium) for the browser tests"; fi
 	@# PostgreSQL, for the store's tests on a real server (the tests start their own).
 	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

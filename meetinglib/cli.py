@@ -19,17 +19,21 @@ from typing import TYPE_CHECKING
 
 from meetinglib._version import __version__
 from meetinglib.analysis.kpi_table import kpi_table, root_changes, with_roots, write_kpis_csv
+from meetinglib.analysis.kpis import CATALOGUE, missing_columns
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
     EXIT_UNEXPECTED,
     MeetingError,
+    OutputExistsError,
     ParamsError,
     environment_error,
 )
 from meetinglib.core.i18n import LANGUAGES, t
 from meetinglib.core.params import DEMO_TEMPLATE, load_params
+from meetinglib.core.safename import inside
 from meetinglib.core.secrets import redact
 from meetinglib.data.dataset import load_week, resolve_week
+from meetinglib.data.propose import propose, render
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
 from meetinglib.meeting.actions import (
     action_list,
@@ -41,10 +45,16 @@ from meetinglib.meeting.actions import (
 from meetinglib.meeting.agenda import prepare_meeting, write_agenda_files
 from meetinglib.meeting.intake import add_issue, check_department, import_issues, write_template
 from meetinglib.meeting.minutes import record_minutes
-from meetinglib.meeting.notify import notice_message, send, write_eml, write_notice_bodies
+from meetinglib.meeting.notify import (
+    notice_message,
+    send,
+    write_eml,
+    write_notice_bodies,
+    write_other_languages,
+)
 from meetinglib.meeting.review import send_minutes
 from meetinglib.meeting.store import open_store
-from meetinglib.runner import default_params_file, run_week
+from meetinglib.runner import check_sections, default_params_file, run_week
 
 if TYPE_CHECKING:  # imported lazily at run time, so that `meeting --help` starts fast
     from meetinglib.core.params import Params
@@ -108,6 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for nb in result.notebooks:
         print(f"  {nb.name:<16} {nb.html}")
+    for section, reason in result.left_out.items():
+        print(f"  section '{section}' left out (optional in params): {reason}")
     print(t("cli.handouts_at", args.lang or "en", week=result.week, path=result.index))
     return 0
 
@@ -194,9 +206,55 @@ def _demo_meeting(args: argparse.Namespace) -> None:
     cmd_notice(ns)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Propose a standalone params file for an export; print which KPIs it supports."""
+    proposal = propose(args.source, args.table)
+    stem = Path(args.source).stem if "://" not in args.source else args.table
+    out = args.out or Path("params") / f"{stem}.yaml"
+    if out.exists() and not args.force:
+        raise OutputExistsError(
+            f"{out} exists; pass --force to overwrite it, or --out to write another file."
+        )
+    timezone = args.timezone or ("Asia/Shanghai" if proposal.chinese else "UTC")
+    provided = set(proposal.canonical)
+    support = {
+        key: missing_columns(key, lambda table: table == "orders", provided.__contains__)
+        for key in CATALOGUE
+    }
+    missing = {k: v for k, v in support.items() if v}
+    company = args.company or stem
+    text = render(proposal, out, company=company, timezone=timezone, missing=missing)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"params for {company} written to {out} ({proposal.rows_sampled:,} rows sampled)")
+    print(f"  columns mapped: {', '.join(f'{k} -> {v}' for k, v in proposal.columns.items())}")
+    if proposal.status_column:
+        print(
+            f"  status column {proposal.status_column}: cancelled = {proposal.status_cancelled}, "
+            f"delivered = {proposal.status_delivered}"
+        )
+    for note in proposal.date_notes:
+        print(f"  CHECK: {note}")
+    supported = [k for k, v in support.items() if not v]
+    print(f"KPIs supported ({len(supported)}): {', '.join(supported)}")
+    print("KPIs not available and what each needs:")
+    for key, needs in missing.items():
+        print(f"  {key}: {', '.join(needs)}")
+    print(f"next: check the lines marked CHECK, then `meeting validate --params {out}`")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     params = load_params(*_params_files(args))
     data = load_week(params, args.week, progress=_Progress(args.quiet))
+    # The same checks as a run: a section that cannot be computed fails here too.
+    for section, reason in check_sections(data, params.notebooks).items():
+        print(f"section '{section}' will be left out (optional): {reason}")
+    for table, aside, rows in data.quality.week_warnings:
+        print(
+            f"warning: {aside:,} of {rows:,} {table} rows of week {data.week} set aside, more "
+            f"than quality.max_quarantine_share ({params.quality.max_quarantine_share:.1%})"
+        )
     print(f"week {data.week}: {sum(data.quality.kept.values()):,} rows kept")
     frame = data.quality.to_frame(args.lang or params.language)
     print(frame.to_string(index=False) if len(frame) else "nothing set aside")
@@ -225,7 +283,8 @@ def cmd_issues_template(args: argparse.Namespace) -> int:
     params = _load(args)
     lang = args.lang or params.language
     department = check_department(args.dept, params.meeting.departments)
-    out = args.out or Path(f"issues-{department.replace('_', '-')}.{args.format}")
+    # Without --out the file goes in the working folder, never beside or above it.
+    out = args.out or inside(Path.cwd(), f"issues-{department.replace('_', '-')}.{args.format}")
     path = write_template(out, department, lang)
     print(f"issue template for {department}: {path}")
     print(
@@ -319,6 +378,8 @@ def cmd_agenda(args: argparse.Namespace) -> int:
     with open_store(params) as store:
         pack = prepare_meeting(params, store, week, args.lang)
     files = {**write_agenda_files(pack, out), **write_notice_bodies(pack, out)}
+    if not args.lang:  # and in every further language the params list
+        files.update(write_other_languages(pack, params, out))
     a = pack.agenda
     print(
         f"agenda for week {week}: {a.start:%Y-%m-%d %H:%M}–{a.end:%H:%M} ({a.tz}), "
@@ -518,6 +579,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders-per-week", type=int, default=20_000)
     p.add_argument("--fresh", action="store_true", help="regenerate the sample data")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("init", help="propose a params file for a company's own export")
+    p.add_argument("source", help="the exported file (CSV, XLSX, Parquet) or a database URL")
+    p.add_argument("--table", default="orders", help="database table to read (default: orders)")
+    p.add_argument("--out", type=Path, help="params file to write (default: params/<name>.yaml)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
+    p.add_argument("--company", help="company name (default: from the file name)")
+    p.add_argument("--timezone", help="zone of the export's times (default: guessed; check it)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("validate", help="load and validate a week; print what was set aside")
     with_run_options(p)

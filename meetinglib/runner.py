@@ -50,6 +50,7 @@ from meetinglib.core.errors import (
     NotebookExecutionError,
     NotebookNotFoundError,
     RunLockedError,
+    SectionError,
     environment_error,
 )
 from meetinglib.core.i18n import t
@@ -59,6 +60,9 @@ from meetinglib.core.secrets import redact_tree
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
+from meetinglib.report.charts import cjk_font
+from meetinglib.report.plan_section import SECTION as PLAN_SECTION
+from meetinglib.report.plan_section import plan_problem
 from meetinglib.report.render import page
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -90,6 +94,7 @@ class RunResult:
     index: Path
     manifest: Path
     notebooks: list[NotebookResult] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # optional sections left out, why
 
 
 def _quiet(_: str) -> None:
@@ -123,12 +128,17 @@ def run_week(
     say("loading and validating data")
     data = load_week(params, week, progress=lambda msg: say(f"  {msg}"))
     timings["load"] = time.perf_counter() - t0
+    # Sections the data and params cannot support fail the run before any notebook starts,
+    # unless params mark them optional (then the handout shows a box and the run lists them).
+    left_out = check_sections(data, names)
+    for section, reason in left_out.items():
+        say(f"section '{section}' left out (optional): {reason}")
     # The minutes handout exists only once a meeting has been recorded for the week.
     if notebooks is None and "minutes" not in names and has_minutes(params, data.week):
         names.append("minutes")
         sources.append(_notebook_path(params, "minutes"))
 
-    out_root = Path(params.output_dir)
+    out_root = Path(params.output_dir).resolve()  # the kernels run in another folder
     with _environment(out_root):
         out_root.mkdir(parents=True, exist_ok=True)
     with (
@@ -187,7 +197,9 @@ def run_week(
             final = out_root / str(data.week)
             with _environment(staging):
                 _carry_over(final, staging)
-                manifest = _write_manifest(staging, data, params, results, timings, languages)
+                manifest = _write_manifest(
+                    staging, data, params, results, timings, languages, left_out=left_out
+                )
                 index = _write_index(staging, data.week, params, results, languages)
             _publish(staging, final)
         except BaseException:
@@ -198,10 +210,33 @@ def run_week(
         NotebookResult(r.name, final / r.notebook.name, final / r.html.name, r.seconds, r.lang)
         for r in results
     ]
-    return RunResult(data.week, final, final / index.name, final / manifest.name, moved)
+    return RunResult(data.week, final, final / index.name, final / manifest.name, moved, left_out)
 
 
 PACKAGE_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
+
+def run_warnings() -> list[str]:
+    """What the run's outputs may lack because of the machine (recorded in the manifest)."""
+    out = []
+    if cjk_font() is None:
+        out.append(
+            "no CJK font installed: Chinese names in charts are drawn as empty boxes; install "
+            "one (Debian: fonts-noto-cjk, or `make system-deps`)"
+        )
+    return out
+
+
+def check_sections(data: WeekData, notebooks: Sequence[str] = ("data_report",)) -> dict[str, str]:
+    """Optional sections that cannot be computed, with why; raises SectionError for the others."""
+    if "data_report" not in notebooks:
+        return {}
+    problem = plan_problem(data)
+    if problem is None:
+        return {}
+    if PLAN_SECTION not in data.params.optional_sections:
+        raise SectionError(PLAN_SECTION, problem)
+    return {PLAN_SECTION: problem}
 
 
 def _notebook_path(params: Params, name: str) -> Path:
@@ -251,6 +286,11 @@ def _execute(
         if env is not None:
             raise env from None
         kept = _keep_failed(staging, out_root, stamp)
+        if exc.ename == "SectionError":
+            # A section that cannot be computed: its own exit code, not a notebook bug.
+            raise SectionError.from_message(
+                f"{exc.evalue} (notebook kept at {kept / executed.name})"
+            ) from None
         cell = f"cell [{exc.exec_count}]" if exc.exec_count else f"cell #{exc.cell_index}"
         first_line = (exc.source or "").strip().splitlines()[:1]
         where = f"{cell} ({first_line[0][:80]!r})" if first_line else cell
@@ -438,8 +478,12 @@ def _write_manifest(
     results: list[NotebookResult],
     timings: dict[str, float],
     languages: Sequence[str],
+    *,
+    left_out: dict[str, str] | None = None,
 ) -> Path:
     manifest = {
+        "warnings": run_warnings(),
+        "sections_left_out": dict(left_out or {}),
         "week": str(data.week),
         "window": {"start": data.window.start.isoformat(), "end": data.window.end.isoformat()},
         "generated_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -58,7 +58,7 @@ def write_params(folder: Path, source: Path, **extra: str) -> Path:
     lines = [
         "company: Test Shop",
         "timezone: Asia/Shanghai",
-        "history_weeks: 3",
+        f"history_weeks: {extra.pop('history_weeks', 3)}",
         f"source: {{kind: folder, path: '{source}'}}",
         f"notebooks_dir: '{extra.pop('notebooks_dir', ROOT / 'meetinglib' / 'notebooks')}'",
         f"output_dir: '{folder / 'outputs'}'",

@@ -291,3 +291,75 @@ def test_orders_loaded_matches_isin():
     assert (got["tickets"] == (t.isin(ids) | t.isna()).to_numpy()).all()
     assert len(got["after_sales"]) == 0
     assert not orders_loaded(frames, ids.iloc[:0])["settlements"].any()
+
+
+# --- the latest complete week ----------------------------------------------------------------
+
+
+def _counts_params(tmp_path, rows: list[str]):
+    from meetinglib.core.params import load_params
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    lines = ["order_id,order_type,created_at"] + [
+        f"O{i},normal,{when}" for i, when in enumerate(rows)
+    ]
+    (folder / "orders.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"company: T\ntimezone: Asia/Shanghai\nsource: {{path: '{folder}'}}\n", encoding="utf-8"
+    )
+    return load_params(path)
+
+
+def _week_of_orders(monday: str, n: int) -> list[str]:
+    start = pd.Timestamp(monday)
+    return [str(start + pd.Timedelta(hours=(i * 160) // max(n, 1))) for i in range(n)]
+
+
+def test_latest_complete_week_skips_a_tailing_off_extract_and_a_far_future_date(tmp_path):
+    from meetinglib.data.dataset import resolve_week
+
+    rows = []
+    for monday in ("2026-10-26", "2026-11-02", "2026-11-09", "2026-11-16"):
+        rows += _week_of_orders(monday, 20)
+    rows += _week_of_orders("2026-11-23", 3)  # the extract tails off: 3 orders, to Sunday
+    rows += ["2026-11-29 23:00:00"]
+    rows += ["2031-02-27 10:00:00"]  # one order dated 2031
+    params = _counts_params(tmp_path, rows)
+    # By hand: W48 has 4 orders < 0.5 x median 20 of the weeks before; W47 has 20.
+    assert str(resolve_week(params, None)) == "2026-W47"
+
+
+def test_no_data_hint_names_a_week_that_has_orders(tmp_path):
+    from meetinglib.core.errors import NoDataError
+    from meetinglib.data.dataset import load_week
+
+    rows = _week_of_orders("2026-11-02", 10) + _week_of_orders("2026-11-16", 10)
+    params = _counts_params(tmp_path, rows)
+    with pytest.raises(NoDataError, match=r"weeks 2026-W45 to 2026-W47.*--week 2026-W47"):
+        load_week(params, "2026-W46")
+
+
+def test_report_week_past_the_limit_warns_in_the_headline(tmp_path):
+    from meetinglib.data.dataset import load_week
+    from meetinglib.report.data_report import DataReport
+
+    rows = []
+    for monday in pd.date_range("2026-09-07", periods=10, freq="7D"):
+        rows += _week_of_orders(str(monday.date()), 100)
+    # 14 of the report week's 100 rows have an unparseable payment time: 1.4 % of the file
+    # (under the 2 % limit), 14 % of the week.
+    params = _counts_params(tmp_path, rows)
+    path = params.source.path / "orders.csv"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[0] += ",paid_at"
+    for i in range(1, len(lines)):
+        lines[i] += ",soon" if i > len(lines) - 1 - 100 and i % 7 == 0 else ","
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    bad = sum(1 for line in lines[-100:] if line.endswith(",soon"))
+    data = load_week(params, "2026-W46")
+    assert data.quality.week_warnings == [("orders", bad, 100)]
+    assert bad == 14  # lines 903..1001 with a number divisible by 7
+    note = DataReport(data, "en").headline_note().data
+    assert f"Data quality warning: {bad} of 100 orders rows of this week (14.0%)" in note

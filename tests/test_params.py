@@ -159,3 +159,10 @@ def test_no_file_given_means_the_demo(monkeypatch, tmp_path):
     assert p.company == "Demo Shop"
     assert p.files == (ROOT / "params" / "demo.yaml",)
     assert "WH-North" in p.plan.warehouses
+
+
+@pytest.mark.parametrize("name", ["olist.yaml", "oms.yaml"])
+def test_the_examples_load_standalone(name):
+    p = load_params(ROOT / "params" / "examples" / name)
+    assert p.targets and not p.plan.warehouses and not p.plan.promotions
+    assert p.source.tables["orders"].columns

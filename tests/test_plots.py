@@ -69,3 +69,20 @@ def test_long_titles_are_wrapped_inside_the_figure():
     artist = fig.axes[0]._left_title
     assert "\n" in artist.get_text()
     assert artist.get_window_extent(fig.canvas.get_renderer()).x1 <= fig.bbox.x1
+
+
+@pytest.mark.skipif(
+    plots.cjk_font() is None and not os.environ.get("CI"),
+    reason="no CJK font installed (make system-deps); required in CI",
+)
+def test_chinese_names_draw_in_english_handouts_too():
+    # A Chinese export's carriers and regions appear in the English handout's charts.
+    frame = pd.DataFrame({"normal": [5, 7]}, index=["顺丰", "中通"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)"
+        fig = plots.stacked_bars(
+            frame, title="Busiest carrier: 中通", xlabel="Carrier", ylabel="Orders",
+            labels=["Normal"], lang="en",
+        )  # fmt: skip
+        plots.png_bytes(fig)
+    assert plots.style("en")["font.sans-serif"][0] == "DejaVu Sans"

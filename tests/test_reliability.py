@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -502,6 +501,13 @@ CASES = [
         params={"source": {"kind": "sql", "url_env": "MEETINGLIB_TEST_MYSQL_URL"}},
     ),
     Case(
+        "store driver missing",
+        ["issues", "list"],
+        5,
+        "the database driver 'MySQLdb' is not installed",
+        params={"store": {"url_env": "MEETINGLIB_TEST_MYSQL_URL"}},
+    ),
+    Case(
         "outputs under a file",
         RUN,
         5,
@@ -518,6 +524,15 @@ def _ids(cases: list[Case]) -> list[str]:
 def test_the_table_is_big_enough() -> None:
     assert len(CASES) >= 60
     assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_docs_list_every_case_with_its_exit_code() -> None:
+    page = (Path(__file__).parents[1] / "docs" / "bad-input.md").read_text(encoding="utf-8")
+    missing = [c.id for c in CASES if f"| {c.id} | `meeting " not in page]
+    assert missing == []
+    for c in CASES:
+        line = next(x for x in page.splitlines() if x.startswith(f"| {c.id} | "))
+        assert f"| {c.code} |" in line, line
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
@@ -755,12 +770,35 @@ def test_read_only_outputs_are_the_environment(world, tmp_path, capsys) -> None:
         assert "This is a bug" not in err
 
 
-def test_manifest_and_progress_carry_no_credential(world, tmp_path, capsys, monkeypatch) -> None:
-    """A credential reaching a run through the environment is masked in what it writes."""
-    from meetinglib.core.secrets import redact
+def test_progress_and_manifest_mask_a_url_credential(world, tmp_path, capsys, monkeypatch):
+    """A credential reaching a run through the environment never shows: not in progress
+    lines, not in manifest.json, not in the error when the database lacks a table."""
+    import pandas as pd
+    import sqlalchemy as sa
 
-    line = "reading sqlite:////data/shop.db?password=hunter2 and postgresql://u:hunter2@h/db"
-    assert "hunter2" not in redact(line)
-    published = world["root"] / "outputs" / WEEK / "manifest.json"
-    manifest = json.loads(published.read_text(encoding="utf-8"))
-    assert "hunter2" not in json.dumps(manifest)
+    db = tmp_path / "shop.db"
+    url = f"sqlite:///{db}?password=hunter2"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    for csv_file in sorted(world["data"].glob("*.csv")):
+        pd.read_csv(csv_file, dtype=str).to_sql(csv_file.stem, engine, index=False)
+    engine.dispose()
+    monkeypatch.setenv("MEETINGLIB_TEST_SHOP_URL", url)
+    params = _params_file(
+        tmp_path,
+        world["data"],
+        source={"kind": "sql", "url_env": "MEETINGLIB_TEST_SHOP_URL"},
+        notebooks_dir=str(_notebooks(tmp_path / "nb", 0)),
+    )
+    code = main(["run", "--params", str(params), "--week", WEEK])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    manifest = (tmp_path / "outputs" / WEEK / "manifest.json").read_text(encoding="utf-8")
+    assert "hunter2" not in out + err + manifest
+
+    with sa.create_engine(f"sqlite:///{db}").begin() as conn:
+        conn.execute(sa.text("DROP TABLE orders"))
+    code = main(["validate", "--params", str(params), "--week", WEEK])
+    out, err = capsys.readouterr()
+    assert code == 3, err
+    assert "orders" in err and "password=***" in err
+    assert "hunter2" not in out + err

@@ -12,6 +12,7 @@ import pytest
 from IPython.display import HTML, Image, Markdown
 
 from meetinglib.analysis import plan as P
+from meetinglib.core.errors import SectionError
 from meetinglib.core.params import load_params
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.data.validate import QualityReport
@@ -185,7 +186,10 @@ def test_user_data_in_cells_is_escaped(week_data, sections):
 
 @pytest.mark.parametrize("lang", ["en", "zh-CN"])
 def test_missing_warehouse_in_params_gives_the_clear_message(week_data, tmp_path, sample, lang):
-    bare = load_params(write_params(tmp_path, sample.folder))  # no plan block at all
+    # Warehouses listed, but not those the orders come from; the section is optional.
+    listed = "{warehouses: {WH-North: {orders_per_person_hour: 10, staff: 5}}}"
+    params = write_params(tmp_path, sample.folder, plan=listed, optional_sections="[plan]")
+    bare = load_params(params)
     section = PlanSection(dataclasses.replace(week_data, params=bare), lang)
     assert section.plan is None
     note = section.summary().data
@@ -197,10 +201,29 @@ def test_missing_warehouse_in_params_gives_the_clear_message(week_data, tmp_path
     assert not (tmp_path / "out" / PLAN_FILE).exists()
 
 
+def test_missing_warehouse_fails_the_section_unless_optional(week_data, tmp_path, sample):
+    listed = "{warehouses: {WH-North: {orders_per_person_hour: 10, staff: 5}}}"
+    params = load_params(write_params(tmp_path, sample.folder, plan=listed))
+    section = PlanSection(dataclasses.replace(week_data, params=params), "en")
+    with pytest.raises(
+        SectionError, match=r"report section 'plan' cannot be computed: .*plan\.warehouses\.WH-East"
+    ):
+        section.summary()
+
+
+def test_without_resources_in_params_the_plan_leaves_them_out(week_data, tmp_path, sample):
+    bare = load_params(write_params(tmp_path, sample.folder))  # no plan block at all
+    section = PlanSection(dataclasses.replace(week_data, params=bare), "en")
+    assert section.plan is not None and section.plan.staffing is None
+    assert "Warehouse staffing left out" in section.staffing_table().data
+    assert "Carrier capacity left out" in section.carrier_table().data
+
+
 def test_short_history_gives_a_message_not_a_crash(week_data, tmp_path):
     orders = week_data.tables["orders"]
     late = orders[orders["created_at"] >= pd.Timestamp("2026-11-18", tz=TZ)]  # from Wednesday
-    data = dataclasses.replace(week_data, tables={"orders": late})
+    optional = week_data.params.model_copy(update={"optional_sections": ["plan"]})
+    data = dataclasses.replace(week_data, tables={"orders": late}, params=optional)
     section = PlanSection(data, "en")
     note = section.summary().data
     assert "No plan for 2026-W48" in note

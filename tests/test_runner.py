@@ -222,3 +222,12 @@ def test_bad_input_exit_3_names_file_and_column(tmp_path, sample, capsys):
     err = capsys.readouterr().err
     assert "column 'created_at' not in orders.csv; columns found: [" in err
     assert "Traceback" not in err
+
+
+def test_manifest_warns_when_no_cjk_font_is_installed(monkeypatch):
+    from meetinglib import runner
+
+    monkeypatch.setattr(runner, "cjk_font", lambda: None)
+    assert any("no CJK font installed" in w for w in runner.run_warnings())
+    monkeypatch.setattr(runner, "cjk_font", lambda: "Noto Sans CJK SC")
+    assert runner.run_warnings() == []

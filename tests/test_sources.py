@@ -29,6 +29,7 @@ from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import sources
 from meetinglib.data.sources import available_tables, last_event_time, read_table
+from meetinglib.data.validate import validate_table
 
 DATA = Path(__file__).parent / "data" / "sources"
 TZ = "Asia/Shanghai"
@@ -336,22 +337,21 @@ def test_csv_reads_only_the_canonical_columns(monkeypatch):
     assert "remark" not in frame.columns
 
 
-def test_csv_with_short_rows_is_read_and_long_rows_are_reported(tmp_path):
+def test_csv_rows_with_a_wrong_field_count_are_flagged_with_their_line(tmp_path):
+    # A truncated last line (fewer cells) and a long row (an unquoted delimiter): neither is
+    # read as if its cells were right; validation sets them aside under their rule.
     (tmp_path / "orders.csv").write_text(
-        "order_id,order_type,created_at,carrier\n1,normal,2026-01-05,SF\n2,normal,2026-01-06\n"
+        "order_id,order_type,created_at,carrier\n1,normal,2026-01-05,SF\n"
+        "2,normal,2026-01-06,SF,extra\n\n3,normal,2026-01-0"
     )
-    frame = read_table(_params(folder=tmp_path), "orders").frame
-    assert frame["carrier"].isna().tolist() == [False, True]
-    assert frame["_source_row"].tolist() == [2, 3]
-    (tmp_path / "orders.csv").write_text(
-        "order_id,order_type,created_at\n1,normal,2026-01-05\n2,normal,2026-01-06,SF\n"
-    )
-    with pytest.raises(
-        UnreadableSourceError,
-        match=r"cannot parse orders.csv .* with delimiter ',': .*line 3.*"
-        r"Check source.tables.orders.delimiter",
-    ):
-        read_table(_params(folder=tmp_path), "orders")
+    raw = read_table(_params(folder=tmp_path), "orders")
+    assert raw.frame["_source_row"].tolist() == [2, 3, 5]
+    assert raw.frame["_wrong_fields"].tolist() == [False, True, True]
+    clean, entries, quarantined = validate_table(raw, "Asia/Shanghai", 1.0)
+    assert clean["order_id"].tolist() == ["1"]
+    assert [(e.rule, e.rows) for e in entries][0] == ("wrong field count", 2)
+    assert quarantined["_source_row"].tolist() == [3, 5]
+    assert set(quarantined["_rule"]) == {"wrong field count"}
 
 
 def test_tab_separated_file_and_a_bad_delimiter(tmp_path):
@@ -735,3 +735,29 @@ def test_sql_available_tables_lists_configured_tables(tmp_path):
     assert read_table(params, "orders").frame["order_id"].tolist() == EXPECTED_IDS
     with pytest.raises(SourceNotFoundError, match=r"table 'cs_tickets' not found in database"):
         read_table(params, "tickets")
+
+
+def test_utf8_file_declared_gbk_is_refused_not_read_as_mojibake(tmp_path):
+    (tmp_path / "orders.csv").write_text(
+        "order_id,order_type,created_at,region\n1,normal,2026-01-05,华东\n", encoding="utf-8"
+    )
+    with pytest.raises(UnreadableSourceError, match=r"declared gbk but its text is UTF-8"):
+        read_table(_params(folder=tmp_path, orders={"encoding": "gbk"}), "orders")
+    # The same text really in GBK reads right.
+    (tmp_path / "orders.csv").write_text(
+        "order_id,order_type,created_at,region\n1,normal,2026-01-05,华东\n", encoding="gbk"
+    )
+    frame = read_table(_params(folder=tmp_path, orders={"encoding": "gbk"}), "orders").frame
+    assert frame["region"].tolist() == ["华东"]
+
+
+def test_replacement_characters_are_set_aside_with_their_rule(tmp_path):
+    (tmp_path / "orders.csv").write_text(
+        "order_id,order_type,created_at,region\n1,normal,2026-01-05,华东\n"
+        "2,normal,2026-01-05,\ufffd\ufffd\n",
+        encoding="utf-8",
+    )
+    raw = read_table(_params(folder=tmp_path), "orders")
+    clean, entries, quarantined = validate_table(raw, "Asia/Shanghai", 1.0)
+    assert clean["order_id"].tolist() == ["1"]
+    assert [(e.rule, e.column, e.rows) for e in entries] == [("replacement character", "region", 1)]

@@ -442,3 +442,12 @@ def test_a_batch_commits_all_or_nothing(two):
             due_date=dt.date(2026, 12, 1), status="later",
         )  # fmt: skip
     assert store_module.meeting_state(a, "2026-W47").decisions == ()
+
+
+def test_a_missing_database_driver_is_an_environment_failure():
+    from meetinglib.core.errors import DriverMissingError
+
+    url = "postgresql+nosuchdriver://u:secret@db.example/meetings"
+    with pytest.raises(DriverMissingError, match=r"nosuchdriver.*\*\*\*@db.example") as info:
+        Store.at(url)
+    assert info.value.exit_code == 5 and "secret" not in str(info.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import numpy as np
@@ -598,3 +599,62 @@ def test_categorical_input_as_the_source_delivers_it():
     ]
     assert clean["case_id"].tolist() == ["1", "2", "3"]
     assert clean["kind"].tolist() == ["return", "exchange", "unmapped"]
+
+
+# --- dates: day first, ambiguous, implausible ------------------------------------------------
+
+
+def test_day_first_dates_are_read_in_the_order_their_values_show():
+    got = created(["09/11/2026 08:30:00", "25/11/2026 09:00:00", "01/12/2026 10:00:00"])
+    assert got.tolist() == [
+        stamp("2026-11-09 08:30"),
+        stamp("2026-11-25 09:00"),
+        stamp("2026-12-01 10:00"),
+    ]
+    month_first = created(["11/09/2026 08:30:00", "11/25/2026 09:00:00"])
+    assert month_first.tolist() == [stamp("2026-11-09 08:30"), stamp("2026-11-25 09:00")]
+
+
+def test_ambiguous_day_month_dates_are_refused_not_guessed():
+    from meetinglib.core.errors import AmbiguousDatesError
+
+    raw = raw_table(
+        "orders",
+        {
+            "order_id": ["A", "B"],
+            "order_type": ["normal"] * 2,
+            "created_at": ["09/11/2026", "03/04/2026"],
+        },
+    )
+    with pytest.raises(
+        AmbiguousDatesError,
+        match=r"orders\.csv: column 'created_at' holds dates like '09/11/2026'.*timestamp_format",
+    ):
+        validate_table(raw, TZ, 1.0)
+
+
+def test_implausible_dates_are_set_aside_with_their_rule():
+    from meetinglib.data.validate import plausible_range
+
+    raw = raw_table(
+        "orders",
+        {
+            "order_id": ["A", "B", "C", "D"],
+            "order_type": ["normal"] * 4,
+            "created_at": [
+                "2026-11-16 08:00",
+                "2031-02-27 08:00",
+                "1900-01-01 00:00",
+                "2026-11-17",
+            ],
+            "paid_at": [None, None, None, "2031-01-01 00:00"],
+        },
+    )
+    plausible = plausible_range(dt.date(2000, 1, 1), 2, TZ, today=dt.date(2026, 11, 30))
+    clean, entries, quarantined = validate_table(raw, TZ, 1.0, plausible)
+    assert clean["order_id"].tolist() == ["A"]
+    assert [(e.column, e.rule, e.rows) for e in entries] == [
+        ("created_at", "implausible date", 2),
+        ("paid_at", "implausible date", 1),
+    ]
+    assert quarantined["_rule"].tolist() == ["implausible date"] * 3

@@ -1032,10 +1032,10 @@ class NextWeekPlan:
     backtest: pd.DataFrame
     backtest_summary: BacktestSummary
     warehouse_shares: pd.DataFrame
-    staffing: pd.DataFrame  # warehouse_staffing
+    staffing: pd.DataFrame | None  # warehouse_staffing; None without plan.warehouses
     customer_service: pd.DataFrame | None  # None without tickets or plan.customer_service
-    carriers: pd.DataFrame  # carrier_allocation, per day
-    carrier_summary: pd.DataFrame
+    carriers: pd.DataFrame | None  # carrier_allocation, per day; None without plan.carriers
+    carrier_summary: pd.DataFrame | None
     special_orders: pd.DataFrame  # open_special_orders
     special_counts: pd.DataFrame  # special_order_counts
     unusual_days: pd.DataFrame  # history days left out as unusual: day, series, actual, usual
@@ -1058,15 +1058,19 @@ class NextWeekPlan:
                 coverage=self.params.plan.interval,
             ),
             self.backtest_summary.sentence(lang),
-            _shortfall_sentence(self.staffing, "staff_gap", "plan.staff", lang, by="warehouse"),
         ]
+        if self.staffing is not None:
+            out.append(
+                _shortfall_sentence(self.staffing, "staff_gap", "plan.staff", lang, by="warehouse")
+            )
         if self.customer_service is not None:
             cs = self.customer_service
             out.append(_shortfall_sentence(cs, "agents_gap", "plan.agents", lang))
-        over = self.carrier_summary.index[self.carrier_summary["days_over_capacity"] > 0]
+        summary = self.carrier_summary
+        over = [] if summary is None else summary.index[summary["days_over_capacity"] > 0]
         if len(over):
             out.append(t("plan.carriers.over_capacity", lang, carriers=", ".join(over)))
-        low = self.carrier_summary.index[self.carrier_summary["low_on_time"]]
+        low = [] if summary is None else summary.index[summary["low_on_time"]]
         if len(low):
             out.append(
                 t(
@@ -1143,14 +1147,22 @@ def next_week_plan(
 
     files = _params_files(params)
     wh_shares = recent_shares(orders, "warehouse", week, tz, plan.share_weeks)
-    _check_known(wh_shares, plan.warehouses, "warehouses", files)
-    wh_shares = _with_idle(wh_shares, plan.warehouses)
-    staffing = warehouse_staffing(warehouse_load(order_fc, wh_shares), plan, files)
-    carrier_shares = recent_shares(orders, "carrier", week, tz, plan.share_weeks)
-    _check_known(carrier_shares, plan.carriers, "carriers", files)
-    carrier_shares = _with_idle(carrier_shares, plan.carriers)
-    on_time = carrier_on_time_rates(orders, week, tz, plan.share_weeks)
-    carriers, carrier_summary = carrier_allocation(order_fc, carrier_shares, on_time, plan, files)
+    # Without warehouses (carriers) in the params the plan leaves their part out instead
+    # of failing: a company's params need not describe its resources on day one.
+    staffing = None
+    if plan.warehouses:
+        _check_known(wh_shares, plan.warehouses, "warehouses", files)
+        wh_shares = _with_idle(wh_shares, plan.warehouses)
+        staffing = warehouse_staffing(warehouse_load(order_fc, wh_shares), plan, files)
+    carriers = carrier_summary = None
+    if plan.carriers:
+        carrier_shares = recent_shares(orders, "carrier", week, tz, plan.share_weeks)
+        _check_known(carrier_shares, plan.carriers, "carriers", files)
+        carrier_shares = _with_idle(carrier_shares, plan.carriers)
+        on_time = carrier_on_time_rates(orders, week, tz, plan.share_weeks)
+        carriers, carrier_summary = carrier_allocation(
+            order_fc, carrier_shares, on_time, plan, files
+        )
     special = open_special_orders(orders, week, tz, params.sla.ship_hours)
     return NextWeekPlan(
         week=week,
@@ -1228,51 +1240,10 @@ def plan_frame(plan: NextWeekPlan) -> pd.DataFrame:
             )
         parts.append(tickets)
     st = plan.staffing
-    parts.append(
-        pd.DataFrame(
-            {
-                "day": st["day"],
-                "section": "warehouse",
-                "item": st["warehouse"],
-                "unit": "people",
-                "forecast": st["orders"],
-                "lower": st["orders_lower"],
-                "upper": st["orders_upper"],
-                "needed": st["staff_needed"],
-                "needed_upper": st["staff_needed_upper"],
-                "available": st["staff_available"],
-                "gap": st["staff_gap"],
-                "utilisation": st["utilisation"],
-                "flag": np.where(st["short"], "short", ""),
-            }
-        )
-    )
-    ca = plan.carriers
-    low = ca["carrier"].map(plan.carrier_summary["low_on_time"]).fillna(False).to_numpy(bool)
-    flags = (
-        pd.Series(np.where(ca["over_capacity"], "over_capacity;", ""), dtype=object)
-        + np.where(ca["at_risk"] & ~ca["over_capacity"], "at_risk;", "")
-        + np.where(low, "low_on_time;", "")
-    ).str.rstrip(";")
-    parts.append(
-        pd.DataFrame(
-            {
-                "day": ca["day"],
-                "section": "carrier",
-                "item": ca["carrier"],
-                "unit": "parcels",
-                "forecast": ca["parcels"],
-                "lower": ca["parcels_lower"],
-                "upper": ca["parcels_upper"],
-                "needed": ca["parcels"],
-                "needed_upper": ca["parcels_upper"],
-                "available": ca["capacity"],
-                "gap": ca["parcels"] - ca["capacity"],
-                "utilisation": ca["utilisation"],
-                "flag": flags.to_numpy(),
-            }
-        )
-    )
+    if st is not None:
+        parts.append(_staffing_rows(st))
+    if plan.carriers is not None and plan.carrier_summary is not None:
+        parts.append(_carrier_rows(plan.carriers, plan.carrier_summary))
     frame = pd.concat(parts, ignore_index=True).reindex(columns=list(PLAN_COLUMNS))
     frame["flag"] = frame["flag"].fillna("")
     numbers = ["forecast", "lower", "upper", "needed", "needed_upper", "available", "gap"]
@@ -1280,3 +1251,49 @@ def plan_frame(plan: NextWeekPlan) -> pd.DataFrame:
     order = frame["section"].map({s: i for i, s in enumerate(SECTIONS)})
     frame = frame.assign(_order=order).sort_values(["day", "_order"], kind="stable")
     return frame.drop(columns="_order").reset_index(drop=True)
+
+
+def _staffing_rows(st: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "day": st["day"],
+            "section": "warehouse",
+            "item": st["warehouse"],
+            "unit": "people",
+            "forecast": st["orders"],
+            "lower": st["orders_lower"],
+            "upper": st["orders_upper"],
+            "needed": st["staff_needed"],
+            "needed_upper": st["staff_needed_upper"],
+            "available": st["staff_available"],
+            "gap": st["staff_gap"],
+            "utilisation": st["utilisation"],
+            "flag": np.where(st["short"], "short", ""),
+        }
+    )
+
+
+def _carrier_rows(ca: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    low = ca["carrier"].map(summary["low_on_time"]).fillna(False).to_numpy(bool)
+    flags = (
+        pd.Series(np.where(ca["over_capacity"], "over_capacity;", ""), dtype=object)
+        + np.where(ca["at_risk"] & ~ca["over_capacity"], "at_risk;", "")
+        + np.where(low, "low_on_time;", "")
+    ).str.rstrip(";")
+    return pd.DataFrame(
+        {
+            "day": ca["day"],
+            "section": "carrier",
+            "item": ca["carrier"],
+            "unit": "parcels",
+            "forecast": ca["parcels"],
+            "lower": ca["parcels_lower"],
+            "upper": ca["parcels_upper"],
+            "needed": ca["parcels"],
+            "needed_upper": ca["parcels_upper"],
+            "available": ca["capacity"],
+            "gap": ca["parcels"] - ca["capacity"],
+            "utilisation": ca["utilisation"],
+            "flag": flags.to_numpy(),
+        }
+    )

@@ -18,6 +18,8 @@ EXIT_NOTEBOOK = 4
 EXIT_ENVIRONMENT = 5
 # Another run of the same week holds its lock and did not finish within the wait.
 EXIT_BUSY = 6
+# A report section cannot be computed (and params do not mark it optional).
+EXIT_SECTION = 7
 
 
 class MeetingError(Exception):
@@ -96,6 +98,32 @@ class WeekFormatError(ParamsError):
 # --- input data -----------------------------------------------------------------
 
 
+class OutputExistsError(ParamsError):
+    """A file would be overwritten without --force."""
+
+
+class SectionError(MeetingError):
+    """A report section cannot be computed from the data and params."""
+
+    exit_code = EXIT_SECTION
+
+    def __init__(self, section: str, reason: str):
+        self.section, self.reason = section, reason
+        super().__init__(
+            f"report section '{section}' cannot be computed: {reason.rstrip('.')}. Fix the "
+            f"params or the data, or list '{section}' under optional_sections in the params "
+            "to publish the handouts without it."
+        )
+
+    @classmethod
+    def from_message(cls, message: str) -> SectionError:
+        """The error with a message already written (e.g. relayed from a notebook)."""
+        error = cls.__new__(cls)
+        error.section, error.reason = "", message
+        MeetingError.__init__(error, message)
+        return error
+
+
 class InputDataError(MeetingError):
     """The input data cannot be used as it is."""
 
@@ -127,6 +155,10 @@ class TooManyQuarantinedError(InputDataError):
 
 class NoDataError(InputDataError):
     """The requested week has no data in the source."""
+
+
+class AmbiguousDatesError(InputDataError):
+    """Dates like 09/11/2026 read day-first or month-first, and no value tells which."""
 
 
 # --- notebooks and handouts -----------------------------------------------------
@@ -213,7 +245,8 @@ class DriverMissingError(EnvironmentProblem):
         super().__init__(
             url,
             f"the database driver '{driver}' is not installed for",
-            f"Install it into this environment (pip install {driver}) or use another URL.",
+            "Install the database's driver package into this environment (for PostgreSQL: "
+            "pip install 'psycopg[binary]') or use another URL.",
         )
 
 
@@ -226,7 +259,7 @@ class RunLockedError(MeetingError):
         self.week, self.lock = str(week), str(lock)
         super().__init__(
             f"another run of {week} is in progress ({holder}); waited {waited:g} s for "
-            f"its lock {lock}. Run again when it has finished, or raise 'run.lock_wait'."
+            f"its lock {lock}. Run again when it has finished, or raise 'run.lock_wait_seconds'."
         )
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# Column a CSV source adds to a raw table: True where a line's cell count differs from the
+# header's (validation sets such rows aside under "wrong field count").
+WRONG_FIELDS_COL = "_wrong_fields"
+
 Kind = Literal["id", "category", "text", "timestamp", "float", "int"]
 
 ORDER_TYPES = ("normal", "special", "after_sales")

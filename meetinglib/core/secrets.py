@@ -44,7 +44,10 @@ SECRET_NAMES = frozenset(
 )
 
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@?#]*):(?P<pw>[^@\s/]*)@")
-_QUERY = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>[^&;#\s'\"]*)")
+# A value ends before sentence punctuation that follows the URL in a message.
+_QUERY = re.compile(
+    r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>(?:[^&;#\s'\"]*[^&;#\s'\".,)])?)"
+)
 
 
 def _is_secret_name(name: str) -> bool:

@@ -43,6 +43,7 @@ from meetinglib.data.sources import SourceInfo
 from meetinglib.data.validate import (
     QualityReport,
     QuarantineEntry,
+    parse_times,
     plausible_range,
     set_aside_in,
     validate_table,
@@ -237,10 +238,60 @@ def selection_window(params: Params, week: IsoWeek) -> Window:
     return Window(start, week.end(tz))
 
 
+def weekly_order_counts(params: Params) -> pd.Series:
+    """Orders created per ISO week over the whole source (plausible dates only), every week
+    from the first to the last with data listed (0 for a week without orders)."""
+    tz = params.timezone
+    values, fmt, zone = sources.created_values(params)
+    created = parse_times(values, zone, fmt, tz).dropna()
+    low, high = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
+    if low is not None:
+        created = created[created >= low]
+    if high is not None:
+        created = created[created <= high]
+    if created.empty:
+        return pd.Series(dtype="int64")
+    mondays = created.dt.tz_localize(None).dt.normalize() - pd.to_timedelta(
+        created.dt.weekday, unit="D"
+    )
+    counts = mondays.value_counts()
+    first, last = counts.index.min(), counts.index.max()
+    full = pd.date_range(first, last, freq="7D")
+    counts = counts.reindex(full, fill_value=0).astype("int64")
+    counts.index = [IsoWeek.containing(d) for d in full]
+    counts.attrs["last_event"] = created.max()
+    return counts
+
+
+def complete_week(counts: pd.Series, params: Params) -> IsoWeek:
+    """The latest complete week: the latest whose orders reach ``complete_week_share`` of the
+    median of the ``complete_week_history`` weeks before it (a week of the extract's tail
+    that has few or no orders is not it). The week of the last order counts only when the
+    data reaches into its Sunday (``weeks.latest_complete_week``). Always a week with orders.
+    """
+    share, history = params.quality.complete_week_share, params.quality.complete_week_history
+    weeks = list(counts.index)
+    last_event = counts.attrs.get("last_event")
+    newest = len(weeks) - 1
+    if last_event is not None and latest_complete_week(last_event, params.timezone) != weeks[-1]:
+        newest -= 1
+    for i in range(max(newest, 0), -1, -1):
+        if counts.iloc[i] == 0:
+            continue
+        before = counts.iloc[max(0, i - history) : i]
+        if before.empty or counts.iloc[i] >= share * float(np.median(before)):
+            return weeks[i]
+    return weeks[int(np.flatnonzero(counts.to_numpy() > 0)[-1])]
+
+
 def resolve_week(params: Params, week: IsoWeek | str | None) -> IsoWeek:
-    """The week asked for, or the latest complete week of the orders source."""
+    """The week asked for, or the latest complete week of the orders source (``complete_week``)."""
     if week is None:
-        return latest_complete_week(sources.last_event_time(params), params.timezone)
+        counts = weekly_order_counts(params)
+        if counts.empty:
+            sources.last_event_time(params)  # raises NoDataError naming the source
+            raise NoDataError("no order of the source has a plausible created_at")
+        return complete_week(counts, params)
     return IsoWeek.parse(week)
 
 
@@ -289,15 +340,10 @@ def orders_loaded(frames: dict[str, pd.DataFrame], order_ids: pd.Series) -> dict
 
 def _weeks_covered(params: Params) -> tuple[IsoWeek, IsoWeek, IsoWeek] | None:
     """First, last and latest complete week of the whole orders source (read without a window)."""
-    raw = sources.read_table(params, "orders")
-    if raw is None:
+    counts = weekly_order_counts(params)
+    if counts.empty:
         return None
-    clean, _, _ = validate_table(raw, params.timezone, 1.0)
-    created = clean["created_at"].dropna()
-    if created.empty:
-        return None
-    first, last = IsoWeek.containing(created.min()), IsoWeek.containing(created.max())
-    return first, last, max(first, latest_complete_week(created.max(), params.timezone))
+    return counts.index[0], counts.index[-1], complete_week(counts, params)
 
 
 def _no_data(params: Params, week: IsoWeek, location: str) -> NoDataError:

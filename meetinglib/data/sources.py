@@ -57,7 +57,7 @@ from meetinglib.core.errors import (
     UnreadableSourceError,
 )
 from meetinglib.core.params import AmountSource, Params, TableSource
-from meetinglib.core.schema import SCHEMAS, TableSchema
+from meetinglib.core.schema import SCHEMAS, WRONG_FIELDS_COL, TableSchema
 from meetinglib.core.secrets import redact
 from meetinglib.core.weeks import Window
 
@@ -179,6 +179,42 @@ def last_event_time(params: Params) -> pd.Timestamp:
             "and source.tables.orders.timestamp_format in the params."
         )
     return latest.tz_convert(params.timezone)
+
+
+def created_values(params: Params) -> tuple[pd.Series, str | None, str]:
+    """Every ``orders.created_at`` of the source as read (text or timestamps), with the
+    timestamp format and zone of the orders' source; only that column is read."""
+    schema = _schema("orders")
+    ts = _table_source(params, "orders")
+    _check_mapping(params, "orders", ts)
+    tz = ts.timezone or params.timezone
+    parts: list[pd.Series] = []
+    if params.source.kind == "sql":
+        with _connection(params) as conn:
+            found = _sql_columns(params, conn, schema, ts)
+            assert found is not None  # orders is required: _sql_columns raised already
+            label, clause, types = found
+            selected = _select_columns(list(types), schema, ts, f"sql:{label}", ["created_at"])
+            column = clause.c[next(iter(selected))]
+            parts.append(pd.Series(conn.execute(sa.select(column)).scalars().all(), dtype=object))
+    else:
+        located = _locate(params, schema)
+        assert located is not None  # orders is required: _locate raised already
+        files, fmt = located
+        for path in files:
+            if fmt == "parquet":
+                arrow_schema = _parquet_schema(path)
+                selected = _select_columns(
+                    arrow_schema.names, schema, ts, path.name, ["created_at"]
+                )
+                with pq.ParquetFile(path) as pf:
+                    values = pf.read(columns=[next(iter(selected))]).column(0)
+                parts.append(values.to_pandas())
+            else:
+                reader = _read_csv if fmt == "csv" else _read_xlsx
+                parts.append(reader(path, schema, ts, ["created_at"])["created_at"])
+    values = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return values.reset_index(drop=True), ts.timestamp_format, tz
 
 
 # --- params helpers -----------------------------------------------------------------
@@ -366,7 +402,7 @@ def _finish(frame: pd.DataFrame, schema: TableSchema, ts: TableSource) -> pd.Dat
     """Apply value maps, turn empty strings into NA, order columns, type ``_source_row``."""
     out = {}
     for name in frame.columns:
-        if name == SOURCE_ROW:
+        if name in (SOURCE_ROW, WRONG_FIELDS_COL):
             continue
         s = frame[name]
         if name == STATUS_COLUMN:
@@ -380,6 +416,8 @@ def _finish(frame: pd.DataFrame, schema: TableSchema, ts: TableSource) -> pd.Dat
             out[name] = _blank_to_na(s)
     result = pd.DataFrame(out, index=frame.index, copy=False)
     result[SOURCE_ROW] = frame[SOURCE_ROW].astype("Int64")
+    if WRONG_FIELDS_COL in frame.columns and bool(frame[WRONG_FIELDS_COL].any()):
+        result[WRONG_FIELDS_COL] = frame[WRONG_FIELDS_COL].to_numpy(dtype=bool)
     return result.reset_index(drop=True)
 
 
@@ -635,11 +673,37 @@ def _csv_encodings(path: Path, encoding: str) -> tuple[str, ...]:
     return (encoding,)
 
 
+_CHINESE_CODECS = frozenset({"gbk", "gb18030", "gb2312", "big5"})
+_SNIFF_BYTES = 1 << 20
+
+
+def _is_utf8(path: Path) -> bool:
+    """Whether the file's first megabyte is UTF-8 with some non-ASCII text in it."""
+    with path.open("rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    if head.isascii():
+        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        # Not final: a character cut at the end of the sample is not an error.
+        decoder.decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _read_csv(
     path: Path, schema: TableSchema, ts: TableSource, wanted: list[str] | None = None
 ) -> pd.DataFrame:
     """Read the selected columns of a CSV as text; ``_source_row`` is the line number."""
     tried = _csv_encodings(path, ts.encoding)
+    if len(tried) == 1 and codecs.lookup(tried[0]).name in _CHINESE_CODECS and _is_utf8(path):
+        # UTF-8 bytes decode as GBK too, into mojibake (华东 -> 鍗庝笢), without any error.
+        raise UnreadableSourceError(
+            f"{path.name} ({path}) is declared {ts.encoding} but its text is UTF-8: read as "
+            f"{ts.encoding} it would turn into garbled characters. Set `encoding: utf-8` "
+            f"(or `auto`) under source.tables.{schema.name} in the params."
+        )
     for encoding in tried:
         try:
             return _read_csv_as(path, encoding, schema, ts, wanted)
@@ -663,13 +727,43 @@ def _read_csv_as(
     try:
         frame = _read_csv_arrow(path, encoding, ts.delimiter, len(header), positions)
     except pa.ArrowInvalid:
-        # Rows with a missing or extra cell, or bytes invalid in the encoding: the pandas
-        # parser fills short rows, names the bad line, or raises UnicodeDecodeError.
-        frame = _read_csv_pandas(path, encoding, ts.delimiter, schema.name, list(selected))
+        # Rows with a missing or extra cell, or bytes invalid in the encoding: read record
+        # by record, flagging wrong cell counts (or raising UnicodeDecodeError).
+        frame = _read_csv_records(path, encoding, ts.delimiter, len(header), positions)
+        frame = frame.rename(columns=selected)
+        return _drop_empty_rows(frame[[*selected.values(), SOURCE_ROW, WRONG_FIELDS_COL]])
     frame = frame.rename(columns=selected)[list(selected.values())]
     # Header is line 1; a quoted cell with line breaks makes its record span several lines.
     frame[SOURCE_ROW] = _record_lines(path, encoding, ts.delimiter, len(frame))
     return _drop_empty_rows(frame)
+
+
+def _read_csv_records(
+    path: Path, encoding: str, delimiter: str, width: int, positions: dict[str, int]
+) -> pd.DataFrame:
+    """The selected columns record by record, flagging records whose cell count is not the
+    header's (a truncated last line, an unquoted delimiter inside a value): validation sets
+    them aside under "wrong field count" instead of reading shifted or missing cells."""
+    values: dict[str, list[str | None]] = {name: [] for name in positions}
+    lines: list[int] = []
+    wrong: list[bool] = []
+    with path.open(encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        next(reader, None)
+        start = reader.line_num + 1
+        for record in reader:
+            # The record's first line (a quoted cell may span several).
+            lines.append(start)
+            start = reader.line_num + 1
+            blank = not record or record == [""]
+            wrong.append(not blank and len(record) != width)
+            for name, at in positions.items():
+                cell = record[at] if at < len(record) and not blank else ""
+                values[name].append(cell if cell != "" else None)
+    frame = pd.DataFrame({name: pd.Series(v, dtype="str") for name, v in values.items()})
+    frame[SOURCE_ROW] = pd.array(lines, dtype="Int64")
+    frame[WRONG_FIELDS_COL] = np.asarray(wrong, dtype=bool)
+    return frame
 
 
 def _record_lines(path: Path, encoding: str, delimiter: str, records: int) -> np.ndarray:
@@ -735,35 +829,9 @@ def _read_csv_arrow(
     return frame
 
 
-def _read_csv_pandas(
-    path: Path, encoding: str, delimiter: str, table: str, columns: list[str]
-) -> pd.DataFrame:
-    try:
-        # All columns, not usecols: with usecols pandas silently drops the extra cells of
-        # a long row (often an unquoted delimiter inside a value) instead of reporting it.
-        frame = pd.read_csv(
-            path,
-            sep=delimiter,
-            encoding=encoding,
-            index_col=False,
-            dtype=str,
-            # Only empty cells are missing: "NA" may be a region, "null" a name.
-            keep_default_na=False,
-            na_values=[""],
-            skip_blank_lines=False,
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise UnreadableSourceError(
-            f"cannot parse {path.name} ({path}) as CSV with delimiter {delimiter!r}: "
-            f"{str(exc).strip()}. "
-            f"Check source.tables.{table}.delimiter and that the file is a complete export."
-        ) from None
-    return frame[columns]
-
-
 def _drop_empty_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows with no value in any column read (blank lines, Excel's trailing rows)."""
-    data = frame.drop(columns=SOURCE_ROW)
+    data = frame.drop(columns=[SOURCE_ROW, WRONG_FIELDS_COL], errors="ignore")
     if data.columns.empty:
         return frame
     empty = data.isna().all(axis=1)

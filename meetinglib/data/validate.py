@@ -63,11 +63,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.tseries.api import guess_datetime_format
 
-from meetinglib.core.errors import MissingColumnError, TooManyQuarantinedError
+from meetinglib.core.errors import (
+    AmbiguousDatesError,
+    MissingColumnError,
+    TooManyQuarantinedError,
+)
 from meetinglib.core.i18n import t
-from meetinglib.core.schema import SCHEMAS, Column, TableSchema
+from meetinglib.core.schema import SCHEMAS, WRONG_FIELDS_COL, Column, TableSchema
 
 if TYPE_CHECKING:
     from meetinglib.core.weeks import Window
@@ -109,8 +114,6 @@ RULES = (
 KEPT_RULES = frozenset({UNKNOWN_VALUE, MILESTONE_ORDER})
 # The value an unknown category value is kept as.
 UNMAPPED = "unmapped"
-# Column of a raw CSV table: True where the line's cell count differs from the header's.
-WRONG_FIELDS_COL = "_wrong_fields"
 
 # (table, column): inclusive (low, high) bounds; None leaves that side open.
 RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
@@ -146,6 +149,8 @@ _HAS_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:[zZ]|UTC|GMT|[+-]\d\d(?::?\d\
 # Digits, something else, digits: worth a value-by-value parse (bare numbers are not).
 _DATE_LIKE = r"\d+\D+\d+"
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
+# A numeric date with the year last: day and month in an order only the values can tell.
+_DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\b"
 
 
 @dataclass(frozen=True)
@@ -391,8 +396,37 @@ def _to_zone(parsed: pd.Series, zone: str, tz: str) -> pd.Series:
     return parsed if parsed.dt.unit == TIMESTAMP_UNIT else parsed.dt.as_unit(TIMESTAMP_UNIT)
 
 
+class _AmbiguousDates(ValueError):
+    """Day/month dates (09/11/2026) where no value has a day above 12 in either place."""
+
+    def __init__(self, example: str):
+        super().__init__(example)
+        self.example = example
+
+
+def day_first(texts: pd.Series) -> bool | None:
+    """Whether numeric dates like 09/11/2026 put the day first, judged from the values.
+
+    True when some value's first number exceeds 12 (and none's second), False the other way
+    round; None when no value tells (or they disagree), or no value is such a date.
+    """
+    parts = texts.str.extract(_DAY_MONTH, expand=True).dropna()
+    if parts.empty:
+        return None
+    first, second = parts[0].astype(int), parts[1].astype(int)
+    if (first > 12).any() and not (second > 12).any():
+        return True
+    if (second > 12).any() and not (first > 12).any():
+        return False
+    return None
+
+
 def _parse_texts(texts: pd.Series, fmt: str | None, utc: bool) -> pd.Series:
-    """Parse non-empty texts; NaT where a text does not parse."""
+    """Parse non-empty texts; NaT where a text does not parse.
+
+    Numeric day/month dates are read in the order their values show (a day above 12);
+    when no value shows it, _AmbiguousDates is raised rather than guessing month-first.
+    """
     if fmt:
         return pd.to_datetime(texts, format=fmt, errors="coerce", utc=utc)
     parsed = pd.to_datetime(texts, format="ISO8601", errors="coerce", utc=utc)
@@ -400,6 +434,20 @@ def _parse_texts(texts: pd.Series, fmt: str | None, utc: bool) -> pd.Series:
     if not failed.any():
         return parsed
     rest = texts[failed]
+    numeric = rest[rest.str.contains(_DAY_MONTH, regex=True)]
+    if len(numeric):
+        order = day_first(numeric)
+        if order is None:
+            raise _AmbiguousDates(str(numeric.iloc[0]))
+        sample = str(numeric.iloc[0])
+        guessed_numeric = guess_datetime_format(sample, dayfirst=order)
+        if guessed_numeric:
+            parsed = parsed.fillna(
+                pd.to_datetime(rest, format=guessed_numeric, errors="coerce", utc=utc)
+            )
+            rest = texts[parsed.isna()]
+            if rest.empty:
+                return parsed
     guessed = guess_datetime_format(rest.iloc[0])
     if guessed:
         parsed = parsed.fillna(pd.to_datetime(rest, format=guessed, errors="coerce", utc=utc))
@@ -443,6 +491,11 @@ def _coerce_timestamp(s: pd.Series, zone: str, fmt: str | None, tz: str) -> _Coe
     return _Coerced(values, missing, bad)
 
 
+def parse_times(values: pd.Series, zone: str, fmt: str | None, tz: str) -> pd.Series:
+    """Timestamps (or timestamp texts) as tz-aware times in ``tz``; NaT where unparseable."""
+    return _coerce_timestamp(values.reset_index(drop=True), zone, fmt, tz).values
+
+
 def _coerce_number(s: pd.Series, kind: str) -> _Coerced:
     if pd.api.types.is_integer_dtype(s.dtype):
         # Already whole numbers (Parquet, SQL): nothing can be unparseable.
@@ -474,7 +527,16 @@ def _coerce_number(s: pd.Series, kind: str) -> _Coerced:
 
 def _coerce(raw: RawTable, col: Column, s: pd.Series, tz: str) -> _Coerced:
     if col.kind == "timestamp":
-        return _coerce_timestamp(s, raw.timezone, raw.timestamp_format, tz)
+        try:
+            return _coerce_timestamp(s, raw.timezone, raw.timestamp_format, tz)
+        except _AmbiguousDates as exc:
+            raise AmbiguousDatesError(
+                f"{source_name(raw.info.location)}: column '{col.name}' holds dates like "
+                f"'{exc.example}' whose day and month may be either way round, and no value "
+                "has a day above 12 to tell. Set source.tables."
+                f'{raw.table}.timestamp_format, e.g. "%d/%m/%Y %H:%M:%S" (day first) or '
+                '"%m/%d/%Y %H:%M:%S" (month first).'
+            ) from None
     if col.kind in ("float", "int"):
         out = _coerce_number(s, col.kind)
         bounds = RANGES.get((raw.table, col.name))
@@ -532,13 +594,20 @@ def _stamp(value: pd.Timestamp) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
+_REPLACEMENT = "\ufffd"
+
+
 def _replacement_chars(s: pd.Series) -> np.ndarray:
     """Text values holding U+FFFD: bytes the declared encoding could not decode."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        # Look at the distinct values only.
+        bad = np.asarray([_REPLACEMENT in str(c) for c in s.cat.categories] + [False])
+        return bad[np.asarray(s.cat.codes)]
     if not (pd.api.types.is_string_dtype(s.dtype) or s.dtype == object):
         return np.zeros(len(s), bool)
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        return np.zeros(len(s), bool)
-    return s.astype("str").str.contains("\ufffd", regex=False).to_numpy(dtype=bool, na_value=False)
+    # Arrow's substring search: one pass over the bytes, fast on tens of millions of ids.
+    found = pc.match_substring(pa.array(s.astype("str").array), _REPLACEMENT)
+    return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _failures(

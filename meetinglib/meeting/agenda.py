@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import html
 import re
 import zoneinfo
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from icalendar import Calendar, Event, vCalAddress, vText
+from markupsafe import Markup
 
 from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import InvalidParamError
@@ -38,6 +38,7 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.meeting.intake import department_label
 from meetinglib.meeting.store import Store
 from meetinglib.meeting.triage import department_load, department_minutes, triage
+from meetinglib.report.render import page, render, table
 
 FIXED_BEFORE = ("opening", "data_report")
 FIXED_AFTER = ("solutions", "next_week_plan", "summary_feedback")
@@ -97,7 +98,7 @@ def build_agenda(
 ) -> Agenda:
     """The agenda of the meeting about ``week`` for an issue load per department."""
     week = IsoWeek.parse(week)
-    lang = lang or params.language
+    lang = lang or params.handout_languages[0]
     boxes, m = params.agenda, params.meeting
     longest = sum(getattr(boxes, k) for k in (*FIXED_BEFORE, *FIXED_AFTER)) + boxes.departments_cap
     if longest > m.duration_minutes:
@@ -193,59 +194,41 @@ def agenda_text(agenda: Agenda) -> str:
 
 
 def agenda_table_html(agenda: Agenda) -> str:
-    """The segments as an HTML table (every text escaped)."""
+    """The segments as an HTML table (every text escaped): time and segment left, minutes right."""
     lang = agenda.lang
-    head = "".join(
-        f"<th>{html.escape(t(k, lang))}</th>"
-        for k in ("agenda.col.time", "agenda.col.segment", "agenda.col.minutes")
-    )
-    rows = "".join(
-        "<tr>"
-        f"<td>{_hm(i.start)}–{_hm(i.end)}</td>"
-        f"<td>{html.escape(i.title)}</td>"
-        f'<td style="text-align:right">{i.minutes}</td>'
-        "</tr>"
-        for i in agenda.items
-    )
-    return f'<table class="ml-agenda"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    header = [t(k, lang) for k in ("agenda.col.time", "agenda.col.segment", "agenda.col.minutes")]
+    rows = [[f"{_hm(i.start)}–{_hm(i.end)}", i.title, str(i.minutes)] for i in agenda.items]
+    return str(table(header, rows, numeric=[2], css="ml-agenda"))
 
 
 def meeting_facts_html(agenda: Agenda) -> str:
-    """When, where and the online link as an HTML paragraph list (escaped)."""
+    """When, where and the online link as HTML paragraphs (escaped)."""
     lang = agenda.lang
-    parts = [f"<p><b>{html.escape(when_text(agenda))}</b></p>"]
-    if agenda.place:
-        parts.append(f"<p>{html.escape(t('agenda.place', lang))}: {html.escape(agenda.place)}</p>")
-    if agenda.online_link:
-        link = html.escape(agenda.online_link, quote=True)
-        parts.append(f'<p>{html.escape(t("agenda.online", lang))}: <a href="{link}">{link}</a></p>')
-    return "".join(parts)
+    return str(
+        render(
+            "sections/meeting_facts.html.j2",
+            when=when_text(agenda),
+            place=agenda.place,
+            place_label=t("agenda.place", lang),
+            link=agenda.online_link,
+            link_label=t("agenda.online", lang),
+        )
+    )
 
 
 def agenda_html(agenda: Agenda) -> str:
     """A self-contained, printable HTML page of the agenda."""
-    lang = agenda.lang
-    heading = t("agenda.heading", lang, title=agenda.title, week=agenda.week)
-    page = f"""<!DOCTYPE html>
-<html lang="{html.escape(lang)}">
-<head>
-<meta charset="utf-8">
-<title>{html.escape(heading)}</title>
-<style>
- body {{ font-family: "Noto Sans", "Noto Sans CJK SC", "Microsoft YaHei", Arial, sans-serif;
-        max-width: 50em; margin: 2em auto; padding: 0 1em; }}
- table {{ border-collapse: collapse; width: 100%; }}
- th, td {{ border-bottom: 1px solid #ccc; padding: 0.35em 0.6em; text-align: left; }}
-</style>
-</head>
-<body>
-<h1>{html.escape(agenda.company)} · {html.escape(heading)}</h1>
-{meeting_facts_html(agenda)}
-{agenda_table_html(agenda)}
-</body>
-</html>
-"""
-    return with_csp(page)
+    heading = t("agenda.heading", agenda.lang, title=agenda.title, week=agenda.week)
+    return with_csp(
+        page(
+            "agenda.html.j2",
+            lang=agenda.lang,
+            title=heading,
+            company=agenda.company,
+            facts=Markup(meeting_facts_html(agenda)),
+            segments=Markup(agenda_table_html(agenda)),
+        )
+    )
 
 
 # --- the invitation --------------------------------------------------------------------------

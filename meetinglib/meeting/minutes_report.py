@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from IPython.display import HTML
+from markupsafe import Markup
 
 from meetinglib.core.errors import InputDataError
 from meetinglib.core.i18n import t
@@ -30,6 +30,7 @@ from meetinglib.meeting.minutes import (
 from meetinglib.meeting.review import promise, promise_text
 from meetinglib.meeting.store import Store, open_store
 from meetinglib.report.plan_section import PlanSection
+from meetinglib.report.render import environment, macro, table
 
 # --- the minutes handout ---------------------------------------------------------------------
 
@@ -64,8 +65,10 @@ class MinutesReport:
     def _t(self, key: str, **fields: object) -> str:
         return t(key, self.lang, **fields)
 
-    def _h(self, key: str, level: int = 2, **fields: object) -> str:
-        return f"<h{level}>{html.escape(self._t(key, **fields))}</h{level}>"
+    def _piece(self, name: str, *args: Any) -> HTML:
+        """One macro of ``sections/minutes.html.j2`` (every text escaped there)."""
+        module = environment().get_template("sections/minutes.html.j2").module
+        return HTML(str(Markup(getattr(module, name)(*args))))
 
     def header(self) -> Any:
         """Title, meeting time, attendees present, delegates and absentees."""
@@ -89,8 +92,7 @@ class MinutesReport:
             (self._t("minutes.present"), ", ".join(present + delegates) or "–"),
             (self._t("minutes.absent"), ", ".join(absent) or "–"),
         ]
-        facts = "".join(f"<p><b>{html.escape(k)}:</b> {html.escape(v)}</p>" for k, v in lines)
-        return HTML(f"<h1>{html.escape(self.params.company)} · {html.escape(title)}</h1>{facts}")
+        return self._piece("header", self.params.company, title, lines)
 
     def summary(self) -> Any:
         """The note-taker's summary (escaped, paragraphs kept)."""
@@ -98,47 +100,42 @@ class MinutesReport:
         text = (self.row["summary"] or "").strip()
         if not text:
             return HTML("")
-        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
-        return HTML(self._h("minutes.summary") + paragraphs)
+        return self._piece("paragraphs", self._t("minutes.summary"), text.split("\n\n"))
 
     def decisions(self) -> Any:
         """The meeting's decisions, with department and linked issue."""
 
         frame = decision_frame(self.store, self.meeting)
-        if frame.empty:
-            body = f'<p class="ml-note">{html.escape(self._t("minutes.no_decisions"))}</p>'
-        else:
-            items = []
-            for d in frame.itertuples():
-                who = department_label(d.department, self.lang) if d.department else ""
-                issue = f" (#{int(d.issue_id)} {d.issue_title})" if pd.notna(d.issue_id) else ""
-                prefix = f"{who}: " if who else ""
-                items.append(f"<li>{html.escape(prefix + d.text + issue)}</li>")
-            body = f"<ol>{''.join(items)}</ol>"
-        return HTML(self._h("minutes.decisions") + body)
+        items = []
+        for d in frame.itertuples():
+            who = department_label(d.department, self.lang) if d.department else ""
+            issue = f" (#{int(d.issue_id)} {d.issue_title})" if pd.notna(d.issue_id) else ""
+            prefix = f"{who}: " if who else ""
+            items.append(prefix + d.text + issue)
+        heading, empty = self._t("minutes.decisions"), self._t("minutes.no_decisions")
+        return self._piece("numbered", heading, items, empty)
 
     def actions(self) -> Any:
         """The action items set at the meeting, grouped by department, with owner and due date."""
 
         items = action_items_frame(self.store, self.meeting)
-        parts = [self._h("minutes.actions")]
-        if items.empty:
-            parts.append(f'<p class="ml-note">{html.escape(self._t("minutes.no_actions"))}</p>')
         order = {d: i for i, d in enumerate(self.params.meeting.departments)}
+        groups = []
         for dept in sorted(items["department"].unique(), key=lambda d: order.get(d, 99)):
             part = items[items["department"] == dept]
-            parts.append(f"<h3>{html.escape(department_label(dept, self.lang))}</h3><ul>")
-            for r in part.itertuples():
-                line = self._t(
+            lines = [
+                self._t(
                     "minutes.action_line",
                     id=int(r.id),
                     description=r.description,
                     owner=r.owner,
                     due=str(r.due_date),
                 )
-                parts.append(f"<li>{html.escape(line)}</li>")
-            parts.append("</ul>")
-        return HTML("".join(parts))
+                for r in part.itertuples()
+            ]
+            groups.append((department_label(dept, self.lang), lines))
+        heading, empty = self._t("minutes.actions"), self._t("minutes.no_actions")
+        return self._piece("grouped", heading, groups, empty)
 
     def review_section(self) -> Any:
         """The review of earlier meetings' items and decisions (``ActionsSection``)."""
@@ -149,18 +146,16 @@ class MinutesReport:
         """Next week's plan as decided, beside the computed proposal."""
 
         decided = [p for p in (self.row["plan"] or "").splitlines() if p.strip()]
-        left = (
-            "<ul>" + "".join(f"<li>{html.escape(p)}</li>" for p in decided) + "</ul>"
-            if decided
-            else f'<p class="ml-note">{html.escape(self._t("minutes.no_plan"))}</p>'
-        )
-        proposal = PlanSection(self.data, self.lang).summary().data
-        cell = 'style="vertical-align:top;padding-right:2em;width:50%"'
-        return HTML(
-            self._h("minutes.plan", week=str(self.week.next()))
-            + f'<table class="ml-plan"><tr><th>{html.escape(self._t("minutes.plan.decided"))}</th>'
-            f"<th>{html.escape(self._t('minutes.plan.proposed'))}</th></tr>"
-            f"<tr><td {cell}>{left}</td><td {cell}>{proposal}</td></tr></table>"
+        # The proposal is the plan section's own template output.
+        proposal = Markup(PlanSection(self.data, self.lang).summary().data)
+        return self._piece(
+            "plan",
+            self._t("minutes.plan", week=str(self.week.next())),
+            self._t("minutes.plan.decided"),
+            self._t("minutes.plan.proposed"),
+            decided,
+            self._t("minutes.no_plan"),
+            proposal,
         )
 
     def time_frame(self) -> pd.DataFrame:
@@ -191,64 +186,57 @@ class MinutesReport:
         def num(v: Any) -> str:
             return "–" if pd.isna(v) else f"{int(v)}"
 
-        def over(v: Any) -> str:
+        def over(v: Any) -> str | Markup:
             if pd.isna(v):
                 return "–"
-            style = ' style="color:#cf222e"' if v > 0 else ""
-            return f"<span{style}>{int(v):+d}</span>"
+            return macro("span", f"{int(v):+d}", "ml-status-off") if v > 0 else f"{int(v):+d}"
 
-        head = "".join(
-            f"<th>{html.escape(self._t(k))}</th>"
-            for k in ("minutes.time.segment", "minutes.time.planned", "minutes.time.actual",
-                      "minutes.time.over")
-        )  # fmt: skip
-        rows = "".join(
-            f"<tr><td>{html.escape(str(r.title))}</td><td>{num(r.planned_minutes)}</td>"
-            f"<td>{num(r.actual_minutes)}</td><td>{over(r.over)}</td></tr>"
+        head = [self._t(k) for k in ("minutes.time.segment", "minutes.time.planned",
+                                     "minutes.time.actual", "minutes.time.over")]  # fmt: skip
+        rows = [
+            [str(r.title), num(r.planned_minutes), num(r.actual_minutes), over(r.over)]
             for r in frame.itertuples()
-        )
-        return HTML(
-            self._h("minutes.time")
-            + f'<table class="ml-time"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
-        )
+        ]
+        heading = macro("heading", 2, "", self._t("minutes.time"))
+        return HTML(str(heading + table(head, rows, numeric=[1, 2, 3], css="ml-time")))
 
     def feedback(self) -> Any:
         """Mean rating, the comments, and the mean rating of earlier meetings."""
 
         frame = feedback_frame(self.store, self.meeting)
         trend = feedback_trend(self.store, self.week)
-        parts = [self._h("minutes.feedback")]
         ratings = frame["rating"].dropna()
-        if len(ratings):
-            parts.append(
-                "<p>"
-                + html.escape(
-                    self._t("minutes.feedback.mean", mean=ratings.mean(), count=len(ratings))
-                )
-                + "</p>"
-            )
+        mean = (
+            self._t("minutes.feedback.mean", mean=ratings.mean(), count=len(ratings))
+            if len(ratings)
+            else ""
+        )
         comments = [
-            f"<li>{html.escape(c)}" + (f" — {html.escape(n)}" if n else "") + "</li>"
-            for n, c in frame[["name", "comment"]].itertuples(index=False)
-            if c
+            (c, n or "") for n, c in frame[["name", "comment"]].itertuples(index=False) if c
         ]
-        if comments:
-            parts.append(f"<ul>{''.join(comments)}</ul>")
-        if len(trend) > 1:
-            cells = " · ".join(
-                f"{html.escape(str(w))}: {m:.1f}"
+        points = (
+            [
+                (str(w), f"{m:.1f}")
                 for w, m in trend[["week", "mean_rating"]].itertuples(index=False)
-            )
-            parts.append(f"<p>{html.escape(self._t('minutes.feedback.trend'))}: {cells}</p>")
-        if len(parts) == 1:
-            parts.append(f'<p class="ml-note">{html.escape(self._t("minutes.no_feedback"))}</p>')
-        return HTML("".join(parts))
+            ]
+            if len(trend) > 1
+            else []
+        )
+        return self._piece(
+            "feedback",
+            self._t("minutes.feedback"),
+            mean,
+            comments,
+            self._t("minutes.feedback.trend"),
+            points,
+            self._t("minutes.no_feedback"),
+        )
 
     def promise(self) -> Any:
         """Whether these minutes went out within 24 hours (not yet, when rendered first)."""
 
         text = promise_text(promise(self.store, self.week), self.lang)
-        return HTML(f'<p class="ml-note">{html.escape(text)}</p>')
+        return HTML(str(macro("note", text)))
 
     def save(self, out_dir: str | None) -> None:
         """Write action_items.csv and action_items.ics into ``out_dir`` (nothing when None)."""

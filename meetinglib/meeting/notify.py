@@ -11,25 +11,30 @@ moment of sending, and never written to a file, a message or a log.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import html
 import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 from pathlib import Path
 
+from markupsafe import Markup
+
 from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import MeetingError, ParamsError
 from meetinglib.core.i18n import t
-from meetinglib.core.params import SmtpParams
+from meetinglib.core.params import Params, SmtpParams
 from meetinglib.meeting.agenda import (
     MeetingPack,
+    agenda_html,
     agenda_lines,
     agenda_table_html,
+    build_agenda,
     meeting_facts_html,
     when_text,
 )
+from meetinglib.report.render import page
 
 
 def notice_subject(pack: MeetingPack) -> str:
@@ -60,26 +65,43 @@ def notice_text(pack: MeetingPack) -> str:
 def notice_html(pack: MeetingPack) -> str:
     """The HTML body of the notice (self-contained; every text escaped)."""
     a, lang = pack.agenda, pack.agenda.lang
-    intro = t("notice.intro", lang, title=a.title, week=a.week, when=when_text(a))
-    issues = t("notice.issues", lang, issues=a.issues, departments=len(pack.load))
-    signature = f"<p>{html.escape(a.organizer.name)}</p>" if a.organizer else ""
-    page = f"""<!DOCTYPE html>
-<html lang="{html.escape(lang)}">
-<head><meta charset="utf-8"><title>{html.escape(notice_subject(pack))}</title></head>
-<body style="font-family: Arial, 'Microsoft YaHei', sans-serif;">
-<p>{html.escape(t("notice.greeting", lang))}</p>
-<p>{html.escape(intro)}</p>
-{meeting_facts_html(a)}
-<h3>{html.escape(t("notice.agenda", lang))}</h3>
-{agenda_table_html(a)}
-<p>{html.escape(issues)}</p>
-<p>{html.escape(t("notice.invite", lang))}</p>
-<p>{html.escape(t("notice.closing", lang))}</p>
-{signature}
-</body>
-</html>
-"""
-    return with_csp(page)
+    return with_csp(
+        page(
+            "notice.html.j2",
+            lang=lang,
+            title=notice_subject(pack),
+            greeting=t("notice.greeting", lang),
+            intro=t("notice.intro", lang, title=a.title, week=a.week, when=when_text(a)),
+            facts=Markup(meeting_facts_html(a)),
+            agenda_heading=t("notice.agenda", lang),
+            segments=Markup(agenda_table_html(a)),
+            issues=t("notice.issues", lang, issues=a.issues, departments=len(pack.load)),
+            invite=t("notice.invite", lang),
+            closing=t("notice.closing", lang),
+            signature=a.organizer.name if a.organizer else "",
+        )
+    )
+
+
+def write_other_languages(pack: MeetingPack, params: Params, folder: str | Path) -> dict[str, Path]:
+    """The agenda and the notice in every further language of the params, beside the
+    first language's: ``agenda.en.html``, ``notice.en.html``, ``notice.en.txt``."""
+    out = Path(folder)
+    written = {}
+    for lang in params.handout_languages:
+        if lang == pack.agenda.lang:
+            continue
+        agenda = build_agenda(params, pack.agenda.week, pack.load, lang)
+        other = dataclasses.replace(pack, agenda=agenda)
+        for name, text in (
+            (f"agenda.{lang}.html", agenda_html(agenda)),
+            (f"notice.{lang}.html", notice_html(other)),
+            (f"notice.{lang}.txt", notice_text(other)),
+        ):
+            path = out / name
+            path.write_text(text, encoding="utf-8")
+            written[name] = path
+    return written
 
 
 def recipients(pack: MeetingPack) -> list[str]:

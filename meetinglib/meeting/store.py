@@ -100,12 +100,14 @@ from sqlalchemy.engine import Connection, Engine
 from meetinglib.core.csvsafe import safe_row
 from meetinglib.core.errors import (
     ConcurrentEditError,
+    DriverMissingError,
     EnvironmentProblem,
     InputDataError,
     ParamsError,
     StoreLockedError,
 )
 from meetinglib.core.params import Params
+from meetinglib.core.secrets import redact
 from meetinglib.core.weeks import IsoWeek
 
 T = TypeVar("T")
@@ -492,7 +494,13 @@ def connect(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
     options = {"options": f"-c lock_timeout={int(busy_timeout * 1000)}"}
     if parsed.get_backend_name() != "postgresql":
         options = {}
-    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
+    try:
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args=options)
+    except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
+        # The URL is fine; this environment lacks the dialect's driver (exit 5).
+        driver = getattr(exc, "name", None) or parsed.get_backend_name()
+        shown = parsed.render_as_string(hide_password=True)
+        raise DriverMissingError(redact(shown), str(driver)) from None
 
 
 # --- the store ----------------------------------------------------------------------------
@@ -633,13 +641,13 @@ class Store:
         Each row needs department, week, title, severity, source and row_hash; the
         database checks severity and status. Any failing row rolls the whole batch back.
         """
-        rows = [dict(r) for r in rows]
+        batch = [dict(r) for r in rows]
         try:
-            return self._add_issues(rows)
+            return self._add_issues(batch)
         except sa.exc.IntegrityError as exc:
             raise InputDataError(
                 f"the store {self.url} refused an issue ({exc.orig}); the whole batch of "
-                f"{len(rows)} rows was rolled back and nothing was written. Check the values "
+                f"{len(batch)} rows was rolled back and nothing was written. Check the values "
                 f"(severity one of {SEVERITIES}, status one of {ISSUE_STATUSES})."
             ) from None
 
@@ -752,7 +760,7 @@ class Store:
             row = conn.execute(sa.select(MEETINGS).where(MEETINGS.c.week == week)).mappings()
             found = row.first()
             if found is None:
-                meeting_id = conn.execute(
+                inserted = conn.execute(
                     MEETINGS.insert().values(
                         week=week,
                         uid=uid,
@@ -762,7 +770,8 @@ class Store:
                         updated_at=now,
                         **details,
                     )
-                ).inserted_primary_key[0]
+                )
+                meeting_id = _new_id(inserted)
                 sequence = 0
                 uid_stored = uid
             else:
@@ -800,7 +809,7 @@ class Store:
         values = {"name": person["name"], "department": person.get("department")}
         if found is None:
             result = conn.execute(ATTENDEES.insert().values(email=email, **values))
-            return int(result.inserted_primary_key[0])
+            return int(_new_id(result))
         conn.execute(ATTENDEES.update().where(ATTENDEES.c.id == found[0]).values(**values))
         return int(found[0])
 
@@ -837,8 +846,8 @@ class Store:
             for table in METADATA.sorted_tables:
                 columns = [c.name for c in table.columns]
                 order = [table.c[c] for c in columns if table.c[c].primary_key]
-                rows = conn.execute(sa.select(table).order_by(*order)).all()
-                tables[table.name] = (columns, [tuple(r) for r in rows])
+                found = conn.execute(sa.select(table).order_by(*order)).all()
+                tables[table.name] = (columns, [tuple(r) for r in found])
         written = []
         if fmt == "json":
             doc = {
@@ -902,7 +911,7 @@ def _insert_new(
         return None if found is None else int(found)
     if conn.execute(sa.select(table.c.id).where(table.c[key] == values[key])).first():
         return None
-    return int(conn.execute(table.insert().values(**values)).inserted_primary_key[0])
+    return int(_new_id(conn.execute(table.insert().values(**values))))
 
 
 def open_store(params: Params) -> Store:
@@ -914,7 +923,14 @@ def _first_line(exc: object) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _frame(rows: Sequence[Mapping[str, Any]], columns: list[str]) -> pd.DataFrame:
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    """The id an INSERT of one row gave it."""
+    key = result.inserted_primary_key
+    assert key is not None  # an INSERT of one row always has one
+    return int(key[0])
+
+
+def _frame(rows: Sequence[Any], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame([dict(r) for r in rows], columns=columns)
     if "id" in frame.columns:
         frame["id"] = frame["id"].astype("int64")
@@ -1264,7 +1280,7 @@ def _attendee(conn: Connection, email: str, name: str | None, department: str | 
             "meeting.attendees in the params and prepare the meeting again."
         )
     result = conn.execute(ATTENDEES.insert().values(name=name, email=email, department=department))
-    return int(result.inserted_primary_key[0])
+    return int(_new_id(result))
 
 
 def set_attendance(
@@ -1430,7 +1446,7 @@ def add_decision(
             )
         )
         _touch_minutes(conn, mid, source)
-        (decision,) = _decisions(conn, DECISIONS.c.id == result.inserted_primary_key[0])
+        (decision,) = _decisions(conn, DECISIONS.c.id == _new_id(result))
         return decision
 
     return store.write(work)
@@ -1471,7 +1487,9 @@ def delete_decision(store: Writer, decision_id: int, *, expected_version: int | 
             return
         version = conn.execute(sa.select(DECISIONS.c.version).where(key)).scalar()
         if expected_version is not None and expected_version != version:
-            raise ConcurrentEditError(f"decision #{decision_id}", expected_version, int(version))
+            raise ConcurrentEditError(
+                f"decision #{decision_id}", expected_version, int(version or 0)
+            )
         linked = ACTION_ITEMS.c.decision_id == decision_id
         conn.execute(
             ACTION_ITEMS.update()
@@ -1561,7 +1579,7 @@ def add_action_item(
         )
         if source != "cli":  # an item added between meetings does not start the minutes
             _touch_minutes(conn, mid, source)
-        (item,) = _actions(conn, ACTION_ITEMS.c.id == result.inserted_primary_key[0])
+        (item,) = _actions(conn, ACTION_ITEMS.c.id == _new_id(result))
         return item
 
     return store.write(work)
@@ -1668,7 +1686,7 @@ def add_feedback(
             )
         )
         _touch_minutes(conn, mid, source)
-        (item,) = _feedback(conn, FEEDBACK.c.id == result.inserted_primary_key[0])
+        (item,) = _feedback(conn, FEEDBACK.c.id == _new_id(result))
         return item
 
     return store.write(work)

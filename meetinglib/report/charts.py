@@ -11,6 +11,7 @@ import io
 import textwrap
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -20,6 +21,7 @@ import pandas as pd
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 matplotlib.use("Agg", force=False)
@@ -45,16 +47,28 @@ _CJK_FONTS = (
 def cjk_font() -> str | None:
     """The first installed font that can draw Simplified Chinese, if any."""
     installed = {f.name for f in font_manager.fontManager.ttflist}
-    return next((name for name in _CJK_FONTS if name in installed), None)
+    found = next((name for name in _CJK_FONTS if name in installed), None)
+    if found is None:
+        # Matplotlib's font cache predates a font installed since (e.g. by make system-deps).
+        for path in font_manager.findSystemFonts():
+            if "cjk" in Path(path).name.lower():
+                font_manager.fontManager.addfont(path)
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        found = next((name for name in _CJK_FONTS if name in installed), None)
+    return found
 
 
 def style(lang: str = "en") -> dict[Any, Any]:  # rcParams keys (matplotlib types them as literals)
-    """rcParams for the handouts; Chinese needs a CJK font first in the list."""
+    """rcParams for the handouts: a CJK font in every language (first for Chinese, else as
+    the fallback after DejaVu Sans), since Chinese names (carriers, regions) appear in
+    English handouts too."""
     fonts = ["DejaVu Sans"]
-    if lang.startswith("zh") and cjk_font():
-        fonts.insert(0, cjk_font())
+    cjk = cjk_font()
+    if cjk:
+        fonts.insert(0 if lang.startswith("zh") else 1, cjk)
     return {
-        "font.family": "sans-serif",
+        # The fonts themselves as the family: matplotlib then falls back glyph by glyph.
+        "font.family": fonts,
         "font.sans-serif": fonts,
         "font.size": 10,
         "axes.titlesize": 12,
@@ -81,11 +95,23 @@ def new_figure(lang: str = "en", size: tuple[float, float] = (9.0, 3.8)) -> Figu
 def png_bytes(fig: Figure) -> bytes:
     """The figure as PNG bytes (embedded in the handout as a data URI by nbconvert)."""
     lang = getattr(fig, "_meetinglib_lang", "en")
+    if not lang.startswith("zh") and _has_cjk(fig):
+        # Fonts are looked up when drawing: a figure made outside new_figure, or holding a
+        # Chinese name from the data, needs the CJK font first while it is saved.
+        lang = "zh-CN"
     buf = io.BytesIO()
     with matplotlib.rc_context(style(lang)):
         fit_titles(fig)
         fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _has_cjk(fig: Figure) -> bool:
+    """True when any text of the figure holds a CJK ideograph."""
+    return any(
+        any("\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" for ch in t.get_text())
+        for t in fig.findobj(Text)
+    )
 
 
 def fit_titles(fig: Figure) -> None:

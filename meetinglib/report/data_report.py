@@ -502,6 +502,14 @@ class DataReport:
         """The handful of KPIs that matter: this week, last week, trend, target, status."""
         return self.kpi_rows_table(kpis.HEADLINE, sparklines=True)
 
+    def _not_available(self, kpi: str) -> HTML | None:
+        """A note "not available — the source has no ..." when the source cannot support
+        ``kpi``; None when it can. Sections show it instead of zeros."""
+        row = self._row(kpi)
+        if row is None or row["status"] != NOT_AVAILABLE:
+            return None
+        return self._note(f"{row['label']}: {row['note']}")
+
     def quality_warning(self) -> str:
         """The data-quality warning of the week (empty when no table is past the limit)."""
         quality = self.data.quality
@@ -578,6 +586,9 @@ class DataReport:
         last = last.rename(index=self._missing).reindex(this.index, fill_value=0)
         if not this.sum():
             return chart(plots.message(self._t("report.no_data"), lang=self.lang))
+        # People's names for the channel codes, from the params (per language).
+        name = lambda code: self.data.params.label("channel", str(code), self.lang)  # noqa: E731
+        this, last = this.rename(index=name), last.rename(index=name)
         change = (this - last) / last.where(last > 0)
         mover = change.abs().idxmax() if change.notna().any() else this.idxmax()
         title = self._t(
@@ -600,6 +611,8 @@ class DataReport:
 
     def cancellation_table(self) -> HTML:
         """Orders created and cancelled per order type, this week and last week."""
+        if (missing := self._not_available("cancellation_rate")) is not None:
+            return missing
         this = kpis.cancellations_by(self.orders, self.data.window, "order_type")
         last = kpis.cancellations_by(self.orders, self.data.previous_window, "order_type")
         header = [
@@ -728,8 +741,10 @@ class DataReport:
 
     # --- 4. abnormal orders -------------------------------------------------------------------
 
-    def pareto_chart(self) -> Image:
+    def pareto_chart(self) -> Image | HTML:
         """Abnormal orders created this week by exception code, largest first."""
+        if (missing := self._not_available("abnormal_rate")) is not None:
+            return missing
         pareto = kpis.abnormal_orders(self.orders, self.data.window)
         if pareto.empty:
             return chart(plots.message(self._t("chart.pareto.empty"), lang=self.lang))
@@ -748,8 +763,10 @@ class DataReport:
     def _exception(self, code: object) -> str:
         return label_or(f"exception.{code}", self.lang, str(code))
 
-    def abnormal_trend_chart(self) -> Image:
+    def abnormal_trend_chart(self) -> Image | HTML:
         """Abnormal orders per week of creation, stacked by exception code."""
+        if (missing := self._not_available("abnormal_rate")) is not None:
+            return missing
         weeks = kpis.abnormal_by_week(self.orders, self.windows)
         shown = self._weekly("abnormal_rate").notna()
         weeks = weeks[shown.to_numpy()].iloc[-SPARK_WEEKS:]
@@ -777,6 +794,8 @@ class DataReport:
 
     def abnormal_by_type_table(self) -> HTML:
         """Abnormal-order rate per order type, this week and last, with its top exception."""
+        if (missing := self._not_available("abnormal_rate")) is not None:
+            return missing
         this = kpis.abnormal_by(self.orders, self.data.window, "order_type")
         last = kpis.abnormal_by(self.orders, self.data.previous_window, "order_type")
         header = [
@@ -810,6 +829,8 @@ class DataReport:
 
     def abnormal_examples_table(self, limit: int = EXAMPLES) -> HTML:
         """The abnormal orders of the week most in need of follow-up, by order id."""
+        if (missing := self._not_available("abnormal_rate")) is not None:
+            return missing
         examples = kpis.abnormal_examples(self.orders, self.data.window, self.sla_hours, limit)
         if examples.empty:
             return self._note(self._t("chart.pareto.empty"))
@@ -910,8 +931,10 @@ class DataReport:
         rate = float(this.loc[(carrier, region), "late_rate"])
         return str(carrier), str(region), rate, float(last_rate)
 
-    def delivery_heatmap(self) -> Image:
+    def delivery_heatmap(self) -> Image | HTML:
         """Late-delivery share per region x carrier, the most worsened cell outlined."""
+        if (missing := self._not_available("on_time_delivery_rate")) is not None:
+            return missing
         cells = kpis.late_delivery_by(self.orders, self.data.window, "region", "carrier")
         if cells.empty:
             return chart(plots.message(self._t("chart.late.none"), lang=self.lang))
@@ -943,6 +966,8 @@ class DataReport:
 
     def stockout_table(self) -> HTML:
         """Stockout-affected orders and fill rate per warehouse, this week and last."""
+        if (missing := self._not_available("stockout_orders")) is not None:
+            return missing
         this = kpis.stockouts_by(self.orders, self.data.window, "warehouse")
         last = kpis.stockouts_by(self.orders, self.data.previous_window, "warehouse")
         has_lines = "order_lines" in self.data.tables

@@ -37,7 +37,7 @@ from meetinglib.analysis.plan import (
     plan_frame,
 )
 from meetinglib.core.csvsafe import to_csv as write_csv
-from meetinglib.core.errors import MeetingError
+from meetinglib.core.errors import MeetingError, SectionError
 from meetinglib.core.i18n import t
 from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.data.dataset import WeekData
@@ -75,6 +75,20 @@ def _note(text: str) -> HTML:
 _EMPTY = HTML("")
 
 
+# The section's name in params.optional_sections.
+SECTION = "plan"
+
+
+def plan_problem(data: WeekData) -> str | None:
+    """Why next week's plan cannot be computed from ``data`` and its params, or None."""
+    tables = data.tables
+    try:
+        next_week_plan(tables["orders"], tables.get("tickets"), data.week, data.params)
+    except MeetingError as exc:
+        return str(exc)
+    return None
+
+
 class PlanSection:
     """Next week's plan as display pieces for the data report."""
 
@@ -97,6 +111,9 @@ class PlanSection:
                 tables["orders"], tables.get("tickets"), self.week, self.data.params
             )
         except MeetingError as exc:  # too little history, resources missing from params
+            # A section that cannot be computed fails the run, unless params mark it optional.
+            if SECTION not in self.data.params.optional_sections:
+                raise SectionError(SECTION, str(exc)) from None
             return None, str(exc)
         return plan, None
 
@@ -344,6 +361,8 @@ class PlanSection:
         if plan is None:
             return _EMPTY
         st = plan.staffing
+        if st is None:
+            return _note(self._t("plan_section.no_warehouses"))
         cells = [
             self._gap_cell(n, a, u, "plan_section.short")
             for n, a, u in zip(
@@ -395,6 +414,8 @@ class PlanSection:
         if plan is None:
             return _EMPTY
         ca = plan.carriers
+        if ca is None or plan.carrier_summary is None:
+            return _note(self._t("plan_section.no_carriers"))
         cells = [
             self._gap_cell(p, c, u, "plan_section.over")
             for p, c, u in zip(ca["parcels"], ca["capacity"], ca["parcels_upper"], strict=True)

@@ -1,0 +1,68 @@
+"""meeting init's proposals: encodings, timestamp formats, synonyms, values, SQL tables."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pandas as pd
+import yaml
+
+from meetinglib.cli import main
+from meetinglib.data.propose import detect_encoding, propose, timestamp_format
+
+
+def test_encodings_are_detected_from_the_bytes():
+    text = "订单编号,下单时间\n1,2026/11/16 08:30:00\n"
+    assert detect_encoding(b"\xef\xbb\xbf" + text.encode("utf-8")) == "utf-8-sig"
+    assert detect_encoding(text.encode("utf-8")) == "utf-8"
+    assert detect_encoding(text.encode("gbk")) == "gb18030"
+
+
+def test_day_month_order_from_the_values_and_no_guess_when_ambiguous():
+    assert timestamp_format(pd.Series(["09/11/2026 08:30:00", "25/11/2026 10:00:00"])) == (
+        "%d/%m/%Y %H:%M:%S",
+        None,
+    )
+    assert timestamp_format(pd.Series(["11/25/2026 08:30"])) == ("%m/%d/%Y %H:%M", None)
+    fmt, note = timestamp_format(pd.Series(["09/11/2026", "03/04/2026"]))
+    assert fmt is None and note is not None and "set timestamp_format by hand" in note
+    assert timestamp_format(pd.Series(["2026-11-16 08:30:00"])) == (None, None)
+    assert timestamp_format(pd.Series(["2026/11/16 08:30:00"])) == ("%Y/%m/%d %H:%M:%S", None)
+
+
+def test_ambiguous_dates_are_marked_check_in_the_file(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,order_date\nA,09/11/2026\nB,03/04/2026\n", encoding="utf-8")
+    p = propose(path)
+    assert p.columns == {"order_id": "order_id", "order_date": "created_at"}
+    assert p.timestamp_format is None
+    out = tmp_path / "p.yaml"
+    assert main(["-q", "init", str(path), "--out", str(out)]) == 0
+    assert "# CHECK: order_date: dates like '09/11/2026' may be day-first or month-first" in (
+        out.read_text(encoding="utf-8")
+    )
+
+
+def test_init_reads_an_sql_table(tmp_path):
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE exports (order_no TEXT, order_type TEXT, create_time TEXT)")
+        conn.execute("INSERT INTO exports VALUES ('A1', 'special', '2026-11-16 08:30:00')")
+    out = tmp_path / "shop.yaml"
+    url = f"sqlite:///{db}"
+    assert main(["-q", "init", url, "--table", "exports", "--out", str(out)]) == 0
+    data = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert data["source"] == {
+        "kind": "sql",
+        "url": url,
+        "tables": {
+            "orders": {
+                "table": "exports",
+                "columns": {
+                    "order_no": "order_id",
+                    "order_type": "order_type",
+                    "create_time": "created_at",
+                },
+            }
+        },
+    }
