@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from meetinglib.core.i18n import t
 from meetinglib.core.params import load_params
 from meetinglib.meeting.actions import add_action
 from meetinglib.meeting.console import (
@@ -244,6 +245,10 @@ def test_every_control_is_labelled_in_both_languages(setup):
         if lang == "zh-CN":
             assert console.refresh_button.description == "刷新"
             assert "第 2026-W47 周" in console.title.value
+            assert console.times["opening"].description.startswith("开场")
+    # The stored titles stay the handout's language whatever the consoles show.
+    titles = {x.segment: x.title for x in meeting_state(store, WEEK).segments}
+    assert titles["opening"] == t("agenda.opening", "en")
 
 
 def test_the_issue_list_holds_open_issues_of_the_week_and_carried_over(setup):

@@ -130,12 +130,14 @@ class MeetingConsole:
         self.lang = lang or params.language
         self.people = people_by_email(params)
         self.departments = [(department_label(d, self.lang), d) for d in params.meeting.departments]
-        self.agenda = build_agenda(params, self.week, issue_load(store, self.week), self.lang)
+        load = issue_load(store, self.week)
+        self.agenda = build_agenda(params, self.week, load, self.lang)
         ensure_meeting(params, store, self.week)
+        # The stored segment titles are the handout's, in the params' language, whatever
+        # language each console shows; as `meeting minutes record` lays them out.
+        stored = build_agenda(params, self.week, load)
         plan_segments(
-            store,
-            self.week,
-            [(i.department or i.key, i.title, i.minutes) for i in self.agenda.items],
+            store, self.week, [(i.department or i.key, i.title, i.minutes) for i in stored.items]
         )
         self.state: MeetingState = meeting_state(store, self.week)
         self._fields: dict[str, _Field] = {}
@@ -180,8 +182,11 @@ class MeetingConsole:
         self.attendance_result = self._result("mc-attendance-result")
 
         # Minutes spent per agenda segment.
-        segments = [(s.segment, self._segment_label(s.title, s.planned_minutes)) for s in
-                    self.state.segments]  # fmt: skip
+        titles = {(i.department or i.key): i.title for i in self.agenda.items}
+        segments = [
+            (x.segment, self._segment_label(titles.get(x.segment, x.title), x.planned_minutes))
+            for x in self.state.segments
+        ]
         width = label_width([label for _k, label in segments])
         self.times = {
             key: w.BoundedIntText(
