@@ -761,3 +761,57 @@ def test_replacement_characters_are_set_aside_with_their_rule(tmp_path):
     clean, entries, quarantined = validate_table(raw, "Asia/Shanghai", 1.0)
     assert clean["order_id"].tolist() == ["1"]
     assert [(e.rule, e.column, e.rows) for e in entries] == [("replacement character", "region", 1)]
+
+
+# --- a new format is one registered reader ------------------------------------------------
+
+
+def _jsonl_columns(path, schema, ts, wanted):
+    raw = pd.read_json(path, lines=True, dtype=str)
+    selected = sources._select_columns(list(raw.columns), schema, ts, path.name, wanted)
+    frame = raw[list(selected)].rename(columns=selected).astype("str")
+    frame[sources.SOURCE_ROW] = range(1, len(frame) + 1)  # one record a line
+    return frame
+
+
+@pytest.fixture
+def jsonl_reader():
+    reader = sources.FileReader(
+        "jsonl",
+        (".jsonl",),
+        sources._text_table(_jsonl_columns),
+        _jsonl_columns,
+        sources._text_last_event(_jsonl_columns),
+        lambda path, _encoding, _delimiter: pd.read_json(path, lines=True, dtype=str),
+    )
+    sources.register_reader(reader)
+    yield reader
+    del sources.READERS["jsonl"]
+
+
+def test_a_registered_reader_makes_a_new_format_readable(jsonl_reader, tmp_path):
+    frame = _canonical_frame()
+    for c in TIMESTAMPS:
+        frame[c] = frame[c].dt.strftime("%Y-%m-%d %H:%M:%S").where(frame[c].notna(), None)
+    frame.to_json(tmp_path / "orders.jsonl", orient="records", lines=True)
+    params = _params(folder=tmp_path, orders={"file": "orders.jsonl"})
+    raw = read_table(params, "orders")
+    assert raw.info.format == "jsonl"
+    assert _normalised(raw) == EXPECTED
+    assert last_event_time(params) == max(r["created_at"] for r in EXPECTED).replace(
+        tzinfo=last_event_time(params).tzinfo
+    )
+
+
+def test_an_unknown_suffix_names_the_formats_that_are_read(tmp_path):
+    (tmp_path / "orders.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(InvalidParamError, match=r"unsupported format '\.json'.*\.parquet.*\.csv"):
+        read_table(_params(folder=tmp_path, orders={"file": "orders.json"}), "orders")
+
+
+def test_two_readers_cannot_claim_one_suffix():
+    clash = sources.FileReader(
+        "csv2", (".csv",), *list(sources.READERS["csv"].__dict__.values())[2:]
+    )
+    with pytest.raises(ValueError, match=r"suffixes \['\.csv'\] are already read"):
+        sources.register_reader(clash)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from meetinglib.core.errors import SourceNotFoundError, UnreadableSourceError
 from meetinglib.core.schema import ORDERS
+from meetinglib.data.sources import known_suffixes, reader_for
 from meetinglib.data.validate import MISSING_TOKENS, day_first
 
 SAMPLE_ROWS = 5000
@@ -88,8 +89,6 @@ VALUE_SYNONYMS: dict[str, dict[str, str]] = {
 STATUS_CANCELLED = ("canceled", "cancelled", "unavailable", "已取消", "取消", "已关闭", "关闭")
 STATUS_DELIVERED = ("delivered", "已签收", "已完成", "完成", "签收")
 
-_FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx"}
-_FORMATS |= {".parquet": "parquet", ".pq": "parquet"}
 _YMD = re.compile(r"^\s*\d{4}([/.\-])\d{1,2}\1\d{1,2}(?:[ T](\d{1,2}:\d{2}(:\d{2})?))?")
 _DMY = re.compile(r"^\s*\d{1,2}([/.\-])\d{1,2}\1\d{4}(?:\s+(\d{1,2}:\d{2}(:\d{2})?))?")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -212,16 +211,14 @@ def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str
     path = Path(source)
     if not path.is_file():
         raise SourceNotFoundError(f"{path} does not exist; pass the exported file.")
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    reader = reader_for(path)
+    if reader is None:
         raise UnreadableSourceError(
-            f"{path.name} has an unsupported format '{path.suffix}'; use .csv, .xlsx or .parquet"
+            f"{path.name} has an unsupported format '{path.suffix}'; "
+            f"use one of {', '.join(known_suffixes())}"
         )
-    if fmt == "parquet":
-        frame = pd.read_parquet(path).head(SAMPLE_ROWS)
-        return frame, {"kind": "folder", "encoding": None, "delimiter": ","}
-    if fmt == "xlsx":
-        frame = pd.read_excel(path, dtype=str, nrows=SAMPLE_ROWS, keep_default_na=False)
+    if reader.name != "csv":  # text formats need their encoding and delimiter found first
+        frame = reader.read_raw(path, "utf-8", ",").head(SAMPLE_ROWS)
         return frame, {"kind": "folder", "encoding": None, "delimiter": ","}
     with path.open("rb") as fh:
         head = fh.read(1 << 20)

@@ -31,7 +31,7 @@ import functools
 import glob
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,17 +65,53 @@ SOURCE_ROW = "_source_row"
 # The status column of a status mapping, read beside the canonical columns until derived.
 STATUS_COLUMN = "_status"
 
-# Default file names are tried in this order; the first that exists wins.
-_DEFAULT_SUFFIXES = (".parquet", ".csv", ".xlsx")
-_FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".txt": "csv",
-    ".tsv": "csv",
-    ".xlsx": "xlsx",
-    ".xlsm": "xlsx",
-}
+
+@dataclass(frozen=True)
+class FileReader:
+    """How one file format of a folder source is read; see ``register_reader``.
+
+    ``read_table`` reads a table's files (several: concatenated in order) into canonical
+    columns plus ``_source_row``, with a window only its rows where the format allows;
+    ``read_columns`` reads only the named canonical columns of one file;
+    ``last_event`` gives the latest ``created_at`` of one file (None when empty);
+    ``read_raw`` reads a whole file as text columns under their own names (the order
+    amounts of ``amount_from``, the sample of ``meeting init``).
+    """
+
+    name: str
+    suffixes: tuple[str, ...]  # lower case, with the dot; the first is the default name's
+    read_table: Callable[[list[Path], TableSchema, TableSource, Window | None, str], pd.DataFrame]
+    read_columns: Callable[[Path, TableSchema, TableSource, list[str]], pd.DataFrame]
+    last_event: Callable[[Path, TableSchema, TableSource, str], pd.Timestamp | None]
+    read_raw: Callable[[Path, str, str], pd.DataFrame]
+
+
+# Registered readers, by name, in the order default file names are tried
+# (<table>.parquet, then <table>.csv, then <table>.xlsx).
+READERS: dict[str, FileReader] = {}
+
+
+def register_reader(reader: FileReader) -> FileReader:
+    """Make a format readable in folder sources: a new format is one reader, registered here."""
+    taken = {s: r.name for r in READERS.values() for s in r.suffixes if r.name != reader.name}
+    clash = sorted(s for s in reader.suffixes if s in taken)
+    if clash:
+        raise ValueError(f"suffixes {clash} are already read by another reader")
+    READERS[reader.name] = reader
+    return reader
+
+
+def reader_for(path: Path) -> FileReader | None:
+    """The reader of a file, by its suffix; None for a format no reader knows."""
+    suffix = path.suffix.lower()
+    return next((r for r in READERS.values() if suffix in r.suffixes), None)
+
+
+def known_suffixes() -> list[str]:
+    """Every suffix a reader knows, for messages."""
+    return [s for r in READERS.values() for s in r.suffixes]
+
+
 _BOM = b"\xef\xbb\xbf"
 _AUTO_ENCODINGS = ("utf-8-sig", "gb18030")
 # SQL LIKE pattern of text that starts with an ISO date (YYYY-MM-DD).
@@ -200,19 +236,9 @@ def created_values(params: Params) -> tuple[pd.Series, str | None, str]:
     else:
         located = _locate(params, schema)
         assert located is not None  # orders is required: _locate raised already
-        files, fmt = located
+        files, reader = located
         for path in files:
-            if fmt == "parquet":
-                arrow_schema = _parquet_schema(path)
-                selected = _select_columns(
-                    arrow_schema.names, schema, ts, path.name, ["created_at"]
-                )
-                with pq.ParquetFile(path) as pf:
-                    values = pf.read(columns=[next(iter(selected))]).column(0)
-                parts.append(values.to_pandas())
-            else:
-                reader = _read_csv if fmt == "csv" else _read_xlsx
-                parts.append(reader(path, schema, ts, ["created_at"])["created_at"])
+            parts.append(reader.read_columns(path, schema, ts, ["created_at"])["created_at"])
     values = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
     return values.reset_index(drop=True), ts.timestamp_format, tz
 
@@ -500,18 +526,7 @@ def _amounts(params: Params, table: str, spec: AmountSource, order_ids: pd.Serie
                 f"in {_params_files(params)} or add the file."
             )
         where = path.name
-        suffix = path.suffix.lower()
-        if _FORMATS.get(suffix) == "parquet":
-            frame = pd.read_parquet(path)
-        elif _FORMATS.get(suffix) == "xlsx":
-            frame = pd.read_excel(path, dtype=str)
-        else:
-            encoding = (
-                "utf-8-sig" if codecs.lookup(spec.encoding).name == "utf-8" else spec.encoding
-            )
-            frame = pd.read_csv(
-                path, sep=spec.delimiter, encoding=encoding, dtype=str, keep_default_na=False
-            )
+        frame = _format_of(path, table, params).read_raw(path, spec.encoding, spec.delimiter)
         frame.columns = [_clean_header(c) for c in frame.columns]
     for column in (spec.order_id, spec.value):
         if column not in frame.columns:
@@ -567,26 +582,26 @@ def _table_files(folder: Path, table: str, params: Params) -> tuple[list[Path], 
             return [f for f in files if f.is_file()], [ts.file]
         path = folder / ts.file
         return ([path] if path.is_file() else []), [ts.file]
-    names = [f"{table}{suffix}" for suffix in _DEFAULT_SUFFIXES]
+    names = [f"{table}{reader.suffixes[0]}" for reader in READERS.values()]
     for name in names:
         if (folder / name).is_file():
             return [folder / name], names
     return [], names
 
 
-def _format_of(path: Path, table: str, params: Params) -> str:
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
+def _format_of(path: Path, table: str, params: Params) -> FileReader:
+    reader = reader_for(path)
+    if reader is None:
         raise InvalidParamError(
             _params_files(params),
             f"source.tables.{table}.file",
             f"{path.name} has an unsupported format '{path.suffix}'; "
-            "save it as .csv, .xlsx or .parquet",
+            f"save it as one of {', '.join(known_suffixes())}",
         )
-    return fmt
+    return reader
 
 
-def _locate(params: Params, schema: TableSchema) -> tuple[list[Path], str] | None:
+def _locate(params: Params, schema: TableSchema) -> tuple[list[Path], FileReader] | None:
     """The table's files and their common format; None when an optional table is absent."""
     folder = _folder(params)
     table = schema.name
@@ -604,15 +619,15 @@ def _locate(params: Params, schema: TableSchema) -> tuple[list[Path], str] | Non
                 f"Export it under one of these names or set source.tables.{table}.file."
             )
         return None
-    formats = {_format_of(f, table, params) for f in files}
-    if len(formats) > 1:
+    readers = {_format_of(f, table, params).name: _format_of(f, table, params) for f in files}
+    if len(readers) > 1:
         raise InvalidParamError(
             _params_files(params),
             f"source.tables.{table}.file",
-            f"'{ts.file}' matches files of different formats ({sorted(formats)}); "
+            f"'{ts.file}' matches files of different formats ({sorted(readers)}); "
             "narrow the pattern to one format",
         )
-    return files, formats.pop()
+    return files, next(iter(readers.values()))
 
 
 def _file_sha256(path: Path) -> str:
@@ -641,20 +656,12 @@ def _read_folder_table(
     located = _locate(params, schema)
     if located is None:
         return None
-    files, fmt = located
+    files, reader = located
     # Hashing releases the GIL: digest the files while they are being read.
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(_files_sha256, files)
-        if fmt == "parquet":
-            tables = [_read_parquet(f, schema, ts, window, tz) for f in files]
-            if len(tables) > 1:
-                tables = [pa.concat_tables(tables, promote_options="permissive")]
-            frame = _arrow_to_pandas(tables[0])
-        else:
-            reader = _read_csv if fmt == "csv" else _read_xlsx
-            frames = [reader(f, schema, ts) for f in files]
-            frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        return frame, ", ".join(str(f) for f in files), fmt, digest.result()
+        frame = reader.read_table(files, schema, ts, window, tz)
+        return frame, ", ".join(str(f) for f in files), reader.name, digest.result()
 
 
 # --- CSV --------------------------------------------------------------------------------
@@ -1306,15 +1313,8 @@ def _folder_last_event(
 ) -> tuple[pd.Timestamp | None, str]:
     located = _locate(params, schema)
     assert located is not None  # orders is required: _locate raised already
-    files, fmt = located
-    latest = []
-    for path in files:
-        if fmt == "parquet":
-            latest.append(_parquet_last_event(path, schema, ts, tz))
-        else:
-            reader = _read_csv if fmt == "csv" else _read_xlsx
-            frame = reader(path, schema, ts, ["created_at"])
-            latest.append(_max_timestamp(frame["created_at"], ts.timestamp_format, tz))
+    files, reader = located
+    latest = [reader.last_event(path, schema, ts, tz) for path in files]
     found = [t for t in latest if t is not None]
     return (max(found) if found else None), ", ".join(str(f) for f in files)
 
@@ -1372,3 +1372,89 @@ def _sql_last_event(
             day = sa.bindparam("last_day", str(largest)[:10], type_=sa.String())
             values = conn.execute(sa.select(column).where(column >= day)).scalars().all()
     return _max_timestamp(pd.Series(values, dtype=object), fmt, tz), f"sql:{label}"
+
+
+# --- the registered formats ----------------------------------------------------------
+
+
+def _parquet_table(
+    files: list[Path], schema: TableSchema, ts: TableSource, window: Window | None, tz: str
+) -> pd.DataFrame:
+    tables = [_read_parquet(f, schema, ts, window, tz) for f in files]
+    if len(tables) > 1:
+        tables = [pa.concat_tables(tables, promote_options="permissive")]
+    return _arrow_to_pandas(tables[0])
+
+
+def _parquet_columns(
+    path: Path, schema: TableSchema, ts: TableSource, wanted: list[str]
+) -> pd.DataFrame:
+    selected = _select_columns(_parquet_schema(path).names, schema, ts, path.name, wanted)
+    with pq.ParquetFile(path) as pf:
+        table = pf.read(columns=list(selected))
+    return pd.DataFrame(
+        {canonical: table.column(source).to_pandas() for source, canonical in selected.items()}
+    )
+
+
+TextReader = Callable[[Path, TableSchema, TableSource, list[str] | None], pd.DataFrame]
+
+
+def _text_table(read: TextReader) -> Callable[..., pd.DataFrame]:
+    """Every row of each file (no pushdown for text formats), concatenated."""
+
+    def read_table(
+        files: list[Path], schema: TableSchema, ts: TableSource, window: Window | None, tz: str
+    ) -> pd.DataFrame:
+        frames = [read(f, schema, ts, None) for f in files]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+    return read_table
+
+
+def _text_last_event(read: TextReader) -> Callable[..., pd.Timestamp | None]:
+    def last_event(
+        path: Path, schema: TableSchema, ts: TableSource, tz: str
+    ) -> pd.Timestamp | None:
+        frame = read(path, schema, ts, ["created_at"])
+        return _max_timestamp(frame["created_at"], ts.timestamp_format, tz)
+
+    return last_event
+
+
+def _csv_raw(path: Path, encoding: str, delimiter: str) -> pd.DataFrame:
+    # A BOM is never part of the first header: utf-8 reads as utf-8-sig.
+    encoding = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    return pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str, keep_default_na=False)
+
+
+register_reader(
+    FileReader(
+        "parquet",
+        (".parquet", ".pq"),
+        _parquet_table,
+        _parquet_columns,
+        _parquet_last_event,
+        lambda path, _encoding, _delimiter: pd.read_parquet(path),
+    )
+)
+register_reader(
+    FileReader(
+        "csv",
+        (".csv", ".txt", ".tsv"),
+        _text_table(_read_csv),
+        _read_csv,
+        _text_last_event(_read_csv),
+        _csv_raw,
+    )
+)
+register_reader(
+    FileReader(
+        "xlsx",
+        (".xlsx", ".xlsm"),
+        _text_table(_read_xlsx),
+        _read_xlsx,
+        _text_last_event(_read_xlsx),
+        lambda path, _encoding, _delimiter: pd.read_excel(path, dtype=str, keep_default_na=False),
+    )
+)
