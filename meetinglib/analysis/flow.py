@@ -19,9 +19,10 @@ cores; benchmarks/bench_flow.py measures it against PM4Py.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -505,7 +506,7 @@ def _edge_stats(edge: np.ndarray, hours: np.ndarray, space: int) -> pd.DataFrame
     sums = np.bincount(edge, weights=hours, minlength=space)
     rows = []
     if len(present) <= _MASKED_EDGES:
-        groups = ((code, hours[edge == code]) for code in present)
+        groups: Iterable[tuple[Any, np.ndarray]] = ((code, hours[edge == code]) for code in present)
     else:
         grouped = hours[_group_order(edge, space)]
         bounds = np.cumsum(counts[present])
@@ -778,7 +779,7 @@ def bottlenecks(
     # one- and two-dimension segment is then a sum over cells, which are fewer than
     # orders, so the 28 segmentations of the default dimensions stay cheap.
     cell, cell_codes = _cells(segs, dims, len(frame))
-    found: list[tuple] = []
+    found: list[tuple[Any, ...]] = []
     scopes: dict[str, np.ndarray] = {}
     for stage in stages:
         end = STAGES[stage][1]
@@ -839,7 +840,7 @@ def bottlenecks(
 @dataclass
 class _Segments:
     codes: np.ndarray  # int64: 0 = empty, v + 1 = values[v]
-    values: list
+    values: list[Any]
 
 
 def _segment_codes(col: pd.Series) -> _Segments:
@@ -882,7 +883,7 @@ def _stage_findings(
     pairs: list[tuple[str, str]],
     min_orders: int,
     min_share: float,
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """Findings of one stage as tuples in the column order bottlenecks() builds."""
     overall = float(np.median(hours))
     excess = np.maximum(hours - overall, 0.0)
@@ -900,7 +901,9 @@ def _stage_findings(
         avoid = np.where(rest > 0, x - n * (total - x) / np.maximum(rest, 1), 0.0)
         return n, x, a, avoid
 
-    def row(d: str, i: int, d2: str | None, i2: int, stats: tuple, j: int) -> tuple:
+    def row(
+        d: str, i: int, d2: str | None, i2: int, stats: tuple[Any, ...], j: int
+    ) -> tuple[Any, ...]:
         n, x, a, avoid = (s[j] for s in stats)
         share = x / total if total > 0 else 0.0
         return (stage, d, int(i), d2, int(i2), round(n), x, round(a), avoid, overall, share)
@@ -917,13 +920,13 @@ def _stage_findings(
         hit &= _is_the_problem(n, x, single[da][0][ia], single[da][1][ia], total, n_all, min_orders)
         hit &= _is_the_problem(n, x, single[db][0][ib], single[db][1][ib], total, n_all, min_orders)
         for j in np.flatnonzero(hit):
-            found.append(row(da, ia[j], db, ib[j], stats, j))
+            found.append(row(da, int(ia[j]), db, int(ib[j]), stats, int(j)))
             dropped.update({(da, int(ia[j])), (db, int(ib[j]))})
     for d in dims:
         n, avoid = single[d][0], single[d][3]
         hit = (n >= min_orders) & (avoid > 0) & (avoid >= floor)
         hit[0] = False  # empty segment value
-        found += [row(d, j, None, 0, single[d], j) for j in np.flatnonzero(hit)]
+        found += [row(d, int(j), None, 0, single[d], int(j)) for j in np.flatnonzero(hit)]
     return [f for f in found if f[3] is not None or (f[1], f[2]) not in dropped]
 
 
@@ -954,7 +957,7 @@ def _is_the_problem(
 
 
 def _segment_median(
-    frame: pd.DataFrame, segs: dict[str, _Segments], scopes: dict[str, np.ndarray], row
+    frame: pd.DataFrame, segs: dict[str, _Segments], scopes: dict[str, np.ndarray], row: Any
 ) -> float:
     """Median stage hours of the orders of one finding (few findings: a mask each)."""
     mask = scopes[row.stage] & (segs[row.dimension].codes == row.code)
@@ -975,7 +978,7 @@ def weekday_number(value: object) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
-def segment_phrase(dimension: str, value: object, lang: str = "en") -> str:
+def segment_phrase(dimension: str, value: Any, lang: str = "en") -> str:
     """The segment in words, e.g. 'via carrier EastPost' or 'for orders created on Fri'."""
     if dimension == "weekday":
         shown = t(f"weekday.{weekday_number(value)}", lang)
@@ -988,7 +991,7 @@ def segment_phrase(dimension: str, value: object, lang: str = "en") -> str:
     return t(f"flow.segment.{dimension}", lang, value=shown)
 
 
-def _sentence(row, lang: str) -> str:
+def _sentence(row: Any, lang: str) -> str:
     segment = segment_phrase(row.dimension, row.value, lang)
     if isinstance(row.dimension_2, str):
         second = segment_phrase(row.dimension_2, row.value_2, lang)
@@ -1655,7 +1658,7 @@ def _segment_words(data: CohortSums, keys: tuple[tuple[str, int], ...], lang: st
     return t("flow.segment.pair", lang, first=parts[0], second=parts[1])
 
 
-def finding_segment(row: object, lang: str = "en") -> str:
+def finding_segment(row: Any, lang: str = "en") -> str:
     """A finding's segment in words ('via carrier EastPost to region South')."""
     first = segment_phrase(str(row.dimension), row.value, lang)
     d2 = row.dimension_2
@@ -1681,7 +1684,7 @@ def finding_sentence(row: dict[str, object], weeks: int, lang: str = "en") -> st
     return t(f"flow.finding.{row['group']}", lang, **fields)
 
 
-def finding_mask(orders: pd.DataFrame, finding: object) -> np.ndarray:
+def finding_mask(orders: pd.DataFrame, finding: Any) -> np.ndarray:
     """Which rows of ``orders`` belong to a finding's segment."""
     segments = segment_columns(
         orders, [d for d in (finding.dimension, finding.dimension_2) if isinstance(d, str)]
@@ -1697,7 +1700,7 @@ def finding_mask(orders: pd.DataFrame, finding: object) -> np.ndarray:
     return mask
 
 
-def finding_orders(orders: pd.DataFrame, finding: object, window: Window) -> pd.DataFrame:
+def finding_orders(orders: pd.DataFrame, finding: Any, window: Window) -> pd.DataFrame:
     """The orders behind a finding: its segment's orders whose stage started in ``window``.
 
     Columns order_id, the stage's start and end, hours (up to the window's end when

@@ -225,7 +225,7 @@ def stage_durations(orders: pd.DataFrame, window: Window, by: str | None = None)
             "mean_h": grouped.mean(),
         }
     )
-    if by:
+    if by and dim is not None:
         full = pd.MultiIndex.from_product([dim[1], list(STAGES)], names=keys)
     else:
         full = pd.Index(list(STAGES), name="stage")
@@ -1066,7 +1066,7 @@ class _Tables:
 def _values(value: Any, length: int) -> np.ndarray:
     """A scalar repeated, or a Series/array as float64 values (NA -> NaN), index dropped."""
     if np.isscalar(value):
-        return np.full(length, float(value))
+        return np.full(length, float(value))  # type: ignore[arg-type]  # a numpy scalar
     return np.asarray(pd.Series(value).astype("float64"), dtype="float64")
 
 
@@ -1291,7 +1291,9 @@ def _obs_settlement_lag(t: _Tables) -> _Obs:
     return t.of_rows("settlements", rows["settled_at"], lag, _settled(rows))
 
 
-def _spans(t: _Tables, codes: dict, start: pd.Series, end: pd.Series, weight: Any) -> _Spans:
+def _spans(
+    t: _Tables, codes: dict[str, np.ndarray], start: pd.Series, end: pd.Series, weight: Any
+) -> _Spans:
     """Rows counted at a week's end e when start < e and not end < e (NaT end: never ends)."""
     ends = t.bounds[1:]
     start_ns, end_ns = _nanos(start), _nanos(end)
@@ -1460,7 +1462,9 @@ HEADLINE = (
 SERIES_COLUMNS = ("kpi", "dimension", "segment", "order_type", "week", "value", "n", "se")
 
 
-def _segments(codes: dict[str, np.ndarray], cols: list[str], levels: dict, rows: int):
+def _segments(
+    codes: dict[str, np.ndarray], cols: list[str], levels: dict[str, list[str]], rows: int
+) -> tuple[np.ndarray, list[str]]:
     """Each row's segment id over ``cols`` (-1 where a value is missing) and segment names."""
     seg = np.zeros(rows, dtype="int64")
     names = [""]
@@ -1471,7 +1475,9 @@ def _segments(codes: dict[str, np.ndarray], cols: list[str], levels: dict, rows:
     return seg, (names if cols else [ALL])
 
 
-def _group_quantile(group: np.ndarray, values: np.ndarray, groups: int, q: float) -> tuple:
+def _group_quantile(
+    group: np.ndarray, values: np.ndarray, groups: int, q: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per group, the q-quantile of ``values`` (sorted ascending) by numpy's linear method,
     and its standard error: the distribution-free 95% interval between order statistics
     (rank q*n -/+ 1.96 binomial SD) divided by 3.92. The wide interval keeps the estimate
@@ -1499,7 +1505,9 @@ def _group_quantile(group: np.ndarray, values: np.ndarray, groups: int, q: float
     return out, se
 
 
-def _reduce(obs: _Obs, kind: str, cols: list[str], levels: dict, weeks: int):
+def _reduce(
+    obs: _Obs, kind: str, cols: list[str], levels: dict[str, list[str]], weeks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(value, n, se, names): arrays of segments x weeks for one segmentation.
 
     se is the sampling standard error of a week's value: Poisson for a count, compound
@@ -1529,7 +1537,9 @@ def _reduce(obs: _Obs, kind: str, cols: list[str], levels: dict, weeks: int):
     return value.reshape(shape), n.reshape(shape), se.reshape(shape), names
 
 
-def _reduce_spans(spans: _Spans, cols: list[str], levels: dict, weeks: int):
+def _reduce_spans(
+    spans: _Spans, cols: list[str], levels: dict[str, list[str]], weeks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Levels at each week's end: (value, count, se, names); se as for a compound Poisson."""
     seg, names = _segments(spans.codes, cols, levels, len(spans.enter))
     width = weeks + 1
@@ -1547,7 +1557,9 @@ def _reduce_spans(spans: _Spans, cols: list[str], levels: dict, weeks: int):
     return value, count, np.sqrt(np.clip(squares, 0.0, None)), names
 
 
-def _reduce_kpi(kpi: KpiDef, observed: Any, cols: list[str], levels: dict, weeks: int):
+def _reduce_kpi(
+    kpi: KpiDef, observed: Any, cols: list[str], levels: dict[str, list[str]], weeks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     if kpi.kind == "level":
         return _reduce_spans(observed, cols, levels, weeks)
     if kpi.kind == "ratio":
@@ -1621,7 +1633,15 @@ def weekly_kpis(
     return pd.concat(parts, ignore_index=True)
 
 
-def _long(key, dim, value, n, se, names, labels) -> pd.DataFrame:
+def _long(
+    key: str,
+    dim: str,
+    value: np.ndarray,
+    n: np.ndarray,
+    se: np.ndarray,
+    names: list[str],
+    labels: Sequence[str] | np.ndarray,
+) -> pd.DataFrame:
     segments = np.repeat(np.array(names, dtype=object), len(labels))
     by_type = dim == "order_type"
     rows = len(segments)
@@ -1677,6 +1697,8 @@ def resolve_targets(targets: Mapping[str, Any], where: str = "the params") -> di
                 f"{at_risk} is on the better side of the target {target}; for this KPI "
                 f"{'higher' if higher else 'lower'} is better, so at_risk must be {side} it",
             )
+        if target is None:
+            raise InvalidParamError(where, f"targets.{key}.target", "give the target value")
         out[key] = Target(float(target), None if at_risk is None else float(at_risk))
     return out
 

@@ -532,7 +532,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ParamsFileError(f"params file {path} must hold a mapping of keys at the top level.")
     for keys in _PATH_KEYS:
-        node = data
+        node: Any = data
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):

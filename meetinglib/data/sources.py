@@ -184,6 +184,7 @@ def read_table(params: Params, table: str, window: Window | None = None) -> RawT
     ts = _table_source(params, table)
     _check_mapping(params, table, ts)
     tz = ts.timezone or params.timezone
+    result: tuple[pd.DataFrame, str, str, str | None] | None
     if params.source.kind == "sql":
         result = _read_sql_table(params, schema, ts, window, tz)
     else:
@@ -355,7 +356,7 @@ def _select_columns(
     the source has, else from a column of the same name. A required column, or one
     the params map explicitly, that cannot be found raises MissingColumnError.
     """
-    clean = {}
+    clean: dict[str, str] = {}
     for original in found:
         clean.setdefault(_clean_header(original), original)
     mapped_away = {_clean_header(c) for c in ts.columns}
@@ -960,7 +961,7 @@ def _read_parquet_rows(
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
     time_col = _source_column(selected, schema.time_column)
-    bounds = None
+    bounds: tuple[Any, Any, Any] | None = None
     if window is not None and time_col is not None:
         bounds = _arrow_window(time_col, arrow_schema.field(time_col).type, window, tz)
     if bounds is None:
@@ -969,13 +970,14 @@ def _read_parquet_rows(
         condition, lo, hi = bounds
         fragment = next(iter(ds.dataset(path, format="parquet").get_fragments()))
         groups = [rg.id for rg in fragment.subset(filter=condition).row_groups]
+        assert time_col is not None  # bounds exist only for a time column
         partial = {g for g in groups if not _group_inside(meta, g, time_col, lo, hi)}
     table = pf.read_row_groups(groups, columns=list(selected), use_threads=True)
     rows = [np.arange(offsets[g] + 1, offsets[g + 1] + 1) for g in groups]
     table = table.append_column(
         SOURCE_ROW, pa.array(np.concatenate(rows) if rows else np.empty(0, np.int64))
     )
-    if partial:
+    if partial and bounds is not None:
         # Files sorted by time have only a few groups straddling a window edge: filter
         # those and keep the others whole, instead of filtering (copying) every row.
         pieces, start = [], 0
@@ -1185,7 +1187,7 @@ def _sql_columns(
 
 
 def _sql_window(
-    column: sa.ColumnClause, sql_type: Any, dialect: str, window: Window, tz: str
+    column: sa.ColumnClause[Any], sql_type: Any, dialect: str, window: Window, tz: str
 ) -> sa.ColumnElement[bool] | None:
     """WHERE condition selecting the window's rows (and empty ones), with bound values."""
     if dialect == "sqlite" or isinstance(sql_type, sa.String):
@@ -1196,7 +1198,7 @@ def _sql_window(
             lo, hi = window.start.to_pydatetime(), window.end.to_pydatetime()
         else:
             lo, hi = _local_naive(window.start, tz), _local_naive(window.end, tz)
-        kind = sa.DateTime(timezone=aware)
+        kind: sa.types.TypeEngine[Any] = sa.DateTime(timezone=aware)
     elif isinstance(sql_type, sa.Date):
         lo, hi = _date_bounds(window, tz, margin_days=0)
         kind = sa.Date()

@@ -57,6 +57,7 @@ twice at fall-back is read as the first occurrence (daylight time).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -125,8 +126,8 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None]] = {
 }
 
 # Placeholders that exports write for "no value" ("NA" is not one: it is a region code).
-MISSING_TOKENS = ("", "nan", "NaN", "NAN", "NULL", "null", "Null", "None", "none", "NaT")
-MISSING_TOKENS += ("N/A", "n/a", "#N/A", "-", "--")
+MISSING_TOKENS: tuple[str, ...] = ("", "nan", "NaN", "NAN", "NULL", "null", "Null", "None")
+MISSING_TOKENS += ("none", "NaT", "N/A", "n/a", "#N/A", "-", "--")
 
 _LONGEST_TOKEN = max(len(token.encode()) for token in MISSING_TOKENS)
 _NO_BYTES = np.zeros(0, dtype=np.uint8)
@@ -582,7 +583,7 @@ class _Failure:
     rule: str
     column: str
     mask: np.ndarray
-    detail: object = None  # callable(position) -> str, or None
+    detail: Callable[[int], str] | None = None  # an example row's detail, by position
 
 
 def _shown(value: object) -> str:
@@ -622,7 +623,7 @@ def _failures(
     original = raw.frame
     by_rule: dict[str, list[_Failure]] = {rule: [] for rule in RULES}
 
-    def value_of(name: str):
+    def value_of(name: str) -> pd.Series | None:
         if name not in original.columns:
             return None
         column = original[name]
@@ -980,6 +981,8 @@ def set_aside_in(raw: RawTable, quarantined: pd.DataFrame, window: Window, tz: s
     return int(window.contains(when).to_numpy(dtype=bool, na_value=False).sum())
 
 
-def _quarantine_column(failures: list[_Failure], hit: np.ndarray, part) -> pd.Series:
+def _quarantine_column(
+    failures: list[_Failure], hit: np.ndarray, part: Callable[[_Failure], str]
+) -> pd.Series:
     names = np.array([part(f) for f in failures] or [""], dtype=object)
     return pd.Series(names[hit] if len(hit) else [], dtype="str")
