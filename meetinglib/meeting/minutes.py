@@ -255,13 +255,13 @@ def check_minutes(
             problems.append(f"week: {doc.week!r} is not an ISO week like 2026-W47")
     people = people_by_email(params)
     departments = params.meeting.departments
-    for i, a in enumerate(doc.attendance, 1):
-        if a.email.lower() not in people:
+    for i, person in enumerate(doc.attendance, 1):
+        if person.email.lower() not in people:
             problems.append(
-                f"attendance[{i}].email: {a.email!r} is not the organizer or an attendee in "
+                f"attendance[{i}].email: {person.email!r} is not the organizer or an attendee in "
                 "the params (meeting.attendees)"
             )
-        if a.status == "delegate" and not a.delegate:
+        if person.status == "delegate" and not person.delegate:
             problems.append(f"attendance[{i}].delegate: name who came instead")
     emails = [a.email.lower() for a in doc.attendance]
     for email in sorted({e for e in emails if emails.count(e) > 1}):
@@ -283,6 +283,7 @@ def check_minutes(
             problems.append(f"actions[{i}].department: {a.department!r} not in {departments}")
         if a.decision is not None and a.decision not in refs:
             problems.append(f"actions[{i}].decision: no decision with ref {a.decision!r} above")
+    entries: list[tuple[str, int, DecisionEntry | ActionEntry]]
     entries = [("decisions", i, d) for i, d in enumerate(doc.decisions, 1)]
     entries += [("actions", i, a) for i, a in enumerate(doc.actions, 1)]
     issues = store.issues(through_week=str(week)).sort_values("id")
@@ -420,14 +421,14 @@ def _write(
         set_summary(batch, week, summary=summary, plan=doc.plan or None, source=source)
 
     people = people_by_email(params)
-    for a in doc.attendance:
-        person = people[a.email.lower()]
+    for entry in doc.attendance:
+        person = people[entry.email.lower()]
         set_attendance(
             batch,
             week,
             person.email,
-            a.status,
-            delegate=a.delegate,
+            entry.status,
+            delegate=entry.delegate,
             name=person.name,
             department=person.department,
             source=source,
@@ -503,7 +504,7 @@ def _write(
 
     for u in doc.updates:
         assert u.id is not None  # check_minutes resolved descriptions to ids
-        changes = {
+        changes: dict[str, Any] = {
             k: v
             for k, v in {
                 "due_date": u.due,
