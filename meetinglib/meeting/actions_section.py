@@ -23,13 +23,14 @@ from meetinglib.data.dataset import WeekData
 from meetinglib.meeting.intake import department_label
 from meetinglib.meeting.review import (
     REVIEW_FIGURES,
+    Promise,
     decision_figures,
     earlier_actions,
     last_decisions,
     promise,
     promise_text,
 )
-from meetinglib.meeting.store import open_store
+from meetinglib.meeting.store import Store, open_store
 from meetinglib.report.render import macro, table
 
 _RED = "color:#cf222e;font-weight:bold"
@@ -65,7 +66,7 @@ def _change(value: float, figure: str) -> str:
 class ActionsSection:
     """Last meetings' action items and decisions, reviewed at the meeting about data.week."""
 
-    def __init__(self, data: WeekData, lang: str | None = None, store: object | None = None):
+    def __init__(self, data: WeekData, lang: str | None = None, store: Store | None = None):
         self.data = data
         self.params = data.params
         self.lang = lang or data.params.language
@@ -76,7 +77,7 @@ class ActionsSection:
         return t(key, self.lang, **fields)
 
     @cached_property
-    def _loaded(self) -> tuple[pd.DataFrame, str | None, pd.DataFrame, object]:
+    def _loaded(self) -> tuple[pd.DataFrame, str | None, pd.DataFrame, Promise | None]:
         store = self._store or open_store(self.params)
         try:
             items = earlier_actions(self.params, store, self.week)

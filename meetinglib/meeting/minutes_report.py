@@ -40,13 +40,14 @@ class MinutesReport:
 
     def __init__(self, params: Params, store: Store, week: IsoWeek, data: Any, lang: str):
         self.params, self.store, self.week, self.data, self.lang = params, store, week, data, lang
-        self.row = minutes_row(store, week)
-        if self.row is None:
+        row = minutes_row(store, week)
+        if row is None:
             raise InputDataError(
                 f"no minutes recorded for week {week} in the store {store.url}; record them "
                 f"with `meeting minutes record FILE --week {week}`."
             )
-        self.meeting = int(self.row["id"])
+        self.row: dict[str, Any] = row
+        self.meeting = int(row["id"])
 
     @classmethod
     def open(

@@ -120,14 +120,15 @@ def fit_titles(fig: Figure) -> None:
     if not hasattr(fig.canvas, "get_renderer"):
         FigureCanvasAgg(fig)
     fig.draw_without_rendering()  # constrained layout places the axes first
-    renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]  # Agg, made above
     right = fig.bbox.x1 - 4
     for ax in fig.axes:
         for loc in ("left", "center"):
             text = ax.get_title(loc=loc)
             if not text or "\n" in text:
                 continue
-            artist = ax._left_title if loc == "left" else ax.title
+            # matplotlib keeps the left title as a private attribute only
+            artist = ax._left_title if loc == "left" else ax.title  # type: ignore[attr-defined]
             width = max(len(text), 1)
             while artist.get_window_extent(renderer).x1 > right and width > 20:
                 width = int(width * 0.85)
@@ -363,7 +364,7 @@ def bars(
                 linewidth=0.5,
             )
             if np.isfinite(v):
-                ax.text(xi, v, value_format.format(v), ha="center", va="bottom", fontsize=8)
+                ax.text(float(xi), v, value_format.format(v), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x, [str(i) for i in values.index])
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)

@@ -736,7 +736,7 @@ class DataReport:
             self._segment_rows_table(keys, "warehouse"),
         )
 
-    def _missing(self, value: object) -> object:
+    def _missing(self, value: Any) -> Any:
         return self._t("word.missing") if value == kpis.MISSING else value
 
     # --- 4. abnormal orders -------------------------------------------------------------------

@@ -1096,6 +1096,8 @@ class Explorer:
     def _render(self) -> None:
         """Draw the charts of the panels on display (drawing takes most of an update)."""
         view = self.view
+        if view is None:  # nothing computed yet
+            return
         if "distribution" in self._shown:
             self.distribution_image.value = plots.png_bytes(view.distribution_figure)
         if "graph" in self._shown and view.graph_figure is not self._drawn_graph:
@@ -1172,11 +1174,15 @@ class Explorer:
 
     def export_csv(self) -> list[Path]:
         """Write the current view's tables into the folder widget's folder."""
-        return self._report(export_csv(self.view, self.folder.value))
+        return self._report(
+            export_csv(self.update() if self.view is None else self.view, self.folder.value)
+        )
 
     def export_png(self) -> list[Path]:
         """Write the current view's charts into the folder widget's folder."""
-        return self._report(export_png(self.view, self.folder.value))
+        return self._report(
+            export_png(self.update() if self.view is None else self.view, self.folder.value)
+        )
 
     def _report(self, paths: list[Path]) -> list[Path]:
         items = "".join(f"<li>{html.escape(str(p))}</li>" for p in paths)

@@ -28,6 +28,7 @@ import textwrap
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -191,7 +192,7 @@ def with_history(findings: pd.DataFrame, frame: pd.DataFrame, history: Window) -
 # --- wording --------------------------------------------------------------------------------
 
 
-def segment_value(dimension: str, value: object, lang: str) -> str:
+def segment_value(dimension: str, value: Any, lang: str) -> str:
     """A segment value for display: weekday and order type translated, hour as 10:00."""
     if dimension == "weekday":
         return t(f"weekday.{flow.weekday_number(value)}", lang)
@@ -484,7 +485,7 @@ def _paired_boxes(
         ax = fig.add_subplot()
         y = np.arange(len(names), dtype=float)
         h = 0.3
-        styles = (
+        styles: tuple[dict[str, Any], ...] = (
             {"facecolor": plots.PALETTE[0], "edgecolor": "#000000", "hatch": ""},
             {"facecolor": "white", "edgecolor": "#555555", "hatch": plots.HATCHES[1]},
         )

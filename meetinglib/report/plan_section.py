@@ -293,6 +293,7 @@ class PlanSection:
 
     def _backtest_weeks(self) -> HTML:
         """One row per backtest week on all orders: actual, forecast, both errors."""
+        assert self.plan is not None  # callers show a note instead when there is no plan
         bt = self.plan.backtest
         rows = bt[bt["order_type"] == "all"]
         unusual = self.plan.unusual_days
@@ -425,7 +426,7 @@ class PlanSection:
         summary = plan.carrier_summary.reindex(table.index)
         table.insert(0, self._t("word.share"), summary["share"].map("{:.0%}".format))
         threshold = self.data.params.plan.min_on_time_delivery
-        rates = []
+        rates: list[str | Trusted] = []
         for rate, low in zip(summary["on_time_rate"], summary["low_on_time"], strict=True):
             if not math.isfinite(rate):
                 rates.append("–")
@@ -479,7 +480,7 @@ class PlanSection:
         soon = sp[sp["status"] != "later"].head(SPECIAL_LIST_ROWS)
         if soon.empty:
             return _EMPTY
-        status = []
+        status: list[str | Trusted] = []
         for state, hours in zip(soon["status"], soon["hours_left"], strict=True):
             if state == "overdue":
                 text = self._t("plan_section.overdue_by", hours=-hours)
