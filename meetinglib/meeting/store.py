@@ -354,7 +354,13 @@ def upgrade(engine: Engine, target: int | None = None) -> int:
     """
     target = CURRENT_VERSION if target is None else target
     url = _safe_url(engine)
-    current = schema_version(engine)
+    try:
+        current = schema_version(engine)
+    except InputDataError:
+        # Read without the lock, statement by statement, the catalogue can change under
+        # us: another opener's upgrade may commit between "no alembic_version yet" and
+        # "meeting tables exist". Judge again under the lock, where it cannot.
+        current = -1
     _refuse_newer(current, url)
     if current >= target:
         return current  # the common case: no lock taken
