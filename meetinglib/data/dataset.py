@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundError
-from meetinglib.core.params import Params, SlaParams
+from meetinglib.core.params import Params, SlaParams, load_params
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
 from meetinglib.data import sources
@@ -369,6 +370,15 @@ def open_week(
 ) -> WeekData:
     """The week as every notebook loads it: the runner's snapshot if given, else the source."""
     return WeekData.load(Path(snapshot), params) if snapshot else load_week(params, week)
+
+
+def notebook_week(
+    params_files: Sequence[str | os.PathLike[str]],
+    week: IsoWeek | str | None = None,
+    snapshot: str | Path | None = None,
+) -> WeekData:
+    """What a notebook's ``open`` starts from: its params files loaded, then ``open_week``."""
+    return open_week(load_params(*params_files), week, snapshot)
 
 
 def load_week(

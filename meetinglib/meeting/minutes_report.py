@@ -11,9 +11,9 @@ from markupsafe import Markup
 
 from meetinglib.core.errors import InputDataError
 from meetinglib.core.i18n import t
-from meetinglib.core.params import Params, load_params
+from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
-from meetinglib.data.dataset import open_week
+from meetinglib.data.dataset import notebook_week
 from meetinglib.meeting.actions_section import ActionsSection
 from meetinglib.meeting.agenda import build_agenda, when_text
 from meetinglib.meeting.intake import department_label
@@ -58,10 +58,10 @@ class MinutesReport:
         lang: str | None = None,
     ) -> MinutesReport:
         """The minutes of ``week`` from the store, with the week's data (snapshot or source)."""
-
-        params = load_params(*params_files)
-        data = open_week(params, week, snapshot)
-        return cls(params, open_store(params), data.week, data, lang or params.language)
+        data = notebook_week(params_files, week, snapshot)
+        return cls(
+            data.params, open_store(data.params), data.week, data, lang or data.params.language
+        )
 
     def _t(self, key: str, **fields: object) -> str:
         return t(key, self.lang, **fields)

@@ -71,9 +71,9 @@ from matplotlib.ticker import PercentFormatter
 from meetinglib.analysis import kpis
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import label_or, t
-from meetinglib.core.params import AgendaParams, load_params
+from meetinglib.core.params import AgendaParams
 from meetinglib.core.weeks import IsoWeek, Window
-from meetinglib.data.dataset import open_week
+from meetinglib.data.dataset import notebook_week
 from meetinglib.meeting.intake import SEGMENT_KEYS, IssueForm, department_label
 from meetinglib.meeting.store import SEVERITIES, Store, open_store
 from meetinglib.report import charts as plots
@@ -626,9 +626,8 @@ class TriageReport:
         lang: str | None = None,
     ) -> TriageReport:
         """Load the week's data (the runner's snapshot if given) and the store's issues."""
-
-        params = load_params(*params_files)
-        data = open_week(params, week, snapshot)
+        data = notebook_week(params_files, week, snapshot)
+        params = data.params
         store = open_store(params)
         issues = store.issues(through_week=str(data.week))
         orders = OrdersData(

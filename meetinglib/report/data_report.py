@@ -47,10 +47,9 @@ from meetinglib.analysis.kpi_table import (
 )
 from meetinglib.core.fmt import fmt_change, fmt_value
 from meetinglib.core.i18n import label_or, t
-from meetinglib.core.params import load_params
 from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.core.weeks import Window
-from meetinglib.data.dataset import WeekData, open_week
+from meetinglib.data.dataset import WeekData, notebook_week
 from meetinglib.report import charts as plots
 from meetinglib.report.render import frame_table, macro, render, table
 
@@ -176,9 +175,7 @@ class DataReport:
         lang: str | None = None,
     ) -> DataReport:
         """Load the week: the runner's validated snapshot if given, else the source."""
-        params = load_params(*params_files)
-        data = open_week(params, week, snapshot)
-        return cls(data, lang)
+        return cls(notebook_week(params_files, week, snapshot), lang)
 
     # --- text -------------------------------------------------------------------------
 

@@ -46,9 +46,8 @@ from matplotlib.lines import Line2D
 from meetinglib.analysis import flow
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import t
-from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek, Window
-from meetinglib.data.dataset import WeekData, open_week
+from meetinglib.data.dataset import WeekData, notebook_week
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.flow_section import FlowSection, segment_value
@@ -1028,9 +1027,7 @@ class Explorer:
         lang: str | None = None,
     ) -> Explorer:
         """Load the week as the reports do: the runner's snapshot if given, else the source."""
-        params = load_params(*params_files)
-        data = open_week(params, week, snapshot)
-        return cls(data, lang)
+        return cls(notebook_week(params_files, week, snapshot), lang)
 
     # --- state -------------------------------------------------------------------------
 
