@@ -22,7 +22,6 @@ the week it happens):
 
 from __future__ import annotations
 
-import html
 import math
 import textwrap
 from collections.abc import Mapping
@@ -47,7 +46,7 @@ from meetinglib.data.dataset import WeekData
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.data_report import chart
-from meetinglib.report.render import macro
+from meetinglib.report.render import macro, render
 
 TOP_FINDINGS = 8
 # A finding is "worse" ("better") than before when its segment's median this week is
@@ -336,19 +335,11 @@ class FlowSection:
         """
         week = str(self.data.week)
         if not self.baseline_weeks:
-            text = self._t("flow_section.no_baseline", week=week)
-            return HTML(f'<p class="ml-note">{html.escape(text)}</p>')
-        parts = []
+            return HTML(str(macro("note", self._t("flow_section.no_baseline", week=week))))
+        groups = []
         for name in flow.FINDING_GROUPS:
-            roots = self.group(name)
-            title = self._t(f"flow_section.group.{name}", period=self.period)
-            parts.append(f"<h3>{html.escape(title)}</h3>")
-            if roots.empty:
-                text = self._t(f"flow_section.none.{name}", week=week, period=self.period)
-                parts.append(f'<p class="ml-note">{html.escape(text)}</p>')
-                continue
             items = []
-            for row in roots.itertuples(index=False):
+            for row in self.group(name).itertuples(index=False):
                 echoes = self.echoes(str(row.id))
                 note = ""
                 if len(echoes):
@@ -358,11 +349,16 @@ class FlowSection:
                         names=self._t("changes.separator").join(names),
                         count=len(echoes),
                     )
-                    note = f' <span class="ml-note">{html.escape(note)}</span>'
-                items.append(f"<li>{html.escape(row.finding)}{note}</li>")
-            parts.append("<ol>\n" + "\n".join(items) + "\n</ol>")
-        intro = html.escape(self._t("flow_section.intro.groups", week=week, period=self.period))
-        return HTML(f"<p>{intro}</p>\n" + "\n".join(parts))
+                items.append({"finding": str(row.finding), "echoes": note})
+            groups.append(
+                {
+                    "title": self._t(f"flow_section.group.{name}", period=self.period),
+                    "empty": self._t(f"flow_section.none.{name}", week=week, period=self.period),
+                    "items": items,
+                }
+            )
+        intro = self._t("flow_section.intro.groups", week=week, period=self.period)
+        return HTML(str(render("sections/flow_findings.html.j2", intro=intro, groups=groups)))
 
     def _echo_name(self, row) -> str:
         stage = self._t(f"flow.stage.{row.stage}")
