@@ -19,7 +19,6 @@ At the meeting about report week C (and in C's minutes and data report):
 from __future__ import annotations
 
 import datetime as dt
-import html
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
@@ -29,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from meetinglib.analysis import kpis
-from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import InputDataError, ParamsError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params
@@ -47,6 +45,7 @@ from meetinglib.meeting.store import (
     open_store,
 )
 from meetinglib.meeting.triage import segment_dict, segment_mask
+from meetinglib.report.render import render
 
 REVIEW_FIGURES = ("orders", "late_delivery_share", "backlog")
 
@@ -214,11 +213,7 @@ def minutes_message(
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip(">") or None)
     msg.set_content(body + "\n")
     msg.add_alternative(
-        with_csp(
-            f'<!DOCTYPE html><html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
-            f"<title>{html.escape(subject)}</title></head><body><p>{html.escape(body)}</p>"
-            "</body></html>"
-        ),
+        str(render("pages/mail.html.j2", lang=lang, title=subject, body=body)),
         subtype="html",
     )
     msg.add_attachment(
