@@ -273,22 +273,16 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
                 f"'{canonical}' is not a column of the canonical table '{table}'; "
                 f"map onto one of {names}",
             )
-    for canonical in ts.values:
-        if canonical not in names:
-            raise InvalidParamError(
-                _params_files(params),
-                f"{key}.values.{canonical}",
-                f"'{canonical}' is not a column of the canonical table '{table}'; "
-                f"value maps are keyed by canonical column names: {names}",
-            )
-    for canonical in ts.constants:
-        if canonical not in names:
-            raise InvalidParamError(
-                _params_files(params),
-                f"{key}.constants.{canonical}",
-                f"'{canonical}' is not a column of the canonical table '{table}'; "
-                f"constants are keyed by canonical column names: {names}",
-            )
+    for section, keys in (("values", ts.values), ("constants", ts.constants)):
+        for canonical in keys:
+            if canonical not in names:
+                raise InvalidParamError(
+                    _params_files(params),
+                    f"{key}.{section}.{canonical}",
+                    f"'{canonical}' is not a column of the canonical table '{table}'; "
+                    f"{'value maps' if section == 'values' else 'constants'} are keyed by "
+                    f"canonical column names: {names}",
+                )
     if ts.status is not None:
         if table != "orders":
             raise InvalidParamError(

@@ -229,7 +229,7 @@ class DataReport:
         ]
         rows = []
         for key in kpis.HEADLINE:
-            row = self._row(key)
+            row = self.kpi_result.row(key)
             if row is None:
                 continue
             rows.append(
@@ -339,24 +339,6 @@ class DataReport:
         """The week's changes for the worse, most severe first (rows of ``kpi_table``)."""
         return self.kpi_result.changes
 
-    def _row(
-        self,
-        kpi: str,
-        dimension: str = kpis.ALL,
-        segment: str = kpis.ALL,
-        order_type: str = kpis.ALL,
-    ) -> pd.Series | None:
-        return self.kpi_result.row(kpi, dimension, segment, order_type)
-
-    def _weekly(
-        self,
-        kpi: str,
-        dimension: str = kpis.ALL,
-        segment: str = kpis.ALL,
-        order_type: str = kpis.ALL,
-    ) -> pd.Series:
-        return self.kpi_result.weekly(kpi, dimension, segment, order_type)
-
     def export(self, out_dir: str | Path | None) -> None:
         """Write ``kpis.csv`` (``kpi_table``) into ``out_dir``; nothing when it is None."""
         if out_dir is not None:
@@ -393,7 +375,7 @@ class DataReport:
         return macro("status", STATUS_CLASS[status], STATUS_SYMBOL[status], word)
 
     def _sparkline(self, row: pd.Series) -> Markup:
-        values = self._weekly(row["kpi"]).iloc[-SPARK_WEEKS:]
+        values = self.kpi_result.weekly(row["kpi"]).iloc[-SPARK_WEEKS:]
         target = None if _nan(row["target"]) else float(row["target"])
         fig = plots.sparkline(values.to_numpy(dtype=float), target=target, lang=self.lang)
         data = base64.b64encode(plots.sparkline_png(fig)).decode("ascii")
@@ -420,7 +402,7 @@ class DataReport:
         header += [self._t("word.target"), self._t("word.status")]
         rows = []
         for key in keys:
-            row = self._row(key)
+            row = self.kpi_result.row(key)
             if row is None:
                 continue
             cells: list[str | Markup] = [
@@ -447,7 +429,7 @@ class DataReport:
         for key in keys:
             cells: list[str | Markup] = []
             for order_type in types:
-                row = self._row(key, order_type=order_type)
+                row = self.kpi_result.row(key, order_type=order_type)
                 if row is None:
                     cells.append("–")
                     continue
@@ -482,7 +464,7 @@ class DataReport:
             )
             cells = [name]
             for key in keys:
-                row = self._row(key, dim, seg, order_type)
+                row = self.kpi_result.row(key, dim, seg, order_type)
                 if row is None:
                     cells += ["–", "–"]
                 else:
@@ -502,7 +484,7 @@ class DataReport:
     def _not_available(self, kpi: str) -> HTML | None:
         """A note "not available — the source has no ..." when the source cannot support
         ``kpi``; None when it can. Sections show it instead of zeros."""
-        row = self._row(kpi)
+        row = self.kpi_result.row(kpi)
         if row is None or row["status"] != NOT_AVAILABLE:
             return None
         return self._note(f"{row['label']}: {row['note']}")
@@ -631,7 +613,7 @@ class DataReport:
                     self._fmt(last["rate"].get(code, np.nan), "share"),
                 ]
             )
-        total = self._row("cancellation_rate")
+        total = self.kpi_result.row("cancellation_rate")
         rows.append(
             [
                 self._t("order_type.all"),
@@ -765,11 +747,11 @@ class DataReport:
         if (missing := self._not_available("abnormal_rate")) is not None:
             return missing
         weeks = kpis.abnormal_by_week(self.orders, self.windows)
-        shown = self._weekly("abnormal_rate").notna()
+        shown = self.kpi_result.weekly("abnormal_rate").notna()
         weeks = weeks[shown.to_numpy()].iloc[-SPARK_WEEKS:]
         if weeks.empty or not weeks.to_numpy().sum():
             return chart(plots.message(self._t("chart.pareto.empty"), lang=self.lang))
-        rate = self._weekly("abnormal_rate").dropna()
+        rate = self.kpi_result.weekly("abnormal_rate").dropna()
         title = self._t(
             "chart.abnormal_trend.title",
             count=int(weeks.iloc[-1].sum()),
@@ -982,12 +964,12 @@ class DataReport:
             if warehouse == kpis.ALL:
                 name, created = self._t("order_type.all"), int(this["created"].sum())
                 stockout, before = int(this["stockout"].sum()), int(last["stockout"].sum())
-                fill = self._row("fill_rate")
+                fill = self.kpi_result.row("fill_rate")
             else:
                 name, created = str(self._missing(warehouse)), int(this.loc[warehouse, "created"])
                 stockout = int(this.loc[warehouse, "stockout"])
                 before = int(last["stockout"].get(warehouse, 0))
-                fill = self._row("fill_rate", "warehouse", str(warehouse))
+                fill = self.kpi_result.row("fill_rate", "warehouse", str(warehouse))
             rows.append(
                 [
                     name,
