@@ -31,16 +31,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import nbformat
-import papermill
-from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import CellTimeoutError
-from nbconvert import HTMLExporter
-from papermill.exceptions import PapermillExecutionError
+from typing import TYPE_CHECKING, Any
 
 from meetinglib._version import __version__
+
+if TYPE_CHECKING:
+    import nbformat
 from meetinglib.analysis.kpis import resolve_targets
 from meetinglib.core.csp import with_csp
 from meetinglib.core.csvsafe import to_csv as write_csv
@@ -264,6 +260,12 @@ def _execute(
     lang: str = "en",
     timeout: float | None = None,
 ) -> NotebookResult:
+    # The notebook machinery (nbformat alone imports a URI grammar, about a second) is
+    # loaded by the commands that execute notebooks, not by every `meeting` command.
+    import papermill
+    from nbclient.exceptions import CellTimeoutError
+    from papermill.exceptions import PapermillExecutionError
+
     stem = stem or name
     executed = staging / f"{stem}.ipynb"
     t0 = time.perf_counter()
@@ -331,6 +333,8 @@ def _local_kernel_manager(sockets: Path) -> type:
     traffic is unencrypted; local sockets need no port and live in a private temporary folder.
     """
 
+    from jupyter_client.manager import AsyncKernelManager
+
     class LocalSocketKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -353,6 +357,8 @@ def _keep_failed(staging: Path, out_root: Path, stamp: str) -> Path:
 
 def export_html(notebook: Path, lang: str | None = None) -> Path:
     """Export an executed notebook as a self-contained handout next to it."""
+    import nbformat
+    from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
     lang = lang or _notebook_language(nb)

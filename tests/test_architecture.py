@@ -16,7 +16,10 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "meetinglib"
 LAYERS = ["core", "data", "analysis", "report", "meeting", "runner", "cli", "__init__"]
+# Optional heavy dependencies, and the notebook machinery that only the commands
+# executing notebooks need (importing nbformat alone takes about a second).
 LAZY_ALLOWED = {"ipywidgets", "aiosmtpd", "pm4py", "pyspark", "playwright", "psycopg", "openpyxl"}
+LAZY_ALLOWED |= {"papermill", "nbformat", "nbconvert", "nbclient", "jupyter_client"}
 
 
 def _module_name(path: Path) -> str:

@@ -7,6 +7,7 @@ datetime), independently of pandas and of the code under test.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import hashlib
 from pathlib import Path
@@ -810,8 +811,6 @@ def test_an_unknown_suffix_names_the_formats_that_are_read(tmp_path):
 
 
 def test_two_readers_cannot_claim_one_suffix():
-    clash = sources.FileReader(
-        "csv2", (".csv",), *list(sources.READERS["csv"].__dict__.values())[2:]
-    )
+    clash = dataclasses.replace(sources.READERS["csv"], name="csv2", suffixes=(".csv",))
     with pytest.raises(ValueError, match=r"suffixes \['\.csv'\] are already read"):
         sources.register_reader(clash)

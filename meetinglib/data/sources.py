@@ -614,7 +614,7 @@ def _locate(params: Params, schema: TableSchema) -> tuple[list[Path], FileReader
                 f"Export it under one of these names or set source.tables.{table}.file."
             )
         return None
-    readers = {_format_of(f, table, params).name: _format_of(f, table, params) for f in files}
+    readers = {r.name: r for r in (_format_of(f, table, params) for f in files)}
     if len(readers) > 1:
         raise InvalidParamError(
             _params_files(params),

@@ -147,6 +147,26 @@ def title_of(fig: Figure) -> str:
     return ""
 
 
+def stack_bars(ax: Any, x: np.ndarray, frame: pd.DataFrame, labels: Sequence[str]) -> np.ndarray:
+    """One stacked bar per row of ``frame``, a segment per column (palette and hatching,
+    so the stack reads in grey); returns the stacks' totals."""
+    bottom = np.zeros(len(frame))
+    for i, (col, label) in enumerate(zip(frame.columns, labels, strict=True)):
+        values = frame[col].to_numpy(dtype=float)
+        ax.bar(
+            x,
+            values,
+            bottom=bottom,
+            label=label,
+            color=PALETTE[i % len(PALETTE)],
+            hatch=HATCHES[i % len(HATCHES)],
+            edgecolor="white",
+            linewidth=0.5,
+        )
+        bottom += values
+    return bottom
+
+
 def stacked_bars(
     frame: pd.DataFrame,
     *,
@@ -165,20 +185,7 @@ def stacked_bars(
         fig = new_figure(lang)
         ax = fig.add_subplot()
         x = np.arange(len(frame))
-        bottom = np.zeros(len(frame))
-        for i, (col, label) in enumerate(zip(frame.columns, labels, strict=True)):
-            values = frame[col].to_numpy(dtype=float)
-            ax.bar(
-                x,
-                values,
-                bottom=bottom,
-                label=label,
-                color=PALETTE[i % len(PALETTE)],
-                hatch=HATCHES[i % len(HATCHES)],
-                edgecolor="white",
-                linewidth=0.5,
-            )
-            bottom += values
+        bottom = stack_bars(ax, x, frame, labels)
         ax.set_xticks(x, [str(i) for i in frame.index])
         ax.set_title(title, loc="left")
         ax.set_xlabel(xlabel)

@@ -549,20 +549,7 @@ def _forecast_figure(
         fig = plots.new_figure(lang, size=(9.0, 4.2))
         ax = fig.add_subplot()
         x = np.arange(len(by_type))
-        bottom = np.zeros(len(by_type))
-        for i, (col, label) in enumerate(zip(by_type.columns, labels, strict=True)):
-            values = by_type[col].to_numpy(dtype=float)
-            ax.bar(
-                x,
-                values,
-                bottom=bottom,
-                label=label,
-                color=plots.PALETTE[i % len(plots.PALETTE)],
-                hatch=plots.HATCHES[i % len(plots.HATCHES)],
-                edgecolor="white",
-                linewidth=0.5,
-            )
-            bottom += values
+        plots.stack_bars(ax, x, by_type, labels)
         point = total["forecast"].to_numpy(float)
         lower, upper = total["lower"].to_numpy(float), total["upper"].to_numpy(float)
         ax.errorbar(
