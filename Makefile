@@ -44,6 +44,13 @@ system-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	    || echo "warning: could not install chromium; the browser tests skip (fail under CI=true)"; \
 	else echo "note: install Chromium (Debian: chromium) for the browser tests"; fi
+	@# A Java runtime, for the KPI definitions on a local Spark (pip's pyspark needs one).
+	@if command -v java >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing openjdk-17-jre-headless (the Spark engine's tests)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null) \
+	    || echo "warning: could not install openjdk-17-jre-headless; the Spark tests skip (fail under CI=true)"; \
+	else echo "note: install a Java runtime (Debian: openjdk-17-jre-headless) for the Spark tests"; fi
 	@# PostgreSQL, for the store's tests on a real server (the tests start their own).
 	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

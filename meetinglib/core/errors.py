@@ -250,6 +250,18 @@ class DriverMissingError(EnvironmentProblem):
         )
 
 
+class EngineUnavailableError(EnvironmentProblem):
+    """The configured query engine cannot start on this machine (a package or Java missing)."""
+
+    def __init__(self, engine: str, problem: str):
+        self.engine, self.problem = engine, problem
+        MeetingError.__init__(
+            self,
+            f"the query engine '{engine}' cannot start: {problem}. Install what is named, or "
+            "set 'engine: duckdb' in params (the default, embedded).",
+        )
+
+
 class RunLockedError(MeetingError):
     """Another run of the same week holds the week's lock."""
 

@@ -1,0 +1,117 @@
+"""The query engine under the data layer: an Ibis backend that runs the KPI definitions.
+
+DuckDB, embedded, is the default: it reads source files where they are and keeps heavy
+data out of pandas. The same Ibis expressions run on Spark (``engine: spark`` in params)
+through Ibis's PySpark backend; pyspark and a Java runtime are then needed (the
+``spark`` extra; Debian: openjdk-17-jre-headless).
+
+Conventions every expression in the library follows, so that both engines agree:
+
+* timestamps are compared as instants (timezone-aware on DuckDB, UTC on Spark: the
+  Spark session runs in UTC);
+* durations are differences of epoch seconds, in float hours or days;
+* quantiles are computed from ranks, numpy's default (linear interpolation between the
+  order statistics at ``q * (n - 1)``), not with an engine's own quantile function;
+* frames from pandas enter through ``ibis.memtable`` (DuckDB 2.0 breaks Ibis's
+  ``create_table`` from a frame).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+from ibis.backends import BaseBackend
+
+from meetinglib.core.errors import EngineUnavailableError
+
+EngineKind = Literal["duckdb", "spark"]
+ENGINES: tuple[EngineKind, ...] = ("duckdb", "spark")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How to reach the engine: its kind and the knobs that matter on a 2-core laptop."""
+
+    kind: EngineKind = "duckdb"
+    # DuckDB: memory the engine may use before spilling to disk ("3GB"); None: its default.
+    memory_limit: str | None = None
+    threads: int | None = None
+    # Spark: the master URL and extra session configuration.
+    spark_master: str = "local[2]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+
+def connect(settings: EngineSettings | None = None) -> BaseBackend:
+    """An Ibis backend of the configured kind, ready for the library's expressions."""
+    settings = settings or EngineSettings()
+    if settings.kind == "duckdb":
+        return _duckdb(settings)
+    if settings.kind == "spark":
+        return _spark(settings)
+    raise EngineUnavailableError(
+        str(settings.kind), f"no engine named {settings.kind!r}; use one of {list(ENGINES)}"
+    )
+
+
+def _duckdb(settings: EngineSettings) -> BaseBackend:
+    config: dict[str, Any] = {}
+    if settings.memory_limit:
+        config["memory_limit"] = settings.memory_limit
+    if settings.threads:
+        config["threads"] = settings.threads
+    return ibis.duckdb.connect(**config)
+
+
+def spark_session(settings: EngineSettings | None = None) -> Any:
+    """A SparkSession in UTC for the library's expressions (pyspark and Java needed)."""
+    settings = settings or EngineSettings(kind="spark")
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise EngineUnavailableError(
+            "spark", "pyspark is not installed; pip install 'meetinglib[spark]'"
+        ) from exc
+    if not (os.environ.get("JAVA_HOME") or _which("java")):
+        raise EngineUnavailableError(
+            "spark", "no Java runtime found; install one (Debian: openjdk-17-jre-headless)"
+        )
+    builder = (
+        SparkSession.builder.master(settings.spark_master)
+        .appName("meetinglib")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    for key, value in settings.spark_conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def _spark(settings: EngineSettings) -> BaseBackend:
+    return ibis.pyspark.connect(spark_session(settings))
+
+
+def _which(program: str) -> str | None:
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = os.path.join(folder, program)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def frame_table(frame: pd.DataFrame) -> ir.Table:
+    """``frame`` as an Ibis table any backend can run (a memtable; nothing is copied yet).
+
+    Timezone-aware columns enter in UTC: the same instants, and Spark (whose session runs
+    in UTC) would otherwise read their wall-clock time as UTC.
+    """
+    aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
+    if aware:
+        frame = frame.assign(**{c: frame[c].dt.tz_convert("UTC") for c in aware})
+    return ibis.memtable(frame)
