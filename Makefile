@@ -87,9 +87,10 @@ lab: install
 	  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(ARGS)
 
+# The engine benchmark: sample-data, run and the floor at 20k, 1M and 5M orders a week
+# (ARGS="--sizes 20000 200000" for others). The other benchmarks: benchmarks/README.md.
 bench: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_engine.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs/*/ outputs/.*staging* data/sample .pytest_cache

@@ -1,0 +1,309 @@
+"""Wall time and peak memory of sample-data, the weekly run and the floor, per size, in one run.
+
+    python benchmarks/bench_engine.py                       # 20k, 1M and 5M orders a week
+    python benchmarks/bench_engine.py --sizes 20000 200000
+    python benchmarks/bench_engine.py --sizes 20000 1000000 --skip-run-above 20000
+
+For each size it generates 12 ISO weeks with ``meeting sample-data``, writes a params file
+for that folder, runs ``meeting run`` on the last week, then the floor (``floor.py``:
+plain DuckDB SQL computing the same aggregates straight off the Parquet files), each as
+its own process. Per step: wall time and peak memory of ALL the step's processes (the sum
+of resident memory over the process tree, notebook kernels and Spark JVMs included,
+sampled every 0.2 s), and the load average before and after. The generated data is
+deleted after each size. Results go to ``benchmarks/results/engine.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil  # a dependency of ipykernel, which meetinglib requires
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "engine.md"
+END_WEEK = "2026-W47"
+TIMEZONE = "Asia/Shanghai"
+GIB = 1024**3
+SIZES = (20_000, 1_000_000, 5_000_000)
+STEPS = ("sample-data", "run", "floor")
+# The issue's targets: the bar every recorded figure is read against.
+TARGETS = (
+    "1M orders a week: `meeting run` ≤ 90 s, ≤ 3 GiB peak, ≤ 2.5x the floor in the same run",
+    "5M orders a week: `meeting run` completes in ≤ 8 min within 12 GiB",
+    "20k orders a week (the demo): `meeting run` not slower than about 27 s",
+)
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def tree_rss(pid: int) -> int:
+    """Bytes of resident memory of process ``pid`` and all its descendants (0 if gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # ended between listing and reading: its memory is gone
+    return total
+
+
+class PeakSampler:
+    """Samples ``tree_rss(pid)`` every ``interval`` seconds in a thread; ``peak`` in bytes.
+
+    A spike shorter than the interval can be missed; shared pages (libraries, copy-on-write
+    after fork) count once per process, as in the sum of RSS that ``top`` users add up.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Step:
+    """One measured command: wall seconds, peak bytes of its process tree, load averages."""
+
+    name: str
+    wall: float = float("nan")
+    peak: int = 0
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    ran: bool = False
+    output: str = field(default="", repr=False)
+
+
+def measure(name: str, cmd: Sequence[str], interval: float = 0.2, nice: int = 0) -> Step:
+    """Run ``cmd`` to the end; its wall time, the peak of its tree's summed RSS, the load.
+
+    Raises SystemExit with the command's output tail when it fails.
+    """
+    step = Step(name, load_before=os.getloadavg())
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
+        proc = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=subprocess.STDOUT)
+        with PeakSampler(proc.pid, interval) as sampler:
+            code = proc.wait()
+        step.wall = time.perf_counter() - started
+        log.seek(0)
+        step.output = log.read()
+    step.peak, step.load_after, step.ran = sampler.peak, os.getloadavg(), True
+    if code:
+        raise SystemExit(f"{name}: {' '.join(cmd)} failed ({code}):\n{step.output[-4000:]}")
+    return step
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+
+def write_params(path: Path, data: Path, output: Path) -> None:
+    """A params file for the sample in ``data``: company, timezone, folder source, output."""
+    path.write_text(
+        "company: Bench Shop\n"
+        f"timezone: {TIMEZONE}\n"
+        f"source: {{kind: folder, path: '{data}'}}\n"
+        f"output_dir: '{output}'\n",
+        encoding="utf-8",
+    )
+
+
+def bench_size(
+    size: int, weeks: int, work: Path, run_pipeline: bool, nice: int, threads: int | None
+) -> dict[str, Step]:
+    """The three steps at ``size`` orders a week; the run is skipped (not ran) when asked."""
+    meeting = str(Path(sys.executable).with_name("meeting"))
+    data, out = work / f"sample-{size}", work / f"out-{size}"
+    params = work / f"params-{size}.yaml"
+    steps: dict[str, Step] = {}
+    say = lambda text: print(f"{size:,} orders/week: {text}", flush=True)  # noqa: E731
+    try:
+        say("sample-data ...")
+        steps["sample-data"] = measure(
+            "sample-data",
+            [meeting, "-q", "sample-data", "--out", str(data), "--weeks", str(weeks),
+             "--orders-per-week", str(size), "--end-week", END_WEEK],
+            nice=nice,
+        )  # fmt: skip
+        write_params(params, data, out)
+        if run_pipeline:
+            say("run ...")
+            steps["run"] = measure(
+                "run",
+                [meeting, "-q", "run", "--params", str(params), "--week", END_WEEK],
+                nice=nice,
+            )
+        else:
+            steps["run"] = Step("run")
+        say("floor ...")
+        floor = [sys.executable, str(HERE / "floor.py"), str(data), "--week", END_WEEK,
+                 "--timezone", TIMEZONE]  # fmt: skip
+        if threads:
+            floor += ["--threads", str(threads)]
+        steps["floor"] = measure("floor", floor, nice=nice)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+    for step in steps.values():
+        if step.ran:
+            say(f"{step.name} {step.wall:.1f} s, {step.peak / GIB:.2f} GiB")
+    return steps
+
+
+def versions() -> str:
+    """The versions that decide the figures, as one line."""
+    names = ("meetinglib", "duckdb", "ibis-framework", "pyspark", "pandas", "pyarrow", "numpy")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return f"Python {platform.python_version()}, " + ", ".join(found)
+
+
+def machine() -> str:
+    """Cores, memory, CPU model and platform, as one line."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = psutil.virtual_memory().total / GIB
+    return (
+        f"{os.cpu_count()} cores{f' ({model})' if model else ''}, {memory:.1f} GiB memory, "
+        f"{platform.platform()}"
+    )
+
+
+def _fmt(step: Step) -> tuple[str, str]:
+    if not step.ran:
+        return "not run", "not run"
+    return f"{step.wall:.1f} s", f"{step.peak / GIB:.2f} GiB"
+
+
+def _load(step: Step) -> str:
+    if not step.ran:
+        return "not run"
+    return f"{step.load_before[0]:.1f} → {step.load_after[0]:.1f}"
+
+
+def report(rows: list[tuple[int, dict[str, Step]]], weeks: int, notes: Sequence[str]) -> str:
+    """The results page: the bar, the machine, a table of figures, and the load per step."""
+    lines = [
+        "# Engine: sample-data, the weekly run and the floor",
+        "",
+        "The bar (targets; figures are read against them):",
+        "",
+        *[f"- {target}" for target in TARGETS],
+        "",
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        f"{versions()}.",
+        f"{weeks} ISO weeks of sample data ending {END_WEEK} ({TIMEZONE}); `meeting run "
+        f"--week {END_WEEK}` with the default 12 history weeks; the floor is "
+        "`benchmarks/floor.sql` (plain DuckDB SQL, the same aggregates over the same rows).",
+        "Peak memory: the sum of resident memory over ALL processes of the step (kernels and "
+        "JVMs included), sampled every 0.2 s. Ratio: run wall time / floor wall time, "
+        "measured in the same benchmark run.",
+        *notes,
+        "",
+        "| orders/week | sample-data wall | sample-data peak | run wall | run peak "
+        "| floor wall | floor peak | run / floor |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, steps in rows:
+        gen, run, floor = (_fmt(steps[name]) for name in STEPS)
+        ratio = "—"
+        if steps["run"].ran and steps["floor"].ran and steps["floor"].wall > 0:
+            ratio = f"{steps['run'].wall / steps['floor'].wall:.1f}x"
+        lines.append(f"| {size:,} | {' | '.join([*gen, *run, *floor])} | {ratio} |")
+    lines += [
+        "",
+        "Load average (1 min) before → after each step; above the core count, other work "
+        "competed for the CPU and wall times are high.",
+        "",
+        "| orders/week | sample-data | run | floor |",
+        "|---:|---:|---:|---:|",
+    ]
+    for size, steps in rows:
+        lines.append(f"| {size:,} | {' | '.join(_load(steps[name]) for name in STEPS)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--weeks", type=int, default=12)
+    parser.add_argument(
+        "--skip-run-above",
+        type=int,
+        default=None,
+        metavar="N",
+        help="sizes above N: sample-data and the floor only, no `meeting run`",
+    )
+    parser.add_argument("--nice", type=int, default=0, help="run each step under nice -n N")
+    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads of the floor")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the generated data")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="meetinglib-bench-", dir=args.work))
+    rows = []
+    try:
+        for size in args.sizes:
+            run_it = args.skip_run_above is None or size <= args.skip_run_above
+            rows.append((size, bench_size(size, args.weeks, work, run_it, args.nice, args.threads)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    notes = []
+    if args.nice:
+        notes.append(f"Every step ran under `nice -n {args.nice}`.")
+    if args.skip_run_above is not None and any(s > args.skip_run_above for s in args.sizes):
+        notes.append(f"`meeting run` was not run above {args.skip_run_above:,} orders a week.")
+    text = report(rows, args.weeks, notes)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The engine benchmark's floor computes the right aggregates; its sampler sees child processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from meetinglib.analysis import kpis
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+TZ = "Asia/Shanghai"
+WEEK = "2026-W47"
+MIB = 1024**2
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+floor = _load("floor")
+bench_engine = _load("bench_engine")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """3 weeks x 2,000 orders ending 2026-W47, and the floor's (kpis, edges) on them."""
+    from meetinglib.data.sample import generate_sample
+
+    folder = tmp_path_factory.mktemp("floor_sample")
+    generate_sample(folder, weeks=3, orders_per_week=2000, seed=5, end_week=WEEK)
+    return folder, *floor.run_floor(folder, WEEK, timezone=TZ)
+
+
+def _read(folder: Path, table: str) -> pd.DataFrame:
+    frame = pd.read_parquet(folder / f"{table}.parquet")
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.tz_convert(TZ)
+    return frame
+
+
+def _week_label(when: pd.Series) -> pd.Series:
+    """ISO week label of each local timestamp, by pandas' calendar (not the library's)."""
+    iso = when.dt.isocalendar()
+    return iso["year"].astype(str) + "-W" + iso["week"].astype(str).str.zfill(2)
+
+
+def _value(kpis_frame: pd.DataFrame, kpi: str, week: str, dimension="all", segment="all"):
+    row = kpis_frame[
+        (kpis_frame["kpi"] == kpi)
+        & (kpis_frame["week"] == week)
+        & (kpis_frame["dimension"] == dimension)
+        & (kpis_frame["segment"] == segment)
+    ]
+    assert len(row) == 1, f"{kpi} {dimension}={segment} {week}: {len(row)} rows"
+    return float(row["value"].iloc[0])
+
+
+def test_floor_counts_orders_created_per_week(tiny):
+    folder, result, _ = tiny
+    orders = _read(folder, "orders")
+    by_hand = _week_label(orders["created_at"]).value_counts()
+    for week in ("2026-W45", "2026-W46", "2026-W47"):
+        assert _value(result, "orders_created", week) == by_hand[week]
+    per_channel = orders[_week_label(orders["created_at"]) == WEEK]["channel"].value_counts()
+    for channel, count in per_channel.items():
+        assert _value(result, "orders_created", WEEK, "channel", channel) == count
+
+
+def test_floor_p90_handling_hours_is_numpys_linear_percentile(tiny):
+    folder, result, _ = tiny
+    orders = _read(folder, "orders")
+    shipped = orders[_week_label(orders["shipped_at"]) == WEEK]
+    hours = (shipped["shipped_at"] - shipped["paid_at"]).dt.total_seconds() / 3600.0
+    hours = hours[hours >= 0].dropna()
+    assert _value(result, "handling_p90_h", WEEK) == pytest.approx(
+        np.percentile(hours, 90), rel=1e-9
+    )
+    in_wh = shipped["warehouse"] == "WH-North"
+    north = hours[in_wh.reindex(hours.index)]
+    assert _value(result, "handling_median_h", WEEK, "warehouse", "WH-North") == pytest.approx(
+        np.percentile(north, 50), rel=1e-9
+    )
+
+
+def test_floor_backlog_at_the_weeks_end(tiny):
+    folder, result, _ = tiny
+    orders = _read(folder, "orders")
+    end = pd.Timestamp("2026-11-23 00:00", tz=TZ)  # the Monday after 2026-W47
+    start = end - pd.Timedelta(days=7)
+    closed = orders[["shipped_at", "cancelled_at"]].min(axis=1)
+    backlog = (
+        (orders["paid_at"] < end)
+        & ~(closed < end)
+        & (orders["created_at"] >= start - pd.Timedelta(days=90))
+    )
+    assert backlog.sum() > 0
+    assert _value(result, "backlog", WEEK) == backlog.sum()
+
+
+def test_floor_flow_edge_of_the_report_week(tiny):
+    folder, _, edges = tiny
+    events = _read(folder, "events")
+    rank = {"created": 0, "paid": 1, "picked": 2, "packed": 3, "shipped": 4, "delivered": 5}
+    events = events.assign(rank=events["activity"].map(rank).fillna(9))
+    events = events.sort_values(["order_id", "timestamp", "rank"], kind="stable")
+    by_order = events.groupby("order_id")
+    previous = by_order["activity"].shift()
+    took = (events["timestamp"] - by_order["timestamp"].shift()).dt.total_seconds()
+    edge = (
+        (previous == "paid")
+        & (events["activity"] == "picked")
+        & (_week_label(events["timestamp"]) == WEEK)
+    )
+    row = edges[(edges["source"] == "paid") & (edges["target"] == "picked")].iloc[0]
+    assert row["count"] == edge.sum()
+    assert row["p90_h"] == pytest.approx(np.percentile(took[edge] / 3600.0, 90), rel=1e-9)
+
+
+def test_floor_covers_every_catalogue_kpi_and_segmentation(tiny):
+    _, result, _ = tiny
+    assert set(result["kpi"]) == set(kpis.CATALOGUE)
+    for key, spec in kpis.CATALOGUE.items():
+        listed = set(result.loc[result["kpi"] == key, "dimension"])
+        assert listed == {"all", *spec.dims}, key
+
+
+def test_sampler_sums_the_memory_of_child_processes(tmp_path):
+    own = tmp_path / "parent_rss"
+    parent = textwrap.dedent(
+        f"""
+        import subprocess, sys, psutil
+        child = "import time; block = b'x' * (200 * 2**20); time.sleep(1.5)"
+        subprocess.run([sys.executable, "-c", child], check=True)
+        open({str(own)!r}, "w").write(str(psutil.Process().memory_info().rss))
+        """
+    )
+    step = bench_engine.measure("parent", [sys.executable, "-c", parent], interval=0.1)
+    parent_rss = int(own.read_text())
+    assert step.peak > parent_rss + 150 * MIB
+    assert step.wall >= 1.5
+
+
+def test_measure_reports_a_failing_command():
+    with pytest.raises(SystemExit, match="failed \\(3\\)"):
+        bench_engine.measure("fails", [sys.executable, "-c", "import sys; sys.exit(3)"])
+
+
+def test_floor_command_line_writes_its_tables(tiny, tmp_path):
+    folder, result, edges = tiny
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "floor.py"), str(folder), "--week", WEEK,
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "flow edges" in done.stdout
+    assert len(pd.read_csv(tmp_path / "floor_kpis.csv")) == len(result)
+    assert len(pd.read_csv(tmp_path / "floor_edges.csv")) == len(edges)
