@@ -132,6 +132,34 @@ def test_memory_holds_about_one_day_of_orders_whatever_the_number_of_weeks(tmp_p
     assert long["peak"] < 1.4 * short["peak"], (short["peak"], long["peak"])
 
 
+def test_busy_days_generated_in_pieces_keep_every_rule(tmp_path, monkeypatch):
+    args = dict(weeks=2, orders_per_week=1_500, end_week=END, seed=9)
+    whole = _load(generate_sample(tmp_path / "whole", **args))
+    monkeypatch.setattr(sample, "_CHUNK_ORDERS", 150)  # days of about 200 orders: 2 pieces
+    frames = _load(generate_sample(tmp_path / "pieces", **args))
+    # Each day has the same number of orders; the first day's are created at the same
+    # times (drawn before the day is cut in pieces), the draws after that differ.
+    days = [f["orders"]["created_at"].dt.floor("D") for f in (frames, whole)]
+    assert days[0].value_counts().sort_index().equals(days[1].value_counts().sort_index())
+    first_day = days[1] == days[1].min()
+    assert frames["orders"]["created_at"][first_day].equals(
+        whole["orders"]["created_at"][first_day]
+    )
+    assert not frames["orders"].equals(whole["orders"])
+    ids = set(frames["orders"]["order_id"])
+    for table, column in (
+        ("tickets", "opened_at"),
+        ("after_sales", "requested_at"),
+        ("settlements", "settled_at"),
+        ("events", "timestamp"),
+    ):
+        assert set(frames[table]["order_id"]) <= ids, table
+        assert frames[table][column].dropna().is_monotonic_increasing, table
+    assert set(frames["order_lines"]["order_id"]) == ids
+    for table, key in (("tickets", "ticket_id"), ("after_sales", "case_id")):
+        assert frames[table][key].is_unique and frames[table][key].is_monotonic_increasing, table
+
+
 def test_writing_some_tables_gives_the_same_data(tmp_path, with_incidents):
     summary = generate_sample(
         tmp_path,

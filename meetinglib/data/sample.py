@@ -56,6 +56,8 @@ from meetinglib.core.weeks import IsoWeek
 
 FORMATS = ("parquet", "csv")
 ROW_GROUP_ROWS = 250_000
+# Orders generated at once: a day, or a piece of a busy day (about 520 bytes each in flight).
+_CHUNK_ORDERS = 250_000
 EXPORT_HOUR = 6
 SHIP_SLA_HOURS = {"normal": 48.0, "special": 72.0, "after_sales": 48.0}
 
@@ -349,17 +351,22 @@ def _write_days(
     for day, count in enumerate(counts.tolist()):
         if day % 7 == 0:
             streams = {c: _stream(seed, c, _week_key(cal, day // 7)) for c in _DAILY_STREAMS}
-        made = _day_tables(streams, day, count, first, cal, incidents, sku_of_rank, set(files))
-        for table, data in made.items():
-            if isinstance(data, _Table):
-                files[table].write(data)
-            else:
-                held[table].add(data)
+        created = _creation_times(streams[_ORDERS_STREAM], cal, day, count)
+        # A busy day in pieces, so memory holds at most _CHUNK_ORDERS orders' timelines.
+        for start in range(0, count or 1, _CHUNK_ORDERS):
+            piece = created[start : start + _CHUNK_ORDERS]
+            made = _chunk_tables(streams, piece, first, cal, incidents, sku_of_rank, set(files))
+            for table, data in made.items():
+                if isinstance(data, _Table):
+                    files[table].write(data)
+                else:
+                    held[table].add(data)
+            first += piece.size
+            del made
         for table, rows in held.items():
             ready = rows.take_through(day if day < last_day else None)
             files[table].write(_SORTED_TABLES[table](ready, numbered[table]))
             numbered[table] += _row_count(ready)
-        first += count
         week_orders += count
         if day % 7 == 6:
             say(
@@ -951,23 +958,21 @@ def _stream(seed: int, concern: int, key: int = 0) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(concern, key)))
 
 
-def _day_tables(
+def _chunk_tables(
     streams: dict[int, np.random.Generator],
-    day: int,
-    count: int,
+    created: np.ndarray,
     first: int,
     cal: _Calendar,
     incidents: bool,
     sku_of_rank: np.ndarray,
     wanted: set[str],
 ) -> dict[str, _Table | _Rows]:
-    """What the ``count`` orders created on ``day`` (numbered from ``first``) give each table.
+    """What orders created at ``created`` (numbered from ``first``) give each table.
 
     Draws from the week's ``streams``. Orders and order lines come as finished tables;
     the time-sorted tables as raw rows.
     """
-    orders_rng = streams[_ORDERS_STREAM]
-    plan = _plan_orders(orders_rng, cal, _creation_times(orders_rng, cal, day, count))
+    plan = _plan_orders(streams[_ORDERS_STREAM], cal, created)
     basket = _plan_basket(streams[_LINES_STREAM], plan.n, sku_of_rank)
     basket = _with_stockout_shortages(basket, plan)
     if incidents:
