@@ -9,10 +9,16 @@ unshipped and undelivered orders just like a real export. Promise deadlines
 may lie after the export time.
 
 The same arguments and seed give identical files. Each concern draws from its own
-random stream (orders, order lines, tickets, after-sales, settlements, incidents), so
-switching the injected incidents on or off, or writing only some tables, leaves the
-history unchanged. Everything is vectorised: a million orders a week for twelve weeks
-runs in minutes on a laptop.
+random stream per calendar week (orders, order lines, tickets, after-sales,
+settlements, incidents, volume), so switching the injected incidents on or off, or
+writing only some tables, leaves the history unchanged.
+
+The span is generated a day at a time (a busy day in pieces) and written as it goes:
+an order's later milestones (payment, shipping, delivery, settlement, tickets,
+after-sales, events) may fall into later weeks, and the rows of the time-sorted tables
+wait until no later order can precede them. Memory therefore follows the weekly volume,
+not the number of weeks: five million orders a week for twelve weeks peaks below
+2 GiB (benchmarks/results/sample.md).
 
 Two incidents can be injected into the last week (``INCIDENTS``), so that a report
 has something real to find: a carrier slowing down in one region, and a warehouse
@@ -1021,7 +1027,9 @@ class _HeldRows:
         if not when.size:
             return
         day = np.searchsorted(self._edges, when, side="right")
-        day = np.where(np.isnan(when), self._untimed, day)
+        # Small integers: the stable sort is a radix sort.
+        small = np.int16 if self._untimed < np.iinfo(np.int16).max else np.int32
+        day = np.where(np.isnan(when), self._untimed, day).astype(small)
         order = np.argsort(day, kind="stable")
         day = day[order]
         starts = np.flatnonzero(np.diff(day, prepend=-1)).tolist()
@@ -1418,12 +1426,52 @@ def _arrow_chunk(
     return pa.array(values, type=column.type)
 
 
+def _values(column: _Column) -> np.ndarray:
+    """The array of ``column`` (ids numbered)."""
+    if isinstance(column, _Ids):
+        assert column.numbers is not None
+        return column.numbers
+    if isinstance(column, _Times):
+        return column.seconds
+    if isinstance(column, _Codes):
+        return column.codes
+    return column.values
+
+
+def _with_values(column: _Column, values: np.ndarray) -> _Column:
+    """``column`` holding ``values`` instead of its array."""
+    if isinstance(column, _Ids):
+        return replace(column, numbers=values)
+    if isinstance(column, _Times):
+        return _Times(values)
+    if isinstance(column, _Codes):
+        return replace(column, codes=values)
+    return replace(column, values=values)
+
+
+def _rows_of(column: _Column, start: int, stop: int) -> _Column:
+    """Rows ``start:stop`` of ``column``; ids get explicit numbers (offset 0)."""
+    if isinstance(column, _Ids):
+        if column.numbers is None:
+            numbers = np.arange(start, stop, dtype=np.int64) + column.offset
+        else:
+            numbers = column.numbers[start:stop].astype(np.int64) + column.offset
+        return replace(column, numbers=numbers, offset=0)
+    return _with_values(column, _values(column)[start:stop])
+
+
+def _joined(columns: list[_Column]) -> _Column:
+    """The columns (of one kind, ids numbered) one after the other, as a new copy."""
+    return _with_values(columns[0], np.concatenate([_values(c) for c in columns]))
+
+
 class _TableFile:
     """One table's file, written as its rows come, under a temporary name until complete.
 
-    Parquet files get row groups of ROW_GROUP_ROWS rows (the last one smaller) whatever
-    the sizes of the pieces handed in, so readers can skip row groups by time; CSV rows
-    are appended as they come, after a header written once.
+    Rows are held until they fill a row group of ROW_GROUP_ROWS rows, whatever the sizes
+    of the pieces handed in: Parquet files get full row groups (the last one smaller),
+    so readers can skip row groups by time; CSV rows are appended after a header
+    written once. Each row group is converted to Arrow in one go.
     """
 
     def __init__(self, path: Path, fmt: str, tz: str) -> None:
@@ -1435,7 +1483,7 @@ class _TableFile:
         self._sink: pa.NativeFile | None = None
         self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
         self._schema = pa.schema([])
-        self._held: list[pa.RecordBatch] = []  # Parquet rows not yet in a full row group
+        self._held: list[_Table] = []  # rows not yet written, ids numbered
         self._held_rows = 0
 
     def write(self, table: _Table) -> None:
@@ -1445,26 +1493,16 @@ class _TableFile:
             raise RuntimeError(f"{table.name}: columns {names} differ from the canonical schema")
         if self._writer is None:
             self._open(table)
-        fmt, tz = self._fmt, self._tz
-        # Converted to Arrow a row group at a time, so the text columns stay small.
-        for start in range(0, table.size, ROW_GROUP_ROWS):
-            stop = min(start + ROW_GROUP_ROWS, table.size)
-            take, positions = slice(start, stop), np.arange(start, stop)
-            arrays = [_arrow_chunk(c, take, positions, fmt, tz) for c in table.columns.values()]
-            batch = pa.record_batch(arrays, schema=self._schema)
-            if isinstance(self._writer, pacsv.CSVWriter):
-                self._writer.write_batch(batch)
-            else:
-                self._held.append(batch)
-                self._held_rows += batch.num_rows
-                if self._held_rows >= ROW_GROUP_ROWS:
-                    self._write_row_groups(final=False)
-        self.rows += table.size
+        if table.size:
+            self._held.append(_Table(table.name, table.size, _numbered(table)))
+            self._held_rows += table.size
+            self.rows += table.size
+        if self._held_rows >= ROW_GROUP_ROWS:
+            self._write_held(final=False)
 
     def close(self) -> None:
         """Write what is held and close the temporary file."""
-        if isinstance(self._writer, pq.ParquetWriter):
-            self._write_row_groups(final=True)
+        self._write_held(final=True)
         if self._writer is not None:
             self._writer.close()
         if self._sink is not None:
@@ -1498,16 +1536,40 @@ class _TableFile:
             options = pacsv.WriteOptions(include_header=False, quoting_style="none")
             self._writer = pacsv.CSVWriter(self._sink, self._schema, write_options=options)
 
-    def _write_row_groups(self, *, final: bool) -> None:
+    def _write_held(self, *, final: bool) -> None:
         """Write the held rows as full row groups (and, when ``final``, the rest)."""
-        assert isinstance(self._writer, pq.ParquetWriter)
-        held = pa.Table.from_batches(self._held, schema=self._schema)
-        whole = held.num_rows if final else held.num_rows - held.num_rows % ROW_GROUP_ROWS
-        if whole:
-            self._writer.write_table(held.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
-        rest = held.slice(whole)
-        self._held = rest.to_batches()
-        self._held_rows = rest.num_rows
+        if not self._held:
+            return
+        name = self._held[0].name
+        columns = {k: _joined([t.columns[k] for t in self._held]) for k in self._schema.names}
+        self._held = []
+        total = self._held_rows
+        whole = total if final else total - total % ROW_GROUP_ROWS
+        fmt, tz = self._fmt, self._tz
+        for start in range(0, whole, ROW_GROUP_ROWS):
+            stop = min(start + ROW_GROUP_ROWS, whole)
+            take, positions = slice(start, stop), np.arange(start, stop)
+            arrays = [_arrow_chunk(c, take, positions, fmt, tz) for c in columns.values()]
+            batch = pa.record_batch(arrays, schema=self._schema)
+            if isinstance(self._writer, pq.ParquetWriter):
+                self._writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+            else:
+                assert self._writer is not None
+                self._writer.write_batch(batch)
+        if total > whole:
+            # A copy, so the rest does not keep the joined arrays alive.
+            rest = {k: _joined([_rows_of(c, whole, total)]) for k, c in columns.items()}
+            self._held = [_Table(name, total - whole, rest)]
+        self._held_rows = total - whole
+
+
+def _numbered(table: _Table) -> dict[str, _Column]:
+    """The columns of ``table`` with every id as an explicit number (offset 0), so pieces
+    with different offsets can be joined."""
+    return {
+        k: _rows_of(c, 0, table.size) if isinstance(c, _Ids) else c
+        for k, c in table.columns.items()
+    }
 
 
 # --- department issue lists -------------------------------------------------------------------
