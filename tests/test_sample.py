@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -68,6 +72,64 @@ def test_same_seed_gives_identical_data_and_another_seed_does_not(tmp_path):
         _assert_same(first[table], again[table], table)
     assert not first["orders"].equals(other["orders"])
     assert not first["events"].equals(other["events"])
+
+
+def _digests(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+_IN_A_FRESH_PROCESS = """
+import hashlib, json, sys, tracemalloc
+from pathlib import Path
+import pyarrow as pa
+from meetinglib.data import sample
+
+args = json.loads(sys.argv[1])
+sample.ROW_GROUP_ROWS = args.pop("row_group_rows", sample.ROW_GROUP_ROWS)
+tracemalloc.start()
+summary = sample.generate_sample(**args)
+numpy_peak = tracemalloc.get_traced_memory()[1]
+files = {
+    p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in sorted(Path(args["folder"]).iterdir())
+}
+print(json.dumps({"peak": numpy_peak + pa.default_memory_pool().max_memory(), "files": files,
+                  "orders": summary.rows["orders"]}))
+"""
+
+
+def _generate_in_a_fresh_process(**args) -> dict:
+    """generate_sample in a new interpreter: peak bytes (Python/NumPy + Arrow), file digests."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IN_A_FRESH_PROCESS, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def test_files_are_byte_identical_across_runs_and_processes(tmp_path):
+    args = dict(weeks=3, orders_per_week=2_000, end_week="2026-W05", seed=5)
+    for fmt in ("parquet", "csv"):
+        here = generate_sample(tmp_path / f"here-{fmt}", fmt=fmt, **args)
+        again = generate_sample(tmp_path / f"again-{fmt}", fmt=fmt, **args)
+        there = _generate_in_a_fresh_process(folder=str(tmp_path / f"there-{fmt}"), fmt=fmt, **args)
+        assert len(here.files) == 6
+        assert _digests(here.folder) == _digests(again.folder) == there["files"], fmt
+
+
+def test_memory_holds_about_one_day_of_orders_whatever_the_number_of_weeks(tmp_path):
+    # Every week of orders held at once (as a whole-span generator does) makes the peak
+    # grow with the weeks: three times the weeks, about three times the peak. Written
+    # day by day, the peak is one day's orders plus rows held for later days (about two
+    # weeks of settlements): nearly the same for 6 and 18 weeks. Small row groups, so
+    # the rows a file holds until a row group is full stay small too.
+    common = dict(orders_per_week=6_000, end_week="2026-W05", row_group_rows=2_000)
+    short = _generate_in_a_fresh_process(folder=str(tmp_path / "short"), weeks=6, **common)
+    long = _generate_in_a_fresh_process(folder=str(tmp_path / "long"), weeks=18, **common)
+    assert long["orders"] > 2.5 * short["orders"]  # both spans hold the promotion week
+    assert long["peak"] < 1.4 * short["peak"], (short["peak"], long["peak"])
 
 
 def test_writing_some_tables_gives_the_same_data(tmp_path, with_incidents):
@@ -156,6 +218,38 @@ def test_ids_link_to_orders(with_incidents):
     lines_per_order = frames["order_lines"].groupby("order_id").size()
     assert set(frames["order_lines"]["order_id"]) == order_ids
     assert lines_per_order.between(1, 4).all()
+
+
+def test_ids_are_unique_and_every_row_belongs_to_an_order_created_before_it(with_incidents):
+    _, frames = with_incidents
+    orders = frames["orders"].set_index("order_id")
+    assert orders.index.is_unique
+    for table, key in (
+        ("tickets", ["ticket_id"]),
+        ("after_sales", ["case_id"]),
+        ("settlements", ["order_id"]),
+        ("order_lines", ["order_id", "sku"]),
+    ):
+        assert not frames[table].duplicated(key).any(), table
+    for table, column in (
+        ("tickets", "opened_at"),
+        ("after_sales", "requested_at"),
+        ("settlements", "settled_at"),
+        ("events", "timestamp"),
+    ):
+        rows = frames[table]
+        assert rows["order_id"].isin(orders.index).all(), table
+        created = _of_orders(orders, rows["order_id"], "created_at")
+        assert (rows[column].isna() | (rows[column] >= created)).all(), table
+        # Milestones of a week's orders fall into later weeks too.
+        later = _week_of(rows[column].dropna()) > _week_of(created[rows[column].notna()])
+        assert later.mean() > 0.05, table
+    # Ticket and case numbers count up in time order, without gaps.
+    for table, key, prefix in (("tickets", "ticket_id", "TK"), ("after_sales", "case_id", "AS")):
+        numbers = frames[table][key].str.removeprefix(prefix).astype(int)
+        assert list(numbers) == list(range(1, len(numbers) + 1)), table
+    numbers = orders.index.str.removeprefix("SO").astype(int)
+    assert list(numbers) == list(range(100_000_001, 100_000_001 + len(orders)))
 
 
 def test_milestones_are_in_order(with_incidents):
@@ -484,11 +578,31 @@ def test_parquet_row_groups_let_readers_skip_weeks(tmp_path, monkeypatch):
     _assert_same(week.reset_index(drop=True), expected, "orders")
 
 
-def test_progress_reports_each_table(tmp_path):
+def test_time_sorted_files_get_full_row_groups_across_days(tmp_path, monkeypatch):
+    monkeypatch.setattr(sample, "ROW_GROUP_ROWS", 1_000)
+    summary = generate_sample(
+        tmp_path, weeks=2, orders_per_week=1_500, end_week=END, tables=["events", "settlements"]
+    )
+    for table, column in (("events", "timestamp"), ("settlements", "settled_at")):
+        meta = pq.ParquetFile(summary.files[table]).metadata
+        assert meta.num_row_groups == math.ceil(summary.rows[table] / 1_000), table
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        assert set(sizes[:-1]) == {1_000}, table
+        at = meta.schema.to_arrow_schema().get_field_index(column)
+        stats = [meta.row_group(i).column(at).statistics for i in range(meta.num_row_groups)]
+        timed = [s for s in stats if s.has_min_max]
+        assert all(a.max <= b.min for a, b in zip(timed, timed[1:], strict=False)), table
+
+
+def test_progress_reports_each_week_and_table(tmp_path):
     messages: list[str] = []
     summary = generate_sample(
-        tmp_path, weeks=1, orders_per_week=300, end_week=END, progress=messages.append
+        tmp_path, weeks=2, orders_per_week=300, end_week=END, progress=messages.append
     )
+    orders = pd.read_parquet(summary.files["orders"])["created_at"]
+    for n, week in enumerate((END.previous(), END), start=1):
+        count = orders.between(week.start(TZ), week.end(TZ), inclusive="left").sum()
+        assert f"week {week} ({n}/2): {count:,} orders generated" in messages
     for table, path in summary.files.items():
         assert any(path.name in m and f"{summary.rows[table]:,} rows" in m for m in messages)
     assert summary.seconds > 0

@@ -25,6 +25,8 @@ from typing import Any, Literal
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from ibis.backends import BaseBackend
 
 from meetinglib.core.errors import EngineUnavailableError
@@ -114,4 +116,11 @@ def frame_table(frame: pd.DataFrame) -> ir.Table:
     aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
     if aware:
         frame = frame.assign(**{c: frame[c].dt.tz_convert("UTC") for c in aware})
-    return ibis.memtable(frame)
+    # Arrow, converted once: engines scan it natively, where a frame's Python string
+    # objects would be converted again on every query. Categories become plain strings.
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    columns = [
+        pc.cast(col, pa.string()) if pa.types.is_dictionary(col.type) else col
+        for col in table.columns
+    ]
+    return ibis.memtable(pa.table(columns, names=table.column_names))

@@ -21,6 +21,7 @@ running out of its most popular SKUs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import os
@@ -39,6 +40,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from meetinglib.core.errors import InvalidParamError
+from meetinglib.core.i18n import t
 from meetinglib.core.schema import (
     ACTIVITIES,
     AFTER_SALES_KINDS,
@@ -281,66 +283,97 @@ def generate_sample(
     ``end_week`` defaults to the latest complete ISO week before today in ``tz``.
     ``tables`` limits which canonical tables are written (default: all six); the data
     of a table does not depend on which others are written.
+
+    The span is generated one day of orders at a time and written as it goes, so
+    memory holds one day's orders plus the rows they produce for later days (mostly
+    settlements up to two weeks ahead), however many weeks are written.
     """
     started = time.perf_counter()
     wanted = _checked_arguments(weeks, orders_per_week, tz, fmt, tables)
     week = _resolve_end_week(end_week, tz)
     say = progress or (lambda _message: None)
     cal = _calendar(week, weeks, tz)
-    (orders_rng, lines_rng, tickets_rng, cases_rng, settle_rng, incident_rng) = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
-    )
-
-    say(f"generating {weeks} weeks of orders ending {week}")
-    plan = _plan_orders(orders_rng, cal, orders_per_week)
-    basket = _with_stockout_shortages(_plan_basket(lines_rng, plan.n), plan)
-    applied: tuple[Incident, ...] = ()
-    if incidents:
-        plan, basket = _stockout_incident(plan, basket, cal, incident_rng)
-        plan = _transit_incident(plan, cal, incident_rng)
-        applied = _incidents_of(cal)
-    plan = _delivered(plan, cal)
+    say(t("sample.generating", "en", weeks=weeks, week=str(week)))
+    counts = _daily_counts(seed, cal, orders_per_week)
+    sku_of_rank = _stream(seed, _CATALOGUE_STREAM).permutation(SKU_COUNT) + 1
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
+    files = {
+        table: _TableFile(out / f"{table}.{fmt}", fmt, tz) for table in SCHEMAS if table in wanted
+    }
+    try:
+        _write_days(files, counts, cal, seed, incidents, sku_of_rank, say)
+        for file in files.values():
+            file.close()
+    except BaseException:
+        for file in files.values():
+            file.abort()
+        raise
     rows: dict[str, int] = {}
-    cases: _Cases | None = None
-    for table in SCHEMAS:
-        if table not in wanted:
-            continue
-        if table in ("after_sales", "settlements") and cases is None:
-            cases = _plan_cases(cases_rng, plan, cal)
-        if table == "orders":
-            data = _orders_table(plan, cal)
-        elif table == "tickets":
-            data = _tickets_table(tickets_rng, plan, cal)
-        elif table == "after_sales":
-            assert cases is not None  # planned just above
-            data = _after_sales_table(cases, cal)
-        elif table == "settlements":
-            assert cases is not None
-            data = _settlements_table(settle_rng, plan, cases, cal)
-        elif table == "order_lines":
-            data = _order_lines_table(basket, plan, cal)
-        else:
-            data = _events_table(plan, cal)
-        path = out / f"{table}.{fmt}"
-        rows[table] = _write(data, path, fmt, tz)
-        files[table] = path
-        say(f"wrote {path.name}: {rows[table]:,} rows")
-        del data
+    for table, file in files.items():
+        os.replace(file.partial, file.path)
+        rows[table] = file.rows
+        say(t("sample.wrote", "en", file=file.path.name, rows=file.rows))
     return SampleSummary(
         folder=out,
         end_week=week,
-        files=files,
+        files={table: file.path for table, file in files.items()},
         rows=rows,
-        incidents=applied,
+        incidents=_incidents_of(cal) if incidents else (),
         seconds=time.perf_counter() - started,
     )
 
 
-# --- arguments and calendar ----------------------------------------------------------
+def _write_days(
+    files: dict[str, _TableFile],
+    counts: np.ndarray,
+    cal: _Calendar,
+    seed: int,
+    incidents: bool,
+    sku_of_rank: np.ndarray,
+    say: Callable[[str], None],
+) -> None:
+    """Generate the orders of each day in turn and hand every table its finished rows.
+
+    Orders and order lines are written with their day. The rows of the time-sorted tables
+    wait, grouped by the local day of their time, until no later order can add to that
+    day; then they are sorted and written, so every file stays in time order.
+    """
+    held = {table: _HeldRows(cal, key) for table, key in _SORTED_BY.items() if table in files}
+    numbered = dict.fromkeys(files, 0)  # rows written so far: the next ids start after them
+    first = 0  # the day's first order number
+    week_orders = 0
+    last_day = counts.size - 1
+    streams: dict[int, np.random.Generator] = {}
+    for day, count in enumerate(counts.tolist()):
+        if day % 7 == 0:
+            streams = {c: _stream(seed, c, _week_key(cal, day // 7)) for c in _DAILY_STREAMS}
+        made = _day_tables(streams, day, count, first, cal, incidents, sku_of_rank, set(files))
+        for table, data in made.items():
+            if isinstance(data, _Table):
+                files[table].write(data)
+            else:
+                held[table].add(data)
+        for table, rows in held.items():
+            ready = rows.take_through(day if day < last_day else None)
+            files[table].write(_SORTED_TABLES[table](ready, numbered[table]))
+            numbered[table] += _row_count(ready)
+        first += count
+        week_orders += count
+        if day % 7 == 6:
+            say(
+                t(
+                    "sample.week_done",
+                    "en",
+                    week=str(cal.end_week.shift(day // 7 - (cal.weeks - 1))),
+                    orders=week_orders,
+                    done=day // 7 + 1,
+                    weeks=cal.weeks,
+                )
+            )
+            week_orders = 0
+
 
 _OPTIONS = "the sample-data options"
 
@@ -520,28 +553,44 @@ class _Plan:
         return int(self.created.size)
 
 
-def _creation_times(rng: np.random.Generator, cal: _Calendar, orders_per_week: int) -> np.ndarray:
-    """Sorted creation times: weekday, hour-of-day, trend, noise and promotion."""
+def _week_key(cal: _Calendar, week: int) -> int:
+    """The random-stream key of ``week`` of the span (0 = the first): its Monday's ordinal."""
+    return cal.end_week.shift(week - (cal.weeks - 1)).monday.toordinal()
+
+
+def _daily_counts(seed: int, cal: _Calendar, orders_per_week: int) -> np.ndarray:
+    """Orders created on each day of the span: weekday, trend, noise and promotion.
+
+    Each week's noise and counts come from that week's own volume stream.
+    """
     days = cal.day_starts.size
     day = np.arange(days)
     week = day // 7
     trend = (1.0 + _WEEKLY_GROWTH) ** (week - (cal.weeks - 1) / 2)
-    week_noise = rng.lognormal(0.0, _WEEKLY_NOISE, cal.weeks + 1)[week]
-    day_noise = rng.lognormal(0.0, _DAILY_NOISE, days)
     weekday = _WEEKDAY_WEIGHTS[day % 7] / _WEEKDAY_WEIGHTS.mean()
     hour_shares = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
     exported = np.ones(days)
     exported[-1] = hour_shares[:EXPORT_HOUR].sum()  # the export Monday up to 06:00
-    expected = orders_per_week / 7 * trend * week_noise * weekday * day_noise * cal.promotion
-    counts = rng.poisson(expected * exported)
-    order_day = np.repeat(day, counts)
-    n = order_day.size
-    u_hour, u_second = rng.random(n), rng.random(n)
-    hour = _pick(u_hour, hour_shares).astype(np.float64)
-    last = order_day == days - 1
-    hour[last] = _pick(u_hour[last], hour_shares[:EXPORT_HOUR])
-    created = np.floor(cal.day_starts[order_day] + (hour + u_second) * _HOUR)
-    return np.sort(np.minimum(created, cal.export - 1))
+    expected = orders_per_week / 7 * trend * weekday * cal.promotion * exported
+    counts = np.zeros(days, dtype=np.int64)
+    for w in range(cal.weeks + 1):  # the last "week" is the export Monday morning
+        rng = _stream(seed, _VOLUME_STREAM, _week_key(cal, w))
+        these = week == w
+        noise = rng.lognormal(0.0, _WEEKLY_NOISE) * rng.lognormal(0.0, _DAILY_NOISE, these.sum())
+        counts[these] = rng.poisson(expected[these] * noise)
+    return counts
+
+
+def _creation_times(rng: np.random.Generator, cal: _Calendar, day: int, count: int) -> np.ndarray:
+    """Sorted creation times of the ``count`` orders of ``day``, by hour-of-day weights."""
+    hour_shares = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
+    last = day == cal.day_starts.size - 1
+    u_hour, u_second = rng.random(count), rng.random(count)
+    hour = _pick(u_hour, hour_shares[:EXPORT_HOUR] if last else hour_shares).astype(np.float64)
+    created = np.floor(cal.day_starts[day] + (hour + u_second) * _HOUR)
+    # Within the day (a 23-hour day when clocks go forward), and before the export.
+    end = cal.export if last else cal.day_starts[day + 1]
+    return np.sort(np.minimum(created, end - 1))
 
 
 def _ship_times(
@@ -569,9 +618,8 @@ def _ship_times(
     return midnight + days * _DAY + pickup * _HOUR
 
 
-def _plan_orders(rng: np.random.Generator, cal: _Calendar, orders_per_week: int) -> _Plan:
-    """Orders of the span with their attributes and their true, untruncated timeline."""
-    created = _creation_times(rng, cal, orders_per_week)
+def _plan_orders(rng: np.random.Generator, cal: _Calendar, created: np.ndarray) -> _Plan:
+    """Orders created at ``created`` with their attributes and true, untruncated timeline."""
     n = created.size
 
     def uniform() -> np.ndarray:
@@ -626,6 +674,8 @@ def _plan_orders(rng: np.random.Generator, cal: _Calendar, orders_per_week: int)
     refused = clean & (u_cancel >= _CUSTOMER_CANCEL_SHARE)
     refused &= u_cancel < _CUSTOMER_CANCEL_SHARE + _REFUSED_SHARE
     ship = np.where(cancel < ship_plan, np.nan, ship_plan)
+    # A stocked-out order whose stock came in before the customer gave up ships instead.
+    cancel = np.where(cancel >= ship_plan, np.nan, cancel)
 
     distance = _DISTANCE[warehouse, region]
     transit = _TRANSIT_DAYS[carrier, distance] * np.exp(
@@ -709,7 +759,7 @@ class _Basket:
     sku_of_rank: np.ndarray  # SKU number of each popularity rank
 
 
-def _plan_basket(rng: np.random.Generator, n: int) -> _Basket:
+def _plan_basket(rng: np.random.Generator, n: int, sku_of_rank: np.ndarray) -> _Basket:
     """1-4 distinct SKUs per order from a skewed catalogue, qty 1-3 each."""
     lines = _pick(rng.random(n), _LINES_SHARES).astype(np.int64) + 1
     cdf = np.cumsum(_sku_popularity())
@@ -729,7 +779,7 @@ def _plan_basket(rng: np.random.Generator, n: int) -> _Basket:
         qty=qty,
         valid=valid,
         short=np.zeros((n, width), dtype=np.int8),
-        sku_of_rank=rng.permutation(SKU_COUNT) + 1,
+        sku_of_rank=sku_of_rank,
     )
 
 
@@ -849,24 +899,148 @@ _Column = _Ids | _Times | _Codes | _Numbers
 
 @dataclass(frozen=True)
 class _Table:
-    """Columns of one table; ``rows`` picks and orders the positions to write."""
+    """Columns of one table (or of the rows of it written in one go), in file order."""
 
     name: str
     size: int
     columns: dict[str, _Column]
-    rows: np.ndarray | None = None
-
-    @property
-    def row_count(self) -> int:
-        return self.size if self.rows is None else int(self.rows.size)
 
 
-def _order_ids(numbers: np.ndarray | None = None) -> _Ids:
-    """Order ids like SO100000001, numbered in creation order."""
-    return _Ids("SO", 9, numbers, _ORDER_ID_START)
+_Rows = dict[str, np.ndarray]  # raw columns of a time-sorted table, before they are sorted
 
 
-def _orders_table(plan: _Plan, cal: _Calendar) -> _Table:
+def _row_count(rows: _Rows) -> int:
+    """Number of rows in ``rows``."""
+    return int(next(iter(rows.values())).size)
+
+
+def _order_ids(numbers: np.ndarray | None = None, first: int = 0) -> _Ids:
+    """Order ids like SO100000001 from order numbers (0 = the first order of the span)."""
+    return _Ids("SO", 9, numbers, _ORDER_ID_START + first)
+
+
+# --- one day of orders -----------------------------------------------------------------
+
+# Random streams: one per concern and calendar week, drawn from day by day, so a week's
+# random numbers depend only on the seed and the week (not on the span's length, which
+# tables are written or whether incidents are on).
+(
+    _ORDERS_STREAM,
+    _LINES_STREAM,
+    _TICKETS_STREAM,
+    _CASES_STREAM,
+    _SETTLEMENTS_STREAM,
+    _INCIDENT_STREAM,
+    _VOLUME_STREAM,
+    _CATALOGUE_STREAM,
+) = range(8)
+
+
+_DAILY_STREAMS = (
+    _ORDERS_STREAM,
+    _LINES_STREAM,
+    _TICKETS_STREAM,
+    _CASES_STREAM,
+    _SETTLEMENTS_STREAM,
+    _INCIDENT_STREAM,
+)
+
+
+def _stream(seed: int, concern: int, key: int = 0) -> np.random.Generator:
+    """The random generator of ``concern`` for ``key`` (a week's Monday as a date ordinal)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(concern, key)))
+
+
+def _day_tables(
+    streams: dict[int, np.random.Generator],
+    day: int,
+    count: int,
+    first: int,
+    cal: _Calendar,
+    incidents: bool,
+    sku_of_rank: np.ndarray,
+    wanted: set[str],
+) -> dict[str, _Table | _Rows]:
+    """What the ``count`` orders created on ``day`` (numbered from ``first``) give each table.
+
+    Draws from the week's ``streams``. Orders and order lines come as finished tables;
+    the time-sorted tables as raw rows.
+    """
+    orders_rng = streams[_ORDERS_STREAM]
+    plan = _plan_orders(orders_rng, cal, _creation_times(orders_rng, cal, day, count))
+    basket = _plan_basket(streams[_LINES_STREAM], plan.n, sku_of_rank)
+    basket = _with_stockout_shortages(basket, plan)
+    if incidents:
+        plan, basket = _stockout_incident(plan, basket, cal, streams[_INCIDENT_STREAM])
+        plan = _transit_incident(plan, cal, streams[_INCIDENT_STREAM])
+    plan = _delivered(plan, cal)
+
+    made: dict[str, _Table | _Rows] = {}
+    if "orders" in wanted:
+        made["orders"] = _orders_table(plan, cal, first)
+    if "tickets" in wanted:
+        made["tickets"] = _ticket_rows(streams[_TICKETS_STREAM], plan, cal, first)
+    if wanted & {"after_sales", "settlements"}:
+        cases = _plan_cases(streams[_CASES_STREAM], plan)
+        if "after_sales" in wanted:
+            made["after_sales"] = _case_rows(cases, cal, first)
+        if "settlements" in wanted:
+            settle_rng = streams[_SETTLEMENTS_STREAM]
+            made["settlements"] = _settlement_rows(settle_rng, plan, cases, cal, first)
+    if "order_lines" in wanted:
+        made["order_lines"] = _order_lines_table(basket, plan, cal, first)
+    if "events" in wanted:
+        made["events"] = _event_rows(plan, cal, first)
+    return made
+
+
+class _HeldRows:
+    """Rows of a time-sorted table, held by the local day of their time until written.
+
+    A row's time is never before its order was created, so once the orders of a day are
+    generated no later order adds rows to that day or any earlier one.
+    """
+
+    def __init__(self, cal: _Calendar, key: str) -> None:
+        self._edges = cal.day_starts[1:]
+        self._untimed = int(self._edges.size) + 1  # rows without a time are written last
+        self._key = key
+        self._days: dict[int, list[_Rows]] = {}
+        self._empty: _Rows = {}
+
+    def add(self, rows: _Rows) -> None:
+        """Hold ``rows`` under the day each one's time falls in."""
+        if not self._empty:
+            self._empty = {k: v[:0] for k, v in rows.items()}
+        when = rows[self._key]
+        if not when.size:
+            return
+        day = np.searchsorted(self._edges, when, side="right")
+        day = np.where(np.isnan(when), self._untimed, day)
+        order = np.argsort(day, kind="stable")
+        day = day[order]
+        starts = np.flatnonzero(np.diff(day, prepend=-1)).tolist()
+        for start, stop in zip(starts, [*starts[1:], day.size], strict=True):
+            take = order[start:stop]
+            self._days.setdefault(int(day[start]), []).append({k: v[take] for k, v in rows.items()})
+
+    def take_through(self, day: int | None) -> _Rows:
+        """The held rows of days up to ``day`` (None: all) in time order, untimed ones last."""
+        days = sorted(d for d in self._days if day is None or d <= day)
+        pieces = [piece for d in days for piece in self._days.pop(d)]
+        if not pieces:
+            return dict(self._empty)
+        rows = {k: np.concatenate([p[k] for p in pieces]) for k in self._empty}
+        # Stable: rows at the same second keep the order they were made in (an order's
+        # activities stay in process order); NaN sorts last.
+        order = np.argsort(rows[self._key], kind="stable")
+        return {k: v[order] for k, v in rows.items()}
+
+
+# --- tables --------------------------------------------------------------------------
+
+
+def _orders_table(plan: _Plan, cal: _Calendar, first: int) -> _Table:
     """The orders as the export shows them; warehouse and carrier are set at payment."""
     export = cal.export
     paid = _seen(plan.paid, export)
@@ -875,7 +1049,7 @@ def _orders_table(plan: _Plan, cal: _Calendar) -> _Table:
         "orders",
         plan.n,
         {
-            "order_id": _order_ids(),
+            "order_id": _order_ids(first=first),
             "order_type": _Codes(plan.order_type, ORDER_TYPES),
             "created_at": _Times(plan.created),
             "paid_at": _Times(paid),
@@ -908,7 +1082,7 @@ def _late_shipments(plan: _Plan) -> np.ndarray:
     return paid & ~(plan.ship <= plan.promise_ship) & ~(plan.cancel <= plan.promise_ship)
 
 
-def _tickets_table(rng: np.random.Generator, plan: _Plan, cal: _Calendar) -> _Table:
+def _ticket_rows(rng: np.random.Generator, plan: _Plan, cal: _Calendar, first: int) -> _Rows:
     """Customer-service tickets: problems (exceptions, lateness) raise the chance of one."""
     n, export = plan.n, cal.export
     u_trigger, u_general, u_category, u_wait, u_rated, u_score = rng.random((6, n))
@@ -936,29 +1110,39 @@ def _tickets_table(rng: np.random.Generator, plan: _Plan, cal: _Calendar) -> _Ta
     opened = opened[keep]
     category = _pick_by(u_category[keep], problem[keep], _TICKET_CATEGORY)
     complaint = category == TICKET_CATEGORIES.index("complaint")
-    first = opened + 1.5 * _HOUR * np.exp(0.9 * z_first[keep])
-    resolved = first + 20.0 * _HOUR * np.exp(z_resolve[keep]) * np.where(complaint, 1.6, 1.0)
+    first_response = opened + 1.5 * _HOUR * np.exp(0.9 * z_first[keep])
+    resolved = first_response + 20.0 * _HOUR * np.exp(z_resolve[keep]) * np.where(
+        complaint, 1.6, 1.0
+    )
     resolved = _seen(resolved, export)
     score = np.where(
         complaint, _pick(u_score[keep], _CSAT_COMPLAINT), _pick(u_score[keep], _CSAT_OTHER)
     )
     rated = ~np.isnan(resolved) & (u_rated[keep] < _CSAT_RATED_SHARE)
-    order = np.argsort(opened, kind="stable")
-    ticket_number = np.empty(keep.size, dtype=np.int64)
-    ticket_number[order] = np.arange(1, keep.size + 1)
+    return {
+        "order_id": keep + first,
+        "opened_at": opened,
+        "first_response_at": _seen(first_response, export),
+        "resolved_at": resolved,
+        "category": category,
+        "csat": np.where(rated, score + 1.0, np.nan),
+    }
+
+
+def _tickets_table(rows: _Rows, numbered: int) -> _Table:
+    """Tickets in order of opening, numbered on from the ``numbered`` already written."""
     return _Table(
         "tickets",
-        keep.size,
+        _row_count(rows),
         {
-            "ticket_id": _Ids("TK", 9, ticket_number),
-            "order_id": _order_ids(keep),
-            "opened_at": _Times(opened),
-            "first_response_at": _Times(_seen(first, export)),
-            "resolved_at": _Times(resolved),
-            "category": _Codes(category, TICKET_CATEGORIES),
-            "csat": _Numbers(np.where(rated, score + 1.0, np.nan), pa.float64()),
+            "ticket_id": _Ids("TK", 9, None, numbered + 1),
+            "order_id": _order_ids(rows["order_id"]),
+            "opened_at": _Times(rows["opened_at"]),
+            "first_response_at": _Times(rows["first_response_at"]),
+            "resolved_at": _Times(rows["resolved_at"]),
+            "category": _Codes(rows["category"], TICKET_CATEGORIES),
+            "csat": _Numbers(rows["csat"], pa.float64()),
         },
-        rows=order,
     )
 
 
@@ -975,7 +1159,7 @@ class _Cases:
     refunded_at: np.ndarray  # per order: when a full refund closed, NaN otherwise
 
 
-def _plan_cases(rng: np.random.Generator, plan: _Plan, cal: _Calendar) -> _Cases:
+def _plan_cases(rng: np.random.Generator, plan: _Plan) -> _Cases:
     """Returns, refunds and exchanges requested after delivery; damage and lateness add some."""
     n = plan.n
     u_case, u_kind, u_reason, u_partial, u_fraction = rng.random((5, n))
@@ -1008,31 +1192,39 @@ def _plan_cases(rng: np.random.Generator, plan: _Plan, cal: _Calendar) -> _Cases
     return _Cases(pos, kind, reason, requested, closed, refund, refunded_at)
 
 
-def _after_sales_table(cases: _Cases, cal: _Calendar) -> _Table:
+def _case_rows(cases: _Cases, cal: _Calendar, first: int) -> _Rows:
     """The cases requested before the export; closed_at empty while still open."""
     keep = np.flatnonzero(cases.requested < cal.export)
-    order = keep[np.argsort(cases.requested[keep], kind="stable")]
-    case_number = np.zeros(cases.requested.size, dtype=np.int64)
-    case_number[order] = np.arange(1, order.size + 1)
+    return {
+        "order_id": cases.order_pos[keep] + first,
+        "kind": cases.kind[keep],
+        "requested_at": cases.requested[keep],
+        "closed_at": _seen(cases.closed[keep], cal.export),
+        "refund_amount": cases.refund_amount[keep],
+        "reason": cases.reason[keep],
+    }
+
+
+def _after_sales_table(rows: _Rows, numbered: int) -> _Table:
+    """Cases in order of request, numbered on from the ``numbered`` already written."""
     return _Table(
         "after_sales",
-        cases.requested.size,
+        _row_count(rows),
         {
-            "case_id": _Ids("AS", 9, case_number),
-            "order_id": _order_ids(cases.order_pos),
-            "kind": _Codes(cases.kind, AFTER_SALES_KINDS),
-            "requested_at": _Times(cases.requested),
-            "closed_at": _Times(_seen(cases.closed, cal.export)),
-            "refund_amount": _Numbers(cases.refund_amount, pa.float64()),
-            "reason": _Codes(cases.reason, AFTER_SALES_REASONS),
+            "case_id": _Ids("AS", 9, None, numbered + 1),
+            "order_id": _order_ids(rows["order_id"]),
+            "kind": _Codes(rows["kind"], AFTER_SALES_KINDS),
+            "requested_at": _Times(rows["requested_at"]),
+            "closed_at": _Times(rows["closed_at"]),
+            "refund_amount": _Numbers(rows["refund_amount"], pa.float64()),
+            "reason": _Codes(rows["reason"], AFTER_SALES_REASONS),
         },
-        rows=order,
     )
 
 
-def _settlements_table(
-    rng: np.random.Generator, plan: _Plan, cases: _Cases, cal: _Calendar
-) -> _Table:
+def _settlement_rows(
+    rng: np.random.Generator, plan: _Plan, cases: _Cases, cal: _Calendar, first: int
+) -> _Rows:
     """One row per paid, not cancelled order: settled 3-10 days after delivery, or not yet."""
     export = cal.export
     u_dispute, u_lag, u_refund = rng.random((3, plan.n))
@@ -1051,23 +1243,32 @@ def _settlements_table(
     ).astype(np.int8)
     settled_at = np.select([refunded, settled], [refunded_at, settle_at], default=np.nan)
     pos = np.flatnonzero(eligible)
-    # Rows not settled yet (empty settled_at) come last.
-    order = pos[np.argsort(np.nan_to_num(settled_at[pos], nan=np.inf), kind="stable")]
+    amount = plan.amount[pos]
+    return {
+        "order_id": pos + first,
+        "settled_at": settled_at[pos],
+        "amount": amount,
+        "fee": np.round(amount * _FEE_RATE, 2),
+        "status": status[pos],
+    }
+
+
+def _settlements_table(rows: _Rows, _numbered: int) -> _Table:
+    """Settlements in order of settlement; rows not settled yet (empty settled_at) last."""
     return _Table(
         "settlements",
-        plan.n,
+        _row_count(rows),
         {
-            "order_id": _order_ids(),
-            "settled_at": _Times(settled_at),
-            "amount": _Numbers(plan.amount, pa.float64()),
-            "fee": _Numbers(np.round(plan.amount * _FEE_RATE, 2), pa.float64()),
-            "status": _Codes(status, SETTLEMENT_STATUSES),
+            "order_id": _order_ids(rows["order_id"]),
+            "settled_at": _Times(rows["settled_at"]),
+            "amount": _Numbers(rows["amount"], pa.float64()),
+            "fee": _Numbers(rows["fee"], pa.float64()),
+            "status": _Codes(rows["status"], SETTLEMENT_STATUSES),
         },
-        rows=order,
     )
 
 
-def _order_lines_table(basket: _Basket, plan: _Plan, cal: _Calendar) -> _Table:
+def _order_lines_table(basket: _Basket, plan: _Plan, cal: _Calendar, first: int) -> _Table:
     """One row per order line, in order of the orders; nothing shipped before shipping."""
     flat = np.flatnonzero(basket.valid)
     order_pos = flat // basket.valid.shape[1]
@@ -1079,7 +1280,7 @@ def _order_lines_table(basket: _Basket, plan: _Plan, cal: _Calendar) -> _Table:
         "order_lines",
         flat.size,
         {
-            "order_id": _order_ids(order_pos),
+            "order_id": _order_ids(order_pos, first),
             "sku": _Ids("SKU-", 5, sku),
             "qty": _Numbers(qty, pa.int32()),
             "qty_shipped": _Numbers(qty_shipped, pa.int32()),
@@ -1087,7 +1288,7 @@ def _order_lines_table(basket: _Basket, plan: _Plan, cal: _Calendar) -> _Table:
     )
 
 
-def _events_table(plan: _Plan, cal: _Calendar) -> _Table:
+def _event_rows(plan: _Plan, cal: _Calendar, first: int) -> _Rows:
     """Each order's activities at the times of its milestones; picking and packing between."""
     export = cal.export
     span = plan.ship_plan - plan.release
@@ -1105,27 +1306,46 @@ def _events_table(plan: _Plan, cal: _Calendar) -> _Table:
         "delivered": plan.delivered,
         "cancelled": plan.cancel,
     }
-    positions, stamps, codes = [], [], []
-    for activity, when in times.items():
-        seen = np.flatnonzero(when < export)
-        positions.append(seen.astype(np.int32))
-        stamps.append(when[seen])
-        codes.append(np.full(seen.size, ACTIVITIES.index(activity), dtype=np.int8))
-    del times, picked, packed, span
-    stamp = np.concatenate(stamps)
-    del stamps
-    # Stable: an order's activities at the same second keep their process order.
-    order = np.argsort(stamp, kind="stable")
+    # Grouped by order, in process order within one: the stable sort by time when the
+    # rows are written keeps an order's activities at the same second in that order.
+    seen = np.stack([when < export for when in times.values()], axis=1)
+    order_pos, activity = np.nonzero(seen)
+    stamps = np.stack(list(times.values()), axis=1)[order_pos, activity]
+    codes = np.array([ACTIVITIES.index(a) for a in times], dtype=np.int8)
+    return {
+        "order_id": order_pos.astype(np.int64) + first,
+        "activity": codes[activity],
+        "timestamp": stamps,
+    }
+
+
+def _events_table(rows: _Rows, _numbered: int) -> _Table:
+    """Events in order of time."""
     return _Table(
         "events",
-        stamp.size,
+        _row_count(rows),
         {
-            "order_id": _order_ids(np.concatenate(positions)),
-            "activity": _Codes(np.concatenate(codes), ACTIVITIES),
-            "timestamp": _Times(stamp),
+            "order_id": _order_ids(rows["order_id"]),
+            "activity": _Codes(rows["activity"], ACTIVITIES),
+            "timestamp": _Times(rows["timestamp"]),
         },
-        rows=order,
     )
+
+
+# The tables written in time order, by the column they are sorted on, and how their rows
+# become a table.
+_SORTED_BY = {
+    "tickets": "opened_at",
+    "after_sales": "requested_at",
+    "settlements": "settled_at",
+    "events": "timestamp",
+}
+_SORTED_TABLES: dict[str, Callable[[_Rows, int], _Table]] = {
+    "tickets": _tickets_table,
+    "after_sales": _after_sales_table,
+    "settlements": _settlements_table,
+    "events": _events_table,
+}
 
 
 # --- writing -------------------------------------------------------------------------
@@ -1193,47 +1413,96 @@ def _arrow_chunk(
     return pa.array(values, type=column.type)
 
 
-def _write(table: _Table, path: Path, fmt: str, tz: str) -> int:
-    """Write ``table`` in row groups of ROW_GROUP_ROWS; replaces ``path`` only when complete."""
-    names = list(table.columns)
-    if names != SCHEMAS[table.name].names:
-        raise RuntimeError(f"{table.name}: columns {names} differ from the canonical schema")
-    schema = pa.schema([pa.field(k, _arrow_type(c, fmt, tz)) for k, c in table.columns.items()])
-    partial = path.with_name(f".{path.name}.partial")
-    total = table.row_count
-    sink = pa.OSFile(str(partial), "wb")
-    try:
+class _TableFile:
+    """One table's file, written as its rows come, under a temporary name until complete.
+
+    Parquet files get row groups of ROW_GROUP_ROWS rows (the last one smaller) whatever
+    the sizes of the pieces handed in, so readers can skip row groups by time; CSV rows
+    are appended as they come, after a header written once.
+    """
+
+    def __init__(self, path: Path, fmt: str, tz: str) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial")
+        self.rows = 0
+        self._fmt = fmt
+        self._tz = tz
+        self._sink: pa.NativeFile | None = None
+        self._writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+        self._schema = pa.schema([])
+        self._held: list[pa.RecordBatch] = []  # Parquet rows not yet in a full row group
+        self._held_rows = 0
+
+    def write(self, table: _Table) -> None:
+        """Append the rows of ``table`` (opens the file on the first call, even with none)."""
+        names = list(table.columns)
+        if names != SCHEMAS[table.name].names:
+            raise RuntimeError(f"{table.name}: columns {names} differ from the canonical schema")
+        if self._writer is None:
+            self._open(table)
+        fmt, tz = self._fmt, self._tz
+        # Converted to Arrow a row group at a time, so the text columns stay small.
+        for start in range(0, table.size, ROW_GROUP_ROWS):
+            stop = min(start + ROW_GROUP_ROWS, table.size)
+            take, positions = slice(start, stop), np.arange(start, stop)
+            arrays = [_arrow_chunk(c, take, positions, fmt, tz) for c in table.columns.values()]
+            batch = pa.record_batch(arrays, schema=self._schema)
+            if isinstance(self._writer, pacsv.CSVWriter):
+                self._writer.write_batch(batch)
+            else:
+                self._held.append(batch)
+                self._held_rows += batch.num_rows
+                if self._held_rows >= ROW_GROUP_ROWS:
+                    self._write_row_groups(final=False)
+        self.rows += table.size
+
+    def close(self) -> None:
+        """Write what is held and close the temporary file."""
+        if isinstance(self._writer, pq.ParquetWriter):
+            self._write_row_groups(final=True)
+        if self._writer is not None:
+            self._writer.close()
+        if self._sink is not None:
+            self._sink.close()
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (after a failure)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):  # already closed, or the failure itself
+                self._writer.close()
+        if self._sink is not None and not self._sink.closed:
+            self._sink.close()
+        self.partial.unlink(missing_ok=True)
+
+    def _open(self, table: _Table) -> None:
+        fmt, tz = self._fmt, self._tz
+        self._schema = pa.schema(
+            [pa.field(k, _arrow_type(c, fmt, tz)) for k, c in table.columns.items()]
+        )
+        self._sink = pa.OSFile(str(self.partial), "wb")
         if fmt == "parquet":
             dictionary = [
                 k for k, c in table.columns.items() if isinstance(c, _Codes) or k == "sku"
             ]
-            writer = pq.ParquetWriter(sink, schema, compression="zstd", use_dictionary=dictionary)
+            self._writer = pq.ParquetWriter(
+                self._sink, self._schema, compression="zstd", use_dictionary=dictionary
+            )
         else:
             # The header is written by hand: Arrow quotes header names whatever the style.
-            sink.write((",".join(names) + "\n").encode("utf-8"))
+            self._sink.write((",".join(self._schema.names) + "\n").encode("utf-8"))
             options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-            writer = pacsv.CSVWriter(sink, schema, write_options=options)
-        with writer:
-            for start in range(0, total, ROW_GROUP_ROWS):
-                stop = min(start + ROW_GROUP_ROWS, total)
-                if table.rows is None:
-                    take: np.ndarray | slice = slice(start, stop)
-                    positions = np.arange(start, stop)
-                else:
-                    take = positions = table.rows[start:stop]
-                arrays = [_arrow_chunk(c, take, positions, fmt, tz) for c in table.columns.values()]
-                batch = pa.record_batch(arrays, schema=schema)
-                if fmt == "parquet":
-                    writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-                else:
-                    writer.write_batch(batch)
-        sink.close()
-    except BaseException:
-        sink.close()
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, path)
-    return total
+            self._writer = pacsv.CSVWriter(self._sink, self._schema, write_options=options)
+
+    def _write_row_groups(self, *, final: bool) -> None:
+        """Write the held rows as full row groups (and, when ``final``, the rest)."""
+        assert isinstance(self._writer, pq.ParquetWriter)
+        held = pa.Table.from_batches(self._held, schema=self._schema)
+        whole = held.num_rows if final else held.num_rows - held.num_rows % ROW_GROUP_ROWS
+        if whole:
+            self._writer.write_table(held.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+        rest = held.slice(whole)
+        self._held = rest.to_batches()
+        self._held_rows = rest.num_rows
 
 
 # --- department issue lists -------------------------------------------------------------------
