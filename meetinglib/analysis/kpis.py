@@ -1721,14 +1721,9 @@ def _finish(
     return value, n, np.sqrt(np.divide(variance, n, out=nan.copy(), where=n > 0))
 
 
-_DEFAULT_ENGINE: list[BaseBackend] = []
-
-
 def default_engine() -> BaseBackend:
     """The embedded DuckDB the library uses for frames already in memory (one per process)."""
-    if not _DEFAULT_ENGINE:
-        _DEFAULT_ENGINE.append(engine.connect())
-    return _DEFAULT_ENGINE[0]
+    return engine.shared()
 
 
 def weekly_kpis(
