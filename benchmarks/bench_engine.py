@@ -152,7 +152,10 @@ def bench_size(
     data, out = work / f"sample-{size}", work / f"out-{size}"
     params = work / f"params-{size}.yaml"
     steps: dict[str, Step] = {}
-    say = lambda text: print(f"{size:,} orders/week: {text}", flush=True)  # noqa: E731
+
+    def say(text: str) -> None:
+        print(f"{size:,} orders/week: {text}", flush=True)
+
     try:
         say("sample-data ...")
         steps["sample-data"] = measure(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,7 +10,6 @@ from meetinglib.analysis.kpi_table import (
     kpi_table,
     root_changes,
     with_roots,
-    without_orders,
 )
 from meetinglib.cli import main
 from meetinglib.core.params import load_params
@@ -108,13 +106,3 @@ def test_kpis_csv_says_which_root_drives_each_flag(three_incidents):
     own = adverse[adverse["driven_by"] == ""]
     pairs = set(zip(own["dimension"], own["segment"], own["order_type"], strict=True))
     assert pairs == {(r.dimension, r.segment, r.order_type) for r in roots.itertuples()}
-
-
-def test_set_aside_removes_the_rows_of_other_tables(tmp_path):
-    orders = pd.DataFrame({"order_id": pd.Series(["a", "b", "c"], dtype="str")})
-    tickets = pd.DataFrame({"order_id": ["a", "b", "b", "c"], "ticket_id": [1, 2, 3, 4]})
-    out = without_orders(
-        {"orders": orders, "tickets": tickets}, np.array([False, True, False]), ["tickets"]
-    )
-    assert out["orders"]["order_id"].tolist() == ["a", "c"]
-    assert out["tickets"]["ticket_id"].tolist() == [1, 4]

@@ -1225,3 +1225,42 @@ def test_missing_columns_says_what_a_kpi_needs():
     assert kpis.missing_columns("on_time_ship_rate", tables, no_paid) == [
         "paid_at|promised_ship_by"
     ]
+
+
+def test_setting_a_segment_aside_removes_its_orders_and_the_rows_pointing_at_them():
+    day = pd.Timestamp("2026-03-03 10:00", tz=TZ)
+    orders = pd.DataFrame(
+        {
+            "order_id": ["a", "b", "c", "d"],
+            "order_type": ["normal", "special", "normal", "normal"],
+            "created_at": [day] * 4,
+            "warehouse": ["W1", "W1", "W2", None],
+        }
+    )
+    tickets = pd.DataFrame(
+        {
+            "ticket_id": ["t1", "t2", "t3", "t4", "t5"],
+            "order_id": ["a", "b", "b", "c", "zz"],  # zz: an order not loaded
+            "opened_at": [day] * 5,
+            "category": ["inquiry"] * 5,
+        }
+    )
+    tables = {"orders": orders, "tickets": tickets}
+    segments = [{"order_type": "special"}, {"warehouse": "W1"}, {"warehouse": kpis.MISSING}]
+    without = kpis.weekly_kpis_without(
+        tables, [W10], SLA, ["orders_created", "tickets_per_1000"], segments
+    )
+
+    def overall(frame, key):
+        rows = frame[(frame["kpi"] == key) & (frame["dimension"] == "all")]
+        return rows[rows["order_type"] == "all"]["value"].item()
+
+    # without b: orders a, c, d; tickets t1, t4 and zz's (its order is in no segment)
+    assert overall(without[0], "orders_created") == 3
+    assert overall(without[0], "tickets_per_1000") == pytest.approx(3 / 3 * 1000)
+    # without W1 (a, b): orders c, d; tickets t4, t5
+    assert overall(without[1], "orders_created") == 2
+    assert overall(without[1], "tickets_per_1000") == pytest.approx(2 / 2 * 1000)
+    # without the orders that have no warehouse (d): all tickets stay
+    assert overall(without[2], "orders_created") == 3
+    assert overall(without[2], "tickets_per_1000") == pytest.approx(5 / 3 * 1000)

@@ -25,6 +25,7 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.fmt import fmt_value
 from meetinglib.core.i18n import t
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData
 
 # A week's rate, mean or quantile is judged by the anomaly rules only when this many
@@ -178,6 +179,7 @@ def weekly_series(data: WeekData, exclude: set[str] | None = None) -> pd.DataFra
         created_from=created_from(data),
         complete_from=complete_history_start(data),
         lookback_days=data.params.open_order_lookback_days,
+        con=engine.shared(data.params.engine),
     )
 
 
@@ -457,6 +459,15 @@ def segment_orders(orders: pd.DataFrame, segment: Segment) -> np.ndarray:
     return mask
 
 
+def segment_values(segment: Segment) -> dict[str, str]:
+    """A segment of the KPI table as its segment columns' values (MISSING: empty)."""
+    dimension, value, order_type = segment
+    values = {} if order_type == kpis.ALL else {"order_type": order_type}
+    if dimension != kpis.ALL:
+        values.update(zip(dimension.split("/"), value.split("/", 1), strict=False))
+    return values
+
+
 def without_orders(
     tables: dict[str, pd.DataFrame], drop: np.ndarray, needed: Sequence[str]
 ) -> dict[str, pd.DataFrame]:
@@ -522,23 +533,30 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
     for kpi, dimension, segment, order_type in flags:
         by_segment.setdefault((dimension, segment, order_type), []).append(kpi)
     keys = sorted({f[0] for f in flags})
-    needed = sorted({name for k in keys for name in kpis.CATALOGUE[k].tables})
     orders = data.tables["orders"]
     explains: dict[Segment, set[Flagged]] = {}
     members: dict[Segment, np.ndarray] = {}
+    causes, drops = [], {}
     for cause in (s for s in by_segment if s != OVERALL):
         drop = segment_orders(orders, cause)
         if not drop.any() or drop.all():
             explains[cause] = set()
-            continue
-        series = kpis.weekly_kpis(
-            without_orders(data.tables, drop, needed),
-            week_windows(data),
-            data.params.sla.ship_hours,
-            keys,
-            created_from=created_from(data),
-            complete_from=complete_history_start(data),
-        )
+        else:
+            causes.append(cause)
+            drops[cause] = drop
+    # Every cause's recomputation in one query: each series without one segment's orders.
+    recomputed = kpis.weekly_kpis_without(
+        data.tables,
+        week_windows(data),
+        data.params.sla.ship_hours,
+        keys,
+        [segment_values(cause) for cause in causes],
+        created_from=created_from(data),
+        complete_from=complete_history_start(data),
+        con=engine.shared(data.params.engine),
+    )
+    for cause, series in zip(causes, recomputed, strict=True):
+        drop = drops[cause]
         values, counts, errors = wide(series, result.week_labels)
         explained = set()
         for flag in flags:

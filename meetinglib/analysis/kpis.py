@@ -36,18 +36,23 @@ Functions never read files and never modify their inputs. Conventions a caller m
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from ibis.backends import BaseBackend
 
 from meetinglib.core.errors import InvalidParamError
-from meetinglib.core.schema import ORDER_TYPES, ORDERS, TICKET_CATEGORIES
+from meetinglib.core.schema import ORDER_TYPES, ORDERS, SCHEMAS, TICKET_CATEGORIES
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 
 # stage id -> (start milestone, end milestone); the end milestone places an order in a week.
 STAGES: dict[str, tuple[str, str]] = {
@@ -88,6 +93,14 @@ def _col(orders: pd.DataFrame, name: str) -> pd.Series:
 
 def _created_in(orders: pd.DataFrame, window: Window) -> pd.Series:
     return window.contains(orders["created_at"])
+
+
+def _is(values: pd.Series, *labels: str) -> np.ndarray:
+    """Whether each value is one of ``labels`` (bool array); fast on categoricals."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        wanted = np.flatnonzero(values.cat.categories.isin(labels))
+        return np.isin(np.asarray(values.cat.codes), wanted)
+    return values.isin(labels).to_numpy(dtype=bool, na_value=False)
 
 
 def _rate(numerator: int | float, denominator: int | float) -> float:
@@ -942,150 +955,193 @@ def _week_of(when: pd.Series, bounds: np.ndarray) -> np.ndarray:
     return week
 
 
-# --- the KPI catalogue: one weekly computation per KPI --------------------------------------
+# --- the KPI catalogue: one definition per KPI, as Ibis expressions -------------------------
+#
+# Each KPI observes rows (orders, tickets, cases...) as an Ibis table: the week of the event
+# that places the row (0 = the first week), a value, and the segment columns of the row's
+# order. The engine (DuckDB by default, Spark by params) aggregates them per week and
+# segment; only those aggregates come back here, to be finished into the long series.
 
 Kind = Literal["count", "sum", "mean", "median", "p90", "ratio", "level"]
 SEGMENT_COLUMNS = ("order_type", "warehouse", "carrier", "region", "channel")
 ALL = "all"
-_NAT = np.iinfo("int64").min
+# Columns of an observation table; segment columns carry this prefix, so that they never
+# clash with a table's own columns.
+_SEG = "seg_"
+_LOADED = "seg_loaded"  # whether the row's order is loaded (rows of other tables)
+_SEGMENT_NAMES = [*(_SEG + c for c in SEGMENT_COLUMNS), _LOADED]
+_GROUP = ["scenario", "dimension", "segment", "week"]
+_Z = 1.96  # the 95% interval behind a quantile's standard error
 
 
-@dataclass(frozen=True)
-class _Obs:
-    """Observations of a KPI: per row its week (-1: not counted), value, segment codes."""
+class Frames:
+    """The canonical tables as Ibis tables, with the weeks and the SLA the observations use.
 
-    week: np.ndarray
-    value: np.ndarray
-    codes: dict[str, np.ndarray]
-
-    def __add__(self, other: _Obs) -> _Obs:
-        return _Obs(
-            np.concatenate([self.week, other.week]),
-            np.concatenate([self.value, other.value]),
-            {c: np.concatenate([self.codes[c], other.codes[c]]) for c in self.codes},
-        )
-
-    def counted(self, kind: str, columns: set[str]) -> _Obs:
-        """Only the rows that count and the segment ``columns``; for a mean or quantile
-        without NaN values, and sorted by value for a quantile."""
-        keep = self.week >= 0
-        if kind not in ("count", "sum"):
-            keep &= ~np.isnan(self.value)
-        rows = np.flatnonzero(keep)
-        if kind in ("median", "p90"):
-            # Sorted once here; each segmentation then needs only a stable sort by group.
-            rows = rows[np.argsort(self.value[rows], kind="stable")]
-        codes = {c: v[rows] for c, v in self.codes.items() if c in columns}
-        return _Obs(self.week[rows], self.value[rows], codes)
-
-
-@dataclass(frozen=True)
-class _Spans:
-    """Rows counted at the end of weeks ``enter`` (included) to ``leave`` (excluded)."""
-
-    enter: np.ndarray
-    leave: np.ndarray
-    value: np.ndarray
-    codes: dict[str, np.ndarray]
-
-
-class _Tables:
-    """The canonical tables with their rows' weeks and order segments as integer codes."""
+    ``bounds``: the week starts and the last week's end (timezone-aware instants).
+    ``columns``: per table, the columns the source provides; others read as empty.
+    """
 
     def __init__(
         self,
-        tables: dict[str, pd.DataFrame],
-        bounds: np.ndarray,
+        tables: Mapping[str, ir.Table],
+        bounds: Sequence[pd.Timestamp],
         sla: float,
         lookback_days: float | None = None,
+        scenarios: Sequence[Mapping[str, str]] = (),
     ):
-        self.tables, self.bounds, self.sla = tables, bounds, sla
-        self.lookback_days = lookback_days
-        self.orders = tables["orders"]
-        self.levels: dict[str, list[str]] = {}
-        self.codes: dict[str, np.ndarray] = {}
-        for column in SEGMENT_COLUMNS:
-            values = _col(self.orders, column)
-            cat = values.array if isinstance(values.dtype, pd.CategoricalDtype) else None
-            if cat is None:
-                cat = pd.Categorical(values.astype(object))
-            levels = [str(c) for c in cat.categories]
-            codes = np.asarray(cat.codes, dtype="int64")
-            if column == "order_type":
-                # Every order type is a segment, in schema order, with or without orders.
-                recode = np.append(pd.Index(ORDER_TYPES).get_indexer(levels), -1)
-                levels, codes = list(ORDER_TYPES), recode[codes]
-            self.levels[column], self.codes[column] = levels, codes
-        self._positions: dict[str, np.ndarray] = {}
-        self._row_codes: dict[str, dict[str, np.ndarray]] = {}
+        self.tables, self.sla, self.lookback_days = dict(tables), sla, lookback_days
+        self.scenarios = list(scenarios)
+        self.bounds = [pd.Timestamp(b).tz_convert("UTC").to_pydatetime() for b in bounds]
+        self.weeks = len(self.bounds) - 1
+        lengths = {
+            int((b - a).total_seconds()) for a, b in zip(self.bounds, self.bounds[1:], strict=False)
+        }
+        self.week_seconds = lengths.pop() if len(lengths) == 1 else None
+        self.orders = self.tables["orders"]
 
-    def positions(self, table: str) -> np.ndarray:
-        """Row position of each row's order in ``orders`` (-1 when not loaded), cached."""
-        if table not in self._positions:
-            self._positions[table] = _order_positions(self.orders, self.tables[table]["order_id"])
-        return self._positions[table]
+    def has(self, table: str, column: str) -> bool:
+        return table in self.tables and column in self.tables[table].columns
 
-    def week(self, when: pd.Series) -> np.ndarray:
-        return _week_of(when, self.bounds)
+    def col(self, table: ir.Table, name: str, canonical: str = "orders") -> ir.Value:
+        """A column of ``table``; an optional canonical column the source lacks reads as empty."""
+        if name in table.columns:
+            return table[name]
+        kind = SCHEMAS[canonical].column(name).kind
+        dtype = {"timestamp": "timestamp('UTC')", "float": "float64"}.get(kind, "string")
+        return ibis.null().cast(dtype)
 
-    def col(self, name: str) -> pd.Series:
-        return _col(self.orders, name)
+    def week(self, at: ir.TimestampValue) -> ir.IntegerValue:
+        """The week holding ``at`` (0-based), NULL outside the weeks or when ``at`` is NULL."""
+        inside = (at >= self.bounds[0]) & (at < self.bounds[-1])
+        if self.week_seconds:
+            # Weeks of equal length (no daylight-saving change): arithmetic, not a search.
+            since = at.epoch_seconds() - int(self.bounds[0].timestamp())
+            week = (since / self.week_seconds).floor().cast("int64")
+        else:
+            week = ibis.cases(*[(at < end, i) for i, end in enumerate(self.bounds[1:])])
+        return ibis.ifelse(inside, week, ibis.null("int64"))
 
-    def of_orders(self, when: pd.Series, value: Any) -> _Obs:
-        return _Obs(self.week(when), _values(value, len(self.orders)), self.codes)
+    def ends_up_to(self, at: ir.TimestampValue, edges: Sequence[dt.datetime]) -> ir.IntegerValue:
+        """How many of ``edges`` are at or before ``at`` (a searchsorted, side right)."""
+        total: ir.IntegerValue = ibis.literal(0)
+        for edge in edges:
+            total = total + ibis.ifelse(at >= edge, 1, 0)
+        return total
 
-    def row_codes(self, table: str) -> dict[str, np.ndarray]:
-        """The segment codes of each row's order (-1 when the order is not loaded), cached."""
-        if table not in self._row_codes:
-            pos = self.positions(table)
-            self._row_codes[table] = {
-                c: np.where(pos >= 0, codes[pos], -1) for c, codes in self.codes.items()
-            }
-        return self._row_codes[table]
+    def segments(self, table: ir.Table) -> dict[str, ir.Value]:
+        """The segment columns of ``table``'s orders, and whether the order is loaded."""
+        columns = {_SEG + c: self.col(table, c) for c in SEGMENT_COLUMNS}
+        return {**columns, _LOADED: ibis.literal(True)}
 
-    def has_order(self, table: str, mask: Any) -> np.ndarray:
-        """Per order: whether a row of ``table`` selected by ``mask`` belongs to it."""
-        out = np.zeros(len(self.orders), dtype=bool)
-        positions = self.positions(table)[np.asarray(mask, dtype=bool)]
-        out[positions[positions >= 0]] = True
-        return out
+    def of_orders(self, at: ir.Value, value: Any, keep: Any = None) -> ir.Table:
+        """Observations of orders: the week of ``at`` and ``value`` per order."""
+        return self._observed(self.orders, at, value, keep, self.segments(self.orders))
 
-    def of_rows(self, table: str, when: pd.Series, value: Any, mask: Any = None) -> _Obs:
-        """Observations of another table's rows (``mask``: which rows count at all)."""
-        week = self.week(when)
-        if mask is not None:
-            week = np.where(np.asarray(mask, dtype=bool), week, -1)
-        return _Obs(week, _values(value, len(week)), self.row_codes(table))
+    def rows(self, table: str, *order_columns: str) -> ir.Table:
+        """``table`` with its order's segments (``seg_*``) and ``order_columns`` (``o_*``).
 
-    def order_value(self, table: str, column: str) -> pd.Series:
+        Rows whose order is not loaded keep empty segments: they count in "all" only.
+        """
         rows = self.tables[table]
-        taken = self.col(column).array.take(self.positions(table), allow_fill=True)
-        return pd.Series(taken, index=rows.index, name=column)
+        wanted = {
+            **self.segments(self.orders),
+            **{f"o_{c}": self.col(self.orders, c) for c in order_columns},
+        }
+        orders = self.orders.select(o_order_id=self.orders.order_id, **wanted)
+        joined = rows.left_join(orders, rows.order_id == orders.o_order_id)
+        return joined.mutate(**{_LOADED: joined.o_order_id.notnull()}).drop("o_order_id")
+
+    def of_rows(self, rows: ir.Table, at: ir.Value, value: Any, keep: Any = None) -> ir.Table:
+        """Observations of another table's rows (from ``rows``): week of ``at``, ``value``."""
+        segments = {name: rows[name] for name in _SEGMENT_NAMES}
+        return self._observed(rows, at, value, keep, segments)
+
+    def _observed(
+        self, table: ir.Table, at: ir.Value, value: Any, keep: Any, segments: dict[str, ir.Value]
+    ) -> ir.Table:
+        value = ibis.literal(float(value)) if isinstance(value, int | float) else value
+        week = self.week(at)
+        if keep is not None:
+            week = ibis.ifelse(keep, week, ibis.null("int64"))
+        obs = table.select(week=week, value=value.cast("float64"), **segments)
+        return self._in_scenarios(obs.filter(obs.week.notnull()))
+
+    def _in_scenarios(self, obs: ir.Table) -> ir.Table:
+        """``obs`` with its scenario: 0 for all rows; with ``scenarios`` (segments to set
+        aside), one copy of the rows per scenario, without the rows of its segment."""
+        if not self.scenarios:
+            return obs.mutate(scenario=ibis.literal(0))
+        columns = {f"c_{c}": [s.get(c) for s in self.scenarios] for c in SEGMENT_COLUMNS}
+        table = ibis.memtable(
+            pa.table(
+                {
+                    "scenario": pa.array(range(len(self.scenarios)), pa.int64()),
+                    **{k: pa.array(v, pa.string()) for k, v in columns.items()},
+                }
+            )
+        )
+        joined = obs.cross_join(table)
+        # A row whose order is not loaded belongs to no segment: it is never set aside.
+        inside: ir.BooleanValue = joined[_LOADED]
+        for c in SEGMENT_COLUMNS:
+            wanted, value = joined[f"c_{c}"], joined[_SEG + c]
+            matches = ibis.cases(
+                (wanted.isnull(), True), (wanted == MISSING, value.isnull()), else_=value == wanted
+            )
+            inside &= matches.fill_null(False)
+        return joined.filter(~inside).drop(*columns)
+
+    def spans(
+        self, table: ir.Table, start: ir.Value, end: ir.Value, weight: Any, created: Any = None
+    ) -> ir.Table:
+        """Rows counted at a week's end e when start < e and not end < e (NULL end: never
+        ends); with ``created`` and the lookback, only up to the week starting no later
+        than created + lookback. Columns enter, leave (week indexes), value, segments."""
+        ends = self.bounds[1:]
+        never = ibis.literal(self.weeks)
+        stop = ibis.ifelse(end.isnull(), ibis.null("timestamp('UTC')"), ibis.greatest(start, end))
+        enter = ibis.ifelse(start.isnull(), never, self.ends_up_to(start, ends))
+        leave = ibis.ifelse(start.isnull() | stop.isnull(), never, self.ends_up_to(stop, ends))
+        if created is not None and self.lookback_days is not None:
+            limit = created + ibis.interval(seconds=int(self.lookback_days * 86400))
+            last = self.ends_up_to(limit, self.bounds[:-1])
+            leave = ibis.greatest(ibis.least(leave, last), enter)
+        weight = ibis.literal(float(weight)) if isinstance(weight, int | float) else weight
+        segments = {name: table[name] for name in _SEGMENT_NAMES}
+        spans = table.select(enter=enter, leave=leave, value=weight.cast("float64"), **segments)
+        return self._in_scenarios(spans.filter(spans.enter < spans.leave))
 
 
-def _values(value: Any, length: int) -> np.ndarray:
-    """A scalar repeated, or a Series/array as float64 values (NA -> NaN), index dropped."""
-    if np.isscalar(value):
-        return np.full(length, float(value))  # type: ignore[arg-type]  # a numpy scalar
-    return np.asarray(pd.Series(value).astype("float64"), dtype="float64")
+def _hours(start: ir.Value, end: ir.Value) -> ir.Value:
+    """Hours from start to end (whole seconds, as both engines count them); NULL when end
+    precedes start (a milestone out of order: validation flags the order, and only this
+    duration leaves the duration KPIs)."""
+    hours = (end.epoch_seconds() - start.epoch_seconds()).cast("float64") / 3600.0
+    return ibis.ifelse(hours < 0, ibis.null("float64"), hours)
 
 
-def _hours(start: pd.Series, end: pd.Series) -> pd.Series:
-    """Hours from start to end; NaN when end precedes start (a milestone out of order:
-    validation flags the order, and only this duration leaves the duration KPIs)."""
-    hours = (end - start).dt.total_seconds() / 3600.0
-    return hours.where(~(hours < 0))
+def _flag(condition: ir.BooleanValue) -> ir.Value:
+    """1.0 where ``condition`` holds, else 0.0 (NULL counts as not holding)."""
+    return ibis.ifelse(condition.fill_null(False), 1.0, 0.0)
+
+
+def ship_deadline_expr(f: Frames, orders: ir.Table) -> ir.Value:
+    """promised_ship_by where set, else paid_at + the ship SLA; NULL when neither."""
+    promised = f.col(orders, "promised_ship_by")
+    by_sla = f.col(orders, "paid_at") + ibis.interval(seconds=int(round(f.sla * 3600)))
+    return ibis.coalesce(promised, by_sla)
 
 
 @dataclass(frozen=True)
 class KpiDef:
     """A KPI of the weekly series: how each week's value is observed and aggregated.
 
-    ``observe(tables)`` gives observations (a row per order, ticket, case... with the week
-    of its ``event`` and a value); ``kind`` says how a week's observations become its
-    value: count or sum of values, mean (of 0/1 values: a share), median, p90, ratio of two
-    sums (times ``scale``), or level at the week's end. ``dims`` are the segmentations
-    besides all orders ("order_type", "warehouse", "carrier/region"...).
+    ``observe(frames)`` gives observations (an Ibis table: a row per order, ticket,
+    case... with the week of its ``event`` and a value); ``kind`` says how a week's
+    observations become its value: count or sum of values, mean (of 0/1 values: a share),
+    median, p90, ratio of two sums (times ``scale``), or level at the week's end. ``dims``
+    are the segmentations besides all orders ("order_type", "warehouse",
+    "carrier/region"...).
     """
 
     key: str
@@ -1093,253 +1149,241 @@ class KpiDef:
     higher_is_better: bool
     event: str
     kind: Kind
-    observe: Callable[[_Tables], Any]
+    observe: Callable[[Frames], Any]
     dims: tuple[str, ...] = ()
     tables: tuple[str, ...] = ("orders",)
     scale: float = 1.0
 
 
-def _created(t: _Tables, value: Any) -> _Obs:
-    return t.of_orders(t.col("created_at"), value)
+def _o(f: Frames, name: str) -> ir.Value:
+    return f.col(f.orders, name)
 
 
-def _is(values: pd.Series, *labels: str) -> np.ndarray:
-    """Whether each value is one of ``labels`` (bool array); fast on categoricals."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        wanted = np.flatnonzero(values.cat.categories.isin(labels))
-        return np.isin(np.asarray(values.cat.codes), wanted)
-    return values.isin(labels).to_numpy(dtype=bool, na_value=False)
+def _created(f: Frames, value: Any) -> ir.Table:
+    return f.of_orders(_o(f, "created_at"), value)
 
 
-def _exception_is(t: _Tables, *codes: str) -> np.ndarray:
-    return _is(t.col("exception_code"), *codes)
+def _obs_created(f: Frames) -> ir.Table:
+    return _created(f, 1.0)
 
 
-def _obs_created(t: _Tables) -> _Obs:
-    return _created(t, 1.0)
+def _gmv_value(f: Frames) -> ir.Value:
+    kept = _o(f, "cancelled_at").isnull()
+    return ibis.ifelse(kept, _o(f, "amount").fill_null(0.0), 0.0)
 
 
-def _obs_gmv(t: _Tables) -> _Obs:
-    kept = t.col("cancelled_at").isna()
-    return _created(t, t.col("amount").fillna(0.0).where(kept, 0.0))
+def _obs_gmv(f: Frames) -> ir.Table:
+    return _created(f, _gmv_value(f))
 
 
-def _obs_cancelled(t: _Tables) -> _Obs:
-    return _created(t, t.col("cancelled_at").notna())
+def _obs_cancelled(f: Frames) -> ir.Table:
+    return _created(f, _flag(_o(f, "cancelled_at").notnull()))
 
 
-def _obs_abnormal(t: _Tables) -> _Obs:
-    return _created(t, t.col("exception_code").notna())
+def _obs_abnormal(f: Frames) -> ir.Table:
+    return _created(f, _flag(_o(f, "exception_code").notnull()))
 
 
-def _obs_stockout(t: _Tables) -> _Obs:
-    return _created(t, _exception_is(t, "stockout"))
+def _obs_stockout(f: Frames) -> ir.Table:
+    return _created(f, _flag(_o(f, "exception_code") == "stockout"))
 
 
-def _obs_shipped(t: _Tables) -> _Obs:
-    return t.of_orders(t.col("shipped_at"), 1.0)
+def _obs_shipped(f: Frames) -> ir.Table:
+    return f.of_orders(_o(f, "shipped_at"), 1.0)
 
 
-def _obs_on_time_ship(t: _Tables) -> _Obs:
-    shipped, deadline = t.col("shipped_at"), ship_deadline(t.orders, t.sla)
-    return t.of_orders(shipped, (shipped <= deadline).astype(float).where(deadline.notna()))
+def _obs_on_time_ship(f: Frames) -> ir.Table:
+    shipped, deadline = _o(f, "shipped_at"), ship_deadline_expr(f, f.orders)
+    on_time = ibis.ifelse(deadline.isnull(), ibis.null("float64"), _flag(shipped <= deadline))
+    return f.of_orders(shipped, on_time)
 
 
-def _obs_handling(t: _Tables) -> _Obs:
-    return t.of_orders(t.col("shipped_at"), _hours(t.col("paid_at"), t.col("shipped_at")))
+def _obs_handling(f: Frames) -> ir.Table:
+    return f.of_orders(_o(f, "shipped_at"), _hours(_o(f, "paid_at"), _o(f, "shipped_at")))
 
 
-def _obs_lost_damaged(t: _Tables) -> _Obs:
-    return t.of_orders(t.col("shipped_at"), _exception_is(t, "lost", "damaged"))
+def _obs_lost_damaged(f: Frames) -> ir.Table:
+    return f.of_orders(
+        _o(f, "shipped_at"), _flag(_o(f, "exception_code").isin(["lost", "damaged"]))
+    )
 
 
-def _obs_fill(t: _Tables) -> tuple[_Obs, _Obs]:
-    lines = t.tables["order_lines"]
-    when = t.order_value("order_lines", "shipped_at")
+def _obs_fill(f: Frames) -> tuple[ir.Table, ir.Table]:
+    lines = f.rows("order_lines", "shipped_at")
     if "qty_shipped" not in lines.columns:
-        return (t.of_rows("order_lines", when, 0.0, False),) * 2
-    judged = lines["qty_shipped"].notna().to_numpy()
-    shipped = t.of_rows("order_lines", when, lines["qty_shipped"].fillna(0), judged)
-    return shipped, t.of_rows("order_lines", when, lines["qty"], judged)
+        none = f.of_rows(lines, lines.o_shipped_at, 0.0, ibis.literal(False))
+        return none, none
+    judged = lines.qty_shipped.notnull()
+    shipped = f.of_rows(lines, lines.o_shipped_at, lines.qty_shipped.fill_null(0), judged)
+    return shipped, f.of_rows(lines, lines.o_shipped_at, lines.qty, judged)
 
 
-def _obs_on_time_delivery(t: _Tables) -> _Obs:
-    delivered, promise = t.col("delivered_at"), t.col("promised_delivery_by")
-    return t.of_orders(delivered, (delivered <= promise).astype(float).where(promise.notna()))
+def _obs_on_time_delivery(f: Frames) -> ir.Table:
+    delivered, promise = _o(f, "delivered_at"), _o(f, "promised_delivery_by")
+    on_time = ibis.ifelse(promise.isnull(), ibis.null("float64"), _flag(delivered <= promise))
+    return f.of_orders(delivered, on_time)
 
 
-def _obs_transit(t: _Tables) -> _Obs:
-    return t.of_orders(t.col("delivered_at"), _hours(t.col("shipped_at"), t.col("delivered_at")))
+def _obs_transit(f: Frames) -> ir.Table:
+    return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "shipped_at"), _o(f, "delivered_at")))
 
 
-def _obs_cycle(t: _Tables) -> _Obs:
-    return t.of_orders(t.col("delivered_at"), _hours(t.col("created_at"), t.col("delivered_at")))
+def _obs_cycle(f: Frames) -> ir.Table:
+    return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "created_at"), _o(f, "delivered_at")))
 
 
-def _first_per_order(t: _Tables, table: str, when: pd.Series, mask: np.ndarray) -> np.ndarray:
-    """Per order, the nanoseconds of its earliest ``when`` in ``table`` (int64 max if none)."""
-    out = np.full(len(t.orders), np.iinfo("int64").max, dtype="int64")
-    positions, ns = t.positions(table), _nanos(when)
-    keep = mask & (positions >= 0) & (ns != _NAT)
-    np.minimum.at(out, positions[keep], ns[keep])
-    return out
-
-
-def _obs_perfect(t: _Tables) -> _Obs:
-    delivered, promise = t.col("delivered_at"), t.col("promised_delivery_by")
-    week = t.week(delivered)
+def _obs_perfect(f: Frames) -> ir.Table:
+    """Delivered on time, no exception, no complaint or after-sales case by the end of
+    the delivery week, no line shipped short; orders without a promise are not judged."""
+    orders = f.orders
+    if "tickets" in f.tables:
+        tickets = f.tables["tickets"]
+        complaints = tickets.filter((tickets.category == "complaint") & tickets.opened_at.notnull())
+        first = complaints.group_by(p_id=complaints.order_id).aggregate(
+            p_complaint=complaints.opened_at.min()
+        )
+        orders = orders.left_join(first, orders.order_id == first.p_id).drop("p_id")
+    if "after_sales" in f.tables:
+        cases = f.tables["after_sales"]
+        cases = cases.filter(cases.requested_at.notnull())
+        first = cases.group_by(p_id=cases.order_id).aggregate(p_case=cases.requested_at.min())
+        orders = orders.left_join(first, orders.order_id == first.p_id).drop("p_id")
+    lines = f.tables.get("order_lines")
+    if lines is not None and "qty_shipped" in lines.columns:
+        short = lines.filter(lines.qty_shipped < lines.qty)
+        short = short.group_by(p_id=short.order_id).aggregate(p_short=short.count())
+        orders = orders.left_join(short, orders.order_id == short.p_id).drop("p_id")
+    delivered = f.col(orders, "delivered_at")
+    promise = f.col(orders, "promised_delivery_by")
+    week = f.week(delivered)
     # Complaints and cases count up to the end of the order's delivery week.
-    cutoff = t.bounds[np.clip(week + 1, 0, len(t.bounds) - 1)]
-    perfect = (delivered <= promise).to_numpy() & t.col("exception_code").isna().to_numpy()
-    tickets = t.tables.get("tickets")
-    if tickets is not None:
-        complaint = _is(tickets["category"], "complaint")
-        perfect &= ~(_first_per_order(t, "tickets", tickets["opened_at"], complaint) < cutoff)
-    cases = t.tables.get("after_sales")
-    if cases is not None:
-        every = np.ones(len(cases), dtype=bool)
-        perfect &= ~(_first_per_order(t, "after_sales", cases["requested_at"], every) < cutoff)
-    lines = t.tables.get("order_lines")
-    if lines is not None:
-        perfect &= ~t.has_order("order_lines", _short_lines(lines))
-    value = np.where(promise.notna().to_numpy(), perfect.astype(float), np.nan)
-    return _Obs(week, value, t.codes)
+    cutoff = ibis.cases(*[(week == i, end) for i, end in enumerate(f.bounds[1:])], else_=None)
+    perfect = (delivered <= promise).fill_null(False) & f.col(orders, "exception_code").isnull()
+    if "p_complaint" in orders.columns:
+        perfect &= ~(orders.p_complaint < cutoff).fill_null(False)
+    if "p_case" in orders.columns:
+        perfect &= ~(orders.p_case < cutoff).fill_null(False)
+    if "p_short" in orders.columns:
+        perfect &= orders.p_short.isnull()
+    value = ibis.ifelse(promise.isnull(), ibis.null("float64"), _flag(perfect))
+    return f._observed(orders, delivered, value, None, f.segments(orders))
 
 
-def _delivered_orders(t: _Tables) -> _Obs:
-    return t.of_orders(t.col("delivered_at"), 1.0)
+def _delivered_orders(f: Frames) -> ir.Table:
+    return f.of_orders(_o(f, "delivered_at"), 1.0)
 
 
-def _obs_returns(t: _Tables) -> tuple[_Obs, _Obs]:
-    cases = t.tables["after_sales"]
-    is_return = _is(cases["kind"], "return")
-    return t.of_rows("after_sales", cases["requested_at"], is_return), _delivered_orders(t)
+def _refund_value(cases: ir.Table) -> ir.Value:
+    if "refund_amount" not in cases.columns:
+        return ibis.literal(0.0)
+    return cases.refund_amount.fill_null(0.0).cast("float64")
 
 
-def _obs_refunds(t: _Tables) -> tuple[_Obs, _Obs]:
-    cases = t.tables["after_sales"]
-    refunded = _refunds(cases) > 0
-    return t.of_rows("after_sales", cases["requested_at"], refunded), _delivered_orders(t)
+def _obs_returns(f: Frames) -> tuple[ir.Table, ir.Table]:
+    cases = f.rows("after_sales")
+    returned = f.of_rows(cases, cases.requested_at, _flag(cases.kind == "return"))
+    return returned, _delivered_orders(f)
 
 
-def _obs_tickets(t: _Tables, category: str | None) -> tuple[_Obs, _Obs]:
-    tickets = t.tables["tickets"]
-    value: Any = 1.0
-    if category is not None:
-        value = _is(tickets["category"], category)
-    return t.of_rows("tickets", tickets["opened_at"], value), _created(t, 1.0)
+def _obs_refunds(f: Frames) -> tuple[ir.Table, ir.Table]:
+    cases = f.rows("after_sales")
+    refunded = f.of_rows(cases, cases.requested_at, _flag(_refund_value(cases) > 0))
+    return refunded, _delivered_orders(f)
 
 
-def _obs_all_tickets(t: _Tables) -> tuple[_Obs, _Obs]:
-    return _obs_tickets(t, None)
+def _obs_tickets(f: Frames, category: str | None) -> tuple[ir.Table, ir.Table]:
+    tickets = f.rows("tickets")
+    value: Any = 1.0 if category is None else _flag(tickets.category == category)
+    return f.of_rows(tickets, tickets.opened_at, value), _created(f, 1.0)
 
 
-def _obs_complaints(t: _Tables) -> tuple[_Obs, _Obs]:
-    return _obs_tickets(t, "complaint")
+def _obs_all_tickets(f: Frames) -> tuple[ir.Table, ir.Table]:
+    return _obs_tickets(f, None)
 
 
-def _obs_ticket_hours(t: _Tables, stage: str) -> _Obs:
-    tickets = t.tables["tickets"]
+def _obs_complaints(f: Frames) -> tuple[ir.Table, ir.Table]:
+    return _obs_tickets(f, "complaint")
+
+
+def _obs_ticket_hours(f: Frames, stage: str) -> ir.Table:
+    tickets = f.rows("tickets")
     start_col, end_col = TICKET_STAGES[stage]
     if end_col not in tickets.columns:
-        return t.of_rows("tickets", tickets["opened_at"], np.nan, False)
-    hours = _hours(tickets[start_col], tickets[end_col])
-    return t.of_rows("tickets", tickets[end_col], hours)
+        return f.of_rows(tickets, tickets.opened_at, 0.0, ibis.literal(False))
+    return f.of_rows(tickets, tickets[end_col], _hours(tickets[start_col], tickets[end_col]))
 
 
-def _obs_first_response(t: _Tables) -> _Obs:
-    return _obs_ticket_hours(t, "first_response")
+def _obs_first_response(f: Frames) -> ir.Table:
+    return _obs_ticket_hours(f, "first_response")
 
 
-def _obs_resolution(t: _Tables) -> _Obs:
-    return _obs_ticket_hours(t, "resolution")
+def _obs_resolution(f: Frames) -> ir.Table:
+    return _obs_ticket_hours(f, "resolution")
 
 
-def _obs_csat(t: _Tables) -> _Obs:
-    tickets = t.tables["tickets"]
+def _obs_csat(f: Frames) -> ir.Table:
+    tickets = f.rows("tickets")
     if "csat" not in tickets.columns or "resolved_at" not in tickets.columns:
-        return t.of_rows("tickets", tickets["opened_at"], np.nan, False)
-    return t.of_rows("tickets", tickets["resolved_at"], tickets["csat"])
+        return f.of_rows(tickets, tickets.opened_at, 0.0, ibis.literal(False))
+    return f.of_rows(tickets, tickets.resolved_at, tickets.csat)
 
 
-def _obs_refund_amount(t: _Tables) -> _Obs:
-    cases = t.tables["after_sales"]
-    return t.of_rows("after_sales", cases["requested_at"], _refunds(cases))
+def _obs_refund_amount(f: Frames) -> ir.Table:
+    cases = f.rows("after_sales")
+    return f.of_rows(cases, cases.requested_at, _refund_value(cases))
 
 
-def _obs_case_cycle(t: _Tables) -> _Obs:
-    cases = t.tables["after_sales"]
+def _obs_case_cycle(f: Frames) -> ir.Table:
+    cases = f.rows("after_sales")
     if "closed_at" not in cases.columns:
-        return t.of_rows("after_sales", cases["requested_at"], np.nan, False)
-    days = _hours(cases["requested_at"], cases["closed_at"]) / 24.0
-    return t.of_rows("after_sales", cases["closed_at"], days)
+        return f.of_rows(cases, cases.requested_at, 0.0, ibis.literal(False))
+    days = _hours(cases.requested_at, cases.closed_at) / 24.0
+    return f.of_rows(cases, cases.closed_at, days)
 
 
-def _obs_net_revenue(t: _Tables) -> _Obs:
-    refunds = _obs_refund_amount(t)
-    return _obs_gmv(t) + _Obs(refunds.week, -refunds.value, refunds.codes)
+def _obs_net_revenue(f: Frames) -> ir.Table:
+    refunds = _obs_refund_amount(f)
+    return _obs_gmv(f).union(refunds.mutate(value=-refunds.value))
 
 
-def _obs_settled(t: _Tables) -> _Obs:
-    rows = t.tables["settlements"]
-    return t.of_rows("settlements", rows["settled_at"], rows["amount"], _settled(rows))
+def _obs_settled(f: Frames) -> ir.Table:
+    rows = f.rows("settlements")
+    return f.of_rows(rows, rows.settled_at, rows.amount, rows.status == "settled")
 
 
-def _obs_settlement_lag(t: _Tables) -> _Obs:
-    rows = t.tables["settlements"]
-    lag = _hours(t.order_value("settlements", "delivered_at"), rows["settled_at"]) / 24.0
-    return t.of_rows("settlements", rows["settled_at"], lag, _settled(rows))
+def _obs_settlement_lag(f: Frames) -> ir.Table:
+    rows = f.rows("settlements", "delivered_at")
+    lag = _hours(rows.o_delivered_at, rows.settled_at) / 24.0
+    return f.of_rows(rows, rows.settled_at, lag, rows.status == "settled")
 
 
-def _spans(
-    t: _Tables, codes: dict[str, np.ndarray], start: pd.Series, end: pd.Series, weight: Any
-) -> _Spans:
-    """Rows counted at a week's end e when start < e and not end < e (NaT end: never ends)."""
-    ends = t.bounds[1:]
-    start_ns, end_ns = _nanos(start), _nanos(end)
-    stop_ns = np.where(end_ns == _NAT, _NAT, np.maximum(start_ns, end_ns))
-    never = len(ends)
-    enter = np.where(start_ns == _NAT, never, np.searchsorted(ends, start_ns, "right"))
-    leave = np.where((start_ns == _NAT) | (stop_ns == _NAT), never, 0)
-    leave = np.where(leave == 0, np.searchsorted(ends, stop_ns, "right"), leave)
-    return _Spans(enter, leave, _values(weight, len(start_ns)), codes)
+def _shipped_or_cancelled(f: Frames) -> ir.Value:
+    """The earlier of shipped_at and cancelled_at (NULL when neither happened)."""
+    shipped, cancelled = _o(f, "shipped_at"), _o(f, "cancelled_at")
+    shipped_first = shipped.notnull() & ~(cancelled < shipped).fill_null(False)
+    return ibis.ifelse(shipped_first, shipped, cancelled)
 
 
-def _shipped_or_cancelled(t: _Tables) -> pd.Series:
-    """The earlier of shipped_at and cancelled_at (NaT when neither happened)."""
-    shipped, cancelled = t.col("shipped_at"), t.col("cancelled_at")
-    return shipped.where(shipped.notna() & ~(cancelled < shipped), cancelled)
+def _order_rows(f: Frames) -> ir.Table:
+    return f.orders.mutate(**f.segments(f.orders))
 
 
-def _own_lookback(t: _Tables, spans: _Spans) -> _Spans:
-    """Each week's end counts only orders created up to ``lookback_days`` before that week.
-
-    The series then means the same in every week: an older history week is not short of
-    the long-open orders the later weeks see only because the load reaches further back.
-    """
-    if t.lookback_days is None:
-        return spans
-    created = _nanos(t.col("created_at"))
-    limit = np.where(created == _NAT, _NAT, created + int(t.lookback_days * 86400 * 1e9))
-    last = np.searchsorted(t.bounds[:-1], limit, side="right")
-    leave = np.maximum(np.minimum(spans.leave, last), spans.enter)
-    return _Spans(spans.enter, leave, spans.value, spans.codes)
+def _obs_backlog(f: Frames) -> ir.Table:
+    orders = _order_rows(f)
+    return f.spans(orders, _o(f, "paid_at"), _shipped_or_cancelled(f), 1.0, _o(f, "created_at"))
 
 
-def _obs_backlog(t: _Tables) -> _Spans:
-    return _own_lookback(t, _spans(t, t.codes, t.col("paid_at"), _shipped_or_cancelled(t), 1.0))
+def _obs_overdue(f: Frames) -> ir.Table:
+    orders = _order_rows(f)
+    paid, deadline = _o(f, "paid_at"), ship_deadline_expr(f, f.orders)
+    due = ibis.ifelse(deadline > paid, deadline, paid)
+    due = ibis.ifelse(paid.isnull() | deadline.isnull(), ibis.null("timestamp('UTC')"), due)
+    return f.spans(orders, due, _shipped_or_cancelled(f), 1.0, _o(f, "created_at"))
 
 
-def _obs_overdue(t: _Tables) -> _Spans:
-    paid, deadline = t.col("paid_at"), ship_deadline(t.orders, t.sla)
-    due = deadline.where(deadline > paid, paid).where(paid.notna() & deadline.notna())
-    return _own_lookback(t, _spans(t, t.codes, due, _shipped_or_cancelled(t), 1.0))
-
-
-def _obs_pending(t: _Tables) -> _Spans:
-    rows = t.tables["settlements"]
-    delivered = t.order_value("settlements", "delivered_at")
-    return _spans(t, t.row_codes("settlements"), delivered, rows["settled_at"], rows["amount"])
+def _obs_pending(f: Frames) -> ir.Table:
+    rows = f.rows("settlements", "delivered_at")
+    return f.spans(rows, rows.o_delivered_at, rows.settled_at, rows.amount)
 
 
 _T, _CS, _ST, _LN = ("tickets",), ("after_sales",), ("settlements",), ("order_lines",)
@@ -1462,119 +1506,228 @@ HEADLINE = (
 SERIES_COLUMNS = ("kpi", "dimension", "segment", "order_type", "week", "value", "n", "se")
 
 
-def _segments(
-    codes: dict[str, np.ndarray], cols: list[str], levels: dict[str, list[str]], rows: int
-) -> tuple[np.ndarray, list[str]]:
-    """Each row's segment id over ``cols`` (-1 where a value is missing) and segment names."""
-    seg = np.zeros(rows, dtype="int64")
-    names = [""]
-    for c in cols:
-        size = len(levels[c])
-        seg = np.where((seg < 0) | (codes[c] < 0), -1, seg * size + codes[c])
-        names = [f"{a}/{b}" if a else b for a in names for b in levels[c]]
-    return seg, (names if cols else [ALL])
+def _segment(obs: ir.Table, dim: str) -> ir.Value:
+    """The segment of each observation in ``dim`` ("all", a value, values joined by "/");
+    NULL when a value is missing (the row counts in "all" only)."""
+    if dim == ALL:
+        return ibis.literal(ALL)
+    columns = [obs[_SEG + c] for c in dim.split("/")]
+    segment = columns[0]
+    for column in columns[1:]:
+        segment = segment.concat("/", column)
+    return segment
 
 
-def _group_quantile(
-    group: np.ndarray, values: np.ndarray, groups: int, q: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per group, the q-quantile of ``values`` (sorted ascending) by numpy's linear method,
-    and its standard error: the distribution-free 95% interval between order statistics
-    (rank q*n -/+ 1.96 binomial SD) divided by 3.92. The wide interval keeps the estimate
-    honest for clustered values, such as delivery times bunched by day.
+def _by_dim(obs: ir.Table, dims: Sequence[str], **values: Any) -> ir.Table:
+    """The observations once per segmentation, as (dimension, segment, week, **values).
 
-    NaN for an empty group.
-    """
-    small = np.int16 if groups < np.iinfo(np.int16).max else np.int64
-    order = np.argsort(group.astype(small), kind="stable")
-    group, values = group[order], values[order]
-    counts = np.bincount(group, minlength=groups)
-    starts = np.cumsum(counts) - counts
-    last = np.maximum(counts - 1, 0)
-    position = q * last
-    low = np.floor(position).astype("int64")
-    high = np.minimum(low + 1, last)
-    spread = 1.96 * np.sqrt(counts * q * (1 - q))
-    below = np.clip(np.floor(position - spread), 0, last).astype("int64")
-    above = np.clip(np.ceil(position + spread), 0, last).astype("int64")
-    out, se = np.full(groups, np.nan), np.full(groups, np.nan)
-    has = counts > 0
-    a, b = values[(starts + low)[has]], values[(starts + high)[has]]
-    out[has] = a + (b - a) * (position - low)[has]
-    se[has] = (values[(starts + above)[has]] - values[(starts + below)[has]]) / 3.92
-    return out, se
+    A union of one projection per dimension: Ibis's unnest would number and re-join the
+    rows, several times slower on DuckDB."""
+    parts = []
+    for dim in dims:
+        rows = obs.select(
+            scenario=obs.scenario,
+            dimension=ibis.literal(dim),
+            segment=_segment(obs, dim),
+            week=obs.week,
+            **values,
+        )
+        parts.append(rows.filter(rows.segment.notnull()))
+    return ibis.union(*parts)
 
 
-def _reduce(
-    obs: _Obs, kind: str, cols: list[str], levels: dict[str, list[str]], weeks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(value, n, se, names): arrays of segments x weeks for one segmentation.
+def _sums(key: str, part: str, obs: ir.Table, dims: Sequence[str], valued: bool) -> ir.Table:
+    """Per segment and week: n, sum of values, sum of squares (counts and sums keep rows
+    without a value as 0; means keep only rows with one)."""
+    if valued:
+        obs = obs.filter(obs.value.notnull())
+    rows = _by_dim(obs, dims, v=obs.value.fill_null(0.0))
+    sums = rows.group_by(_GROUP).aggregate(
+        n=rows.count(), s1=rows.v.sum(), s2=(rows.v * rows.v).sum()
+    )
+    return _uniform(key, part, sums)
+
+
+def _quantiles(keys: Mapping[str, float], obs: ir.Table, dims: Sequence[str]) -> list[ir.Table]:
+    """Per KPI of ``keys`` (key -> q): the q-quantile of each segment's week and its standard
+    error. The quantile interpolates linearly between the order statistics at q * (n - 1),
+    as numpy's default, DuckDB's quantile_cont and Spark's percentile all do. The error is
+    the sparsity estimate sqrt(q (1 - q) / n) * (Q(q + h) - Q(q - h)) / 2h with h = 0.05:
+    quantiles at fixed fractions, which every engine computes in one pass."""
+    obs = obs.filter(obs.value.notnull())
+    rows = _by_dim(obs, dims, v=obs.value)
+    fractions = sorted({min(max(f, 0.0), 1.0) for q in keys.values() for f in _around(q)})
+    stats = rows.group_by(_GROUP).aggregate(n=rows.count(), qs=rows.v.quantile(fractions))
+    out = []
+    for key, q in keys.items():
+        low, mid, high = (fractions.index(min(max(f, 0.0), 1.0)) for f in _around(q))
+        width = fractions[high] - fractions[low]
+        spread = stats.qs[high] - stats.qs[low]
+        se = (q * (1 - q) / stats.n.cast("float64")).sqrt() * spread / width
+        value = stats.select(*_GROUP, "n", qv=stats.qs[mid], qse=se)
+        out.append(_uniform(key, "obs", value))
+    return out
+
+
+_H = 0.05  # bandwidth of a quantile's standard error, in fractions
+
+
+def _around(q: float) -> tuple[float, float, float]:
+    return (q - _H, q, q + _H)
+
+
+def _levels(key: str, spans: ir.Table, dims: Sequence[str]) -> list[ir.Table]:
+    """Sums of the spans entering and leaving per segment and week index (the level at each
+    week's end is their running difference, taken after the engine)."""
+    out = []
+    for edge in ("enter", "leave"):
+        rows = _by_dim(spans.mutate(week=spans[edge]), dims, v=spans.value)
+        sums = rows.group_by(_GROUP).aggregate(
+            n=rows.count(), s1=rows.v.sum(), s2=(rows.v * rows.v).sum()
+        )
+        out.append(_uniform(key, edge, sums))
+    return out
+
+
+def _uniform(key: str, part: str, table: ir.Table) -> ir.Table:
+    """One schema for every KPI's aggregates, so that one query returns them all."""
+    columns = table.columns
+
+    def take(name: str, dtype: str) -> ir.Value:
+        return table[name].cast(dtype) if name in columns else ibis.null(dtype)
+
+    return table.select(
+        kpi=ibis.literal(key),
+        part=ibis.literal(part),
+        scenario=table.scenario.cast("int64"),
+        dimension=table.dimension.cast("string"),
+        segment=table.segment.cast("string"),
+        week=table.week.cast("int64"),
+        n=table.n.cast("int64"),
+        s1=take("s1", "float64"),
+        s2=take("s2", "float64"),
+        qv=take("qv", "float64"),
+        qse=take("qse", "float64"),
+    )
+
+
+def kpi_aggregates(frames: Frames, keys: Sequence[str]) -> ir.Table:
+    """The engine's part of the weekly series: per KPI, segment and week the sums (or the
+    quantile) that ``weekly_kpis`` finishes. One expression; nothing is computed yet."""
+    parts: list[ir.Table] = []
+    quantiles: dict[tuple[Any, tuple[str, ...]], dict[str, float]] = {}
+    for key in keys:
+        kpi = CATALOGUE[key]
+        dims = (ALL, *kpi.dims)
+        if kpi.kind in ("median", "p90"):
+            q = 0.5 if kpi.kind == "median" else P90
+            quantiles.setdefault((kpi.observe, dims), {})[key] = q
+        elif kpi.kind == "level":
+            parts += _levels(key, kpi.observe(frames), dims)
+        elif kpi.kind == "ratio":
+            num, den = kpi.observe(frames)
+            parts += [_sums(key, "num", num, dims, False), _sums(key, "den", den, dims, False)]
+        else:
+            parts.append(_sums(key, "obs", kpi.observe(frames), dims, kpi.kind == "mean"))
+    # A median and a P90 of the same observations share one ranking.
+    for (observe, dims), by_key in quantiles.items():
+        parts += _quantiles(by_key, observe(frames), dims)
+    return ibis.union(*parts)
+
+
+def _frame_levels(orders: pd.DataFrame) -> dict[str, list[str]]:
+    """Display order of each segment column's values: a categorical's categories, else
+    sorted; order types in schema order."""
+    levels: dict[str, list[str]] = {"order_type": list(ORDER_TYPES)}
+    for column in SEGMENT_COLUMNS[1:]:
+        if column not in orders.columns:
+            levels[column] = []
+            continue
+        values = orders[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            levels[column] = [str(c) for c in values.cat.categories]
+        else:
+            levels[column] = sorted(str(v) for v in values.dropna().unique())
+    return levels
+
+
+def _names(dim: str, seen: Sequence[str], levels: Mapping[str, Sequence[str]] | None) -> list[str]:
+    """The segments of ``dim`` in display order: every order type; others as observed."""
+    if dim == ALL:
+        return [ALL]
+    if dim == "order_type":
+        return list(ORDER_TYPES)
+    columns = dim.split("/")
+    rank = {c: {v: i for i, v in enumerate((levels or {}).get(c, ()))} for c in columns}
+
+    def order(name: str) -> tuple[Any, ...]:
+        values = name.split("/", len(columns) - 1)
+        return tuple(
+            (rank[c].get(v, len(rank[c])), v) for c, v in zip(columns, values, strict=False)
+        )
+
+    return sorted(set(seen), key=order)
+
+
+def _grid(
+    rows: pd.DataFrame, column: str, index: dict[str, int], weeks: int, fill: float
+) -> np.ndarray:
+    out = np.full((len(index), weeks), fill, dtype="float64")
+    at = rows["segment"].map(index).to_numpy()
+    week = rows["week"].to_numpy(dtype="int64")
+    keep = ~pd.isna(at) & (week >= 0) & (week < weeks)
+    out[at[keep].astype("int64"), week[keep]] = rows[column].to_numpy(dtype="float64")[keep]
+    return out
+
+
+def _finish(
+    kpi: KpiDef, rows: pd.DataFrame, names: list[str], weeks: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value, n, se) as segments x weeks from the engine's aggregates of one segmentation.
 
     se is the sampling standard error of a week's value: Poisson for a count, compound
     Poisson for a sum, binomial-like for a mean, order statistics for a quantile.
     """
-    seg, names = _segments(obs.codes, cols, levels, len(obs.week))
-    groups = len(names) * weeks
-    counted = (obs.week >= 0) & (seg >= 0)
-    if kind not in ("count", "sum"):
-        counted &= ~np.isnan(obs.value)
-    group = (seg * weeks + obs.week)[counted]
-    values = np.nan_to_num(obs.value[counted])
-    n = np.bincount(group, minlength=groups).astype("float64")
-    squares = np.bincount(group, weights=values * values, minlength=groups)
-    if kind in ("count", "sum"):
-        value = np.bincount(group, weights=values, minlength=groups)
-        se = np.sqrt(squares)
-    elif kind == "mean":
-        total = np.bincount(group, weights=values, minlength=groups)
-        value = np.divide(total, n, out=np.full(groups, np.nan), where=n > 0)
-        mean_square = np.divide(squares, n, out=np.full(groups, np.nan), where=n > 0)
-        variance = np.clip(mean_square - value * value, 0.0, None)
-        se = np.sqrt(np.divide(variance, n, out=np.full(groups, np.nan), where=n > 0))
-    else:
-        value, se = _group_quantile(group, values, groups, 0.5 if kind == "median" else P90)
-    shape = (len(names), weeks)
-    return value.reshape(shape), n.reshape(shape), se.reshape(shape), names
-
-
-def _reduce_spans(
-    spans: _Spans, cols: list[str], levels: dict[str, list[str]], weeks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Levels at each week's end: (value, count, se, names); se as for a compound Poisson."""
-    seg, names = _segments(spans.codes, cols, levels, len(spans.enter))
-    width = weeks + 1
-    groups = len(names) * width
-    keep = seg >= 0
-    into = (seg * width + np.minimum(spans.enter, weeks))[keep]
-    out = (seg * width + np.minimum(spans.leave, weeks))[keep]
-    weight = spans.value[keep]
-    result = []
-    for w in (weight, np.ones(int(keep.sum())), weight * weight):
-        moves = np.bincount(into, weights=w, minlength=groups)
-        moves -= np.bincount(out, weights=w, minlength=groups)
-        result.append(np.cumsum(moves.reshape(len(names), width), axis=1)[:, :weeks])
-    value, count, squares = result
-    return value, count, np.sqrt(np.clip(squares, 0.0, None)), names
-
-
-def _reduce_kpi(
-    kpi: KpiDef, observed: Any, cols: list[str], levels: dict[str, list[str]], weeks: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    index = {name: i for i, name in enumerate(names)}
+    part = {p: rows[rows["part"] == p] for p in ("obs", "num", "den", "enter", "leave")}
+    nan = np.full((len(names), weeks), np.nan)
     if kpi.kind == "level":
-        return _reduce_spans(observed, cols, levels, weeks)
+        width = weeks + 1
+        out = []
+        for column in ("s1", "n", "s2"):
+            moves = _grid(part["enter"], column, index, width, 0.0)
+            moves -= _grid(part["leave"], column, index, width, 0.0)
+            out.append(np.cumsum(moves, axis=1)[:, :weeks])
+        value, count, squares = out
+        return value, count, np.sqrt(np.clip(squares, 0.0, None))
     if kpi.kind == "ratio":
-        num, den = observed
-        num_v, _, num_se, names = _reduce(num, "sum", cols, levels, weeks)
-        den_v, _, _, _ = _reduce(den, "sum", cols, levels, weeks)
-        nan = np.full(den_v.shape, np.nan)
-        value = np.divide(kpi.scale * num_v, den_v, out=nan.copy(), where=den_v > 0)
-        se = np.divide(kpi.scale * num_se, den_v, out=nan.copy(), where=den_v > 0)
-        return value, den_v, se, names
-    return _reduce(observed, kpi.kind, cols, levels, weeks)
+        num = _grid(part["num"], "s1", index, weeks, 0.0)
+        num_squares = _grid(part["num"], "s2", index, weeks, 0.0)
+        den = _grid(part["den"], "s1", index, weeks, 0.0)
+        value = np.divide(kpi.scale * num, den, out=nan.copy(), where=den > 0)
+        se = np.divide(kpi.scale * np.sqrt(num_squares), den, out=nan.copy(), where=den > 0)
+        return value, den, se
+    obs = part["obs"]
+    n = _grid(obs, "n", index, weeks, 0.0)
+    if kpi.kind in ("median", "p90"):
+        return _grid(obs, "qv", index, weeks, np.nan), n, _grid(obs, "qse", index, weeks, np.nan)
+    total = _grid(obs, "s1", index, weeks, 0.0)
+    squares = _grid(obs, "s2", index, weeks, 0.0)
+    if kpi.kind in ("count", "sum"):
+        return total, n, np.sqrt(squares)
+    value = np.divide(total, n, out=nan.copy(), where=n > 0)
+    mean_square = np.divide(squares, n, out=nan.copy(), where=n > 0)
+    variance = np.clip(mean_square - value * value, 0.0, None)
+    return value, n, np.sqrt(np.divide(variance, n, out=nan.copy(), where=n > 0))
+
+
+def default_engine() -> BaseBackend:
+    """The embedded DuckDB the library uses for frames already in memory (one per process)."""
+    return engine.shared()
 
 
 def weekly_kpis(
-    tables: dict[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame],
     windows: list[Window],
     ship_sla_hours: float,
     keys: Sequence[str] | None = None,
@@ -1582,8 +1735,40 @@ def weekly_kpis(
     created_from: pd.Timestamp | None = None,
     complete_from: pd.Timestamp | None = None,
     lookback_days: float | None = None,
+    con: BaseBackend | None = None,
 ) -> pd.DataFrame:
-    """Catalogue KPIs per consecutive week and segment, in one vectorised pass per KPI.
+    """Catalogue KPIs per consecutive week and segment, from frames in memory.
+
+    The frames enter the engine (``con``; the embedded DuckDB by default) as they are; see
+    ``weekly_kpis_on`` for the result.
+    """
+    frames = {name: engine.frame_table(frame) for name, frame in tables.items()}
+    return weekly_kpis_on(
+        con or default_engine(),
+        frames,
+        windows,
+        ship_sla_hours,
+        keys,
+        created_from=created_from,
+        complete_from=complete_from,
+        lookback_days=lookback_days,
+        levels=_frame_levels(tables["orders"]),
+    )
+
+
+def weekly_kpis_on(
+    con: BaseBackend,
+    tables: Mapping[str, ir.Table],
+    windows: list[Window],
+    ship_sla_hours: float,
+    keys: Sequence[str] | None = None,
+    *,
+    created_from: pd.Timestamp | None = None,
+    complete_from: pd.Timestamp | None = None,
+    lookback_days: float | None = None,
+    levels: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Catalogue KPIs per consecutive week and segment, computed by the engine ``con``.
 
     Long frame with columns kpi, dimension ("all", "warehouse", "carrier/region"...),
     segment ("all", a value, or values joined by "/"), order_type ("all" or a type, with
@@ -1597,40 +1782,106 @@ def weekly_kpis(
     ``created_from`` (KPIs placed by creation) or ``complete_from`` (all others) are NaN:
     the data does not cover them fully. With ``lookback_days``, backlogs count at each
     week's end only orders created up to that many days before the week's start.
+    ``levels`` orders each segment column's values (default: sorted).
     """
+    return _series(
+        con,
+        tables,
+        windows,
+        ship_sla_hours,
+        keys,
+        created_from=created_from,
+        complete_from=complete_from,
+        lookback_days=lookback_days,
+        levels=levels,
+    )[0]
+
+
+def weekly_kpis_without(
+    tables: Mapping[str, pd.DataFrame],
+    windows: list[Window],
+    ship_sla_hours: float,
+    keys: Sequence[str],
+    segments: Sequence[Mapping[str, str]],
+    *,
+    created_from: pd.Timestamp | None = None,
+    complete_from: pd.Timestamp | None = None,
+    con: BaseBackend | None = None,
+) -> list[pd.DataFrame]:
+    """Per segment of ``segments``, the KPIs ``keys`` computed without that segment's orders
+    (and the rows of other tables pointing at them), in one query for all segments.
+
+    A segment maps segment columns to values ({"carrier": "EastPost", "region": "North"};
+    MISSING for an empty value); each result is shaped as ``weekly_kpis``'s.
+    """
+    if not segments:
+        return []
+    frames = {name: engine.frame_table(frame) for name, frame in tables.items()}
+    series = _series(
+        con or default_engine(),
+        frames,
+        windows,
+        ship_sla_hours,
+        keys,
+        created_from=created_from,
+        complete_from=complete_from,
+        levels=_frame_levels(tables["orders"]),
+        scenarios=segments,
+    )
+    return [series[i] for i in range(len(segments))]
+
+
+def _series(
+    con: BaseBackend,
+    tables: Mapping[str, ir.Table],
+    windows: list[Window],
+    ship_sla_hours: float,
+    keys: Sequence[str] | None,
+    *,
+    created_from: pd.Timestamp | None,
+    complete_from: pd.Timestamp | None,
+    lookback_days: float | None = None,
+    levels: Mapping[str, Sequence[str]] | None = None,
+    scenarios: Sequence[Mapping[str, str]] = (),
+) -> dict[int, pd.DataFrame]:
     bounds = _week_bounds(windows)
     labels = np.array([week_label(w) for w in windows], dtype=object)
     weeks = len(windows)
-    t = _Tables(tables, bounds, ship_sla_hours, lookback_days)
-    parts = []
-    for key in keys or CATALOGUE:
-        kpi = CATALOGUE[key]
-        if not all(name in tables for name in kpi.tables):
-            continue
-        observed = kpi.observe(t)
-        columns = {c for dim in kpi.dims for c in dim.split("/")}
-        if kpi.kind == "ratio":
-            observed = tuple(o.counted("sum", columns) for o in observed)
-        elif kpi.kind != "level":
-            observed = observed.counted(kpi.kind, columns)
-        cutoff = created_from if kpi.event == "created" else complete_from
-        hidden = bounds[:-1] < (pd.Timestamp(cutoff).value if cutoff is not None else bounds[0])
-        for dim in (ALL, *kpi.dims):
-            cols = [] if dim == ALL else dim.split("/")
-            value, n, se, names = _reduce_kpi(kpi, observed, cols, t.levels, weeks)
-            value, n, se = (np.asarray(a, dtype="float64") for a in (value, n, se))
-            if dim != ALL:
-                # A segment has no history before it first appears.
-                value = np.where(np.cumsum(n != 0, axis=1) > 0, value, np.nan)
-                if dim != "order_type":
-                    seen = (n != 0).any(axis=1)
-                    value, n, se = value[seen], n[seen], se[seen]
-                    names = [x for x, shown in zip(names, seen, strict=True) if shown]
-            value[:, hidden] = np.nan
-            parts.append(_long(kpi.key, dim, value, n, se, names, labels))
-    if not parts:
-        return pd.DataFrame(columns=list(SERIES_COLUMNS))
-    return pd.concat(parts, ignore_index=True)
+    wanted = [key for key in (keys or CATALOGUE) if all(t in tables for t in CATALOGUE[key].tables)]
+    count = max(len(scenarios), 1)
+    if not wanted:
+        return {i: pd.DataFrame(columns=list(SERIES_COLUMNS)) for i in range(count)}
+    instants = [pd.Timestamp(b, tz="UTC") for b in bounds]
+    frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios)
+    aggregates = con.execute(kpi_aggregates(frames, wanted))
+    by_scenario = dict(tuple(aggregates.groupby("scenario", sort=False)))
+    out = {}
+    for scenario in range(count):
+        found = by_scenario.get(scenario, aggregates.iloc[:0])
+        by_kpi = dict(tuple(found.groupby("kpi", sort=False)))
+        parts = []
+        for key in wanted:
+            kpi = CATALOGUE[key]
+            of_kpi = by_kpi.get(key, found.iloc[:0])
+            by_dim = dict(tuple(of_kpi.groupby("dimension", sort=False)))
+            cutoff = created_from if kpi.event == "created" else complete_from
+            start = pd.Timestamp(cutoff).value if cutoff is not None else bounds[0]
+            hidden = bounds[:-1] < start
+            for dim in (ALL, *kpi.dims):
+                rows = by_dim.get(dim, of_kpi.iloc[:0])
+                names = _names(dim, rows["segment"].dropna().unique().tolist(), levels)
+                value, n, se = _finish(kpi, rows, names, weeks)
+                if dim != ALL:
+                    # A segment has no history before it first appears.
+                    value = np.where(np.cumsum(n != 0, axis=1) > 0, value, np.nan)
+                    if dim != "order_type":
+                        seen = (n != 0).any(axis=1)
+                        value, n, se = value[seen], n[seen], se[seen]
+                        names = [x for x, shown in zip(names, seen, strict=True) if shown]
+                value[:, hidden] = np.nan
+                parts.append(_long(kpi.key, dim, value, n, se, names, labels))
+        out[scenario] = pd.concat(parts, ignore_index=True)
+    return out
 
 
 def _long(

@@ -25,9 +25,12 @@ from typing import Any, Literal
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from ibis.backends import BaseBackend
 
 from meetinglib.core.errors import EngineUnavailableError
+from meetinglib.core.params import EngineParams
 
 EngineKind = Literal["duckdb", "spark"]
 ENGINES: tuple[EngineKind, ...] = ("duckdb", "spark")
@@ -56,6 +59,32 @@ def connect(settings: EngineSettings | None = None) -> BaseBackend:
     raise EngineUnavailableError(
         str(settings.kind), f"no engine named {settings.kind!r}; use one of {list(ENGINES)}"
     )
+
+
+_OPEN: dict[str, BaseBackend] = {}
+
+
+def settings_of(params: EngineParams) -> EngineSettings:
+    """The engine settings the params ask for."""
+    return EngineSettings(
+        kind=params.kind,
+        memory_limit=params.memory_limit,
+        threads=params.threads,
+        spark_master=params.spark_master,
+        spark_conf=dict(params.spark_conf),
+    )
+
+
+def shared(params: EngineParams | None = None) -> BaseBackend:
+    """The process's engine for ``params`` (default: embedded DuckDB), opened on first use.
+
+    A Spark session takes seconds to start; a kernel or command reuses it.
+    """
+    settings = settings_of(params or EngineParams())
+    key = repr(settings)
+    if key not in _OPEN:
+        _OPEN[key] = connect(settings)
+    return _OPEN[key]
 
 
 def _duckdb(settings: EngineSettings) -> BaseBackend:
@@ -114,4 +143,11 @@ def frame_table(frame: pd.DataFrame) -> ir.Table:
     aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
     if aware:
         frame = frame.assign(**{c: frame[c].dt.tz_convert("UTC") for c in aware})
-    return ibis.memtable(frame)
+    # Arrow, converted once: engines scan it natively, where a frame's Python string
+    # objects would be converted again on every query. Categories become plain strings.
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    columns = [
+        pc.cast(col, pa.string()) if pa.types.is_dictionary(col.type) else col
+        for col in table.columns
+    ]
+    return ibis.memtable(pa.table(columns, names=table.column_names))
