@@ -302,8 +302,6 @@ def generate_sample(
     say = progress or (lambda _message: None)
     cal = _calendar(week, weeks, tz)
     say(t("sample.generating", "en", weeks=weeks, week=str(week)))
-    counts = _daily_counts(seed, cal, orders_per_week)
-    sku_of_rank = _stream(seed, _CATALOGUE_STREAM).permutation(SKU_COUNT) + 1
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,7 +309,7 @@ def generate_sample(
         table: _TableFile(out / f"{table}.{fmt}", fmt, tz) for table in SCHEMAS if table in wanted
     }
     try:
-        _write_days(files, counts, cal, seed, incidents, sku_of_rank, say)
+        _write_days(files, cal, seed, orders_per_week, incidents, say)
         for file in files.values():
             file.close()
     except BaseException:
@@ -335,57 +333,86 @@ def generate_sample(
 
 def _write_days(
     files: dict[str, _TableFile],
-    counts: np.ndarray,
     cal: _Calendar,
     seed: int,
+    orders_per_week: int,
     incidents: bool,
-    sku_of_rank: np.ndarray,
     say: Callable[[str], None],
 ) -> None:
-    """Generate the orders of each day in turn and hand every table its finished rows.
+    """Generate the orders chunk by chunk and hand every table its finished rows.
 
-    Orders and order lines are written with their day. The rows of the time-sorted tables
-    wait, grouped by the local day of their time, until no later order can add to that
-    day; then they are sorted and written, so every file stays in time order.
+    Orders and order lines are written with their chunk. The rows of the time-sorted
+    tables wait, grouped by the local day of their time, until no later order can add
+    to that day; then they are sorted and written, so every file stays in time order.
     """
     held = {table: _HeldRows(cal, key) for table, key in _SORTED_BY.items() if table in files}
     numbered = dict.fromkeys(files, 0)  # rows written so far: the next ids start after them
-    first = 0  # the day's first order number
-    week_orders = 0
-    last_day = counts.size - 1
-    streams: dict[int, np.random.Generator] = {}
-    for day, count in enumerate(counts.tolist()):
-        if day % 7 == 0:
-            streams = {c: _stream(seed, c, _week_key(cal, day // 7)) for c in _DAILY_STREAMS}
-        created = _creation_times(streams[_ORDERS_STREAM], cal, day, count)
-        # A busy day in pieces, so memory holds at most _CHUNK_ORDERS orders' timelines.
-        for start in range(0, count or 1, _CHUNK_ORDERS):
-            piece = created[start : start + _CHUNK_ORDERS]
-            made = _chunk_tables(streams, piece, first, cal, incidents, sku_of_rank, set(files))
-            for table, data in made.items():
-                if isinstance(data, _Table):
-                    files[table].write(data)
-                else:
-                    held[table].add(data)
-            first += piece.size
-            del made
+    first = 0  # the chunk's first order number
+    streams = _streams(seed, 0)
+    counts = _daily_counts(streams[_ORDERS_STREAM], cal, orders_per_week)
+    chunks = _chunks(counts)
+    sku_of_rank: np.ndarray | None = None  # drawn with the first chunk's basket
+    day_times = np.empty(0)  # creation times of a day cut in pieces
+    weeks_done = 0
+    for k, chunk in enumerate(chunks):
+        streams = streams if k == 0 else _streams(seed, k)
+        (day, start, stop), *rest = chunk
+        if rest or (start == 0 and stop == counts[day]):
+            created = _creation_times(streams[_ORDERS_STREAM], cal, chunk)
+        else:
+            if start == 0:
+                day_times = _creation_times(streams[_ORDERS_STREAM], cal, [(day, 0, counts[day])])
+            created = day_times[start:stop]
+        made, sku_of_rank = _chunk_tables(
+            streams, created, first, cal, incidents, sku_of_rank, set(files)
+        )
+        for table, data in made.items():
+            if isinstance(data, _Table):
+                files[table].write(data)
+            else:
+                held[table].add(data)
+        first += created.size
+        del made, created
+        # Days before the next chunk's first day can get no more rows.
+        through = chunks[k + 1][0][0] - 1 if k + 1 < len(chunks) else None
         for table, rows in held.items():
-            ready = rows.take_through(day if day < last_day else None)
+            ready = rows.take_through(through)
             files[table].write(_SORTED_TABLES[table](ready, numbered[table]))
             numbered[table] += _row_count(ready)
-        week_orders += count
-        if day % 7 == 6:
+        while weeks_done < cal.weeks and (through is None or 7 * weeks_done + 6 <= through):
+            week_days = counts[7 * weeks_done : 7 * weeks_done + 7]
+            weeks_done += 1
             say(
                 t(
                     "sample.week_done",
                     "en",
-                    week=str(cal.end_week.shift(day // 7 - (cal.weeks - 1))),
-                    orders=week_orders,
-                    done=day // 7 + 1,
+                    week=str(cal.end_week.shift(weeks_done - cal.weeks)),
+                    orders=int(week_days.sum()),
+                    done=weeks_done,
                     weeks=cal.weeks,
                 )
             )
-            week_orders = 0
+
+
+def _chunks(counts: np.ndarray) -> list[list[tuple[int, int, int]]]:
+    """Orders generated together: runs of whole days of at most _CHUNK_ORDERS orders, and
+    each busier day alone, in pieces; each entry is (day, first, end) of a day's orders."""
+    chunks: list[list[tuple[int, int, int]]] = []
+    current: list[tuple[int, int, int]] = []
+    size = 0
+    for day, count in enumerate(counts.tolist()):
+        if current and (size + count > _CHUNK_ORDERS):
+            chunks.append(current)
+            current, size = [], 0
+        if count > _CHUNK_ORDERS:
+            for start in range(0, count, _CHUNK_ORDERS):
+                chunks.append([(day, start, min(start + _CHUNK_ORDERS, count))])
+            continue
+        current.append((day, 0, count))
+        size += count
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 _OPTIONS = "the sample-data options"
@@ -566,43 +593,36 @@ class _Plan:
         return int(self.created.size)
 
 
-def _week_key(cal: _Calendar, week: int) -> int:
-    """The random-stream key of ``week`` of the span (0 = the first): its Monday's ordinal."""
-    return cal.end_week.shift(week - (cal.weeks - 1)).monday.toordinal()
-
-
-def _daily_counts(seed: int, cal: _Calendar, orders_per_week: int) -> np.ndarray:
-    """Orders created on each day of the span: weekday, trend, noise and promotion.
-
-    Each week's noise and counts come from that week's own volume stream.
-    """
+def _daily_counts(rng: np.random.Generator, cal: _Calendar, orders_per_week: int) -> np.ndarray:
+    """Orders created on each day of the span: weekday, trend, noise and promotion."""
     days = cal.day_starts.size
     day = np.arange(days)
     week = day // 7
     trend = (1.0 + _WEEKLY_GROWTH) ** (week - (cal.weeks - 1) / 2)
+    week_noise = rng.lognormal(0.0, _WEEKLY_NOISE, cal.weeks + 1)[week]
+    day_noise = rng.lognormal(0.0, _DAILY_NOISE, days)
     weekday = _WEEKDAY_WEIGHTS[day % 7] / _WEEKDAY_WEIGHTS.mean()
     hour_shares = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
     exported = np.ones(days)
     exported[-1] = hour_shares[:EXPORT_HOUR].sum()  # the export Monday up to 06:00
-    expected = orders_per_week / 7 * trend * weekday * cal.promotion * exported
-    counts = np.zeros(days, dtype=np.int64)
-    for w in range(cal.weeks + 1):  # the last "week" is the export Monday morning
-        rng = _stream(seed, _VOLUME_STREAM, _week_key(cal, w))
-        these = week == w
-        noise = rng.lognormal(0.0, _WEEKLY_NOISE) * rng.lognormal(0.0, _DAILY_NOISE, these.sum())
-        counts[these] = rng.poisson(expected[these] * noise)
-    return counts
+    expected = orders_per_week / 7 * trend * week_noise * weekday * day_noise * cal.promotion
+    return rng.poisson(expected * exported).astype(np.int64)
 
 
-def _creation_times(rng: np.random.Generator, cal: _Calendar, day: int, count: int) -> np.ndarray:
-    """Sorted creation times of the ``count`` orders of ``day``, by hour-of-day weights."""
+def _creation_times(
+    rng: np.random.Generator, cal: _Calendar, days: list[tuple[int, int, int]]
+) -> np.ndarray:
+    """Sorted creation times of whole days' orders (``(day, 0, count)`` each), by hour."""
+    day = np.repeat([d for d, _, _ in days], [end for _, _, end in days])
+    n = day.size
     hour_shares = _HOUR_WEIGHTS / _HOUR_WEIGHTS.sum()
+    u_hour, u_second = rng.random(n), rng.random(n)
+    hour = _pick(u_hour, hour_shares).astype(np.float64)
     last = day == cal.day_starts.size - 1
-    u_hour, u_second = rng.random(count), rng.random(count)
-    hour = _pick(u_hour, hour_shares[:EXPORT_HOUR] if last else hour_shares).astype(np.float64)
+    hour[last] = _pick(u_hour[last], hour_shares[:EXPORT_HOUR])
     created = np.floor(cal.day_starts[day] + (hour + u_second) * _HOUR)
     # Within the day (a 23-hour day when clocks go forward), and before the export.
-    end = cal.export if last else cal.day_starts[day + 1]
+    end = np.append(cal.day_starts[1:], cal.export)[day]
     return np.sort(np.minimum(created, end - 1))
 
 
@@ -772,7 +792,7 @@ class _Basket:
     sku_of_rank: np.ndarray  # SKU number of each popularity rank
 
 
-def _plan_basket(rng: np.random.Generator, n: int, sku_of_rank: np.ndarray) -> _Basket:
+def _plan_basket(rng: np.random.Generator, n: int, sku_of_rank: np.ndarray | None) -> _Basket:
     """1-4 distinct SKUs per order from a skewed catalogue, qty 1-3 each."""
     lines = _pick(rng.random(n), _LINES_SHARES).astype(np.int64) + 1
     cdf = np.cumsum(_sku_popularity())
@@ -792,7 +812,7 @@ def _plan_basket(rng: np.random.Generator, n: int, sku_of_rank: np.ndarray) -> _
         qty=qty,
         valid=valid,
         short=np.zeros((n, width), dtype=np.int8),
-        sku_of_rank=sku_of_rank,
+        sku_of_rank=rng.permutation(SKU_COUNT) + 1 if sku_of_rank is None else sku_of_rank,
     )
 
 
@@ -934,34 +954,20 @@ def _order_ids(numbers: np.ndarray | None = None, first: int = 0) -> _Ids:
 
 # --- one day of orders -----------------------------------------------------------------
 
-# Random streams: one per concern and calendar week, drawn from day by day, so a week's
-# random numbers depend only on the seed and the week (not on the span's length, which
-# tables are written or whether incidents are on).
-(
-    _ORDERS_STREAM,
-    _LINES_STREAM,
-    _TICKETS_STREAM,
-    _CASES_STREAM,
-    _SETTLEMENTS_STREAM,
-    _INCIDENT_STREAM,
-    _VOLUME_STREAM,
-    _CATALOGUE_STREAM,
-) = range(8)
+# Random streams: one per concern and chunk. The first chunk's are the seed's first six
+# children, as when the whole span was generated at once, so a span that fits in one
+# chunk gives the same data as then; every later chunk spawns its own.
+_ORDERS_STREAM, _LINES_STREAM, _TICKETS_STREAM, _CASES_STREAM = range(4)
+_SETTLEMENTS_STREAM, _INCIDENT_STREAM = 4, 5
 
 
-_DAILY_STREAMS = (
-    _ORDERS_STREAM,
-    _LINES_STREAM,
-    _TICKETS_STREAM,
-    _CASES_STREAM,
-    _SETTLEMENTS_STREAM,
-    _INCIDENT_STREAM,
-)
-
-
-def _stream(seed: int, concern: int, key: int = 0) -> np.random.Generator:
-    """The random generator of ``concern`` for ``key`` (a week's Monday as a date ordinal)."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(concern, key)))
+def _streams(seed: int, chunk: int) -> dict[int, np.random.Generator]:
+    """The random generators of each concern for ``chunk`` (0 = the first)."""
+    key: tuple[int, ...] = () if chunk == 0 else (chunk,)
+    return {
+        c: np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(c, *key)))
+        for c in range(6)
+    }
 
 
 def _chunk_tables(
@@ -970,13 +976,14 @@ def _chunk_tables(
     first: int,
     cal: _Calendar,
     incidents: bool,
-    sku_of_rank: np.ndarray,
+    sku_of_rank: np.ndarray | None,
     wanted: set[str],
-) -> dict[str, _Table | _Rows]:
+) -> tuple[dict[str, _Table | _Rows], np.ndarray]:
     """What orders created at ``created`` (numbered from ``first``) give each table.
 
     Draws from the week's ``streams``. Orders and order lines come as finished tables;
-    the time-sorted tables as raw rows.
+    the time-sorted tables as raw rows. Also returns the SKU catalogue order (drawn
+    with the first chunk's basket when ``sku_of_rank`` is None).
     """
     plan = _plan_orders(streams[_ORDERS_STREAM], cal, created)
     basket = _plan_basket(streams[_LINES_STREAM], plan.n, sku_of_rank)
@@ -1002,7 +1009,7 @@ def _chunk_tables(
         made["order_lines"] = _order_lines_table(basket, plan, cal, first)
     if "events" in wanted:
         made["events"] = _event_rows(plan, cal, first)
-    return made
+    return made, basket.sku_of_rank
 
 
 class _HeldRows:
