@@ -971,6 +971,7 @@ _SEG = "seg_"
 _LOADED = "seg_loaded"  # whether the row's order is loaded (rows of other tables)
 _SEGMENT_NAMES = [*(_SEG + c for c in SEGMENT_COLUMNS), _LOADED]
 _GROUP = ["scenario", "dimension", "segment", "week"]
+_EVERY = -1  # the scenario of all rows, from which additive figures subtract a segment's
 _Z = 1.96  # the 95% interval behind a quantile's standard error
 
 
@@ -1083,9 +1084,12 @@ class Frames:
         value = ibis.literal(float(value)) if isinstance(value, int | float) else value
         return Obs(table, at, value.cast("float64"), keep, segments)
 
-    def _in_scenarios(self, obs: ir.Table) -> ir.Table:
-        """``obs`` with its scenario: 0 for all rows; with ``scenarios`` (segments to set
-        aside), one copy of the rows per scenario, without the rows of its segment."""
+    def _in_scenarios(self, obs: ir.Table, additive: bool = False) -> ir.Table:
+        """``obs`` with its scenario. Without ``scenarios``: scenario 0, every row. With
+        them (segments to set aside), a scenario's figures are those of the rows outside
+        its segment: for a quantile, one copy of those rows per scenario; for ``additive``
+        figures (counts, sums, levels), the rows of all (scenario -1) and once more the
+        rows inside each segment, which the caller subtracts: far fewer rows."""
         if not self.scenarios:
             return obs.mutate(scenario=ibis.literal(0))
         columns = {f"c_{c}": [s.get(c) for s in self.scenarios] for c in SEGMENT_COLUMNS}
@@ -1106,7 +1110,10 @@ class Frames:
                 (wanted.isnull(), True), (wanted == MISSING, value.isnull()), else_=value == wanted
             )
             inside &= matches.fill_null(False)
-        return joined.filter(~inside).drop(*columns)
+        if not additive:
+            return joined.filter(~inside).drop(*columns)
+        every = obs.mutate(scenario=ibis.literal(_EVERY, "int64"))
+        return ibis.union(every, joined.filter(inside).drop(*columns))
 
     def spans(
         self, table: ir.Table, start: ir.Value, end: ir.Value, weight: Any, created: Any = None
@@ -1126,7 +1133,7 @@ class Frames:
         weight = ibis.literal(float(weight)) if isinstance(weight, int | float) else weight
         segments = {name: table[name] for name in _SEGMENT_NAMES}
         spans = table.select(enter=enter, leave=leave, value=weight.cast("float64"), **segments)
-        return self._in_scenarios(spans.filter(spans.enter < spans.leave))
+        return self._in_scenarios(spans.filter(spans.enter < spans.leave), additive=True)
 
 
 def _hours(start: ir.Value, end: ir.Value) -> ir.Value:
@@ -1546,7 +1553,7 @@ class _Member:
     q: float | None = None
 
 
-def _pass(f: Frames, members: list[_Member]) -> ir.Table:
+def _pass(f: Frames, members: list[_Member], additive: bool = False) -> ir.Table:
     """One pass over rows observed at one event, for every KPI reading them: per
     segmentation, scenario and week, for each KPI i its n{i} and the sums a{i}, b{i} of its
     values and squares, or its quantile a{i} and standard error b{i} (NULL where the KPI
@@ -1560,7 +1567,7 @@ def _pass(f: Frames, members: list[_Member]) -> ir.Table:
         keep = m.obs.keep
         values[f"v{i}"] = value if keep is None else ibis.ifelse(keep, value, ibis.null("float64"))
     rows = first.table.select(week=f.week(first.at), **first.segments, **values)
-    rows = f._in_scenarios(rows.filter(rows.week.notnull()))
+    rows = f._in_scenarios(rows.filter(rows.week.notnull()), additive)
     dims = list(dict.fromkeys(d for m in members for d in m.dims))
     fractions = sorted({_fraction(x) for m in members if m.q is not None for x in _around(m.q)})
     out = []
@@ -1708,9 +1715,16 @@ def kpi_aggregates(con: BaseBackend, frames: Frames, keys: Sequence[str]) -> pd.
         else:
             for obs in observed if isinstance(observed, list) else [observed]:
                 add(key, "obs", kpi.kind, obs, dims)
-    results = [
-        _long_parts(members, con.execute(_pass(frames, members))) for members in passes.values()
-    ]
+    results = []
+    for members in passes.values():
+        groups = [members]
+        if frames.scenarios:
+            # Sums subtract each segment's rows from all rows; quantiles cannot.
+            groups = [[m for m in members if m.q is None], [m for m in members if m.q]]
+        for group in groups:
+            if group:
+                wide = con.execute(_pass(frames, group, additive=group[0].q is None))
+                results.append(_long_parts(group, wide))
     if levels:
         results.append(con.execute(ibis.union(*levels)))
     return pd.concat(results, ignore_index=True)
@@ -1770,7 +1784,9 @@ def _finish(
     Poisson for a sum, binomial-like for a mean, order statistics for a quantile.
     """
     index = {name: i for i, name in enumerate(names)}
-    part = {p: rows[rows["part"] == p] for p in ("obs", "num", "den", "enter", "leave")}
+    empty = rows.iloc[:0]
+    found = dict(tuple(rows.groupby("part", sort=False)))
+    part = {p: found.get(p, empty) for p in ("obs", "num", "den", "enter", "leave")}
     nan = np.full((len(names), weeks), np.nan)
     if kpi.kind == "level":
         width = weeks + 1
@@ -1912,6 +1928,22 @@ def weekly_kpis_without(
     return [series[i] for i in range(len(segments))]
 
 
+def _subtract_segments(aggregates: pd.DataFrame, scenarios: int) -> pd.DataFrame:
+    """Each scenario's additive figures as all rows' (scenario -1) minus its segment's rows;
+    its quantiles as computed."""
+    key = ["kpi", "part", "dimension", "segment", "week"]
+    every = aggregates[aggregates["scenario"] == _EVERY].set_index(key)[["n", "s1", "s2"]]
+    rest = aggregates[aggregates["scenario"] != _EVERY]
+    inside = rest["qv"].isna() & rest["s1"].notna()
+    parts = [rest[~inside]]
+    by_scenario = dict(tuple(rest[inside].groupby("scenario", sort=False)))
+    for scenario in range(scenarios):
+        mine = by_scenario.get(scenario, rest.iloc[:0]).set_index(key)[["n", "s1", "s2"]]
+        left = every.sub(mine.reindex(every.index, fill_value=0.0), fill_value=0.0)
+        parts.append(left.reset_index().assign(scenario=scenario, qv=np.nan, qse=np.nan))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _series(
     con: BaseBackend,
     tables: Mapping[str, ir.Table],
@@ -1940,6 +1972,8 @@ def _series(
         aggregates = aggregates.groupby(
             ["scenario", "kpi", "part", "dimension", "segment", "week"], as_index=False, sort=False
         ).agg({"n": "sum", "s1": "sum", "s2": "sum", "qv": "first", "qse": "first"})
+    if scenarios:
+        aggregates = _subtract_segments(aggregates, len(scenarios))
     by_scenario = dict(tuple(aggregates.groupby("scenario", sort=False)))
     out = {}
     for scenario in range(count):
