@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 from collections import defaultdict
 
 import pandas as pd
@@ -322,3 +323,54 @@ def test_sample_graph_equals_the_independent_walk(sample_log):
     assert got["count"].sum() > len(sample_log)  # transitions plus start and end edges
     expected = reference_edges(sample_log, start_end=True)
     pd.testing.assert_frame_equal(got, expected, rtol=1e-12)
+
+
+# --- the same expression on Spark ----------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_spark_gives_the_hand_worked_figures(spark_engine):
+    got = flow_engine.directly_follows_on(spark_engine, make_log(FLOW_ROWS))
+    pd.testing.assert_frame_equal(got, edges_frame(FLOW_EDGES), rtol=1e-12)
+
+
+@pytest.mark.spark
+def test_spark_durations_are_exact_to_the_microsecond(spark_engine):
+    # 1 h across Berlin's clock change, then 250 ms + 1 us (as on DuckDB above)
+    paid = pd.Timestamp("2026-03-29 03:30", tz="Europe/Berlin")
+    stamps = [paid - pd.Timedelta(hours=1), paid, paid + pd.Timedelta(microseconds=250_001)]
+    log = pd.DataFrame(
+        {
+            "case_id": ["x", "x", "x"],
+            "activity": ["created", "paid", "shipped"],
+            "timestamp": pd.Series(stamps).dt.as_unit("us"),
+        }
+    )
+    got = flow_engine.directly_follows_on(spark_engine, log).set_index(["source", "target"])
+    assert got.loc[("created", "paid"), "mean_h"] == 1.0
+    assert got.loc[("paid", "shipped"), "mean_h"] == 250_001 / 3_600_000_000
+
+
+@pytest.mark.spark
+def test_spark_equals_duckdb(spark_engine, sample_log):
+    """The sample's graph on Spark: counts exact, hours within 1e-9 relative of DuckDB's."""
+    duck = flow_engine.directly_follows_on(flow_engine.embedded(), sample_log, start_end=True)
+    spark = flow_engine.directly_follows_on(spark_engine, sample_log, start_end=True)
+    assert len(duck) > 10
+    pd.testing.assert_frame_equal(
+        spark[["source", "target", "cases", "count"]],
+        duck[["source", "target", "cases", "count"]],
+    )
+    pd.testing.assert_frame_equal(spark, duck, rtol=1e-9, atol=0)
+
+
+def test_without_pyspark_the_spark_tests_skip_saying_what_to_install(monkeypatch):
+    from tests import sparkutil
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # import fails
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"pyspark is not installed; pip install"):
+        sparkutil.start()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"must run on CI: pyspark is not installed"):
+        sparkutil.start()
