@@ -152,6 +152,7 @@ def test_sampler_sums_the_memory_of_child_processes(tmp_path):
     parent_rss = int(own.read_text())
     assert step.peak > parent_rss + 150 * MIB
     assert step.wall >= 1.5
+    assert step.cpu > 0  # the child's CPU counts too, once its parent has waited for it
 
 
 def test_measure_reports_a_failing_command():
