@@ -253,6 +253,14 @@ def _fmt(step: Step) -> tuple[str, str]:
     return f"{step.wall:.1f} s", f"{step.peak / GIB:.2f} GiB"
 
 
+def _ratio(steps: dict[str, Step]) -> str:
+    run, floor = steps["run"], steps["floor"]
+    if not (run.ran and floor.ran and floor.wall > 0):
+        return "—"
+    ratio = f"{run.wall / floor.wall:.1f}x"
+    return ratio + (f" (CPU {run.cpu / floor.cpu:.1f}x)" if floor.cpu > 0 else "")
+
+
 def _load(step: Step) -> str:
     if not step.ran:
         return "not run"
@@ -283,14 +291,8 @@ def report(rows: list[tuple[int, dict[str, Step]]], weeks: int, notes: Sequence[
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, steps in rows:
-        gen, run, floor = (_fmt(steps[name]) for name in STEPS)
-        ratio = "—"
-        if steps["run"].ran and steps["floor"].ran and steps["floor"].wall > 0:
-            run, floor = steps["run"], steps["floor"]
-            ratio = f"{run.wall / floor.wall:.1f}x"
-            if floor.cpu > 0:
-                ratio += f" (CPU {run.cpu / floor.cpu:.1f}x)"
-        lines.append(f"| {size:,} | {' | '.join([*gen, *run, *floor])} | {ratio} |")
+        cells = [cell for name in STEPS for cell in _fmt(steps[name])]
+        lines.append(f"| {size:,} | {' | '.join(cells)} | {_ratio(steps)} |")
     lines += [
         "",
         "CPU seconds (user + system, all the step's processes) and the load average (1 min) "
