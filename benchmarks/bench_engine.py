@@ -163,12 +163,14 @@ def measure(name: str, cmd: Sequence[str], interval: float = 0.2, nice: int = 0)
 
 
 def write_params(path: Path, data: Path, output: Path) -> None:
-    """A params file for the sample in ``data``: company, timezone, folder source, output."""
+    """A params file for the sample in ``data``: company, timezone, folder source; the
+    outputs and the meeting store under ``output`` (deleted with it)."""
     path.write_text(
         "company: Bench Shop\n"
         f"timezone: {TIMEZONE}\n"
         f"source: {{kind: folder, path: '{data}'}}\n"
-        f"output_dir: '{output}'\n",
+        f"output_dir: '{output}'\n"
+        f"store: {{path: '{output / 'meeting.db'}'}}\n",
         encoding="utf-8",
     )
 
@@ -193,6 +195,7 @@ def bench_size(
              "--orders-per-week", str(size), "--end-week", END_WEEK],
             nice=nice,
         )  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
         write_params(params, data, out)
         if run_pipeline:
             say("run ...")
