@@ -25,6 +25,7 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.fmt import fmt_value
 from meetinglib.core.i18n import t
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData
 
 # A week's rate, mean or quantile is judged by the anomaly rules only when this many
@@ -178,6 +179,7 @@ def weekly_series(data: WeekData, exclude: set[str] | None = None) -> pd.DataFra
         created_from=created_from(data),
         complete_from=complete_history_start(data),
         lookback_days=data.params.open_order_lookback_days,
+        con=engine.shared(data.params.engine),
     )
 
 
@@ -551,6 +553,7 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
         [segment_values(cause) for cause in causes],
         created_from=created_from(data),
         complete_from=complete_history_start(data),
+        con=engine.shared(data.params.engine),
     )
     for cause, series in zip(causes, recomputed, strict=True):
         drop = drops[cause]

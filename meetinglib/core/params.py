@@ -238,6 +238,19 @@ class StoreParams(_Strict):
         return _url_without_password(v, "store.url_env")
 
 
+class EngineParams(_Strict):
+    """The query engine under the KPIs: embedded DuckDB by default, or Spark (a local
+    session or a cluster's master) running the same definitions."""
+
+    kind: Literal["duckdb", "spark"] = "duckdb"
+    # DuckDB: memory it may use before spilling to disk (e.g. "3GB"); None: its default.
+    memory_limit: str | None = None
+    threads: int | None = Field(None, ge=1)
+    # Spark: the master URL and extra session settings (spark.executor.memory...).
+    spark_master: str = "local[2]"
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -438,6 +451,7 @@ class Params(_Strict):
     history_weeks: int = Field(12, ge=1, le=104)
     open_order_lookback_days: int = Field(90, ge=0)
     source: SourceParams
+    engine: EngineParams = EngineParams()
     sla: SlaParams = SlaParams()
     quality: QualityParams = QualityParams()
     plan: PlanParams = PlanParams()

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 from ibis.backends import BaseBackend
 
 from meetinglib.core.errors import EngineUnavailableError
+from meetinglib.core.params import EngineParams
 
 EngineKind = Literal["duckdb", "spark"]
 ENGINES: tuple[EngineKind, ...] = ("duckdb", "spark")
@@ -58,6 +59,32 @@ def connect(settings: EngineSettings | None = None) -> BaseBackend:
     raise EngineUnavailableError(
         str(settings.kind), f"no engine named {settings.kind!r}; use one of {list(ENGINES)}"
     )
+
+
+_OPEN: dict[str, BaseBackend] = {}
+
+
+def settings_of(params: EngineParams) -> EngineSettings:
+    """The engine settings the params ask for."""
+    return EngineSettings(
+        kind=params.kind,
+        memory_limit=params.memory_limit,
+        threads=params.threads,
+        spark_master=params.spark_master,
+        spark_conf=dict(params.spark_conf),
+    )
+
+
+def shared(params: EngineParams | None = None) -> BaseBackend:
+    """The process's engine for ``params`` (default: embedded DuckDB), opened on first use.
+
+    A Spark session takes seconds to start; a kernel or command reuses it.
+    """
+    settings = settings_of(params or EngineParams())
+    key = repr(settings)
+    if key not in _OPEN:
+        _OPEN[key] = connect(settings)
+    return _OPEN[key]
 
 
 def _duckdb(settings: EngineSettings) -> BaseBackend:
