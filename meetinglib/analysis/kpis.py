@@ -11,17 +11,21 @@ rate or a duration, never an error.
 
 Two layers:
 
-* one small pure function per KPI and window (``on_time_ship_rate(orders, window,
-  sla)``, ``complaint_rate(tickets, orders, window)``...): the definition, readable and
-  tested by hand;
-* ``CATALOGUE`` and ``weekly_kpis``: the same KPIs for many consecutive weeks and segments
-  (order type, warehouse, carrier, carrier/region...) in one grouped pass per KPI, which
-  the report, the anomaly rules and ``kpis.csv`` use. Tests check it against the first
-  layer window by window.
+* ``CATALOGUE`` and ``weekly_kpis``: every KPI of the weekly series, defined once as an
+  Ibis expression (its observations: the rows, the event placing each in a week, a
+  value) and computed by the query engine (embedded DuckDB by default, Spark through
+  params) for many consecutive weeks and segments (order type, warehouse, carrier,
+  carrier/region...); only per-week, per-segment aggregates come back. The report, the
+  anomaly rules and ``kpis.csv`` use it. Tests check it by hand, against SQLite and
+  against the second layer;
+* small pure functions per window on pandas frames (``stage_durations``,
+  ``carrier_scorecard``, ``abnormal_orders``...): the breakdowns the report's sections
+  show for one week. They have not moved to the engine yet.
 
 Functions never read files and never modify their inputs. Conventions a caller must know:
 
-* Percentiles (P90) are numpy's default, linear interpolation between order statistics.
+* Percentiles (P90) interpolate linearly between order statistics: numpy's default,
+  DuckDB's quantile_cont and Spark's percentile.
 * Durations are in hours (float), except after-sales case cycle and settlement lag, in
   days. Units: orders, currency, share (0-1), hours, days, per_1000 (per 1,000 orders
   created), score (CSAT 1-5).
@@ -1872,14 +1876,14 @@ def weekly_kpis_on(
     dimension "all"), week (label), value, n (observations behind the value: orders,
     tickets..., the denominator of a ratio, the count of a level), se (sampling standard
     error of the value: Poisson for counts and sums, binomial-like for means and ratios,
-    order statistics for quantiles; what the anomaly rules floor sigma by). KPIs whose tables are
-    absent are left out. Every order type is listed (none of a type: counts 0, rates NaN);
-    a segment's weeks before its first observation are NaN (a carrier new this week has no
-    history) and segments never observed are left out. Weeks starting before
-    ``created_from`` (KPIs placed by creation) or ``complete_from`` (all others) are NaN:
-    the data does not cover them fully. With ``lookback_days``, backlogs count at each
-    week's end only orders created up to that many days before the week's start.
-    ``levels`` orders each segment column's values (default: sorted).
+    the sparsity estimate for quantiles; what the anomaly rules floor sigma by). KPIs
+    whose tables are absent are left out. Every order type is listed (none of a type:
+    counts 0, rates NaN); a segment's weeks before its first observation are NaN (a
+    carrier new this week has no history) and segments never observed are left out.
+    Weeks starting before ``created_from`` (KPIs placed by creation) or ``complete_from``
+    (all others) are NaN: the data does not cover them fully. With ``lookback_days``,
+    backlogs count at each week's end only orders created up to that many days before
+    the week's start. ``levels`` orders each segment column's values (default: sorted).
     """
     return _series(
         con,
