@@ -16,11 +16,14 @@ deleted after each size. Results go to ``benchmarks/results/engine.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import os
 import platform
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,25 +108,51 @@ class Step:
     peak: int = 0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cpu: float = float("nan")
     ran: bool = False
     output: str = field(default="", repr=False)
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of every reaped descendant of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _stop_tree(proc: subprocess.Popen[str]) -> None:
+    """Terminate ``proc`` and its descendants (a kernel must not outlive an aborted step)."""
+    try:
+        tree = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        return
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    psutil.wait_procs(tree, timeout=10)
+
+
 def measure(name: str, cmd: Sequence[str], interval: float = 0.2, nice: int = 0) -> Step:
-    """Run ``cmd`` to the end; its wall time, the peak of its tree's summed RSS, the load.
+    """Run ``cmd`` to the end; its wall time, the peak of its tree's summed RSS, its CPU
+    seconds (every descendant its parent waited for) and the load average around it.
 
     Raises SystemExit with the command's output tail when it fails.
     """
     step = Step(name, load_before=os.getloadavg())
     prefix = ["nice", "-n", str(nice)] if nice else []
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
-        proc = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=subprocess.STDOUT)
-        with PeakSampler(proc.pid, interval) as sampler:
-            code = proc.wait()
+        proc = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            with PeakSampler(proc.pid, interval) as sampler:
+                code = proc.wait()
+        except BaseException:
+            _stop_tree(proc)
+            raise
         step.wall = time.perf_counter() - started
         log.seek(0)
         step.output = log.read()
+    step.cpu = _children_cpu() - cpu_before
     step.peak, step.load_after, step.ran = sampler.peak, os.getloadavg(), True
     if code:
         raise SystemExit(f"{name}: {' '.join(cmd)} failed ({code}):\n{step.output[-4000:]}")
@@ -134,12 +163,14 @@ def measure(name: str, cmd: Sequence[str], interval: float = 0.2, nice: int = 0)
 
 
 def write_params(path: Path, data: Path, output: Path) -> None:
-    """A params file for the sample in ``data``: company, timezone, folder source, output."""
+    """A params file for the sample in ``data``: company, timezone, folder source; the
+    outputs and the meeting store under ``output`` (deleted with it)."""
     path.write_text(
         "company: Bench Shop\n"
         f"timezone: {TIMEZONE}\n"
         f"source: {{kind: folder, path: '{data}'}}\n"
-        f"output_dir: '{output}'\n",
+        f"output_dir: '{output}'\n"
+        f"store: {{path: '{output / 'meeting.db'}'}}\n",
         encoding="utf-8",
     )
 
@@ -164,6 +195,7 @@ def bench_size(
              "--orders-per-week", str(size), "--end-week", END_WEEK],
             nice=nice,
         )  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
         write_params(params, data, out)
         if run_pipeline:
             say("run ...")
@@ -224,10 +256,18 @@ def _fmt(step: Step) -> tuple[str, str]:
     return f"{step.wall:.1f} s", f"{step.peak / GIB:.2f} GiB"
 
 
+def _ratio(steps: dict[str, Step]) -> str:
+    run, floor = steps["run"], steps["floor"]
+    if not (run.ran and floor.ran and floor.wall > 0):
+        return "—"
+    ratio = f"{run.wall / floor.wall:.1f}x"
+    return ratio + (f" (CPU {run.cpu / floor.cpu:.1f}x)" if floor.cpu > 0 else "")
+
+
 def _load(step: Step) -> str:
     if not step.ran:
         return "not run"
-    return f"{step.load_before[0]:.1f} → {step.load_after[0]:.1f}"
+    return f"{step.cpu:.0f} s; {step.load_before[0]:.1f} → {step.load_after[0]:.1f}"
 
 
 def report(rows: list[tuple[int, dict[str, Step]]], weeks: int, notes: Sequence[str]) -> str:
@@ -246,7 +286,7 @@ def report(rows: list[tuple[int, dict[str, Step]]], weeks: int, notes: Sequence[
         "`benchmarks/floor.sql` (plain DuckDB SQL, the same aggregates over the same rows).",
         "Peak memory: the sum of resident memory over ALL processes of the step (kernels and "
         "JVMs included), sampled every 0.2 s. Ratio: run wall time / floor wall time, "
-        "measured in the same benchmark run.",
+        "measured in the same benchmark run (in brackets: the same for CPU seconds).",
         *notes,
         "",
         "| orders/week | sample-data wall | sample-data peak | run wall | run peak "
@@ -254,15 +294,13 @@ def report(rows: list[tuple[int, dict[str, Step]]], weeks: int, notes: Sequence[
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, steps in rows:
-        gen, run, floor = (_fmt(steps[name]) for name in STEPS)
-        ratio = "—"
-        if steps["run"].ran and steps["floor"].ran and steps["floor"].wall > 0:
-            ratio = f"{steps['run'].wall / steps['floor'].wall:.1f}x"
-        lines.append(f"| {size:,} | {' | '.join([*gen, *run, *floor])} | {ratio} |")
+        cells = [cell for name in STEPS for cell in _fmt(steps[name])]
+        lines.append(f"| {size:,} | {' | '.join(cells)} | {_ratio(steps)} |")
     lines += [
         "",
-        "Load average (1 min) before → after each step; above the core count, other work "
-        "competed for the CPU and wall times are high.",
+        "CPU seconds (user + system, all the step's processes) and the load average (1 min) "
+        "before → after each step. A load above the core count means other work competed "
+        "for the CPU: wall times are then high, CPU seconds much less so.",
         "",
         "| orders/week | sample-data | run | floor |",
         "|---:|---:|---:|---:|",
@@ -288,6 +326,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--work", type=Path, default=None, help="folder for the generated data")
     args = parser.parse_args()
+    # A terminated benchmark still stops its step's processes and deletes its data.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     work = Path(tempfile.mkdtemp(prefix="meetinglib-bench-", dir=args.work))
     rows = []

@@ -45,6 +45,9 @@
 -- Output: tables floor_kpis (kpi, dimension, segment, week, value) and floor_edges
 -- (source, target, cases, count, mean_h, median_h, p90_h).
 
+-- Results are ordered where it matters; the rest may come in any order (less memory).
+SET preserve_insertion_order = false;
+
 CREATE OR REPLACE TEMP VIEW orders AS SELECT * FROM read_parquet(getvariable('orders_files'));
 CREATE OR REPLACE TEMP VIEW tickets AS SELECT * FROM read_parquet(getvariable('tickets_files'));
 CREATE OR REPLACE TEMP VIEW after_sales AS
@@ -429,7 +432,15 @@ ORDER BY l.kpi, l.dimension, l.segment, w.week;
 -- The log: the events table plus each after-sales case's request and close, per order by
 -- time, ties in business order; a transition belongs to the week its target event is in.
 CREATE OR REPLACE TEMP TABLE floor_edges AS
-WITH log AS (
+WITH in_week AS (  -- the orders with an event in the week (read apart from the log: a CTE
+                   -- read twice would be materialised, every event of every week)
+    SELECT order_id FROM events
+    WHERE "timestamp" >= getvariable('report_start') AND "timestamp" < getvariable('last_end')
+    UNION
+    SELECT order_id FROM after_sales
+    WHERE (requested_at >= getvariable('report_start') AND requested_at < getvariable('last_end'))
+       OR (closed_at >= getvariable('report_start') AND closed_at < getvariable('last_end'))
+), log AS (
     SELECT order_id, activity, "timestamp" AS ts FROM events
     WHERE "timestamp" < getvariable('last_end')
     UNION ALL
@@ -438,17 +449,14 @@ WITH log AS (
     UNION ALL
     SELECT order_id, 'return_closed', closed_at FROM after_sales
     WHERE closed_at < getvariable('last_end')
-), in_week AS (
-    SELECT DISTINCT order_id FROM log WHERE ts >= getvariable('report_start')
 ), steps AS (
-    SELECT log.order_id, log.activity AS target, log.ts,
-           lag(log.activity) OVER w AS source,
-           (epoch(log.ts) - epoch(lag(log.ts) OVER w)) / 3600.0 AS hours
+    SELECT order_id, activity AS target, ts, lag(activity) OVER w AS source,
+           (epoch(ts) - epoch(lag(ts) OVER w)) / 3600.0 AS hours
     FROM log SEMI JOIN in_week USING (order_id)
-    WINDOW w AS (PARTITION BY log.order_id ORDER BY log.ts,
+    WINDOW w AS (PARTITION BY order_id ORDER BY ts,
         list_position(['created', 'paid', 'picked', 'packed', 'shipped', 'delivered',
-                       'cancelled', 'return_requested', 'return_closed'], log.activity)
-            NULLS LAST, log.activity)
+                       'cancelled', 'return_requested', 'return_closed'], activity)
+            NULLS LAST, activity)
 )
 SELECT source, target, count(DISTINCT order_id) AS cases, count(*) AS count,
        avg(hours) AS mean_h, quantile_cont(hours, 0.5) AS median_h,

@@ -99,3 +99,18 @@ def store_db(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'meeting.db'}"
     return request.getfixturevalue("pg_server").new_database()
+
+
+@pytest.fixture(scope="session")
+def spark_engine():
+    """An Ibis backend on a local Spark session, started once for the run (tests/sparkutil).
+
+    Skipped with what to install when pyspark or Java is missing; under CI=true that fails.
+    """
+    import ibis
+
+    from tests import sparkutil
+
+    session = sparkutil.start()
+    yield ibis.pyspark.connect(session)
+    session.stop()

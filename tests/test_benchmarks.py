@@ -19,6 +19,7 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 TZ = "Asia/Shanghai"
 WEEK = "2026-W47"
 MIB = 1024**2
+GIB = 1024**3
 
 
 def _load(name: str) -> ModuleType:
@@ -138,6 +139,30 @@ def test_floor_covers_every_catalogue_kpi_and_segmentation(tiny):
         assert listed == {"all", *spec.dims}, key
 
 
+def test_floor_equals_the_librarys_weekly_series(tiny):
+    """Same KPIs, segments and weeks as kpis.weekly_kpis, values equal to 1e-9 (weeks where
+    the floor has no row are those the library lists without data: 0 or NaN)."""
+    from meetinglib.core.weeks import IsoWeek, weeks_ending
+
+    folder, result, _ = tiny
+    tables = {t: _read(folder, t) for t in floor.TABLES}
+    windows = [w.window(TZ) for w in weeks_ending(IsoWeek.parse(WEEK), 13)]
+    lib = kpis.weekly_kpis(tables, windows, 48.0, lookback_days=90)
+    by_type = lib["order_type"] != "all"
+    lib = lib.assign(
+        dimension=lib["dimension"].where(~by_type, "order_type"),
+        segment=lib["segment"].where(~by_type, lib["order_type"]),
+    )
+    keys = ["kpi", "dimension", "segment", "week"]
+    both = lib.merge(result, on=keys, how="outer", suffixes=("_lib", "_floor"), indicator=True)
+    assert (both["_merge"] != "right_only").all()
+    only_lib = both[both["_merge"] == "left_only"]
+    assert (only_lib["value_lib"].fillna(0) == 0).all()
+    common = both[both["_merge"] == "both"]
+    assert len(common) > 500  # 3 weeks of data: every KPI and segment of them
+    np.testing.assert_allclose(common["value_floor"], common["value_lib"], rtol=1e-9)
+
+
 def test_sampler_sums_the_memory_of_child_processes(tmp_path):
     own = tmp_path / "parent_rss"
     parent = textwrap.dedent(
@@ -152,6 +177,7 @@ def test_sampler_sums_the_memory_of_child_processes(tmp_path):
     parent_rss = int(own.read_text())
     assert step.peak > parent_rss + 150 * MIB
     assert step.wall >= 1.5
+    assert step.cpu > 0  # the child's CPU counts too, once its parent has waited for it
 
 
 def test_measure_reports_a_failing_command():
@@ -169,3 +195,20 @@ def test_floor_command_line_writes_its_tables(tiny, tmp_path):
     assert "flow edges" in done.stdout
     assert len(pd.read_csv(tmp_path / "floor_kpis.csv")) == len(result)
     assert len(pd.read_csv(tmp_path / "floor_edges.csv")) == len(edges)
+
+
+def test_results_page_lists_each_size_with_its_ratio_to_the_floor():
+    Step = bench_engine.Step
+    measured = {
+        "sample-data": Step("sample-data", wall=3.0, peak=GIB // 4, cpu=2.5, ran=True),
+        "run": Step("run", wall=30.0, peak=GIB, cpu=40.0, ran=True),
+        "floor": Step("floor", wall=2.0, peak=GIB // 5, cpu=3.2, ran=True),
+    }
+    floor_only = {**measured, "run": Step("run")}
+    page = bench_engine.report([(20_000, measured), (1_000_000, floor_only)], 12, ["A note."])
+    assert "1M orders a week: `meeting run` ≤ 90 s, ≤ 3 GiB peak" in page
+    assert "| 20,000 | 3.0 s | 0.25 GiB | 30.0 s | 1.00 GiB | 2.0 s | 0.20 GiB " in page
+    assert "| 15.0x (CPU 12.5x) |" in page
+    assert "| 1,000,000 | 3.0 s | 0.25 GiB | not run | not run | 2.0 s | 0.20 GiB | — |" in page
+    assert "| 20,000 | 2 s; 0.0 → 0.0 | 40 s; 0.0 → 0.0 | 3 s; 0.0 → 0.0 |" in page
+    assert "A note." in page

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib.analysis import flow
+from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.params import load_params
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.report import explorer as ex
@@ -242,7 +242,9 @@ def test_graph_and_variants_equal_flow_on_the_selected_orders(data, week_data, s
         t["events"][t["events"]["order_id"].isin(ids)],
         t["after_sales"][t["after_sales"]["order_id"].isin(ids)],
     )
-    pd.testing.assert_frame_equal(ex.edges_of(data, mask), flow.directly_follows(log), rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        ex.edges_of(data, mask), flow_engine.directly_follows(log), rtol=1e-12
+    )
     expected = flow.variants(log).head(ex.TOP_VARIANTS).reset_index(drop=True)
     pd.testing.assert_frame_equal(ex.variants_of(data, mask), expected, rtol=1e-12)
 
@@ -277,7 +279,7 @@ def test_rework_loops_and_long_cases(tmp_path):
     mask = np.ones(2, dtype=bool)
     log = flow.event_log(orders, events)
     edges = ex.edges_of(data, mask)
-    pd.testing.assert_frame_equal(edges, flow.directly_follows(log))
+    pd.testing.assert_frame_equal(edges, flow_engine.directly_follows(log))
     loop = edges[(edges["source"] == "picked") & (edges["target"] == "packed")].iloc[0]
     assert (loop["cases"], loop["count"]) == (1, 7), "a loop counts each time, its case once"
     pd.testing.assert_frame_equal(ex.variants_of(data, mask), flow.variants(log).head(10))

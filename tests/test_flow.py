@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib.analysis import flow
+from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.errors import InputDataError, MissingColumnError
 from meetinglib.core.weeks import IsoWeek
 
@@ -46,27 +46,6 @@ FLOW_ROWS = [
     ("c4", "cancelled", 6),
     ("c5", "created", 0),
 ]
-
-# source, target, cases, count, mean_h, median_h, p90_h (P90 by linear interpolation:
-# position 0.9 * (n - 1) in the sorted hours)
-FLOW_EDGES = [
-    # hours 1, 3, 2 -> mean 2; sorted 1 2 3: median 2; P90 at 1.8: 2 + 0.8 * (3 - 2) = 2.8
-    ("created", "paid", 3, 3, 2.0, 2.0, 2.8),
-    # hours 4, 10, 2 -> mean 16/3; sorted 2 4 10: median 4; P90 at 1.8: 4 + 0.8 * 6 = 8.8
-    ("paid", "shipped", 3, 3, 16 / 3, 4.0, 8.8),
-    # hours 24, 48 -> mean 36, median 36; P90 at 0.9: 24 + 0.9 * 24 = 45.6
-    ("shipped", "delivered", 2, 2, 36.0, 36.0, 45.6),
-    # hours 6
-    ("created", "cancelled", 1, 1, 6.0, 6.0, 6.0),
-]
-
-
-def edges_frame(rows: list[tuple]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=flow.DFG_COLUMNS)
-    frame["source"] = frame["source"].astype("str")
-    frame["target"] = frame["target"].astype("str")
-    return frame.astype({"cases": "int64", "count": "int64"})
-
 
 # --- event log ---------------------------------------------------------------------------
 
@@ -197,55 +176,6 @@ def test_event_log_errors_name_table_column_and_count():
         flow.event_log(pd.DataFrame(), events)
 
 
-# --- directly-follows graph --------------------------------------------------------------
-
-
-def test_directly_follows_counts_and_hours():
-    result = flow.directly_follows(make_log(FLOW_ROWS))
-    pd.testing.assert_frame_equal(result, edges_frame(FLOW_EDGES))
-
-
-@pytest.mark.parametrize(("seed", "id_dtype"), [(1, "str"), (2, "str"), (3, "object")])
-def test_directly_follows_sorts_out_of_order_rows_first(seed, id_dtype):
-    shuffled = make_log(FLOW_ROWS).sample(frac=1.0, random_state=seed)
-    shuffled["case_id"] = shuffled["case_id"].astype(id_dtype)
-    result = flow.directly_follows(shuffled)
-    pd.testing.assert_frame_equal(result, edges_frame(FLOW_EDGES))
-
-
-def test_directly_follows_sorts_rows_within_cases():
-    # cases in order, but c2's rows listed last event first
-    rows = [r for r in FLOW_ROWS if r[0] != "c2"]
-    rows[4:4] = [r for r in FLOW_ROWS if r[0] == "c2"][::-1]
-    result = flow.directly_follows(make_log(rows))
-    pd.testing.assert_frame_equal(result, edges_frame(FLOW_EDGES))
-
-
-def test_directly_follows_start_and_end_edges():
-    result = flow.directly_follows(make_log(FLOW_ROWS), start_end=True)
-    ends = result[(result["source"] == flow.START) | (result["target"] == flow.END)]
-    got = {(s, t): (c, n) for s, t, c, n in ends[["source", "target", "cases", "count"]].values}
-    # every case starts with created; last events: c1, c2 delivered; c3 shipped;
-    # c4 cancelled; c5 (one event) created
-    assert got == {
-        (flow.START, "created"): (5, 5),
-        ("delivered", flow.END): (2, 2),
-        ("shipped", flow.END): (1, 1),
-        ("cancelled", flow.END): (1, 1),
-        ("created", flow.END): (1, 1),
-    }
-    assert ends[["mean_h", "median_h", "p90_h"]].isna().all().all()
-
-
-def test_directly_follows_equal_timestamps_follow_rank():
-    # shipped and delivered recorded in the same minute, delivered listed first
-    log = make_log([("x", "created", 0), ("x", "delivered", 5), ("x", "shipped", 5)])
-    result = flow.directly_follows(log)
-    pairs = list(zip(result["source"], result["target"], strict=True))
-    assert pairs == [("created", "shipped"), ("shipped", "delivered")]
-    assert result["mean_h"].tolist() == [5.0, 0.0]
-
-
 # r1 picks and packs twice (picked > packed > picked > packed); r3 scans three times
 LOOP_ROWS = [
     ("r1", "created", 0),
@@ -265,43 +195,11 @@ LOOP_ROWS = [
 ]
 
 
-def test_directly_follows_with_loops_counts_each_transition():
-    # rows by count, ties in business order of source, then target
-    result = flow.directly_follows(make_log(LOOP_ROWS))
-    expected = edges_frame(
-        [
-            # r1 0 -> 1, r2 0 -> 2, r3 0 -> 1: hours 1, 2, 1; sorted 1 1 2: median 1,
-            # P90 at 1.8: 1 + 0.8 * 1 = 1.8
-            ("created", "picked", 3, 3, 4 / 3, 1.0, 1.8),
-            # r1 1 -> 2, r1 3 -> 5, r2 2 -> 3: hours 1, 2, 1 in 2 cases
-            ("picked", "packed", 2, 3, 4 / 3, 1.0, 1.8),
-            # r3 1 -> 2, 2 -> 4: hours 1, 2 in one case; P90 at 0.9: 1 + 0.9 = 1.9
-            ("picked", "picked", 1, 2, 1.5, 1.5, 1.9),
-            # r1 5 -> 6, r2 3 -> 4
-            ("packed", "shipped", 2, 2, 1.0, 1.0, 1.0),
-            # r1 2 -> 3
-            ("packed", "picked", 1, 1, 1.0, 1.0, 1.0),
-        ]
-    )
-    pd.testing.assert_frame_equal(result, expected)
-
-
-def test_directly_follows_of_single_event_cases_is_empty():
-    result = flow.directly_follows(make_log([("a", "created", 0), ("b", "created", 1)]))
-    assert result.empty
-    assert list(result.columns) == flow.DFG_COLUMNS
-
-
-def test_many_activities_and_edges_take_the_general_path():
-    # 70 activity names (too many for one bit each) and 70 edges (grouped by sorting):
-    # case m walks a00 .. a69 one hour apart and repeats a00; case n does a00 > a01 in 2 h
+def test_rework_with_many_activities():
+    # 70 activity names (too many for one bit each): case m walks a00 .. a69 one hour
+    # apart and repeats a00; case n does a00 > a01 in 2 h
     chain = [("m", f"a{i:02d}", i) for i in range(70)] + [("m", "a00", 70)]
     log = make_log([*chain, ("n", "a00", 0), ("n", "a01", 2)])
-    dfg = flow.directly_follows(log).set_index(["source", "target"])
-    assert len(dfg) == 70  # a00>a01 .. a68>a69, a69>a00
-    # hours 1 and 2: mean 1.5, median 1.5, P90 at 0.9: 1 + 0.9 * 1 = 1.9
-    assert dfg.loc[("a00", "a01")].tolist() == pytest.approx([2, 2, 1.5, 1.5, 1.9])
-    assert dfg.loc[("a69", "a00")].tolist() == pytest.approx([1, 1, 1.0, 1.0, 1.0])
     again = flow.rework(log)
     # a00 twice in m; m and n both have a00
     assert again.values.tolist() == [["a00", 1, 1, 0.5]]
@@ -532,7 +430,7 @@ def test_segment_phrases(dimension, value, en, zh):
 
 
 def test_labelled_translates_names_and_headings():
-    shown = flow.labelled(flow.directly_follows(make_log(FLOW_ROWS)), "zh-CN")
+    shown = flow.labelled(flow_engine.directly_follows(make_log(FLOW_ROWS)), "zh-CN")
     assert list(shown.columns[:4]) == ["前一环节", "后一环节", "订单数", "流转次数"]
     assert shown.iloc[0, :2].tolist() == ["下单", "支付"]
 
@@ -547,7 +445,7 @@ def test_inputs_not_mutated():
     copies = [orders.copy(deep=True), log.copy(deep=True), events.copy(deep=True)]
     flow.event_log(orders)
     flow.event_log(orders, events)
-    flow.directly_follows(log, start_end=True)
+    flow_engine.directly_follows(log, start_end=True)
     flow.variants(log)
     flow.rework(log)
     flow.stage_frame(orders, ship_sla_hours=24)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib.analysis import flow
+from meetinglib.analysis import flow, flow_engine
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 
@@ -21,7 +21,7 @@ def edges(rows: list[tuple]) -> pd.DataFrame:
         source, target, cases, median = row[:4]
         mean = row[4] if len(row) > 4 else median
         out.append((source, target, cases, cases, mean, median, median))
-    frame = pd.DataFrame(out, columns=flow.DFG_COLUMNS)
+    frame = pd.DataFrame(out, columns=flow_engine.DFG_COLUMNS)
     return frame.astype({"source": "str", "target": "str"})
 
 
@@ -186,7 +186,7 @@ def test_end_edges_become_counts_under_the_nodes():
             ).tz_localize("Asia/Shanghai"),
         }
     )
-    dfg = flow.directly_follows(log, start_end=True)
+    dfg = flow_engine.directly_follows(log, start_end=True)
     fig = graph.draw_dfg(dfg, lang="en")
     ends = {k: v.get_text() for k, v in _by_gid(fig, "ends:").items()}
     assert ends == {"cancelled": "1 end here", "shipped": "1 end here"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +15,7 @@ from meetinglib.analysis.kpi_table import (
 from meetinglib.cli import main
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.data.validate import QualityReport
 from tests import incidents as inc
@@ -106,3 +108,38 @@ def test_kpis_csv_says_which_root_drives_each_flag(three_incidents):
     own = adverse[adverse["driven_by"] == ""]
     pairs = set(zip(own["dimension"], own["segment"], own["order_type"], strict=True))
     assert pairs == {(r.dimension, r.segment, r.order_type) for r in roots.itertuples()}
+
+
+# --- the same definitions on Spark ----------------------------------------------------------
+
+
+@pytest.mark.spark
+def test_kpis_csv_on_spark_equals_duckdb(tmp_path, sample, spark_engine):
+    """kpis.csv of the sample week computed by a local Spark equals DuckDB's: counts and
+    sums exactly, means, ratios and quantiles (linear interpolation on both) to 1e-9."""
+    params = write_params(tmp_path, sample.folder, history_weeks="4")
+    (tmp_path / "spark").mkdir()
+    spark_params = write_params(
+        tmp_path / "spark", sample.folder, history_weeks="4", engine="{kind: spark}"
+    )
+    duck = kpi_table(load_week(load_params(params), SAMPLE_WEEK), "en").table
+    spark_data = load_week(load_params(spark_params), SAMPLE_WEEK)
+    assert engine.shared(spark_data.params.engine).name == "pyspark"
+    spark = kpi_table(spark_data, "en").table
+    assert len(duck) > 100
+    keys = ["kpi", "dimension", "segment", "order_type"]
+    duck, spark = duck.sort_values(keys).reset_index(drop=True), spark.sort_values(keys)
+    spark = spark.reset_index(drop=True)
+    pd.testing.assert_frame_equal(duck[keys], spark[keys])
+    numbers = [c for c in duck.columns if pd.api.types.is_float_dtype(duck[c])]
+    assert {"this_week", "last_week", "n_this_week"} <= set(numbers)
+    for column in numbers:
+        np.testing.assert_allclose(
+            spark[column].to_numpy(float),
+            duck[column].to_numpy(float),
+            rtol=1e-9,
+            atol=0,
+            err_msg=column,
+        )
+    others = [c for c in duck.columns if c not in numbers]
+    pd.testing.assert_frame_equal(duck[others], spark[others])

@@ -1264,3 +1264,36 @@ def test_setting_a_segment_aside_removes_its_orders_and_the_rows_pointing_at_the
     # without the orders that have no warehouse (d): all tickets stay
     assert overall(without[2], "orders_created") == 3
     assert overall(without[2], "tickets_per_1000") == pytest.approx(5 / 3 * 1000)
+
+
+def test_every_segment_set_aside_equals_the_series_of_the_rows_left(tmp_path, sample):
+    """weekly_kpis_without (one query, sums by subtraction, quantiles over the rows left)
+    against weekly_kpis on tables from which the segment's orders were removed by hand."""
+    from meetinglib.core.params import load_params
+    from meetinglib.data.dataset import load_week
+    from tests.conftest import SAMPLE_WEEK, write_params
+
+    data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
+    windows = [w.window(data.tz) for w in data.history_weeks]
+    segments = [
+        {"order_type": "special"},
+        {"warehouse": "WH-South"},
+        {"carrier": "EastPost", "region": "South"},
+        {"carrier": kpis.MISSING},
+    ]
+    without = kpis.weekly_kpis_without(data.tables, windows, SLA, list(kpis.CATALOGUE), segments)
+    orders = data.tables["orders"]
+    for segment, got in zip(segments, without, strict=True):
+        inside = pd.Series(True, index=orders.index)
+        for column, value in segment.items():
+            values = orders[column].astype(object)
+            inside &= values.isna() if value == kpis.MISSING else values.eq(value).fillna(False)
+        assert 0 < inside.sum() < len(orders), segment
+        gone = set(orders.loc[inside, "order_id"])
+        left = {name: frame[~frame["order_id"].isin(gone)] for name, frame in data.tables.items()}
+        want = kpis.weekly_kpis(left, windows, SLA)
+        keys = ["kpi", "dimension", "segment", "order_type", "week"]
+        merged = want.merge(got, on=keys, how="outer", suffixes=("_want", "_got"))
+        assert len(merged) == len(want) == len(got), segment
+        np.testing.assert_array_equal(merged["n_want"], merged["n_got"])
+        np.testing.assert_allclose(merged["value_got"], merged["value_want"], rtol=1e-9)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from IPython.display import HTML, Image
 
-from meetinglib.analysis import flow
+from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, load_week
@@ -74,7 +74,7 @@ def test_transitions_into_keeps_the_event_before_the_first_one_in_the_week():
         ("A", "delivered"),
         ("C", "created"),
     ]
-    edges = flow.directly_follows(kept)
+    edges = flow_engine.directly_follows(kept)
     # paid (Jan 2) -> shipped (Jan 6): 96 h; shipped -> delivered: 48 h
     assert edges[["source", "target", "cases", "median_h"]].values.tolist() == [
         ["paid", "shipped", 1, 96.0],

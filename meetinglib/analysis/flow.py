@@ -1,4 +1,4 @@
-"""Process mining of the order flow: event log, directly-follows graph, variants, bottlenecks.
+"""Process mining of the order flow: event log, variants, rework, bottlenecks.
 
 The event log has one row per event with the standard columns ``case_id`` (the order
 number, ``str``), ``activity`` (ordered ``category``) and ``timestamp`` (tz-aware). It
@@ -13,13 +13,14 @@ alphabetically), so "paid" and "shipped" recorded in the same second never appea
 
 Everything is computed on sorted numpy arrays (no per-case Python loops): on a log of
 a million orders (5.7 million events) each analysis takes well under two seconds on two
-cores; benchmarks/bench_flow.py measures it against PM4Py.
+cores; benchmarks/bench_flow.py measures it against PM4Py. The directly-follows graph
+is defined once, as an engine expression, in flow_engine.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -371,7 +372,8 @@ def _popcount(values: np.ndarray) -> np.ndarray:
     return table[values.view(np.uint8).reshape(len(values), -1)].sum(axis=1)
 
 
-def _arrays(log: pd.DataFrame) -> _Log:
+def check_log(log: pd.DataFrame) -> None:
+    """Raise unless ``log`` has the event log's columns, none of them with an empty cell."""
     _require(log, "event log", LOG_COLUMNS)
     for col in LOG_COLUMNS:
         empty = int(log[col].isna().sum())
@@ -379,6 +381,10 @@ def _arrays(log: pd.DataFrame) -> _Log:
             raise _empty_rule(
                 "event log", col, empty, "Drop those rows, or build the log with event_log()."
             )
+
+
+def _arrays(log: pd.DataFrame) -> _Log:
+    check_log(log)
     ts = _ns(log["timestamp"])
     act_col = log["activity"]
     if isinstance(act_col.dtype, pd.CategoricalDtype):
@@ -453,83 +459,6 @@ def _repeats_in_loop_cases(
     per_key_cases = np.bincount(distinct, minlength=size)
     per_key_rows = np.bincount(key, minlength=size)
     return per_key_cases, per_key_rows - per_key_cases
-
-
-# --- directly-follows graph -------------------------------------------------------------
-
-DFG_COLUMNS = ["source", "target", "cases", "count", "mean_h", "median_h", "p90_h"]
-
-# Up to this many distinct edges, each edge's durations are picked out with a mask (no
-# sort); above it, one radix sort groups them.
-_MASKED_EDGES = 24
-
-
-def directly_follows(log: pd.DataFrame, start_end: bool = False) -> pd.DataFrame:
-    """The directly-follows graph: one row per edge source -> target within a case.
-
-    cases = distinct cases with the transition; count = transitions (a loop counts each
-    time); mean_h, median_h, p90_h = hours from the source event to the target event
-    (P90 by linear interpolation, as numpy and pandas). With ``start_end`` the artificial
-    edges START -> first activity and last activity -> END are added (durations NaN).
-    Sorted by count, descending; ties in business order of source, then target.
-    """
-    lg = _arrays(log)
-    k = len(lg.names)
-    same = lg.same_case()
-    step = lg.act[:-1].astype(np.int32) * k + lg.act[1:]  # edge code of row -> next row
-    edge = step[same]
-    hours = np.diff(lg.ts)[same] / _NS_PER_HOUR
-    stats = _edge_stats(edge, hours, k * k)
-    # a case counts once per edge: subtract repeats, which only rework cases can have
-    rows = lg.rows_of(lg.loop_cases(), but_last=True)  # rows that start a transition
-    _, repeats = _repeats_in_loop_cases(lg, rows, step[rows], k * k)
-    codes = stats["edge"].to_numpy(dtype=np.int64)
-    stats["cases"] = stats["count"] - repeats[codes]
-    stats.insert(0, "source", [lg.names[c // k] for c in codes])
-    stats.insert(1, "target", [lg.names[c % k] for c in codes])
-    out = stats.drop(columns="edge")
-    if start_end and len(lg.starts):
-        first = np.bincount(lg.act[lg.starts], minlength=k)
-        last = np.bincount(lg.act[lg.ends - 1], minlength=k)
-        extra = [(START, lg.names[a], int(first[a])) for a in np.flatnonzero(first)]
-        extra += [(lg.names[a], END, int(last[a])) for a in np.flatnonzero(last)]
-        ends_frame = pd.DataFrame(extra, columns=["source", "target", "cases"])
-        ends_frame["count"] = ends_frame["cases"]
-        out = pd.concat([out, ends_frame], ignore_index=True)
-    return _finish_edges(out)
-
-
-def _edge_stats(edge: np.ndarray, hours: np.ndarray, space: int) -> pd.DataFrame:
-    """Per edge code present: count, mean, median and P90 of hours."""
-    counts = np.bincount(edge, minlength=space)
-    present = np.flatnonzero(counts)
-    sums = np.bincount(edge, weights=hours, minlength=space)
-    rows = []
-    if len(present) <= _MASKED_EDGES:
-        groups: Iterable[tuple[Any, np.ndarray]] = ((code, hours[edge == code]) for code in present)
-    else:
-        grouped = hours[_group_order(edge, space)]
-        bounds = np.cumsum(counts[present])
-        groups = zip(present, np.split(grouped, bounds[:-1]), strict=True)
-    for code, values in groups:
-        q50, q90 = np.quantile(values, [0.5, 0.9])
-        rows.append((int(code), int(counts[code]), sums[code] / counts[code], q50, q90))
-    return pd.DataFrame(rows, columns=["edge", "count", "mean_h", "median_h", "p90_h"])
-
-
-def _finish_edges(out: pd.DataFrame) -> pd.DataFrame:
-    if "cases" not in out.columns:
-        out["cases"] = pd.Series(dtype="int64")
-    out = out.astype({"cases": "int64", "count": "int64"})
-    for col in ("mean_h", "median_h", "p90_h"):
-        out[col] = out[col].astype("float64")
-    out["source"] = out["source"].astype("str")
-    out["target"] = out["target"].astype("str")
-    order = {name: i for i, name in enumerate(activity_order([*out["source"], *out["target"]]))}
-    order.update({START: -1, END: len(order)})
-    out = out.assign(_s=out["source"].map(order), _t=out["target"].map(order))
-    out = out.sort_values(["count", "_s", "_t"], ascending=[False, True, True])
-    return out.reset_index(drop=True)[DFG_COLUMNS]
 
 
 # --- variants and rework -----------------------------------------------------------------

@@ -11,17 +11,21 @@ rate or a duration, never an error.
 
 Two layers:
 
-* one small pure function per KPI and window (``on_time_ship_rate(orders, window,
-  sla)``, ``complaint_rate(tickets, orders, window)``...): the definition, readable and
-  tested by hand;
-* ``CATALOGUE`` and ``weekly_kpis``: the same KPIs for many consecutive weeks and segments
-  (order type, warehouse, carrier, carrier/region...) in one grouped pass per KPI, which
-  the report, the anomaly rules and ``kpis.csv`` use. Tests check it against the first
-  layer window by window.
+* ``CATALOGUE`` and ``weekly_kpis``: every KPI of the weekly series, defined once as an
+  Ibis expression (its observations: the rows, the event placing each in a week, a
+  value) and computed by the query engine (embedded DuckDB by default, Spark through
+  params) for many consecutive weeks and segments (order type, warehouse, carrier,
+  carrier/region...); only per-week, per-segment aggregates come back. The report, the
+  anomaly rules and ``kpis.csv`` use it. Tests check it by hand, against SQLite and
+  against the second layer;
+* small pure functions per window on pandas frames (``stage_durations``,
+  ``carrier_scorecard``, ``abnormal_orders``...): the breakdowns the report's sections
+  show for one week. They have not moved to the engine yet.
 
 Functions never read files and never modify their inputs. Conventions a caller must know:
 
-* Percentiles (P90) are numpy's default, linear interpolation between order statistics.
+* Percentiles (P90) interpolate linearly between order statistics: numpy's default,
+  DuckDB's quantile_cont and Spark's percentile.
 * Durations are in hours (float), except after-sales case cycle and settlement lag, in
   days. Units: orders, currency, share (0-1), hours, days, per_1000 (per 1,000 orders
   created), score (CSAT 1-5).
@@ -971,7 +975,29 @@ _SEG = "seg_"
 _LOADED = "seg_loaded"  # whether the row's order is loaded (rows of other tables)
 _SEGMENT_NAMES = [*(_SEG + c for c in SEGMENT_COLUMNS), _LOADED]
 _GROUP = ["scenario", "dimension", "segment", "week"]
+_EVERY = -1  # the scenario of all rows, from which additive figures subtract a segment's
 _Z = 1.96  # the 95% interval behind a quantile's standard error
+
+
+@dataclass(frozen=True)
+class Obs:
+    """Observations of a KPI: rows of ``table``, each placed in the week of ``at`` with
+    ``value`` (rows where ``keep`` is false do not count). KPIs observing the same rows at
+    the same event are aggregated in one pass over them."""
+
+    table: ir.Table
+    at: ir.Value
+    value: ir.Value
+    keep: ir.Value | None
+    segments: dict[str, ir.Value]
+
+    def negated(self) -> Obs:
+        return Obs(self.table, self.at, -self.value, self.keep, self.segments)
+
+    @property
+    def source(self) -> tuple[Any, Any]:
+        """What identifies one pass: the rows and the event (Ibis nodes compare by value)."""
+        return (self.table.op(), self.at.op())
 
 
 class Frames:
@@ -1033,7 +1059,7 @@ class Frames:
         columns = {_SEG + c: self.col(table, c) for c in SEGMENT_COLUMNS}
         return {**columns, _LOADED: ibis.literal(True)}
 
-    def of_orders(self, at: ir.Value, value: Any, keep: Any = None) -> ir.Table:
+    def of_orders(self, at: ir.Value, value: Any, keep: Any = None) -> Obs:
         """Observations of orders: the week of ``at`` and ``value`` per order."""
         return self._observed(self.orders, at, value, keep, self.segments(self.orders))
 
@@ -1051,24 +1077,23 @@ class Frames:
         joined = rows.left_join(orders, rows.order_id == orders.o_order_id)
         return joined.mutate(**{_LOADED: joined.o_order_id.notnull()}).drop("o_order_id")
 
-    def of_rows(self, rows: ir.Table, at: ir.Value, value: Any, keep: Any = None) -> ir.Table:
+    def of_rows(self, rows: ir.Table, at: ir.Value, value: Any, keep: Any = None) -> Obs:
         """Observations of another table's rows (from ``rows``): week of ``at``, ``value``."""
         segments = {name: rows[name] for name in _SEGMENT_NAMES}
         return self._observed(rows, at, value, keep, segments)
 
     def _observed(
         self, table: ir.Table, at: ir.Value, value: Any, keep: Any, segments: dict[str, ir.Value]
-    ) -> ir.Table:
+    ) -> Obs:
         value = ibis.literal(float(value)) if isinstance(value, int | float) else value
-        week = self.week(at)
-        if keep is not None:
-            week = ibis.ifelse(keep, week, ibis.null("int64"))
-        obs = table.select(week=week, value=value.cast("float64"), **segments)
-        return self._in_scenarios(obs.filter(obs.week.notnull()))
+        return Obs(table, at, value.cast("float64"), keep, segments)
 
-    def _in_scenarios(self, obs: ir.Table) -> ir.Table:
-        """``obs`` with its scenario: 0 for all rows; with ``scenarios`` (segments to set
-        aside), one copy of the rows per scenario, without the rows of its segment."""
+    def _in_scenarios(self, obs: ir.Table, additive: bool = False) -> ir.Table:
+        """``obs`` with its scenario. Without ``scenarios``: scenario 0, every row. With
+        them (segments to set aside), a scenario's figures are those of the rows outside
+        its segment: for a quantile, one copy of those rows per scenario; for ``additive``
+        figures (counts, sums, levels), the rows of all (scenario -1) and once more the
+        rows inside each segment, which the caller subtracts: far fewer rows."""
         if not self.scenarios:
             return obs.mutate(scenario=ibis.literal(0))
         columns = {f"c_{c}": [s.get(c) for s in self.scenarios] for c in SEGMENT_COLUMNS}
@@ -1089,7 +1114,10 @@ class Frames:
                 (wanted.isnull(), True), (wanted == MISSING, value.isnull()), else_=value == wanted
             )
             inside &= matches.fill_null(False)
-        return joined.filter(~inside).drop(*columns)
+        if not additive:
+            return joined.filter(~inside).drop(*columns)
+        every = obs.mutate(scenario=ibis.literal(_EVERY, "int64"))
+        return ibis.union(every, joined.filter(inside).drop(*columns))
 
     def spans(
         self, table: ir.Table, start: ir.Value, end: ir.Value, weight: Any, created: Any = None
@@ -1109,7 +1137,7 @@ class Frames:
         weight = ibis.literal(float(weight)) if isinstance(weight, int | float) else weight
         segments = {name: table[name] for name in _SEGMENT_NAMES}
         spans = table.select(enter=enter, leave=leave, value=weight.cast("float64"), **segments)
-        return self._in_scenarios(spans.filter(spans.enter < spans.leave))
+        return self._in_scenarios(spans.filter(spans.enter < spans.leave), additive=True)
 
 
 def _hours(start: ir.Value, end: ir.Value) -> ir.Value:
@@ -1159,11 +1187,11 @@ def _o(f: Frames, name: str) -> ir.Value:
     return f.col(f.orders, name)
 
 
-def _created(f: Frames, value: Any) -> ir.Table:
+def _created(f: Frames, value: Any) -> Obs:
     return f.of_orders(_o(f, "created_at"), value)
 
 
-def _obs_created(f: Frames) -> ir.Table:
+def _obs_created(f: Frames) -> Obs:
     return _created(f, 1.0)
 
 
@@ -1172,43 +1200,43 @@ def _gmv_value(f: Frames) -> ir.Value:
     return ibis.ifelse(kept, _o(f, "amount").fill_null(0.0), 0.0)
 
 
-def _obs_gmv(f: Frames) -> ir.Table:
+def _obs_gmv(f: Frames) -> Obs:
     return _created(f, _gmv_value(f))
 
 
-def _obs_cancelled(f: Frames) -> ir.Table:
+def _obs_cancelled(f: Frames) -> Obs:
     return _created(f, _flag(_o(f, "cancelled_at").notnull()))
 
 
-def _obs_abnormal(f: Frames) -> ir.Table:
+def _obs_abnormal(f: Frames) -> Obs:
     return _created(f, _flag(_o(f, "exception_code").notnull()))
 
 
-def _obs_stockout(f: Frames) -> ir.Table:
+def _obs_stockout(f: Frames) -> Obs:
     return _created(f, _flag(_o(f, "exception_code") == "stockout"))
 
 
-def _obs_shipped(f: Frames) -> ir.Table:
+def _obs_shipped(f: Frames) -> Obs:
     return f.of_orders(_o(f, "shipped_at"), 1.0)
 
 
-def _obs_on_time_ship(f: Frames) -> ir.Table:
+def _obs_on_time_ship(f: Frames) -> Obs:
     shipped, deadline = _o(f, "shipped_at"), ship_deadline_expr(f, f.orders)
     on_time = ibis.ifelse(deadline.isnull(), ibis.null("float64"), _flag(shipped <= deadline))
     return f.of_orders(shipped, on_time)
 
 
-def _obs_handling(f: Frames) -> ir.Table:
+def _obs_handling(f: Frames) -> Obs:
     return f.of_orders(_o(f, "shipped_at"), _hours(_o(f, "paid_at"), _o(f, "shipped_at")))
 
 
-def _obs_lost_damaged(f: Frames) -> ir.Table:
+def _obs_lost_damaged(f: Frames) -> Obs:
     return f.of_orders(
         _o(f, "shipped_at"), _flag(_o(f, "exception_code").isin(["lost", "damaged"]))
     )
 
 
-def _obs_fill(f: Frames) -> tuple[ir.Table, ir.Table]:
+def _obs_fill(f: Frames) -> tuple[Obs, Obs]:
     lines = f.rows("order_lines", "shipped_at")
     if "qty_shipped" not in lines.columns:
         none = f.of_rows(lines, lines.o_shipped_at, 0.0, ibis.literal(False))
@@ -1218,21 +1246,21 @@ def _obs_fill(f: Frames) -> tuple[ir.Table, ir.Table]:
     return shipped, f.of_rows(lines, lines.o_shipped_at, lines.qty, judged)
 
 
-def _obs_on_time_delivery(f: Frames) -> ir.Table:
+def _obs_on_time_delivery(f: Frames) -> Obs:
     delivered, promise = _o(f, "delivered_at"), _o(f, "promised_delivery_by")
     on_time = ibis.ifelse(promise.isnull(), ibis.null("float64"), _flag(delivered <= promise))
     return f.of_orders(delivered, on_time)
 
 
-def _obs_transit(f: Frames) -> ir.Table:
+def _obs_transit(f: Frames) -> Obs:
     return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "shipped_at"), _o(f, "delivered_at")))
 
 
-def _obs_cycle(f: Frames) -> ir.Table:
+def _obs_cycle(f: Frames) -> Obs:
     return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "created_at"), _o(f, "delivered_at")))
 
 
-def _obs_perfect(f: Frames) -> ir.Table:
+def _obs_perfect(f: Frames) -> Obs:
     """Delivered on time, no exception, no complaint or after-sales case by the end of
     the delivery week, no line shipped short; orders without a promise are not judged."""
     orders = f.orders
@@ -1269,7 +1297,7 @@ def _obs_perfect(f: Frames) -> ir.Table:
     return f._observed(orders, delivered, value, None, f.segments(orders))
 
 
-def _delivered_orders(f: Frames) -> ir.Table:
+def _delivered_orders(f: Frames) -> Obs:
     return f.of_orders(_o(f, "delivered_at"), 1.0)
 
 
@@ -1279,33 +1307,33 @@ def _refund_value(cases: ir.Table) -> ir.Value:
     return cases.refund_amount.fill_null(0.0).cast("float64")
 
 
-def _obs_returns(f: Frames) -> tuple[ir.Table, ir.Table]:
+def _obs_returns(f: Frames) -> tuple[Obs, Obs]:
     cases = f.rows("after_sales")
     returned = f.of_rows(cases, cases.requested_at, _flag(cases.kind == "return"))
     return returned, _delivered_orders(f)
 
 
-def _obs_refunds(f: Frames) -> tuple[ir.Table, ir.Table]:
+def _obs_refunds(f: Frames) -> tuple[Obs, Obs]:
     cases = f.rows("after_sales")
     refunded = f.of_rows(cases, cases.requested_at, _flag(_refund_value(cases) > 0))
     return refunded, _delivered_orders(f)
 
 
-def _obs_tickets(f: Frames, category: str | None) -> tuple[ir.Table, ir.Table]:
+def _obs_tickets(f: Frames, category: str | None) -> tuple[Obs, Obs]:
     tickets = f.rows("tickets")
     value: Any = 1.0 if category is None else _flag(tickets.category == category)
     return f.of_rows(tickets, tickets.opened_at, value), _created(f, 1.0)
 
 
-def _obs_all_tickets(f: Frames) -> tuple[ir.Table, ir.Table]:
+def _obs_all_tickets(f: Frames) -> tuple[Obs, Obs]:
     return _obs_tickets(f, None)
 
 
-def _obs_complaints(f: Frames) -> tuple[ir.Table, ir.Table]:
+def _obs_complaints(f: Frames) -> tuple[Obs, Obs]:
     return _obs_tickets(f, "complaint")
 
 
-def _obs_ticket_hours(f: Frames, stage: str) -> ir.Table:
+def _obs_ticket_hours(f: Frames, stage: str) -> Obs:
     tickets = f.rows("tickets")
     start_col, end_col = TICKET_STAGES[stage]
     if end_col not in tickets.columns:
@@ -1313,27 +1341,27 @@ def _obs_ticket_hours(f: Frames, stage: str) -> ir.Table:
     return f.of_rows(tickets, tickets[end_col], _hours(tickets[start_col], tickets[end_col]))
 
 
-def _obs_first_response(f: Frames) -> ir.Table:
+def _obs_first_response(f: Frames) -> Obs:
     return _obs_ticket_hours(f, "first_response")
 
 
-def _obs_resolution(f: Frames) -> ir.Table:
+def _obs_resolution(f: Frames) -> Obs:
     return _obs_ticket_hours(f, "resolution")
 
 
-def _obs_csat(f: Frames) -> ir.Table:
+def _obs_csat(f: Frames) -> Obs:
     tickets = f.rows("tickets")
     if "csat" not in tickets.columns or "resolved_at" not in tickets.columns:
         return f.of_rows(tickets, tickets.opened_at, 0.0, ibis.literal(False))
     return f.of_rows(tickets, tickets.resolved_at, tickets.csat)
 
 
-def _obs_refund_amount(f: Frames) -> ir.Table:
+def _obs_refund_amount(f: Frames) -> Obs:
     cases = f.rows("after_sales")
     return f.of_rows(cases, cases.requested_at, _refund_value(cases))
 
 
-def _obs_case_cycle(f: Frames) -> ir.Table:
+def _obs_case_cycle(f: Frames) -> Obs:
     cases = f.rows("after_sales")
     if "closed_at" not in cases.columns:
         return f.of_rows(cases, cases.requested_at, 0.0, ibis.literal(False))
@@ -1341,17 +1369,16 @@ def _obs_case_cycle(f: Frames) -> ir.Table:
     return f.of_rows(cases, cases.closed_at, days)
 
 
-def _obs_net_revenue(f: Frames) -> ir.Table:
-    refunds = _obs_refund_amount(f)
-    return _obs_gmv(f).union(refunds.mutate(value=-refunds.value))
+def _obs_net_revenue(f: Frames) -> list[Obs]:
+    return [_obs_gmv(f), _obs_refund_amount(f).negated()]
 
 
-def _obs_settled(f: Frames) -> ir.Table:
+def _obs_settled(f: Frames) -> Obs:
     rows = f.rows("settlements")
     return f.of_rows(rows, rows.settled_at, rows.amount, rows.status == "settled")
 
 
-def _obs_settlement_lag(f: Frames) -> ir.Table:
+def _obs_settlement_lag(f: Frames) -> Obs:
     rows = f.rows("settlements", "delivered_at")
     lag = _hours(rows.o_delivered_at, rows.settled_at) / 24.0
     return f.of_rows(rows, rows.settled_at, lag, rows.status == "settled")
@@ -1518,11 +1545,105 @@ def _segment(obs: ir.Table, dim: str) -> ir.Value:
     return segment
 
 
-def _by_dim(obs: ir.Table, dims: Sequence[str], **values: Any) -> ir.Table:
-    """The observations once per segmentation, as (dimension, segment, week, **values).
+@dataclass
+class _Member:
+    """One KPI's share of a pass: its key, part (obs, num, den), kind and observations."""
 
-    A union of one projection per dimension: Ibis's unnest would number and re-join the
-    rows, several times slower on DuckDB."""
+    key: str
+    part: str
+    kind: str
+    obs: Obs
+    dims: tuple[str, ...]
+    q: float | None = None
+
+
+def _pass(f: Frames, members: list[_Member], additive: bool = False) -> ir.Table:
+    """One pass over rows observed at one event, for every KPI reading them: per
+    segmentation, scenario and week, for each KPI i its n{i} and the sums a{i}, b{i} of its
+    values and squares, or its quantile a{i} and standard error b{i} (NULL where the KPI
+    has no such segmentation)."""
+    first = members[0].obs
+    values: dict[str, ir.Value] = {}
+    for i, m in enumerate(members):
+        value = m.obs.value
+        if m.kind in ("count", "sum"):
+            value = value.fill_null(0.0)  # a kept row without a value adds nothing
+        keep = m.obs.keep
+        values[f"v{i}"] = value if keep is None else ibis.ifelse(keep, value, ibis.null("float64"))
+    rows = first.table.select(week=f.week(first.at), **first.segments, **values)
+    rows = f._in_scenarios(rows.filter(rows.week.notnull()), additive)
+    dims = list(dict.fromkeys(d for m in members for d in m.dims))
+    fractions = sorted({_fraction(x) for m in members if m.q is not None for x in _around(m.q)})
+    out = []
+    for dim in dims:
+        part = rows.select(
+            *_GROUP[:1],
+            dimension=ibis.literal(dim),
+            segment=_segment(rows, dim),
+            week=rows.week,
+            **{f"v{i}": rows[f"v{i}"] for i in range(len(members))},
+        )
+        part = part.filter(part.segment.notnull())
+        aggregates: dict[str, Any] = {}
+        for i, m in enumerate(members):
+            v = part[f"v{i}"]
+            if dim not in m.dims:
+                for name in ("n", "a", "b"):
+                    aggregates[f"{name}{i}"] = ibis.null("float64")
+                continue
+            aggregates[f"n{i}"] = v.count().cast("float64")
+            if m.q is None:
+                aggregates[f"a{i}"] = v.sum().fill_null(0.0)
+                aggregates[f"b{i}"] = (v * v).sum().fill_null(0.0)
+            else:
+                low, mid, high = (fractions.index(_fraction(x)) for x in _around(m.q))
+                qs = v.quantile(fractions)
+                spread = (qs[high] - qs[low]) / (fractions[high] - fractions[low])
+                se = (m.q * (1 - m.q) / v.count().cast("float64")).sqrt() * spread
+                aggregates[f"a{i}"], aggregates[f"b{i}"] = qs[mid], se
+        out.append(part.group_by(_GROUP).aggregate(**aggregates))
+    return ibis.union(*out)
+
+
+def _long_parts(members: list[_Member], wide: pd.DataFrame) -> pd.DataFrame:
+    """The wide result of a pass as rows of (kpi, part, scenario, dimension, segment, week,
+    n, s1, s2, qv, qse)."""
+    frames = []
+    for i, m in enumerate(members):
+        mine = wide[wide[f"n{i}"].notna()]
+        quantile = m.q is not None
+        frames.append(
+            pd.DataFrame(
+                {
+                    "kpi": m.key,
+                    "part": m.part,
+                    **{c: mine[c].to_numpy() for c in _GROUP},
+                    "n": mine[f"n{i}"].to_numpy(),
+                    "s1": np.nan if quantile else mine[f"a{i}"].to_numpy(),
+                    "s2": np.nan if quantile else mine[f"b{i}"].to_numpy(),
+                    "qv": mine[f"a{i}"].to_numpy() if quantile else np.nan,
+                    "qse": mine[f"b{i}"].to_numpy() if quantile else np.nan,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _fraction(x: float) -> float:
+    return round(min(max(x, 0.0), 1.0), 12)
+
+
+_H = 0.05  # bandwidth of a quantile's standard error, in fractions
+
+
+def _around(q: float) -> tuple[float, float, float]:
+    return (q - _H, q, q + _H)
+
+
+def _by_dim(obs: ir.Table, dims: Sequence[str], **values: Any) -> ir.Table:
+    """The observations once per segmentation, as (scenario, dimension, segment, week,
+    **values): a union of one projection per dimension (Ibis's unnest would number and
+    re-join the rows, several times slower on DuckDB)."""
     parts = []
     for dim in dims:
         rows = obs.select(
@@ -1534,46 +1655,6 @@ def _by_dim(obs: ir.Table, dims: Sequence[str], **values: Any) -> ir.Table:
         )
         parts.append(rows.filter(rows.segment.notnull()))
     return ibis.union(*parts)
-
-
-def _sums(key: str, part: str, obs: ir.Table, dims: Sequence[str], valued: bool) -> ir.Table:
-    """Per segment and week: n, sum of values, sum of squares (counts and sums keep rows
-    without a value as 0; means keep only rows with one)."""
-    if valued:
-        obs = obs.filter(obs.value.notnull())
-    rows = _by_dim(obs, dims, v=obs.value.fill_null(0.0))
-    sums = rows.group_by(_GROUP).aggregate(
-        n=rows.count(), s1=rows.v.sum(), s2=(rows.v * rows.v).sum()
-    )
-    return _uniform(key, part, sums)
-
-
-def _quantiles(keys: Mapping[str, float], obs: ir.Table, dims: Sequence[str]) -> list[ir.Table]:
-    """Per KPI of ``keys`` (key -> q): the q-quantile of each segment's week and its standard
-    error. The quantile interpolates linearly between the order statistics at q * (n - 1),
-    as numpy's default, DuckDB's quantile_cont and Spark's percentile all do. The error is
-    the sparsity estimate sqrt(q (1 - q) / n) * (Q(q + h) - Q(q - h)) / 2h with h = 0.05:
-    quantiles at fixed fractions, which every engine computes in one pass."""
-    obs = obs.filter(obs.value.notnull())
-    rows = _by_dim(obs, dims, v=obs.value)
-    fractions = sorted({min(max(f, 0.0), 1.0) for q in keys.values() for f in _around(q)})
-    stats = rows.group_by(_GROUP).aggregate(n=rows.count(), qs=rows.v.quantile(fractions))
-    out = []
-    for key, q in keys.items():
-        low, mid, high = (fractions.index(min(max(f, 0.0), 1.0)) for f in _around(q))
-        width = fractions[high] - fractions[low]
-        spread = stats.qs[high] - stats.qs[low]
-        se = (q * (1 - q) / stats.n.cast("float64")).sqrt() * spread / width
-        value = stats.select(*_GROUP, "n", qv=stats.qs[mid], qse=se)
-        out.append(_uniform(key, "obs", value))
-    return out
-
-
-_H = 0.05  # bandwidth of a quantile's standard error, in fractions
-
-
-def _around(q: float) -> tuple[float, float, float]:
-    return (q - _H, q, q + _H)
 
 
 def _levels(key: str, spans: ir.Table, dims: Sequence[str]) -> list[ir.Table]:
@@ -1611,28 +1692,46 @@ def _uniform(key: str, part: str, table: ir.Table) -> ir.Table:
     )
 
 
-def kpi_aggregates(frames: Frames, keys: Sequence[str]) -> ir.Table:
-    """The engine's part of the weekly series: per KPI, segment and week the sums (or the
-    quantile) that ``weekly_kpis`` finishes. One expression; nothing is computed yet."""
-    parts: list[ir.Table] = []
-    quantiles: dict[tuple[Any, tuple[str, ...]], dict[str, float]] = {}
+def kpi_aggregates(con: BaseBackend, frames: Frames, keys: Sequence[str]) -> pd.DataFrame:
+    """The engine's part of the weekly series: per KPI, scenario, segment and week the sums
+    (or the quantile) that ``weekly_kpis`` finishes; a few thousand rows.
+
+    KPIs that observe the same rows at the same event share one pass over them (volume,
+    GMV, cancellations and abnormal orders all read orders by their creation): one query
+    per pass, and one for the levels at week ends."""
+    levels: list[ir.Table] = []
+    passes: dict[tuple[Any, Any], list[_Member]] = {}
+
+    def add(key: str, part: str, kind: str, obs: Obs, dims: tuple[str, ...]) -> None:
+        q = {"median": 0.5, "p90": P90}.get(kind)
+        passes.setdefault(obs.source, []).append(_Member(key, part, kind, obs, dims, q))
+
     for key in keys:
         kpi = CATALOGUE[key]
         dims = (ALL, *kpi.dims)
-        if kpi.kind in ("median", "p90"):
-            q = 0.5 if kpi.kind == "median" else P90
-            quantiles.setdefault((kpi.observe, dims), {})[key] = q
-        elif kpi.kind == "level":
-            parts += _levels(key, kpi.observe(frames), dims)
+        observed = kpi.observe(frames)
+        if kpi.kind == "level":
+            levels += _levels(key, observed, dims)
         elif kpi.kind == "ratio":
-            num, den = kpi.observe(frames)
-            parts += [_sums(key, "num", num, dims, False), _sums(key, "den", den, dims, False)]
+            num, den = observed
+            add(key, "num", "sum", num, dims)
+            add(key, "den", "sum", den, dims)
         else:
-            parts.append(_sums(key, "obs", kpi.observe(frames), dims, kpi.kind == "mean"))
-    # A median and a P90 of the same observations share one ranking.
-    for (observe, dims), by_key in quantiles.items():
-        parts += _quantiles(by_key, observe(frames), dims)
-    return ibis.union(*parts)
+            for obs in observed if isinstance(observed, list) else [observed]:
+                add(key, "obs", kpi.kind, obs, dims)
+    results = []
+    for members in passes.values():
+        groups = [members]
+        if frames.scenarios:
+            # Sums subtract each segment's rows from all rows; quantiles cannot.
+            groups = [[m for m in members if m.q is None], [m for m in members if m.q]]
+        for group in groups:
+            if group:
+                wide = con.execute(_pass(frames, group, additive=group[0].q is None))
+                results.append(_long_parts(group, wide))
+    if levels:
+        results.append(con.execute(ibis.union(*levels)))
+    return pd.concat(results, ignore_index=True)
 
 
 def _frame_levels(orders: pd.DataFrame) -> dict[str, list[str]]:
@@ -1689,7 +1788,9 @@ def _finish(
     Poisson for a sum, binomial-like for a mean, order statistics for a quantile.
     """
     index = {name: i for i, name in enumerate(names)}
-    part = {p: rows[rows["part"] == p] for p in ("obs", "num", "den", "enter", "leave")}
+    empty = rows.iloc[:0]
+    found = dict(tuple(rows.groupby("part", sort=False)))
+    part = {p: found.get(p, empty) for p in ("obs", "num", "den", "enter", "leave")}
     nan = np.full((len(names), weeks), np.nan)
     if kpi.kind == "level":
         width = weeks + 1
@@ -1775,14 +1876,14 @@ def weekly_kpis_on(
     dimension "all"), week (label), value, n (observations behind the value: orders,
     tickets..., the denominator of a ratio, the count of a level), se (sampling standard
     error of the value: Poisson for counts and sums, binomial-like for means and ratios,
-    order statistics for quantiles; what the anomaly rules floor sigma by). KPIs whose tables are
-    absent are left out. Every order type is listed (none of a type: counts 0, rates NaN);
-    a segment's weeks before its first observation are NaN (a carrier new this week has no
-    history) and segments never observed are left out. Weeks starting before
-    ``created_from`` (KPIs placed by creation) or ``complete_from`` (all others) are NaN:
-    the data does not cover them fully. With ``lookback_days``, backlogs count at each
-    week's end only orders created up to that many days before the week's start.
-    ``levels`` orders each segment column's values (default: sorted).
+    the sparsity estimate for quantiles; what the anomaly rules floor sigma by). KPIs
+    whose tables are absent are left out. Every order type is listed (none of a type:
+    counts 0, rates NaN); a segment's weeks before its first observation are NaN (a
+    carrier new this week has no history) and segments never observed are left out.
+    Weeks starting before ``created_from`` (KPIs placed by creation) or ``complete_from``
+    (all others) are NaN: the data does not cover them fully. With ``lookback_days``,
+    backlogs count at each week's end only orders created up to that many days before
+    the week's start. ``levels`` orders each segment column's values (default: sorted).
     """
     return _series(
         con,
@@ -1831,6 +1932,22 @@ def weekly_kpis_without(
     return [series[i] for i in range(len(segments))]
 
 
+def _subtract_segments(aggregates: pd.DataFrame, scenarios: int) -> pd.DataFrame:
+    """Each scenario's additive figures as all rows' (scenario -1) minus its segment's rows;
+    its quantiles as computed."""
+    key = ["kpi", "part", "dimension", "segment", "week"]
+    every = aggregates[aggregates["scenario"] == _EVERY].set_index(key)[["n", "s1", "s2"]]
+    rest = aggregates[aggregates["scenario"] != _EVERY]
+    inside = rest["qv"].isna() & rest["s1"].notna()
+    parts = [rest[~inside]]
+    by_scenario = dict(tuple(rest[inside].groupby("scenario", sort=False)))
+    for scenario in range(scenarios):
+        mine = by_scenario.get(scenario, rest.iloc[:0]).set_index(key)[["n", "s1", "s2"]]
+        left = every.sub(mine.reindex(every.index, fill_value=0.0), fill_value=0.0)
+        parts.append(left.reset_index().assign(scenario=scenario, qv=np.nan, qse=np.nan))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _series(
     con: BaseBackend,
     tables: Mapping[str, ir.Table],
@@ -1853,7 +1970,14 @@ def _series(
         return {i: pd.DataFrame(columns=list(SERIES_COLUMNS)) for i in range(count)}
     instants = [pd.Timestamp(b, tz="UTC") for b in bounds]
     frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios)
-    aggregates = con.execute(kpi_aggregates(frames, wanted))
+    aggregates = kpi_aggregates(con, frames, wanted)
+    if aggregates.duplicated(["scenario", "kpi", "part", "dimension", "segment", "week"]).any():
+        # A KPI observed in several passes (net revenue: orders and cases) adds them up.
+        aggregates = aggregates.groupby(
+            ["scenario", "kpi", "part", "dimension", "segment", "week"], as_index=False, sort=False
+        ).agg({"n": "sum", "s1": "sum", "s2": "sum", "qv": "first", "qse": "first"})
+    if scenarios:
+        aggregates = _subtract_segments(aggregates, len(scenarios))
     by_scenario = dict(tuple(aggregates.groupby("scenario", sort=False)))
     out = {}
     for scenario in range(count):

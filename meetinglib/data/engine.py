@@ -93,7 +93,11 @@ def _duckdb(settings: EngineSettings) -> BaseBackend:
         config["memory_limit"] = settings.memory_limit
     if settings.threads:
         config["threads"] = settings.threads
-    return ibis.duckdb.connect(**config)
+    con = ibis.duckdb.connect(**config)
+    # No progress bar: in a notebook DuckDB draws it as a widget, whose script the
+    # handouts' Content-Security-Policy refuses.
+    con.raw_sql("SET enable_progress_bar = false")
+    return con
 
 
 def spark_session(settings: EngineSettings | None = None) -> Any:

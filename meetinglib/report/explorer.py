@@ -18,7 +18,7 @@ The slowest-orders table also lists orders still in the stage (started, not ende
 not cancelled), aged at the latest time stamp in the data (about when it was
 exported), because a stuck order is often the slowest of all.
 
-Speed: the graph and the variants of a selection equal flow.directly_follows and
+Speed: the graph and the variants of a selection equal flow_engine.directly_follows and
 flow.variants of the selected orders' events (the tests check this), but are summed
 from per-transition and per-case arrays prepared once, because rebuilding the
 event log for every widget change took seconds on a million orders. A change of the
@@ -377,7 +377,7 @@ def view_log(data: ExplorerData, mask: np.ndarray) -> pd.DataFrame:
 
 
 def edges_of(data: ExplorerData, mask: np.ndarray) -> pd.DataFrame:
-    """flow.directly_follows of the selected orders' events, from the prepared transitions."""
+    """flow_engine.directly_follows of the selected orders' events, from prepared transitions."""
     tr = data.transitions
     chosen = case_mask(data, mask)[tr.case]
     edge, hours = tr.edge[chosen], tr.hours[chosen]

@@ -182,7 +182,7 @@ def draw_dfg(
     highlight: tuple[str, str] | Literal["most_time"] | None = "most_time",
     note: str | None = None,
 ) -> Figure:
-    """The directly-follows graph of ``edges`` (flow.directly_follows columns) as a Figure.
+    """The directly-follows graph of ``edges`` (flow_engine.directly_follows) as a Figure.
 
     Edges with fewer than ``min_cases`` cases are left out (the caller says so in
     ``note``, printed under the graph with the legend). ``highlight`` is the edge drawn

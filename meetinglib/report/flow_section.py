@@ -38,7 +38,7 @@ from IPython.display import HTML, Image
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from meetinglib.analysis import flow
+from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import label_or, t
 from meetinglib.core.weeks import IsoWeek, Window
@@ -312,8 +312,8 @@ class FlowSection:
 
     @cached_property
     def edges(self) -> pd.DataFrame:
-        """flow.directly_follows of the transitions ending in the week."""
-        return flow.directly_follows(week_event_log(self.data.tables, self.window))
+        """flow_engine.directly_follows of the transitions ending in the week."""
+        return flow_engine.directly_follows(week_event_log(self.data.tables, self.window))
 
     # --- display -------------------------------------------------------------------------
 
