@@ -120,7 +120,7 @@ def test_files_are_byte_identical_across_runs_and_processes(tmp_path):
         assert _digests(here.folder) == _digests(again.folder) == there["files"], fmt
 
 
-def test_memory_holds_about_one_day_of_orders_whatever_the_number_of_weeks(tmp_path):
+def test_memory_holds_about_one_chunk_of_orders_whatever_the_number_of_weeks(tmp_path):
     # Every week of orders held at once (as a whole-span generator does) makes the peak
     # grow with the weeks: three times the weeks, about three times the peak. Written
     # chunk by chunk (here chunks of at most 2,000 orders, a day or two), the peak is

@@ -9,11 +9,12 @@ unshipped and undelivered orders just like a real export. Promise deadlines
 may lie after the export time.
 
 The same arguments and seed give identical files. Each concern draws from its own
-random stream per calendar week (orders, order lines, tickets, after-sales,
-settlements, incidents, volume), so switching the injected incidents on or off, or
-writing only some tables, leaves the history unchanged.
+random stream per chunk (orders, order lines, tickets, after-sales, settlements,
+incidents), so switching the injected incidents on or off, or writing only some
+tables, leaves the history unchanged.
 
-The span is generated a day at a time (a busy day in pieces) and written as it goes:
+The span is generated in chunks (runs of whole days up to _CHUNK_ORDERS orders, a
+busier day in pieces) and written as it goes:
 an order's later milestones (payment, shipping, delivery, settlement, tickets,
 after-sales, events) may fall into later weeks, and the rows of the time-sorted tables
 wait until no later order can precede them. Memory therefore follows the weekly volume,
@@ -292,9 +293,9 @@ def generate_sample(
     ``tables`` limits which canonical tables are written (default: all six); the data
     of a table does not depend on which others are written.
 
-    The span is generated one day of orders at a time and written as it goes, so
-    memory holds one day's orders plus the rows they produce for later days (mostly
-    settlements up to two weeks ahead), however many weeks are written.
+    The span is generated in chunks of at most _CHUNK_ORDERS orders and written as it
+    goes, so memory holds one chunk's orders plus the rows they produce for later days
+    (mostly settlements up to two weeks ahead), however many weeks are written.
     """
     started = time.perf_counter()
     wanted = _checked_arguments(weeks, orders_per_week, tz, fmt, tables)
@@ -952,7 +953,7 @@ def _order_ids(numbers: np.ndarray | None = None, first: int = 0) -> _Ids:
     return _Ids("SO", 9, numbers, _ORDER_ID_START + first)
 
 
-# --- one day of orders -----------------------------------------------------------------
+# --- one chunk of orders ---------------------------------------------------------------
 
 # Random streams: one per concern and chunk. The first chunk's are the seed's first six
 # children, as when the whole span was generated at once, so a span that fits in one
