@@ -1141,10 +1141,10 @@ class Frames:
 
 
 def _hours(start: ir.Value, end: ir.Value) -> ir.Value:
-    """Hours from start to end (whole seconds, as both engines count them); NULL when end
-    precedes start (a milestone out of order: validation flags the order, and only this
-    duration leaves the duration KPIs)."""
-    hours = (end.epoch_seconds() - start.epoch_seconds()).cast("float64") / 3600.0
+    """Hours from start to end (whole microseconds, as every engine counts them); NULL when
+    end precedes start (a milestone out of order: validation flags the order, and only
+    this duration leaves the duration KPIs)."""
+    hours = engine.hours_between(start, end)
     return ibis.ifelse(hours < 0, ibis.null("float64"), hours)
 
 
