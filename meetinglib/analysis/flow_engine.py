@@ -27,11 +27,10 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from meetinglib.analysis import flow
-from meetinglib.data.engine import EngineSettings, connect, frame_table
+from meetinglib.data.engine import EngineSettings, connect, frame_table, hours_between
 
 DFG_COLUMNS = ["source", "target", "cases", "count", "mean_h", "median_h", "p90_h"]
 QUANTILES = {"median_h": 0.5, "p90_h": 0.9}
-_US_PER_HOUR = 3_600_000_000
 
 
 def activity_rank(activity: ir.StringValue) -> ir.IntegerValue:
@@ -68,7 +67,7 @@ def transitions_expr(events: ir.Table, codes: ir.Table) -> ir.Table:
         case_id=coded.case_id,
         source=coded.code,
         target=coded.code.lead().over(in_case),
-        hours=after.delta(coded.timestamp, unit="microsecond") / _US_PER_HOUR,
+        hours=hours_between(coded.timestamp, after),
         first=ibis.row_number().over(in_case) == 0,
     )
 

@@ -1141,10 +1141,10 @@ class Frames:
 
 
 def _hours(start: ir.Value, end: ir.Value) -> ir.Value:
-    """Hours from start to end (whole seconds, as both engines count them); NULL when end
-    precedes start (a milestone out of order: validation flags the order, and only this
-    duration leaves the duration KPIs)."""
-    hours = (end.epoch_seconds() - start.epoch_seconds()).cast("float64") / 3600.0
+    """Hours from start to end (whole microseconds, as every engine counts them); NULL when
+    end precedes start (a milestone out of order: validation flags the order, and only
+    this duration leaves the duration KPIs)."""
+    hours = engine.hours_between(start, end)
     return ibis.ifelse(hours < 0, ibis.null("float64"), hours)
 
 
@@ -1633,11 +1633,20 @@ def _fraction(x: float) -> float:
     return round(min(max(x, 0.0), 1.0), 12)
 
 
-_H = 0.05  # bandwidth of a quantile's standard error, in fractions
+_H = 0.1  # widest bandwidth of a quantile's standard error, in fractions
 
 
 def _around(q: float) -> tuple[float, float, float]:
-    return (q - _H, q, q + _H)
+    """The fractions q - h, q, q + h behind a quantile and its standard error.
+
+    The error is the sparsity estimate sqrt(q (1 - q) / n) * (Q(q + h) - Q(q - h)) / 2h:
+    quantiles at fixed fractions, which every engine computes in the same pass. A wide
+    h keeps it honest for clustered values (delivery times bunched by day, where a narrow
+    one can fall inside one bunch and report no spread at all); h stays at most half the
+    way to 0 and 1, so that a P90's error never leans on the maximum.
+    """
+    h = min(_H, q / 2, (1 - q) / 2)
+    return (q - h, q, q + h)
 
 
 def _by_dim(obs: ir.Table, dims: Sequence[str], **values: Any) -> ir.Table:

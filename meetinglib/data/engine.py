@@ -138,6 +138,15 @@ def _which(program: str) -> str | None:
     return None
 
 
+US_PER_HOUR = 3_600_000_000
+
+
+def hours_between(start: ir.TimestampValue, end: ir.TimestampValue) -> ir.FloatingValue:
+    """Hours from ``start`` to ``end``, counted in whole microseconds: the same figure on
+    every engine (Spark's epoch seconds would drop the fractions of a second)."""
+    return end.delta(start, unit="microsecond").cast("float64") / US_PER_HOUR
+
+
 def frame_table(frame: pd.DataFrame) -> ir.Table:
     """``frame`` as an Ibis table any backend can run (a memtable; nothing is copied yet).
 
