@@ -447,15 +447,16 @@ def segment_orders(orders: pd.DataFrame, segment: Segment) -> np.ndarray:
     """Which orders belong to a segment of the KPI table (all orders for the overall)."""
     dimension, value, order_type = segment
     mask = np.ones(len(orders), dtype=bool)
+    # Compared as they are (categories or text): a cast to str of millions of rows took
+    # seconds per segment.
     if order_type != kpis.ALL:
-        mask &= (orders["order_type"].astype("str") == order_type).to_numpy(dtype=bool)
+        mask &= (orders["order_type"] == order_type).to_numpy(dtype=bool, na_value=False)
     if dimension != kpis.ALL:
         for column, part in zip(dimension.split("/"), value.split("/", 1), strict=False):
-            col = orders[column].astype("str")
             if part == kpis.MISSING:
                 mask &= orders[column].isna().to_numpy(dtype=bool)
             else:
-                mask &= (col == part).to_numpy(dtype=bool, na_value=False)
+                mask &= (orders[column] == part).to_numpy(dtype=bool, na_value=False)
     return mask
 
 
@@ -544,6 +545,10 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
         else:
             causes.append(cause)
             drops[cause] = drop
+    flagged_dims: dict[str, list[str]] = {}
+    for kpi, dimension, _segment, order_type in flags:
+        dim = "order_type" if order_type != kpis.ALL else dimension
+        flagged_dims.setdefault(kpi, []).append(dim)
     # Every cause's recomputation in one query: each series without one segment's orders.
     recomputed = kpis.weekly_kpis_without(
         data.tables,
@@ -554,6 +559,8 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
         created_from=created_from(data),
         complete_from=complete_history_start(data),
         con=engine.shared(data.params.engine),
+        # only the segmentations that hold a flag: the rest would be computed for nothing
+        dims=flagged_dims,
     )
     for cause, series in zip(causes, recomputed, strict=True):
         drop = drops[cause]

@@ -1701,7 +1701,18 @@ def _uniform(key: str, part: str, table: ir.Table) -> ir.Table:
     )
 
 
-def kpi_aggregates(con: BaseBackend, frames: Frames, keys: Sequence[str]) -> pd.DataFrame:
+def _dims(kpi: KpiDef, only: Mapping[str, Sequence[str]] | None) -> tuple[str, ...]:
+    """The segmentations of ``kpi`` to compute: all, or those ``only`` names for it."""
+    dims = (ALL, *kpi.dims)
+    return dims if only is None else tuple(d for d in dims if d in only.get(kpi.key, ()))
+
+
+def kpi_aggregates(
+    con: BaseBackend,
+    frames: Frames,
+    keys: Sequence[str],
+    dims: Mapping[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
     """The engine's part of the weekly series: per KPI, scenario, segment and week the sums
     (or the quantile) that ``weekly_kpis`` finishes; a few thousand rows.
 
@@ -1717,17 +1728,19 @@ def kpi_aggregates(con: BaseBackend, frames: Frames, keys: Sequence[str]) -> pd.
 
     for key in keys:
         kpi = CATALOGUE[key]
-        dims = (ALL, *kpi.dims)
+        kpi_dims = _dims(kpi, dims)
+        if not kpi_dims:
+            continue
         observed = kpi.observe(frames)
         if kpi.kind == "level":
-            levels += _levels(key, observed, dims)
+            levels += _levels(key, observed, kpi_dims)
         elif kpi.kind == "ratio":
             num, den = observed
-            add(key, "num", "sum", num, dims)
-            add(key, "den", "sum", den, dims)
+            add(key, "num", "sum", num, kpi_dims)
+            add(key, "den", "sum", den, kpi_dims)
         else:
             for obs in observed if isinstance(observed, list) else [observed]:
-                add(key, "obs", kpi.kind, obs, dims)
+                add(key, "obs", kpi.kind, obs, kpi_dims)
     results = []
     for members in passes.values():
         groups = [members]
@@ -1937,12 +1950,14 @@ def weekly_kpis_without(
     created_from: pd.Timestamp | None = None,
     complete_from: pd.Timestamp | None = None,
     con: BaseBackend | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
 ) -> list[pd.DataFrame]:
     """Per segment of ``segments``, the KPIs ``keys`` computed without that segment's orders
     (and the rows of other tables pointing at them), in one query for all segments.
 
     A segment maps segment columns to values ({"carrier": "EastPost", "region": "North"};
-    MISSING for an empty value); each result is shaped as ``weekly_kpis``'s.
+    MISSING for an empty value); each result is shaped as ``weekly_kpis``'s. ``dims``
+    (KPI -> segmentations, "all" included) limits each KPI to the segmentations named.
     """
     if not segments:
         return []
@@ -1957,6 +1972,7 @@ def weekly_kpis_without(
         complete_from=complete_from,
         levels=_frame_levels(tables["orders"]),
         scenarios=segments,
+        dims=dims,
     )
     return [series[i] for i in range(len(segments))]
 
@@ -1989,6 +2005,7 @@ def _series(
     lookback_days: float | None = None,
     levels: Mapping[str, Sequence[str]] | None = None,
     scenarios: Sequence[Mapping[str, str]] = (),
+    dims: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[int, pd.DataFrame]:
     bounds = _week_bounds(windows)
     labels = np.array([week_label(w) for w in windows], dtype=object)
@@ -1999,7 +2016,7 @@ def _series(
         return {i: pd.DataFrame(columns=list(SERIES_COLUMNS)) for i in range(count)}
     instants = [pd.Timestamp(b, tz="UTC") for b in bounds]
     frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios)
-    aggregates = kpi_aggregates(con, frames, wanted)
+    aggregates = kpi_aggregates(con, frames, wanted, dims)
     if aggregates.duplicated(["scenario", "kpi", "part", "dimension", "segment", "week"]).any():
         # A KPI observed in several passes (net revenue: orders and cases) adds them up.
         aggregates = aggregates.groupby(
@@ -2020,7 +2037,7 @@ def _series(
             cutoff = created_from if kpi.event == "created" else complete_from
             start = pd.Timestamp(cutoff).value if cutoff is not None else bounds[0]
             hidden = bounds[:-1] < start
-            for dim in (ALL, *kpi.dims):
+            for dim in _dims(kpi, dims):
                 rows = by_dim.get(dim, of_kpi.iloc[:0])
                 names = _names(dim, rows["segment"].dropna().unique().tolist(), levels)
                 value, n, se = _finish(kpi, rows, names, weeks)
