@@ -17,6 +17,7 @@ import pytest
 
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.errors import InputDataError
+from meetinglib.data import engine
 from tests.test_flow import FLOW_ROWS, LOOP_ROWS, make_log
 
 # source, target, cases, count, mean_h, median_h, p90_h (P90 by linear interpolation:
@@ -354,7 +355,7 @@ def test_spark_durations_are_exact_to_the_microsecond(spark_engine):
 @pytest.mark.spark
 def test_spark_equals_duckdb(spark_engine, sample_log):
     """The sample's graph on Spark: counts exact, hours within 1e-9 relative of DuckDB's."""
-    duck = flow_engine.directly_follows_on(flow_engine.embedded(), sample_log, start_end=True)
+    duck = flow_engine.directly_follows_on(engine.shared(), sample_log, start_end=True)
     spark = flow_engine.directly_follows_on(spark_engine, sample_log, start_end=True)
     assert len(duck) > 10
     pd.testing.assert_frame_equal(

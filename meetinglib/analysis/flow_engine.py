@@ -18,7 +18,6 @@ interpolation between the two values around it (numpy's and pandas' default).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import ibis
@@ -27,7 +26,7 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from meetinglib.analysis import flow
-from meetinglib.data.engine import EngineSettings, connect, frame_table, hours_between
+from meetinglib.data.engine import frame_table, hours_between, shared
 
 DFG_COLUMNS = ["source", "target", "cases", "count", "mean_h", "median_h", "p90_h"]
 QUANTILES = {"median_h": 0.5, "p90_h": 0.9}
@@ -199,16 +198,10 @@ def finish_edges(out: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)[DFG_COLUMNS]
 
 
-@lru_cache(maxsize=1)
-def embedded() -> BaseBackend:
-    """The process's embedded DuckDB backend for frames already in memory (opened once)."""
-    return connect(EngineSettings(kind="duckdb"))
-
-
 def directly_follows(log: pd.DataFrame, start_end: bool = False) -> pd.DataFrame:
     """The directly-follows graph of an event log frame, computed by embedded DuckDB.
 
     Columns DFG_COLUMNS (see the module docstring), sorted by count, descending; ties in
     business order of source, then target.
     """
-    return directly_follows_on(embedded(), log, start_end)
+    return directly_follows_on(shared(), log, start_end)

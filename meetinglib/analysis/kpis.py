@@ -54,7 +54,7 @@ import pyarrow.compute as pc
 from ibis.backends import BaseBackend
 
 from meetinglib.core.errors import InvalidParamError
-from meetinglib.core.schema import ORDER_TYPES, ORDERS, SCHEMAS, TICKET_CATEGORIES
+from meetinglib.core.schema import ORDER_TYPES, ORDERS, TICKET_CATEGORIES
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data import engine
 
@@ -1003,8 +1003,8 @@ class Obs:
 class Frames:
     """The canonical tables as Ibis tables, with the weeks and the SLA the observations use.
 
-    ``bounds``: the week starts and the last week's end (timezone-aware instants).
-    ``columns``: per table, the columns the source provides; others read as empty.
+    ``bounds``: the week starts and the last week's end (timezone-aware instants);
+    ``scenarios``: segments to set aside, one series each (see ``weekly_kpis_without``).
     """
 
     def __init__(
@@ -1025,14 +1025,12 @@ class Frames:
         self.week_seconds = lengths.pop() if len(lengths) == 1 else None
         self.orders = self.tables["orders"]
 
-    def has(self, table: str, column: str) -> bool:
-        return table in self.tables and column in self.tables[table].columns
-
-    def col(self, table: ir.Table, name: str, canonical: str = "orders") -> ir.Value:
-        """A column of ``table``; an optional canonical column the source lacks reads as empty."""
+    def col(self, table: ir.Table, name: str) -> ir.Value:
+        """A column of ``table`` (orders, or rows joined to them); an optional orders column
+        the source lacks reads as empty."""
         if name in table.columns:
             return table[name]
-        kind = SCHEMAS[canonical].column(name).kind
+        kind = ORDERS.column(name).kind
         dtype = {"timestamp": "timestamp('UTC')", "float": "float64"}.get(kind, "string")
         return ibis.null().cast(dtype)
 
@@ -1680,7 +1678,7 @@ def _levels(key: str, spans: ir.Table, dims: Sequence[str]) -> list[ir.Table]:
 
 
 def _uniform(key: str, part: str, table: ir.Table) -> ir.Table:
-    """One schema for every KPI's aggregates, so that one query returns them all."""
+    """A level KPI's sums in the schema every pass is finished from (see _long_parts)."""
     columns = table.columns
 
     def take(name: str, dtype: str) -> ir.Value:
@@ -1844,11 +1842,6 @@ def _finish(
     return value, n, np.sqrt(np.divide(variance, n, out=nan.copy(), where=n > 0))
 
 
-def default_engine() -> BaseBackend:
-    """The embedded DuckDB the library uses for frames already in memory (one per process)."""
-    return engine.shared()
-
-
 # The columns the catalogue reads, per table; the others (events, SKUs, reasons...) need
 # not be handed to the engine, which at a million orders a week saves gigabytes.
 KPI_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -1887,7 +1880,7 @@ def weekly_kpis(
     """
     frames = _engine_frames(tables)
     return weekly_kpis_on(
-        con or default_engine(),
+        con or engine.shared(),
         frames,
         windows,
         ship_sla_hours,
@@ -1963,7 +1956,7 @@ def weekly_kpis_without(
         return []
     frames = _engine_frames(tables)
     series = _series(
-        con or default_engine(),
+        con or engine.shared(),
         frames,
         windows,
         ship_sla_hours,
