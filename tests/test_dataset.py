@@ -28,6 +28,7 @@ import pytest
 from meetinglib.core.errors import NoDataError, TooManyQuarantinedError
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week, orders_loaded, selection_window
 
 FIXTURE = Path(__file__).parent / "data" / "validate" / "week_csv"
@@ -363,3 +364,14 @@ def test_report_week_past_the_limit_warns_in_the_headline(tmp_path):
     assert bad == 14  # lines 903..1001 with a number divisible by 7
     note = DataReport(data, "en").headline_note().data
     assert f"Data quality warning: {bad} of 100 orders rows of this week (14.0%)" in note
+
+
+def test_engine_tables_hold_the_loaded_rows(week_data):
+    # Counted by the engine, against the pandas frames the same load produced.
+    con = engine.shared(week_data.params.engine)
+    tables = week_data.engine_tables()
+    assert set(tables) == set(week_data.tables)
+    for name, frame in week_data.tables.items():
+        assert con.execute(tables[name].count()) == len(frame), name
+    ids = con.execute(tables["orders"].select("order_id"))["order_id"]
+    assert sorted(ids) == sorted(week_data.tables["orders"]["order_id"].astype(str))

@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundEr
 from meetinglib.core.params import Params, SlaParams, load_params
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
-from meetinglib.data import sources
+from meetinglib.data import engine, sources
 from meetinglib.data.sources import SourceInfo
 from meetinglib.data.validate import (
     QualityReport,
@@ -49,6 +50,9 @@ from meetinglib.data.validate import (
     set_aside_in,
     validate_table,
 )
+
+if TYPE_CHECKING:
+    import ibis.expr.types as ir
 
 SNAPSHOT_FORMAT = 1
 META_FILE = "meta.json"
@@ -69,6 +73,19 @@ class WeekData:
     # Canonical columns each table's source provides (mapped, constant or derived); a table
     # not listed provides all. KPIs needing a column not provided are "not available".
     columns: dict[str, list[str]] = field(default_factory=dict)
+    _engine_tables: dict[str, ir.Table] | None = field(default=None, repr=False, compare=False)
+
+    def engine_tables(self) -> dict[str, ir.Table]:
+        """The canonical tables as tables of the engine (Ibis), built once per load.
+
+        What the KPIs and sections compute on: expressions over them run on the params'
+        engine (``engine.shared(params.engine)``) and only their aggregates come back.
+        """
+        if self._engine_tables is None:
+            self._engine_tables = {
+                name: engine.frame_table(frame) for name, frame in self.tables.items()
+            }
+        return self._engine_tables
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether the source provides ``column`` of ``table`` (absent tables provide none)."""
