@@ -18,7 +18,9 @@ XLSX sources are read whole; Parquet and SQL only the window's rows), so
 ``loaded == kept + quarantined`` holds per table; the window is applied after.
 
 ``WeekData.save``/``WeekData.load`` hand one validated load to several notebooks:
-Parquet per table and per quarantined table, plus ``meta.json``.
+Parquet per table and per quarantined table, plus ``meta.json``. ``load_week`` writes
+those files as it validates (tables the engine validates never pass through pandas;
+see ``load_engine``), and ``WeekData.tables`` reads a table into pandas only when asked.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from meetinglib.data.validate import (
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+    from ibis.backends import BaseBackend
 
 SNAPSHOT_FORMAT = 1
 META_FILE = "meta.json"
@@ -82,6 +85,7 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
         self.dtypes = dtypes
         self._frames: dict[str, pd.DataFrame] = dict(frames or {})
         self._owner = owner
+        self._engine: dict[int, dict[str, ir.Table]] = {}
 
     def path(self, name: str) -> Path:
         """The Parquet file of table ``name``."""
@@ -106,6 +110,13 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
     def clear(self) -> None:
         """Forget the tables read into pandas (the files stay)."""
         self._frames.clear()
+
+    def engine_tables(self, con: BaseBackend) -> dict[str, ir.Table]:
+        """The tables as tables of ``con`` over the snapshot's files, built once per engine."""
+        key = id(con)
+        if key not in self._engine:
+            self._engine[key] = {name: con.read_parquet(self.path(name)) for name in self}
+        return self._engine[key]
 
 
 @dataclass
@@ -134,8 +145,7 @@ class WeekData:
         tables = self.tables
         if isinstance(tables, SnapshotTables):
             # Read where they lie: the snapshot's files, never a pandas copy.
-            con = engine.shared(self.params.engine)
-            return {name: con.read_parquet(tables.path(name)) for name in tables}
+            return tables.engine_tables(engine.shared(self.params.engine))
         if self._engine_tables is None:
             self._engine_tables = {
                 name: engine.frame_table(frame) for name, frame in tables.items()
