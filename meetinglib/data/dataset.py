@@ -275,7 +275,11 @@ def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        shutil.copyfile(source, target)
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            # Name the file being written (a full disk is the target's), not the source.
+            raise OSError(exc.errno, exc.strerror, str(target)) from None
 
 
 def _dtypes_of(frame: pd.DataFrame) -> dict[str, object]:

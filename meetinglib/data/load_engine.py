@@ -318,7 +318,7 @@ def screen(plan: Plan, schema: TableSchema) -> Screen:
     keyed = bool(schema.key) and all(k in text for k in schema.key)
     dirty: set[str] = set()
     prints: list[np.ndarray] = []
-    positions: list[np.ndarray] = []
+    starts: list[int] = []  # position of each fingerprinted row group's first row
     if not text:
         return Screen(dirty, None)
     for i, (path, groups) in enumerate(zip(plan.files, plan.groups, strict=True)):
@@ -339,9 +339,7 @@ def screen(plan: Plan, schema: TableSchema) -> Screen:
                             combined[span] = _spread((combined[span] ^ fp) * _MIX)
                 if combined is not None:
                     prints.append(combined)
-                    positions.append(
-                        np.arange(offsets[g], offsets[g + 1], dtype=np.int64) + i * _FILE_STRIDE
-                    )
+                    starts.append(int(offsets[g]) + i * _FILE_STRIDE)
     if not keyed or any(k in dirty for k in schema.key):
         return Screen(dirty, None)
     if not prints:
@@ -352,7 +350,11 @@ def screen(plan: Plan, schema: TableSchema) -> Screen:
     if not len(repeated):
         return Screen(dirty, np.zeros(0, dtype=np.int64))
     at = np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)
-    return Screen(dirty, np.concatenate(positions)[repeated[at] == hashes])
+    found = np.flatnonzero(repeated[at] == hashes)
+    # Index in the fingerprints -> position: the row group it falls in, plus the offset.
+    firsts = np.concatenate([[0], np.cumsum([len(p) for p in prints])])
+    group = np.searchsorted(firsts, found, side="right") - 1
+    return Screen(dirty, np.asarray(starts, dtype=np.int64)[group] + (found - firsts[group]))
 
 
 def _chunks(column: pa.ChunkedArray) -> list[tuple[int, pa.Array]]:
