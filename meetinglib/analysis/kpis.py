@@ -976,6 +976,8 @@ _SEGMENT_NAMES = [*(_SEG + c for c in SEGMENT_COLUMNS), _LOADED]
 _GROUP = ["scenario", "dimension", "segment", "week"]
 _SUMS = ["n", "s1", "s2", "qv", "qse"]  # the figures of an aggregate row
 _Z = 1.96  # the 95% interval behind a quantile's standard error
+# The order columns every KPI reading a table needs with its rows (see Frames.rows).
+_ORDER_COLUMNS = {"order_lines": ("shipped_at",), "settlements": ("delivered_at",)}
 
 
 @dataclass(frozen=True)
@@ -1024,6 +1026,7 @@ class Frames:
         self.week_seconds = lengths.pop() if len(lengths) == 1 else None
         self.micros = [int(pd.Timestamp(b).value // 1000) for b in self.bounds]
         self.orders = self.tables["orders"]
+        self._rows: dict[tuple[str, tuple[str, ...]], ir.Table] = {}
 
     def col(self, table: ir.Table, name: str) -> ir.Value:
         """A column of ``table`` (orders, or rows joined to them); an optional orders column
@@ -1080,15 +1083,22 @@ class Frames:
         """``table`` with its order's segments (``seg_*``) and ``order_columns`` (``o_*``).
 
         Rows whose order is not loaded keep empty segments: they count in "all" only.
+        One join per table, whatever the KPI asks for: KPIs observing the same table at
+        the same event then share one pass (settled amounts and settlement lags).
         """
-        rows = self.tables[table]
-        wanted = {
-            **self.segments(self.orders),
-            **{f"o_{c}": self.col(self.orders, c) for c in order_columns},
-        }
-        orders = self.orders.select(o_order_id=self.orders.order_id, **wanted)
-        joined = rows.left_join(orders, rows.order_id == orders.o_order_id)
-        return joined.mutate(**{_LOADED: joined.o_order_id.notnull()}).drop("o_order_id")
+        columns = tuple(dict.fromkeys([*_ORDER_COLUMNS.get(table, ()), *order_columns]))
+        key = (table, columns)
+        if key not in self._rows:
+            rows = self.tables[table]
+            wanted = {
+                **self.segments(self.orders),
+                **{f"o_{c}": self.col(self.orders, c) for c in columns},
+            }
+            orders = self.orders.select(o_order_id=self.orders.order_id, **wanted)
+            joined = rows.left_join(orders, rows.order_id == orders.o_order_id)
+            loaded = joined.mutate(**{_LOADED: joined.o_order_id.notnull()})
+            self._rows[key] = loaded.drop("o_order_id")
+        return self._rows[key]
 
     def of_rows(self, rows: ir.Table, at: ir.Value, value: Any, keep: Any = None) -> Obs:
         """Observations of another table's rows (from ``rows``): week of ``at``, ``value``."""
@@ -1602,10 +1612,22 @@ def _fine_sums(f: Frames, members: list[_Member]) -> ir.Table:
     return rows.group_by(keys).aggregate(**aggregates)
 
 
-def _quantile_pass(f: Frames, members: list[_Member]) -> ir.Table:
+@dataclass(frozen=True)
+class _QuantilePass:
+    """A quantile pass: its query, the fractions it computes, and for each member the
+    index of the value it reads (members reading the same values share one aggregate:
+    a median and a P90 of the same durations sort them once)."""
+
+    table: ir.Table
+    fractions: list[float]
+    value_of: list[int]
+
+
+def _quantile_pass(f: Frames, members: list[_Member]) -> _QuantilePass:
     """One pass over rows observed at one event, for every quantile KPI reading them: per
-    segmentation, segment and week, for each KPI i and scenario j its n{i}_{j}, quantile
-    a{i}_{j} and standard error b{i}_{j} (NULL where the KPI has no such segmentation).
+    segmentation, segment and week, for each distinct value k and scenario j the count
+    n{k}_{j} and the quantiles q{k}_{j} at every fraction any member needs (NULL where
+    no member reading the value has that segmentation).
 
     Without segments to set aside there is one scenario (0), every row; with them,
     scenario j counts the rows outside segment j: one filtered aggregate per segment in
@@ -1613,29 +1635,29 @@ def _quantile_pass(f: Frames, members: list[_Member]) -> ir.Table:
     rows = _observed_rows(f, members)
     dims = list(dict.fromkeys(d for m in members for d in m.dims))
     fractions = sorted({_fraction(x) for m in members if m.q is not None for x in _around(m.q)})
+    first: dict[tuple[Any, Any], int] = {}
+    value_of = []
+    for i, m in enumerate(members):
+        keep = None if m.obs.keep is None else m.obs.keep.op()
+        value_of.append(first.setdefault((m.obs.value.op(), keep), i))
     out = []
     for dim in dims:
         part = rows.mutate(dimension=ibis.literal(dim), segment=_segment(rows, dim))
         part = part.filter(part.segment.notnull())
         outside = [_outside(part, scenario) for scenario in f.scenarios] or [None]
         aggregates: dict[str, Any] = {}
-        for i, m in enumerate(members):
-            v = part[f"v{i}"]
+        for k in sorted(set(value_of)):
+            wanted = any(dim in m.dims for m, kk in zip(members, value_of, strict=True) if kk == k)
+            v = part[f"v{k}"]
             for j, where in enumerate(outside):
-                name = f"{i}_{j}"
-                if dim not in m.dims or m.q is None:
-                    for prefix in ("n", "a", "b"):
-                        aggregates[prefix + name] = ibis.null("float64")
+                if not wanted:
+                    aggregates[f"n{k}_{j}"] = ibis.null("float64")
+                    aggregates[f"q{k}_{j}"] = ibis.null("array<float64>")
                     continue
-                low, mid, high = (fractions.index(_fraction(x)) for x in _around(m.q))
-                count = v.count(where=where).cast("float64")
-                qs = v.quantile(fractions, where=where)
-                spread = (qs[high] - qs[low]) / (fractions[high] - fractions[low])
-                aggregates["n" + name] = count
-                aggregates["a" + name] = qs[mid]
-                aggregates["b" + name] = (m.q * (1 - m.q) / count).sqrt() * spread
+                aggregates[f"n{k}_{j}"] = v.count(where=where).cast("float64")
+                aggregates[f"q{k}_{j}"] = v.quantile(fractions, where=where)
         out.append(part.group_by(["dimension", "segment", "week"]).aggregate(**aggregates))
-    return ibis.union(*out)
+    return _QuantilePass(ibis.union(*out), fractions, value_of)
 
 
 def _outside(rows: ir.Table, scenario: Mapping[str, str]) -> ir.BooleanValue:
@@ -1714,13 +1736,27 @@ def _sums_long(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _quantiles_long(members: list[_Member], wide: pd.DataFrame, scenarios: int) -> pd.DataFrame:
+def _quantiles_long(
+    members: list[_Member], done: _QuantilePass, wide: pd.DataFrame, scenarios: int
+) -> pd.DataFrame:
     """The wide result of a quantile pass as rows of (kpi, part, scenario, dimension,
-    segment, week, n, s1, s2, qv, qse)."""
+    segment, week, n, s1, s2, qv, qse): each member's quantile and its standard error,
+    the sparsity estimate sqrt(q (1 - q) / n) * (Q(q + h) - Q(q - h)) / 2h (``_around``)."""
     frames = []
+    fractions = done.fractions
     for i, m in enumerate(members):
+        k, q = done.value_of[i], float(m.q or 0.0)
+        low, mid, high = (fractions.index(_fraction(x)) for x in _around(q))
         for j in range(scenarios):
-            mine = wide[wide[f"n{i}_{j}"].notna()]
+            mine = wide[wide[f"n{k}_{j}"].notna() & wide["dimension"].isin(m.dims)]
+            qs = np.full((len(mine), len(fractions)), np.nan)
+            for row, found in enumerate(mine[f"q{k}_{j}"]):
+                if found is not None and len(found):
+                    qs[row] = np.asarray(found, dtype="float64")
+            n = mine[f"n{k}_{j}"].to_numpy(dtype="float64")
+            spread = (qs[:, high] - qs[:, low]) / (fractions[high] - fractions[low])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                se = np.sqrt(q * (1 - q) / n) * spread
             frames.append(
                 pd.DataFrame(
                     {
@@ -1728,11 +1764,11 @@ def _quantiles_long(members: list[_Member], wide: pd.DataFrame, scenarios: int) 
                         "part": m.part,
                         "scenario": j,
                         **{c: mine[c].to_numpy() for c in ("dimension", "segment", "week")},
-                        "n": mine[f"n{i}_{j}"].to_numpy(),
+                        "n": n,
                         "s1": np.nan,
                         "s2": np.nan,
-                        "qv": mine[f"a{i}_{j}"].to_numpy(),
-                        "qse": mine[f"b{i}_{j}"].to_numpy(),
+                        "qv": qs[:, mid],
+                        "qse": se,
                     }
                 )
             )
@@ -1854,8 +1890,9 @@ def kpi_aggregates(
             fine = con.execute(_fine_sums(frames, sums))
             results.append(_sums_long(sums, fine, scenarios))
         if quantiles:
-            wide = con.execute(_quantile_pass(frames, quantiles))
-            results.append(_quantiles_long(quantiles, wide, max(len(scenarios), 1)))
+            done = _quantile_pass(frames, quantiles)
+            wide = con.execute(done.table)
+            results.append(_quantiles_long(quantiles, done, wide, max(len(scenarios), 1)))
     if levels:
         columns = _segment_columns([d for ds in level_dims.values() for d in ds], scenarios)
         union = ibis.union(
