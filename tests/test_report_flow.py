@@ -361,3 +361,71 @@ def test_both_injected_incidents_lead_new_this_week_on_a_longer_sample(long_samp
         ("paid_shipped", "warehouse", "WH-South", None),
         ("shipped_delivered", "carrier", "EastPost", "region"),
     }
+
+
+# --- the graph on the engine ---------------------------------------------------------------
+
+
+def _milestone_edges_by_pandas(orders: pd.DataFrame, returns: pd.DataFrame, window) -> pd.DataFrame:
+    """Transitions ending in the week from the milestone columns and the return steps."""
+    steps = [
+        orders[["order_id", col]].rename(columns={col: "timestamp"}).assign(activity=name)
+        for col, name in flow.MILESTONES.items()
+    ]
+    steps += [
+        returns[["order_id", col]].rename(columns={col: "timestamp"}).assign(activity=name)
+        for col, name in (("requested_at", "return_requested"), ("closed_at", "return_closed"))
+    ]
+    log = pd.concat(steps, ignore_index=True).dropna(subset=["timestamp"])
+    log["order_id"] = log["order_id"].astype(str)
+    log["rank"] = log["activity"].map({a: i for i, a in enumerate(flow.ACTIVITY_ORDER)})
+    log = log.sort_values(["order_id", "timestamp", "rank"])
+    by_order = log.groupby("order_id")
+    log["source"] = by_order["activity"].shift()
+    log["since"] = by_order["timestamp"].shift()
+    inside = log["timestamp"].ge(window.start) & log["timestamp"].lt(window.end)
+    moves = log[inside & log["source"].notna()].copy()
+    moves["hours"] = (moves["timestamp"] - moves["since"]).dt.total_seconds() / 3600
+    out = moves.groupby(["source", "activity"]).agg(
+        cases=("order_id", "nunique"),
+        count=("hours", "size"),
+        mean_h=("hours", "mean"),
+        median_h=("hours", "median"),
+        p90_h=("hours", lambda h: h.quantile(0.9)),
+    )
+    return out.reset_index().rename(columns={"activity": "target"})
+
+
+def test_week_graph_from_milestones_on_the_engine_equals_a_pandas_walk(week_data):
+    tables = {name: week_data.tables[name] for name in ("orders", "after_sales")}
+    data = WeekData(week_data.params, week_data.week, tables, QualityReport(), [])
+    got = FlowSection(data, "en").edges
+    want = _milestone_edges_by_pandas(tables["orders"], tables["after_sales"], data.window)
+    assert len(got) >= 5 and got["count"].sum() > 1000
+    key = ["source", "target"]
+    got = got.sort_values(key).reset_index(drop=True)
+    want = want.sort_values(key).reset_index(drop=True)[got.columns]
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-9)
+
+
+def test_week_event_log_takes_engine_tables(week_data):
+    from_frames = week_event_log(week_data.tables, week_data.window)
+    from_engine = week_event_log(week_data.engine_tables(), week_data.window)
+    pd.testing.assert_frame_equal(from_engine, from_frames)
+    # the graph of that log is the section's graph
+    edges = flow_engine.directly_follows(from_engine)
+    pd.testing.assert_frame_equal(edges, FlowSection(week_data, "en").edges, rtol=1e-12)
+
+
+@pytest.mark.spark
+def test_week_graph_on_spark_equals_duckdb(spark_engine, section, week_data):
+    """flow_edges.csv's figures on Spark: counts exact, hours within 1e-9 relative."""
+    start, end = week_data.window.start, week_data.window.end
+    log = flow_engine.week_log_expr(week_data.engine_tables(), start, end)
+    spark = flow_engine.directly_follows_on(spark_engine, log, ending_in=(start, end))
+    duck = section.edges
+    assert len(duck) > 5
+    pd.testing.assert_frame_equal(
+        spark[["source", "target", "cases", "count"]], duck[["source", "target", "cases", "count"]]
+    )
+    pd.testing.assert_frame_equal(spark, duck, rtol=1e-9, atol=0)

@@ -18,9 +18,11 @@ interpolation between the two values around it (numpy's and pandas' default).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 from ibis.backends import BaseBackend
@@ -30,6 +32,77 @@ from meetinglib.data.engine import frame_table, hours_between, shared
 
 DFG_COLUMNS = ["source", "target", "cases", "count", "mean_h", "median_h", "p90_h"]
 QUANTILES = {"median_h": 0.5, "p90_h": 0.9}
+
+
+def instant(stamp: pd.Timestamp) -> ir.TimestampScalar:
+    """A tz-aware instant as an engine literal in UTC, comparable with the tables' instants."""
+    return ibis.literal(stamp.tz_convert("UTC"), type="timestamp('UTC')")
+
+
+def _steps(table: ir.Table, columns: Mapping[str, str]) -> list[ir.Table]:
+    """One log part per time column present: its non-empty cells as events of the order."""
+    parts = []
+    for col, activity in columns.items():
+        if col in table.columns:
+            rows = table.filter(table[col].notnull() & table.order_id.notnull())
+            parts.append(
+                rows.select(
+                    case_id=rows.order_id.cast("string"),
+                    activity=ibis.literal(activity, "string"),
+                    timestamp=rows[col].cast(_INSTANT),
+                )
+            )
+    return parts
+
+
+# instants to the microsecond, as every engine keeps them (frames may bring nanoseconds)
+_INSTANT = dt.Timestamp(timezone="UTC", scale=6)
+_RETURN_COLUMNS = dict(zip(("requested_at", "closed_at"), flow.RETURN_STEPS, strict=True))
+
+
+def event_log_expr(
+    orders: ir.Table, events: ir.Table | None = None, after_sales: ir.Table | None = None
+) -> ir.Table:
+    """The event log as a table: case_id (text), activity (text), timestamp (instant).
+
+    As flow.event_log, in no row order: the ``events`` table when there is one, else one
+    event per non-empty milestone of ``orders``; ``after_sales`` adds return_requested
+    at requested_at and return_closed at closed_at. Rows with an empty order number,
+    activity or time are no event.
+    """
+    if events is not None:
+        kept = events.filter(
+            events.order_id.notnull() & events.activity.notnull() & events.timestamp.notnull()
+        )
+        parts = [
+            kept.select(
+                case_id=kept.order_id.cast("string"),
+                activity=kept.activity.cast("string"),
+                timestamp=kept.timestamp.cast(_INSTANT),
+            )
+        ]
+    else:
+        parts = _steps(orders, flow.MILESTONES)
+    if after_sales is not None:
+        parts += _steps(after_sales, _RETURN_COLUMNS)
+    log = parts[0]
+    for part in parts[1:]:
+        log = log.union(part)
+    return log
+
+
+def week_log_expr(
+    tables: Mapping[str, ir.Table], start: pd.Timestamp, end: pd.Timestamp
+) -> ir.Table:
+    """The whole event log of the cases with an event in ``[start, end)`` (see event_log_expr).
+
+    ``tables``: orders, and events and after_sales when the source has them. A
+    transition ending in the window needs the case's event before it, however early.
+    """
+    log = event_log_expr(tables["orders"], tables.get("events"), tables.get("after_sales"))
+    inside = log.filter((log.timestamp >= instant(start)) & (log.timestamp < instant(end)))
+    cases = inside.select("case_id").distinct()
+    return log.filter(log.case_id.isin(cases.case_id))
 
 
 def activity_rank(activity: ir.StringValue) -> ir.IntegerValue:
@@ -46,10 +119,11 @@ def activity_codes(events: ir.Table) -> ir.Table:
 
 
 def transitions_expr(events: ir.Table, codes: ir.Table) -> ir.Table:
-    """Every event with the next one of its case: case_id, source, target, hours, first.
+    """Every event with the next one of its case: case_id, source, target, hours, first, at.
 
-    source and target are activity codes (``codes``, see activity_codes); target and
-    hours are NULL on a case's last event; first marks a case's first event.
+    source and target are activity codes (``codes``, see activity_codes); target, hours
+    and at (the target's time, UTC wall time) are NULL on a case's last event; first
+    marks a case's first event.
     """
     plain = events.select(
         case_id=events.case_id.cast("string"),
@@ -68,6 +142,7 @@ def transitions_expr(events: ir.Table, codes: ir.Table) -> ir.Table:
         target=coded.code.lead().over(in_case),
         hours=hours_between(coded.timestamp, after),
         first=ibis.row_number().over(in_case) == 0,
+        at=after,
     )
 
 
@@ -80,17 +155,28 @@ def _rank_quantile(hours: ir.FloatingValue, i: Any, n: Any, after: Any, q: float
     return ibis.ifelse(i == low, value, ibis.null("float64"))
 
 
-def directly_follows_expr(events: ir.Table, start_end: bool = False) -> ir.Table:
+def directly_follows_expr(
+    events: ir.Table,
+    start_end: bool = False,
+    ending_in: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> ir.Table:
     """The directly-follows graph of an event log table, as one expression.
 
     ``events`` has the columns case_id, activity and timestamp (no empty cells). Columns
     as DFG_COLUMNS, in no particular row order. With ``start_end`` the artificial edges
     flow.START -> first activity and last activity -> flow.END are added (cases = count
-    = cases starting or ending there; durations NULL).
+    = cases starting or ending there; durations NULL). With ``ending_in`` = (start, end)
+    only the transitions whose later event falls in ``[start, end)`` count (no start and
+    end edges then).
     """
+    if start_end and ending_in is not None:
+        raise ValueError("start and end edges belong to whole cases, not to a window")
     codes = activity_codes(events)
     steps = transitions_expr(events, codes)
     edges = steps.filter(steps.target.notnull())
+    if ending_in is not None:
+        low, high = (instant(t).cast("timestamp") for t in ending_in)
+        edges = edges.filter((edges.at >= low) & (edges.at < high))
     counts = edges.group_by(["source", "target"]).aggregate(
         cases=edges.case_id.nunique().cast("int64"),
         count=edges.count().cast("int64"),
@@ -154,7 +240,10 @@ def directly_follows_expr(events: ir.Table, start_end: bool = False) -> ir.Table
 
 
 def directly_follows_on(
-    con: BaseBackend, events: pd.DataFrame | ir.Table, start_end: bool = False
+    con: BaseBackend,
+    events: pd.DataFrame | ir.Table,
+    start_end: bool = False,
+    ending_in: tuple[pd.Timestamp, pd.Timestamp] | None = None,
 ) -> pd.DataFrame:
     """directly_follows_expr run by ``con``: columns DFG_COLUMNS, sorted as flow sorts.
 
@@ -164,7 +253,7 @@ def directly_follows_on(
     if isinstance(events, pd.DataFrame):
         flow.check_log(events)
         events = frame_table(_plain_log(events))
-    frame = con.to_pandas(directly_follows_expr(events, start_end))
+    frame = con.to_pandas(directly_follows_expr(events, start_end, ending_in))
     return finish_edges(frame)
 
 

@@ -29,11 +29,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import ibis.expr.types as ir
 import matplotlib
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from ibis.backends import BaseBackend
 from IPython.display import HTML, Image
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -43,6 +43,7 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import label_or, t
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData
+from meetinglib.data.engine import frame_table, shared
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.data_report import chart
@@ -81,41 +82,27 @@ def transitions_into(log: pd.DataFrame, window: Window) -> pd.DataFrame:
     return log[keep].reset_index(drop=True)
 
 
-def week_event_log(tables: Mapping[str, pd.DataFrame], window: Window) -> pd.DataFrame:
-    """The event log of the transitions ending in ``window`` (see the module docstring)."""
-    orders = tables["orders"]
-    events = tables.get("events")
-    after_sales = tables.get("after_sales")
-    if events is not None:
-        ids = [events["order_id"][_any_in(events, ("timestamp",), window)]]
-    else:
-        ids = [orders["order_id"][_any_in(orders, flow.MILESTONES, window)]]
-    if after_sales is not None:
-        ids.append(after_sales["order_id"][_any_in(after_sales, _RETURN_TIMES, window)])
-    wanted = pc.unique(pa.concat_arrays([_arrow_ids(i) for i in ids]))
-    orders_in = orders[_member(orders["order_id"], wanted)]
-    events_in = None if events is None else events[_member(events["order_id"], wanted)]
-    returns_in = (
-        None if after_sales is None else after_sales[_member(after_sales["order_id"], wanted)]
+def week_event_log(
+    tables: Mapping[str, pd.DataFrame | ir.Table], window: Window, con: BaseBackend | None = None
+) -> pd.DataFrame:
+    """The event log of the transitions ending in ``window`` (see the module docstring).
+
+    Computed by the engine (``con``, default the shared DuckDB) from ``tables`` (frames
+    or engine tables): only the events of the cases with an event in the window come
+    back, sorted as flow.event_log sorts, times in the window's timezone.
+    """
+    on_engine = {
+        name: frame_table(table) if isinstance(table, pd.DataFrame) else table
+        for name, table in tables.items()
+        if name in ("orders", "events", "after_sales")
+    }
+    log = (con or shared()).to_pandas(
+        flow_engine.week_log_expr(on_engine, window.start, window.end)
     )
-    log = flow.event_log(orders_in, events_in, returns_in)
-    return transitions_into(log, window)
-
-
-def _arrow_ids(ids: pd.Series) -> pa.Array:
-    """Order numbers as one Arrow large_string array."""
-    arr = pa.array(ids.astype("str").array)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], pa.large_string())
-    return arr.cast(pa.large_string())
-
-
-def _member(ids: pd.Series, wanted: pa.Array) -> np.ndarray:
-    """Which ids are among ``wanted`` (Arrow's hash set: pandas' isin on text loops in Python)."""
-    return pc.is_in(_arrow_ids(ids), value_set=wanted).to_numpy(zero_copy_only=False)
-
-
-_RETURN_TIMES = ("requested_at", "closed_at")
+    log["timestamp"] = log["timestamp"].dt.tz_convert(window.start.tz)
+    empty = pd.DataFrame(columns=["order_id", "created_at"])
+    sorted_log = flow.event_log(empty, log.rename(columns={"case_id": "order_id"}))
+    return transitions_into(sorted_log, window)
 
 
 def _any_in(frame: pd.DataFrame, columns, window: Window) -> np.ndarray:
@@ -312,8 +299,19 @@ class FlowSection:
 
     @cached_property
     def edges(self) -> pd.DataFrame:
-        """flow_engine.directly_follows of the transitions ending in the week."""
-        return flow_engine.directly_follows(week_event_log(self.data.tables, self.window))
+        """flow_engine's directly-follows graph of the transitions ending in the week.
+
+        Computed by the params' engine on the week's engine tables; only the edges
+        come back.
+        """
+        start, end = self.window.start, self.window.end
+        log = flow_engine.week_log_expr(self.data.engine_tables(), start, end)
+        return flow_engine.directly_follows_on(self.engine, log, ending_in=(start, end))
+
+    @property
+    def engine(self) -> BaseBackend:
+        """The params' engine (embedded DuckDB unless params say otherwise)."""
+        return shared(self.data.params.engine)
 
     # --- display -------------------------------------------------------------------------
 
