@@ -105,15 +105,6 @@ def week_event_log(
     return transitions_into(sorted_log, window)
 
 
-def _any_in(frame: pd.DataFrame, columns, window: Window) -> np.ndarray:
-    """Rows with any of ``columns`` (those present) inside the window."""
-    mask = np.zeros(len(frame), dtype=bool)
-    for col in columns:
-        if col in frame.columns:
-            mask = mask | window.contains(frame[col]).to_numpy(dtype=bool, na_value=False)
-    return mask
-
-
 def complete_history(orders: pd.DataFrame, history: Window) -> Window:
     """``history`` from the first week that starts at least 7 days after the first order.
 
@@ -121,10 +112,15 @@ def complete_history(orders: pd.DataFrame, history: Window) -> Window:
     those days, the quick ones; a baseline including them would look too fast.
     """
     first = orders["created_at"].min()
-    if pd.isna(first):
+    return history_after(None if pd.isna(first) else first, history)
+
+
+def history_after(first: pd.Timestamp | None, history: Window) -> Window:
+    """complete_history given the first order's creation time (None: no order)."""
+    if first is None:
         return history
     tz = str(history.start.tz)
-    ready = IsoWeek.containing(first + pd.Timedelta(days=7)).next().start(tz)
+    ready = IsoWeek.containing(first.tz_convert(tz) + pd.Timedelta(days=7)).next().start(tz)
     return Window(min(max(history.start, ready), history.end), history.end)
 
 
@@ -218,9 +214,9 @@ class FlowSection:
         self.lang = lang or data.params.language
         self.top = top
         self.window = data.window
-        orders = data.tables["orders"]
         earliest = data.history_weeks[0].start(data.tz)
-        self.history = complete_history(orders, Window(earliest, self.window.start))
+        first = flow_engine.first_created(self.engine, self.orders)
+        self.history = history_after(first, Window(earliest, self.window.start))
 
     @property
     def previous_weeks(self) -> int:
@@ -238,14 +234,6 @@ class FlowSection:
         return t(key, self.lang, **fields)
 
     # --- cached computation -------------------------------------------------------------
-
-    @cached_property
-    def stages(self) -> pd.DataFrame:
-        """flow.stage_frame of the orders with a stage ending in the history or the week."""
-        orders = self.data.tables["orders"]
-        span = Window(self.history.start, self.window.end)
-        ends = sorted({end for _, end in flow.STAGES.values()})
-        return flow.stage_frame(orders[_any_in(orders, ends, span)])
 
     @cached_property
     def baseline_weeks(self) -> list[Window]:
@@ -278,14 +266,10 @@ class FlowSection:
         """
         if not self.baseline_weeks:
             return pd.DataFrame(columns=flow.FINDING_COLUMNS)
-        orders = self.data.tables["orders"]
         weeks = [*self.baseline_weeks, self.window]
-        starts = sorted({start for start, _ in flow.STAGES.values()})
-        # only orders with a stage starting in the compared weeks take part
-        span = Window(weeks[0].start, self.window.end)
-        return flow.week_findings(
-            orders[_any_in(orders, starts, span)], weeks, self.rules, lang=self.lang
-        )
+        # the cohort sums per cell come from the engine; ranking and folding run on them
+        sums = flow_engine.cohort_sums_on(self.engine, self.orders, weeks)
+        return flow.week_findings(None, weeks, self.rules, lang=self.lang, data=sums)
 
     def group(self, name: str) -> pd.DataFrame:
         """The root findings of one group ("new" or "usual"), in rank order."""
@@ -307,6 +291,11 @@ class FlowSection:
         start, end = self.window.start, self.window.end
         log = flow_engine.week_log_expr(self.data.engine_tables(), start, end)
         return flow_engine.directly_follows_on(self.engine, log, ending_in=(start, end))
+
+    @property
+    def orders(self) -> ir.Table:
+        """The orders as a table of the engine."""
+        return self.data.engine_tables()["orders"]
 
     @property
     def engine(self) -> BaseBackend:
@@ -371,18 +360,24 @@ class FlowSection:
         found = self.bottlenecks[self.bottlenecks["rank"] > 0] if len(self.bottlenecks) else None
         if found is None or found.empty:
             return chart(plots.message(self._t("flow_section.chart.empty"), lang=self.lang))
-        frame = self.stages
         before_window = Window(self.baseline_weeks[0].start, self.window.start)
+        roots = list(found.itertuples(index=False))
+        asks = []
+        for row in roots:
+            segment = {row.dimension: row.value}
+            if isinstance(row.dimension_2, str):
+                segment[row.dimension_2] = row.value_2
+            asks += [(row.stage, segment, self.window), (row.stage, segment, before_window)]
+            asks.append((row.stage, {}, self.window))
+        stats = flow_engine.stage_summaries(self.engine, self.orders, self.data.tz, asks)
+        boxes = [_box_of(r) for r in stats.itertuples(index=False)]
         this_week, before, overall, names = [], [], [], []
-        for row in found.itertuples(index=False):
-            mask = segment_mask(frame, row)
-            now = stage_hours(frame, row.stage, self.window)
-            then = stage_hours(frame, row.stage, before_window)
-            this_week.append(_box(now[mask]))
-            earlier = then[mask]
-            enough = int((~np.isnan(earlier)).sum()) >= MIN_PREVIOUS_ORDERS
-            before.append(_box(earlier) if enough else None)
-            overall.append(float(np.nanmedian(now)) if (~np.isnan(now)).any() else math.nan)
+        for i, row in enumerate(roots):
+            now, then, everyone = boxes[3 * i : 3 * i + 3]
+            this_week.append(now)
+            enough = then is not None and stats["orders"].iloc[3 * i + 1] >= MIN_PREVIOUS_ORDERS
+            before.append(then if enough else None)
+            overall.append(everyone["med"] if everyone is not None else math.nan)
             stage = self._t(f"flow.stage.{row.stage}")
             group = self._t(f"flow_section.tag.{row.group}")
             names.append(f"{group}: {stage}\n{segment_label(row, self.lang)}")
@@ -453,13 +448,18 @@ class FlowSection:
 # --- chart ---------------------------------------------------------------------------------
 
 
-def _box(hours: np.ndarray) -> dict[str, float] | None:
-    """Box statistics for matplotlib's bxp: quartiles, whiskers at P10 and P90."""
-    hours = hours[~np.isnan(hours)]
-    if len(hours) == 0:
+def _box_of(stats: Any) -> dict[str, Any] | None:
+    """Box statistics for matplotlib's bxp from a stage_summaries row (None: no order)."""
+    if stats.orders == 0:
         return None
-    p10, q1, med, q3, p90 = np.quantile(hours, [0.1, 0.25, 0.5, 0.75, 0.9])
-    return {"whislo": p10, "q1": q1, "med": med, "q3": q3, "whishi": p90, "fliers": []}
+    return {
+        "whislo": stats.p10_h,
+        "q1": stats.q1_h,
+        "med": stats.median_h,
+        "q3": stats.q3_h,
+        "whishi": stats.p90_h,
+        "fliers": [],
+    }
 
 
 def _paired_boxes(
