@@ -52,23 +52,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from ibis.backends import BaseBackend
 
+from meetinglib.analysis import sections
 from meetinglib.core.errors import InvalidParamError
-from meetinglib.core.schema import ORDER_TYPES, ORDERS, TICKET_CATEGORIES
+from meetinglib.core.schema import ORDER_TYPES, ORDERS
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data import engine
 
-# stage id -> (start milestone, end milestone); the end milestone places an order in a week.
-STAGES: dict[str, tuple[str, str]] = {
-    "created_paid": ("created_at", "paid_at"),
-    "paid_shipped": ("paid_at", "shipped_at"),
-    "shipped_delivered": ("shipped_at", "delivered_at"),
-    "created_delivered": ("created_at", "delivered_at"),
-}
-STAGE_COLUMNS = ("count", "median_h", "p90_h", "mean_h")
-PARETO_COLUMNS = ("count", "rate", "share", "cumulative_share")
-# Level for orders with an empty dimension value; handouts show the label "word.missing".
-MISSING = "(missing)"
-P90 = 0.9
+# The breakdowns' constants live with their engine definitions (``sections``).
+STAGES = sections.STAGES
+STAGE_COLUMNS = sections.STAGE_COLUMNS
+PARETO_COLUMNS = sections.PARETO_COLUMNS
+MISSING = sections.MISSING
+P90 = sections.P90
+SCORECARD_COLUMNS = sections.SCORECARD_COLUMNS
+EXAMPLE_COLUMNS = sections.EXAMPLE_COLUMNS
+EXAMPLE_STATUSES = sections.EXAMPLE_STATUSES
+AGING_BUCKETS = sections.AGING_BUCKETS
 
 Unit = Literal["orders", "currency", "share", "hours", "days", "per_1000", "score"]
 
@@ -120,25 +119,16 @@ def _check_aware(when: pd.Timestamp) -> pd.Timestamp:
     return when
 
 
-def _dimension(orders: pd.DataFrame, by: str) -> tuple[pd.Series, list[Any]]:
-    """Values of ``by`` (empty -> MISSING) and every known level of it, in display order."""
-    values = _col(orders, by)
-    levels: list[Any] = []
-    if by in ORDERS.names and ORDERS.column(by).allowed:
-        levels += list(ORDERS.column(by).allowed or ())
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        levels += list(values.cat.categories)
-    levels += sorted(values.dropna().unique().tolist(), key=str)
-    levels = list(dict.fromkeys(levels))
-    filled = values.astype(object).where(values.notna(), MISSING)
-    return filled, [*levels, MISSING]
+def _on_engine(frame: pd.DataFrame) -> ir.Table:
+    """A frame as an engine table, for the breakdowns the engine computes (``sections``)."""
+    return engine.frame_table(frame)
 
 
-def _without_empty_missing(frame: Any, count_column: str | None = None) -> Any:
-    """Drop the MISSING level when no order falls under it (an all-zero row is noise)."""
-    at_missing = frame.index.get_level_values(0) == MISSING
-    counts = frame if count_column is None else frame[count_column]
-    return frame if np.asarray(counts)[at_missing].any() else frame[~at_missing]
+def _categories(frame: pd.DataFrame, column: str) -> list[str]:
+    """The categories of a categorical column (values known though absent), else none."""
+    if column in frame.columns and isinstance(frame[column].dtype, pd.CategoricalDtype):
+        return [str(c) for c in frame[column].cat.categories]
+    return []
 
 
 # --- volume ----------------------------------------------------------------------------
@@ -152,28 +142,16 @@ def orders_created(orders: pd.DataFrame, window: Window) -> int:
 def order_volume_by_day(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Orders created per local day of the window x order type, plus "total"; unit orders.
 
-    Index: every calendar day of the window in the window's timezone (days without orders
-    are 0); columns: the order types in schema order, then "total" (all orders created
-    that day, equal to the sum of the type columns for validated data).
+    See ``sections.order_volume_by_day``, which the engine runs on ``orders``.
     """
-    created = orders.loc[_created_in(orders, window), ["created_at", "order_type"]]
-    day = created["created_at"].dt.tz_convert(window.start.tz).dt.normalize()
-    order_type = created["order_type"].astype(object)
-    by_type = pd.crosstab(day, order_type) if len(created) else pd.DataFrame(index=day)
-    days = window.days.rename("day")
-    table = by_type.reindex(index=days, columns=list(ORDER_TYPES), fill_value=0)
-    table["total"] = day.value_counts().reindex(days, fill_value=0)
-    table.columns = pd.Index(table.columns, name="order_type")
-    return table.astype("int64")
+    return sections.order_volume_by_day(engine.shared(), _on_engine(orders), window)
 
 
 def order_volume_by(orders: pd.DataFrame, window: Window, by: str) -> pd.Series:
     """Orders created in the window per value of ``by`` (channel, order_type...), unit orders."""
-    values, levels = _dimension(orders, by)
-    counts = values[_created_in(orders, window)].value_counts()
-    counts = counts.reindex(levels, fill_value=0).astype("int64")
-    counts.index.name, counts.name = by, "orders"
-    return _without_empty_missing(counts)
+    return sections.order_volume_by(
+        engine.shared(), _on_engine(orders), window, by, _categories(orders, by)
+    )
 
 
 def gmv(orders: pd.DataFrame, window: Window) -> float:
@@ -216,39 +194,12 @@ def stage_hours(orders: pd.DataFrame, window: Window, stage: str) -> pd.Series:
 
 
 def stage_durations(orders: pd.DataFrame, window: Window, by: str | None = None) -> pd.DataFrame:
-    """Count, median, P90 (numpy linear) and mean hours per stage, by END milestone in window.
+    """Count, median, P90 (linear) and mean hours per stage, by END milestone in window.
 
-    One row per stage of ``STAGES`` (orders missing either milestone excluded); with ``by``
-    a MultiIndex (by value, stage) listing every known value of ``by``. No order in a
-    stage gives count 0 and NaN statistics.
+    See ``sections.stage_durations``, which the engine runs on ``orders``.
     """
-    parts = []
-    dim = _dimension(orders, by) if by else None
-    for stage in STAGES:
-        ended, hours = _stage_ended(orders, window, stage)
-        part = pd.DataFrame({"stage": stage, "hours": hours.to_numpy()})
-        if dim is not None:
-            part[by] = dim[0].to_numpy()[ended]
-        parts.append(part)
-    long = pd.concat(parts, ignore_index=True)
-    keys = [by, "stage"] if by else ["stage"]
-    grouped = long.groupby(keys, sort=False)["hours"]
-    stats = pd.DataFrame(
-        {
-            "count": grouped.count(),
-            "median_h": grouped.median(),
-            "p90_h": grouped.quantile(P90, interpolation="linear"),
-            "mean_h": grouped.mean(),
-        }
-    )
-    if by and dim is not None:
-        full = pd.MultiIndex.from_product([dim[1], list(STAGES)], names=keys)
-    else:
-        full = pd.Index(list(STAGES), name="stage")
-    stats = stats.reindex(full)
-    stats["count"] = stats["count"].fillna(0).astype("int64")
-    stats = stats.astype({c: "float64" for c in STAGE_COLUMNS[1:]})
-    return _without_empty_missing(stats, "count") if by else stats
+    levels = _categories(orders, by) if by else []
+    return sections.stage_durations(engine.shared(), _on_engine(orders), window, by, levels)
 
 
 def _stage_quantile(orders: pd.DataFrame, window: Window, stage: str, q: float) -> float:
@@ -318,16 +269,9 @@ def backlog_by(
     orders: pd.DataFrame, when: pd.Timestamp, ship_sla_hours: float, by: str
 ) -> pd.DataFrame:
     """Backlog and overdue backlog at ``when`` per value of ``by``; unit orders."""
-    values, levels = _dimension(orders, by)
-    flags = pd.DataFrame(
-        {
-            "backlog": _backlog_mask(orders, when),
-            "overdue": _overdue_mask(orders, when, ship_sla_hours),
-        }
-    )
-    table = flags.groupby(values).sum().reindex(levels, fill_value=0).astype("int64")
-    table.index.name = by
-    return _without_empty_missing(table, "backlog")
+    table = _on_engine(orders)
+    levels = _categories(orders, by)
+    return sections.backlog_by(engine.shared(), table, when, ship_sla_hours, by, levels)
 
 
 # --- delivery ---------------------------------------------------------------------------
@@ -355,20 +299,7 @@ def late_delivery_by(orders: pd.DataFrame, window: Window, rows: str, cols: str)
 
     Orders delivered in the window; only cells with deliveries; unit orders and share.
     """
-    judged, late = _delivered_judged(orders, window)
-    row_values, _ = _dimension(orders, rows)
-    col_values, _ = _dimension(orders, cols)
-    flags = pd.DataFrame(
-        {
-            rows: row_values[judged].to_numpy(),
-            cols: col_values[judged].to_numpy(),
-            "delivered": 1,
-            "late": late[judged].to_numpy().astype("int64"),
-        }
-    )
-    table = flags.groupby([rows, cols], sort=True)[["delivered", "late"]].sum()
-    table["late_rate"] = table["late"] / table["delivered"]
-    return table
+    return sections.late_delivery_by(engine.shared(), _on_engine(orders), window, rows, cols)
 
 
 # --- abnormal orders -------------------------------------------------------------------
@@ -377,21 +308,9 @@ def late_delivery_by(orders: pd.DataFrame, window: Window, rows: str, cols: str)
 def abnormal_orders(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Pareto of exception_code over orders created in the window: count, rate, share, cum.
 
-    rate = count / orders created in the window; share = count / abnormal orders; rows by
-    count descending then code; an empty frame with the same columns when none.
+    See ``sections.abnormal_orders``, which the engine runs on ``orders``.
     """
-    created = _created_in(orders, window)
-    codes = _col(orders, "exception_code")[created].dropna().astype(object)
-    counts = codes.value_counts()
-    table = pd.DataFrame(
-        {"count": counts.to_numpy(dtype="int64")},
-        index=pd.Index(counts.index.astype(str), dtype="str", name="exception_code"),
-    )
-    table = table.sort_index().sort_values("count", ascending=False, kind="stable")
-    table["rate"] = table["count"] / max(int(created.sum()), 1)
-    table["share"] = table["count"] / max(int(table["count"].sum()), 1)
-    table["cumulative_share"] = table["share"].cumsum()
-    return table.astype({c: "float64" for c in PARETO_COLUMNS[1:]})
+    return sections.abnormal_orders(engine.shared(), _on_engine(orders), window)
 
 
 def abnormal_rate(orders: pd.DataFrame, window: Window) -> float:
@@ -422,37 +341,25 @@ def transit_p90_h(orders: pd.DataFrame, window: Window) -> float:
 # --- shares of the orders created, by a dimension ---------------------------------------
 
 
-def _created_share_by(
-    orders: pd.DataFrame, window: Window, by: str, flag: pd.Series, name: str
-) -> pd.DataFrame:
-    values, levels = _dimension(orders, by)
-    created = _created_in(orders, window)
-    flags = pd.DataFrame({"created": created, name: created & flag})
-    table = flags.groupby(values).sum().reindex(levels, fill_value=0).astype("int64")
-    table["rate"] = table[name] / table["created"].where(table["created"] > 0)
-    table.index.name = by
-    return _without_empty_missing(table, "created")
-
-
 def cancellations_by(orders: pd.DataFrame, window: Window, by: str) -> pd.DataFrame:
     """Per value of ``by``: orders created in the window, cancelled (any time), rate = ratio.
 
     Units orders and share (NaN for a value without orders). Event: created_at.
     """
-    cancelled = _col(orders, "cancelled_at").notna()
-    return _created_share_by(orders, window, by, cancelled, "cancelled")
+    levels = _categories(orders, by)
+    return sections.cancellations_by(engine.shared(), _on_engine(orders), window, by, levels)
 
 
 def abnormal_by(orders: pd.DataFrame, window: Window, by: str) -> pd.DataFrame:
     """Per value of ``by``: orders created in the window, abnormal (exception_code set), rate."""
-    abnormal = _col(orders, "exception_code").notna()
-    return _created_share_by(orders, window, by, abnormal, "abnormal")
+    levels = _categories(orders, by)
+    return sections.abnormal_by(engine.shared(), _on_engine(orders), window, by, levels)
 
 
 def stockouts_by(orders: pd.DataFrame, window: Window, by: str) -> pd.DataFrame:
     """Per value of ``by``: orders created in the window, with exception stockout, rate."""
-    stockout = (_col(orders, "exception_code").astype(object) == "stockout").astype(bool)
-    return _created_share_by(orders, window, by, stockout, "stockout")
+    levels = _categories(orders, by)
+    return sections.stockouts_by(engine.shared(), _on_engine(orders), window, by, levels)
 
 
 def stockout_orders(orders: pd.DataFrame, window: Window) -> int:
@@ -461,69 +368,15 @@ def stockout_orders(orders: pd.DataFrame, window: Window) -> int:
     return int((_created_in(orders, window) & (codes == "stockout")).sum())
 
 
-EXAMPLE_COLUMNS = (
-    "order_id",
-    "order_type",
-    "exception_code",
-    "warehouse",
-    "carrier",
-    "created_at",
-    "status",
-    "hours_late",
-    "amount",
-)
-EXAMPLE_STATUSES = ("not_shipped", "in_transit", "delivered", "cancelled")
-
-
 def abnormal_examples(
     orders: pd.DataFrame, window: Window, ship_sla_hours: float, limit: int = 10
 ) -> pd.DataFrame:
     """Abnormal orders created in the window that most need follow-up, worst first.
 
-    Status at the window's end: not_shipped, in_transit, delivered or cancelled (milestones
-    before the end). hours_late at the end: past the ship deadline (not shipped), past
-    promised_delivery_by (in transit; delivered: when it arrived), 0 when not late, NaN when
-    cancelled or without a promise. Open orders come first, then by hours_late and amount.
+    See ``sections.abnormal_examples``, which the engine runs on ``orders``.
     """
-    end = window.end
-    created = _created_in(orders, window) & _col(orders, "exception_code").notna()
-    o = orders.loc[created]
-    shipped = _col(o, "shipped_at") < end
-    delivered = _col(o, "delivered_at") < end
-    cancelled = (_col(o, "cancelled_at") < end) & ~delivered
-    status = np.select(
-        [cancelled, delivered, shipped], ["cancelled", "delivered", "in_transit"], "not_shipped"
-    )
-    ship_late = (end - ship_deadline(o, ship_sla_hours)).dt.total_seconds()
-    promise = _col(o, "promised_delivery_by")
-    transit_late = (end - promise).dt.total_seconds()
-    arrival_late = (_col(o, "delivered_at") - promise).dt.total_seconds()
-    late = np.select(
-        [status == "not_shipped", status == "in_transit", status == "delivered"],
-        [ship_late, transit_late, arrival_late],
-        np.nan,
-    )
-    table = pd.DataFrame(
-        {
-            "order_id": o["order_id"].astype("str"),
-            "order_type": _col(o, "order_type").astype(object),
-            "exception_code": _col(o, "exception_code").astype(object),
-            "warehouse": _col(o, "warehouse").astype(object),
-            "carrier": _col(o, "carrier").astype(object),
-            "created_at": o["created_at"],
-            "status": status,
-            "hours_late": np.clip(late / 3600.0, 0.0, None),
-            "amount": _col(o, "amount").astype("float64"),
-        }
-    )
-    table["_open"] = np.isin(status, ("not_shipped", "in_transit"))
-    table = table.sort_values(
-        ["_open", "hours_late", "amount", "order_id"],
-        ascending=[False, False, False, True],
-        na_position="last",
-        kind="stable",
-    )
-    return table.drop(columns="_open").head(limit).reset_index(drop=True)
+    table = _on_engine(orders)
+    return sections.abnormal_examples(engine.shared(), table, window, ship_sla_hours, limit)
 
 
 def abnormal_by_week(orders: pd.DataFrame, windows: list[Window]) -> pd.DataFrame:
@@ -531,16 +384,7 @@ def abnormal_by_week(orders: pd.DataFrame, windows: list[Window]) -> pd.DataFram
 
     Index: week labels of ``windows`` (consecutive); weeks without abnormal orders are 0.
     """
-    bounds = _week_bounds(windows)
-    week = _week_of(orders["created_at"], bounds)
-    codes = _col(orders, "exception_code").astype(object)
-    keep = (week >= 0) & codes.notna().to_numpy()
-    table = pd.crosstab(week[keep], codes[keep].to_numpy())
-    table = table.reindex(index=range(len(windows)), fill_value=0)
-    table = table[table.sum().sort_values(ascending=False, kind="stable").index]
-    table.index = pd.Index([week_label(w) for w in windows], dtype="str", name="week")
-    table.columns = pd.Index([str(c) for c in table.columns], dtype="str", name="exception_code")
-    return table.astype("int64")
+    return sections.abnormal_by_week(engine.shared(), _on_engine(orders), windows)
 
 
 # --- perfect order ------------------------------------------------------------------------
@@ -607,49 +451,12 @@ def lost_damaged_rate(orders: pd.DataFrame, window: Window) -> float:
     return _rate((shipped & codes.isin(("lost", "damaged"))).sum(), shipped.sum())
 
 
-SCORECARD_COLUMNS = (
-    "shipped",
-    "delivered",
-    "on_time_delivery_rate",
-    "transit_median_h",
-    "transit_p90_h",
-    "lost_damaged_rate",
-)
-
-
 def carrier_scorecard(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     """Per carrier: shipped, delivered, on-time delivery, transit median/P90, lost/damaged.
 
-    shipped and lost_damaged_rate by shipped_at in the window; the rest by delivered_at (see
-    ``on_time_delivery_rate``, ``transit_median_h``). Units orders, share, hours. One row per
-    carrier with a shipment or a delivery in the window, a carrier new this week included.
+    See ``sections.carrier_scorecard``, which the engine runs on ``orders``.
     """
-    values, _ = _dimension(orders, "carrier")
-    shipped = window.contains(_col(orders, "shipped_at"))
-    delivered = window.contains(_col(orders, "delivered_at"))
-    judged, late = _delivered_judged(orders, window)
-    codes = _col(orders, "exception_code").astype(object)
-    transit = (_col(orders, "delivered_at") - _col(orders, "shipped_at")).dt.total_seconds() / 3600
-    flags = pd.DataFrame(
-        {
-            "shipped": shipped,
-            "delivered": delivered,
-            "judged": judged,
-            "on_time": judged & ~late,
-            "lost_damaged": shipped & codes.isin(("lost", "damaged")),
-        }
-    ).astype("int64")
-    table = flags.groupby(values).sum()
-    hours = transit.where(delivered).groupby(values)
-    table["transit_median_h"] = hours.median()
-    table["transit_p90_h"] = hours.quantile(P90)
-    table["on_time_delivery_rate"] = table["on_time"] / table["judged"].where(table["judged"] > 0)
-    table["lost_damaged_rate"] = table["lost_damaged"] / table["shipped"].where(
-        table["shipped"] > 0
-    )
-    table = table[(table["shipped"] > 0) | (table["delivered"] > 0)]
-    table.index = pd.Index(table.index.astype(str), dtype="str", name="carrier")
-    return table.loc[:, list(SCORECARD_COLUMNS)].sort_values("shipped", ascending=False)
+    return sections.carrier_scorecard(engine.shared(), _on_engine(orders), window)
 
 
 def _arrow_strings(ids: pd.Series) -> pa.Array:
@@ -711,16 +518,8 @@ def complaint_rate(tickets: pd.DataFrame, orders: pd.DataFrame, window: Window) 
 
 def ticket_categories(tickets: pd.DataFrame, window: Window) -> pd.Series:
     """Tickets opened in the window per category (every known category listed); tickets."""
-    values = tickets["category"].astype(object)
-    levels = list(TICKET_CATEGORIES)
-    if isinstance(tickets["category"].dtype, pd.CategoricalDtype):
-        levels += [str(c) for c in tickets["category"].cat.categories]
-    levels += sorted(str(v) for v in values.dropna().unique())
-    levels = [*dict.fromkeys(levels), MISSING]
-    opened = values.where(values.notna(), MISSING)[window.contains(tickets["opened_at"])]
-    counts = opened.value_counts().reindex(levels, fill_value=0).astype("int64")
-    counts.index.name, counts.name = "category", "tickets"
-    return _without_empty_missing(counts)
+    levels = _categories(tickets, "category")
+    return sections.ticket_categories(engine.shared(), _on_engine(tickets), window, levels)
 
 
 def ticket_hours(tickets: pd.DataFrame, window: Window, stage: str) -> pd.Series:
@@ -798,16 +597,7 @@ def refund_amount(after_sales: pd.DataFrame, window: Window) -> float:
 
 def after_sales_reasons(after_sales: pd.DataFrame, window: Window) -> pd.Series:
     """Cases requested in the window per reason, most frequent first; unit cases."""
-    if "reason" not in after_sales.columns:
-        return pd.Series(dtype="int64", name="cases")
-    values = after_sales["reason"].astype(object)
-    values = values.where(values.notna(), MISSING)[_requested_in(after_sales, window)]
-    counts = values.value_counts().astype("int64")
-    counts = counts.sort_index(key=lambda i: i.astype(str)).sort_values(
-        ascending=False, kind="stable"
-    )
-    counts.index = pd.Index(counts.index.astype(str), dtype="str", name="reason")
-    return counts.rename("cases")
+    return sections.after_sales_reasons(engine.shared(), _on_engine(after_sales), window)
 
 
 def case_cycle_days(after_sales: pd.DataFrame, window: Window) -> pd.Series:
@@ -830,9 +620,6 @@ def case_cycle_p90_d(after_sales: pd.DataFrame, window: Window) -> float:
 
 
 # --- finance ------------------------------------------------------------------------------------
-
-AGING_BUCKETS = ("0_7", "8_14", "15_30", "over_30")
-_AGING_EDGES = (0.0, 7.0, 14.0, 30.0, np.inf)
 
 
 def net_revenue(orders: pd.DataFrame, after_sales: pd.DataFrame, window: Window) -> float:
@@ -866,18 +653,10 @@ def pending_aging(
 ) -> pd.DataFrame:
     """Pending settlements at ``when`` by days since delivery: 0-7, 8-14, 15-30, over 30.
 
-    Columns count (settlements) and amount (currency); every bucket listed. A bucket holds
-    ages up to and including its upper bound (exactly 7.0 days is in 0_7).
+    See ``sections.pending_aging``, which the engine runs on the two tables.
     """
-    pending = _pending(settlements, orders, when)
-    delivered = _order_values(orders, settlements["order_id"], "delivered_at")[pending]
-    age = (pd.Timestamp(when) - delivered).dt.total_seconds() / 86400.0
-    bucket = pd.cut(age, _AGING_EDGES, labels=list(AGING_BUCKETS), include_lowest=True)
-    frame = pd.DataFrame({"bucket": bucket, "amount": settlements.loc[pending, "amount"]})
-    grouped = frame.groupby("bucket", observed=False)["amount"]
-    table = pd.DataFrame({"count": grouped.size(), "amount": grouped.sum()})
-    table.index = pd.Index(list(AGING_BUCKETS), dtype="str", name="age")
-    return table.astype({"count": "int64", "amount": "float64"})
+    con = engine.shared()
+    return sections.pending_aging(con, _on_engine(settlements), _on_engine(orders), when)
 
 
 def settlement_lag_days(
@@ -907,8 +686,7 @@ def disputes(settlements: pd.DataFrame) -> tuple[int, float]:
 
     The table records no dispute date, so disputes are a state, not a weekly event.
     """
-    disputed = settlements["status"].astype(object) == "disputed"
-    return int(disputed.sum()), float(settlements.loc[disputed, "amount"].sum())
+    return sections.disputes(engine.shared(), _on_engine(settlements))
 
 
 # --- series over weeks ------------------------------------------------------------------------

@@ -73,7 +73,11 @@ class WeekData:
     # Canonical columns each table's source provides (mapped, constant or derived); a table
     # not listed provides all. KPIs needing a column not provided are "not available".
     columns: dict[str, list[str]] = field(default_factory=dict)
-    _engine_tables: dict[str, ir.Table] | None = field(default=None, repr=False, compare=False)
+    # built on first use from ``tables``: a copy with other tables (dataclasses.replace)
+    # builds its own
+    _engine_tables: dict[str, ir.Table] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def engine_tables(self) -> dict[str, ir.Table]:
         """The canonical tables as tables of the engine (Ibis), built once per load.
