@@ -783,7 +783,8 @@ class Frames:
     """The canonical tables as Ibis tables, with the weeks and the SLA the observations use.
 
     ``bounds``: the week starts and the last week's end (timezone-aware instants);
-    ``scenarios``: segments to set aside, one series each (see ``weekly_kpis_without``).
+    ``scenarios``: segments to set aside, one series each (see ``weekly_kpis_without``);
+    ``backend``: the name of the engine the expressions are for (``con.name``).
     """
 
     def __init__(
@@ -793,8 +794,10 @@ class Frames:
         sla: float,
         lookback_days: float | None = None,
         scenarios: Sequence[Mapping[str, str]] = (),
+        backend: str | None = None,
     ):
         self.tables, self.sla, self.lookback_days = dict(tables), sla, lookback_days
+        self.backend = backend
         self.scenarios = list(scenarios)
         self.bounds = [pd.Timestamp(b).tz_convert("UTC").to_pydatetime() for b in bounds]
         self.weeks = len(self.bounds) - 1
@@ -815,13 +818,25 @@ class Frames:
         dtype = {"timestamp": "timestamp('UTC')", "float": "float64"}.get(kind, "string")
         return ibis.null().cast(dtype)
 
+    def us(self, at: ir.Value) -> ir.IntegerValue:
+        """The instant ``at`` as microseconds since the epoch: compared and shifted as
+        plain integers (``engine.unix_micros``)."""
+        return engine.unix_micros(at, self.backend)
+
+    def hours(self, start: ir.Value, end: ir.Value) -> ir.Value:
+        """Hours from start to end (whole microseconds, as every engine counts them); NULL
+        when end precedes start (a milestone out of order: validation flags the order,
+        and only this duration leaves the duration KPIs)."""
+        hours = engine.hours_between(start, end, self.backend)
+        return ibis.ifelse(hours < 0, ibis.null("float64"), hours)
+
     def week(self, at: ir.TimestampValue) -> ir.IntegerValue:
         """The week holding ``at`` (0-based), NULL outside the weeks or when ``at`` is NULL."""
         inside = (at >= self.bounds[0]) & (at < self.bounds[-1])
         if self.week_seconds:
             # Weeks of equal length (no daylight-saving change): integer arithmetic on
             # microseconds, not a search (nor the engines' slow calendar functions).
-            since = engine.unix_micros(at) - self.micros[0]
+            since = self.us(at) - self.micros[0]
             week = since // (self.week_seconds * 1_000_000)
         else:
             week = ibis.cases(*[(at < end, i) for i, end in enumerate(self.bounds[1:])])
@@ -923,22 +938,9 @@ class Frames:
         return spans.filter(spans.enter < spans.leave)
 
 
-def _hours(start: ir.Value, end: ir.Value) -> ir.Value:
-    """Hours from start to end (whole microseconds, as every engine counts them); NULL when
-    end precedes start (a milestone out of order: validation flags the order, and only
-    this duration leaves the duration KPIs)."""
-    hours = engine.hours_between(start, end)
-    return ibis.ifelse(hours < 0, ibis.null("float64"), hours)
-
-
 def _flag(condition: ir.BooleanValue) -> ir.Value:
     """1.0 where ``condition`` holds, else 0.0 (NULL counts as not holding)."""
     return ibis.ifelse(condition.fill_null(False), 1.0, 0.0)
-
-
-def _us(at: ir.Value) -> ir.IntegerValue:
-    """An instant as microseconds since the epoch: compared and shifted as plain integers."""
-    return engine.unix_micros(at)
 
 
 def ship_deadline_us(f: Frames, orders: ir.Table) -> ir.IntegerValue:
@@ -946,7 +948,7 @@ def ship_deadline_us(f: Frames, orders: ir.Table) -> ir.IntegerValue:
     epoch; NULL when neither."""
     sla = int(round(f.sla * 3600)) * 1_000_000
     return ibis.coalesce(
-        _us(f.col(orders, "promised_ship_by")), _us(f.col(orders, "paid_at")) + sla
+        f.us(f.col(orders, "promised_ship_by")), f.us(f.col(orders, "paid_at")) + sla
     )
 
 
@@ -1012,12 +1014,12 @@ def _obs_shipped(f: Frames) -> Obs:
 
 def _obs_on_time_ship(f: Frames) -> Obs:
     shipped, deadline = _o(f, "shipped_at"), ship_deadline_us(f, f.orders)
-    on_time = ibis.ifelse(deadline.isnull(), ibis.null("float64"), _flag(_us(shipped) <= deadline))
+    on_time = ibis.ifelse(deadline.isnull(), ibis.null("float64"), _flag(f.us(shipped) <= deadline))
     return f.of_orders(shipped, on_time)
 
 
 def _obs_handling(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "shipped_at"), _hours(_o(f, "paid_at"), _o(f, "shipped_at")))
+    return f.of_orders(_o(f, "shipped_at"), f.hours(_o(f, "paid_at"), _o(f, "shipped_at")))
 
 
 def _obs_lost_damaged(f: Frames) -> Obs:
@@ -1043,11 +1045,11 @@ def _obs_on_time_delivery(f: Frames) -> Obs:
 
 
 def _obs_transit(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "shipped_at"), _o(f, "delivered_at")))
+    return f.of_orders(_o(f, "delivered_at"), f.hours(_o(f, "shipped_at"), _o(f, "delivered_at")))
 
 
 def _obs_cycle(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "created_at"), _o(f, "delivered_at")))
+    return f.of_orders(_o(f, "delivered_at"), f.hours(_o(f, "created_at"), _o(f, "delivered_at")))
 
 
 def _obs_perfect(f: Frames) -> Obs:
@@ -1078,9 +1080,9 @@ def _obs_perfect(f: Frames) -> Obs:
     cutoff = f.week_end(f.week(delivered))
     perfect = (delivered <= promise).fill_null(False) & f.col(orders, "exception_code").isnull()
     if "p_complaint" in orders.columns:
-        perfect &= ~(engine.unix_micros(orders.p_complaint) < cutoff).fill_null(False)
+        perfect &= ~(f.us(orders.p_complaint) < cutoff).fill_null(False)
     if "p_case" in orders.columns:
-        perfect &= ~(engine.unix_micros(orders.p_case) < cutoff).fill_null(False)
+        perfect &= ~(f.us(orders.p_case) < cutoff).fill_null(False)
     if "p_short" in orders.columns:
         perfect &= orders.p_short.isnull()
     value = ibis.ifelse(promise.isnull(), ibis.null("float64"), _flag(perfect))
@@ -1128,7 +1130,7 @@ def _obs_ticket_hours(f: Frames, stage: str) -> Obs:
     start_col, end_col = TICKET_STAGES[stage]
     if end_col not in tickets.columns:
         return f.of_rows(tickets, tickets.opened_at, 0.0, ibis.literal(False))
-    return f.of_rows(tickets, tickets[end_col], _hours(tickets[start_col], tickets[end_col]))
+    return f.of_rows(tickets, tickets[end_col], f.hours(tickets[start_col], tickets[end_col]))
 
 
 def _obs_first_response(f: Frames) -> Obs:
@@ -1155,7 +1157,7 @@ def _obs_case_cycle(f: Frames) -> Obs:
     cases = f.rows("after_sales")
     if "closed_at" not in cases.columns:
         return f.of_rows(cases, cases.requested_at, 0.0, ibis.literal(False))
-    days = _hours(cases.requested_at, cases.closed_at) / 24.0
+    days = f.hours(cases.requested_at, cases.closed_at) / 24.0
     return f.of_rows(cases, cases.closed_at, days)
 
 
@@ -1170,7 +1172,7 @@ def _obs_settled(f: Frames) -> Obs:
 
 def _obs_settlement_lag(f: Frames) -> Obs:
     rows = f.rows("settlements", "delivered_at")
-    lag = _hours(rows.o_delivered_at, rows.settled_at) / 24.0
+    lag = f.hours(rows.o_delivered_at, rows.settled_at) / 24.0
     return f.of_rows(rows, rows.settled_at, lag, rows.status == "settled")
 
 
@@ -1187,21 +1189,21 @@ def _order_rows(f: Frames) -> ir.Table:
 
 def _obs_backlog(f: Frames) -> ir.Table:
     orders = _order_rows(f)
-    paid, created = _us(_o(f, "paid_at")), _us(_o(f, "created_at"))
-    return f.spans(orders, paid, _us(_shipped_or_cancelled(f)), 1.0, created)
+    paid, created = f.us(_o(f, "paid_at")), f.us(_o(f, "created_at"))
+    return f.spans(orders, paid, f.us(_shipped_or_cancelled(f)), 1.0, created)
 
 
 def _obs_overdue(f: Frames) -> ir.Table:
     orders = _order_rows(f)
-    paid, deadline = _us(_o(f, "paid_at")), ship_deadline_us(f, f.orders)
+    paid, deadline = f.us(_o(f, "paid_at")), ship_deadline_us(f, f.orders)
     due = ibis.ifelse(deadline > paid, deadline, paid)
     due = ibis.ifelse(paid.isnull() | deadline.isnull(), ibis.null("int64"), due)
-    return f.spans(orders, due, _us(_shipped_or_cancelled(f)), 1.0, _us(_o(f, "created_at")))
+    return f.spans(orders, due, f.us(_shipped_or_cancelled(f)), 1.0, f.us(_o(f, "created_at")))
 
 
 def _obs_pending(f: Frames) -> ir.Table:
     rows = f.rows("settlements", "delivered_at")
-    return f.spans(rows, _us(rows.o_delivered_at), _us(rows.settled_at), rows.amount)
+    return f.spans(rows, f.us(rows.o_delivered_at), f.us(rows.settled_at), rows.amount)
 
 
 _T, _CS, _ST, _LN = ("tickets",), ("after_sales",), ("settlements",), ("order_lines",)
@@ -1967,7 +1969,7 @@ def _series(
     if not wanted:
         return {i: pd.DataFrame(columns=list(SERIES_COLUMNS)) for i in range(count)}
     instants = [pd.Timestamp(b, tz="UTC") for b in bounds]
-    frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios)
+    frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios, con.name)
     aggregates = kpi_aggregates(con, frames, wanted, dims)
     if aggregates.duplicated(["scenario", "kpi", "part", "dimension", "segment", "week"]).any():
         # A KPI observed in several passes (net revenue: orders and cases) adds them up.

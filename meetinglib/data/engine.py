@@ -233,22 +233,36 @@ _BUILTIN: Any = ibis.udf.scalar.builtin
 _UNIX_MICROS: Any = _BUILTIN(
     _unix_micros_signature, name="unix_micros", signature=((dt.timestamp,), dt.int64)
 )
+# Engines with a native microseconds-since-the-epoch function (unix_micros compiles to
+# DuckDB's epoch_us and Spark's unix_micros); others count them as a difference.
+NATIVE_MICROS = ("duckdb", "pyspark")
+_EPOCH = ibis.literal(pd.Timestamp("1970-01-01", tz="UTC"))
 
 
-def unix_micros(ts: ir.Value) -> ir.IntegerValue:
-    """Whole microseconds from 1970-01-01 UTC to the instant ``ts`` (NULL stays NULL).
+def unix_micros(ts: ir.Value, backend: str | None = None) -> ir.IntegerValue:
+    """Whole microseconds from 1970-01-01 UTC to the instant ``ts`` (NULL stays NULL), for
+    the engine named ``backend`` (``con.name``; None: any engine).
 
-    Plain integer arithmetic on every engine: DuckDB's date_diff and epoch of a
-    timezone-aware timestamp go through its calendar library and cost ten times more.
+    On DuckDB and Spark a native function: plain integer arithmetic, where DuckDB's
+    date_diff and epoch of a timezone-aware timestamp go through its calendar library
+    and cost ten times more. Elsewhere the difference from the epoch, the same integer.
     """
-    micros: ir.IntegerValue = _UNIX_MICROS(ts)
-    return micros
+    if backend in NATIVE_MICROS:
+        micros: ir.IntegerValue = _UNIX_MICROS(ts)
+        return micros
+    return ts.delta(_EPOCH, unit="microsecond")
 
 
-def hours_between(start: ir.TimestampValue, end: ir.TimestampValue) -> ir.FloatingValue:
+def hours_between(
+    start: ir.TimestampValue, end: ir.TimestampValue, backend: str | None = None
+) -> ir.FloatingValue:
     """Hours from ``start`` to ``end``, counted in whole microseconds: the same figure on
-    every engine (Spark's epoch seconds would drop the fractions of a second)."""
-    return (unix_micros(end) - unix_micros(start)).cast("float64") / US_PER_HOUR
+    every engine (Spark's epoch seconds would drop the fractions of a second). With the
+    engine's name (``backend``), as a difference of ``unix_micros``: far cheaper on DuckDB."""
+    if backend in NATIVE_MICROS:
+        micros = unix_micros(end, backend) - unix_micros(start, backend)
+        return micros.cast("float64") / US_PER_HOUR
+    return end.delta(start, unit="microsecond").cast("float64") / US_PER_HOUR
 
 
 def frame_table(frame: pd.DataFrame) -> ir.Table:
