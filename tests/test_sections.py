@@ -507,3 +507,26 @@ def test_the_breakdowns_on_spark_equal_duckdbs(week, spark_engine):
         lambda con: sections.abnormal_examples(con, o, window, SLA, 10),
     ):
         _same(compute(spark_engine), compute(duck))
+    # the rows a report keeps in the engine (a temporary table on DuckDB)
+    windows = [week.previous_window, window]
+    for con in (duck, spark_engine):
+        kept = sections.report_orders(con, o, windows)
+        _same(
+            sections.stage_durations(con, kept, window, "warehouse"),
+            sections.stage_durations(duck, o, window, "warehouse"),
+        )
+
+
+def test_the_rows_kept_for_a_report_are_the_rows_its_breakdowns_read(week):
+    con, o, orders = engine.shared(), week.engine_tables()["orders"], week.tables["orders"]
+    windows = [week.previous_window, week.window]
+    kept = sections.report_orders(con, o, windows)
+    assert 0 < int(con.execute(kept.count())) < len(orders)
+    for window in windows:
+        _same(sections.carrier_scorecard(con, kept, window), carrier_scorecard(orders, window))
+        _same(
+            sections.backlog_by(
+                con, kept, window.end, SLA, "warehouse", _levels(orders, "warehouse")
+            ),
+            backlog_by(orders, window.end, SLA, "warehouse"),
+        )

@@ -176,6 +176,54 @@ def _index_of(when: ir.Value, edges: Sequence[pd.Timestamp]) -> ir.IntegerValue:
     return ibis.ifelse(inside.fill_null(False), index, ibis.null("int64"))
 
 
+# --- the rows the week's breakdowns read ---------------------------------------------------
+
+
+def kept(con: BaseBackend, table: ir.Table) -> ir.Table:
+    """``table`` computed once and kept in the engine (a temporary table), for the queries
+    that read it again; on other engines ``table`` itself (Spark plans each query anew).
+
+    Ibis's own ``cache`` fails on DuckDB 2.0 (Ibis drops the table first with a statement
+    DuckDB's parser refuses) and on Spark for in-memory tables (a two-part namespace), so
+    on DuckDB the query Ibis compiled runs as ``CREATE TEMP TABLE ... AS``.
+    """
+    if con.name != "duckdb":
+        return table
+    con.execute(table.limit(0))  # registers the memtables the query reads
+    name = ibis.util.gen_name("sections")
+    con.raw_sql(f'CREATE TEMP TABLE "{name}" AS {con.compile(table)}')
+    return con.table(name)
+
+
+def report_orders(con: BaseBackend, orders: ir.Table, windows: Sequence[Window]) -> ir.Table:
+    """The orders a report's breakdowns of ``windows`` read, kept in the engine: those with a
+    milestone (created, paid, shipped, delivered) in the windows' span, or open (the
+    backlog) at a window's end. A million orders a week means 13 million loaded orders
+    and about 3 million of these: the breakdowns scan them, not the whole history."""
+    span = Window(min(w.start for w in windows), max(w.end for w in windows))
+    touched = within(orders.created_at, span)
+    for milestone in ("paid_at", "shipped_at", "delivered_at"):
+        touched |= within(col(orders, milestone), span)
+    for window in windows:
+        touched |= open_at(orders, instant(window.end))
+    return kept(con, orders.filter(touched))
+
+
+def dimension_values(
+    con: BaseBackend, orders: ir.Table, columns: Sequence[str]
+) -> dict[str, list[str]]:
+    """The values each of ``columns`` takes anywhere in ``orders`` (sorted), in one query;
+    what a breakdown of fewer orders lists with zeros."""
+    present = [c for c in columns if c in orders.columns]
+    out: dict[str, list[str]] = {c: [] for c in columns}
+    if not present:
+        return out
+    combos = con.execute(orders.select(*[orders[c].cast("string") for c in present]).distinct())
+    for column in present:
+        out[column] = sorted(str(v) for v in combos[column].dropna().unique())
+    return out
+
+
 # --- volume ------------------------------------------------------------------------------
 
 
@@ -342,7 +390,7 @@ def backlog_by(
 # --- delivery ----------------------------------------------------------------------------
 
 
-def _judged_late(orders: ir.Table, window: Window) -> tuple[ir.BooleanValue, ir.BooleanValue]:
+def judged_late(orders: ir.Table, window: Window) -> tuple[ir.BooleanValue, ir.BooleanValue]:
     """Delivered in the window with a promise; and of those, delivered after it."""
     delivered, promise = col(orders, "delivered_at"), col(orders, "promised_delivery_by")
     judged = within(delivered, window) & promise.notnull()
@@ -356,7 +404,7 @@ def late_delivery_by(
 
     Orders delivered in the window; only cells with deliveries, sorted; unit orders, share.
     """
-    judged, late = _judged_late(orders, window)
+    judged, late = judged_late(orders, window)
     cells = orders.filter(judged).select(
         _r=_value(orders, rows), _c=_value(orders, cols), _late=ibis.ifelse(late, 1, 0)
     )
@@ -505,7 +553,7 @@ def carrier_scorecard(con: BaseBackend, orders: ir.Table, window: Window) -> pd.
     """
     shipped = within(col(orders, "shipped_at"), window)
     delivered = within(col(orders, "delivered_at"), window)
-    judged, late = _judged_late(orders, window)
+    judged, late = judged_late(orders, window)
     lost = shipped & col(orders, "exception_code").isin(["lost", "damaged"]).fill_null(False)
     transit = engine.hours_between(col(orders, "shipped_at"), col(orders, "delivered_at"))
     transit = ibis.ifelse(delivered & (transit >= 0).fill_null(False), transit, None)

@@ -3,7 +3,10 @@
 DuckDB, embedded, is the default: it reads source files where they are and keeps heavy
 data out of pandas. The same Ibis expressions run on Spark (``engine: spark`` in params)
 through Ibis's PySpark backend; pyspark and a Java runtime are then needed (the
-``spark`` extra; Debian: openjdk-17-jre-headless).
+``spark`` extra; Debian: openjdk-17-jre-headless). With ``engine: {kind: source}`` and a
+``sql`` source, they run inside the source database itself (PostgreSQL and the other
+databases Ibis compiles for; not SQLite, which has no percentile function): the
+aggregations go to the rows, only their results come back.
 
 Conventions every expression in the library follows, so that both engines agree:
 
@@ -27,13 +30,27 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlalchemy as sa
 from ibis.backends import BaseBackend
 
 from meetinglib.core.errors import EngineUnavailableError
 from meetinglib.core.params import EngineParams
 
-EngineKind = Literal["duckdb", "spark"]
-ENGINES: tuple[EngineKind, ...] = ("duckdb", "spark")
+EngineKind = Literal["duckdb", "spark", "source"]
+ENGINES: tuple[EngineKind, ...] = ("duckdb", "spark", "source")
+# SQLAlchemy dialect -> Ibis backend, for engine kind "source". SQLite is not among them:
+# it has no percentile function, so the catalogue's medians and P90s cannot run in it.
+DATABASE_BACKENDS = {
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mssql": "mssql",
+    "oracle": "oracle",
+    "trino": "trino",
+    "clickhouse": "clickhouse",
+    "snowflake": "snowflake",
+    "databricks": "databricks",
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,8 @@ class EngineSettings:
     # Spark: the master URL and extra session configuration.
     spark_master: str = "local[2]"
     spark_conf: dict[str, str] = field(default_factory=dict)
+    # Kind "source": the source database's URL (may hold a password: never shown).
+    database_url: str | None = field(default=None, repr=False)
 
 
 def connect(settings: EngineSettings | None = None) -> BaseBackend:
@@ -56,6 +75,8 @@ def connect(settings: EngineSettings | None = None) -> BaseBackend:
         return _duckdb(settings)
     if settings.kind == "spark":
         return _spark(settings)
+    if settings.kind == "source":
+        return _database(settings)
     raise EngineUnavailableError(
         str(settings.kind), f"no engine named {settings.kind!r}; use one of {list(ENGINES)}"
     )
@@ -72,6 +93,7 @@ def settings_of(params: EngineParams) -> EngineSettings:
         threads=params.threads,
         spark_master=params.spark_master,
         spark_conf=dict(params.spark_conf),
+        database_url=params.database_url(),
     )
 
 
@@ -81,7 +103,7 @@ def shared(params: EngineParams | None = None) -> BaseBackend:
     A Spark session takes seconds to start; a kernel or command reuses it.
     """
     settings = settings_of(params or EngineParams())
-    key = repr(settings)
+    key = repr(settings) + (settings.database_url or "")
     if key not in _OPEN:
         _OPEN[key] = connect(settings)
     return _OPEN[key]
@@ -130,6 +152,52 @@ def spark_session(settings: EngineSettings | None = None) -> Any:
 
 def _spark(settings: EngineSettings) -> BaseBackend:
     return ibis.pyspark.connect(spark_session(settings))
+
+
+def _database(settings: EngineSettings) -> BaseBackend:
+    """An Ibis backend inside the source database (engine kind ``source``)."""
+    if not settings.database_url:
+        raise EngineUnavailableError(
+            "source", "engine.kind 'source' needs source.kind 'sql' with the database's URL"
+        )
+    url = sa.engine.make_url(settings.database_url)
+    dialect = url.get_backend_name()
+    shown = url.render_as_string(hide_password=True)
+    backend = DATABASE_BACKENDS.get(dialect)
+    if backend is None:
+        raise EngineUnavailableError(
+            "source",
+            f"the KPIs cannot run inside {dialect} ({shown})"
+            + (
+                ": SQLite has no percentile function for the medians and P90s"
+                if dialect == "sqlite"
+                else ""
+            )
+            + f"; supported databases: {sorted(DATABASE_BACKENDS)}. Use engine.kind duckdb, "
+            "which reads the database's rows instead",
+        )
+    try:
+        module = getattr(ibis, backend)
+        return module.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password,
+            database=url.database,
+            **dict(url.query),
+        )
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise EngineUnavailableError(
+            "source",
+            f"Ibis's {backend} backend is not installed ({exc}); "
+            f"pip install 'ibis-framework[{backend}]'",
+        ) from None
+    except Exception as exc:  # the driver's own error types differ per database
+        raise EngineUnavailableError(
+            "source",
+            f"cannot connect to {shown}: {type(exc).__name__}: "
+            + str(exc).replace(url.password or "\0", "***").splitlines()[0],
+        ) from None
 
 
 def _which(program: str) -> str | None:

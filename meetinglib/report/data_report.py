@@ -26,6 +26,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, Image
@@ -171,7 +172,6 @@ class DataReport:
         # no row table comes back here.
         self.con = engine.shared(data.params.engine)
         self.tables = data.engine_tables()
-        self.orders = self.tables["orders"]
         self._stage_cache: dict[tuple[Any, ...], pd.DataFrame] = {}
         self.sla_hours = data.params.sla.ship_hours
         self.currency = data.params.currency
@@ -319,6 +319,22 @@ class DataReport:
     def kpi_result(self) -> KpiTable:
         """The week's KPI table and the weekly series behind it."""
         return kpi_table(self.data, self.lang)
+
+    @cached_property
+    def orders(self) -> ir.Table:
+        """The orders this week's and last week's breakdowns read, kept in the engine."""
+        windows = [self.data.previous_window, self.data.window]
+        return sections.report_orders(self.con, self.tables["orders"], windows)
+
+    @cached_property
+    def _values(self) -> dict[str, list[str]]:
+        return sections.dimension_values(
+            self.con, self.tables["orders"], ("channel", "warehouse", "carrier", "region")
+        )
+
+    def _levels(self, by: str | None) -> list[str]:
+        """Every value of ``by`` in the loaded orders: a breakdown lists them, zeros too."""
+        return self._values.get(by, []) if by else []
 
     @cached_property
     def windows(self) -> list[Window]:
@@ -571,8 +587,12 @@ class DataReport:
 
     def channel_chart(self) -> Image:
         """Orders created per channel, this week against last week."""
-        this = sections.order_volume_by(self.con, self.orders, self.data.window, "channel")
-        last = sections.order_volume_by(self.con, self.orders, self.data.previous_window, "channel")
+        this = sections.order_volume_by(
+            self.con, self.orders, self.data.window, "channel", self._levels("channel")
+        )
+        last = sections.order_volume_by(
+            self.con, self.orders, self.data.previous_window, "channel", self._levels("channel")
+        )
         this = this.rename(index=self._missing)
         last = last.rename(index=self._missing).reindex(this.index, fill_value=0)
         if not this.sum():
@@ -665,7 +685,8 @@ class DataReport:
         """``sections.stage_durations`` of a window, computed once per window and ``by``."""
         key = (window.start, window.end, by)
         if key not in self._stage_cache:
-            found = sections.stage_durations(self.con, self.orders, window, by)
+            levels = self._levels(by)
+            found = sections.stage_durations(self.con, self.orders, window, by, levels)
             self._stage_cache[key] = found
         return self._stage_cache[key]
 
@@ -704,10 +725,20 @@ class DataReport:
     def backlog_chart(self) -> Image:
         """Overdue backlog at week end per warehouse, this week against last week."""
         this = sections.backlog_by(
-            self.con, self.orders, self.data.window.end, self.sla_hours, "warehouse"
+            self.con,
+            self.orders,
+            self.data.window.end,
+            self.sla_hours,
+            "warehouse",
+            self._levels("warehouse"),
         )
         last = sections.backlog_by(
-            self.con, self.orders, self.data.previous_window.end, self.sla_hours, "warehouse"
+            self.con,
+            self.orders,
+            self.data.previous_window.end,
+            self.sla_hours,
+            "warehouse",
+            self._levels("warehouse"),
         )
         overdue = this["overdue"].rename(index=self._missing)
         total = int(overdue.sum())
@@ -770,7 +801,7 @@ class DataReport:
         """Abnormal orders per week of creation, stacked by exception code."""
         if (missing := self._not_available("abnormal_rate")) is not None:
             return missing
-        weeks = sections.abnormal_by_week(self.con, self.orders, self.windows)
+        weeks = sections.abnormal_by_week(self.con, self.tables["orders"], self.windows)
         shown = self.kpi_result.weekly("abnormal_rate").notna()
         weeks = weeks[shown.to_numpy()].iloc[-SPARK_WEEKS:]
         if weeks.empty or not weeks.to_numpy().sum():
@@ -915,7 +946,9 @@ class DataReport:
         window = self.data.window
         history = Window(self._complete_history_start(), window.start)
         this = sections.late_delivery_by(self.con, self.orders, window, "carrier", "region")
-        base = sections.late_delivery_by(self.con, self.orders, history, "carrier", "region")
+        base = sections.late_delivery_by(
+            self.con, self.tables["orders"], history, "carrier", "region"
+        )
         # The overall late share: every judged delivery falls in one cell (empty values
         # under MISSING), so the cells' sums are all orders'.
         overall = _late_share(base) if len(base) else _late_share(this)
@@ -978,8 +1011,12 @@ class DataReport:
         """Stockout-affected orders and fill rate per warehouse, this week and last."""
         if (missing := self._not_available("stockout_orders")) is not None:
             return missing
-        this = sections.stockouts_by(self.con, self.orders, self.data.window, "warehouse")
-        last = sections.stockouts_by(self.con, self.orders, self.data.previous_window, "warehouse")
+        this = sections.stockouts_by(
+            self.con, self.orders, self.data.window, "warehouse", self._levels("warehouse")
+        )
+        last = sections.stockouts_by(
+            self.con, self.orders, self.data.previous_window, "warehouse", self._levels("warehouse")
+        )
         has_lines = "order_lines" in self.tables
         header = [
             self._t("word.warehouse"),
@@ -1126,7 +1163,7 @@ class DataReport:
         if absent:
             return absent
         aging = sections.pending_aging(
-            self.con, self.tables["settlements"], self.orders, self.data.window.end
+            self.con, self.tables["settlements"], self.tables["orders"], self.data.window.end
         )
         total = float(aging["amount"].sum())
         if not total:
