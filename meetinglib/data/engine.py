@@ -134,6 +134,8 @@ def _duckdb(settings: EngineSettings) -> BaseBackend:
     # No progress bar: in a notebook DuckDB draws it as a widget, whose script the
     # handouts' Content-Security-Policy refuses.
     con.raw_sql("SET enable_progress_bar = false")
+    # instants cast to plain timestamps read as UTC wall time, on any machine
+    con.raw_sql("SET TimeZone = 'UTC'")
     return con
 
 
