@@ -16,7 +16,7 @@ from meetinglib.core.fmt import fmt_change, fmt_value
 from meetinglib.core.i18n import LABELS
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
-from meetinglib.data.dataset import load_week
+from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.report.data_report import SECTION_TITLE_KEYS, SECTIONS, DataReport
 from tests.conftest import SAMPLE_WEEK, write_params
 
@@ -107,7 +107,7 @@ def test_what_changed_sentence_matches_the_numbers(long_report):
     row = long_report.changes.set_index(["kpi", "dimension", "segment"]).loc[
         ("on_time_delivery_rate", "carrier/region", "EastPost/South")
     ]
-    o, window = long_report.orders, long_report.data.window
+    o, window = long_report.data.tables["orders"], long_report.data.window
     cell = o[(o["carrier"] == "EastPost") & (o["region"] == "South")]
     judged = cell[window.contains(cell["delivered_at"]) & cell["promised_delivery_by"].notna()]
     on_time = (judged["delivered_at"] <= judged["promised_delivery_by"]).mean()
@@ -177,7 +177,7 @@ def test_export_writes_kpis_csv(long_report, tmp_path):
     assert set(csv["week"]) == {SAMPLE_WEEK}
     rows = csv.set_index(["kpi", "dimension", "segment", "order_type"])
     # independent counts from the orders frame
-    o, window = long_report.orders, long_report.data.window
+    o, window = long_report.data.tables["orders"], long_report.data.window
     created = window.contains(o["created_at"])
     assert rows.loc[("orders_created", "all", "all", "all"), "this_week"] == created.sum()
     special = created & (o["order_type"] == "special")
@@ -254,7 +254,7 @@ def test_chart_titles_state_the_findings(long_report):
         assert isinstance(chart, Image) and chart.data[:4] == b"\x89PNG", name
     assert charts["backlog_chart"].metadata["alt"].startswith("WH-South holds ")
     assert charts["delivery_heatmap"].metadata["alt"].startswith("EastPost → South: ")
-    o, window = long_report.orders, long_report.data.window
+    o, window = long_report.data.tables["orders"], long_report.data.window
     abnormal = (window.contains(o["created_at"]) & o["exception_code"].notna()).sum()
     assert (
         charts["abnormal_trend_chart"]
@@ -275,7 +275,9 @@ def test_pieces_in_chinese(long_report):
 
 def test_pieces_without_optional_tables(report):
     data = report.data
-    data.tables = {"orders": data.tables["orders"]}
+    data = WeekData(
+        data.params, data.week, {"orders": data.tables["orders"]}, data.quality, data.sources
+    )
     bare = DataReport(data, "en")
     assert "no tickets table" in bare.service_table().data
     assert "no after_sales table" in bare.after_sales_table().data
@@ -302,7 +304,7 @@ def test_late_delivery_finding_names_the_carrier_incident(report):
     assert finding is not None
     carrier, region, rate, last = finding
     assert (carrier, region) == ("EastPost", "South")
-    orders, data = report.orders, report.data
+    orders, data = report.data.tables["orders"], report.data
     assert rate == pytest.approx(_late_share(orders, data.window, carrier, region))
     assert last == pytest.approx(_late_share(orders, data.previous_window, carrier, region))
     assert rate > last + 0.2
@@ -310,7 +312,7 @@ def test_late_delivery_finding_names_the_carrier_incident(report):
 
 def test_overdue_backlog_concentrates_in_the_stockout_warehouse(report):
     end = report.data.window.end
-    o = report.orders
+    o = report.data.tables["orders"]
     # Independent count: paid before the week end, not shipped or cancelled before it,
     # and past its ship deadline (the promise, else paid + SLA).
     deadline = o["promised_ship_by"].fillna(o["paid_at"] + pd.Timedelta(hours=48))

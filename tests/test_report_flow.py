@@ -16,6 +16,7 @@ from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.data.validate import QualityReport
 from meetinglib.report.flow_section import (
     FlowSection,
+    complete_history,
     transitions_into,
     week_event_log,
     with_history,
@@ -361,3 +362,160 @@ def test_both_injected_incidents_lead_new_this_week_on_a_longer_sample(long_samp
         ("paid_shipped", "warehouse", "WH-South", None),
         ("shipped_delivered", "carrier", "EastPost", "region"),
     }
+
+
+# --- the graph on the engine ---------------------------------------------------------------
+
+
+def _milestone_edges_by_pandas(orders: pd.DataFrame, returns: pd.DataFrame, window) -> pd.DataFrame:
+    """Transitions ending in the week from the milestone columns and the return steps."""
+    steps = [
+        orders[["order_id", col]].rename(columns={col: "timestamp"}).assign(activity=name)
+        for col, name in flow.MILESTONES.items()
+    ]
+    steps += [
+        returns[["order_id", col]].rename(columns={col: "timestamp"}).assign(activity=name)
+        for col, name in (("requested_at", "return_requested"), ("closed_at", "return_closed"))
+    ]
+    log = pd.concat(steps, ignore_index=True).dropna(subset=["timestamp"])
+    log["order_id"] = log["order_id"].astype(str)
+    log["rank"] = log["activity"].map({a: i for i, a in enumerate(flow.ACTIVITY_ORDER)})
+    log = log.sort_values(["order_id", "timestamp", "rank"])
+    by_order = log.groupby("order_id")
+    log["source"] = by_order["activity"].shift()
+    log["since"] = by_order["timestamp"].shift()
+    inside = log["timestamp"].ge(window.start) & log["timestamp"].lt(window.end)
+    moves = log[inside & log["source"].notna()].copy()
+    moves["hours"] = (moves["timestamp"] - moves["since"]).dt.total_seconds() / 3600
+    out = moves.groupby(["source", "activity"]).agg(
+        cases=("order_id", "nunique"),
+        count=("hours", "size"),
+        mean_h=("hours", "mean"),
+        median_h=("hours", "median"),
+        p90_h=("hours", lambda h: h.quantile(0.9)),
+    )
+    return out.reset_index().rename(columns={"activity": "target"})
+
+
+def test_week_graph_from_milestones_on_the_engine_equals_a_pandas_walk(week_data):
+    tables = {name: week_data.tables[name] for name in ("orders", "after_sales")}
+    data = WeekData(week_data.params, week_data.week, tables, QualityReport(), [])
+    got = FlowSection(data, "en").edges
+    want = _milestone_edges_by_pandas(tables["orders"], tables["after_sales"], data.window)
+    assert len(got) >= 5 and got["count"].sum() > 1000
+    key = ["source", "target"]
+    got = got.sort_values(key).reset_index(drop=True)
+    want = want.sort_values(key).reset_index(drop=True)[got.columns]
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-9)
+
+
+def test_week_event_log_takes_engine_tables(week_data):
+    from_frames = week_event_log(week_data.tables, week_data.window)
+    from_engine = week_event_log(week_data.engine_tables(), week_data.window)
+    pd.testing.assert_frame_equal(from_engine, from_frames)
+    # the graph of that log is the section's graph
+    edges = flow_engine.directly_follows(from_engine)
+    pd.testing.assert_frame_equal(edges, FlowSection(week_data, "en").edges, rtol=1e-12)
+
+
+@pytest.mark.spark
+def test_week_graph_on_spark_equals_duckdb(spark_engine, section, week_data):
+    """flow_edges.csv's figures on Spark: counts exact, hours within 1e-9 relative."""
+    start, end = week_data.window.start, week_data.window.end
+    log = flow_engine.week_log_expr(week_data.engine_tables(), start, end)
+    spark = flow_engine.directly_follows_on(spark_engine, log, ending_in=(start, end))
+    duck = section.edges
+    assert len(duck) > 5
+    pd.testing.assert_frame_equal(
+        spark[["source", "target", "cases", "count"]], duck[["source", "target", "cases", "count"]]
+    )
+    pd.testing.assert_frame_equal(spark, duck, rtol=1e-9, atol=0)
+
+
+# --- the findings and the chart's statistics on the engine -----------------------------------
+
+
+def _numpy_findings(data: WeekData, section: FlowSection) -> pd.DataFrame:
+    """flow.week_findings from the orders frame (numpy cohort sums): the second method."""
+    orders = data.tables["orders"]
+    weeks = [*section.baseline_weeks, section.window]
+    starts = [orders[c] for c in ("created_at", "paid_at", "shipped_at")]
+    span = Window(weeks[0].start, section.window.end)
+    taking_part = np.logical_or.reduce([span.contains(s).fillna(False).to_numpy() for s in starts])
+    return flow.week_findings(orders[taking_part], weeks, section.rules, lang="en")
+
+
+@pytest.mark.parametrize("fixture", ["sample", "quiet_sample", "long_sample"])
+def test_findings_on_the_engine_equal_the_numpy_cohort_sums(fixture, request, tmp_path):
+    sample = request.getfixturevalue(fixture)
+    data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
+    section = FlowSection(data, "en")
+    want = _numpy_findings(data, section)
+    assert len(want) > 5
+    pd.testing.assert_frame_equal(section.bottlenecks, want, rtol=1e-9)
+
+
+def test_cohort_sums_on_the_engine_equal_numpy_per_segment(section, week_data):
+    weeks = [*section.baseline_weeks, section.window]
+    orders = week_data.tables["orders"]
+    numpy_sums = flow.cohort_sums(orders, weeks)
+    engine_sums = flow_engine.cohort_sums_on(section.engine, section.orders, weeks)
+    assert engine_sums.dims == numpy_sums.dims
+    for stage in flow.STAGES:
+        np.testing.assert_allclose(engine_sums.totals[stage], numpy_sums.totals[stage], rtol=1e-9)
+        for dim in numpy_sums.dims:
+            # per value of the dimension, by name: the eight sums
+            for i, value in enumerate(engine_sums.segs[dim].values):
+                mine = engine_sums.sums[stage][engine_sums.cell_codes[dim] == i + 1].sum(axis=0)
+                j = list(numpy_sums.segs[dim].values).index(value)
+                theirs = numpy_sums.sums[stage][numpy_sums.cell_codes[dim] == j + 1].sum(axis=0)
+                np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_stage_summaries_equal_numpy_quantiles_of_a_pandas_filter(section, week_data):
+    orders = week_data.tables["orders"]
+    window = week_data.window
+    local = orders["created_at"].dt.tz_convert(week_data.tz)
+    asks = [
+        ("shipped_delivered", {"carrier": "EastPost", "region": "South"}, window),
+        ("paid_shipped", {"weekday": "Tue", "hour": 10}, window),
+        ("created_paid", {}, section.history),
+        ("paid_shipped", {"warehouse": "nowhere"}, window),
+    ]
+    masks = [
+        (orders["carrier"] == "EastPost") & (orders["region"] == "South"),
+        (local.dt.day_of_week == 1) & (local.dt.hour == 10),
+        pd.Series(True, index=orders.index),
+        pd.Series(False, index=orders.index),
+    ]
+    got = flow_engine.stage_summaries(section.engine, section.orders, week_data.tz, asks)
+    assert got["ask"].tolist() == [0, 1, 2, 3]
+    for (stage, _, win), mask, row in zip(asks, masks, got.itertuples(), strict=True):
+        start, end = flow.STAGES[stage]
+        rows = orders[mask & win.contains(orders[end]).fillna(False) & orders[start].notna()]
+        hours = ((rows[end] - rows[start]).dt.total_seconds() / 3600).to_numpy()
+        assert row.orders == len(hours)
+        if len(hours) == 0:
+            assert pd.isna(row.median_h)
+            continue
+        want = np.quantile(hours, [0.1, 0.25, 0.5, 0.75, 0.9])
+        have = [row.p10_h, row.q1_h, row.median_h, row.q3_h, row.p90_h]
+        np.testing.assert_allclose(have, want, rtol=1e-12)
+    assert got["orders"].iloc[0] > 20 and got["orders"].iloc[1] > 5
+
+
+def test_history_starts_as_from_the_orders_frame(section, week_data):
+    earliest = week_data.history_weeks[0].start(week_data.tz)
+    history = Window(earliest, week_data.window.start)
+    assert section.history == complete_history(week_data.tables["orders"], history)
+    assert section.history.start > earliest  # the sample's first week is partial
+
+
+@pytest.mark.spark
+def test_findings_on_spark_equal_duckdb(spark_engine, section):
+    """bottlenecks.csv's figures on Spark: the same findings, sums within 1e-9 relative."""
+    weeks = [*section.baseline_weeks, section.window]
+    sums = flow_engine.cohort_sums_on(spark_engine, section.orders, weeks)
+    spark = flow.week_findings(None, weeks, section.rules, lang="en", data=sums)
+    assert len(spark) > 5
+    pd.testing.assert_frame_equal(spark, section.bottlenecks, rtol=1e-9)

@@ -1454,7 +1454,7 @@ def _fold(
 
 
 def week_findings(
-    orders: pd.DataFrame,
+    orders: pd.DataFrame | None,
     weeks: Sequence[Window],
     rules: FindingRules | None = None,
     dimensions: Sequence[str] = SEGMENTS,
@@ -1487,6 +1487,8 @@ def week_findings(
     rules = rules or FindingRules()
     weeks = list(weeks)
     if data is None:
+        if orders is None:
+            raise ValueError("week_findings needs the orders or their cohort sums")
         data = cohort_sums(orders, weeks, dimensions, stages)
     if not data.dims:
         return pd.DataFrame(columns=FINDING_COLUMNS)

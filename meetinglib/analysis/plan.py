@@ -55,17 +55,22 @@ import statistics
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+from ibis.backends import BaseBackend
 
-from meetinglib.analysis.kpis import MISSING, ship_deadline
+from meetinglib.analysis import sections
+from meetinglib.analysis.sections import MISSING
 from meetinglib.core.errors import InvalidParamError, NoDataError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, PlanParams
 from meetinglib.core.schema import ORDER_TYPES
-from meetinglib.core.weeks import IsoWeek
+from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 
 SERIES = (*ORDER_TYPES, "all")
 SPECIAL_TYPES = ("special", "after_sales")
@@ -90,6 +95,9 @@ PLAN_COLUMNS = (
 _MIN_EMPIRICAL = 20  # ratios needed before trusting their empirical quantiles
 _SPARSE_WEEK_SHARE = 0.25  # leading weeks below this share of a busy week: not covered
 _HUBER_K = 1.5
+# Every timezone's offset from UTC is a whole number of quarter hours: counts per UTC quarter
+# hour from the engine add up to exact counts per local day.
+_QUARTER_S = 900
 _EPS = 1e-9  # absorbs float noise before ceil (1,200 / 120 must be 10 people, not 11)
 
 
@@ -103,11 +111,38 @@ def local_day(ts: pd.Series, tz: str) -> pd.Series:
     return ts.dt.tz_localize(None).dt.normalize()
 
 
-def daily_orders(orders: pd.DataFrame, tz: str) -> pd.DataFrame:
-    """Orders created per local day (rows, every day between first and last) x order type."""
-    day = local_day(orders["created_at"], tz)
-    kind = orders["order_type"].astype("string")
-    counts = day.groupby([day, kind]).size().unstack(fill_value=0)
+# The week's engine table; a frame is handed to the engine as it is.
+Rows: TypeAlias = pd.DataFrame | ir.Table
+
+
+def _engine_rows(rows: Rows) -> ir.Table:
+    return engine.frame_table(rows) if isinstance(rows, pd.DataFrame) else rows
+
+
+def _local_day_counts(
+    con: BaseBackend, table: ir.Table, column: str, tz: str, by: str | None = None
+) -> pd.DataFrame:
+    """Rows per local day of ``column`` in ``tz`` (and per value of ``by``), from the engine:
+    columns day (naive midnight), ``by``, n. Rows without ``column`` are left out."""
+    when = table[column]
+    keys: dict[str, ir.Value] = {"q": (when.epoch_seconds() / _QUARTER_S).floor().cast("int64")}
+    if by is not None:
+        keys[by] = table[by].cast("string")
+    rows = table.filter(when.notnull()).select(**keys)
+    found = con.execute(rows.group_by(list(keys)).aggregate(n=rows.count()))
+    instants = pd.to_datetime(found["q"].astype("int64") * _QUARTER_S, unit="s", utc=True)
+    found["day"] = instants.dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+    return found
+
+
+def daily_orders(orders: Rows, tz: str, con: BaseBackend | None = None) -> pd.DataFrame:
+    """Orders created per local day (rows, every day between first and last) x order type;
+    counted by the engine (``con``, default the embedded DuckDB)."""
+    found = _local_day_counts(
+        con or engine.shared(), _engine_rows(orders), "created_at", tz, "order_type"
+    )
+    found = found[found["order_type"].notna()]
+    counts = found.groupby(["day", "order_type"])["n"].sum().unstack(fill_value=0)
     counts = counts.reindex(columns=list(ORDER_TYPES), fill_value=0)
     if counts.empty:
         return pd.DataFrame(columns=list(ORDER_TYPES), dtype="float64")
@@ -117,10 +152,10 @@ def daily_orders(orders: pd.DataFrame, tz: str) -> pd.DataFrame:
     return counts
 
 
-def daily_tickets(tickets: pd.DataFrame, tz: str) -> pd.Series:
-    """Tickets opened per local day (every day between first and last ticket)."""
-    day = local_day(tickets["opened_at"], tz).dropna()
-    counts = day.value_counts().sort_index()
+def daily_tickets(tickets: Rows, tz: str, con: BaseBackend | None = None) -> pd.Series:
+    """Tickets opened per local day (every day between first and last ticket); by the engine."""
+    found = _local_day_counts(con or engine.shared(), _engine_rows(tickets), "opened_at", tz)
+    counts = found.groupby("day")["n"].sum().sort_index()
     if counts.empty:
         return pd.Series(dtype="float64", name="tickets")
     days = pd.date_range(counts.index.min(), counts.index.max(), freq="D")
@@ -365,15 +400,16 @@ def _lifts(days: pd.DatetimeIndex, plan: PlanParams) -> np.ndarray:
 
 
 def _panel(
-    orders: pd.DataFrame,
-    tickets: pd.DataFrame | None,
+    orders: Rows,
+    tickets: Rows | None,
     target: IsoWeek,
     tz: str,
     plan: PlanParams,
     first_week: IsoWeek | None,
+    con: BaseBackend | None = None,
 ) -> _Panel:
     """Counts from the first covered week to ``target`` (its own days unseen), forecasts."""
-    daily = daily_orders(orders, tz)
+    daily = daily_orders(orders, tz, con)
     daily["all"] = daily.sum(axis=1)
     inferred = first_full_week(daily["all"])
     first = max(w for w in (inferred, first_week) if w is not None) if inferred else None
@@ -390,7 +426,7 @@ def _panel(
     unseen = (days >= pd.Timestamp(target.monday)) | (days > daily.index.max())
     frame = daily.reindex(days, fill_value=0.0)
     if tickets is not None:
-        per_day = daily_tickets(tickets, tz)
+        per_day = daily_tickets(tickets, tz, con)
         ticket_first = first_full_week(per_day) if not per_day.empty else None
         # Tickets trail their orders by days and the loader keeps the tickets of loaded
         # orders only: the first week of orders brings a thin first week of tickets.
@@ -539,34 +575,36 @@ def _forecast_frame(
 
 
 def forecast_orders(
-    orders: pd.DataFrame,
+    orders: Rows,
     target: IsoWeek,
     tz: str,
     plan: PlanParams,
     first_week: IsoWeek | None = None,
+    con: BaseBackend | None = None,
 ) -> pd.DataFrame:
     """Orders forecast per day of ``target`` and order type (plus "all"): forecast, lower, upper.
 
     Unit orders created per local day; only orders created before ``target`` are used.
     ``first_week``: the oldest week the source covers in full (None: found in the data).
     """
-    panel = _panel(orders, None, target, tz, plan, first_week)
+    panel = _panel(orders, None, target, tz, plan, first_week, con)
     return _forecast_frame(panel, [(name, s) for s, name in enumerate(SERIES)], plan)
 
 
 def forecast_tickets(
-    orders: pd.DataFrame,
-    tickets: pd.DataFrame,
+    orders: Rows,
+    tickets: Rows,
     target: IsoWeek,
     tz: str,
     plan: PlanParams,
     first_week: IsoWeek | None = None,
+    con: BaseBackend | None = None,
 ) -> pd.DataFrame:
     """Tickets forecast per day of ``target``: tickets-per-order ratio x all-orders forecast.
 
     Unit tickets opened per local day; columns day, forecast, lower, upper.
     """
-    panel = _panel(orders, tickets, target, tz, plan, first_week)
+    panel = _panel(orders, tickets, target, tz, plan, first_week, con)
     frame = _forecast_frame(panel, [("tickets", len(SERIES))], plan)
     return frame.drop(columns="order_type")
 
@@ -683,11 +721,12 @@ def _better(mape: float, naive_mape: float) -> Literal["forecast", "naive", "tie
 
 
 def backtest(
-    orders: pd.DataFrame,
+    orders: Rows,
     week: IsoWeek,
     tz: str,
     plan: PlanParams,
     first_week: IsoWeek | None = None,
+    con: BaseBackend | None = None,
 ) -> tuple[pd.DataFrame, BacktestSummary]:
     """Forecast each of the ``plan.backtest_weeks`` weeks up to ``week`` from the data before it.
 
@@ -696,7 +735,7 @@ def backtest(
     forecast and for the naive "same weekday last week"; and the summary on all orders.
     Weeks lacking a previous week or history are skipped.
     """
-    panel = _panel(orders, None, week.next(), tz, plan, first_week)
+    panel = _panel(orders, None, week.next(), tz, plan, first_week, con)
     return _backtest_tables(panel, plan)
 
 
@@ -711,43 +750,58 @@ def _by_weekday(value: float | list[float], days: pd.Series) -> np.ndarray:
     return np.full(weekday.size, float(value))
 
 
-def _recent(orders: pd.DataFrame, column: str, week: IsoWeek, tz: str, weeks: int) -> pd.Series:
-    """Mask: ``column`` falls in the ``weeks`` weeks ending with ``week``."""
-    if column not in orders.columns:
-        return pd.Series(False, index=orders.index)
-    start, end = week.shift(1 - weeks).start(tz), week.end(tz)
-    return (orders[column] >= start) & (orders[column] < end)
+def _recent(week: IsoWeek, tz: str, weeks: int) -> Window:
+    """The ``weeks`` weeks ending with ``week``."""
+    return Window(week.shift(1 - weeks).start(tz), week.end(tz))
 
 
 def recent_shares(
-    orders: pd.DataFrame, by: str, week: IsoWeek, tz: str, weeks: int
+    orders: Rows, by: str, week: IsoWeek, tz: str, weeks: int, con: BaseBackend | None = None
 ) -> pd.DataFrame:
     """Orders created in the ``weeks`` weeks up to ``week`` per value of ``by``: orders, share.
 
     Orders with an empty ``by`` (not yet routed, cancelled early) are left out of the share.
+    Counted by the engine.
     """
-    values = orders.loc[_recent(orders, "created_at", week, tz, weeks), by].dropna()
-    counts = values.astype("string").value_counts().sort_index()
+    table = _engine_rows(orders)
+    value = sections.col(table, by).cast("string")
+    rows = table.filter(sections.within(table.created_at, _recent(week, tz, weeks)))
+    rows = rows.select(v=value).filter(lambda r: r.v.notnull())
+    found = (con or engine.shared()).execute(rows.group_by("v").aggregate(orders=rows.count()))
+    counts = pd.Series(
+        found["orders"].to_numpy(dtype="int64"), index=pd.Index(found["v"], dtype="string")
+    ).sort_index()
     counts.index.name = by
     frame = counts.rename("orders").to_frame()
     frame["share"] = frame["orders"] / frame["orders"].sum() if len(frame) else []
     return frame
 
 
-def carrier_on_time_rates(orders: pd.DataFrame, week: IsoWeek, tz: str, weeks: int) -> pd.DataFrame:
+def carrier_on_time_rates(
+    orders: Rows, week: IsoWeek, tz: str, weeks: int, con: BaseBackend | None = None
+) -> pd.DataFrame:
     """Per carrier, orders delivered in the ``weeks`` weeks up to ``week``: delivered (with a
-    promised date), on_time_rate = share delivered by promised_delivery_by (NaN if none)."""
-    if "promised_delivery_by" not in orders.columns or "carrier" not in orders.columns:
+    promised date), on_time_rate = share delivered by promised_delivery_by (NaN if none);
+    by the engine."""
+    table = _engine_rows(orders)
+    if "promised_delivery_by" not in table.columns or "carrier" not in table.columns:
         return pd.DataFrame(columns=["delivered", "on_time_rate"], dtype="float64")
+    delivered, promise = sections.col(table, "delivered_at"), table.promised_delivery_by
     judged = (
-        _recent(orders, "delivered_at", week, tz, weeks) & orders["promised_delivery_by"].notna()
+        sections.within(delivered, _recent(week, tz, weeks))
+        & promise.notnull()
+        & table.carrier.notnull()
     )
-    sub = orders.loc[judged & orders["carrier"].notna()]
-    on_time = (sub["delivered_at"] <= sub["promised_delivery_by"]).astype("float64")
-    grouped = on_time.groupby(sub["carrier"].astype("string"))
-    frame = pd.DataFrame({"delivered": grouped.size(), "on_time_rate": grouped.mean()})
-    frame.index.name = "carrier"
-    return frame
+    rows = table.filter(judged).select(
+        carrier=table.carrier.cast("string"),
+        on_time=ibis.ifelse((delivered <= promise).fill_null(False), 1.0, 0.0),
+    )
+    found = (con or engine.shared()).execute(
+        rows.group_by("carrier").aggregate(delivered=rows.count(), on_time_rate=rows.on_time.mean())
+    )
+    frame = found.set_index(pd.Index(found["carrier"], dtype="string", name="carrier"))
+    frame = frame.drop(columns="carrier").sort_index()
+    return frame.astype({"delivered": "int64", "on_time_rate": "float64"})
 
 
 _REQUIRED = {
@@ -955,53 +1009,48 @@ def carrier_allocation(
 
 
 def open_special_orders(
-    orders: pd.DataFrame, week: IsoWeek, tz: str, ship_hours: float
+    orders: Rows, week: IsoWeek, tz: str, ship_hours: float, con: BaseBackend | None = None
 ) -> pd.DataFrame:
-    """Special and after-sales orders open at the end of ``week``, by ship deadline.
+    """Special and after-sales orders open at the end of ``week``, by ship deadline: the
+    orders the plan lists by id, selected by the engine.
 
     Open: paid before the week end, neither shipped nor cancelled before it. Deadline:
     promised_ship_by, else paid_at + ``ship_hours``. Status: overdue (deadline before the
     week end), due_next_week (before the next week's end), later. hours_left = deadline -
     week end in hours (negative = overdue by). Sorted by deadline.
     """
-    end, next_end = week.end(tz), week.next().end(tz)
-
-    def col(name: str) -> pd.Series:
-        if name in orders.columns:
-            return orders[name]
-        return pd.Series(pd.NaT, index=orders.index, dtype=orders["created_at"].dtype)
-
-    # "<" as in kpis.backlog_at: a milestone exactly at the week end has not happened in it.
-    open_ = (
-        orders["order_type"].astype("string").isin(SPECIAL_TYPES).fillna(False)
-        & (col("paid_at") < end)
-        & ~(col("shipped_at") < end)
-        & ~(col("cancelled_at") < end)
+    table = _engine_rows(orders)
+    end = sections.instant(week.end(tz))
+    next_end = sections.instant(week.next().end(tz))
+    # "<" as in the backlog: a milestone exactly at the week end has not happened in it.
+    kind = sections.col(table, "order_type").cast("string")
+    sub = table.filter(kind.isin(SPECIAL_TYPES).fill_null(False) & sections.open_at(table, end))
+    deadline = sections.ship_deadline(sub, ship_hours)
+    status = ibis.cases(
+        (sections.before(deadline, end), "overdue"),
+        (sections.before(deadline, next_end), "due_next_week"),
+        else_="later",
     )
-    sub = orders.loc[open_]
-    deadline = ship_deadline(sub, ship_hours)
-    status = np.select(
-        [deadline < end, deadline < next_end], ["overdue", "due_next_week"], default="later"
+    promised = sections.col(sub, "promised_ship_by").notnull()
+    rows = sub.select(
+        order_id=sub.order_id.cast("string"),
+        order_type=sections.col(sub, "order_type").cast("string"),
+        warehouse=sections.col(sub, "warehouse").cast("string").fill_null(MISSING),
+        paid_at=sections.col(sub, "paid_at"),
+        deadline=deadline,
+        deadline_from=ibis.ifelse(promised, "promised", "sla"),
+        hours_left=engine.hours_between(end, deadline),
+        status=status,
     )
-    promised = col("promised_ship_by").loc[open_].notna()
-    warehouse = (
-        sub["warehouse"].astype("string")
-        if "warehouse" in sub.columns
-        else pd.Series(pd.NA, index=sub.index, dtype="string")
-    )
-    out = pd.DataFrame(
-        {
-            "order_id": sub["order_id"].astype("string"),
-            "order_type": sub["order_type"].astype("string"),
-            "warehouse": warehouse.fillna(MISSING),
-            "paid_at": col("paid_at").loc[open_],
-            "deadline": deadline,
-            "deadline_from": np.where(promised, "promised", "sla"),
-            "hours_left": (deadline - end) / pd.Timedelta(hours=1),
-            "status": pd.Categorical(status, categories=list(STATUSES)),
-        }
-    )
-    return out.sort_values(["deadline", "order_id"], kind="stable").reset_index(drop=True)
+    ranked = rows.order_by(ibis.asc(rows.deadline, nulls_first=False), rows.order_id)
+    out = (con or engine.shared()).execute(ranked)
+    for column in ("paid_at", "deadline"):
+        out[column] = pd.to_datetime(out[column], utc=True).dt.tz_convert(tz)
+    for column in ("order_id", "order_type", "warehouse"):
+        out[column] = out[column].astype("string")
+    out["hours_left"] = out["hours_left"].astype("float64")
+    out["status"] = pd.Categorical(out["status"], categories=list(STATUSES))
+    return out.reset_index(drop=True)
 
 
 def special_order_counts(special: pd.DataFrame) -> pd.DataFrame:
@@ -1120,22 +1169,28 @@ def _params_files(params: Params) -> str:
 
 
 def next_week_plan(
-    orders: pd.DataFrame,
-    tickets: pd.DataFrame | None,
+    orders: Rows,
+    tickets: Rows | None,
     week: IsoWeek,
     params: Params,
     first_week: IsoWeek | None = None,
+    con: BaseBackend | None = None,
 ) -> NextWeekPlan:
     """The plan for the week after ``week`` (the report week, the last complete week of data).
 
+    ``orders``, ``tickets``: the week's engine tables (frames are handed to the engine);
+    only daily counts, shares and the open special orders come back from ``con``.
     ``first_week``: the oldest week the source covers in full; default the start of the
     loaded history (``week`` - ``params.history_weeks``), later if the data starts later.
     """
     plan, tz = params.plan, params.timezone
+    con = con or engine.shared(params.engine)
+    orders = _engine_rows(orders)
+    tickets = None if tickets is None else _engine_rows(tickets)
     target = week.next()
     first_week = first_week or week.shift(-params.history_weeks)
-    has_tickets = tickets is not None and len(tickets) > 0
-    panel = _panel(orders, tickets if has_tickets else None, target, tz, plan, first_week)
+    has_tickets = tickets is not None and int(con.execute(tickets.count())) > 0
+    panel = _panel(orders, tickets if has_tickets else None, target, tz, plan, first_week, con)
     order_fc = _forecast_frame(panel, [(name, s) for s, name in enumerate(SERIES)], plan)
     bt_table, bt_summary = _backtest_tables(panel, plan)
     ticket_fc = cs = None
@@ -1146,7 +1201,7 @@ def next_week_plan(
             cs = customer_service_staffing(ticket_fc, plan)
 
     files = _params_files(params)
-    wh_shares = recent_shares(orders, "warehouse", week, tz, plan.share_weeks)
+    wh_shares = recent_shares(orders, "warehouse", week, tz, plan.share_weeks, con)
     # Without warehouses (carriers) in the params the plan leaves their part out instead
     # of failing: a company's params need not describe its resources on day one.
     staffing = None
@@ -1156,14 +1211,14 @@ def next_week_plan(
         staffing = warehouse_staffing(warehouse_load(order_fc, wh_shares), plan, files)
     carriers = carrier_summary = None
     if plan.carriers:
-        carrier_shares = recent_shares(orders, "carrier", week, tz, plan.share_weeks)
+        carrier_shares = recent_shares(orders, "carrier", week, tz, plan.share_weeks, con)
         _check_known(carrier_shares, plan.carriers, "carriers", files)
         carrier_shares = _with_idle(carrier_shares, plan.carriers)
-        on_time = carrier_on_time_rates(orders, week, tz, plan.share_weeks)
+        on_time = carrier_on_time_rates(orders, week, tz, plan.share_weeks, con)
         carriers, carrier_summary = carrier_allocation(
             order_fc, carrier_shares, on_time, plan, files
         )
-    special = open_special_orders(orders, week, tz, params.sla.ship_hours)
+    special = open_special_orders(orders, week, tz, params.sla.ship_hours, con)
     return NextWeekPlan(
         week=week,
         target=target,

@@ -239,16 +239,24 @@ class StoreParams(_Strict):
 
 
 class EngineParams(_Strict):
-    """The query engine under the KPIs: embedded DuckDB by default, or Spark (a local
-    session or a cluster's master) running the same definitions."""
+    """The query engine under the KPIs: embedded DuckDB by default, Spark (a local session
+    or a cluster's master), or the source database itself (``source``: the aggregations
+    run where the rows are), all running the same definitions."""
 
-    kind: Literal["duckdb", "spark"] = "duckdb"
+    kind: Literal["duckdb", "spark", "source"] = "duckdb"
     # DuckDB: memory it may use before spilling to disk (e.g. "3GB"); None: its default.
     memory_limit: str | None = None
     threads: int | None = Field(None, ge=1)
     # Spark: the master URL and extra session settings (spark.executor.memory...).
     spark_master: str = "local[2]"
     spark_conf: dict[str, str] = Field(default_factory=dict)
+
+    # kind "source": the sql source whose database runs the expressions (set by Params).
+    _database: SourceParams | None = PrivateAttr(default=None)
+
+    def database_url(self) -> str | None:
+        """The URL of the database the expressions run in (kind ``source``), else None."""
+        return self._database.database_url() if self._database is not None else None
 
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -470,6 +478,18 @@ class Params(_Strict):
     run: RunParams = RunParams()
 
     _files: tuple[Path, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _engine_in_source(self) -> Params:
+        if self.engine.kind == "source":
+            if self.source.kind != "sql":
+                raise ValueError(
+                    "engine.kind 'source' runs the KPIs inside the source database, so it needs "
+                    f"source.kind 'sql' (here '{self.source.kind}'); use engine.kind duckdb for "
+                    "files"
+                )
+            self.engine._database = self.source
+        return self
 
     @field_validator("company")
     @classmethod

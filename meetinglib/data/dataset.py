@@ -134,7 +134,11 @@ class WeekData:
     # Per table, how it was loaded: "engine" (validated by predicates on the engine) or
     # "pandas" (read and validated as rows; see data/load_engine.py).
     load_paths: dict[str, str] = field(default_factory=dict)
-    _engine_tables: dict[str, ir.Table] | None = field(default=None, repr=False, compare=False)
+    # built on first use from ``tables``: a copy with other tables (dataclasses.replace)
+    # builds its own
+    _engine_tables: dict[str, ir.Table] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def engine_tables(self) -> dict[str, ir.Table]:
         """The canonical tables as tables of the engine (Ibis), built once per load.

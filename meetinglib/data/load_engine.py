@@ -16,7 +16,9 @@ took.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -416,6 +418,26 @@ def _with_duplicates(
     return joined, flag
 
 
+@contextmanager
+def _in_order(con: BaseBackend) -> Iterator[None]:
+    """Rows written in the order they are read: the snapshot keeps the source's order.
+
+    The shared DuckDB lets results come in any order (its aggregates are sorted later);
+    a snapshot is read by code that may depend on the rows' order, as pandas kept it.
+    """
+    raw_sql = getattr(con, "raw_sql", None)
+    if raw_sql is None:
+        yield
+        return
+    before = con.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()
+    raw_sql("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        value = "true" if before is None or before[0] else "false"
+        raw_sql(f"SET preserve_insertion_order = {value}")
+
+
 def _in_selection(base: ir.Table, table: str, selection: Window) -> ir.BooleanValue:
     """Rows whose time lies in the selection window (all rows of a table without time)."""
     time_col = SCHEMAS[table].time_column
@@ -525,9 +547,11 @@ def load(
             # A join gives its rows in no particular order: the snapshot keeps the source's.
             clean = clean.order_by(_POS)
         out.parent.mkdir(parents=True, exist_ok=True)
-        con.to_parquet(
-            clean.select(**{c.name: clean[ck.value_name(c.name)] for c in schema.columns}), out
-        )
+        with _in_order(con):
+            con.to_parquet(
+                clean.select(**{c.name: clean[ck.value_name(c.name)] for c in schema.columns}),
+                out,
+            )
         written = pq.ParquetFile(out).metadata.num_rows
         info = SourceInfo(table, location, "parquet", n, digest.result())
     return Loaded(

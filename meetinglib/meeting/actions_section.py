@@ -19,6 +19,7 @@ from IPython.display import HTML
 from markupsafe import Markup
 
 from meetinglib.core.i18n import t
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData
 from meetinglib.meeting.intake import department_label
 from meetinglib.meeting.review import (
@@ -177,11 +178,17 @@ class ActionsSection:
     @cached_property
     def figures(self) -> pd.DataFrame:
         """Decision figures then and now (``review.decision_figures``); empty without data."""
-        orders = self.data.tables.get("orders")
-        if self.last_week is None or orders is None or self.decisions.empty:
-            return pd.DataFrame(columns=["decision_id", "text", "segment", "figure", "before",
-                                         "after", "change"])  # fmt: skip
-        return decision_figures(orders, self.decisions, self.last_week, self.week, self.data.tz)
+        empty = pd.DataFrame(columns=["decision_id", "text", "segment", "figure", "before",
+                                      "after", "change"])  # fmt: skip
+        if self.last_week is None or self.decisions.empty:
+            return empty
+        orders = self.data.engine_tables().get("orders")
+        if orders is None:
+            return empty
+        con = engine.shared(self.data.params.engine)
+        return decision_figures(
+            orders, self.decisions, self.last_week, self.week, self.data.tz, con
+        )
 
     def decisions_table(self) -> HTML:
         """Each decision of the last meeting with its segment's figures then and now."""

@@ -7,10 +7,10 @@ At the meeting about report week C (and in C's minutes and data report):
   (``meetinglib.meeting.actions``);
 * the decisions of the last meeting before C (about week L) are listed with the figures
   of the linked issue's segment in week L and in week C: orders created, late delivery
-  share (1 - on-time delivery rate of the orders delivered in the week,
-  ``kpis.on_time_delivery_rate``) and the backlog at week end (paid, not shipped,
-  ``kpis.backlog_at``). A decision without a linked issue, or whose issue names no
-  segment, is measured on all orders;
+  share (orders delivered in the week after promised_delivery_by / those delivered with
+  a promise, ``sections.judged_late``) and the backlog at week end (paid, neither shipped
+  nor cancelled, ``sections.open_at``), computed by the engine. A decision without a
+  linked issue, or whose issue names no segment, is measured on all orders;
 * whether the minutes of the last meeting went out within 24 hours of its end.
 
 ``send_minutes`` distributes a week's minutes handout and records when it went out.
@@ -19,19 +19,24 @@ At the meeting about report week C (and in C's minutes and data report):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from pathlib import Path
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
+from ibis.backends import BaseBackend
 
-from meetinglib.analysis import kpis
+from meetinglib.analysis import sections
 from meetinglib.core.errors import InputDataError, ParamsError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 from meetinglib.meeting.actions import meeting_weeks, review_day, standing
 from meetinglib.meeting.minutes import mark_sent, sent_within
 from meetinglib.meeting.notify import send, write_eml
@@ -44,7 +49,7 @@ from meetinglib.meeting.store import (
     minutes_row,
     open_store,
 )
-from meetinglib.meeting.triage import segment_dict, segment_mask
+from meetinglib.meeting.triage import segment_condition, segment_dict
 from meetinglib.report.render import render
 
 REVIEW_FIGURES = ("orders", "late_delivery_share", "backlog")
@@ -94,37 +99,64 @@ def last_decisions(store: Store, week: IsoWeek | str) -> tuple[str | None, pd.Da
     return last, decision_frame(store, meeting_id(store, last) or -1)
 
 
-def segment_review_figures(orders: pd.DataFrame, segment: str, window: Window) -> dict[str, float]:
-    """Orders created, late delivery share (0-1) and backlog at window end, for a segment."""
+def review_figures_on(
+    con: BaseBackend, orders: ir.Table, segments: Sequence[str], window: Window
+) -> list[dict[str, float]]:
+    """Per stored segment ("" = all orders), in one query: orders created in the window, late
+    delivery share (0-1; NaN without judged deliveries) and backlog at the window's end."""
+    judged, late = sections.judged_late(orders, window)
+    created = sections.within(orders.created_at, window)
+    backlog = sections.open_at(orders, sections.instant(window.end))
 
-    inside = orders[segment_mask(orders, segment_dict(segment))] if segment else orders
-    on_time = kpis.on_time_delivery_rate(inside, window)
-    return {
-        "orders": float(kpis.orders_created(inside, window)),
-        "late_delivery_share": float(1 - on_time) if pd.notna(on_time) else np.nan,
-        "backlog": float(kpis.backlog_at(inside, window.end)),
-    }
+    def total(condition: ir.BooleanValue) -> ir.Value:
+        return ibis.ifelse(condition, 1, 0).sum()
+
+    sums: dict[str, ir.Value] = {}
+    for i, segment in enumerate(segments):
+        inside = segment_condition(orders, segment_dict(segment))
+        sums[f"orders{i}"] = total(inside & created)
+        sums[f"judged{i}"] = total(inside & judged)
+        sums[f"late{i}"] = total(inside & late)
+        sums[f"backlog{i}"] = total(inside & backlog)
+    found = con.execute(orders.aggregate(**sums)).iloc[0].fillna(0)
+    out = []
+    for i in range(len(segments)):
+        judged_n = float(found[f"judged{i}"])
+        out.append(
+            {
+                "orders": float(found[f"orders{i}"]),
+                "late_delivery_share": float(found[f"late{i}"]) / judged_n if judged_n else np.nan,
+                "backlog": float(found[f"backlog{i}"]),
+            }
+        )
+    return out
 
 
 def decision_figures(
-    orders: pd.DataFrame,
+    orders: ir.Table | pd.DataFrame,
     decisions: pd.DataFrame,
     decided: IsoWeek | str,
     now: IsoWeek | str,
     tz: str,
+    con: BaseBackend | None = None,
 ) -> pd.DataFrame:
     """Per decision and figure: the value in the decision's week, in week ``now``, change.
 
     Columns: decision_id, text, segment, figure, before, after, change. Weeks outside
-    the loaded orders give NaN for their figures' events (no orders created).
+    the loaded orders give NaN for their figures' events (no orders created). ``orders``:
+    the week's engine table (a frame is handed to the engine as it is).
     """
+    table = engine.frame_table(orders) if isinstance(orders, pd.DataFrame) else orders
+    con = con or engine.shared()
+    segments = [d if isinstance(d, str) else "" for d in decisions["segment"]]
     before_w = IsoWeek.parse(decided).window(tz)
     after_w = IsoWeek.parse(now).window(tz)
+    before = review_figures_on(con, table, segments, before_w) if segments else []
+    after = review_figures_on(con, table, segments, after_w) if segments else []
     rows = []
-    for d in decisions.itertuples():
-        segment = d.segment if isinstance(d.segment, str) else ""
-        before = segment_review_figures(orders, segment, before_w)
-        after = segment_review_figures(orders, segment, after_w)
+    for d, segment, then, later in zip(
+        decisions.itertuples(), segments, before, after, strict=True
+    ):
         for figure in REVIEW_FIGURES:
             rows.append(
                 {
@@ -132,8 +164,8 @@ def decision_figures(
                     "text": d.text,
                     "segment": segment,
                     "figure": figure,
-                    "before": before[figure],
-                    "after": after[figure],
+                    "before": then[figure],
+                    "after": later[figure],
                 }
             )
     frame = pd.DataFrame(

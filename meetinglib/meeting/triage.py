@@ -17,7 +17,7 @@ that segment's figures this week and last week, against those of all orders:
 
 * orders: orders created in the week (in the segment);
 * late orders: orders that missed a deadline in the week: shipped in the week after
-  their ship deadline (``kpis.ship_deadline``), delivered in the week after
+  their ship deadline (``sections.ship_deadline``), delivered in the week after
   ``promised_delivery_by``, or at week end paid, neither shipped nor cancelled, and
   past their ship deadline (overdue backlog);
 * exception orders: orders created in the week with an ``exception_code``;
@@ -62,17 +62,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ibis
+import ibis.expr.types as ir
 import matplotlib
 import numpy as np
 import pandas as pd
+from ibis.backends import BaseBackend
 from IPython.display import HTML, Image, display
 from matplotlib.ticker import PercentFormatter
 
-from meetinglib.analysis import kpis
+from meetinglib.analysis import sections
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import label_or, t
 from meetinglib.core.params import AgendaParams
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 from meetinglib.data.dataset import notebook_week
 from meetinglib.meeting.intake import SEGMENT_KEYS, IssueForm, department_label
 from meetinglib.meeting.store import SEVERITIES, Store, open_store
@@ -210,78 +214,103 @@ def segment_mask(orders: pd.DataFrame, segment: dict[str, str]) -> np.ndarray:
     return mask
 
 
-def _times(orders: pd.DataFrame, name: str) -> pd.Series:
-    if name in orders.columns:
-        return orders[name]
-    return pd.Series(pd.NaT, index=orders.index, dtype=orders["created_at"].dtype)
+def segment_condition(orders: ir.Table, segment: Mapping[str, str]) -> ir.BooleanValue:
+    """On the engine: whether an order is in the segment (all for {}); a column the data
+    lacks: none."""
+    inside: ir.BooleanValue = ibis.literal(True)
+    for key, value in segment.items():
+        if key not in SEGMENT_KEYS:
+            raise KeyError(f"unknown segment key {key!r}; use one of {SEGMENT_KEYS}")
+        if key not in orders.columns:
+            return ibis.literal(False)
+        inside &= (orders[key].cast("string") == value).fill_null(False)
+    return inside
+
+
+def late_condition(orders: ir.Table, window: Window, ship_sla_hours: float) -> ir.BooleanValue:
+    """On the engine: whether an order missed a deadline in the window: shipped late,
+    delivered late, or overdue.
+
+    Shipped in the window after the ship deadline (``sections.ship_deadline``); delivered
+    in the window after promised_delivery_by; or at window end paid, not shipped, not
+    cancelled and past the ship deadline.
+    """
+    deadline = sections.ship_deadline(orders, ship_sla_hours)
+    shipped, delivered = sections.col(orders, "shipped_at"), sections.col(orders, "delivered_at")
+    promised = sections.col(orders, "promised_delivery_by")
+    end = sections.instant(window.end)
+    shipped_late = sections.within(shipped, window) & (shipped > deadline).fill_null(False)
+    delivered_late = sections.within(delivered, window) & (delivered > promised).fill_null(False)
+    overdue = sections.open_at(orders, end) & sections.before(deadline, end)
+    return shipped_late | delivered_late | overdue
 
 
 def late_orders(orders: pd.DataFrame, window: Window, ship_sla_hours: float) -> np.ndarray:
-    """Orders that missed a deadline in the window: shipped late, delivered late, or overdue.
-
-    Shipped in the window after the ship deadline; delivered in the window after
-    promised_delivery_by; or at window end paid, not shipped, not cancelled and past
-    the ship deadline. Boolean per order.
-    """
-    deadline = kpis.ship_deadline(orders, ship_sla_hours)
-    shipped, delivered = _times(orders, "shipped_at"), _times(orders, "delivered_at")
-    paid, cancelled = _times(orders, "paid_at"), _times(orders, "cancelled_at")
-    promised = _times(orders, "promised_delivery_by")
-    end = window.end
-    shipped_late = window.contains(shipped) & (shipped > deadline)
-    delivered_late = window.contains(delivered) & (delivered > promised)
-    open_at_end = (paid < end) & ~(shipped < end) & ~(cancelled < end)
-    overdue = open_at_end & (deadline < end)
-    return (shipped_late | delivered_late | overdue).fillna(False).to_numpy(dtype=bool)
+    """Per order of a frame, whether it missed a deadline in the window (``late_condition``,
+    computed by the engine); boolean per order."""
+    table = engine.frame_table(orders)
+    flags = table.select(late=late_condition(table, window, ship_sla_hours))
+    return engine.shared().execute(flags)["late"].to_numpy(dtype=bool)
 
 
-def order_flags(
-    orders: pd.DataFrame,
-    after_sales: pd.DataFrame | None,
+def figures_on(
+    con: BaseBackend,
+    orders: ir.Table,
+    after_sales: ir.Table | None,
+    segments: Sequence[Mapping[str, str]],
     window: Window,
     ship_sla_hours: float,
-) -> pd.DataFrame:
-    """Per order, for the window: created, late, exception (bools) and refund (amount).
+) -> list[pd.Series]:
+    """FIGURES of each segment's orders in the window (see the module text), in one query;
+    orders and currency.
 
-    created: created_at in the window; late: see ``late_orders``; exception: created
-    in the window with an exception_code; refund: refund_amount of the order's
-    after-sales cases requested in the window. Index: ``orders``' index.
+    orders: created in the window; late orders: ``late_condition``; exception orders:
+    created in the window with an exception_code; problem orders: late or exception, each
+    order once; refund amount: refund_amount of the segment's orders' after-sales cases
+    requested in the window.
     """
-    created = window.contains(orders["created_at"]).fillna(False).to_numpy(dtype=bool)
-    if "exception_code" in orders.columns:
-        has_exception = orders["exception_code"].notna().to_numpy(dtype=bool)
+    created = sections.within(orders.created_at, window)
+    late = late_condition(orders, window, ship_sla_hours)
+    exception = created & sections.col(orders, "exception_code").notnull()
+    flags = orders.select(
+        _oid=orders.order_id,
+        created=created,
+        late=late,
+        exception=exception,
+        **{f"s{i}": segment_condition(orders, seg) for i, seg in enumerate(segments)},
+    )
+    if after_sales is not None and "refund_amount" in after_sales.columns:
+        cases = after_sales.filter(sections.within(after_sales.requested_at, window))
+        per_order = cases.group_by(_cid=cases.order_id).aggregate(
+            _refund=cases.refund_amount.cast("float64").sum()
+        )
+        flags = flags.left_join(per_order, flags._oid == per_order._cid)
+        refund = flags._refund.fill_null(0.0)
     else:
-        has_exception = np.zeros(len(orders), dtype=bool)
-    refund = np.zeros(len(orders))
-    if after_sales is not None and len(after_sales):
-        requested = window.contains(after_sales["requested_at"]).fillna(False)
-        cases = after_sales.loc[requested, ["order_id", "refund_amount"]]
-        per_order = cases.groupby("order_id", observed=True)["refund_amount"].sum()
-        refund = orders["order_id"].map(per_order).fillna(0.0).to_numpy(dtype="float64")
-    return pd.DataFrame(
-        {
-            "created": created,
-            "late": late_orders(orders, window, ship_sla_hours),
-            "exception": created & has_exception,
-            "refund": refund,
-        },
-        index=orders.index,
-    )
+        refund = ibis.literal(0.0)
 
+    def total(condition: ir.BooleanValue) -> ir.Value:
+        return ibis.ifelse(condition, 1, 0).sum()
 
-def figures_of(flags: pd.DataFrame, inside: np.ndarray) -> pd.Series:
-    """FIGURES of the orders selected by ``inside``, from ``order_flags``."""
-    chosen = flags[inside]
-    return pd.Series(
-        {
-            "orders": float(chosen["created"].sum()),
-            "late_orders": float(chosen["late"].sum()),
-            "exception_orders": float(chosen["exception"].sum()),
-            "problem_orders": float((chosen["late"] | chosen["exception"]).sum()),
-            "refund_amount": float(chosen["refund"].sum()),
-        },
-        dtype="float64",
-    )
+    sums: dict[str, ir.Value] = {}
+    for i in range(len(segments)):
+        inside = flags[f"s{i}"]
+        sums[f"orders{i}"] = total(inside & flags.created)
+        sums[f"late_orders{i}"] = total(inside & flags.late)
+        sums[f"exception_orders{i}"] = total(inside & flags.exception)
+        sums[f"problem_orders{i}"] = total(inside & (flags.late | flags.exception))
+        sums[f"refund_amount{i}"] = ibis.ifelse(inside, refund, 0.0).sum()
+    found = con.execute(flags.aggregate(**sums)).iloc[0] if segments else None
+    out = []
+    for i in range(len(segments)):
+        assert found is not None
+        values = {f: found[f"{f}{i}"] for f in FIGURES}
+        out.append(
+            pd.Series(
+                {f: 0.0 if pd.isna(v) else float(v) for f, v in values.items()}, dtype="float64"
+            )
+        )
+    return out
 
 
 def segment_figures(
@@ -291,9 +320,11 @@ def segment_figures(
     window: Window,
     ship_sla_hours: float,
 ) -> pd.Series:
-    """FIGURES of the segment's orders in the window (see the module text); orders and CNY."""
-    flags = order_flags(orders, after_sales, window, ship_sla_hours)
-    return figures_of(flags, segment_mask(orders, segment))
+    """FIGURES of the segment's orders in the window (``figures_on``, by the engine)."""
+    cases = None if after_sales is None else engine.frame_table(after_sales)
+    table = engine.frame_table(orders)
+    con = engine.shared()
+    return figures_on(con, table, cases, [segment], window, ship_sla_hours)[0]
 
 
 def evidence_frame(
@@ -342,16 +373,11 @@ def evidence(
     ship_sla_hours: float,
 ) -> pd.DataFrame:
     """The segment against itself last week and against all orders (see ``evidence_frame``)."""
-    this = order_flags(orders, after_sales, window, ship_sla_hours)
-    last = order_flags(orders, after_sales, previous_window, ship_sla_hours)
-    inside = segment_mask(orders, segment)
-    everything = np.ones_like(inside)
-    return evidence_frame(
-        figures_of(this, inside),
-        figures_of(last, inside),
-        figures_of(this, everything),
-        figures_of(last, everything),
-    )
+    con, table = engine.shared(), engine.frame_table(orders)
+    cases = None if after_sales is None else engine.frame_table(after_sales)
+    this, whole = figures_on(con, table, cases, [segment, {}], window, ship_sla_hours)
+    last, whole_last = figures_on(con, table, cases, [segment, {}], previous_window, ship_sla_hours)
+    return evidence_frame(this, last, whole, whole_last)
 
 
 def excess_share(segment: pd.Series, whole: pd.Series, figure: str) -> float:
@@ -392,31 +418,50 @@ def priority(severity: str, impact_share: float | None, recurrence_weeks: int) -
 
 @dataclass(frozen=True)
 class OrdersData:
-    """What the evidence is computed from: validated orders (and after-sales cases)."""
+    """What the evidence is computed from: the week's orders (and after-sales cases) as
+    engine tables (frames are handed to the engine as they are); only FIGURES come back."""
 
-    orders: pd.DataFrame
-    after_sales: pd.DataFrame | None
+    orders: ir.Table | pd.DataFrame
+    after_sales: ir.Table | pd.DataFrame | None
     tz: str
     ship_sla_hours: float
-    _flags: dict[pd.Timestamp, pd.DataFrame] = field(
+    con: BaseBackend | None = None
+    _figures: dict[tuple[str, IsoWeek], pd.Series] = field(
         default_factory=dict, repr=False, compare=False
     )
 
-    def flags(self, window: Window) -> pd.DataFrame:
-        """``order_flags`` of the window, computed once per window."""
-        if window.start not in self._flags:
-            self._flags[window.start] = order_flags(
-                self.orders, self.after_sales, window, self.ship_sla_hours
-            )
-        return self._flags[window.start]
+    def _tables(self) -> tuple[BaseBackend, ir.Table, ir.Table | None]:
+        def table(x: ir.Table | pd.DataFrame) -> ir.Table:
+            return engine.frame_table(x) if isinstance(x, pd.DataFrame) else x
+
+        cases = None if self.after_sales is None else table(self.after_sales)
+        return self.con or engine.shared(), table(self.orders), cases
+
+    def prefetch(self, segments: Sequence[str], week: IsoWeek) -> None:
+        """FIGURES of stored segments in ``week``, in one query for those not known yet."""
+        wanted = [s for s in dict.fromkeys(segments) if (s, week) not in self._figures]
+        if not wanted:
+            return
+        con, orders, cases = self._tables()
+        found = figures_on(
+            con,
+            orders,
+            cases,
+            [segment_dict(s) for s in wanted],
+            week.window(self.tz),
+            self.ship_sla_hours,
+        )
+        self._figures.update({(s, week): f for s, f in zip(wanted, found, strict=True)})
 
     def figures(self, segment: str, week: IsoWeek) -> pd.Series:
         """FIGURES of a stored segment ("" = all orders) in ``week``."""
-        mask = segment_mask(self.orders, segment_dict(segment))
-        return figures_of(self.flags(week.window(self.tz)), mask)
+        self.prefetch([segment], week)
+        return self._figures[(segment, week)]
 
     def evidence(self, segment: str, week: IsoWeek) -> pd.DataFrame:
         """``evidence_frame`` of a stored segment for ``week``."""
+        for when in (week, week.previous()):
+            self.prefetch([segment, ""], when)
         return evidence_frame(
             self.figures(segment, week),
             self.figures(segment, week.previous()),
@@ -465,6 +510,11 @@ def triage(
     groups = group_issues(candidates, threshold)
     earliest = str(week.shift(-recurrence_weeks))
     history = issues[(issues["week"] < this) & (issues["week"] >= earliest)]
+    if data is not None:
+        # Every segment on the agenda (and all orders), this week and last, in two queries.
+        segments = ["", *(str(x) for x in candidates["segment"] if isinstance(x, str) and x)]
+        for when in (week, week.previous()):
+            data.prefetch(segments, when)
     whole = data.figures("", week) if data else None
     rows = []
     for group_id, part in candidates.groupby(groups, sort=False):
@@ -630,11 +680,13 @@ class TriageReport:
         params = data.params
         store = open_store(params)
         issues = store.issues(through_week=str(data.week))
+        tables = data.engine_tables()
         orders = OrdersData(
-            data.tables["orders"],
-            data.tables.get("after_sales"),
+            tables["orders"],
+            tables.get("after_sales"),
             data.tz,
             params.sla.ship_hours,
+            engine.shared(params.engine),
         )
         triaged = triage(issues, data.week, orders)
         open_items = store.action_items(status="open")

@@ -26,13 +26,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from IPython.display import HTML, Image
 from markupsafe import Markup
 from matplotlib.figure import Figure
 
-from meetinglib.analysis import anomalies, kpis
+from meetinglib.analysis import anomalies, kpis, sections
 from meetinglib.analysis.kpi_table import (
     MIN_OBSERVATIONS,
     NOT_AVAILABLE,
@@ -49,6 +50,7 @@ from meetinglib.core.fmt import fmt_change, fmt_value
 from meetinglib.core.i18n import label_or, t
 from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.core.weeks import Window
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, notebook_week
 from meetinglib.report import charts as plots
 from meetinglib.report.render import frame_table, macro, render, table
@@ -132,6 +134,12 @@ def _nan(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _late_share(cells: pd.DataFrame) -> float:
+    """Late deliveries / judged deliveries over the cells of ``late_delivery_by``."""
+    judged = int(cells["delivered"].sum())
+    return int(cells["late"].sum()) / judged if judged else float("nan")
+
+
 def caption(text: str) -> Markup:
     """A caption line above a table (escaped)."""
     return macro("note", text, "ml-caption")
@@ -160,7 +168,11 @@ class DataReport:
     def __init__(self, data: WeekData, lang: str | None = None):
         self.data = data
         self.lang = lang or data.params.language
-        self.orders = data.tables["orders"]
+        # The section tables are aggregates the engine computes from the week's tables;
+        # no row table comes back here.
+        self.con = engine.shared(data.params.engine)
+        self.tables = data.engine_tables()
+        self._stage_cache: dict[tuple[Any, ...], pd.DataFrame] = {}
         self.sla_hours = data.params.sla.ship_hours
         self.currency = data.params.currency
         where = ", ".join(str(f) for f in data.params.files) or "the params"
@@ -307,6 +319,22 @@ class DataReport:
     def kpi_result(self) -> KpiTable:
         """The week's KPI table and the weekly series behind it."""
         return kpi_table(self.data, self.lang)
+
+    @cached_property
+    def orders(self) -> ir.Table:
+        """The orders this week's and last week's breakdowns read, kept in the engine."""
+        windows = [self.data.previous_window, self.data.window]
+        return sections.report_orders(self.con, self.tables["orders"], windows)
+
+    @cached_property
+    def _values(self) -> dict[str, list[str]]:
+        return sections.dimension_values(
+            self.con, self.tables["orders"], ("channel", "warehouse", "carrier", "region")
+        )
+
+    def _levels(self, by: str | None) -> list[str]:
+        """Every value of ``by`` in the loaded orders: a breakdown lists them, zeros too."""
+        return self._values.get(by, []) if by else []
 
     @cached_property
     def windows(self) -> list[Window]:
@@ -535,7 +563,7 @@ class DataReport:
 
     def volume_chart(self) -> Image:
         """Orders created per day, stacked by order type (a day without orders shows 0)."""
-        by_day = kpis.order_volume_by_day(self.orders, self.data.window)
+        by_day = sections.order_volume_by_day(self.con, self.orders, self.data.window)
         types = [c for c in ORDER_TYPES if c in by_day.columns]
         frame = by_day[types]
         days = [self._t(f"weekday.{d.weekday()}") + d.strftime(" %m-%d") for d in frame.index]
@@ -559,8 +587,12 @@ class DataReport:
 
     def channel_chart(self) -> Image:
         """Orders created per channel, this week against last week."""
-        this = kpis.order_volume_by(self.orders, self.data.window, "channel")
-        last = kpis.order_volume_by(self.orders, self.data.previous_window, "channel")
+        this = sections.order_volume_by(
+            self.con, self.orders, self.data.window, "channel", self._levels("channel")
+        )
+        last = sections.order_volume_by(
+            self.con, self.orders, self.data.previous_window, "channel", self._levels("channel")
+        )
         this = this.rename(index=self._missing)
         last = last.rename(index=self._missing).reindex(this.index, fill_value=0)
         if not this.sum():
@@ -592,8 +624,10 @@ class DataReport:
         """Orders created and cancelled per order type, this week and last week."""
         if (missing := self._not_available("cancellation_rate")) is not None:
             return missing
-        this = kpis.cancellations_by(self.orders, self.data.window, "order_type")
-        last = kpis.cancellations_by(self.orders, self.data.previous_window, "order_type")
+        this = sections.cancellations_by(self.con, self.orders, self.data.window, "order_type")
+        last = sections.cancellations_by(
+            self.con, self.orders, self.data.previous_window, "order_type"
+        )
         header = [
             self._t("word.order_type"),
             self._t("kpi.orders_created"),
@@ -629,8 +663,8 @@ class DataReport:
 
     def stage_chart(self) -> Image:
         """P90 hours of each stage, this week against last week."""
-        this = kpis.stage_durations(self.orders, self.data.window)
-        last = kpis.stage_durations(self.orders, self.data.previous_window)
+        this = self._stages(self.data.window)
+        last = self._stages(self.data.previous_window)
         names = {s: self._t(f"kpi.stage.{s}") for s in STAGES}
         p90_this = this["p90_h"].reindex(STAGES).rename(index=names)
         p90_last = last["p90_h"].reindex(STAGES).rename(index=names)
@@ -647,12 +681,21 @@ class DataReport:
         )
         return chart(fig)
 
+    def _stages(self, window: Window, by: str | None = None) -> pd.DataFrame:
+        """``sections.stage_durations`` of a window, computed once per window and ``by``."""
+        key = (window.start, window.end, by)
+        if key not in self._stage_cache:
+            levels = self._levels(by)
+            found = sections.stage_durations(self.con, self.orders, window, by, levels)
+            self._stage_cache[key] = found
+        return self._stage_cache[key]
+
     def stage_table(self, by: str | None = "order_type") -> HTML:
         """Median / P90 hours per stage (rows) for all orders and each value of ``by``."""
-        overall = kpis.stage_durations(self.orders, self.data.window)
+        overall = self._stages(self.data.window)
         columns = [(self._t("order_type.all"), overall)]
         if by:
-            split = kpis.stage_durations(self.orders, self.data.window, by=by)
+            split = self._stages(self.data.window, by)
             for value in split.index.get_level_values(0).unique():
                 name = self._order_type(value) if by == "order_type" else self._missing(value)
                 columns.append((str(name), split.loc[value]))
@@ -681,9 +724,21 @@ class DataReport:
 
     def backlog_chart(self) -> Image:
         """Overdue backlog at week end per warehouse, this week against last week."""
-        this = kpis.backlog_by(self.orders, self.data.window.end, self.sla_hours, "warehouse")
-        last = kpis.backlog_by(
-            self.orders, self.data.previous_window.end, self.sla_hours, "warehouse"
+        this = sections.backlog_by(
+            self.con,
+            self.orders,
+            self.data.window.end,
+            self.sla_hours,
+            "warehouse",
+            self._levels("warehouse"),
+        )
+        last = sections.backlog_by(
+            self.con,
+            self.orders,
+            self.data.previous_window.end,
+            self.sla_hours,
+            "warehouse",
+            self._levels("warehouse"),
         )
         overdue = this["overdue"].rename(index=self._missing)
         total = int(overdue.sum())
@@ -724,7 +779,7 @@ class DataReport:
         """Abnormal orders created this week by exception code, largest first."""
         if (missing := self._not_available("abnormal_rate")) is not None:
             return missing
-        pareto = kpis.abnormal_orders(self.orders, self.data.window)
+        pareto = sections.abnormal_orders(self.con, self.orders, self.data.window)
         if pareto.empty:
             return chart(plots.message(self._t("chart.pareto.empty"), lang=self.lang))
         counts = pareto["count"].rename(index=self._exception)
@@ -746,7 +801,7 @@ class DataReport:
         """Abnormal orders per week of creation, stacked by exception code."""
         if (missing := self._not_available("abnormal_rate")) is not None:
             return missing
-        weeks = kpis.abnormal_by_week(self.orders, self.windows)
+        weeks = sections.abnormal_by_week(self.con, self.tables["orders"], self.windows)
         shown = self.kpi_result.weekly("abnormal_rate").notna()
         weeks = weeks[shown.to_numpy()].iloc[-SPARK_WEEKS:]
         if weeks.empty or not weeks.to_numpy().sum():
@@ -775,8 +830,8 @@ class DataReport:
         """Abnormal-order rate per order type, this week and last, with its top exception."""
         if (missing := self._not_available("abnormal_rate")) is not None:
             return missing
-        this = kpis.abnormal_by(self.orders, self.data.window, "order_type")
-        last = kpis.abnormal_by(self.orders, self.data.previous_window, "order_type")
+        this = sections.abnormal_by(self.con, self.orders, self.data.window, "order_type")
+        last = sections.abnormal_by(self.con, self.orders, self.data.previous_window, "order_type")
         header = [
             self._t("word.order_type"),
             self._t("kpi.orders_created"),
@@ -790,7 +845,8 @@ class DataReport:
         for code in this.index:
             if code not in ORDER_TYPES:
                 continue
-            pareto = kpis.abnormal_orders(self.orders[self.orders["order_type"] == code], window)
+            of_type = self.orders.filter(self.orders.order_type == code)
+            pareto = sections.abnormal_orders(self.con, of_type, window)
             top = "–"
             if not pareto.empty:
                 top = f"{self._exception(pareto.index[0])} ({pareto['share'].iloc[0]:.0%})"
@@ -810,7 +866,9 @@ class DataReport:
         """The abnormal orders of the week most in need of follow-up, by order id."""
         if (missing := self._not_available("abnormal_rate")) is not None:
             return missing
-        examples = kpis.abnormal_examples(self.orders, self.data.window, self.sla_hours, limit)
+        examples = sections.abnormal_examples(
+            self.con, self.orders, self.data.window, self.sla_hours, limit
+        )
         if examples.empty:
             return self._note(self._t("chart.pareto.empty"))
         header = [
@@ -846,8 +904,8 @@ class DataReport:
 
     def carrier_table(self) -> HTML:
         """Carrier scorecard: volume, on-time delivery, transit median/P90, lost/damaged."""
-        this = kpis.carrier_scorecard(self.orders, self.data.window)
-        last = kpis.carrier_scorecard(self.orders, self.data.previous_window)
+        this = sections.carrier_scorecard(self.con, self.orders, self.data.window)
+        last = sections.carrier_scorecard(self.con, self.orders, self.data.previous_window)
         if this.empty:
             return self._note(self._t("report.no_data"))
         header = [
@@ -887,14 +945,16 @@ class DataReport:
         """
         window = self.data.window
         history = Window(self._complete_history_start(), window.start)
-        this = kpis.late_delivery_by(self.orders, window, "carrier", "region")
-        base = kpis.late_delivery_by(self.orders, history, "carrier", "region")
+        this = sections.late_delivery_by(self.con, self.orders, window, "carrier", "region")
+        base = sections.late_delivery_by(
+            self.con, self.tables["orders"], history, "carrier", "region"
+        )
+        # The overall late share: every judged delivery falls in one cell (empty values
+        # under MISSING), so the cells' sums are all orders'.
+        overall = _late_share(base) if len(base) else _late_share(this)
         this = this[this["delivered"] >= MIN_CELL_DELIVERIES]
         if this.empty:
             return None
-        overall = 1 - kpis.on_time_delivery_rate(self.orders, history)
-        if _nan(overall):
-            overall = 1 - kpis.on_time_delivery_rate(self.orders, window)
         before = base["late_rate"].reindex(this.index).fillna(overall)
         rise = this["late_rate"] - before
         # Floor the baseline so that a cell with no late delivery before is not flagged
@@ -905,7 +965,9 @@ class DataReport:
         if not notable.any():
             return None
         carrier, region = z[notable].idxmax()
-        last = kpis.late_delivery_by(self.orders, self.data.previous_window, "carrier", "region")
+        last = sections.late_delivery_by(
+            self.con, self.orders, self.data.previous_window, "carrier", "region"
+        )
         last_rate = last["late_rate"].get((carrier, region), float("nan"))
         rate = float(this.loc[(carrier, region), "late_rate"])
         return str(carrier), str(region), rate, float(last_rate)
@@ -914,7 +976,9 @@ class DataReport:
         """Late-delivery share per region x carrier, the most worsened cell outlined."""
         if (missing := self._not_available("on_time_delivery_rate")) is not None:
             return missing
-        cells = kpis.late_delivery_by(self.orders, self.data.window, "region", "carrier")
+        cells = sections.late_delivery_by(
+            self.con, self.orders, self.data.window, "region", "carrier"
+        )
         if cells.empty:
             return chart(plots.message(self._t("chart.late.none"), lang=self.lang))
         rates = cells["late_rate"].unstack("carrier")
@@ -929,7 +993,7 @@ class DataReport:
             )
             highlight = (region, carrier)
         else:
-            overall = 1 - kpis.on_time_delivery_rate(self.orders, self.data.window)
+            overall = _late_share(cells)
             title = self._t("chart.late.calm", rate=overall)
             highlight = None
         fig = plots.heatmap(
@@ -947,9 +1011,13 @@ class DataReport:
         """Stockout-affected orders and fill rate per warehouse, this week and last."""
         if (missing := self._not_available("stockout_orders")) is not None:
             return missing
-        this = kpis.stockouts_by(self.orders, self.data.window, "warehouse")
-        last = kpis.stockouts_by(self.orders, self.data.previous_window, "warehouse")
-        has_lines = "order_lines" in self.data.tables
+        this = sections.stockouts_by(
+            self.con, self.orders, self.data.window, "warehouse", self._levels("warehouse")
+        )
+        last = sections.stockouts_by(
+            self.con, self.orders, self.data.previous_window, "warehouse", self._levels("warehouse")
+        )
+        has_lines = "order_lines" in self.tables
         header = [
             self._t("word.warehouse"),
             self._t("kpi.orders_created"),
@@ -989,7 +1057,7 @@ class DataReport:
     # --- 6. customer service ------------------------------------------------------------------
 
     def _absent(self, table: str) -> HTML | None:
-        if table in self.data.tables:
+        if table in self.tables:
             return None
         return self._note(self._t("report.no_table", table=table))
 
@@ -998,7 +1066,7 @@ class DataReport:
         absent = self._absent("tickets")
         if absent:
             return absent
-        opened = kpis.tickets_opened(self.data.tables["tickets"], self.data.window)
+        opened = sections.tickets_opened(self.con, self.tables["tickets"], self.data.window)
         note = self._t("service.opened", tickets=opened)
         body = self.kpi_rows_table(SERVICE_KPIS)
         by_type = self.order_type_table(("tickets_per_1000", "complaint_rate"))
@@ -1009,9 +1077,9 @@ class DataReport:
         absent = self._absent("tickets")
         if absent:
             return absent
-        tickets = self.data.tables["tickets"]
-        this = kpis.ticket_categories(tickets, self.data.window)
-        last = kpis.ticket_categories(tickets, self.data.previous_window).reindex(
+        tickets = self.tables["tickets"]
+        this = sections.ticket_categories(self.con, tickets, self.data.window)
+        last = sections.ticket_categories(self.con, tickets, self.data.previous_window).reindex(
             this.index, fill_value=0
         )
         if not this.sum():
@@ -1051,11 +1119,11 @@ class DataReport:
         absent = self._absent("after_sales")
         if absent:
             return absent
-        cases = self.data.tables["after_sales"]
-        this = kpis.after_sales_reasons(cases, self.data.window)
+        cases = self.tables["after_sales"]
+        this = sections.after_sales_reasons(self.con, cases, self.data.window)
         if this.empty or not this.sum():
             return chart(plots.message(self._t("report.no_data"), lang=self.lang))
-        last = kpis.after_sales_reasons(cases, self.data.previous_window).reindex(
+        last = sections.after_sales_reasons(self.con, cases, self.data.previous_window).reindex(
             this.index, fill_value=0
         )
         names = {r: label_or(f"reason.{r}", self.lang, str(self._missing(r))) for r in this.index}
@@ -1081,11 +1149,11 @@ class DataReport:
     def finance_table(self) -> HTML:
         """GMV, refunds, net; settled and pending amounts; settlement lag; disputes."""
         body = self.kpi_rows_table(FINANCE_KPIS)
-        settlements = self.data.tables.get("settlements")
+        settlements = self.tables.get("settlements")
         if settlements is None:
             note = self._t("report.no_table", table="settlements")
         else:
-            count, amount = kpis.disputes(settlements)
+            count, amount = sections.disputes(self.con, settlements)
             note = self._t("finance.disputes", count=count, amount=self._fmt(amount, "currency"))
         return html(body, caption(note))
 
@@ -1094,8 +1162,8 @@ class DataReport:
         absent = self._absent("settlements")
         if absent:
             return absent
-        aging = kpis.pending_aging(
-            self.data.tables["settlements"], self.orders, self.data.window.end
+        aging = sections.pending_aging(
+            self.con, self.tables["settlements"], self.tables["orders"], self.data.window.end
         )
         total = float(aging["amount"].sum())
         if not total:

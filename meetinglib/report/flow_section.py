@@ -29,11 +29,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import ibis.expr.types as ir
 import matplotlib
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
+from ibis.backends import BaseBackend
 from IPython.display import HTML, Image
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -43,6 +43,7 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import label_or, t
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData
+from meetinglib.data.engine import frame_table, shared
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.data_report import chart
@@ -81,50 +82,27 @@ def transitions_into(log: pd.DataFrame, window: Window) -> pd.DataFrame:
     return log[keep].reset_index(drop=True)
 
 
-def week_event_log(tables: Mapping[str, pd.DataFrame], window: Window) -> pd.DataFrame:
-    """The event log of the transitions ending in ``window`` (see the module docstring)."""
-    orders = tables["orders"]
-    events = tables.get("events")
-    after_sales = tables.get("after_sales")
-    if events is not None:
-        ids = [events["order_id"][_any_in(events, ("timestamp",), window)]]
-    else:
-        ids = [orders["order_id"][_any_in(orders, flow.MILESTONES, window)]]
-    if after_sales is not None:
-        ids.append(after_sales["order_id"][_any_in(after_sales, _RETURN_TIMES, window)])
-    wanted = pc.unique(pa.concat_arrays([_arrow_ids(i) for i in ids]))
-    orders_in = orders[_member(orders["order_id"], wanted)]
-    events_in = None if events is None else events[_member(events["order_id"], wanted)]
-    returns_in = (
-        None if after_sales is None else after_sales[_member(after_sales["order_id"], wanted)]
+def week_event_log(
+    tables: Mapping[str, pd.DataFrame | ir.Table], window: Window, con: BaseBackend | None = None
+) -> pd.DataFrame:
+    """The event log of the transitions ending in ``window`` (see the module docstring).
+
+    Computed by the engine (``con``, default the shared DuckDB) from ``tables`` (frames
+    or engine tables): only the events of the cases with an event in the window come
+    back, sorted as flow.event_log sorts, times in the window's timezone.
+    """
+    on_engine = {
+        name: frame_table(table) if isinstance(table, pd.DataFrame) else table
+        for name, table in tables.items()
+        if name in ("orders", "events", "after_sales")
+    }
+    log = (con or shared()).to_pandas(
+        flow_engine.week_log_expr(on_engine, window.start, window.end)
     )
-    log = flow.event_log(orders_in, events_in, returns_in)
-    return transitions_into(log, window)
-
-
-def _arrow_ids(ids: pd.Series) -> pa.Array:
-    """Order numbers as one Arrow large_string array."""
-    arr = pa.array(ids.astype("str").array)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = pa.concat_arrays(arr.chunks) if arr.num_chunks else pa.array([], pa.large_string())
-    return arr.cast(pa.large_string())
-
-
-def _member(ids: pd.Series, wanted: pa.Array) -> np.ndarray:
-    """Which ids are among ``wanted`` (Arrow's hash set: pandas' isin on text loops in Python)."""
-    return pc.is_in(_arrow_ids(ids), value_set=wanted).to_numpy(zero_copy_only=False)
-
-
-_RETURN_TIMES = ("requested_at", "closed_at")
-
-
-def _any_in(frame: pd.DataFrame, columns, window: Window) -> np.ndarray:
-    """Rows with any of ``columns`` (those present) inside the window."""
-    mask = np.zeros(len(frame), dtype=bool)
-    for col in columns:
-        if col in frame.columns:
-            mask = mask | window.contains(frame[col]).to_numpy(dtype=bool, na_value=False)
-    return mask
+    log["timestamp"] = log["timestamp"].dt.tz_convert(window.start.tz)
+    empty = pd.DataFrame(columns=["order_id", "created_at"])
+    sorted_log = flow.event_log(empty, log.rename(columns={"case_id": "order_id"}))
+    return transitions_into(sorted_log, window)
 
 
 def complete_history(orders: pd.DataFrame, history: Window) -> Window:
@@ -134,10 +112,15 @@ def complete_history(orders: pd.DataFrame, history: Window) -> Window:
     those days, the quick ones; a baseline including them would look too fast.
     """
     first = orders["created_at"].min()
-    if pd.isna(first):
+    return history_after(None if pd.isna(first) else first, history)
+
+
+def history_after(first: pd.Timestamp | None, history: Window) -> Window:
+    """complete_history given the first order's creation time (None: no order)."""
+    if first is None:
         return history
     tz = str(history.start.tz)
-    ready = IsoWeek.containing(first + pd.Timedelta(days=7)).next().start(tz)
+    ready = IsoWeek.containing(first.tz_convert(tz) + pd.Timedelta(days=7)).next().start(tz)
     return Window(min(max(history.start, ready), history.end), history.end)
 
 
@@ -231,9 +214,9 @@ class FlowSection:
         self.lang = lang or data.params.language
         self.top = top
         self.window = data.window
-        orders = data.tables["orders"]
         earliest = data.history_weeks[0].start(data.tz)
-        self.history = complete_history(orders, Window(earliest, self.window.start))
+        first = flow_engine.first_created(self.engine, self.orders)
+        self.history = history_after(first, Window(earliest, self.window.start))
 
     @property
     def previous_weeks(self) -> int:
@@ -251,14 +234,6 @@ class FlowSection:
         return t(key, self.lang, **fields)
 
     # --- cached computation -------------------------------------------------------------
-
-    @cached_property
-    def stages(self) -> pd.DataFrame:
-        """flow.stage_frame of the orders with a stage ending in the history or the week."""
-        orders = self.data.tables["orders"]
-        span = Window(self.history.start, self.window.end)
-        ends = sorted({end for _, end in flow.STAGES.values()})
-        return flow.stage_frame(orders[_any_in(orders, ends, span)])
 
     @cached_property
     def baseline_weeks(self) -> list[Window]:
@@ -291,14 +266,10 @@ class FlowSection:
         """
         if not self.baseline_weeks:
             return pd.DataFrame(columns=flow.FINDING_COLUMNS)
-        orders = self.data.tables["orders"]
         weeks = [*self.baseline_weeks, self.window]
-        starts = sorted({start for start, _ in flow.STAGES.values()})
-        # only orders with a stage starting in the compared weeks take part
-        span = Window(weeks[0].start, self.window.end)
-        return flow.week_findings(
-            orders[_any_in(orders, starts, span)], weeks, self.rules, lang=self.lang
-        )
+        # the cohort sums per cell come from the engine; ranking and folding run on them
+        sums = flow_engine.cohort_sums_on(self.engine, self.orders, weeks)
+        return flow.week_findings(None, weeks, self.rules, lang=self.lang, data=sums)
 
     def group(self, name: str) -> pd.DataFrame:
         """The root findings of one group ("new" or "usual"), in rank order."""
@@ -312,8 +283,24 @@ class FlowSection:
 
     @cached_property
     def edges(self) -> pd.DataFrame:
-        """flow_engine.directly_follows of the transitions ending in the week."""
-        return flow_engine.directly_follows(week_event_log(self.data.tables, self.window))
+        """flow_engine's directly-follows graph of the transitions ending in the week.
+
+        Computed by the params' engine on the week's engine tables; only the edges
+        come back.
+        """
+        start, end = self.window.start, self.window.end
+        log = flow_engine.week_log_expr(self.data.engine_tables(), start, end)
+        return flow_engine.directly_follows_on(self.engine, log, ending_in=(start, end))
+
+    @property
+    def orders(self) -> ir.Table:
+        """The orders as a table of the engine."""
+        return self.data.engine_tables()["orders"]
+
+    @property
+    def engine(self) -> BaseBackend:
+        """The params' engine (embedded DuckDB unless params say otherwise)."""
+        return shared(self.data.params.engine)
 
     # --- display -------------------------------------------------------------------------
 
@@ -373,18 +360,24 @@ class FlowSection:
         found = self.bottlenecks[self.bottlenecks["rank"] > 0] if len(self.bottlenecks) else None
         if found is None or found.empty:
             return chart(plots.message(self._t("flow_section.chart.empty"), lang=self.lang))
-        frame = self.stages
         before_window = Window(self.baseline_weeks[0].start, self.window.start)
+        roots = list(found.itertuples(index=False))
+        asks = []
+        for row in roots:
+            segment = {row.dimension: row.value}
+            if isinstance(row.dimension_2, str):
+                segment[row.dimension_2] = row.value_2
+            asks += [(row.stage, segment, self.window), (row.stage, segment, before_window)]
+            asks.append((row.stage, {}, self.window))
+        stats = flow_engine.stage_summaries(self.engine, self.orders, self.data.tz, asks)
+        boxes = [_box_of(r) for r in stats.itertuples(index=False)]
         this_week, before, overall, names = [], [], [], []
-        for row in found.itertuples(index=False):
-            mask = segment_mask(frame, row)
-            now = stage_hours(frame, row.stage, self.window)
-            then = stage_hours(frame, row.stage, before_window)
-            this_week.append(_box(now[mask]))
-            earlier = then[mask]
-            enough = int((~np.isnan(earlier)).sum()) >= MIN_PREVIOUS_ORDERS
-            before.append(_box(earlier) if enough else None)
-            overall.append(float(np.nanmedian(now)) if (~np.isnan(now)).any() else math.nan)
+        for i, row in enumerate(roots):
+            now, then, everyone = boxes[3 * i : 3 * i + 3]
+            this_week.append(now)
+            enough = then is not None and stats["orders"].iloc[3 * i + 1] >= MIN_PREVIOUS_ORDERS
+            before.append(then if enough else None)
+            overall.append(everyone["med"] if everyone is not None else math.nan)
             stage = self._t(f"flow.stage.{row.stage}")
             group = self._t(f"flow_section.tag.{row.group}")
             names.append(f"{group}: {stage}\n{segment_label(row, self.lang)}")
@@ -455,13 +448,18 @@ class FlowSection:
 # --- chart ---------------------------------------------------------------------------------
 
 
-def _box(hours: np.ndarray) -> dict[str, float] | None:
-    """Box statistics for matplotlib's bxp: quartiles, whiskers at P10 and P90."""
-    hours = hours[~np.isnan(hours)]
-    if len(hours) == 0:
+def _box_of(stats: Any) -> dict[str, Any] | None:
+    """Box statistics for matplotlib's bxp from a stage_summaries row (None: no order)."""
+    if stats.orders == 0:
         return None
-    p10, q1, med, q3, p90 = np.quantile(hours, [0.1, 0.25, 0.5, 0.75, 0.9])
-    return {"whislo": p10, "q1": q1, "med": med, "q3": q3, "whishi": p90, "fliers": []}
+    return {
+        "whislo": stats.p10_h,
+        "q1": stats.q1_h,
+        "med": stats.median_h,
+        "q3": stats.q3_h,
+        "whishi": stats.p90_h,
+        "fliers": [],
+    }
 
 
 def _paired_boxes(

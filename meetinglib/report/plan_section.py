@@ -27,11 +27,11 @@ import pandas as pd
 from IPython.display import HTML, Image
 from markupsafe import Markup, escape
 
+from meetinglib.analysis import sections
 from meetinglib.analysis.kpis import MISSING
 from meetinglib.analysis.plan import (
     SPECIAL_TYPES,
     NextWeekPlan,
-    local_day,
     next_week_plan,
     plan_frame,
 )
@@ -39,6 +39,7 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import MeetingError, SectionError
 from meetinglib.core.i18n import t
 from meetinglib.core.schema import ORDER_TYPES
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData
 from meetinglib.report import charts as plots
 from meetinglib.report.data_report import chart
@@ -80,9 +81,9 @@ SECTION = "plan"
 
 def plan_problem(data: WeekData) -> str | None:
     """Why next week's plan cannot be computed from ``data`` and its params, or None."""
-    tables = data.tables
+    tables, con = data.engine_tables(), engine.shared(data.params.engine)
     try:
-        next_week_plan(tables["orders"], tables.get("tickets"), data.week, data.params)
+        next_week_plan(tables["orders"], tables.get("tickets"), data.week, data.params, con=con)
     except MeetingError as exc:
         return str(exc)
     return None
@@ -104,10 +105,10 @@ class PlanSection:
 
     @cached_property
     def _outcome(self) -> tuple[NextWeekPlan | None, str | None]:
-        tables = self.data.tables
+        tables, con = self.data.engine_tables(), engine.shared(self.data.params.engine)
         try:
             plan = next_week_plan(
-                tables["orders"], tables.get("tickets"), self.week, self.data.params
+                tables["orders"], tables.get("tickets"), self.week, self.data.params, con=con
             )
         except MeetingError as exc:  # too little history, resources missing from params
             # A section that cannot be computed fails the run, unless params mark it optional.
@@ -164,8 +165,10 @@ class PlanSection:
     def _last_week_actual(self) -> pd.Series:
         """Orders created per day of the report week ("same day last week"), in orders."""
         days = pd.date_range(self.week.monday, periods=7, freq="D")
-        created = local_day(self.data.tables["orders"]["created_at"], self.data.tz)
-        return created.value_counts().reindex(days, fill_value=0).astype("float64")
+        con = engine.shared(self.data.params.engine)
+        orders = self.data.engine_tables()["orders"]
+        by_day = sections.order_volume_by_day(con, orders, self.week.window(self.data.tz))
+        return by_day["total"].set_axis(days).astype("float64")
 
     def forecast_chart(self) -> Image | HTML:
         """Stacked bars per day and order type, the interval on all orders, last week's days."""
