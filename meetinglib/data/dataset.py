@@ -115,7 +115,11 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
         """The tables as tables of ``con`` over the snapshot's files, built once per engine."""
         key = id(con)
         if key not in self._engine:
-            self._engine[key] = {name: con.read_parquet(self.path(name)) for name in self}
+            if con.name in ("duckdb", "pyspark"):
+                self._engine[key] = {name: con.read_parquet(self.path(name)) for name in self}
+            else:
+                # A database engine reads no local files: the frames go to it as memtables.
+                self._engine[key] = {name: engine.frame_table(self[name]) for name in self}
         return self._engine[key]
 
 
