@@ -40,7 +40,7 @@ Functions never read files and never modify their inputs. Conventions a caller m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -1489,6 +1489,33 @@ def _roll_up(fine: pd.DataFrame, dim: str, values: Sequence[str]) -> pd.DataFram
     return summed.drop(columns=columns).assign(dimension=dim, segment=segment.to_numpy())
 
 
+def _rolled(
+    fine: pd.DataFrame,
+    dims: Sequence[str],
+    values: Sequence[str],
+    scenarios: Sequence[Mapping[str, str]],
+) -> Iterator[tuple[int, str, pd.DataFrame]]:
+    """(scenario, dim, sums per segment and week) for every scenario and dim: all rows'
+    sums, less those of the rows inside each set-aside segment (few fine rows each)."""
+    totals = {dim: _roll_up(fine, dim, values) for dim in dims}
+    if not scenarios:
+        for dim in dims:
+            yield 0, dim, totals[dim]
+        return
+    key = ["segment", "week"]
+    for scenario, segment in enumerate(scenarios):
+        inside = fine[_inside(fine, segment)]
+        for dim in dims:
+            total = totals[dim]
+            if inside.empty:
+                yield scenario, dim, total
+                continue
+            mine = _roll_up(inside, dim, values).set_index(key)[list(values)]
+            left = total.set_index(key)[list(values)]
+            left = left - mine.reindex(left.index, fill_value=0.0)
+            yield scenario, dim, left.reset_index().assign(dimension=dim)
+
+
 def _sums_long(
     members: list[_Member],
     fine: pd.DataFrame,
@@ -1501,30 +1528,27 @@ def _sums_long(
     dims = list(dict.fromkeys(d for m in members for d in m.dims))
     values = [f"{p}{c}" for c in columns for p in ("n", "a", "b")]
     frames = []
-    kept = [fine[~_inside(fine, s)] for s in scenarios] if scenarios else [fine]
-    for scenario, rows in enumerate(kept):
-        for dim in dims:
-            summed = _roll_up(rows, dim, values)
-            for i, m in enumerate(members):
-                if dim not in m.dims:
-                    continue
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "kpi": m.key,
-                            "part": m.part,
-                            "scenario": scenario,
-                            "dimension": dim,
-                            "segment": summed["segment"].to_numpy(),
-                            "week": summed["week"].to_numpy(dtype="int64"),
-                            "n": summed[f"n{columns[i]}"].to_numpy(dtype="float64"),
-                            "s1": summed[f"a{columns[i]}"].to_numpy(dtype="float64"),
-                            "s2": summed[f"b{columns[i]}"].to_numpy(dtype="float64"),
-                            "qv": np.nan,
-                            "qse": np.nan,
-                        }
-                    )
+    for scenario, dim, summed in _rolled(fine, dims, values, scenarios):
+        for i, m in enumerate(members):
+            if dim not in m.dims:
+                continue
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "kpi": m.key,
+                        "part": m.part,
+                        "scenario": scenario,
+                        "dimension": dim,
+                        "segment": summed["segment"].to_numpy(),
+                        "week": summed["week"].to_numpy(dtype="int64"),
+                        "n": summed[f"n{columns[i]}"].to_numpy(dtype="float64"),
+                        "s1": summed[f"a{columns[i]}"].to_numpy(dtype="float64"),
+                        "s2": summed[f"b{columns[i]}"].to_numpy(dtype="float64"),
+                        "qv": np.nan,
+                        "qse": np.nan,
+                    }
                 )
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -1618,14 +1642,11 @@ def _levels_long(
     """The level KPIs' fine sums as rows of (kpi, part, scenario, dimension, segment,
     week, n, s1, s2, qv, qse)."""
     frames = []
-    kept = [fine[~_inside(fine, s)] for s in scenarios] if scenarios else [fine]
-    for scenario, rows in enumerate(kept):
-        for (key, part), group in rows.groupby(["kpi", "part"], sort=False):
-            for dim in dims[key]:
-                summed = _roll_up(group, dim, ("n", "s1", "s2"))
-                frames.append(
-                    summed.assign(kpi=key, part=part, scenario=scenario, qv=np.nan, qse=np.nan)
-                )
+    for (key, part), group in fine.groupby(["kpi", "part"], sort=False):
+        for scenario, _dim, summed in _rolled(group, dims[key], ("n", "s1", "s2"), scenarios):
+            frames.append(
+                summed.assign(kpi=key, part=part, scenario=scenario, qv=np.nan, qse=np.nan)
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -1772,10 +1793,10 @@ def _grid(
     rows: pd.DataFrame, column: str, index: dict[str, int], weeks: int, fill: float
 ) -> np.ndarray:
     out = np.full((len(index), weeks), fill, dtype="float64")
-    at = rows["segment"].map(index).to_numpy()
+    at = pd.Index(list(index)).get_indexer(rows["segment"])
     week = rows["week"].to_numpy(dtype="int64")
-    keep = ~pd.isna(at) & (week >= 0) & (week < weeks)
-    out[at[keep].astype("int64"), week[keep]] = rows[column].to_numpy(dtype="float64")[keep]
+    keep = (at >= 0) & (week >= 0) & (week < weeks)
+    out[at[keep], week[keep]] = rows[column].to_numpy(dtype="float64")[keep]
     return out
 
 
