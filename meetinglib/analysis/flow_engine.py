@@ -97,13 +97,16 @@ def event_log_expr(
 def week_log_expr(
     tables: Mapping[str, ir.Table], start: pd.Timestamp, end: pd.Timestamp
 ) -> ir.Table:
-    """The whole event log of the cases with an event in ``[start, end)`` (see event_log_expr).
+    """The event log of the cases with an event in ``[start, end)`` up to ``end``.
 
-    ``tables``: orders, and events and after_sales when the source has them. A
-    transition ending in the window needs the case's event before it, however early.
+    ``tables``: orders, and events and after_sales when the source has them (see
+    event_log_expr). A transition ending in the window needs the case's event before
+    it, however early; events from ``end`` on belong to no such transition.
     """
     log = event_log_expr(tables["orders"], tables.get("events"), tables.get("after_sales"))
-    inside = log.filter((log.timestamp >= instant(start)) & (log.timestamp < instant(end)))
+    # events from the window's end on neither end nor begin a transition ending in it
+    log = log.filter(log.timestamp < instant(end))
+    inside = log.filter(log.timestamp >= instant(start))
     cases = inside.select("case_id").distinct()
     return log.filter(log.case_id.isin(cases.case_id))
 
