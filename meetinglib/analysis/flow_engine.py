@@ -460,7 +460,10 @@ def cohort_sums_on(
     ]
     if not present:
         return _no_sums(len(weeks))
+    needed = {"created_at", "cancelled_at", *dimensions}
+    needed |= {c for st in present for c in flow.STAGES[st]}
     cohort = orders.filter(ibis.or_(*starts_in))
+    cohort = cohort.select(*[c for c in cohort.columns if c in needed])
     segmented = keep(con, with_segments(con, cohort, tz, dimensions))
     # each dimension's values (few) come back first; the orders are then grouped by one
     # integer per cell, so that only small rows of numbers cross back
