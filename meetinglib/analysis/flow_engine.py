@@ -31,7 +31,13 @@ from ibis.backends import BaseBackend
 
 from meetinglib.analysis import flow
 from meetinglib.core.weeks import Window
-from meetinglib.data.engine import US_PER_HOUR, frame_table, hours_between, shared
+from meetinglib.data.engine import (
+    US_PER_HOUR,
+    frame_table,
+    hours_between,
+    shared,
+    unix_micros,
+)
 
 DFG_COLUMNS = ["source", "target", "cases", "count", "mean_h", "median_h", "p90_h"]
 QUANTILES = {"median_h": 0.5, "p90_h": 0.9}
@@ -327,35 +333,17 @@ _US_PER_QUARTER = 15 * 60 * 1_000_000
 PLAIN_SEGMENTS = ("warehouse", "carrier", "region", "order_type", "channel")
 
 
-@ibis.udf.scalar.builtin(name="epoch_us")  # type: ignore[untyped-decorator]
-def _duckdb_micros(stamp: dt.Timestamp(timezone="UTC", scale=6)) -> dt.int64:  # type: ignore[valid-type]
-    """DuckDB's microseconds since the epoch."""
-
-
-@ibis.udf.scalar.builtin(name="unix_micros")  # type: ignore[untyped-decorator]
-def _spark_micros(stamp: dt.Timestamp(timezone="UTC", scale=6)) -> dt.int64:  # type: ignore[valid-type]
-    """Spark's microseconds since the epoch."""
-
-
 def micros(con: BaseBackend, stamp: ir.TimestampValue) -> ir.IntegerValue:
-    """Whole microseconds since 1970-01-01 UTC of an instant (NULL stays NULL).
-
-    Each engine's own function where it has one: a calendar difference
-    (``delta``) is exact too but many times slower on DuckDB.
-    """
-    stamp = stamp.cast(_INSTANT)
-    if con.name == "duckdb":
-        return _duckdb_micros(stamp)
-    if con.name == "pyspark":
-        return _spark_micros(stamp)
-    return stamp.delta(instant(_EPOCH), unit="microsecond")
+    """Whole microseconds since 1970-01-01 UTC of an instant (engine.unix_micros for
+    ``con``'s engine; NULL stays NULL)."""
+    return unix_micros(stamp.cast(_INSTANT), con.name)
 
 
 def hours_of(
     con: BaseBackend, start: ir.TimestampValue, end: ir.TimestampValue
 ) -> ir.FloatingValue:
-    """Hours from ``start`` to ``end`` in whole microseconds (as engine.hours_between)."""
-    return (micros(con, end) - micros(con, start)).cast("float64") / US_PER_HOUR
+    """Hours from ``start`` to ``end`` in whole microseconds (engine.hours_between)."""
+    return hours_between(start.cast(_INSTANT), end.cast(_INSTANT), con.name)
 
 
 def _us(stamp: pd.Timestamp) -> int:
