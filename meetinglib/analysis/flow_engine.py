@@ -1,8 +1,12 @@
-"""The directly-follows graph as one Ibis expression, run by the query engine.
+"""Process mining on the query engine: the event log, the directly-follows graph, the
+findings' cohort sums, stage statistics and the explorer's tables, as Ibis expressions.
 
 This is the only definition of the graph's edges: DuckDB runs it on the report's event
 log (``directly_follows``), and the same expression runs on Spark or on tables the
-engine reads from files (``directly_follows_on``).
+engine reads from files (``directly_follows_on``; the week's log straight from the
+engine tables: ``week_log_expr``). ``cohort_sums_on`` and ``stage_summaries`` compute
+the findings' sums and the chart's box statistics the same way; only aggregates come
+back to pandas.
 
 Per edge source -> target within a case: cases = distinct cases with the transition;
 count = transitions (a loop counts each time); mean_h, median_h, p90_h = hours from the
