@@ -85,7 +85,7 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
         self.dtypes = dtypes
         self._frames: dict[str, pd.DataFrame] = dict(frames or {})
         self._owner = owner
-        self._engine: dict[int, dict[str, ir.Table]] = {}
+        self._engine: list[tuple[BaseBackend, dict[str, ir.Table]]] = []
 
     def path(self, name: str) -> Path:
         """The Parquet file of table ``name``."""
@@ -113,14 +113,17 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
 
     def engine_tables(self, con: BaseBackend) -> dict[str, ir.Table]:
         """The tables as tables of ``con`` over the snapshot's files, built once per engine."""
-        key = id(con)
-        if key not in self._engine:
-            if con.name in ("duckdb", "pyspark"):
-                self._engine[key] = {name: con.read_parquet(self.path(name)) for name in self}
-            else:
-                # A database engine reads no local files: the frames go to it as memtables.
-                self._engine[key] = {name: engine.frame_table(self[name]) for name in self}
-        return self._engine[key]
+        for known, tables in self._engine:
+            if known is con:
+                return tables
+        if con.name == "duckdb":
+            tables = {name: con.read_parquet(self.path(name)) for name in self}
+        else:
+            # Spark and databases: the frames go to them as memtables, as before (a view
+            # registered in one Spark session is gone in the next).
+            tables = {name: engine.frame_table(self[name]) for name in self}
+        self._engine.append((con, tables))
+        return tables
 
 
 @dataclass
@@ -151,9 +154,6 @@ class WeekData:
         engine (``engine.shared(params.engine)``) and only their aggregates come back.
         """
         tables = self.tables
-        if isinstance(tables, SnapshotTables):
-            # Read where they lie: the snapshot's files, never a pandas copy.
-            return tables.engine_tables(engine.shared(self.params.engine))
         if self._engine_tables is None:
             self._engine_tables = {
                 name: engine.frame_table(frame) for name, frame in tables.items()
