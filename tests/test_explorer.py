@@ -275,7 +275,7 @@ def test_rework_loops_and_long_cases(tmp_path):
         }
     )
     data = ex.ExplorerData.build(orders, events)
-    assert data.variants is None, "the 18-event case falls back to flow.variants"
+    assert data.count == 2
     mask = np.ones(2, dtype=bool)
     log = flow.event_log(orders, events)
     edges = ex.edges_of(data, mask)
@@ -283,6 +283,7 @@ def test_rework_loops_and_long_cases(tmp_path):
     loop = edges[(edges["source"] == "picked") & (edges["target"] == "packed")].iloc[0]
     assert (loop["cases"], loop["count"]) == (1, 7), "a loop counts each time, its case once"
     pd.testing.assert_frame_equal(ex.variants_of(data, mask), flow.variants(log).head(10))
+    assert ex.variants_of(data, mask)["events"].max() == 18, "a long case keeps its variant"
     only_s = np.array([False, True])
     assert ex.variants_of(data, only_s)["variant"].tolist() == ["created > paid > shipped"]
 
@@ -318,7 +319,7 @@ def test_explorer_over_an_orders_frame_in_chinese(week_data):
 def test_open_from_a_snapshot(week_data, params_file, tmp_path):
     week_data.save(tmp_path / "snap")
     opened = ex.Explorer.open([params_file], snapshot=tmp_path / "snap", lang="en")
-    assert len(opened.data.stages) == len(week_data.tables["orders"])
+    assert opened.data.count == len(week_data.tables["orders"])
     # exports default to the params' output folder
     assert opened.folder.value == str(params_file.parent / "outputs" / "explorer")
 
@@ -372,3 +373,59 @@ def test_findings_panel_shows_both_groups_and_drills_to_the_orders(fresh, week_d
     fresh.order.value = offered[0]
     assert offered[0] in fresh.timeline_table.value or "Shipped" in fresh.timeline_table.value
     assert fresh.findings_panel() is not None
+
+
+# --- the engine's statistics against pandas on the same orders ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dimension", "stage"), [("weekday", "created_delivered"), ("hour", "paid_shipped")]
+)
+def test_stage_distribution_by_local_weekday_and_hour_equals_pandas(
+    data, week_data, dimension, stage
+):
+    selection = ex.Selection(start=MONDAY, end=SUNDAY, dimension=dimension, stage=stage)
+    got = ex.stage_distribution(data, selection, stage, dimension)
+    orders = week_data.tables["orders"]
+    chosen = orders[created_in(orders, MONDAY, SUNDAY)]
+    start, end = ex.STAGE_MILESTONES[stage]
+    took = hours(chosen[end], chosen[start]).dropna()
+    local = chosen.loc[took.index, "created_at"]
+    if dimension == "weekday":
+        key = local.dt.day_of_week.map(lambda d: flow.WEEKDAY_NAMES[d])
+    else:
+        key = local.dt.hour
+    groups = took.groupby(key.to_numpy())
+    want = pd.DataFrame(
+        {
+            "orders": groups.size(),
+            "p10_h": groups.quantile(0.1),
+            "q1_h": groups.quantile(0.25),
+            "median_h": groups.median(),
+            "q3_h": groups.quantile(0.75),
+            "p90_h": groups.quantile(0.9),
+            "mean_h": groups.mean(),
+        }
+    )
+    assert len(got) == len(want) > 3
+    have = got.set_index("value").loc[list(want.index)]
+    pd.testing.assert_frame_equal(
+        have, want, check_dtype=False, check_names=False, check_index_type=False, rtol=1e-12
+    )
+    assert got["median_h"].is_monotonic_decreasing
+
+
+def test_finding_orders_on_the_engine_equal_the_pandas_filter(fresh, week_data):
+    orders = week_data.tables["orders"]
+    roots = fresh.found.frame[fresh.found.frame["rank"] > 0]
+    assert len(roots) >= 2
+    for finding_id in roots["id"]:
+        got = fresh.found.orders_of(
+            week_data.engine_tables()["orders"], finding_id, fresh.data.con, week_data.tz
+        )
+        want = fresh.found.orders_of(orders, finding_id)
+        assert len(got) == len(want) > 0
+        assert sorted(got["order_id"]) == sorted(want["order_id"])
+        assert got["hours"].to_numpy() == pytest.approx(want["hours"].to_numpy(), rel=1e-12)
+        by_id = want.set_index("order_id")
+        assert got["open"].tolist() == by_id.loc[got["order_id"], "open"].tolist()

@@ -18,6 +18,7 @@ interpolation between the two values around it (numpy's and pandas' default).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -157,28 +158,9 @@ def _rank_quantile(hours: ir.FloatingValue, i: Any, n: Any, after: Any, q: float
     return ibis.ifelse(i == low, value, ibis.null("float64"))
 
 
-def directly_follows_expr(
-    events: ir.Table,
-    start_end: bool = False,
-    ending_in: tuple[pd.Timestamp, pd.Timestamp] | None = None,
-) -> ir.Table:
-    """The directly-follows graph of an event log table, as one expression.
-
-    ``events`` has the columns case_id, activity and timestamp (no empty cells). Columns
-    as DFG_COLUMNS, in no particular row order. With ``start_end`` the artificial edges
-    flow.START -> first activity and last activity -> flow.END are added (cases = count
-    = cases starting or ending there; durations NULL). With ``ending_in`` = (start, end)
-    only the transitions whose later event falls in ``[start, end)`` count (no start and
-    end edges then).
-    """
-    if start_end and ending_in is not None:
-        raise ValueError("start and end edges belong to whole cases, not to a window")
-    codes = activity_codes(events)
-    steps = transitions_expr(events, codes)
-    edges = steps.filter(steps.target.notnull())
-    if ending_in is not None:
-        low, high = (instant(t).cast("timestamp") for t in ending_in)
-        edges = edges.filter((edges.at >= low) & (edges.at < high))
+def _edge_figures(edges: ir.Table) -> ir.Table:
+    """Per edge of some transitions (case_id, source, target, hours): DFG_COLUMNS, the
+    source and target as activity codes."""
     counts = edges.group_by(["source", "target"]).aggregate(
         cases=edges.case_id.nunique().cast("int64"),
         count=edges.count().cast("int64"),
@@ -208,6 +190,52 @@ def directly_follows_expr(
         median_h=graph.median_h.cast("float64"),
         p90_h=graph.p90_h.cast("float64"),
     )
+    return coded
+
+
+def _named(coded: ir.Table, codes: ir.Table) -> ir.Table:
+    """Edges with activity codes as names (-1 and -2: START and END)."""
+    ends_names = ibis.memtable({"activity": [flow.START, flow.END], "code": [-1, -2]})
+    names = codes.select("activity", code=codes.code.cast("int64")).union(
+        ends_names.select("activity", code=ends_names.code.cast("int64"))
+    )
+    src = names.select(source_name="activity", source="code")
+    dst = names.select(target_name="activity", target="code")
+    named = coded.join(src, "source").join(dst, "target")
+    return named.select(
+        named.source_name.name("source"), named.target_name.name("target"), *DFG_COLUMNS[2:]
+    )
+
+
+def edges_expr(steps: ir.Table, codes: ir.Table) -> ir.Table:
+    """The directly-follows graph of some transitions (transitions_expr rows with a
+    target: case_id, source, target, hours), columns DFG_COLUMNS, in no row order."""
+    return _named(_edge_figures(steps), codes)
+
+
+def directly_follows_expr(
+    events: ir.Table,
+    start_end: bool = False,
+    ending_in: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> ir.Table:
+    """The directly-follows graph of an event log table, as one expression.
+
+    ``events`` has the columns case_id, activity and timestamp (no empty cells). Columns
+    as DFG_COLUMNS, in no particular row order. With ``start_end`` the artificial edges
+    flow.START -> first activity and last activity -> flow.END are added (cases = count
+    = cases starting or ending there; durations NULL). With ``ending_in`` = (start, end)
+    only the transitions whose later event falls in ``[start, end)`` count (no start and
+    end edges then).
+    """
+    if start_end and ending_in is not None:
+        raise ValueError("start and end edges belong to whole cases, not to a window")
+    codes = activity_codes(events)
+    steps = transitions_expr(events, codes)
+    edges = steps.filter(steps.target.notnull())
+    if ending_in is not None:
+        low, high = (instant(t).cast("timestamp") for t in ending_in)
+        edges = edges.filter((edges.at >= low) & (edges.at < high))
+    coded = _edge_figures(edges)
     if start_end:
         none = ibis.null("float64")
         firsts = steps.filter(steps.first).group_by("source").aggregate(n=ibis._.count())
@@ -228,17 +256,7 @@ def directly_follows_expr(
                     p90_h=none,
                 )
             )
-    # codes back to names; -1 and -2 stand for START and END
-    ends_names = ibis.memtable({"activity": [flow.START, flow.END], "code": [-1, -2]})
-    names = codes.select("activity", code=codes.code.cast("int64")).union(
-        ends_names.select("activity", code=ends_names.code.cast("int64"))
-    )
-    src = names.select(source_name="activity", source="code")
-    dst = names.select(target_name="activity", target="code")
-    named = coded.join(src, "source").join(dst, "target")
-    return named.select(
-        named.source_name.name("source"), named.target_name.name("target"), *DFG_COLUMNS[2:]
-    )
+    return _named(coded, codes)
 
 
 def directly_follows_on(
@@ -306,9 +324,35 @@ _US_PER_QUARTER = 15 * 60 * 1_000_000
 PLAIN_SEGMENTS = ("warehouse", "carrier", "region", "order_type", "channel")
 
 
-def epoch_us(stamp: ir.TimestampValue) -> ir.IntegerValue:
-    """Whole microseconds since 1970-01-01 UTC of an instant (NULL stays NULL)."""
+@ibis.udf.scalar.builtin(name="epoch_us")  # type: ignore[untyped-decorator]
+def _duckdb_micros(stamp: dt.Timestamp(timezone="UTC", scale=6)) -> dt.int64:  # type: ignore[valid-type]
+    """DuckDB's microseconds since the epoch."""
+
+
+@ibis.udf.scalar.builtin(name="unix_micros")  # type: ignore[untyped-decorator]
+def _spark_micros(stamp: dt.Timestamp(timezone="UTC", scale=6)) -> dt.int64:  # type: ignore[valid-type]
+    """Spark's microseconds since the epoch."""
+
+
+def micros(con: BaseBackend, stamp: ir.TimestampValue) -> ir.IntegerValue:
+    """Whole microseconds since 1970-01-01 UTC of an instant (NULL stays NULL).
+
+    Each engine's own function where it has one: a calendar difference
+    (``delta``) is exact too but many times slower on DuckDB.
+    """
+    stamp = stamp.cast(_INSTANT)
+    if con.name == "duckdb":
+        return _duckdb_micros(stamp)
+    if con.name == "pyspark":
+        return _spark_micros(stamp)
     return stamp.delta(instant(_EPOCH), unit="microsecond")
+
+
+def hours_of(
+    con: BaseBackend, start: ir.TimestampValue, end: ir.TimestampValue
+) -> ir.FloatingValue:
+    """Hours from ``start`` to ``end`` in whole microseconds (as engine.hours_between)."""
+    return (micros(con, end) - micros(con, start)).cast("float64") / US_PER_HOUR
 
 
 def _us(stamp: pd.Timestamp) -> int:
@@ -325,7 +369,7 @@ def local_day_hour(con: BaseBackend, created: ir.Table, tz: str) -> ir.Table:
     the same local day and hour on every engine.
     """
     quarters = con.to_pandas(
-        created.select(quarter=epoch_us(created.created_at) // _US_PER_QUARTER).distinct()
+        created.select(quarter=micros(con, created.created_at) // _US_PER_QUARTER).distinct()
     )["quarter"].dropna()
     stamps = pd.to_datetime(quarters.astype("int64") * _US_PER_QUARTER, unit="us", utc=True)
     local = stamps.dt.tz_convert(tz)
@@ -355,7 +399,7 @@ def with_segments(
         }
     )
     if {"weekday", "hour"} & set(dimensions) and "created_at" in orders.columns:
-        out = out.mutate(_quarter=epoch_us(out.created_at) // _US_PER_QUARTER)
+        out = out.mutate(_quarter=micros(con, out.created_at) // _US_PER_QUARTER)
         local = local_day_hour(con, orders, tz)
         joined = out.left_join(local, out._quarter == local.quarter)
         extra = {}
@@ -367,17 +411,24 @@ def with_segments(
     return out
 
 
-def _segment_values(dim: str, column: pd.Series) -> flow._Segments:
+_KEPT = itertools.count()
+
+
+def keep(con: BaseBackend, expr: ir.Table) -> ir.Table:
+    """On DuckDB, an expression's rows kept as a temporary table (computed once, read
+    by several queries); on other engines the expression itself."""
+    if con.name != "duckdb":
+        return expr
+    return con.create_table(f"_flow_{next(_KEPT)}", expr, temp=True)
+
+
+def _in_order_of(dimension: str, values: pd.Series) -> list[Any]:
     """A dimension's values in the findings' order: weekdays Mon..Sun, else sorted."""
-    if dim == "weekday":
-        values: list[Any] = list(flow.WEEKDAY_NAMES)
-    elif dim == "hour":
-        values = sorted(int(v) for v in column.dropna().unique())
-    else:
-        values = sorted(str(v) for v in column.dropna().unique())
-    index = {v: i + 1 for i, v in enumerate(values)}
-    keys = column.map(lambda v: index[int(v) if dim == "hour" else v], na_action="ignore")
-    return flow._Segments(keys.fillna(0).astype("int64").to_numpy(), values)
+    if dimension == "weekday":
+        return list(flow.WEEKDAY_NAMES)
+    if dimension == "hour":
+        return sorted(int(v) for v in values.dropna().unique())
+    return sorted(str(v) for v in values.dropna().unique())
 
 
 def cohort_sums_on(
@@ -407,26 +458,60 @@ def cohort_sums_on(
     if not present:
         return _no_sums(len(weeks))
     cohort = orders.filter(ibis.or_(*starts_in))
-    segmented = with_segments(con, cohort, tz, dimensions)
-    seg_cols = [f"seg_{d}" for d in dimensions if f"seg_{d}" in segmented.columns]
+    segmented = keep(con, with_segments(con, cohort, tz, dimensions))
+    # each dimension's values (few) come back first; the orders are then grouped by one
+    # integer per cell, so that only small rows of numbers cross back
+    segs: dict[str, flow._Segments] = {}
+    for d in dimensions:
+        if f"seg_{d}" in segmented.columns:
+            found = con.to_pandas(segmented.select(v=segmented[f"seg_{d}"]).distinct())["v"]
+            if found.notna().any():
+                segs[d] = flow._Segments(np.zeros(0, np.int64), _in_order_of(d, found))
+    dims = list(segs)
+    if not dims:
+        return _no_sums(len(weeks))
+    radix = [len(segs[d].values) + 1 for d in dims]
+    cell_key: Any = ibis.literal(0, "int64")
+    for d, r in zip(dims, radix, strict=True):
+        number = {v: i + 1 for i, v in enumerate(segs[d].values)}
+        code = segmented[f"seg_{d}"].substitute(number, else_=0).fill_null(0).cast("int64")
+        cell_key = cell_key * r + code
+    segmented = segmented.mutate(cell=cell_key)
+    seg_cols = ["cell"]
     slot = flow.BUCKET_HOURS * US_PER_HOUR
     slots = 7 * 24 // flow.BUCKET_HOURS
+    spans = {b_us[i + 1] - b_us[i] for i in range(len(weeks))}
     per_stage = {}
     for stage in present:
         a, b = flow.STAGES[stage]
-        s = epoch_us(segmented[a])
-        rows = segmented.filter((s >= b_us[0]) & (s < b_us[-1]))
-        s = epoch_us(rows[a])
-        week = ibis.cases(*[((s >= b_us[i]) & (s < b_us[i + 1]), i) for i in range(len(weeks))])
-        w_start = ibis.cases(*[(week == i, b_us[i]) for i in range(len(weeks))])
-        w_end = ibis.cases(*[(week == i, b_us[i + 1]) for i in range(len(weeks))])
-        stop = ibis.least(w_end, epoch_us(rows[b]).fill_null(w_end))
-        if "cancelled_at" in rows.columns:
-            stop = ibis.least(stop, epoch_us(rows.cancelled_at).fill_null(w_end))
-        hours = ibis.greatest(stop - s, 0).cast("float64") / US_PER_HOUR
-        bucket = ibis.least((s - w_start) // slot, slots - 1)
+        # one step per select: each column is computed once, not repeated in every use
+        times = segmented.select(
+            *seg_cols,
+            s=micros(con, segmented[a]),
+            e=micros(con, segmented[b]),
+            c=micros(con, segmented.cancelled_at)
+            if "cancelled_at" in segmented.columns
+            else ibis.null("int64"),
+        )
+        rows = times.filter((times.s >= b_us[0]) & (times.s < b_us[-1]))
+        if len(spans) == 1:  # every week equally long (no clock change): arithmetic
+            rows = rows.mutate(week=(rows.s - b_us[0]) // (b_us[1] - b_us[0]))
+        else:
+            rows = rows.mutate(
+                week=ibis.cases(
+                    *[((rows.s >= b_us[i]) & (rows.s < b_us[i + 1]), i) for i in range(len(weeks))]
+                )
+            )
+        rows = rows.mutate(
+            w_start=ibis.cases(*[(rows.week == i, b_us[i]) for i in range(len(weeks))]),
+            w_end=ibis.cases(*[(rows.week == i, b_us[i + 1]) for i in range(len(weeks))]),
+        )
+        stop = ibis.least(rows.w_end, rows.e.fill_null(rows.w_end), rows.c.fill_null(rows.w_end))
         per_stage[stage] = rows.select(
-            *seg_cols, base=(week < last), bucket=bucket.cast("int64"), hours=hours
+            *seg_cols,
+            base=rows.week < last,
+            bucket=ibis.least((rows.s - rows.w_start) // slot, slots - 1).cast("int64"),
+            hours=ibis.greatest(stop - rows.s, 0).cast("float64") / US_PER_HOUR,
         )
     # the baseline's mean and variance per start slot (few rows), as numpy computes them
     slot_stats = {}
@@ -445,26 +530,29 @@ def cohort_sums_on(
         with np.errstate(divide="ignore", invalid="ignore"):
             mean_b = np.where(n_b > 0, sum_b / n_b, 0.0)
             var_b = np.where(n_b > 1, (sq_b - n_b * mean_b**2) / np.maximum(n_b - 1, 1), 0.0)
-        slot_stats[stage] = (mean_b, np.maximum(var_b, 0.0))
+        slot_stats[stage] = ibis.memtable(
+            pd.DataFrame(
+                {"bucket": np.arange(slots), "mean": mean_b, "var": np.maximum(var_b, 0.0)}
+            ),
+            schema={"bucket": "int64", "mean": "float64", "var": "float64"},
+        )
     parts = []
     for i, (stage, tab) in enumerate(per_stage.items()):
-        mean_b, var_b = slot_stats[stage]
-        expected = ibis.cases(*[(tab.bucket == k, float(mean_b[k])) for k in range(slots)])
-        variance = ibis.cases(*[(tab.bucket == k, float(var_b[k])) for k in range(slots)])
+        joined = tab.join(slot_stats[stage], "bucket")
         parts.append(
-            tab.group_by([*seg_cols, "base"]).aggregate(
+            joined.group_by([*seg_cols, "base"]).aggregate(
                 stage=ibis.literal(i, "int64"),
-                n=tab.count().cast("int64"),
-                a=tab.hours.sum().cast("float64"),
-                e=expected.sum().cast("float64"),
-                v=variance.sum().cast("float64"),
+                n=joined.count().cast("int64"),
+                a=joined.hours.sum().cast("float64"),
+                e=joined["mean"].sum().cast("float64"),
+                v=joined["var"].sum().cast("float64"),
             )
         )
     union = parts[0]
     for part in parts[1:]:
         union = union.union(part)
     cells = con.to_pandas(union)
-    return _assemble_sums(cells, seg_cols, list(per_stage), len(weeks))
+    return _assemble_sums(cells, segs, list(per_stage), len(weeks))
 
 
 def _no_sums(weeks: int) -> flow.CohortSums:
@@ -473,18 +561,12 @@ def _no_sums(weeks: int) -> flow.CohortSums:
 
 
 def _assemble_sums(
-    cells: pd.DataFrame, seg_cols: list[str], stages: list[str], weeks: int
+    cells: pd.DataFrame, segs: dict[str, flow._Segments], stages: list[str], weeks: int
 ) -> flow.CohortSums:
-    """CohortSums from the engine's rows: segment values, base flag, stage, the four sums."""
-    dims = [c[4:] for c in seg_cols if cells[c].notna().any()]
-    if not dims:
-        return _no_sums(weeks)
-    segs = {d: _segment_values(d, cells[f"seg_{d}"]) for d in dims}
+    """CohortSums from the engine's rows: cell key, base flag, stage, the four sums."""
+    dims = list(segs)
     radix = [len(segs[d].values) + 1 for d in dims]
-    key = np.zeros(len(cells), dtype=np.int64)
-    for d, r in zip(dims, radix, strict=True):
-        key = key * r + segs[d].codes
-    cell, uniques = pd.factorize(key)
+    cell, uniques = pd.factorize(cells["cell"].to_numpy(dtype=np.int64))
     cell_codes = {}
     rest = np.asarray(uniques, dtype=np.int64)
     for d, r in zip(reversed(dims), reversed(radix), strict=True):
@@ -549,7 +631,7 @@ def stage_summaries(
             & (table[b] < instant(window.end)),
             *[table[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()],
         )
-        hours = hours_between(rows[a], rows[b])
+        hours = hours_of(con, rows[a], rows[b])
         parts.append(
             rows.aggregate(
                 ask=ibis.literal(i, "int64"),
@@ -577,3 +659,141 @@ def first_created(con: BaseBackend, orders: ir.Table) -> pd.Timestamp | None:
     """The earliest created_at of the orders (None without one), in UTC."""
     first = con.execute(orders.created_at.min())
     return None if first is None or pd.isna(first) else pd.Timestamp(first).tz_convert("UTC")
+
+
+# --- the explorer's tables: one row per order, per case, per variant ----------------------
+
+EXPLORER_STAGES = {**flow.STAGES, "created_delivered": ("created_at", "delivered_at")}
+VARIANT_COLUMNS = ["variant", "events", "cases", "share", "cumulative_share", "median_h"]
+
+
+def order_stages_expr(
+    con: BaseBackend, orders: ir.Table, tz: str, as_of: pd.Timestamp | None
+) -> ir.Table:
+    """One row per order: order_id, created_at, cancelled, the segments and stage hours.
+
+    Segments as with_segments (``seg_<dimension>``). Per stage (EXPLORER_STAGES):
+    ``<stage>_h`` = end - start in hours where both milestones are there (else NULL);
+    ``<stage>_open_h`` = as_of - start for an order still in the stage (started, not
+    ended, not cancelled), else NULL.
+    """
+    table = with_segments(con, orders, tz)
+    cancelled = table.cancelled_at.notnull() if "cancelled_at" in table.columns else False
+    extra: dict[str, Any] = {
+        "cancelled": ibis.literal(cancelled) if cancelled is False else cancelled
+    }
+    for stage, (a, b) in EXPLORER_STAGES.items():
+        if a not in table.columns:
+            extra[f"{stage}_h"] = ibis.null("float64")
+            extra[f"{stage}_open_h"] = ibis.null("float64")
+            continue
+        ended = table[b] if b in table.columns else ibis.null("timestamp('UTC')")
+        done = hours_of(con, table[a], ended)
+        extra[f"{stage}_h"] = done
+        if as_of is None:
+            extra[f"{stage}_open_h"] = ibis.null("float64")
+            continue
+        still = table[a].notnull() & ended.isnull()
+        if cancelled is not False:
+            still &= ~cancelled
+        extra[f"{stage}_open_h"] = ibis.ifelse(
+            still, hours_of(con, table[a], instant(as_of)), ibis.null("float64")
+        )
+    segments = [c for c in table.columns if c.startswith("seg_")]
+    keep = ["order_id", "created_at", *segments, *[c for c in ("_row",) if c in table.columns]]
+    return table.select(
+        order_id=table.order_id.cast("string"),
+        **{c: table[c] for c in keep[1:]},
+        **extra,
+    )
+
+
+def case_variants_expr(con: BaseBackend, events: ir.Table) -> ir.Table:
+    """Per case of an event log: case_id, variant (activities joined by " > " in log
+    order), events and through_h (hours from its first to its last event).
+
+    Log order as everywhere: time, then the business rank of the activity. DuckDB only
+    (Spark's string aggregation has no order).
+    """
+    codes = activity_codes(events)
+    coded = events.select(
+        case_id=events.case_id.cast("string"),
+        activity=events.activity.cast("string"),
+        us=micros(con, events.timestamp),
+    ).join(codes, "activity")
+    per_case = coded.group_by("case_id").aggregate(
+        variant=coded.activity.group_concat(
+            flow.VARIANT_SEPARATOR, order_by=[coded.us, coded.code]
+        ),
+        events=coded.count().cast("int64"),
+        first=coded.us.min(),
+        last=coded.us.max(),
+    )
+    return per_case.select(
+        "case_id",
+        "variant",
+        "events",
+        through_h=(per_case["last"] - per_case["first"]).cast("float64") / US_PER_HOUR,
+    )
+
+
+def variants_on(con: BaseBackend, cases: ir.Table, top: int | None = None) -> pd.DataFrame:
+    """flow.variants (its ``top`` rows) from per-case variants (case_variants_expr).
+
+    cases, share of all cases, cumulative share, median_h = median through_h; sorted by
+    cases, descending, then variant.
+    """
+    per = cases.group_by("variant").aggregate(
+        events=cases.events.max(),
+        cases=cases.count().cast("int64"),
+        median_h=cases.through_h.quantile(0.5).cast("float64"),
+    )
+    ranked = per.order_by([ibis.desc("cases"), "variant"])
+    total = cases.count()
+    frame = con.to_pandas(ranked.limit(top) if top is not None else ranked)
+    all_cases = int(con.execute(total)) if len(frame) else 0
+    out = pd.DataFrame(
+        {
+            "variant": frame["variant"].astype("str"),
+            "events": frame["events"].astype("int64"),
+            "cases": frame["cases"].astype("int64"),
+        }
+    )
+    out["share"] = out["cases"] / max(all_cases, 1)
+    out["cumulative_share"] = out["share"].cumsum()
+    out["median_h"] = frame["median_h"].astype("float64")
+    return out[VARIANT_COLUMNS].reset_index(drop=True)
+
+
+def finding_orders_on(
+    con: BaseBackend, orders: ir.Table, finding: Any, window: Window, tz: str
+) -> pd.DataFrame:
+    """flow.finding_orders by the engine: the segment's orders whose stage started in
+    ``window``, hours up to the window's end (open = still in the stage then), slowest
+    first (ties by order number); columns order_id, the stage's start and end, hours,
+    open."""
+    stage = str(finding.stage)
+    a, b = flow.STAGES[stage]
+    segment = {finding.dimension: finding.value}
+    if isinstance(finding.dimension_2, str):
+        segment[finding.dimension_2] = finding.value_2
+    table = with_segments(con, orders, tz, list(segment))
+    rows = table.filter(
+        (table[a] >= instant(window.start)) & (table[a] < instant(window.end)),
+        *[table[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()],
+    )
+    end = instant(window.end)
+    leave = rows[b].fill_null(end)
+    if "cancelled_at" in rows.columns:
+        leave = ibis.least(leave, rows.cancelled_at.fill_null(end))
+    hours = ibis.greatest(hours_of(con, rows[a], ibis.least(leave, end)), 0.0)
+    out = rows.select(
+        order_id=rows.order_id.cast("string"),
+        **{a: rows[a], b: rows[b]},
+        hours=hours,
+        open=leave >= end,
+    ).order_by([ibis.desc("hours"), "order_id"])
+    frame = con.to_pandas(out)
+    for col in (a, b):
+        frame[col] = frame[col].dt.tz_convert(tz)
+    return frame.reset_index(drop=True)

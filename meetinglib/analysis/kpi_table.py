@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from meetinglib.analysis import anomalies, kpis
 from meetinglib.core.csvsafe import to_csv as write_csv
@@ -79,6 +78,19 @@ def segment_label(dimension: str, segment: str, order_type: str, lang: str) -> s
     return t(f"segment.{dimension}", lang, value=segment)
 
 
+def first_order(data: WeekData) -> pd.Timestamp | None:
+    """When the first order loaded was created, in the platform timezone (None: no order);
+    an aggregate of the engine."""
+    orders = data.engine_tables()["orders"]
+    first = engine.shared(data.params.engine).execute(orders.created_at.min())
+    if first is None or pd.isna(first):
+        return None
+    first = pd.Timestamp(first)
+    # Spark hands instants back as UTC wall time (its session runs in UTC).
+    first = first.tz_localize("UTC") if first.tzinfo is None else first
+    return first.tz_convert(data.tz)
+
+
 def complete_history_start(data: WeekData) -> pd.Timestamp:
     """Start of the first history week whose deliveries are not cut off by the data.
 
@@ -86,11 +98,11 @@ def complete_history_start(data: WeekData) -> pd.Timestamp:
     quick ones; a baseline including that week understates lateness. Weeks starting less
     than a week after the first order are skipped.
     """
-    first_order = data.tables["orders"]["created_at"].min()
+    first_order_at = first_order(data)
     start = data.history_weeks[0].start(data.tz)
-    if pd.isna(first_order):
+    if first_order_at is None:
         return start
-    ready = IsoWeek.containing(first_order + pd.Timedelta(days=7)).next().start(data.tz)
+    ready = IsoWeek.containing(first_order_at + pd.Timedelta(days=7)).next().start(data.tz)
     return min(max(start, ready), data.window.start)
 
 
@@ -100,11 +112,11 @@ def created_from(data: WeekData) -> pd.Timestamp:
     A week whose first order comes after its Monday is only partly in the extract; its
     order counts would read as a drop.
     """
-    first_order = data.tables["orders"]["created_at"].min()
+    first_order_at = first_order(data)
     start = data.history_weeks[0].start(data.tz)
-    if pd.isna(first_order):
+    if first_order_at is None:
         return start
-    covered = IsoWeek.containing(first_order - pd.Timedelta(days=1)).next()
+    covered = IsoWeek.containing(first_order_at - pd.Timedelta(days=1)).next()
     return min(max(start, covered.start(data.tz)), data.window.start)
 
 
@@ -171,15 +183,15 @@ def weekly_series(data: WeekData, exclude: set[str] | None = None) -> pd.DataFra
     ``open_order_lookback_days`` before that week (each week its own lookback).
     """
     keys = [k for k in kpis.CATALOGUE if k not in (exclude or set())]
-    return kpis.weekly_kpis(
-        data.tables,
+    return kpis.weekly_kpis_on(
+        engine.shared(data.params.engine),
+        kpis.kpi_tables(data.engine_tables()),
         week_windows(data),
         data.params.sla.ship_hours,
         keys,
         created_from=created_from(data),
         complete_from=complete_history_start(data),
         lookback_days=data.params.open_order_lookback_days,
-        con=engine.shared(data.params.engine),
     )
 
 
@@ -443,8 +455,23 @@ def adverse_flag(
     return flag
 
 
+def segment_counts(data: WeekData) -> pd.DataFrame:
+    """The orders loaded per combination of segment values: the segment columns (empty
+    values as missing) and ``orders``; an aggregate of the engine, a few hundred rows."""
+    orders = data.engine_tables()["orders"]
+    values = {
+        c: orders[c].cast("string") if c in orders.columns else ibis.null("string")
+        for c in kpis.SEGMENT_COLUMNS
+    }
+    counts = orders.select(**values).group_by(list(values)).aggregate(orders=ibis._.count())
+    frame = engine.shared(data.params.engine).execute(counts)
+    frame["orders"] = frame["orders"].astype("int64")
+    return frame
+
+
 def segment_orders(orders: pd.DataFrame, segment: Segment) -> np.ndarray:
-    """Which orders belong to a segment of the KPI table (all orders for the overall)."""
+    """Which orders (rows of ``orders``: orders, or their counts per combination of
+    segment values) belong to a segment of the KPI table (all for the overall)."""
     dimension, value, order_type = segment
     mask = np.ones(len(orders), dtype=bool)
     # Compared as they are (categories or text): a cast to str of millions of rows took
@@ -467,24 +494,6 @@ def segment_values(segment: Segment) -> dict[str, str]:
     if dimension != kpis.ALL:
         values.update(zip(dimension.split("/"), value.split("/", 1), strict=False))
     return values
-
-
-def without_orders(
-    tables: dict[str, pd.DataFrame], drop: np.ndarray, needed: Sequence[str]
-) -> dict[str, pd.DataFrame]:
-    """The ``needed`` tables without some orders and the rows pointing at them."""
-    orders = tables["orders"]
-    out = {"orders": orders[~drop]}
-    others = [n for n in needed if n != "orders" and n in tables]
-    if not others:
-        return out
-    gone = pa.array(orders["order_id"][drop].astype("str").to_numpy(dtype=object))
-    for name in others:
-        table = tables[name]
-        ids = pa.array(table["order_id"].astype("str").to_numpy(dtype=object))
-        hit = pc.is_in(ids, value_set=gone).to_numpy(zero_copy_only=False)
-        out[name] = table[~hit]
-    return out
 
 
 def _kpi_rank(kpi: str) -> int:
@@ -534,13 +543,16 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
     for kpi, dimension, segment, order_type in flags:
         by_segment.setdefault((dimension, segment, order_type), []).append(kpi)
     keys = sorted({f[0] for f in flags})
-    orders = data.tables["orders"]
+    # Orders counted per combination of segment values: which orders two segments share
+    # is a weighted sum over these few rows, not a mask over every order.
+    combos = segment_counts(data)
+    weight = combos["orders"].to_numpy(dtype="int64")
     explains: dict[Segment, set[Flagged]] = {}
     members: dict[Segment, np.ndarray] = {}
     causes, drops = [], {}
     for cause in (s for s in by_segment if s != OVERALL):
-        drop = segment_orders(orders, cause)
-        if not drop.any() or drop.all():
+        drop = segment_orders(combos, cause)
+        if not weight[drop].any() or not weight[~drop].any():
             explains[cause] = set()
         else:
             causes.append(cause)
@@ -550,15 +562,15 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
         dim = "order_type" if order_type != kpis.ALL else dimension
         flagged_dims.setdefault(kpi, []).append(dim)
     # Every cause's recomputation in one query: each series without one segment's orders.
-    recomputed = kpis.weekly_kpis_without(
-        data.tables,
+    recomputed = kpis.weekly_kpis_without_on(
+        engine.shared(data.params.engine),
+        kpis.kpi_tables(data.engine_tables()),
         week_windows(data),
         data.params.sla.ship_hours,
         keys,
         [segment_values(cause) for cause in causes],
         created_from=created_from(data),
         complete_from=complete_history_start(data),
-        con=engine.shared(data.params.engine),
         # only the segmentations that hold a flag: the rest would be computed for nothing
         dims=flagged_dims,
     )
@@ -573,9 +585,9 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
             if flag not in values.index:
                 continue
             if inner not in members:
-                members[inner] = segment_orders(orders, inner)
+                members[inner] = segment_orders(combos, inner)
             mine = members[inner]
-            if np.count_nonzero(mine & ~drop) < MIN_KEPT_SHARE * np.count_nonzero(mine):
+            if weight[mine & ~drop].sum() < MIN_KEPT_SHARE * weight[mine].sum():
                 continue  # the two share most orders: which one drives cannot be told this way
             spec = kpis.CATALOGUE[flag[0]]
             if adverse_flag(spec, values.loc[flag], counts.loc[flag], errors.loc[flag]) is None:

@@ -40,7 +40,6 @@ Functions never read files and never modify their inputs. Conventions a caller m
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -753,8 +752,10 @@ _SEG = "seg_"
 _LOADED = "seg_loaded"  # whether the row's order is loaded (rows of other tables)
 _SEGMENT_NAMES = [*(_SEG + c for c in SEGMENT_COLUMNS), _LOADED]
 _GROUP = ["scenario", "dimension", "segment", "week"]
-_EVERY = -1  # the scenario of all rows, from which additive figures subtract a segment's
+_SUMS = ["n", "s1", "s2", "qv", "qse"]  # the figures of an aggregate row
 _Z = 1.96  # the 95% interval behind a quantile's standard error
+# The order columns every KPI reading a table needs with its rows (see Frames.rows).
+_ORDER_COLUMNS = {"order_lines": ("shipped_at",), "settlements": ("delivered_at",)}
 
 
 @dataclass(frozen=True)
@@ -782,7 +783,8 @@ class Frames:
     """The canonical tables as Ibis tables, with the weeks and the SLA the observations use.
 
     ``bounds``: the week starts and the last week's end (timezone-aware instants);
-    ``scenarios``: segments to set aside, one series each (see ``weekly_kpis_without``).
+    ``scenarios``: segments to set aside, one series each (see ``weekly_kpis_without``);
+    ``backend``: the name of the engine the expressions are for (``con.name``).
     """
 
     def __init__(
@@ -792,8 +794,10 @@ class Frames:
         sla: float,
         lookback_days: float | None = None,
         scenarios: Sequence[Mapping[str, str]] = (),
+        backend: str | None = None,
     ):
         self.tables, self.sla, self.lookback_days = dict(tables), sla, lookback_days
+        self.backend = backend
         self.scenarios = list(scenarios)
         self.bounds = [pd.Timestamp(b).tz_convert("UTC").to_pydatetime() for b in bounds]
         self.weeks = len(self.bounds) - 1
@@ -801,7 +805,9 @@ class Frames:
             int((b - a).total_seconds()) for a, b in zip(self.bounds, self.bounds[1:], strict=False)
         }
         self.week_seconds = lengths.pop() if len(lengths) == 1 else None
+        self.micros = [int(pd.Timestamp(b).value // 1000) for b in self.bounds]
         self.orders = self.tables["orders"]
+        self._rows: dict[tuple[str, tuple[str, ...]], ir.Table] = {}
 
     def col(self, table: ir.Table, name: str) -> ir.Value:
         """A column of ``table`` (orders, or rows joined to them); an optional orders column
@@ -812,22 +818,49 @@ class Frames:
         dtype = {"timestamp": "timestamp('UTC')", "float": "float64"}.get(kind, "string")
         return ibis.null().cast(dtype)
 
+    def us(self, at: ir.Value) -> ir.IntegerValue:
+        """The instant ``at`` as microseconds since the epoch: compared and shifted as
+        plain integers (``engine.unix_micros``)."""
+        return engine.unix_micros(at, self.backend)
+
+    def hours(self, start: ir.Value, end: ir.Value) -> ir.Value:
+        """Hours from start to end (whole microseconds, as every engine counts them); NULL
+        when end precedes start (a milestone out of order: validation flags the order,
+        and only this duration leaves the duration KPIs)."""
+        hours = engine.hours_between(start, end, self.backend)
+        return ibis.ifelse(hours < 0, ibis.null("float64"), hours)
+
     def week(self, at: ir.TimestampValue) -> ir.IntegerValue:
         """The week holding ``at`` (0-based), NULL outside the weeks or when ``at`` is NULL."""
         inside = (at >= self.bounds[0]) & (at < self.bounds[-1])
         if self.week_seconds:
-            # Weeks of equal length (no daylight-saving change): arithmetic, not a search.
-            since = at.epoch_seconds() - int(self.bounds[0].timestamp())
-            week = (since / self.week_seconds).floor().cast("int64")
+            # Weeks of equal length (no daylight-saving change): integer arithmetic on
+            # microseconds, not a search (nor the engines' slow calendar functions).
+            since = self.us(at) - self.micros[0]
+            week = since // (self.week_seconds * 1_000_000)
         else:
             week = ibis.cases(*[(at < end, i) for i, end in enumerate(self.bounds[1:])])
         return ibis.ifelse(inside, week, ibis.null("int64"))
 
-    def ends_up_to(self, at: ir.TimestampValue, edges: Sequence[dt.datetime]) -> ir.IntegerValue:
-        """How many of ``edges`` are at or before ``at`` (a searchsorted, side right)."""
+    def week_end(self, week: ir.IntegerValue) -> ir.IntegerValue:
+        """The end of week ``week`` (0-based) as microseconds since the epoch (see
+        ``engine.unix_micros``); NULL for a NULL week."""
+        if self.week_seconds:
+            return self.micros[0] + (week + 1) * (self.week_seconds * 1_000_000)
+        return ibis.cases(*[(week == i, end) for i, end in enumerate(self.micros[1:])])
+
+    def ends_up_to(self, us: ir.IntegerValue, edges: Sequence[int]) -> ir.IntegerValue:
+        """How many of ``edges`` (ascending microseconds since the epoch) are at or before
+        ``us`` (a searchsorted, side right)."""
+        steps = {b - a for a, b in zip(edges, edges[1:], strict=False)}
+        if len(steps) == 1:
+            # Evenly spaced edges: one division, where 13 comparisons would each repeat
+            # the expression behind ``us``.
+            count = (us - edges[0]) // steps.pop() + 1
+            return ibis.greatest(ibis.least(count, len(edges)), 0)
         total: ir.IntegerValue = ibis.literal(0)
         for edge in edges:
-            total = total + ibis.ifelse(at >= edge, 1, 0)
+            total = total + ibis.ifelse(us >= edge, 1, 0)
         return total
 
     def segments(self, table: ir.Table) -> dict[str, ir.Value]:
@@ -843,15 +876,22 @@ class Frames:
         """``table`` with its order's segments (``seg_*``) and ``order_columns`` (``o_*``).
 
         Rows whose order is not loaded keep empty segments: they count in "all" only.
+        One join per table, whatever the KPI asks for: KPIs observing the same table at
+        the same event then share one pass (settled amounts and settlement lags).
         """
-        rows = self.tables[table]
-        wanted = {
-            **self.segments(self.orders),
-            **{f"o_{c}": self.col(self.orders, c) for c in order_columns},
-        }
-        orders = self.orders.select(o_order_id=self.orders.order_id, **wanted)
-        joined = rows.left_join(orders, rows.order_id == orders.o_order_id)
-        return joined.mutate(**{_LOADED: joined.o_order_id.notnull()}).drop("o_order_id")
+        columns = tuple(dict.fromkeys([*_ORDER_COLUMNS.get(table, ()), *order_columns]))
+        key = (table, columns)
+        if key not in self._rows:
+            rows = self.tables[table]
+            wanted = {
+                **self.segments(self.orders),
+                **{f"o_{c}": self.col(self.orders, c) for c in columns},
+            }
+            orders = self.orders.select(o_order_id=self.orders.order_id, **wanted)
+            joined = rows.left_join(orders, rows.order_id == orders.o_order_id)
+            loaded = joined.mutate(**{_LOADED: joined.o_order_id.notnull()})
+            self._rows[key] = loaded.drop("o_order_id")
+        return self._rows[key]
 
     def of_rows(self, rows: ir.Table, at: ir.Value, value: Any, keep: Any = None) -> Obs:
         """Observations of another table's rows (from ``rows``): week of ``at``, ``value``."""
@@ -864,64 +904,38 @@ class Frames:
         value = ibis.literal(float(value)) if isinstance(value, int | float) else value
         return Obs(table, at, value.cast("float64"), keep, segments)
 
-    def _in_scenarios(self, obs: ir.Table, additive: bool = False) -> ir.Table:
-        """``obs`` with its scenario. Without ``scenarios``: scenario 0, every row. With
-        them (segments to set aside), a scenario's figures are those of the rows outside
-        its segment: for a quantile, one copy of those rows per scenario; for ``additive``
-        figures (counts, sums, levels), the rows of all (scenario -1) and once more the
-        rows inside each segment, which the caller subtracts: far fewer rows."""
-        if not self.scenarios:
-            return obs.mutate(scenario=ibis.literal(0))
-        columns = {f"c_{c}": [s.get(c) for s in self.scenarios] for c in SEGMENT_COLUMNS}
-        table = ibis.memtable(
-            pa.table(
-                {
-                    "scenario": pa.array(range(len(self.scenarios)), pa.int64()),
-                    **{k: pa.array(v, pa.string()) for k, v in columns.items()},
-                }
-            )
-        )
-        joined = obs.cross_join(table)
-        # A row whose order is not loaded belongs to no segment: it is never set aside.
-        inside: ir.BooleanValue = joined[_LOADED]
-        for c in SEGMENT_COLUMNS:
-            wanted, value = joined[f"c_{c}"], joined[_SEG + c]
-            matches = ibis.cases(
-                (wanted.isnull(), True), (wanted == MISSING, value.isnull()), else_=value == wanted
-            )
-            inside &= matches.fill_null(False)
-        if not additive:
-            return joined.filter(~inside).drop(*columns)
-        every = obs.mutate(scenario=ibis.literal(_EVERY, "int64"))
-        return ibis.union(every, joined.filter(inside).drop(*columns))
-
     def spans(
         self, table: ir.Table, start: ir.Value, end: ir.Value, weight: Any, created: Any = None
     ) -> ir.Table:
         """Rows counted at a week's end e when start < e and not end < e (NULL end: never
         ends); with ``created`` and the lookback, only up to the week starting no later
-        than created + lookback. Columns enter, leave (week indexes), value, segments."""
-        ends = self.bounds[1:]
+        than created + lookback. Instants as microseconds since the epoch (see
+        ``engine.unix_micros``). Columns enter, leave (week indexes), value, segments."""
+        ends = self.micros[1:]
         never = ibis.literal(self.weeks)
-        stop = ibis.ifelse(end.isnull(), ibis.null("timestamp('UTC')"), ibis.greatest(start, end))
-        enter = ibis.ifelse(start.isnull(), never, self.ends_up_to(start, ends))
-        leave = ibis.ifelse(start.isnull() | stop.isnull(), never, self.ends_up_to(stop, ends))
-        if created is not None and self.lookback_days is not None:
-            limit = created + ibis.interval(seconds=int(self.lookback_days * 86400))
-            last = self.ends_up_to(limit, self.bounds[:-1])
-            leave = ibis.greatest(ibis.least(leave, last), enter)
         weight = ibis.literal(float(weight)) if isinstance(weight, int | float) else weight
-        segments = {name: table[name] for name in _SEGMENT_NAMES}
-        spans = table.select(enter=enter, leave=leave, value=weight.cast("float64"), **segments)
-        return self._in_scenarios(spans.filter(spans.enter < spans.leave), additive=True)
-
-
-def _hours(start: ir.Value, end: ir.Value) -> ir.Value:
-    """Hours from start to end (whole microseconds, as every engine counts them); NULL when
-    end precedes start (a milestone out of order: validation flags the order, and only
-    this duration leaves the duration KPIs)."""
-    hours = engine.hours_between(start, end)
-    return ibis.ifelse(hours < 0, ibis.null("float64"), hours)
+        until = ibis.null("int64")
+        if created is not None and self.lookback_days is not None:
+            until = created + int(self.lookback_days * 86400) * 1_000_000
+        # Each step reads the one before as a subquery (``view``): the engine computes
+        # start, stop and the lookback's limit once, where inlining them into the next
+        # step would repeat each many times.
+        rows = table.select(
+            start=start,
+            stop=ibis.ifelse(end.isnull(), ibis.null("int64"), ibis.greatest(start, end)),
+            until=until,
+            value=weight.cast("float64"),
+            **{name: table[name] for name in _SEGMENT_NAMES},
+        ).view()
+        enter = ibis.ifelse(rows.start.isnull(), never, self.ends_up_to(rows.start, ends))
+        leave = ibis.ifelse(
+            rows.start.isnull() | rows.stop.isnull(), never, self.ends_up_to(rows.stop, ends)
+        )
+        if created is not None and self.lookback_days is not None:
+            last = self.ends_up_to(rows.until, self.micros[:-1])
+            leave = ibis.greatest(ibis.least(leave, last), enter)
+        spans = rows.select("value", *_SEGMENT_NAMES, enter=enter, leave=leave).view()
+        return spans.filter(spans.enter < spans.leave)
 
 
 def _flag(condition: ir.BooleanValue) -> ir.Value:
@@ -929,11 +943,13 @@ def _flag(condition: ir.BooleanValue) -> ir.Value:
     return ibis.ifelse(condition.fill_null(False), 1.0, 0.0)
 
 
-def ship_deadline_expr(f: Frames, orders: ir.Table) -> ir.Value:
-    """promised_ship_by where set, else paid_at + the ship SLA; NULL when neither."""
-    promised = f.col(orders, "promised_ship_by")
-    by_sla = f.col(orders, "paid_at") + ibis.interval(seconds=int(round(f.sla * 3600)))
-    return ibis.coalesce(promised, by_sla)
+def ship_deadline_us(f: Frames, orders: ir.Table) -> ir.IntegerValue:
+    """promised_ship_by where set, else paid_at + the ship SLA, in microseconds since the
+    epoch; NULL when neither."""
+    sla = int(round(f.sla * 3600)) * 1_000_000
+    return ibis.coalesce(
+        f.us(f.col(orders, "promised_ship_by")), f.us(f.col(orders, "paid_at")) + sla
+    )
 
 
 @dataclass(frozen=True)
@@ -997,13 +1013,13 @@ def _obs_shipped(f: Frames) -> Obs:
 
 
 def _obs_on_time_ship(f: Frames) -> Obs:
-    shipped, deadline = _o(f, "shipped_at"), ship_deadline_expr(f, f.orders)
-    on_time = ibis.ifelse(deadline.isnull(), ibis.null("float64"), _flag(shipped <= deadline))
+    shipped, deadline = _o(f, "shipped_at"), ship_deadline_us(f, f.orders)
+    on_time = ibis.ifelse(deadline.isnull(), ibis.null("float64"), _flag(f.us(shipped) <= deadline))
     return f.of_orders(shipped, on_time)
 
 
 def _obs_handling(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "shipped_at"), _hours(_o(f, "paid_at"), _o(f, "shipped_at")))
+    return f.of_orders(_o(f, "shipped_at"), f.hours(_o(f, "paid_at"), _o(f, "shipped_at")))
 
 
 def _obs_lost_damaged(f: Frames) -> Obs:
@@ -1029,11 +1045,11 @@ def _obs_on_time_delivery(f: Frames) -> Obs:
 
 
 def _obs_transit(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "shipped_at"), _o(f, "delivered_at")))
+    return f.of_orders(_o(f, "delivered_at"), f.hours(_o(f, "shipped_at"), _o(f, "delivered_at")))
 
 
 def _obs_cycle(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "delivered_at"), _hours(_o(f, "created_at"), _o(f, "delivered_at")))
+    return f.of_orders(_o(f, "delivered_at"), f.hours(_o(f, "created_at"), _o(f, "delivered_at")))
 
 
 def _obs_perfect(f: Frames) -> Obs:
@@ -1059,14 +1075,14 @@ def _obs_perfect(f: Frames) -> Obs:
         orders = orders.left_join(short, orders.order_id == short.p_id).drop("p_id")
     delivered = f.col(orders, "delivered_at")
     promise = f.col(orders, "promised_delivery_by")
-    week = f.week(delivered)
-    # Complaints and cases count up to the end of the order's delivery week.
-    cutoff = ibis.cases(*[(week == i, end) for i, end in enumerate(f.bounds[1:])], else_=None)
+    # Complaints and cases count up to the end of the order's delivery week (compared as
+    # microseconds since the epoch, as the week is found).
+    cutoff = f.week_end(f.week(delivered))
     perfect = (delivered <= promise).fill_null(False) & f.col(orders, "exception_code").isnull()
     if "p_complaint" in orders.columns:
-        perfect &= ~(orders.p_complaint < cutoff).fill_null(False)
+        perfect &= ~(f.us(orders.p_complaint) < cutoff).fill_null(False)
     if "p_case" in orders.columns:
-        perfect &= ~(orders.p_case < cutoff).fill_null(False)
+        perfect &= ~(f.us(orders.p_case) < cutoff).fill_null(False)
     if "p_short" in orders.columns:
         perfect &= orders.p_short.isnull()
     value = ibis.ifelse(promise.isnull(), ibis.null("float64"), _flag(perfect))
@@ -1114,7 +1130,7 @@ def _obs_ticket_hours(f: Frames, stage: str) -> Obs:
     start_col, end_col = TICKET_STAGES[stage]
     if end_col not in tickets.columns:
         return f.of_rows(tickets, tickets.opened_at, 0.0, ibis.literal(False))
-    return f.of_rows(tickets, tickets[end_col], _hours(tickets[start_col], tickets[end_col]))
+    return f.of_rows(tickets, tickets[end_col], f.hours(tickets[start_col], tickets[end_col]))
 
 
 def _obs_first_response(f: Frames) -> Obs:
@@ -1141,7 +1157,7 @@ def _obs_case_cycle(f: Frames) -> Obs:
     cases = f.rows("after_sales")
     if "closed_at" not in cases.columns:
         return f.of_rows(cases, cases.requested_at, 0.0, ibis.literal(False))
-    days = _hours(cases.requested_at, cases.closed_at) / 24.0
+    days = f.hours(cases.requested_at, cases.closed_at) / 24.0
     return f.of_rows(cases, cases.closed_at, days)
 
 
@@ -1156,7 +1172,7 @@ def _obs_settled(f: Frames) -> Obs:
 
 def _obs_settlement_lag(f: Frames) -> Obs:
     rows = f.rows("settlements", "delivered_at")
-    lag = _hours(rows.o_delivered_at, rows.settled_at) / 24.0
+    lag = f.hours(rows.o_delivered_at, rows.settled_at) / 24.0
     return f.of_rows(rows, rows.settled_at, lag, rows.status == "settled")
 
 
@@ -1173,20 +1189,21 @@ def _order_rows(f: Frames) -> ir.Table:
 
 def _obs_backlog(f: Frames) -> ir.Table:
     orders = _order_rows(f)
-    return f.spans(orders, _o(f, "paid_at"), _shipped_or_cancelled(f), 1.0, _o(f, "created_at"))
+    paid, created = f.us(_o(f, "paid_at")), f.us(_o(f, "created_at"))
+    return f.spans(orders, paid, f.us(_shipped_or_cancelled(f)), 1.0, created)
 
 
 def _obs_overdue(f: Frames) -> ir.Table:
     orders = _order_rows(f)
-    paid, deadline = _o(f, "paid_at"), ship_deadline_expr(f, f.orders)
+    paid, deadline = f.us(_o(f, "paid_at")), ship_deadline_us(f, f.orders)
     due = ibis.ifelse(deadline > paid, deadline, paid)
-    due = ibis.ifelse(paid.isnull() | deadline.isnull(), ibis.null("timestamp('UTC')"), due)
-    return f.spans(orders, due, _shipped_or_cancelled(f), 1.0, _o(f, "created_at"))
+    due = ibis.ifelse(paid.isnull() | deadline.isnull(), ibis.null("int64"), due)
+    return f.spans(orders, due, f.us(_shipped_or_cancelled(f)), 1.0, f.us(_o(f, "created_at")))
 
 
 def _obs_pending(f: Frames) -> ir.Table:
     rows = f.rows("settlements", "delivered_at")
-    return f.spans(rows, rows.o_delivered_at, rows.settled_at, rows.amount)
+    return f.spans(rows, f.us(rows.o_delivered_at), f.us(rows.settled_at), rows.amount)
 
 
 _T, _CS, _ST, _LN = ("tickets",), ("after_sales",), ("settlements",), ("order_lines",)
@@ -1333,11 +1350,9 @@ class _Member:
     q: float | None = None
 
 
-def _pass(f: Frames, members: list[_Member], additive: bool = False) -> ir.Table:
-    """One pass over rows observed at one event, for every KPI reading them: per
-    segmentation, scenario and week, for each KPI i its n{i} and the sums a{i}, b{i} of its
-    values and squares, or its quantile a{i} and standard error b{i} (NULL where the KPI
-    has no such segmentation)."""
+def _observed_rows(f: Frames, members: list[_Member]) -> ir.Table:
+    """The rows one pass reads: week, segment columns and each member's value v{i} (NULL
+    where it does not count), rows outside the weeks left out."""
     first = members[0].obs
     values: dict[str, ir.Value] = {}
     for i, m in enumerate(members):
@@ -1346,62 +1361,197 @@ def _pass(f: Frames, members: list[_Member], additive: bool = False) -> ir.Table
             value = value.fill_null(0.0)  # a kept row without a value adds nothing
         keep = m.obs.keep
         values[f"v{i}"] = value if keep is None else ibis.ifelse(keep, value, ibis.null("float64"))
-    rows = first.table.select(week=f.week(first.at), **first.segments, **values)
-    rows = f._in_scenarios(rows.filter(rows.week.notnull()), additive)
+    # ``view``: the values are computed once, where inlining them into the filter and
+    # every later step would compute each again.
+    rows = first.table.select(week=f.week(first.at), **first.segments, **values).view()
+    return rows.filter(rows.week.notnull())
+
+
+def _segment_columns(dims: Sequence[str], scenarios: Sequence[Mapping[str, str]]) -> list[str]:
+    """The segment columns (``seg_*``) behind ``dims`` and the segments set aside."""
+    columns = {c for dim in dims if dim != ALL for c in dim.split("/")}
+    columns |= {c for scenario in scenarios for c in scenario}
+    names = [_SEG + c for c in SEGMENT_COLUMNS if c in columns]
+    return [*names, _LOADED] if scenarios else names
+
+
+def _fine_sums(f: Frames, members: list[_Member]) -> ir.Table:
+    """One pass over rows observed at one event, for every additive KPI reading them: per
+    week and combination of segment values, each KPI i's n{i} (values counted) and the
+    sums a{i}, b{i} of its values and squares. Every segmentation, and every segment set
+    aside, is a sum of these few rows (``_roll_up``): one grouping, one scan."""
+    rows = _observed_rows(f, members)
+    dims = [d for m in members for d in m.dims]
+    aggregates: dict[str, Any] = {}
+    for i in range(len(members)):
+        v = rows[f"v{i}"]
+        aggregates[f"n{i}"] = v.count()
+        aggregates[f"a{i}"] = v.sum().fill_null(0.0)
+        aggregates[f"b{i}"] = (v * v).sum().fill_null(0.0)
+    keys = ["week", *_segment_columns(dims, f.scenarios)]
+    return rows.group_by(keys).aggregate(**aggregates)
+
+
+@dataclass(frozen=True)
+class _QuantilePass:
+    """A quantile pass: its query, the fractions it computes, and for each member the
+    index of the value it reads (members reading the same values share one aggregate:
+    a median and a P90 of the same durations sort them once)."""
+
+    table: ir.Table
+    fractions: list[float]
+    value_of: list[int]
+
+
+def _quantile_pass(f: Frames, members: list[_Member]) -> _QuantilePass:
+    """One pass over rows observed at one event, for every quantile KPI reading them: per
+    segmentation, segment and week, for each distinct value k and scenario j the count
+    n{k}_{j} and the quantiles q{k}_{j} at every fraction any member needs (NULL where
+    no member reading the value has that segmentation).
+
+    Without segments to set aside there is one scenario (0), every row; with them,
+    scenario j counts the rows outside segment j: one filtered aggregate per segment in
+    the same scan, where a copy of the rows per segment would multiply the scan."""
+    rows = _observed_rows(f, members)
     dims = list(dict.fromkeys(d for m in members for d in m.dims))
     fractions = sorted({_fraction(x) for m in members if m.q is not None for x in _around(m.q)})
+    first: dict[tuple[Any, Any], int] = {}
+    value_of = []
+    for i, m in enumerate(members):
+        keep = None if m.obs.keep is None else m.obs.keep.op()
+        value_of.append(first.setdefault((m.obs.value.op(), keep), i))
     out = []
     for dim in dims:
-        part = rows.select(
-            *_GROUP[:1],
-            dimension=ibis.literal(dim),
-            segment=_segment(rows, dim),
-            week=rows.week,
-            **{f"v{i}": rows[f"v{i}"] for i in range(len(members))},
-        )
+        part = rows.mutate(dimension=ibis.literal(dim), segment=_segment(rows, dim))
         part = part.filter(part.segment.notnull())
+        outside = [_outside(part, scenario) for scenario in f.scenarios] or [None]
         aggregates: dict[str, Any] = {}
-        for i, m in enumerate(members):
-            v = part[f"v{i}"]
-            if dim not in m.dims:
-                for name in ("n", "a", "b"):
-                    aggregates[f"{name}{i}"] = ibis.null("float64")
-                continue
-            aggregates[f"n{i}"] = v.count().cast("float64")
-            if m.q is None:
-                aggregates[f"a{i}"] = v.sum().fill_null(0.0)
-                aggregates[f"b{i}"] = (v * v).sum().fill_null(0.0)
-            else:
-                low, mid, high = (fractions.index(_fraction(x)) for x in _around(m.q))
-                qs = v.quantile(fractions)
-                spread = (qs[high] - qs[low]) / (fractions[high] - fractions[low])
-                se = (m.q * (1 - m.q) / v.count().cast("float64")).sqrt() * spread
-                aggregates[f"a{i}"], aggregates[f"b{i}"] = qs[mid], se
-        out.append(part.group_by(_GROUP).aggregate(**aggregates))
-    return ibis.union(*out)
+        for k in sorted(set(value_of)):
+            wanted = any(dim in m.dims for m, kk in zip(members, value_of, strict=True) if kk == k)
+            v = part[f"v{k}"]
+            for j, where in enumerate(outside):
+                if not wanted:
+                    aggregates[f"n{k}_{j}"] = ibis.null("float64")
+                    aggregates[f"q{k}_{j}"] = ibis.null("array<float64>")
+                    continue
+                aggregates[f"n{k}_{j}"] = v.count(where=where).cast("float64")
+                aggregates[f"q{k}_{j}"] = v.quantile(fractions, where=where)
+        out.append(part.group_by(["dimension", "segment", "week"]).aggregate(**aggregates))
+    return _QuantilePass(ibis.union(*out), fractions, value_of)
 
 
-def _long_parts(members: list[_Member], wide: pd.DataFrame) -> pd.DataFrame:
-    """The wide result of a pass as rows of (kpi, part, scenario, dimension, segment, week,
-    n, s1, s2, qv, qse)."""
+def _outside(rows: ir.Table, scenario: Mapping[str, str]) -> ir.BooleanValue:
+    """Whether each row lies outside the segment ``scenario`` (its order not in it)."""
+    # A row whose order is not loaded belongs to no segment: it is never set aside.
+    inside: ir.BooleanValue = rows[_LOADED]
+    for column, value in scenario.items():
+        seg = rows[_SEG + column]
+        inside &= seg.isnull() if value == MISSING else (seg == value).fill_null(False)
+    return ~inside
+
+
+def _inside(fine: pd.DataFrame, scenario: Mapping[str, str]) -> np.ndarray:
+    """Which rows of a fine frame lie inside the segment ``scenario``."""
+    inside = np.array(fine[_LOADED].to_numpy(dtype=bool, na_value=False))
+    for column, value in scenario.items():
+        seg = fine[_SEG + column]
+        if value == MISSING:
+            inside &= seg.isna().to_numpy(dtype=bool)
+        else:
+            inside &= seg.eq(value).to_numpy(dtype=bool, na_value=False)
+    return inside
+
+
+def _roll_up(fine: pd.DataFrame, dim: str, values: Sequence[str]) -> pd.DataFrame:
+    """The fine rows summed per segment of ``dim`` and week: dimension, segment, week and
+    ``values`` (rows with an empty segment value count in "all" only)."""
+    if dim == ALL:
+        summed = fine.groupby("week", sort=False)[list(values)].sum(min_count=1).reset_index()
+        return summed.assign(dimension=ALL, segment=ALL)
+    columns = [_SEG + c for c in dim.split("/")]
+    summed = (
+        fine.dropna(subset=columns)
+        .groupby([*columns, "week"], sort=False, observed=True)[list(values)]
+        .sum(min_count=1)
+        .reset_index()
+    )
+    segment = summed[columns[0]].astype(str)
+    for column in columns[1:]:
+        segment = segment + "/" + summed[column].astype(str)
+    return summed.drop(columns=columns).assign(dimension=dim, segment=segment.to_numpy())
+
+
+def _sums_long(
+    members: list[_Member], fine: pd.DataFrame, scenarios: Sequence[Mapping[str, str]]
+) -> pd.DataFrame:
+    """The fine sums of a pass as rows of (kpi, part, scenario, dimension, segment, week,
+    n, s1, s2, qv, qse), per scenario: every row, or the rows outside a set-aside segment."""
+    dims = list(dict.fromkeys(d for m in members for d in m.dims))
+    values = [f"{p}{i}" for i in range(len(members)) for p in ("n", "a", "b")]
     frames = []
+    kept = [fine[~_inside(fine, s)] for s in scenarios] if scenarios else [fine]
+    for scenario, rows in enumerate(kept):
+        for dim in dims:
+            summed = _roll_up(rows, dim, values)
+            for i, m in enumerate(members):
+                if dim not in m.dims:
+                    continue
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "kpi": m.key,
+                            "part": m.part,
+                            "scenario": scenario,
+                            "dimension": dim,
+                            "segment": summed["segment"].to_numpy(),
+                            "week": summed["week"].to_numpy(dtype="int64"),
+                            "n": summed[f"n{i}"].to_numpy(dtype="float64"),
+                            "s1": summed[f"a{i}"].to_numpy(dtype="float64"),
+                            "s2": summed[f"b{i}"].to_numpy(dtype="float64"),
+                            "qv": np.nan,
+                            "qse": np.nan,
+                        }
+                    )
+                )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _quantiles_long(
+    members: list[_Member], done: _QuantilePass, wide: pd.DataFrame, scenarios: int
+) -> pd.DataFrame:
+    """The wide result of a quantile pass as rows of (kpi, part, scenario, dimension,
+    segment, week, n, s1, s2, qv, qse): each member's quantile and its standard error,
+    the sparsity estimate sqrt(q (1 - q) / n) * (Q(q + h) - Q(q - h)) / 2h (``_around``)."""
+    frames = []
+    fractions = done.fractions
     for i, m in enumerate(members):
-        mine = wide[wide[f"n{i}"].notna()]
-        quantile = m.q is not None
-        frames.append(
-            pd.DataFrame(
-                {
-                    "kpi": m.key,
-                    "part": m.part,
-                    **{c: mine[c].to_numpy() for c in _GROUP},
-                    "n": mine[f"n{i}"].to_numpy(),
-                    "s1": np.nan if quantile else mine[f"a{i}"].to_numpy(),
-                    "s2": np.nan if quantile else mine[f"b{i}"].to_numpy(),
-                    "qv": mine[f"a{i}"].to_numpy() if quantile else np.nan,
-                    "qse": mine[f"b{i}"].to_numpy() if quantile else np.nan,
-                }
+        k, q = done.value_of[i], float(m.q or 0.0)
+        low, mid, high = (fractions.index(_fraction(x)) for x in _around(q))
+        for j in range(scenarios):
+            mine = wide[wide[f"n{k}_{j}"].notna() & wide["dimension"].isin(m.dims)]
+            qs = np.full((len(mine), len(fractions)), np.nan)
+            for row, found in enumerate(mine[f"q{k}_{j}"]):
+                if found is not None and len(found):
+                    qs[row] = np.asarray(found, dtype="float64")
+            n = mine[f"n{k}_{j}"].to_numpy(dtype="float64")
+            spread = (qs[:, high] - qs[:, low]) / (fractions[high] - fractions[low])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                se = np.sqrt(q * (1 - q) / n) * spread
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "kpi": m.key,
+                        "part": m.part,
+                        "scenario": j,
+                        **{c: mine[c].to_numpy() for c in ("dimension", "segment", "week")},
+                        "n": n,
+                        "s1": np.nan,
+                        "s2": np.nan,
+                        "qv": qs[:, mid],
+                        "qse": se,
+                    }
+                )
             )
-        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -1425,56 +1575,46 @@ def _around(q: float) -> tuple[float, float, float]:
     return (q - h, q, q + h)
 
 
-def _by_dim(obs: ir.Table, dims: Sequence[str], **values: Any) -> ir.Table:
-    """The observations once per segmentation, as (scenario, dimension, segment, week,
-    **values): a union of one projection per dimension (Ibis's unnest would number and
-    re-join the rows, several times slower on DuckDB)."""
-    parts = []
-    for dim in dims:
-        rows = obs.select(
-            scenario=obs.scenario,
-            dimension=ibis.literal(dim),
-            segment=_segment(obs, dim),
-            week=obs.week,
-            **values,
-        )
-        parts.append(rows.filter(rows.segment.notnull()))
-    return ibis.union(*parts)
-
-
-def _levels(key: str, spans: ir.Table, dims: Sequence[str]) -> list[ir.Table]:
-    """Sums of the spans entering and leaving per segment and week index (the level at each
-    week's end is their running difference, taken after the engine)."""
+def _level_sums(key: str, spans: ir.Table, columns: Sequence[str]) -> ir.Table:
+    """Sums of the spans entering and leaving per week index and combination of segment
+    values (the level at each week's end is their running difference, taken after the
+    engine): kpi, part (enter, leave), week, ``columns``, n, s1, s2."""
     out = []
     for edge in ("enter", "leave"):
-        rows = _by_dim(spans.mutate(week=spans[edge]), dims, v=spans.value)
-        sums = rows.group_by(_GROUP).aggregate(
-            n=rows.count(), s1=rows.v.sum(), s2=(rows.v * rows.v).sum()
+        sums = spans.group_by([spans[edge].name("week"), *columns]).aggregate(
+            n=spans.count().cast("float64"),
+            s1=spans.value.sum(),
+            s2=(spans.value * spans.value).sum(),
         )
-        out.append(_uniform(key, edge, sums))
-    return out
+        out.append(
+            sums.select(
+                kpi=ibis.literal(key),
+                part=ibis.literal(edge),
+                week=sums.week.cast("int64"),
+                **{c: sums[c] for c in columns},
+                n=sums.n,
+                s1=sums.s1.cast("float64"),
+                s2=sums.s2.cast("float64"),
+            )
+        )
+    return ibis.union(*out)
 
 
-def _uniform(key: str, part: str, table: ir.Table) -> ir.Table:
-    """A level KPI's sums in the schema every pass is finished from (see _long_parts)."""
-    columns = table.columns
-
-    def take(name: str, dtype: str) -> ir.Value:
-        return table[name].cast(dtype) if name in columns else ibis.null(dtype)
-
-    return table.select(
-        kpi=ibis.literal(key),
-        part=ibis.literal(part),
-        scenario=table.scenario.cast("int64"),
-        dimension=table.dimension.cast("string"),
-        segment=table.segment.cast("string"),
-        week=table.week.cast("int64"),
-        n=table.n.cast("int64"),
-        s1=take("s1", "float64"),
-        s2=take("s2", "float64"),
-        qv=take("qv", "float64"),
-        qse=take("qse", "float64"),
-    )
+def _levels_long(
+    fine: pd.DataFrame, dims: Mapping[str, Sequence[str]], scenarios: Sequence[Mapping[str, str]]
+) -> pd.DataFrame:
+    """The level KPIs' fine sums as rows of (kpi, part, scenario, dimension, segment,
+    week, n, s1, s2, qv, qse)."""
+    frames = []
+    kept = [fine[~_inside(fine, s)] for s in scenarios] if scenarios else [fine]
+    for scenario, rows in enumerate(kept):
+        for (key, part), group in rows.groupby(["kpi", "part"], sort=False):
+            for dim in dims[key]:
+                summed = _roll_up(group, dim, ("n", "s1", "s2"))
+                frames.append(
+                    summed.assign(kpi=key, part=part, scenario=scenario, qv=np.nan, qse=np.nan)
+                )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _dims(kpi: KpiDef, only: Mapping[str, Sequence[str]] | None) -> tuple[str, ...]:
@@ -1494,8 +1634,11 @@ def kpi_aggregates(
 
     KPIs that observe the same rows at the same event share one pass over them (volume,
     GMV, cancellations and abnormal orders all read orders by their creation): one query
-    per pass, and one for the levels at week ends."""
+    per pass for the sums (per combination of segment values, summed per segmentation
+    and per segment set aside afterwards), one for its quantiles, and one for the levels
+    at week ends."""
     levels: list[ir.Table] = []
+    level_dims: dict[str, tuple[str, ...]] = {}
     passes: dict[tuple[Any, Any], list[_Member]] = {}
 
     def add(key: str, part: str, kind: str, obs: Obs, dims: tuple[str, ...]) -> None:
@@ -1509,7 +1652,8 @@ def kpi_aggregates(
             continue
         observed = kpi.observe(frames)
         if kpi.kind == "level":
-            levels += _levels(key, observed, kpi_dims)
+            level_dims[key] = kpi_dims
+            levels.append(observed)
         elif kpi.kind == "ratio":
             num, den = observed
             add(key, "num", "sum", num, kpi_dims)
@@ -1518,17 +1662,29 @@ def kpi_aggregates(
             for obs in observed if isinstance(observed, list) else [observed]:
                 add(key, "obs", kpi.kind, obs, kpi_dims)
     results = []
+    scenarios = frames.scenarios
     for members in passes.values():
-        groups = [members]
-        if frames.scenarios:
-            # Sums subtract each segment's rows from all rows; quantiles cannot.
-            groups = [[m for m in members if m.q is None], [m for m in members if m.q]]
-        for group in groups:
-            if group:
-                wide = con.execute(_pass(frames, group, additive=group[0].q is None))
-                results.append(_long_parts(group, wide))
+        sums = [m for m in members if m.q is None]
+        quantiles = [m for m in members if m.q is not None]
+        if sums:
+            fine = con.execute(_fine_sums(frames, sums))
+            results.append(_sums_long(sums, fine, scenarios))
+        if quantiles:
+            done = _quantile_pass(frames, quantiles)
+            wide = con.execute(done.table)
+            results.append(_quantiles_long(quantiles, done, wide, max(len(scenarios), 1)))
     if levels:
-        results.append(con.execute(ibis.union(*levels)))
+        columns = _segment_columns([d for ds in level_dims.values() for d in ds], scenarios)
+        union = ibis.union(
+            *[
+                _level_sums(key, spans, columns)
+                for key, spans in zip(level_dims, levels, strict=True)
+            ]
+        )
+        results.append(_levels_long(con.execute(union), level_dims, scenarios))
+    results = [r for r in results if len(r)]
+    if not results:
+        return pd.DataFrame(columns=["scenario", "kpi", "part", *_GROUP[1:], *_SUMS])
     return pd.concat(results, ignore_index=True)
 
 
@@ -1640,6 +1796,16 @@ def _engine_frames(tables: Mapping[str, pd.DataFrame]) -> dict[str, ir.Table]:
     }
 
 
+def kpi_tables(tables: Mapping[str, ir.Table]) -> dict[str, ir.Table]:
+    """The catalogue's tables and columns of the engine tables ``tables`` (the others are
+    never read by a KPI)."""
+    return {
+        name: table.select(*[c for c in table.columns if c in KPI_COLUMNS[name]])
+        for name, table in tables.items()
+        if name in KPI_COLUMNS
+    }
+
+
 def weekly_kpis(
     tables: Mapping[str, pd.DataFrame],
     windows: list[Window],
@@ -1732,36 +1898,53 @@ def weekly_kpis_without(
     """
     if not segments:
         return []
-    frames = _engine_frames(tables)
-    series = _series(
+    return weekly_kpis_without_on(
         con or engine.shared(),
-        frames,
+        _engine_frames(tables),
+        windows,
+        ship_sla_hours,
+        keys,
+        segments,
+        created_from=created_from,
+        complete_from=complete_from,
+        dims=dims,
+        levels=_frame_levels(tables["orders"]),
+    )
+
+
+def weekly_kpis_without_on(
+    con: BaseBackend,
+    tables: Mapping[str, ir.Table],
+    windows: list[Window],
+    ship_sla_hours: float,
+    keys: Sequence[str],
+    segments: Sequence[Mapping[str, str]],
+    *,
+    created_from: pd.Timestamp | None = None,
+    complete_from: pd.Timestamp | None = None,
+    dims: Mapping[str, Sequence[str]] | None = None,
+    levels: Mapping[str, Sequence[str]] | None = None,
+) -> list[pd.DataFrame]:
+    """``weekly_kpis_without`` computed by the engine ``con`` on its tables ``tables``.
+
+    Sums come from one grouping per pass, taken apart per segment after the engine;
+    quantiles from one scan with an aggregate per segment over the rows outside it.
+    """
+    if not segments:
+        return []
+    series = _series(
+        con,
+        tables,
         windows,
         ship_sla_hours,
         keys,
         created_from=created_from,
         complete_from=complete_from,
-        levels=_frame_levels(tables["orders"]),
+        levels=levels,
         scenarios=segments,
         dims=dims,
     )
     return [series[i] for i in range(len(segments))]
-
-
-def _subtract_segments(aggregates: pd.DataFrame, scenarios: int) -> pd.DataFrame:
-    """Each scenario's additive figures as all rows' (scenario -1) minus its segment's rows;
-    its quantiles as computed."""
-    key = ["kpi", "part", "dimension", "segment", "week"]
-    every = aggregates[aggregates["scenario"] == _EVERY].set_index(key)[["n", "s1", "s2"]]
-    rest = aggregates[aggregates["scenario"] != _EVERY]
-    inside = rest["qv"].isna() & rest["s1"].notna()
-    parts = [rest[~inside]]
-    by_scenario = dict(tuple(rest[inside].groupby("scenario", sort=False)))
-    for scenario in range(scenarios):
-        mine = by_scenario.get(scenario, rest.iloc[:0]).set_index(key)[["n", "s1", "s2"]]
-        left = every.sub(mine.reindex(every.index, fill_value=0.0), fill_value=0.0)
-        parts.append(left.reset_index().assign(scenario=scenario, qv=np.nan, qse=np.nan))
-    return pd.concat(parts, ignore_index=True)
 
 
 def _series(
@@ -1786,15 +1969,13 @@ def _series(
     if not wanted:
         return {i: pd.DataFrame(columns=list(SERIES_COLUMNS)) for i in range(count)}
     instants = [pd.Timestamp(b, tz="UTC") for b in bounds]
-    frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios)
+    frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios, con.name)
     aggregates = kpi_aggregates(con, frames, wanted, dims)
     if aggregates.duplicated(["scenario", "kpi", "part", "dimension", "segment", "week"]).any():
         # A KPI observed in several passes (net revenue: orders and cases) adds them up.
         aggregates = aggregates.groupby(
             ["scenario", "kpi", "part", "dimension", "segment", "week"], as_index=False, sort=False
         ).agg({"n": "sum", "s1": "sum", "s2": "sum", "qv": "first", "qse": "first"})
-    if scenarios:
-        aggregates = _subtract_segments(aggregates, len(scenarios))
     by_scenario = dict(tuple(aggregates.groupby("scenario", sort=False)))
     out = {}
     for scenario in range(count):

@@ -1,11 +1,14 @@
-"""The interactive bottleneck explorer: ipywidgets over the process-mining functions.
+"""The interactive bottleneck explorer: ipywidgets over the engine's flow tables.
 
-Underneath are pure functions: ``ExplorerData.build`` prepares the loaded tables once
-(per-order stage hours and segments, the event log with integer case numbers, each
-transition's edge and hours, each case's variant); ``compute_view(data, selection,
-lang)`` turns a ``Selection`` (the widget values) into a ``View`` of frames and
-figures; ``export_csv`` / ``export_png`` write a view. ``Explorer`` builds the widgets
-and recomputes the view whenever one changes.
+Underneath are pure functions: ``ExplorerData.build`` prepares the week once on the
+query engine (embedded DuckDB): a compact table of one row per order (segments, stage
+hours, hours so far in a stage not yet left), the event log as an engine table, and,
+for the orders created in the default date range, each case's transitions and its
+variant, kept in the engine; ``compute_view(data, selection, lang)`` turns a
+``Selection`` (the widget values) into a ``View`` of frames and figures with a few
+aggregate queries (only aggregates and the few rows a table lists come back);
+``export_csv`` / ``export_png`` write a view. ``Explorer`` builds the widgets and
+recomputes the view whenever one changes.
 
 Which orders a selection holds: those created in the date range (local calendar
 days, both ends included), of the chosen order type, and whose warehouse, carrier,
@@ -18,13 +21,12 @@ The slowest-orders table also lists orders still in the stage (started, not ende
 not cancelled), aged at the latest time stamp in the data (about when it was
 exported), because a stuck order is often the slowest of all.
 
-Speed: the graph and the variants of a selection equal flow_engine.directly_follows and
-flow.variants of the selected orders' events (the tests check this), but are summed
-from per-transition and per-case arrays prepared once, because rebuilding the
-event log for every widget change took seconds on a million orders. A change of the
-stage or the segment dimension alone reuses the previous graph and variants. Drawing
-a chart takes longer than any computation, so charts are drawn only for the panels
-on display.
+Speed: the graph is flow_engine's directly-follows graph (its one definition) of the
+selected orders' transitions, and the variants flow.variants' figures, both summed
+from the prepared per-transition and per-case tables; a selection reaching outside
+the prepared date range prepares that range first. A change of the stage or the
+segment dimension alone reuses the previous graph and variants. Drawing a chart takes
+longer than any computation, so charts are drawn only for the panels on display.
 """
 
 from __future__ import annotations
@@ -32,28 +34,34 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import html
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+import ibis
+import ibis.expr.types as ir
 import matplotlib
 import numpy as np
 import pandas as pd
+from ibis.backends import BaseBackend
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from meetinglib.analysis import flow
+from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import t
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, notebook_week
+from meetinglib.data.engine import frame_table, shared
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.flow_section import FlowSection, segment_value
 
-STAGES = (*flow.STAGES, "created_delivered")
-STAGE_MILESTONES = {**flow.STAGES, "created_delivered": ("created_at", "delivered_at")}
+STAGES = tuple(flow_engine.EXPLORER_STAGES)
+STAGE_MILESTONES = flow_engine.EXPLORER_STAGES
 DIMENSIONS = ("carrier", "warehouse", "region", "channel", "order_type", "weekday", "hour")
 FILTER_DIMENSIONS = ("warehouse", "carrier", "region", "channel")
 # Widget values that decide which orders are selected (the others only change the view).
@@ -78,189 +86,153 @@ SLOWEST_COLUMNS = [
     "open",
 ]
 DISTRIBUTION_COLUMNS = ["value", "orders", "p10_h", "q1_h", "median_h", "q3_h", "p90_h", "mean_h"]
-VARIANT_COLUMNS = ["variant", "events", "cases", "share", "cumulative_share", "median_h"]
-
-_NAT = np.iinfo(np.int64).min
-_NS_PER_HOUR = 3_600_000_000_000
-# Variant keys pack (activity number + 1) into 4 bits per event: up to 15 events of up
-# to 15 activities fit one int64. Longer cases fall back to flow.variants.
-_KEY_BITS = 4
-_KEY_EVENTS = 15
-
-
-def _nanoseconds(stamps: pd.Series) -> np.ndarray:
-    """Nanoseconds since the epoch of a datetime column; NaT becomes int64 min."""
-    return np.asarray(stamps.array.as_unit("ns").asi8, dtype=np.int64)
+VARIANT_COLUMNS = flow_engine.VARIANT_COLUMNS
+_QUANTILES = {"p10_h": 0.1, "q1_h": 0.25, "median_h": 0.5, "q3_h": 0.75, "p90_h": 0.9}
+_NAMES = itertools.count()
 
 
 # --- the data, prepared once -----------------------------------------------------------------
 
 
 @dataclass
-class Transitions:
-    """Every transition of the log (a row to the next row of the same case), as arrays."""
+class Prepared:
+    """Transitions and per-case variants of the orders created in a date range, on the engine."""
 
-    edge: np.ndarray  # source activity number x len(names) + target activity number
-    hours: np.ndarray  # float64
-    case: np.ndarray  # case number
-    first: np.ndarray  # bool: the case's first transition along this edge
+    start: dt.date | None  # first creation day covered; None: from the first order
+    end: dt.date | None  # last creation day covered; None: to the last order
+    steps: ir.Table  # flow_engine.transitions_expr rows with a target, plus their case
+    codes: ir.Table  # the log's activity codes (flow_engine.activity_codes)
+    cases: ir.Table  # flow_engine.case_variants_expr
 
-
-@dataclass
-class Variants:
-    """Each case's variant number, and per variant its label, length and label rank."""
-
-    of_case: np.ndarray  # per case: variant number
-    labels: list[str]  # activities joined by flow.VARIANT_SEPARATOR
-    events: np.ndarray  # per variant: number of events
-    label_rank: np.ndarray  # per variant: position of its label in sorted order
-    through_h: np.ndarray  # per case: hours from the first to the last event
+    def covers(self, selection: Selection) -> bool:
+        """Whether every order the selection can hold was created in the range."""
+        starts_ok = self.start is None or (
+            selection.start is not None and selection.start >= self.start
+        )
+        ends_ok = self.end is None or (selection.end is not None and selection.end <= self.end)
+        return starts_ok and ends_ok
 
 
 @dataclass
 class ExplorerData:
-    """The loaded tables arranged for fast filtering; build with ``ExplorerData.build``."""
+    """The week arranged on the engine for fast filtering; build with ``ExplorerData.build``."""
 
-    stages: pd.DataFrame  # flow.stage_frame of every order, row i = order i
-    segments: dict[str, pd.Categorical]  # segment columns as categoricals (codes filter fast)
-    created_ns: np.ndarray  # created_at, ns since the epoch
-    cancelled: np.ndarray  # bool per order
-    log: pd.DataFrame  # event log; case_id = case number, ascending
-    names: list[str]  # activity names in business order (the log's categories)
-    case_ids: pd.Index  # case number -> order id
-    case_order: np.ndarray  # case number -> order row, -1 when the order is not loaded
-    transitions: Transitions
-    variants: Variants | None  # None when some case is too long to pack its variant
-    tz: object
-    as_of: pd.Timestamp  # the latest time in the data: age of orders still in a stage
-    _open: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    con: BaseBackend
+    orders: ir.Table  # flow_engine.order_stages_expr of every order, kept in the engine
+    log: ir.Table  # the event log (flow_engine.event_log_expr) of every order
+    count: int  # number of orders
+    values_of: dict[str, list[Any]]  # segment dimension -> its values present, in order
+    tz: str
+    as_of: pd.Timestamp | None  # the latest time in the data: age of orders still in a stage
+    prepared: Prepared | None = field(default=None, repr=False)
 
     @classmethod
     def build(
         cls,
-        orders: pd.DataFrame,
-        events: pd.DataFrame | None = None,
-        after_sales: pd.DataFrame | None = None,
+        orders: pd.DataFrame | ir.Table,
+        events: pd.DataFrame | ir.Table | None = None,
+        after_sales: pd.DataFrame | ir.Table | None = None,
+        *,
+        con: BaseBackend | None = None,
+        tz: str | None = None,
+        prepare: tuple[dt.date | None, dt.date | None] | None = None,
     ) -> ExplorerData:
-        """Stage hours per order and the event log (events table, else milestones)."""
-        stages = flow.stage_frame(orders)
-        segments = {}
-        for dim in DIMENSIONS:
-            if dim in stages.columns and stages[dim].notna().any():
-                col = stages[dim]
-                is_cat = isinstance(col.dtype, pd.CategoricalDtype)
-                segments[dim] = col.array if is_cat else pd.Categorical(col)
-        log = flow.event_log(orders, events, after_sales)
-        case = log["case_id"]
-        new = case.ne(case.shift()).to_numpy(dtype=bool, na_value=True)
-        case_ids = pd.Index(case[new].to_numpy(), dtype="str")
-        numbers = np.cumsum(new, dtype=np.int64) - 1
-        names = [str(c) for c in log["activity"].cat.categories]
-        act = log["activity"].cat.codes.to_numpy().astype(np.int64)
-        ts = _nanoseconds(log["timestamp"])
-        starts = np.flatnonzero(new)
-        log = pd.DataFrame(
-            {"case_id": numbers, "activity": log["activity"], "timestamp": log["timestamp"]}
+        """Stage hours per order and the event log (events table, else milestones).
+
+        Frames enter the engine as tables; ``tz`` (the platform timezone) defaults to
+        that of a frame's created_at. ``prepare``: the creation days whose orders'
+        transitions and variants are prepared at once (default: none until asked).
+        """
+        con = con or shared()
+        if tz is None:
+            zone = getattr(getattr(orders, "dtypes", {}).get("created_at"), "tz", None)
+            tz = str(zone) if zone is not None else "UTC"
+        if isinstance(orders, pd.DataFrame):
+            # positions of a frame's rows, for masks over them (order_mask)
+            orders = orders.assign(_row=np.arange(len(orders)))
+        tables = {
+            name: frame_table(frame) if isinstance(frame, pd.DataFrame) else frame
+            for name, frame in (
+                ("orders", orders),
+                ("events", events),
+                ("after_sales", after_sales),
+            )
+            if frame is not None
+        }
+        log = flow_engine.event_log_expr(
+            tables["orders"], tables.get("events"), tables.get("after_sales")
         )
-        cancelled = (
-            orders["cancelled_at"].notna().to_numpy()
-            if "cancelled_at" in orders.columns
-            else np.zeros(len(orders), dtype=bool)
-        )
-        created = stages["created_at"]
-        return cls(
-            stages=stages,
-            segments=segments,
-            created_ns=_nanoseconds(created),
-            cancelled=np.asarray(cancelled, dtype=bool),
-            log=log,
-            names=names,
-            case_ids=case_ids,
-            case_order=pd.Index(stages["order_id"]).get_indexer(case_ids),
-            transitions=_transitions(numbers, act, ts, len(names)),
-            variants=_variants(act, ts, starts, names),
-            tz=getattr(created.dtype, "tz", None),
-            as_of=_latest(orders, log),
-        )
+        as_of = _latest(con, tables["orders"], log)
+        per_order = flow_engine.order_stages_expr(con, tables["orders"], tz, as_of)
+        # kept in the engine: every widget change reads it, none recomputes it
+        kept = _keep(con, per_order)
+        dims = [c[4:] for c in kept.columns if c.startswith("seg_")]
+        counts = con.to_pandas(
+            kept.aggregate(n=kept.count(), **{d: kept[f"seg_{d}"].nunique() for d in dims})
+        ).iloc[0]
+        values_of = {}
+        for d in dims:
+            if int(counts[d]):
+                found = con.to_pandas(kept.select(v=kept[f"seg_{d}"]).distinct())["v"].dropna()
+                values_of[d] = _in_order(d, found)
+        data = cls(con, kept, log, int(counts["n"]), values_of, tz, as_of)
+        if prepare is not None:
+            data.prepare(*prepare)
+        return data
+
+    @property
+    def segments(self) -> dict[str, list[Any]]:
+        """The segment dimensions the orders have, with their values."""
+        return self.values_of
 
     def values(self, dimension: str) -> list:
         """The values of a segment dimension present in the data, in their natural order."""
-        if dimension not in self.segments:
-            return []
-        cat = self.segments[dimension]
-        used = np.unique(cat.codes[cat.codes >= 0])
-        return [cat.categories[c] for c in used]
+        return list(self.values_of.get(dimension, []))
 
-    def open_hours(self, stage: str) -> np.ndarray:
-        """Per order: hours in the stage so far if still in it (see module docstring), else NaN."""
-        if stage not in self._open:
-            self._open[stage] = _open_hours(self, stage)
-        return self._open[stage]
+    def prepare(self, start: dt.date | None, end: dt.date | None) -> Prepared:
+        """Transitions and variants of the orders created from ``start`` to ``end``, kept."""
+        between = _created_between(self, start, end)
+        log = self.log
+        if between:
+            chosen = self.orders.filter(*between)
+            log = log.filter(log.case_id.isin(chosen.order_id))
+        log = _keep(self.con, log)
+        codes = _keep(self.con, flow_engine.activity_codes(log))
+        steps = flow_engine.transitions_expr(log, codes)
+        steps = _keep(self.con, steps.filter(steps.target.notnull()).drop("first", "at"))
+        cases = _keep(self.con, flow_engine.case_variants_expr(self.con, log))
+        self.prepared = Prepared(start, end, steps, codes, cases)
+        return self.prepared
+
+    def prepared_for(self, selection: Selection) -> Prepared:
+        """The prepared tables covering the selection's orders (prepared now if needed)."""
+        if self.prepared is None or not self.prepared.covers(selection):
+            return self.prepare(selection.start, selection.end)
+        return self.prepared
 
 
-def _latest(orders: pd.DataFrame, log: pd.DataFrame) -> pd.Timestamp:
+def _keep(con: BaseBackend, expr: ir.Table) -> ir.Table:
+    """An expression's rows kept by the engine as a temporary table (computed once)."""
+    return con.create_table(f"explorer_{next(_NAMES)}", expr, temp=True)
+
+
+def _in_order(dimension: str, values: pd.Series) -> list[Any]:
+    if dimension == "weekday":
+        present = set(values)
+        return [d for d in flow.WEEKDAY_NAMES if d in present]
+    if dimension == "hour":
+        return sorted(int(v) for v in values)
+    return sorted(str(v) for v in values)
+
+
+def _latest(con: BaseBackend, orders: ir.Table, log: ir.Table) -> pd.Timestamp | None:
     """The latest time stamp of the orders' milestones and the log: the data's "now"."""
-    stamps = [orders[c].max() for c in flow.MILESTONES if c in orders.columns]
-    if len(log):
-        stamps.append(log["timestamp"].max())
-    known = [s for s in stamps if pd.notna(s)]
-    return max(known) if known else pd.NaT
-
-
-def _transitions(case: np.ndarray, act: np.ndarray, ts: np.ndarray, k: int) -> Transitions:
-    rows = np.flatnonzero(case[1:] == case[:-1])  # row -> row + 1 within a case
-    edge = act[rows] * k + act[rows + 1]
-    key = case[rows] * (k * k) + edge
-    # rows run case by case, so a case's first use of an edge is its first in key order
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    first = np.empty(len(rows), dtype=bool)
-    first[order] = np.concatenate(([True], sorted_key[1:] != sorted_key[:-1]))
-    hours = (ts[rows + 1] - ts[rows]) / _NS_PER_HOUR
-    return Transitions(edge, hours, case[rows], first)
-
-
-def _variants(
-    act: np.ndarray, ts: np.ndarray, starts: np.ndarray, names: list[str]
-) -> Variants | None:
-    """Each case's variant, packing its activity sequence into one int64 key."""
-    lengths = np.diff(np.append(starts, len(act)))
-    if len(starts) == 0 or lengths.max() > _KEY_EVENTS or len(names) >= 1 << _KEY_BITS:
-        return None
-    case = np.repeat(np.arange(len(starts)), lengths)
-    position = np.arange(len(act)) - starts[case]
-    packed = (act + 1) << (_KEY_BITS * position)
-    keys = np.add.reduceat(packed, starts)
-    of_case, uniques = pd.factorize(keys)
-    labels = []
-    for key in np.asarray(uniques, dtype=np.int64):  # one per variant, not per case
-        steps = []
-        while key:
-            steps.append(names[int(key & 0xF) - 1])
-            key >>= _KEY_BITS
-        labels.append(flow.VARIANT_SEPARATOR.join(steps))
-    rank = np.empty(len(labels), dtype=np.int64)
-    rank[np.argsort(np.array(labels, dtype=object), kind="stable")] = np.arange(len(labels))
-    ends = np.append(starts[1:], len(act)) - 1
-    return Variants(
-        of_case=of_case.astype(np.int64),
-        labels=labels,
-        events=np.array([s.count(flow.VARIANT_SEPARATOR) + 1 for s in labels], dtype=np.int64),
-        label_rank=rank,
-        through_h=(ts[ends] - ts[starts]) / _NS_PER_HOUR,
-    )
-
-
-def _open_hours(data: ExplorerData, stage: str) -> np.ndarray:
-    start, end = STAGE_MILESTONES[stage]
-    frame = data.stages
-    if start not in frame.columns:
-        return np.full(len(frame), np.nan)
-    begun = _nanoseconds(frame[start])
-    ended = _nanoseconds(frame[end]) if end in frame.columns else np.full(len(frame), _NAT)
-    still = (begun != _NAT) & (ended == _NAT) & ~data.cancelled
-    as_of = pd.Timestamp(data.as_of).as_unit("ns").value
-    return np.where(still, (as_of - begun) / _NS_PER_HOUR, np.nan)
+    cols = [c for c in flow.MILESTONES if c in orders.columns]
+    got = con.to_pandas(orders.aggregate(**{c: orders[c].max() for c in cols}))
+    stamps = [got[c].iloc[0] for c in cols]
+    stamps.append(con.execute(log.timestamp.max()))
+    known = [pd.Timestamp(s) for s in stamps if s is not None and pd.notna(s)]
+    return max(known) if known else None
 
 
 @dataclass(frozen=True)
@@ -295,172 +267,142 @@ class Selection:
 
 # --- pure functions ---------------------------------------------------------------------------
 
+Chosen = Selection | np.ndarray  # a selection, or a mask over the orders (order_mask)
+
+
+def _day_start(day: dt.date, tz: str) -> pd.Timestamp:
+    return pd.Timestamp(day).tz_localize(tz, nonexistent="shift_forward")
+
+
+def _created_between(data: ExplorerData, start: dt.date | None, end: dt.date | None) -> list[Any]:
+    at = data.orders.created_at
+    out = []
+    if start is not None:
+        out.append(at >= flow_engine.instant(_day_start(start, data.tz)))
+    if end is not None:
+        out.append(at < flow_engine.instant(_day_start(end + dt.timedelta(days=1), data.tz)))
+    return out
+
+
+def _predicates(data: ExplorerData, selection: Selection) -> list[Any]:
+    """The selection as filters on data.orders."""
+    out = _created_between(data, selection.start, selection.end)
+    wanted: dict[str, Sequence[str]] = {
+        d: getattr(selection, d) for d in FILTER_DIMENSIONS if getattr(selection, d)
+    }
+    if selection.order_type != "all":
+        wanted["order_type"] = (selection.order_type,)
+    for dim, values in wanted.items():
+        if dim not in data.values_of:
+            out.append(ibis.literal(False))
+        else:
+            out.append(data.orders[f"seg_{dim}"].isin([str(v) for v in values]))
+    return out
+
+
+def selected(data: ExplorerData, chosen: Chosen) -> ir.Table:
+    """The rows of data.orders a selection (or a mask from order_mask) holds."""
+    if isinstance(chosen, Selection):
+        preds = _predicates(data, chosen)
+        return data.orders.filter(*preds) if preds else data.orders
+    ids = _order_ids(data)[np.asarray(chosen, dtype=bool)]
+    wanted = ibis.memtable(pd.DataFrame({"order_id": pd.Series(ids, dtype="str")}))
+    return data.orders.filter(data.orders.order_id.isin(wanted.order_id))
+
+
+def _positions(data: ExplorerData) -> list[Any]:
+    """The order of the orders' positions: rows of a frame, else order numbers."""
+    return ["_row"] if "_row" in data.orders.columns else ["order_id"]
+
+
+def _order_ids(data: ExplorerData) -> np.ndarray:
+    """Every order number, by position (the positions order_mask uses)."""
+    by = _positions(data)
+    columns = ["order_id", *[c for c in by if c != "order_id"]]
+    frame = data.con.to_pandas(data.orders.select(*columns).order_by(by))
+    return frame["order_id"].to_numpy(dtype=object)
+
 
 def order_mask(data: ExplorerData, selection: Selection) -> np.ndarray:
-    """Which orders (rows of data.stages) the selection holds."""
-    mask = np.ones(len(data.stages), dtype=bool)
-    if selection.start is not None:
-        mask &= data.created_ns >= _day_start_ns(selection.start, data.tz)
-    if selection.end is not None:
-        mask &= data.created_ns < _day_start_ns(selection.end + dt.timedelta(days=1), data.tz)
-    if selection.order_type != "all":
-        mask &= _in(data, "order_type", (selection.order_type,))
-    for dim in FILTER_DIMENSIONS:
-        wanted = getattr(selection, dim)
-        if wanted:
-            mask &= _in(data, dim, wanted)
-    return mask
-
-
-def _day_start_ns(day: dt.date, tz: object) -> int:
-    stamp = pd.Timestamp(day)
-    stamp = stamp.tz_localize(tz, nonexistent="shift_forward") if tz is not None else stamp
-    return int(stamp.as_unit("ns").value)
-
-
-def _in(data: ExplorerData, dimension: str, values: Sequence[str]) -> np.ndarray:
-    """Orders whose segment value is one of ``values`` (none when the dimension is absent)."""
-    cat = data.segments.get(dimension)
-    if cat is None:
-        return np.zeros(len(data.stages), dtype=bool)
-    wanted = [cat.categories.get_loc(v) for v in values if v in cat.categories]
-    return np.isin(cat.codes, wanted)
-
-
-def case_mask(data: ExplorerData, mask: np.ndarray) -> np.ndarray:
-    """Per case of the log: whether its order is selected."""
-    # -1 (an order not loaded) reads the appended False
-    return np.append(mask, False)[data.case_order]
-
-
-def stage_hours(data: ExplorerData, stage: str) -> np.ndarray:
-    """Hours of a stage per order; NaN where it is not completed."""
-    return data.stages[f"{stage}_h"].to_numpy(dtype=float)
+    """Per order, by position (the rows of an orders frame, else order numbers): whether
+    the selection holds it."""
+    preds = _predicates(data, selection)
+    hit = ibis.and_(*preds) if preds else ibis.literal(True)
+    ordered = data.orders.select(hit=hit, **{c: data.orders[c] for c in _positions(data)})
+    got = data.con.to_pandas(ordered.order_by(_positions(data)))["hit"]
+    return got.fillna(False).to_numpy(dtype=bool)
 
 
 def stage_distribution(
-    data: ExplorerData, mask: np.ndarray, stage: str, dimension: str
+    data: ExplorerData, chosen: Chosen, stage: str, dimension: str
 ) -> pd.DataFrame:
     """Per segment value: completed orders and their stage hours P10, quartiles, P90, mean.
 
-    Sorted by median, slowest first; values without a completed order are left out.
+    Sorted by median, slowest first (ties by value); values without a completed order
+    are left out.
     """
-    hours = stage_hours(data, stage)
-    done = mask & ~np.isnan(hours)
-    cat = data.segments.get(dimension)
-    if cat is None or not done.any():
+    if dimension not in data.values_of:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in DISTRIBUTION_COLUMNS})
-    codes = cat.codes[done]
-    keep = codes >= 0
-    series = pd.Series(hours[done][keep])
-    groups = series.groupby(codes[keep])
-    q = groups.quantile([0.1, 0.25, 0.5, 0.75, 0.9]).unstack()
-    out = pd.DataFrame(
-        {
-            "value": pd.Series([cat.categories[c] for c in q.index], dtype=object),
-            "orders": groups.size().to_numpy(dtype="int64"),
-            "p10_h": q[0.1].to_numpy(),
-            "q1_h": q[0.25].to_numpy(),
-            "median_h": q[0.5].to_numpy(),
-            "q3_h": q[0.75].to_numpy(),
-            "p90_h": q[0.9].to_numpy(),
-            "mean_h": groups.mean().to_numpy(),
-        }
+    rows = selected(data, chosen)
+    hours, seg = rows[f"{stage}_h"], rows[f"seg_{dimension}"]
+    done = rows.filter(hours.notnull(), seg.notnull())
+    hours = done[f"{stage}_h"]
+    per = done.group_by(value=done[f"seg_{dimension}"]).aggregate(
+        orders=done.count().cast("int64"),
+        **{k: hours.quantile(q).cast("float64") for k, q in _QUANTILES.items()},
+        mean_h=hours.mean().cast("float64"),
     )
-    return out.sort_values("median_h", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def view_log(data: ExplorerData, mask: np.ndarray) -> pd.DataFrame:
-    """The events of the selected orders (case_id = case number)."""
-    selected = case_mask(data, mask)
-    return data.log[selected[data.log["case_id"].to_numpy()]].reset_index(drop=True)
-
-
-def edges_of(data: ExplorerData, mask: np.ndarray) -> pd.DataFrame:
-    """flow_engine.directly_follows of the selected orders' events, from prepared transitions."""
-    tr = data.transitions
-    chosen = case_mask(data, mask)[tr.case]
-    edge, hours = tr.edge[chosen], tr.hours[chosen]
-    k = len(data.names)
-    space = k * k
-    counts = np.bincount(edge, minlength=space)
-    present = np.flatnonzero(counts)
-    sums = np.bincount(edge, weights=hours, minlength=space)
-    cases = np.bincount(edge[tr.first[chosen]], minlength=space)
-    # group the hours by edge: a stable sort on small codes is a radix sort
-    small = edge.astype(np.uint16) if space <= 1 << 16 else edge
-    grouped = hours[np.argsort(small, kind="stable")]
-    bounds = np.cumsum(counts[present])[:-1]
-    q = [np.quantile(v, [0.5, 0.9]) for v in np.split(grouped, bounds)] if len(present) else []
-    out = pd.DataFrame(
-        {
-            "source": pd.Series([data.names[c // k] for c in present], dtype="str"),
-            "target": pd.Series([data.names[c % k] for c in present], dtype="str"),
-            "cases": cases[present].astype("int64"),
-            "count": counts[present].astype("int64"),
-            "mean_h": sums[present] / np.maximum(counts[present], 1),
-            "median_h": np.array([v[0] for v in q], dtype="float64"),
-            "p90_h": np.array([v[1] for v in q], dtype="float64"),
-        }
+    out = data.con.to_pandas(per.order_by([ibis.desc("median_h"), "value"]))
+    out["value"] = pd.Series(
+        [int(v) if dimension == "hour" else v for v in out["value"]], dtype=object
     )
-    # as flow sorts: count descending, ties in business order of source, then target
-    out = out.assign(_s=present // k, _t=present % k)
-    out = out.sort_values(["count", "_s", "_t"], ascending=[False, True, True])
-    return out.drop(columns=["_s", "_t"]).reset_index(drop=True)
+    return out[DISTRIBUTION_COLUMNS].reset_index(drop=True)
 
 
-def variants_of(data: ExplorerData, mask: np.ndarray, top: int = TOP_VARIANTS) -> pd.DataFrame:
+def edges_of(data: ExplorerData, chosen: Chosen) -> pd.DataFrame:
+    """flow_engine's directly-follows graph of the selected orders' events."""
+    prepared = data.prepared_for(chosen) if isinstance(chosen, Selection) else None
+    if prepared is None:
+        prepared = data.prepared_for(Selection())
+    ids = selected(data, chosen).select("order_id")
+    steps = prepared.steps.filter(prepared.steps.case_id.isin(ids.order_id))
+    edges = flow_engine.edges_expr(steps, prepared.codes)
+    return flow_engine.finish_edges(data.con.to_pandas(edges))
+
+
+def variants_of(data: ExplorerData, chosen: Chosen, top: int = TOP_VARIANTS) -> pd.DataFrame:
     """The ``top`` rows of flow.variants of the selected orders' events."""
-    v = data.variants
-    if v is None:  # some case too long to pack: the general algorithm
-        return flow.variants(view_log(data, mask)).head(top).reset_index(drop=True)
-    chosen = case_mask(data, mask)
-    of_case = v.of_case[chosen]
-    total = len(of_case)
-    if total == 0:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in VARIANT_COLUMNS})
-    counts = np.bincount(of_case, minlength=len(v.labels))
-    present = np.flatnonzero(counts)
-    ranked = present[np.lexsort((v.label_rank[present], -counts[present]))]
-    cumulative = np.cumsum(counts[ranked][:top]) / total
-    shown = ranked[:top]
-    through = v.through_h[chosen]
-    medians = [float(np.median(through[of_case == variant])) for variant in shown]
-    return pd.DataFrame(
-        {
-            "variant": pd.Series([v.labels[i] for i in shown], dtype="str"),
-            "events": v.events[shown],
-            "cases": counts[shown].astype("int64"),
-            "share": counts[shown] / total,
-            "cumulative_share": cumulative,
-            "median_h": np.array(medians, dtype="float64"),
-        }
-    )
+    prepared = data.prepared_for(chosen) if isinstance(chosen, Selection) else None
+    if prepared is None:
+        prepared = data.prepared_for(Selection())
+    ids = selected(data, chosen).select("order_id")
+    cases = prepared.cases.filter(prepared.cases.case_id.isin(ids.order_id))
+    return flow_engine.variants_on(data.con, cases, top)
 
 
 def slowest_orders(
-    data: ExplorerData, mask: np.ndarray, stage: str, top: int = TOP_ORDERS
+    data: ExplorerData, chosen: Chosen, stage: str, top: int = TOP_ORDERS
 ) -> pd.DataFrame:
     """The ``top`` selected orders with the most hours in a stage, completed or still in it.
 
     hours = end - start for completed orders, as_of - start for orders still in the
-    stage (open = True). Ties keep the orders' data order.
+    stage (open = True). Ties by order number.
     """
-    done, still = stage_hours(data, stage), data.open_hours(stage)
-    hours = np.where(np.isnan(done), still, done)
-    rows = np.flatnonzero(mask & ~np.isnan(hours))
-    if len(rows) > top:  # the top few without sorting them all
-        cut = -np.partition(-hours[rows], top - 1)[top - 1]
-        rows = rows[hours[rows] >= cut]
-    order = rows[np.argsort(-hours[rows], kind="stable")[:top]]
-    rows_of = data.stages.iloc[order].reset_index(drop=True)  # few rows: take them first
-    out = pd.DataFrame({"order_id": rows_of["order_id"]})
+    rows = selected(data, chosen)
+    done, still = rows[f"{stage}_h"], rows[f"{stage}_open_h"]
+    hours = done.fill_null(still)
+    columns: dict[str, Any] = {"order_id": rows.order_id}
     for col in ("order_type", "warehouse", "carrier", "region", "channel"):
-        out[col] = rows_of[col].astype(object) if col in rows_of.columns else None
-    out["created_at"] = rows_of["created_at"]
-    out["hours"] = hours[order]
-    out["open"] = np.isnan(done[order])
-    return out[SLOWEST_COLUMNS]
+        name = f"seg_{col}"
+        columns[col] = rows[name] if name in rows.columns else ibis.null("string")
+    picked = rows.filter(hours.notnull()).select(
+        **columns, created_at=rows.created_at, hours=hours, open=done.isnull()
+    )
+    out = data.con.to_pandas(picked.order_by([ibis.desc("hours"), "order_id"]).limit(top))
+    out["created_at"] = out["created_at"].dt.tz_convert(data.tz)
+    for col in ("order_type", "warehouse", "carrier", "region", "channel"):
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out[SLOWEST_COLUMNS].reset_index(drop=True)
 
 
 def order_timeline(data: ExplorerData, order_id: str) -> pd.DataFrame:
@@ -469,8 +411,9 @@ def order_timeline(data: ExplorerData, order_id: str) -> pd.DataFrame:
 
     Empty when the order has no event in the loaded data.
     """
-    number = data.case_ids.get_indexer([str(order_id)])[0]
-    if number < 0:
+    log = data.log
+    rows = data.con.to_pandas(log.filter(log.case_id == str(order_id)))
+    if rows.empty:
         return pd.DataFrame(
             {
                 "activity": pd.Series(dtype="str"),
@@ -479,20 +422,37 @@ def order_timeline(data: ExplorerData, order_id: str) -> pd.DataFrame:
                 "elapsed_h": pd.Series(dtype="float64"),
             }
         )
-    cases = data.log["case_id"].to_numpy()
-    lo, hi = np.searchsorted(cases, [number, number + 1])
-    rows = data.log.iloc[lo:hi]
-    ns = _nanoseconds(rows["timestamp"])
-    gaps = np.diff(ns, prepend=ns[0]) / _NS_PER_HOUR
-    gaps[0] = np.nan
+    rank = {a: i for i, a in enumerate(flow.activity_order(list(rows["activity"])))}
+    rows = rows.assign(_rank=rows["activity"].map(rank))
+    rows = rows.sort_values(["timestamp", "_rank"], kind="stable").reset_index(drop=True)
+    stamps = rows["timestamp"].dt.tz_convert(data.tz)
+    us = ((stamps - stamps.iloc[0]) // pd.Timedelta(microseconds=1)).to_numpy(dtype=np.int64)
+    elapsed = us / 3_600_000_000
+    gaps = np.concatenate(([np.nan], np.diff(us) / 3_600_000_000))
     return pd.DataFrame(
         {
             "activity": rows["activity"].astype("str").to_numpy(),
-            "timestamp": rows["timestamp"].reset_index(drop=True),
+            "timestamp": stamps,
             "gap_h": gaps,
-            "elapsed_h": (ns - ns[0]) / _NS_PER_HOUR,
+            "elapsed_h": elapsed,
         }
     )
+
+
+def _counts(data: ExplorerData, selection: Selection) -> tuple[int, int, int, float]:
+    """Selected orders, of them completed / still in the stage, median of the completed."""
+    rows = selected(data, selection)
+    done, still = rows[f"{selection.stage}_h"], rows[f"{selection.stage}_open_h"]
+    got = data.con.to_pandas(
+        rows.aggregate(
+            n=rows.count(),
+            completed=done.count(),
+            open=still.count(),
+            median=done.quantile(0.5).cast("float64"),
+        )
+    ).iloc[0]
+    median = float(got["median"]) if pd.notna(got["median"]) else math.nan
+    return int(got["n"]), int(got["completed"]), int(got["open"]), median
 
 
 @dataclass
@@ -541,28 +501,25 @@ def compute_view(
 
     With ``previous`` selecting the same orders, its graph and variants are reused.
     """
-    mask = order_mask(data, selection)
     stage = selection.stage
-    hours = stage_hours(data, stage)
-    done = mask & ~np.isnan(hours)
-    distribution = stage_distribution(data, mask, stage, selection.dimension)
-    overall = float(np.median(hours[done])) if done.any() else math.nan
+    orders, completed, in_stage, overall = _counts(data, selection)
+    distribution = stage_distribution(data, selection, stage, selection.dimension)
     figures: dict[str, Figure] = {}
     if previous is not None and selection.same_orders(previous.selection):
         edges, variants = previous.edges, previous.variants
         if "graph" in previous.figures and previous.lang == lang:
             figures["graph"] = previous.figures["graph"]
     else:
-        edges, variants = edges_of(data, mask), variants_of(data, mask)
+        edges, variants = edges_of(data, selection), variants_of(data, selection)
     return View(
         selection=selection,
-        orders=int(mask.sum()),
-        completed=int(done.sum()),
-        in_stage=int((mask & ~np.isnan(data.open_hours(stage))).sum()),
+        orders=orders,
+        completed=completed,
+        in_stage=in_stage,
         distribution=distribution,
         edges=edges,
         variants=variants,
-        slowest=slowest_orders(data, mask, stage, top),
+        slowest=slowest_orders(data, selection, stage, top),
         overall_median_h=overall,
         lang=lang,
         figures=figures,
@@ -844,7 +801,13 @@ class Findings:
                 out.append((f"{tag} {row.id}: {stage} {flow.finding_segment(row, lang)}", row.id))
         return out
 
-    def orders_of(self, orders: pd.DataFrame, finding_id: str) -> pd.DataFrame:
+    def orders_of(
+        self,
+        orders: pd.DataFrame | ir.Table,
+        finding_id: str,
+        con: BaseBackend | None = None,
+        tz: str | None = None,
+    ) -> pd.DataFrame:
         """The orders behind a finding, slowest first (flow.finding_orders).
 
         New this week: the segment's orders whose stage started in the week; usual: those
@@ -855,7 +818,10 @@ class Findings:
             return pd.DataFrame(columns=["order_id", "hours", "open"])
         finding = next(row.itertuples(index=False))
         window = self.week if finding.group == "new" or self.baseline is None else self.baseline
-        return flow.finding_orders(orders, finding, window)
+        if isinstance(orders, pd.DataFrame):
+            return flow.finding_orders(orders, finding, window)
+        zone = tz or str(self.week.start.tz)
+        return flow_engine.finding_orders_on(con or shared(), orders, finding, window, zone)
 
 
 def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.DataFrame:
@@ -906,26 +872,35 @@ class Explorer:
         import ipywidgets as w
 
         if isinstance(source, WeekData):
-            orders = source.tables["orders"]
-            events = source.tables.get("events")
-            after_sales = source.tables.get("after_sales")
+            # the week's tables as the engine holds them: no row table in pandas
+            tables = source.engine_tables()
             lang = lang or source.params.language
             folder = folder or Path(source.params.output_dir) / "explorer"
             first_day = source.window.start.date()
             last_day = (source.window.end - pd.Timedelta(days=1)).date()
+            self.data = ExplorerData.build(
+                tables["orders"],
+                tables.get("events"),
+                tables.get("after_sales"),
+                con=shared(source.params.engine),
+                tz=source.tz,
+                prepare=(first_day, last_day),
+            )
+            self._orders: pd.DataFrame | ir.Table = tables["orders"]
         else:
-            orders = source
-            last = orders["created_at"].max()
+            last = source["created_at"].max()
             last_day = last.date() if pd.notna(last) else None
             first_day = last_day - dt.timedelta(days=6) if last_day else None
+            self.data = ExplorerData.build(
+                source, events, after_sales, prepare=(first_day, last_day)
+            )
+            self._orders = source
         self.lang = lang or "en"
         self.top = top
-        self.data = ExplorerData.build(orders, events, after_sales)
-        self._orders = orders
         if isinstance(source, WeekData):
             self.found = Findings.of_week(source, self.lang)
         else:
-            self.found = Findings.of_orders(orders, self.lang)
+            self.found = Findings.of_orders(source, self.lang)
         self._holding = False
         self.view: View | None = None
         self._shown: set[str] = set()  # panels displayed, whose charts are kept drawn
@@ -1144,7 +1119,7 @@ class Explorer:
         if not finding_id:
             self.finding_table.value = ""
             return pd.DataFrame()
-        rows = self.found.orders_of(self._orders, finding_id)
+        rows = self.found.orders_of(self._orders, finding_id, self.data.con, self.data.tz)
         stage = str(self.found.frame.loc[self.found.frame["id"] == finding_id, "stage"].iloc[0])
         text = t(
             "explorer.finding.orders", lang, orders=len(rows), shown=min(len(rows), FINDING_ORDERS)
