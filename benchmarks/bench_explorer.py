@@ -99,8 +99,10 @@ def main() -> None:
     built = ex.ExplorerData.build(
         tables["orders"], tables.get("events"), tables.get("after_sales"), con=con, tz=data.tz
     )
-    parts["per-order table kept in the engine"] = time.perf_counter() - t
-    parts["the week's transitions and variants kept"] = timed(lambda: built.prepare(first, last))
+    parts["ExplorerData.build (latest time, segment values)"] = time.perf_counter() - t
+    parts["the week's orders, transitions and variants kept"] = timed(
+        lambda: built.prepare(first, last)
+    )
     parts["findings (FlowSection.bottlenecks)"] = timed(lambda: ex.Findings.of_week(data, "en"))
     parts["first view (compute_view)"] = timed(lambda: ex.compute_view(built, explorer.selection))
     for name, sec in parts.items():

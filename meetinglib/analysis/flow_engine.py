@@ -1,8 +1,12 @@
-"""The directly-follows graph as one Ibis expression, run by the query engine.
+"""Process mining on the query engine: the event log, the directly-follows graph, the
+findings' cohort sums, stage statistics and the explorer's tables, as Ibis expressions.
 
 This is the only definition of the graph's edges: DuckDB runs it on the report's event
 log (``directly_follows``), and the same expression runs on Spark or on tables the
-engine reads from files (``directly_follows_on``).
+engine reads from files (``directly_follows_on``; the week's log straight from the
+engine tables: ``week_log_expr``). ``cohort_sums_on`` and ``stage_summaries`` compute
+the findings' sums and the chart's box statistics the same way; only aggregates come
+back to pandas.
 
 Per edge source -> target within a case: cases = distinct cases with the transition;
 count = transitions (a loop counts each time); mean_h, median_h, p90_h = hours from the
@@ -31,7 +35,13 @@ from ibis.backends import BaseBackend
 
 from meetinglib.analysis import flow
 from meetinglib.core.weeks import Window
-from meetinglib.data.engine import US_PER_HOUR, frame_table, hours_between, shared
+from meetinglib.data.engine import (
+    US_PER_HOUR,
+    frame_table,
+    hours_between,
+    shared,
+    unix_micros,
+)
 
 DFG_COLUMNS = ["source", "target", "cases", "count", "mean_h", "median_h", "p90_h"]
 QUANTILES = {"median_h": 0.5, "p90_h": 0.9}
@@ -97,13 +107,16 @@ def event_log_expr(
 def week_log_expr(
     tables: Mapping[str, ir.Table], start: pd.Timestamp, end: pd.Timestamp
 ) -> ir.Table:
-    """The whole event log of the cases with an event in ``[start, end)`` (see event_log_expr).
+    """The event log of the cases with an event in ``[start, end)`` up to ``end``.
 
-    ``tables``: orders, and events and after_sales when the source has them. A
-    transition ending in the window needs the case's event before it, however early.
+    ``tables``: orders, and events and after_sales when the source has them (see
+    event_log_expr). A transition ending in the window needs the case's event before
+    it, however early; events from ``end`` on belong to no such transition.
     """
     log = event_log_expr(tables["orders"], tables.get("events"), tables.get("after_sales"))
-    inside = log.filter((log.timestamp >= instant(start)) & (log.timestamp < instant(end)))
+    # events from the window's end on neither end nor begin a transition ending in it
+    log = log.filter(log.timestamp < instant(end))
+    inside = log.filter(log.timestamp >= instant(start))
     cases = inside.select("case_id").distinct()
     return log.filter(log.case_id.isin(cases.case_id))
 
@@ -324,35 +337,17 @@ _US_PER_QUARTER = 15 * 60 * 1_000_000
 PLAIN_SEGMENTS = ("warehouse", "carrier", "region", "order_type", "channel")
 
 
-@ibis.udf.scalar.builtin(name="epoch_us")  # type: ignore[untyped-decorator]
-def _duckdb_micros(stamp: dt.Timestamp(timezone="UTC", scale=6)) -> dt.int64:  # type: ignore[valid-type]
-    """DuckDB's microseconds since the epoch."""
-
-
-@ibis.udf.scalar.builtin(name="unix_micros")  # type: ignore[untyped-decorator]
-def _spark_micros(stamp: dt.Timestamp(timezone="UTC", scale=6)) -> dt.int64:  # type: ignore[valid-type]
-    """Spark's microseconds since the epoch."""
-
-
 def micros(con: BaseBackend, stamp: ir.TimestampValue) -> ir.IntegerValue:
-    """Whole microseconds since 1970-01-01 UTC of an instant (NULL stays NULL).
-
-    Each engine's own function where it has one: a calendar difference
-    (``delta``) is exact too but many times slower on DuckDB.
-    """
-    stamp = stamp.cast(_INSTANT)
-    if con.name == "duckdb":
-        return _duckdb_micros(stamp)
-    if con.name == "pyspark":
-        return _spark_micros(stamp)
-    return stamp.delta(instant(_EPOCH), unit="microsecond")
+    """Whole microseconds since 1970-01-01 UTC of an instant (engine.unix_micros for
+    ``con``'s engine; NULL stays NULL)."""
+    return unix_micros(stamp.cast(_INSTANT), con.name)
 
 
 def hours_of(
     con: BaseBackend, start: ir.TimestampValue, end: ir.TimestampValue
 ) -> ir.FloatingValue:
-    """Hours from ``start`` to ``end`` in whole microseconds (as engine.hours_between)."""
-    return (micros(con, end) - micros(con, start)).cast("float64") / US_PER_HOUR
+    """Hours from ``start`` to ``end`` in whole microseconds (engine.hours_between)."""
+    return hours_between(start.cast(_INSTANT), end.cast(_INSTANT), con.name)
 
 
 def _us(stamp: pd.Timestamp) -> int:
@@ -457,7 +452,10 @@ def cohort_sums_on(
     ]
     if not present:
         return _no_sums(len(weeks))
+    needed = {"created_at", "cancelled_at", *dimensions}
+    needed |= {c for st in present for c in flow.STAGES[st]}
     cohort = orders.filter(ibis.or_(*starts_in))
+    cohort = cohort.select(*[c for c in cohort.columns if c in needed])
     segmented = keep(con, with_segments(con, cohort, tz, dimensions))
     # each dimension's values (few) come back first; the orders are then grouped by one
     # integer per cell, so that only small rows of numbers cross back

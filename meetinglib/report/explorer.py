@@ -96,10 +96,12 @@ _NAMES = itertools.count()
 
 @dataclass
 class Prepared:
-    """Transitions and per-case variants of the orders created in a date range, on the engine."""
+    """The orders created in a date range, their transitions and per-case variants, kept
+    in the engine."""
 
     start: dt.date | None  # first creation day covered; None: from the first order
     end: dt.date | None  # last creation day covered; None: to the last order
+    orders: ir.Table  # the rows of ExplorerData.orders created in the range
     steps: ir.Table  # flow_engine.transitions_expr rows with a target, plus their case
     codes: ir.Table  # the log's activity codes (flow_engine.activity_codes)
     cases: ir.Table  # flow_engine.case_variants_expr
@@ -118,7 +120,7 @@ class ExplorerData:
     """The week arranged on the engine for fast filtering; build with ``ExplorerData.build``."""
 
     con: BaseBackend
-    orders: ir.Table  # flow_engine.order_stages_expr of every order, kept in the engine
+    orders: ir.Table  # flow_engine.order_stages_expr of every order (computed when read)
     log: ir.Table  # the event log (flow_engine.event_log_expr) of every order
     count: int  # number of orders
     values_of: dict[str, list[Any]]  # segment dimension -> its values present, in order
@@ -164,18 +166,20 @@ class ExplorerData:
         )
         as_of = _latest(con, tables["orders"], log)
         per_order = flow_engine.order_stages_expr(con, tables["orders"], tz, as_of)
-        # kept in the engine: every widget change reads it, none recomputes it
-        kept = _keep(con, per_order)
-        dims = [c[4:] for c in kept.columns if c.startswith("seg_")]
+        raw = tables["orders"]
+        present = [d for d in DIMENSIONS if d in raw.columns]
         counts = con.to_pandas(
-            kept.aggregate(n=kept.count(), **{d: kept[f"seg_{d}"].nunique() for d in dims})
+            raw.aggregate(n=raw.count(), **{d: raw[d].nunique() for d in present})
         ).iloc[0]
-        values_of = {}
-        for d in dims:
+        values_of: dict[str, list[Any]] = {}
+        for d in present:
             if int(counts[d]):
-                found = con.to_pandas(kept.select(v=kept[f"seg_{d}"]).distinct())["v"].dropna()
-                values_of[d] = _in_order(d, found)
-        data = cls(con, kept, log, int(counts["n"]), values_of, tz, as_of)
+                found = con.to_pandas(raw.select(v=raw[d].cast("string")).distinct())["v"]
+                values_of[d] = _in_order(d, found.dropna())
+        if "created_at" in raw.columns and as_of is not None:
+            values_of["weekday"] = list(flow.WEEKDAY_NAMES)
+            values_of["hour"] = list(range(24))
+        data = cls(con, per_order, log, int(counts["n"]), values_of, tz, as_of)
         if prepare is not None:
             data.prepare(*prepare)
         return data
@@ -192,16 +196,17 @@ class ExplorerData:
     def prepare(self, start: dt.date | None, end: dt.date | None) -> Prepared:
         """Transitions and variants of the orders created from ``start`` to ``end``, kept."""
         between = _created_between(self, start, end)
+        # kept in the engine: every widget change reads them, none recomputes them
+        orders = _keep(self.con, self.orders.filter(*between) if between else self.orders)
         log = self.log
         if between:
-            chosen = self.orders.filter(*between)
-            log = log.filter(log.case_id.isin(chosen.order_id))
+            log = log.filter(log.case_id.isin(orders.order_id))
         log = _keep(self.con, log)
         codes = _keep(self.con, flow_engine.activity_codes(log))
         steps = flow_engine.transitions_expr(log, codes)
         steps = _keep(self.con, steps.filter(steps.target.notnull()).drop("first", "at"))
         cases = _keep(self.con, flow_engine.case_variants_expr(self.con, log))
-        self.prepared = Prepared(start, end, steps, codes, cases)
+        self.prepared = Prepared(start, end, orders, steps, codes, cases)
         return self.prepared
 
     def prepared_for(self, selection: Selection) -> Prepared:
@@ -274,8 +279,10 @@ def _day_start(day: dt.date, tz: str) -> pd.Timestamp:
     return pd.Timestamp(day).tz_localize(tz, nonexistent="shift_forward")
 
 
-def _created_between(data: ExplorerData, start: dt.date | None, end: dt.date | None) -> list[Any]:
-    at = data.orders.created_at
+def _created_between(
+    data: ExplorerData, start: dt.date | None, end: dt.date | None, rows: ir.Table | None = None
+) -> list[Any]:
+    at = (data.orders if rows is None else rows).created_at
     out = []
     if start is not None:
         out.append(at >= flow_engine.instant(_day_start(start, data.tz)))
@@ -284,9 +291,12 @@ def _created_between(data: ExplorerData, start: dt.date | None, end: dt.date | N
     return out
 
 
-def _predicates(data: ExplorerData, selection: Selection) -> list[Any]:
-    """The selection as filters on data.orders."""
-    out = _created_between(data, selection.start, selection.end)
+def _predicates(
+    data: ExplorerData, selection: Selection, rows: ir.Table | None = None
+) -> list[Any]:
+    """The selection as filters on ``rows`` (default data.orders)."""
+    rows = data.orders if rows is None else rows
+    out = _created_between(data, selection.start, selection.end, rows)
     wanted: dict[str, Sequence[str]] = {
         d: getattr(selection, d) for d in FILTER_DIMENSIONS if getattr(selection, d)
     }
@@ -296,15 +306,16 @@ def _predicates(data: ExplorerData, selection: Selection) -> list[Any]:
         if dim not in data.values_of:
             out.append(ibis.literal(False))
         else:
-            out.append(data.orders[f"seg_{dim}"].isin([str(v) for v in values]))
+            out.append(rows[f"seg_{dim}"].isin([str(v) for v in values]))
     return out
 
 
 def selected(data: ExplorerData, chosen: Chosen) -> ir.Table:
     """The rows of data.orders a selection (or a mask from order_mask) holds."""
     if isinstance(chosen, Selection):
-        preds = _predicates(data, chosen)
-        return data.orders.filter(*preds) if preds else data.orders
+        rows = data.prepared_for(chosen).orders
+        preds = _predicates(data, chosen, rows)
+        return rows.filter(*preds) if preds else rows
     ids = _order_ids(data)[np.asarray(chosen, dtype=bool)]
     wanted = ibis.memtable(pd.DataFrame({"order_id": pd.Series(ids, dtype="str")}))
     return data.orders.filter(data.orders.order_id.isin(wanted.order_id))
