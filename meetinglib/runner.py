@@ -153,8 +153,9 @@ def run_week(
                 data.save(snapshot)
                 _write_quarantine(data, staging)
             # The notebooks read the snapshot; holding the tables here too would double
-            # the peak memory of a large week while the kernels run.
-            data.tables.clear()
+            # the peak memory of a large week while the kernels run: from here on the
+            # week is the snapshot, its tables read only if asked for.
+            data = WeekData.load(snapshot, params)
             gc.collect()
             timings["snapshot"] = time.perf_counter() - t0
 
@@ -504,6 +505,8 @@ def _write_manifest(
                 "format": s.format,
                 "rows": s.rows,
                 "sha256": s.sha256,
+                # How the table was validated: on the engine or as rows in pandas.
+                "validated_on": data.load_paths.get(s.table),
             }
             for s in data.sources
         ],

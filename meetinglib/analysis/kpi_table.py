@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ibis
 import numpy as np
@@ -176,11 +177,14 @@ def week_windows(data: WeekData) -> list[Window]:
     return [w.window(data.tz) for w in data.history_weeks]
 
 
-def weekly_series(data: WeekData, exclude: set[str] | None = None) -> pd.DataFrame:
+def weekly_series(
+    data: WeekData, exclude: set[str] | None = None, store: dict[Any, pd.DataFrame] | None = None
+) -> pd.DataFrame:
     """Every KPI per week and segment (long; see ``kpis.weekly_kpis``), but ``exclude``.
 
     Backlogs count, at each week's end, open orders created up to
     ``open_order_lookback_days`` before that week (each week its own lookback).
+    ``store`` keeps the engine's sums for the root search (``kpis.weekly_kpis_on``).
     """
     keys = [k for k in kpis.CATALOGUE if k not in (exclude or set())]
     return kpis.weekly_kpis_on(
@@ -192,6 +196,7 @@ def weekly_series(data: WeekData, exclude: set[str] | None = None) -> pd.DataFra
         created_from=created_from(data),
         complete_from=complete_history_start(data),
         lookback_days=data.params.open_order_lookback_days,
+        store=store,
     )
 
 
@@ -266,6 +271,8 @@ class KpiTable:
     errors: pd.DataFrame
     table: pd.DataFrame
     flags: dict[Key, anomalies.Flag] = field(repr=False)
+    # The engine's sums behind the series: the root search sets segments aside from them.
+    engine_sums: dict[Any, pd.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def changes(self) -> pd.DataFrame:
@@ -313,7 +320,9 @@ def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
     targets = kpis.resolve_targets(data.params.targets, where)
     labels = [kpis.week_label(w) for w in week_windows(data)]
     unavailable = not_available(data)
-    values, counts, errors = wide(weekly_series(data, exclude=set(unavailable)), labels)
+    store: dict[Any, pd.DataFrame] = {}
+    series = weekly_series(data, exclude=set(unavailable), store=store)
+    values, counts, errors = wide(series, labels)
     rows, flags = [], {}
     for key in values.index:
         kpi, dimension, segment, order_type = key
@@ -360,7 +369,7 @@ def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
             continue  # a table the source does not have at all: its section says so
         rows.append(_not_available_row(data, kpi, missing, lang))
     table = pd.DataFrame(rows, columns=list(KPI_TABLE_COLUMNS))
-    return KpiTable(data.week, labels, values, counts, errors, table, flags)
+    return KpiTable(data.week, labels, values, counts, errors, table, flags, store)
 
 
 def adverse_changes(table: pd.DataFrame, flags: dict[Key, anomalies.Flag]) -> pd.DataFrame:
@@ -516,6 +525,15 @@ def _contains(outer: Segment, inner: Segment) -> bool:
 Flagged = tuple[str, str, str, str]  # kpi, dimension, segment, order_type
 
 
+def _cells_of(flags: Sequence[Flagged]) -> dict[str, set[tuple[str, str]]]:
+    """The (segmentation, segment) of each flag, per KPI, as ``weekly_kpis`` names them."""
+    cells: dict[str, set[tuple[str, str]]] = {}
+    for kpi, dimension, segment, order_type in flags:
+        cell = ("order_type", order_type) if order_type != kpis.ALL else (dimension, segment)
+        cells.setdefault(kpi, set()).add(cell)
+    return cells
+
+
 def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> pd.DataFrame:
     """The week's changes for the worse as root findings, distinct roots first.
 
@@ -542,26 +560,44 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
     by_segment: dict[Segment, list[str]] = {}
     for kpi, dimension, segment, order_type in flags:
         by_segment.setdefault((dimension, segment, order_type), []).append(kpi)
-    keys = sorted({f[0] for f in flags})
     # Orders counted per combination of segment values: which orders two segments share
     # is a weighted sum over these few rows, not a mask over every order.
     combos = segment_counts(data)
     weight = combos["orders"].to_numpy(dtype="int64")
     explains: dict[Segment, set[Flagged]] = {}
     members: dict[Segment, np.ndarray] = {}
-    causes, drops = [], {}
+
+    def orders_of(segment: Segment) -> np.ndarray:
+        if segment not in members:
+            members[segment] = segment_orders(combos, segment)
+        return members[segment]
+
+    # The flags each cause could explain, known before any series is computed.
+    candidates: dict[Segment, list[Flagged]] = {}
     for cause in (s for s in by_segment if s != OVERALL):
-        drop = segment_orders(combos, cause)
+        drop = orders_of(cause)
+        candidates[cause] = []
         if not weight[drop].any() or not weight[~drop].any():
-            explains[cause] = set()
-        else:
-            causes.append(cause)
-            drops[cause] = drop
-    flagged_dims: dict[str, list[str]] = {}
-    for kpi, dimension, _segment, order_type in flags:
-        dim = "order_type" if order_type != kpis.ALL else dimension
-        flagged_dims.setdefault(kpi, []).append(dim)
-    # Every cause's recomputation in one query: each series without one segment's orders.
+            continue
+        for flag in flags:
+            inner = (flag[1], flag[2], flag[3])
+            if inner == cause or _contains(cause, inner):
+                continue  # setting a segment aside removes what lies inside it: no evidence
+            mine = orders_of(inner)
+            if not weight[mine & drop].any():
+                continue  # no order in common: its series stays exactly as it is
+            if weight[mine & ~drop].sum() < MIN_KEPT_SHARE * weight[mine].sum():
+                continue  # the two share most orders: which one drives cannot be told this way
+            candidates[cause].append(flag)
+    causes = [cause for cause, able in candidates.items() if able]
+    explains.update({cause: set() for cause, able in candidates.items() if not able})
+    # Only what a cause could explain is computed without it: the KPIs, segmentations and
+    # segments of its candidate flags (a quantile without a segment costs a scan's worth).
+    cells = [_cells_of(candidates[cause]) for cause in causes]
+    keys = sorted({kpi for cell in cells for kpi in cell})
+    flagged_dims = {
+        kpi: sorted({dim for cell in cells for dim, _ in cell.get(kpi, ())}) for kpi in keys
+    }
     recomputed = kpis.weekly_kpis_without_on(
         engine.shared(data.params.engine),
         kpis.kpi_tables(data.engine_tables()),
@@ -571,24 +607,18 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
         [segment_values(cause) for cause in causes],
         created_from=created_from(data),
         complete_from=complete_history_start(data),
-        # only the segmentations that hold a flag: the rest would be computed for nothing
         dims=flagged_dims,
+        cells=cells,
+        store=result.engine_sums,
+        # the series' own lookback: its sums are then those of the KPI table
+        lookback_days=data.params.open_order_lookback_days,
     )
     for cause, series in zip(causes, recomputed, strict=True):
-        drop = drops[cause]
         values, counts, errors = wide(series, result.week_labels)
         explained = set()
-        for flag in flags:
-            inner = (flag[1], flag[2], flag[3])
-            if inner == cause or _contains(cause, inner):
-                continue  # setting a segment aside removes what lies inside it: no evidence
+        for flag in candidates[cause]:
             if flag not in values.index:
                 continue
-            if inner not in members:
-                members[inner] = segment_orders(combos, inner)
-            mine = members[inner]
-            if weight[mine & ~drop].sum() < MIN_KEPT_SHARE * weight[mine].sum():
-                continue  # the two share most orders: which one drives cannot be told this way
             spec = kpis.CATALOGUE[flag[0]]
             if adverse_flag(spec, values.loc[flag], counts.loc[flag], errors.loc[flag]) is None:
                 explained.add(flag)

@@ -40,7 +40,7 @@ Functions never read files and never modify their inputs. Conventions a caller m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -798,6 +798,8 @@ class Frames:
     ):
         self.tables, self.sla, self.lookback_days = dict(tables), sla, lookback_days
         self.backend = backend
+        # Per scenario, the quantile cells wanted (KPI -> (segmentation, segment)); None: all.
+        self.cells: list[dict[str, Collection[tuple[str, str]]]] | None = None
         self.scenarios = list(scenarios)
         self.bounds = [pd.Timestamp(b).tz_convert("UTC").to_pydatetime() for b in bounds]
         self.weeks = len(self.bounds) - 1
@@ -1367,29 +1369,19 @@ def _observed_rows(f: Frames, members: list[_Member]) -> ir.Table:
     return rows.filter(rows.week.notnull())
 
 
-def _segment_columns(dims: Sequence[str], scenarios: Sequence[Mapping[str, str]]) -> list[str]:
-    """The segment columns (``seg_*``) behind ``dims`` and the segments set aside."""
-    columns = {c for dim in dims if dim != ALL for c in dim.split("/")}
-    columns |= {c for scenario in scenarios for c in scenario}
-    names = [_SEG + c for c in SEGMENT_COLUMNS if c in columns]
-    return [*names, _LOADED] if scenarios else names
-
-
 def _fine_sums(f: Frames, members: list[_Member]) -> ir.Table:
     """One pass over rows observed at one event, for every additive KPI reading them: per
     week and combination of segment values, each KPI i's n{i} (values counted) and the
     sums a{i}, b{i} of its values and squares. Every segmentation, and every segment set
     aside, is a sum of these few rows (``_roll_up``): one grouping, one scan."""
     rows = _observed_rows(f, members)
-    dims = [d for m in members for d in m.dims]
     aggregates: dict[str, Any] = {}
     for i in range(len(members)):
         v = rows[f"v{i}"]
         aggregates[f"n{i}"] = v.count()
         aggregates[f"a{i}"] = v.sum().fill_null(0.0)
         aggregates[f"b{i}"] = (v * v).sum().fill_null(0.0)
-    keys = ["week", *_segment_columns(dims, f.scenarios)]
-    return rows.group_by(keys).aggregate(**aggregates)
+    return rows.group_by(["week", *_SEGMENT_NAMES]).aggregate(**aggregates)
 
 
 @dataclass(frozen=True)
@@ -1398,7 +1390,7 @@ class _QuantilePass:
     index of the value it reads (members reading the same values share one aggregate:
     a median and a P90 of the same durations sort them once)."""
 
-    table: ir.Table
+    table: ir.Table | None  # None: no cell wanted, nothing to compute
     fractions: list[float]
     value_of: list[int]
 
@@ -1424,12 +1416,21 @@ def _quantile_pass(f: Frames, members: list[_Member]) -> _QuantilePass:
     for dim in dims:
         part = rows.mutate(dimension=ibis.literal(dim), segment=_segment(rows, dim))
         part = part.filter(part.segment.notnull())
+        if f.cells is not None:
+            segments = _cells_wanted(f.cells, [m.key for m in members], dim)
+            if not segments:
+                continue
+            if dim != ALL:
+                part = part.filter(part.segment.isin(sorted(segments)))
         outside = [_outside(part, scenario) for scenario in f.scenarios] or [None]
         aggregates: dict[str, Any] = {}
         for k in sorted(set(value_of)):
-            wanted = any(dim in m.dims for m, kk in zip(members, value_of, strict=True) if kk == k)
-            v = part[f"v{k}"]
+            readers = [m for m, kk in zip(members, value_of, strict=True) if kk == k]
             for j, where in enumerate(outside):
+                wanted = any(dim in m.dims for m in readers)
+                if wanted and f.cells is not None:
+                    wanted = bool(_cells_wanted(f.cells[j : j + 1], [m.key for m in readers], dim))
+                v = part[f"v{k}"]
                 if not wanted:
                     aggregates[f"n{k}_{j}"] = ibis.null("float64")
                     aggregates[f"q{k}_{j}"] = ibis.null("array<float64>")
@@ -1437,7 +1438,14 @@ def _quantile_pass(f: Frames, members: list[_Member]) -> _QuantilePass:
                 aggregates[f"n{k}_{j}"] = v.count(where=where).cast("float64")
                 aggregates[f"q{k}_{j}"] = v.quantile(fractions, where=where)
         out.append(part.group_by(["dimension", "segment", "week"]).aggregate(**aggregates))
-    return _QuantilePass(ibis.union(*out), fractions, value_of)
+    return _QuantilePass(ibis.union(*out) if out else None, fractions, value_of)
+
+
+def _cells_wanted(
+    cells: Sequence[Mapping[str, Collection[tuple[str, str]]]], keys: Sequence[str], dim: str
+) -> set[str]:
+    """The segments of ``dim`` any of ``cells`` wants for any KPI of ``keys``."""
+    return {seg for c in cells for key in keys for d, seg in c.get(key, ()) if d == dim}
 
 
 def _outside(rows: ir.Table, scenario: Mapping[str, str]) -> ir.BooleanValue:
@@ -1481,38 +1489,66 @@ def _roll_up(fine: pd.DataFrame, dim: str, values: Sequence[str]) -> pd.DataFram
     return summed.drop(columns=columns).assign(dimension=dim, segment=segment.to_numpy())
 
 
+def _rolled(
+    fine: pd.DataFrame,
+    dims: Sequence[str],
+    values: Sequence[str],
+    scenarios: Sequence[Mapping[str, str]],
+) -> Iterator[tuple[int, str, pd.DataFrame]]:
+    """(scenario, dim, sums per segment and week) for every scenario and dim: all rows'
+    sums, less those of the rows inside each set-aside segment (few fine rows each)."""
+    totals = {dim: _roll_up(fine, dim, values) for dim in dims}
+    if not scenarios:
+        for dim in dims:
+            yield 0, dim, totals[dim]
+        return
+    key = ["segment", "week"]
+    for scenario, segment in enumerate(scenarios):
+        inside = fine[_inside(fine, segment)]
+        for dim in dims:
+            total = totals[dim]
+            if inside.empty:
+                yield scenario, dim, total
+                continue
+            mine = _roll_up(inside, dim, values).set_index(key)[list(values)]
+            left = total.set_index(key)[list(values)]
+            left = left - mine.reindex(left.index, fill_value=0.0)
+            yield scenario, dim, left.reset_index().assign(dimension=dim)
+
+
 def _sums_long(
-    members: list[_Member], fine: pd.DataFrame, scenarios: Sequence[Mapping[str, str]]
+    members: list[_Member],
+    fine: pd.DataFrame,
+    scenarios: Sequence[Mapping[str, str]],
+    columns: Sequence[int],
 ) -> pd.DataFrame:
     """The fine sums of a pass as rows of (kpi, part, scenario, dimension, segment, week,
-    n, s1, s2, qv, qse), per scenario: every row, or the rows outside a set-aside segment."""
+    n, s1, s2, qv, qse), per scenario: every row, or the rows outside a set-aside segment.
+    Member i's sums are the fine frame's n{c}, a{c}, b{c} with c = ``columns[i]``."""
     dims = list(dict.fromkeys(d for m in members for d in m.dims))
-    values = [f"{p}{i}" for i in range(len(members)) for p in ("n", "a", "b")]
+    values = [f"{p}{c}" for c in columns for p in ("n", "a", "b")]
     frames = []
-    kept = [fine[~_inside(fine, s)] for s in scenarios] if scenarios else [fine]
-    for scenario, rows in enumerate(kept):
-        for dim in dims:
-            summed = _roll_up(rows, dim, values)
-            for i, m in enumerate(members):
-                if dim not in m.dims:
-                    continue
-                frames.append(
-                    pd.DataFrame(
-                        {
-                            "kpi": m.key,
-                            "part": m.part,
-                            "scenario": scenario,
-                            "dimension": dim,
-                            "segment": summed["segment"].to_numpy(),
-                            "week": summed["week"].to_numpy(dtype="int64"),
-                            "n": summed[f"n{i}"].to_numpy(dtype="float64"),
-                            "s1": summed[f"a{i}"].to_numpy(dtype="float64"),
-                            "s2": summed[f"b{i}"].to_numpy(dtype="float64"),
-                            "qv": np.nan,
-                            "qse": np.nan,
-                        }
-                    )
+    for scenario, dim, summed in _rolled(fine, dims, values, scenarios):
+        for i, m in enumerate(members):
+            if dim not in m.dims:
+                continue
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "kpi": m.key,
+                        "part": m.part,
+                        "scenario": scenario,
+                        "dimension": dim,
+                        "segment": summed["segment"].to_numpy(),
+                        "week": summed["week"].to_numpy(dtype="int64"),
+                        "n": summed[f"n{columns[i]}"].to_numpy(dtype="float64"),
+                        "s1": summed[f"a{columns[i]}"].to_numpy(dtype="float64"),
+                        "s2": summed[f"b{columns[i]}"].to_numpy(dtype="float64"),
+                        "qv": np.nan,
+                        "qse": np.nan,
+                    }
                 )
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -1606,14 +1642,11 @@ def _levels_long(
     """The level KPIs' fine sums as rows of (kpi, part, scenario, dimension, segment,
     week, n, s1, s2, qv, qse)."""
     frames = []
-    kept = [fine[~_inside(fine, s)] for s in scenarios] if scenarios else [fine]
-    for scenario, rows in enumerate(kept):
-        for (key, part), group in rows.groupby(["kpi", "part"], sort=False):
-            for dim in dims[key]:
-                summed = _roll_up(group, dim, ("n", "s1", "s2"))
-                frames.append(
-                    summed.assign(kpi=key, part=part, scenario=scenario, qv=np.nan, qse=np.nan)
-                )
+    for (key, part), group in fine.groupby(["kpi", "part"], sort=False):
+        for scenario, _dim, summed in _rolled(group, dims[key], ("n", "s1", "s2"), scenarios):
+            frames.append(
+                summed.assign(kpi=key, part=part, scenario=scenario, qv=np.nan, qse=np.nan)
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -1623,23 +1656,17 @@ def _dims(kpi: KpiDef, only: Mapping[str, Sequence[str]] | None) -> tuple[str, .
     return dims if only is None else tuple(d for d in dims if d in only.get(kpi.key, ()))
 
 
-def kpi_aggregates(
-    con: BaseBackend,
-    frames: Frames,
-    keys: Sequence[str],
-    dims: Mapping[str, Sequence[str]] | None = None,
-) -> pd.DataFrame:
-    """The engine's part of the weekly series: per KPI, scenario, segment and week the sums
-    (or the quantile) that ``weekly_kpis`` finishes; a few thousand rows.
+Passes = dict[tuple[Any, Any], list[_Member]]
 
-    KPIs that observe the same rows at the same event share one pass over them (volume,
-    GMV, cancellations and abnormal orders all read orders by their creation): one query
-    per pass for the sums (per combination of segment values, summed per segmentation
-    and per segment set aside afterwards), one for its quantiles, and one for the levels
-    at week ends."""
+
+def _observe(
+    frames: Frames, keys: Sequence[str], dims: Mapping[str, Sequence[str]] | None
+) -> tuple[Passes, dict[str, tuple[str, ...]], list[ir.Table]]:
+    """The KPIs ``keys`` as passes (members grouped by the rows and event they observe),
+    and the level KPIs with their segmentations and spans."""
     levels: list[ir.Table] = []
     level_dims: dict[str, tuple[str, ...]] = {}
-    passes: dict[tuple[Any, Any], list[_Member]] = {}
+    passes: Passes = {}
 
     def add(key: str, part: str, kind: str, obs: Obs, dims: tuple[str, ...]) -> None:
         q = {"median": 0.5, "p90": P90}.get(kind)
@@ -1661,27 +1688,67 @@ def kpi_aggregates(
         else:
             for obs in observed if isinstance(observed, list) else [observed]:
                 add(key, "obs", kpi.kind, obs, kpi_dims)
+    return passes, level_dims, levels
+
+
+def _fetch(con: BaseBackend, query: ir.Table, store: dict[Any, pd.DataFrame] | None) -> Any:
+    """``query``'s result, from ``store`` when the same query ran before."""
+    if store is None:
+        return con.execute(query)
+    # Keyed by the query's text: two builds of one expression differ in the identities of
+    # their joins and views, never in the SQL they compile to.
+    key = str(con.compile(query))
+    if key not in store:
+        store[key] = con.execute(query)
+    return store[key]
+
+
+def kpi_aggregates(
+    con: BaseBackend,
+    frames: Frames,
+    keys: Sequence[str],
+    dims: Mapping[str, Sequence[str]] | None = None,
+    store: dict[Any, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """The engine's part of the weekly series: per KPI, scenario, segment and week the sums
+    (or the quantile) that ``weekly_kpis`` finishes; a few thousand rows.
+
+    KPIs that observe the same rows at the same event share one pass over them (volume,
+    GMV, cancellations and abnormal orders all read orders by their creation): one query
+    per pass for the sums, one for its quantiles, and one for the levels at week ends.
+    The sums are those of every catalogue KPI of the pass per week and combination of
+    segment values: every segmentation, and every segment set aside, is summed from them
+    after the engine. With ``store`` (a dict kept by the caller) they are computed once
+    for the series and every later segment set aside on the same tables."""
+    passes, level_dims, levels = _observe(frames, keys, dims)
+    present = [k for k in CATALOGUE if all(t in frames.tables for t in CATALOGUE[k].tables)]
+    every, every_level_dims, every_levels = _observe(frames, present, None)
     results = []
     scenarios = frames.scenarios
-    for members in passes.values():
+    for source, members in passes.items():
         sums = [m for m in members if m.q is None]
         quantiles = [m for m in members if m.q is not None]
         if sums:
-            fine = con.execute(_fine_sums(frames, sums))
-            results.append(_sums_long(sums, fine, scenarios))
+            full = [m for m in every[source] if m.q is None]
+            position = {(m.key, m.part): i for i, m in enumerate(full)}
+            fine = _fetch(con, _fine_sums(frames, full), store)
+            columns = [position[(m.key, m.part)] for m in sums]
+            results.append(_sums_long(sums, fine, scenarios, columns))
         if quantiles:
             done = _quantile_pass(frames, quantiles)
-            wide = con.execute(done.table)
-            results.append(_quantiles_long(quantiles, done, wide, max(len(scenarios), 1)))
+            if done.table is not None:
+                wide = con.execute(done.table)
+                results.append(_quantiles_long(quantiles, done, wide, max(len(scenarios), 1)))
     if levels:
-        columns = _segment_columns([d for ds in level_dims.values() for d in ds], scenarios)
         union = ibis.union(
             *[
-                _level_sums(key, spans, columns)
-                for key, spans in zip(level_dims, levels, strict=True)
+                _level_sums(key, spans, _SEGMENT_NAMES)
+                for key, spans in zip(every_level_dims, every_levels, strict=True)
             ]
         )
-        results.append(_levels_long(con.execute(union), level_dims, scenarios))
+        fine = _fetch(con, union, store)
+        fine = fine[fine["kpi"].isin(list(level_dims))]
+        results.append(_levels_long(fine, level_dims, scenarios))
     results = [r for r in results if len(r)]
     if not results:
         return pd.DataFrame(columns=["scenario", "kpi", "part", *_GROUP[1:], *_SUMS])
@@ -1726,10 +1793,10 @@ def _grid(
     rows: pd.DataFrame, column: str, index: dict[str, int], weeks: int, fill: float
 ) -> np.ndarray:
     out = np.full((len(index), weeks), fill, dtype="float64")
-    at = rows["segment"].map(index).to_numpy()
+    at = pd.Index(list(index)).get_indexer(rows["segment"])
     week = rows["week"].to_numpy(dtype="int64")
-    keep = ~pd.isna(at) & (week >= 0) & (week < weeks)
-    out[at[keep].astype("int64"), week[keep]] = rows[column].to_numpy(dtype="float64")[keep]
+    keep = (at >= 0) & (week >= 0) & (week < weeks)
+    out[at[keep], week[keep]] = rows[column].to_numpy(dtype="float64")[keep]
     return out
 
 
@@ -1847,6 +1914,7 @@ def weekly_kpis_on(
     complete_from: pd.Timestamp | None = None,
     lookback_days: float | None = None,
     levels: Mapping[str, Sequence[str]] | None = None,
+    store: dict[Any, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Catalogue KPIs per consecutive week and segment, computed by the engine ``con``.
 
@@ -1863,6 +1931,8 @@ def weekly_kpis_on(
     (all others) are NaN: the data does not cover them fully. With ``lookback_days``,
     backlogs count at each week's end only orders created up to that many days before
     the week's start. ``levels`` orders each segment column's values (default: sorted).
+    ``store`` (a dict the caller keeps) holds the engine's sums for a later
+    ``weekly_kpis_without_on`` on the same tables, which then need no query.
     """
     return _series(
         con,
@@ -1874,6 +1944,7 @@ def weekly_kpis_on(
         complete_from=complete_from,
         lookback_days=lookback_days,
         levels=levels,
+        store=store,
     )[0]
 
 
@@ -1924,11 +1995,17 @@ def weekly_kpis_without_on(
     complete_from: pd.Timestamp | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
     levels: Mapping[str, Sequence[str]] | None = None,
+    cells: Sequence[Mapping[str, Collection[tuple[str, str]]]] | None = None,
+    store: dict[Any, pd.DataFrame] | None = None,
+    lookback_days: float | None = None,
 ) -> list[pd.DataFrame]:
     """``weekly_kpis_without`` computed by the engine ``con`` on its tables ``tables``.
 
     Sums come from one grouping per pass, taken apart per segment after the engine;
     quantiles from one scan with an aggregate per segment over the rows outside it.
+    ``cells`` (per segment of ``segments``: KPI -> (segmentation, segment) pairs) limits
+    the quantile KPIs to the cells named: those left out are missing from the result.
+    ``store``: see ``weekly_kpis_on`` (the sums of the series are taken from it).
     """
     if not segments:
         return []
@@ -1940,9 +2017,12 @@ def weekly_kpis_without_on(
         keys,
         created_from=created_from,
         complete_from=complete_from,
+        lookback_days=lookback_days,
         levels=levels,
         scenarios=segments,
         dims=dims,
+        cells=cells,
+        store=store,
     )
     return [series[i] for i in range(len(segments))]
 
@@ -1960,6 +2040,8 @@ def _series(
     levels: Mapping[str, Sequence[str]] | None = None,
     scenarios: Sequence[Mapping[str, str]] = (),
     dims: Mapping[str, Sequence[str]] | None = None,
+    cells: Sequence[Mapping[str, Collection[tuple[str, str]]]] | None = None,
+    store: dict[Any, pd.DataFrame] | None = None,
 ) -> dict[int, pd.DataFrame]:
     bounds = _week_bounds(windows)
     labels = np.array([week_label(w) for w in windows], dtype=object)
@@ -1970,7 +2052,8 @@ def _series(
         return {i: pd.DataFrame(columns=list(SERIES_COLUMNS)) for i in range(count)}
     instants = [pd.Timestamp(b, tz="UTC") for b in bounds]
     frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios, con.name)
-    aggregates = kpi_aggregates(con, frames, wanted, dims)
+    frames.cells = None if cells is None else [dict(c) for c in cells]
+    aggregates = kpi_aggregates(con, frames, wanted, dims, store)
     if aggregates.duplicated(["scenario", "kpi", "part", "dimension", "segment", "week"]).any():
         # A KPI observed in several passes (net revenue: orders and cases) adds them up.
         aggregates = aggregates.groupby(

@@ -18,7 +18,9 @@ XLSX sources are read whole; Parquet and SQL only the window's rows), so
 ``loaded == kept + quarantined`` holds per table; the window is applied after.
 
 ``WeekData.save``/``WeekData.load`` hand one validated load to several notebooks:
-Parquet per table and per quarantined table, plus ``meta.json``.
+Parquet per table and per quarantined table, plus ``meta.json``. ``load_week`` writes
+those files as it validates (tables the engine validates never pass through pandas;
+see ``load_engine``), and ``WeekData.tables`` reads a table into pandas only when asked.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +44,7 @@ from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundEr
 from meetinglib.core.params import Params, SlaParams, load_params
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
-from meetinglib.data import engine, sources
+from meetinglib.data import engine, load_database, load_engine, sources
 from meetinglib.data.sources import SourceInfo
 from meetinglib.data.validate import (
     QualityReport,
@@ -53,6 +57,7 @@ from meetinglib.data.validate import (
 
 if TYPE_CHECKING:
     import ibis.expr.types as ir
+    from ibis.backends import BaseBackend
 
 SNAPSHOT_FORMAT = 1
 META_FILE = "meta.json"
@@ -61,23 +66,75 @@ META_FILE = "meta.json"
 ORDER_TABLES = ("settlements", "order_lines", "after_sales", "tickets")
 
 
+class SnapshotTables(Mapping[str, pd.DataFrame]):
+    """The week's tables in a snapshot folder, each read into pandas only when asked for.
+
+    Tables keep the dtypes the snapshot's meta records (categories included). ``clear``
+    forgets the tables read so far; a temporary folder given as ``owner`` is removed
+    when the last reference to these tables goes.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        dtypes: dict[str, dict[str, object]],
+        frames: dict[str, pd.DataFrame] | None = None,
+        owner: tempfile.TemporaryDirectory[str] | None = None,
+    ):
+        self.folder = Path(folder)
+        self.dtypes = dtypes
+        self._frames: dict[str, pd.DataFrame] = dict(frames or {})
+        self._owner = owner
+        self._engine: dict[int, dict[str, ir.Table]] = {}
+
+    def path(self, name: str) -> Path:
+        """The Parquet file of table ``name``."""
+        return self.folder / "tables" / f"{name}.parquet"
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self.dtypes:
+            raise KeyError(name)
+        if name not in self._frames:
+            self._frames[name] = _read(self.path(name), self.dtypes[name])
+        return self._frames[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.dtypes)
+
+    def __len__(self) -> int:
+        return len(self.dtypes)
+
+    def __repr__(self) -> str:
+        return f"SnapshotTables({str(self.folder)!r}, {list(self.dtypes)})"
+
+    def clear(self) -> None:
+        """Forget the tables read into pandas (the files stay)."""
+        self._frames.clear()
+
+    def engine_tables(self, con: BaseBackend) -> dict[str, ir.Table]:
+        """The tables as tables of ``con`` over the snapshot's files, built once per engine."""
+        key = id(con)
+        if key not in self._engine:
+            self._engine[key] = {name: con.read_parquet(self.path(name)) for name in self}
+        return self._engine[key]
+
+
 @dataclass
 class WeekData:
     """The validated canonical tables of a report week and its history."""
 
     params: Params
     week: IsoWeek
-    tables: dict[str, pd.DataFrame]
+    tables: Mapping[str, pd.DataFrame]
     quality: QualityReport
     sources: list[SourceInfo]
     # Canonical columns each table's source provides (mapped, constant or derived); a table
     # not listed provides all. KPIs needing a column not provided are "not available".
     columns: dict[str, list[str]] = field(default_factory=dict)
-    # built on first use from ``tables``: a copy with other tables (dataclasses.replace)
-    # builds its own
-    _engine_tables: dict[str, ir.Table] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    # Per table, how it was loaded: "engine" (validated by predicates on the engine) or
+    # "pandas" (read and validated as rows; see data/load_engine.py).
+    load_paths: dict[str, str] = field(default_factory=dict)
+    _engine_tables: dict[str, ir.Table] | None = field(default=None, repr=False, compare=False)
 
     def engine_tables(self) -> dict[str, ir.Table]:
         """The canonical tables as tables of the engine (Ibis), built once per load.
@@ -85,9 +142,16 @@ class WeekData:
         What the KPIs and sections compute on: expressions over them run on the params'
         engine (``engine.shared(params.engine)``) and only their aggregates come back.
         """
+        tables = self.tables
+        if isinstance(tables, load_database.DatabaseTables):
+            # Inside the source database: expressions over its tables, no rows fetched.
+            return tables.engine_tables()
+        if isinstance(tables, SnapshotTables):
+            # Read where they lie: the snapshot's files, never a pandas copy.
+            return tables.engine_tables(engine.shared(self.params.engine))
         if self._engine_tables is None:
             self._engine_tables = {
-                name: engine.frame_table(frame) for name, frame in self.tables.items()
+                name: engine.frame_table(frame) for name, frame in tables.items()
             }
         return self._engine_tables
 
@@ -128,10 +192,24 @@ class WeekData:
         folder = Path(folder)
         (folder / "tables").mkdir(parents=True, exist_ok=True)
         (folder / "quarantine").mkdir(parents=True, exist_ok=True)
-        tables_meta = {}
-        for name, frame in self.tables.items():
-            _write(frame, folder / "tables" / f"{name}.parquet")
-            tables_meta[name] = _dtypes_of(frame)
+        tables_meta: dict[str, dict[str, object]] = {}
+        tables = self.tables
+        database = None
+        if isinstance(tables, load_database.DatabaseTables):
+            # The rows stay in the database: the meta says how to rebuild the expressions.
+            tables_meta = dict(tables.dtypes)
+            database = tables.record
+        elif isinstance(tables, SnapshotTables):
+            # The files are written already: link them (or copy across file systems).
+            for name in tables:
+                target = folder / "tables" / f"{name}.parquet"
+                if tables.path(name).resolve() != target.resolve():
+                    _link(tables.path(name), target)
+                tables_meta[name] = tables.dtypes[name]
+        else:
+            for name, frame in tables.items():
+                _write(frame, folder / "tables" / f"{name}.parquet")
+                tables_meta[name] = _dtypes_of(frame)
         quarantine_meta = {}
         for name, frame in self.quality.quarantined.items():
             stored = _storable(frame)
@@ -153,14 +231,17 @@ class WeekData:
             },
             "sources": [asdict(s) for s in self.sources],
             "columns": self.columns,
+            "load_paths": self.load_paths,
         }
+        if database is not None:
+            meta["database"] = database
         (folder / META_FILE).write_text(
             json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8"
         )
 
     @classmethod
     def load(cls, folder: Path, params: Params) -> WeekData:
-        """Read a snapshot written by ``save``."""
+        """A snapshot written by ``save``; its tables are read only when asked for."""
         folder = Path(folder)
         path = folder / META_FILE
         if not path.is_file():
@@ -175,10 +256,12 @@ class WeekData:
                 f"{meta.get('timezone')}, but the params say timezone {params.timezone}; "
                 "load it with the params it was made with, or load the week again."
             )
-        tables = {
-            name: _read(folder / "tables" / f"{name}.parquet", dtypes)
-            for name, dtypes in meta["tables"].items()
-        }
+        tables: Mapping[str, pd.DataFrame]
+        if "database" in meta:
+            con = load_database.connection(params)
+            tables = load_database.restore(con, meta["database"], meta["tables"])
+        else:
+            tables = SnapshotTables(folder, meta["tables"])
         quarantined = {
             name: _read(folder / "quarantine" / f"{name}.parquet", dtypes)
             for name, dtypes in meta["quarantine"].items()
@@ -196,10 +279,18 @@ class WeekData:
         )
         infos = [SourceInfo(**s) for s in meta["sources"]]
         columns = {k: list(v) for k, v in meta.get("columns", {}).items()}
-        return cls(params, IsoWeek.parse(meta["week"]), tables, quality, infos, columns)
+        paths = dict(meta.get("load_paths", {}))
+        return cls(params, IsoWeek.parse(meta["week"]), tables, quality, infos, columns, paths)
 
 
 # --- snapshot helpers ---------------------------------------------------------------------
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _dtypes_of(frame: pd.DataFrame) -> dict[str, object]:
@@ -264,24 +355,31 @@ def weekly_order_counts(params: Params) -> pd.Series:
     """Orders created per ISO week over the whole source (plausible dates only), every week
     from the first to the last with data listed (0 for a week without orders)."""
     tz = params.timezone
-    values, fmt, zone = sources.created_values(params)
-    created = parse_times(values, zone, fmt, tz).dropna()
-    low, high = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
-    if low is not None:
-        created = created[created >= low]
-    if high is not None:
-        created = created[created <= high]
-    if created.empty:
-        return pd.Series(dtype="int64")
-    mondays = created.dt.tz_localize(None).dt.normalize() - pd.to_timedelta(
-        created.dt.weekday, unit="D"
-    )
-    counts = mondays.value_counts()
+    if load_database.wanted(params):
+        # Counted in the database: no created_at comes back.
+        counts, last_event = load_database.weekly_created(params)
+        if counts.empty:
+            return pd.Series(dtype="int64")
+    else:
+        values, fmt, zone = sources.created_values(params)
+        created = parse_times(values, zone, fmt, tz).dropna()
+        low, high = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
+        if low is not None:
+            created = created[created >= low]
+        if high is not None:
+            created = created[created <= high]
+        if created.empty:
+            return pd.Series(dtype="int64")
+        mondays = created.dt.tz_localize(None).dt.normalize() - pd.to_timedelta(
+            created.dt.weekday, unit="D"
+        )
+        counts = mondays.value_counts()
+        last_event = created.max()
     first, last = counts.index.min(), counts.index.max()
     full = pd.date_range(first, last, freq="7D")
     counts = counts.reindex(full, fill_value=0).astype("int64")
     counts.index = [IsoWeek.containing(d) for d in full]
-    counts.attrs["last_event"] = created.max()
+    counts.attrs["last_event"] = last_event
     return counts
 
 
@@ -406,12 +504,20 @@ def load_week(
     params: Params,
     week: IsoWeek | str | None = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    on_engine: bool = True,
 ) -> WeekData:
     """Read, validate and select the report week's data and its history.
 
     ``week`` None means the latest complete week of the orders source. Raises
     NoDataError when the week has no orders, TooManyQuarantinedError when a table
     has more bad rows than ``quality.max_quarantine_share`` allows.
+
+    Each table the engine can read as typed (``load_engine.plan_table``) is validated on
+    the engine and written to a snapshot folder without passing through pandas; the
+    others are read and validated as rows (``validate``) and written there too. The
+    folder is temporary, owned by the returned WeekData; ``WeekData.save`` links it
+    where a run keeps it. ``on_engine`` False reads every table the pandas way.
     """
     say = progress or (lambda _msg: None)
     tz = params.timezone
@@ -420,14 +526,57 @@ def load_week(
     names = sources.available_tables(params)
     # Orders first: the other tables are filtered by the orders loaded.
     names = ["orders", *[n for n in names if n != "orders"]]
+    if load_database.wanted(params):
+        return _load_in_database(params, report_week, names, say)
 
-    tables: dict[str, pd.DataFrame] = {}
+    owner = tempfile.TemporaryDirectory(prefix="meetinglib-week-")
+    folder = Path(owner.name)
+    (folder / "tables").mkdir()
+    frames: dict[str, pd.DataFrame] = {}
+    dtypes: dict[str, dict[str, object]] = {}
+    paths: dict[str, str] = {}
     infos: list[SourceInfo] = []
     quality = QualityReport(max_share=params.quality.max_quarantine_share)
     plausible = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
     week_window = report_week.window(tz)
     columns: dict[str, list[str]] = {}
+    dropped: dict[str, int] = {}
+    orders_file = folder / "tables" / "orders.parquet"
     for name in names:
+        plan = load_engine.plan_table(params, name, selection) if on_engine else "not asked"
+        if isinstance(plan, load_engine.Plan):
+            loaded = load_engine.load(
+                load_engine.connection(params),
+                params,
+                plan,
+                selection,
+                week_window,
+                folder / "tables" / f"{name}.parquet",
+                orders_file if name in ORDER_TABLES else None,
+                plausible,
+            )
+            quality.add(name, loaded.loaded, loaded.kept, loaded.entries, loaded.quarantined)
+            if SCHEMAS[name].time_column is not None:
+                aside = loaded.week_set_aside
+                quality.week[name] = (aside, loaded.in_week + aside)
+            if name == "orders" and loaded.in_week == 0:
+                raise _no_data(params, report_week, loaded.info.location)
+            columns[name] = loaded.provided
+            dtypes[name] = loaded.dtypes
+            paths[name] = load_engine.ENGINE_PATH
+            infos.append(loaded.info)
+            if loaded.written < loaded.in_window:
+                dropped[name] = loaded.in_window - loaded.written
+            say(
+                _progress_text(
+                    name,
+                    loaded.in_window,
+                    loaded.kept,
+                    loaded.loaded,
+                    len(loaded.quarantined),
+                )
+            )
+            continue
         raw = sources.read_table(params, name, selection)
         if raw is None:
             continue
@@ -452,22 +601,71 @@ def load_week(
             in_week = report_week.window(tz).contains(frame["created_at"])
             if not bool(np.any(in_week.to_numpy(dtype=bool, na_value=False))):
                 raise _no_data(params, report_week, raw.info.location)
-        tables[name] = frame
+            # Written at once: the engine reads the orders loaded to filter other tables.
+            _write(frame, orders_file)
+            dtypes[name] = _dtypes_of(frame)
+        frames[name] = frame
+        paths[name] = load_engine.PANDAS_PATH
         infos.append(raw.info)
         say(_progress_text(name, len(frame), len(clean), len(raw.frame), len(quarantined)))
 
-    related = {name: tables[name] for name in ORDER_TABLES if name in tables}
-    dropped = {}
-    for name, keep in orders_loaded(related, tables["orders"]["order_id"]).items():
-        if not keep.all():
-            tables[name] = tables[name].loc[keep].reset_index(drop=True)
-            dropped[name] = int((~keep).sum())
+    related = {name: frames[name] for name in ORDER_TABLES if name in frames}
+    if related:
+        order_ids = (
+            frames["orders"]["order_id"]
+            if "orders" in frames
+            else pd.read_parquet(orders_file, columns=["order_id"])["order_id"]
+        )
+        for name, keep in orders_loaded(related, order_ids).items():
+            if not keep.all():
+                frames[name] = frames[name].loc[keep].reset_index(drop=True)
+                dropped[name] = int((~keep).sum())
+    for name, frame in frames.items():
+        if name != "orders":
+            _write(frame, folder / "tables" / f"{name}.parquet")
+            dtypes[name] = _dtypes_of(frame)
     if dropped:
         say(
             "rows of orders outside the selection left out: "
-            + ", ".join(f"{name} {count:,}" for name, count in dropped.items())
+            + ", ".join(f"{name} {dropped[name]:,}" for name in ORDER_TABLES if name in dropped)
         )
-    return WeekData(params, report_week, tables, quality, infos, columns)
+    # Tables in source order (orders first), as the pandas path always listed them.
+    ordered = {name: dtypes[name] for name in names if name in dtypes}
+    tables = SnapshotTables(folder, ordered, frames, owner)
+    return WeekData(params, report_week, tables, quality, infos, columns, paths)
+
+
+def _load_in_database(
+    params: Params, report_week: IsoWeek, names: list[str], say: Callable[[str], None]
+) -> WeekData:
+    """``load_week`` inside the source database (see ``load_database``): no row table."""
+    tz = params.timezone
+    selection = selection_window(params, report_week)
+    week_window = report_week.window(tz)
+    plausible = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
+    con = load_database.connection(params)
+    quality = QualityReport(max_share=params.quality.max_quarantine_share)
+    plans, infos, columns, dtypes = [], [], {}, {}
+    for plan in load_database.plans(params, names):
+        name = plan.table
+        loaded = load_database.load(con, params, plan, selection, week_window, plausible)
+        quality.add(name, loaded.loaded, loaded.kept, loaded.entries, loaded.quarantined)
+        if SCHEMAS[name].time_column is not None:
+            aside = loaded.week_set_aside
+            quality.week[name] = (aside, loaded.in_week + aside)
+        if name == "orders" and loaded.in_week == 0:
+            raise _no_data(params, report_week, loaded.info.location)
+        plans.append(plan)
+        infos.append(loaded.info)
+        columns[name] = loaded.provided
+        dtypes[name] = loaded.dtypes
+        say(
+            f"{name}: {loaded.kept:,} rows validated in the database "
+            f"({len(loaded.quarantined):,} set aside)"
+        )
+    tables = load_database.week_tables(con, plans, selection, plausible, dtypes)
+    paths = {name: load_database.DATABASE_PATH for name in tables}
+    return WeekData(params, report_week, tables, quality, infos, columns, paths)
 
 
 def delivery_promise(orders: pd.DataFrame, sla: SlaParams) -> pd.Series:

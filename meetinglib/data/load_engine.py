@@ -1,0 +1,736 @@
+"""Loading a table on the engine: read where it lies, validate by predicates, write Parquet.
+
+For a table whose source the engine can read with the types validation expects (Parquet
+files with text ids and codes, typed numbers and timezone-aware timestamps; see
+``engine_reason``), the rows never pass through pandas: DuckDB reads the files, the
+rules of ``checks`` are evaluated as predicates, and the clean rows of the selection
+window are written straight to the week's snapshot. Only what the quality report lists
+comes back to Python: counts per rule, the example rows (at most five per rule) and the
+rows set aside, which are read again from the files and described by validation's own
+functions, so entries, quarantine and messages read exactly as on the pandas path.
+
+Every other table (CSV, XLSX, SQL, text timestamps, status mappings...) takes the pandas
+path of ``validate``; ``dataset.load_week`` decides per table and records which path it
+took.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from ibis.backends import BaseBackend
+
+from meetinglib.core.errors import MissingColumnError, TooManyQuarantinedError
+from meetinglib.core.params import EngineParams, Params, TableSource
+from meetinglib.core.schema import SCHEMAS, TableSchema
+from meetinglib.core.weeks import Window
+from meetinglib.data import checks as ck
+from meetinglib.data import engine, sources
+from meetinglib.data.sources import RawTable, SourceInfo
+from meetinglib.data.validate import (
+    _MIX,
+    COLUMN_COL,
+    KEPT_RULES,
+    MAX_EXAMPLES,
+    MAX_FIELD_CHARS,
+    RULE_COL,
+    SOURCE_ROW,
+    QuarantineEntry,
+    _coerce,
+    _coerce_category,
+    _Coerced,
+    _empty_column,
+    _failures,
+    _fingerprint_block,
+    _identify,
+    _may_need_cleaning,
+    _spread,
+    source_name,
+    too_many_message,
+)
+
+ENGINE_PATH = "engine"
+PANDAS_PATH = "pandas"
+# Position of a row across a table's files: file index times this, plus the file's row.
+_FILE_STRIDE = 1 << 40
+# Tables whose rows belong to an order (see dataset.ORDER_TABLES).
+ORDER_TABLES = ("settlements", "order_lines", "after_sales", "tickets")
+_POS = "__pos"
+_ROW = "__row"
+_FIRST = "__first"
+_FIRST_ROW = "__first_row"
+
+
+@dataclass
+class Plan:
+    """How the engine reads one table: files, the columns taken and how they are typed."""
+
+    table: str
+    files: list[Path]
+    selected: dict[str, str]  # source column -> canonical column
+    kinds: dict[str, ck.SourceKind]  # canonical column -> how the source types it
+    ts: TableSource
+    tz: str  # the table's timezone (naive times; here only for quarantine re-parsing)
+    platform_tz: str  # the timezone every timestamp ends in
+    groups: list[list[int]]  # per file, the row groups the pandas path would read
+    bounds: tuple[pd.Timestamp, pd.Timestamp] | None  # window on the time column
+    categories: dict[str, ck.CategoryMap] = field(default_factory=dict)
+
+
+@dataclass
+class Loaded:
+    """One table validated on the engine and written to the snapshot."""
+
+    info: SourceInfo
+    loaded: int
+    kept: int
+    entries: list[QuarantineEntry]
+    quarantined: pd.DataFrame
+    in_window: int  # clean rows in the selection window
+    written: int  # rows written (after leaving out rows of orders not loaded)
+    in_week: int  # clean rows placed in the report week
+    week_set_aside: int  # rows set aside placed in the report week
+    provided: list[str]
+    dtypes: dict[str, object]
+
+
+def connection(params: Params) -> BaseBackend:
+    """The DuckDB the loader reads files with (the params' own when the engine is DuckDB)."""
+    return engine.shared(params.engine if params.engine.kind == "duckdb" else EngineParams())
+
+
+def engine_reason(params: Params, table: str) -> str | None:
+    """Why ``table`` cannot be loaded on the engine (None: it can)."""
+    plan = plan_table(params, table, None)
+    return plan if isinstance(plan, str) else None
+
+
+def _kind_of(arrow_type: pa.DataType, kind: str) -> ck.SourceKind | None:
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+        if not sources._is_text(arrow_type):
+            return None
+    if sources._is_text(arrow_type):
+        return "text" if kind in ("id", "category", "text") else None
+    if pa.types.is_integer(arrow_type):
+        return "int" if kind in ("id", "int", "float") else None
+    if pa.types.is_floating(arrow_type) and not pa.types.is_float16(arrow_type):
+        return "float" if kind in ("int", "float") else None
+    if pa.types.is_timestamp(arrow_type):
+        # Naive times need the table's zone (and its daylight-saving rule): pandas path.
+        ok = kind == "timestamp" and arrow_type.tz is not None and arrow_type.unit != "ns"
+        return "timestamp" if ok else None
+    return None
+
+
+def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
+    """The engine's plan for ``table``, or why the pandas path must read it."""
+    if params.source.kind != "folder":
+        return f"{params.source.kind} source"
+    schema = SCHEMAS[table]
+    ts = sources._table_source(params, table)
+    sources._check_mapping(params, table, ts)
+    if ts.status is not None or ts.constants or ts.amount_from is not None:
+        return "status mapping, constants or amounts from another table"
+    if table == "orders" and params.sla.has_delivery_promise:
+        return "delivery promise from the SLA"
+    located = sources._locate(params, schema)
+    if located is None:
+        return "absent"
+    files, reader = located
+    if reader.name != "parquet":
+        return f"{reader.name} files"
+    arrow = [sources._parquet_schema(f) for f in files]
+    selected = sources._select_columns(arrow[0].names, schema, ts, files[0].name)
+    kinds: dict[str, ck.SourceKind] = {}
+    for source, canonical in selected.items():
+        col = schema.column(canonical)
+        if canonical in ts.values and col.kind != "category":
+            return f"value map on column '{canonical}'"
+        types = {a.field(source).type for a in arrow if source in a.names}
+        if len(types) != 1 or any(source not in a.names for a in arrow):
+            return f"column '{source}' typed differently across files"
+        kind = _kind_of(types.pop(), col.kind)
+        if kind is None or (col.kind == "category" and kind != "text"):
+            return f"column '{source}' needs parsing"
+        kinds[canonical] = kind
+    for other in files[1:]:
+        if (
+            sources._select_columns(sources._parquet_schema(other).names, schema, ts, "")
+            != selected
+        ):
+            return "files with different columns"
+    tz = ts.timezone or params.timezone
+    bounds = None
+    groups = [list(range(pq.ParquetFile(f).metadata.num_row_groups)) for f in files]
+    time_col = sources._source_column(selected, schema.time_column)
+    if window is not None and time_col is not None:
+        arrow_window = sources._arrow_window(time_col, arrow[0].field(time_col).type, window, tz)
+        assert arrow_window is not None  # an aware timestamp (checked above)
+        condition = arrow_window[0]
+        bounds = (window.start, window.end)
+        groups = [
+            [
+                rg.id
+                for rg in next(iter(ds.dataset(f, format="parquet").get_fragments()))
+                .subset(filter=condition)
+                .row_groups
+            ]
+            for f in files
+        ]
+    plan = Plan(table, files, selected, kinds, ts, tz, params.timezone, groups, bounds)
+    plan.categories = _categories(plan, schema)
+    return plan
+
+
+def _categories(plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
+    """Each category column's distinct source values, mapped by validation's functions.
+
+    The distinct values are the dictionaries of the row groups read, as the pandas path
+    sees them (a dictionary may list a value no row of the window holds: it still becomes
+    a category there).
+    """
+    wanted = {s: c for s, c in plan.selected.items() if schema.column(c).kind == "category"}
+    if not wanted:
+        return {}
+    values: dict[str, set[str]] = {c: set() for c in wanted.values()}
+    for path, groups in zip(plan.files, plan.groups, strict=True):
+        with pq.ParquetFile(path, read_dictionary=list(wanted)) as pf:
+            if not groups:
+                continue
+            table = pf.read_row_groups(groups, columns=list(wanted))
+        for source, canonical in wanted.items():
+            for chunk in table.column(source).chunks:
+                values[canonical].update(chunk.dictionary.to_pylist())
+    out = {}
+    for canonical, found in values.items():
+        uniques = sorted(found)
+        raw = pd.Series(pd.Categorical(uniques, categories=uniques), dtype="category")
+        mapped = sources._map_values(raw, plan.ts.values.get(canonical, {}), as_category=True)
+        coerced = _coerce_category(mapped, schema.column(canonical).allowed)
+        canon = coerced.values.astype(object).where(coerced.values.notna(), None)
+        text = mapped.astype(object)
+        out[canonical] = ck.CategoryMap(
+            canonical=dict(zip(uniques, canon.tolist(), strict=True)),
+            unknown=frozenset(u for u, b in zip(uniques, coerced.bad, strict=True) if b),
+            categories=tuple(str(c) for c in coerced.values.cat.categories),
+            nul=frozenset(u for u, t in zip(uniques, text, strict=True) if _has(t, "\x00")),
+            long=frozenset(
+                u
+                for u, t in zip(uniques, text, strict=True)
+                if isinstance(t, str) and len(t) > 1000
+            ),
+            garbled=frozenset(u for u, t in zip(uniques, text, strict=True) if _has(t, "\ufffd")),
+        )
+    return out
+
+
+def _has(value: object, char: str) -> bool:
+    return isinstance(value, str) and char in value
+
+
+# --- the table on the engine --------------------------------------------------------------
+
+
+def _raw(con: BaseBackend, plan: Plan, schema: TableSchema) -> ir.Table:
+    """The source rows the pandas path would read: the selected columns, position, row."""
+    parts = []
+    for i, path in enumerate(plan.files):
+        t = con.read_parquet(path, file_row_number=True)
+        parts.append(
+            t.select(
+                **{ck.raw_name(c): t[s] for s, c in plan.selected.items()},
+                **{
+                    _POS: t.file_row_number + i * _FILE_STRIDE,
+                    _ROW: t.file_row_number + 1,
+                },
+            )
+        )
+    raw = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
+    time_col = schema.time_column
+    if plan.bounds is not None and time_col is not None:
+        when = raw[ck.raw_name(time_col)]
+        lo, hi = (ck._instant(b) for b in plan.bounds)
+        raw = raw.filter(((when >= lo) & (when < hi)) | when.isnull())
+    return raw
+
+
+def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir.Table:
+    """The raw rows with each column's canonical value and its missing and bad flags.
+
+    Text columns not ``dirty`` are their own canonical value (see ``screen``).
+    """
+    columns: dict[str, ir.Value] = {}
+    for col in schema.columns:
+        kind = plan.kinds.get(col.name, "absent")
+        source = raw[ck.raw_name(col.name)] if kind != "absent" else None
+        value, missing, bad = ck.coerce(
+            source if source is not None else ibis.literal(None),
+            col,
+            kind,
+            plan.categories.get(col.name),
+            clean=col.name not in dirty,
+        )
+        columns[ck.value_name(col.name)] = value
+        columns[ck.missing_name(col.name)] = missing
+        if bad is not None:
+            columns[ck.bad_name(col.name)] = bad
+    return raw.mutate(**columns)
+
+
+@dataclass
+class Screen:
+    """What a byte-level pass over the text columns found (see ``screen``)."""
+
+    # Text columns holding a value the rules may flag or strip (placeholder, whitespace at
+    # an edge, NUL, U+FFFD, more than MAX_FIELD_CHARS bytes): those get the full rules.
+    dirty: set[str]
+    # Positions of rows whose key fingerprint repeats (None: keys not screened).
+    candidates: np.ndarray | None
+
+
+def screen(plan: Plan, schema: TableSchema) -> Screen:
+    """Screen the text columns of the row groups read, one row group at a time.
+
+    Values are judged by their bytes (``validate._may_need_cleaning``), Arrow's substring
+    search and byte lengths, a superset of what the rules flag: a column none of whose
+    values is suspect is exactly its own canonical value, and needs no string predicate
+    on the engine. Keys of text columns are fingerprinted as validation does; rows whose
+    fingerprint repeats are the only candidates for a duplicate key.
+    """
+    text = [
+        c.name
+        for c in schema.columns
+        if plan.kinds.get(c.name) == "text" and c.kind in ("id", "text")
+    ]
+    source_of = {c: s for s, c in plan.selected.items()}
+    keyed = bool(schema.key) and all(k in text for k in schema.key)
+    dirty: set[str] = set()
+    prints: list[np.ndarray] = []
+    starts: list[int] = []  # position of each fingerprinted row group's first row
+    if not text:
+        return Screen(dirty, None)
+    for i, (path, groups) in enumerate(zip(plan.files, plan.groups, strict=True)):
+        with pq.ParquetFile(path) as pf:
+            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+            offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+            for g in groups:
+                part = pf.read_row_group(g, columns=[source_of[c] for c in text])
+                combined = np.zeros(part.num_rows, dtype=np.uint64) if keyed else None
+                for name in text:
+                    column = part.column(source_of[name])
+                    if name not in dirty and _suspect(column):
+                        dirty.add(name)
+                    if combined is not None and name in schema.key:
+                        for chunk_at, chunk in _chunks(column):
+                            fp = _fingerprint_block(chunk.cast(pa.large_string()))
+                            span = slice(chunk_at, chunk_at + len(chunk))
+                            combined[span] = _spread((combined[span] ^ fp) * _MIX)
+                if combined is not None:
+                    prints.append(combined)
+                    starts.append(int(offsets[g]) + i * _FILE_STRIDE)
+    if not keyed or any(k in dirty for k in schema.key):
+        return Screen(dirty, None)
+    if not prints:
+        return Screen(dirty, np.zeros(0, dtype=np.int64))
+    hashes = np.concatenate(prints)
+    ordered = np.sort(hashes)
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    if not len(repeated):
+        return Screen(dirty, np.zeros(0, dtype=np.int64))
+    at = np.minimum(np.searchsorted(repeated, hashes), len(repeated) - 1)
+    found = np.flatnonzero(repeated[at] == hashes)
+    # Index in the fingerprints -> position: the row group it falls in, plus the offset.
+    firsts = np.concatenate([[0], np.cumsum([len(p) for p in prints])])
+    group = np.searchsorted(firsts, found, side="right") - 1
+    return Screen(dirty, np.asarray(starts, dtype=np.int64)[group] + (found - firsts[group]))
+
+
+def _chunks(column: pa.ChunkedArray) -> list[tuple[int, pa.Array]]:
+    out, at = [], 0
+    for chunk in column.chunks:
+        out.append((at, chunk))
+        at += len(chunk)
+    return out
+
+
+def _suspect(column: pa.ChunkedArray) -> bool:
+    """Whether a value may be stripped, be a placeholder, or fail a text rule."""
+    for chunk in column.chunks:
+        if not len(chunk) or chunk.null_count == len(chunk):
+            continue
+        large = chunk.cast(pa.large_string())
+        if bool(_may_need_cleaning(pd.Series(pd.arrays.ArrowStringArray(large))).any()):
+            return True
+        offsets = np.frombuffer(large.buffers()[1], dtype=np.int64)[
+            large.offset : large.offset + len(large) + 1
+        ]
+        if bool((np.diff(offsets) > MAX_FIELD_CHARS).any()):
+            return True
+        for char in ("\x00", "\ufffd"):
+            if pc.any(pc.match_substring(large, char)).as_py():
+                return True
+    return False
+
+
+def _with_duplicates(
+    con: BaseBackend, base: ir.Table, schema: TableSchema, candidates: np.ndarray | None
+) -> tuple[ir.Table, ir.BooleanValue | None]:
+    """``base`` with the first position and row of each repeated key, and the duplicate flag.
+
+    ``candidates``: the only positions that can hold a repeated key (None: any).
+    """
+    if not schema.key or (candidates is not None and not len(candidates)):
+        return base, None
+    keys = [ck.value_name(k) for k in schema.key]
+    complete = ibis.and_(*[base[k].notnull() for k in keys])
+    present = base.filter(complete)
+    if candidates is not None:
+        listed = ibis.memtable(pa.table({"p": pa.array(candidates, pa.int64())}))
+        present = present.filter(present[_POS].isin(listed.p))
+    repeated = (
+        present.group_by([present[k].name(f"__key{i}") for i, k in enumerate(keys)])
+        .aggregate(
+            **{_FIRST: present[_POS].min(), _FIRST_ROW: present[_ROW].argmin(present[_POS])},
+            __n=present.count(),
+        )
+        .filter(lambda t: t.__n > 1)
+    )
+    if int(con.execute(repeated.count())) == 0:
+        return base, None
+    joined = base.left_join(
+        repeated, [base[k] == repeated[f"__key{i}"] for i, k in enumerate(keys)]
+    ).select(*base.columns, _FIRST, _FIRST_ROW)
+    flag = joined[_FIRST].notnull() & (joined[_POS] != joined[_FIRST])
+    return joined, flag
+
+
+@contextmanager
+def _in_order(con: BaseBackend) -> Iterator[None]:
+    """Rows written in the order they are read: the snapshot keeps the source's order.
+
+    The shared DuckDB lets results come in any order (its aggregates are sorted later);
+    a snapshot is read by code that may depend on the rows' order, as pandas kept it.
+    """
+    raw_sql = getattr(con, "raw_sql", None)
+    if raw_sql is None:
+        yield
+        return
+    before = con.raw_sql("SELECT current_setting('preserve_insertion_order')").fetchone()
+    raw_sql("SET preserve_insertion_order = true")
+    try:
+        yield
+    finally:
+        value = "true" if before is None or before[0] else "false"
+        raw_sql(f"SET preserve_insertion_order = {value}")
+
+
+def _in_selection(base: ir.Table, table: str, selection: Window) -> ir.BooleanValue:
+    """Rows whose time lies in the selection window (all rows of a table without time)."""
+    time_col = SCHEMAS[table].time_column
+    if time_col is None:
+        return ibis.literal(True)
+    when = base[ck.value_name(time_col)]
+    inside = (when >= ck._instant(selection.start)) & (when < ck._instant(selection.end))
+    if table == "settlements":
+        # Not settled yet: pending settlements belong to every window.
+        inside = inside | when.isnull()
+    return inside.fill_null(False)
+
+
+def _first_failing(found: list[ck.Check]) -> ir.IntegerValue | None:
+    """Index (in ``found``) of a row's first failing check that sets rows aside."""
+    cases = [(c.flag, i) for i, c in enumerate(found) if c.rule not in KEPT_RULES]
+    if not cases:
+        return None
+    return ibis.cases(*cases, else_=ibis.null("int64"))
+
+
+def load(
+    con: BaseBackend,
+    params: Params,
+    plan: Plan,
+    selection: Window,
+    week_window: Window,
+    out: Path,
+    orders: Path | None,
+    plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
+) -> Loaded:
+    """Validate ``plan``'s table on the engine and write its clean rows in ``selection`` to
+    ``out`` (rows of orders not in the Parquet file ``orders`` left out). Raises
+    TooManyQuarantinedError as validation does."""
+    table = plan.table
+    schema = SCHEMAS[table]
+    location = ", ".join(str(f) for f in plan.files)
+    source = source_name(location)
+    missing_required = [c for c in schema.required if c not in plan.kinds]
+    if missing_required:
+        raise MissingColumnError(source, missing_required[0], list(plan.selected))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(sources._files_sha256, plan.files)
+        screened = screen(plan, schema)
+        base = _base(_raw(con, plan, schema), plan, schema, screened.dirty)
+        base, duplicate = _with_duplicates(con, base, schema, screened.candidates)
+        all_checks = ck.checks(
+            schema, base, plan.kinds, plan.categories, plausible, duplicate, screened.dirty
+        )
+        time_col = schema.time_column
+        in_week = None
+        if time_col is not None:
+            when = base[ck.value_name(time_col)]
+            in_week = (
+                (when >= ck._instant(week_window.start)) & (when < ck._instant(week_window.end))
+            ).fill_null(False)
+        profile: dict[str, Any] = {
+            f"c{i}": c.flag.cast("int64").sum() for i, c in enumerate(all_checks)
+        }
+        profile["n"] = base.count()
+        selected = _in_selection(base, table, selection)
+        profile["selected"] = selected.cast("int64").sum() if time_col is not None else base.count()
+        if in_week is not None:
+            profile["week"] = in_week.cast("int64").sum()
+        counts = con.to_pyarrow(base.aggregate(**profile)).to_pylist()[0]
+        n = int(counts["n"])
+        found = [c for i, c in enumerate(all_checks) if (counts[f"c{i}"] or 0) > 0]
+        found_rows = [
+            int(counts[f"c{i}"]) for i, c in enumerate(all_checks) if (counts[f"c{i}"] or 0) > 0
+        ]
+        first = _first_failing(found)
+        n_bad = week_bad = selected_bad = 0
+        if first is not None:
+            bad_counts = con.to_pyarrow(
+                base.aggregate(
+                    bad=first.notnull().cast("int64").sum(),
+                    selected=(first.notnull() & selected).cast("int64").sum()
+                    if time_col is not None
+                    else first.notnull().cast("int64").sum(),
+                    week=(first.notnull() & in_week).cast("int64").sum()
+                    if in_week is not None
+                    else ibis.literal(0),
+                )
+            ).to_pylist()[0]
+            n_bad, week_bad = int(bad_counts["bad"] or 0), int(bad_counts["week"] or 0)
+            selected_bad = int(bad_counts["selected"] or 0)
+        entries = _entries(con, plan, schema, base, found, found_rows, source, plausible)
+        if n and n_bad / n > params.quality.max_quarantine_share:
+            raise TooManyQuarantinedError(
+                too_many_message(source, n, n_bad, params.quality.max_quarantine_share, entries)
+            )
+        quarantined = _quarantine(con, plan, base, found, first)
+
+        clean = base if first is None else base.filter(first.isnull())
+        if time_col is not None:
+            clean = clean.filter(_in_selection(clean, table, selection))
+        in_window = int(counts["selected"] or 0) - selected_bad
+        joined = orders is not None and table in ORDER_TABLES
+        if joined:
+            loaded_ids = con.read_parquet(orders).select("order_id")
+            ids = clean[ck.value_name("order_id")]
+            member = ids.isin(loaded_ids.order_id)
+            if table == "tickets":
+                member = member | ids.isnull()
+            clean = clean.filter(member)
+        if joined or duplicate is not None:
+            # A join gives its rows in no particular order: the snapshot keeps the source's.
+            clean = clean.order_by(_POS)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with _in_order(con):
+            con.to_parquet(
+                clean.select(**{c.name: clean[ck.value_name(c.name)] for c in schema.columns}),
+                out,
+            )
+        written = pq.ParquetFile(out).metadata.num_rows
+        info = SourceInfo(table, location, "parquet", n, digest.result())
+    return Loaded(
+        info=info,
+        loaded=n,
+        kept=n - n_bad,
+        entries=entries,
+        quarantined=quarantined,
+        in_window=in_window,
+        written=written,
+        in_week=int(counts.get("week") or 0) - week_bad,
+        week_set_aside=week_bad,
+        provided=[c for c in plan.selected.values() if c in schema.names],
+        dtypes=_dtypes(plan, schema, params.timezone),
+    )
+
+
+def _dtypes(plan: Plan, schema: TableSchema, tz: str) -> dict[str, object]:
+    """The pandas dtypes of the table as the pandas path types it (snapshot meta)."""
+    out: dict[str, object] = {}
+    for col in schema.columns:
+        if col.kind == "category":
+            cat = plan.categories.get(col.name)
+            listed = cat.categories if cat is not None else tuple(col.allowed or ())
+            out[col.name] = {"category": list(listed)}
+        elif col.kind == "timestamp":
+            out[col.name] = f"datetime64[us, {tz}]"
+        elif col.kind == "float":
+            out[col.name] = "float64"
+        elif col.kind == "int":
+            out[col.name] = "Int64"
+        else:
+            out[col.name] = "str"
+    return out
+
+
+# --- what comes back: examples and the rows set aside ---------------------------------------
+
+
+def read_rows(plan: Plan, positions: np.ndarray) -> pd.DataFrame:
+    """The source rows at ``positions`` (sorted) as the pandas path reads them."""
+    schema = SCHEMAS[plan.table]
+    frames = []
+    for i, path in enumerate(plan.files):
+        inside = positions[(positions >= i * _FILE_STRIDE) & (positions < (i + 1) * _FILE_STRIDE)]
+        rows = inside - i * _FILE_STRIDE
+        if not len(rows):
+            continue
+        dictionary = [s for s, c in plan.selected.items() if schema.column(c).kind == "category"]
+        with pq.ParquetFile(path, read_dictionary=dictionary) as pf:
+            sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+            offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+            groups = sorted(set(np.searchsorted(offsets, rows, side="right") - 1))
+            part = pf.read_row_groups(groups, columns=list(plan.selected))
+        starts = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])])
+        local = np.array(
+            [
+                starts[groups.index(g)] + r - offsets[g]
+                for r, g in zip(rows, np.searchsorted(offsets, rows, side="right") - 1, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        part = part.take(pa.array(local))
+        part = part.append_column(SOURCE_ROW, pa.array(rows + 1, pa.int64()))
+        part = part.rename_columns([plan.selected.get(n, n) for n in part.column_names])
+        frames.append(sources._arrow_to_pandas(part))
+    if not frames:
+        empty = pa.table(
+            {
+                c: pa.array([], pq.read_schema(plan.files[0]).field(s).type)
+                for s, c in plan.selected.items()
+            }
+            | {SOURCE_ROW: pa.array([], pa.int64())}
+        )
+        frames.append(sources._arrow_to_pandas(empty))
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return sources._finish(frame, schema, plan.ts)
+
+
+def _validated(
+    plan: Plan, raw_frame: pd.DataFrame, location: str
+) -> tuple[RawTable, pd.DataFrame, pd.Series, dict[str, _Coerced]]:
+    """A few source rows coerced as validation coerces them."""
+    tz = plan.platform_tz
+    schema = SCHEMAS[plan.table]
+    raw = RawTable(
+        plan.table,
+        raw_frame,
+        SourceInfo(plan.table, location, "parquet", len(raw_frame), None),
+        plan.tz,
+        plan.ts.timestamp_format,
+    )
+    n = len(raw_frame)
+    coerced: dict[str, _Coerced] = {}
+    for col in schema.columns:
+        if col.name in raw_frame.columns:
+            coerced[col.name] = _coerce(raw, col, raw_frame[col.name].reset_index(drop=True), tz)
+        else:
+            coerced[col.name] = _Coerced(
+                _empty_column(col, n, tz), np.ones(n, bool), np.zeros(n, bool)
+            )
+    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, copy=False)
+    rows = raw_frame[SOURCE_ROW].reset_index(drop=True)
+    return raw, frame, rows, coerced
+
+
+def _entries(
+    con: BaseBackend,
+    plan: Plan,
+    schema: TableSchema,
+    base: ir.Table,
+    found: list[ck.Check],
+    found_rows: list[int],
+    source: str,
+    plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
+) -> list[QuarantineEntry]:
+    """The quality entries of the failing checks, their examples described by validation."""
+    if not found:
+        return []
+    picks = []
+    for c in found:
+        columns = [_POS] + ([_FIRST_ROW] if c.detail == "duplicate" else [])
+        picked = con.to_pyarrow(
+            base.filter(c.flag).order_by(_POS).limit(MAX_EXAMPLES).select(*columns)
+        ).to_pydict()
+        picks.append(picked)
+    positions = np.unique(np.concatenate([np.asarray(p[_POS], dtype=np.int64) for p in picks]))
+    raw_frame = read_rows(plan, positions)
+    location = ", ".join(str(f) for f in plan.files)
+    raw, frame, rows, coerced = _validated(plan, raw_frame, location)
+    failures = {
+        (f.rule, f.column): f for f in _failures(raw, schema, frame, rows, coerced, plausible)
+    }
+    at = {int(p): i for i, p in enumerate(positions)}
+    entries = []
+    for c, count, picked in zip(found, found_rows, picks, strict=True):
+        texts = []
+        for j, pos in enumerate(picked[_POS]):
+            i = at[int(pos)]
+            text = _identify(schema, frame, rows, i)
+            if c.detail == "duplicate":
+                text += f": first at row {picked[_FIRST_ROW][j]}"
+            else:
+                failure = failures.get((c.rule, c.column))
+                if failure is not None and failure.detail is not None:
+                    text += ": " + failure.detail(i)
+            texts.append(text)
+        entries.append(
+            QuarantineEntry(
+                plan.table, source, c.column, c.rule, count, tuple(texts), c.rule in KEPT_RULES
+            )
+        )
+    return entries
+
+
+def _quarantine(
+    con: BaseBackend,
+    plan: Plan,
+    base: ir.Table,
+    found: list[ck.Check],
+    first: ir.IntegerValue | None,
+) -> pd.DataFrame:
+    """The rows set aside, as ``validate_table`` writes them."""
+    if first is None:
+        positions = np.zeros(0, dtype=np.int64)
+        hit = np.zeros(0, dtype=np.int64)
+    else:
+        bad = con.to_pyarrow(base.filter(first.notnull()).select(_POS, __hit=first).order_by(_POS))
+        positions = bad.column(_POS).to_numpy()
+        hit = bad.column("__hit").to_numpy()
+    original = read_rows(plan, positions)
+    names = np.array([c.rule for c in found] or [""], dtype=object)
+    cols = np.array([c.column for c in found] or [""], dtype=object)
+    meta = pd.DataFrame(
+        {
+            SOURCE_ROW: original[SOURCE_ROW].astype("Int64").reset_index(drop=True),
+            RULE_COL: pd.Series(names[hit] if len(hit) else [], dtype="str"),
+            COLUMN_COL: pd.Series(cols[hit] if len(hit) else [], dtype="str"),
+        }
+    )
+    rest = original.drop(columns=[SOURCE_ROW]).reset_index(drop=True)
+    return pd.concat([meta, rest], axis=1)

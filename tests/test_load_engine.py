@@ -1,0 +1,360 @@
+"""Loading on the engine equals loading with pandas: same rows, quarantine and entries.
+
+The engine path (``data/load_engine``) is checked against the pandas path
+(``validate.validate_table``), an independent implementation of the same rules, on
+Parquet sample data with bad rows of every rule planted in it, on clean sample data, and
+on the company-export fixtures. Tables the engine cannot read exactly fall back to
+pandas; which path each table took is recorded.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from meetinglib.core.errors import TooManyQuarantinedError
+from meetinglib.core.params import load_params
+from meetinglib.core.weeks import IsoWeek
+from meetinglib.data import checks, engine, load_engine
+from meetinglib.data.dataset import SnapshotTables, WeekData, load_week
+from meetinglib.data.sample import generate_sample
+from meetinglib.data.validate import MISSING_TOKENS
+
+TZ = "Asia/Shanghai"
+END = IsoWeek(2026, 10)
+WEEK = "2026-W10"
+
+
+def write_params(folder: Path, source: Path, extra: str = "") -> Path:
+    path = folder / "params.yaml"
+    path.write_text(
+        f"company: Test Shop\ntimezone: {TZ}\nhistory_weeks: 2\nopen_order_lookback_days: 7\n"
+        f"source: {{kind: folder, path: '{source}'}}\n"
+        "quality: {max_quarantine_share: 0.2}\n" + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("sample")
+    generate_sample(folder, weeks=4, orders_per_week=400, end_week=END, tz=TZ)
+    return folder
+
+
+def _edit(path: Path, edit) -> None:
+    frame = pd.read_parquet(path)
+    frame = edit(frame)
+    # Small row groups: the window's row-group pruning and partial groups take part.
+    frame.to_parquet(path, index=False, row_group_size=150)
+
+
+def _plant(frame: pd.DataFrame, rows: dict[int, dict[str, object]]) -> pd.DataFrame:
+    frame = frame.astype({c: object for c in {c for r in rows.values() for c in r}})
+    for i, values in rows.items():
+        for column, value in values.items():
+            frame.at[i, column] = value
+    return frame
+
+
+def _retype(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for name in like.columns:
+        dtype = like[name].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            out[name] = frame[name].astype("str").where(frame[name].notna(), None)
+            out[name] = out[name].astype("category")
+        elif str(dtype) in ("str", "string", "object"):
+            out[name] = frame[name].astype(object).where(frame[name].notna(), None)
+        else:
+            out[name] = frame[name].astype(dtype)
+    return pd.DataFrame(out)
+
+
+@pytest.fixture(scope="module")
+def dirty(sample, tmp_path_factory) -> Path:
+    """The sample with bad rows of every rule the engine path validates."""
+    folder = tmp_path_factory.mktemp("dirty")
+    for path in sample.glob("*.parquet"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    inside = pd.Timestamp("2026-02-25 10:00", tz=TZ)
+
+    def orders(frame: pd.DataFrame) -> pd.DataFrame:
+        like = frame.copy()
+        first = frame["order_id"].iloc[5]
+        planted = _plant(
+            frame,
+            {
+                0: {"order_id": "O\x00BAD"},
+                1: {"order_id": "X" * 1001},
+                2: {"order_id": "O-\ufffd-1"},
+                3: {"order_type": None},
+                4: {"paid_at": pd.Timestamp("1990-01-01", tz=TZ)},
+                6: {"amount": np.inf},
+                7: {"order_type": " Weird "},
+                8: {"amount": -5.0},
+                9: {"order_id": first},
+                10: {"delivered_at": frame["shipped_at"].dropna().iloc[0] - pd.Timedelta("1h")},
+                11: {"order_id": "  " + str(frame["order_id"].iloc[11]) + "\u3000"},
+                12: {"order_id": "NULL"},
+                13: {"exception_code": " STOCKOUT "},
+                14: {"channel": "  app"},
+                15: {"delivered_at": pd.Timestamp("2031-01-01", tz=TZ)},
+                16: {"order_type": "weird", "amount": -1.0},
+            },
+        )
+        planted.loc[len(planted)] = planted.iloc[20]  # an exact copy: a duplicate key
+        planted.loc[17, "created_at"] = inside
+        return _retype(planted, like)
+
+    def tickets(frame: pd.DataFrame) -> pd.DataFrame:
+        like = frame.copy()
+        planted = _plant(
+            frame,
+            {
+                0: {"csat": 7.0},
+                1: {"order_id": "n/a"},
+                2: {"category": "COMPLAINT"},
+                3: {"ticket_id": None},
+                4: {"csat": np.nan},
+                5: {"resolved_at": frame["opened_at"].iloc[5] - pd.Timedelta("2h")},
+            },
+        )
+        return _retype(planted, like)
+
+    def lines(frame: pd.DataFrame) -> pd.DataFrame:
+        like = frame.copy()
+        planted = pd.concat([frame, frame.iloc[[3]]], ignore_index=True)
+        planted = _plant(planted, {0: {"qty": -2}, 1: {"sku": " "}})
+        return _retype(planted, like)
+
+    _edit(folder / "orders.parquet", orders)
+    _edit(folder / "tickets.parquet", tickets)
+    _edit(folder / "order_lines.parquet", lines)
+    return folder
+
+
+def _both(params_path: Path, week: str = WEEK) -> tuple[WeekData, WeekData]:
+    params = load_params(params_path)
+    return load_week(params, week, on_engine=False), load_week(params, week)
+
+
+def _same_quarantine(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    for name in a.columns:
+        left = a[name].astype(object).where(a[name].notna(), None).map(str).tolist()
+        right = b[name].astype(object).where(b[name].notna(), None).map(str).tolist()
+        assert left == right, name
+
+
+def assert_same(pandas_week: WeekData, engine_week: WeekData) -> None:
+    """Every table, quality figure, entry, quarantine row and source note equal."""
+    assert list(pandas_week.tables) == list(engine_week.tables)
+    for name in pandas_week.tables:
+        pd.testing.assert_frame_equal(pandas_week.tables[name], engine_week.tables[name])
+    pq_, eq = pandas_week.quality, engine_week.quality
+    assert eq.loaded == pq_.loaded
+    assert eq.kept == pq_.kept
+    assert eq.week == pq_.week
+    assert eq.entries == pq_.entries
+    assert list(eq.quarantined) == list(pq_.quarantined)
+    for name in pq_.quarantined:
+        _same_quarantine(pq_.quarantined[name], eq.quarantined[name])
+    assert engine_week.sources == pandas_week.sources
+    assert engine_week.columns == pandas_week.columns
+
+
+def test_clean_sample_equals_the_pandas_path(sample, tmp_path):
+    pandas_week, engine_week = _both(write_params(tmp_path, sample))
+    assert set(engine_week.load_paths.values()) == {"engine"}
+    assert set(pandas_week.load_paths.values()) == {"pandas"}
+    assert_same(pandas_week, engine_week)
+
+
+def test_bad_rows_of_every_rule_equal_the_pandas_path(dirty, tmp_path):
+    pandas_week, engine_week = _both(write_params(tmp_path, dirty))
+    assert engine_week.load_paths["orders"] == "engine"
+    assert_same(pandas_week, engine_week)
+    rules = {(e.table, e.rule) for e in engine_week.quality.entries}
+    # The planted rows reach every rule the engine path checks.
+    for rule in (
+        "nul byte",
+        "field too long",
+        "replacement character",
+        "required value missing",
+        "implausible date",
+        "not a number",
+        "unknown value",
+        "out of range",
+        "duplicate key",
+        "milestone order",
+    ):
+        assert ("orders", rule) in rules, rule
+    assert ("order_lines", "duplicate key") in rules
+    assert ("tickets", "out of range") in rules
+    q = engine_week.quality.quarantined["orders"]
+    assert q.loc[q["_rule"] == "duplicate key", "_column"].tolist() == ["order_id"] * 2
+    # Stripped ids and case-insensitive codes are kept, as canonical values.
+    orders = engine_week.tables["orders"]
+    assert (orders["exception_code"] == "stockout").sum() >= 1
+    assert not orders["order_id"].str.contains("\u3000").any()
+
+
+def test_duplicate_example_names_the_first_row(dirty, tmp_path):
+    _, engine_week = _both(write_params(tmp_path, dirty))
+    entry = next(
+        e for e in engine_week.quality.entries if e.table == "orders" and e.rule == "duplicate key"
+    )
+    assert entry.rows == 2
+    assert all(re.search(r": first at row \d+$", text) for text in entry.examples)
+
+
+def test_too_many_set_aside_raises_the_same_message(dirty, tmp_path):
+    path = write_params(tmp_path, dirty)
+    path.write_text(
+        path.read_text().replace("max_quarantine_share: 0.2", "max_quarantine_share: 0.001")
+    )
+    params = load_params(path)
+    with pytest.raises(TooManyQuarantinedError) as on_pandas:
+        load_week(params, WEEK, on_engine=False)
+    with pytest.raises(TooManyQuarantinedError, match=r"orders\.parquet: \d+ of [\d,]+ rows"):
+        load_week(params, WEEK)
+    with pytest.raises(TooManyQuarantinedError) as on_engine:
+        load_week(params, WEEK)
+    assert str(on_engine.value) == str(on_pandas.value)
+
+
+def test_value_maps_and_renamed_columns(sample, tmp_path):
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    orders = pd.read_parquet(sample / "orders.parquet").rename(
+        columns={"order_id": "订单号", "channel": "渠道"}
+    )
+    orders["渠道"] = orders["渠道"].astype("str").map({"app": "APP端"}).fillna("网页")
+    orders.to_parquet(folder / "orders.parquet", index=False)
+    extra = (
+        "source:\n  kind: folder\n  path: '" + str(folder) + "'\n  tables:\n"
+        "    orders: {columns: {订单号: order_id, 渠道: channel}, "
+        "values: {channel: {APP端: app, 网页: web}}}\n"
+    )
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        f"company: Test Shop\ntimezone: {TZ}\nhistory_weeks: 2\nopen_order_lookback_days: 7\n"
+        "quality: {max_quarantine_share: 0.2}\n" + extra,
+        encoding="utf-8",
+    )
+    pandas_week, engine_week = _both(path)
+    assert engine_week.load_paths == {"orders": "engine"}
+    assert_same(pandas_week, engine_week)
+    assert set(engine_week.tables["orders"]["channel"].dropna()) == {"app", "web"}
+
+
+def test_tables_the_engine_cannot_read_exactly_fall_back(sample, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    orders = pd.read_parquet(sample / "orders.parquet")
+    # Text timestamps need a parsed (maybe guessed) format: the pandas path reads them.
+    orders["created_at"] = orders["created_at"].dt.strftime("%Y/%m/%d %H:%M:%S")
+    orders.to_parquet(folder / "orders.parquet", index=False)
+    events = pd.read_parquet(sample / "events.parquet")
+    # Naive times need the table's zone and its daylight-saving rule.
+    events["timestamp"] = events["timestamp"].dt.tz_localize(None)
+    events.to_parquet(folder / "events.parquet", index=False)
+    pd.read_parquet(sample / "tickets.parquet").to_csv(folder / "tickets.csv", index=False)
+    for name in ("settlements", "order_lines", "after_sales"):
+        (folder / f"{name}.parquet").write_bytes((sample / f"{name}.parquet").read_bytes())
+    params = load_params(write_params(tmp_path, folder))
+    reasons = {n: load_engine.engine_reason(params, n) for n in ("orders", "events", "tickets")}
+    assert reasons == {
+        "orders": "column 'created_at' needs parsing",
+        "events": "column 'timestamp' needs parsing",
+        "tickets": "csv files",
+    }
+    pandas_week, engine_week = _both(write_params(tmp_path, folder))
+    assert engine_week.load_paths == {
+        "orders": "pandas",
+        "tickets": "pandas",
+        "after_sales": "engine",
+        "settlements": "engine",
+        "order_lines": "engine",
+        "events": "pandas",
+    }
+    assert_same(pandas_week, engine_week)
+
+
+# --- the snapshot the engine wrote ----------------------------------------------------------
+
+
+def test_snapshot_tables_are_read_only_when_asked(sample, tmp_path):
+    data = load_week(load_params(write_params(tmp_path, sample)), WEEK)
+    data.save(tmp_path / "snap")
+    again = WeekData.load(tmp_path / "snap", data.params)
+    assert isinstance(again.tables, SnapshotTables)
+    assert again.tables._frames == {}
+    assert again.load_paths == data.load_paths
+    orders = again.tables["orders"]
+    assert list(again.tables._frames) == ["orders"]
+    pd.testing.assert_frame_equal(orders, data.tables["orders"])
+    again.tables.clear()
+    assert again.tables._frames == {}
+
+
+def test_engine_tables_read_the_snapshot_with_the_frames_types(sample, tmp_path):
+    data = load_week(load_params(write_params(tmp_path, sample)), WEEK)
+    on_files = data.engine_tables()
+    assert data.tables._frames == {}  # type: ignore[attr-defined]
+    con = engine.shared(data.params.engine)
+    for name, table in on_files.items():
+        from_frame = engine.frame_table(data.tables[name])
+        assert table.schema() == from_frame.schema(), name
+        assert int(con.execute(table.count())) == len(data.tables[name])
+    count = con.execute(
+        on_files["orders"].filter(on_files["orders"].order_type == "normal").count()
+    )
+    assert int(count) == int((data.tables["orders"]["order_type"] == "normal").sum())
+
+
+def test_the_temporary_snapshot_goes_with_the_week(sample, tmp_path):
+    data = load_week(load_params(write_params(tmp_path, sample)), WEEK)
+    assert isinstance(data.tables, SnapshotTables)
+    folder = data.tables.folder
+    assert (folder / "tables" / "orders.parquet").is_file()
+    del data
+    gc.collect()
+    assert not folder.exists()
+
+
+# --- the predicates ----------------------------------------------------------------------
+
+
+def test_whitespace_class_is_pythons():
+    spaces = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+    listed = re.sub(
+        r"(.)-(.)", lambda m: "".join(map(chr, range(ord(m[1]), ord(m[2]) + 1))), checks.WHITESPACE
+    )
+    assert sorted(listed) == sorted(spaces)
+
+
+def test_stripped_text_equals_python_strip_and_placeholders():
+    values = [" a ", "\u3000b\u00a0", "NULL", " n/a ", "", "-", "x-y", None, "\x1cz\x1f", "NA"]
+    table = pa.table({"v": pa.array(values, pa.string())})
+    import ibis
+
+    t = ibis.memtable(table)
+    got = engine.shared().execute(t.select(s=checks.stripped_text(t.v)))["s"].tolist()
+    expected = [None if v is None or v.strip() in MISSING_TOKENS else v.strip() for v in values]
+    assert [None if pd.isna(g) else g for g in got] == expected
+
+
+def test_parquet_row_groups_of_the_window(dirty):
+    # The planted file has several row groups; the pandas path prunes by statistics.
+    assert pq.ParquetFile(dirty / "orders.parquet").metadata.num_row_groups > 3
