@@ -25,6 +25,45 @@ def test_duckdb_draws_no_progress_bar():
     assert setting == [(False,)]
 
 
+def test_duckdb_honours_the_memory_limit_and_spills_to_a_temporary_folder():
+    con = connect(engine.EngineSettings(memory_limit="1GB", threads=1))
+    settings = dict(
+        con.con.sql(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN "
+            "('memory_limit', 'threads', 'preserve_insertion_order', 'temp_directory')"
+        ).fetchall()
+    )
+    assert settings["memory_limit"] in ("953.6 MiB", "1.0 GB", "1000.0 MB")
+    assert settings["threads"] == "1"
+    assert settings["preserve_insertion_order"] == "false"
+    assert settings["temp_directory"].startswith(engine.tempfile.gettempdir())
+
+
+def test_unix_micros_counts_whole_microseconds_on_every_path():
+    # by hand: microseconds since 1970-01-01 UTC, before and after it, with fractions
+    stamps = pd.Series(
+        pd.to_datetime(
+            [
+                "1969-12-31 23:59:59.999999",
+                "1970-01-01 00:00:00.000000",
+                "2026-03-08 09:30:15.123456",
+            ],
+            utc=True,
+        ).tz_convert("Asia/Shanghai"),
+        name="at",
+    )
+    expected = [-1, 0, 1772962215123456]
+    table = engine.frame_table(stamps.to_frame().assign(before=stamps - pd.Timedelta("1h")))
+    con = connect()
+    native = engine.unix_micros(table.at, con.name)  # DuckDB's epoch_us
+    generic = engine.unix_micros(table.at)  # the difference from the epoch
+    got = con.execute(table.select(native=native, generic=generic))
+    assert got["native"].tolist() == expected
+    assert got["generic"].tolist() == expected
+    hours = con.execute(engine.hours_between(table.before, table.at, con.name))
+    assert hours.tolist() == [1.0, 1.0, 1.0]
+
+
 # --- engine kind "source": the expressions run inside the source database ------------------
 
 

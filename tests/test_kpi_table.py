@@ -6,12 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from meetinglib.analysis import kpis
 from meetinglib.analysis.kpi_table import (
     KPI_TABLE_COLUMNS,
+    first_order,
     kpi_table,
     root_changes,
+    segment_counts,
+    segment_orders,
+    week_windows,
     with_roots,
 )
+from meetinglib.analysis.kpis import MISSING
 from meetinglib.cli import main
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
@@ -46,6 +52,74 @@ def test_meeting_kpis_writes_the_csv_without_notebooks(tmp_path, sample, capsys)
     assert len(csv) == len(table)
     assert list(csv.columns) == [*KPI_TABLE_COLUMNS, "finding", "driven_by"]
     assert not (tmp_path / "outputs").exists()
+
+
+# --- aggregates of the engine against the rows (a second method) ---------------------------------
+
+
+def test_first_order_and_segment_counts_agree_with_the_rows(tmp_path, sample):
+    data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
+    orders = data.tables["orders"]
+    assert first_order(data) == orders["created_at"].min()
+    counts = segment_counts(data)
+    assert counts["orders"].sum() == len(orders)
+    # by the rows: orders per warehouse, and per carrier and region (empty values apart)
+    for dimension, segment in [("warehouse", "WH-South"), ("carrier/region", "EastPost/South")]:
+        columns, values = dimension.split("/"), segment.split("/")
+        mask = np.ones(len(orders), dtype=bool)
+        for column, value in zip(columns, values, strict=True):
+            mask &= (orders[column].astype(object) == value).to_numpy(dtype=bool)
+        inside = segment_orders(counts, (dimension, segment, "all"))
+        assert counts.loc[inside, "orders"].sum() == mask.sum() > 0
+    missing = segment_orders(counts, ("carrier", MISSING, "all"))
+    assert counts.loc[missing, "orders"].sum() == orders["carrier"].isna().sum()
+
+
+def test_a_segment_set_aside_from_the_tables_own_sums_equals_the_rows_left(tmp_path, sample):
+    """weekly_kpis_without_on with the series' stored sums and only some cells computed,
+    against weekly_kpis on frames from which the segment's orders were removed by hand."""
+    data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
+    con = engine.shared(data.params.engine)
+    tables = kpis.kpi_tables(data.engine_tables())
+    windows, sla = week_windows(data), data.params.sla.ship_hours
+    store: dict = {}
+    kpis.weekly_kpis_on(con, tables, windows, sla, store=store)
+    kept = len(store)
+    assert kept > 5  # a grouping per pass, and the levels
+    keys = ["handling_p90_h", "transit_median_h", "orders_created", "fill_rate", "backlog"]
+    cells = [
+        {
+            "handling_p90_h": {("all", "all"), ("warehouse", "WH-North")},
+            "transit_median_h": {("carrier/region", "SwiftExpress/South")},
+            "orders_created": {("all", "all")},
+            "fill_rate": {("warehouse", "WH-East")},
+            "backlog": {("order_type", "special")},
+        }
+    ]
+    segment = {"warehouse": "WH-South"}
+    got = kpis.weekly_kpis_without_on(
+        con, tables, windows, sla, keys, [segment], store=store, cells=cells
+    )[0]
+    assert len(store) == kept  # every sum came from the series' own grouping
+    orders = data.tables["orders"]
+    gone = set(orders.loc[orders["warehouse"].astype(object) == "WH-South", "order_id"])
+    left = {name: frame[~frame["order_id"].isin(gone)] for name, frame in data.tables.items()}
+    want = kpis.weekly_kpis(left, windows, sla, keys)
+    index = ["kpi", "dimension", "segment", "order_type", "week"]
+    got, want = got.set_index(index), want.set_index(index)
+    checked = 0
+    for kpi, wanted in cells[0].items():
+        for dimension, value in wanted:
+            if dimension == "order_type":
+                rows = (kpi, "all", "all", value)
+            else:
+                rows = (kpi, dimension, value, "all")
+            mine = got.loc[rows]
+            theirs = want.loc[rows]
+            np.testing.assert_array_equal(mine["n"], theirs["n"])
+            np.testing.assert_allclose(mine["value"], theirs["value"], rtol=1e-9)
+            checked += len(mine)
+    assert checked == 6 * len(windows)
 
 
 # --- root findings of "What changed" ------------------------------------------------------------

@@ -1691,16 +1691,23 @@ def _observe(
     return passes, level_dims, levels
 
 
-def _fetch(con: BaseBackend, query: ir.Table, store: dict[Any, pd.DataFrame] | None) -> Any:
-    """``query``'s result, from ``store`` when the same query ran before."""
+def _fetch(
+    con: BaseBackend, query: ir.Table, store: dict[Any, pd.DataFrame] | None, key: Any
+) -> Any:
+    """``query``'s result, from ``store`` when the query named ``key`` ran before on the
+    same tables (a store belongs to one set of tables)."""
     if store is None:
         return con.execute(query)
-    # Keyed by the query's text: two builds of one expression differ in the identities of
-    # their joins and views, never in the SQL they compile to.
-    key = str(con.compile(query))
     if key not in store:
         store[key] = con.execute(query)
     return store[key]
+
+
+def _query_key(frames: Frames, what: str, members: Sequence[Any]) -> tuple[Any, ...]:
+    """What identifies a query on one set of tables: its kind, the KPIs it computes and
+    the weeks, SLA, lookback and engine its expressions were built for (two builds of
+    one expression differ in the identities of their joins, so not the expression)."""
+    return (what, tuple(members), tuple(frames.micros), frames.sla, frames.lookback_days)
 
 
 def kpi_aggregates(
@@ -1722,7 +1729,10 @@ def kpi_aggregates(
     for the series and every later segment set aside on the same tables."""
     passes, level_dims, levels = _observe(frames, keys, dims)
     present = [k for k in CATALOGUE if all(t in frames.tables for t in CATALOGUE[k].tables)]
-    every, every_level_dims, every_levels = _observe(frames, present, None)
+    if list(keys) == present and dims is None:
+        every, every_level_dims, every_levels = passes, level_dims, levels
+    else:
+        every, every_level_dims, every_levels = _observe(frames, present, None)
     results = []
     scenarios = frames.scenarios
     for source, members in passes.items():
@@ -1731,7 +1741,8 @@ def kpi_aggregates(
         if sums:
             full = [m for m in every[source] if m.q is None]
             position = {(m.key, m.part): i for i, m in enumerate(full)}
-            fine = _fetch(con, _fine_sums(frames, full), store)
+            names = [(m.key, m.part) for m in full]
+            fine = _fetch(con, _fine_sums(frames, full), store, _query_key(frames, "sums", names))
             columns = [position[(m.key, m.part)] for m in sums]
             results.append(_sums_long(sums, fine, scenarios, columns))
         if quantiles:
@@ -1746,7 +1757,7 @@ def kpi_aggregates(
                 for key, spans in zip(every_level_dims, every_levels, strict=True)
             ]
         )
-        fine = _fetch(con, union, store)
+        fine = _fetch(con, union, store, _query_key(frames, "levels", list(every_level_dims)))
         fine = fine[fine["kpi"].isin(list(level_dims))]
         results.append(_levels_long(fine, level_dims, scenarios))
     results = [r for r in results if len(r)]

@@ -206,7 +206,9 @@ def report_orders(con: BaseBackend, orders: ir.Table, windows: Sequence[Window])
         touched |= within(col(orders, milestone), span)
     for window in windows:
         touched |= open_at(orders, instant(window.end))
-    return kept(con, orders.filter(touched))
+    # The stage durations, computed once here: the breakdowns read them several times.
+    hours = {_HOURS + stage: stage_hours(orders, stage) for stage in STAGES}
+    return kept(con, orders.filter(touched).mutate(**hours))
 
 
 def dimension_values(
@@ -300,6 +302,20 @@ def stockouts_by(
 
 # --- stage durations ---------------------------------------------------------------------
 
+_HOURS = "_hours_"  # prefix of a stage's hours kept with the rows (``report_orders``)
+
+
+def stage_hours(orders: ir.Table, stage: str) -> ir.FloatingValue:
+    """Hours from a stage's start to its end milestone (whole microseconds); NULL when either
+    is missing or the end precedes the start."""
+    if stage not in STAGES:
+        raise KeyError(f"unknown stage {stage!r}; use one of {list(STAGES)}.")
+    if _HOURS + stage in orders.columns:
+        return orders[_HOURS + stage]
+    start_col, end_col = STAGES[stage]
+    hours = engine.hours_between(col(orders, start_col), col(orders, end_col))
+    return ibis.ifelse(hours >= 0, hours, ibis.null("float64"))
+
 
 def stage_durations(
     con: BaseBackend,
@@ -315,10 +331,9 @@ def stage_durations(
     value of ``by``. No order in a stage gives count 0 and NaN statistics.
     """
     parts = []
-    for stage, (start_col, end_col) in STAGES.items():
-        start, end = col(orders, start_col), col(orders, end_col)
-        hours = engine.hours_between(start, end)
-        ended = within(end, window) & start.notnull() & (hours >= 0).fill_null(False)
+    for stage, (_, end_col) in STAGES.items():
+        hours = stage_hours(orders, stage)
+        ended = within(col(orders, end_col), window) & hours.notnull()
         keys = {"_by": _value(orders, by)} if by else {}
         part = orders.select(stage=ibis.literal(stage), hours=hours, _ended=ended, **keys)
         parts.append(part.filter(part._ended).drop("_ended"))
@@ -555,8 +570,8 @@ def carrier_scorecard(con: BaseBackend, orders: ir.Table, window: Window) -> pd.
     delivered = within(col(orders, "delivered_at"), window)
     judged, late = judged_late(orders, window)
     lost = shipped & col(orders, "exception_code").isin(["lost", "damaged"]).fill_null(False)
-    transit = engine.hours_between(col(orders, "shipped_at"), col(orders, "delivered_at"))
-    transit = ibis.ifelse(delivered & (transit >= 0).fill_null(False), transit, None)
+    transit = stage_hours(orders, "shipped_delivered")
+    transit = ibis.ifelse(delivered, transit, ibis.null("float64"))
     rows = orders.filter(shipped | delivered).select(
         carrier=_value(orders, "carrier"),
         shipped=ibis.ifelse(shipped, 1, 0),
@@ -629,15 +644,6 @@ def after_sales_reasons(con: BaseBackend, cases: ir.Table, window: Window) -> pd
     return counts.rename("cases")
 
 
-def _with_delivery(settlements: ir.Table, orders: ir.Table) -> ir.Table:
-    """Settlements with their order's delivered_at (NULL when the order is not loaded)."""
-    delivered = orders.select(
-        _oid=orders.order_id, _delivered_at=col(orders, "delivered_at").cast(_TIMESTAMP)
-    )
-    joined = settlements.left_join(delivered, settlements.order_id == delivered._oid)
-    return joined.drop("_oid")
-
-
 def pending_aging(
     con: BaseBackend, settlements: ir.Table, orders: ir.Table, when: pd.Timestamp
 ) -> pd.DataFrame:
@@ -648,9 +654,13 @@ def pending_aging(
     ages up to and including its upper bound (exactly 7.0 days is in 0_7).
     """
     at = instant(when)
-    rows = _with_delivery(settlements, orders)
-    pending = before(rows._delivered_at, at) & ~before(rows.settled_at, at)
-    rows = rows.filter(pending)
+    # Settled before ``when`` is most of them: left out before the orders are joined.
+    unsettled = settlements.filter(~before(settlements.settled_at, at))
+    delivered = orders.select(
+        _oid=orders.order_id, _delivered_at=col(orders, "delivered_at").cast(_TIMESTAMP)
+    )
+    delivered = delivered.filter(before(delivered._delivered_at, at))
+    rows = unsettled.join(delivered, unsettled.order_id == delivered._oid)
     age = engine.hours_between(rows._delivered_at, at) / 24.0
     bucket = ibis.cases(
         *[(age <= upper, i) for i, upper in enumerate(_AGING_UPPER)], else_=len(_AGING_UPPER)
@@ -660,14 +670,13 @@ def pending_aging(
         rows.group_by("bucket").aggregate(count=rows.count(), amount=rows.amount.sum())
     ).set_index("bucket")
     table = found.reindex(range(len(AGING_BUCKETS)))
-    table = pd.DataFrame(
+    return pd.DataFrame(
         {
             "count": table["count"].fillna(0).to_numpy(dtype="int64"),
             "amount": table["amount"].fillna(0.0).to_numpy(dtype="float64"),
         },
         index=pd.Index(list(AGING_BUCKETS), dtype="str", name="age"),
     )
-    return table
 
 
 def disputes(con: BaseBackend, settlements: ir.Table) -> tuple[int, float]:

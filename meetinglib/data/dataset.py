@@ -44,7 +44,7 @@ from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundEr
 from meetinglib.core.params import Params, SlaParams, load_params
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
-from meetinglib.data import engine, load_engine, sources
+from meetinglib.data import engine, load_database, load_engine, sources
 from meetinglib.data.sources import SourceInfo
 from meetinglib.data.validate import (
     QualityReport,
@@ -141,11 +141,7 @@ class WeekData:
     # Per table, how it was loaded: "engine" (validated by predicates on the engine) or
     # "pandas" (read and validated as rows; see data/load_engine.py).
     load_paths: dict[str, str] = field(default_factory=dict)
-    # built on first use from ``tables``: a copy with other tables (dataclasses.replace)
-    # builds its own
-    _engine_tables: dict[str, ir.Table] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
+    _engine_tables: dict[str, ir.Table] | None = field(default=None, repr=False, compare=False)
 
     def engine_tables(self) -> dict[str, ir.Table]:
         """The canonical tables as tables of the engine (Ibis), built once per load.
@@ -154,6 +150,9 @@ class WeekData:
         engine (``engine.shared(params.engine)``) and only their aggregates come back.
         """
         tables = self.tables
+        if isinstance(tables, load_database.DatabaseTables):
+            # Inside the source database: expressions over its tables, no rows fetched.
+            return tables.engine_tables()
         if self._engine_tables is None:
             self._engine_tables = {
                 name: engine.frame_table(frame) for name, frame in tables.items()
@@ -199,7 +198,12 @@ class WeekData:
         (folder / "quarantine").mkdir(parents=True, exist_ok=True)
         tables_meta: dict[str, dict[str, object]] = {}
         tables = self.tables
-        if isinstance(tables, SnapshotTables):
+        database = None
+        if isinstance(tables, load_database.DatabaseTables):
+            # The rows stay in the database: the meta says how to rebuild the expressions.
+            tables_meta = dict(tables.dtypes)
+            database = tables.record
+        elif isinstance(tables, SnapshotTables):
             # The files are written already: link them (or copy across file systems).
             for name in tables:
                 target = folder / "tables" / f"{name}.parquet"
@@ -233,6 +237,8 @@ class WeekData:
             "columns": self.columns,
             "load_paths": self.load_paths,
         }
+        if database is not None:
+            meta["database"] = database
         (folder / META_FILE).write_text(
             json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8"
         )
@@ -254,7 +260,12 @@ class WeekData:
                 f"{meta.get('timezone')}, but the params say timezone {params.timezone}; "
                 "load it with the params it was made with, or load the week again."
             )
-        tables = SnapshotTables(folder, meta["tables"])
+        tables: Mapping[str, pd.DataFrame]
+        if "database" in meta:
+            con = load_database.connection(params)
+            tables = load_database.restore(con, meta["database"], meta["tables"])
+        else:
+            tables = SnapshotTables(folder, meta["tables"])
         quarantined = {
             name: _read(folder / "quarantine" / f"{name}.parquet", dtypes)
             for name, dtypes in meta["quarantine"].items()
@@ -283,11 +294,7 @@ def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        try:
-            shutil.copyfile(source, target)
-        except OSError as exc:
-            # Name the file being written (a full disk is the target's), not the source.
-            raise OSError(exc.errno, exc.strerror, str(target)) from None
+        shutil.copyfile(source, target)
 
 
 def _dtypes_of(frame: pd.DataFrame) -> dict[str, object]:
@@ -352,24 +359,31 @@ def weekly_order_counts(params: Params) -> pd.Series:
     """Orders created per ISO week over the whole source (plausible dates only), every week
     from the first to the last with data listed (0 for a week without orders)."""
     tz = params.timezone
-    values, fmt, zone = sources.created_values(params)
-    created = parse_times(values, zone, fmt, tz).dropna()
-    low, high = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
-    if low is not None:
-        created = created[created >= low]
-    if high is not None:
-        created = created[created <= high]
-    if created.empty:
-        return pd.Series(dtype="int64")
-    mondays = created.dt.tz_localize(None).dt.normalize() - pd.to_timedelta(
-        created.dt.weekday, unit="D"
-    )
-    counts = mondays.value_counts()
+    if load_database.wanted(params):
+        # Counted in the database: no created_at comes back.
+        counts, last_event = load_database.weekly_created(params)
+        if counts.empty:
+            return pd.Series(dtype="int64")
+    else:
+        values, fmt, zone = sources.created_values(params)
+        created = parse_times(values, zone, fmt, tz).dropna()
+        low, high = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
+        if low is not None:
+            created = created[created >= low]
+        if high is not None:
+            created = created[created <= high]
+        if created.empty:
+            return pd.Series(dtype="int64")
+        mondays = created.dt.tz_localize(None).dt.normalize() - pd.to_timedelta(
+            created.dt.weekday, unit="D"
+        )
+        counts = mondays.value_counts()
+        last_event = created.max()
     first, last = counts.index.min(), counts.index.max()
     full = pd.date_range(first, last, freq="7D")
     counts = counts.reindex(full, fill_value=0).astype("int64")
     counts.index = [IsoWeek.containing(d) for d in full]
-    counts.attrs["last_event"] = created.max()
+    counts.attrs["last_event"] = last_event
     return counts
 
 
@@ -516,6 +530,8 @@ def load_week(
     names = sources.available_tables(params)
     # Orders first: the other tables are filtered by the orders loaded.
     names = ["orders", *[n for n in names if n != "orders"]]
+    if load_database.wanted(params):
+        return _load_in_database(params, report_week, names, say)
 
     owner = tempfile.TemporaryDirectory(prefix="meetinglib-week-")
     folder = Path(owner.name)
@@ -620,6 +636,39 @@ def load_week(
     # Tables in source order (orders first), as the pandas path always listed them.
     ordered = {name: dtypes[name] for name in names if name in dtypes}
     tables = SnapshotTables(folder, ordered, frames, owner)
+    return WeekData(params, report_week, tables, quality, infos, columns, paths)
+
+
+def _load_in_database(
+    params: Params, report_week: IsoWeek, names: list[str], say: Callable[[str], None]
+) -> WeekData:
+    """``load_week`` inside the source database (see ``load_database``): no row table."""
+    tz = params.timezone
+    selection = selection_window(params, report_week)
+    week_window = report_week.window(tz)
+    plausible = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
+    con = load_database.connection(params)
+    quality = QualityReport(max_share=params.quality.max_quarantine_share)
+    plans, infos, columns, dtypes = [], [], {}, {}
+    for plan in load_database.plans(params, names):
+        name = plan.table
+        loaded = load_database.load(con, params, plan, selection, week_window, plausible)
+        quality.add(name, loaded.loaded, loaded.kept, loaded.entries, loaded.quarantined)
+        if SCHEMAS[name].time_column is not None:
+            aside = loaded.week_set_aside
+            quality.week[name] = (aside, loaded.in_week + aside)
+        if name == "orders" and loaded.in_week == 0:
+            raise _no_data(params, report_week, loaded.info.location)
+        plans.append(plan)
+        infos.append(loaded.info)
+        columns[name] = loaded.provided
+        dtypes[name] = loaded.dtypes
+        say(
+            f"{name}: {loaded.kept:,} rows validated in the database "
+            f"({len(loaded.quarantined):,} set aside)"
+        )
+    tables = load_database.week_tables(con, plans, selection, plausible, dtypes)
+    paths = {name: load_database.DATABASE_PATH for name in tables}
     return WeekData(params, report_week, tables, quality, infos, columns, paths)
 
 
