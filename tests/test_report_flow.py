@@ -422,7 +422,7 @@ def test_week_event_log_takes_engine_tables(week_data):
 def test_week_graph_on_spark_equals_duckdb(spark_engine, section, week_data):
     """flow_edges.csv's figures on Spark: counts exact, hours within 1e-9 relative."""
     start, end = week_data.window.start, week_data.window.end
-    log = flow_engine.week_log_expr(week_data.engine_tables(), start, end)
+    log = flow_engine.week_log_expr(week_data.engine_tables(spark_engine), start, end)
     spark = flow_engine.directly_follows_on(spark_engine, log, ending_in=(start, end))
     duck = section.edges
     assert len(duck) > 5
@@ -515,7 +515,8 @@ def test_history_starts_as_from_the_orders_frame(section, week_data):
 def test_findings_on_spark_equal_duckdb(spark_engine, section):
     """bottlenecks.csv's figures on Spark: the same findings, sums within 1e-9 relative."""
     weeks = [*section.baseline_weeks, section.window]
-    sums = flow_engine.cohort_sums_on(spark_engine, section.orders, weeks)
+    orders = section.data.engine_tables(spark_engine)["orders"]
+    sums = flow_engine.cohort_sums_on(spark_engine, orders, weeks)
     spark = flow.week_findings(None, weeks, section.rules, lang="en", data=sums)
     assert len(spark) > 5
     pd.testing.assert_frame_equal(spark, section.bottlenecks, rtol=1e-9)

@@ -143,16 +143,22 @@ class WeekData:
     load_paths: dict[str, str] = field(default_factory=dict)
     _engine_tables: dict[str, ir.Table] | None = field(default=None, repr=False, compare=False)
 
-    def engine_tables(self) -> dict[str, ir.Table]:
-        """The canonical tables as tables of the engine (Ibis), built once per load.
+    def engine_tables(self, con: BaseBackend | None = None) -> dict[str, ir.Table]:
+        """The canonical tables as tables of ``con`` (default: the params' engine).
 
-        What the KPIs and sections compute on: expressions over them run on the params'
-        engine (``engine.shared(params.engine)``) and only their aggregates come back.
+        What the KPIs and sections compute on: expressions over them run on that engine
+        and only their aggregates come back. On DuckDB a snapshot's tables are its Parquet
+        files, read where they lie (no row reaches pandas); a sql source with engine kind
+        ``source`` gives its database's tables; elsewhere (Spark) the frames go to the
+        engine as in-memory tables.
         """
         tables = self.tables
         if isinstance(tables, load_database.DatabaseTables):
             # Inside the source database: expressions over its tables, no rows fetched.
             return tables.engine_tables()
+        con = con or engine.shared(self.params.engine)
+        if isinstance(tables, SnapshotTables):
+            return tables.engine_tables(con)
         if self._engine_tables is None:
             self._engine_tables = {
                 name: engine.frame_table(frame) for name, frame in tables.items()
