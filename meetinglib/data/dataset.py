@@ -300,7 +300,12 @@ def _link(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
-        shutil.copyfile(source, target)
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            # shutil names the file copied from; a full disk is the target's, so the
+            # message must point there (where space has to be freed).
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
 
 
 def _dtypes_of(frame: pd.DataFrame) -> dict[str, object]:
