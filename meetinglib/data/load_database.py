@@ -60,12 +60,11 @@ from meetinglib.data.validate import (
     RULE_COL,
     SOURCE_ROW,
     QuarantineEntry,
-    _coerce,
     _coerce_category,
     _Coerced,
-    _empty_column,
     _failures,
-    _identify,
+    coerce_table,
+    example_text,
     plausible_range,
     source_name,
     too_many_message,
@@ -513,7 +512,6 @@ def _validated(
     plan: Plan, raw_frame: pd.DataFrame, tz: str
 ) -> tuple[RawTable, pd.DataFrame, pd.Series, dict[str, _Coerced]]:
     """A few source rows coerced as validation coerces them."""
-    schema = SCHEMAS[plan.table]
     raw = RawTable(
         plan.table,
         raw_frame,
@@ -521,18 +519,7 @@ def _validated(
         plan.tz,
         None,
     )
-    n = len(raw_frame)
-    coerced: dict[str, _Coerced] = {}
-    for col in schema.columns:
-        if col.name in raw_frame.columns:
-            coerced[col.name] = _coerce(raw, col, raw_frame[col.name].reset_index(drop=True), tz)
-        else:
-            coerced[col.name] = _Coerced(
-                _empty_column(col, n, tz), np.ones(n, bool), np.zeros(n, bool)
-            )
-    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, copy=False)
-    rows = raw_frame[SOURCE_ROW].reset_index(drop=True)
-    return raw, frame, rows, coerced
+    return raw, *coerce_table(raw, tz)
 
 
 def _entries(
@@ -570,15 +557,10 @@ def _entries(
             (f.rule, f.column): f for f in _failures(raw, schema, frame, rows, coerced, plausible)
         }
         texts = []
+        failure = failures.get((check.rule, check.column))
         for i in range(len(frame)):
-            text = _identify(schema, frame, rows, i)
-            if check.detail == "duplicate":
-                text += f": first at row {firsts[i]}"
-            else:
-                failure = failures.get((check.rule, check.column))
-                if failure is not None and failure.detail is not None:
-                    text += ": " + failure.detail(i)
-            texts.append(text)
+            first = firsts[i] if check.detail == "duplicate" else None
+            texts.append(example_text(schema, frame, rows, i, failure, first))
         entries.append(
             QuarantineEntry(
                 plan.table,

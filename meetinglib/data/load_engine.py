@@ -49,15 +49,14 @@ from meetinglib.data.validate import (
     RULE_COL,
     SOURCE_ROW,
     QuarantineEntry,
-    _coerce,
     _coerce_category,
     _Coerced,
-    _empty_column,
     _failures,
     _fingerprint_block,
-    _identify,
     _may_need_cleaning,
     _spread,
+    coerce_table,
+    example_text,
     source_name,
     too_many_message,
 )
@@ -635,8 +634,6 @@ def _validated(
     plan: Plan, raw_frame: pd.DataFrame, location: str
 ) -> tuple[RawTable, pd.DataFrame, pd.Series, dict[str, _Coerced]]:
     """A few source rows coerced as validation coerces them."""
-    tz = plan.platform_tz
-    schema = SCHEMAS[plan.table]
     raw = RawTable(
         plan.table,
         raw_frame,
@@ -644,18 +641,7 @@ def _validated(
         plan.tz,
         plan.ts.timestamp_format,
     )
-    n = len(raw_frame)
-    coerced: dict[str, _Coerced] = {}
-    for col in schema.columns:
-        if col.name in raw_frame.columns:
-            coerced[col.name] = _coerce(raw, col, raw_frame[col.name].reset_index(drop=True), tz)
-        else:
-            coerced[col.name] = _Coerced(
-                _empty_column(col, n, tz), np.ones(n, bool), np.zeros(n, bool)
-            )
-    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, copy=False)
-    rows = raw_frame[SOURCE_ROW].reset_index(drop=True)
-    return raw, frame, rows, coerced
+    return raw, *coerce_table(raw, plan.platform_tz)
 
 
 def _entries(
@@ -690,15 +676,9 @@ def _entries(
     for c, count, picked in zip(found, found_rows, picks, strict=True):
         texts = []
         for j, pos in enumerate(picked[_POS]):
-            i = at[int(pos)]
-            text = _identify(schema, frame, rows, i)
-            if c.detail == "duplicate":
-                text += f": first at row {picked[_FIRST_ROW][j]}"
-            else:
-                failure = failures.get((c.rule, c.column))
-                if failure is not None and failure.detail is not None:
-                    text += ": " + failure.detail(i)
-            texts.append(text)
+            first = picked[_FIRST_ROW][j] if c.detail == "duplicate" else None
+            failure = failures.get((c.rule, c.column))
+            texts.append(example_text(schema, frame, rows, at[int(pos)], failure, first))
         entries.append(
             QuarantineEntry(
                 plan.table, source, c.column, c.rule, count, tuple(texts), c.rule in KEPT_RULES

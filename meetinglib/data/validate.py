@@ -839,13 +839,49 @@ def _identify(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, i: int)
 def _examples(
     schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, failure: _Failure
 ) -> tuple[str, ...]:
-    out = []
-    for i in np.flatnonzero(failure.mask)[:MAX_EXAMPLES]:
-        text = _identify(schema, frame, rows, int(i))
-        if failure.detail is not None:
-            text += ": " + failure.detail(int(i))
-        out.append(text)
-    return tuple(out)
+    return tuple(
+        example_text(schema, frame, rows, int(i), failure)
+        for i in np.flatnonzero(failure.mask)[:MAX_EXAMPLES]
+    )
+
+
+def example_text(
+    schema: TableSchema,
+    frame: pd.DataFrame,
+    rows: pd.Series,
+    i: int,
+    failure: _Failure | None,
+    first_row: object = None,
+) -> str:
+    """How the quality table shows row ``i`` failing a check: the row, its key and what is
+    wrong (``first at row N`` for a repeated key, when ``first_row`` is given)."""
+    text = _identify(schema, frame, rows, i)
+    if first_row is not None:
+        return f"{text}: first at row {first_row}"
+    if failure is not None and failure.detail is not None:
+        text += ": " + failure.detail(i)
+    return text
+
+
+def coerce_table(raw: RawTable, tz: str) -> tuple[pd.DataFrame, pd.Series, dict[str, _Coerced]]:
+    """(canonical frame, source row numbers, each column's coercion) of ``raw``, as
+    validation reads it; the engine loaders describe the rows they fetch with it too."""
+    original = raw.frame
+    n = len(original)
+    coerced: dict[str, _Coerced] = {}
+    for col in SCHEMAS[raw.table].columns:
+        if col.name in original.columns:
+            coerced[col.name] = _coerce(raw, col, original[col.name].reset_index(drop=True), tz)
+        else:
+            coerced[col.name] = _Coerced(
+                _empty_column(col, n, tz), np.ones(n, bool), np.zeros(n, bool)
+            )
+    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, copy=False)
+    if SOURCE_ROW in original.columns:
+        rows = original[SOURCE_ROW].reset_index(drop=True)
+    else:
+        rows = pd.Series(np.arange(1, n + 1), dtype="Int64")
+    return frame, rows, coerced
 
 
 # --- validation -------------------------------------------------------------------------
@@ -914,20 +950,7 @@ def validate_table(
     if missing_required:
         raise MissingColumnError(source, missing_required[0], list(original.columns))
 
-    coerced: dict[str, _Coerced] = {}
-    for col in schema.columns:
-        if col.name in original.columns:
-            s = original[col.name].reset_index(drop=True)
-            coerced[col.name] = _coerce(raw, col, s, tz)
-        else:
-            coerced[col.name] = _Coerced(
-                _empty_column(col, n, tz), np.ones(n, bool), np.zeros(n, bool)
-            )
-    frame = pd.DataFrame({name: c.values for name, c in coerced.items()}, copy=False)
-    if SOURCE_ROW in original.columns:
-        rows = original[SOURCE_ROW].reset_index(drop=True)
-    else:
-        rows = pd.Series(np.arange(1, n + 1), dtype="Int64")
+    frame, rows, coerced = coerce_table(raw, tz)
 
     checks = _failures(raw, schema, frame, rows, coerced, plausible)
     failures = [f for f in checks if f.mask.any()]
