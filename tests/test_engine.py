@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from meetinglib.core.params import Params, load_params
 from meetinglib.data import engine
 from meetinglib.data.dataset import load_week
 from meetinglib.data.engine import connect
+from tests import pgserver
 from tests.conftest import SAMPLE_WEEK, write_params
 
 
@@ -87,30 +87,6 @@ def test_source_engine_refuses_sqlite_naming_why(tmp_path):
         engine.connect(engine.settings_of(params.engine))
 
 
-def _copy_into(url: str, tables: dict[str, pd.DataFrame]) -> None:
-    """The canonical tables as PostgreSQL tables (typed by pandas' DDL, rows by COPY)."""
-    import psycopg
-    import sqlalchemy as sa
-
-    db = sa.engine.make_url(url)
-    sa_engine = sa.create_engine(url)
-    for name, frame in tables.items():
-        plain = frame.astype(
-            {c: "str" for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)}
-        )
-        plain.head(0).to_sql(name, sa_engine, index=False)
-    sa_engine.dispose()
-    with (
-        psycopg.connect(host=db.host, port=db.port, user=db.username, dbname=db.database) as conn,
-        conn.cursor() as cur,
-    ):
-        for name, frame in tables.items():
-            text = io.StringIO()
-            frame.to_csv(text, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
-            with cur.copy(f'COPY "{name}" FROM STDIN WITH (FORMAT csv)') as copy:
-                copy.write(text.getvalue())
-
-
 @pytest.mark.slow
 def test_catalogue_runs_inside_postgresql_equal_to_duckdb(tmp_path, sample, pg_server):
     # The same Ibis definitions compiled for PostgreSQL (percentile_cont) and run there,
@@ -118,7 +94,7 @@ def test_catalogue_runs_inside_postgresql_equal_to_duckdb(tmp_path, sample, pg_s
     folder_params = load_params(write_params(tmp_path, sample.folder))
     data = load_week(folder_params, SAMPLE_WEEK)
     url = pg_server.new_database()
-    _copy_into(url, data.tables)
+    pgserver.copy_tables(url, data.tables)
     params = _params_with(tmp_path, f"{{kind: sql, url: '{url}'}}")
     con = engine.shared(params.engine)
     assert con.name == "postgres"

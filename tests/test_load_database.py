@@ -8,7 +8,6 @@ the database. Everything the library reports must be the same.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
@@ -21,6 +20,7 @@ from meetinglib.analysis import kpis, sections
 from meetinglib.core.params import Params, load_params
 from meetinglib.data import engine, load_database
 from meetinglib.data.dataset import WeekData, load_week, weekly_order_counts
+from tests import pgserver
 from tests.conftest import SAMPLE_WEEK, write_params
 
 TABLES = ("orders", "tickets", "after_sales", "settlements", "order_lines", "events")
@@ -42,27 +42,6 @@ def _raw_tables(folder: Path) -> dict[str, pd.DataFrame]:
             frame["kind"] = frame["kind"].map(ORDER_TYPE_CODES)
         out[name] = frame
     return out
-
-
-def _write(url: str, tables: dict[str, pd.DataFrame]) -> None:
-    """The tables into PostgreSQL: typed by pandas' DDL, rows by COPY."""
-    import psycopg
-    import sqlalchemy as sa
-
-    db = sa.engine.make_url(url)
-    sa_engine = sa.create_engine(url)
-    for name, frame in tables.items():
-        frame.head(0).to_sql(name, sa_engine, index=False)
-    sa_engine.dispose()
-    with (
-        psycopg.connect(host=db.host, port=db.port, user=db.username, dbname=db.database) as conn,
-        conn.cursor() as cur,
-    ):
-        for name, frame in tables.items():
-            text = io.StringIO()
-            frame.to_csv(text, index=False, header=False, date_format="%Y-%m-%dT%H:%M:%S.%f%z")
-            with cur.copy(f'COPY "{name}" FROM STDIN WITH (FORMAT csv)') as copy:
-                copy.write(text.getvalue())
 
 
 def _execute(url: str, *statements: str) -> None:
@@ -122,7 +101,7 @@ BAD_ROWS = (
 def both(pg_server, sample, tmp_path_factory) -> tuple[WeekData, WeekData]:
     """The week with bad rows loaded by the default path and inside PostgreSQL."""
     url = pg_server.new_database()
-    _write(url, _raw_tables(sample.folder))
+    pgserver.copy_tables(url, _raw_tables(sample.folder))
     _execute(url, *BAD_ROWS)
     root = tmp_path_factory.mktemp("pushdown")
     default = load_week(_params(root / "a", url, "duckdb", sample.folder), SAMPLE_WEEK)
@@ -237,7 +216,7 @@ class _Counting:
 def test_no_row_table_comes_back_from_the_database(both, pg_server, sample, tmp_path, monkeypatch):
     default, _ = both
     url = pg_server.new_database()
-    _write(url, _raw_tables(sample.folder))
+    pgserver.copy_tables(url, _raw_tables(sample.folder))
     _execute(url, *BAD_ROWS)
     params = _params(tmp_path, url, "source", sample.folder)
     counting = _Counting(engine.shared(params.engine), monkeypatch)
@@ -282,7 +261,7 @@ def test_text_timestamps_are_refused_naming_table_and_column(pg_server, sample, 
     url = pg_server.new_database()
     raw = _raw_tables(sample.folder)
     raw["orders"]["created_at"] = raw["orders"]["created_at"].dt.strftime("%Y/%m/%d %H:%M")
-    _write(url, {"orders": raw["orders"]})
+    pgserver.copy_tables(url, {"orders": raw["orders"]})
     params = _params(tmp_path, url, "source", sample.folder)
     with pytest.raises(
         load_database.NotPushableError,
@@ -297,7 +276,7 @@ def test_a_run_on_postgresql_writes_the_handout_and_the_same_kpis_csv(pg_server,
     from meetinglib.runner import run_week
 
     url = pg_server.new_database()
-    _write(url, _raw_tables(sample.folder))
+    pgserver.copy_tables(url, _raw_tables(sample.folder))
     written = {}
     for kind in ("source", "duckdb"):
         params = _params(tmp_path / kind, url, kind, sample.folder)

@@ -143,6 +143,28 @@ def coerce(
     return value, missing, bad
 
 
+def pandas_dtypes(
+    schema: TableSchema, categories: Mapping[str, CategoryMap], tz: str
+) -> dict[str, object]:
+    """The pandas dtypes the pandas path gives the table (a snapshot's meta), for a table
+    validated on an engine: categories as mapped, else the schema's allowed values."""
+    out: dict[str, object] = {}
+    for col in schema.columns:
+        if col.kind == "category":
+            cat = categories.get(col.name)
+            listed = cat.categories if cat is not None else tuple(col.allowed or ())
+            out[col.name] = {"category": list(listed)}
+        elif col.kind == "timestamp":
+            out[col.name] = f"datetime64[us, {tz}]"
+        elif col.kind == "float":
+            out[col.name] = "float64"
+        elif col.kind == "int":
+            out[col.name] = "Int64"
+        else:
+            out[col.name] = "str"
+    return out
+
+
 def _empty(col: Column) -> ir.Value:
     if col.kind == "timestamp":
         return ibis.null(TS_UTC)

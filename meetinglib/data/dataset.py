@@ -570,12 +570,7 @@ def load_week(
                 orders_file if name in ORDER_TABLES else None,
                 plausible,
             )
-            quality.add(name, loaded.loaded, loaded.kept, loaded.entries, loaded.quarantined)
-            if SCHEMAS[name].time_column is not None:
-                aside = loaded.week_set_aside
-                quality.week[name] = (aside, loaded.in_week + aside)
-            if name == "orders" and loaded.in_week == 0:
-                raise _no_data(params, report_week, loaded.info.location)
+            _record(loaded, name, quality, params, report_week)
             columns[name] = loaded.provided
             dtypes[name] = loaded.dtypes
             paths[name] = load_engine.ENGINE_PATH
@@ -664,12 +659,7 @@ def _load_in_database(
     for plan in load_database.plans(params, names):
         name = plan.table
         loaded = load_database.load(con, params, plan, selection, week_window, plausible)
-        quality.add(name, loaded.loaded, loaded.kept, loaded.entries, loaded.quarantined)
-        if SCHEMAS[name].time_column is not None:
-            aside = loaded.week_set_aside
-            quality.week[name] = (aside, loaded.in_week + aside)
-        if name == "orders" and loaded.in_week == 0:
-            raise _no_data(params, report_week, loaded.info.location)
+        _record(loaded, name, quality, params, report_week)
         plans.append(plan)
         infos.append(loaded.info)
         columns[name] = loaded.provided
@@ -681,6 +671,23 @@ def _load_in_database(
     tables = load_database.week_tables(con, plans, selection, plausible, dtypes)
     paths = {name: load_database.DATABASE_PATH for name in tables}
     return WeekData(params, report_week, tables, quality, infos, columns, paths)
+
+
+def _record(
+    loaded: load_engine.Loaded | load_database.Loaded,
+    name: str,
+    quality: QualityReport,
+    params: Params,
+    week: IsoWeek,
+) -> None:
+    """Add a table validated on an engine to the quality report (file-wide and report-week
+    shares); raises NoDataError when the orders have none in the week."""
+    quality.add(name, loaded.loaded, loaded.kept, loaded.entries, loaded.quarantined)
+    if SCHEMAS[name].time_column is not None:
+        aside = loaded.week_set_aside
+        quality.week[name] = (aside, loaded.in_week + aside)
+    if name == "orders" and loaded.in_week == 0:
+        raise _no_data(params, week, loaded.info.location)
 
 
 def delivery_promise(orders: pd.DataFrame, sla: SlaParams) -> pd.Series:

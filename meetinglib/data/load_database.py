@@ -467,27 +467,8 @@ def load(
         in_week=int(counts.get("week") or 0) - week_bad,
         week_set_aside=week_bad,
         provided=provided,
-        dtypes=dtypes_of(plan, params.timezone),
+        dtypes=ck.pandas_dtypes(SCHEMAS[plan.table], plan.categories, params.timezone),
     )
-
-
-def dtypes_of(plan: Plan, tz: str) -> dict[str, object]:
-    """The pandas dtypes of the table as the pandas path types it."""
-    out: dict[str, object] = {}
-    for col in SCHEMAS[plan.table].columns:
-        if col.kind == "category":
-            cat = plan.categories.get(col.name)
-            listed = cat.categories if cat is not None else tuple(col.allowed or ())
-            out[col.name] = {"category": list(listed)}
-        elif col.kind == "timestamp":
-            out[col.name] = f"datetime64[us, {tz}]"
-        elif col.kind == "float":
-            out[col.name] = "float64"
-        elif col.kind == "int":
-            out[col.name] = "Int64"
-        else:
-            out[col.name] = "str"
-    return out
 
 
 def _fetch_rows(con: BaseBackend, plan: Plan, rows: ir.Table) -> pd.DataFrame:

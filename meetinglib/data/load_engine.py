@@ -564,27 +564,8 @@ def load(
         in_week=int(counts.get("week") or 0) - week_bad,
         week_set_aside=week_bad,
         provided=[c for c in plan.selected.values() if c in schema.names],
-        dtypes=_dtypes(plan, schema, params.timezone),
+        dtypes=ck.pandas_dtypes(schema, plan.categories, params.timezone),
     )
-
-
-def _dtypes(plan: Plan, schema: TableSchema, tz: str) -> dict[str, object]:
-    """The pandas dtypes of the table as the pandas path types it (snapshot meta)."""
-    out: dict[str, object] = {}
-    for col in schema.columns:
-        if col.kind == "category":
-            cat = plan.categories.get(col.name)
-            listed = cat.categories if cat is not None else tuple(col.allowed or ())
-            out[col.name] = {"category": list(listed)}
-        elif col.kind == "timestamp":
-            out[col.name] = f"datetime64[us, {tz}]"
-        elif col.kind == "float":
-            out[col.name] = "float64"
-        elif col.kind == "int":
-            out[col.name] = "Int64"
-        else:
-            out[col.name] = "str"
-    return out
 
 
 # --- what comes back: examples and the rows set aside ---------------------------------------
