@@ -26,7 +26,8 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 
-from meetinglib.core.schema import Column, TableSchema
+from meetinglib.core.schema import SCHEMAS, Column, TableSchema
+from meetinglib.core.weeks import Window
 from meetinglib.data.validate import (
     DUPLICATE_KEY,
     FIELD_TOO_LONG,
@@ -268,6 +269,19 @@ def checks(
             before = before | _false(after < base[value_name(earlier)])
         by_rule[MILESTONE_ORDER].append(Check(MILESTONE_ORDER, later, before, "milestone"))
     return [c for rule in RULES for c in by_rule[rule]]
+
+
+def in_selection(base: ir.Table, table: str, selection: Window) -> ir.BooleanValue:
+    """Rows whose time lies in the selection window (all rows of a table without time)."""
+    time_col = SCHEMAS[table].time_column
+    if time_col is None:
+        return ibis.literal(True)
+    when = base[value_name(time_col)]
+    inside = (when >= _instant(selection.start)) & (when < _instant(selection.end))
+    if table == "settlements":
+        # Not settled yet: pending settlements belong to every window.
+        inside = inside | when.isnull()
+    return inside.fill_null(False)
 
 
 def _instant(stamp: pd.Timestamp) -> ir.TimestampScalar:

@@ -329,19 +329,6 @@ def category_map(uniques: list[str], plan: Plan, column: str) -> ck.CategoryMap:
     )
 
 
-def _in_selection(base: ir.Table, table: str, selection: Window) -> ir.BooleanValue:
-    """Rows whose time lies in the selection window (all rows of a table without time)."""
-    time_col = SCHEMAS[table].time_column
-    if time_col is None:
-        return ibis.literal(True)
-    when = base[ck.value_name(time_col)]
-    inside = (when >= ck._instant(selection.start)) & (when < ck._instant(selection.end))
-    if table == "settlements":
-        # Not settled yet: pending settlements belong to every window.
-        inside = inside | when.isnull()
-    return inside.fill_null(False)
-
-
 def clean_table(
     con: BaseBackend,
     plan: Plan,
@@ -362,7 +349,7 @@ def clean_table(
         if (c.rule, c.column) in found and c.rule not in KEPT_RULES
     ]
     clean = base.filter(~ibis.or_(*flags)) if flags else base
-    clean = clean.filter(_in_selection(clean, plan.table, selection))
+    clean = clean.filter(ck.in_selection(clean, plan.table, selection))
     if orders is not None and plan.table in ORDER_TABLES:
         ids = clean[ck.value_name("order_id")]
         member = ids.isin(orders.order_id)

@@ -437,19 +437,6 @@ def _in_order(con: BaseBackend) -> Iterator[None]:
         raw_sql(f"SET preserve_insertion_order = {value}")
 
 
-def _in_selection(base: ir.Table, table: str, selection: Window) -> ir.BooleanValue:
-    """Rows whose time lies in the selection window (all rows of a table without time)."""
-    time_col = SCHEMAS[table].time_column
-    if time_col is None:
-        return ibis.literal(True)
-    when = base[ck.value_name(time_col)]
-    inside = (when >= ck._instant(selection.start)) & (when < ck._instant(selection.end))
-    if table == "settlements":
-        # Not settled yet: pending settlements belong to every window.
-        inside = inside | when.isnull()
-    return inside.fill_null(False)
-
-
 def _first_failing(found: list[ck.Check]) -> ir.IntegerValue | None:
     """Index (in ``found``) of a row's first failing check that sets rows aside."""
     cases = [(c.flag, i) for i, c in enumerate(found) if c.rule not in KEPT_RULES]
@@ -497,7 +484,7 @@ def load(
             f"c{i}": c.flag.cast("int64").sum() for i, c in enumerate(all_checks)
         }
         profile["n"] = base.count()
-        selected = _in_selection(base, table, selection)
+        selected = ck.in_selection(base, table, selection)
         profile["selected"] = selected.cast("int64").sum() if time_col is not None else base.count()
         if in_week is not None:
             profile["week"] = in_week.cast("int64").sum()
@@ -532,7 +519,7 @@ def load(
 
         clean = base if first is None else base.filter(first.isnull())
         if time_col is not None:
-            clean = clean.filter(_in_selection(clean, table, selection))
+            clean = clean.filter(ck.in_selection(clean, table, selection))
         in_window = int(counts["selected"] or 0) - selected_bad
         joined = orders is not None and table in ORDER_TABLES
         if joined:
