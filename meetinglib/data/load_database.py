@@ -51,13 +51,11 @@ from meetinglib.data import checks as ck
 from meetinglib.data import engine, sources
 from meetinglib.data.sources import RawTable, SourceInfo
 from meetinglib.data.validate import (
-    COLUMN_COL,
     DUPLICATE_KEY,
     KEPT_RULES,
     MAX_EXAMPLES,
     MAX_FIELD_CHARS,
     NUL_BYTE,
-    RULE_COL,
     SOURCE_ROW,
     QuarantineEntry,
     _coerce_category,
@@ -66,6 +64,7 @@ from meetinglib.data.validate import (
     coerce_table,
     example_text,
     plausible_range,
+    quarantine_frame,
     source_name,
     too_many_message,
 )
@@ -558,17 +557,7 @@ def _quarantine(
         empty = numbered.filter(ibis.literal(False))
         original = _fetch_rows(con, plan, empty)
         hit = np.zeros(0, dtype=np.int64)
-    names = np.array([c.rule for c in aside] or [""], dtype=object)
-    cols = np.array([c.column for c in aside] or [""], dtype=object)
-    meta = pd.DataFrame(
-        {
-            SOURCE_ROW: original[SOURCE_ROW].astype("Int64").reset_index(drop=True),
-            RULE_COL: pd.Series(names[hit] if len(hit) else [], dtype="str"),
-            COLUMN_COL: pd.Series(cols[hit] if len(hit) else [], dtype="str"),
-        }
-    )
-    rest = original.drop(columns=[SOURCE_ROW]).reset_index(drop=True)
-    return pd.concat([meta, rest], axis=1)
+    return quarantine_frame(original, [(c.rule, c.column) for c in aside], hit)
 
 
 # --- the week's tables in the database ----------------------------------------------------------

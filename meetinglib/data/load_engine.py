@@ -42,11 +42,9 @@ from meetinglib.data import engine, sources
 from meetinglib.data.sources import RawTable, SourceInfo
 from meetinglib.data.validate import (
     _MIX,
-    COLUMN_COL,
     KEPT_RULES,
     MAX_EXAMPLES,
     MAX_FIELD_CHARS,
-    RULE_COL,
     SOURCE_ROW,
     QuarantineEntry,
     _coerce_category,
@@ -57,6 +55,7 @@ from meetinglib.data.validate import (
     _spread,
     coerce_table,
     example_text,
+    quarantine_frame,
     source_name,
     too_many_message,
 )
@@ -671,14 +670,4 @@ def _quarantine(
         positions = bad.column(_POS).to_numpy()
         hit = bad.column("__hit").to_numpy()
     original = read_rows(plan, positions)
-    names = np.array([c.rule for c in found] or [""], dtype=object)
-    cols = np.array([c.column for c in found] or [""], dtype=object)
-    meta = pd.DataFrame(
-        {
-            SOURCE_ROW: original[SOURCE_ROW].astype("Int64").reset_index(drop=True),
-            RULE_COL: pd.Series(names[hit] if len(hit) else [], dtype="str"),
-            COLUMN_COL: pd.Series(cols[hit] if len(hit) else [], dtype="str"),
-        }
-    )
-    rest = original.drop(columns=[SOURCE_ROW]).reset_index(drop=True)
-    return pd.concat([meta, rest], axis=1)
+    return quarantine_frame(original, [(c.rule, c.column) for c in found], hit)

@@ -993,6 +993,24 @@ def validate_table(
     return clean, entries, quarantined
 
 
+def quarantine_frame(
+    original: pd.DataFrame, checks: list[tuple[str, str]], hit: np.ndarray
+) -> pd.DataFrame:
+    """Rows set aside as the quarantine files hold them: ``_source_row``, the (rule, column)
+    of ``checks[hit[i]]`` that set row i aside, then the source's values."""
+    names = np.array([rule for rule, _ in checks] or [""], dtype=object)
+    cols = np.array([column for _, column in checks] or [""], dtype=object)
+    meta = pd.DataFrame(
+        {
+            SOURCE_ROW: original[SOURCE_ROW].astype("Int64").reset_index(drop=True),
+            RULE_COL: pd.Series(names[hit] if len(hit) else [], dtype="str"),
+            COLUMN_COL: pd.Series(cols[hit] if len(hit) else [], dtype="str"),
+        }
+    )
+    rest = original.drop(columns=[SOURCE_ROW]).reset_index(drop=True)
+    return pd.concat([meta, rest], axis=1)
+
+
 def set_aside_in(raw: RawTable, quarantined: pd.DataFrame, window: Window, tz: str) -> int:
     """Rows set aside whose time column (as far as it parses) lies in ``window``."""
     column = SCHEMAS[raw.table].time_column
