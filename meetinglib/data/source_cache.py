@@ -1,0 +1,116 @@
+"""CSV and XLSX files converted once to Parquet, for the engine to read like Parquet.
+
+A text file's cells are read by the folder source's own reader (``sources``: the same
+header mapping, delimiter, quoting, encodings, blank rows and row numbers as the pandas
+path), and written as a Parquet file of the canonical columns, text as text, with the row
+a person finds in the file (``_source_row``). The engine then reads and validates that
+file as it reads a Parquet source (``load_engine``); what it cannot parse itself goes to
+validation's functions there.
+
+The cache lies in ``$MEETINGLIB_CACHE_DIR`` (else ``$XDG_CACHE_HOME/meetinglib``, else
+``~/.cache/meetinglib``), under ``sources/``. A file's entry is keyed by its path, size,
+modification time and content digest, and by every setting that changes what is read,
+so an edited or re-exported file is converted again. Two runs at once write to temporary
+names and rename: each finds a whole file or writes its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from meetinglib.core.params import TableSource
+from meetinglib.core.schema import WRONG_FIELDS_COL, TableSchema
+from meetinglib.data import sources
+
+# Bump when the layout of a cached file changes: older entries are then ignored.
+CACHE_VERSION = 1
+ROW_COLUMN = sources.SOURCE_ROW
+# Parquet metadata key: rows whose cell count is not the header's (validation's rule
+# "wrong field count", which the engine path does not check).
+WRONG_ROWS_KEY = b"meetinglib.wrong_field_rows"
+
+
+def cache_dir() -> Path:
+    """Where converted source files are kept."""
+    explicit = os.environ.get("MEETINGLIB_CACHE_DIR")
+    if explicit:
+        return Path(explicit) / "sources"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "meetinglib" / "sources"
+
+
+def cache_key(path: Path, reader: str, schema: TableSchema, ts: TableSource, tz: str) -> str:
+    """The entry of one source file read for one table with these settings."""
+    stat = path.stat()
+    settings = {
+        "version": CACHE_VERSION,
+        "path": str(path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "sha256": sources._file_sha256(path),
+        "reader": reader,
+        "table": schema.name,
+        "columns": ts.columns,
+        "encoding": ts.encoding,
+        "delimiter": ts.delimiter,
+        "sheet": ts.sheet,
+        "timestamp_format": ts.timestamp_format,
+        "timezone": tz,
+    }
+    text = json.dumps(settings, sort_keys=True, ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def converted(
+    path: Path, reader: sources.FileReader, schema: TableSchema, ts: TableSource, tz: str
+) -> Path:
+    """The cached Parquet file of ``path`` (converted now if missing or out of date)."""
+    folder = cache_dir()
+    target = folder / f"{cache_key(path, reader.name, schema, ts, tz)}.parquet"
+    if target.is_file():
+        return target
+    frame = reader.read_table([path], schema, ts, None, tz)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(frame, target)
+    return target
+
+
+def wrong_field_rows(path: Path) -> int:
+    """Rows of a cached file whose cell count was not the header's."""
+    meta = pq.read_schema(path).metadata or {}
+    return int(meta.get(WRONG_ROWS_KEY, b"0"))
+
+
+def _write(frame: pd.DataFrame, target: Path) -> None:
+    """Write ``frame`` under a temporary name and rename it: readers see it whole or not."""
+    wrong = 0
+    if WRONG_FIELDS_COL in frame.columns:
+        wrong = int(frame[WRONG_FIELDS_COL].sum())
+        frame = frame.drop(columns=[WRONG_FIELDS_COL])
+    columns = {}
+    for name in frame.columns:
+        s = frame[name]
+        if name == ROW_COLUMN:
+            columns[name] = pa.array(s.to_numpy(dtype="int64"), pa.int64())
+        elif pd.api.types.is_datetime64_any_dtype(s.dtype):
+            columns[name] = pa.array(s.dt.as_unit("us"))
+        else:
+            values = s.astype(object).where(s.notna(), None)
+            columns[name] = pa.array(values.tolist(), pa.string())
+    table = pa.table(columns).replace_schema_metadata({WRONG_ROWS_KEY: str(wrong).encode()})
+    handle, temporary = tempfile.mkstemp(prefix=target.stem, suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    try:
+        pq.write_table(table, temporary, row_group_size=1 << 20)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
