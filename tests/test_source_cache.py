@@ -201,3 +201,43 @@ def test_a_conversion_is_written_whole_under_its_name(sample, tmp_path):
     assert not list(first.parent.glob(f"{first.stem}*.tmp"))
     rows = pd.read_parquet(first)["_source_row"].to_numpy()
     np.testing.assert_array_equal(rows, np.arange(2, len(rows) + 2))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "encoding"),
+    [
+        ("plain", 'order_id,sku,qty\nA1,S1,1.5\n\nA2,"S, 2",\nA3,,\n', "utf-8"),
+        ("bom", "\ufefforder_id,sku,qty\r\nA1,S1,1\r\nA2,S2,2\r\n", "utf-8"),
+        ("gbk", "order_id,sku,qty\nA1,手机,1\nA2,网页,2\n", "gbk"),
+        ("line break", 'order_id,sku,qty\nA1,"two\nlines",1\nA2,S2,2\n', "utf-8"),
+        ("short row", "order_id,sku,qty\nA1,S1,1\nA2\n", "utf-8"),
+    ],
+)
+def test_a_streamed_csv_reads_as_the_pandas_reader_reads_it(name, text, encoding, tmp_path):
+    from meetinglib.core.params import TableSource
+    from meetinglib.core.schema import SCHEMAS, WRONG_FIELDS_COL
+    from meetinglib.data import sources
+
+    path = tmp_path / "order_lines.csv"
+    path.write_bytes(text.encode(encoding))
+    ts = TableSource(encoding=encoding if encoding != "utf-8" else "auto")
+    schema = SCHEMAS["order_lines"]
+    expected = sources.READERS["csv"].read_table([path], schema, ts, None, TZ)
+    cached = pd.read_parquet(source_cache.converted(path, sources.READERS["csv"], schema, ts, TZ))
+    # Plain files stream a block at a time; the others are read whole, as the pandas path.
+    trial = tmp_path / "trial.parquet"
+    assert source_cache._stream_csv(path, schema, ts, trial) is (name in ("plain", "bom", "gbk"))
+    wrong = int(expected.pop(WRONG_FIELDS_COL).sum()) if WRONG_FIELDS_COL in expected else 0
+    assert (
+        source_cache.wrong_field_rows(
+            source_cache.converted(path, sources.READERS["csv"], schema, ts, TZ)
+        )
+        == wrong
+    )
+    assert list(cached.columns) == list(expected.columns)
+    for column in expected.columns:
+        left = expected[column].astype(object).where(expected[column].notna(), None).tolist()
+        right = cached[column].astype(object).where(cached[column].notna(), None).tolist()
+        assert [None if v is None else str(v) for v in left] == [
+            None if v is None else str(v) for v in right
+        ], column

@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from meetinglib.data import checks as ck
+from meetinglib.data import engine
+from meetinglib.data.validate import _localize
 
 # Odd values parsed by validation per column at most; a column with more of them (a whole
 # column in a format of its own) is read on the pandas path.
@@ -188,8 +190,6 @@ def _plain_micros(text: ir.StringValue, pattern: Pattern) -> ir.IntegerValue:
 
 
 def _epoch_us(stamp: ir.TimestampValue) -> ir.IntegerValue:
-    from meetinglib.data import engine
-
     return engine.unix_micros(stamp, "duckdb")
 
 
@@ -230,8 +230,6 @@ def agrees_with_pandas(zone: Zone) -> bool:
     """Whether ``local_micros_to_utc`` equals validation's localization around every change
     (each minute from three hours before to three hours after, and the seconds at the
     edges): pandas resolves some changes (half-hour ones) its own way."""
-    from meetinglib.data.validate import _localize
-
     if not zone.changes:
         return True
     probes = []
