@@ -106,10 +106,14 @@ class Prepared:
 
     start: dt.date | None  # first creation day covered; None: from the first order
     end: dt.date | None  # last creation day covered; None: to the last order
-    orders: ir.Table  # the rows of ExplorerData.orders created in the range
-    steps: ir.Table  # flow_engine.transitions_expr rows with a target, plus their case
+    # the rows of ExplorerData.orders created in the range, plus variant_number and
+    # through_h of their case (flow_engine.case_variants_expr; NULL without an event)
+    orders: ir.Table
+    # flow_engine.transitions_expr rows with a target (case_id, source, target, hours),
+    # first_of_case, and their order's created_at and segment columns
+    steps: ir.Table
     codes: ir.Table  # the log's activity codes (flow_engine.activity_codes)
-    cases: ir.Table  # flow_engine.case_variants_expr
+    variants: ir.Table  # variant (text), events, number (1, 2, ... in text order)
     log: ir.Table | None = None  # the event log of these orders
 
     def covers(self, selection: Selection) -> bool:
@@ -204,19 +208,54 @@ class ExplorerData:
         return list(self.values_of.get(dimension, []))
 
     def prepare(self, start: dt.date | None, end: dt.date | None) -> Prepared:
-        """Transitions and variants of the orders created from ``start`` to ``end``, kept."""
+        """Transitions and variants of the orders created from ``start`` to ``end``, kept.
+
+        Laid out for the widget changes: each order carries its variant (a number, see
+        Prepared.variants) and each transition the columns a selection filters on, so
+        that a change filters rows and aggregates them, with no join.
+        """
         between = _created_between(self, start, end)
+        con = self.con
         # kept in the engine: every widget change reads them, none recomputes them
-        orders = _keep(self.con, self.orders.filter(*between) if between else self.orders)
+        chosen = _keep(con, self.orders.filter(*between) if between else self.orders)
         log = self.log
         if between:
-            log = log.filter(log.case_id.isin(orders.order_id))
-        log = _keep(self.con, log)
-        codes = _keep(self.con, flow_engine.activity_codes(log))
-        steps = flow_engine.transitions_expr(log, codes)
-        steps = _keep(self.con, steps.filter(steps.target.notnull()).drop("first", "at"))
-        cases = _keep(self.con, flow_engine.case_variants_expr(self.con, log))
-        self.prepared = Prepared(start, end, orders, steps, codes, cases, log)
+            log = log.filter(log.case_id.isin(chosen.order_id))
+        log = _keep(con, log)
+        codes = _keep(con, flow_engine.activity_codes(log))
+        cases = _keep(con, flow_engine.case_variants_expr(con, log))
+        # variants numbered in the order of their text: ties sort as by the text
+        named = cases.group_by("variant").aggregate(events=cases.events.max())
+        variants = _keep(
+            con,
+            named.mutate(
+                number=ibis.row_number().over(ibis.window(order_by=named.variant)).cast("int64")
+            ),
+        )
+        per_case = cases.join(variants.select("variant", "number"), "variant").select(
+            case_id=cases.case_id, variant_number=variants.number, through_h=cases.through_h
+        )
+        orders = _keep(
+            con,
+            chosen.left_join(per_case, chosen.order_id == per_case.case_id).drop("case_id"),
+        )
+        moves = flow_engine.transitions_expr(log, codes)
+        moves = moves.filter(moves.target.notnull())
+        # the first time a case takes a transition: its cases are then a plain count
+        again = ibis.window(group_by=[moves.case_id, moves.source, moves.target])
+        moves = moves.select(
+            "case_id",
+            "source",
+            "target",
+            "hours",
+            first_of_case=ibis.row_number().over(again) == 0,
+        )
+        filters = ["created_at", *[f"seg_{d}" for d in ("order_type", *FILTER_DIMENSIONS)]]
+        by = chosen.select(
+            order_id=chosen.order_id, **{c: chosen[c] for c in filters if c in chosen.columns}
+        )
+        steps = _keep(con, moves.join(by, moves.case_id == by.order_id).drop("order_id"))
+        self.prepared = Prepared(start, end, orders, steps, codes, variants, log)
         return self.prepared
 
     def prepared_for(self, selection: Selection) -> Prepared:
@@ -394,25 +433,83 @@ def stage_distribution(
     return out[DISTRIBUTION_COLUMNS].reset_index(drop=True)
 
 
-def edges_of(data: ExplorerData, chosen: Chosen) -> pd.DataFrame:
-    """flow_engine's directly-follows graph of the selected orders' events."""
-    prepared = data.prepared_for(chosen) if isinstance(chosen, Selection) else None
-    if prepared is None:
-        prepared = data.prepared_for(Selection())
+def _prepared_rows(data: ExplorerData, chosen: Chosen, which: str) -> tuple[Prepared, ir.Table]:
+    """The prepared orders or steps (``which``) of the selected orders."""
+    if isinstance(chosen, Selection):
+        prepared = data.prepared_for(chosen)
+        rows = getattr(prepared, which)
+        preds = _predicates(data, chosen, rows)
+        return prepared, rows.filter(*preds) if preds else rows
+    prepared = data.prepared_for(Selection())
+    rows = getattr(prepared, which)
     ids = selected(data, chosen).select("order_id")
-    steps = prepared.steps.filter(prepared.steps.case_id.isin(ids.order_id))
-    edges = flow_engine.edges_expr(steps, prepared.codes)
-    return flow_engine.finish_edges(data.con.to_pandas(edges))
+    key = rows.case_id if which == "steps" else rows.order_id
+    return prepared, rows.filter(key.isin(ids.order_id))
+
+
+def edges_of(data: ExplorerData, chosen: Chosen) -> pd.DataFrame:
+    """The directly-follows graph of the selected orders' events, as flow_engine's.
+
+    The same figures as flow_engine.edges_expr (its one definition; the tests compare
+    them), aggregated in one pass over the prepared steps: cases counts each case's
+    first time on the edge, the median and P90 are DuckDB's quantile_cont (the same
+    linear interpolation at q·(n−1) as flow_engine's ranks).
+    """
+    prepared, steps = _prepared_rows(data, chosen, "steps")
+    per = steps.group_by(["source", "target"]).aggregate(
+        cases=steps.first_of_case.sum().cast("int64"),
+        count=steps.count().cast("int64"),
+        mean_h=steps.hours.mean().cast("float64"),
+        q=steps.hours.quantile([0.5, 0.9]),
+    )
+    got = data.con.to_pandas(per)
+    names = data.con.to_pandas(prepared.codes).set_index("code")["activity"]
+    quantiles = [list(q) if q is not None else [math.nan, math.nan] for q in got["q"]]
+    out = pd.DataFrame(
+        {
+            "source": got["source"].map(names),
+            "target": got["target"].map(names),
+            "cases": got["cases"],
+            "count": got["count"],
+            "mean_h": got["mean_h"],
+            "median_h": [q[0] for q in quantiles],
+            "p90_h": [q[1] for q in quantiles],
+        },
+        columns=flow_engine.DFG_COLUMNS,
+    )
+    return flow_engine.finish_edges(out)
 
 
 def variants_of(data: ExplorerData, chosen: Chosen, top: int = TOP_VARIANTS) -> pd.DataFrame:
-    """The ``top`` rows of flow.variants of the selected orders' events."""
-    prepared = data.prepared_for(chosen) if isinstance(chosen, Selection) else None
-    if prepared is None:
-        prepared = data.prepared_for(Selection())
-    ids = selected(data, chosen).select("order_id")
-    cases = prepared.cases.filter(prepared.cases.case_id.isin(ids.order_id))
-    return flow_engine.variants_on(data.con, cases, top)
+    """The ``top`` rows of flow.variants of the selected orders' events (as
+    flow_engine.variants_on), from the prepared orders' variant numbers."""
+    prepared, orders = _prepared_rows(data, chosen, "orders")
+    cases = orders.filter(orders.variant_number.notnull())
+    per = cases.group_by("variant_number").aggregate(
+        cases=cases.count().cast("int64"),
+        median_h=cases.through_h.quantile(0.5).cast("float64"),
+    )
+    per = per.mutate(all_cases=per.cases.sum().over(ibis.window()))
+    ranked = per.order_by([ibis.desc("cases"), "variant_number"])
+    ranked = ranked.limit(top) if top is not None else ranked
+    names = prepared.variants
+    frame = data.con.to_pandas(
+        ranked.join(names, ranked.variant_number == names.number).order_by(
+            [ibis.desc("cases"), "variant_number"]
+        )
+    )
+    all_cases = int(frame["all_cases"].iloc[0]) if len(frame) else 0
+    out = pd.DataFrame(
+        {
+            "variant": frame["variant"].astype("str"),
+            "events": frame["events"].astype("int64"),
+            "cases": frame["cases"].astype("int64"),
+        }
+    )
+    out["share"] = out["cases"] / max(all_cases, 1)
+    out["cumulative_share"] = out["share"].cumsum()
+    out["median_h"] = frame["median_h"].astype("float64")
+    return out[VARIANT_COLUMNS].reset_index(drop=True)
 
 
 def slowest_orders(
@@ -819,8 +916,9 @@ class Findings:
     week: Window
     baseline: Window | None
     weeks: int = 1  # baseline weeks the findings compare with (their sentences say so)
-    # per root finding, its orders (orders_of) when computed beforehand
-    stored: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    # per root finding, its orders (orders_of) when computed beforehand, or the Parquet
+    # file holding them (read when first asked for)
+    stored: dict[str, pd.DataFrame | Path] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of_week(cls, data: WeekData, lang: str) -> Findings:
@@ -850,6 +948,14 @@ class Findings:
             return cls(pd.DataFrame(columns=flow.FINDING_COLUMNS), weeks[-1], None)
         found = flow.week_findings(orders, weeks, lang=lang)
         return cls(found, weeks[-1], Window(weeks[0].start, weeks[-2].end), len(weeks) - 1)
+
+    def _stored(self, finding_id: str) -> pd.DataFrame:
+        """A finding's orders computed beforehand (read from their file the first time)."""
+        rows = self.stored[finding_id]
+        if isinstance(rows, Path):
+            rows = pd.read_parquet(rows).drop(columns="_finding").reset_index(drop=True)
+            self.stored[finding_id] = rows
+        return rows
 
     def in_language(self, lang: str) -> Findings:
         """The same findings with their sentences (finding, driven_by) in ``lang``."""
@@ -894,7 +1000,7 @@ class Findings:
         of the baseline weeks.
         """
         if finding_id in self.stored:
-            return self.stored[finding_id].copy()
+            return self._stored(finding_id).copy()
         row = self.frame[self.frame["id"] == finding_id]
         if row.empty:
             return pd.DataFrame(columns=["order_id", "hours", "open"])
@@ -932,9 +1038,9 @@ def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.Data
 # --- the prepared tables, saved beside the week's handouts -----------------------------------
 
 # Bump when the saved tables change shape: older folders are then prepared again.
-PREPARED_FORMAT = 1
+PREPARED_FORMAT = 2
 PREPARED_FOLDER = "explorer_data"
-_SAVED_TABLES = ("orders", "log", "steps", "codes", "cases")
+_SAVED_TABLES = ("orders", "log", "steps", "codes", "variants")
 _VIEW_FRAMES = ("distribution", "edges", "variants", "slowest")
 
 
@@ -1002,8 +1108,9 @@ def save_prepared(
         data.con.to_parquet(table, temp / f"{name}.parquet")
     for name in _VIEW_FRAMES:
         getattr(view, name).to_parquet(temp / f"view_{name}.parquet", index=False)
-    for i, (finding_id, rows) in enumerate(found.stored.items()):
-        rows.assign(_finding=finding_id).to_parquet(temp / f"finding_{i}.parquet", index=False)
+    for i, finding_id in enumerate(found.stored):
+        rows = found._stored(finding_id).assign(_finding=finding_id)
+        rows.to_parquet(temp / f"finding_{i}.parquet", index=False)
     selection = {
         f.name: (
             list(v)
@@ -1085,7 +1192,7 @@ def open_prepared(
         tables["orders"],
         tables["steps"],
         tables["codes"],
-        tables["cases"],
+        tables["variants"],
         tables["log"],
     )
     data = ExplorerData(
@@ -1140,7 +1247,7 @@ def open_prepared(
 
 
 def _saved_findings(folder: Path, saved: dict[str, Any]) -> Findings:
-    """Findings as save_prepared wrote them (their orders read now: few rows)."""
+    """Findings as save_prepared wrote them (their orders read when asked for)."""
     frame = pd.DataFrame(saved["rows"], columns=flow.FINDING_COLUMNS)
     if len(frame):
         frame["orders"] = frame["orders"].astype("int64")
@@ -1148,10 +1255,9 @@ def _saved_findings(folder: Path, saved: dict[str, Any]) -> Findings:
     week = Window(pd.Timestamp(saved["week"][0]), pd.Timestamp(saved["week"][1]))
     base = saved["baseline"]
     baseline = None if base is None else Window(pd.Timestamp(base[0]), pd.Timestamp(base[1]))
-    stored = {}
-    for i, finding_id in enumerate(saved["stored"]):
-        rows = pd.read_parquet(folder / f"finding_{i}.parquet")
-        stored[finding_id] = rows.drop(columns="_finding").reset_index(drop=True)
+    stored: dict[str, pd.DataFrame | Path] = {
+        finding_id: folder / f"finding_{i}.parquet" for i, finding_id in enumerate(saved["stored"])
+    }
     return Findings(frame, week, baseline, int(saved["weeks"]), stored)
 
 
@@ -1381,8 +1487,8 @@ class Explorer:
             # the timelines the findings offer, of orders created outside the range too
             listed = {
                 str(o)
-                for rows in found.stored.values()
-                for o in rows["order_id"].head(FINDING_ORDERS)
+                for finding_id in found.stored
+                for o in found._stored(finding_id)["order_id"].head(FINDING_ORDERS)
             }
             outside = data.log.filter(
                 data.log.case_id.isin(sorted(listed))
