@@ -61,6 +61,9 @@ def _planted_orders(sample: Path) -> pd.DataFrame:
         17: {"amount": "1e3"},
         18: {"created_at": "2026-02-25 10:00"},
         19: {"amount": "N/A"},
+        # Day-first dates: told by the column's 25th, not by the example row's own value.
+        20: {"paid_at": "25/02/2026 10:00:00"},
+        21: {"paid_at": "05/02/2026 10:00:00", "amount": "abc"},
     }
     for i, values in rows.items():
         for column, value in values.items():

@@ -817,17 +817,26 @@ def read_rows(plan: Plan, positions: np.ndarray) -> pd.DataFrame:
 
 
 def _validated(
-    plan: Plan, raw_frame: pd.DataFrame, location: str
+    plan: Plan,
+    raw_frame: pd.DataFrame,
+    location: str,
+    parsed: dict[str, pd.Series] | None = None,
 ) -> tuple[RawTable, pd.DataFrame, pd.Series, dict[str, _Coerced]]:
-    """A few source rows coerced as validation coerces them."""
-    raw = RawTable(
-        plan.table,
-        raw_frame,
-        SourceInfo(plan.table, location, plan.fmt, len(raw_frame), None),
-        plan.tz,
-        plan.ts.timestamp_format,
-    )
-    return raw, *coerce_table(raw, plan.platform_tz)
+    """A few source rows coerced as validation coerces them.
+
+    ``parsed``: the engine's instants of text timestamp columns, in the rows' order.
+    Validation parses such a column in the context of all its values (a guessed format,
+    day before month), which a few rows do not carry; the rows keep their text.
+    """
+    info = SourceInfo(plan.table, location, plan.fmt, len(raw_frame), None)
+    raw = RawTable(plan.table, raw_frame, info, plan.tz, plan.ts.timestamp_format)
+    typed = raw
+    if parsed:
+        frame = raw_frame.copy()
+        for name, values in parsed.items():
+            frame[name] = values.dt.tz_convert(plan.platform_tz).to_numpy()
+        typed = RawTable(plan.table, frame, info, plan.tz, plan.ts.timestamp_format)
+    return raw, *coerce_table(typed, plan.platform_tz)
 
 
 def _entries(
@@ -853,7 +862,17 @@ def _entries(
     positions = np.unique(np.concatenate([np.asarray(p[_POS], dtype=np.int64) for p in picks]))
     raw_frame = read_rows(plan, positions)
     location = ", ".join(str(f) for f in plan.exported)
-    raw, frame, rows, coerced = _validated(plan, raw_frame, location)
+    texts = [name for name, how in plan.parsed.items() if how.kind == "timestamp"]
+    parsed = None
+    if texts:
+        got = con.to_pyarrow(
+            base.filter(base[_POS].isin([int(p) for p in positions])).select(
+                _POS, **{name: base[ck.value_name(name)] for name in texts}
+            )
+        ).to_pandas()
+        got = got.set_index(_POS).reindex(positions)
+        parsed = {name: got[name].reset_index(drop=True) for name in texts}
+    raw, frame, rows, coerced = _validated(plan, raw_frame, location, parsed)
     failures = {
         (f.rule, f.column): f for f in _failures(raw, schema, frame, rows, coerced, plausible)
     }
