@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--week", default="2026-W47")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--label", default="")
+    parser.add_argument("--prepared", default="/tmp/explorer-bench-prepared")
+    parser.add_argument("--parts", action="store_true", help="time the first start's parts")
+    parser.add_argument("--no-section", action="store_true", help="skip the flow section")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/explorer.md")
     args = parser.parse_args()
 
@@ -88,29 +91,44 @@ def main() -> None:
     rows: list[tuple[str, float, str]] = []
 
     t0 = time.perf_counter()
-    explorer = ex.Explorer(data, "en", folder="/tmp/explorer-bench")
+    built = ex.Explorer(data, "en", folder="/tmp/explorer-bench")
     start_s = time.perf_counter() - t0
-    rows.append(("start: Explorer(week) up to the first view", start_s, ""))
-    # the parts of the start, again on a fresh build (the engine's caches are warm now)
+    rows.append(("first start, tables not saved: Explorer(week) up to the first view", start_s, ""))
+    saved_in = Path(args.prepared) / "explorer_data"
+    save_s = timed(lambda: built.save(saved_in, "bench"))
+    size = sum(p.stat().st_size for p in saved_in.iterdir()) / 1024**2
+    rows.append((f"  then saving its tables ({size:,.0f} MiB in {saved_in})", save_s, ""))
+    t0 = time.perf_counter()
+    opened = ex.open_prepared(saved_in, "bench", con)
+    assert opened is not None
+    explorer = ex.Explorer(ex.Saved(*opened, data.params, lambda: data), "en")
+    start_s = time.perf_counter() - t0
+    rows.append(("start from the saved tables: Explorer.open up to the first view", start_s, ""))
     first, last = explorer.start.value, explorer.end.value
-    tables = data.engine_tables()
-    parts = {}
-    t = time.perf_counter()
-    built = ex.ExplorerData.build(
-        tables["orders"], tables.get("events"), tables.get("after_sales"), con=con, tz=data.tz
-    )
-    parts["ExplorerData.build (latest time, segment values)"] = time.perf_counter() - t
-    parts["the week's orders, transitions and variants kept"] = timed(
-        lambda: built.prepare(first, last)
-    )
-    parts["findings (FlowSection.bottlenecks)"] = timed(lambda: ex.Findings.of_week(data, "en"))
-    parts["first view (compute_view)"] = timed(lambda: ex.compute_view(built, explorer.selection))
-    for name, sec in parts.items():
-        rows.append((f"  of which, rebuilt: {name}", sec, ""))
+    if args.parts:
+        # the parts of the first start, again on a fresh build (the engine's caches are warm)
+        tables = data.engine_tables()
+        parts = {}
+        t = time.perf_counter()
+        fresh = ex.ExplorerData.build(
+            tables["orders"], tables.get("events"), tables.get("after_sales"), con=con, tz=data.tz
+        )
+        parts["ExplorerData.build (latest time, segment values)"] = time.perf_counter() - t
+        parts["the week's orders, transitions and variants kept"] = timed(
+            lambda: fresh.prepare(first, last)
+        )
+        parts["findings (FlowSection.bottlenecks)"] = timed(lambda: ex.Findings.of_week(data, "en"))
+        parts["first view (compute_view)"] = timed(
+            lambda: ex.compute_view(fresh, explorer.selection)
+        )
+        for name, sec in parts.items():
+            rows.append((f"  of which, rebuilt: {name}", sec, ""))
 
     def change(label: str, apply: Callable[[], None]) -> None:
         runs = []
         for _ in range(args.repeats):
+            # every run computes: nothing kept from an earlier run of the same change
+            explorer.data.views.clear()
             with explorer.hold():
                 explorer.start.value, explorer.end.value = first, last
                 explorer.order_type.value = "all"
@@ -139,10 +157,17 @@ def main() -> None:
     before = first - dt.timedelta(days=7)
     change("date range a week earlier (prepares it)", lambda: _range(explorer, before, last))
 
-    section = FlowSection(data, "en")
-    rows.append(("section: the week's graph (flow_edges.csv)", timed(lambda: section.edges), ""))
-    rows.append(("section: findings (bottlenecks.csv)", timed(lambda: section.bottlenecks), ""))
-    rows.append(("section: chart statistics", timed(section.worst_segments_chart), ""))
+    # back to the first view: kept from the start
+    rows.append(
+        ("change: back to the first view (kept)", timed(lambda: _range(explorer, first, last)), "")
+    )
+    if not args.no_section:
+        section = FlowSection(data, "en")
+        rows.append(
+            ("section: the week's graph (flow_edges.csv)", timed(lambda: section.edges), "")
+        )
+        rows.append(("section: findings (bottlenecks.csv)", timed(lambda: section.bottlenecks), ""))
+        rows.append(("section: chart statistics", timed(section.worst_segments_chart), ""))
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     load_after = os.getloadavg()

@@ -247,6 +247,10 @@ def test_graph_and_variants_equal_flow_on_the_selected_orders(data, week_data, s
     )
     expected = flow.variants(log).head(ex.TOP_VARIANTS).reset_index(drop=True)
     pd.testing.assert_frame_equal(ex.variants_of(data, mask), expected, rtol=1e-12)
+    # a selection filters the prepared steps and orders on their own columns: the same
+    expected_edges = flow_engine.directly_follows(log)
+    pd.testing.assert_frame_equal(ex.edges_of(data, selection), expected_edges, rtol=1e-12)
+    pd.testing.assert_frame_equal(ex.variants_of(data, selection), expected, rtol=1e-12)
 
 
 def _log_rows(rows: list[tuple[str, str, float]]) -> pd.DataFrame:
@@ -429,3 +433,142 @@ def test_finding_orders_on_the_engine_equal_the_pandas_filter(fresh, week_data):
         assert got["hours"].to_numpy() == pytest.approx(want["hours"].to_numpy(), rel=1e-12)
         by_id = want.set_index("order_id")
         assert got["open"].tolist() == by_id.loc[got["order_id"], "open"].tolist()
+
+
+# --- the prepared tables saved and opened again ------------------------------------------------
+
+VIEW_FRAMES = ("distribution", "edges", "variants", "slowest")
+
+
+def assert_same_view(got: ex.View, want: ex.View) -> None:
+    assert (got.orders, got.completed, got.in_stage) == (want.orders, want.completed, want.in_stage)
+    assert got.overall_median_h == pytest.approx(want.overall_median_h, rel=1e-12, nan_ok=True)
+    for name in VIEW_FRAMES:
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def saved(week_data, tmp_path_factory):
+    """An explorer built from the week (the reference), and its tables saved."""
+    built = ex.Explorer(week_data, "en", folder=tmp_path_factory.mktemp("exports2"))
+    folder = built.save(tmp_path_factory.mktemp("prepared") / "explorer_data", "key-1")
+    return built, folder
+
+
+def reopen(folder, week_data, lang="en") -> ex.Explorer:
+    opened = ex.open_prepared(folder, "key-1")
+    assert opened is not None
+    loads = []
+
+    def load():
+        loads.append(1)
+        return week_data
+
+    explorer = ex.Explorer(ex.Saved(*opened, week_data.params, load), lang)
+    explorer.loads = loads  # type: ignore[attr-defined]
+    return explorer
+
+
+def test_saved_tables_give_the_same_view_and_changes(saved, week_data):
+    built, folder = saved
+    assert {"orders.parquet", "steps.parquet", "variants.parquet", "log.parquet"} <= {
+        p.name for p in folder.glob("*.parquet")
+    }
+    again = reopen(folder, week_data)
+    reference = ex.Explorer(week_data, "en")
+    assert_same_view(again.view, reference.view)
+    assert again.data.count == reference.data.count == len(week_data.tables["orders"])
+    assert again.data.values_of == reference.data.values_of
+    changes = [
+        {"order_type": "special"},
+        {"stage": "paid_shipped", "dimension": "weekday"},
+        {"carrier": ("EastPost",), "region": ("South", "West")},
+        {"dimension": "hour", "channel": ("app",)},
+        {"start": dt.date(2026, 11, 18), "end": dt.date(2026, 11, 19)},
+    ]
+    for change in changes:
+        for explorer in (again, reference):
+            with explorer.hold():
+                for name, value in change.items():
+                    box = explorer.filters.get(name) or getattr(explorer, name)
+                    box.value = value
+        assert_same_view(again.view, reference.view)
+    assert again.loads == [], "selections inside the saved range read the saved tables only"
+    # a range beyond the saved orders loads the whole week, then prepares it
+    for explorer in (again, reference):
+        with explorer.hold():
+            explorer.start.value = MONDAY - dt.timedelta(days=7)
+            explorer.end.value = SUNDAY
+    assert again.loads == [1]
+    assert_same_view(again.view, reference.view)
+
+
+def test_saved_findings_and_their_orders_need_no_load(saved, week_data):
+    built, folder = saved
+    again = reopen(folder, week_data)
+    pd.testing.assert_frame_equal(again.found.frame, built.found.frame)
+    roots = built.found.frame[built.found.frame["rank"] > 0]
+    for finding_id in roots["id"]:
+        want = built.found.orders_of(week_data.engine_tables()["orders"], finding_id)
+        pd.testing.assert_frame_equal(again.finding_orders(finding_id), want, rtol=1e-12)
+    usual = roots[roots["group"] == "usual"]["id"].iloc[0]
+    again.finding.value = usual
+    # an order of the baseline weeks, created before the saved range: its events are saved
+    order_id = again.order.options[0]
+    again.order.value = order_id
+    events = week_data.tables["events"]
+    assert len(again.view.timeline) == int((events["order_id"] == order_id).sum()) > 0
+    assert again.loads == []
+
+
+def test_findings_in_another_language_equal_those_computed_in_it(saved, week_data):
+    built, folder = saved
+    zh = ex.Findings.of_week(week_data, "zh-CN")
+    pd.testing.assert_frame_equal(built.found.in_language("zh-CN").frame, zh.frame)
+    again = reopen(folder, week_data, lang="zh-CN")
+    pd.testing.assert_frame_equal(again.found.frame, zh.frame)
+    assert "新" in again.findings_list.value or "常见" in again.findings_list.value
+
+
+def test_other_data_or_format_is_not_opened(saved, tmp_path):
+    _built, folder = saved
+    assert ex.open_prepared(folder, "another key") is None
+    assert ex.open_prepared(tmp_path / "missing", "key-1") is None
+    copy = tmp_path / "old"
+    import shutil
+
+    shutil.copytree(folder, copy)
+    meta = copy / "meta.json"
+    text = meta.read_text(encoding="utf-8")
+    older = text.replace(f'"format": {ex.PREPARED_FORMAT}', f'"format": {ex.PREPARED_FORMAT - 1}')
+    assert older != text
+    meta.write_text(older, encoding="utf-8")
+    assert ex.open_prepared(copy, "key-1") is None
+
+
+def test_open_prepares_once_then_starts_from_the_saved_tables(sample, tmp_path, monkeypatch):
+    import shutil
+
+    source = tmp_path / "data"
+    shutil.copytree(sample.folder, source)
+    params_file = write_params(tmp_path, source)
+    first = ex.Explorer.open([params_file], week=SAMPLE_WEEK, lang="en")
+    folder = tmp_path / "outputs" / SAMPLE_WEEK / "explorer_data"
+    assert (folder / "meta.json").is_file()
+
+    def no_load(*_args, **_kwargs):
+        raise AssertionError("the week was loaded")
+
+    monkeypatch.setattr(ex, "open_week", no_load)
+    second = ex.Explorer.open([params_file], week=SAMPLE_WEEK, lang="en")
+    assert_same_view(second.view, first.view)
+    monkeypatch.undo()
+    # a source file changed: prepared again
+    orders = next(source.glob("orders.*"))
+    orders.touch()
+    calls = []
+    real = ex.open_week
+    monkeypatch.setattr(ex, "open_week", lambda *a, **k: calls.append(1) or real(*a, **k))
+    third = ex.Explorer.open([params_file], week=SAMPLE_WEEK, lang="en")
+    assert calls == [1]
+    assert_same_view(third.view, first.view)

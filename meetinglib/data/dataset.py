@@ -99,8 +99,8 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
         return self._frames[name]
 
     def __contains__(self, name: object) -> bool:
-        # Mapping's own __contains__ reads the table (self[name]): asking whether a week
-        # has a table must not load millions of rows into pandas.
+        # Mapping's own test reads the table: asking whether a source has tickets must not
+        # bring millions of rows into pandas.
         return name in self.dtypes
 
     def __iter__(self) -> Iterator[str]:

@@ -33,10 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import html
 import itertools
+import json
 import math
-from collections.abc import Iterator, Sequence
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,8 +57,9 @@ from matplotlib.lines import Line2D
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.i18n import t
+from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek, Window
-from meetinglib.data.dataset import WeekData, notebook_week
+from meetinglib.data.dataset import WeekData, open_week, resolve_week
 from meetinglib.data.engine import frame_table, shared
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
@@ -101,10 +106,15 @@ class Prepared:
 
     start: dt.date | None  # first creation day covered; None: from the first order
     end: dt.date | None  # last creation day covered; None: to the last order
-    orders: ir.Table  # the rows of ExplorerData.orders created in the range
-    steps: ir.Table  # flow_engine.transitions_expr rows with a target, plus their case
+    # the rows of ExplorerData.orders created in the range, plus variant_number and
+    # through_h of their case (flow_engine.case_variants_expr; NULL without an event)
+    orders: ir.Table
+    # flow_engine.transitions_expr rows with a target (case_id, source, target, hours),
+    # first_of_case, and their order's created_at and segment columns
+    steps: ir.Table
     codes: ir.Table  # the log's activity codes (flow_engine.activity_codes)
-    cases: ir.Table  # flow_engine.case_variants_expr
+    variants: ir.Table  # variant (text), events, number (1, 2, ... in text order)
+    log: ir.Table | None = None  # the event log of these orders
 
     def covers(self, selection: Selection) -> bool:
         """Whether every order the selection can hold was created in the range."""
@@ -127,6 +137,10 @@ class ExplorerData:
     tz: str
     as_of: pd.Timestamp | None  # the latest time in the data: age of orders still in a stage
     prepared: Prepared | None = field(default=None, repr=False)
+    # opened from saved tables: loads the whole week when a selection reaches beyond them
+    complete: Callable[[], ExplorerData] | None = field(default=None, repr=False)
+    # computed views by selection (edges and variants by the orders selected), reused
+    views: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -194,26 +208,75 @@ class ExplorerData:
         return list(self.values_of.get(dimension, []))
 
     def prepare(self, start: dt.date | None, end: dt.date | None) -> Prepared:
-        """Transitions and variants of the orders created from ``start`` to ``end``, kept."""
+        """Transitions and variants of the orders created from ``start`` to ``end``, kept.
+
+        Laid out for the widget changes: each order carries its variant (a number, see
+        Prepared.variants) and each transition the columns a selection filters on, so
+        that a change filters rows and aggregates them, with no join.
+        """
         between = _created_between(self, start, end)
+        con = self.con
         # kept in the engine: every widget change reads them, none recomputes them
-        orders = _keep(self.con, self.orders.filter(*between) if between else self.orders)
+        chosen = _keep(con, self.orders.filter(*between) if between else self.orders)
         log = self.log
         if between:
-            log = log.filter(log.case_id.isin(orders.order_id))
-        log = _keep(self.con, log)
-        codes = _keep(self.con, flow_engine.activity_codes(log))
-        steps = flow_engine.transitions_expr(log, codes)
-        steps = _keep(self.con, steps.filter(steps.target.notnull()).drop("first", "at"))
-        cases = _keep(self.con, flow_engine.case_variants_expr(self.con, log))
-        self.prepared = Prepared(start, end, orders, steps, codes, cases)
+            log = log.filter(log.case_id.isin(chosen.order_id))
+        log = _keep(con, log)
+        codes = _keep(con, flow_engine.activity_codes(log))
+        cases = _keep(con, flow_engine.case_variants_expr(con, log))
+        # variants numbered in the order of their text: ties sort as by the text
+        named = cases.group_by("variant").aggregate(events=cases.events.max())
+        variants = _keep(
+            con,
+            named.mutate(
+                number=ibis.row_number().over(ibis.window(order_by=named.variant)).cast("int64")
+            ),
+        )
+        per_case = cases.join(variants.select("variant", "number"), "variant").select(
+            case_id=cases.case_id, variant_number=variants.number, through_h=cases.through_h
+        )
+        orders = _keep(
+            con,
+            chosen.left_join(per_case, chosen.order_id == per_case.case_id).drop("case_id"),
+        )
+        moves = flow_engine.transitions_expr(log, codes)
+        moves = moves.filter(moves.target.notnull())
+        # the first time a case takes a transition: its cases are then a plain count
+        again = ibis.window(group_by=[moves.case_id, moves.source, moves.target])
+        moves = moves.select(
+            "case_id",
+            "source",
+            "target",
+            "hours",
+            first_of_case=ibis.row_number().over(again) == 0,
+        )
+        filters = ["created_at", *[f"seg_{d}" for d in ("order_type", *FILTER_DIMENSIONS)]]
+        by = chosen.select(
+            order_id=chosen.order_id, **{c: chosen[c] for c in filters if c in chosen.columns}
+        )
+        steps = _keep(con, moves.join(by, moves.case_id == by.order_id).drop("order_id"))
+        self.prepared = Prepared(start, end, orders, steps, codes, variants, log)
         return self.prepared
 
     def prepared_for(self, selection: Selection) -> Prepared:
-        """The prepared tables covering the selection's orders (prepared now if needed)."""
+        """The prepared tables covering the selection's orders (prepared now if needed).
+
+        Data opened from saved tables holds only their orders: a selection reaching
+        beyond them loads the whole week first (``complete``), which takes a while.
+        """
         if self.prepared is None or not self.prepared.covers(selection):
+            self.load_whole()
             return self.prepare(selection.start, selection.end)
         return self.prepared
+
+    def load_whole(self) -> bool:
+        """Data opened from saved tables: every order and event of the week from now on
+        (``complete``); returns whether it loaded anything."""
+        if self.complete is None:
+            return False
+        whole, self.complete = self.complete(), None
+        self.orders, self.log, self.count = whole.orders, whole.log, whole.count
+        return True
 
 
 def _keep(con: BaseBackend, expr: ir.Table) -> ir.Table:
@@ -370,25 +433,83 @@ def stage_distribution(
     return out[DISTRIBUTION_COLUMNS].reset_index(drop=True)
 
 
-def edges_of(data: ExplorerData, chosen: Chosen) -> pd.DataFrame:
-    """flow_engine's directly-follows graph of the selected orders' events."""
-    prepared = data.prepared_for(chosen) if isinstance(chosen, Selection) else None
-    if prepared is None:
-        prepared = data.prepared_for(Selection())
+def _prepared_rows(data: ExplorerData, chosen: Chosen, which: str) -> tuple[Prepared, ir.Table]:
+    """The prepared orders or steps (``which``) of the selected orders."""
+    if isinstance(chosen, Selection):
+        prepared = data.prepared_for(chosen)
+        rows = getattr(prepared, which)
+        preds = _predicates(data, chosen, rows)
+        return prepared, rows.filter(*preds) if preds else rows
+    prepared = data.prepared_for(Selection())
+    rows = getattr(prepared, which)
     ids = selected(data, chosen).select("order_id")
-    steps = prepared.steps.filter(prepared.steps.case_id.isin(ids.order_id))
-    edges = flow_engine.edges_expr(steps, prepared.codes)
-    return flow_engine.finish_edges(data.con.to_pandas(edges))
+    key = rows.case_id if which == "steps" else rows.order_id
+    return prepared, rows.filter(key.isin(ids.order_id))
+
+
+def edges_of(data: ExplorerData, chosen: Chosen) -> pd.DataFrame:
+    """The directly-follows graph of the selected orders' events, as flow_engine's.
+
+    The same figures as flow_engine.edges_expr (its one definition; the tests compare
+    them), aggregated in one pass over the prepared steps: cases counts each case's
+    first time on the edge, the median and P90 are DuckDB's quantile_cont (the same
+    linear interpolation at q·(n−1) as flow_engine's ranks).
+    """
+    prepared, steps = _prepared_rows(data, chosen, "steps")
+    per = steps.group_by(["source", "target"]).aggregate(
+        cases=steps.first_of_case.sum().cast("int64"),
+        count=steps.count().cast("int64"),
+        mean_h=steps.hours.mean().cast("float64"),
+        q=steps.hours.quantile([0.5, 0.9]),
+    )
+    got = data.con.to_pandas(per)
+    names = data.con.to_pandas(prepared.codes).set_index("code")["activity"]
+    quantiles = [list(q) if q is not None else [math.nan, math.nan] for q in got["q"]]
+    out = pd.DataFrame(
+        {
+            "source": got["source"].map(names),
+            "target": got["target"].map(names),
+            "cases": got["cases"],
+            "count": got["count"],
+            "mean_h": got["mean_h"],
+            "median_h": [q[0] for q in quantiles],
+            "p90_h": [q[1] for q in quantiles],
+        },
+        columns=flow_engine.DFG_COLUMNS,
+    )
+    return flow_engine.finish_edges(out)
 
 
 def variants_of(data: ExplorerData, chosen: Chosen, top: int = TOP_VARIANTS) -> pd.DataFrame:
-    """The ``top`` rows of flow.variants of the selected orders' events."""
-    prepared = data.prepared_for(chosen) if isinstance(chosen, Selection) else None
-    if prepared is None:
-        prepared = data.prepared_for(Selection())
-    ids = selected(data, chosen).select("order_id")
-    cases = prepared.cases.filter(prepared.cases.case_id.isin(ids.order_id))
-    return flow_engine.variants_on(data.con, cases, top)
+    """The ``top`` rows of flow.variants of the selected orders' events (as
+    flow_engine.variants_on), from the prepared orders' variant numbers."""
+    prepared, orders = _prepared_rows(data, chosen, "orders")
+    cases = orders.filter(orders.variant_number.notnull())
+    per = cases.group_by("variant_number").aggregate(
+        cases=cases.count().cast("int64"),
+        median_h=cases.through_h.quantile(0.5).cast("float64"),
+    )
+    per = per.mutate(all_cases=per.cases.sum().over(ibis.window()))
+    ranked = per.order_by([ibis.desc("cases"), "variant_number"])
+    ranked = ranked.limit(top) if top is not None else ranked
+    names = prepared.variants
+    frame = data.con.to_pandas(
+        ranked.join(names, ranked.variant_number == names.number).order_by(
+            [ibis.desc("cases"), "variant_number"]
+        )
+    )
+    all_cases = int(frame["all_cases"].iloc[0]) if len(frame) else 0
+    out = pd.DataFrame(
+        {
+            "variant": frame["variant"].astype("str"),
+            "events": frame["events"].astype("int64"),
+            "cases": frame["cases"].astype("int64"),
+        }
+    )
+    out["share"] = out["cases"] / max(all_cases, 1)
+    out["cumulative_share"] = out["share"].cumsum()
+    out["median_h"] = frame["median_h"].astype("float64")
+    return out[VARIANT_COLUMNS].reset_index(drop=True)
 
 
 def slowest_orders(
@@ -422,6 +543,11 @@ def order_timeline(data: ExplorerData, order_id: str) -> pd.DataFrame:
 
     Empty when the order has no event in the loaded data.
     """
+    key = ("timeline", str(order_id), data.complete is None)
+    return _once(data, key, lambda: _timeline(data, order_id))
+
+
+def _timeline(data: ExplorerData, order_id: str) -> pd.DataFrame:
     log = data.log
     rows = data.con.to_pandas(log.filter(log.case_id == str(order_id)))
     if rows.empty:
@@ -512,16 +638,31 @@ def compute_view(
 
     With ``previous`` selecting the same orders, its graph and variants are reused.
     """
-    stage = selection.stage
-    orders, completed, in_stage, overall = _counts(data, selection)
-    distribution = stage_distribution(data, selection, stage, selection.dimension)
+    stage, dimension = selection.stage, selection.dimension
+    chosen = tuple(getattr(selection, name) for name in ORDER_FILTERS)
+    # each part is computed once per combination of the widgets it depends on
+    orders, completed, in_stage, overall = _once(
+        data, ("counts", chosen, stage), lambda: _counts(data, selection)
+    )
+    distribution = _once(
+        data,
+        ("distribution", chosen, stage, dimension),
+        lambda: stage_distribution(data, selection, stage, dimension),
+    )
+    slowest = _once(
+        data, ("slowest", chosen, stage, top), lambda: slowest_orders(data, selection, stage, top)
+    )
     figures: dict[str, Figure] = {}
     if previous is not None and selection.same_orders(previous.selection):
         edges, variants = previous.edges, previous.variants
         if "graph" in previous.figures and previous.lang == lang:
             figures["graph"] = previous.figures["graph"]
     else:
-        edges, variants = edges_of(data, selection), variants_of(data, selection)
+        edges, variants = _once(
+            data,
+            ("graph", chosen),
+            lambda: (edges_of(data, selection), variants_of(data, selection)),
+        )
     return View(
         selection=selection,
         orders=orders,
@@ -530,11 +671,18 @@ def compute_view(
         distribution=distribution,
         edges=edges,
         variants=variants,
-        slowest=slowest_orders(data, selection, stage, top),
+        slowest=slowest,
         overall_median_h=overall,
         lang=lang,
         figures=figures,
     )
+
+
+def _once(data: ExplorerData, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """A part of a view computed once per key (the widget values it depends on)."""
+    if key not in data.views:
+        data.views[key] = compute()
+    return data.views[key]
 
 
 # --- figures -----------------------------------------------------------------------------------
@@ -767,6 +915,10 @@ class Findings:
     frame: pd.DataFrame
     week: Window
     baseline: Window | None
+    weeks: int = 1  # baseline weeks the findings compare with (their sentences say so)
+    # per root finding, its orders (orders_of) when computed beforehand, or the Parquet
+    # file holding them (read when first asked for)
+    stored: dict[str, pd.DataFrame | Path] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of_week(cls, data: WeekData, lang: str) -> Findings:
@@ -774,7 +926,7 @@ class Findings:
         section = FlowSection(data, lang)
         weeks = section.baseline_weeks
         baseline = Window(weeks[0].start, weeks[-1].end) if weeks else None
-        return cls(section.bottlenecks, data.window, baseline)
+        return cls(section.bottlenecks, data.window, baseline, max(len(weeks), 1))
 
     @classmethod
     def of_orders(cls, orders: pd.DataFrame, lang: str, baseline_weeks: int = 6) -> Findings:
@@ -795,7 +947,30 @@ class Findings:
         if len(weeks) < 2:
             return cls(pd.DataFrame(columns=flow.FINDING_COLUMNS), weeks[-1], None)
         found = flow.week_findings(orders, weeks, lang=lang)
-        return cls(found, weeks[-1], Window(weeks[0].start, weeks[-2].end))
+        return cls(found, weeks[-1], Window(weeks[0].start, weeks[-2].end), len(weeks) - 1)
+
+    def _stored(self, finding_id: str) -> pd.DataFrame:
+        """A finding's orders computed beforehand (read from their file the first time)."""
+        rows = self.stored[finding_id]
+        if isinstance(rows, Path):
+            rows = pd.read_parquet(rows).drop(columns="_finding").reset_index(drop=True)
+            self.stored[finding_id] = rows
+        return rows
+
+    def in_language(self, lang: str) -> Findings:
+        """The same findings with their sentences (finding, driven_by) in ``lang``."""
+        rows = self.frame.to_dict("records")
+        roots = {r["id"]: r for r in rows if r["id"]}
+        frame = self.frame.copy()
+        if rows:
+            frame["finding"] = [flow.finding_sentence(r, self.weeks, lang) for r in rows]
+            frame["driven_by"] = [
+                flow.finding_segment(pd.Series(roots[r["folded_into"]]), lang)
+                if r["folded_into"]
+                else ""
+                for r in rows
+            ]
+        return Findings(frame, self.week, self.baseline, self.weeks, self.stored)
 
     def roots(self, group: str) -> pd.DataFrame:
         """The root findings of a group ("new" or "usual"), in rank order."""
@@ -824,6 +999,8 @@ class Findings:
         New this week: the segment's orders whose stage started in the week; usual: those
         of the baseline weeks.
         """
+        if finding_id in self.stored:
+            return self._stored(finding_id).copy()
         row = self.frame[self.frame["id"] == finding_id]
         if row.empty:
             return pd.DataFrame(columns=["order_id", "hours", "open"])
@@ -858,7 +1035,250 @@ def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.Data
     )
 
 
+# --- the prepared tables, saved beside the week's handouts -----------------------------------
+
+# Bump when the saved tables change shape: older folders are then prepared again.
+PREPARED_FORMAT = 2
+PREPARED_FOLDER = "explorer_data"
+_SAVED_TABLES = ("orders", "log", "steps", "codes", "variants")
+_VIEW_FRAMES = ("distribution", "edges", "variants", "slowest")
+
+
+def prepared_folder(params: Params, week: IsoWeek | str) -> Path:
+    """Where a week's prepared explorer tables are kept: <output_dir>/<week>/explorer_data."""
+    return Path(params.output_dir) / str(week) / PREPARED_FOLDER
+
+
+def source_fingerprint(params: Params, week: IsoWeek | str) -> str:
+    """sha256 (hex) of what the prepared tables are computed from: the table format, the
+    week, every parameter, and the name, size and modification time of each source file."""
+    files: list[list[Any]] = []
+    where = params.source.path
+    if where is not None and Path(where).exists():
+        found = sorted(Path(where).rglob("*")) if Path(where).is_dir() else [Path(where)]
+        for path in found:
+            if path.is_file():
+                stat = path.stat()
+                files.append([str(path), stat.st_size, stat.st_mtime_ns])
+    parts = {
+        "format": PREPARED_FORMAT,
+        "week": str(week),
+        "params": params.model_dump(mode="json"),
+        "files": files,
+    }
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _stamp_text(stamp: pd.Timestamp | None) -> str | None:
+    return None if stamp is None else stamp.isoformat()
+
+
+def _stamp_of(text: str | None) -> pd.Timestamp | None:
+    return None if text is None else pd.Timestamp(text)
+
+
+def save_prepared(
+    data: ExplorerData,
+    found: Findings,
+    view: View,
+    folder: str | Path,
+    fingerprint: str,
+    top: int = TOP_ORDERS,
+    log: ir.Table | None = None,
+) -> Path:
+    """Write the prepared tables, the findings and the first view into ``folder``.
+
+    Tables as Parquet (written by the engine, no rows through pandas), the rest in
+    meta.json; the folder is replaced as a whole, so a reader never sees half of it.
+    ``log``: the event log to save (default the prepared orders' log).
+    """
+    prepared = data.prepared
+    if prepared is None or prepared.log is None:
+        raise ValueError("nothing prepared to save: call ExplorerData.prepare first")
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir()
+    saved = {name: getattr(prepared, name) for name in _SAVED_TABLES}
+    if log is not None:
+        saved["log"] = log
+    for name, table in saved.items():
+        data.con.to_parquet(table, temp / f"{name}.parquet")
+    for name in _VIEW_FRAMES:
+        getattr(view, name).to_parquet(temp / f"view_{name}.parquet", index=False)
+    for i, finding_id in enumerate(found.stored):
+        rows = found._stored(finding_id).assign(_finding=finding_id)
+        rows.to_parquet(temp / f"finding_{i}.parquet", index=False)
+    selection = {
+        f.name: (
+            list(v)
+            if isinstance(v := getattr(view.selection, f.name), tuple)
+            else (v.isoformat() if isinstance(v, dt.date) else v)
+        )
+        for f in fields(view.selection)
+    }
+    meta = {
+        "format": PREPARED_FORMAT,
+        "fingerprint": fingerprint,
+        "tz": data.tz,
+        "as_of": _stamp_text(data.as_of),
+        "count": data.count,
+        "values_of": data.values_of,
+        "start": None if prepared.start is None else prepared.start.isoformat(),
+        "end": None if prepared.end is None else prepared.end.isoformat(),
+        "view": {
+            "selection": selection,
+            "orders": view.orders,
+            "completed": view.completed,
+            "in_stage": view.in_stage,
+            "overall_median_h": view.overall_median_h,
+            "lang": view.lang,
+            "top": top,
+        },
+        "findings": {
+            "rows": found.frame.to_dict("records"),
+            "week": [found.week.start.isoformat(), found.week.end.isoformat()],
+            "baseline": None
+            if found.baseline is None
+            else [found.baseline.start.isoformat(), found.baseline.end.isoformat()],
+            "weeks": found.weeks,
+            "stored": list(found.stored),
+        },
+    }
+    (temp / "meta.json").write_text(json.dumps(meta, default=_plain_json), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    temp.rename(folder)
+    return folder
+
+
+def _plain_json(value: Any) -> Any:
+    """numpy scalars and missing values as JSON values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is pd.NA or value is pd.NaT:
+        return None
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def open_prepared(
+    folder: str | Path, fingerprint: str, con: BaseBackend | None = None
+) -> tuple[ExplorerData, Findings, View] | None:
+    """The explorer's data, findings and first view from a folder save_prepared wrote.
+
+    None when the folder is missing, of another format, or prepared from other data
+    or params (another ``fingerprint``). The tables stay Parquet files the engine reads
+    when asked: nothing but the small frames of the first view is read now.
+    """
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if meta.get("format") != PREPARED_FORMAT or meta.get("fingerprint") != fingerprint:
+        return None
+    con = con or shared()
+    tables = {
+        name: con.read_parquet(
+            str(folder / f"{name}.parquet"), table_name=f"explorer_{next(_NAMES)}"
+        )
+        for name in _SAVED_TABLES
+    }
+    day = lambda text: None if text is None else dt.date.fromisoformat(text)  # noqa: E731
+    prepared = Prepared(
+        day(meta["start"]),
+        day(meta["end"]),
+        tables["orders"],
+        tables["steps"],
+        tables["codes"],
+        tables["variants"],
+        tables["log"],
+    )
+    data = ExplorerData(
+        con,
+        tables["orders"],
+        tables["log"],
+        int(meta["count"]),
+        {d: list(v) for d, v in meta["values_of"].items()},
+        str(meta["tz"]),
+        _stamp_of(meta["as_of"]),
+        prepared,
+    )
+    shown = meta["view"]
+    picked = shown["selection"]
+    selection = Selection(
+        **{
+            **picked,
+            "start": day(picked["start"]),
+            "end": day(picked["end"]),
+            **{d: tuple(picked[d]) for d in FILTER_DIMENSIONS},
+        }
+    )
+    frames = {n: pd.read_parquet(folder / f"view_{n}.parquet") for n in _VIEW_FRAMES}
+    distribution = frames["distribution"]
+    distribution["value"] = distribution["value"].astype(object)
+    slowest = frames["slowest"]
+    for col in ("order_type", "warehouse", "carrier", "region", "channel"):
+        slowest[col] = slowest[col].astype(object).where(slowest[col].notna(), None)
+    view = View(
+        selection=selection,
+        orders=int(shown["orders"]),
+        completed=int(shown["completed"]),
+        in_stage=int(shown["in_stage"]),
+        distribution=distribution,
+        edges=frames["edges"],
+        variants=frames["variants"],
+        slowest=slowest,
+        overall_median_h=float(shown["overall_median_h"]),
+        lang=str(shown["lang"]),
+    )
+    chosen = tuple(getattr(selection, name) for name in ORDER_FILTERS)
+    data.views[("counts", chosen, selection.stage)] = (
+        view.orders,
+        view.completed,
+        view.in_stage,
+        view.overall_median_h,
+    )
+    data.views[("distribution", chosen, selection.stage, selection.dimension)] = distribution
+    data.views[("slowest", chosen, selection.stage, int(shown["top"]))] = slowest
+    data.views[("graph", chosen)] = (view.edges, view.variants)
+    return data, _saved_findings(folder, meta["findings"]), view
+
+
+def _saved_findings(folder: Path, saved: dict[str, Any]) -> Findings:
+    """Findings as save_prepared wrote them (their orders read when asked for)."""
+    frame = pd.DataFrame(saved["rows"], columns=flow.FINDING_COLUMNS)
+    if len(frame):
+        frame["orders"] = frame["orders"].astype("int64")
+        frame["rank"] = frame["rank"].astype("int64")
+    week = Window(pd.Timestamp(saved["week"][0]), pd.Timestamp(saved["week"][1]))
+    base = saved["baseline"]
+    baseline = None if base is None else Window(pd.Timestamp(base[0]), pd.Timestamp(base[1]))
+    stored: dict[str, pd.DataFrame | Path] = {
+        finding_id: folder / f"finding_{i}.parquet" for i, finding_id in enumerate(saved["stored"])
+    }
+    return Findings(frame, week, baseline, int(saved["weeks"]), stored)
+
+
 # --- the widgets ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Saved:
+    """A week's explorer opened from its saved tables (open_prepared), and how to load
+    the whole week when a selection reaches beyond them."""
+
+    data: ExplorerData
+    found: Findings
+    view: View
+    params: Params
+    week: Callable[[], WeekData]
+
+
+def _say(text: str) -> None:
+    """Progress of a long step, shown under the notebook cell."""
+    print(text, flush=True)
 
 
 class Explorer:
@@ -872,7 +1292,7 @@ class Explorer:
 
     def __init__(
         self,
-        source: WeekData | pd.DataFrame,
+        source: WeekData | pd.DataFrame | Saved,
         lang: str | None = None,
         *,
         events: pd.DataFrame | None = None,
@@ -882,7 +1302,20 @@ class Explorer:
     ):
         import ipywidgets as w
 
-        if isinstance(source, WeekData):
+        self._week: WeekData | None = source if isinstance(source, WeekData) else None
+        self._load: Callable[[], WeekData] | None = None
+        self._orders: pd.DataFrame | ir.Table | None = None
+        if isinstance(source, Saved):
+            # tables prepared beforehand: nothing is computed but what is not saved
+            lang = lang or source.params.language
+            folder = folder or Path(source.params.output_dir) / "explorer"
+            self.data = source.data
+            prepared = self.data.prepared
+            first_day = prepared.start if prepared is not None else None
+            last_day = prepared.end if prepared is not None else None
+            self._load = source.week
+            self.data.complete = self._whole
+        elif isinstance(source, WeekData):
             # the week's tables as the engine holds them: no row table in pandas
             tables = source.engine_tables()
             lang = lang or source.params.language
@@ -897,7 +1330,7 @@ class Explorer:
                 tz=source.tz,
                 prepare=(first_day, last_day),
             )
-            self._orders: pd.DataFrame | ir.Table = tables["orders"]
+            self._orders = tables["orders"]
         else:
             last = source["created_at"].max()
             last_day = last.date() if pd.notna(last) else None
@@ -908,7 +1341,10 @@ class Explorer:
             self._orders = source
         self.lang = lang or "en"
         self.top = top
-        if isinstance(source, WeekData):
+        if isinstance(source, Saved):
+            same = source.view.lang == self.lang
+            self.found = source.found if same else source.found.in_language(self.lang)
+        elif isinstance(source, WeekData):
             self.found = Findings.of_week(source, self.lang)
         else:
             self.found = Findings.of_orders(source, self.lang)
@@ -1012,8 +1448,84 @@ class Explorer:
         snapshot: str | Path | None = None,
         lang: str | None = None,
     ) -> Explorer:
-        """Load the week as the reports do: the runner's snapshot if given, else the source."""
-        return cls(notebook_week(params_files, week, snapshot), lang)
+        """The week's explorer, started from its prepared tables when they were saved from
+        the same data and params (``outputs/<week>/explorer_data``).
+
+        Otherwise the week is loaded as the reports load it (the runner's snapshot if
+        given, else the source), prepared and saved, so that the next start is quick.
+        """
+        params = load_params(*params_files)
+        report_week = resolve_week(params, week)
+        folder = prepared_folder(params, report_week)
+        key = source_fingerprint(params, report_week)
+
+        def load() -> WeekData:
+            there = snapshot is not None and Path(snapshot).is_dir()
+            return open_week(params, report_week, snapshot if there else None)
+
+        opened = open_prepared(folder, key, shared(params.engine))
+        if opened is not None:
+            return cls(Saved(*opened, params, load), lang)
+        shown = lang or params.language
+        _say(t("explorer.progress.preparing", shown, week=str(report_week)))
+        explorer = cls(load(), lang)
+        explorer.save(folder, key)
+        _say(t("explorer.progress.saved", shown, folder=str(folder)))
+        return explorer
+
+    def save(self, folder: str | Path, fingerprint: str) -> Path:
+        """Save the prepared tables, the findings with their orders and the first view
+        (save_prepared); the findings' orders are computed now if they were not."""
+        found, data = self.found, self.data
+        for finding_id in found.frame.loc[found.frame["rank"] > 0, "id"]:
+            if finding_id not in found.stored:
+                found.stored[finding_id] = self.finding_orders(str(finding_id))
+        view = self.view if self.view is not None else self.update()
+        first = self.data.prepared
+        log = None
+        if first is not None and first.log is not None and found.stored:
+            # the timelines the findings offer, of orders created outside the range too
+            listed = {
+                str(o)
+                for finding_id in found.stored
+                for o in found._stored(finding_id)["order_id"].head(FINDING_ORDERS)
+            }
+            outside = data.log.filter(
+                data.log.case_id.isin(sorted(listed))
+                & ~data.log.case_id.isin(first.orders.order_id)
+            )
+            log = first.log.union(outside)
+        return save_prepared(data, found, view, folder, fingerprint, self.top, log)
+
+    def _whole(self) -> ExplorerData:
+        """Every order and event of the week (loaded now if need be), on the engine."""
+        week = self.week_data()
+        tables = week.engine_tables()
+        return ExplorerData.build(
+            tables["orders"],
+            tables.get("events"),
+            tables.get("after_sales"),
+            con=self.data.con,
+            tz=week.tz,
+        )
+
+    def week_data(self) -> WeekData:
+        """The loaded week (loaded now, with a message, if the explorer started from saved
+        tables)."""
+        if self._week is None:
+            if self._load is None:
+                raise ValueError("the explorer was built from frames, not from a week")
+            _say(t("explorer.progress.loading", self.lang))
+            self.summary.value = f"<p>{html.escape(t('explorer.progress.loading', self.lang))}</p>"
+            self._week = self._load()
+        return self._week
+
+    def finding_orders(self, finding_id: str) -> pd.DataFrame:
+        """The orders behind a finding, slowest first (Findings.orders_of)."""
+        if finding_id not in self.found.stored and self._orders is None:
+            self._orders = self.week_data().engine_tables()["orders"]
+        orders = self._orders if self._orders is not None else pd.DataFrame()
+        return self.found.orders_of(orders, finding_id, self.data.con, self.data.tz)
 
     # --- state -------------------------------------------------------------------------
 
@@ -1050,7 +1562,11 @@ class Explorer:
     def update(self) -> View:
         """Recompute the view from the widget values and refresh every output widget."""
         previous = self.view
-        view = compute_view(self.data, self.selection, self.lang, self.top, previous)
+        prepared, selection = self.data.prepared, self.selection
+        if prepared is None or not prepared.covers(selection):
+            text = t("explorer.progress.range", self.lang, start=selection.start, end=selection.end)
+            self.summary.value = f"<p>{html.escape(text)}</p>"
+        view = compute_view(self.data, selection, self.lang, self.top, previous)
         self.view = view
         lang = self.lang
         stage = stage_name(view.selection.stage, lang)
@@ -1099,6 +1615,8 @@ class Explorer:
             self.timeline_table.value = f"<p>{html.escape(t('explorer.timeline.pick', lang))}</p>"
             return
         timeline = order_timeline(self.data, order_id)
+        if timeline.empty and self.data.load_whole():
+            timeline = order_timeline(self.data, order_id)
         if timeline.empty:
             text = t("explorer.timeline.unknown", lang, order=order_id)
             self.timeline_table.value = f"<p>{html.escape(text)}</p>"
@@ -1130,7 +1648,7 @@ class Explorer:
         if not finding_id:
             self.finding_table.value = ""
             return pd.DataFrame()
-        rows = self.found.orders_of(self._orders, finding_id, self.data.con, self.data.tz)
+        rows = self.finding_orders(finding_id)
         stage = str(self.found.frame.loc[self.found.frame["id"] == finding_id, "stage"].iloc[0])
         text = t(
             "explorer.finding.orders", lang, orders=len(rows), shown=min(len(rows), FINDING_ORDERS)
