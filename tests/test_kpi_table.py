@@ -22,7 +22,7 @@ from meetinglib.cli import main
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import engine
-from meetinglib.data.dataset import WeekData, load_week
+from meetinglib.data.dataset import SnapshotTables, WeekData, load_week
 from meetinglib.data.validate import QualityReport
 from tests import incidents as inc
 from tests.conftest import SAMPLE_WEEK, write_params
@@ -52,6 +52,21 @@ def test_meeting_kpis_writes_the_csv_without_notebooks(tmp_path, sample, capsys)
     assert len(csv) == len(table)
     assert list(csv.columns) == [*KPI_TABLE_COLUMNS, "finding", "driven_by"]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_table_of_a_snapshot_reads_no_table_into_pandas(tmp_path, sample):
+    """What the data report's kernel does: the KPI table and its root search on the run's
+    snapshot are computed by the engine from the Parquet files; asking which tables the
+    source has must not read them (millions of rows at a million orders a week)."""
+    data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
+    data.save(tmp_path / "snap")
+    again = WeekData.load(tmp_path / "snap", data.params)
+    assert isinstance(again.tables, SnapshotTables)
+    assert "tickets" in again.tables and "nothing" not in again.tables
+    result = kpi_table(again, "en")
+    root_changes(again, result)
+    assert again.tables._frames == {}
+    assert result.row("orders_created")["this_week"] > 0
 
 
 # --- aggregates of the engine against the rows (a second method) ---------------------------------

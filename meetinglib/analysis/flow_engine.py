@@ -113,10 +113,19 @@ def week_log_expr(
     event_log_expr). A transition ending in the window needs the case's event before
     it, however early; events from ``end`` on belong to no such transition.
     """
-    log = event_log_expr(tables["orders"], tables.get("events"), tables.get("after_sales"))
+    orders, events, after_sales = tables["orders"], tables.get("events"), tables.get("after_sales")
+    log = event_log_expr(orders, events, after_sales)
     # events from the window's end on neither end nor begin a transition ending in it
     log = log.filter(log.timestamp < instant(end))
-    inside = log.filter(log.timestamp >= instant(start))
+    # The cases are found from the window's own events, read apart: were they taken from
+    # ``log``, the engine would keep the whole log (tens of millions of events) in memory
+    # to read it twice, where the window's events are a filter on the file's scan.
+    if events is not None:
+        events = events.filter(
+            (events.timestamp >= instant(start)) & (events.timestamp < instant(end))
+        )
+    near = event_log_expr(orders, events, after_sales)
+    inside = near.filter((near.timestamp >= instant(start)) & (near.timestamp < instant(end)))
     cases = inside.select("case_id").distinct()
     return log.filter(log.case_id.isin(cases.case_id))
 

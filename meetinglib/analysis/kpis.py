@@ -1612,28 +1612,42 @@ def _around(q: float) -> tuple[float, float, float]:
 
 
 def _level_sums(key: str, spans: ir.Table, columns: Sequence[str]) -> ir.Table:
-    """Sums of the spans entering and leaving per week index and combination of segment
-    values (the level at each week's end is their running difference, taken after the
-    engine): kpi, part (enter, leave), week, ``columns``, n, s1, s2."""
-    out = []
+    """Sums of the spans per week index entered, week index left and combination of
+    segment values, in one grouping (the level at each week's end is the running
+    difference of what enters and leaves, taken after the engine; ``_edge_sums``):
+    kpi, enter, leave, ``columns``, n, s1, s2."""
+    sums = spans.group_by(["enter", "leave", *columns]).aggregate(
+        n=spans.count().cast("float64"),
+        s1=spans.value.sum(),
+        s2=(spans.value * spans.value).sum(),
+    )
+    return sums.select(
+        kpi=ibis.literal(key),
+        enter=sums.enter.cast("int64"),
+        leave=sums.leave.cast("int64"),
+        **{c: sums[c] for c in columns},
+        n=sums.n,
+        s1=sums.s1.cast("float64"),
+        s2=sums.s2.cast("float64"),
+    )
+
+
+def _edge_sums(fine: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The spans' sums per (enter, leave) cell as sums per week index and edge: kpi, part
+    (enter, leave), week, ``columns``, n, s1, s2 (a span enters at one week's end and
+    leaves at a later one; each edge sums the cells sharing its week)."""
+    keys = ["kpi", *columns]
+    parts = []
     for edge in ("enter", "leave"):
-        sums = spans.group_by([spans[edge].name("week"), *columns]).aggregate(
-            n=spans.count().cast("float64"),
-            s1=spans.value.sum(),
-            s2=(spans.value * spans.value).sum(),
+        summed = (
+            fine.groupby([*keys, edge], sort=False, dropna=False, observed=True)[["n", "s1", "s2"]]
+            .sum(min_count=1)  # NULL where every value is, as the engine's SUM
+            .reset_index()
+            .rename(columns={edge: "week"})
         )
-        out.append(
-            sums.select(
-                kpi=ibis.literal(key),
-                part=ibis.literal(edge),
-                week=sums.week.cast("int64"),
-                **{c: sums[c] for c in columns},
-                n=sums.n,
-                s1=sums.s1.cast("float64"),
-                s2=sums.s2.cast("float64"),
-            )
-        )
-    return ibis.union(*out)
+        parts.append(summed.assign(part=edge))
+    out = pd.concat(parts, ignore_index=True)
+    return out[["kpi", "part", "week", *columns, "n", "s1", "s2"]]
 
 
 def _levels_long(
@@ -1692,15 +1706,21 @@ def _observe(
 
 
 def _fetch(
-    con: BaseBackend, query: ir.Table, store: dict[Any, pd.DataFrame] | None, key: Any
+    con: BaseBackend,
+    query: ir.Table,
+    store: dict[Any, pd.DataFrame] | None,
+    key: Any,
+    finish: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> Any:
-    """``query``'s result, from ``store`` when the query named ``key`` ran before on the
-    same tables (a store belongs to one set of tables)."""
-    if store is None:
-        return con.execute(query)
-    if key not in store:
-        store[key] = con.execute(query)
-    return store[key]
+    """``query``'s result (passed through ``finish``), from ``store`` when the query named
+    ``key`` ran before on the same tables (a store belongs to one set of tables)."""
+    if store is not None and key in store:
+        return store[key]
+    result = con.execute(query)
+    result = finish(result) if finish is not None else result
+    if store is not None:
+        store[key] = result
+    return result
 
 
 def _query_key(frames: Frames, what: str, members: Sequence[Any]) -> tuple[Any, ...]:
@@ -1757,7 +1777,8 @@ def kpi_aggregates(
                 for key, spans in zip(every_level_dims, every_levels, strict=True)
             ]
         )
-        fine = _fetch(con, union, store, _query_key(frames, "levels", list(every_level_dims)))
+        key = _query_key(frames, "levels", list(every_level_dims))
+        fine = _fetch(con, union, store, key, lambda cells: _edge_sums(cells, _SEGMENT_NAMES))
         fine = fine[fine["kpi"].isin(list(level_dims))]
         results.append(_levels_long(fine, level_dims, scenarios))
     results = [r for r in results if len(r)]

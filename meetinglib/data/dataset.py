@@ -98,6 +98,11 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
             self._frames[name] = _read(self.path(name), self.dtypes[name])
         return self._frames[name]
 
+    def __contains__(self, name: object) -> bool:
+        # Mapping's own test reads the table: asking whether a source has tickets must not
+        # bring millions of rows into pandas.
+        return name in self.dtypes
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.dtypes)
 
