@@ -589,3 +589,17 @@ def test_the_latest_week_is_found_once_per_data(sample, tmp_path, monkeypatch):
     next(source.glob("orders.*")).touch()
     assert str(ex.latest_week(params)) == SAMPLE_WEEK
     assert len(calls) == 2, "found again once the data changed"
+
+
+def test_outputs_inside_the_source_folder_are_no_input(sample, tmp_path):
+    import shutil
+
+    source = tmp_path / "data"
+    shutil.copytree(sample.folder, source)
+    params = load_params(write_params(source, source))  # outputs under the source folder
+    before = ex.source_fingerprint(params, SAMPLE_WEEK)
+    (source / "outputs" / SAMPLE_WEEK / "explorer_data").mkdir(parents=True)
+    (source / "outputs" / SAMPLE_WEEK / "explorer_data" / "meta.json").write_text("{}")
+    assert ex.source_fingerprint(params, SAMPLE_WEEK) == before
+    next(source.glob("orders.*")).touch()
+    assert ex.source_fingerprint(params, SAMPLE_WEEK) != before
