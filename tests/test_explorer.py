@@ -572,3 +572,20 @@ def test_open_prepares_once_then_starts_from_the_saved_tables(sample, tmp_path, 
     third = ex.Explorer.open([params_file], week=SAMPLE_WEEK, lang="en")
     assert calls == [1]
     assert_same_view(third.view, first.view)
+
+
+def test_the_latest_week_is_found_once_per_data(sample, tmp_path, monkeypatch):
+    import shutil
+
+    source = tmp_path / "data"
+    shutil.copytree(sample.folder, source)
+    params = load_params(write_params(tmp_path, source))
+    calls = []
+    real = ex.resolve_week
+    monkeypatch.setattr(ex, "resolve_week", lambda *a: calls.append(a) or real(*a))
+    assert str(ex.latest_week(params)) == SAMPLE_WEEK
+    assert str(ex.latest_week(params)) == SAMPLE_WEEK
+    assert len(calls) == 1, "remembered for the same data and params"
+    next(source.glob("orders.*")).touch()
+    assert str(ex.latest_week(params)) == SAMPLE_WEEK
+    assert len(calls) == 2, "found again once the data changed"

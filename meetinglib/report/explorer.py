@@ -1070,6 +1070,28 @@ def source_fingerprint(params: Params, week: IsoWeek | str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+LATEST_WEEK_FILE = ".explorer_latest_week.json"
+
+
+def latest_week(params: Params) -> IsoWeek:
+    """The latest complete week of the data (dataset.resolve_week), remembered per
+    data and params in <output_dir>/.explorer_latest_week.json: finding it reads every
+    creation time of the source, seconds on a large one."""
+    key = source_fingerprint(params, "")
+    path = Path(params.output_dir) / LATEST_WEEK_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == key:
+            return IsoWeek.parse(str(saved["week"]))
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass  # not remembered (or unreadable): found again below
+    week = resolve_week(params, None)
+    with contextlib.suppress(OSError):  # a read-only folder only costs the next start
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"fingerprint": key, "week": str(week)}), encoding="utf-8")
+    return week
+
+
 def _stamp_text(stamp: pd.Timestamp | None) -> str | None:
     return None if stamp is None else stamp.isoformat()
 
@@ -1455,7 +1477,7 @@ class Explorer:
         given, else the source), prepared and saved, so that the next start is quick.
         """
         params = load_params(*params_files)
-        report_week = resolve_week(params, week)
+        report_week = latest_week(params) if week is None else resolve_week(params, week)
         folder = prepared_folder(params, report_week)
         key = source_fingerprint(params, report_week)
 
