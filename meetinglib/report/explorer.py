@@ -1540,8 +1540,12 @@ class Explorer:
             if self._load is None:
                 raise ValueError("the explorer was built from frames, not from a week")
             _say(t("explorer.progress.loading", self.lang))
+            shown = self.summary.value
             self.summary.value = f"<p>{html.escape(t('explorer.progress.loading', self.lang))}</p>"
-            self._week = self._load()
+            try:
+                self._week = self._load()
+            finally:
+                self.summary.value = shown  # an update that follows says what it shows
         return self._week
 
     def finding_orders(self, finding_id: str) -> pd.DataFrame:
