@@ -10,7 +10,7 @@ import pytest
 
 from meetinglib.analysis import kpis
 from meetinglib.core.errors import EngineUnavailableError, ParamsError
-from meetinglib.core.params import Params, load_params
+from meetinglib.core.params import EngineParams, Params, load_params
 from meetinglib.data import engine
 from meetinglib.data.dataset import load_week
 from meetinglib.data.engine import connect
@@ -37,6 +37,36 @@ def test_duckdb_honours_the_memory_limit_and_spills_to_a_temporary_folder():
     assert settings["threads"] == "1"
     assert settings["preserve_insertion_order"] == "false"
     assert settings["temp_directory"].startswith(engine.tempfile.gettempdir())
+
+
+def _memory_limit(con) -> str:
+    return con.con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def test_duckdb_default_memory_limit_is_a_gib_per_thread_not_most_of_the_machine(monkeypatch):
+    # DuckDB's own default (80 % of memory) is per process: the runner and a kernel
+    # would each claim most of the machine
+    monkeypatch.setattr(engine, "machine_memory", lambda: 24 << 30)
+    assert _memory_limit(connect(engine.EngineSettings(threads=2))) == "2.0 GiB"
+    assert _memory_limit(connect(engine.EngineSettings(threads=3))) == "3.0 GiB"
+    # at most half the machine, at least 512 MiB
+    assert _memory_limit(connect(engine.EngineSettings(threads=40))) == "12.0 GiB"
+    monkeypatch.setattr(engine, "machine_memory", lambda: 600 << 20)
+    assert _memory_limit(connect(engine.EngineSettings(threads=1))) == "512.0 MiB"
+    # without threads in params: one GiB per CPU
+    monkeypatch.setattr(engine, "machine_memory", lambda: 1 << 40)
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 4)
+    assert engine.default_memory_limit() == "4096MiB"
+
+
+def test_params_memory_limit_overrides_the_default():
+    con = engine.shared(EngineParams(memory_limit="3GB"))
+    assert _memory_limit(con) in ("2.7 GiB", "3.0 GB", "2.7 GB")
+
+
+def test_machine_memory_is_at_most_the_physical_memory():
+    physical = engine.os.sysconf("SC_PAGE_SIZE") * engine.os.sysconf("SC_PHYS_PAGES")
+    assert 0 < engine.machine_memory() <= physical
 
 
 def test_unix_micros_counts_whole_microseconds_on_every_path():

@@ -301,6 +301,9 @@ def test_snapshot_tables_are_read_only_when_asked(sample, tmp_path):
     assert isinstance(again.tables, SnapshotTables)
     assert again.tables._frames == {}
     assert again.load_paths == data.load_paths
+    # asking whether the week has a table reads none (the KPI table asks for each)
+    assert "orders" in again.tables and "refunds" not in again.tables
+    assert again.tables._frames == {}
     orders = again.tables["orders"]
     assert list(again.tables._frames) == ["orders"]
     pd.testing.assert_frame_equal(orders, data.tables["orders"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import ibis
@@ -61,7 +62,8 @@ class EngineSettings:
     """How to reach the engine: its kind and the knobs that matter on a 2-core laptop."""
 
     kind: EngineKind = "duckdb"
-    # DuckDB: memory the engine may use before spilling to disk ("3GB"); None: its default.
+    # DuckDB: memory the engine may use before spilling to disk ("3GB"); None: 1 GiB per
+    # thread, at most half the machine (``default_memory_limit``).
     memory_limit: str | None = None
     threads: int | None = None
     # Spark: the master URL and extra session configuration.
@@ -122,11 +124,37 @@ def duckdb_config(settings: EngineSettings) -> dict[str, Any]:
         # Past the memory limit, sorts, joins and quantiles spill here instead of failing.
         "temp_directory": os.path.join(tempfile.gettempdir(), f"meetinglib-duckdb-{os.getpid()}"),
     }
-    if settings.memory_limit:
-        config["memory_limit"] = settings.memory_limit
+    # DuckDB's own default (80 % of the machine) holds per process: the runner and each
+    # kernel would each claim most of the machine, and a large week ran out of memory.
+    config["memory_limit"] = settings.memory_limit or default_memory_limit(settings.threads)
     if settings.threads:
         config["threads"] = settings.threads
     return config
+
+
+# DuckDB's performance guide: aggregation-heavy work wants 1-2 GB per thread; past the
+# limit it spills to ``temp_directory`` rather than failing.
+MEMORY_PER_THREAD = 1 << 30
+MIN_MEMORY = 512 << 20
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        # A container's limit (cgroup v2): "max" when there is none.
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def default_memory_limit(threads: int | None = None) -> str:
+    """DuckDB's memory limit when params set none: 1 GiB per thread (threads: the params'
+    or the CPU count), at most half the machine's memory, at least 512 MiB; as "<n>MiB"."""
+    n = threads or os.cpu_count() or 1
+    limit = max(MIN_MEMORY, min(n * MEMORY_PER_THREAD, machine_memory() // 2))
+    return f"{limit >> 20}MiB"
 
 
 def _duckdb(settings: EngineSettings) -> BaseBackend:

@@ -28,7 +28,6 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from ibis.backends import BaseBackend
@@ -378,10 +377,25 @@ def _suspect(column: pa.ChunkedArray) -> bool:
         ]
         if bool((np.diff(offsets) > MAX_FIELD_CHARS).any()):
             return True
-        for char in ("\x00", "\ufffd"):
-            if pc.any(pc.match_substring(large, char)).as_py():
-                return True
+        if _has_bytes(large, offsets):
+            return True
     return False
+
+
+def _has_bytes(large: pa.Array, offsets: np.ndarray) -> bool:
+    """Whether the values' bytes hold a NUL or a U+FFFD (EF BF BD in UTF-8) anywhere.
+
+    A byte scan of the whole data buffer: a superset (a sequence across two values counts
+    too), far cheaper than a substring search per value.
+    """
+    buffer = large.buffers()[2]
+    if buffer is None:
+        return False
+    data = np.frombuffer(buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
+    if bool((data == 0).any()):
+        return True
+    lead = np.flatnonzero(data[:-2] == 0xEF)
+    return bool(((data[lead + 1] == 0xBF) & (data[lead + 2] == 0xBD)).any())
 
 
 def _with_duplicates(
@@ -442,6 +456,47 @@ def _first_failing(found: list[ck.Check]) -> ir.IntegerValue | None:
     if not cases:
         return None
     return ibis.cases(*cases, else_=ibis.null("int64"))
+
+
+# Rows per row group of a snapshot table: DuckDB's own, so kernels scan it as before.
+ROW_GROUP_ROWS = 122_880
+
+
+def _write_rows(
+    con: BaseBackend,
+    clean: ir.Table,
+    schema: TableSchema,
+    out: Path,
+    excluded: np.ndarray | None,
+) -> int:
+    """Write the canonical columns of ``clean`` to ``out``, leaving out the rows at the
+    positions ``excluded``; returns the rows written.
+
+    The rows stream from DuckDB as Arrow batches in the order they are read and are
+    written by Arrow's Parquet writer, which takes about a third of the CPU of DuckDB's
+    ``COPY`` for the same file.
+    """
+    drop = excluded if excluded is not None and len(excluded) else None
+    columns = {c.name: clean[ck.value_name(c.name)] for c in schema.columns}
+    expr = clean.select(_POS, **columns) if drop is not None else clean.select(**columns)
+    categories = [c.name for c in schema.columns if c.kind == "category"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with _in_order(con):
+        # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
+        reader = con._to_duckdb_relation(expr).to_arrow_reader(ROW_GROUP_ROWS)
+        target = pa.schema([f for f in reader.schema if f.name != _POS])
+        with pq.ParquetWriter(out, target, compression="snappy", use_dictionary=categories) as w:
+            for batch in reader:
+                if drop is not None:
+                    keep = ~np.isin(batch.column(_POS).to_numpy(), drop)
+                    batch = pa.RecordBatch.from_arrays(
+                        batch.filter(pa.array(keep)).columns[1:], schema=target
+                    )
+                if batch.num_rows:
+                    w.write_batch(batch)
+                    written += batch.num_rows
+    return written
 
 
 def load(
@@ -520,24 +575,25 @@ def load(
         if time_col is not None:
             clean = clean.filter(ck.in_selection(clean, table, selection))
         in_window = int(counts["selected"] or 0) - selected_bad
-        joined = orders is not None and table in ORDER_TABLES
-        if joined:
+        excluded = None
+        if orders is not None and table in ORDER_TABLES:
             loaded_ids = con.read_parquet(orders).select("order_id")
             ids = clean[ck.value_name("order_id")]
             member = ids.isin(loaded_ids.order_id)
             if table == "tickets":
                 member = member | ids.isnull()
-            clean = clean.filter(member)
-        if joined or duplicate is not None:
-            # A join gives its rows in no particular order: the snapshot keeps the source's.
-            clean = clean.order_by(_POS)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with _in_order(con):
-            con.to_parquet(
-                clean.select(**{c.name: clean[ck.value_name(c.name)] for c in schema.columns}),
-                out,
+            # Only the few rows of orders not loaded come back, by position: they are left
+            # out of the rows streamed below, which keep the source's order without a join
+            # (a join gives its rows in no particular order and would need a sort).
+            excluded = (
+                con.to_pyarrow(clean.filter(~member.fill_null(False)).select(_POS))
+                .column(_POS)
+                .to_numpy()
             )
-        written = pq.ParquetFile(out).metadata.num_rows
+        if duplicate is not None:
+            # The duplicate flag comes from a join: back to the source's order.
+            clean = clean.order_by(_POS)
+        written = _write_rows(con, clean, schema, out, excluded)
         info = SourceInfo(table, location, "parquet", n, digest.result())
     return Loaded(
         info=info,
