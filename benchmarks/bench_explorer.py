@@ -2,13 +2,17 @@
 
 Run:  python benchmarks/bench_explorer.py --params P --snapshot S [--week 2026-W47]
           [--repeats 3] [--out benchmarks/results/explorer.md] [--label 250k]
+          [--prepared FOLDER] [--parts] [--no-section]
 
 The week's tables are the snapshot's Parquet files read by the engine (embedded DuckDB),
 as the engine loader provides them: nothing is loaded into pandas. Timed, in one
-process: the explorer's start (the per-order table, the report week's transitions and
-variants kept in the engine, the findings, the first view) and each kind of widget
-change (median of ``--repeats``, each from the default view), then the data report's
-flow section (the week's graph, the findings, the chart's statistics). The process's
+process: the explorer's first start (the per-order table, the report week's transitions
+and variants kept in the engine, the findings, the first view; its parts with
+``--parts``), saving its tables into ``--prepared``, the start from those saved tables,
+each kind of widget change on that explorer (median of ``--repeats``, each from the
+default view, nothing kept from an earlier run of the same change), then the data
+report's flow section (the week's graph, the findings, the chart's statistics; left out
+with ``--no-section``). The process's
 peak resident memory and the load average before and after are recorded. Results are
 appended to ``--out`` as one section per run.
 """
@@ -103,7 +107,13 @@ def main() -> None:
     assert opened is not None
     explorer = ex.Explorer(ex.Saved(*opened, data.params, lambda: data), "en")
     start_s = time.perf_counter() - t0
-    rows.append(("start from the saved tables: Explorer.open up to the first view", start_s, ""))
+    rows.append(
+        (
+            "start from the saved tables: open_prepared and Explorer up to the first view",
+            start_s,
+            "",
+        )
+    )
     first, last = explorer.start.value, explorer.end.value
     if args.parts:
         # the parts of the first start, again on a fresh build (the engine's caches are warm)
@@ -192,8 +202,7 @@ def write(args, rows, orders, peak_gib, load_before, load_after) -> None:
     lines = [
         f"## {args.label or args.snapshot} ({orders:,} orders created in {args.week})",
         "",
-        f"`python benchmarks/bench_explorer.py --params {args.params} --snapshot "
-        f"{args.snapshot} --week {args.week} --repeats {args.repeats}` on "
+        f"`python benchmarks/bench_explorer.py {' '.join(sys.argv[1:])}` on "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, "
         f"{platform.platform()}; duckdb {duckdb.__version__}, ibis {ibis.__version__}, "
         f"pandas {pd.__version__}.",

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from meetinglib.analysis import kpis, sections
+from meetinglib.core.errors import SourceChangedError
 from meetinglib.core.params import Params, load_params
 from meetinglib.data import engine, load_database
 from meetinglib.data.dataset import WeekData, load_week, weekly_order_counts
@@ -255,6 +256,28 @@ def test_a_snapshot_rebuilds_the_expressions_from_its_meta(both, tmp_path):
     for name, table in pushed.engine_tables().items():
         assert con.execute(again.engine_tables()[name].count()) == con.execute(table.count())
     assert again.quality.entries == pushed.quality.entries
+
+
+def test_a_snapshot_refuses_a_database_that_changed_since_the_load(pg_server, sample, tmp_path):
+    url = pg_server.new_database()
+    pgserver.copy_tables(url, _raw_tables(sample.folder))
+    params = _params(tmp_path, url, "source", sample.folder)
+    load_week(params, SAMPLE_WEEK).save(tmp_path / "snap")
+    WeekData.load(tmp_path / "snap", params)  # unchanged: the kernels go on
+    # an open order of the week ships: the rows the run loaded are not the rows now
+    _execute(
+        url,
+        """UPDATE orders SET shipped_at = created_at + interval '3 hours' WHERE order_no =
+           (SELECT order_no FROM orders WHERE shipped_at IS NULL AND cancelled_at IS NULL
+            AND created_at >= '2026-11-17' ORDER BY order_no LIMIT 1)""",
+    )
+    with pytest.raises(
+        SourceChangedError,
+        match=r"table \S*orders changed in the database since the week was loaded "
+        r"\(filled shipped_at: (\d+) then, (?!\1)\d+ now\).* Run `meeting run` again",
+    ):
+        WeekData.load(tmp_path / "snap", params)
+    assert SourceChangedError.exit_code == 3
 
 
 def test_text_timestamps_are_refused_naming_table_and_column(pg_server, sample, tmp_path):

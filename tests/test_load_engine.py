@@ -142,6 +142,69 @@ def dirty(sample, tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def flagged(sample, tmp_path_factory) -> Path:
+    """The sample with bad values of every rule but the text ones and duplicate keys:
+    what the one-pass load validates without the screened path."""
+    folder = tmp_path_factory.mktemp("flagged")
+    for path in sample.glob("*.parquet"):
+        (folder / path.name).write_bytes(path.read_bytes())
+
+    def orders(frame: pd.DataFrame) -> pd.DataFrame:
+        like = frame.copy()
+        planted = _plant(
+            frame,
+            {
+                3: {"order_type": None},
+                4: {"paid_at": pd.Timestamp("1990-01-01", tz=TZ)},
+                6: {"amount": np.inf},
+                7: {"order_type": " Weird "},
+                8: {"amount": -5.0},
+                10: {"delivered_at": frame["shipped_at"].dropna().iloc[0] - pd.Timedelta("1h")},
+                13: {"exception_code": " STOCKOUT "},
+                15: {"delivered_at": pd.Timestamp("2031-01-01", tz=TZ)},
+                16: {"order_type": "weird", "amount": -1.0},
+                17: {"amount": np.nan},
+            },
+        )
+        return _retype(planted, like)
+
+    def tickets(frame: pd.DataFrame) -> pd.DataFrame:
+        like = frame.copy()
+        planted = _plant(
+            frame,
+            {
+                0: {"csat": 7.0},
+                2: {"category": "COMPLAINT"},
+                4: {"csat": np.nan},
+                5: {"resolved_at": frame["opened_at"].iloc[5] - pd.Timedelta("2h")},
+            },
+        )
+        return _retype(planted, like)
+
+    def settlements(frame: pd.DataFrame) -> pd.DataFrame:
+        like = frame.copy()
+        return _retype(_plant(frame, {1: {"amount": np.nan}, 2: {"status": "lost"}}), like)
+
+    _edit(folder / "orders.parquet", orders)
+    _edit(folder / "tickets.parquet", tickets)
+    _edit(folder / "settlements.parquet", settlements)
+    return folder
+
+
+def _screened_tables(monkeypatch) -> set[str]:
+    """Tables the screened path validates from now on (the others took one pass)."""
+    seen: set[str] = set()
+    screened = load_engine._screened
+
+    def spy(*args, **kwargs):
+        seen.add(args[2].table)
+        return screened(*args, **kwargs)
+
+    monkeypatch.setattr(load_engine, "_screened", spy)
+    return seen
+
+
 def _both(params_path: Path, week: str = WEEK) -> tuple[WeekData, WeekData]:
     params = load_params(params_path)
     return load_week(params, week, on_engine=False), load_week(params, week)
@@ -207,6 +270,54 @@ def test_bad_rows_of_every_rule_equal_the_pandas_path(dirty, tmp_path):
     orders = engine_week.tables["orders"]
     assert (orders["exception_code"] == "stockout").sum() >= 1
     assert not orders["order_id"].str.contains("\u3000").any()
+
+
+def test_one_pass_counts_every_rule_as_the_pandas_path(flagged, tmp_path, monkeypatch):
+    screened = _screened_tables(monkeypatch)
+    pandas_week, engine_week = _both(write_params(tmp_path, flagged))
+    assert set(engine_week.load_paths.values()) == {"engine"}
+    assert screened == set()
+    assert_same(pandas_week, engine_week)
+    rules = {(e.table, e.rule) for e in engine_week.quality.entries}
+    for rule in (
+        "required value missing",
+        "implausible date",
+        "not a number",
+        "unknown value",
+        "out of range",
+        "milestone order",
+    ):
+        assert ("orders", rule) in rules, rule
+    assert {("tickets", "out of range"), ("tickets", "milestone order")} <= rules
+    assert ("settlements", "unknown value") in rules
+    # Two failing checks: the row is set aside under the first, counted under both.
+    q = engine_week.quality.quarantined["orders"]
+    assert len(q) == len(pandas_week.quality.quarantined["orders"]) >= 5
+    # Rows of orders outside the selection were left out of the order tables.
+    loaded = set(engine_week.tables["orders"]["order_id"])
+    assert set(engine_week.tables["settlements"]["order_id"]) <= loaded
+
+
+def test_one_pass_too_many_set_aside_raises_the_same_message(flagged, tmp_path, monkeypatch):
+    path = write_params(tmp_path, flagged)
+    path.write_text(
+        path.read_text().replace("max_quarantine_share: 0.2", "max_quarantine_share: 0.001")
+    )
+    params = load_params(path)
+    with pytest.raises(TooManyQuarantinedError) as on_pandas:
+        load_week(params, WEEK, on_engine=False)
+    screened = _screened_tables(monkeypatch)
+    with pytest.raises(TooManyQuarantinedError) as on_engine:
+        load_week(params, WEEK)
+    assert screened == set()
+    assert str(on_engine.value) == str(on_pandas.value)
+
+
+def test_text_to_clean_or_repeated_keys_take_the_screened_path(dirty, tmp_path, monkeypatch):
+    screened = _screened_tables(monkeypatch)
+    load_week(load_params(write_params(tmp_path, dirty)), WEEK)
+    # Orders and tickets hold text to strip or flag; order lines a repeated key.
+    assert screened == {"orders", "tickets", "order_lines"}
 
 
 def test_duplicate_example_names_the_first_row(dirty, tmp_path):

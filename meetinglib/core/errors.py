@@ -153,6 +153,10 @@ class TooManyQuarantinedError(InputDataError):
     """More rows failed validation than the params allow to set aside."""
 
 
+class SourceChangedError(InputDataError):
+    """The source database changed between loading the week and computing a handout."""
+
+
 class NoDataError(InputDataError):
     """The requested week has no data in the source."""
 

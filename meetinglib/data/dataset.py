@@ -274,6 +274,8 @@ class WeekData:
         tables: Mapping[str, pd.DataFrame]
         if "database" in meta:
             con = load_database.connection(params)
+            # The rows stay in the database: make sure they are the ones the run loaded.
+            load_database.check_unchanged(con, meta["database"])
             tables = load_database.restore(con, meta["database"], meta["tables"])
         else:
             tables = SnapshotTables(folder, meta["tables"])

@@ -43,7 +43,12 @@ import pandas as pd
 import sqlalchemy as sa
 from ibis.backends import BaseBackend
 
-from meetinglib.core.errors import MissingColumnError, ParamsError, TooManyQuarantinedError
+from meetinglib.core.errors import (
+    MissingColumnError,
+    ParamsError,
+    SourceChangedError,
+    TooManyQuarantinedError,
+)
 from meetinglib.core.params import Params, TableSource
 from meetinglib.core.schema import SCHEMAS, TableSchema
 from meetinglib.core.weeks import Window
@@ -104,6 +109,8 @@ class Plan:
     categories: dict[str, ck.CategoryMap] = field(default_factory=dict)
     found: list[tuple[str, str]] = field(default_factory=list)  # (rule, column) with rows
     duplicates: bool = False  # whether some key repeats (the duplicate rule is evaluated)
+    # What the load saw of the rows (see ``fingerprint``), to tell later whether they changed.
+    fingerprint: dict[str, int | None] = field(default_factory=dict)
 
 
 def _refuse(table: str, column: str, what: str) -> NotPushableError:
@@ -413,10 +420,13 @@ def load(
         ).fill_null(False)
     profile: dict[str, Any] = {f"c{i}": c.flag.ifelse(1, 0).sum() for i, c in enumerate(all_checks)}
     profile["n"] = base.count()
+    marks = fingerprint(base, plan, con.name)
+    profile.update({f"fp{i}": value for i, value in enumerate(marks.values())})
     if in_week is not None:
         profile["week"] = in_week.ifelse(1, 0).sum()
     counts = con.to_pyarrow(base.aggregate(**profile)).to_pylist()[0]
     n = int(counts["n"])
+    plan.fingerprint = {name: _int(counts[f"fp{i}"]) for i, name in enumerate(marks)}
     hits = [(c, int(counts[f"c{i}"] or 0)) for i, c in enumerate(all_checks)]
     found = [(c, k) for c, k in hits if k > 0]
     plan.found = [(c.rule, c.column) for c, _ in found]
@@ -455,6 +465,53 @@ def load(
         provided=provided,
         dtypes=ck.pandas_dtypes(SCHEMAS[plan.table], plan.categories, params.timezone),
     )
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def fingerprint(raw: ir.Table, plan: Plan, backend: str | None) -> dict[str, ir.Scalar]:
+    """What a load sees of ``plan``'s rows in the selection, as aggregates of ``raw`` (the
+    rows as ``_raw`` reads them): their count, the filled values of each source column and
+    the latest instant of each time column.
+
+    Kernels query the database after the load: when these differ, rows were added, removed
+    or moved on (an order shipped), and the handouts would mix two states of the data. An
+    edit that keeps every count and latest time (a corrected amount) goes unnoticed.
+    """
+    marks: dict[str, ir.Scalar] = {"rows": raw.count()}
+    for canonical in plan.selected.values():
+        marks[f"filled {canonical}"] = raw[_SRC + canonical].count()
+        if plan.kinds.get(canonical) == "timestamp":
+            when = engine.unix_micros(raw[ck.raw_name(canonical)], backend)
+            marks[f"latest {canonical}"] = when.max()
+    return marks
+
+
+def check_unchanged(con: BaseBackend, record: dict[str, Any]) -> None:
+    """Raise SourceChangedError when a table of ``record`` (a snapshot's meta) no longer
+    gives the fingerprint its load saw; one aggregate query per table."""
+    start, end = (pd.Timestamp(t) for t in record["selection"])
+    for described in record["plans"]:
+        then = described.get("fingerprint")
+        if not then:
+            continue
+        plan = _plan_of(described)
+        raw = _raw(con, plan, Window(start, end))
+        marks = fingerprint(raw, plan, con.name)
+        named = {f"fp{i}": value for i, value in enumerate(marks.values())}
+        now_row = con.to_pyarrow(raw.aggregate(**named)).to_pylist()[0]
+        now = {name: _int(now_row[f"fp{i}"]) for i, name in enumerate(marks)}
+        changed = [k for k in then if then[k] != now.get(k)]
+        if changed:
+            shown = "; ".join(f"{k}: {then[k]} then, {now.get(k)} now" for k in changed[:3])
+            raise SourceChangedError(
+                f"table {plan.label} changed in the database since the week was loaded "
+                f"({shown}): the handouts would mix two states of the data. Run "
+                "`meeting run` again once the database is quiet, or use engine: "
+                "{kind: duckdb}, which keeps a copy of the rows for the whole run."
+            )
 
 
 def _fetch_rows(con: BaseBackend, plan: Plan, rows: ir.Table) -> pd.DataFrame:
@@ -660,6 +717,7 @@ def describe(plan: Plan) -> dict[str, Any]:
         },
         "found": [list(f) for f in plan.found],
         "duplicates": plan.duplicates,
+        "fingerprint": plan.fingerprint,
     }
 
 
@@ -690,6 +748,7 @@ def _plan_of(record: dict[str, Any]) -> Plan:
     }
     plan.found = [(rule, column) for rule, column in record["found"]]
     plan.duplicates = bool(record["duplicates"])
+    plan.fingerprint = dict(record.get("fingerprint", {}))
     return plan
 
 

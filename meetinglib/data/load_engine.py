@@ -462,6 +462,13 @@ def _first_failing(found: list[ck.Check]) -> ir.IntegerValue | None:
 ROW_GROUP_ROWS = 122_880
 
 
+def _writer(out: Path, target: pa.Schema, schema: TableSchema) -> pq.ParquetWriter:
+    """Arrow's Parquet writer of a snapshot table: snappy, as DuckDB writes, dictionary
+    pages for the category columns only (ids are nearly all distinct)."""
+    categories = [c.name for c in schema.columns if c.kind == "category"]
+    return pq.ParquetWriter(out, target, compression="snappy", use_dictionary=categories)
+
+
 def _write_rows(
     con: BaseBackend,
     clean: ir.Table,
@@ -479,14 +486,13 @@ def _write_rows(
     drop = excluded if excluded is not None and len(excluded) else None
     columns = {c.name: clean[ck.value_name(c.name)] for c in schema.columns}
     expr = clean.select(_POS, **columns) if drop is not None else clean.select(**columns)
-    categories = [c.name for c in schema.columns if c.kind == "category"]
     out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with _in_order(con):
         # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
         reader = con._to_duckdb_relation(expr).to_arrow_reader(ROW_GROUP_ROWS)
         target = pa.schema([f for f in reader.schema if f.name != _POS])
-        with pq.ParquetWriter(out, target, compression="snappy", use_dictionary=categories) as w:
+        with _writer(out, target, schema) as w:
             for batch in reader:
                 if drop is not None:
                     keep = ~np.isin(batch.column(_POS).to_numpy(), drop)
@@ -521,92 +527,303 @@ def load(
         raise MissingColumnError(source, missing_required[0], list(plan.selected))
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(sources._files_sha256, plan.files)
-        screened = screen(plan, schema)
-        base = _base(_raw(con, plan, schema), plan, schema, screened.dirty)
-        base, duplicate = _with_duplicates(con, base, schema, screened.candidates)
-        all_checks = ck.checks(
-            schema, base, plan.kinds, plan.categories, plausible, duplicate, screened.dirty
-        )
-        time_col = schema.time_column
-        in_week = None
-        if time_col is not None:
-            when = base[ck.value_name(time_col)]
-            in_week = (
-                (when >= ck._instant(week_window.start)) & (when < ck._instant(week_window.end))
-            ).fill_null(False)
-        profile: dict[str, Any] = {
-            f"c{i}": c.flag.cast("int64").sum() for i, c in enumerate(all_checks)
-        }
-        profile["n"] = base.count()
-        selected = ck.in_selection(base, table, selection)
-        profile["selected"] = selected.cast("int64").sum() if time_col is not None else base.count()
-        if in_week is not None:
-            profile["week"] = in_week.cast("int64").sum()
-        counts = con.to_pyarrow(base.aggregate(**profile)).to_pylist()[0]
-        n = int(counts["n"])
-        found = [c for i, c in enumerate(all_checks) if (counts[f"c{i}"] or 0) > 0]
-        found_rows = [
-            int(counts[f"c{i}"]) for i, c in enumerate(all_checks) if (counts[f"c{i}"] or 0) > 0
-        ]
-        first = _first_failing(found)
-        n_bad = week_bad = selected_bad = 0
-        if first is not None:
-            bad_counts = con.to_pyarrow(
-                base.aggregate(
-                    bad=first.notnull().cast("int64").sum(),
-                    selected=(first.notnull() & selected).cast("int64").sum()
-                    if time_col is not None
-                    else first.notnull().cast("int64").sum(),
-                    week=(first.notnull() & in_week).cast("int64").sum()
-                    if in_week is not None
-                    else ibis.literal(0),
-                )
-            ).to_pylist()[0]
-            n_bad, week_bad = int(bad_counts["bad"] or 0), int(bad_counts["week"] or 0)
-            selected_bad = int(bad_counts["selected"] or 0)
-        entries = _entries(con, plan, schema, base, found, found_rows, source, plausible)
-        if n and n_bad / n > params.quality.max_quarantine_share:
-            raise TooManyQuarantinedError(
-                too_many_message(source, n, n_bad, params.quality.max_quarantine_share, entries)
-            )
-        quarantined = _quarantine(con, plan, base, found, first)
-
-        clean = base if first is None else base.filter(first.isnull())
-        if time_col is not None:
-            clean = clean.filter(ck.in_selection(clean, table, selection))
-        in_window = int(counts["selected"] or 0) - selected_bad
-        excluded = None
-        if orders is not None and table in ORDER_TABLES:
-            loaded_ids = con.read_parquet(orders).select("order_id")
-            ids = clean[ck.value_name("order_id")]
-            member = ids.isin(loaded_ids.order_id)
-            if table == "tickets":
-                member = member | ids.isnull()
-            # Only the few rows of orders not loaded come back, by position: they are left
-            # out of the rows streamed below, which keep the source's order without a join
-            # (a join gives its rows in no particular order and would need a sort).
-            excluded = (
-                con.to_pyarrow(clean.filter(~member.fill_null(False)).select(_POS))
-                .column(_POS)
-                .to_numpy()
-            )
-        if duplicate is not None:
-            # The duplicate flag comes from a join: back to the source's order.
-            clean = clean.order_by(_POS)
-        written = _write_rows(con, clean, schema, out, excluded)
-        info = SourceInfo(table, location, "parquet", n, digest.result())
+        args = (con, params, plan, selection, week_window, out, orders, plausible, source)
+        # One pass over the rows when every text value is its own canonical value and no
+        # key repeats (what real exports are); else, or when that pass finds otherwise,
+        # the screened path with its separate counting query.
+        done = _one_pass(*args) or _screened(*args)
+        info = SourceInfo(table, location, "parquet", done.n, digest.result())
     return Loaded(
         info=info,
-        loaded=n,
-        kept=n - n_bad,
+        loaded=done.n,
+        kept=done.n - done.n_bad,
+        entries=done.entries,
+        quarantined=done.quarantined,
+        in_window=done.in_window,
+        written=done.written,
+        in_week=done.in_week,
+        week_set_aside=done.week_bad,
+        provided=[c for c in plan.selected.values() if c in schema.names],
+        dtypes=ck.pandas_dtypes(schema, plan.categories, params.timezone),
+    )
+
+
+@dataclass
+class _Done:
+    """What validating and writing one table found."""
+
+    n: int  # rows read
+    n_bad: int  # rows set aside
+    entries: list[QuarantineEntry]
+    quarantined: pd.DataFrame
+    in_window: int  # clean rows in the selection window
+    written: int
+    in_week: int  # clean rows in the report week
+    week_bad: int  # rows set aside in the report week
+
+
+def _orders_not_loaded(
+    con: BaseBackend, rows: ir.Table, table: str, orders: Path | None
+) -> np.ndarray | None:
+    """Positions of ``rows`` whose order is not among the orders loaded (None: no check)."""
+    if orders is None or table not in ORDER_TABLES:
+        return None
+    loaded_ids = con.read_parquet(orders).select("order_id")
+    ids = rows[ck.value_name("order_id")]
+    member = ids.isin(loaded_ids.order_id)
+    if table == "tickets":
+        member = member | ids.isnull()
+    # Only the few rows of orders not loaded come back, by position: they are left out of
+    # the rows streamed to the snapshot, which keep the source's order without a join (a
+    # join gives its rows in no particular order and would need a sort).
+    return (
+        con.to_pyarrow(rows.filter(~member.fill_null(False)).select(_POS)).column(_POS).to_numpy()
+    )
+
+
+# A row's check outcomes are the bits of one int64; more checks take the screened path.
+_MASK_BITS = 62
+_MASK = "__mask"
+_SEL = "__sel"
+_WEEK = "__week"
+
+
+def _in_week(base: ir.Table, schema: TableSchema, week_window: Window) -> ir.BooleanValue | None:
+    """Rows placed in the report week (None: the table has no time)."""
+    if schema.time_column is None:
+        return None
+    when = base[ck.value_name(schema.time_column)]
+    inside = (when >= ck._instant(week_window.start)) & (when < ck._instant(week_window.end))
+    return inside.fill_null(False)
+
+
+def _one_pass(
+    con: BaseBackend,
+    params: Params,
+    plan: Plan,
+    selection: Window,
+    week_window: Window,
+    out: Path,
+    orders: Path | None,
+    plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
+    source: str,
+) -> _Done | None:
+    """Validate and write the table in one scan; None when the screened path must do it.
+
+    Every check's outcome streams with the rows, as the bits of one mask per row, and
+    the clean rows of the window are written as they pass. The pass assumes what the
+    screen finds of real exports: each text value is its own canonical value, and no key
+    repeats. It tests both on the rows as they stream by (the screen's own tests, on the
+    same rows), and gives up, removing the file, at the first value that could fail a
+    text rule or when a key's fingerprint repeats.
+    """
+    table = plan.table
+    schema = SCHEMAS[table]
+    text = [
+        c.name
+        for c in schema.columns
+        if plan.kinds.get(c.name) == "text" and c.kind in ("id", "text")
+    ]
+    keyed = bool(schema.key) and all(k in text for k in schema.key)
+    if schema.key and not keyed:
+        return None
+    base = _base(_raw(con, plan, schema), plan, schema, set())
+    all_checks = ck.checks(schema, base, plan.kinds, plan.categories, plausible, None, set())
+    if len(all_checks) > _MASK_BITS:
+        return None
+    mask: ir.IntegerValue = ibis.literal(0, "int64")
+    for i, c in enumerate(all_checks):
+        mask = mask + c.flag.cast("int64") * ibis.literal(1 << i, "int64")
+    aside = sum(1 << i for i, c in enumerate(all_checks) if c.rule not in KEPT_RULES)
+    selected = ck.in_selection(base, table, selection)
+    in_week = _in_week(base, schema, week_window)
+    excluded = _orders_not_loaded(con, base.filter(selected), table, orders)
+    if excluded is not None and not len(excluded):
+        excluded = None
+    expr = base.select(
+        **{
+            _POS: base[_POS],
+            _MASK: mask,
+            _SEL: selected,
+            _WEEK: in_week if in_week is not None else ibis.literal(False),
+        },
+        **{c.name: base[ck.value_name(c.name)] for c in schema.columns},
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = n_selected = n_week = written = 0
+    failing: list[tuple[np.ndarray, ...]] = []  # (position, mask, selected, week) of rows
+    prints: list[np.ndarray] = []
+    gave_up = False
+    with _in_order(con):
+        # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
+        reader = con._to_duckdb_relation(expr).to_arrow_reader(ROW_GROUP_ROWS)
+        names = [c.name for c in schema.columns]
+        target = pa.schema([reader.schema.field(name) for name in names])
+        with _writer(out, target, schema) as w:
+            for batch in reader:
+                if any(_suspect(pa.chunked_array([batch.column(t)])) for t in text):
+                    gave_up = True
+                    break
+                if keyed:
+                    prints.append(_key_prints([batch.column(k) for k in schema.key]))
+                pos = batch.column(_POS).to_numpy()
+                bits = batch.column(_MASK).to_numpy()
+                sel = batch.column(_SEL).to_numpy(zero_copy_only=False)
+                week = batch.column(_WEEK).to_numpy(zero_copy_only=False)
+                n += len(pos)
+                n_selected += int(sel.sum())
+                n_week += int(week.sum())
+                bad = bits != 0
+                if bad.any():
+                    failing.append((pos[bad], bits[bad], sel[bad], week[bad]))
+                keep = sel & ((bits & aside) == 0)
+                if excluded is not None:
+                    keep &= ~np.isin(pos, excluded)
+                if keep.any():
+                    kept = batch.filter(pa.array(keep))
+                    w.write_batch(
+                        pa.RecordBatch.from_arrays(
+                            [kept.column(name) for name in names], schema=target
+                        )
+                    )
+                    written += int(keep.sum())
+        reader.close()
+    if not gave_up and prints:
+        ordered = np.sort(np.concatenate(prints))
+        gave_up = bool((ordered[1:] == ordered[:-1]).any())
+    if gave_up:
+        out.unlink(missing_ok=True)
+        return None
+
+    pos_f, bits_f, sel_f, week_f = (
+        tuple(np.concatenate(f) for f in zip(*failing, strict=True))
+        if failing
+        else (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool))
+    )
+    per_check = [int(((bits_f >> i) & 1).sum()) for i in range(len(all_checks))]
+    found_at = [i for i, count in enumerate(per_check) if count > 0]
+    found = [all_checks[i] for i in found_at]
+    found_rows = [per_check[i] for i in found_at]
+    # A row is set aside under its first failing check that sets rows aside.
+    hit = np.full(len(bits_f), -1, dtype=np.int64)
+    for j, i in enumerate(found_at):
+        if found[j].rule in KEPT_RULES:
+            continue
+        hit[(hit < 0) & (((bits_f >> i) & 1) == 1)] = j
+    set_aside = hit >= 0
+    n_bad = int(set_aside.sum())
+    week_bad = int(week_f[set_aside].sum())
+    entries = _entries(con, plan, schema, base, found, found_rows, source, plausible)
+    if n and n_bad / n > params.quality.max_quarantine_share:
+        out.unlink(missing_ok=True)
+        raise TooManyQuarantinedError(
+            too_many_message(source, n, n_bad, params.quality.max_quarantine_share, entries)
+        )
+    order = np.argsort(pos_f[set_aside], kind="stable")
+    quarantined = _quarantine_at(plan, found, pos_f[set_aside][order], hit[set_aside][order])
+    return _Done(
+        n=n,
+        n_bad=n_bad,
+        entries=entries,
+        quarantined=quarantined,
+        in_window=n_selected - int(sel_f[set_aside].sum()),
+        written=written,
+        in_week=n_week - week_bad,
+        week_bad=week_bad,
+    )
+
+
+def _key_prints(keys: list[pa.Array]) -> np.ndarray:
+    """Each row's fingerprint of its key's text columns, combined as ``screen`` does."""
+    combined = np.zeros(len(keys[0]), dtype=np.uint64)
+    for column in keys:
+        fp = _fingerprint_block(column.cast(pa.large_string()))
+        combined = _spread((combined ^ fp) * _MIX)
+    return combined
+
+
+def _screened(
+    con: BaseBackend,
+    params: Params,
+    plan: Plan,
+    selection: Window,
+    week_window: Window,
+    out: Path,
+    orders: Path | None,
+    plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
+    source: str,
+) -> _Done:
+    """Screen the text columns, count every check in one query, then write the rows."""
+    table = plan.table
+    schema = SCHEMAS[table]
+    screened = screen(plan, schema)
+    base = _base(_raw(con, plan, schema), plan, schema, screened.dirty)
+    base, duplicate = _with_duplicates(con, base, schema, screened.candidates)
+    all_checks = ck.checks(
+        schema, base, plan.kinds, plan.categories, plausible, duplicate, screened.dirty
+    )
+    time_col = schema.time_column
+    in_week = None
+    if time_col is not None:
+        when = base[ck.value_name(time_col)]
+        in_week = (
+            (when >= ck._instant(week_window.start)) & (when < ck._instant(week_window.end))
+        ).fill_null(False)
+    profile: dict[str, Any] = {
+        f"c{i}": c.flag.cast("int64").sum() for i, c in enumerate(all_checks)
+    }
+    profile["n"] = base.count()
+    selected = ck.in_selection(base, table, selection)
+    profile["selected"] = selected.cast("int64").sum() if time_col is not None else base.count()
+    if in_week is not None:
+        profile["week"] = in_week.cast("int64").sum()
+    counts = con.to_pyarrow(base.aggregate(**profile)).to_pylist()[0]
+    n = int(counts["n"])
+    found = [c for i, c in enumerate(all_checks) if (counts[f"c{i}"] or 0) > 0]
+    found_rows = [
+        int(counts[f"c{i}"]) for i, c in enumerate(all_checks) if (counts[f"c{i}"] or 0) > 0
+    ]
+    first = _first_failing(found)
+    n_bad = week_bad = selected_bad = 0
+    if first is not None:
+        bad_counts = con.to_pyarrow(
+            base.aggregate(
+                bad=first.notnull().cast("int64").sum(),
+                selected=(first.notnull() & selected).cast("int64").sum()
+                if time_col is not None
+                else first.notnull().cast("int64").sum(),
+                week=(first.notnull() & in_week).cast("int64").sum()
+                if in_week is not None
+                else ibis.literal(0),
+            )
+        ).to_pylist()[0]
+        n_bad, week_bad = int(bad_counts["bad"] or 0), int(bad_counts["week"] or 0)
+        selected_bad = int(bad_counts["selected"] or 0)
+    entries = _entries(con, plan, schema, base, found, found_rows, source, plausible)
+    if n and n_bad / n > params.quality.max_quarantine_share:
+        raise TooManyQuarantinedError(
+            too_many_message(source, n, n_bad, params.quality.max_quarantine_share, entries)
+        )
+    quarantined = _quarantine(con, plan, base, found, first)
+
+    clean = base if first is None else base.filter(first.isnull())
+    if time_col is not None:
+        clean = clean.filter(ck.in_selection(clean, table, selection))
+    in_window = int(counts["selected"] or 0) - selected_bad
+    excluded = _orders_not_loaded(con, clean, table, orders)
+    if duplicate is not None:
+        # The duplicate flag comes from a join: back to the source's order.
+        clean = clean.order_by(_POS)
+    written = _write_rows(con, clean, schema, out, excluded)
+    return _Done(
+        n=n,
+        n_bad=n_bad,
         entries=entries,
         quarantined=quarantined,
         in_window=in_window,
         written=written,
         in_week=int(counts.get("week") or 0) - week_bad,
-        week_set_aside=week_bad,
-        provided=[c for c in plan.selected.values() if c in schema.names],
-        dtypes=ck.pandas_dtypes(schema, plan.categories, params.timezone),
+        week_bad=week_bad,
     )
 
 
@@ -725,5 +942,12 @@ def _quarantine(
         bad = con.to_pyarrow(base.filter(first.notnull()).select(_POS, __hit=first).order_by(_POS))
         positions = bad.column(_POS).to_numpy()
         hit = bad.column("__hit").to_numpy()
+    return _quarantine_at(plan, found, positions, hit)
+
+
+def _quarantine_at(
+    plan: Plan, found: list[ck.Check], positions: np.ndarray, hit: np.ndarray
+) -> pd.DataFrame:
+    """The rows at ``positions`` (sorted), each set aside by check ``found[hit]``."""
     original = read_rows(plan, positions)
     return quarantine_frame(original, [(c.rule, c.column) for c in found], hit)

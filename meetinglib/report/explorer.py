@@ -1054,10 +1054,12 @@ def source_fingerprint(params: Params, week: IsoWeek | str) -> str:
     week, every parameter, and the name, size and modification time of each source file."""
     files: list[list[Any]] = []
     where = params.source.path
+    # outputs kept inside the source folder are no input (saving these tables adds some)
+    outputs = Path(params.output_dir).resolve()
     if where is not None and Path(where).exists():
         found = sorted(Path(where).rglob("*")) if Path(where).is_dir() else [Path(where)]
         for path in found:
-            if path.is_file():
+            if path.is_file() and not path.resolve().is_relative_to(outputs):
                 stat = path.stat()
                 files.append([str(path), stat.st_size, stat.st_mtime_ns])
     parts = {
@@ -1068,6 +1070,28 @@ def source_fingerprint(params: Params, week: IsoWeek | str) -> str:
     }
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+LATEST_WEEK_FILE = ".explorer_latest_week.json"
+
+
+def latest_week(params: Params) -> IsoWeek:
+    """The latest complete week of the data (dataset.resolve_week), remembered per
+    data and params in <output_dir>/.explorer_latest_week.json: finding it reads every
+    creation time of the source, seconds on a large one."""
+    key = source_fingerprint(params, "")
+    path = Path(params.output_dir) / LATEST_WEEK_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == key:
+            return IsoWeek.parse(str(saved["week"]))
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass  # not remembered (or unreadable): found again below
+    week = resolve_week(params, None)
+    with contextlib.suppress(OSError):  # a read-only folder only costs the next start
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"fingerprint": key, "week": str(week)}), encoding="utf-8")
+    return week
 
 
 def _stamp_text(stamp: pd.Timestamp | None) -> str | None:
@@ -1455,7 +1479,7 @@ class Explorer:
         given, else the source), prepared and saved, so that the next start is quick.
         """
         params = load_params(*params_files)
-        report_week = resolve_week(params, week)
+        report_week = latest_week(params) if week is None else resolve_week(params, week)
         folder = prepared_folder(params, report_week)
         key = source_fingerprint(params, report_week)
 
@@ -1516,8 +1540,12 @@ class Explorer:
             if self._load is None:
                 raise ValueError("the explorer was built from frames, not from a week")
             _say(t("explorer.progress.loading", self.lang))
+            shown = self.summary.value
             self.summary.value = f"<p>{html.escape(t('explorer.progress.loading', self.lang))}</p>"
-            self._week = self._load()
+            try:
+                self._week = self._load()
+            finally:
+                self.summary.value = shown  # an update that follows says what it shows
         return self._week
 
     def finding_orders(self, finding_id: str) -> pd.DataFrame:
