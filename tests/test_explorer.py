@@ -516,8 +516,11 @@ def test_saved_findings_and_their_orders_need_no_load(saved, week_data):
     # an order of the baseline weeks, created before the saved range: its events are saved
     order_id = again.order.options[0]
     again.order.value = order_id
-    events = week_data.tables["events"]
-    assert len(again.view.timeline) == int((events["order_id"] == order_id).sum()) > 0
+    t = week_data.tables
+    whole = ex.ExplorerData.build(t["orders"], t["events"], t["after_sales"])
+    want = ex.order_timeline(whole, order_id)
+    assert len(want) > 0
+    pd.testing.assert_frame_equal(again.view.timeline, want)
     assert again.loads == []
 
 
@@ -589,3 +592,33 @@ def test_the_latest_week_is_found_once_per_data(sample, tmp_path, monkeypatch):
     next(source.glob("orders.*")).touch()
     assert str(ex.latest_week(params)) == SAMPLE_WEEK
     assert len(calls) == 2, "found again once the data changed"
+
+
+def test_outputs_inside_the_source_folder_are_no_input(sample, tmp_path):
+    import shutil
+
+    source = tmp_path / "data"
+    shutil.copytree(sample.folder, source)
+    params = load_params(write_params(source, source))  # outputs under the source folder
+    before = ex.source_fingerprint(params, SAMPLE_WEEK)
+    (source / "outputs" / SAMPLE_WEEK / "explorer_data").mkdir(parents=True)
+    (source / "outputs" / SAMPLE_WEEK / "explorer_data" / "meta.json").write_text("{}")
+    assert ex.source_fingerprint(params, SAMPLE_WEEK) == before
+    next(source.glob("orders.*")).touch()
+    assert ex.source_fingerprint(params, SAMPLE_WEEK) != before
+
+
+def test_a_timeline_beyond_the_saved_orders_loads_the_week_once(saved, week_data):
+    _built, folder = saved
+    again = reopen(folder, week_data)
+    orders = week_data.tables["orders"]
+    early = orders[orders["created_at"].dt.date < MONDAY - dt.timedelta(days=7)]
+    order_id = str(early["order_id"].iloc[0])
+    again.order.value = order_id
+    assert again.loads == [1]
+    t = week_data.tables
+    whole = ex.ExplorerData.build(t["orders"], t["events"], t["after_sales"])
+    want = ex.order_timeline(whole, order_id)
+    assert len(want) > 0
+    pd.testing.assert_frame_equal(again.view.timeline, want)
+    assert "Loading" not in again.summary.value and "orders match" in again.summary.value

@@ -1054,10 +1054,12 @@ def source_fingerprint(params: Params, week: IsoWeek | str) -> str:
     week, every parameter, and the name, size and modification time of each source file."""
     files: list[list[Any]] = []
     where = params.source.path
+    # outputs kept inside the source folder are no input (saving these tables adds some)
+    outputs = Path(params.output_dir).resolve()
     if where is not None and Path(where).exists():
         found = sorted(Path(where).rglob("*")) if Path(where).is_dir() else [Path(where)]
         for path in found:
-            if path.is_file():
+            if path.is_file() and not path.resolve().is_relative_to(outputs):
                 stat = path.stat()
                 files.append([str(path), stat.st_size, stat.st_mtime_ns])
     parts = {
@@ -1538,8 +1540,12 @@ class Explorer:
             if self._load is None:
                 raise ValueError("the explorer was built from frames, not from a week")
             _say(t("explorer.progress.loading", self.lang))
+            shown = self.summary.value
             self.summary.value = f"<p>{html.escape(t('explorer.progress.loading', self.lang))}</p>"
-            self._week = self._load()
+            try:
+                self._week = self._load()
+            finally:
+                self.summary.value = shown  # an update that follows says what it shows
         return self._week
 
     def finding_orders(self, finding_id: str) -> pd.DataFrame:
