@@ -630,7 +630,7 @@ def test_a_weekly_run_saves_the_tables_the_explorer_starts_from(sample, tmp_path
     from meetinglib.data import dataset
     from meetinglib.runner import run_week
 
-    params_file = write_params(tmp_path, sample.folder)
+    params_file = write_params(tmp_path, sample.folder, run="{explorer_data: true}")
     result = run_week([params_file], SAMPLE_WEEK, notebooks=["data_report"])
     folder = result.folder / "explorer_data"
     assert (folder / "meta.json").is_file()
