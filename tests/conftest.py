@@ -11,6 +11,12 @@ ROOT = Path(__file__).parents[1]
 SAMPLE_WEEK = "2026-W47"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _source_cache(tmp_path_factory):
+    """CSV and XLSX sources are converted into the session's folder, not the user's cache."""
+    os.environ["MEETINGLIB_CACHE_DIR"] = str(tmp_path_factory.mktemp("source_cache"))
+
+
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory):
     """A 4-week sample ending 2026-W47 with the incidents (small, a few seconds)."""

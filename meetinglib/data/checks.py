@@ -43,6 +43,7 @@ from meetinglib.data.validate import (
     REQUIRED_MISSING,
     RULES,
     UNKNOWN_VALUE,
+    UNPARSEABLE_TIMESTAMP,
 )
 
 # Every character Python's str.strip() removes (str.isspace), as a regular-expression
@@ -246,7 +247,9 @@ def checks(
             )
         bad_col = bad_name(col.name)
         if bad_col in base.columns:
-            rule = UNKNOWN_VALUE if col.kind == "category" else NOT_A_NUMBER
+            rule = {"category": UNKNOWN_VALUE, "timestamp": UNPARSEABLE_TIMESTAMP}.get(
+                col.kind, NOT_A_NUMBER
+            )
             by_rule[rule].append(Check(rule, col.name, _false(base[bad_col]), "value"))
         bounds = RANGES.get((schema.name, col.name))
         if bounds is not None and kind != "absent":

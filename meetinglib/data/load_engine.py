@@ -37,7 +37,8 @@ from meetinglib.core.params import EngineParams, Params, TableSource
 from meetinglib.core.schema import SCHEMAS, TableSchema
 from meetinglib.core.weeks import Window
 from meetinglib.data import checks as ck
-from meetinglib.data import engine, sources
+from meetinglib.data import engine, source_cache, sources
+from meetinglib.data import parse_engine as pe
 from meetinglib.data.sources import RawTable, SourceInfo
 from meetinglib.data.validate import (
     _MIX,
@@ -46,6 +47,7 @@ from meetinglib.data.validate import (
     MAX_FIELD_CHARS,
     SOURCE_ROW,
     QuarantineEntry,
+    _coerce,
     _coerce_category,
     _Coerced,
     _failures,
@@ -54,6 +56,7 @@ from meetinglib.data.validate import (
     _spread,
     coerce_table,
     example_text,
+    plausible_range,
     quarantine_frame,
     source_name,
     too_many_message,
@@ -85,6 +88,32 @@ class Plan:
     groups: list[list[int]]  # per file, the row groups the pandas path would read
     bounds: tuple[pd.Timestamp, pd.Timestamp] | None  # window on the time column
     categories: dict[str, ck.CategoryMap] = field(default_factory=dict)
+    # The files a person exported (``files`` are their cached Parquet conversions for CSV
+    # and XLSX; see ``source_cache``), and their format.
+    sources: list[Path] = field(default_factory=list)
+    fmt: str = "parquet"
+    # Columns the engine parses (text timestamps and numbers, naive times; ``parse_engine``).
+    parsed: dict[str, Parsed] = field(default_factory=dict)
+
+    @property
+    def exported(self) -> list[Path]:
+        """The files as exported (the source the quality report names)."""
+        return self.sources or self.files
+
+    @property
+    def cached(self) -> bool:
+        """Whether ``files`` are conversions holding each row's ``_source_row``."""
+        return bool(self.sources)
+
+
+@dataclass
+class Parsed:
+    """How the engine parses one column the source holds as text (or as naive times)."""
+
+    kind: str  # "timestamp", "naive", "int" or "float"
+    patterns: list[pe.Pattern] = field(default_factory=list)
+    zone: pe.Zone | None = None
+    odd: dict[str, Any] = field(default_factory=dict)  # odd text -> validation's value
 
 
 @dataclass
@@ -134,7 +163,12 @@ def _kind_of(arrow_type: pa.DataType, kind: str) -> ck.SourceKind | None:
 
 
 def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
-    """The engine's plan for ``table``, or why the pandas path must read it."""
+    """The engine's plan for ``table``, or why the pandas path must read it.
+
+    CSV and XLSX files are converted once to Parquet (``source_cache``) and planned as
+    Parquet files of text columns; text timestamps and numbers are parsed by the engine
+    (``parse_engine``).
+    """
     if params.source.kind != "folder":
         return f"{params.source.kind} source"
     schema = SCHEMAS[table]
@@ -148,11 +182,24 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
     if located is None:
         return "absent"
     files, reader = located
-    if reader.name != "parquet":
+    exported: list[Path] = []
+    tz = ts.timezone or params.timezone
+    if reader.name in ("csv", "xlsx"):
+        exported = files
+        files = [source_cache.converted(f, reader, schema, ts, tz) for f in files]
+        if any(source_cache.wrong_field_rows(f) for f in files):
+            return "rows with a wrong number of cells"
+    elif reader.name != "parquet":
         return f"{reader.name} files"
     arrow = [sources._parquet_schema(f) for f in files]
-    selected = sources._select_columns(arrow[0].names, schema, ts, files[0].name)
+    selected = sources._select_columns(
+        [n for n in arrow[0].names if not exported or n != source_cache.ROW_COLUMN],
+        schema,
+        ts,
+        files[0].name,
+    )
     kinds: dict[str, ck.SourceKind] = {}
+    parsed: dict[str, Parsed] = {}
     for source, canonical in selected.items():
         col = schema.column(canonical)
         if canonical in ts.values and col.kind != "category":
@@ -160,7 +207,14 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
         types = {a.field(source).type for a in arrow if source in a.names}
         if len(types) != 1 or any(source not in a.names for a in arrow):
             return f"column '{source}' typed differently across files"
-        kind = _kind_of(types.pop(), col.kind)
+        arrow_type = types.pop()
+        kind = _kind_of(arrow_type, col.kind)
+        if kind is None and exported:
+            how = _parsed_kind(arrow_type, col.kind)
+            if how is not None:
+                kinds[canonical] = "text" if how != "naive" else "timestamp"
+                parsed[canonical] = Parsed(how)
+                continue
         if kind is None or (col.kind == "category" and kind != "text"):
             return f"column '{source}' needs parsing"
         kinds[canonical] = kind
@@ -170,11 +224,10 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
             != selected
         ):
             return "files with different columns"
-    tz = ts.timezone or params.timezone
     bounds = None
     groups = [list(range(pq.ParquetFile(f).metadata.num_row_groups)) for f in files]
     time_col = sources._source_column(selected, schema.time_column)
-    if window is not None and time_col is not None:
+    if window is not None and time_col is not None and not exported:
         arrow_window = sources._arrow_window(time_col, arrow[0].field(time_col).type, window, tz)
         assert arrow_window is not None  # an aware timestamp (checked above)
         condition = arrow_window[0]
@@ -189,8 +242,91 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
             for f in files
         ]
     plan = Plan(table, files, selected, kinds, ts, tz, params.timezone, groups, bounds)
+    plan.sources, plan.fmt, plan.parsed = exported, reader.name, parsed
     plan.categories = _categories(plan, schema)
+    if parsed:
+        why = _plan_parsing(params, plan, schema)
+        if why is not None:
+            return why
     return plan
+
+
+def _parsed_kind(arrow_type: pa.DataType, kind: str) -> str | None:
+    """How the engine parses a converted column validation would parse (None: it cannot)."""
+    if sources._is_text(arrow_type) and kind in ("timestamp", "int", "float"):
+        return kind
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is None and kind == "timestamp":
+        return "naive"
+    return None
+
+
+def _plan_parsing(params: Params, plan: Plan, schema: TableSchema) -> str | None:
+    """Fill in how each parsed column is parsed, or say why the pandas path must read it:
+    the zone's offsets, and validation's values of the odd texts (``parse_engine``)."""
+    earliest, latest = plausible_range(
+        params.quality.earliest_date, params.quality.max_days_ahead, params.timezone
+    )
+    zone = None
+    if any(p.kind in ("timestamp", "naive") for p in plan.parsed.values()):
+        if earliest is None or latest is None:
+            return "naive times without both plausible-date limits"
+        margin = pd.Timedelta(days=2)
+        zone = pe.zone_between(plan.tz, earliest - margin, latest + margin)
+        if not pe.agrees_with_pandas(zone):
+            return f"daylight-saving changes of {plan.tz} pandas resolves its own way"
+    con = connection(params)
+    raw = _raw(con, plan, schema)
+    location = ", ".join(str(f) for f in plan.exported)
+    for name, how in plan.parsed.items():
+        how.zone = zone
+        if how.kind == "naive":
+            continue
+        text = ck.stripped_text(raw[ck.raw_name(name)])
+        if how.kind == "timestamp":
+            how.patterns = pe.plain_patterns(plan.ts.timestamp_format)
+            plain = pe.is_plain_timestamp(text, how.patterns)
+        else:
+            plain = pe.is_plain_number(text)
+        odd_rows = raw.mutate(__text=text).filter(text.notnull() & ~plain)
+        odd = (
+            con.to_pyarrow(
+                odd_rows.group_by("__text")
+                .aggregate(__first=odd_rows[_POS].min())
+                .order_by("__first")
+                .limit(pe.MAX_ODD + 1)
+            )
+            .column("__text")
+            .to_pylist()
+        )
+        if len(odd) > pe.MAX_ODD:
+            return f"column '{name}' has over {pe.MAX_ODD:,} values in no plain format"
+        if odd:
+            how.odd = _validation_values(plan, schema.column(name), odd, location)
+    return None
+
+
+def _validation_values(plan: Plan, col: Any, texts: list[str], location: str) -> dict[str, Any]:
+    """Validation's value of each text (UTC microseconds or a float; None: unusable)."""
+    frame = pd.DataFrame({col.name: pd.Series(texts, dtype="str")})
+    raw = RawTable(
+        plan.table,
+        frame,
+        SourceInfo(plan.table, location, plan.fmt, len(frame), None),
+        plan.tz,
+        plan.ts.timestamp_format,
+    )
+    coerced = _coerce(raw, col, frame[col.name], plan.platform_tz)
+    out: dict[str, Any] = {}
+    if col.kind == "timestamp":
+        utc = coerced.values.dt.tz_convert("UTC").dt.as_unit("us").dt.tz_localize(None)
+        micros = utc.to_numpy().astype("int64")
+        for i, text in enumerate(texts):
+            out[text] = None if coerced.bad[i] else int(micros[i])
+        return out
+    values = coerced.values.to_numpy(dtype="float64", na_value=np.nan)
+    for i, text in enumerate(texts):
+        out[text] = None if coerced.bad[i] else float(values[i])
+    return out
 
 
 def _categories(plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
@@ -247,12 +383,13 @@ def _raw(con: BaseBackend, plan: Plan, schema: TableSchema) -> ir.Table:
     parts = []
     for i, path in enumerate(plan.files):
         t = con.read_parquet(path, file_row_number=True)
+        row = t[source_cache.ROW_COLUMN] if plan.cached else t.file_row_number + 1
         parts.append(
             t.select(
                 **{ck.raw_name(c): t[s] for s, c in plan.selected.items()},
                 **{
                     _POS: t.file_row_number + i * _FILE_STRIDE,
-                    _ROW: t.file_row_number + 1,
+                    _ROW: row,
                 },
             )
         )
@@ -274,6 +411,14 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
     for col in schema.columns:
         kind = plan.kinds.get(col.name, "absent")
         source = raw[ck.raw_name(col.name)] if kind != "absent" else None
+        how = plan.parsed.get(col.name)
+        if how is not None and source is not None:
+            value, missing, parsed_bad = _parse(source, how)
+            columns[ck.value_name(col.name)] = value
+            columns[ck.missing_name(col.name)] = missing
+            if parsed_bad is not None:
+                columns[ck.bad_name(col.name)] = parsed_bad
+            continue
         value, missing, bad = ck.coerce(
             source if source is not None else ibis.literal(None),
             col,
@@ -286,6 +431,22 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
         if bad is not None:
             columns[ck.bad_name(col.name)] = bad
     return raw.mutate(**columns)
+
+
+def _parse(
+    source: ir.Value, how: Parsed
+) -> tuple[ir.Value, ir.BooleanValue, ir.BooleanValue | None]:
+    """(value, missing, bad) of a column the engine parses (see ``parse_engine``)."""
+    assert how.zone is not None or how.kind in ("int", "float")
+    if how.kind == "naive":
+        assert how.zone is not None
+        value = pe.naive_to_instant(source, how.zone)
+        return value, source.isnull(), None
+    text = ck.stripped_text(source)
+    if how.kind == "timestamp":
+        assert how.zone is not None
+        return pe.timestamp_value(text, how.patterns, how.zone, how.odd)
+    return pe.number_value(text, how.kind, how.odd)
 
 
 @dataclass
@@ -520,19 +681,19 @@ def load(
     TooManyQuarantinedError as validation does."""
     table = plan.table
     schema = SCHEMAS[table]
-    location = ", ".join(str(f) for f in plan.files)
+    location = ", ".join(str(f) for f in plan.exported)
     source = source_name(location)
     missing_required = [c for c in schema.required if c not in plan.kinds]
     if missing_required:
         raise MissingColumnError(source, missing_required[0], list(plan.selected))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(sources._files_sha256, plan.files)
+        digest = pool.submit(sources._files_sha256, plan.exported)
         args = (con, params, plan, selection, week_window, out, orders, plausible, source)
         # One pass over the rows when every text value is its own canonical value and no
         # key repeats (what real exports are); else, or when that pass finds otherwise,
         # the screened path with its separate counting query.
         done = _one_pass(*args) or _screened(*args)
-        info = SourceInfo(table, location, "parquet", done.n, digest.result())
+        info = SourceInfo(table, location, plan.fmt, done.n, digest.result())
     return Loaded(
         info=info,
         loaded=done.n,
@@ -844,7 +1005,8 @@ def read_rows(plan: Plan, positions: np.ndarray) -> pd.DataFrame:
             sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
             offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
             groups = sorted(set(np.searchsorted(offsets, rows, side="right") - 1))
-            part = pf.read_row_groups(groups, columns=list(plan.selected))
+            columns = list(plan.selected) + ([source_cache.ROW_COLUMN] if plan.cached else [])
+            part = pf.read_row_groups(groups, columns=columns)
         starts = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])])
         local = np.array(
             [
@@ -854,7 +1016,8 @@ def read_rows(plan: Plan, positions: np.ndarray) -> pd.DataFrame:
             dtype=np.int64,
         )
         part = part.take(pa.array(local))
-        part = part.append_column(SOURCE_ROW, pa.array(rows + 1, pa.int64()))
+        if not plan.cached:
+            part = part.append_column(SOURCE_ROW, pa.array(rows + 1, pa.int64()))
         part = part.rename_columns([plan.selected.get(n, n) for n in part.column_names])
         frames.append(sources._arrow_to_pandas(part))
     if not frames:
@@ -871,17 +1034,26 @@ def read_rows(plan: Plan, positions: np.ndarray) -> pd.DataFrame:
 
 
 def _validated(
-    plan: Plan, raw_frame: pd.DataFrame, location: str
+    plan: Plan,
+    raw_frame: pd.DataFrame,
+    location: str,
+    parsed: dict[str, pd.Series] | None = None,
 ) -> tuple[RawTable, pd.DataFrame, pd.Series, dict[str, _Coerced]]:
-    """A few source rows coerced as validation coerces them."""
-    raw = RawTable(
-        plan.table,
-        raw_frame,
-        SourceInfo(plan.table, location, "parquet", len(raw_frame), None),
-        plan.tz,
-        plan.ts.timestamp_format,
-    )
-    return raw, *coerce_table(raw, plan.platform_tz)
+    """A few source rows coerced as validation coerces them.
+
+    ``parsed``: the engine's instants of text timestamp columns, in the rows' order.
+    Validation parses such a column in the context of all its values (a guessed format,
+    day before month), which a few rows do not carry; the rows keep their text.
+    """
+    info = SourceInfo(plan.table, location, plan.fmt, len(raw_frame), None)
+    raw = RawTable(plan.table, raw_frame, info, plan.tz, plan.ts.timestamp_format)
+    typed = raw
+    if parsed:
+        frame = raw_frame.copy()
+        for name, values in parsed.items():
+            frame[name] = values.dt.tz_convert(plan.platform_tz).to_numpy()
+        typed = RawTable(plan.table, frame, info, plan.tz, plan.ts.timestamp_format)
+    return raw, *coerce_table(typed, plan.platform_tz)
 
 
 def _entries(
@@ -906,8 +1078,18 @@ def _entries(
         picks.append(picked)
     positions = np.unique(np.concatenate([np.asarray(p[_POS], dtype=np.int64) for p in picks]))
     raw_frame = read_rows(plan, positions)
-    location = ", ".join(str(f) for f in plan.files)
-    raw, frame, rows, coerced = _validated(plan, raw_frame, location)
+    location = ", ".join(str(f) for f in plan.exported)
+    texts = [name for name, how in plan.parsed.items() if how.kind == "timestamp"]
+    parsed = None
+    if texts:
+        got = con.to_pyarrow(
+            base.filter(base[_POS].isin([int(p) for p in positions])).select(
+                _POS, **{name: base[ck.value_name(name)] for name in texts}
+            )
+        ).to_pandas()
+        got = got.set_index(_POS).reindex(positions)
+        parsed = {name: got[name].reset_index(drop=True) for name in texts}
+    raw, frame, rows, coerced = _validated(plan, raw_frame, location, parsed)
     failures = {
         (f.rule, f.column): f for f in _failures(raw, schema, frame, rows, coerced, plausible)
     }
