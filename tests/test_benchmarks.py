@@ -212,3 +212,20 @@ def test_results_page_lists_each_size_with_its_ratio_to_the_floor():
     assert "| 1,000,000 | 3.0 s | 0.25 GiB | not run | not run | 2.0 s | 0.20 GiB | — |" in page
     assert "| 20,000 | 2 s; 0.0 → 0.0 | 40 s; 0.0 → 0.0 | 3 s; 0.0 → 0.0 |" in page
     assert "A note." in page
+
+
+def test_report_benchmark_times_each_step_of_the_kernel(tmp_path, sample):
+    """bench_report builds the data report from a run's snapshot as the notebook does."""
+    from meetinglib.core.params import load_params
+    from meetinglib.data.dataset import load_week
+    from tests.conftest import SAMPLE_WEEK, write_params
+
+    params = write_params(tmp_path, sample.folder)
+    load_week(load_params(params), SAMPLE_WEEK).save(tmp_path / "snap")
+    script = BENCHMARKS / "bench_report.py"
+    only = "kpi_table,root_search,export"
+    run = [sys.executable, str(script), str(params), str(tmp_path / "snap"), "--only", only]
+    done = subprocess.run(run, capture_output=True, text=True, check=True, timeout=600)
+    steps = [line.split()[0] for line in done.stdout.splitlines() if " s  cpu " in line]
+    assert steps == ["open", "kpi_table", "root_search", "export"]
+    assert "total wall" in done.stdout and "peak resident" in done.stdout

@@ -1297,3 +1297,95 @@ def test_every_segment_set_aside_equals_the_series_of_the_rows_left(tmp_path, sa
         assert len(merged) == len(want) == len(got), segment
         np.testing.assert_array_equal(merged["n_want"], merged["n_got"])
         np.testing.assert_allclose(merged["value_got"], merged["value_want"], rtol=1e-9)
+
+
+def _rolled_by_frames(fine, dims, values, scenarios):
+    """The roll-up of fine sums as it was first written, a grouping of frames per scenario
+    and dim: the second method for ``kpis._rolled``."""
+
+    def roll_up(rows, dim):
+        if dim == kpis.ALL:
+            summed = rows.groupby("week", sort=False)[list(values)].sum(min_count=1)
+            return summed.reset_index().assign(dimension=kpis.ALL, segment=kpis.ALL)
+        columns = ["seg_" + c for c in dim.split("/")]
+        summed = (
+            rows.dropna(subset=columns)
+            .groupby([*columns, "week"], sort=False, observed=True)[list(values)]
+            .sum(min_count=1)
+            .reset_index()
+        )
+        segment = summed[columns[0]].astype(str)
+        for column in columns[1:]:
+            segment = segment + "/" + summed[column].astype(str)
+        return summed.drop(columns=columns).assign(dimension=dim, segment=segment.to_numpy())
+
+    totals = {dim: roll_up(fine, dim) for dim in dims}
+    for scenario, segment in enumerate(scenarios):
+        inside = fine[kpis._inside(fine, segment)]
+        for dim in dims:
+            total = totals[dim].set_index(["segment", "week"])[list(values)]
+            if inside.empty:
+                yield scenario, dim, total
+                continue
+            mine = roll_up(inside, dim).set_index(["segment", "week"])[list(values)]
+            yield scenario, dim, total - mine.reindex(total.index, fill_value=0.0)
+
+
+def test_segments_set_aside_from_fine_sums_equal_the_frames_grouping(tmp_path, sample):
+    """kpis._rolled (array sums per group number) against the grouping of frames it
+    replaced, on the sample's own fine sums and on a frame with empty values and NaN sums."""
+    from meetinglib.core.params import load_params
+    from meetinglib.data import engine
+    from meetinglib.data.dataset import load_week
+    from tests.conftest import SAMPLE_WEEK, write_params
+
+    data = load_week(load_params(write_params(tmp_path, sample.folder)), SAMPLE_WEEK)
+    windows = [w.window(data.tz) for w in data.history_weeks]
+    store: dict = {}
+    tables = kpis.kpi_tables(data.engine_tables())
+    kpis.weekly_kpis_on(engine.shared(), tables, windows, SLA, store=store)
+    scenarios = [
+        {"order_type": "special"},
+        {"warehouse": "WH-South"},
+        {"carrier": "EastPost", "region": "South"},
+        {"carrier": kpis.MISSING},
+        {"warehouse": "no such warehouse"},
+    ]
+    dims = ["all", "order_type", "warehouse", "carrier", "carrier/region"]
+    synthetic = pd.DataFrame(
+        {
+            "week": [0, 0, 1, 1, 1, 2],
+            "seg_order_type": ["normal", "special", "normal", "special", "normal", "normal"],
+            "seg_warehouse": ["WH-South", None, "WH-South", "WH-North", "WH-North", None],
+            "seg_carrier": ["EastPost", "EastPost", None, "EastPost", "SwiftExpress", None],
+            "seg_region": ["South", "South", "North", None, "South", "South"],
+            "seg_channel": ["app"] * 6,
+            "seg_loaded": [True, True, True, True, False, True],
+            "n": [3.0, 1.0, 2.0, 5.0, 1.0, 4.0],
+            "s1": [np.nan, 2.5, 1.25, np.nan, 7.0, 0.5],
+            "s2": [np.nan, 6.25, 1.5625, np.nan, 49.0, 0.25],
+        }
+    )
+    frames = [(synthetic, ["n", "s1", "s2"])]
+    for key, fine in store.items():
+        if key[0] == "sums":
+            frames.append((fine, [c for c in fine.columns if c[0] in "nab" and c[1:].isdigit()]))
+        elif key[0] == "levels":
+            frames.append((fine[fine["part"] == "enter"], ["n", "s1", "s2"]))
+    compared = 0
+    for fine, values in frames:
+        new = kpis._rolled(fine, dims, values, scenarios)
+        old = _rolled_by_frames(fine, dims, values, scenarios)
+        for (s_new, d_new, got), (s_old, d_old, want) in zip(new, old, strict=True):
+            assert (s_new, d_new) == (s_old, d_old)
+            got = got.set_index(["segment", "week"])[list(values)]
+            assert got.index.equals(want.index)
+            np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12, atol=1e-9)
+            compared += len(got)
+    assert compared > 1000
+    # without scenarios: the totals, equal to the frames' grouping too
+    (_, _, total), *_ = kpis._rolled(synthetic, ["carrier/region"], ["s1"], [])
+    assert dict(zip(total["segment"], total["s1"], strict=True)) == {
+        "EastPost/South": 2.5,
+        "SwiftExpress/South": 7.0,
+    }

@@ -62,8 +62,8 @@ def _planted_orders(sample: Path) -> pd.DataFrame:
         18: {"created_at": "2026-02-25 10:00"},
         19: {"amount": "N/A"},
         # Day-first dates: told by the column's 25th, not by the example row's own value.
-        20: {"paid_at": "25/02/2026 10:00:00"},
-        21: {"paid_at": "05/02/2026 10:00:00", "amount": "abc"},
+        20: {"promised_delivery_by": "25/02/2026 10:00:00"},
+        21: {"promised_delivery_by": "05/02/2026 10:00:00", "amount": "abc"},
     }
     for i, values in rows.items():
         for column, value in values.items():

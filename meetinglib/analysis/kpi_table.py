@@ -11,6 +11,7 @@ notebook.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,9 +80,22 @@ def segment_label(dimension: str, segment: str, order_type: str, lang: str) -> s
     return t(f"segment.{dimension}", lang, value=segment)
 
 
+# The first order of each week's data (by identity, forgotten with it): the series, the
+# root search and the sections each ask, and each asking scanned every order.
+_FIRST_ORDER: dict[int, pd.Timestamp | None] = {}
+
+
 def first_order(data: WeekData) -> pd.Timestamp | None:
     """When the first order loaded was created, in the platform timezone (None: no order);
-    an aggregate of the engine."""
+    an aggregate of the engine, computed once per week's data."""
+    key = id(data)
+    if key not in _FIRST_ORDER:
+        _FIRST_ORDER[key] = _first_order(data)
+        weakref.finalize(data, _FIRST_ORDER.pop, key, None)
+    return _FIRST_ORDER[key]
+
+
+def _first_order(data: WeekData) -> pd.Timestamp | None:
     orders = data.engine_tables()["orders"]
     first = engine.shared(data.params.engine).execute(orders.created_at.min())
     if first is None or pd.isna(first):

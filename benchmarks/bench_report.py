@@ -1,0 +1,113 @@
+"""Time the data report's kernel on a snapshot, step by step, as the notebook runs it.
+
+    python benchmarks/bench_report.py PARAMS SNAPSHOT [--week 2026-W47] [--only kpi_table,roots]
+
+The steps of ``meetinglib/notebooks/data_report.ipynb`` in its order: opening the week,
+the KPI table and the "What changed" root search (``report.export``), the actions and
+flow sections (the bottleneck findings, their chart, the directly-follows graph), the
+section tables and charts, next week's plan. Each step prints its wall time and this
+process's CPU seconds (the engine's threads included): on a shared machine wall times
+grow with the load, CPU seconds much less. The load average is printed before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from meetinglib.meeting.actions_section import ActionsSection
+from meetinglib.report.data_report import DataReport
+from meetinglib.report.flow_section import FlowSection
+from meetinglib.report.plan_section import PlanSection
+
+SECTION_CALLS = (
+    ("volume_chart", ()),
+    ("channel_chart", ()),
+    ("cancellation_table", ()),
+    ("stage_chart", ()),
+    ("stage_table", ("order_type",)),
+    ("stage_table", ("warehouse",)),
+    ("on_time_ship_table", ()),
+    ("backlog_chart", ()),
+    ("backlog_table", ()),
+    ("pareto_chart", ()),
+    ("abnormal_trend_chart", ()),
+    ("abnormal_by_type_table", ()),
+    ("abnormal_examples_table", ()),
+    ("carrier_table", ()),
+    ("delivery_heatmap", ()),
+    ("stockout_table", ()),
+    ("service_table", ()),
+    ("ticket_category_chart", ()),
+    ("after_sales_table", ()),
+    ("reasons_chart", ()),
+    ("finance_table", ()),
+    ("aging_chart", ()),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("params")
+    parser.add_argument("snapshot")
+    parser.add_argument("--week", default=None)
+    parser.add_argument("--only", default="", help="comma-separated step names")
+    args = parser.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    out = tempfile.mkdtemp(prefix="bench-report-")
+    totals = {"wall": 0.0, "cpu": 0.0}
+
+    def step(name: str, call: Callable[[], Any]) -> Any:
+        if only and name not in only and name != "open":
+            return None
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = call()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        totals["wall"] += wall
+        totals["cpu"] += cpu
+        print(f"{name:22s} wall {wall:7.2f} s  cpu {cpu:7.2f} s", flush=True)
+        return result
+
+    print(f"load before {os.getloadavg()[0]:.1f}", flush=True)
+    report: DataReport = step(
+        "open", lambda: DataReport.open([args.params], args.week, args.snapshot, "en")
+    )
+    step("kpi_table", lambda: report.kpi_result)
+    step("root_search", lambda: report.roots)
+    step("export", lambda: report.export(out))
+    actions = ActionsSection(report.data, report.lang)
+    flow = step("flow_start", lambda: FlowSection(report.data, report.lang))
+    step("flow_findings", lambda: flow.bottlenecks if flow else None)
+    step("summary", lambda: report.summary(flow=flow, actions=actions))
+    step("headline_changes", lambda: (report.headline_table(), report.changes_list()))
+    step("flow_chart", lambda: flow.worst_segments_chart() if flow else None)
+    step("flow_graph", lambda: flow.graph_chart() if flow else None)
+    step("flow_export", lambda: flow.export(out) if flow else None)
+
+    def sections() -> None:
+        for name, call_args in SECTION_CALLS:
+            getattr(report, name)(*call_args)
+
+    step("sections", sections)
+
+    def plan() -> None:
+        section = PlanSection(report.data, report.lang)
+        section.summary()
+        section.forecast_chart()
+        section.export(out)
+
+    step("plan", plan)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"total wall {totals['wall']:.1f} s, cpu {totals['cpu']:.1f} s; "
+        f"peak resident {peak:.2f} GiB; load after {os.getloadavg()[0]:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
