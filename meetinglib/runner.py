@@ -57,6 +57,7 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
+from meetinglib.report.explorer import PREPARED_FOLDER, save_week
 from meetinglib.report.plan_section import SECTION as PLAN_SECTION
 from meetinglib.report.plan_section import plan_problem
 from meetinglib.report.render import page
@@ -188,6 +189,14 @@ def run_week(
                 )
                 results.append(result)
                 timings[stem] = result.seconds
+            explorer_data = None
+            if params.run.explorer_data and "data_report" in names:
+                # from the snapshot, so that Explorer.open after the run starts at once
+                t0 = time.perf_counter()
+                say("saving the explorer's tables")
+                with _environment(staging):
+                    explorer_data = save_week(params, data, staging / PREPARED_FOLDER).name
+                timings["explorer_data"] = time.perf_counter() - t0
             shutil.rmtree(snapshot)
 
             timings["total"] = time.perf_counter() - started
@@ -195,7 +204,14 @@ def run_week(
             with _environment(staging):
                 _carry_over(final, staging)
                 manifest = _write_manifest(
-                    staging, data, params, results, timings, languages, left_out=left_out
+                    staging,
+                    data,
+                    params,
+                    results,
+                    timings,
+                    languages,
+                    left_out=left_out,
+                    explorer_data=explorer_data,
                 )
                 index = _write_index(staging, data.week, params, results, languages)
             _publish(staging, final)
@@ -487,6 +503,7 @@ def _write_manifest(
     languages: Sequence[str],
     *,
     left_out: dict[str, str] | None = None,
+    explorer_data: str | None = None,
 ) -> Path:
     manifest = {
         "warnings": run_warnings(),
@@ -534,6 +551,8 @@ def _write_manifest(
             }
             for r in results
         ],
+        # the explorer's saved tables of the week (None: not saved by this run)
+        "explorer_data": explorer_data,
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
         "versions": _versions(),
         "host": {"platform": platform.platform(), "cpus": os.cpu_count()},

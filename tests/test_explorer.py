@@ -622,3 +622,42 @@ def test_a_timeline_beyond_the_saved_orders_loads_the_week_once(saved, week_data
     assert len(want) > 0
     pd.testing.assert_frame_equal(again.view.timeline, want)
     assert "Loading" not in again.summary.value and "orders match" in again.summary.value
+
+
+def test_a_weekly_run_saves_the_tables_the_explorer_starts_from(sample, tmp_path, monkeypatch):
+    import json
+
+    from meetinglib.data import dataset
+    from meetinglib.runner import run_week
+
+    params_file = write_params(tmp_path, sample.folder, run="{explorer_data: true}")
+    result = run_week([params_file], SAMPLE_WEEK, notebooks=["data_report"])
+    folder = result.folder / "explorer_data"
+    assert (folder / "meta.json").is_file()
+    manifest = json.loads(result.manifest.read_text(encoding="utf-8"))
+    assert manifest["explorer_data"] == "explorer_data"
+    assert "explorer_data" in manifest["timings_seconds"]
+
+    def no_load(*_args, **_kwargs):
+        raise AssertionError("the week was loaded")
+
+    for where in (ex, dataset):
+        monkeypatch.setattr(where, "open_week", no_load)
+        monkeypatch.setattr(where, "load_week", no_load, raising=False)
+    monkeypatch.setattr(dataset.WeekData, "load", no_load)
+    opened = ex.Explorer.open([params_file], week=SAMPLE_WEEK, lang="en")
+    monkeypatch.undo()
+    # the reference: an explorer prepared now from a fresh load of the source
+    reference = ex.Explorer(load_week(load_params(params_file), SAMPLE_WEEK), "en")
+    assert_same_view(opened.view, reference.view)
+    pd.testing.assert_frame_equal(opened.found.frame, reference.found.frame)
+    roots = reference.found.frame[reference.found.frame["rank"] > 0]["id"]
+    assert len(roots) > 0
+    for finding_id in roots:
+        want = reference.finding_orders(str(finding_id))
+        pd.testing.assert_frame_equal(opened.finding_orders(str(finding_id)), want, rtol=1e-12)
+    for explorer in (opened, reference):
+        with explorer.hold():
+            explorer.order_type.value = "special"
+            explorer.filters["carrier"].value = ("EastPost",)
+    assert_same_view(opened.view, reference.view)

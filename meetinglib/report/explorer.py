@@ -1177,6 +1177,14 @@ def save_prepared(
     return folder
 
 
+def save_week(params: Params, data: WeekData, folder: str | Path | None = None) -> Path:
+    """Prepare a loaded week's explorer tables and save them (``Explorer.open`` starts
+    from them); returns the folder (default prepared_folder of the week)."""
+    explorer = Explorer(data, params.language)
+    where = prepared_folder(params, data.week) if folder is None else Path(folder)
+    return explorer.save(where, source_fingerprint(params, data.week))
+
+
 def _plain_json(value: Any) -> Any:
     """numpy scalars and missing values as JSON values."""
     if isinstance(value, np.generic):
