@@ -125,28 +125,10 @@ def _stream_csv_as(
     selected: dict[str, str],
     target: Path,
 ) -> bool:
-    names = [f"c{i}" for i in range(width)]
-    wanted = [names[i] for i in positions.values()]
+    wanted = [f"c{i}" for i in positions.values()]
     canonical = [selected[orig] for orig in positions]
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(
-            encoding="utf8" if encoding == "utf-8-sig" else encoding,
-            column_names=names,
-            skip_rows=1,
-            block_size=16 << 20,
-        ),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
-        ),
-        convert_options=pacsv.ConvertOptions(
-            include_columns=wanted,
-            column_types=dict.fromkeys(wanted, pa.string()),
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-            null_values=[""],
-        ),
-    )
+    options = sources.csv_text_options(encoding, delimiter, width, wanted, block_size=16 << 20)
+    reader = pacsv.open_csv(path, **options)
     schema = pa.schema(
         [pa.field(c, pa.string()) for c in canonical] + [pa.field(ROW_COLUMN, pa.int64())],
         metadata={WRONG_ROWS_KEY: b"0"},

@@ -799,33 +799,42 @@ def _csv_header(path: Path, encoding: str, delimiter: str, table: str) -> list[s
     return header
 
 
-def _read_csv_arrow(
-    path: Path, encoding: str, delimiter: str, width: int, positions: dict[str, int]
-) -> pd.DataFrame:
-    """The selected columns as text, parsed by pyarrow on all cores."""
-    # Columns are addressed by position: header names may repeat or carry a BOM.
-    names = [f"c{i}" for i in range(width)]
-    wanted = [names[i] for i in positions.values()]
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(
-            # The header line (with any BOM) is skipped; arrow decodes UTF-8 natively.
-            encoding="utf8" if encoding == "utf-8-sig" else encoding,
-            column_names=names,
-            skip_rows=1,
-        ),
+def csv_text_options(
+    encoding: str, delimiter: str, width: int, wanted: list[str], block_size: int | None = None
+) -> dict[str, object]:
+    """Arrow's CSV options that read the columns ``wanted`` (of ``c0`` .. ``c<width-1>``)
+    as text, the header line skipped, as ``read_csv``/``open_csv`` keyword arguments."""
+    read = pacsv.ReadOptions(
+        # The header line (with any BOM) is skipped; arrow decodes UTF-8 natively.
+        encoding="utf8" if encoding == "utf-8-sig" else encoding,
+        # Columns are addressed by position: header names may repeat or carry a BOM.
+        column_names=[f"c{i}" for i in range(width)],
+        skip_rows=1,
+    )
+    if block_size is not None:
+        read.block_size = block_size
+    return {
+        "read_options": read,
         # Blank lines stay rows (of nulls), so row positions stay line numbers.
-        parse_options=pacsv.ParseOptions(
+        "parse_options": pacsv.ParseOptions(
             delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False
         ),
-        convert_options=pacsv.ConvertOptions(
+        "convert_options": pacsv.ConvertOptions(
             include_columns=wanted,
             column_types=dict.fromkeys(wanted, pa.string()),
             strings_can_be_null=True,
             quoted_strings_can_be_null=True,
             null_values=[""],
         ),
-    )
+    }
+
+
+def _read_csv_arrow(
+    path: Path, encoding: str, delimiter: str, width: int, positions: dict[str, int]
+) -> pd.DataFrame:
+    """The selected columns as text, parsed by pyarrow on all cores."""
+    wanted = [f"c{i}" for i in positions.values()]
+    table = pacsv.read_csv(path, **csv_text_options(encoding, delimiter, width, wanted))
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     frame.columns = list(positions)
     return frame
