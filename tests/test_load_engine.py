@@ -313,6 +313,35 @@ def test_one_pass_too_many_set_aside_raises_the_same_message(flagged, tmp_path, 
     assert str(on_engine.value) == str(on_pandas.value)
 
 
+def test_one_pass_over_a_table_in_several_files(flagged, tmp_path, monkeypatch):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for path in flagged.glob("*.parquet"):
+        if path.stem in ("orders", "settlements"):
+            frame = pd.read_parquet(path)
+            half = len(frame) // 2
+            # Positions count across files: a bad row in each part, examples by row.
+            frame.iloc[:half].to_parquet(folder / f"{path.stem}_1.parquet", row_group_size=150)
+            frame.iloc[half:].to_parquet(folder / f"{path.stem}_2.parquet", row_group_size=150)
+        else:
+            (folder / path.name).write_bytes(path.read_bytes())
+    extra = (
+        "  tables:\n    orders: {file: 'orders_*.parquet'}\n"
+        "    settlements: {file: 'settlements_*.parquet'}\n"
+    )
+    path = write_params(tmp_path, folder)
+    text = path.read_text().replace(f"source: {{kind: folder, path: '{folder}'}}\n", "")
+    path.write_text(text + f"source:\n  kind: folder\n  path: '{folder}'\n" + extra)
+    screened = _screened_tables(monkeypatch)
+    pandas_week, engine_week = _both(path)
+    assert screened == set()
+    assert set(engine_week.load_paths.values()) == {"engine"}
+    assert_same(pandas_week, engine_week)
+    assert engine_week.quality.quarantined["orders"]["_source_row"].notna().all()
+    orders = next(info for info in engine_week.sources if info.table == "orders")
+    assert "orders_1.parquet" in orders.location and "orders_2.parquet" in orders.location
+
+
 def test_text_to_clean_or_repeated_keys_take_the_screened_path(dirty, tmp_path, monkeypatch):
     screened = _screened_tables(monkeypatch)
     load_week(load_params(write_params(tmp_path, dirty)), WEEK)

@@ -3,11 +3,13 @@
 For a table whose source the engine can read with the types validation expects (Parquet
 files with text ids and codes, typed numbers and timezone-aware timestamps; see
 ``engine_reason``), the rows never pass through pandas: DuckDB reads the files, the
-rules of ``checks`` are evaluated as predicates, and the clean rows of the selection
-window are written straight to the week's snapshot. Only what the quality report lists
-comes back to Python: counts per rule, the example rows (at most five per rule) and the
-rows set aside, which are read again from the files and described by validation's own
-functions, so entries, quarantine and messages read exactly as on the pandas path.
+rules of ``checks`` are evaluated as predicates, and in one scan per table the rows
+stream as Arrow batches, each with its checks' outcomes, while the clean rows of the
+selection window are written to the week's snapshot by Arrow's Parquet writer. Of the
+rows, only what the quality report lists is kept: counts per rule, the example rows (at
+most five per rule) and the rows set aside, which are read again from the files and
+described by validation's own functions, so entries, quarantine and messages read
+exactly as on the pandas path.
 
 Every other table (CSV, XLSX, SQL, text timestamps, status mappings...) takes the pandas
 path of ``validate``; ``dataset.load_week`` decides per table and records which path it
