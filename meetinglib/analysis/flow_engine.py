@@ -758,17 +758,22 @@ def variants_on(con: BaseBackend, cases: ir.Table, top: int | None = None) -> pd
     ranked = per.order_by([ibis.desc("cases"), "variant"])
     total = cases.count()
     frame = con.to_pandas(ranked.limit(top) if top is not None else ranked)
-    all_cases = int(con.execute(total)) if len(frame) else 0
+    return variant_frame(frame, int(con.execute(total)) if len(frame) else 0)
+
+
+def variant_frame(ranked: pd.DataFrame, all_cases: int) -> pd.DataFrame:
+    """flow.variants' columns from ``ranked`` (variant, events, cases, median_h; ranked):
+    share = cases / all_cases, cumulative_share its running sum."""
     out = pd.DataFrame(
         {
-            "variant": frame["variant"].astype("str"),
-            "events": frame["events"].astype("int64"),
-            "cases": frame["cases"].astype("int64"),
+            "variant": ranked["variant"].astype("str"),
+            "events": ranked["events"].astype("int64"),
+            "cases": ranked["cases"].astype("int64"),
         }
     )
     out["share"] = out["cases"] / max(all_cases, 1)
     out["cumulative_share"] = out["share"].cumsum()
-    out["median_h"] = frame["median_h"].astype("float64")
+    out["median_h"] = ranked["median_h"].astype("float64")
     return out[VARIANT_COLUMNS].reset_index(drop=True)
 
 

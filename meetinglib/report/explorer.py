@@ -91,7 +91,6 @@ SLOWEST_COLUMNS = [
     "open",
 ]
 DISTRIBUTION_COLUMNS = ["value", "orders", "p10_h", "q1_h", "median_h", "q3_h", "p90_h", "mean_h"]
-VARIANT_COLUMNS = flow_engine.VARIANT_COLUMNS
 _QUANTILES = {"p10_h": 0.1, "q1_h": 0.25, "median_h": 0.5, "q3_h": 0.75, "p90_h": 0.9}
 _NAMES = itertools.count()
 
@@ -499,17 +498,7 @@ def variants_of(data: ExplorerData, chosen: Chosen, top: int = TOP_VARIANTS) -> 
         )
     )
     all_cases = int(frame["all_cases"].iloc[0]) if len(frame) else 0
-    out = pd.DataFrame(
-        {
-            "variant": frame["variant"].astype("str"),
-            "events": frame["events"].astype("int64"),
-            "cases": frame["cases"].astype("int64"),
-        }
-    )
-    out["share"] = out["cases"] / max(all_cases, 1)
-    out["cumulative_share"] = out["share"].cumsum()
-    out["median_h"] = frame["median_h"].astype("float64")
-    return out[VARIANT_COLUMNS].reset_index(drop=True)
+    return flow_engine.variant_frame(frame, all_cases)
 
 
 def slowest_orders(
