@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -315,17 +316,18 @@ def timestamp_value(
         micros = micros.coalesce(parsed)
     plain = micros.notnull()
     if odd:
-        looked_up = text.substitute(
-            {
-                k: (ibis.literal(v, dt.int64) if v is not None else ibis.null(dt.int64))
-                for k, v in odd.items()
-            },
-            else_=ibis.null(dt.int64),
-        )
-        micros = plain.ifelse(micros, looked_up)
+        micros = plain.ifelse(micros, _looked_up(text, odd, dt.int64))
     missing = text.isnull()
     value = micros_to_instant(micros)
     return value, missing, ~missing & micros.isnull()
+
+
+def _looked_up(text: ir.StringValue, odd: dict[str, Any], type_: dt.DataType) -> ir.Value:
+    """Validation's value of each odd text (None: unparseable), NULL for any other text."""
+    values = {
+        k: ibis.literal(v, type_) if v is not None else ibis.null(type_) for k, v in odd.items()
+    }
+    return text.substitute(values, else_=ibis.null(type_))
 
 
 def is_plain_timestamp(text: ir.StringValue, patterns: list[Pattern]) -> ir.BooleanValue:
@@ -354,14 +356,7 @@ def number_value(
     number = _plain_number(text) + 0.0  # a zero keeps no sign
     plain = number.notnull()
     if odd:
-        looked_up = text.substitute(
-            {
-                k: (ibis.literal(v, dt.float64) if v is not None else ibis.null(dt.float64))
-                for k, v in odd.items()
-            },
-            else_=ibis.null(dt.float64),
-        )
-        number = plain.ifelse(number, looked_up)
+        number = plain.ifelse(number, _looked_up(text, odd, dt.float64))
     missing = text.isnull()
     bad = ~missing & number.isnull()
     if kind == "int":
