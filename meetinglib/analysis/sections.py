@@ -520,8 +520,9 @@ def abnormal_examples(
         else_="not_shipped",
     )
     promise = col(o, "promised_delivery_by")
+    deadline = ship_deadline(o, ship_sla_hours)
     late = ibis.cases(
-        (status == "not_shipped", engine.hours_between(ship_deadline(o, ship_sla_hours), end, con.name)),
+        (status == "not_shipped", engine.hours_between(deadline, end, con.name)),
         (status == "in_transit", engine.hours_between(promise, end, con.name)),
         (status == "delivered", engine.hours_between(promise, delivered_at, con.name)),
         else_=ibis.null("float64"),
