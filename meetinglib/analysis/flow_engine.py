@@ -128,7 +128,9 @@ def week_log_expr(
     near = event_log_expr(orders, events, after_sales)
     inside = near.filter((near.timestamp >= instant(start)) & (near.timestamp < instant(end)))
     cases = inside.select("case_id").distinct()
-    return log.filter(log.case_id.isin(cases.case_id))
+    # The least case number is redundant as a filter but prunes the file's row groups:
+    # when case numbers grow with time, the log's older groups hold none of the cases.
+    return log.filter(log.case_id >= cases.case_id.min(), log.case_id.isin(cases.case_id))
 
 
 def activity_rank(activity: ir.StringValue) -> ir.IntegerValue:
@@ -197,13 +199,22 @@ def _transitions_us(events: ir.Table, codes: ir.Table, backend: str) -> ir.Table
     )
 
 
-def _rank_quantile(hours: ir.FloatingValue, i: Any, n: Any, after: Any, q: float) -> Any:
-    """The q-quantile's value on the row at its lower position, NULL on every other row."""
+def _rank_quantile(
+    hours: ir.FloatingValue, first: Any, upto: Any, after: Any, n: Any, q: float
+) -> Any:
+    """The q-quantile's value on the row of distinct hours holding its lower position,
+    NULL on every other row.
+
+    A row stands for the ranks ``first`` to ``upto - 1`` of the edge's n sorted hours (all
+    equal to ``hours``); ``after`` is the next distinct value. The value at the rank after
+    the lower position is ``hours`` again when that rank is still in the row.
+    """
     pos = (n - 1) * q
     low = pos.floor()
     frac = pos - low
-    value = ibis.ifelse(frac == 0, hours, hours + (after - hours) * frac)
-    return ibis.ifelse(i == low, value, ibis.null("float64"))
+    above = ibis.ifelse(low + 1 < upto, hours, after)
+    value = ibis.ifelse(frac == 0, hours, hours + (above - hours) * frac)
+    return ibis.ifelse((first <= low) & (low < upto), value, ibis.null("float64"))
 
 
 def _edge_figures(edges: ir.Table) -> ir.Table:
@@ -214,20 +225,21 @@ def _edge_figures(edges: ir.Table) -> ir.Table:
         count=edges.count().cast("int64"),
         mean_h=edges.hours.mean().cast("float64"),
     )
-    # quantiles from ranks: the hours alone, numbered within their edge
-    slim = edges.select("source", "target", "hours")
-    by_edge = ibis.window(group_by=[slim.source, slim.target], order_by=slim.hours)
-    whole_edge = ibis.window(group_by=[slim.source, slim.target])
-    ranked = slim.mutate(
-        i=ibis.row_number().over(by_edge),
-        after=slim.hours.lead().over(by_edge),
-        n=slim.hours.count().over(whole_edge),
+    # Quantiles from ranks, over the edge's distinct hours with their counts: times in
+    # whole seconds repeat, so the engine sorts several times fewer rows than transitions.
+    values = edges.group_by(["source", "target", "hours"]).aggregate(k=edges.count())
+    in_edge = {"group_by": [values.source, values.target], "order_by": values.hours}
+    ranked = values.mutate(
+        upto=values.k.sum().over(ibis.cumulative_window(**in_edge)).cast("int64"),
+        after=values.hours.lead().over(ibis.window(**in_edge)),
     )
+    sized = ranked.join(counts.select("source", "target", n="count"), ["source", "target"])
+    first = sized.upto - sized.k
     picks = {
-        name: _rank_quantile(ranked.hours, ranked.i, ranked.n, ranked.after, q).max()
+        name: _rank_quantile(sized.hours, first, sized.upto, sized.after, sized.n, q).max()
         for name, q in QUANTILES.items()
     }
-    quantiles = ranked.group_by(["source", "target"]).aggregate(**picks)
+    quantiles = sized.group_by(["source", "target"]).aggregate(**picks)
     graph = counts.join(quantiles, ["source", "target"])
     coded = graph.select(
         "source",
