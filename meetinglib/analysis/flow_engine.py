@@ -719,27 +719,49 @@ def stage_summaries(
     needed |= {d for d in dims if d in PLAIN_SEGMENTS} | ({"created_at"} if dims else set())
     orders = orders.filter(ibis.or_(*ends)).select(*[c for c in orders.columns if c in needed])
     table = with_segments(con, orders, tz, dims) if dims else orders
-    parts = []
-    for i, (stage, segment, window) in enumerate(asks):
-        a, b = flow.STAGES[stage]
-        rows = table.filter(
-            table[a].notnull()
-            & (table[b] >= instant(window.start))
-            & (table[b] < instant(window.end)),
-            *[table[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()],
-        )
-        hours = hours_of(con, rows[a], rows[b])
+    # One subset per stage and window, read by every ask on it: each ask then filters
+    # the few orders of its stage and window, not every order some ask reads. An ask
+    # made twice (the whole week of a stage, for several findings) is computed once.
+    subsets: dict[tuple[str, pd.Timestamp, pd.Timestamp], ir.Table] = {}
+    index_of: dict[tuple[Any, ...], int] = {}
+    parts: list[ir.Table] = []
+    first_of: list[int] = []
+    for stage, segment, window in asks:
+        key = (stage, window.start, window.end)
+        if key not in subsets:
+            a, b = flow.STAGES[stage]
+            rows = table.filter(
+                table[a].notnull()
+                & (table[b] >= instant(window.start))
+                & (table[b] < instant(window.end))
+            )
+            seg_cols = [c for c in rows.columns if c.startswith("seg_")]
+            subsets[key] = rows.select(*seg_cols, hours=hours_of(con, rows[a], rows[b]))
+        ask = (*key, *sorted((d, _segment_literal(d, v)) for d, v in segment.items()))
+        if ask in index_of:
+            first_of.append(index_of[ask])
+            continue
+        rows = subsets[key]
+        if segment:
+            rows = rows.filter(
+                *[rows[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()]
+            )
+        i = index_of[ask] = len(parts)
+        first_of.append(i)
         parts.append(
             rows.aggregate(
                 ask=ibis.literal(i, "int64"),
                 orders=rows.count().cast("int64"),
-                **{k: hours.quantile(q).cast("float64") for k, q in _SUMMARY_QUANTILES.items()},
+                **{
+                    k: rows.hours.quantile(q).cast("float64") for k, q in _SUMMARY_QUANTILES.items()
+                },
             )
         )
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.union(part)
-    out = con.to_pandas(union).sort_values("ask").reset_index(drop=True)
+    union = ibis.union(*parts) if len(parts) > 1 else parts[0]
+    found = con.to_pandas(union).set_index("ask")
+    out = found.reindex(first_of).reset_index(drop=True)
+    out.insert(0, "ask", np.arange(len(asks), dtype=np.int64))
+    out["orders"] = out["orders"].astype("int64")
     return out[STAGE_SUMMARY_COLUMNS]
 
 
