@@ -125,7 +125,10 @@ def _local_day_counts(
     """Rows per local day of ``column`` in ``tz`` (and per value of ``by``), from the engine:
     columns day (naive midnight), ``by``, n. Rows without ``column`` are left out."""
     when = table[column]
-    keys: dict[str, ir.Value] = {"q": (when.epoch_seconds() / _QUARTER_S).floor().cast("int64")}
+    # the engine's native microseconds: its epoch of an instant goes through a cast to
+    # wall time and the calendar library, several times slower on millions of rows
+    micros = engine.unix_micros(when, con.name)
+    keys: dict[str, ir.Value] = {"q": (micros // (_QUARTER_S * 1_000_000)).cast("int64")}
     if by is not None:
         keys[by] = table[by].cast("string")
     rows = table.filter(when.notnull()).select(**keys)
