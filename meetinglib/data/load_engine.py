@@ -18,6 +18,8 @@ took.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -632,6 +634,48 @@ def _writer(out: Path, target: pa.Schema, schema: TableSchema) -> pq.ParquetWrit
     return pq.ParquetWriter(out, target, compression="snappy", use_dictionary=categories)
 
 
+class _Background:
+    """Batches written to a Parquet writer by a second thread while the next are read.
+
+    Arrow's writer releases the GIL while it encodes, so reading the next batch from the
+    engine and encoding this one overlap; a few batches wait at most (bounded memory).
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, depth: int = 4) -> None:
+        self._writer = writer
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_batch(batch)
+                except BaseException as exc:  # re-raised in the reading thread
+                    self._error = exc
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch`` (waits while the queue is full); raises the writer's error."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def __enter__(self) -> _Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _write_rows(
     con: BaseBackend,
     clean: ir.Table,
@@ -677,10 +721,14 @@ def load(
     out: Path,
     orders: Path | None,
     plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
+    not_loaded: np.ndarray | None = None,
 ) -> Loaded:
     """Validate ``plan``'s table on the engine and write its clean rows in ``selection`` to
     ``out`` (rows of orders not in the Parquet file ``orders`` left out). Raises
-    TooManyQuarantinedError as validation does."""
+    TooManyQuarantinedError as validation does.
+
+    ``not_loaded``: the positions ``orders_not_loaded`` found for the table, if known.
+    """
     table = plan.table
     schema = SCHEMAS[table]
     location = ", ".join(str(f) for f in plan.exported)
@@ -694,7 +742,7 @@ def load(
         # One pass over the rows when every text value is its own canonical value and no
         # key repeats (what real exports are); else, or when that pass finds otherwise,
         # the screened path with its separate counting query.
-        done = _one_pass(*args) or _screened(*args)
+        done = _one_pass(*args, not_loaded=not_loaded) or _screened(*args)
         info = SourceInfo(table, location, plan.fmt, done.n, digest.result())
     return Loaded(
         info=info,
@@ -744,11 +792,49 @@ def _orders_not_loaded(
     )
 
 
+def orders_not_loaded(
+    con: BaseBackend, plans: list[Plan], selection: Window, orders: Path
+) -> dict[str, np.ndarray]:
+    """Per order table of ``plans``, the positions of its rows in ``selection`` whose order
+    is not among the orders loaded (the Parquet file ``orders``), as ``_orders_not_loaded``
+    finds them for the one pass (text values as they are).
+
+    One anti-join for every table: the orders' ids are read and hashed once, not once
+    per table; only the few positions come back.
+    """
+    parts = []
+    tables = [plan.table for plan in plans if plan.table in ORDER_TABLES]
+    for i, plan in enumerate(p for p in plans if p.table in ORDER_TABLES):
+        schema = SCHEMAS[plan.table]
+        base = _base(_raw(con, plan, schema), plan, schema, set())
+        rows = base.filter(ck.in_selection(base, plan.table, selection))
+        ids = rows[ck.value_name("order_id")]
+        if plan.table == "tickets":
+            # A ticket without an order belongs to no order: never left out.
+            rows = rows.filter(ids.notnull())
+            ids = rows[ck.value_name("order_id")]
+        parts.append(
+            rows.select(
+                __table=ibis.literal(i, "int16"), **{_POS: rows[_POS]}, __id=ids.cast("string")
+            )
+        )
+    if not parts:
+        return {}
+    every = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
+    loaded_ids = con.read_parquet(orders).select("order_id")
+    member = every.__id.isin(loaded_ids.order_id).fill_null(False)
+    found = con.to_pyarrow(every.filter(~member).select("__table", _POS))
+    which = found.column("__table").to_numpy()
+    positions = found.column(_POS).to_numpy()
+    return {table: np.sort(positions[which == i]) for i, table in enumerate(tables)}
+
+
 # A row's check outcomes are the bits of one int64; more checks take the screened path.
 _MASK_BITS = 62
 _MASK = "__mask"
 _SEL = "__sel"
 _WEEK = "__week"
+_KEY_HASH = "__key_hash"
 
 
 def _in_week(base: ir.Table, schema: TableSchema, week_window: Window) -> ir.BooleanValue | None:
@@ -770,6 +856,7 @@ def _one_pass(
     orders: Path | None,
     plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
     source: str,
+    not_loaded: np.ndarray | None = None,
 ) -> _Done | None:
     """Validate and write the table in one scan; None when the screened path must do it.
 
@@ -800,7 +887,11 @@ def _one_pass(
     aside = sum(1 << i for i, c in enumerate(all_checks) if c.rule not in KEPT_RULES)
     selected = ck.in_selection(base, table, selection)
     in_week = _in_week(base, schema, week_window)
-    excluded = _orders_not_loaded(con, base.filter(selected), table, orders)
+    excluded = (
+        not_loaded
+        if not_loaded is not None and orders is not None
+        else _orders_not_loaded(con, base.filter(selected), table, orders)
+    )
     if excluded is not None and not len(excluded):
         excluded = None
     expr = base.select(
@@ -817,18 +908,24 @@ def _one_pass(
     failing: list[tuple[np.ndarray, ...]] = []  # (position, mask, selected, week) of rows
     prints: list[np.ndarray] = []
     gave_up = False
+    names = [c.name for c in schema.columns]
     with _in_order(con):
+        relation = con._to_duckdb_relation(expr)
+        if keyed:
+            # The key's fingerprint is the engine's hash, computed by its threads as the
+            # rows stream (a repeat only sends the table to the screened path).
+            keys = ", ".join(_quoted(k) for k in schema.key)
+            relation = relation.project(f"*, hash({keys}) AS {_quoted(_KEY_HASH)}")
         # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
-        reader = con._to_duckdb_relation(expr).to_arrow_reader(ROW_GROUP_ROWS)
-        names = [c.name for c in schema.columns]
+        reader = relation.to_arrow_reader(ROW_GROUP_ROWS)
         target = pa.schema([reader.schema.field(name) for name in names])
-        with _writer(out, target, schema) as w:
+        with _writer(out, target, schema) as w, _Background(w) as writing:
             for batch in reader:
                 if any(_suspect(pa.chunked_array([batch.column(t)])) for t in text):
                     gave_up = True
                     break
                 if keyed:
-                    prints.append(_key_prints([batch.column(k) for k in schema.key]))
+                    prints.append(batch.column(_KEY_HASH).to_numpy())
                 pos = batch.column(_POS).to_numpy()
                 bits = batch.column(_MASK).to_numpy()
                 sel = batch.column(_SEL).to_numpy(zero_copy_only=False)
@@ -842,14 +939,16 @@ def _one_pass(
                 keep = sel & ((bits & aside) == 0)
                 if excluded is not None:
                     keep &= ~np.isin(pos, excluded)
-                if keep.any():
-                    kept = batch.filter(pa.array(keep))
-                    w.write_batch(
+                kept = int(keep.sum())
+                if kept:
+                    # Most batches keep every row: no copy of their columns then.
+                    rows = batch if kept == len(keep) else batch.filter(pa.array(keep))
+                    writing.put(
                         pa.RecordBatch.from_arrays(
-                            [kept.column(name) for name in names], schema=target
+                            [rows.column(name) for name in names], schema=target
                         )
                     )
-                    written += int(keep.sum())
+                    written += kept
         reader.close()
     if not gave_up and prints:
         ordered = np.sort(np.concatenate(prints))
@@ -894,15 +993,6 @@ def _one_pass(
         in_week=n_week - week_bad,
         week_bad=week_bad,
     )
-
-
-def _key_prints(keys: list[pa.Array]) -> np.ndarray:
-    """Each row's fingerprint of its key's text columns, combined as ``screen`` does."""
-    combined = np.zeros(len(keys[0]), dtype=np.uint64)
-    for column in keys:
-        fp = _fingerprint_block(column.cast(pa.large_string()))
-        combined = _spread((combined ^ fp) * _MIX)
-    return combined
 
 
 def _screened(
