@@ -45,7 +45,11 @@ from meetinglib.data import engine, source_cache, sources
 from meetinglib.data import parse_engine as pe
 from meetinglib.data.sources import RawTable, SourceInfo
 from meetinglib.data.validate import (
+    _LONGEST_TOKEN,
     _MIX,
+    _NO_BYTES,
+    _SPACE_FIRST,
+    _SPACE_LAST,
     KEPT_RULES,
     MAX_EXAMPLES,
     MAX_FIELD_CHARS,
@@ -56,7 +60,6 @@ from meetinglib.data.validate import (
     _Coerced,
     _failures,
     _fingerprint_block,
-    _may_need_cleaning,
     _spread,
     coerce_table,
     example_text,
@@ -98,6 +101,9 @@ class Plan:
     fmt: str = "parquet"
     # Columns the engine parses (text timestamps and numbers, naive times; ``parse_engine``).
     parsed: dict[str, Parsed] = field(default_factory=dict)
+    # Whether the row groups of ``groups`` hold every row the engine reads (see
+    # ``_groups_cover``): then the categories' values are all in ``categories``.
+    covered: bool = False
 
     @property
     def exported(self) -> list[Path]:
@@ -248,11 +254,35 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
     plan = Plan(table, files, selected, kinds, ts, tz, params.timezone, groups, bounds)
     plan.sources, plan.fmt, plan.parsed = exported, reader.name, parsed
     plan.categories = _categories(plan, schema)
+    plan.covered = _groups_cover(plan, time_col)
     if parsed:
         why = _plan_parsing(params, plan, schema)
         if why is not None:
             return why
     return plan
+
+
+def _groups_cover(plan: Plan, time_col: str | None) -> bool:
+    """Whether the row groups ``plan.groups`` hold every row the engine reads.
+
+    The engine reads the rows in the window or without a time (``_raw``); a row group
+    left out by its statistics holds none when its time column has no null either.
+    """
+    if plan.bounds is None:
+        return True
+    if time_col is None:
+        return False
+    for path, groups in zip(plan.files, plan.groups, strict=True):
+        metadata = pq.ParquetFile(path).metadata
+        names = [metadata.schema.column(j).name for j in range(metadata.num_columns)]
+        if time_col not in names:
+            return False
+        at = names.index(time_col)
+        for g in set(range(metadata.num_row_groups)) - set(groups):
+            stats = metadata.row_group(g).column(at).statistics
+            if stats is None or stats.null_count is None or stats.null_count > 0:
+                return False
+    return True
 
 
 def _parsed_kind(arrow_type: pa.DataType, kind: str) -> str | None:
@@ -423,6 +453,11 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
             if parsed_bad is not None:
                 columns[ck.bad_name(col.name)] = parsed_bad
             continue
+        if source is not None and _as_read(plan, col.name):
+            # Every value is its own canonical value: no CASE over the rows.
+            columns[ck.value_name(col.name)] = source
+            columns[ck.missing_name(col.name)] = source.isnull()
+            continue
         value, missing, bad = ck.coerce(
             source if source is not None else ibis.literal(None),
             col,
@@ -435,6 +470,19 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
         if bad is not None:
             columns[ck.bad_name(col.name)] = bad
     return raw.mutate(**columns)
+
+
+def _as_read(plan: Plan, column: str) -> bool:
+    """Whether a category column's canonical values are its source values, as read: each
+    value the engine reads maps to itself and none is unknown."""
+    category = plan.categories.get(column)
+    return (
+        category is not None
+        and plan.covered
+        and plan.kinds.get(column) == "text"
+        and not category.unknown
+        and all(k == v for k, v in category.canonical.items())
+    )
 
 
 def _parse(
@@ -530,33 +578,48 @@ def _chunks(column: pa.ChunkedArray) -> list[tuple[int, pa.Array]]:
 
 
 def _suspect(column: pa.ChunkedArray) -> bool:
-    """Whether a value may be stripped, be a placeholder, or fail a text rule."""
+    """Whether a value may be stripped, be a placeholder, or fail a text rule.
+
+    The test of ``validate._may_need_cleaning`` (length, first and last byte), of
+    ``MAX_FIELD_CHARS`` and of ``_has_bytes``, on the Arrow buffers as they come.
+    """
     for chunk in column.chunks:
         if not len(chunk) or chunk.null_count == len(chunk):
             continue
-        large = chunk.cast(pa.large_string())
-        if bool(_may_need_cleaning(pd.Series(pd.arrays.ArrowStringArray(large))).any()):
-            return True
-        offsets = np.frombuffer(large.buffers()[1], dtype=np.int64)[
-            large.offset : large.offset + len(large) + 1
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            chunk = chunk.cast(pa.large_string())
+        wide = pa.types.is_large_string(chunk.type)
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[
+            chunk.offset : chunk.offset + len(chunk) + 1
         ]
-        if bool((np.diff(offsets) > MAX_FIELD_CHARS).any()):
+        lengths = np.diff(offsets)
+        if bool((lengths > MAX_FIELD_CHARS).any()):
             return True
-        if _has_bytes(large, offsets):
+        flag = lengths <= _LONGEST_TOKEN
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_BYTES
+        if len(data):
+            flag |= _SPACE_FIRST[data[np.minimum(offsets[:-1], len(data) - 1)]]
+            # An empty value's last byte is its neighbour's: it is flagged by its length.
+            flag |= _SPACE_LAST[data[offsets[1:] - 1]]
+        if chunk.null_count:
+            flag &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        if bool(flag.any()):
+            return True
+        if _has_bytes(data, offsets):
             return True
     return False
 
 
-def _has_bytes(large: pa.Array, offsets: np.ndarray) -> bool:
+def _has_bytes(data: np.ndarray, offsets: np.ndarray) -> bool:
     """Whether the values' bytes hold a NUL or a U+FFFD (EF BF BD in UTF-8) anywhere.
 
     A byte scan of the whole data buffer: a superset (a sequence across two values counts
     too), far cheaper than a substring search per value.
     """
-    buffer = large.buffers()[2]
-    if buffer is None:
+    data = data[int(offsets[0]) : int(offsets[-1])]
+    if not len(data):
         return False
-    data = np.frombuffer(buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
     if bool((data == 0).any()):
         return True
     lead = np.flatnonzero(data[:-2] == 0xEF)
