@@ -988,7 +988,8 @@ def _one_pass(
                     gave_up = True
                     break
                 if keyed:
-                    prints.append(batch.column(_KEY_HASH).to_numpy())
+                    # A copy: a view would keep the engine's whole batch alive.
+                    prints.append(batch.column(_KEY_HASH).to_numpy().copy())
                 pos = batch.column(_POS).to_numpy()
                 bits = batch.column(_MASK).to_numpy()
                 sel = batch.column(_SEL).to_numpy(zero_copy_only=False)
