@@ -60,7 +60,7 @@ from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, open_week, resolve_week
-from meetinglib.data.engine import frame_table, shared
+from meetinglib.data.engine import US_PER_HOUR, frame_table, shared
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.flow_section import FlowSection, segment_value
@@ -140,6 +140,9 @@ class ExplorerData:
     complete: Callable[[], ExplorerData] | None = field(default=None, repr=False)
     # computed views by selection (edges and variants by the orders selected), reused
     views: dict[Any, Any] = field(default_factory=dict, repr=False)
+    # the tables the log comes from (orders, events, after_sales): prepare reads only the
+    # chosen orders' part of them
+    sources: dict[str, ir.Table] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -192,7 +195,7 @@ class ExplorerData:
         if "created_at" in raw.columns and as_of is not None:
             values_of["weekday"] = list(flow.WEEKDAY_NAMES)
             values_of["hour"] = list(range(24))
-        data = cls(con, per_order, log, int(counts["n"]), values_of, tz, as_of)
+        data = cls(con, per_order, log, int(counts["n"]), values_of, tz, as_of, sources=tables)
         if prepare is not None:
             data.prepare(*prepare)
         return data
@@ -206,36 +209,35 @@ class ExplorerData:
         """The values of a segment dimension present in the data, in their natural order."""
         return list(self.values_of.get(dimension, []))
 
-    def prepare(self, start: dt.date | None, end: dt.date | None) -> Prepared:
+    def prepare(
+        self,
+        start: dt.date | None,
+        end: dt.date | None,
+        store: Callable[[str, ir.Table], ir.Table] | None = None,
+    ) -> Prepared:
         """Transitions and variants of the orders created from ``start`` to ``end``, kept.
 
         Laid out for the widget changes: each order carries its variant (a number, see
         Prepared.variants) and each transition the columns a selection filters on, so
-        that a change filters rows and aggregates them, with no join.
+        that a change filters rows and aggregates them, with no join. ``store(name,
+        expr)`` keeps the two large tables, "orders" and "steps" (default: temporary
+        tables of the engine; save_week writes them straight to Parquet).
         """
+        if store is None:
+            store = lambda _name, expr: _keep(self.con, expr)  # noqa: E731
         between = _created_between(self, start, end)
         con = self.con
         # kept in the engine: every widget change reads them, none recomputes them
         chosen = _keep(con, self.orders.filter(*between) if between else self.orders)
-        log = self.log
-        if between:
-            log = log.filter(log.case_id.isin(chosen.order_id))
-        log = _keep(con, log)
+        log = _keep(con, self._log_of(chosen) if between else self.log)
         codes = _keep(con, flow_engine.activity_codes(log))
-        cases = _keep(con, flow_engine.case_variants_expr(con, log))
-        # variants numbered in the order of their text: ties sort as by the text
-        named = cases.group_by("variant").aggregate(events=cases.events.max())
-        variants = _keep(
-            con,
-            named.mutate(
-                number=ibis.row_number().over(ibis.window(order_by=named.variant)).cast("int64")
-            ),
-        )
-        per_case = cases.join(variants.select("variant", "number"), "variant").select(
+        cases = _keep(con, _case_sequences(con, log, codes))
+        variants = _keep(con, _numbered_variants(con, cases, codes))
+        per_case = cases.join(variants.select("sequence", "number"), "sequence").select(
             case_id=cases.case_id, variant_number=variants.number, through_h=cases.through_h
         )
-        orders = _keep(
-            con,
+        orders = store(
+            "orders",
             chosen.left_join(per_case, chosen.order_id == per_case.case_id).drop("case_id"),
         )
         moves = flow_engine.transitions_expr(log, codes)
@@ -253,9 +255,39 @@ class ExplorerData:
         by = chosen.select(
             order_id=chosen.order_id, **{c: chosen[c] for c in filters if c in chosen.columns}
         )
-        steps = _keep(con, moves.join(by, moves.case_id == by.order_id).drop("order_id"))
-        self.prepared = Prepared(start, end, orders, steps, codes, variants, log)
+        steps = store("steps", moves.join(by, moves.case_id == by.order_id).drop("order_id"))
+        self.prepared = Prepared(start, end, orders, steps, codes, variants.drop("sequence"), log)
         return self.prepared
+
+    def _log_of(self, chosen: ir.Table) -> ir.Table:
+        """The event log of the ``chosen`` orders (rows of self.orders).
+
+        Each source table is filtered to the chosen order numbers before the log is made
+        of it, with their lowest and highest number as well: the same rows, but the
+        engine then skips the Parquet row groups of other orders by their statistics
+        instead of reading the whole log (tens of millions of events at scale).
+        """
+        tables = self.sources
+        if not tables or any(
+            not t.order_id.type().is_string() for t in tables.values() if "order_id" in t.columns
+        ):
+            return self.log.filter(self.log.case_id.isin(chosen.order_id))
+        got = self.con.to_pandas(
+            chosen.aggregate(low=chosen.order_id.min(), high=chosen.order_id.max())
+        ).iloc[0]
+        if pd.isna(got["low"]):
+            return self.log.filter(ibis.literal(False))
+        low, high = str(got["low"]), str(got["high"])
+
+        def only(table: ir.Table | None) -> ir.Table | None:
+            if table is None:
+                return None
+            near = table.filter(table.order_id.between(low, high))
+            return near.filter(near.order_id.isin(chosen.order_id))
+
+        return flow_engine.event_log_expr(
+            only(tables["orders"]), only(tables.get("events")), only(tables.get("after_sales"))
+        )
 
     def prepared_for(self, selection: Selection) -> Prepared:
         """The prepared tables covering the selection's orders (prepared now if needed).
@@ -281,6 +313,51 @@ class ExplorerData:
 def _keep(con: BaseBackend, expr: ir.Table) -> ir.Table:
     """An expression's rows kept by the engine as a temporary table (computed once)."""
     return con.create_table(f"explorer_{next(_NAMES)}", expr, temp=True)
+
+
+def _case_sequences(con: BaseBackend, log: ir.Table, codes: ir.Table) -> ir.Table:
+    """Per case of an event log: case_id, sequence (its activity codes in log order),
+    events and through_h (hours from its first to its last event).
+
+    flow_engine.case_variants_expr's cases with the variant as codes: a list of small
+    integers is grouped and joined far faster than the text; _numbered_variants names
+    each distinct sequence once.
+    """
+    coded = log.select(
+        case_id=log.case_id.cast("string"),
+        activity=log.activity.cast("string"),
+        us=flow_engine.micros(con, log.timestamp),
+    ).join(codes, "activity")
+    per_case = coded.group_by("case_id").aggregate(
+        sequence=coded.code.collect(order_by=[coded.us, coded.code]),
+        events=coded.count().cast("int64"),
+        first=coded.us.min(),
+        last=coded.us.max(),
+    )
+    return per_case.select(
+        "case_id",
+        "sequence",
+        "events",
+        through_h=(per_case["last"] - per_case["first"]).cast("float64") / US_PER_HOUR,
+    )
+
+
+def _numbered_variants(con: BaseBackend, cases: ir.Table, codes: ir.Table) -> ir.Table:
+    """The variants of _case_sequences' cases: sequence, variant (the activities joined
+    as flow.variants joins them), events, number (0, 1, ... in the order of the text)."""
+    names = con.to_pandas(codes)
+    activity = {int(c): str(a) for c, a in zip(names["code"], names["activity"], strict=True)}
+    named = cases.group_by("sequence").aggregate(events=cases.events.max())
+    named = named.mutate(
+        variant=named.sequence.map(lambda code: code.substitute(activity, else_="")).join(
+            flow.VARIANT_SEPARATOR
+        )
+    )
+    # numbered in the order of their text: ties sort as by the text
+    in_order = ibis.window(order_by=named.variant)
+    return named.select(
+        "sequence", "variant", "events", number=ibis.row_number().over(in_order).cast("int64")
+    )
 
 
 def _in_order(dimension: str, values: pd.Series) -> list[Any]:
