@@ -1389,3 +1389,54 @@ def test_segments_set_aside_from_fine_sums_equal_the_frames_grouping(tmp_path, s
         "EastPost/South": 2.5,
         "SwiftExpress/South": 7.0,
     }
+
+
+QUANTILE_KPIS = [k for k, spec in kpis.CATALOGUE.items() if spec.kind in ("median", "p90")]
+
+
+def _split_per_week(monkeypatch) -> list[list[tuple[int, int]]]:
+    """Make every quantile pass run week by week (as with little engine memory); the runs
+    each pass took are recorded in the list returned."""
+    runs: list[list[tuple[int, int]]] = []
+    chunks = kpis._week_chunks
+
+    def recorded(con, f, row_bytes):
+        found = chunks(con, f, row_bytes)
+        runs.append(found)
+        return found
+
+    monkeypatch.setattr(kpis, "_QUANTILE_MEMORY_SHARE", 1e-12)
+    monkeypatch.setattr(kpis, "_week_chunks", recorded)
+    return runs
+
+
+def test_quantile_passes_run_week_by_week_give_the_hand_computed_series(tables, monkeypatch):
+    whole = kpis.weekly_kpis(tables, WEEKS, SLA, QUANTILE_KPIS)
+    runs = _split_per_week(monkeypatch)
+    split = kpis.weekly_kpis(tables, WEEKS, SLA, QUANTILE_KPIS)
+    assert runs and all(r == [(i, i + 1) for i in range(len(WEEKS))] for r in runs)
+    for key in QUANTILE_KPIS:
+        assert series_of(split, key) == pytest.approx(BY_HAND[key], nan_ok=True), key
+    pd.testing.assert_frame_equal(split, whole)
+
+
+def test_quantile_passes_run_week_by_week_set_segments_aside_the_same(tables, monkeypatch):
+    segments = [{"warehouse": "WH1"}, {"order_type": "special"}]
+    whole = kpis.weekly_kpis_without(tables, WEEKS, SLA, QUANTILE_KPIS, segments)
+    runs = _split_per_week(monkeypatch)
+    split = kpis.weekly_kpis_without(tables, WEEKS, SLA, QUANTILE_KPIS, segments)
+    assert runs and all(len(r) == len(WEEKS) for r in runs)
+    for left, right in zip(split, whole, strict=True):
+        pd.testing.assert_frame_equal(left, right)
+    # WH1 set aside: the median of the other orders' handling times, the pandas way
+    orders = tables["orders"]
+    left = orders[orders["warehouse"].astype(object) != "WH1"]
+    expected = kpis.stage_hours(left, W11, "paid_shipped").median()
+    assert series_of(split[0], "handling_median_h")[1] == pytest.approx(expected)
+
+
+def test_memory_limit_is_read_from_the_engine():
+    import ibis
+
+    con = ibis.duckdb.connect(memory_limit="300MiB")
+    assert kpis._memory_limit(con) == pytest.approx(300 * 2**20, rel=0.01)

@@ -40,6 +40,7 @@ Functions never read files and never modify their inputs. Conventions a caller m
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -1352,9 +1353,15 @@ class _Member:
     q: float | None = None
 
 
-def _observed_rows(f: Frames, members: list[_Member]) -> ir.Table:
-    """The rows one pass reads: week, segment columns and each member's value v{i} (NULL
-    where it does not count), rows outside the weeks left out."""
+def _observed_rows(
+    f: Frames,
+    members: list[_Member],
+    weeks: tuple[int, int] | None = None,
+    columns: Sequence[str] | None = None,
+) -> ir.Table:
+    """The rows one pass reads: week, segment columns (``columns``: those named; default:
+    all) and each member's value v{i} (NULL where it does not count), rows outside the
+    weeks (``weeks``: weeks lo to hi - 1; default: all) left out."""
     first = members[0].obs
     values: dict[str, ir.Value] = {}
     for i, m in enumerate(members):
@@ -1363,9 +1370,16 @@ def _observed_rows(f: Frames, members: list[_Member]) -> ir.Table:
             value = value.fill_null(0.0)  # a kept row without a value adds nothing
         keep = m.obs.keep
         values[f"v{i}"] = value if keep is None else ibis.ifelse(keep, value, ibis.null("float64"))
+    segments = first.segments if columns is None else {c: first.segments[c] for c in columns}
+    table = first.table
+    if weeks is not None:
+        # The weeks' instants compared as they are stored: the engine skips the row
+        # groups outside them (rows are written about in the order of their events).
+        lo, hi = weeks
+        table = table.filter((first.at >= f.bounds[lo]) & (first.at < f.bounds[hi]))
     # ``view``: the values are computed once, where inlining them into the filter and
     # every later step would compute each again.
-    rows = first.table.select(week=f.week(first.at), **first.segments, **values).view()
+    rows = table.select(week=f.week(first.at), **segments, **values).view()
     return rows.filter(rows.week.notnull())
 
 
@@ -1386,25 +1400,31 @@ def _fine_sums(f: Frames, members: list[_Member]) -> ir.Table:
 
 @dataclass(frozen=True)
 class _QuantilePass:
-    """A quantile pass: its query, the fractions it computes, and for each member the
-    index of the value it reads (members reading the same values share one aggregate:
-    a median and a P90 of the same durations sort them once)."""
+    """A quantile pass: its query, the fractions it computes, for each member the index
+    of the value it reads (members reading the same values share one aggregate: a median
+    and a P90 of the same durations sort them once), and the bytes of engine memory each
+    observed row holds while it runs (``_week_chunks``)."""
 
     table: ir.Table | None  # None: no cell wanted, nothing to compute
     fractions: list[float]
     value_of: list[int]
+    row_bytes: int = 0
 
 
-def _quantile_pass(f: Frames, members: list[_Member]) -> _QuantilePass:
-    """One pass over rows observed at one event, for every quantile KPI reading them: per
-    segmentation, segment and week, for each distinct value k and scenario j the count
-    n{k}_{j} and the quantiles q{k}_{j} at every fraction any member needs (NULL where
-    no member reading the value has that segmentation).
+def _quantile_pass(
+    f: Frames, members: list[_Member], weeks: tuple[int, int] | None = None
+) -> _QuantilePass:
+    """One pass over rows observed at one event (in ``weeks``: weeks lo to hi - 1; default:
+    all), for every quantile KPI reading them: per segmentation, segment and week, for
+    each distinct value k and scenario j the count n{k}_{j} and the quantiles q{k}_{j}
+    at every fraction any member needs (NULL where no member reading the value has that
+    segmentation).
 
     Without segments to set aside there is one scenario (0), every row; with them,
     scenario j counts the rows outside segment j: one filtered aggregate per segment in
-    the same scan, where a copy of the rows per segment would multiply the scan."""
-    rows = _observed_rows(f, members)
+    the same scan, where a copy of the rows per segment would multiply the scan. The
+    rows are read once for every segmentation (a common table expression of the columns
+    they need), not once per segmentation."""
     dims = list(dict.fromkeys(d for m in members for d in m.dims))
     fractions = sorted({_fraction(x) for m in members if m.q is not None for x in _around(m.q)})
     first: dict[tuple[Any, Any], int] = {}
@@ -1412,7 +1432,14 @@ def _quantile_pass(f: Frames, members: list[_Member]) -> _QuantilePass:
     for i, m in enumerate(members):
         keep = None if m.obs.keep is None else m.obs.keep.op()
         value_of.append(first.setdefault((m.obs.value.op(), keep), i))
+    used = {c for d in dims for c in _dim_columns(d)}
+    if f.scenarios:
+        used |= {_LOADED, *(_SEG + c for s in f.scenarios for c in s)}
+    columns = [c for c in _SEGMENT_NAMES if c in used]
+    # Named, the rows become one common table expression the segmentations share.
+    rows = _observed_rows(f, members, weeks, columns).alias("kpi_observed")
     out = []
+    slots = 0
     for dim in dims:
         part = rows.mutate(dimension=ibis.literal(dim), segment=_segment(rows, dim))
         part = part.filter(part.segment.notnull())
@@ -1437,8 +1464,48 @@ def _quantile_pass(f: Frames, members: list[_Member]) -> _QuantilePass:
                     continue
                 aggregates[f"n{k}_{j}"] = v.count(where=where).cast("float64")
                 aggregates[f"q{k}_{j}"] = v.quantile(fractions, where=where)
+                slots += 1
         out.append(part.group_by(["dimension", "segment", "week"]).aggregate(**aggregates))
-    return _QuantilePass(ibis.union(*out) if out else None, fractions, value_of)
+    # What a row holds: its week, segment values and values in the shared rows, and a
+    # value in every quantile aggregate that reads it (an aggregate keeps all its values).
+    row_bytes = 8 + 16 * len(columns) + 8 * len(set(value_of)) + 16 * slots
+    return _QuantilePass(ibis.union(*out) if out else None, fractions, value_of, row_bytes)
+
+
+# The share of the engine's memory limit one quantile query may fill with its rows: its
+# aggregates keep every value they read, which the engine cannot spill to disk.
+_QUANTILE_MEMORY_SHARE = 0.5
+
+
+def _memory_limit(con: BaseBackend) -> int | None:
+    """The engine's memory limit in bytes (DuckDB's setting), None when not known."""
+    if con.name != "duckdb":
+        return None
+    text = str(con.raw_sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    found = re.fullmatch(r"\s*([\d.]+)\s*([KMGTP]?i?B|bytes)\s*", text)
+    if found is None:
+        return None
+    unit = found.group(2).replace("i", "").replace("bytes", "B")
+    power = "BKMGTP".index(unit[0]) if unit != "B" else 0
+    base = 1024 if "i" in found.group(2) else 1000
+    return int(float(found.group(1)) * base**power)
+
+
+def _week_chunks(con: BaseBackend, f: Frames, row_bytes: int) -> list[tuple[int, int]]:
+    """The weeks (lo, hi: weeks lo to hi - 1) of each query of a quantile pass: all weeks
+    in one, or runs of weeks whose rows fit in ``_QUANTILE_MEMORY_SHARE`` of the engine's
+    memory limit. A quantile's group lies in one week, so the runs give the same result.
+    A pass reads orders or rows of about as many (tickets, cases, settlements): its rows
+    per week are taken as the orders' count over the weeks."""
+    limit = _memory_limit(con)
+    weeks = max(f.weeks, 1)
+    if limit is None or row_bytes <= 0:
+        return [(0, f.weeks)]
+    per_week = int(con.execute(f.orders.count())) / weeks
+    fits = int(limit * _QUANTILE_MEMORY_SHARE // max(per_week * row_bytes, 1.0))
+    runs = -(-weeks // min(max(fits, 1), weeks))
+    step = -(-weeks // runs)  # runs of about equal length
+    return [(lo, min(lo + step, f.weeks)) for lo in range(0, f.weeks, step)]
 
 
 def _cells_wanted(
@@ -1807,7 +1874,14 @@ def kpi_aggregates(
         if quantiles:
             done = _quantile_pass(frames, quantiles)
             if done.table is not None:
-                wide = con.execute(done.table)
+                chunks = _week_chunks(con, frames, done.row_bytes)
+                if len(chunks) == 1:
+                    wide = con.execute(done.table)
+                else:
+                    wide = pd.concat(
+                        [con.execute(_quantile_pass(frames, quantiles, c).table) for c in chunks],
+                        ignore_index=True,
+                    )
                 results.append(_quantiles_long(quantiles, done, wide, max(len(scenarios), 1)))
     if levels:
         union = ibis.union(
