@@ -207,7 +207,7 @@ def report_orders(con: BaseBackend, orders: ir.Table, windows: Sequence[Window])
     for window in windows:
         touched |= open_at(orders, instant(window.end))
     # The stage durations, computed once here: the breakdowns read them several times.
-    hours = {_HOURS + stage: stage_hours(orders, stage) for stage in STAGES}
+    hours = {_HOURS + stage: stage_hours(orders, stage, con.name) for stage in STAGES}
     return kept(con, orders.filter(touched).mutate(**hours))
 
 
@@ -305,15 +305,16 @@ def stockouts_by(
 _HOURS = "_hours_"  # prefix of a stage's hours kept with the rows (``report_orders``)
 
 
-def stage_hours(orders: ir.Table, stage: str) -> ir.FloatingValue:
+def stage_hours(orders: ir.Table, stage: str, backend: str | None = None) -> ir.FloatingValue:
     """Hours from a stage's start to its end milestone (whole microseconds); NULL when either
-    is missing or the end precedes the start."""
+    is missing or the end precedes the start. ``backend``: the engine's name, for its cheap
+    native microseconds (engine.hours_between)."""
     if stage not in STAGES:
         raise KeyError(f"unknown stage {stage!r}; use one of {list(STAGES)}.")
     if _HOURS + stage in orders.columns:
         return orders[_HOURS + stage]
     start_col, end_col = STAGES[stage]
-    hours = engine.hours_between(col(orders, start_col), col(orders, end_col))
+    hours = engine.hours_between(col(orders, start_col), col(orders, end_col), backend)
     return ibis.ifelse(hours >= 0, hours, ibis.null("float64"))
 
 
@@ -332,7 +333,7 @@ def stage_durations(
     """
     parts = []
     for stage, (_, end_col) in STAGES.items():
-        hours = stage_hours(orders, stage)
+        hours = stage_hours(orders, stage, con.name)
         ended = within(col(orders, end_col), window) & hours.notnull()
         keys = {"_by": _value(orders, by)} if by else {}
         part = orders.select(stage=ibis.literal(stage), hours=hours, _ended=ended, **keys)
@@ -519,10 +520,11 @@ def abnormal_examples(
         else_="not_shipped",
     )
     promise = col(o, "promised_delivery_by")
+    deadline = ship_deadline(o, ship_sla_hours)
     late = ibis.cases(
-        (status == "not_shipped", engine.hours_between(ship_deadline(o, ship_sla_hours), end)),
-        (status == "in_transit", engine.hours_between(promise, end)),
-        (status == "delivered", engine.hours_between(promise, delivered_at)),
+        (status == "not_shipped", engine.hours_between(deadline, end, con.name)),
+        (status == "in_transit", engine.hours_between(promise, end, con.name)),
+        (status == "delivered", engine.hours_between(promise, delivered_at, con.name)),
         else_=ibis.null("float64"),
     )
     rows = o.select(
@@ -570,7 +572,7 @@ def carrier_scorecard(con: BaseBackend, orders: ir.Table, window: Window) -> pd.
     delivered = within(col(orders, "delivered_at"), window)
     judged, late = judged_late(orders, window)
     lost = shipped & col(orders, "exception_code").isin(["lost", "damaged"]).fill_null(False)
-    transit = stage_hours(orders, "shipped_delivered")
+    transit = stage_hours(orders, "shipped_delivered", con.name)
     transit = ibis.ifelse(delivered, transit, ibis.null("float64"))
     rows = orders.filter(shipped | delivered).select(
         carrier=_value(orders, "carrier"),
@@ -661,7 +663,7 @@ def pending_aging(
     )
     delivered = delivered.filter(before(delivered._delivered_at, at))
     rows = unsettled.join(delivered, unsettled.order_id == delivered._oid)
-    age = engine.hours_between(rows._delivered_at, at) / 24.0
+    age = engine.hours_between(rows._delivered_at, at, con.name) / 24.0
     bucket = ibis.cases(
         *[(age <= upper, i) for i, upper in enumerate(_AGING_UPPER)], else_=len(_AGING_UPPER)
     )
