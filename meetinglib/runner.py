@@ -191,11 +191,13 @@ def run_week(
                 timings[stem] = result.seconds
             explorer_data = None
             if params.run.explorer_data and "data_report" in names:
-                # from the snapshot, so that Explorer.open after the run starts at once
+                # from the snapshot, so that Explorer.open after the run starts at once;
+                # the findings are those the data report just wrote beside it
                 t0 = time.perf_counter()
                 say("saving the explorer's tables")
                 with _environment(staging):
-                    explorer_data = save_week(params, data, staging / PREPARED_FOLDER).name
+                    folder = staging / PREPARED_FOLDER
+                    explorer_data = save_week(params, data, folder, report=staging).name
                 timings["explorer_data"] = time.perf_counter() - t0
             shutil.rmtree(snapshot)
 

@@ -661,3 +661,52 @@ def test_a_weekly_run_saves_the_tables_the_explorer_starts_from(sample, tmp_path
             explorer.order_type.value = "special"
             explorer.filters["carrier"].value = ("EastPost",)
     assert_same_view(opened.view, reference.view)
+
+
+def test_the_report_findings_read_back_equal_those_computed(week_data, tmp_path):
+    section = FlowSection(week_data, "en")
+    section.export(tmp_path)
+    for lang in ("en", "zh-CN"):
+        got = ex.report_findings(tmp_path / "bottlenecks.csv", week_data, lang)
+        want = ex.Findings.of_week(week_data, lang)
+        assert got is not None
+        pd.testing.assert_frame_equal(got.frame, want.frame)
+        assert (got.week, got.baseline, got.weeks) == (want.week, want.baseline, want.weeks)
+    assert len(section.bottlenecks) > 0
+    # a cell changed for spreadsheets is not the frame's value: computed again instead
+    text = (tmp_path / "bottlenecks.csv").read_text(encoding="utf-8")
+    (tmp_path / "bottlenecks.csv").write_text(text.replace(",WH-", ",'=WH-", 1), encoding="utf-8")
+    assert ex.report_findings(tmp_path / "bottlenecks.csv", week_data, "en") is None
+    assert ex.report_findings(tmp_path / "missing.csv", week_data, "en") is None
+
+
+def test_save_week_with_the_report_findings_equals_a_fresh_explorer(
+    saved, week_data, tmp_path, monkeypatch
+):
+    built, _folder = saved
+    FlowSection(week_data, "en").export(tmp_path / "report")
+
+    def recomputed(*_args, **_kwargs):
+        raise AssertionError("the findings were computed again")
+
+    monkeypatch.setattr(ex.Findings, "of_week", recomputed)
+    folder = ex.save_week(
+        week_data.params, week_data, tmp_path / "explorer_data", tmp_path / "report"
+    )
+    monkeypatch.undo()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folder left"
+    key = ex.source_fingerprint(week_data.params, week_data.week)
+    opened = ex.open_prepared(folder, key)
+    assert opened is not None
+    again = ex.Explorer(ex.Saved(*opened, week_data.params, lambda: week_data), "en")
+    reference = ex.Explorer(week_data, "en")
+    assert_same_view(again.view, reference.view)
+    pd.testing.assert_frame_equal(again.found.frame, built.found.frame)
+    for finding_id in built.found.frame.loc[built.found.frame["rank"] > 0, "id"]:
+        want = built.found.orders_of(week_data.engine_tables()["orders"], finding_id)
+        pd.testing.assert_frame_equal(again.finding_orders(finding_id), want, rtol=1e-12)
+    with again.hold(), reference.hold():
+        for explorer in (again, reference):
+            explorer.order_type.value = "special"
+            explorer.filters["region"].value = ("South",)
+    assert_same_view(again.view, reference.view)

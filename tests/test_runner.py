@@ -110,8 +110,9 @@ def test_run_publishes_self_contained_handouts(tmp_path, sample, sample_params, 
     assert {"pandas", "papermill", "nbconvert"} <= set(manifest["versions"])
     assert manifest["handouts"][0]["name"] == "data_report"
     assert manifest["parameters"]["timezone"] == "Asia/Shanghai"
-    # the explorer's tables are saved only when params ask for them
-    assert manifest["explorer_data"] is None and not (week_dir / "explorer_data").exists()
+    # the explorer's tables are saved by default (params run.explorer_data)
+    assert manifest["explorer_data"] == "explorer_data"
+    assert (week_dir / "explorer_data" / "meta.json").is_file()
 
     # The executed notebook is kept beside the handout; no staging folder is left behind.
     assert (week_dir / "data_report.ipynb").is_file()

@@ -430,9 +430,9 @@ class RunParams(_Strict):
 
     lock_wait_seconds: float = Field(600.0, ge=0)  # wait this long for another run's lock
     cell_timeout_seconds: float = Field(1800.0, gt=0)  # a cell running longer fails the run
-    # prepare and save the explorer's tables of the week (outputs/<week>/explorer_data);
-    # off by default while preparing them costs minutes at a million orders a week
-    explorer_data: bool = False
+    # prepare and save the explorer's tables of the week (outputs/<week>/explorer_data),
+    # so that the bottleneck explorer starts at once after the run
+    explorer_data: bool = True
 
 
 class FindingsParams(_Strict):

@@ -60,7 +60,7 @@ from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, open_week, resolve_week
-from meetinglib.data.engine import frame_table, shared
+from meetinglib.data.engine import US_PER_HOUR, frame_table, shared
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.flow_section import FlowSection, segment_value
@@ -140,6 +140,9 @@ class ExplorerData:
     complete: Callable[[], ExplorerData] | None = field(default=None, repr=False)
     # computed views by selection (edges and variants by the orders selected), reused
     views: dict[Any, Any] = field(default_factory=dict, repr=False)
+    # the tables the log comes from (orders, events, after_sales): prepare reads only the
+    # chosen orders' part of them
+    sources: dict[str, ir.Table] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -192,7 +195,7 @@ class ExplorerData:
         if "created_at" in raw.columns and as_of is not None:
             values_of["weekday"] = list(flow.WEEKDAY_NAMES)
             values_of["hour"] = list(range(24))
-        data = cls(con, per_order, log, int(counts["n"]), values_of, tz, as_of)
+        data = cls(con, per_order, log, int(counts["n"]), values_of, tz, as_of, sources=tables)
         if prepare is not None:
             data.prepare(*prepare)
         return data
@@ -206,36 +209,35 @@ class ExplorerData:
         """The values of a segment dimension present in the data, in their natural order."""
         return list(self.values_of.get(dimension, []))
 
-    def prepare(self, start: dt.date | None, end: dt.date | None) -> Prepared:
+    def prepare(
+        self,
+        start: dt.date | None,
+        end: dt.date | None,
+        store: Callable[[str, ir.Table], ir.Table] | None = None,
+    ) -> Prepared:
         """Transitions and variants of the orders created from ``start`` to ``end``, kept.
 
         Laid out for the widget changes: each order carries its variant (a number, see
         Prepared.variants) and each transition the columns a selection filters on, so
-        that a change filters rows and aggregates them, with no join.
+        that a change filters rows and aggregates them, with no join. ``store(name,
+        expr)`` keeps the two large tables, "orders" and "steps" (default: temporary
+        tables of the engine; save_week writes them straight to Parquet).
         """
+        if store is None:
+            store = lambda _name, expr: _keep(self.con, expr)  # noqa: E731
         between = _created_between(self, start, end)
         con = self.con
         # kept in the engine: every widget change reads them, none recomputes them
         chosen = _keep(con, self.orders.filter(*between) if between else self.orders)
-        log = self.log
-        if between:
-            log = log.filter(log.case_id.isin(chosen.order_id))
-        log = _keep(con, log)
+        log = _keep(con, self._log_of(chosen) if between else self.log)
         codes = _keep(con, flow_engine.activity_codes(log))
-        cases = _keep(con, flow_engine.case_variants_expr(con, log))
-        # variants numbered in the order of their text: ties sort as by the text
-        named = cases.group_by("variant").aggregate(events=cases.events.max())
-        variants = _keep(
-            con,
-            named.mutate(
-                number=ibis.row_number().over(ibis.window(order_by=named.variant)).cast("int64")
-            ),
-        )
-        per_case = cases.join(variants.select("variant", "number"), "variant").select(
+        cases = _keep(con, _case_sequences(con, log, codes))
+        variants = _keep(con, _numbered_variants(con, cases, codes))
+        per_case = cases.join(variants.select("sequence", "number"), "sequence").select(
             case_id=cases.case_id, variant_number=variants.number, through_h=cases.through_h
         )
-        orders = _keep(
-            con,
+        orders = store(
+            "orders",
             chosen.left_join(per_case, chosen.order_id == per_case.case_id).drop("case_id"),
         )
         moves = flow_engine.transitions_expr(log, codes)
@@ -253,9 +255,43 @@ class ExplorerData:
         by = chosen.select(
             order_id=chosen.order_id, **{c: chosen[c] for c in filters if c in chosen.columns}
         )
-        steps = _keep(con, moves.join(by, moves.case_id == by.order_id).drop("order_id"))
-        self.prepared = Prepared(start, end, orders, steps, codes, variants, log)
+        steps = store("steps", moves.join(by, moves.case_id == by.order_id).drop("order_id"))
+        self.prepared = Prepared(start, end, orders, steps, codes, variants.drop("sequence"), log)
         return self.prepared
+
+    def _log_of(self, chosen: ir.Table | list[str]) -> ir.Table:
+        """The event log of the ``chosen`` orders (rows of self.orders, or order numbers).
+
+        Each source table is filtered to the chosen order numbers before the log is made
+        of it, with their lowest and highest number as well: the same rows, but the
+        engine then skips the Parquet row groups of other orders by their statistics
+        instead of reading the whole log (tens of millions of events at scale).
+        """
+        tables = self.sources
+        ids: Any = chosen if isinstance(chosen, list) else chosen.order_id
+        if not tables or any(
+            not t.order_id.type().is_string() for t in tables.values() if "order_id" in t.columns
+        ):
+            return self.log.filter(self.log.case_id.isin(ids))
+        if isinstance(chosen, list):
+            low, high = (min(chosen), max(chosen)) if chosen else (None, None)
+        else:
+            got = self.con.to_pandas(
+                chosen.aggregate(low=chosen.order_id.min(), high=chosen.order_id.max())
+            ).iloc[0]
+            low, high = (None, None) if pd.isna(got["low"]) else (got["low"], got["high"])
+        if low is None:
+            return self.log.filter(ibis.literal(False))
+
+        def only(table: ir.Table | None) -> ir.Table | None:
+            if table is None:
+                return None
+            near = table.filter(table.order_id.between(str(low), str(high)))
+            return near.filter(near.order_id.isin(ids))
+
+        return flow_engine.event_log_expr(
+            only(tables["orders"]), only(tables.get("events")), only(tables.get("after_sales"))
+        )
 
     def prepared_for(self, selection: Selection) -> Prepared:
         """The prepared tables covering the selection's orders (prepared now if needed).
@@ -281,6 +317,51 @@ class ExplorerData:
 def _keep(con: BaseBackend, expr: ir.Table) -> ir.Table:
     """An expression's rows kept by the engine as a temporary table (computed once)."""
     return con.create_table(f"explorer_{next(_NAMES)}", expr, temp=True)
+
+
+def _case_sequences(con: BaseBackend, log: ir.Table, codes: ir.Table) -> ir.Table:
+    """Per case of an event log: case_id, sequence (its activity codes in log order),
+    events and through_h (hours from its first to its last event).
+
+    flow_engine.case_variants_expr's cases with the variant as codes: a list of small
+    integers is grouped and joined far faster than the text; _numbered_variants names
+    each distinct sequence once.
+    """
+    coded = log.select(
+        case_id=log.case_id.cast("string"),
+        activity=log.activity.cast("string"),
+        us=flow_engine.micros(con, log.timestamp),
+    ).join(codes, "activity")
+    per_case = coded.group_by("case_id").aggregate(
+        sequence=coded.code.collect(order_by=[coded.us, coded.code]),
+        events=coded.count().cast("int64"),
+        first=coded.us.min(),
+        last=coded.us.max(),
+    )
+    return per_case.select(
+        "case_id",
+        "sequence",
+        "events",
+        through_h=(per_case["last"] - per_case["first"]).cast("float64") / US_PER_HOUR,
+    )
+
+
+def _numbered_variants(con: BaseBackend, cases: ir.Table, codes: ir.Table) -> ir.Table:
+    """The variants of _case_sequences' cases: sequence, variant (the activities joined
+    as flow.variants joins them), events, number (0, 1, ... in the order of the text)."""
+    names = con.to_pandas(codes)
+    activity = {int(c): str(a) for c, a in zip(names["code"], names["activity"], strict=True)}
+    named = cases.group_by("sequence").aggregate(events=cases.events.max())
+    named = named.mutate(
+        variant=named.sequence.map(lambda code: code.substitute(activity, else_="")).join(
+            flow.VARIANT_SEPARATOR
+        )
+    )
+    # numbered in the order of their text: ties sort as by the text
+    in_order = ibis.window(order_by=named.variant)
+    return named.select(
+        "sequence", "variant", "events", number=ibis.row_number().over(in_order).cast("int64")
+    )
 
 
 def _in_order(dimension: str, values: pd.Series) -> list[Any]:
@@ -942,9 +1023,30 @@ class Findings:
         """A finding's orders computed beforehand (read from their file the first time)."""
         rows = self.stored[finding_id]
         if isinstance(rows, Path):
-            rows = pd.read_parquet(rows).drop(columns="_finding").reset_index(drop=True)
+            rows = self._read_orders(rows, finding_id)
             self.stored[finding_id] = rows
         return rows
+
+    def _read_orders(self, path: Path, finding_id: str) -> pd.DataFrame:
+        """A finding's orders from a file of save_prepared (several findings' orders,
+        _FINDING_ORDER_COLUMNS with _finding), as orders_of gives them."""
+        got = pd.read_parquet(path, filters=[("_finding", "==", finding_id)])
+        if "_at" in got.columns:  # written from a frame: its own order
+            got = got.sort_values("_at", kind="stable")
+        else:  # written by the engine: in no order, sorted as finding_orders_on sorts
+            got = got.sort_values(["hours", "order_id"], ascending=[False, True], kind="stable")
+        stage = str(self.frame.loc[self.frame["id"] == finding_id, "stage"].iloc[0])
+        a, b = flow.STAGES[stage]
+        zone = self.week.start.tz
+        return pd.DataFrame(
+            {
+                "order_id": got["order_id"],
+                a: got["start_at"].dt.tz_convert(zone),
+                b: got["end_at"].dt.tz_convert(zone),
+                "hours": got["hours"],
+                "open": got["open"],
+            }
+        ).reset_index(drop=True)
 
     def in_language(self, lang: str) -> Findings:
         """The same findings with their sentences (finding, driven_by) in ``lang``."""
@@ -1001,6 +1103,64 @@ class Findings:
         return flow_engine.finding_orders_on(con or shared(), orders, finding, window, zone)
 
 
+_FINDING_ORDER_COLUMNS = ("order_id", "start_at", "end_at", "hours", "open")
+
+
+def finding_orders_expr(
+    con: BaseBackend, orders: ir.Table, found: Findings, ids: Sequence[str], tz: str
+) -> ir.Table:
+    """The orders of several findings as one table: _finding (its id) and
+    _FINDING_ORDER_COLUMNS, in no order.
+
+    The rows of flow_engine.finding_orders_on for each finding (the tests compare them),
+    with the stage's start and end as start_at and end_at, so that one query writes
+    every finding's orders.
+    """
+    parts = []
+    frame = found.frame
+    for finding_id in ids:
+        finding = next(frame[frame["id"] == finding_id].itertuples(index=False))
+        window = found.week if finding.group == "new" or found.baseline is None else found.baseline
+        a, b = flow.STAGES[str(finding.stage)]
+        segment = {finding.dimension: finding.value}
+        if isinstance(finding.dimension_2, str):
+            segment[finding.dimension_2] = finding.value_2
+        table = flow_engine.with_segments(con, orders, tz, list(segment))
+        rows = table.filter(
+            (table[a] >= flow_engine.instant(window.start)),
+            (table[a] < flow_engine.instant(window.end)),
+            *[table[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()],
+        )
+        end = flow_engine.instant(window.end)
+        leave = rows[b].fill_null(end)
+        if "cancelled_at" in rows.columns:
+            leave = ibis.least(leave, rows.cancelled_at.fill_null(end))
+        hours = ibis.greatest(flow_engine.hours_of(con, rows[a], ibis.least(leave, end)), 0.0)
+        parts.append(
+            rows.select(
+                _finding=ibis.literal(str(finding_id)),
+                order_id=rows.order_id.cast("string"),
+                start_at=rows[a],
+                end_at=rows[b],
+                hours=hours,
+                open=leave >= end,
+            )
+        )
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.union(part)
+    return out
+
+
+def _segment_literal(dimension: str, value: Any) -> Any:
+    """A finding's segment value as flow_engine.with_segments' columns hold it."""
+    if dimension == "hour":
+        return int(value)
+    if dimension == "weekday":
+        return flow.WEEKDAY_NAMES[flow.weekday_number(value)]
+    return str(value)
+
+
 def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.DataFrame:
     """The orders of a finding with translated headings."""
     start, end = STAGE_MILESTONES[stage]
@@ -1027,7 +1187,7 @@ def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.Data
 # --- the prepared tables, saved beside the week's handouts -----------------------------------
 
 # Bump when the saved tables change shape: older folders are then prepared again.
-PREPARED_FORMAT = 2
+PREPARED_FORMAT = 3
 PREPARED_FOLDER = "explorer_data"
 _SAVED_TABLES = ("orders", "log", "steps", "codes", "variants")
 _VIEW_FRAMES = ("distribution", "edges", "variants", "slowest")
@@ -1098,32 +1258,67 @@ def save_prepared(
     folder: str | Path,
     fingerprint: str,
     top: int = TOP_ORDERS,
-    log: ir.Table | None = None,
+    orders: ir.Table | None = None,
+    written: Path | None = None,
 ) -> Path:
-    """Write the prepared tables, the findings and the first view into ``folder``.
+    """Write the prepared tables, the findings with their orders and the first view into
+    ``folder``.
 
     Tables as Parquet (written by the engine, no rows through pandas), the rest in
     meta.json; the folder is replaced as a whole, so a reader never sees half of it.
-    ``log``: the event log to save (default the prepared orders' log).
+    Root findings whose orders are not in ``found.stored`` get them from ``orders``
+    (the engine's orders table; one query for all of them). The event log saved holds
+    the prepared orders' events and those of the orders each finding lists.
+    ``written``: a temporary folder beside ``folder`` already holding some of the tables
+    (save_week's preparation writes the large ones there straight away).
     """
     prepared = data.prepared
     if prepared is None or prepared.log is None:
         raise ValueError("nothing prepared to save: call ExplorerData.prepare first")
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir()
+    temp = written if written is not None else _temp_folder(folder)
+    con = data.con
+    roots = (
+        [str(i) for i in found.frame.loc[found.frame["rank"] > 0, "id"]] if len(found.frame) else []
+    )
+    # the findings' orders: those computed before as frames, the others by one query
+    stored: dict[str, str] = {}
+    listed: set[str] = set()
+    for i, finding_id in enumerate(list(found.stored)):
+        rows = found._stored(finding_id)
+        name = f"finding_{i}.parquet"
+        renamed = rows.rename(
+            columns=dict(zip(rows.columns[1:3], ("start_at", "end_at"), strict=True))
+        )
+        renamed.assign(_finding=finding_id, _at=np.arange(len(rows))).to_parquet(
+            temp / name, index=False
+        )
+        stored[finding_id] = name
+        listed.update(str(o) for o in rows["order_id"].head(FINDING_ORDERS))
+    missing = [r for r in roots if r not in found.stored]
+    if missing and orders is not None:
+        name = "finding_orders.parquet"
+        con.to_parquet(finding_orders_expr(con, orders, found, missing, data.tz), temp / name)
+        written_rows = con.read_parquet(str(temp / name), table_name=f"explorer_{next(_NAMES)}")
+        first = ibis.window(
+            group_by=written_rows._finding,
+            order_by=[ibis.desc(written_rows.hours), written_rows.order_id],
+        )
+        shown = written_rows.filter(ibis.row_number().over(first) < FINDING_ORDERS)
+        listed.update(str(o) for o in con.to_pandas(shown.select("order_id"))["order_id"])
+        stored.update({r: name for r in missing})
+    log = prepared.log
+    if listed:
+        # the timelines the findings offer, of orders created outside the range too
+        outside = data._log_of(sorted(listed))
+        log = log.union(outside.filter(~outside.case_id.isin(prepared.orders.order_id)))
     saved = {name: getattr(prepared, name) for name in _SAVED_TABLES}
-    if log is not None:
-        saved["log"] = log
+    saved["log"] = log
     for name, table in saved.items():
-        data.con.to_parquet(table, temp / f"{name}.parquet")
+        if not (temp / f"{name}.parquet").exists():
+            con.to_parquet(table, temp / f"{name}.parquet")
     for name in _VIEW_FRAMES:
         getattr(view, name).to_parquet(temp / f"view_{name}.parquet", index=False)
-    for i, finding_id in enumerate(found.stored):
-        rows = found._stored(finding_id).assign(_finding=finding_id)
-        rows.to_parquet(temp / f"finding_{i}.parquet", index=False)
     selection = {
         f.name: (
             list(v)
@@ -1157,21 +1352,142 @@ def save_prepared(
             if found.baseline is None
             else [found.baseline.start.isoformat(), found.baseline.end.isoformat()],
             "weeks": found.weeks,
-            "stored": list(found.stored),
+            "stored": stored,
         },
     }
     (temp / "meta.json").write_text(json.dumps(meta, default=_plain_json), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     temp.rename(folder)
+    for finding_id, name in stored.items():
+        if not isinstance(found.stored.get(finding_id), pd.DataFrame):
+            found.stored[finding_id] = folder / name
     return folder
 
 
-def save_week(params: Params, data: WeekData, folder: str | Path | None = None) -> Path:
+def _temp_folder(folder: Path) -> Path:
+    """An empty temporary folder beside ``folder`` (renamed to it once complete)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir()
+    return temp
+
+
+def default_selection(data: ExplorerData, start: dt.date | None, end: dt.date | None) -> Selection:
+    """The selection an explorer starts with: the date range, every order, the shipped →
+    delivered stage, by carrier (else the first dimension the orders have)."""
+    dims = [d for d in DIMENSIONS if d in data.segments]
+    dimension = "carrier" if "carrier" in dims else (dims[0] if dims else "carrier")
+    return Selection(start=start, end=end, dimension=dimension)
+
+
+def report_findings(path: Path, data: WeekData, lang: str) -> Findings | None:
+    """The week's findings as the data report wrote them (``bottlenecks.csv`` of the same
+    run, from the same snapshot), in ``lang``; None when the file is missing or a text
+    cell was neutralised for spreadsheets (then computed again: Findings.of_week).
+
+    The same frame as Findings.of_week (the tests compare them): floats are written
+    with all their digits, the hour's values are numbers again, empty cells missing.
+    """
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    if list(raw.columns) != flow.FINDING_COLUMNS:
+        return None
+    if any(raw[c].str.startswith("'").any() for c in raw.columns):
+        return None  # a cell csvsafe changed: its value is not the frame's
+    section = FlowSection(data, lang)
+    weeks = section.baseline_weeks
+    baseline = Window(weeks[0].start, weeks[-1].end) if weeks else None
+    if raw.empty:
+        frame = pd.DataFrame(columns=flow.FINDING_COLUMNS)
+        return Findings(frame, data.window, baseline, max(len(weeks), 1))
+
+    def value(dimension: str, text: str) -> Any:
+        return int(text) if dimension == "hour" else text
+
+    frame = pd.DataFrame(
+        {
+            "id": raw["id"],
+            "group": raw["group"],
+            "rank": raw["rank"].astype("int64"),
+            "stage": raw["stage"],
+            "dimension": raw["dimension"],
+            "value": pd.Series(
+                [value(d, v) for d, v in zip(raw["dimension"], raw["value"], strict=True)],
+                dtype=object,
+            ),
+            "dimension_2": pd.Series([d or np.nan for d in raw["dimension_2"]], dtype="str"),
+            "value_2": pd.Series(
+                [
+                    value(d, v) if d else None
+                    for d, v in zip(raw["dimension_2"], raw["value_2"], strict=True)
+                ],
+                dtype=object,
+            ),
+            "orders": raw["orders"].astype("int64"),
+            **{
+                c: pd.Series([float(v) if v else math.nan for v in raw[c]], dtype="float64")
+                for c in ("hours_h", "baseline_h", "overall_h", "added_delay_h", "z")
+            },
+            "folded_into": raw["folded_into"],
+            "driven_by": raw["driven_by"],
+            "finding": raw["finding"],
+        }
+    )
+    # sentences in ``lang``: the report may have been written in another language
+    return Findings(frame, data.window, baseline, max(len(weeks), 1)).in_language(lang)
+
+
+def save_week(
+    params: Params, data: WeekData, folder: str | Path | None = None, report: Path | None = None
+) -> Path:
     """Prepare a loaded week's explorer tables and save them (``Explorer.open`` starts
-    from them); returns the folder (default prepared_folder of the week)."""
-    explorer = Explorer(data, params.language)
+    from them); returns the folder (default prepared_folder of the week).
+
+    The large tables go from the engine straight to Parquet; the findings are the data
+    report's when ``report`` (its folder of the same run) holds them (report_findings).
+    """
     where = prepared_folder(params, data.week) if folder is None else Path(folder)
-    return explorer.save(where, source_fingerprint(params, data.week))
+    con = shared(params.engine)
+    tables = data.engine_tables()
+    lang = params.language
+    first_day = data.window.start.date()
+    last_day = (data.window.end - pd.Timedelta(days=1)).date()
+    temp = _temp_folder(where)
+    kept = _temporary_tables(con)
+    try:
+        explorer = ExplorerData.build(
+            tables["orders"], tables.get("events"), tables.get("after_sales"), con=con, tz=data.tz
+        )
+
+        def store(name: str, expr: ir.Table) -> ir.Table:
+            path = temp / f"{name}.parquet"
+            con.to_parquet(expr, path)
+            return con.read_parquet(str(path), table_name=f"explorer_{next(_NAMES)}")
+
+        explorer.prepare(first_day, last_day, store)
+        found = report_findings(report / "bottlenecks.csv", data, lang) if report else None
+        found = found or Findings.of_week(data, lang)
+        view = compute_view(explorer, default_selection(explorer, first_day, last_day), lang)
+        key = source_fingerprint(params, data.week)
+        return save_prepared(
+            explorer, found, view, where, key, orders=tables["orders"], written=temp
+        )
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        # the engine's copies of the week's log and cases are of no further use here
+        for name in _temporary_tables(con) - kept:
+            con.raw_sql(f'DROP TABLE IF EXISTS temp.main."{name}"')
+
+
+def _temporary_tables(con: BaseBackend) -> set[str]:
+    """Names of the engine's temporary tables (DuckDB)."""
+    if con.name != "duckdb":
+        return set()
+    got = con.raw_sql("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    return {str(row[0]) for row in got}
 
 
 def _plain_json(value: Any) -> Any:
@@ -1264,20 +1580,25 @@ def open_prepared(
     data.views[("distribution", chosen, selection.stage, selection.dimension)] = distribution
     data.views[("slowest", chosen, selection.stage, int(shown["top"]))] = slowest
     data.views[("graph", chosen)] = (view.edges, view.variants)
-    return data, _saved_findings(folder, meta["findings"]), view
+    return data, _saved_findings(folder, meta["findings"], data.tz), view
 
 
-def _saved_findings(folder: Path, saved: dict[str, Any]) -> Findings:
+def _saved_findings(folder: Path, saved: dict[str, Any], tz: str) -> Findings:
     """Findings as save_prepared wrote them (their orders read when asked for)."""
     frame = pd.DataFrame(saved["rows"], columns=flow.FINDING_COLUMNS)
     if len(frame):
         frame["orders"] = frame["orders"].astype("int64")
         frame["rank"] = frame["rank"].astype("int64")
-    week = Window(pd.Timestamp(saved["week"][0]), pd.Timestamp(saved["week"][1]))
+
+    def window(ends: list[str]) -> Window:
+        # in the platform's zone, as the windows of a loaded week
+        return Window(pd.Timestamp(ends[0]).tz_convert(tz), pd.Timestamp(ends[1]).tz_convert(tz))
+
+    week = window(saved["week"])
     base = saved["baseline"]
-    baseline = None if base is None else Window(pd.Timestamp(base[0]), pd.Timestamp(base[1]))
+    baseline = None if base is None else window(base)
     stored: dict[str, pd.DataFrame | Path] = {
-        finding_id: folder / f"finding_{i}.parquet" for i, finding_id in enumerate(saved["stored"])
+        finding_id: folder / name for finding_id, name in saved["stored"].items()
     }
     return Findings(frame, week, baseline, int(saved["weeks"]), stored)
 
@@ -1497,26 +1818,22 @@ class Explorer:
     def save(self, folder: str | Path, fingerprint: str) -> Path:
         """Save the prepared tables, the findings with their orders and the first view
         (save_prepared); the findings' orders are computed now if they were not."""
-        found, data = self.found, self.data
-        for finding_id in found.frame.loc[found.frame["rank"] > 0, "id"]:
-            if finding_id not in found.stored:
-                found.stored[finding_id] = self.finding_orders(str(finding_id))
+        found, orders = self.found, self._orders
+        if not isinstance(orders, ir.Table):
+            # without the engine's orders table, finding by finding (loading the week)
+            for finding_id in found.frame.loc[found.frame["rank"] > 0, "id"]:
+                if finding_id not in found.stored:
+                    found.stored[finding_id] = self.finding_orders(str(finding_id))
         view = self.view if self.view is not None else self.update()
-        first = self.data.prepared
-        log = None
-        if first is not None and first.log is not None and found.stored:
-            # the timelines the findings offer, of orders created outside the range too
-            listed = {
-                str(o)
-                for finding_id in found.stored
-                for o in found._stored(finding_id)["order_id"].head(FINDING_ORDERS)
-            }
-            outside = data.log.filter(
-                data.log.case_id.isin(sorted(listed))
-                & ~data.log.case_id.isin(first.orders.order_id)
-            )
-            log = first.log.union(outside)
-        return save_prepared(data, found, view, folder, fingerprint, self.top, log)
+        return save_prepared(
+            self.data,
+            found,
+            view,
+            folder,
+            fingerprint,
+            self.top,
+            orders=orders if isinstance(orders, ir.Table) else None,
+        )
 
     def _whole(self) -> ExplorerData:
         """Every order and event of the week (loaded now if need be), on the engine."""
