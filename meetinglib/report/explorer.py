@@ -1147,14 +1147,18 @@ def finding_orders_expr(
     """
     parts = []
     frame = found.frame
-    for finding_id in ids:
-        finding = next(frame[frame["id"] == finding_id].itertuples(index=False))
+    chosen = [next(frame[frame["id"] == i].itertuples(index=False)) for i in ids]
+    dimensions = {f.dimension for f in chosen} | {
+        f.dimension_2 for f in chosen if isinstance(f.dimension_2, str)
+    }
+    # the segment columns once for all findings (weekday and hour need a lookup query)
+    table = flow_engine.with_segments(con, orders, tz, sorted(dimensions))
+    for finding_id, finding in zip(ids, chosen, strict=True):
         window = found.week if finding.group == "new" or found.baseline is None else found.baseline
         a, b = flow.STAGES[str(finding.stage)]
         segment = {finding.dimension: finding.value}
         if isinstance(finding.dimension_2, str):
             segment[finding.dimension_2] = finding.value_2
-        table = flow_engine.with_segments(con, orders, tz, list(segment))
         rows = table.filter(
             (table[a] >= flow_engine.instant(window.start)),
             (table[a] < flow_engine.instant(window.end)),
@@ -1328,13 +1332,7 @@ def save_prepared(
     if missing and orders is not None:
         name = "finding_orders.parquet"
         con.to_parquet(finding_orders_expr(con, orders, found, missing, data.tz), temp / name)
-        written_rows = con.read_parquet(str(temp / name), table_name=f"explorer_{next(_NAMES)}")
-        first = ibis.window(
-            group_by=written_rows._finding,
-            order_by=[ibis.desc(written_rows.hours), written_rows.order_id],
-        )
-        shown = written_rows.filter(ibis.row_number().over(first) < FINDING_ORDERS)
-        listed.update(str(o) for o in con.to_pandas(shown.select("order_id"))["order_id"])
+        listed.update(_slowest_listed(con, temp / name))
         stored.update({r: name for r in missing})
     log = prepared.log
     if listed:
@@ -1391,6 +1389,25 @@ def save_prepared(
         if not isinstance(found.stored.get(finding_id), pd.DataFrame):
             found.stored[finding_id] = folder / name
     return folder
+
+
+def _slowest_listed(con: BaseBackend, path: Path) -> list[str]:
+    """The order numbers a finding lists first (its FINDING_ORDERS slowest), for every
+    finding of a file finding_orders_expr wrote; with those tied with the last of them.
+
+    Each finding's FINDING_ORDERS-th largest hours bounds its rows: a top-n per group,
+    where numbering the rows would sort them all.
+    """
+    rows = f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
+    query = f"""
+        SELECT r.order_id FROM {rows} AS r
+        JOIN (
+            SELECT _finding, list_min(max(hours, {FINDING_ORDERS})) AS bound
+            FROM {rows} GROUP BY _finding
+        ) AS b ON r._finding = b._finding
+        WHERE r.hours >= b.bound
+    """
+    return [str(row[0]) for row in con.raw_sql(query).fetchall()]
 
 
 def _temp_folder(folder: Path) -> Path:
