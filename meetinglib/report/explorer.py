@@ -1488,14 +1488,17 @@ def report_findings(path: Path, data: WeekData, lang: str) -> Findings | None:
 
 def save_week(
     params: Params, data: WeekData, folder: str | Path | None = None, report: Path | None = None
-) -> Path:
+) -> Path | None:
     """Prepare a loaded week's explorer tables and save them (``Explorer.open`` starts
-    from them); returns the folder (default prepared_folder of the week).
+    from them); returns the folder (default prepared_folder of the week), or None when
+    the params' engine is not DuckDB (the explorer's tables are prepared on DuckDB only).
 
     The large tables go from the engine straight to Parquet; the findings are the data
     report's when ``report`` (its folder of the same run) holds them (report_findings).
     """
     where = prepared_folder(params, data.week) if folder is None else Path(folder)
+    if params.engine.kind != "duckdb":
+        return None
     con = shared(params.engine)
     tables = data.engine_tables()
     lang = params.language
