@@ -1400,8 +1400,8 @@ def _split_per_week(monkeypatch) -> list[list[tuple[int, int]]]:
     runs: list[list[tuple[int, int]]] = []
     chunks = kpis._week_chunks
 
-    def recorded(con, f, row_bytes):
-        found = chunks(con, f, row_bytes)
+    def recorded(*args):
+        found = chunks(*args)
         runs.append(found)
         return found
 

@@ -811,6 +811,8 @@ class Frames:
         self.micros = [int(pd.Timestamp(b).value // 1000) for b in self.bounds]
         self.orders = self.tables["orders"]
         self._rows: dict[tuple[str, tuple[str, ...]], ir.Table] = {}
+        # The table behind each table of ``rows``: as many rows, without the join.
+        self._bases: dict[Any, ir.Table] = {}
 
     def col(self, table: ir.Table, name: str) -> ir.Value:
         """A column of ``table`` (orders, or rows joined to them); an optional orders column
@@ -894,7 +896,13 @@ class Frames:
             joined = rows.left_join(orders, rows.order_id == orders.o_order_id)
             loaded = joined.mutate(**{_LOADED: joined.o_order_id.notnull()})
             self._rows[key] = loaded.drop("o_order_id")
+            self._bases[self._rows[key].op()] = rows
         return self._rows[key]
+
+    def base(self, table: ir.Table) -> ir.Table:
+        """The table whose rows ``table`` holds: the table itself, or for rows joined to
+        their orders (``rows``) the table before the join."""
+        return self._bases.get(table.op(), table)
 
     def of_rows(self, rows: ir.Table, at: ir.Value, value: Any, keep: Any = None) -> Obs:
         """Observations of another table's rows (from ``rows``): week of ``at``, ``value``."""
@@ -1473,8 +1481,10 @@ def _quantile_pass(
 
 
 # The share of the engine's memory limit one quantile query may fill with its rows: its
-# aggregates keep every value they read, which the engine cannot spill to disk.
-_QUANTILE_MEMORY_SHARE = 0.5
+# aggregates keep every value they read, which the engine cannot spill to disk. The
+# estimate (``row_bytes``) is about 1.5 times what DuckDB holds; at 250k orders a week
+# and a 100 MB limit (5M and 2 GiB scaled down) the KPI table runs out of memory at 1.5.
+_QUANTILE_MEMORY_SHARE = 0.6
 
 
 def _memory_limit(con: BaseBackend) -> int | None:
@@ -1491,17 +1501,19 @@ def _memory_limit(con: BaseBackend) -> int | None:
     return int(float(found.group(1)) * base**power)
 
 
-def _week_chunks(con: BaseBackend, f: Frames, row_bytes: int) -> list[tuple[int, int]]:
-    """The weeks (lo, hi: weeks lo to hi - 1) of each query of a quantile pass: all weeks
-    in one, or runs of weeks whose rows fit in ``_QUANTILE_MEMORY_SHARE`` of the engine's
-    memory limit. A quantile's group lies in one week, so the runs give the same result.
-    A pass reads orders or rows of about as many (tickets, cases, settlements): its rows
-    per week are taken as the orders' count over the weeks."""
+def _week_chunks(
+    con: BaseBackend, f: Frames, table: ir.Table, row_bytes: int
+) -> list[tuple[int, int]]:
+    """The weeks (lo, hi: weeks lo to hi - 1) of each query of a quantile pass over the
+    rows of ``table``: all weeks in one, or runs of weeks whose rows fit in
+    ``_QUANTILE_MEMORY_SHARE`` of the engine's memory limit. A quantile's group lies in
+    one week, so the runs give the same result. The rows per week are taken as the
+    table's count (before any join to orders) over the weeks."""
     limit = _memory_limit(con)
     weeks = max(f.weeks, 1)
     if limit is None or row_bytes <= 0:
         return [(0, f.weeks)]
-    per_week = int(con.execute(f.orders.count())) / weeks
+    per_week = int(con.execute(f.base(table).count())) / weeks
     fits = int(limit * _QUANTILE_MEMORY_SHARE // max(per_week * row_bytes, 1.0))
     runs = -(-weeks // min(max(fits, 1), weeks))
     step = -(-weeks // runs)  # runs of about equal length
@@ -1874,7 +1886,7 @@ def kpi_aggregates(
         if quantiles:
             done = _quantile_pass(frames, quantiles)
             if done.table is not None:
-                chunks = _week_chunks(con, frames, done.row_bytes)
+                chunks = _week_chunks(con, frames, quantiles[0].obs.table, done.row_bytes)
                 if len(chunks) == 1:
                     wide = con.execute(done.table)
                 else:
