@@ -758,7 +758,14 @@ def stage_summaries(
             )
         )
     union = ibis.union(*parts) if len(parts) > 1 else parts[0]
-    found = con.to_pandas(union).set_index("ask")
+    try:
+        found = con.to_pandas(union).set_index("ask")
+    except Exception as exc:  # the engines' own error types differ
+        if "OutOfMemory" not in type(exc).__name__:
+            raise
+        # On millions of orders a week the union keeps every asked order in memory at
+        # once (a shared subquery); ask by ask, each keeps only its own orders' hours.
+        found = pd.concat([con.to_pandas(part) for part in parts]).set_index("ask")
     out = found.reindex(first_of).reset_index(drop=True)
     out.insert(0, "ask", np.arange(len(asks), dtype=np.int64))
     out["orders"] = out["orders"].astype("int64")
