@@ -21,9 +21,10 @@ import pytest
 
 from meetinglib.core.errors import TooManyQuarantinedError
 from meetinglib.core.params import load_params
+from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import checks, engine, load_engine
-from meetinglib.data.dataset import SnapshotTables, WeekData, load_week
+from meetinglib.data.dataset import SnapshotTables, WeekData, load_week, selection_window
 from meetinglib.data.sample import generate_sample
 from meetinglib.data.validate import MISSING_TOKENS
 
@@ -501,3 +502,49 @@ def test_stripped_text_equals_python_strip_and_placeholders():
 def test_parquet_row_groups_of_the_window(dirty):
     # The planted file has several row groups; the pandas path prunes by statistics.
     assert pq.ParquetFile(dirty / "orders.parquet").metadata.num_row_groups > 3
+
+
+def test_rows_of_orders_not_loaded_found_for_every_order_table_at_once(sample, tmp_path):
+    params = load_params(write_params(tmp_path, sample))
+    selection = selection_window(params, IsoWeek.parse(WEEK))
+    orders = pd.read_parquet(sample / "orders.parquet", columns=["order_id"])
+    # The orders "loaded": every third one left out, so each order table loses rows.
+    loaded = tmp_path / "loaded.parquet"
+    orders.iloc[::3].to_parquet(loaded, index=False)
+    kept = set(orders["order_id"].iloc[::3])
+    plans = [load_engine.plan_table(params, name, selection) for name in load_engine.ORDER_TABLES]
+    assert all(isinstance(p, load_engine.Plan) for p in plans)
+    found = load_engine.orders_not_loaded(engine.shared(), plans, selection, loaded)
+    start, end = selection.start, selection.end
+    for name in load_engine.ORDER_TABLES:
+        # Expected by hand: rows in the selection whose order is not among those kept
+        # (a ticket without an order is never left out; pending settlements count).
+        frame = pd.read_parquet(sample / f"{name}.parquet")
+        time_column = SCHEMAS[name].time_column
+        inside = np.ones(len(frame), dtype=bool)
+        if time_column is not None:
+            when = frame[time_column]
+            inside = np.array(((when >= start) & (when < end)).fillna(False), dtype=bool)
+            if name == "settlements":
+                inside |= np.array(when.isna(), dtype=bool)
+        ids = frame["order_id"]
+        outside = ~np.array(ids.isin(kept), dtype=bool)
+        if name == "tickets":
+            outside &= ids.notna().to_numpy()
+        expected = np.flatnonzero(inside & outside)
+        assert len(expected) > 0, name
+        np.testing.assert_array_equal(found[name], expected, err_msg=name)
+
+
+def test_background_writer_raises_the_writers_error(tmp_path):
+    class Failing:
+        def write_batch(self, batch):
+            raise OSError(28, "No space left on device", str(tmp_path / "t.parquet"))
+
+    batch = pa.record_batch({"a": pa.array([1, 2])})
+    with (
+        pytest.raises(OSError, match="No space left"),
+        load_engine._Background(Failing()) as writing,
+    ):
+        for _ in range(10):
+            writing.put(batch)

@@ -564,9 +564,27 @@ def load_week(
     columns: dict[str, list[str]] = {}
     dropped: dict[str, int] = {}
     orders_file = folder / "tables" / "orders.parquet"
+    plans: dict[str, load_engine.Plan | str] = {}
+    not_loaded: dict[str, np.ndarray] | None = None
     for name in names:
-        plan = load_engine.plan_table(params, name, selection) if on_engine else "not asked"
+        if name not in plans:
+            plans[name] = (
+                load_engine.plan_table(params, name, selection) if on_engine else "not asked"
+            )
+        plan = plans[name]
         if isinstance(plan, load_engine.Plan):
+            if name in ORDER_TABLES and not_loaded is None:
+                # The orders are written: the rows of orders not loaded are found for
+                # every order table the engine reads at once (the ids hashed once).
+                for other in names:
+                    if other in ORDER_TABLES and other not in plans:
+                        plans[other] = load_engine.plan_table(params, other, selection)
+                not_loaded = load_engine.orders_not_loaded(
+                    load_engine.connection(params),
+                    [p for p in plans.values() if isinstance(p, load_engine.Plan)],
+                    selection,
+                    orders_file,
+                )
             loaded = load_engine.load(
                 load_engine.connection(params),
                 params,
@@ -576,6 +594,7 @@ def load_week(
                 folder / "tables" / f"{name}.parquet",
                 orders_file if name in ORDER_TABLES else None,
                 plausible,
+                (not_loaded or {}).get(name) if name in ORDER_TABLES else None,
             )
             _record(loaded, name, quality, params, report_week)
             columns[name] = loaded.provided

@@ -18,6 +18,8 @@ took.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,7 +45,11 @@ from meetinglib.data import engine, source_cache, sources
 from meetinglib.data import parse_engine as pe
 from meetinglib.data.sources import RawTable, SourceInfo
 from meetinglib.data.validate import (
+    _LONGEST_TOKEN,
     _MIX,
+    _NO_BYTES,
+    _SPACE_FIRST,
+    _SPACE_LAST,
     KEPT_RULES,
     MAX_EXAMPLES,
     MAX_FIELD_CHARS,
@@ -54,7 +60,6 @@ from meetinglib.data.validate import (
     _Coerced,
     _failures,
     _fingerprint_block,
-    _may_need_cleaning,
     _spread,
     coerce_table,
     example_text,
@@ -96,6 +101,9 @@ class Plan:
     fmt: str = "parquet"
     # Columns the engine parses (text timestamps and numbers, naive times; ``parse_engine``).
     parsed: dict[str, Parsed] = field(default_factory=dict)
+    # Whether the row groups of ``groups`` hold every row the engine reads (see
+    # ``_groups_cover``): then the categories' values are all in ``categories``.
+    covered: bool = False
 
     @property
     def exported(self) -> list[Path]:
@@ -246,11 +254,35 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
     plan = Plan(table, files, selected, kinds, ts, tz, params.timezone, groups, bounds)
     plan.sources, plan.fmt, plan.parsed = exported, reader.name, parsed
     plan.categories = _categories(plan, schema)
+    plan.covered = _groups_cover(plan, time_col)
     if parsed:
         why = _plan_parsing(params, plan, schema)
         if why is not None:
             return why
     return plan
+
+
+def _groups_cover(plan: Plan, time_col: str | None) -> bool:
+    """Whether the row groups ``plan.groups`` hold every row the engine reads.
+
+    The engine reads the rows in the window or without a time (``_raw``); a row group
+    left out by its statistics holds none when its time column has no null either.
+    """
+    if plan.bounds is None:
+        return True
+    if time_col is None:
+        return False
+    for path, groups in zip(plan.files, plan.groups, strict=True):
+        metadata = pq.ParquetFile(path).metadata
+        names = [metadata.schema.column(j).name for j in range(metadata.num_columns)]
+        if time_col not in names:
+            return False
+        at = names.index(time_col)
+        for g in set(range(metadata.num_row_groups)) - set(groups):
+            stats = metadata.row_group(g).column(at).statistics
+            if stats is None or stats.null_count is None or stats.null_count > 0:
+                return False
+    return True
 
 
 def _parsed_kind(arrow_type: pa.DataType, kind: str) -> str | None:
@@ -421,6 +453,11 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
             if parsed_bad is not None:
                 columns[ck.bad_name(col.name)] = parsed_bad
             continue
+        if source is not None and _as_read(plan, col.name):
+            # Every value is its own canonical value: no CASE over the rows.
+            columns[ck.value_name(col.name)] = source
+            columns[ck.missing_name(col.name)] = source.isnull()
+            continue
         value, missing, bad = ck.coerce(
             source if source is not None else ibis.literal(None),
             col,
@@ -433,6 +470,19 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
         if bad is not None:
             columns[ck.bad_name(col.name)] = bad
     return raw.mutate(**columns)
+
+
+def _as_read(plan: Plan, column: str) -> bool:
+    """Whether a category column's canonical values are its source values, as read: each
+    value the engine reads maps to itself and none is unknown."""
+    category = plan.categories.get(column)
+    return (
+        category is not None
+        and plan.covered
+        and plan.kinds.get(column) == "text"
+        and not category.unknown
+        and all(k == v for k, v in category.canonical.items())
+    )
 
 
 def _parse(
@@ -528,33 +578,48 @@ def _chunks(column: pa.ChunkedArray) -> list[tuple[int, pa.Array]]:
 
 
 def _suspect(column: pa.ChunkedArray) -> bool:
-    """Whether a value may be stripped, be a placeholder, or fail a text rule."""
+    """Whether a value may be stripped, be a placeholder, or fail a text rule.
+
+    The test of ``validate._may_need_cleaning`` (length, first and last byte), of
+    ``MAX_FIELD_CHARS`` and of ``_has_bytes``, on the Arrow buffers as they come.
+    """
     for chunk in column.chunks:
         if not len(chunk) or chunk.null_count == len(chunk):
             continue
-        large = chunk.cast(pa.large_string())
-        if bool(_may_need_cleaning(pd.Series(pd.arrays.ArrowStringArray(large))).any()):
-            return True
-        offsets = np.frombuffer(large.buffers()[1], dtype=np.int64)[
-            large.offset : large.offset + len(large) + 1
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            chunk = chunk.cast(pa.large_string())
+        wide = pa.types.is_large_string(chunk.type)
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[
+            chunk.offset : chunk.offset + len(chunk) + 1
         ]
-        if bool((np.diff(offsets) > MAX_FIELD_CHARS).any()):
+        lengths = np.diff(offsets)
+        if bool((lengths > MAX_FIELD_CHARS).any()):
             return True
-        if _has_bytes(large, offsets):
+        flag = lengths <= _LONGEST_TOKEN
+        data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_BYTES
+        if len(data):
+            flag |= _SPACE_FIRST[data[np.minimum(offsets[:-1], len(data) - 1)]]
+            # An empty value's last byte is its neighbour's: it is flagged by its length.
+            flag |= _SPACE_LAST[data[offsets[1:] - 1]]
+        if chunk.null_count:
+            flag &= chunk.is_valid().to_numpy(zero_copy_only=False)
+        if bool(flag.any()):
+            return True
+        if _has_bytes(data, offsets):
             return True
     return False
 
 
-def _has_bytes(large: pa.Array, offsets: np.ndarray) -> bool:
+def _has_bytes(data: np.ndarray, offsets: np.ndarray) -> bool:
     """Whether the values' bytes hold a NUL or a U+FFFD (EF BF BD in UTF-8) anywhere.
 
     A byte scan of the whole data buffer: a superset (a sequence across two values counts
     too), far cheaper than a substring search per value.
     """
-    buffer = large.buffers()[2]
-    if buffer is None:
+    data = data[int(offsets[0]) : int(offsets[-1])]
+    if not len(data):
         return False
-    data = np.frombuffer(buffer, dtype=np.uint8)[int(offsets[0]) : int(offsets[-1])]
     if bool((data == 0).any()):
         return True
     lead = np.flatnonzero(data[:-2] == 0xEF)
@@ -632,6 +697,48 @@ def _writer(out: Path, target: pa.Schema, schema: TableSchema) -> pq.ParquetWrit
     return pq.ParquetWriter(out, target, compression="snappy", use_dictionary=categories)
 
 
+class _Background:
+    """Batches written to a Parquet writer by a second thread while the next are read.
+
+    Arrow's writer releases the GIL while it encodes, so reading the next batch from the
+    engine and encoding this one overlap; a few batches wait at most (bounded memory).
+    """
+
+    def __init__(self, writer: pq.ParquetWriter, depth: int = 4) -> None:
+        self._writer = writer
+        self._queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._writer.write_batch(batch)
+                except BaseException as exc:  # re-raised in the reading thread
+                    self._error = exc
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch`` (waits while the queue is full); raises the writer's error."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def __enter__(self) -> _Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None and exc[0] is None:
+            raise self._error
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _write_rows(
     con: BaseBackend,
     clean: ir.Table,
@@ -677,10 +784,14 @@ def load(
     out: Path,
     orders: Path | None,
     plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
+    not_loaded: np.ndarray | None = None,
 ) -> Loaded:
     """Validate ``plan``'s table on the engine and write its clean rows in ``selection`` to
     ``out`` (rows of orders not in the Parquet file ``orders`` left out). Raises
-    TooManyQuarantinedError as validation does."""
+    TooManyQuarantinedError as validation does.
+
+    ``not_loaded``: the positions ``orders_not_loaded`` found for the table, if known.
+    """
     table = plan.table
     schema = SCHEMAS[table]
     location = ", ".join(str(f) for f in plan.exported)
@@ -694,7 +805,7 @@ def load(
         # One pass over the rows when every text value is its own canonical value and no
         # key repeats (what real exports are); else, or when that pass finds otherwise,
         # the screened path with its separate counting query.
-        done = _one_pass(*args) or _screened(*args)
+        done = _one_pass(*args, not_loaded=not_loaded) or _screened(*args)
         info = SourceInfo(table, location, plan.fmt, done.n, digest.result())
     return Loaded(
         info=info,
@@ -744,11 +855,49 @@ def _orders_not_loaded(
     )
 
 
+def orders_not_loaded(
+    con: BaseBackend, plans: list[Plan], selection: Window, orders: Path
+) -> dict[str, np.ndarray]:
+    """Per order table of ``plans``, the positions of its rows in ``selection`` whose order
+    is not among the orders loaded (the Parquet file ``orders``), as ``_orders_not_loaded``
+    finds them for the one pass (text values as they are).
+
+    One anti-join for every table: the orders' ids are read and hashed once, not once
+    per table; only the few positions come back.
+    """
+    parts = []
+    tables = [plan.table for plan in plans if plan.table in ORDER_TABLES]
+    for i, plan in enumerate(p for p in plans if p.table in ORDER_TABLES):
+        schema = SCHEMAS[plan.table]
+        base = _base(_raw(con, plan, schema), plan, schema, set())
+        rows = base.filter(ck.in_selection(base, plan.table, selection))
+        ids = rows[ck.value_name("order_id")]
+        if plan.table == "tickets":
+            # A ticket without an order belongs to no order: never left out.
+            rows = rows.filter(ids.notnull())
+            ids = rows[ck.value_name("order_id")]
+        parts.append(
+            rows.select(
+                __table=ibis.literal(i, "int16"), **{_POS: rows[_POS]}, __id=ids.cast("string")
+            )
+        )
+    if not parts:
+        return {}
+    every = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
+    loaded_ids = con.read_parquet(orders).select("order_id")
+    member = every.__id.isin(loaded_ids.order_id).fill_null(False)
+    found = con.to_pyarrow(every.filter(~member).select("__table", _POS))
+    which = found.column("__table").to_numpy()
+    positions = found.column(_POS).to_numpy()
+    return {table: np.sort(positions[which == i]) for i, table in enumerate(tables)}
+
+
 # A row's check outcomes are the bits of one int64; more checks take the screened path.
 _MASK_BITS = 62
 _MASK = "__mask"
 _SEL = "__sel"
 _WEEK = "__week"
+_KEY_HASH = "__key_hash"
 
 
 def _in_week(base: ir.Table, schema: TableSchema, week_window: Window) -> ir.BooleanValue | None:
@@ -770,6 +919,7 @@ def _one_pass(
     orders: Path | None,
     plausible: tuple[pd.Timestamp | None, pd.Timestamp | None],
     source: str,
+    not_loaded: np.ndarray | None = None,
 ) -> _Done | None:
     """Validate and write the table in one scan; None when the screened path must do it.
 
@@ -800,7 +950,11 @@ def _one_pass(
     aside = sum(1 << i for i, c in enumerate(all_checks) if c.rule not in KEPT_RULES)
     selected = ck.in_selection(base, table, selection)
     in_week = _in_week(base, schema, week_window)
-    excluded = _orders_not_loaded(con, base.filter(selected), table, orders)
+    excluded = (
+        not_loaded
+        if not_loaded is not None and orders is not None
+        else _orders_not_loaded(con, base.filter(selected), table, orders)
+    )
     if excluded is not None and not len(excluded):
         excluded = None
     expr = base.select(
@@ -817,18 +971,25 @@ def _one_pass(
     failing: list[tuple[np.ndarray, ...]] = []  # (position, mask, selected, week) of rows
     prints: list[np.ndarray] = []
     gave_up = False
+    names = [c.name for c in schema.columns]
     with _in_order(con):
+        relation = con._to_duckdb_relation(expr)
+        if keyed:
+            # The key's fingerprint is the engine's hash, computed by its threads as the
+            # rows stream (a repeat only sends the table to the screened path).
+            keys = ", ".join(_quoted(k) for k in schema.key)
+            relation = relation.project(f"*, hash({keys}) AS {_quoted(_KEY_HASH)}")
         # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
-        reader = con._to_duckdb_relation(expr).to_arrow_reader(ROW_GROUP_ROWS)
-        names = [c.name for c in schema.columns]
+        reader = relation.to_arrow_reader(ROW_GROUP_ROWS)
         target = pa.schema([reader.schema.field(name) for name in names])
-        with _writer(out, target, schema) as w:
+        with _writer(out, target, schema) as w, _Background(w) as writing:
             for batch in reader:
                 if any(_suspect(pa.chunked_array([batch.column(t)])) for t in text):
                     gave_up = True
                     break
                 if keyed:
-                    prints.append(_key_prints([batch.column(k) for k in schema.key]))
+                    # A copy: a view would keep the engine's whole batch alive.
+                    prints.append(batch.column(_KEY_HASH).to_numpy().copy())
                 pos = batch.column(_POS).to_numpy()
                 bits = batch.column(_MASK).to_numpy()
                 sel = batch.column(_SEL).to_numpy(zero_copy_only=False)
@@ -842,14 +1003,16 @@ def _one_pass(
                 keep = sel & ((bits & aside) == 0)
                 if excluded is not None:
                     keep &= ~np.isin(pos, excluded)
-                if keep.any():
-                    kept = batch.filter(pa.array(keep))
-                    w.write_batch(
+                kept = int(keep.sum())
+                if kept:
+                    # Most batches keep every row: no copy of their columns then.
+                    rows = batch if kept == len(keep) else batch.filter(pa.array(keep))
+                    writing.put(
                         pa.RecordBatch.from_arrays(
-                            [kept.column(name) for name in names], schema=target
+                            [rows.column(name) for name in names], schema=target
                         )
                     )
-                    written += int(keep.sum())
+                    written += kept
         reader.close()
     if not gave_up and prints:
         ordered = np.sort(np.concatenate(prints))
@@ -894,15 +1057,6 @@ def _one_pass(
         in_week=n_week - week_bad,
         week_bad=week_bad,
     )
-
-
-def _key_prints(keys: list[pa.Array]) -> np.ndarray:
-    """Each row's fingerprint of its key's text columns, combined as ``screen`` does."""
-    combined = np.zeros(len(keys[0]), dtype=np.uint64)
-    for column in keys:
-        fp = _fingerprint_block(column.cast(pa.large_string()))
-        combined = _spread((combined ^ fp) * _MIX)
-    return combined
 
 
 def _screened(
