@@ -196,8 +196,8 @@ def run_week(
                 t0 = time.perf_counter()
                 say("saving the explorer's tables")
                 with _environment(staging):
-                    folder = staging / PREPARED_FOLDER
-                    explorer_data = save_week(params, data, folder, report=staging).name
+                    saved = save_week(params, data, staging / PREPARED_FOLDER, report=staging)
+                    explorer_data = None if saved is None else saved.name
                 timings["explorer_data"] = time.perf_counter() - t0
             shutil.rmtree(snapshot)
 

@@ -710,3 +710,10 @@ def test_save_week_with_the_report_findings_equals_a_fresh_explorer(
             explorer.order_type.value = "special"
             explorer.filters["region"].value = ("South",)
     assert_same_view(again.view, reference.view)
+
+
+def test_save_week_leaves_other_engines_alone(week_data, tmp_path):
+    params = week_data.params
+    spark = params.model_copy(update={"engine": params.engine.model_copy(update={"kind": "spark"})})
+    assert ex.save_week(spark, week_data, tmp_path / "explorer_data") is None
+    assert not list(tmp_path.iterdir()), "nothing written, no engine started"

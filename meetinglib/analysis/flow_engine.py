@@ -128,7 +128,9 @@ def week_log_expr(
     near = event_log_expr(orders, events, after_sales)
     inside = near.filter((near.timestamp >= instant(start)) & (near.timestamp < instant(end)))
     cases = inside.select("case_id").distinct()
-    return log.filter(log.case_id.isin(cases.case_id))
+    # The least case number is redundant as a filter but prunes the file's row groups:
+    # when case numbers grow with time, the log's older groups hold none of the cases.
+    return log.filter(log.case_id >= cases.case_id.min(), log.case_id.isin(cases.case_id))
 
 
 def activity_rank(activity: ir.StringValue) -> ir.IntegerValue:
@@ -197,13 +199,22 @@ def _transitions_us(events: ir.Table, codes: ir.Table, backend: str) -> ir.Table
     )
 
 
-def _rank_quantile(hours: ir.FloatingValue, i: Any, n: Any, after: Any, q: float) -> Any:
-    """The q-quantile's value on the row at its lower position, NULL on every other row."""
+def _rank_quantile(
+    hours: ir.FloatingValue, first: Any, upto: Any, after: Any, n: Any, q: float
+) -> Any:
+    """The q-quantile's value on the row of distinct hours holding its lower position,
+    NULL on every other row.
+
+    A row stands for the ranks ``first`` to ``upto - 1`` of the edge's n sorted hours (all
+    equal to ``hours``); ``after`` is the next distinct value. The value at the rank after
+    the lower position is ``hours`` again when that rank is still in the row.
+    """
     pos = (n - 1) * q
     low = pos.floor()
     frac = pos - low
-    value = ibis.ifelse(frac == 0, hours, hours + (after - hours) * frac)
-    return ibis.ifelse(i == low, value, ibis.null("float64"))
+    above = ibis.ifelse(low + 1 < upto, hours, after)
+    value = ibis.ifelse(frac == 0, hours, hours + (above - hours) * frac)
+    return ibis.ifelse((first <= low) & (low < upto), value, ibis.null("float64"))
 
 
 def _edge_figures(edges: ir.Table) -> ir.Table:
@@ -214,20 +225,21 @@ def _edge_figures(edges: ir.Table) -> ir.Table:
         count=edges.count().cast("int64"),
         mean_h=edges.hours.mean().cast("float64"),
     )
-    # quantiles from ranks: the hours alone, numbered within their edge
-    slim = edges.select("source", "target", "hours")
-    by_edge = ibis.window(group_by=[slim.source, slim.target], order_by=slim.hours)
-    whole_edge = ibis.window(group_by=[slim.source, slim.target])
-    ranked = slim.mutate(
-        i=ibis.row_number().over(by_edge),
-        after=slim.hours.lead().over(by_edge),
-        n=slim.hours.count().over(whole_edge),
+    # Quantiles from ranks, over the edge's distinct hours with their counts: times in
+    # whole seconds repeat, so the engine sorts several times fewer rows than transitions.
+    values = edges.group_by(["source", "target", "hours"]).aggregate(k=edges.count())
+    in_edge = {"group_by": [values.source, values.target], "order_by": values.hours}
+    ranked = values.mutate(
+        upto=values.k.sum().over(ibis.cumulative_window(**in_edge)).cast("int64"),
+        after=values.hours.lead().over(ibis.window(**in_edge)),
     )
+    sized = ranked.join(counts.select("source", "target", n="count"), ["source", "target"])
+    first = sized.upto - sized.k
     picks = {
-        name: _rank_quantile(ranked.hours, ranked.i, ranked.n, ranked.after, q).max()
+        name: _rank_quantile(sized.hours, first, sized.upto, sized.after, sized.n, q).max()
         for name, q in QUANTILES.items()
     }
-    quantiles = ranked.group_by(["source", "target"]).aggregate(**picks)
+    quantiles = sized.group_by(["source", "target"]).aggregate(**picks)
     graph = counts.join(quantiles, ["source", "target"])
     coded = graph.select(
         "source",
@@ -707,27 +719,49 @@ def stage_summaries(
     needed |= {d for d in dims if d in PLAIN_SEGMENTS} | ({"created_at"} if dims else set())
     orders = orders.filter(ibis.or_(*ends)).select(*[c for c in orders.columns if c in needed])
     table = with_segments(con, orders, tz, dims) if dims else orders
-    parts = []
-    for i, (stage, segment, window) in enumerate(asks):
-        a, b = flow.STAGES[stage]
-        rows = table.filter(
-            table[a].notnull()
-            & (table[b] >= instant(window.start))
-            & (table[b] < instant(window.end)),
-            *[table[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()],
-        )
-        hours = hours_of(con, rows[a], rows[b])
+    # One subset per stage and window, read by every ask on it: each ask then filters
+    # the few orders of its stage and window, not every order some ask reads. An ask
+    # made twice (the whole week of a stage, for several findings) is computed once.
+    subsets: dict[tuple[str, pd.Timestamp, pd.Timestamp], ir.Table] = {}
+    index_of: dict[tuple[Any, ...], int] = {}
+    parts: list[ir.Table] = []
+    first_of: list[int] = []
+    for stage, segment, window in asks:
+        key = (stage, window.start, window.end)
+        if key not in subsets:
+            a, b = flow.STAGES[stage]
+            rows = table.filter(
+                table[a].notnull()
+                & (table[b] >= instant(window.start))
+                & (table[b] < instant(window.end))
+            )
+            seg_cols = [c for c in rows.columns if c.startswith("seg_")]
+            subsets[key] = rows.select(*seg_cols, hours=hours_of(con, rows[a], rows[b]))
+        ask = (*key, *sorted((d, _segment_literal(d, v)) for d, v in segment.items()))
+        if ask in index_of:
+            first_of.append(index_of[ask])
+            continue
+        rows = subsets[key]
+        if segment:
+            rows = rows.filter(
+                *[rows[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()]
+            )
+        i = index_of[ask] = len(parts)
+        first_of.append(i)
         parts.append(
             rows.aggregate(
                 ask=ibis.literal(i, "int64"),
                 orders=rows.count().cast("int64"),
-                **{k: hours.quantile(q).cast("float64") for k, q in _SUMMARY_QUANTILES.items()},
+                **{
+                    k: rows.hours.quantile(q).cast("float64") for k, q in _SUMMARY_QUANTILES.items()
+                },
             )
         )
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.union(part)
-    out = con.to_pandas(union).sort_values("ask").reset_index(drop=True)
+    union = ibis.union(*parts) if len(parts) > 1 else parts[0]
+    found = con.to_pandas(union).set_index("ask")
+    out = found.reindex(first_of).reset_index(drop=True)
+    out.insert(0, "ask", np.arange(len(asks), dtype=np.int64))
+    out["orders"] = out["orders"].astype("int64")
     return out[STAGE_SUMMARY_COLUMNS]
 
 

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
@@ -98,6 +99,8 @@ _HUBER_K = 1.5
 # Every timezone's offset from UTC is a whole number of quarter hours: counts per UTC quarter
 # hour from the engine add up to exact counts per local day.
 _QUARTER_S = 900
+# instants to the microsecond, as the engines keep them (frames may bring nanoseconds)
+_INSTANT = dt.Timestamp(timezone="UTC", scale=6)
 _EPS = 1e-9  # absorbs float noise before ceil (1,200 / 120 must be 10 people, not 11)
 
 
@@ -125,7 +128,10 @@ def _local_day_counts(
     """Rows per local day of ``column`` in ``tz`` (and per value of ``by``), from the engine:
     columns day (naive midnight), ``by``, n. Rows without ``column`` are left out."""
     when = table[column]
-    keys: dict[str, ir.Value] = {"q": (when.epoch_seconds() / _QUARTER_S).floor().cast("int64")}
+    # the engine's native microseconds: its epoch of an instant goes through a cast to
+    # wall time and the calendar library, several times slower on millions of rows
+    micros = engine.unix_micros(when.cast(_INSTANT), con.name)
+    keys: dict[str, ir.Value] = {"q": (micros // (_QUARTER_S * 1_000_000)).cast("int64")}
     if by is not None:
         keys[by] = table[by].cast("string")
     rows = table.filter(when.notnull()).select(**keys)

@@ -240,22 +240,11 @@ class ExplorerData:
             "orders",
             chosen.left_join(per_case, chosen.order_id == per_case.case_id).drop("case_id"),
         )
-        moves = flow_engine.transitions_expr(log, codes)
-        moves = moves.filter(moves.target.notnull())
-        # the first time a case takes a transition: its cases are then a plain count
-        again = ibis.window(group_by=[moves.case_id, moves.source, moves.target])
-        moves = moves.select(
-            "case_id",
-            "source",
-            "target",
-            "hours",
-            first_of_case=ibis.row_number().over(again) == 0,
-        )
         filters = ["created_at", *[f"seg_{d}" for d in ("order_type", *FILTER_DIMENSIONS)]]
         by = chosen.select(
             order_id=chosen.order_id, **{c: chosen[c] for c in filters if c in chosen.columns}
         )
-        steps = store("steps", moves.join(by, moves.case_id == by.order_id).drop("order_id"))
+        steps = store("steps", _case_steps(con, cases, by))
         self.prepared = Prepared(start, end, orders, steps, codes, variants.drop("sequence"), log)
         return self.prepared
 
@@ -321,29 +310,69 @@ def _keep(con: BaseBackend, expr: ir.Table) -> ir.Table:
 
 def _case_sequences(con: BaseBackend, log: ir.Table, codes: ir.Table) -> ir.Table:
     """Per case of an event log: case_id, sequence (its activity codes in log order),
-    events and through_h (hours from its first to its last event).
+    stamps (their times, microseconds since the epoch), events and through_h (hours from
+    its first to its last event).
 
     flow_engine.case_variants_expr's cases with the variant as codes: a list of small
     integers is grouped and joined far faster than the text; _numbered_variants names
-    each distinct sequence once.
+    each distinct sequence once. Each case's events are gathered unordered and its list
+    sorted (by time, then code: log order), half the work of an ordered aggregation.
+    DuckDB SQL (lists and lambdas).
     """
     coded = log.select(
         case_id=log.case_id.cast("string"),
         activity=log.activity.cast("string"),
         us=flow_engine.micros(con, log.timestamp),
     ).join(codes, "activity")
-    per_case = coded.group_by("case_id").aggregate(
-        sequence=coded.code.collect(order_by=[coded.us, coded.code]),
-        events=coded.count().cast("int64"),
-        first=coded.us.min(),
-        last=coded.us.max(),
-    )
-    return per_case.select(
-        "case_id",
-        "sequence",
-        "events",
-        through_h=(per_case["last"] - per_case["first"]).cast("float64") / US_PER_HOUR,
-    )
+    query = f"""
+        SELECT case_id,
+            list_transform(ev, lambda e: e.code) AS sequence,
+            list_transform(ev, lambda e: e.us) AS stamps,
+            events,
+            CAST(ev[-1].us - ev[1].us AS DOUBLE) / {US_PER_HOUR} AS through_h
+        FROM (
+            SELECT case_id, list_sort(list(struct_pack(us := us, code := code))) AS ev,
+                CAST(count(*) AS BIGINT) AS events
+            FROM ({ibis.to_sql(coded.select("case_id", "us", "code"), dialect="duckdb")})
+            GROUP BY case_id
+        )
+    """
+    return _view(con, query)
+
+
+def _view(con: BaseBackend, query: str) -> ir.Table:
+    """A DuckDB query as a table (a temporary view; Ibis's con.sql fails on duckdb 2.0)."""
+    if con.name != "duckdb":
+        raise ValueError(f"the explorer's tables are prepared on DuckDB, not {con.name}")
+    name = f"explorer_{next(_NAMES)}"
+    con.raw_sql(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS {query}')
+    return con.table(name)
+
+
+def _case_steps(con: BaseBackend, cases: ir.Table, by: ir.Table) -> ir.Table:
+    """The transitions of _case_sequences' cases with their order's columns ``by`` (keyed
+    by order_id): case_id, source, target (activity codes), hours, first_of_case (the
+    first time the case takes that transition), then by's columns.
+
+    flow_engine.transitions_expr's rows with a target (the tests compare the graphs),
+    read off each case's ordered codes and times: the events were sorted once, for the
+    cases, so no window sorts them again. DuckDB SQL (lists and lambdas).
+    """
+    extra = [c for c in by.columns if c != "order_id"]
+    pairs = "list_transform(range(1, len(sequence)), lambda j: [sequence[j], sequence[j + 1]])"
+    query = f"""
+        SELECT s.case_id, s.sequence[s.i] AS source, s.sequence[s.i + 1] AS target,
+            CAST(s.stamps[s.i + 1] - s.stamps[s.i] AS DOUBLE) / {US_PER_HOUR} AS hours,
+            list_position(s.pairs, s.pairs[s.i]) = s.i AS first_of_case,
+            {", ".join(f'b."{c}"' for c in extra)}
+        FROM (
+            SELECT case_id, sequence, stamps, {pairs} AS pairs,
+                unnest(range(1, len(sequence))) AS i
+            FROM ({ibis.to_sql(cases.select("case_id", "sequence", "stamps"), dialect="duckdb")})
+        ) AS s
+        JOIN ({ibis.to_sql(by, dialect="duckdb")}) AS b ON s.case_id = b.order_id
+    """
+    return _view(con, query)
 
 
 def _numbered_variants(con: BaseBackend, cases: ir.Table, codes: ir.Table) -> ir.Table:
@@ -1118,14 +1147,18 @@ def finding_orders_expr(
     """
     parts = []
     frame = found.frame
-    for finding_id in ids:
-        finding = next(frame[frame["id"] == finding_id].itertuples(index=False))
+    chosen = [next(frame[frame["id"] == i].itertuples(index=False)) for i in ids]
+    dimensions = {f.dimension for f in chosen} | {
+        f.dimension_2 for f in chosen if isinstance(f.dimension_2, str)
+    }
+    # the segment columns once for all findings (weekday and hour need a lookup query)
+    table = flow_engine.with_segments(con, orders, tz, sorted(dimensions))
+    for finding_id, finding in zip(ids, chosen, strict=True):
         window = found.week if finding.group == "new" or found.baseline is None else found.baseline
         a, b = flow.STAGES[str(finding.stage)]
         segment = {finding.dimension: finding.value}
         if isinstance(finding.dimension_2, str):
             segment[finding.dimension_2] = finding.value_2
-        table = flow_engine.with_segments(con, orders, tz, list(segment))
         rows = table.filter(
             (table[a] >= flow_engine.instant(window.start)),
             (table[a] < flow_engine.instant(window.end)),
@@ -1299,13 +1332,7 @@ def save_prepared(
     if missing and orders is not None:
         name = "finding_orders.parquet"
         con.to_parquet(finding_orders_expr(con, orders, found, missing, data.tz), temp / name)
-        written_rows = con.read_parquet(str(temp / name), table_name=f"explorer_{next(_NAMES)}")
-        first = ibis.window(
-            group_by=written_rows._finding,
-            order_by=[ibis.desc(written_rows.hours), written_rows.order_id],
-        )
-        shown = written_rows.filter(ibis.row_number().over(first) < FINDING_ORDERS)
-        listed.update(str(o) for o in con.to_pandas(shown.select("order_id"))["order_id"])
+        listed.update(_slowest_listed(con, temp / name))
         stored.update({r: name for r in missing})
     log = prepared.log
     if listed:
@@ -1362,6 +1389,25 @@ def save_prepared(
         if not isinstance(found.stored.get(finding_id), pd.DataFrame):
             found.stored[finding_id] = folder / name
     return folder
+
+
+def _slowest_listed(con: BaseBackend, path: Path) -> list[str]:
+    """The order numbers a finding lists first (its FINDING_ORDERS slowest), for every
+    finding of a file finding_orders_expr wrote; with those tied with the last of them.
+
+    Each finding's FINDING_ORDERS-th largest hours bounds its rows: a top-n per group,
+    where numbering the rows would sort them all.
+    """
+    rows = f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
+    query = f"""
+        SELECT r.order_id FROM {rows} AS r
+        JOIN (
+            SELECT _finding, list_min(max(hours, {FINDING_ORDERS})) AS bound
+            FROM {rows} GROUP BY _finding
+        ) AS b ON r._finding = b._finding
+        WHERE r.hours >= b.bound
+    """
+    return [str(row[0]) for row in con.raw_sql(query).fetchall()]
 
 
 def _temp_folder(folder: Path) -> Path:
@@ -1442,14 +1488,17 @@ def report_findings(path: Path, data: WeekData, lang: str) -> Findings | None:
 
 def save_week(
     params: Params, data: WeekData, folder: str | Path | None = None, report: Path | None = None
-) -> Path:
+) -> Path | None:
     """Prepare a loaded week's explorer tables and save them (``Explorer.open`` starts
-    from them); returns the folder (default prepared_folder of the week).
+    from them); returns the folder (default prepared_folder of the week), or None when
+    the params' engine is not DuckDB (the explorer's tables are prepared on DuckDB only).
 
     The large tables go from the engine straight to Parquet; the findings are the data
     report's when ``report`` (its folder of the same run) holds them (report_findings).
     """
     where = prepared_folder(params, data.week) if folder is None else Path(folder)
+    if params.engine.kind != "duckdb":
+        return None
     con = shared(params.engine)
     tables = data.engine_tables()
     lang = params.language
