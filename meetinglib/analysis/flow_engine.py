@@ -737,14 +737,14 @@ def stage_summaries(
             )
             seg_cols = [c for c in rows.columns if c.startswith("seg_")]
             subsets[key] = rows.select(*seg_cols, hours=hours_of(con, rows[a], rows[b]))
-        ask = (*key, *sorted((d, _segment_literal(d, v)) for d, v in segment.items()))
+        ask = (*key, *sorted((d, segment_literal(d, v)) for d, v in segment.items()))
         if ask in index_of:
             first_of.append(index_of[ask])
             continue
         rows = subsets[key]
         if segment:
             rows = rows.filter(
-                *[rows[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()]
+                *[rows[f"seg_{d}"] == segment_literal(d, v) for d, v in segment.items()]
             )
         i = index_of[ask] = len(parts)
         first_of.append(i)
@@ -772,7 +772,7 @@ def stage_summaries(
     return out[STAGE_SUMMARY_COLUMNS]
 
 
-def _segment_literal(dimension: str, value: Any) -> Any:
+def segment_literal(dimension: str, value: Any) -> Any:
     """A finding's segment value as the engine's segment columns hold it."""
     if dimension == "hour":
         return int(value)
@@ -911,7 +911,7 @@ def finding_orders_on(
     table = with_segments(con, orders, tz, list(segment))
     rows = table.filter(
         (table[a] >= instant(window.start)) & (table[a] < instant(window.end)),
-        *[table[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()],
+        *[table[f"seg_{d}"] == segment_literal(d, v) for d, v in segment.items()],
     )
     end = instant(window.end)
     leave = rows[b].fill_null(end)

@@ -1162,7 +1162,7 @@ def finding_orders_expr(
         rows = table.filter(
             (table[a] >= flow_engine.instant(window.start)),
             (table[a] < flow_engine.instant(window.end)),
-            *[table[f"seg_{d}"] == _segment_literal(d, v) for d, v in segment.items()],
+            *[table[f"seg_{d}"] == flow_engine.segment_literal(d, v) for d, v in segment.items()],
         )
         end = flow_engine.instant(window.end)
         leave = rows[b].fill_null(end)
@@ -1183,15 +1183,6 @@ def finding_orders_expr(
     for part in parts[1:]:
         out = out.union(part)
     return out
-
-
-def _segment_literal(dimension: str, value: Any) -> Any:
-    """A finding's segment value as flow_engine.with_segments' columns hold it."""
-    if dimension == "hour":
-        return int(value)
-    if dimension == "weekday":
-        return flow.WEEKDAY_NAMES[flow.weekday_number(value)]
-    return str(value)
 
 
 def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.DataFrame:
