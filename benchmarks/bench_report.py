@@ -1,6 +1,7 @@
 """Time the data report's kernel on a snapshot, step by step, as the notebook runs it.
 
     python benchmarks/bench_report.py PARAMS SNAPSHOT [--week 2026-W47] [--only kpi_table,roots]
+        [--calls 30]
 
 The steps of ``meetinglib/notebooks/data_report.ipynb`` in its order: opening the week,
 the KPI table and the "What changed" root search (``report.export``), the actions and
@@ -8,6 +9,9 @@ flow sections (the bottleneck findings, their chart, the directly-follows graph)
 section tables and charts, next week's plan. Each step prints its wall time and this
 process's CPU seconds (the engine's threads included): on a shared machine wall times
 grow with the load, CPU seconds much less. The load average is printed before and after.
+With ``--calls N`` the N costliest engine calls follow, each timed on its own and named by
+the library functions that made it (file:function:line, innermost first): where a step's
+time goes, query by query.
 """
 
 from __future__ import annotations
@@ -18,8 +22,12 @@ import resource
 import sys
 import tempfile
 import time
+import traceback
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
+
+import ibis.backends.duckdb as duckdb_backend
 
 from meetinglib.meeting.actions_section import ActionsSection
 from meetinglib.report.data_report import DataReport
@@ -30,6 +38,43 @@ from meetinglib.report.plan_section import PlanSection
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_sections import SECTION_CALLS  # noqa: E402
 
+# The Backend methods through which the library's queries reach DuckDB.
+ENGINE_CALLS = ("execute", "to_pyarrow", "to_pyarrow_batches", "to_pandas", "raw_sql", "to_parquet")
+
+
+def time_engine_calls() -> dict[str, list[float]]:
+    """Wrap the DuckDB backend's query methods; returns, per calling place, [calls, wall s,
+    CPU s], filled as the report runs (a call made inside another is counted once)."""
+    calls: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+    depth = [0]
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if depth[0]:
+                return method(self, *args, **kwargs)
+            depth[0] += 1
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+                frames = [f for f in traceback.extract_stack()[:-1] if "meetinglib" in f.filename]
+                place = " < ".join(
+                    f"{os.path.basename(f.filename)}:{f.name}:{f.lineno}"
+                    for f in reversed(frames[-3:])
+                )
+                entry = calls[place or "(outside the library)"]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - wall
+                entry[2] += time.process_time() - cpu
+
+        return timed
+
+    for name in ENGINE_CALLS:
+        if hasattr(duckdb_backend.Backend, name):
+            setattr(duckdb_backend.Backend, name, wrap(getattr(duckdb_backend.Backend, name)))
+    return calls
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,7 +82,9 @@ def main() -> None:
     parser.add_argument("snapshot")
     parser.add_argument("--week", default=None)
     parser.add_argument("--only", default="", help="comma-separated step names")
+    parser.add_argument("--calls", type=int, default=0, help="list the N costliest engine calls")
     args = parser.parse_args()
+    calls = time_engine_calls() if args.calls else {}
     only = set(filter(None, args.only.split(",")))
     out = tempfile.mkdtemp(prefix="bench-report-")
     totals = {"wall": 0.0, "cpu": 0.0}
@@ -87,6 +134,14 @@ def main() -> None:
         f"total wall {totals['wall']:.1f} s, cpu {totals['cpu']:.1f} s; "
         f"peak resident {peak:.2f} GiB; load after {os.getloadavg()[0]:.1f}"
     )
+    if calls:
+        wall = sum(c[1] for c in calls.values())
+        cpu = sum(c[2] for c in calls.values())
+        count = int(sum(c[0] for c in calls.values()))
+        print(f"engine calls: {count}, wall {wall:.1f} s, cpu {cpu:.1f} s; the costliest:")
+        costliest = sorted(calls.items(), key=lambda item: -item[1][2])[: args.calls]
+        for place, (n, wall, cpu) in costliest:
+            print(f"  cpu {cpu:7.2f} s  wall {wall:7.2f} s  {int(n):4d}x  {place}")
 
 
 if __name__ == "__main__":

@@ -224,8 +224,15 @@ def test_report_benchmark_times_each_step_of_the_kernel(tmp_path, sample):
     load_week(load_params(params), SAMPLE_WEEK).save(tmp_path / "snap")
     script = BENCHMARKS / "bench_report.py"
     only = "kpi_table,root_search,export"
-    run = [sys.executable, str(script), str(params), str(tmp_path / "snap"), "--only", only]
+    snap = str(tmp_path / "snap")
+    run = [sys.executable, str(script), str(params), snap, "--only", only, "--calls", "3"]
     done = subprocess.run(run, capture_output=True, text=True, check=True, timeout=600)
     steps = [line.split()[0] for line in done.stdout.splitlines() if " s  cpu " in line]
     assert steps == ["open", "kpi_table", "root_search", "export"]
     assert "total wall" in done.stdout and "peak resident" in done.stdout
+    # the costliest engine calls, named by the library functions that made them
+    costliest = [line.strip() for line in done.stdout.split("the costliest:")[1].splitlines()]
+    costliest = [line for line in costliest if line]
+    assert len(costliest) == 3
+    assert all(line.startswith("cpu ") and ".py:" in line for line in costliest)
+    assert any("kpis.py:" in line for line in costliest)
