@@ -146,54 +146,41 @@ def activity_codes(events: ir.Table) -> ir.Table:
     return names.mutate(code=ibis.row_number().over(in_order))
 
 
-def transitions_expr(events: ir.Table, codes: ir.Table) -> ir.Table:
+def transitions_expr(events: ir.Table, codes: ir.Table, backend: str | None = None) -> ir.Table:
     """Every event with the next one of its case: case_id, source, target, hours, first, at.
 
     source and target are activity codes (``codes``, see activity_codes); target, hours
-    and at (the target's time, UTC wall time) are NULL on a case's last event; first
-    marks a case's first event.
-    """
-    plain = events.select(
-        case_id=events.case_id.cast("string"),
-        activity=events.activity.cast("string"),
-        # instants as UTC wall time (every engine's session runs in UTC): arithmetic on
-        # them is exact and skips the engines' time-zone machinery
-        timestamp=events.timestamp.cast("timestamp"),
-    )
-    # integer codes: partitions and sorts on them are several times faster than on text
-    coded = plain.join(codes, "activity").select("case_id", "timestamp", "code")
-    in_case = ibis.window(group_by=coded.case_id, order_by=[coded.timestamp, coded.code])
-    after = coded.timestamp.lead().over(in_case)
-    return coded.select(
-        case_id=coded.case_id,
-        source=coded.code,
-        target=coded.code.lead().over(in_case),
-        hours=hours_between(coded.timestamp, after),
-        first=ibis.row_number().over(in_case) == 0,
-        at=after,
-    )
-
-
-def _transitions_us(events: ir.Table, codes: ir.Table, backend: str) -> ir.Table:
-    """transitions_expr on an engine with native microseconds (engine.NATIVE_MICROS):
-    the same rows, times as whole microseconds since the epoch, ``at`` included.
-
-    Sorting and subtracting integers skips the cast of every instant to a wall time, the
+    and at (the target's time) are NULL on a case's last event; first marks a case's
+    first event. ``at`` is UTC wall time, or whole microseconds since the epoch when
+    ``backend`` (the engine's name) has native microseconds (engine.NATIVE_MICROS):
+    sorting and subtracting integers skips the cast of every instant to a wall time, the
     costliest step of the log's scan after the sort itself.
     """
+    native = backend in NATIVE_MICROS
     plain = events.select(
         case_id=events.case_id.cast("string"),
         activity=events.activity.cast("string"),
-        us=unix_micros(events.timestamp.cast(_INSTANT), backend),
+        # otherwise instants as UTC wall time (every engine's session runs in UTC):
+        # arithmetic on them is exact and skips the engines' time-zone machinery
+        t=(
+            unix_micros(events.timestamp.cast(_INSTANT), str(backend))
+            if native
+            else events.timestamp.cast("timestamp")
+        ),
     )
-    coded = plain.join(codes, "activity").select("case_id", "us", "code")
-    in_case = ibis.window(group_by=coded.case_id, order_by=[coded.us, coded.code])
-    after = coded.us.lead().over(in_case)
+    # integer codes: partitions and sorts on them are several times faster than on text
+    coded = plain.join(codes, "activity").select("case_id", "t", "code")
+    in_case = ibis.window(group_by=coded.case_id, order_by=[coded.t, coded.code])
+    after = coded.t.lead().over(in_case)
     return coded.select(
         case_id=coded.case_id,
         source=coded.code,
         target=coded.code.lead().over(in_case),
-        hours=(after - coded.us).cast("float64") / US_PER_HOUR,
+        hours=(
+            (after - coded.t).cast("float64") / US_PER_HOUR
+            if native
+            else hours_between(coded.t, after)
+        ),
         first=ibis.row_number().over(in_case) == 0,
         at=after,
     )
@@ -293,9 +280,7 @@ def directly_follows_expr(
         raise ValueError("start and end edges belong to whole cases, not to a window")
     codes = activity_codes(events)
     native = backend in NATIVE_MICROS
-    steps = (
-        _transitions_us(events, codes, str(backend)) if native else transitions_expr(events, codes)
-    )
+    steps = transitions_expr(events, codes, backend)
     edges = steps.filter(steps.target.notnull())
     if ending_in is not None:
         if native:
