@@ -141,3 +141,10 @@ def test_catalogue_runs_inside_postgresql_equal_to_duckdb(tmp_path, sample, pg_s
     assert np.array_equal(a["n"].to_numpy(), b["n"].to_numpy(), equal_nan=True)
     np.testing.assert_allclose(b["value"], a["value"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(b["se"], a["se"], rtol=1e-9, atol=1e-12)
+
+
+def test_memory_limit_is_read_from_the_engine():
+    import ibis
+
+    con = ibis.duckdb.connect(memory_limit="300MiB")
+    assert engine.memory_limit_bytes(con) == pytest.approx(300 * 2**20, rel=0.01)

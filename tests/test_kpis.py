@@ -1433,10 +1433,3 @@ def test_quantile_passes_run_week_by_week_set_segments_aside_the_same(tables, mo
     left = orders[orders["warehouse"].astype(object) != "WH1"]
     expected = kpis.stage_hours(left, W11, "paid_shipped").median()
     assert series_of(split[0], "handling_median_h")[1] == pytest.approx(expected)
-
-
-def test_memory_limit_is_read_from_the_engine():
-    import ibis
-
-    con = ibis.duckdb.connect(memory_limit="300MiB")
-    assert kpis._memory_limit(con) == pytest.approx(300 * 2**20, rel=0.01)

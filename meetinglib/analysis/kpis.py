@@ -40,7 +40,6 @@ Functions never read files and never modify their inputs. Conventions a caller m
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -1487,20 +1486,6 @@ def _quantile_pass(
 _QUANTILE_MEMORY_SHARE = 0.6
 
 
-def _memory_limit(con: BaseBackend) -> int | None:
-    """The engine's memory limit in bytes (DuckDB's setting), None when not known."""
-    if con.name != "duckdb":
-        return None
-    text = str(con.raw_sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
-    found = re.fullmatch(r"\s*([\d.]+)\s*([KMGTP]?i?B|bytes)\s*", text)
-    if found is None:
-        return None
-    unit = found.group(2).replace("i", "").replace("bytes", "B")
-    power = "BKMGTP".index(unit[0]) if unit != "B" else 0
-    base = 1024 if "i" in found.group(2) else 1000
-    return int(float(found.group(1)) * base**power)
-
-
 def _week_chunks(
     con: BaseBackend, f: Frames, table: ir.Table, row_bytes: int
 ) -> list[tuple[int, int]]:
@@ -1509,7 +1494,7 @@ def _week_chunks(
     ``_QUANTILE_MEMORY_SHARE`` of the engine's memory limit. A quantile's group lies in
     one week, so the runs give the same result. The rows per week are taken as the
     table's count (before any join to orders) over the weeks."""
-    limit = _memory_limit(con)
+    limit = engine.memory_limit_bytes(con)
     weeks = max(f.weeks, 1)
     if limit is None or row_bytes <= 0:
         return [(0, f.weeks)]

@@ -23,6 +23,7 @@ Conventions every expression in the library follows, so that both engines agree:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,20 @@ def default_memory_limit(threads: int | None = None) -> str:
     n = threads or os.cpu_count() or 1
     limit = max(MIN_MEMORY, min(n * MEMORY_PER_THREAD, machine_memory() // 2))
     return f"{limit >> 20}MiB"
+
+
+def memory_limit_bytes(con: BaseBackend) -> int | None:
+    """The engine's memory limit in bytes (DuckDB's setting), None when not known."""
+    if con.name != "duckdb":
+        return None
+    text = str(con.raw_sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    found = re.fullmatch(r"\s*([\d.]+)\s*([KMGTP]?i?B|bytes)\s*", text)
+    if found is None:
+        return None
+    unit = found.group(2).replace("i", "").replace("bytes", "B")
+    power = "BKMGTP".index(unit[0]) if unit != "B" else 0
+    base = 1024 if "i" in found.group(2) else 1000
+    return int(float(found.group(1)) * base**power)
 
 
 def _duckdb(settings: EngineSettings) -> BaseBackend:
