@@ -57,7 +57,13 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
-from meetinglib.report.explorer import PREPARED_FOLDER, save_week
+from meetinglib.report.explorer import (
+    PREPARED_FOLDER,
+    WeekTables,
+    background_engine,
+    finish_week,
+    prepare_week,
+)
 from meetinglib.report.plan_section import SECTION as PLAN_SECTION
 from meetinglib.report.plan_section import plan_problem
 from meetinglib.report.render import page
@@ -160,45 +166,51 @@ def run_week(
             gc.collect()
             timings["snapshot"] = time.perf_counter() - t0
 
-            results = []
-            jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
-            for i, (name, source, language) in enumerate(jobs, start=1):
-                stem = handout_stem(name, language, languages)
-                say(f"[{i}/{len(jobs)}] {stem}: executing")
-                result = _execute(
-                    name,
-                    source,
-                    staging,
-                    out_root,
-                    stamp,
-                    parameters={
-                        "week": str(data.week),
-                        "params_files": [str(p) for p in params.files],
-                        "snapshot": str(snapshot),
-                        "lang": language,
-                        # Machine-readable files (kpis.csv, ...) go beside the handouts,
-                        # written by the notebook from the same computation as its
-                        # figures; once, by the first language's run.
-                        "out_dir": str(staging) if language == lang else None,
-                        **(extra_parameters or {}),
-                    },
-                    say=say,
-                    stem=stem,
-                    lang=language,
-                    timeout=params.run.cell_timeout_seconds,
-                )
-                results.append(result)
-                timings[stem] = result.seconds
-            explorer_data = None
-            if params.run.explorer_data and "data_report" in names:
-                # from the snapshot, so that Explorer.open after the run starts at once;
-                # the findings are those the data report just wrote beside it
-                t0 = time.perf_counter()
-                say("saving the explorer's tables")
-                with _environment(staging):
-                    saved = save_week(params, data, staging / PREPARED_FOLDER, report=staging)
-                    explorer_data = None if saved is None else saved.name
-                timings["explorer_data"] = time.perf_counter() - t0
+            # The explorer's tables need no notebook but for the findings: prepared in
+            # the background meanwhile (on an engine of their own, the kernel being
+            # another process), finished once the data report wrote the findings.
+            with _explorer_tables(params, data, staging, names) as explorer:
+                results = []
+                jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
+                for i, (name, source, language) in enumerate(jobs, start=1):
+                    stem = handout_stem(name, language, languages)
+                    say(f"[{i}/{len(jobs)}] {stem}: executing")
+                    result = _execute(
+                        name,
+                        source,
+                        staging,
+                        out_root,
+                        stamp,
+                        parameters={
+                            "week": str(data.week),
+                            "params_files": [str(p) for p in params.files],
+                            "snapshot": str(snapshot),
+                            "lang": language,
+                            # Machine-readable files (kpis.csv, ...) go beside the handouts,
+                            # written by the notebook from the same computation as its
+                            # figures; once, by the first language's run.
+                            "out_dir": str(staging) if language == lang else None,
+                            **(extra_parameters or {}),
+                        },
+                        say=say,
+                        stem=stem,
+                        lang=language,
+                        timeout=params.run.cell_timeout_seconds,
+                    )
+                    results.append(result)
+                    timings[stem] = result.seconds
+                explorer_data = None
+                if explorer is not None:
+                    # from the snapshot, so that Explorer.open after the run starts at
+                    # once; the findings are those the data report just wrote beside it
+                    t0 = time.perf_counter()
+                    say("saving the explorer's tables")
+                    with _environment(staging):
+                        saved = explorer.finish(staging / PREPARED_FOLDER, report=staging)
+                        explorer_data = saved.name
+                    timings["explorer_data"] = time.perf_counter() - t0
+                    # the part done beside the notebooks (not on the run's critical path)
+                    timings["explorer_data_background"] = explorer.seconds
             shutil.rmtree(snapshot)
 
             timings["total"] = time.perf_counter() - started
@@ -226,6 +238,78 @@ def run_week(
         for r in results
     ]
     return RunResult(data.week, final, final / index.name, final / manifest.name, moved, left_out)
+
+
+class _ExplorerTables:
+    """explorer.prepare_week in a thread of its own, on an engine of its own
+    (explorer.background_engine), while the notebooks run; ``finish`` completes the
+    tables once the data report has written its findings."""
+
+    def __init__(self, params: Params, data: WeekData, temp: Path) -> None:
+        self.temp = temp
+        self.con = background_engine(params)
+        self.seconds = 0.0  # how long the background part took
+        self._prepared: WeekTables | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._prepare, args=(params, data), name="explorer-tables", daemon=True
+        )
+        self._thread.start()
+
+    def _prepare(self, params: Params, data: WeekData) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._prepared = prepare_week(params, data, self.temp, self.con)
+        except BaseException as exc:  # raised again by finish, in the run's own thread
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def finish(self, folder: Path, report: Path) -> Path:
+        """Wait for the background part, then save the tables into ``folder``
+        (explorer.finish_week); its error, if it failed, is raised here as save_week
+        would have raised it."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._prepared is not None
+        return finish_week(self._prepared, folder, report)
+
+    def stop(self) -> None:
+        """End the background part (a failed run does not wait for its queries: the
+        engine is interrupted until the thread ends), close its engine, remove its folder."""
+        duck = getattr(self.con, "con", None)
+        while self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                duck.interrupt()  # type: ignore[union-attr]
+            self._thread.join(0.05)
+        with contextlib.suppress(Exception):
+            self.con.disconnect()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _explorer_tables(
+    params: Params, data: WeekData, staging: Path, names: Sequence[str]
+) -> Iterator[_ExplorerTables | None]:
+    """The explorer's tables prepared in the background during the block (None when the
+    run saves none: run.explorer_data off, no data report, or an engine other than
+    DuckDB); stopped and cleaned up when the block ends, however it ends."""
+    if not (params.run.explorer_data and "data_report" in names):
+        yield None
+        return
+    if params.engine.kind != "duckdb":  # the explorer's tables are prepared on DuckDB only
+        yield None
+        return
+    # beside the staging folder, named as it is: a dead run's copy is removed with it
+    temp = staging.with_name(f"{staging.name}-explorer")
+    with _environment(temp):
+        temp.mkdir()
+    tables = _ExplorerTables(params, data, temp)
+    try:
+        yield tables
+    finally:
+        tables.stop()
 
 
 PACKAGE_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
