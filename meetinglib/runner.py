@@ -59,10 +59,12 @@ from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
 from meetinglib.report.explorer import (
     PREPARED_FOLDER,
-    WeekTables,
+    REPORT_FINDINGS,
     background_engine,
     finish_week,
+    in_full,
     prepare_week,
+    save_week,
 )
 from meetinglib.report.plan_section import SECTION as PLAN_SECTION
 from meetinglib.report.plan_section import plan_problem
@@ -196,6 +198,10 @@ def run_week(
                         stem=stem,
                         lang=language,
                         timeout=params.run.cell_timeout_seconds,
+                        # the explorer's tables are finished as soon as the findings are out
+                        on_cell=explorer.cell_executed
+                        if explorer is not None and name == "data_report" and language == lang
+                        else None,
                     )
                     results.append(result)
                     timings[stem] = result.seconds
@@ -206,10 +212,9 @@ def run_week(
                     t0 = time.perf_counter()
                     say("saving the explorer's tables")
                     with _environment(staging):
-                        saved = explorer.finish(staging / PREPARED_FOLDER, report=staging)
-                        explorer_data = saved.name
+                        explorer_data = explorer.finish(staging / PREPARED_FOLDER).name
                     timings["explorer_data"] = time.perf_counter() - t0
-                    # the part done beside the notebooks (not on the run's critical path)
+                    # its part done beside the notebooks (off the run's critical path)
                     timings["explorer_data_background"] = explorer.seconds
             shutil.rmtree(snapshot)
 
@@ -241,43 +246,77 @@ def run_week(
 
 
 class _ExplorerTables:
-    """explorer.prepare_week in a thread of its own, on an engine of its own
-    (explorer.background_engine), while the notebooks run; ``finish`` completes the
-    tables once the data report has written its findings."""
+    """The explorer's tables saved in a thread of their own, on an engine of their own
+    (explorer.background_engine), while the notebooks run.
 
-    def __init__(self, params: Params, data: WeekData, temp: Path) -> None:
-        self.temp = temp
+    explorer.prepare_week first: it needs no findings. Then, once the data report has
+    written its findings (``cell_executed`` sees the file after a cell ends, so it is
+    complete) or the notebooks are over, explorer.finish_week into a folder beside the
+    staging folder; ``finish`` moves it in after the notebooks.
+    """
+
+    def __init__(self, params: Params, data: WeekData, staging: Path) -> None:
+        self.report = staging  # where the data report writes its files
+        # beside the staging folder, named as it is: a dead run's copies go with it
+        self.temp = staging.with_name(f"{staging.name}-explorer")
+        self.done = staging.with_name(f"{staging.name}-explorer.done")
+        self.temp.mkdir()
         self.con = background_engine(params)
         self.seconds = 0.0  # how long the background part took
-        self._prepared: WeekTables | None = None
+        self._params, self._data = params, data
+        # set when the findings are written, or when the notebooks are over
+        self._findings = threading.Event()
+        self._over = self._stopped = False
+        self._used: bytes | None = None  # the findings file finish_week read
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._prepare, args=(params, data), name="explorer-tables", daemon=True
-        )
+        self._thread = threading.Thread(target=self._save, name="explorer-tables", daemon=True)
         self._thread.start()
 
-    def _prepare(self, params: Params, data: WeekData) -> None:
+    def cell_executed(self) -> None:
+        """Called after each cell of the data report: its findings are complete once
+        their file is there, the cell that wrote them having ended."""
+        if not self._findings.is_set() and (self.report / REPORT_FINDINGS).is_file():
+            self._findings.set()
+
+    def _save(self) -> None:
         t0 = time.perf_counter()
         try:
-            self._prepared = prepare_week(params, data, self.temp, self.con)
+            prepared = prepare_week(self._params, self._data, self.temp, self.con)
+            self._findings.wait()
+            if self._stopped:
+                return
+            if self._over:  # nothing else computes now: all threads and memory
+                in_full(self.con, self._params)
+            self._used = _bytes_of(self.report / REPORT_FINDINGS)
+            finish_week(prepared, self.done, self.report)
         except BaseException as exc:  # raised again by finish, in the run's own thread
             self._error = exc
         finally:
             self.seconds = time.perf_counter() - t0
 
-    def finish(self, folder: Path, report: Path) -> Path:
-        """Wait for the background part, then save the tables into ``folder``
-        (explorer.finish_week); its error, if it failed, is raised here as save_week
-        would have raised it."""
+    def finish(self, folder: Path) -> Path:
+        """After the notebooks: the saved tables moved to ``folder``; an error of the
+        background part is raised here as save_week would have raised it."""
+        self._over = True
+        self._findings.set()
         self._thread.join()
         if self._error is not None:
             raise self._error
-        assert self._prepared is not None
-        return finish_week(self._prepared, folder, report)
+        if _bytes_of(self.report / REPORT_FINDINGS) != self._used:
+            # a notebook wrote the findings again after they were read: saved anew
+            shutil.rmtree(self.done, ignore_errors=True)
+            saved = save_week(self._params, self._data, folder, report=self.report)
+            assert saved is not None  # DuckDB, as for the background part
+            return saved
+        self.done.rename(folder)
+        return folder
 
     def stop(self) -> None:
         """End the background part (a failed run does not wait for its queries: the
-        engine is interrupted until the thread ends), close its engine, remove its folder."""
+        engine is interrupted until the thread ends), close its engine, remove its
+        folders."""
+        self._stopped = True
+        self._findings.set()
         duck = getattr(self.con, "con", None)
         while self._thread.is_alive():
             with contextlib.suppress(Exception):
@@ -286,13 +325,21 @@ class _ExplorerTables:
         with contextlib.suppress(Exception):
             self.con.disconnect()
         shutil.rmtree(self.temp, ignore_errors=True)
+        shutil.rmtree(self.done, ignore_errors=True)
+
+
+def _bytes_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 @contextlib.contextmanager
 def _explorer_tables(
     params: Params, data: WeekData, staging: Path, names: Sequence[str]
 ) -> Iterator[_ExplorerTables | None]:
-    """The explorer's tables prepared in the background during the block (None when the
+    """The explorer's tables saved in the background during the block (None when the
     run saves none: run.explorer_data off, no data report, or an engine other than
     DuckDB); stopped and cleaned up when the block ends, however it ends."""
     if not (params.run.explorer_data and "data_report" in names):
@@ -301,11 +348,8 @@ def _explorer_tables(
     if params.engine.kind != "duckdb":  # the explorer's tables are prepared on DuckDB only
         yield None
         return
-    # beside the staging folder, named as it is: a dead run's copy is removed with it
-    temp = staging.with_name(f"{staging.name}-explorer")
-    with _environment(temp):
-        temp.mkdir()
-    tables = _ExplorerTables(params, data, temp)
+    with _environment(staging):
+        tables = _ExplorerTables(params, data, staging)
     try:
         yield tables
     finally:
@@ -362,6 +406,7 @@ def _execute(
     stem: str | None = None,
     lang: str = "en",
     timeout: float | None = None,
+    on_cell: Callable[[], None] | None = None,
 ) -> NotebookResult:
     # The notebook machinery (nbformat alone imports a URI grammar, about a second) is
     # loaded by the commands that execute notebooks, not by every `meeting` command.
@@ -385,6 +430,8 @@ def _execute(
             log_output=False,
             kernel_manager_class=_local_kernel_manager(sockets),
             execution_timeout=timeout,
+            # after each cell's reply: nbclient's hook, through papermill's engine
+            on_cell_executed=(lambda **_: on_cell()) if on_cell is not None else None,
         )
     except PapermillExecutionError as exc:
         env = _environment_in_cell(exc.ename, exc.evalue, staging)

@@ -66,6 +66,7 @@ from meetinglib.data.engine import (
     US_PER_HOUR,
     connect,
     default_memory_limit,
+    duckdb_config,
     frame_table,
     memory_limit_bytes,
     settings_of,
@@ -1228,6 +1229,8 @@ def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.Data
 # Bump when the saved tables change shape: older folders are then prepared again.
 PREPARED_FORMAT = 4
 PREPARED_FOLDER = "explorer_data"
+# the data report's findings, written beside it (FlowSection.export)
+REPORT_FINDINGS = "bottlenecks.csv"
 _SAVED_TABLES = ("orders", "log", "steps", "codes", "variants")
 # the events of the orders the findings list that were created outside the prepared
 # range (the saved log is log.parquet and this file, when there is one)
@@ -1561,7 +1564,7 @@ def finish_week(week: WeekTables, folder: Path, report: Path | None = None) -> P
     """The rest of save_week once the findings are known: the findings with their orders
     and the first view, then ``week.temp`` renamed to ``folder`` (save_prepared)."""
     data, explorer, lang = week.data, week.explorer, week.params.language
-    found = report_findings(report / "bottlenecks.csv", data, lang) if report else None
+    found = report_findings(report / REPORT_FINDINGS, data, lang) if report else None
     found = found or Findings.of_week(data, lang)
     selection = default_selection(explorer, week.first_day, week.last_day)
     view = compute_view(explorer, selection, lang)
@@ -1581,6 +1584,15 @@ def background_engine(params: Params) -> BaseBackend:
     if limit is not None:
         con.raw_sql(f"SET memory_limit = '{max(limit // 2, MIN_MEMORY) >> 20}MiB'")
     return con
+
+
+def in_full(con: BaseBackend, params: Params) -> None:
+    """A background_engine given the threads and memory limit of the params' engine,
+    once nothing else computes (finish_week after the notebooks)."""
+    config = duckdb_config(settings_of(params.engine))
+    con.raw_sql(f"SET memory_limit = '{config['memory_limit']}'")
+    threads = config.get("threads")
+    con.raw_sql(f"SET threads = {int(threads)}" if threads else "RESET threads")
 
 
 def _temporary_tables(con: BaseBackend) -> set[str]:
