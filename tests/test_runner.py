@@ -327,3 +327,58 @@ def test_a_failed_notebook_stops_the_explorer_tables_under_way(
     assert _after(tmp_path) == before
     left = [p.name for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
     assert left == [], "no staging or background folder left"
+
+
+def test_findings_written_again_after_they_were_read_are_the_ones_saved(
+    tmp_path, sample, monkeypatch
+):
+    """The explorer's tables are finished from the findings as soon as the data report
+    writes them; a notebook writing them again afterwards gets its last findings saved."""
+    import time
+
+    from meetinglib import runner
+    from meetinglib.analysis import flow
+    from meetinglib.core.params import load_params
+    from meetinglib.data.dataset import WeekData
+    from meetinglib.report.flow_section import FlowSection
+
+    again = []
+    save_week = runner.save_week
+
+    def counted(*args, **kwargs):
+        again.append(1)
+        return save_week(*args, **kwargs)
+
+    def executed(name, _source, staging, *_args, parameters, on_cell=None, **_kwargs):
+        # first no finding at all, then the week's own once the tables were saved
+        header = ",".join(flow.FINDING_COLUMNS) + "\n"
+        (staging / "bottlenecks.csv").write_text(header, encoding="utf-8")
+        on_cell()
+        done = staging.with_name(f"{staging.name}-explorer.done") / "meta.json"
+        deadline = time.monotonic() + 120
+        while not done.is_file():
+            assert time.monotonic() < deadline, "the tables were not saved beside the notebook"
+            time.sleep(0.05)
+        params = load_params(*parameters["params_files"])
+        FlowSection(WeekData.load(Path(parameters["snapshot"]), params), "en").export(staging)
+        notebook = staging / f"{name}.ipynb"
+        return runner.NotebookResult(name, notebook, notebook.with_suffix(".html"), 0.0)
+
+    monkeypatch.setattr(runner, "save_week", counted)
+    monkeypatch.setattr(runner, "_execute", executed)
+    params = write_params(tmp_path, sample.folder)
+    result = runner.run_week([params], SAMPLE_WEEK)
+    assert again == [1], "saved anew after the notebooks"
+    meta = json.loads((result.folder / "explorer_data" / "meta.json").read_text("utf-8"))
+    report = [row[0] for row in _csv_rows(result.folder / "bottlenecks.csv")]
+    assert len(report) > 0
+    assert [r["id"] for r in meta["findings"]["rows"]] == report
+    left = [p.name for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
+    assert left == []
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.reader(fh))[1:]
