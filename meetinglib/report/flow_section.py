@@ -96,9 +96,8 @@ def week_event_log(
         for name, table in tables.items()
         if name in ("orders", "events", "after_sales")
     }
-    log = (con or shared()).to_pandas(
-        flow_engine.week_log_expr(on_engine, window.start, window.end)
-    )
+    week_log = flow_engine.week_log_expr(on_engine, window.start, window.end)
+    log = (con or shared()).to_pandas(week_log.select("case_id", "activity", "timestamp"))
     log["timestamp"] = log["timestamp"].dt.tz_convert(window.start.tz)
     empty = pd.DataFrame(columns=["order_id", "created_at"])
     sorted_log = flow.event_log(empty, log.rename(columns={"case_id": "order_id"}))
