@@ -426,6 +426,33 @@ def local_day_hour_frame(con: BaseBackend, created: ir.Table, tz: str) -> pd.Dat
     quarters = con.to_pandas(
         created.select(quarter=micros(con, created.created_at) // _US_PER_QUARTER).distinct()
     )["quarter"].dropna()
+    return _local_frame(quarters, tz)
+
+
+def local_day_hour_span(con: BaseBackend, orders: ir.Table, tz: str) -> pd.DataFrame:
+    """local_day_hour_frame's rows for every quarter-hour from the first to the last
+    created_at of ``orders``: the quarters of any subset of them, for its with_segments.
+
+    Found from the column's least and greatest value, which the engine reads from the
+    file's statistics where it has them, instead of a pass over the orders.
+    """
+    found = con.execute(
+        orders.aggregate(first=orders.created_at.min(), last=orders.created_at.max())
+    )
+    ends = [found[c].iloc[0] for c in ("first", "last")]
+    if any(pd.isna(e) for e in ends):
+        return _local_frame(pd.Series([], dtype="int64"), tz)
+    low, high = (_us(_utc(pd.Timestamp(e))) // _US_PER_QUARTER for e in ends)
+    return _local_frame(pd.Series(np.arange(low, high + 1, dtype=np.int64)), tz)
+
+
+def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """An engine's instant in UTC (engines without time zones give UTC wall time)."""
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _local_frame(quarters: pd.Series, tz: str) -> pd.DataFrame:
+    """quarter, weekday (Mon..Sun) and hour in ``tz`` of some quarter-hours since the epoch."""
     stamps = pd.to_datetime(quarters.astype("int64") * _US_PER_QUARTER, unit="us", utc=True)
     local = stamps.dt.tz_convert(tz)
     return pd.DataFrame(
@@ -703,6 +730,7 @@ def stage_summaries(
     orders: ir.Table,
     tz: str,
     asks: Sequence[tuple[str, Mapping[str, Any], Window]],
+    local: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Stage hours of some segments, as box statistics, in one query.
 
@@ -711,6 +739,8 @@ def stage_summaries(
     falls in the window and that have its start; hours = end - start. Per ask (its
     position): orders, and the P10, quartiles and P90 of the hours (numpy's linear
     interpolation; NULL without orders). Columns STAGE_SUMMARY_COLUMNS, in ask order.
+    ``local``: a local_day_hour_frame or local_day_hour_span holding the orders' quarters,
+    when the caller has one (else the asked orders' quarters are found first).
     """
     if not asks:
         return pd.DataFrame(columns=STAGE_SUMMARY_COLUMNS)
@@ -725,7 +755,7 @@ def stage_summaries(
     needed = {c for stage, _, _ in asks for c in flow.STAGES[stage]}
     needed |= {d for d in dims if d in PLAIN_SEGMENTS} | ({"created_at"} if dims else set())
     orders = orders.filter(ibis.or_(*ends)).select(*[c for c in orders.columns if c in needed])
-    table = with_segments(con, orders, tz, dims) if dims else orders
+    table = with_segments(con, orders, tz, dims, local=local) if dims else orders
     # One subset per stage and window, read by every ask on it: each ask then filters
     # the few orders of its stage and window, not every order some ask reads. An ask
     # made twice (the whole week of a stage, for several findings) is computed once.
