@@ -15,6 +15,7 @@ import math
 import sqlite3
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
 import pytest
@@ -1432,3 +1433,23 @@ def test_quantile_passes_run_week_by_week_set_segments_aside_the_same(tables, mo
     left = orders[orders["warehouse"].astype(object) != "WH1"]
     expected = ref.stage_hours(left, W11, "paid_shipped").median()
     assert series_of(split[0], "handling_median_h")[1] == pytest.approx(expected)
+
+
+def test_quantiles_of_every_row_read_the_rows_without_joining_orders(tables):
+    """A quantile pass without segments reads tickets and cases as they are (the join to
+    orders only adds columns); one needing an orders column still joins. The values
+    themselves are the BY_HAND series' (tests above)."""
+    frames = kpis.Frames(
+        kpis._engine_frames(tables), [w.start for w in WEEKS] + [WEEKS[-1].end], SLA
+    )
+    passes, _, _ = kpis._observe(frames, QUANTILE_KPIS, None)
+    joins = {}
+    for members in passes.values():
+        quantiles = [m for m in members if m.q is not None]
+        if quantiles:
+            sql = ibis.to_sql(kpis._quantile_pass(frames, quantiles).table, dialect="duckdb")
+            joins[quantiles[0].key] = "JOIN" in sql.upper()
+    assert joins["first_response_median_h"] is False
+    assert joins["resolution_median_h"] is False
+    assert joins["case_cycle_median_d"] is False
+    assert joins["settlement_lag_median_d"] is True  # the lag starts at the order's delivery

@@ -46,6 +46,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from ibis.backends import BaseBackend
+from ibis.common.exceptions import IbisTypeError
 
 from meetinglib.analysis import sections
 from meetinglib.core.errors import InvalidParamError
@@ -731,16 +732,36 @@ def _observed_rows(
         keep = m.obs.keep
         values[f"v{i}"] = value if keep is None else ibis.ifelse(keep, value, ibis.null("float64"))
     segments = first.segments if columns is None else {c: first.segments[c] for c in columns}
-    table = first.table
+    table, at = first.table, first.at
+    if not segments:
+        # No segment wanted (a quantile of every row, nothing set aside): rows joined to
+        # their orders (``Frames.rows``) are read before the join when no value needs an
+        # orders column; the join only adds columns (orders are unique by order_id).
+        unjoined = _before_join(f, table, [at, *values.values()])
+        if unjoined is not None:
+            table, (at, *rest) = f.base(table), unjoined
+            values = dict(zip(values, rest, strict=True))
     if weeks is not None:
         # The weeks' instants compared as they are stored: the engine skips the row
         # groups outside them (rows are written about in the order of their events).
         lo, hi = weeks
-        table = table.filter((first.at >= f.bounds[lo]) & (first.at < f.bounds[hi]))
+        table = table.filter((at >= f.bounds[lo]) & (at < f.bounds[hi]))
     # ``view``: the values are computed once, where inlining them into the filter and
     # every later step would compute each again.
-    rows = table.select(week=f.week(first.at), **segments, **values).view()
+    rows = table.select(week=f.week(at), **segments, **values).view()
     return rows.filter(rows.week.notnull())
+
+
+def _before_join(f: Frames, table: ir.Table, exprs: Sequence[ir.Value]) -> list[ir.Value] | None:
+    """``exprs`` over rows joined to their orders (``table``) as expressions over the rows
+    before the join; None when ``table`` is not such a join or one reads an orders column."""
+    base = f.base(table)
+    if base is table:
+        return None
+    try:
+        return [e.op().replace({table.op(): base.op()}).to_expr() for e in exprs]
+    except IbisTypeError:
+        return None  # a column the join adds (o_delivered_at...)
 
 
 def _fine_sums(f: Frames, members: list[_Member]) -> ir.Table:
