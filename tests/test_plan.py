@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from meetinglib.analysis import kpis
 from meetinglib.analysis import plan as P
 from meetinglib.core.errors import InvalidParamError, NoDataError
 from meetinglib.core.params import Params, PlanParams, load_params
 from meetinglib.core.weeks import IsoWeek, weeks_ending
+from tests import kpi_reference as ref
 
 ROOT = Path(__file__).parents[1]
 TZ = "Asia/Shanghai"
@@ -805,7 +805,7 @@ def ref_open_special_orders(
             return orders[name]
         return pd.Series(pd.NaT, index=orders.index, dtype=orders["created_at"].dtype)
 
-    # "<" as in kpis.backlog_at: a milestone exactly at the week end has not happened in it.
+    # "<" as in ref.backlog_at: a milestone exactly at the week end has not happened in it.
     open_ = (
         orders["order_type"].astype("string").isin(P.SPECIAL_TYPES).fillna(False)
         & (col("paid_at") < end)
@@ -813,7 +813,7 @@ def ref_open_special_orders(
         & ~(col("cancelled_at") < end)
     )
     sub = orders.loc[open_]
-    deadline = kpis.ship_deadline(sub, ship_hours)
+    deadline = ref.ship_deadline(sub, ship_hours)
     status = np.select(
         [deadline < end, deadline < next_end], ["overdue", "due_next_week"], default="later"
     )

@@ -18,6 +18,7 @@ from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.report.data_report import SECTION_TITLE_KEYS, SECTIONS, DataReport
+from tests import kpi_reference as ref
 from tests.conftest import SAMPLE_WEEK, write_params
 
 TARGETS = {
@@ -325,7 +326,7 @@ def test_overdue_backlog_concentrates_in_the_stockout_warehouse(report):
     by_wh = o[open_].groupby("warehouse", observed=True).size()
     assert by_wh.idxmax() == "WH-South"
     assert by_wh["WH-South"] > 3 * by_wh.drop("WH-South").max()
-    table = kpis.backlog_by(o, end, 48, "warehouse")
+    table = ref.backlog_by(o, end, 48, "warehouse")
     assert table.loc["WH-South", "overdue"] == by_wh["WH-South"]
 
 

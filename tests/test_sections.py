@@ -20,6 +20,7 @@ from meetinglib.core.schema import ORDER_TYPES, ORDERS, TICKET_CATEGORIES
 from meetinglib.core.weeks import Window
 from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week
+from tests import kpi_reference as ref
 from tests.conftest import SAMPLE_WEEK, write_params
 
 SLA = 48.0
@@ -31,7 +32,7 @@ AGING_EDGES = (0.0, 7.0, 14.0, 30.0, np.inf)
 
 def _dimension(orders: pd.DataFrame, by: str) -> tuple[pd.Series, list[Any]]:
     """Values of ``by`` (empty -> kpis.MISSING) and every known level of it, in display order."""
-    values = kpis._col(orders, by)
+    values = ref._col(orders, by)
     levels: list[Any] = []
     if by in ORDERS.names and ORDERS.column(by).allowed:
         levels += list(ORDERS.column(by).allowed or ())
@@ -57,7 +58,7 @@ def order_volume_by_day(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     are 0); columns: the order types in schema order, then "total" (all orders created
     that day, equal to the sum of the type columns for validated data).
     """
-    created = orders.loc[kpis._created_in(orders, window), ["created_at", "order_type"]]
+    created = orders.loc[ref._created_in(orders, window), ["created_at", "order_type"]]
     day = created["created_at"].dt.tz_convert(window.start.tz).dt.normalize()
     order_type = created["order_type"].astype(object)
     by_type = pd.crosstab(day, order_type) if len(created) else pd.DataFrame(index=day)
@@ -71,7 +72,7 @@ def order_volume_by_day(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
 def order_volume_by(orders: pd.DataFrame, window: Window, by: str) -> pd.Series:
     """Orders created in the window per value of ``by`` (channel, order_type...), unit orders."""
     values, levels = _dimension(orders, by)
-    counts = values[kpis._created_in(orders, window)].value_counts()
+    counts = values[ref._created_in(orders, window)].value_counts()
     counts = counts.reindex(levels, fill_value=0).astype("int64")
     counts.index.name, counts.name = by, "orders"
     return _without_empty_missing(counts)
@@ -80,14 +81,14 @@ def order_volume_by(orders: pd.DataFrame, window: Window, by: str) -> pd.Series:
 def stage_durations(orders: pd.DataFrame, window: Window, by: str | None = None) -> pd.DataFrame:
     """Count, median, kpis.P90 (numpy linear) and mean hours per stage, by END milestone in window.
 
-    One row per stage of ``kpis.STAGES`` (orders missing either milestone excluded); with ``by``
+    One row per stage of ``sections.STAGES`` (orders missing either milestone excluded); with ``by``
     a MultiIndex (by value, stage) listing every known value of ``by``. No order in a
     stage gives count 0 and NaN statistics.
     """
     parts = []
     dim = _dimension(orders, by) if by else None
-    for stage in kpis.STAGES:
-        ended, hours = kpis._stage_ended(orders, window, stage)
+    for stage in sections.STAGES:
+        ended, hours = ref._stage_ended(orders, window, stage)
         part = pd.DataFrame({"stage": stage, "hours": hours.to_numpy()})
         if dim is not None:
             part[by] = dim[0].to_numpy()[ended]
@@ -104,12 +105,12 @@ def stage_durations(orders: pd.DataFrame, window: Window, by: str | None = None)
         }
     )
     if by and dim is not None:
-        full = pd.MultiIndex.from_product([dim[1], list(kpis.STAGES)], names=keys)
+        full = pd.MultiIndex.from_product([dim[1], list(sections.STAGES)], names=keys)
     else:
-        full = pd.Index(list(kpis.STAGES), name="stage")
+        full = pd.Index(list(sections.STAGES), name="stage")
     stats = stats.reindex(full)
     stats["count"] = stats["count"].fillna(0).astype("int64")
-    stats = stats.astype({c: "float64" for c in kpis.STAGE_COLUMNS[1:]})
+    stats = stats.astype({c: "float64" for c in sections.STAGE_COLUMNS[1:]})
     return _without_empty_missing(stats, "count") if by else stats
 
 
@@ -120,8 +121,8 @@ def backlog_by(
     values, levels = _dimension(orders, by)
     flags = pd.DataFrame(
         {
-            "backlog": kpis._backlog_mask(orders, when),
-            "overdue": kpis._overdue_mask(orders, when, ship_sla_hours),
+            "backlog": ref._backlog_mask(orders, when),
+            "overdue": ref._overdue_mask(orders, when, ship_sla_hours),
         }
     )
     table = flags.groupby(values).sum().reindex(levels, fill_value=0).astype("int64")
@@ -134,7 +135,7 @@ def late_delivery_by(orders: pd.DataFrame, window: Window, rows: str, cols: str)
 
     Orders delivered in the window; only cells with deliveries; unit orders and share.
     """
-    judged, late = kpis._delivered_judged(orders, window)
+    judged, late = ref._delivered_judged(orders, window)
     row_values, _ = _dimension(orders, rows)
     col_values, _ = _dimension(orders, cols)
     flags = pd.DataFrame(
@@ -156,8 +157,8 @@ def abnormal_orders(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     rate = count / orders created in the window; share = count / abnormal orders; rows by
     count descending then code; an empty frame with the same columns when none.
     """
-    created = kpis._created_in(orders, window)
-    codes = kpis._col(orders, "exception_code")[created].dropna().astype(object)
+    created = ref._created_in(orders, window)
+    codes = ref._col(orders, "exception_code")[created].dropna().astype(object)
     counts = codes.value_counts()
     table = pd.DataFrame(
         {"count": counts.to_numpy(dtype="int64")},
@@ -167,14 +168,14 @@ def abnormal_orders(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     table["rate"] = table["count"] / max(int(created.sum()), 1)
     table["share"] = table["count"] / max(int(table["count"].sum()), 1)
     table["cumulative_share"] = table["share"].cumsum()
-    return table.astype({c: "float64" for c in kpis.PARETO_COLUMNS[1:]})
+    return table.astype({c: "float64" for c in sections.PARETO_COLUMNS[1:]})
 
 
 def _created_share_by(
     orders: pd.DataFrame, window: Window, by: str, flag: pd.Series, name: str
 ) -> pd.DataFrame:
     values, levels = _dimension(orders, by)
-    created = kpis._created_in(orders, window)
+    created = ref._created_in(orders, window)
     flags = pd.DataFrame({"created": created, name: created & flag})
     table = flags.groupby(values).sum().reindex(levels, fill_value=0).astype("int64")
     table["rate"] = table[name] / table["created"].where(table["created"] > 0)
@@ -187,19 +188,19 @@ def cancellations_by(orders: pd.DataFrame, window: Window, by: str) -> pd.DataFr
 
     Units orders and share (NaN for a value without orders). Event: created_at.
     """
-    cancelled = kpis._col(orders, "cancelled_at").notna()
+    cancelled = ref._col(orders, "cancelled_at").notna()
     return _created_share_by(orders, window, by, cancelled, "cancelled")
 
 
 def abnormal_by(orders: pd.DataFrame, window: Window, by: str) -> pd.DataFrame:
     """Per value of ``by``: orders created in the window, abnormal (exception_code set), rate."""
-    abnormal = kpis._col(orders, "exception_code").notna()
+    abnormal = ref._col(orders, "exception_code").notna()
     return _created_share_by(orders, window, by, abnormal, "abnormal")
 
 
 def stockouts_by(orders: pd.DataFrame, window: Window, by: str) -> pd.DataFrame:
     """Per value of ``by``: orders created in the window, with exception stockout, rate."""
-    stockout = (kpis._col(orders, "exception_code").astype(object) == "stockout").astype(bool)
+    stockout = (ref._col(orders, "exception_code").astype(object) == "stockout").astype(bool)
     return _created_share_by(orders, window, by, stockout, "stockout")
 
 
@@ -214,18 +215,18 @@ def abnormal_examples(
     cancelled or without a promise. Open orders come first, then by hours_late and amount.
     """
     end = window.end
-    created = kpis._created_in(orders, window) & kpis._col(orders, "exception_code").notna()
+    created = ref._created_in(orders, window) & ref._col(orders, "exception_code").notna()
     o = orders.loc[created]
-    shipped = kpis._col(o, "shipped_at") < end
-    delivered = kpis._col(o, "delivered_at") < end
-    cancelled = (kpis._col(o, "cancelled_at") < end) & ~delivered
+    shipped = ref._col(o, "shipped_at") < end
+    delivered = ref._col(o, "delivered_at") < end
+    cancelled = (ref._col(o, "cancelled_at") < end) & ~delivered
     status = np.select(
         [cancelled, delivered, shipped], ["cancelled", "delivered", "in_transit"], "not_shipped"
     )
-    ship_late = (end - kpis.ship_deadline(o, ship_sla_hours)).dt.total_seconds()
-    promise = kpis._col(o, "promised_delivery_by")
+    ship_late = (end - ref.ship_deadline(o, ship_sla_hours)).dt.total_seconds()
+    promise = ref._col(o, "promised_delivery_by")
     transit_late = (end - promise).dt.total_seconds()
-    arrival_late = (kpis._col(o, "delivered_at") - promise).dt.total_seconds()
+    arrival_late = (ref._col(o, "delivered_at") - promise).dt.total_seconds()
     late = np.select(
         [status == "not_shipped", status == "in_transit", status == "delivered"],
         [ship_late, transit_late, arrival_late],
@@ -234,14 +235,14 @@ def abnormal_examples(
     table = pd.DataFrame(
         {
             "order_id": o["order_id"].astype("str"),
-            "order_type": kpis._col(o, "order_type").astype(object),
-            "exception_code": kpis._col(o, "exception_code").astype(object),
-            "warehouse": kpis._col(o, "warehouse").astype(object),
-            "carrier": kpis._col(o, "carrier").astype(object),
+            "order_type": ref._col(o, "order_type").astype(object),
+            "exception_code": ref._col(o, "exception_code").astype(object),
+            "warehouse": ref._col(o, "warehouse").astype(object),
+            "carrier": ref._col(o, "carrier").astype(object),
             "created_at": o["created_at"],
             "status": status,
             "hours_late": np.clip(late / 3600.0, 0.0, None),
-            "amount": kpis._col(o, "amount").astype("float64"),
+            "amount": ref._col(o, "amount").astype("float64"),
         }
     )
     table["_open"] = np.isin(status, ("not_shipped", "in_transit"))
@@ -260,8 +261,8 @@ def abnormal_by_week(orders: pd.DataFrame, windows: list[Window]) -> pd.DataFram
     Index: week labels of ``windows`` (consecutive); weeks without abnormal orders are 0.
     """
     bounds = kpis._week_bounds(windows)
-    week = kpis._week_of(orders["created_at"], bounds)
-    codes = kpis._col(orders, "exception_code").astype(object)
+    week = ref._week_of(orders["created_at"], bounds)
+    codes = ref._col(orders, "exception_code").astype(object)
     keep = (week >= 0) & codes.notna().to_numpy()
     table = pd.crosstab(week[keep], codes[keep].to_numpy())
     table = table.reindex(index=range(len(windows)), fill_value=0)
@@ -279,12 +280,12 @@ def carrier_scorecard(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     carrier with a shipment or a delivery in the window, a carrier new this week included.
     """
     values, _ = _dimension(orders, "carrier")
-    shipped = window.contains(kpis._col(orders, "shipped_at"))
-    delivered = window.contains(kpis._col(orders, "delivered_at"))
-    judged, late = kpis._delivered_judged(orders, window)
-    codes = kpis._col(orders, "exception_code").astype(object)
+    shipped = window.contains(ref._col(orders, "shipped_at"))
+    delivered = window.contains(ref._col(orders, "delivered_at"))
+    judged, late = ref._delivered_judged(orders, window)
+    codes = ref._col(orders, "exception_code").astype(object)
     transit = (
-        kpis._col(orders, "delivered_at") - kpis._col(orders, "shipped_at")
+        ref._col(orders, "delivered_at") - ref._col(orders, "shipped_at")
     ).dt.total_seconds() / 3600
     flags = pd.DataFrame(
         {
@@ -305,7 +306,7 @@ def carrier_scorecard(orders: pd.DataFrame, window: Window) -> pd.DataFrame:
     )
     table = table[(table["shipped"] > 0) | (table["delivered"] > 0)]
     table.index = pd.Index(table.index.astype(str), dtype="str", name="carrier")
-    return table.loc[:, list(kpis.SCORECARD_COLUMNS)].sort_values("shipped", ascending=False)
+    return table.loc[:, list(sections.SCORECARD_COLUMNS)].sort_values("shipped", ascending=False)
 
 
 def ticket_categories(tickets: pd.DataFrame, window: Window) -> pd.Series:
@@ -327,7 +328,7 @@ def after_sales_reasons(after_sales: pd.DataFrame, window: Window) -> pd.Series:
     if "reason" not in after_sales.columns:
         return pd.Series(dtype="int64", name="cases")
     values = after_sales["reason"].astype(object)
-    values = values.where(values.notna(), kpis.MISSING)[kpis._requested_in(after_sales, window)]
+    values = values.where(values.notna(), kpis.MISSING)[ref._requested_in(after_sales, window)]
     counts = values.value_counts().astype("int64")
     counts = counts.sort_index(key=lambda i: i.astype(str)).sort_values(
         ascending=False, kind="stable"
@@ -344,14 +345,14 @@ def pending_aging(
     Columns count (settlements) and amount (currency); every bucket listed. A bucket holds
     ages up to and including its upper bound (exactly 7.0 days is in 0_7).
     """
-    pending = kpis._pending(settlements, orders, when)
-    delivered = kpis._order_values(orders, settlements["order_id"], "delivered_at")[pending]
+    pending = ref._pending(settlements, orders, when)
+    delivered = ref._order_values(orders, settlements["order_id"], "delivered_at")[pending]
     age = (pd.Timestamp(when) - delivered).dt.total_seconds() / 86400.0
-    bucket = pd.cut(age, AGING_EDGES, labels=list(kpis.AGING_BUCKETS), include_lowest=True)
+    bucket = pd.cut(age, AGING_EDGES, labels=list(sections.AGING_BUCKETS), include_lowest=True)
     frame = pd.DataFrame({"bucket": bucket, "amount": settlements.loc[pending, "amount"]})
     grouped = frame.groupby("bucket", observed=False)["amount"]
     table = pd.DataFrame({"count": grouped.size(), "amount": grouped.sum()})
-    table.index = pd.Index(list(kpis.AGING_BUCKETS), dtype="str", name="age")
+    table.index = pd.Index(list(sections.AGING_BUCKETS), dtype="str", name="age")
     return table.astype({"count": "int64", "amount": "float64"})
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import ibis
@@ -112,7 +113,9 @@ def week_log_expr(
 
     ``tables``: orders, and events and after_sales when the source has them (see
     event_log_expr). A transition ending in the window needs the case's event before
-    it, however early; events from ``end`` on belong to no such transition.
+    it, however early; events from ``end`` on belong to no such transition. Columns
+    case_id, activity, timestamp and case_no: a whole number per case (0, 1, ...), which
+    the engine partitions and counts faster than the case's text.
     """
     orders, events, after_sales = tables["orders"], tables.get("events"), tables.get("after_sales")
     log = event_log_expr(orders, events, after_sales)
@@ -130,7 +133,13 @@ def week_log_expr(
     cases = inside.select("case_id").distinct()
     # The least case number is redundant as a filter but prunes the file's row groups:
     # when case numbers grow with time, the log's older groups hold none of the cases.
-    return log.filter(log.case_id >= cases.case_id.min(), log.case_id.isin(cases.case_id))
+    log = log.filter(log.case_id >= cases.case_id.min())
+    # The join that keeps the cases' events numbers them on the way (it hashes every
+    # event's case either way); the numbers carry no order.
+    numbered = cases.mutate(case_no=ibis.row_number().cast("int64"))
+    # (the explicit select makes the joined log one relation, computed once for the
+    # graph's two reads of it: the activities and the transitions)
+    return log.join(numbered, "case_id").select("case_id", "activity", "timestamp", "case_no")
 
 
 def activity_rank(activity: ir.StringValue) -> ir.IntegerValue:
@@ -149,16 +158,17 @@ def activity_codes(events: ir.Table) -> ir.Table:
 def transitions_expr(events: ir.Table, codes: ir.Table, backend: str | None = None) -> ir.Table:
     """Every event with the next one of its case: case_id, source, target, hours, first, at.
 
-    source and target are activity codes (``codes``, see activity_codes); target, hours
-    and at (the target's time) are NULL on a case's last event; first marks a case's
-    first event. ``at`` is UTC wall time, or whole microseconds since the epoch when
+    case_id is the log's case_no where it has one (see week_log_expr), else its case_id
+    as text. source and target are activity codes (``codes``, see activity_codes);
+    target, hours and at (the target's time) are NULL on a case's last event; first
+    marks a case's first event. ``at`` is UTC wall time, or whole microseconds since the epoch when
     ``backend`` (the engine's name) has native microseconds (engine.NATIVE_MICROS):
     sorting and subtracting integers skips the cast of every instant to a wall time, the
     costliest step of the log's scan after the sort itself.
     """
     native = backend in NATIVE_MICROS
     plain = events.select(
-        case_id=events.case_id.cast("string"),
+        case_id=events.case_no if "case_no" in events.columns else events.case_id.cast("string"),
         activity=events.activity.cast("string"),
         # otherwise instants as UTC wall time (every engine's session runs in UTC):
         # arithmetic on them is exact and skips the engines' time-zone machinery
@@ -196,11 +206,14 @@ def _rank_quantile(
     equal to ``hours``); ``after`` is the next distinct value. The value at the rank after
     the lower position is ``hours`` again when that rank is still in the row.
     """
-    pos = (n - 1) * q
-    low = pos.floor()
-    frac = pos - low
+    # The position q * (n - 1) in whole numbers, q as the fraction it is written as
+    # (0.9 = 9/10): exact as the engines' decimals, without their costly arithmetic.
+    num, den = Fraction(str(q)).as_integer_ratio()
+    scaled = (n - 1) * num
+    low = scaled // den
+    rest = scaled % den
     above = ibis.ifelse(low + 1 < upto, hours, after)
-    value = ibis.ifelse(frac == 0, hours, hours + (above - hours) * frac)
+    value = ibis.ifelse(rest == 0, hours, hours + (above - hours) * (rest / den))
     return ibis.ifelse((first <= low) & (low < upto), value, ibis.null("float64"))
 
 
@@ -268,7 +281,8 @@ def directly_follows_expr(
 ) -> ir.Table:
     """The directly-follows graph of an event log table, as one expression.
 
-    ``events`` has the columns case_id, activity and timestamp (no empty cells). Columns
+    ``events`` has the columns case_id, activity and timestamp (no empty cells), and
+    may have case_no (see week_log_expr). Columns
     as DFG_COLUMNS, in no particular row order. With ``start_end`` the artificial edges
     flow.START -> first activity and last activity -> flow.END are added (cases = count
     = cases starting or ending there; durations NULL). With ``ending_in`` = (start, end)
@@ -412,6 +426,33 @@ def local_day_hour_frame(con: BaseBackend, created: ir.Table, tz: str) -> pd.Dat
     quarters = con.to_pandas(
         created.select(quarter=micros(con, created.created_at) // _US_PER_QUARTER).distinct()
     )["quarter"].dropna()
+    return _local_frame(quarters, tz)
+
+
+def local_day_hour_span(con: BaseBackend, orders: ir.Table, tz: str) -> pd.DataFrame:
+    """local_day_hour_frame's rows for every quarter-hour from the first to the last
+    created_at of ``orders``: the quarters of any subset of them, for its with_segments.
+
+    Found from the column's least and greatest value, which the engine reads from the
+    file's statistics where it has them, instead of a pass over the orders.
+    """
+    found = con.execute(
+        orders.aggregate(first=orders.created_at.min(), last=orders.created_at.max())
+    )
+    ends = [found[c].iloc[0] for c in ("first", "last")]
+    if any(pd.isna(e) for e in ends):
+        return _local_frame(pd.Series([], dtype="int64"), tz)
+    low, high = (_us(_utc(pd.Timestamp(e))) // _US_PER_QUARTER for e in ends)
+    return _local_frame(pd.Series(np.arange(low, high + 1, dtype=np.int64)), tz)
+
+
+def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """An engine's instant in UTC (engines without time zones give UTC wall time)."""
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _local_frame(quarters: pd.Series, tz: str) -> pd.DataFrame:
+    """quarter, weekday (Mon..Sun) and hour in ``tz`` of some quarter-hours since the epoch."""
     stamps = pd.to_datetime(quarters.astype("int64") * _US_PER_QUARTER, unit="us", utc=True)
     local = stamps.dt.tz_convert(tz)
     return pd.DataFrame(
@@ -586,14 +627,22 @@ def cohort_sums_on(
             hours=ibis.greatest(stop - rows.s, 0).cast("float64") / US_PER_HOUR,
         )
     # the baseline's mean and variance per start slot (few rows), as numpy computes them
-    slot_stats = {}
-    for stage, tab in per_stage.items():
+    # (every stage's in one query: one round trip to the engine instead of one per stage)
+    slot_parts = []
+    for i, tab in enumerate(per_stage.values()):
         base = tab.filter(tab.base)
-        got = con.to_pandas(
+        slot_parts.append(
             base.group_by("bucket").aggregate(
-                n=base.count(), s=base.hours.sum(), sq=(base.hours * base.hours).sum()
+                stage=ibis.literal(i, "int64"),
+                n=base.count(),
+                s=base.hours.sum(),
+                sq=(base.hours * base.hours).sum(),
             )
         )
+    slot_rows = con.to_pandas(ibis.union(*slot_parts) if len(slot_parts) > 1 else slot_parts[0])
+    slot_stats = {}
+    for i, stage in enumerate(per_stage):
+        got = slot_rows[slot_rows["stage"] == i]
         n_b, sum_b, sq_b = (np.zeros(slots) for _ in range(3))
         idx = got["bucket"].to_numpy(dtype=np.int64)
         n_b[idx] = got["n"].to_numpy(dtype=np.float64)
@@ -681,6 +730,7 @@ def stage_summaries(
     orders: ir.Table,
     tz: str,
     asks: Sequence[tuple[str, Mapping[str, Any], Window]],
+    local: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Stage hours of some segments, as box statistics, in one query.
 
@@ -689,6 +739,8 @@ def stage_summaries(
     falls in the window and that have its start; hours = end - start. Per ask (its
     position): orders, and the P10, quartiles and P90 of the hours (numpy's linear
     interpolation; NULL without orders). Columns STAGE_SUMMARY_COLUMNS, in ask order.
+    ``local``: a local_day_hour_frame or local_day_hour_span holding the orders' quarters,
+    when the caller has one (else the asked orders' quarters are found first).
     """
     if not asks:
         return pd.DataFrame(columns=STAGE_SUMMARY_COLUMNS)
@@ -703,7 +755,7 @@ def stage_summaries(
     needed = {c for stage, _, _ in asks for c in flow.STAGES[stage]}
     needed |= {d for d in dims if d in PLAIN_SEGMENTS} | ({"created_at"} if dims else set())
     orders = orders.filter(ibis.or_(*ends)).select(*[c for c in orders.columns if c in needed])
-    table = with_segments(con, orders, tz, dims) if dims else orders
+    table = with_segments(con, orders, tz, dims, local=local) if dims else orders
     # One subset per stage and window, read by every ask on it: each ask then filters
     # the few orders of its stage and window, not every order some ask reads. An ask
     # made twice (the whole week of a stage, for several findings) is computed once.

@@ -44,8 +44,8 @@ needed = ceil(tickets / tickets per agent-day); carrier load against daily capac
 The workload is orders created (cancelled ones included): slightly conservative.
 
 Special orders: special and after-sales orders open at the end of the report week
-(paid, neither shipped nor cancelled before it, as ``kpis.backlog_at``) with their
-ship deadline (``kpis.ship_deadline``): overdue, due next week, or later.
+(paid, neither shipped nor cancelled before it, as the backlog KPI counts them) with
+their ship deadline (``sections.ship_deadline``): overdue, due next week, or later.
 """
 
 from __future__ import annotations

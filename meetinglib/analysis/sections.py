@@ -6,7 +6,7 @@ default, Spark through params), and returns only the aggregate the report shows:
 per day, per dimension value, per stage, per bucket... or, for the handout's list of
 examples, the few orders it names, by id. No row table comes back to pandas.
 
-Definitions (the ``kpis`` module's per-window functions call these, so there is one):
+Definitions (shared with the KPI catalogue, ``kpis``):
 
 * a row is placed in a window by its event (created, shipped, delivered, opened,
   requested...) in the half-open window ``[start, end)``; a level (backlog, pending
