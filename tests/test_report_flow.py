@@ -490,6 +490,11 @@ def test_stage_summaries_equal_numpy_quantiles_of_a_pandas_filter(section, week_
     ]
     got = flow_engine.stage_summaries(section.engine, section.orders, week_data.tz, asks)
     assert got["ask"].tolist() == [0, 1, 2, 3]
+    # the section's shared local hours give the same figures as the asked orders' own
+    shared = flow_engine.stage_summaries(
+        section.engine, section.orders, week_data.tz, asks, local=section.local_span
+    )
+    pd.testing.assert_frame_equal(shared, got, check_exact=True)
     for (stage, _, win), mask, row in zip(asks, masks, got.itertuples(), strict=True):
         start, end = flow.STAGES[stage]
         rows = orders[mask & win.contains(orders[end]).fillna(False) & orders[start].notna()]
@@ -502,6 +507,22 @@ def test_stage_summaries_equal_numpy_quantiles_of_a_pandas_filter(section, week_
         have = [row.p10_h, row.q1_h, row.median_h, row.q3_h, row.p90_h]
         np.testing.assert_allclose(have, want, rtol=1e-12)
     assert got["orders"].iloc[0] > 20 and got["orders"].iloc[1] > 5
+
+
+def test_local_span_holds_every_quarter_hour_from_the_first_order_to_the_last(section, week_data):
+    created = week_data.tables["orders"]["created_at"]
+    span = section.local_span
+    quarters = span["quarter"].to_numpy()
+    assert (np.diff(quarters) == 1).all()  # no gap
+    starts = created.dt.floor("15min")
+    assert len(span) == (starts.max() - starts.min()) // pd.Timedelta(minutes=15) + 1
+    # each order's quarter-hour is there, with the order's own local weekday and hour
+    local = created.dt.tz_convert(week_data.tz)
+    first = starts.min().tz_convert("UTC")
+    row = ((starts.dt.tz_convert("UTC") - first) // pd.Timedelta(minutes=15)).to_numpy()
+    names = np.array(flow.WEEKDAY_NAMES)
+    assert (span["weekday"].to_numpy()[row] == names[local.dt.day_of_week.to_numpy()]).all()
+    assert (span["hour"].to_numpy()[row] == local.dt.hour.to_numpy()).all()
 
 
 def test_history_starts_as_from_the_orders_frame(section, week_data):

@@ -253,7 +253,7 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
         ]
     plan = Plan(table, files, selected, kinds, ts, tz, params.timezone, groups, bounds)
     plan.sources, plan.fmt, plan.parsed = exported, reader.name, parsed
-    plan.categories = _categories(plan, schema)
+    plan.categories = _categories(connection(params), plan, schema)
     plan.covered = _groups_cover(plan, time_col)
     if parsed:
         why = _plan_parsing(params, plan, schema)
@@ -363,25 +363,37 @@ def _validation_values(plan: Plan, col: Any, texts: list[str], location: str) ->
     return out
 
 
-def _categories(plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
+def _categories(con: BaseBackend, plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
     """Each category column's distinct source values, mapped by validation's functions.
 
     The distinct values are the dictionaries of the row groups read, as the pandas path
     sees them (a dictionary may list a value no row of the window holds: it still becomes
-    a category there).
+    a category there). A column chunk whose data pages are all dictionary-encoded holds
+    no value outside its dictionary page: of such chunks only the dictionary is read
+    (``_dictionary_chunks``), not every row's index.
     """
     wanted = {s: c for s, c in plan.selected.items() if schema.column(c).kind == "category"}
     if not wanted:
         return {}
     values: dict[str, set[str]] = {c: set() for c in wanted.values()}
     for path, groups in zip(plan.files, plan.groups, strict=True):
+        if not groups:
+            continue
+        encoded = _dictionary_chunks(con, path, list(wanted))
+        whole = [g for g in groups if any((g, s) not in encoded for s in wanted)]
         with pq.ParquetFile(path, read_dictionary=list(wanted)) as pf:
-            if not groups:
-                continue
-            table = pf.read_row_groups(groups, columns=list(wanted))
-        for source, canonical in wanted.items():
-            for chunk in table.column(source).chunks:
-                values[canonical].update(chunk.dictionary.to_pylist())
+            parts = [pf.read_row_groups(whole, columns=list(wanted))] if whole else []
+            for g in groups:
+                if g not in whole and pf.metadata.row_group(g).num_rows:
+                    # The first row brings the row group's whole dictionary page along.
+                    first = next(
+                        pf.iter_batches(batch_size=1, row_groups=[g], columns=list(wanted))
+                    )
+                    parts.append(pa.Table.from_batches([first]))
+        for part in parts:
+            for source, canonical in wanted.items():
+                for chunk in part.column(source).chunks:
+                    values[canonical].update(chunk.dictionary.to_pylist())
     out = {}
     for canonical, found in values.items():
         uniques = sorted(found)
@@ -402,6 +414,32 @@ def _categories(plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
             ),
             garbled=frozenset(u for u, t in zip(uniques, text, strict=True) if _has(t, "\ufffd")),
         )
+    return out
+
+
+# Parquet's encodings of data pages whose values are indices into the dictionary page.
+_DICTIONARY_ENCODINGS = frozenset({"RLE_DICTIONARY", "PLAIN_DICTIONARY"})
+
+
+def _dictionary_chunks(con: BaseBackend, path: Path, columns: list[str]) -> set[tuple[int, str]]:
+    """(row group, column) of the column chunks of ``columns`` in ``path`` whose data pages
+    are all dictionary-encoded, as the footer's page encoding statistics record them.
+
+    A writer whose dictionary outgrows its limit falls back to plain pages within a chunk
+    (values outside the dictionary page); a footer without page statistics proves nothing.
+    Either way the chunk is not listed, and is read whole.
+    """
+    literal = "'" + str(path).replace("'", "''") + "'"
+    rows = con.raw_sql(
+        f"SELECT row_group_id, path_in_schema, encoding_stats FROM parquet_metadata({literal})"
+    ).fetchall()
+    out = set()
+    for group, column, stats in rows:
+        if column not in columns or not stats:
+            continue
+        data = [s for s in stats if s["page_type"] in ("DATA_PAGE", "DATA_PAGE_V2")]
+        if all(s["encoding"] in _DICTIONARY_ENCODINGS for s in data):
+            out.add((int(group), str(column)))
     return out
 
 

@@ -291,6 +291,12 @@ class FlowSection:
         log = flow_engine.week_log_expr(self.data.engine_tables(), start, end)
         return flow_engine.directly_follows_on(self.engine, log, ending_in=(start, end))
 
+    @cached_property
+    def local_span(self) -> pd.DataFrame:
+        """Local weekday and hour of every quarter-hour the orders were created in
+        (flow_engine.local_day_hour_span), shared by the section's segment queries."""
+        return flow_engine.local_day_hour_span(self.engine, self.orders, self.data.tz)
+
     @property
     def orders(self) -> ir.Table:
         """The orders as a table of the engine."""
@@ -368,7 +374,9 @@ class FlowSection:
                 segment[row.dimension_2] = row.value_2
             asks += [(row.stage, segment, self.window), (row.stage, segment, before_window)]
             asks.append((row.stage, {}, self.window))
-        stats = flow_engine.stage_summaries(self.engine, self.orders, self.data.tz, asks)
+        stats = flow_engine.stage_summaries(
+            self.engine, self.orders, self.data.tz, asks, local=self.local_span
+        )
         boxes = [_box_of(r) for r in stats.itertuples(index=False)]
         this_week, before, overall, names = [], [], [], []
         for i, row in enumerate(roots):
