@@ -565,8 +565,12 @@ def cohort_sums_on(
     # per cell and the milestones as integers, so that only small rows of numbers are
     # kept, read again and cross back.
     plain = [d for d in dimensions if d in PLAIN_SEGMENTS and f"seg_{d}" in segmented.columns]
+    # (from the cohort itself: the engine would otherwise join every order to its local
+    # hour for columns this query does not read)
     combos = (
-        con.to_pandas(segmented.select(*[f"seg_{d}" for d in plain]).distinct())
+        con.to_pandas(
+            cohort.select(**{f"seg_{d}": cohort[d].cast("string") for d in plain}).distinct()
+        )
         if plain
         else pd.DataFrame()
     )
