@@ -565,8 +565,12 @@ def cohort_sums_on(
     # per cell and the milestones as integers, so that only small rows of numbers are
     # kept, read again and cross back.
     plain = [d for d in dimensions if d in PLAIN_SEGMENTS and f"seg_{d}" in segmented.columns]
+    # (from the cohort itself: the engine would otherwise join every order to its local
+    # hour for columns this query does not read)
     combos = (
-        con.to_pandas(segmented.select(*[f"seg_{d}" for d in plain]).distinct())
+        con.to_pandas(
+            cohort.select(**{f"seg_{d}": cohort[d].cast("string") for d in plain}).distinct()
+        )
         if plain
         else pd.DataFrame()
     )
@@ -747,10 +751,12 @@ def stage_summaries(
     dims = sorted({d for _, segment, _ in asks for d in segment})
     # Only the orders some ask reads, with only the columns the asks read: the segments
     # are then computed (and kept by the engine for the asks' union) on those alone.
+    # one condition per stage end and window, not per ask: the engine tests each
+    # condition it is given on every order
+    spans = {(flow.STAGES[stage][1], window.start, window.end) for stage, _, window in asks}
     ends = [
-        (orders[flow.STAGES[stage][1]] >= instant(window.start))
-        & (orders[flow.STAGES[stage][1]] < instant(window.end))
-        for stage, _, window in asks
+        (orders[col] >= instant(start)) & (orders[col] < instant(end))
+        for col, start, end in sorted(spans)
     ]
     needed = {c for stage, _, _ in asks for c in flow.STAGES[stage]}
     needed |= {d for d in dims if d in PLAIN_SEGMENTS} | ({"created_at"} if dims else set())
