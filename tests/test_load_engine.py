@@ -651,3 +651,19 @@ def test_repeated_key_next_to_its_first_is_found(sample, tmp_path, monkeypatch):
     assert "orders" in screened
     assert_same(pandas_week, engine_week)
     assert any(e.table == "orders" and e.rule == DUPLICATE_KEY for e in engine_week.quality.entries)
+
+
+def test_positions_among_the_excluded_as_a_lookup_of_all_of_them():
+    rng = np.random.default_rng(7)
+    excluded = np.sort(rng.choice(10_000, 300, replace=False)).astype(np.int64)
+    batches = [
+        rng.permutation(np.arange(2_000, 2_500, dtype=np.int64)),  # unordered
+        np.arange(0, 1_000, dtype=np.int64),
+        excluded[[0, -1]],  # the range's own ends
+        np.array([excluded[5] - 1, excluded[5] + 1], dtype=np.int64),
+        np.arange(20_000, 20_100, dtype=np.int64),  # past every excluded one
+        np.zeros(0, dtype=np.int64),
+    ]
+    for positions in batches:
+        expected = np.array([p in set(excluded.tolist()) for p in positions], dtype=bool)
+        np.testing.assert_array_equal(load_engine._among(positions, excluded), expected)
