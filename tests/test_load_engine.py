@@ -27,7 +27,7 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import checks, engine, load_engine
 from meetinglib.data.dataset import SnapshotTables, WeekData, load_week, selection_window
 from meetinglib.data.sample import generate_sample
-from meetinglib.data.validate import MISSING_TOKENS
+from meetinglib.data.validate import DUPLICATE_KEY, MISSING_TOKENS
 
 TZ = "Asia/Shanghai"
 END = IsoWeek(2026, 10)
@@ -607,3 +607,63 @@ def test_categories_read_from_dictionary_pages_equal_a_whole_read(sample, tmp_pa
     assert engine_week.quality.entries == pandas_week.quality.entries
     assert any(e.table == "tickets" and e.column == "category" for e in engine_week.quality.entries)
     assert sorted(engine_tickets["ticket_id"]) == sorted(pandas_tickets["ticket_id"])
+
+
+def _batch(**columns: list) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in columns.items()})
+
+
+def test_keys_ascend_only_when_each_key_exceeds_the_one_before():
+    ascend = load_engine._keys_ascend
+    key = ("order_id",)
+    assert ascend(_batch(order_id=["A1", "A2", "B"]), key, ()) == ("B",)
+    assert ascend(_batch(order_id=["C", "D"]), key, ("B",)) == ("D",)
+    assert ascend(_batch(order_id=[]), key, ("B",)) == ("B",)
+    # A repeat next to its first, a step back, a missing key, across batches too.
+    assert ascend(_batch(order_id=["A1", "A1", "B"]), key, ()) is None
+    assert ascend(_batch(order_id=["A2", "A1"]), key, ()) is None
+    assert ascend(_batch(order_id=["A1", None, "B"]), key, ()) is None
+    assert ascend(_batch(order_id=["B", "C"]), key, ("B",)) is None
+    assert ascend(_batch(order_id=["A", "C"]), key, ("B",)) is None
+    # Code point order: "é" (U+00E9) after "z", "𝒜" (U+1D49C) after "\uffff".
+    assert ascend(_batch(order_id=["z", "é", "\uffff", "𝒜"]), key, ()) == ("𝒜",)
+    two = ("order_id", "sku")
+    lines = _batch(order_id=["A", "A", "B", "B"], sku=["s1", "s2", "s1", "s3"])
+    assert ascend(lines, two, ()) == ("B", "s3")
+    assert ascend(_batch(order_id=["A", "A"], sku=["s2", "s1"]), two, ()) is None
+    assert ascend(_batch(order_id=["A", "A"], sku=["s1", "s1"]), two, ()) is None
+    assert ascend(_batch(order_id=["B"], sku=["s1"]), two, ("B", "s3")) is None
+
+
+def test_repeated_key_next_to_its_first_is_found(sample, tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in sample.glob("*.parquet"):
+        (source / path.name).write_bytes(path.read_bytes())
+    frame = pd.read_parquet(source / "orders.parquet")
+    ids = frame["order_id"].astype(str)
+    assert (ids.iloc[1:].to_numpy() > ids.iloc[:-1].to_numpy()).all()  # ascending ids
+    # Row 40 again right after itself: every key but that one exceeds the one before.
+    repeated = pd.concat([frame.iloc[:41], frame.iloc[40:]], ignore_index=True)
+    repeated.to_parquet(source / "orders.parquet", index=False, row_group_size=150)
+    screened = _screened_tables(monkeypatch)
+    pandas_week, engine_week = _both(write_params(tmp_path, source))
+    assert "orders" in screened
+    assert_same(pandas_week, engine_week)
+    assert any(e.table == "orders" and e.rule == DUPLICATE_KEY for e in engine_week.quality.entries)
+
+
+def test_positions_among_the_excluded_as_a_lookup_of_all_of_them():
+    rng = np.random.default_rng(7)
+    excluded = np.sort(rng.choice(10_000, 300, replace=False)).astype(np.int64)
+    batches = [
+        rng.permutation(np.arange(2_000, 2_500, dtype=np.int64)),  # unordered
+        np.arange(0, 1_000, dtype=np.int64),
+        excluded[[0, -1]],  # the range's own ends
+        np.array([excluded[5] - 1, excluded[5] + 1], dtype=np.int64),
+        np.arange(20_000, 20_100, dtype=np.int64),  # past every excluded one
+        np.zeros(0, dtype=np.int64),
+    ]
+    for positions in batches:
+        expected = np.array([p in set(excluded.tolist()) for p in positions], dtype=bool)
+        np.testing.assert_array_equal(load_engine._among(positions, excluded), expected)
