@@ -15,6 +15,7 @@ import math
 import sqlite3
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +24,7 @@ from meetinglib.analysis import kpis, sections
 from meetinglib.core.errors import InvalidParamError
 from meetinglib.core.i18n import LABELS
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 from tests import kpi_reference as ref
 
 TZ = "Asia/Shanghai"
@@ -1432,3 +1434,49 @@ def test_quantile_passes_run_week_by_week_set_segments_aside_the_same(tables, mo
     left = orders[orders["warehouse"].astype(object) != "WH1"]
     expected = ref.stage_hours(left, W11, "paid_shipped").median()
     assert series_of(split[0], "handling_median_h")[1] == pytest.approx(expected)
+
+
+def test_quantiles_of_every_row_read_the_rows_without_joining_orders(tables):
+    """A quantile pass reads tickets and cases without segments as they are (the join to
+    orders only adds columns), and delivered orders without their first complaint, case
+    and short lines (read by the perfect order rate only); one needing a column the join
+    adds still joins. The values themselves are the BY_HAND series' (tests above)."""
+    frames = kpis.Frames(
+        kpis._engine_frames(tables), [w.start for w in WEEKS] + [WEEKS[-1].end], SLA
+    )
+    passes, _, _ = kpis._observe(frames, QUANTILE_KPIS, None)
+    joins = {}
+    for members in passes.values():
+        quantiles = [m for m in members if m.q is not None]
+        if quantiles:
+            sql = ibis.to_sql(kpis._quantile_pass(frames, quantiles).table, dialect="duckdb")
+            joins[quantiles[0].key] = "JOIN" in sql.upper()
+    assert joins["cycle_time_p90_h"] is False  # orders, not orders with their complaints
+    assert joins["first_response_median_h"] is False
+    assert joins["resolution_median_h"] is False
+    assert joins["case_cycle_median_d"] is False
+    assert joins["settlement_lag_median_d"] is True  # the lag starts at the order's delivery
+
+
+def test_segment_codes_read_back_as_each_orders_own_values(tables):
+    """The code the engine computes per order (the grouping key of the sums passes over
+    order lines and settlements) decodes to that order's segment values, empty ones as
+    missing; a row whose order is not loaded (NULL code) to no segment."""
+    con = engine.shared()
+    raw = tables["orders"].copy()
+    raw.loc[raw["order_id"] == "O02", "region"] = None  # an empty value
+    orders = kpis._engine_frames({"orders": raw})["orders"]
+    codes = kpis.SegmentCodes.of(con, orders)
+    coded = con.execute(orders.select("order_id", seg_code=codes.code(orders)))
+    missing = pd.DataFrame({"order_id": ["none"], "seg_code": [None]})
+    decoded = codes.decode(pd.concat([coded, missing], ignore_index=True)).set_index("order_id")
+    raw = raw.set_index("order_id")
+
+    def values(column: pd.Series) -> list:
+        return [None if pd.isna(v) else str(v) for v in column]
+
+    for column in kpis.SEGMENT_COLUMNS:
+        assert values(decoded.loc[raw.index, f"seg_{column}"]) == values(raw[column]), column
+        assert pd.isna(decoded.loc["none", f"seg_{column}"])
+    assert values(decoded.loc[["O01", "O02"], "seg_region"]) == [raw.loc["O01", "region"], None]
+    assert decoded["seg_loaded"].tolist() == [True] * len(raw) + [False]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -26,7 +27,7 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import checks, engine, load_engine
 from meetinglib.data.dataset import SnapshotTables, WeekData, load_week, selection_window
 from meetinglib.data.sample import generate_sample
-from meetinglib.data.validate import MISSING_TOKENS
+from meetinglib.data.validate import DUPLICATE_KEY, MISSING_TOKENS
 
 TZ = "Asia/Shanghai"
 END = IsoWeek(2026, 10)
@@ -548,3 +549,121 @@ def test_background_writer_raises_the_writers_error(tmp_path):
     ):
         for _ in range(10):
             writing.put(batch)
+
+
+def test_categories_read_from_dictionary_pages_equal_a_whole_read(sample, tmp_path):
+    source = tmp_path / "source"
+    source.mkdir()
+    for f in sample.glob("*.parquet"):
+        if f.stem != "tickets":
+            (source / f.name).write_bytes(f.read_bytes())
+    tickets = pq.read_table(sample / "tickets.parquet")
+    at = tickets.schema.get_field_index("category")
+    tickets = tickets.set_column(at, "category", pc.cast(tickets.column("category"), pa.string()))
+    half = tickets.num_rows // 2
+    # First file: a dictionary listing a value no row holds ("unused"), written as is.
+    dictionary = pa.array([*pc.unique(tickets.column("category")).to_pylist(), "unused"])
+    codes = pc.cast(pc.index_in(tickets.column("category"), value_set=dictionary), pa.int32())
+    first = tickets.slice(0, half).set_column(
+        at, "category", pa.DictionaryArray.from_arrays(codes.slice(0, half), dictionary)
+    )
+    # Second file: a distinct odd value every tenth row, written with a tiny dictionary
+    # page limit: the writer falls back to plain pages inside the chunks.
+    rest = tickets.slice(half)
+    odd = [f"odd {i}" if i % 10 == 0 else None for i in range(rest.num_rows)]
+    rest = rest.set_column(
+        at, "category", pc.coalesce(pa.array(odd, pa.string()), rest.column("category"))
+    )
+    small = {"dictionary_pagesize_limit": 64, "data_page_size": 64, "write_batch_size": 10}
+    paths = [source / "tickets_1.parquet", source / "tickets_2.parquet"]
+    # Without Arrow's schema both files read as text (the first as a dictionary type else).
+    pq.write_table(first, paths[0], row_group_size=40, store_schema=False)
+    pq.write_table(rest, paths[1], row_group_size=40, store_schema=False, **small)
+    con = engine.shared()
+    whole: dict[Path, set[str]] = {}
+    for path in paths:
+        groups = list(range(pq.ParquetFile(path).metadata.num_row_groups))
+        encoded = load_engine._dictionary_chunks(con, path, ["category"])
+        # The footer's page statistics tell the two kinds of chunk apart.
+        assert encoded == ({(g, "category") for g in groups} if path == paths[0] else set())
+        # Expected by hand: every row group read whole, the union of its dictionaries.
+        with pq.ParquetFile(path, read_dictionary=["category"]) as pf:
+            chunks = pf.read_row_groups(groups, columns=["category"]).column("category").chunks
+        whole[path] = {v for chunk in chunks for v in chunk.dictionary.to_pylist()}
+    assert "unused" in whole[paths[0]] and "odd 30" in whole[paths[1]]
+    path = write_params(tmp_path, source)
+    text = path.read_text().replace(f"source: {{kind: folder, path: '{source}'}}\n", "")
+    tables = "  tables:\n    tickets: {file: 'tickets_*.parquet'}\n"
+    path.write_text(text + f"source:\n  kind: folder\n  path: '{source}'\n" + tables)
+    params = load_params(path)
+    plan = load_engine.plan_table(params, "tickets", None)
+    assert isinstance(plan, load_engine.Plan)
+    assert set(plan.categories["category"].canonical) == whole[paths[0]] | whole[paths[1]]
+    # Within a window only its row groups' dictionaries count, as on the pandas path.
+    pandas_week, engine_week = _both(path)
+    assert engine_week.load_paths["tickets"] == "engine"
+    pandas_tickets, engine_tickets = pandas_week.tables["tickets"], engine_week.tables["tickets"]
+    assert engine_tickets["category"].dtype == pandas_tickets["category"].dtype
+    assert engine_week.quality.entries == pandas_week.quality.entries
+    assert any(e.table == "tickets" and e.column == "category" for e in engine_week.quality.entries)
+    assert sorted(engine_tickets["ticket_id"]) == sorted(pandas_tickets["ticket_id"])
+
+
+def _batch(**columns: list) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in columns.items()})
+
+
+def test_keys_ascend_only_when_each_key_exceeds_the_one_before():
+    ascend = load_engine._keys_ascend
+    key = ("order_id",)
+    assert ascend(_batch(order_id=["A1", "A2", "B"]), key, ()) == ("B",)
+    assert ascend(_batch(order_id=["C", "D"]), key, ("B",)) == ("D",)
+    assert ascend(_batch(order_id=[]), key, ("B",)) == ("B",)
+    # A repeat next to its first, a step back, a missing key, across batches too.
+    assert ascend(_batch(order_id=["A1", "A1", "B"]), key, ()) is None
+    assert ascend(_batch(order_id=["A2", "A1"]), key, ()) is None
+    assert ascend(_batch(order_id=["A1", None, "B"]), key, ()) is None
+    assert ascend(_batch(order_id=["B", "C"]), key, ("B",)) is None
+    assert ascend(_batch(order_id=["A", "C"]), key, ("B",)) is None
+    # Code point order: "é" (U+00E9) after "z", "𝒜" (U+1D49C) after "\uffff".
+    assert ascend(_batch(order_id=["z", "é", "\uffff", "𝒜"]), key, ()) == ("𝒜",)
+    two = ("order_id", "sku")
+    lines = _batch(order_id=["A", "A", "B", "B"], sku=["s1", "s2", "s1", "s3"])
+    assert ascend(lines, two, ()) == ("B", "s3")
+    assert ascend(_batch(order_id=["A", "A"], sku=["s2", "s1"]), two, ()) is None
+    assert ascend(_batch(order_id=["A", "A"], sku=["s1", "s1"]), two, ()) is None
+    assert ascend(_batch(order_id=["B"], sku=["s1"]), two, ("B", "s3")) is None
+
+
+def test_repeated_key_next_to_its_first_is_found(sample, tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in sample.glob("*.parquet"):
+        (source / path.name).write_bytes(path.read_bytes())
+    frame = pd.read_parquet(source / "orders.parquet")
+    ids = frame["order_id"].astype(str)
+    assert (ids.iloc[1:].to_numpy() > ids.iloc[:-1].to_numpy()).all()  # ascending ids
+    # Row 40 again right after itself: every key but that one exceeds the one before.
+    repeated = pd.concat([frame.iloc[:41], frame.iloc[40:]], ignore_index=True)
+    repeated.to_parquet(source / "orders.parquet", index=False, row_group_size=150)
+    screened = _screened_tables(monkeypatch)
+    pandas_week, engine_week = _both(write_params(tmp_path, source))
+    assert "orders" in screened
+    assert_same(pandas_week, engine_week)
+    assert any(e.table == "orders" and e.rule == DUPLICATE_KEY for e in engine_week.quality.entries)
+
+
+def test_positions_among_the_excluded_as_a_lookup_of_all_of_them():
+    rng = np.random.default_rng(7)
+    excluded = np.sort(rng.choice(10_000, 300, replace=False)).astype(np.int64)
+    batches = [
+        rng.permutation(np.arange(2_000, 2_500, dtype=np.int64)),  # unordered
+        np.arange(0, 1_000, dtype=np.int64),
+        excluded[[0, -1]],  # the range's own ends
+        np.array([excluded[5] - 1, excluded[5] + 1], dtype=np.int64),
+        np.arange(20_000, 20_100, dtype=np.int64),  # past every excluded one
+        np.zeros(0, dtype=np.int64),
+    ]
+    for positions in batches:
+        expected = np.array([p in set(excluded.tolist()) for p in positions], dtype=bool)
+        np.testing.assert_array_equal(load_engine._among(positions, excluded), expected)

@@ -12,6 +12,7 @@ from IPython.display import HTML, Image
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.data.validate import QualityReport
 from meetinglib.report.flow_section import (
@@ -418,6 +419,24 @@ def test_week_event_log_takes_engine_tables(week_data):
     pd.testing.assert_frame_equal(edges, FlowSection(week_data, "en").edges, rtol=1e-12)
 
 
+def test_week_log_on_duckdb_numbers_each_case_once(week_data):
+    start, end = week_data.window.start, week_data.window.end
+    tables = week_data.engine_tables()
+    numbered = engine.shared().to_pandas(flow_engine.week_log_expr(tables, start, end, "duckdb"))
+    plain = engine.shared().to_pandas(flow_engine.week_log_expr(tables, start, end))
+    assert "case_no" not in plain.columns
+    # the same events, each case with one number of its own
+    key = ["case_id", "activity", "timestamp"]
+    pd.testing.assert_frame_equal(
+        numbered[key].sort_values(key).reset_index(drop=True),
+        plain[key].sort_values(key).reset_index(drop=True),
+    )
+    per_case = numbered.groupby("case_id")["case_no"].nunique()
+    assert (per_case == 1).all()
+    assert numbered.groupby("case_no")["case_id"].nunique().max() == 1
+    assert len(per_case) > 100
+
+
 @pytest.mark.spark
 def test_week_graph_on_spark_equals_duckdb(spark_engine, section, week_data):
     """flow_edges.csv's figures on Spark: counts exact, hours within 1e-9 relative."""
@@ -490,6 +509,11 @@ def test_stage_summaries_equal_numpy_quantiles_of_a_pandas_filter(section, week_
     ]
     got = flow_engine.stage_summaries(section.engine, section.orders, week_data.tz, asks)
     assert got["ask"].tolist() == [0, 1, 2, 3]
+    # the section's shared local hours give the same figures as the asked orders' own
+    shared = flow_engine.stage_summaries(
+        section.engine, section.orders, week_data.tz, asks, local=section.local_span
+    )
+    pd.testing.assert_frame_equal(shared, got, check_exact=True)
     for (stage, _, win), mask, row in zip(asks, masks, got.itertuples(), strict=True):
         start, end = flow.STAGES[stage]
         rows = orders[mask & win.contains(orders[end]).fillna(False) & orders[start].notna()]
@@ -502,6 +526,22 @@ def test_stage_summaries_equal_numpy_quantiles_of_a_pandas_filter(section, week_
         have = [row.p10_h, row.q1_h, row.median_h, row.q3_h, row.p90_h]
         np.testing.assert_allclose(have, want, rtol=1e-12)
     assert got["orders"].iloc[0] > 20 and got["orders"].iloc[1] > 5
+
+
+def test_local_span_holds_every_quarter_hour_from_the_first_order_to_the_last(section, week_data):
+    created = week_data.tables["orders"]["created_at"]
+    span = section.local_span
+    quarters = span["quarter"].to_numpy()
+    assert (np.diff(quarters) == 1).all()  # no gap
+    starts = created.dt.floor("15min")
+    assert len(span) == (starts.max() - starts.min()) // pd.Timedelta(minutes=15) + 1
+    # each order's quarter-hour is there, with the order's own local weekday and hour
+    local = created.dt.tz_convert(week_data.tz)
+    first = starts.min().tz_convert("UTC")
+    row = ((starts.dt.tz_convert("UTC") - first) // pd.Timedelta(minutes=15)).to_numpy()
+    names = np.array(flow.WEEKDAY_NAMES)
+    assert (span["weekday"].to_numpy()[row] == names[local.dt.day_of_week.to_numpy()]).all()
+    assert (span["hour"].to_numpy()[row] == local.dt.hour.to_numpy()).all()
 
 
 def test_history_starts_as_from_the_orders_frame(section, week_data):

@@ -107,15 +107,20 @@ def event_log_expr(
 
 
 def week_log_expr(
-    tables: Mapping[str, ir.Table], start: pd.Timestamp, end: pd.Timestamp
+    tables: Mapping[str, ir.Table],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    backend: str | None = None,
 ) -> ir.Table:
     """The event log of the cases with an event in ``[start, end)`` up to ``end``.
 
     ``tables``: orders, and events and after_sales when the source has them (see
     event_log_expr). A transition ending in the window needs the case's event before
     it, however early; events from ``end`` on belong to no such transition. Columns
-    case_id, activity, timestamp and case_no: a whole number per case (0, 1, ...), which
-    the engine partitions and counts faster than the case's text.
+    case_id, activity and timestamp; on DuckDB (``backend``, the engine's name) also
+    case_no: a whole number per case (0, 1, ...), which the engine partitions and counts
+    faster than the case's text. Other engines get no case_no: Spark would number the
+    cases in a single partition.
     """
     orders, events, after_sales = tables["orders"], tables.get("events"), tables.get("after_sales")
     log = event_log_expr(orders, events, after_sales)
@@ -134,6 +139,8 @@ def week_log_expr(
     # The least case number is redundant as a filter but prunes the file's row groups:
     # when case numbers grow with time, the log's older groups hold none of the cases.
     log = log.filter(log.case_id >= cases.case_id.min())
+    if backend != "duckdb":
+        return log.filter(log.case_id.isin(cases.case_id))
     # The join that keeps the cases' events numbers them on the way (it hashes every
     # event's case either way); the numbers carry no order.
     numbered = cases.mutate(case_no=ibis.row_number().cast("int64"))
@@ -426,6 +433,33 @@ def local_day_hour_frame(con: BaseBackend, created: ir.Table, tz: str) -> pd.Dat
     quarters = con.to_pandas(
         created.select(quarter=micros(con, created.created_at) // _US_PER_QUARTER).distinct()
     )["quarter"].dropna()
+    return _local_frame(quarters, tz)
+
+
+def local_day_hour_span(con: BaseBackend, orders: ir.Table, tz: str) -> pd.DataFrame:
+    """local_day_hour_frame's rows for every quarter-hour from the first to the last
+    created_at of ``orders``: the quarters of any subset of them, for its with_segments.
+
+    Found from the column's least and greatest value, which the engine reads from the
+    file's statistics where it has them, instead of a pass over the orders.
+    """
+    found = con.execute(
+        orders.aggregate(first=orders.created_at.min(), last=orders.created_at.max())
+    )
+    ends = [found[c].iloc[0] for c in ("first", "last")]
+    if any(pd.isna(e) for e in ends):
+        return _local_frame(pd.Series([], dtype="int64"), tz)
+    low, high = (_us(_utc(pd.Timestamp(e))) // _US_PER_QUARTER for e in ends)
+    return _local_frame(pd.Series(np.arange(low, high + 1, dtype=np.int64)), tz)
+
+
+def _utc(stamp: pd.Timestamp) -> pd.Timestamp:
+    """An engine's instant in UTC (engines without time zones give UTC wall time)."""
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _local_frame(quarters: pd.Series, tz: str) -> pd.DataFrame:
+    """quarter, weekday (Mon..Sun) and hour in ``tz`` of some quarter-hours since the epoch."""
     stamps = pd.to_datetime(quarters.astype("int64") * _US_PER_QUARTER, unit="us", utc=True)
     local = stamps.dt.tz_convert(tz)
     return pd.DataFrame(
@@ -538,8 +572,12 @@ def cohort_sums_on(
     # per cell and the milestones as integers, so that only small rows of numbers are
     # kept, read again and cross back.
     plain = [d for d in dimensions if d in PLAIN_SEGMENTS and f"seg_{d}" in segmented.columns]
+    # (from the cohort itself: the engine would otherwise join every order to its local
+    # hour for columns this query does not read)
     combos = (
-        con.to_pandas(segmented.select(*[f"seg_{d}" for d in plain]).distinct())
+        con.to_pandas(
+            cohort.select(**{f"seg_{d}": cohort[d].cast("string") for d in plain}).distinct()
+        )
         if plain
         else pd.DataFrame()
     )
@@ -600,14 +638,22 @@ def cohort_sums_on(
             hours=ibis.greatest(stop - rows.s, 0).cast("float64") / US_PER_HOUR,
         )
     # the baseline's mean and variance per start slot (few rows), as numpy computes them
-    slot_stats = {}
-    for stage, tab in per_stage.items():
+    # (every stage's in one query: one round trip to the engine instead of one per stage)
+    slot_parts = []
+    for i, tab in enumerate(per_stage.values()):
         base = tab.filter(tab.base)
-        got = con.to_pandas(
+        slot_parts.append(
             base.group_by("bucket").aggregate(
-                n=base.count(), s=base.hours.sum(), sq=(base.hours * base.hours).sum()
+                stage=ibis.literal(i, "int64"),
+                n=base.count(),
+                s=base.hours.sum(),
+                sq=(base.hours * base.hours).sum(),
             )
         )
+    slot_rows = con.to_pandas(ibis.union(*slot_parts) if len(slot_parts) > 1 else slot_parts[0])
+    slot_stats = {}
+    for i, stage in enumerate(per_stage):
+        got = slot_rows[slot_rows["stage"] == i]
         n_b, sum_b, sq_b = (np.zeros(slots) for _ in range(3))
         idx = got["bucket"].to_numpy(dtype=np.int64)
         n_b[idx] = got["n"].to_numpy(dtype=np.float64)
@@ -695,6 +741,7 @@ def stage_summaries(
     orders: ir.Table,
     tz: str,
     asks: Sequence[tuple[str, Mapping[str, Any], Window]],
+    local: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Stage hours of some segments, as box statistics, in one query.
 
@@ -703,21 +750,25 @@ def stage_summaries(
     falls in the window and that have its start; hours = end - start. Per ask (its
     position): orders, and the P10, quartiles and P90 of the hours (numpy's linear
     interpolation; NULL without orders). Columns STAGE_SUMMARY_COLUMNS, in ask order.
+    ``local``: a local_day_hour_frame or local_day_hour_span holding the orders' quarters,
+    when the caller has one (else the asked orders' quarters are found first).
     """
     if not asks:
         return pd.DataFrame(columns=STAGE_SUMMARY_COLUMNS)
     dims = sorted({d for _, segment, _ in asks for d in segment})
     # Only the orders some ask reads, with only the columns the asks read: the segments
     # are then computed (and kept by the engine for the asks' union) on those alone.
+    # one condition per stage end and window, not per ask: the engine tests each
+    # condition it is given on every order
+    spans = {(flow.STAGES[stage][1], window.start, window.end) for stage, _, window in asks}
     ends = [
-        (orders[flow.STAGES[stage][1]] >= instant(window.start))
-        & (orders[flow.STAGES[stage][1]] < instant(window.end))
-        for stage, _, window in asks
+        (orders[col] >= instant(start)) & (orders[col] < instant(end))
+        for col, start, end in sorted(spans)
     ]
     needed = {c for stage, _, _ in asks for c in flow.STAGES[stage]}
     needed |= {d for d in dims if d in PLAIN_SEGMENTS} | ({"created_at"} if dims else set())
     orders = orders.filter(ibis.or_(*ends)).select(*[c for c in orders.columns if c in needed])
-    table = with_segments(con, orders, tz, dims) if dims else orders
+    table = with_segments(con, orders, tz, dims, local=local) if dims else orders
     # One subset per stage and window, read by every ask on it: each ask then filters
     # the few orders of its stage and window, not every order some ask reads. An ask
     # made twice (the whole week of a stage, for several findings) is computed once.

@@ -32,6 +32,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from ibis.backends import BaseBackend
@@ -253,7 +254,7 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
         ]
     plan = Plan(table, files, selected, kinds, ts, tz, params.timezone, groups, bounds)
     plan.sources, plan.fmt, plan.parsed = exported, reader.name, parsed
-    plan.categories = _categories(plan, schema)
+    plan.categories = _categories(connection(params), plan, schema)
     plan.covered = _groups_cover(plan, time_col)
     if parsed:
         why = _plan_parsing(params, plan, schema)
@@ -363,25 +364,37 @@ def _validation_values(plan: Plan, col: Any, texts: list[str], location: str) ->
     return out
 
 
-def _categories(plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
+def _categories(con: BaseBackend, plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
     """Each category column's distinct source values, mapped by validation's functions.
 
     The distinct values are the dictionaries of the row groups read, as the pandas path
     sees them (a dictionary may list a value no row of the window holds: it still becomes
-    a category there).
+    a category there). A column chunk whose data pages are all dictionary-encoded holds
+    no value outside its dictionary page: of such chunks only the dictionary is read
+    (``_dictionary_chunks``), not every row's index.
     """
     wanted = {s: c for s, c in plan.selected.items() if schema.column(c).kind == "category"}
     if not wanted:
         return {}
     values: dict[str, set[str]] = {c: set() for c in wanted.values()}
     for path, groups in zip(plan.files, plan.groups, strict=True):
+        if not groups:
+            continue
+        encoded = _dictionary_chunks(con, path, list(wanted))
+        whole = [g for g in groups if any((g, s) not in encoded for s in wanted)]
         with pq.ParquetFile(path, read_dictionary=list(wanted)) as pf:
-            if not groups:
-                continue
-            table = pf.read_row_groups(groups, columns=list(wanted))
-        for source, canonical in wanted.items():
-            for chunk in table.column(source).chunks:
-                values[canonical].update(chunk.dictionary.to_pylist())
+            parts = [pf.read_row_groups(whole, columns=list(wanted))] if whole else []
+            for g in groups:
+                if g not in whole and pf.metadata.row_group(g).num_rows:
+                    # The first row brings the row group's whole dictionary page along.
+                    first = next(
+                        pf.iter_batches(batch_size=1, row_groups=[g], columns=list(wanted))
+                    )
+                    parts.append(pa.Table.from_batches([first]))
+        for part in parts:
+            for source, canonical in wanted.items():
+                for chunk in part.column(source).chunks:
+                    values[canonical].update(chunk.dictionary.to_pylist())
     out = {}
     for canonical, found in values.items():
         uniques = sorted(found)
@@ -402,6 +415,32 @@ def _categories(plan: Plan, schema: TableSchema) -> dict[str, ck.CategoryMap]:
             ),
             garbled=frozenset(u for u, t in zip(uniques, text, strict=True) if _has(t, "\ufffd")),
         )
+    return out
+
+
+# Parquet's encodings of data pages whose values are indices into the dictionary page.
+_DICTIONARY_ENCODINGS = frozenset({"RLE_DICTIONARY", "PLAIN_DICTIONARY"})
+
+
+def _dictionary_chunks(con: BaseBackend, path: Path, columns: list[str]) -> set[tuple[int, str]]:
+    """(row group, column) of the column chunks of ``columns`` in ``path`` whose data pages
+    are all dictionary-encoded, as the footer's page encoding statistics record them.
+
+    A writer whose dictionary outgrows its limit falls back to plain pages within a chunk
+    (values outside the dictionary page); a footer without page statistics proves nothing.
+    Either way the chunk is not listed, and is read whole.
+    """
+    literal = "'" + str(path).replace("'", "''") + "'"
+    rows = con.raw_sql(
+        f"SELECT row_group_id, path_in_schema, encoding_stats FROM parquet_metadata({literal})"
+    ).fetchall()
+    out = set()
+    for group, column, stats in rows:
+        if column not in columns or not stats:
+            continue
+        data = [s for s in stats if s["page_type"] in ("DATA_PAGE", "DATA_PAGE_V2")]
+        if all(s["encoding"] in _DICTIONARY_ENCODINGS for s in data):
+            out.add((int(group), str(column)))
     return out
 
 
@@ -739,6 +778,22 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _among(positions: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """Which ``positions`` (a batch's) are among ``excluded`` (sorted).
+
+    Only the excluded positions within the batch's range are looked up: rows of orders
+    not loaded are few and lie together (orders created before the selection), and a
+    lookup of all of them in every batch cost more than the rest of the batch's checks.
+    """
+    if not len(positions):
+        return np.zeros(0, dtype=bool)
+    lo = np.searchsorted(excluded, positions.min(), side="left")
+    hi = np.searchsorted(excluded, positions.max(), side="right")
+    if lo == hi:
+        return np.zeros(len(positions), dtype=bool)
+    return np.isin(positions, excluded[lo:hi])
+
+
 def _write_rows(
     con: BaseBackend,
     clean: ir.Table,
@@ -753,7 +808,7 @@ def _write_rows(
     written by Arrow's Parquet writer, which takes about a third of the CPU of DuckDB's
     ``COPY`` for the same file.
     """
-    drop = excluded if excluded is not None and len(excluded) else None
+    drop = np.sort(excluded) if excluded is not None and len(excluded) else None
     columns = {c.name: clean[ck.value_name(c.name)] for c in schema.columns}
     expr = clean.select(_POS, **columns) if drop is not None else clean.select(**columns)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -765,7 +820,7 @@ def _write_rows(
         with _writer(out, target, schema) as w:
             for batch in reader:
                 if drop is not None:
-                    keep = ~np.isin(batch.column(_POS).to_numpy(), drop)
+                    keep = ~_among(batch.column(_POS).to_numpy(), drop)
                     batch = pa.RecordBatch.from_arrays(
                         batch.filter(pa.array(keep)).columns[1:], schema=target
                     )
@@ -909,6 +964,40 @@ def _in_week(base: ir.Table, schema: TableSchema, week_window: Window) -> ir.Boo
     return inside.fill_null(False)
 
 
+def _keys_ascend(
+    batch: pa.RecordBatch, key: tuple[str, ...], last: tuple[Any, ...]
+) -> tuple[Any, ...] | None:
+    """The batch's last key when its keys (text) each exceed the one before them, the
+    first exceeding ``last`` (the previous batch's last key; ``()``: none); else None.
+
+    Strictly ascending keys are distinct: the duplicate test needs no sort of the key
+    fingerprints then. Text compares by its UTF-8 bytes, the order of its code points,
+    as Python compares ``str``; a missing key is not ascending.
+    """
+    n = batch.num_rows
+    if not n:
+        return last
+    columns = [batch.column(k) for k in key]
+    try:
+        # Row i+1 after row i, lexicographically over the key's columns.
+        after: Any = None
+        for column in reversed(columns):
+            earlier, later = column.slice(0, n - 1), column.slice(1)
+            greater = pc.greater(later, earlier)
+            after = (
+                greater
+                if after is None
+                else pc.or_(greater, pc.and_(pc.equal(later, earlier), after))
+            )
+        inside = n == 1 or pc.all(after, skip_nulls=False).as_py() is True
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return None
+    first = tuple(c[0].as_py() for c in columns)
+    if not inside or any(v is None for v in first) or (last and not first > last):
+        return None
+    return tuple(c[n - 1].as_py() for c in columns)
+
+
 def _one_pass(
     con: BaseBackend,
     params: Params,
@@ -955,8 +1044,8 @@ def _one_pass(
         if not_loaded is not None and orders is not None
         else _orders_not_loaded(con, base.filter(selected), table, orders)
     )
-    if excluded is not None and not len(excluded):
-        excluded = None
+    if excluded is not None:
+        excluded = np.sort(excluded) if len(excluded) else None
     expr = base.select(
         **{
             _POS: base[_POS],
@@ -970,6 +1059,8 @@ def _one_pass(
     n = n_selected = n_week = written = 0
     failing: list[tuple[np.ndarray, ...]] = []  # (position, mask, selected, week) of rows
     prints: list[np.ndarray] = []
+    # The last key read while each key exceeds the one before it (None: one did not).
+    ascending: tuple[Any, ...] | None = ()
     gave_up = False
     names = [c.name for c in schema.columns]
     with _in_order(con):
@@ -990,6 +1081,8 @@ def _one_pass(
                 if keyed:
                     # A copy: a view would keep the engine's whole batch alive.
                     prints.append(batch.column(_KEY_HASH).to_numpy().copy())
+                    if ascending is not None:
+                        ascending = _keys_ascend(batch, schema.key, ascending)
                 pos = batch.column(_POS).to_numpy()
                 bits = batch.column(_MASK).to_numpy()
                 sel = batch.column(_SEL).to_numpy(zero_copy_only=False)
@@ -1002,7 +1095,7 @@ def _one_pass(
                     failing.append((pos[bad], bits[bad], sel[bad], week[bad]))
                 keep = sel & ((bits & aside) == 0)
                 if excluded is not None:
-                    keep &= ~np.isin(pos, excluded)
+                    keep &= ~_among(pos, excluded)
                 kept = int(keep.sum())
                 if kept:
                     # Most batches keep every row: no copy of their columns then.
@@ -1014,7 +1107,9 @@ def _one_pass(
                     )
                     written += kept
         reader.close()
-    if not gave_up and prints:
+    if not gave_up and prints and ascending is None:
+        # Keys in strictly ascending order (ids as a system hands them out) are distinct
+        # without the sort.
         ordered = np.sort(np.concatenate(prints))
         gave_up = bool((ordered[1:] == ordered[:-1]).any())
     if gave_up:

@@ -96,8 +96,9 @@ def week_event_log(
         for name, table in tables.items()
         if name in ("orders", "events", "after_sales")
     }
-    week_log = flow_engine.week_log_expr(on_engine, window.start, window.end)
-    log = (con or shared()).to_pandas(week_log.select("case_id", "activity", "timestamp"))
+    log = (con or shared()).to_pandas(
+        flow_engine.week_log_expr(on_engine, window.start, window.end)
+    )
     log["timestamp"] = log["timestamp"].dt.tz_convert(window.start.tz)
     empty = pd.DataFrame(columns=["order_id", "created_at"])
     sorted_log = flow.event_log(empty, log.rename(columns={"case_id": "order_id"}))
@@ -288,8 +289,14 @@ class FlowSection:
         come back.
         """
         start, end = self.window.start, self.window.end
-        log = flow_engine.week_log_expr(self.data.engine_tables(), start, end)
+        log = flow_engine.week_log_expr(self.data.engine_tables(), start, end, self.engine.name)
         return flow_engine.directly_follows_on(self.engine, log, ending_in=(start, end))
+
+    @cached_property
+    def local_span(self) -> pd.DataFrame:
+        """Local weekday and hour of every quarter-hour the orders were created in
+        (flow_engine.local_day_hour_span), shared by the section's segment queries."""
+        return flow_engine.local_day_hour_span(self.engine, self.orders, self.data.tz)
 
     @property
     def orders(self) -> ir.Table:
@@ -368,7 +375,9 @@ class FlowSection:
                 segment[row.dimension_2] = row.value_2
             asks += [(row.stage, segment, self.window), (row.stage, segment, before_window)]
             asks.append((row.stage, {}, self.window))
-        stats = flow_engine.stage_summaries(self.engine, self.orders, self.data.tz, asks)
+        stats = flow_engine.stage_summaries(
+            self.engine, self.orders, self.data.tz, asks, local=self.local_span
+        )
         boxes = [_box_of(r) for r in stats.itertuples(index=False)]
         this_week, before, overall, names = [], [], [], []
         for i, row in enumerate(roots):
