@@ -264,8 +264,8 @@ class _ExplorerTables:
         # beside the staging folder, named as it is: a dead run's copies go with it
         self.temp = staging.with_name(f"{staging.name}-explorer")
         self.done = staging.with_name(f"{staging.name}-explorer.done")
-        self.temp.mkdir()
         self.con = background_engine(params)
+        self.temp.mkdir()
         self.seconds = 0.0  # how long the background part took
         self._params, self._data = params, data
         # set when the findings are written, or when the notebooks are over
