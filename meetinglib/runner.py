@@ -57,7 +57,15 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
-from meetinglib.report.explorer import PREPARED_FOLDER, save_week
+from meetinglib.report.explorer import (
+    PREPARED_FOLDER,
+    REPORT_FINDINGS,
+    background_engine,
+    finish_week,
+    in_full,
+    prepare_week,
+    save_week,
+)
 from meetinglib.report.plan_section import SECTION as PLAN_SECTION
 from meetinglib.report.plan_section import plan_problem
 from meetinglib.report.render import page
@@ -188,46 +196,55 @@ def _run_week(
             gc.collect()
             timings["snapshot"] = time.perf_counter() - t0
 
-            results = []
-            jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
-            for i, (name, source, language) in enumerate(jobs, start=1):
-                stem = handout_stem(name, language, languages)
-                say(f"[{i}/{len(jobs)}] {stem}: executing")
-                result = _execute(
-                    name,
-                    source,
-                    staging,
-                    out_root,
-                    stamp,
-                    parameters={
-                        "week": str(data.week),
-                        "params_files": [str(p) for p in params.files],
-                        "snapshot": str(snapshot),
-                        "lang": language,
-                        # Machine-readable files (kpis.csv, ...) go beside the handouts,
-                        # written by the notebook from the same computation as its
-                        # figures; once, by the first language's run.
-                        "out_dir": str(staging) if language == lang else None,
-                        **(extra_parameters or {}),
-                    },
-                    say=say,
-                    stem=stem,
-                    lang=language,
-                    timeout=params.run.cell_timeout_seconds,
-                    warm=warm if i == 1 else None,
-                )
-                results.append(result)
-                timings[stem] = result.seconds
-            explorer_data = None
-            if params.run.explorer_data and "data_report" in names:
-                # from the snapshot, so that Explorer.open after the run starts at once;
-                # the findings are those the data report just wrote beside it
-                t0 = time.perf_counter()
-                say("saving the explorer's tables")
-                with _environment(staging):
-                    saved = save_week(params, data, staging / PREPARED_FOLDER, report=staging)
-                    explorer_data = None if saved is None else saved.name
-                timings["explorer_data"] = time.perf_counter() - t0
+            # The explorer's tables need no notebook but for the findings: prepared in
+            # the background meanwhile (on an engine of their own, the kernel being
+            # another process), finished once the data report wrote the findings.
+            with _explorer_tables(params, data, staging, names) as explorer:
+                results = []
+                jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
+                for i, (name, source, language) in enumerate(jobs, start=1):
+                    stem = handout_stem(name, language, languages)
+                    say(f"[{i}/{len(jobs)}] {stem}: executing")
+                    result = _execute(
+                        name,
+                        source,
+                        staging,
+                        out_root,
+                        stamp,
+                        parameters={
+                            "week": str(data.week),
+                            "params_files": [str(p) for p in params.files],
+                            "snapshot": str(snapshot),
+                            "lang": language,
+                            # Machine-readable files (kpis.csv, ...) go beside the handouts,
+                            # written by the notebook from the same computation as its
+                            # figures; once, by the first language's run.
+                            "out_dir": str(staging) if language == lang else None,
+                            **(extra_parameters or {}),
+                        },
+                        say=say,
+                        stem=stem,
+                        lang=language,
+                        timeout=params.run.cell_timeout_seconds,
+                        warm=warm if i == 1 else None,
+                        # the explorer's tables are finished as soon as the findings are out
+                        on_cell=explorer.cell_executed
+                        if explorer is not None and name == "data_report" and language == lang
+                        else None,
+                    )
+                    results.append(result)
+                    timings[stem] = result.seconds
+                explorer_data = None
+                if explorer is not None:
+                    # from the snapshot, so that Explorer.open after the run starts at
+                    # once; the findings are those the data report just wrote beside it
+                    t0 = time.perf_counter()
+                    say("saving the explorer's tables")
+                    with _environment(staging):
+                        explorer_data = explorer.finish(staging / PREPARED_FOLDER).name
+                    timings["explorer_data"] = time.perf_counter() - t0
+                    # its part done beside the notebooks (off the run's critical path)
+                    timings["explorer_data_background"] = explorer.seconds
             shutil.rmtree(snapshot)
 
             timings["total"] = time.perf_counter() - started
@@ -255,6 +272,132 @@ def _run_week(
         for r in results
     ]
     return RunResult(data.week, final, final / index.name, final / manifest.name, moved, left_out)
+
+
+# How much nicer than the run the explorer's background thread is (see _ExplorerTables).
+BACKGROUND_NICE = 10
+
+
+class _ExplorerTables:
+    """The explorer's tables saved in a thread of their own, on an engine of their own
+    (explorer.background_engine), while the notebooks run.
+
+    explorer.prepare_week first: it needs no findings. Then, once the data report has
+    written its findings (``cell_executed`` sees the file after a cell ends, so it is
+    complete) or the notebooks are over, explorer.finish_week into a folder beside the
+    staging folder; ``finish`` moves it in after the notebooks.
+    """
+
+    def __init__(self, params: Params, data: WeekData, staging: Path) -> None:
+        self.report = staging  # where the data report writes its files
+        # beside the staging folder, named as it is: a dead run's copies go with it
+        self.temp = staging.with_name(f"{staging.name}-explorer")
+        self.done = staging.with_name(f"{staging.name}-explorer.done")
+        self.temp.mkdir()
+        self.con = background_engine(params)
+        self.seconds = 0.0  # how long the background part took
+        self._params, self._data = params, data
+        # set when the findings are written, or when the notebooks are over
+        self._findings = threading.Event()
+        self._over = self._stopped = False
+        self._used: bytes | None = None  # the findings file finish_week read
+        self._error: BaseException | None = None
+        self._nice = os.getpriority(os.PRIO_PROCESS, 0)
+        self._tid: int | None = None
+        self._thread = threading.Thread(target=self._save, name="explorer-tables", daemon=True)
+        self._thread.start()
+
+    def cell_executed(self) -> None:
+        """Called after each cell of the data report: its findings are complete once
+        their file is there, the cell that wrote them having ended."""
+        if not self._findings.is_set() and (self.report / REPORT_FINDINGS).is_file():
+            self._findings.set()
+
+    def _save(self) -> None:
+        t0 = time.perf_counter()
+        self._tid = threading.get_native_id()
+        # The kernel comes first: this thread (and the engine's, started from it, one
+        # thread while the notebooks run) takes only the time the kernel leaves idle.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, self._tid, self._nice + BACKGROUND_NICE)
+        try:
+            prepared = prepare_week(self._params, self._data, self.temp, self.con)
+            self._findings.wait()
+            if self._stopped:
+                return
+            if self._over:  # nothing else computes now: all threads and memory
+                in_full(self.con, self._params)
+            self._used = _bytes_of(self.report / REPORT_FINDINGS)
+            finish_week(prepared, self.done, self.report)
+        except BaseException as exc:  # raised again by finish, in the run's own thread
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def finish(self, folder: Path) -> Path:
+        """After the notebooks: the saved tables moved to ``folder``; an error of the
+        background part is raised here as save_week would have raised it."""
+        self._over = True
+        self._findings.set()
+        if self._thread.is_alive() and self._tid is not None:
+            # the run now waits for it: its priority back (allowed to privileged users)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self._tid, self._nice)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if _bytes_of(self.report / REPORT_FINDINGS) != self._used:
+            # a notebook wrote the findings again after they were read: saved anew
+            shutil.rmtree(self.done, ignore_errors=True)
+            saved = save_week(self._params, self._data, folder, report=self.report)
+            assert saved is not None  # DuckDB, as for the background part
+            return saved
+        self.done.rename(folder)
+        return folder
+
+    def stop(self) -> None:
+        """End the background part (a failed run does not wait for its queries: the
+        engine is interrupted until the thread ends), close its engine, remove its
+        folders."""
+        self._stopped = True
+        self._findings.set()
+        duck = getattr(self.con, "con", None)
+        while self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                duck.interrupt()  # type: ignore[union-attr]
+            self._thread.join(0.05)
+        with contextlib.suppress(Exception):
+            self.con.disconnect()
+        shutil.rmtree(self.temp, ignore_errors=True)
+        shutil.rmtree(self.done, ignore_errors=True)
+
+
+def _bytes_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+@contextlib.contextmanager
+def _explorer_tables(
+    params: Params, data: WeekData, staging: Path, names: Sequence[str]
+) -> Iterator[_ExplorerTables | None]:
+    """The explorer's tables saved in the background during the block (None when the
+    run saves none: run.explorer_data off, no data report, or an engine other than
+    DuckDB); stopped and cleaned up when the block ends, however it ends."""
+    if not (params.run.explorer_data and "data_report" in names):
+        yield None
+        return
+    if params.engine.kind != "duckdb":  # the explorer's tables are prepared on DuckDB only
+        yield None
+        return
+    with _environment(staging):
+        tables = _ExplorerTables(params, data, staging)
+    try:
+        yield tables
+    finally:
+        tables.stop()
 
 
 PACKAGE_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -308,6 +451,7 @@ def _execute(
     lang: str = "en",
     timeout: float | None = None,
     warm: _WarmKernel | None = None,
+    on_cell: Callable[[], None] | None = None,
 ) -> NotebookResult:
     # The notebook machinery (nbformat alone imports a URI grammar, about a second) is
     # loaded by the commands that execute notebooks, not by every `meeting` command.
@@ -335,6 +479,8 @@ def _execute(
             kernel_manager_class=_local_kernel_manager(sockets),
             execution_timeout=timeout,
             **engine_options,
+            # after each cell's reply: nbclient's hook, through papermill's engine
+            on_cell_executed=(lambda **_: on_cell()) if on_cell is not None else None,
         )
     except PapermillExecutionError as exc:
         env = _environment_in_cell(exc.ename, exc.evalue, staging)
