@@ -116,6 +116,30 @@ def run_week(
     extra_parameters: dict[str, Any] | None = None,
 ) -> RunResult:
     """Execute and publish the week's handouts; returns where they are."""
+    # What the run starts beside itself (the first notebook's kernel) ends with it, however
+    # it ends.
+    with contextlib.ExitStack() as cleanup:
+        return _run_week(
+            cleanup,
+            params_files,
+            week,
+            notebooks=notebooks,
+            lang=lang,
+            progress=progress,
+            extra_parameters=extra_parameters,
+        )
+
+
+def _run_week(
+    cleanup: contextlib.ExitStack,
+    params_files: Sequence[str | os.PathLike[str]],
+    week: IsoWeek | str | None = None,
+    *,
+    notebooks: Sequence[str] | None = None,
+    lang: str | None = None,
+    progress: Progress | None = None,
+    extra_parameters: dict[str, Any] | None = None,
+) -> RunResult:
     say = progress or _quiet
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -129,6 +153,10 @@ def run_week(
     lang = languages[0]
     sources = [_notebook_path(params, name) for name in names]
 
+    # The first notebook's kernel starts and imports while the week loads.
+    warm = _WarmKernel(sources[0]) if sources else None
+    if warm is not None:
+        cleanup.callback(warm.close)
     t0 = time.perf_counter()
     say("loading and validating data")
     data = load_week(params, week, progress=lambda msg: say(f"  {msg}"))
@@ -198,6 +226,7 @@ def run_week(
                         stem=stem,
                         lang=language,
                         timeout=params.run.cell_timeout_seconds,
+                        warm=warm if i == 1 else None,
                         # the explorer's tables are finished as soon as the findings are out
                         on_cell=explorer.cell_executed
                         if explorer is not None and name == "data_report" and language == lang
@@ -421,6 +450,7 @@ def _execute(
     stem: str | None = None,
     lang: str = "en",
     timeout: float | None = None,
+    warm: _WarmKernel | None = None,
     on_cell: Callable[[], None] | None = None,
 ) -> NotebookResult:
     # The notebook machinery (nbformat alone imports a URI grammar, about a second) is
@@ -432,6 +462,9 @@ def _execute(
     stem = stem or name
     executed = staging / f"{stem}.ipynb"
     t0 = time.perf_counter()
+    # A kernel started while the week loaded, when there is one (``_WarmKernel``).
+    km = warm.take() if warm is not None else None
+    engine_options = {} if km is None else {"km": km}
     # Private (0700) and named after this process, so a later run can tell it is stale.
     sockets = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
     try:
@@ -445,6 +478,7 @@ def _execute(
             log_output=False,
             kernel_manager_class=_local_kernel_manager(sockets),
             execution_timeout=timeout,
+            **engine_options,
             # after each cell's reply: nbclient's hook, through papermill's engine
             on_cell_executed=(lambda **_: on_cell()) if on_cell is not None else None,
         )
@@ -484,6 +518,9 @@ def _execute(
             name, "start-up", f"{type(exc).__name__}: {exc}", str(kept / executed.name)
         ) from None
     finally:
+        if warm is not None:
+            # a kernel handed over is not shut down by papermill: as it would have done
+            warm.close(now=False)
         shutil.rmtree(sockets, ignore_errors=True)
     say(f"  {stem}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
     handout = export_html(executed, lang)
@@ -510,6 +547,124 @@ def _local_kernel_manager(sockets: Path) -> type:
             self.connection_file = str(sockets / "kernel.json")
 
     return LocalSocketKernelManager
+
+
+# How long the warm kernel may take to start and import before the run gives up on it.
+_WARM_SECONDS = 120.0
+
+
+def _notebook_modules(source: Path) -> list[str]:
+    """The modules the notebook's code cells import (``import x``, ``from x import y``)."""
+    import ast
+
+    import nbformat
+
+    modules: list[str] = []
+    try:
+        notebook = nbformat.read(source, as_version=4)
+    except (OSError, ValueError):
+        return modules
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: the notebook reports them itself
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                modules += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.append(node.module)
+    return list(dict.fromkeys(modules))
+
+
+class _WarmKernel:
+    """The first notebook's kernel, started while the runner loads the week.
+
+    Starting a kernel and importing what the notebook imports (pandas, Ibis, matplotlib,
+    the library) takes a few seconds that would otherwise follow the loading; here they
+    overlap it, in another process. The imports are done silently, by module, so the
+    notebook's namespace is untouched: its own cells then find the modules loaded. Any
+    failure here is set aside: the notebook then starts its own kernel as it would have,
+    and reports a problem the usual way.
+    """
+
+    def __init__(self, source: Path) -> None:
+        from jupyter_core.utils import run_sync
+
+        self.sockets = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
+        self.km: Any = None
+        self._ready = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            km = _local_kernel_manager(self.sockets)(kernel_name=KERNEL_NAME)
+            run_sync(km.start_kernel)(cwd=str(source.parent))
+        except Exception:
+            self.close()
+            return
+        self.km = km
+        self._thread = threading.Thread(
+            target=self._import, args=(km, _notebook_modules(source)), daemon=True
+        )
+        self._thread.start()
+
+    def _import(self, km: Any, modules: Sequence[str]) -> None:
+        import queue
+
+        # Short waits in a loop, so that ``close`` ends this thread within a second.
+        deadline = time.monotonic() + _WARM_SECONDS
+        client = km.blocking_client()
+        try:
+            client.start_channels()
+            while True:
+                try:
+                    client.wait_for_ready(timeout=1)
+                    break
+                except RuntimeError:
+                    if self._stop.is_set() or time.monotonic() > deadline:
+                        return
+            code = "".join(f"__import__({m!r})\n" for m in modules)
+            sent = client.execute(code, silent=True, store_history=False)
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    reply = client.get_shell_msg(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if reply["parent_header"].get("msg_id") == sent:
+                    self._ready = reply["content"].get("status") == "ok"
+                    return
+        except Exception:
+            self._ready = False
+        finally:
+            client.stop_channels()
+
+    def take(self) -> Any:
+        """The kernel manager of the ready kernel, or None (the kernel is then shut down)."""
+        from jupyter_core.utils import run_sync
+
+        if self.km is None or self._thread is None:
+            return None
+        self._thread.join(_WARM_SECONDS)
+        if self._thread.is_alive() or not self._ready or not run_sync(self.km.is_alive)():
+            self.close()
+            return None
+        return self.km
+
+    def close(self, now: bool = True) -> None:
+        """Shut the kernel down (``now``: at once; else as the notebook's kernel would be)
+        and remove its private folder."""
+        from jupyter_core.utils import run_sync
+
+        self._stop.set()
+        km, self.km = self.km, None
+        if km is not None:
+            with contextlib.suppress(Exception):
+                run_sync(km.shutdown_kernel)(now=now)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 def _keep_failed(staging: Path, out_root: Path, stamp: str) -> Path:
