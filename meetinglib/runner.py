@@ -57,7 +57,15 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
-from meetinglib.report.explorer import PREPARED_FOLDER, save_week
+from meetinglib.report.explorer import (
+    PREPARED_FOLDER,
+    REPORT_FINDINGS,
+    background_engine,
+    finish_week,
+    in_full,
+    prepare_week,
+    save_week,
+)
 from meetinglib.report.plan_section import SECTION as PLAN_SECTION
 from meetinglib.report.plan_section import plan_problem
 from meetinglib.report.render import page
@@ -108,6 +116,30 @@ def run_week(
     extra_parameters: dict[str, Any] | None = None,
 ) -> RunResult:
     """Execute and publish the week's handouts; returns where they are."""
+    # What the run starts beside itself (the first notebook's kernel) ends with it, however
+    # it ends.
+    with contextlib.ExitStack() as cleanup:
+        return _run_week(
+            cleanup,
+            params_files,
+            week,
+            notebooks=notebooks,
+            lang=lang,
+            progress=progress,
+            extra_parameters=extra_parameters,
+        )
+
+
+def _run_week(
+    cleanup: contextlib.ExitStack,
+    params_files: Sequence[str | os.PathLike[str]],
+    week: IsoWeek | str | None = None,
+    *,
+    notebooks: Sequence[str] | None = None,
+    lang: str | None = None,
+    progress: Progress | None = None,
+    extra_parameters: dict[str, Any] | None = None,
+) -> RunResult:
     say = progress or _quiet
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -121,6 +153,10 @@ def run_week(
     lang = languages[0]
     sources = [_notebook_path(params, name) for name in names]
 
+    # The first notebook's kernel starts and imports while the week loads.
+    warm = _WarmKernel(sources[0]) if sources else None
+    if warm is not None:
+        cleanup.callback(warm.close)
     t0 = time.perf_counter()
     say("loading and validating data")
     data = load_week(params, week, progress=lambda msg: say(f"  {msg}"))
@@ -160,45 +196,55 @@ def run_week(
             gc.collect()
             timings["snapshot"] = time.perf_counter() - t0
 
-            results = []
-            jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
-            for i, (name, source, language) in enumerate(jobs, start=1):
-                stem = handout_stem(name, language, languages)
-                say(f"[{i}/{len(jobs)}] {stem}: executing")
-                result = _execute(
-                    name,
-                    source,
-                    staging,
-                    out_root,
-                    stamp,
-                    parameters={
-                        "week": str(data.week),
-                        "params_files": [str(p) for p in params.files],
-                        "snapshot": str(snapshot),
-                        "lang": language,
-                        # Machine-readable files (kpis.csv, ...) go beside the handouts,
-                        # written by the notebook from the same computation as its
-                        # figures; once, by the first language's run.
-                        "out_dir": str(staging) if language == lang else None,
-                        **(extra_parameters or {}),
-                    },
-                    say=say,
-                    stem=stem,
-                    lang=language,
-                    timeout=params.run.cell_timeout_seconds,
-                )
-                results.append(result)
-                timings[stem] = result.seconds
-            explorer_data = None
-            if params.run.explorer_data and "data_report" in names:
-                # from the snapshot, so that Explorer.open after the run starts at once;
-                # the findings are those the data report just wrote beside it
-                t0 = time.perf_counter()
-                say("saving the explorer's tables")
-                with _environment(staging):
-                    saved = save_week(params, data, staging / PREPARED_FOLDER, report=staging)
-                    explorer_data = None if saved is None else saved.name
-                timings["explorer_data"] = time.perf_counter() - t0
+            # The explorer's tables need no notebook but for the findings: prepared in
+            # the background meanwhile (on an engine of their own, the kernel being
+            # another process), finished once the data report wrote the findings.
+            with _explorer_tables(params, data, staging, names) as explorer:
+                results = []
+                jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
+                for i, (name, source, language) in enumerate(jobs, start=1):
+                    stem = handout_stem(name, language, languages)
+                    say(f"[{i}/{len(jobs)}] {stem}: executing")
+                    result = _execute(
+                        name,
+                        source,
+                        staging,
+                        out_root,
+                        stamp,
+                        parameters={
+                            "week": str(data.week),
+                            "params_files": [str(p) for p in params.files],
+                            "snapshot": str(snapshot),
+                            "lang": language,
+                            # Machine-readable files (kpis.csv, ...) go beside the handouts,
+                            # written by the notebook from the same computation as its
+                            # figures; once, by the first language's run.
+                            "out_dir": str(staging) if language == lang else None,
+                            **(extra_parameters or {}),
+                        },
+                        say=say,
+                        stem=stem,
+                        lang=language,
+                        timeout=params.run.cell_timeout_seconds,
+                        warm=warm if i == 1 else None,
+                        # the explorer's tables are finished as soon as the findings are out
+                        on_cell=explorer.cell_executed
+                        if explorer is not None and name == "data_report" and language == lang
+                        else None,
+                    )
+                    results.append(result)
+                    timings[stem] = result.seconds
+                explorer_data = None
+                if explorer is not None:
+                    # from the snapshot, so that Explorer.open after the run starts at
+                    # once; the findings are those the data report just wrote beside it
+                    t0 = time.perf_counter()
+                    say("saving the explorer's tables")
+                    with _environment(staging):
+                        explorer_data = explorer.finish(staging / PREPARED_FOLDER).name
+                    timings["explorer_data"] = time.perf_counter() - t0
+                    # its part done beside the notebooks (off the run's critical path)
+                    timings["explorer_data_background"] = explorer.seconds
             shutil.rmtree(snapshot)
 
             timings["total"] = time.perf_counter() - started
@@ -226,6 +272,132 @@ def run_week(
         for r in results
     ]
     return RunResult(data.week, final, final / index.name, final / manifest.name, moved, left_out)
+
+
+# How much nicer than the run the explorer's background thread is (see _ExplorerTables).
+BACKGROUND_NICE = 10
+
+
+class _ExplorerTables:
+    """The explorer's tables saved in a thread of their own, on an engine of their own
+    (explorer.background_engine), while the notebooks run.
+
+    explorer.prepare_week first: it needs no findings. Then, once the data report has
+    written its findings (``cell_executed`` sees the file after a cell ends, so it is
+    complete) or the notebooks are over, explorer.finish_week into a folder beside the
+    staging folder; ``finish`` moves it in after the notebooks.
+    """
+
+    def __init__(self, params: Params, data: WeekData, staging: Path) -> None:
+        self.report = staging  # where the data report writes its files
+        # beside the staging folder, named as it is: a dead run's copies go with it
+        self.temp = staging.with_name(f"{staging.name}-explorer")
+        self.done = staging.with_name(f"{staging.name}-explorer.done")
+        self.temp.mkdir()
+        self.con = background_engine(params)
+        self.seconds = 0.0  # how long the background part took
+        self._params, self._data = params, data
+        # set when the findings are written, or when the notebooks are over
+        self._findings = threading.Event()
+        self._over = self._stopped = False
+        self._used: bytes | None = None  # the findings file finish_week read
+        self._error: BaseException | None = None
+        self._nice = os.getpriority(os.PRIO_PROCESS, 0)
+        self._tid: int | None = None
+        self._thread = threading.Thread(target=self._save, name="explorer-tables", daemon=True)
+        self._thread.start()
+
+    def cell_executed(self) -> None:
+        """Called after each cell of the data report: its findings are complete once
+        their file is there, the cell that wrote them having ended."""
+        if not self._findings.is_set() and (self.report / REPORT_FINDINGS).is_file():
+            self._findings.set()
+
+    def _save(self) -> None:
+        t0 = time.perf_counter()
+        self._tid = threading.get_native_id()
+        # The kernel comes first: this thread (and the engine's, started from it, one
+        # thread while the notebooks run) takes only the time the kernel leaves idle.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, self._tid, self._nice + BACKGROUND_NICE)
+        try:
+            prepared = prepare_week(self._params, self._data, self.temp, self.con)
+            self._findings.wait()
+            if self._stopped:
+                return
+            if self._over:  # nothing else computes now: all threads and memory
+                in_full(self.con, self._params)
+            self._used = _bytes_of(self.report / REPORT_FINDINGS)
+            finish_week(prepared, self.done, self.report)
+        except BaseException as exc:  # raised again by finish, in the run's own thread
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - t0
+
+    def finish(self, folder: Path) -> Path:
+        """After the notebooks: the saved tables moved to ``folder``; an error of the
+        background part is raised here as save_week would have raised it."""
+        self._over = True
+        self._findings.set()
+        if self._thread.is_alive() and self._tid is not None:
+            # the run now waits for it: its priority back (allowed to privileged users)
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self._tid, self._nice)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if _bytes_of(self.report / REPORT_FINDINGS) != self._used:
+            # a notebook wrote the findings again after they were read: saved anew
+            shutil.rmtree(self.done, ignore_errors=True)
+            saved = save_week(self._params, self._data, folder, report=self.report)
+            assert saved is not None  # DuckDB, as for the background part
+            return saved
+        self.done.rename(folder)
+        return folder
+
+    def stop(self) -> None:
+        """End the background part (a failed run does not wait for its queries: the
+        engine is interrupted until the thread ends), close its engine, remove its
+        folders."""
+        self._stopped = True
+        self._findings.set()
+        duck = getattr(self.con, "con", None)
+        while self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                duck.interrupt()  # type: ignore[union-attr]
+            self._thread.join(0.05)
+        with contextlib.suppress(Exception):
+            self.con.disconnect()
+        shutil.rmtree(self.temp, ignore_errors=True)
+        shutil.rmtree(self.done, ignore_errors=True)
+
+
+def _bytes_of(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+@contextlib.contextmanager
+def _explorer_tables(
+    params: Params, data: WeekData, staging: Path, names: Sequence[str]
+) -> Iterator[_ExplorerTables | None]:
+    """The explorer's tables saved in the background during the block (None when the
+    run saves none: run.explorer_data off, no data report, or an engine other than
+    DuckDB); stopped and cleaned up when the block ends, however it ends."""
+    if not (params.run.explorer_data and "data_report" in names):
+        yield None
+        return
+    if params.engine.kind != "duckdb":  # the explorer's tables are prepared on DuckDB only
+        yield None
+        return
+    with _environment(staging):
+        tables = _ExplorerTables(params, data, staging)
+    try:
+        yield tables
+    finally:
+        tables.stop()
 
 
 PACKAGE_NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
@@ -278,6 +450,8 @@ def _execute(
     stem: str | None = None,
     lang: str = "en",
     timeout: float | None = None,
+    warm: _WarmKernel | None = None,
+    on_cell: Callable[[], None] | None = None,
 ) -> NotebookResult:
     # The notebook machinery (nbformat alone imports a URI grammar, about a second) is
     # loaded by the commands that execute notebooks, not by every `meeting` command.
@@ -288,6 +462,9 @@ def _execute(
     stem = stem or name
     executed = staging / f"{stem}.ipynb"
     t0 = time.perf_counter()
+    # A kernel started while the week loaded, when there is one (``_WarmKernel``).
+    km = warm.take() if warm is not None else None
+    engine_options = {} if km is None else {"km": km}
     # Private (0700) and named after this process, so a later run can tell it is stale.
     sockets = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
     try:
@@ -301,6 +478,9 @@ def _execute(
             log_output=False,
             kernel_manager_class=_local_kernel_manager(sockets),
             execution_timeout=timeout,
+            **engine_options,
+            # after each cell's reply: nbclient's hook, through papermill's engine
+            on_cell_executed=(lambda **_: on_cell()) if on_cell is not None else None,
         )
     except PapermillExecutionError as exc:
         env = _environment_in_cell(exc.ename, exc.evalue, staging)
@@ -338,6 +518,9 @@ def _execute(
             name, "start-up", f"{type(exc).__name__}: {exc}", str(kept / executed.name)
         ) from None
     finally:
+        if warm is not None:
+            # a kernel handed over is not shut down by papermill: as it would have done
+            warm.close(now=False)
         shutil.rmtree(sockets, ignore_errors=True)
     say(f"  {stem}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
     handout = export_html(executed, lang)
@@ -364,6 +547,124 @@ def _local_kernel_manager(sockets: Path) -> type:
             self.connection_file = str(sockets / "kernel.json")
 
     return LocalSocketKernelManager
+
+
+# How long the warm kernel may take to start and import before the run gives up on it.
+_WARM_SECONDS = 120.0
+
+
+def _notebook_modules(source: Path) -> list[str]:
+    """The modules the notebook's code cells import (``import x``, ``from x import y``)."""
+    import ast
+
+    import nbformat
+
+    modules: list[str] = []
+    try:
+        notebook = nbformat.read(source, as_version=4)
+    except (OSError, ValueError):
+        return modules
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: the notebook reports them itself
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                modules += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.append(node.module)
+    return list(dict.fromkeys(modules))
+
+
+class _WarmKernel:
+    """The first notebook's kernel, started while the runner loads the week.
+
+    Starting a kernel and importing what the notebook imports (pandas, Ibis, matplotlib,
+    the library) takes a few seconds that would otherwise follow the loading; here they
+    overlap it, in another process. The imports are done silently, by module, so the
+    notebook's namespace is untouched: its own cells then find the modules loaded. Any
+    failure here is set aside: the notebook then starts its own kernel as it would have,
+    and reports a problem the usual way.
+    """
+
+    def __init__(self, source: Path) -> None:
+        from jupyter_core.utils import run_sync
+
+        self.sockets = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
+        self.km: Any = None
+        self._ready = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            km = _local_kernel_manager(self.sockets)(kernel_name=KERNEL_NAME)
+            run_sync(km.start_kernel)(cwd=str(source.parent))
+        except Exception:
+            self.close()
+            return
+        self.km = km
+        self._thread = threading.Thread(
+            target=self._import, args=(km, _notebook_modules(source)), daemon=True
+        )
+        self._thread.start()
+
+    def _import(self, km: Any, modules: Sequence[str]) -> None:
+        import queue
+
+        # Short waits in a loop, so that ``close`` ends this thread within a second.
+        deadline = time.monotonic() + _WARM_SECONDS
+        client = km.blocking_client()
+        try:
+            client.start_channels()
+            while True:
+                try:
+                    client.wait_for_ready(timeout=1)
+                    break
+                except RuntimeError:
+                    if self._stop.is_set() or time.monotonic() > deadline:
+                        return
+            code = "".join(f"__import__({m!r})\n" for m in modules)
+            sent = client.execute(code, silent=True, store_history=False)
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    reply = client.get_shell_msg(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if reply["parent_header"].get("msg_id") == sent:
+                    self._ready = reply["content"].get("status") == "ok"
+                    return
+        except Exception:
+            self._ready = False
+        finally:
+            client.stop_channels()
+
+    def take(self) -> Any:
+        """The kernel manager of the ready kernel, or None (the kernel is then shut down)."""
+        from jupyter_core.utils import run_sync
+
+        if self.km is None or self._thread is None:
+            return None
+        self._thread.join(_WARM_SECONDS)
+        if self._thread.is_alive() or not self._ready or not run_sync(self.km.is_alive)():
+            self.close()
+            return None
+        return self.km
+
+    def close(self, now: bool = True) -> None:
+        """Shut the kernel down (``now``: at once; else as the notebook's kernel would be)
+        and remove its private folder."""
+        from jupyter_core.utils import run_sync
+
+        self._stop.set()
+        km, self.km = self.km, None
+        if km is not None:
+            with contextlib.suppress(Exception):
+                run_sync(km.shutdown_kernel)(now=now)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        shutil.rmtree(self.sockets, ignore_errors=True)
 
 
 def _keep_failed(staging: Path, out_root: Path, stamp: str) -> Path:

@@ -627,16 +627,25 @@ def test_a_timeline_beyond_the_saved_orders_loads_the_week_once(saved, week_data
 def test_a_weekly_run_saves_the_tables_the_explorer_starts_from(sample, tmp_path, monkeypatch):
     import json
 
+    from meetinglib import runner
     from meetinglib.data import dataset
     from meetinglib.runner import run_week
 
+    def sequential(*_args, **_kwargs):
+        raise AssertionError("saved after the notebooks, not beside them")
+
+    # the tables are saved beside the notebook, from the findings the report wrote
+    monkeypatch.setattr(runner, "save_week", sequential)
+    monkeypatch.setattr(ex.Findings, "of_week", sequential)
     params_file = write_params(tmp_path, sample.folder, run="{explorer_data: true}")
     result = run_week([params_file], SAMPLE_WEEK, notebooks=["data_report"])
+    monkeypatch.undo()
     folder = result.folder / "explorer_data"
     assert (folder / "meta.json").is_file()
     manifest = json.loads(result.manifest.read_text(encoding="utf-8"))
     assert manifest["explorer_data"] == "explorer_data"
     assert "explorer_data" in manifest["timings_seconds"]
+    assert manifest["timings_seconds"]["explorer_data_background"] > 0
 
     def no_load(*_args, **_kwargs):
         raise AssertionError("the week was loaded")

@@ -1437,9 +1437,10 @@ def test_quantile_passes_run_week_by_week_set_segments_aside_the_same(tables, mo
 
 
 def test_quantiles_of_every_row_read_the_rows_without_joining_orders(tables):
-    """A quantile pass without segments reads tickets and cases as they are (the join to
-    orders only adds columns); one needing an orders column still joins. The values
-    themselves are the BY_HAND series' (tests above)."""
+    """A quantile pass reads tickets and cases without segments as they are (the join to
+    orders only adds columns), and delivered orders without their first complaint, case
+    and short lines (read by the perfect order rate only); one needing a column the join
+    adds still joins. The values themselves are the BY_HAND series' (tests above)."""
     frames = kpis.Frames(
         kpis._engine_frames(tables), [w.start for w in WEEKS] + [WEEKS[-1].end], SLA
     )
@@ -1450,6 +1451,7 @@ def test_quantiles_of_every_row_read_the_rows_without_joining_orders(tables):
         if quantiles:
             sql = ibis.to_sql(kpis._quantile_pass(frames, quantiles).table, dialect="duckdb")
             joins[quantiles[0].key] = "JOIN" in sql.upper()
+    assert joins["cycle_time_p90_h"] is False  # orders, not orders with their complaints
     assert joins["first_response_median_h"] is False
     assert joins["resolution_median_h"] is False
     assert joins["case_cycle_median_d"] is False

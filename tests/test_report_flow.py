@@ -12,6 +12,7 @@ from IPython.display import HTML, Image
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek, Window
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.data.validate import QualityReport
 from meetinglib.report.flow_section import (
@@ -416,6 +417,24 @@ def test_week_event_log_takes_engine_tables(week_data):
     # the graph of that log is the section's graph
     edges = flow_engine.directly_follows(from_engine)
     pd.testing.assert_frame_equal(edges, FlowSection(week_data, "en").edges, rtol=1e-12)
+
+
+def test_week_log_on_duckdb_numbers_each_case_once(week_data):
+    start, end = week_data.window.start, week_data.window.end
+    tables = week_data.engine_tables()
+    numbered = engine.shared().to_pandas(flow_engine.week_log_expr(tables, start, end, "duckdb"))
+    plain = engine.shared().to_pandas(flow_engine.week_log_expr(tables, start, end))
+    assert "case_no" not in plain.columns
+    # the same events, each case with one number of its own
+    key = ["case_id", "activity", "timestamp"]
+    pd.testing.assert_frame_equal(
+        numbered[key].sort_values(key).reset_index(drop=True),
+        plain[key].sort_values(key).reset_index(drop=True),
+    )
+    per_case = numbered.groupby("case_id")["case_no"].nunique()
+    assert (per_case == 1).all()
+    assert numbered.groupby("case_no")["case_id"].nunique().max() == 1
+    assert len(per_case) > 100
 
 
 @pytest.mark.spark

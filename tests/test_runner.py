@@ -234,3 +234,151 @@ def test_manifest_warns_when_no_cjk_font_is_installed(monkeypatch):
     assert any("no CJK font installed" in w for w in runner.run_warnings())
     monkeypatch.setattr(runner, "cjk_font", lambda: "Noto Sans CJK SC")
     assert runner.run_warnings() == []
+
+
+def _published_before(tmp_path: Path) -> dict[str, bytes]:
+    """A week folder as an earlier run left it (its files and their bytes)."""
+    week_dir = tmp_path / "outputs" / SAMPLE_WEEK
+    week_dir.mkdir(parents=True)
+    (week_dir / "data_report.html").write_text("<p>last run</p>", encoding="utf-8")
+    (week_dir / "explorer_data").mkdir()
+    (week_dir / "explorer_data" / "meta.json").write_text("{}", encoding="utf-8")
+    return {str(p.relative_to(week_dir)): p.read_bytes() for p in week_dir.rglob("*.*")}
+
+
+def _after(tmp_path: Path) -> dict[str, bytes]:
+    week_dir = tmp_path / "outputs" / SAMPLE_WEEK
+    return {str(p.relative_to(week_dir)): p.read_bytes() for p in week_dir.rglob("*.*")}
+
+
+def test_a_failure_preparing_the_explorer_tables_is_the_runs_error(
+    tmp_path, sample, monkeypatch, capsys
+):
+    """The explorer's tables are prepared in a thread beside the notebooks: its failure
+    is the run's, with the message the step gives when it runs alone (a full disk: exit 5
+    naming the folder), and the week's handouts stay as they were."""
+    import errno
+
+    from meetinglib import runner
+
+    before = _published_before(tmp_path)
+    calls = []
+
+    def no_space(_params, _data, temp, _con):
+        calls.append(temp)
+        raise OSError(errno.ENOSPC, "No space left on device", str(temp / "steps.parquet"))
+
+    def executed(name, _source, staging, *_args, **kwargs):
+        notebook = staging / f"{kwargs.get('stem') or name}.ipynb"
+        return runner.NotebookResult(name, notebook, notebook.with_suffix(".html"), 0.0)
+
+    monkeypatch.setattr(runner, "prepare_week", no_space)
+    monkeypatch.setattr(runner, "_execute", executed)
+    params = write_params(tmp_path, sample.folder)
+    code = main(["run", "--params", str(params), "--week", SAMPLE_WEEK])
+    _, err = capsys.readouterr()
+    assert len(calls) == 1, "prepared once, in the background"
+    assert code == 5, err
+    assert "No space left on device" in err or "no space" in err.lower()
+    assert str(calls[0]) in err
+    assert "Traceback" not in err
+    assert _after(tmp_path) == before, "the published handouts are untouched"
+    left = [p.name for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
+    assert left == [], "no staging or background folder left"
+
+
+def test_a_failed_notebook_stops_the_explorer_tables_under_way(
+    tmp_path, sample, monkeypatch, capsys
+):
+    """A run whose notebook fails does not wait for the explorer's tables: the
+    background engine's query is interrupted, its folder removed, the error is the
+    notebook's."""
+    import threading
+    import time
+
+    from meetinglib import runner
+    from meetinglib.core.errors import NotebookExecutionError
+
+    before = _published_before(tmp_path)
+    started, ended = threading.Event(), threading.Event()
+
+    def endless(_params, _data, temp, con):
+        (temp / "steps.parquet").write_bytes(b"half")
+        started.set()
+        try:  # hours of work: only an interrupt ends it
+            con.raw_sql("SELECT sum(i * 2) FROM range(10000000000000) AS r(i)").fetchall()
+        finally:
+            ended.set()
+
+    def failing(name, *_args, **_kwargs):
+        assert started.wait(60)
+        raise NotebookExecutionError(name, "cell [3]", "ZeroDivisionError: x", "kept")
+
+    monkeypatch.setattr(runner, "prepare_week", endless)
+    monkeypatch.setattr(runner, "_execute", failing)
+    params = write_params(tmp_path, sample.folder)
+    t0 = time.monotonic()
+    code = main(["run", "--params", str(params), "--week", SAMPLE_WEEK])
+    _, err = capsys.readouterr()
+    assert code == 4
+    assert "ZeroDivisionError" in err and "Traceback" not in err
+    assert ended.is_set(), "the background query was ended before the run returned"
+    assert time.monotonic() - t0 < 120
+    assert _after(tmp_path) == before
+    left = [p.name for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
+    assert left == [], "no staging or background folder left"
+
+
+def test_findings_written_again_after_they_were_read_are_the_ones_saved(
+    tmp_path, sample, monkeypatch
+):
+    """The explorer's tables are finished from the findings as soon as the data report
+    writes them; a notebook writing them again afterwards gets its last findings saved."""
+    import time
+
+    from meetinglib import runner
+    from meetinglib.analysis import flow
+    from meetinglib.core.params import load_params
+    from meetinglib.data.dataset import WeekData
+    from meetinglib.report.flow_section import FlowSection
+
+    again = []
+    save_week = runner.save_week
+
+    def counted(*args, **kwargs):
+        again.append(1)
+        return save_week(*args, **kwargs)
+
+    def executed(name, _source, staging, *_args, parameters, on_cell=None, **_kwargs):
+        # first no finding at all, then the week's own once the tables were saved
+        header = ",".join(flow.FINDING_COLUMNS) + "\n"
+        (staging / "bottlenecks.csv").write_text(header, encoding="utf-8")
+        on_cell()
+        done = staging.with_name(f"{staging.name}-explorer.done") / "meta.json"
+        deadline = time.monotonic() + 120
+        while not done.is_file():
+            assert time.monotonic() < deadline, "the tables were not saved beside the notebook"
+            time.sleep(0.05)
+        params = load_params(*parameters["params_files"])
+        FlowSection(WeekData.load(Path(parameters["snapshot"]), params), "en").export(staging)
+        notebook = staging / f"{name}.ipynb"
+        return runner.NotebookResult(name, notebook, notebook.with_suffix(".html"), 0.0)
+
+    monkeypatch.setattr(runner, "save_week", counted)
+    monkeypatch.setattr(runner, "_execute", executed)
+    params = write_params(tmp_path, sample.folder)
+    result = runner.run_week([params], SAMPLE_WEEK)
+    assert again == [1], "saved anew after the notebooks"
+    meta = json.loads((result.folder / "explorer_data" / "meta.json").read_text("utf-8"))
+    report = [row[0] for row in _csv_rows(result.folder / "bottlenecks.csv")]
+    assert len(report) > 0
+    assert [r["id"] for r in meta["findings"]["rows"]] == report
+    left = [p.name for p in (tmp_path / "outputs").iterdir() if p.name.startswith(".")]
+    assert left == []
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.reader(fh))[1:]

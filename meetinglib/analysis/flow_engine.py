@@ -107,15 +107,20 @@ def event_log_expr(
 
 
 def week_log_expr(
-    tables: Mapping[str, ir.Table], start: pd.Timestamp, end: pd.Timestamp
+    tables: Mapping[str, ir.Table],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    backend: str | None = None,
 ) -> ir.Table:
     """The event log of the cases with an event in ``[start, end)`` up to ``end``.
 
     ``tables``: orders, and events and after_sales when the source has them (see
     event_log_expr). A transition ending in the window needs the case's event before
     it, however early; events from ``end`` on belong to no such transition. Columns
-    case_id, activity, timestamp and case_no: a whole number per case (0, 1, ...), which
-    the engine partitions and counts faster than the case's text.
+    case_id, activity and timestamp; on DuckDB (``backend``, the engine's name) also
+    case_no: a whole number per case (0, 1, ...), which the engine partitions and counts
+    faster than the case's text. Other engines get no case_no: Spark would number the
+    cases in a single partition.
     """
     orders, events, after_sales = tables["orders"], tables.get("events"), tables.get("after_sales")
     log = event_log_expr(orders, events, after_sales)
@@ -134,6 +139,8 @@ def week_log_expr(
     # The least case number is redundant as a filter but prunes the file's row groups:
     # when case numbers grow with time, the log's older groups hold none of the cases.
     log = log.filter(log.case_id >= cases.case_id.min())
+    if backend != "duckdb":
+        return log.filter(log.case_id.isin(cases.case_id))
     # The join that keeps the cases' events numbers them on the way (it hashes every
     # event's case either way); the numbers carry no order.
     numbered = cases.mutate(case_no=ibis.row_number().cast("int64"))

@@ -235,6 +235,7 @@ class Frames:
         self.codes: SegmentCodes | None = None
         # The table behind each table of ``rows``: as many rows, without the join.
         self._bases: dict[Any, ir.Table] = {}
+        self._delivered: ir.Table | None = None
 
     def col(self, table: ir.Table, name: str) -> ir.Value:
         """A column of ``table`` (orders, or rows joined to them); an optional orders column
@@ -324,9 +325,42 @@ class Frames:
             self._bases[self._rows[key].op()] = rows
         return self._rows[key]
 
+    def delivered(self) -> ir.Table:
+        """Orders with what judges a delivery perfect: the first complaint (p_complaint),
+        the first after-sales case (p_case) and the lines shipped short (p_short) of each.
+        Every KPI placed by delivery observes this table, so that all share one pass
+        (``_obs_perfect``); a quantile pass, needing none of the three, reads orders as
+        they are (``base``, ``_before_join``)."""
+        if self._delivered is None:
+            orders = self.orders
+            if "tickets" in self.tables:
+                tickets = self.tables["tickets"]
+                complaints = tickets.filter(
+                    (tickets.category == "complaint") & tickets.opened_at.notnull()
+                )
+                first = complaints.group_by(p_id=complaints.order_id).aggregate(
+                    p_complaint=complaints.opened_at.min()
+                )
+                orders = orders.left_join(first, orders.order_id == first.p_id).drop("p_id")
+            if "after_sales" in self.tables:
+                cases = self.tables["after_sales"]
+                cases = cases.filter(cases.requested_at.notnull())
+                first = cases.group_by(p_id=cases.order_id).aggregate(
+                    p_case=cases.requested_at.min()
+                )
+                orders = orders.left_join(first, orders.order_id == first.p_id).drop("p_id")
+            lines = self.tables.get("order_lines")
+            if lines is not None and "qty_shipped" in lines.columns:
+                short = lines.filter(lines.qty_shipped < lines.qty)
+                short = short.group_by(p_id=short.order_id).aggregate(p_short=short.count())
+                orders = orders.left_join(short, orders.order_id == short.p_id).drop("p_id")
+            self._delivered = orders
+            self._bases[orders.op()] = self.orders
+        return self._delivered
+
     def base(self, table: ir.Table) -> ir.Table:
         """The table whose rows ``table`` holds: the table itself, or for rows joined to
-        their orders (``rows``) the table before the join."""
+        their orders (``rows``, ``delivered``) the table before the join."""
         return self._bases.get(table.op(), table)
 
     def of_rows(self, rows: ir.Table, at: ir.Value, value: Any, keep: Any = None) -> Obs:
@@ -477,41 +511,34 @@ def _obs_fill(f: Frames) -> tuple[Obs, Obs]:
     return shipped, f.of_rows(lines, lines.o_shipped_at, lines.qty, judged)
 
 
+def _of_delivered(f: Frames, value: Callable[[ir.Table], Any]) -> Obs:
+    """Observations of orders by their delivery: ``value`` of the orders of
+    ``Frames.delivered`` (one pass for every KPI placed by delivery)."""
+    orders = f.delivered()
+    at = f.col(orders, "delivered_at")
+    return f._observed(orders, at, value(orders), None, f.segments(orders))
+
+
 def _obs_on_time_delivery(f: Frames) -> Obs:
-    delivered, promise = _o(f, "delivered_at"), _o(f, "promised_delivery_by")
-    on_time = ibis.ifelse(promise.isnull(), ibis.null("float64"), _flag(delivered <= promise))
-    return f.of_orders(delivered, on_time)
+    def on_time(orders: ir.Table) -> ir.Value:
+        delivered, promise = f.col(orders, "delivered_at"), f.col(orders, "promised_delivery_by")
+        return ibis.ifelse(promise.isnull(), ibis.null("float64"), _flag(delivered <= promise))
+
+    return _of_delivered(f, on_time)
 
 
 def _obs_transit(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "delivered_at"), f.hours(_o(f, "shipped_at"), _o(f, "delivered_at")))
+    return _of_delivered(f, lambda o: f.hours(f.col(o, "shipped_at"), f.col(o, "delivered_at")))
 
 
 def _obs_cycle(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "delivered_at"), f.hours(_o(f, "created_at"), _o(f, "delivered_at")))
+    return _of_delivered(f, lambda o: f.hours(f.col(o, "created_at"), f.col(o, "delivered_at")))
 
 
 def _obs_perfect(f: Frames) -> Obs:
     """Delivered on time, no exception, no complaint or after-sales case by the end of
     the delivery week, no line shipped short; orders without a promise are not judged."""
-    orders = f.orders
-    if "tickets" in f.tables:
-        tickets = f.tables["tickets"]
-        complaints = tickets.filter((tickets.category == "complaint") & tickets.opened_at.notnull())
-        first = complaints.group_by(p_id=complaints.order_id).aggregate(
-            p_complaint=complaints.opened_at.min()
-        )
-        orders = orders.left_join(first, orders.order_id == first.p_id).drop("p_id")
-    if "after_sales" in f.tables:
-        cases = f.tables["after_sales"]
-        cases = cases.filter(cases.requested_at.notnull())
-        first = cases.group_by(p_id=cases.order_id).aggregate(p_case=cases.requested_at.min())
-        orders = orders.left_join(first, orders.order_id == first.p_id).drop("p_id")
-    lines = f.tables.get("order_lines")
-    if lines is not None and "qty_shipped" in lines.columns:
-        short = lines.filter(lines.qty_shipped < lines.qty)
-        short = short.group_by(p_id=short.order_id).aggregate(p_short=short.count())
-        orders = orders.left_join(short, orders.order_id == short.p_id).drop("p_id")
+    orders = f.delivered()
     delivered = f.col(orders, "delivered_at")
     promise = f.col(orders, "promised_delivery_by")
     # Complaints and cases count up to the end of the order's delivery week (compared as
@@ -529,7 +556,7 @@ def _obs_perfect(f: Frames) -> Obs:
 
 
 def _delivered_orders(f: Frames) -> Obs:
-    return f.of_orders(_o(f, "delivered_at"), 1.0)
+    return _of_delivered(f, lambda _: 1.0)
 
 
 def _refund_value(cases: ir.Table) -> ir.Value:
@@ -809,14 +836,15 @@ def _observed_rows(
     known = {**first.segments, _CODE: first.code}
     segments = first.segments if columns is None else {c: known[c] for c in columns}
     table, at = first.table, first.at
-    if not segments:
-        # No segment wanted (a quantile of every row, nothing set aside): rows joined to
-        # their orders (``Frames.rows``) are read before the join when no value needs an
-        # orders column; the join only adds columns (orders are unique by order_id).
-        unjoined = _before_join(f, table, [at, *values.values()])
-        if unjoined is not None:
-            table, (at, *rest) = f.base(table), unjoined
-            values = dict(zip(values, rest, strict=True))
+    # Rows joined to their orders (``Frames.rows``) or orders joined to what judges their
+    # delivery (``Frames.delivered``) are read before the join when nothing the pass reads
+    # needs a column the join adds (a quantile of every ticket, transit times...): the
+    # join only adds columns (each side is unique by order_id).
+    unjoined = _before_join(f, table, [at, *segments.values(), *values.values()])
+    if unjoined is not None:
+        table, at = f.base(table), unjoined[0]
+        segments = dict(zip(segments, unjoined[1 : 1 + len(segments)], strict=True))
+        values = dict(zip(values, unjoined[1 + len(segments) :], strict=True))
     if weeks is not None:
         # The weeks' instants compared as they are stored: the engine skips the row
         # groups outside them (rows are written about in the order of their events).

@@ -32,6 +32,7 @@ longer than any computation, so charts are drawn only for the panels on display.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import html
@@ -60,7 +61,17 @@ from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, open_week, resolve_week
-from meetinglib.data.engine import US_PER_HOUR, frame_table, shared
+from meetinglib.data.engine import (
+    MIN_MEMORY,
+    US_PER_HOUR,
+    connect,
+    default_memory_limit,
+    duckdb_config,
+    frame_table,
+    memory_limit_bytes,
+    settings_of,
+    shared,
+)
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
 from meetinglib.report.flow_section import FlowSection, segment_value
@@ -220,9 +231,11 @@ class ExplorerData:
         Laid out for the widget changes: each order carries its variant (a number, see
         Prepared.variants) and each transition the columns a selection filters on, so
         that a change filters rows and aggregates them, with no join. ``store(name,
-        expr)`` keeps the two large tables, "orders" and "steps" (default: temporary
-        tables of the engine; save_week writes them straight to Parquet).
+        expr)`` keeps the large tables, "orders" and "steps", and "log" once the cases are
+        made of it (default: temporary tables of the engine; save_week writes them
+        straight to Parquet).
         """
+        given = store is not None
         if store is None:
             store = lambda _name, expr: _keep(self.con, expr)  # noqa: E731
         between = _created_between(self, start, end)
@@ -245,6 +258,9 @@ class ExplorerData:
             order_id=chosen.order_id, **{c: chosen[c] for c in filters if c in chosen.columns}
         )
         steps = store("steps", _case_steps(con, cases, by))
+        if given:
+            # the cases are made: the log's engine copy is of no further use than saving it
+            log = store("log", log)
         self.prepared = Prepared(start, end, orders, steps, codes, variants.drop("sequence"), log)
         return self.prepared
 
@@ -1211,9 +1227,14 @@ def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.Data
 # --- the prepared tables, saved beside the week's handouts -----------------------------------
 
 # Bump when the saved tables change shape: older folders are then prepared again.
-PREPARED_FORMAT = 3
+PREPARED_FORMAT = 4
 PREPARED_FOLDER = "explorer_data"
+# the data report's findings, written beside it (FlowSection.export)
+REPORT_FINDINGS = "bottlenecks.csv"
 _SAVED_TABLES = ("orders", "log", "steps", "codes", "variants")
+# the events of the orders the findings list that were created outside the prepared
+# range (the saved log is log.parquet and this file, when there is one)
+_LISTED_LOG = "log_listed.parquet"
 _VIEW_FRAMES = ("distribution", "edges", "variants", "slowest")
 
 
@@ -1325,13 +1346,15 @@ def save_prepared(
         con.to_parquet(finding_orders_expr(con, orders, found, missing, data.tz), temp / name)
         listed.update(_slowest_listed(con, temp / name))
         stored.update({r: name for r in missing})
-    log = prepared.log
     if listed:
-        # the timelines the findings offer, of orders created outside the range too
-        outside = data._log_of(sorted(listed))
-        log = log.union(outside.filter(~outside.case_id.isin(prepared.orders.order_id)))
+        # the timelines the findings offer of orders created outside the range, in a file
+        # of their own: the range's log is written before the findings are known
+        # (prepare_week), and only these few orders' events are looked up now
+        chosen = prepared.orders.filter(prepared.orders.order_id.isin(sorted(listed)))
+        inside = set(con.to_pandas(chosen.select("order_id"))["order_id"].astype(str))
+        if outside := sorted(listed - inside):
+            con.to_parquet(data._log_of(outside), temp / _LISTED_LOG)
     saved = {name: getattr(prepared, name) for name in _SAVED_TABLES}
-    saved["log"] = log
     for name, table in saved.items():
         if not (temp / f"{name}.parquet").exists():
             con.to_parquet(table, temp / f"{name}.parquet")
@@ -1486,40 +1509,90 @@ def save_week(
 
     The large tables go from the engine straight to Parquet; the findings are the data
     report's when ``report`` (its folder of the same run) holds them (report_findings).
+    prepare_week and finish_week are its two halves: the first needs no findings, so
+    that the runner can do it while the data report is computed.
     """
     where = prepared_folder(params, data.week) if folder is None else Path(folder)
     if params.engine.kind != "duckdb":
         return None
     con = shared(params.engine)
-    tables = data.engine_tables()
-    lang = params.language
-    first_day = data.window.start.date()
-    last_day = (data.window.end - pd.Timedelta(days=1)).date()
     temp = _temp_folder(where)
     kept = _temporary_tables(con)
     try:
-        explorer = ExplorerData.build(
-            tables["orders"], tables.get("events"), tables.get("after_sales"), con=con, tz=data.tz
-        )
-
-        def store(name: str, expr: ir.Table) -> ir.Table:
-            path = temp / f"{name}.parquet"
-            con.to_parquet(expr, path)
-            return con.read_parquet(str(path), table_name=f"explorer_{next(_NAMES)}")
-
-        explorer.prepare(first_day, last_day, store)
-        found = report_findings(report / "bottlenecks.csv", data, lang) if report else None
-        found = found or Findings.of_week(data, lang)
-        view = compute_view(explorer, default_selection(explorer, first_day, last_day), lang)
-        key = source_fingerprint(params, data.week)
-        return save_prepared(
-            explorer, found, view, where, key, orders=tables["orders"], written=temp
-        )
+        return finish_week(prepare_week(params, data, temp, con), where, report)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         # the engine's copies of the week's log and cases are of no further use here
         for name in _temporary_tables(con) - kept:
             con.raw_sql(f'DROP TABLE IF EXISTS temp.main."{name}"')
+
+
+@dataclass
+class WeekTables:
+    """A week's explorer tables as far as they go without the findings (prepare_week):
+    the large ones written to ``temp``, the rest kept by ``explorer``'s engine."""
+
+    params: Params
+    data: WeekData
+    explorer: ExplorerData
+    temp: Path
+    first_day: dt.date
+    last_day: dt.date
+
+
+def prepare_week(params: Params, data: WeekData, temp: Path, con: BaseBackend) -> WeekTables:
+    """The part of save_week that needs no findings: every order's stage hours, and the
+    week's orders, transitions, variants and event log, the large tables written as
+    Parquet into the folder ``temp`` (it must exist; finish_week renames it)."""
+    tables = data.engine_tables(con)
+    first_day = data.window.start.date()
+    last_day = (data.window.end - pd.Timedelta(days=1)).date()
+    explorer = ExplorerData.build(
+        tables["orders"], tables.get("events"), tables.get("after_sales"), con=con, tz=data.tz
+    )
+
+    def store(name: str, expr: ir.Table) -> ir.Table:
+        path = temp / f"{name}.parquet"
+        con.to_parquet(expr, path)
+        return con.read_parquet(str(path), table_name=f"explorer_{next(_NAMES)}")
+
+    explorer.prepare(first_day, last_day, store)
+    return WeekTables(params, data, explorer, temp, first_day, last_day)
+
+
+def finish_week(week: WeekTables, folder: Path, report: Path | None = None) -> Path:
+    """The rest of save_week once the findings are known: the findings with their orders
+    and the first view, then ``week.temp`` renamed to ``folder`` (save_prepared)."""
+    data, explorer, lang = week.data, week.explorer, week.params.language
+    found = report_findings(report / REPORT_FINDINGS, data, lang) if report else None
+    found = found or Findings.of_week(data, lang)
+    selection = default_selection(explorer, week.first_day, week.last_day)
+    view = compute_view(explorer, selection, lang)
+    key = source_fingerprint(week.params, data.week)
+    orders = data.engine_tables(explorer.con)["orders"]
+    return save_prepared(explorer, found, view, folder, key, orders=orders, written=week.temp)
+
+
+def background_engine(params: Params) -> BaseBackend:
+    """A DuckDB engine of its own for prepare_week while a notebook's kernel computes:
+    one thread (the kernel keeps most of the machine busy) and half the memory limit
+    of the params' engine (the kernel's engine may take the whole of it meanwhile)."""
+    settings = settings_of(params.engine)
+    full = settings.memory_limit or default_memory_limit(settings.threads)
+    con = connect(dataclasses.replace(settings, threads=1, memory_limit=full))
+    limit = memory_limit_bytes(con)
+    if limit is not None:
+        con.raw_sql(f"SET memory_limit = '{max(limit // 2, MIN_MEMORY) >> 20}MiB'")
+    return con
+
+
+def in_full(con: BaseBackend, params: Params) -> None:
+    """A background_engine given the threads and memory limit of the params' engine,
+    once nothing else computes (finish_week after the notebooks)."""
+    config = duckdb_config(settings_of(params.engine))
+    con.raw_sql(f"SET memory_limit = '{config['memory_limit']}'")
+    threads = config.get("threads")
+    con.raw_sql(f"SET threads = {int(threads)}" if threads else "RESET threads")
 
 
 def _temporary_tables(con: BaseBackend) -> set[str]:
@@ -1556,11 +1629,12 @@ def open_prepared(
     if meta.get("format") != PREPARED_FORMAT or meta.get("fingerprint") != fingerprint:
         return None
     con = con or shared()
+    files = {name: [str(folder / f"{name}.parquet")] for name in _SAVED_TABLES}
+    if (folder / _LISTED_LOG).is_file():
+        files["log"].append(str(folder / _LISTED_LOG))
     tables = {
-        name: con.read_parquet(
-            str(folder / f"{name}.parquet"), table_name=f"explorer_{next(_NAMES)}"
-        )
-        for name in _SAVED_TABLES
+        name: con.read_parquet(paths, table_name=f"explorer_{next(_NAMES)}")
+        for name, paths in files.items()
     }
     day = lambda text: None if text is None else dt.date.fromisoformat(text)  # noqa: E731
     prepared = Prepared(

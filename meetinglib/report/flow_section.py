@@ -96,8 +96,9 @@ def week_event_log(
         for name, table in tables.items()
         if name in ("orders", "events", "after_sales")
     }
-    week_log = flow_engine.week_log_expr(on_engine, window.start, window.end)
-    log = (con or shared()).to_pandas(week_log.select("case_id", "activity", "timestamp"))
+    log = (con or shared()).to_pandas(
+        flow_engine.week_log_expr(on_engine, window.start, window.end)
+    )
     log["timestamp"] = log["timestamp"].dt.tz_convert(window.start.tz)
     empty = pd.DataFrame(columns=["order_id", "created_at"])
     sorted_log = flow.event_log(empty, log.rename(columns={"case_id": "order_id"}))
@@ -288,7 +289,7 @@ class FlowSection:
         come back.
         """
         start, end = self.window.start, self.window.end
-        log = flow_engine.week_log_expr(self.data.engine_tables(), start, end)
+        log = flow_engine.week_log_expr(self.data.engine_tables(), start, end, self.engine.name)
         return flow_engine.directly_follows_on(self.engine, log, ending_in=(start, end))
 
     @cached_property

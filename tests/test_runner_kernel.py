@@ -1,0 +1,98 @@
+"""The first notebook's kernel, started while the runner loads the week (``_WarmKernel``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from meetinglib import runner
+from meetinglib.core.errors import MeetingError, NotebookExecutionError
+from tests.conftest import write_params
+
+pytestmark = pytest.mark.slow
+
+
+def notebook(path: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(nb, path)
+    return path
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def ended(pid: int, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+def test_notebook_modules_are_its_imports_in_order(tmp_path):
+    nb = notebook(
+        tmp_path / "nb.ipynb",
+        "import json, os.path as p\nfrom collections import abc",
+        "%matplotlib inline\nimport never_seen",  # a magic: not Python, skipped
+        "from . import sibling\nimport json\nx = 1",  # relative: skipped; json once
+    )
+    assert runner._notebook_modules(nb) == ["json", "os.path", "collections"]
+
+
+def test_the_notebook_runs_in_the_warm_kernel_which_ends_with_it(tmp_path):
+    nb = notebook(
+        tmp_path / "warm.ipynb",
+        "import decimal",
+        "import os, sys\nprint(os.getpid(), 'decimal' in sys.modules)",
+    )
+    warm = runner._WarmKernel(nb)
+    pid = warm.km.provisioner.pid
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    result = runner._execute("warm", nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
+    out = nbformat.read(result.notebook, as_version=4).cells[1].outputs[0]["text"].split()
+    assert out == [str(pid), "True"]  # that kernel, its import done before the cells ran
+    assert ended(pid)
+    assert not warm.sockets.exists()
+
+
+def test_a_failed_warm_up_falls_back_to_the_usual_start_and_error(tmp_path):
+    nb = notebook(tmp_path / "broken.ipynb", "import no_such_module_anywhere")
+    warm = runner._WarmKernel(nb)
+    pid = warm.km.provisioner.pid
+    assert warm.take() is None  # its import failed: set aside
+    assert ended(pid)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(NotebookExecutionError, match="no_such_module_anywhere"):
+        runner._execute("broken", nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
+
+
+def test_a_run_that_fails_while_loading_leaves_no_kernel(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    notebook(notebooks / "data_report.ipynb", "import json")
+    params = write_params(tmp_path, tmp_path / "no-such-folder", notebooks_dir=str(notebooks))
+    started: list[runner._WarmKernel] = []
+
+    class Recorded(runner._WarmKernel):
+        def __init__(self, source: Path) -> None:
+            super().__init__(source)
+            started.append(self)
+
+    monkeypatch.setattr(runner, "_WarmKernel", Recorded)
+    with pytest.raises(MeetingError, match="no-such-folder"):
+        runner.run_week([params], "2026-W47", notebooks=["data_report"])
+    assert len(started) == 1 and started[0].km is None
+    assert not started[0].sockets.exists()
+    assert not [k for k in started if k._thread and k._thread.is_alive()]
