@@ -703,6 +703,8 @@ def _in_order(con: BaseBackend) -> Iterator[None]:
 
     The shared DuckDB lets results come in any order (its aggregates are sorted later);
     a snapshot is read by code that may depend on the rows' order, as pandas kept it.
+    The order is also the snapshot's layout: events exported in time order keep row
+    groups whose min/max times let a query of one week skip the others (no sort needed).
     """
     raw_sql = getattr(con, "raw_sql", None)
     if raw_sql is None:
