@@ -258,6 +258,42 @@ def test_save_and_load_round_trip(tmp_path, params, week_data):
     assert list(orders["order_type"].cat.categories) == ["normal", "special", "after_sales"]
 
 
+def _as_if_large(monkeypatch, folder: Path, gib: int) -> None:
+    """Make the snapshot in ``folder`` count as ``gib`` GiB of data (a 64 GiB machine, a
+    new shared engine)."""
+    size = sum(f.stat().st_size for f in (folder / "tables").glob("*.parquet"))
+    monkeypatch.setattr(engine, "_OPEN", {})
+    monkeypatch.setattr(engine, "machine_memory", lambda: 64 << 30)
+    monkeypatch.setattr(engine, "DATA_MEMORY_SHARE", (gib << 30) / size)
+
+
+def test_a_large_snapshot_raises_the_shared_engines_memory_limit(
+    tmp_path, params, week_data, monkeypatch
+):
+    week_data.save(tmp_path / "snap")
+    _as_if_large(monkeypatch, tmp_path / "snap", 10)
+    back = WeekData.load(tmp_path / "snap", params)
+    own = engine.connect(engine.EngineSettings(memory_limit="1GiB", threads=1))
+    back.engine_tables(own)
+    back.engine_tables()
+    # the kernel's engine: the data's share (10 GiB, under a quarter of the machine)
+    assert engine.memory_limit_bytes(engine.shared(params.engine)) == pytest.approx(
+        10 << 30, rel=0.01
+    )
+    # an engine of the caller's own (the explorer's) keeps its limit
+    assert engine.memory_limit_bytes(own) == pytest.approx(1 << 30, rel=0.01)
+
+
+def test_a_memory_limit_in_params_is_kept_whatever_the_data(tmp_path, week_data, monkeypatch):
+    week_data.save(tmp_path / "snap")
+    _as_if_large(monkeypatch, tmp_path / "snap", 10)
+    limited = make_params(tmp_path, FIXTURE, engine="{memory_limit: 1GiB}")
+    WeekData.load(tmp_path / "snap", limited).engine_tables()
+    assert engine.memory_limit_bytes(engine.shared(limited.engine)) == pytest.approx(
+        1 << 30, rel=0.01
+    )
+
+
 def test_load_with_other_timezone_is_refused(tmp_path, week_data):
     week_data.save(tmp_path / "snap")
     other = make_params(tmp_path, FIXTURE, timezone="UTC")

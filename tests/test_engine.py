@@ -59,6 +59,27 @@ def test_duckdb_default_memory_limit_is_a_gib_per_thread_not_most_of_the_machine
     assert engine.default_memory_limit() == "4096MiB"
 
 
+def test_a_large_week_gets_more_memory_up_to_a_quarter_of_the_machine(monkeypatch):
+    monkeypatch.setattr(engine, "machine_memory", lambda: 24 << 30)
+    # little data: the default, a GiB per thread
+    assert engine.data_memory_limit(100 << 20, threads=2) == 2 << 30
+    # 5 GiB of Parquet: 80 % of it
+    assert engine.data_memory_limit(5 << 30, threads=2) == 4 << 30
+    # 20 GiB: a quarter of the machine, 6 GiB
+    assert engine.data_memory_limit(20 << 30, threads=2) == 6 << 30
+    # never under the default, even when a quarter of the machine is
+    assert engine.data_memory_limit(20 << 30, threads=8) == 8 << 30
+
+
+def test_fitting_the_memory_limit_never_lowers_it(monkeypatch):
+    monkeypatch.setattr(engine, "machine_memory", lambda: 24 << 30)
+    con = connect(engine.EngineSettings(memory_limit="3GiB", threads=2))
+    engine.fit_memory_limit(con, 100 << 20, threads=2)
+    assert _memory_limit(con) == "3.0 GiB"
+    engine.fit_memory_limit(con, 5 << 30, threads=2)
+    assert _memory_limit(con) == "4.0 GiB"
+
+
 def test_params_memory_limit_overrides_the_default():
     con = engine.shared(EngineParams(memory_limit="3GB"))
     assert _memory_limit(con) in ("2.7 GiB", "3.0 GB", "2.7 GB")

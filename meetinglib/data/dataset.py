@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundError
-from meetinglib.core.params import Params, SlaParams, load_params
+from meetinglib.core.params import EngineParams, Params, SlaParams, load_params
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
 from meetinglib.data import engine, load_database, load_engine, sources
@@ -112,15 +112,27 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
     def __repr__(self) -> str:
         return f"SnapshotTables({str(self.folder)!r}, {list(self.dtypes)})"
 
+    def nbytes(self) -> int:
+        """Bytes of the tables' Parquet files on disk."""
+        return sum(self.path(name).stat().st_size for name in self if self.path(name).exists())
+
     def clear(self) -> None:
         """Forget the tables read into pandas (the files stay)."""
         self._frames.clear()
 
-    def engine_tables(self, con: BaseBackend) -> dict[str, ir.Table]:
-        """The tables as tables of ``con`` over the snapshot's files, built once per engine."""
+    def engine_tables(
+        self, con: BaseBackend, params: EngineParams | None = None
+    ) -> dict[str, ir.Table]:
+        """The tables as tables of ``con`` over the snapshot's files, built once per engine.
+
+        When ``params`` set no memory limit, a DuckDB engine's is raised to what the
+        tables' size asks for (``engine.data_memory_limit``).
+        """
         for known, tables in self._engine:
             if known is con:
                 return tables
+        if params is not None and params.memory_limit is None:
+            engine.fit_memory_limit(con, self.nbytes(), params.threads)
         if con.name == "duckdb":
             tables = {name: con.read_parquet(self.path(name)) for name in self}
         else:
@@ -161,9 +173,13 @@ class WeekData:
         if isinstance(tables, load_database.DatabaseTables):
             # Inside the source database: expressions over its tables, no rows fetched.
             return tables.engine_tables()
-        con = con or engine.shared(self.params.engine)
         if isinstance(tables, SnapshotTables):
-            return tables.engine_tables(con)
+            if con is not None:
+                # An engine of the caller's own (the explorer's beside the kernel's) keeps
+                # the limit it was given.
+                return tables.engine_tables(con)
+            return tables.engine_tables(engine.shared(self.params.engine), self.params.engine)
+        con = con or engine.shared(self.params.engine)
         if self._engine_tables is None:
             self._engine_tables = {
                 name: engine.frame_table(frame) for name, frame in tables.items()

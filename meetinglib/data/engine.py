@@ -158,6 +158,39 @@ def default_memory_limit(threads: int | None = None) -> str:
     return f"{limit >> 20}MiB"
 
 
+# A week whose tables are large gets more: a quantile keeps every value it reads and
+# cannot spill, so under a small limit the KPI table's quantile passes run in many small
+# blocks of weeks, each a scan of the table. At 5M orders a week (a 7.3 GB snapshot) 4 GB
+# instead of 2 GiB took the run from 535 s to 489 s (benchmarks/results/engine.md). The
+# share of the data's size, capped at a quarter of the machine: the runner's engine and
+# the explorer's beside the kernel's stay within half of it.
+DATA_MEMORY_SHARE = 0.8
+DATA_MEMORY_MACHINE_SHARE = 4
+
+
+def data_memory_limit(data_bytes: int, threads: int | None = None) -> int:
+    """Bytes of DuckDB memory for computing on ``data_bytes`` of Parquet: the default
+    (``default_memory_limit``), or ``DATA_MEMORY_SHARE`` of the data's size when that is
+    more, at most a quarter of the machine's memory."""
+    default = _bytes(default_memory_limit(threads))
+    scaled = min(int(data_bytes * DATA_MEMORY_SHARE), machine_memory() // DATA_MEMORY_MACHINE_SHARE)
+    return max(default, scaled)
+
+
+def fit_memory_limit(con: BaseBackend, data_bytes: int, threads: int | None = None) -> None:
+    """Raise ``con``'s memory limit (DuckDB) to ``data_memory_limit`` for ``data_bytes``
+    when that is above the limit it has; never lowers it."""
+    current = memory_limit_bytes(con)
+    wanted = data_memory_limit(data_bytes, threads)
+    if current is not None and wanted > current:
+        con.raw_sql(f"SET memory_limit = '{wanted >> 20}MiB'")
+
+
+def _bytes(limit: str) -> int:
+    """Bytes of a "<n>MiB" limit as ``default_memory_limit`` writes it."""
+    return int(limit.removesuffix("MiB")) << 20
+
+
 def memory_limit_bytes(con: BaseBackend) -> int | None:
     """The engine's memory limit in bytes (DuckDB's setting), None when not known."""
     if con.name != "duckdb":
