@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import resource
@@ -43,6 +44,17 @@ TIMEZONE = "Asia/Shanghai"
 GIB = 1024**3
 SIZES = (20_000, 1_000_000, 5_000_000)
 STEPS = ("sample-data", "run", "floor")
+# The run's own steps, as its manifest names them.
+RUN_STEPS = (
+    "load",
+    "snapshot",
+    "data_report",
+    "explorer_data_background",
+    "explorer_data",
+    "total",
+)
+# A results page keeps everything from this heading on: notes and earlier runs, by hand.
+NOTES_HEADING = "## Notes and earlier runs"
 # The issue's targets: the bar every recorded figure is read against.
 TARGETS = (
     "1M orders a week: `meeting run` ≤ 90 s, ≤ 3 GiB peak, ≤ 2.5x the floor in the same run",
@@ -111,6 +123,8 @@ class Step:
     cpu: float = float("nan")
     ran: bool = False
     output: str = field(default="", repr=False)
+    # The run's own step times (manifest.json's timings_seconds), when it wrote them.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _children_cpu() -> float:
@@ -175,6 +189,15 @@ def write_params(path: Path, data: Path, output: Path) -> None:
     )
 
 
+def run_timings(manifest: Path) -> dict[str, float]:
+    """The run's step times in seconds, from its ``manifest.json`` ({} when unreadable)."""
+    try:
+        found = json.loads(manifest.read_text(encoding="utf-8")).get("timings_seconds", {})
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in found.items() if isinstance(v, (int, float))}
+
+
 def bench_size(
     size: int, weeks: int, work: Path, run_pipeline: bool, nice: int, threads: int | None
 ) -> dict[str, Step]:
@@ -204,6 +227,7 @@ def bench_size(
                 [meeting, "-q", "run", "--params", str(params), "--week", END_WEEK],
                 nice=nice,
             )
+            steps["run"].timings = run_timings(out / END_WEEK / "manifest.json")
         else:
             steps["run"] = Step("run")
         say("floor ...")
@@ -307,7 +331,32 @@ def report(rows: list[tuple[int, dict[str, Step]]], weeks: int, notes: Sequence[
     ]
     for size, steps in rows:
         lines.append(f"| {size:,} | {' | '.join(_load(steps[name]) for name in STEPS)} |")
+    timed = [(size, steps["run"].timings) for size, steps in rows if steps["run"].timings]
+    if timed:
+        lines += [
+            "",
+            "Where the run's time goes (its own step times, `manifest.json`; the explorer's "
+            "tables are prepared in the background while the data report runs, and "
+            "`explorer_data` is what remained after it):",
+            "",
+            "| orders/week | " + " | ".join(RUN_STEPS) + " |",
+            "|---:|" + "---:|" * len(RUN_STEPS),
+        ]
+        for size, timings in timed:
+            cells = [f"{timings[k]:.1f} s" if k in timings else "" for k in RUN_STEPS]
+            lines.append(f"| {size:,} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written part of an earlier results page (from ``NOTES_HEADING`` on), which
+    a new run keeps below its figures; "" when there is none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = text.find(NOTES_HEADING)
+    return "" if at < 0 else "\n" + text[at:].rstrip() + "\n"
 
 
 def main() -> None:
@@ -342,7 +391,7 @@ def main() -> None:
         notes.append(f"Every step ran under `nice -n {args.nice}`.")
     if args.skip_run_above is not None and any(s > args.skip_run_above for s in args.sizes):
         notes.append(f"`meeting run` was not run above {args.skip_run_above:,} orders a week.")
-    text = report(rows, args.weeks, notes)
+    text = report(rows, args.weeks, notes) + kept_notes(args.results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text, encoding="utf-8")
     print(text)

@@ -214,6 +214,34 @@ def test_results_page_lists_each_size_with_its_ratio_to_the_floor():
     assert "A note." in page
 
 
+def test_results_page_shows_where_the_runs_time_goes_and_keeps_the_notes(tmp_path):
+    Step = bench_engine.Step
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"timings_seconds": {"load": 25.4, "data_report": 58.61, "total": 88}}')
+    run = Step("run", wall=90.0, peak=GIB, cpu=150.0, ran=True)
+    run.timings = bench_engine.run_timings(manifest)
+    steps = {"sample-data": Step("sample-data"), "run": run, "floor": Step("floor")}
+    page = bench_engine.report([(1_000_000, steps)], 12, [])
+    header = [line for line in page.splitlines() if line.startswith("| orders/week | load")]
+    assert len(header) == 1
+    cells = header[0].strip("|").split("|")
+    row = [line for line in page.splitlines() if line.startswith("| 1,000,000 | 25.4 s")]
+    assert len(row) == 1
+    values = [c.strip() for c in row[0].strip("|").split("|")]
+    by_step = dict(zip([c.strip() for c in cells], values, strict=True))
+    assert by_step["data_report"] == "58.6 s" and by_step["total"] == "88.0 s"
+    assert by_step["snapshot"] == ""  # not in this manifest
+    # a missing manifest gives no step times, not an error
+    assert bench_engine.run_timings(tmp_path / "none.json") == {}
+    # the hand-written part of the previous page is kept below the new figures
+    previous = tmp_path / "engine.md"
+    previous.write_text("# old figures\n\n| 1 |\n\n## Notes and earlier runs\n\nA note by hand.\n")
+    kept = bench_engine.kept_notes(previous)
+    assert kept.startswith("\n## Notes and earlier runs") and "A note by hand." in kept
+    assert "old figures" not in kept
+    assert bench_engine.kept_notes(tmp_path / "missing.md") == ""
+
+
 def test_report_benchmark_times_each_step_of_the_kernel(tmp_path, sample):
     """bench_report builds the data report from a run's snapshot as the notebook does."""
     from meetinglib.core.params import load_params
