@@ -293,7 +293,8 @@ class _ExplorerTables:
         # beside the staging folder, named as it is: a dead run's copies go with it
         self.temp = staging.with_name(f"{staging.name}-explorer")
         self.done = staging.with_name(f"{staging.name}-explorer.done")
-        self.con = background_engine(params)
+        self._bytes = data.snapshot_bytes()
+        self.con = background_engine(params, self._bytes)
         self.temp.mkdir()
         self.seconds = 0.0  # how long the background part took
         self._params, self._data = params, data
@@ -326,7 +327,7 @@ class _ExplorerTables:
             if self._stopped:
                 return
             if self._over:  # nothing else computes now: all threads and memory
-                in_full(self.con, self._params)
+                in_full(self.con, self._params, self._bytes)
             self._used = _bytes_of(self.report / REPORT_FINDINGS)
             finish_week(prepared, self.done, self.report)
         except BaseException as exc:  # raised again by finish, in the run's own thread

@@ -294,6 +294,16 @@ def test_a_memory_limit_in_params_is_kept_whatever_the_data(tmp_path, week_data,
     )
 
 
+def test_a_large_source_raises_the_loaders_memory_limit(params, monkeypatch):
+    monkeypatch.setattr(engine, "_OPEN", {})
+    monkeypatch.setattr(engine, "machine_memory", lambda: 64 << 30)
+    # any source counts as huge: the limit goes to its cap, a quarter of the machine
+    monkeypatch.setattr(engine, "DATA_MEMORY_SHARE", 1e9)
+    load_week(params, "2026-W10")
+    limit = engine.memory_limit_bytes(engine.shared(params.engine))
+    assert limit == pytest.approx(16 << 30, rel=0.01)
+
+
 def test_load_with_other_timezone_is_refused(tmp_path, week_data):
     week_data.save(tmp_path / "snap")
     other = make_params(tmp_path, FIXTURE, timezone="UTC")

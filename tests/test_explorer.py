@@ -726,3 +726,35 @@ def test_save_week_leaves_other_engines_alone(week_data, tmp_path):
     spark = params.model_copy(update={"engine": params.engine.model_copy(update={"kind": "spark"})})
     assert ex.save_week(spark, week_data, tmp_path / "explorer_data") is None
     assert not list(tmp_path.iterdir()), "nothing written, no engine started"
+
+
+# --- the background engine's memory ------------------------------------------------------------
+
+
+def _limit_gib(con) -> float:
+    return ex.memory_limit_bytes(con) / 2**30
+
+
+def test_the_background_engine_takes_half_of_what_the_week_asks_for(sample, tmp_path, monkeypatch):
+    from meetinglib.data import engine
+
+    monkeypatch.setattr(engine, "machine_memory", lambda: 64 << 30)
+    params = load_params(write_params(tmp_path, sample.folder, engine="{threads: 2}"))
+    # a small week: half the default of a GiB per thread
+    assert _limit_gib(ex.background_engine(params)) == pytest.approx(1.0, rel=0.01)
+    # a 10 GiB snapshot asks for 8 GiB (80 %): half while the kernel computes, all after
+    con = ex.background_engine(params, 10 << 30)
+    assert _limit_gib(con) == pytest.approx(4.0, rel=0.01)
+    ex.in_full(con, params, 10 << 30)
+    assert _limit_gib(con) == pytest.approx(8.0, rel=0.01)
+
+
+def test_the_background_engine_keeps_to_the_params_limit(sample, tmp_path, monkeypatch):
+    from meetinglib.data import engine
+
+    monkeypatch.setattr(engine, "machine_memory", lambda: 64 << 30)
+    params = load_params(write_params(tmp_path, sample.folder, engine="{memory_limit: 3GiB}"))
+    con = ex.background_engine(params, 10 << 30)
+    assert _limit_gib(con) == pytest.approx(1.5, rel=0.01)
+    ex.in_full(con, params, 10 << 30)
+    assert _limit_gib(con) == pytest.approx(3.0, rel=0.01)

@@ -186,6 +186,10 @@ class WeekData:
             }
         return self._engine_tables
 
+    def snapshot_bytes(self) -> int:
+        """Bytes of the snapshot's table files (0 when the tables are not a snapshot)."""
+        return self.tables.nbytes() if isinstance(self.tables, SnapshotTables) else 0
+
     def has_column(self, table: str, column: str) -> bool:
         """Whether the source provides ``column`` of ``table`` (absent tables provide none)."""
         if table not in self.tables:
@@ -595,9 +599,18 @@ def load_week(
                 for other in names:
                     if other in ORDER_TABLES and other not in plans:
                         plans[other] = load_engine.plan_table(params, other, selection)
+                known = [p for p in plans.values() if isinstance(p, load_engine.Plan)]
+                if params.engine.memory_limit is None:
+                    # The lookup joins every order table to the orders: a large source
+                    # gets the memory its size asks for (engine.data_memory_limit).
+                    engine.fit_memory_limit(
+                        load_engine.connection(params),
+                        sum(f.stat().st_size for p in known for f in p.exported),
+                        params.engine.threads,
+                    )
                 not_loaded = load_engine.orders_not_loaded(
                     load_engine.connection(params),
-                    [p for p in plans.values() if isinstance(p, load_engine.Plan)],
+                    known,
                     selection,
                     orders_file,
                 )

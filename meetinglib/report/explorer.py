@@ -64,8 +64,9 @@ from meetinglib.data.dataset import WeekData, open_week, resolve_week
 from meetinglib.data.engine import (
     MIN_MEMORY,
     US_PER_HOUR,
+    EngineSettings,
     connect,
-    default_memory_limit,
+    data_memory_limit,
     duckdb_config,
     frame_table,
     memory_limit_bytes,
@@ -1573,12 +1574,13 @@ def finish_week(week: WeekTables, folder: Path, report: Path | None = None) -> P
     return save_prepared(explorer, found, view, folder, key, orders=orders, written=week.temp)
 
 
-def background_engine(params: Params) -> BaseBackend:
+def background_engine(params: Params, data_bytes: int = 0) -> BaseBackend:
     """A DuckDB engine of its own for prepare_week while a notebook's kernel computes:
     one thread (the kernel keeps most of the machine busy) and half the memory limit
-    of the params' engine (the kernel's engine may take the whole of it meanwhile)."""
+    of the params' engine (the kernel's engine may take the whole of it meanwhile);
+    without a limit in params, half of what ``data_bytes`` of snapshot ask for."""
     settings = settings_of(params.engine)
-    full = settings.memory_limit or default_memory_limit(settings.threads)
+    full = _full_limit(settings, data_bytes)
     con = connect(dataclasses.replace(settings, threads=1, memory_limit=full))
     limit = memory_limit_bytes(con)
     if limit is not None:
@@ -1586,11 +1588,20 @@ def background_engine(params: Params) -> BaseBackend:
     return con
 
 
-def in_full(con: BaseBackend, params: Params) -> None:
-    """A background_engine given the threads and memory limit of the params' engine,
-    once nothing else computes (finish_week after the notebooks)."""
-    config = duckdb_config(settings_of(params.engine))
-    con.raw_sql(f"SET memory_limit = '{config['memory_limit']}'")
+def _full_limit(settings: EngineSettings, data_bytes: int) -> str:
+    """The params' memory limit, or what ``data_bytes`` of snapshot ask for."""
+    if settings.memory_limit:
+        return settings.memory_limit
+    return f"{data_memory_limit(data_bytes, settings.threads) >> 20}MiB"
+
+
+def in_full(con: BaseBackend, params: Params, data_bytes: int = 0) -> None:
+    """A background_engine given the threads and memory limit of the params' engine
+    (for ``data_bytes`` of snapshot), once nothing else computes (finish_week after the
+    notebooks)."""
+    settings = settings_of(params.engine)
+    config = duckdb_config(settings)
+    con.raw_sql(f"SET memory_limit = '{_full_limit(settings, data_bytes)}'")
     threads = config.get("threads")
     con.raw_sql(f"SET threads = {int(threads)}" if threads else "RESET threads")
 
