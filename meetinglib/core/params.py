@@ -245,7 +245,8 @@ class EngineParams(_Strict):
 
     kind: Literal["duckdb", "spark", "source"] = "duckdb"
     # DuckDB: memory it may use before spilling to disk (e.g. "3GB"); None: 1 GiB per
-    # thread, at most half the machine (engine.default_memory_limit).
+    # thread, at most half the machine (engine.default_memory_limit), more for a large
+    # week (engine.data_memory_limit).
     memory_limit: str | None = None
     threads: int | None = Field(None, ge=1)
     # Spark: the master URL and extra session settings (spark.executor.memory...).

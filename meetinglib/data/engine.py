@@ -64,7 +64,8 @@ class EngineSettings:
 
     kind: EngineKind = "duckdb"
     # DuckDB: memory the engine may use before spilling to disk ("3GB"); None: 1 GiB per
-    # thread, at most half the machine (``default_memory_limit``).
+    # thread, at most half the machine (``default_memory_limit``); a week's engines may
+    # raise it to what their data asks for (``fit_memory_limit``).
     memory_limit: str | None = None
     threads: int | None = None
     # Spark: the master URL and extra session configuration.
