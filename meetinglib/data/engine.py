@@ -162,9 +162,10 @@ def default_memory_limit(threads: int | None = None) -> str:
 # A week whose tables are large gets more: a quantile keeps every value it reads and
 # cannot spill, so under a small limit the KPI table's quantile passes run in many small
 # blocks of weeks, each a scan of the table. At 5M orders a week (a 7.3 GB snapshot) 4 GB
-# instead of 2 GiB took the run from 535 s to 489 s (benchmarks/results/engine.md). The
-# share of the data's size, capped at a quarter of the machine: the runner's engine and
-# the explorer's beside the kernel's stay within half of it.
+# for every engine instead of 2 GiB took the run from 963 to 887 CPU seconds (535 to 489
+# s; benchmarks/results/engine.md). The share of the data's size, capped at a quarter of
+# the machine: the runner's engine and the explorer's beside the kernel's stay within
+# the rest.
 DATA_MEMORY_SHARE = 0.8
 DATA_MEMORY_MACHINE_SHARE = 4
 
