@@ -11,6 +11,7 @@ the failed notebook in ``<week>.failed-<time>/`` for debugging.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import datetime as dt
 import errno
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import queue
 import re
 import shutil
 import signal
@@ -556,8 +558,6 @@ _WARM_SECONDS = 120.0
 
 def _notebook_modules(source: Path) -> list[str]:
     """The modules the notebook's code cells import (``import x``, ``from x import y``)."""
-    import ast
-
     import nbformat
 
     modules: list[str] = []
@@ -612,8 +612,6 @@ class _WarmKernel:
         self._thread.start()
 
     def _import(self, km: Any, modules: Sequence[str]) -> None:
-        import queue
-
         # Short waits in a loop, so that ``close`` ends this thread within a second.
         deadline = time.monotonic() + _WARM_SECONDS
         client = km.blocking_client()

@@ -19,7 +19,7 @@ LAYERS = ["core", "data", "analysis", "report", "meeting", "runner", "cli", "__i
 # Optional heavy dependencies, and the notebook machinery that only the commands
 # executing notebooks need (importing nbformat alone takes about a second).
 LAZY_ALLOWED = {"ipywidgets", "aiosmtpd", "pm4py", "pyspark", "playwright", "psycopg", "openpyxl"}
-LAZY_ALLOWED |= {"papermill", "nbformat", "nbconvert", "nbclient", "jupyter_client"}
+LAZY_ALLOWED |= {"papermill", "nbformat", "nbconvert", "nbclient", "jupyter_client", "jupyter_core"}
 
 
 def _module_name(path: Path) -> str:
