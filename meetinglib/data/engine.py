@@ -154,9 +154,12 @@ def machine_memory() -> int:
 def default_memory_limit(threads: int | None = None) -> str:
     """DuckDB's memory limit when params set none: 1 GiB per thread (threads: the params'
     or the CPU count), at most half the machine's memory, at least 512 MiB; as "<n>MiB"."""
+    return f"{_default_memory_bytes(threads) >> 20}MiB"
+
+
+def _default_memory_bytes(threads: int | None) -> int:
     n = threads or os.cpu_count() or 1
-    limit = max(MIN_MEMORY, min(n * MEMORY_PER_THREAD, machine_memory() // 2))
-    return f"{limit >> 20}MiB"
+    return max(MIN_MEMORY, min(n * MEMORY_PER_THREAD, machine_memory() // 2))
 
 
 # A week whose tables are large gets more: a quantile keeps every value it reads and
@@ -174,7 +177,7 @@ def data_memory_limit(data_bytes: int, threads: int | None = None) -> int:
     """Bytes of DuckDB memory for computing on ``data_bytes`` of Parquet: the default
     (``default_memory_limit``), or ``DATA_MEMORY_SHARE`` of the data's size when that is
     more, at most a quarter of the machine's memory."""
-    default = _bytes(default_memory_limit(threads))
+    default = _default_memory_bytes(threads)
     scaled = min(int(data_bytes * DATA_MEMORY_SHARE), machine_memory() // DATA_MEMORY_MACHINE_SHARE)
     return max(default, scaled)
 
@@ -186,11 +189,6 @@ def fit_memory_limit(con: BaseBackend, data_bytes: int, threads: int | None = No
     wanted = data_memory_limit(data_bytes, threads)
     if current is not None and wanted > current:
         con.raw_sql(f"SET memory_limit = '{wanted >> 20}MiB'")
-
-
-def _bytes(limit: str) -> int:
-    """Bytes of a "<n>MiB" limit as ``default_memory_limit`` writes it."""
-    return int(limit.removesuffix("MiB")) << 20
 
 
 def memory_limit_bytes(con: BaseBackend) -> int | None:
