@@ -67,7 +67,6 @@ from meetinglib.data.engine import (
     EngineSettings,
     connect,
     data_memory_limit,
-    duckdb_config,
     frame_table,
     memory_limit_bytes,
     settings_of,
@@ -1600,9 +1599,8 @@ def in_full(con: BaseBackend, params: Params, data_bytes: int = 0) -> None:
     (for ``data_bytes`` of snapshot), once nothing else computes (finish_week after the
     notebooks)."""
     settings = settings_of(params.engine)
-    config = duckdb_config(settings)
     con.raw_sql(f"SET memory_limit = '{_full_limit(settings, data_bytes)}'")
-    threads = config.get("threads")
+    threads = settings.threads
     con.raw_sql(f"SET threads = {int(threads)}" if threads else "RESET threads")
 
 
