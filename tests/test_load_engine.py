@@ -472,7 +472,8 @@ def test_the_temporary_snapshot_goes_with_the_week(sample, tmp_path):
     data = load_week(load_params(write_params(tmp_path, sample)), WEEK)
     assert isinstance(data.tables, SnapshotTables)
     folder = data.tables.folder
-    assert (folder / "tables" / "orders.parquet").is_file()
+    assert all(f.is_file() for f in data.tables.files("orders"))
+    assert all(folder in f.parents for f in data.tables.files("orders"))
     del data
     gc.collect()
     assert not folder.exists()

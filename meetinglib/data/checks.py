@@ -274,8 +274,14 @@ def checks(
     return [c for rule in RULES for c in by_rule[rule]]
 
 
-def in_selection(base: ir.Table, table: str, selection: Window) -> ir.BooleanValue:
-    """Rows whose time lies in the selection window (all rows of a table without time)."""
+def in_selection(
+    base: ir.Table, table: str, selection: Window, as_filter: bool = False
+) -> ir.BooleanValue:
+    """Rows whose time lies in the selection window (all rows of a table without time).
+
+    ``as_filter``: the condition of a filter, where a missing outcome keeps no row as
+    false does; left plain, the engine can skip row groups by their statistics.
+    """
     time_col = SCHEMAS[table].time_column
     if time_col is None:
         return ibis.literal(True)
@@ -284,7 +290,7 @@ def in_selection(base: ir.Table, table: str, selection: Window) -> ir.BooleanVal
     if table == "settlements":
         # Not settled yet: pending settlements belong to every window.
         inside = inside | when.isnull()
-    return inside.fill_null(False)
+    return inside if as_filter else inside.fill_null(False)
 
 
 def _instant(stamp: pd.Timestamp) -> ir.TimestampScalar:

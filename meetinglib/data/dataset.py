@@ -20,7 +20,9 @@ XLSX sources are read whole; Parquet and SQL only the window's rows), so
 ``WeekData.save``/``WeekData.load`` hand one validated load to several notebooks:
 Parquet per table and per quarantined table, plus ``meta.json``. ``load_week`` writes
 those files as it validates (tables the engine validates never pass through pandas;
-see ``load_engine``), and ``WeekData.tables`` reads a table into pandas only when asked.
+see ``load_engine``; a Parquet export the engine reads as it is, mostly rows of the
+window, is kept as byte copies of its files and the query selecting its rows, see
+``source_copy``), and ``WeekData.tables`` reads a table into pandas only when asked.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundEr
 from meetinglib.core.params import EngineParams, Params, SlaParams, load_params
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
-from meetinglib.data import engine, load_database, load_engine, sources
+from meetinglib.data import engine, load_database, load_engine, source_copy, sources
 from meetinglib.data.sources import SourceInfo
 from meetinglib.data.validate import (
     QualityReport,
@@ -112,9 +114,15 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
     def __repr__(self) -> str:
         return f"SnapshotTables({str(self.folder)!r}, {list(self.dtypes)})"
 
+    def files(self, name: str) -> list[Path]:
+        """The files table ``name`` is kept in: its Parquet file, or its copies of the
+        source and their view (``source_copy``)."""
+        path = self.path(name)
+        return source_copy.files(path) if source_copy.is_view(path) else [path]
+
     def nbytes(self) -> int:
-        """Bytes of the tables' Parquet files on disk."""
-        return sum(self.path(name).stat().st_size for name in self if self.path(name).exists())
+        """Bytes of the tables' files on disk."""
+        return sum(f.stat().st_size for name in self for f in self.files(name) if f.exists())
 
     def clear(self) -> None:
         """Forget the tables read into pandas (the files stay)."""
@@ -134,7 +142,7 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
         if params is not None and params.memory_limit is None:
             engine.fit_memory_limit(con, self.nbytes(), params.threads)
         if con.name == "duckdb":
-            tables = {name: con.read_parquet(self.path(name)) for name in self}
+            tables = {name: load_engine.snapshot_table(con, self.path(name)) for name in self}
         else:
             # Spark and databases: the frames go to them as memtables, as before (a view
             # registered in one Spark session is gone in the next).
@@ -237,9 +245,14 @@ class WeekData:
         elif isinstance(tables, SnapshotTables):
             # The files are written already: link them (or copy across file systems).
             for name in tables:
+                source = tables.path(name)
                 target = folder / "tables" / f"{name}.parquet"
-                if tables.path(name).resolve() != target.resolve():
-                    _link(tables.path(name), target)
+                if source.resolve() != target.resolve():
+                    for file in tables.files(name):
+                        # A table kept as copies is a folder of files beside the name.
+                        into = target.parent / file.relative_to(source.parent)
+                        into.parent.mkdir(parents=True, exist_ok=True)
+                        _link(file, into)
                 tables_meta[name] = tables.dtypes[name]
         else:
             for name, frame in tables.items():
@@ -362,7 +375,7 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _read(path: Path, dtypes: dict[str, object]) -> pd.DataFrame:
-    frame = pd.read_parquet(path)
+    frame = _read_columns(path)
     for name, dtype in dtypes.items():
         column = frame[name]
         if isinstance(dtype, dict):
@@ -378,6 +391,14 @@ def _read(path: Path, dtypes: dict[str, object]) -> pd.DataFrame:
         elif str(column.dtype) != dtype:
             frame[name] = column.astype(dtype)
     return frame
+
+
+def _read_columns(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A snapshot table's rows as pandas reads its Parquet file (a table kept as copies
+    of the source: its view's rows, converted as pandas converts a file's)."""
+    if source_copy.is_view(path):
+        return source_copy.arrow(path, columns).to_pandas()
+    return pd.read_parquet(path, columns=columns)
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -679,7 +700,7 @@ def load_week(
         order_ids = (
             frames["orders"]["order_id"]
             if "orders" in frames
-            else pd.read_parquet(orders_file, columns=["order_id"])["order_id"]
+            else _read_columns(orders_file, ["order_id"])["order_id"]
         )
         for name, keep in orders_loaded(related, order_ids).items():
             if not keep.all():

@@ -11,6 +11,11 @@ most five per rule) and the rows set aside, which are read again from the files 
 described by validation's own functions, so entries, quarantine and messages read
 exactly as on the pandas path.
 
+A Parquet export whose columns are read as they are, and mostly rows of the window, is
+not written again: its files are copied byte for byte into the snapshot, the copies are
+validated by the same pass (only the columns the checks stream), and the snapshot keeps
+the query giving the clean rows of the window (``source_copy``; ``copyable`` decides).
+
 Every other table (CSV, XLSX, SQL, text timestamps, status mappings...) takes the pandas
 path of ``validate``; ``dataset.load_week`` decides per table and records which path it
 took.
@@ -18,11 +23,13 @@ took.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import shutil
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +49,7 @@ from meetinglib.core.params import EngineParams, Params, TableSource
 from meetinglib.core.schema import SCHEMAS, TableSchema
 from meetinglib.core.weeks import Window
 from meetinglib.data import checks as ck
-from meetinglib.data import engine, source_cache, sources
+from meetinglib.data import engine, source_cache, source_copy, sources
 from meetinglib.data import parse_engine as pe
 from meetinglib.data.sources import RawTable, SourceInfo
 from meetinglib.data.validate import (
@@ -105,11 +112,14 @@ class Plan:
     # Whether the row groups of ``groups`` hold every row the engine reads (see
     # ``_groups_cover``): then the categories' values are all in ``categories``.
     covered: bool = False
+    # The Parquet files exported, when ``files`` are their copies in the snapshot
+    # (``source_copy``).
+    copied_from: list[Path] = field(default_factory=list)
 
     @property
     def exported(self) -> list[Path]:
         """The files as exported (the source the quality report names)."""
-        return self.sources or self.files
+        return self.sources or self.copied_from or self.files
 
     @property
     def cached(self) -> bool:
@@ -451,11 +461,17 @@ def _has(value: object, char: str) -> bool:
 # --- the table on the engine --------------------------------------------------------------
 
 
-def _raw(con: BaseBackend, plan: Plan, schema: TableSchema) -> ir.Table:
-    """The source rows the pandas path would read: the selected columns, position, row."""
+def _raw(
+    con: BaseBackend, plan: Plan, schema: TableSchema, names: list[str] | None = None
+) -> ir.Table:
+    """The source rows the pandas path would read: the selected columns, position, row.
+
+    ``names``: the engine's names of the files (``source_copy.placeholders``).
+    """
     parts = []
     for i, path in enumerate(plan.files):
-        t = con.read_parquet(path, file_row_number=True)
+        named = {"table_name": names[i]} if names else {}
+        t = con.read_parquet(path, file_row_number=True, **named)
         row = t[source_cache.ROW_COLUMN] if plan.cached else t.file_row_number + 1
         parts.append(
             t.select(
@@ -832,6 +848,39 @@ def _write_rows(
     return written
 
 
+# A source is copied into the snapshot (``source_copy``) when at least this share of its
+# rows is kept: a copy of a file mostly outside the window would hold more than the week.
+COPY_SHARE = 0.9
+
+
+def copyable(
+    con: BaseBackend, plan: Plan, schema: TableSchema, not_loaded: np.ndarray | None
+) -> bool:
+    """Whether the snapshot can keep ``plan``'s table as copies of its Parquet files and
+    a view (``source_copy``) instead of writing its rows.
+
+    When every column is read as it is (typed, aware timestamps, categories whose
+    values are canonical, no parsing) the view costs a query nothing the written file
+    would not; and when the rows in the window (counted on the engine), less those of
+    orders not loaded (``not_loaded``), are most of the rows, the copy is not much
+    larger than the table.
+    """
+    if plan.fmt != "parquet" or plan.cached or plan.parsed:
+        return False
+    if any(
+        plan.kinds.get(c.name) is not None and not _as_read(plan, c.name)
+        for c in schema.columns
+        if c.kind == "category"
+    ):
+        return False
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in plan.files)
+    # The rows in the window or without a time: what the pass reads (its row groups
+    # skipped by their statistics, so only the few that straddle it are read).
+    inside = int(con.execute(_raw(con, plan, schema).count())) if plan.bounds else total
+    inside -= len(not_loaded) if not_loaded is not None else 0
+    return total > 0 and inside >= COPY_SHARE * total
+
+
 def load(
     con: BaseBackend,
     params: Params,
@@ -856,13 +905,29 @@ def load(
     missing_required = [c for c in schema.required if c not in plan.kinds]
     if missing_required:
         raise MissingColumnError(source, missing_required[0], list(plan.selected))
+    copies = source_copy.folder_of(out)
+    if copyable(con, plan, schema, not_loaded if orders is not None else None):
+        # The rows are validated in the copies, and the snapshot keeps them: what the
+        # run reads is what was validated, whatever becomes of the export.
+        files = source_copy.copy_files(plan.files, copies)
+        plan = dataclasses.replace(plan, files=files, copied_from=plan.files)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        digest = pool.submit(sources._files_sha256, plan.exported)
+        # The copies when there are: the very bytes the snapshot keeps.
+        digest = pool.submit(
+            sources._files_sha256, plan.files if plan.copied_from else plan.exported
+        )
         args = (con, params, plan, selection, week_window, out, orders, plausible, source)
         # One pass over the rows when every text value is its own canonical value and no
         # key repeats (what real exports are); else, or when that pass finds otherwise,
         # the screened path with its separate counting query.
-        done = _one_pass(*args, not_loaded=not_loaded) or _screened(*args)
+        try:
+            done = _one_pass(*args, not_loaded=not_loaded)
+            if done is None:
+                done = _screened(*args)
+        finally:
+            if plan.copied_from and not source_copy.is_view(out):
+                # Written instead (or failed): the copies are of no further use.
+                shutil.rmtree(copies, ignore_errors=True)
         info = SourceInfo(table, location, plan.fmt, done.n, digest.result())
     return Loaded(
         info=info,
@@ -877,6 +942,14 @@ def load(
         provided=[c for c in plan.selected.values() if c in schema.names],
         dtypes=ck.pandas_dtypes(schema, plan.categories, params.timezone),
     )
+
+
+def snapshot_table(con: BaseBackend, path: Path) -> ir.Table:
+    """The snapshot's table whose written file would be ``path``, as a table of ``con``:
+    the file, or the view over its copies (``source_copy``)."""
+    if source_copy.is_view(path):
+        return source_copy.table(con, path)
+    return con.read_parquet(path)
 
 
 @dataclass
@@ -899,7 +972,7 @@ def _orders_not_loaded(
     """Positions of ``rows`` whose order is not among the orders loaded (None: no check)."""
     if orders is None or table not in ORDER_TABLES:
         return None
-    loaded_ids = con.read_parquet(orders).select("order_id")
+    loaded_ids = snapshot_table(con, orders).select("order_id")
     ids = rows[ck.value_name("order_id")]
     member = ids.isin(loaded_ids.order_id)
     if table == "tickets":
@@ -941,7 +1014,7 @@ def orders_not_loaded(
     if not parts:
         return {}
     every = parts[0] if len(parts) == 1 else ibis.union(*parts, distinct=False)
-    loaded_ids = con.read_parquet(orders).select("order_id")
+    loaded_ids = snapshot_table(con, orders).select("order_id")
     member = every.__id.isin(loaded_ids.order_id).fill_null(False)
     found = con.to_pyarrow(every.filter(~member).select("__table", _POS))
     which = found.column("__table").to_numpy()
@@ -1031,7 +1104,9 @@ def _one_pass(
     keyed = bool(schema.key) and all(k in text for k in schema.key)
     if schema.key and not keyed:
         return None
-    base = _base(_raw(con, plan, schema), plan, schema, set())
+    # Copies in the snapshot: their rows are validated, not written (the view is).
+    names = source_copy.placeholders(len(plan.files)) if plan.copied_from else None
+    base = _base(_raw(con, plan, schema, names), plan, schema, set())
     all_checks = ck.checks(schema, base, plan.kinds, plan.categories, plausible, None, set())
     if len(all_checks) > _MASK_BITS:
         return None
@@ -1048,6 +1123,8 @@ def _one_pass(
     )
     if excluded is not None:
         excluded = np.sort(excluded) if len(excluded) else None
+    # Rows written stream whole; rows only validated (copies), just what the pass tests.
+    columns = [c.name for c in schema.columns if names is None or c.name in text]
     expr = base.select(
         **{
             _POS: base[_POS],
@@ -1055,7 +1132,7 @@ def _one_pass(
             _SEL: selected,
             _WEEK: in_week if in_week is not None else ibis.literal(False),
         },
-        **{c.name: base[ck.value_name(c.name)] for c in schema.columns},
+        **{name: base[ck.value_name(name)] for name in columns},
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     n = n_selected = n_week = written = 0
@@ -1064,7 +1141,6 @@ def _one_pass(
     # The last key read while each key exceeds the one before it (None: one did not).
     ascending: tuple[Any, ...] | None = ()
     gave_up = False
-    names = [c.name for c in schema.columns]
     with _in_order(con):
         relation = con._to_duckdb_relation(expr)
         if keyed:
@@ -1074,8 +1150,11 @@ def _one_pass(
             relation = relation.project(f"*, hash({keys}) AS {_quoted(_KEY_HASH)}")
         # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
         reader = relation.to_arrow_reader(ROW_GROUP_ROWS)
-        target = pa.schema([reader.schema.field(name) for name in names])
-        with _writer(out, target, schema) as w, _Background(w) as writing:
+        target = pa.schema([reader.schema.field(name) for name in columns])
+        with (
+            _writer(out, target, schema) if names is None else nullcontext() as w,
+            _Background(w) if w is not None else nullcontext() as writing,
+        ):
             for batch in reader:
                 if any(_suspect(pa.chunked_array([batch.column(t)])) for t in text):
                     gave_up = True
@@ -1099,15 +1178,15 @@ def _one_pass(
                 if excluded is not None:
                     keep &= ~_among(pos, excluded)
                 kept = int(keep.sum())
-                if kept:
+                if kept and writing is not None:
                     # Most batches keep every row: no copy of their columns then.
                     rows = batch if kept == len(keep) else batch.filter(pa.array(keep))
                     writing.put(
                         pa.RecordBatch.from_arrays(
-                            [rows.column(name) for name in names], schema=target
+                            [rows.column(name) for name in columns], schema=target
                         )
                     )
-                    written += kept
+                written += kept
         reader.close()
     if not gave_up and prints and ascending is None:
         # Keys in strictly ascending order (ids as a system hands them out) are distinct
@@ -1144,6 +1223,11 @@ def _one_pass(
         )
     order = np.argsort(pos_f[set_aside], kind="stable")
     quarantined = _quarantine_at(plan, found, pos_f[set_aside][order], hit[set_aside][order])
+    if names is not None:
+        left_out = np.union1d(
+            pos_f[set_aside & sel_f], excluded if excluded is not None else np.zeros(0, np.int64)
+        )
+        _save_view(con, plan, schema, selection, out, names, left_out, (n, n_selected))
     return _Done(
         n=n,
         n_bad=n_bad,
@@ -1154,6 +1238,53 @@ def _one_pass(
         in_week=n_week - week_bad,
         week_bad=week_bad,
     )
+
+
+# Rows left out of a view by position ranges at most this many; more by a join.
+_MAX_RANGES = 64
+
+
+def _save_view(
+    con: BaseBackend,
+    plan: Plan,
+    schema: TableSchema,
+    selection: Window,
+    out: Path,
+    names: list[str],
+    left_out: np.ndarray,
+    counts: tuple[int, int],
+) -> None:
+    """Record the view of a table kept as copies (``source_copy``): the rows the pass
+    would have written, those selected less ``left_out`` (positions of the rows set aside
+    and of orders not loaded).
+
+    The view is read by every query of the run, so it asks no more than it must: no
+    window when every row of the files lies in it (``counts``: the rows the pass read
+    and those it found selected, both every row of the files), and the positions left
+    out as a few ranges (they lie together: orders created before the window) rather
+    than a join.
+    """
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in plan.files)
+    raw = _raw(con, dataclasses.replace(plan, bounds=None), schema, names)
+    base = _base(raw, plan, schema, set())
+    keep: list[ir.BooleanValue] = []
+    if not counts[0] == counts[1] == total:
+        keep.append(ck.in_selection(base, plan.table, selection, as_filter=True))
+    if len(left_out):
+        breaks = np.flatnonzero(np.diff(left_out) != 1)
+        firsts = np.concatenate([left_out[:1], left_out[breaks + 1]])
+        lasts = np.concatenate([left_out[breaks], left_out[-1:]])
+        pos = base[_POS]
+        if len(firsts) <= _MAX_RANGES:
+            keep.extend(~pos.between(int(a), int(b)) for a, b in zip(firsts, lasts, strict=True))
+        else:
+            folder = source_copy.folder_of(out)
+            listed = source_copy.excluded_table(con, folder, left_out, names[-1])
+            keep.append(~pos.isin(listed[source_copy.EXCLUDED_COLUMN]))
+    kept = base.filter(*keep) if keep else base
+    view = kept.select(**{c.name: kept[ck.value_name(c.name)] for c in schema.columns})
+    excluded = (source_copy.folder_of(out) / source_copy.EXCLUDED_FILE).exists()
+    source_copy.save_view(source_copy.folder_of(out), view, names, excluded)
 
 
 def _screened(
