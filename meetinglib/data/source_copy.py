@@ -145,7 +145,7 @@ def arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     probes of several come out in no set order.
     """
     listed = ", ".join('"' + c.replace('"', '""') + '"' for c in columns) if columns else "*"
-    config: dict[str, str | bool | int] = {"preserve_insertion_order": True}
+    config: dict[str, str | bool | int | float | list[str]] = {"preserve_insertion_order": True}
     if (folder_of(path) / EXCLUDED_FILE).exists():
         config["threads"] = 1
     with duckdb.connect(config=config) as con:
