@@ -261,7 +261,7 @@ def test_save_and_load_round_trip(tmp_path, params, week_data):
 def _as_if_large(monkeypatch, folder: Path, gib: int) -> None:
     """Make the snapshot in ``folder`` count as ``gib`` GiB of data (a 64 GiB machine, a
     new shared engine)."""
-    size = sum(f.stat().st_size for f in (folder / "tables").glob("*.parquet"))
+    size = engine.parquet_data_bytes((folder / "tables").rglob("*.parquet"))
     monkeypatch.setattr(engine, "_OPEN", {})
     monkeypatch.setattr(engine, "machine_memory", lambda: 64 << 30)
     monkeypatch.setattr(engine, "DATA_MEMORY_SHARE", (gib << 30) / size)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from meetinglib.analysis import kpis
@@ -61,14 +63,31 @@ def test_duckdb_default_memory_limit_is_a_gib_per_thread_not_most_of_the_machine
 
 def test_a_large_week_gets_more_memory_up_to_a_quarter_of_the_machine(monkeypatch):
     monkeypatch.setattr(engine, "machine_memory", lambda: 24 << 30)
+    share = engine.DATA_MEMORY_SHARE
     # little data: the default, a GiB per thread
     assert engine.data_memory_limit(100 << 20, threads=2) == 2 << 30
-    # 5 GiB of Parquet: 80 % of it
-    assert engine.data_memory_limit(5 << 30, threads=2) == 4 << 30
-    # 20 GiB: a quarter of the machine, 6 GiB
-    assert engine.data_memory_limit(20 << 30, threads=2) == 6 << 30
+    # decoded data whose share is 4 GiB: that share
+    assert engine.data_memory_limit(int((4 << 30) / share), threads=2) == pytest.approx(
+        4 << 30, abs=1
+    )
+    # a share of 10 GiB: a quarter of the machine, 6 GiB
+    assert engine.data_memory_limit(int((10 << 30) / share), threads=2) == 6 << 30
     # never under the default, even when a quarter of the machine is
-    assert engine.data_memory_limit(20 << 30, threads=8) == 8 << 30
+    assert engine.data_memory_limit(int((10 << 30) / share), threads=8) == 8 << 30
+
+
+def test_data_bytes_are_the_decoded_size_whatever_the_compression(tmp_path):
+    table = pa.table({"id": [f"O{i:09d}" for i in range(20_000)], "n": list(range(20_000))})
+    pq.write_table(table, tmp_path / "zstd.parquet", compression="zstd")
+    pq.write_table(table, tmp_path / "none.parquet", compression="none")
+    zstd, plain = tmp_path / "zstd.parquet", tmp_path / "none.parquet"
+    assert zstd.stat().st_size < plain.stat().st_size
+    decoded = engine.parquet_data_bytes([zstd])
+    # the same values: the same decoded size, give or take a page header's varint
+    assert engine.parquet_data_bytes([plain]) == pytest.approx(decoded, rel=1e-3)
+    # about the values' own bytes: ten characters and an offset per id, eight per number
+    assert 0.8 * 20_000 * (10 + 4 + 8) < decoded < 1.5 * 20_000 * (10 + 4 + 8)
+    assert engine.parquet_data_bytes([zstd, zstd]) == 2 * decoded
 
 
 def test_fitting_the_memory_limit_never_lowers_it(monkeypatch):
@@ -76,7 +95,7 @@ def test_fitting_the_memory_limit_never_lowers_it(monkeypatch):
     con = connect(engine.EngineSettings(memory_limit="3GiB", threads=2))
     engine.fit_memory_limit(con, 100 << 20, threads=2)
     assert _memory_limit(con) == "3.0 GiB"
-    engine.fit_memory_limit(con, 5 << 30, threads=2)
+    engine.fit_memory_limit(con, int((4 << 30) / engine.DATA_MEMORY_SHARE) + 1, threads=2)
     assert _memory_limit(con) == "4.0 GiB"
 
 

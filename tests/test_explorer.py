@@ -742,10 +742,11 @@ def test_the_background_engine_takes_half_of_what_the_week_asks_for(sample, tmp_
     params = load_params(write_params(tmp_path, sample.folder, engine="{threads: 2}"))
     # a small week: half the default of a GiB per thread
     assert _limit_gib(ex.background_engine(params)) == pytest.approx(1.0, rel=0.01)
-    # a 10 GiB snapshot asks for 8 GiB (80 %): half while the kernel computes, all after
-    con = ex.background_engine(params, 10 << 30)
+    # a snapshot whose share is 8 GiB: half while the kernel computes, all after
+    size = int(8.01 * (1 << 30) / engine.DATA_MEMORY_SHARE)
+    con = ex.background_engine(params, size)
     assert _limit_gib(con) == pytest.approx(4.0, rel=0.01)
-    ex.in_full(con, params, 10 << 30)
+    ex.in_full(con, params, size)
     assert _limit_gib(con) == pytest.approx(8.0, rel=0.01)
 
 

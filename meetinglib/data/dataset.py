@@ -120,9 +120,15 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
         path = self.path(name)
         return source_copy.files(path) if source_copy.is_view(path) else [path]
 
-    def nbytes(self) -> int:
-        """Bytes of the tables' files on disk."""
-        return sum(f.stat().st_size for name in self for f in self.files(name) if f.exists())
+    def data_bytes(self) -> int:
+        """The tables' decoded size (``engine.parquet_data_bytes`` of their Parquet files:
+        written, or copies of the export), what the engine's memory is sized to."""
+        return engine.parquet_data_bytes(
+            f
+            for name in self
+            for f in self.files(name)
+            if f.suffix == ".parquet" and f.name != source_copy.EXCLUDED_FILE and f.exists()
+        )
 
     def clear(self) -> None:
         """Forget the tables read into pandas (the files stay)."""
@@ -140,7 +146,7 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
             if known is con:
                 return tables
         if params is not None and params.memory_limit is None:
-            engine.fit_memory_limit(con, self.nbytes(), params.threads)
+            engine.fit_memory_limit(con, self.data_bytes(), params.threads)
         if con.name == "duckdb":
             tables = {name: load_engine.snapshot_table(con, self.path(name)) for name in self}
         else:
@@ -195,8 +201,9 @@ class WeekData:
         return self._engine_tables
 
     def snapshot_bytes(self) -> int:
-        """Bytes of the snapshot's table files (0 when the tables are not a snapshot)."""
-        return self.tables.nbytes() if isinstance(self.tables, SnapshotTables) else 0
+        """The decoded size of the snapshot's tables (``SnapshotTables.data_bytes``; 0 when
+        the tables are not a snapshot)."""
+        return self.tables.data_bytes() if isinstance(self.tables, SnapshotTables) else 0
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether the source provides ``column`` of ``table`` (absent tables provide none)."""
@@ -626,7 +633,7 @@ def load_week(
                     # gets the memory its size asks for (engine.data_memory_limit).
                     engine.fit_memory_limit(
                         load_engine.connection(params),
-                        sum(f.stat().st_size for p in known for f in p.exported),
+                        engine.parquet_data_bytes(f for p in known for f in p.files),
                         params.engine.threads,
                     )
                 not_loaded = load_engine.orders_not_loaded(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 from ibis.backends import BaseBackend
 
@@ -164,19 +166,33 @@ def _default_memory_bytes(threads: int | None) -> int:
 
 # A week whose tables are large gets more: a quantile keeps every value it reads and
 # cannot spill, so under a small limit the KPI table's quantile passes run in many small
-# blocks of weeks, each a scan of the table. At 5M orders a week (a 7.3 GB snapshot) 4 GB
-# for every engine instead of 2 GiB took the run from 963 to 887 CPU seconds (535 to 489
-# s; benchmarks/results/engine.md). The share of the data's size, capped at a quarter of
-# the machine: the runner's engine and the explorer's beside the kernel's stay within
-# the rest.
-DATA_MEMORY_SHARE = 0.8
+# blocks of weeks, each a scan of the table. At 5M orders a week 4 GB for every engine
+# instead of 2 GiB took the run from 963 to 887 CPU seconds (535 to 489 s;
+# benchmarks/results/engine.md). The data's size is its decoded size (Parquet's own
+# count of its column chunks, however compressed: a snapshot's copies of a zstd export
+# are 0.9 GB at 1M orders a week where the same rows written with snappy were 1.5 GB,
+# both about 4 GB decoded), and the share is 80 % of the size the snappy files had, as
+# measured. Capped at a quarter of the machine: the runner's engine and the explorer's
+# beside the kernel's stay within the rest.
+DATA_MEMORY_SHARE = 0.28
 DATA_MEMORY_MACHINE_SHARE = 4
 
 
+def parquet_data_bytes(files: Iterable[Path]) -> int:
+    """The decoded size of Parquet ``files``: the bytes of their column chunks before
+    compression, as their footers record them (nothing else is read)."""
+    total = 0
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        total += sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    return total
+
+
 def data_memory_limit(data_bytes: int, threads: int | None = None) -> int:
-    """Bytes of DuckDB memory for computing on ``data_bytes`` of Parquet: the default
-    (``default_memory_limit``), or ``DATA_MEMORY_SHARE`` of the data's size when that is
-    more, at most a quarter of the machine's memory."""
+    """Bytes of DuckDB memory for computing on ``data_bytes`` of decoded Parquet
+    (``parquet_data_bytes``): the default (``default_memory_limit``), or
+    ``DATA_MEMORY_SHARE`` of the data's size when that is more, at most a quarter of the
+    machine's memory."""
     default = _default_memory_bytes(threads)
     scaled = min(int(data_bytes * DATA_MEMORY_SHARE), machine_memory() // DATA_MEMORY_MACHINE_SHARE)
     return max(default, scaled)
