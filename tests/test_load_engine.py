@@ -34,10 +34,11 @@ END = IsoWeek(2026, 10)
 WEEK = "2026-W10"
 
 
-def write_params(folder: Path, source: Path, extra: str = "") -> Path:
+def write_params(folder: Path, source: Path, extra: str = "", history: int = 2) -> Path:
     path = folder / "params.yaml"
     path.write_text(
-        f"company: Test Shop\ntimezone: {TZ}\nhistory_weeks: 2\nopen_order_lookback_days: 7\n"
+        f"company: Test Shop\ntimezone: {TZ}\nhistory_weeks: {history}\n"
+        "open_order_lookback_days: 7\n"
         f"source: {{kind: folder, path: '{source}'}}\n"
         "quality: {max_quarantine_share: 0.2}\n" + extra,
         encoding="utf-8",

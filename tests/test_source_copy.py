@@ -17,26 +17,10 @@ import pandas as pd
 import pytest
 
 from meetinglib.core.params import load_params
-from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import load_engine, source_copy
 from meetinglib.data.dataset import SnapshotTables, WeekData, load_week
 from meetinglib.data.sample import generate_sample
-
-TZ = "Asia/Shanghai"
-END = IsoWeek(2026, 10)
-WEEK = "2026-W10"
-
-
-def write_params(folder: Path, source: Path, history: int = 2) -> Path:
-    path = folder / "params.yaml"
-    path.write_text(
-        f"company: Test Shop\ntimezone: {TZ}\nhistory_weeks: {history}\n"
-        "open_order_lookback_days: 7\n"
-        f"source: {{kind: folder, path: '{source}'}}\n"
-        "quality: {max_quarantine_share: 0.2}\n",
-        encoding="utf-8",
-    )
-    return path
+from tests.test_load_engine import END, TZ, WEEK, write_params
 
 
 @pytest.fixture(scope="module")
