@@ -123,12 +123,11 @@ class SnapshotTables(Mapping[str, pd.DataFrame]):
     def data_bytes(self) -> int:
         """The tables' decoded size (``engine.parquet_data_bytes`` of their Parquet files:
         written, or copies of the export), what the engine's memory is sized to."""
-        return engine.parquet_data_bytes(
-            f
-            for name in self
-            for f in self.files(name)
-            if f.suffix == ".parquet" and f.name != source_copy.EXCLUDED_FILE and f.exists()
+        data = (
+            source_copy.parts(path) if source_copy.is_view(path) else [path]
+            for path in map(self.path, self)
         )
+        return engine.parquet_data_bytes(f for files in data for f in files if f.exists())
 
     def clear(self) -> None:
         """Forget the tables read into pandas (the files stay)."""

@@ -1268,6 +1268,7 @@ def _save_view(
     raw = _raw(con, dataclasses.replace(plan, bounds=None), schema, names)
     base = _base(raw, plan, schema, set())
     keep: list[ir.BooleanValue] = []
+    joined = False  # positions left out by a join on excluded.parquet
     if not counts[0] == counts[1] == total:
         keep.append(ck.in_selection(base, plan.table, selection, as_filter=True))
     if len(left_out):
@@ -1281,10 +1282,10 @@ def _save_view(
             folder = source_copy.folder_of(out)
             listed = source_copy.excluded_table(con, folder, left_out, names[-1])
             keep.append(~pos.isin(listed[source_copy.EXCLUDED_COLUMN]))
+            joined = True
     kept = base.filter(*keep) if keep else base
     view = kept.select(**{c.name: kept[ck.value_name(c.name)] for c in schema.columns})
-    excluded = (source_copy.folder_of(out) / source_copy.EXCLUDED_FILE).exists()
-    source_copy.save_view(source_copy.folder_of(out), view, names, excluded)
+    source_copy.save_view(source_copy.folder_of(out), view, names, joined)
 
 
 def _screened(

@@ -107,10 +107,15 @@ def save_view(folder: Path, expr: ir.Table, names: list[str], excluded: bool) ->
 
 
 def files(path: Path) -> list[Path]:
-    """Every file of the table kept as copies at ``path`` (for sizes and links)."""
+    """Every file of the table kept as copies at ``path`` (to link it elsewhere)."""
     folder = folder_of(path)
     meta = json.loads((folder / VIEW_FILE).read_text(encoding="utf-8"))
     return [folder / VIEW_FILE, *(folder / f for f in meta["files"].values())]
+
+
+def parts(path: Path) -> list[Path]:
+    """The copies of the export of the table kept at ``path`` (its data, for its size)."""
+    return [f for f in files(path) if f.name.startswith("part-")]
 
 
 def query(path: Path) -> str:
