@@ -15,7 +15,9 @@ import math
 import sqlite3
 from pathlib import Path
 
+import duckdb
 import ibis
+import ibis.backends.duckdb as duckdb_backend
 import numpy as np
 import pandas as pd
 import pytest
@@ -1434,6 +1436,50 @@ def test_quantile_passes_run_week_by_week_set_segments_aside_the_same(tables, mo
     left = orders[orders["warehouse"].astype(object) != "WH1"]
     expected = ref.stage_hours(left, W11, "paid_shipped").median()
     assert series_of(split[0], "handling_median_h")[1] == pytest.approx(expected)
+
+
+def _refuse_quantile_runs(monkeypatch, longest: int) -> list[int]:
+    """Make the engine refuse, as out of memory, every quantile pass over more than
+    ``longest`` weeks; the lengths refused are recorded in the list returned."""
+    spans: dict[int, tuple[object, int]] = {}
+    build = kpis._quantile_pass
+
+    def recorded(f, members, weeks=None):
+        found = build(f, members, weeks)
+        lo, hi = weeks or (0, f.weeks)
+        spans[id(found.table)] = (found.table, hi - lo)  # the table kept: its id stays its own
+        return found
+
+    refused: list[int] = []
+    execute = duckdb_backend.Backend.execute
+
+    def limited(self, expr, *args, **kwargs):
+        _table, span = spans.get(id(expr), (None, 0))
+        if span > longest:
+            refused.append(span)
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate")
+        return execute(self, expr, *args, **kwargs)
+
+    monkeypatch.setattr(kpis, "_quantile_pass", recorded)
+    monkeypatch.setattr(duckdb_backend.Backend, "execute", limited)
+    return refused
+
+
+def test_a_quantile_run_refused_for_memory_is_split_until_it_fits(tables, monkeypatch):
+    whole = kpis.weekly_kpis(tables, WEEKS, SLA, QUANTILE_KPIS)
+    refused = _refuse_quantile_runs(monkeypatch, longest=1)
+    split = kpis.weekly_kpis(tables, WEEKS, SLA, QUANTILE_KPIS)
+    # every pass first tried over its 4 weeks, then over 2 and 2, then week by week
+    assert refused and set(refused) == {4, 2}
+    for key in QUANTILE_KPIS:
+        assert series_of(split, key) == pytest.approx(BY_HAND[key], nan_ok=True), key
+    pd.testing.assert_frame_equal(split, whole)
+
+
+def test_a_single_week_refused_for_memory_raises_the_engines_error(tables, monkeypatch):
+    _refuse_quantile_runs(monkeypatch, longest=0)
+    with pytest.raises(duckdb.OutOfMemoryException, match="Out of Memory"):
+        kpis.weekly_kpis(tables, WEEKS, SLA, ["handling_median_h"])
 
 
 def test_quantiles_of_every_row_read_the_rows_without_joining_orders(tables):

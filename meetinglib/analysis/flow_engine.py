@@ -41,6 +41,7 @@ from meetinglib.data.engine import (
     US_PER_HOUR,
     frame_table,
     hours_between,
+    out_of_memory,
     shared,
     unix_micros,
 )
@@ -810,8 +811,8 @@ def stage_summaries(
     union = ibis.union(*parts) if len(parts) > 1 else parts[0]
     try:
         found = con.to_pandas(union).set_index("ask")
-    except Exception as exc:  # the engines' own error types differ
-        if "OutOfMemory" not in type(exc).__name__:
+    except Exception as exc:
+        if not out_of_memory(exc):
             raise
         # On millions of orders a week the union keeps every asked order in memory at
         # once (a shared subquery); ask by ask, each keeps only its own orders' hours.

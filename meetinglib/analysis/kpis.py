@@ -962,11 +962,14 @@ def _quantile_pass(
     return _QuantilePass(ibis.union(*out) if out else None, fractions, value_of, row_bytes)
 
 
-# The share of the engine's memory limit one quantile query may fill with its rows: its
-# aggregates keep every value they read, which the engine cannot spill to disk. The
-# estimate (``row_bytes``) is about 1.5 times what DuckDB holds; at 250k orders a week
-# and a 100 MB limit (5M and 2 GiB scaled down) the KPI table runs out of memory at 1.5.
-_QUANTILE_MEMORY_SHARE = 0.6
+# The share of the engine's memory limit one quantile query may fill with its rows, as
+# ``row_bytes`` counts them: its aggregates keep every value they read, which the engine
+# cannot spill to disk. The count is an upper bound: on 1M orders a week DuckDB needed
+# 0.37 to 0.40 of it for a pass over every order (430 MiB for the handling times, 908 MiB
+# for the transit and cycle times), 0.11 to 0.12 for the root search's (its rows enter
+# only the segments it asks for). At 1.5 such a pass fills at most 0.6 of the limit; a
+# run of weeks that still meets the limit is split in two (``_quantile_rows``).
+_QUANTILE_MEMORY_SHARE = 1.5
 
 
 def _week_chunks(
@@ -986,6 +989,34 @@ def _week_chunks(
     runs = -(-weeks // min(max(fits, 1), weeks))
     step = -(-weeks // runs)  # runs of about equal length
     return [(lo, min(lo + step, f.weeks)) for lo in range(0, f.weeks, step)]
+
+
+def _quantile_rows(
+    con: BaseBackend,
+    f: Frames,
+    members: list[_Member],
+    whole: _QuantilePass,
+    runs: list[tuple[int, int]],
+) -> pd.DataFrame:
+    """The rows of a quantile pass (``whole``: over every week) computed run by run of
+    weeks. A run the engine refuses for its memory limit is computed again as two runs
+    of half its weeks (``_week_chunks`` sized the runs on an estimate); a single week
+    refused raises the engine's error."""
+    done: list[pd.DataFrame] = []
+    pending = list(runs)
+    while pending:
+        lo, hi = pending.pop(0)
+        table = (
+            whole.table if (lo, hi) == (0, f.weeks) else _quantile_pass(f, members, (lo, hi)).table
+        )
+        try:
+            done.append(con.execute(table))
+        except Exception as exc:
+            if not engine.out_of_memory(exc) or hi - lo < 2:
+                raise
+            middle = (lo + hi) // 2
+            pending[:0] = [(lo, middle), (middle, hi)]
+    return done[0] if len(done) == 1 else pd.concat(done, ignore_index=True)
 
 
 def _cells_wanted(
@@ -1364,13 +1395,7 @@ def kpi_aggregates(
             done = _quantile_pass(frames, quantiles)
             if done.table is not None:
                 chunks = _week_chunks(con, frames, quantiles[0].obs.table, done.row_bytes)
-                if len(chunks) == 1:
-                    wide = con.execute(done.table)
-                else:
-                    wide = pd.concat(
-                        [con.execute(_quantile_pass(frames, quantiles, c).table) for c in chunks],
-                        ignore_index=True,
-                    )
+                wide = _quantile_rows(con, frames, quantiles, done, chunks)
                 results.append(_quantiles_long(quantiles, done, wide, max(len(scenarios), 1)))
     if levels:
         union = ibis.union(

@@ -207,6 +207,12 @@ def fit_memory_limit(con: BaseBackend, data_bytes: int, threads: int | None = No
         con.raw_sql(f"SET memory_limit = '{wanted >> 20}MiB'")
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an engine's refusal to go past its memory limit (the engines'
+    own error types differ: DuckDB's OutOfMemoryException, Spark's ...OutOfMemory...)."""
+    return "OutOfMemory" in type(exc).__name__
+
+
 def memory_limit_bytes(con: BaseBackend) -> int | None:
     """The engine's memory limit in bytes (DuckDB's setting), None when not known."""
     if con.name != "duckdb":
