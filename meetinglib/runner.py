@@ -278,6 +278,57 @@ def _run_week(
 
 # How much nicer than the run the explorer's background thread is (see _ExplorerTables).
 BACKGROUND_NICE = 10
+# The nice value of the run's session while the notebooks run beside the background
+# thread (see _SessionPriority).
+BACKGROUND_SESSION_NICE = 19
+_AUTOGROUP = Path("/proc/self/autogroup")
+_AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+class _SessionPriority:
+    """The run's session made nicer than the kernels' while the background thread works
+    beside them, and made as it was again by ``restore``.
+
+    Linux with autogroups (the default of most distributions) shares the CPU between
+    sessions first and between the threads of a session by their nice only then; every
+    kernel runs in a session of its own (jupyter_client starts it so), so the background
+    thread's nice alone left it half of the machine against the kernel's engine: at 1M
+    orders a week the data report ran 67.0 s, against 58.9 s with the run's session at
+    nice 19. Nothing is changed without autogroups (there the thread's nice suffices) or
+    when the session's nice is below zero (going back would need privileges). The
+    session is the terminal's: its other programs yield too meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.was: int | None = None
+        try:
+            enabled = _AUTOGROUP_ENABLED.read_text().strip() == "1"
+            found = re.search(r"\bnice\s+(-?\d+)", _AUTOGROUP.read_text()) if enabled else None
+        except OSError:
+            return
+        if found is not None and int(found.group(1)) >= 0:
+            was = int(found.group(1))
+            if _set_session_nice(BACKGROUND_SESSION_NICE):
+                self.was = was
+
+    def restore(self) -> None:
+        if self.was is not None:
+            _set_session_nice(self.was)
+            self.was = None
+
+
+def _set_session_nice(nice: int) -> bool:
+    """Set the nice value of this process's autogroup; whether it was set."""
+    for _ in range(20):
+        try:
+            with open(_AUTOGROUP, "w", encoding="ascii") as f:
+                f.write(str(nice))
+            return True
+        except BlockingIOError:  # an unprivileged change: once per 100 ms at most
+            time.sleep(0.1)
+        except OSError:
+            return False
+    return False
 
 
 class _ExplorerTables:
@@ -308,6 +359,7 @@ class _ExplorerTables:
         self._nice = os.getpriority(os.PRIO_PROCESS, 0)
         self._tid: int | None = None
         self._thread = threading.Thread(target=self._save, name="explorer-tables", daemon=True)
+        self._session = _SessionPriority()
         self._thread.start()
 
     def cell_executed(self) -> None:
@@ -342,6 +394,7 @@ class _ExplorerTables:
         background part is raised here as save_week would have raised it."""
         self._over = True
         self._findings.set()
+        self._session.restore()
         if self._thread.is_alive() and self._tid is not None:
             # the run now waits for it: its priority back (allowed to privileged users)
             with contextlib.suppress(OSError):
@@ -364,6 +417,7 @@ class _ExplorerTables:
         folders."""
         self._stopped = True
         self._findings.set()
+        self._session.restore()
         duck = getattr(self.con, "con", None)
         while self._thread.is_alive():
             with contextlib.suppress(Exception):

@@ -382,3 +382,60 @@ def _csv_rows(path: Path) -> list[list[str]]:
 
     with open(path, encoding="utf-8", newline="") as fh:
         return list(csv.reader(fh))[1:]
+
+
+def _autogroup_files(tmp_path, monkeypatch, enabled: str, line: str):
+    from meetinglib import runner
+
+    group, switch = tmp_path / "autogroup", tmp_path / "enabled"
+    group.write_text(line, encoding="ascii")
+    switch.write_text(enabled, encoding="ascii")
+    monkeypatch.setattr(runner, "_AUTOGROUP", group)
+    monkeypatch.setattr(runner, "_AUTOGROUP_ENABLED", switch)
+    return group
+
+
+def test_the_runs_session_yields_to_the_kernels_while_the_background_part_works(
+    tmp_path, monkeypatch
+):
+    from meetinglib import runner
+
+    group = _autogroup_files(tmp_path, monkeypatch, "1\n", "/autogroup-42 nice 3\n")
+    session = runner._SessionPriority()
+    assert group.read_text() == str(runner.BACKGROUND_SESSION_NICE)
+    session.restore()
+    assert group.read_text() == "3"
+    session.restore()  # once only
+    assert group.read_text() == "3"
+
+
+@pytest.mark.parametrize(
+    ("enabled", "line"),
+    [("0\n", "/autogroup-42 nice 0\n"), ("1\n", "/autogroup-42 nice -5\n")],
+    ids=["without-autogroups", "below-zero-needs-privileges-to-go-back"],
+)
+def test_the_runs_session_is_left_alone_where_it_could_not_go_back(
+    tmp_path, monkeypatch, enabled, line
+):
+    from meetinglib import runner
+
+    group = _autogroup_files(tmp_path, monkeypatch, enabled, line)
+    runner._SessionPriority().restore()
+    assert group.read_text() == line
+
+
+def test_the_session_priority_on_this_machine_goes_back_to_what_it_was():
+    from meetinglib import runner
+
+    try:
+        enabled = runner._AUTOGROUP_ENABLED.read_text().strip() == "1"
+        before = runner._AUTOGROUP.read_text()
+    except OSError:
+        pytest.skip("no autogroups on this machine")
+    if not enabled or " nice -" in before:
+        pytest.skip("autogroups off, or a session below nice 0")
+    session = runner._SessionPriority()
+    during = runner._AUTOGROUP.read_text()
+    session.restore()
+    assert f"nice {runner.BACKGROUND_SESSION_NICE}" in during
+    assert runner._AUTOGROUP.read_text() == before
