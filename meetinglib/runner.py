@@ -294,9 +294,10 @@ class _SessionPriority:
     kernel runs in a session of its own (jupyter_client starts it so), so the background
     thread's nice alone left it half of the machine against the kernel's engine: at 1M
     orders a week the data report ran 67.0 s, against 58.9 s with the run's session at
-    nice 19. Nothing is changed without autogroups (there the thread's nice suffices) or
-    when the session's nice is below zero (going back would need privileges). The
-    session is the terminal's: its other programs yield too meanwhile.
+    nice 19. Nothing is changed without autogroups (there the thread's nice suffices),
+    when the session's nice is below zero (going back would need privileges), or when it
+    is at 19 already (another run of the session set it and puts it back). The session
+    is the terminal's: its other programs yield too meanwhile.
     """
 
     def __init__(self) -> None:
@@ -306,7 +307,9 @@ class _SessionPriority:
             found = re.search(r"\bnice\s+(-?\d+)", _AUTOGROUP.read_text()) if enabled else None
         except OSError:
             return
-        if found is not None and int(found.group(1)) >= 0:
+        # At BACKGROUND_SESSION_NICE already: another run of the session yields, and
+        # puts the session back when it is over; this one leaves it alone.
+        if found is not None and 0 <= int(found.group(1)) < BACKGROUND_SESSION_NICE:
             was = int(found.group(1))
             if _set_session_nice(BACKGROUND_SESSION_NICE):
                 self.was = was

@@ -411,8 +411,16 @@ def test_the_runs_session_yields_to_the_kernels_while_the_background_part_works(
 
 @pytest.mark.parametrize(
     ("enabled", "line"),
-    [("0\n", "/autogroup-42 nice 0\n"), ("1\n", "/autogroup-42 nice -5\n")],
-    ids=["without-autogroups", "below-zero-needs-privileges-to-go-back"],
+    [
+        ("0\n", "/autogroup-42 nice 0\n"),
+        ("1\n", "/autogroup-42 nice -5\n"),
+        ("1\n", "/autogroup-42 nice 19\n"),
+    ],
+    ids=[
+        "without-autogroups",
+        "below-zero-needs-privileges-to-go-back",
+        "another-run-of-the-session-yields-and-puts-it-back",
+    ],
 )
 def test_the_runs_session_is_left_alone_where_it_could_not_go_back(
     tmp_path, monkeypatch, enabled, line
@@ -439,3 +447,14 @@ def test_the_session_priority_on_this_machine_goes_back_to_what_it_was():
     session.restore()
     assert f"nice {runner.BACKGROUND_SESSION_NICE}" in during
     assert runner._AUTOGROUP.read_text() == before
+
+
+@pytest.mark.parametrize("first_over", ["first-run", "second-run"])
+def test_two_runs_of_one_session_leave_it_as_it_was(tmp_path, monkeypatch, first_over):
+    from meetinglib import runner
+
+    group = _autogroup_files(tmp_path, monkeypatch, "1\n", "/autogroup-42 nice 0\n")
+    first, second = runner._SessionPriority(), runner._SessionPriority()
+    for run in (first, second) if first_over == "first-run" else (second, first):
+        run.restore()
+    assert group.read_text() == "0"
