@@ -210,8 +210,9 @@ def fit_memory_limit(con: BaseBackend, data_bytes: int, threads: int | None = No
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an engine's refusal to go past its memory limit (the engines'
-    own error types differ: DuckDB's OutOfMemoryException, Spark's ...OutOfMemory...)."""
+    """Whether ``exc`` is an engine's refusal to go past its memory limit, told by its
+    type's name (DuckDB's OutOfMemoryException; the engines' error types differ, and
+    DuckDB is not imported by every caller's engine)."""
     return "OutOfMemory" in type(exc).__name__
 
 
