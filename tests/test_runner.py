@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -440,8 +441,9 @@ def test_the_session_priority_on_this_machine_goes_back_to_what_it_was():
         before = runner._AUTOGROUP.read_text()
     except OSError:
         pytest.skip("no autogroups on this machine")
-    if not enabled or " nice -" in before:
-        pytest.skip("autogroups off, or a session below nice 0")
+    # Some containers show the file empty: nothing there to change or put back.
+    if not enabled or not re.search(r"\bnice\s+\d+", before):
+        pytest.skip(f"autogroups off, or no session nice from 0 up: {before!r}")
     session = runner._SessionPriority()
     during = runner._AUTOGROUP.read_text()
     session.restore()
