@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed
 KERNEL := $(VENV)/share/jupyter/kernels/meetinglib/kernel.json
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 ARGS ?=
+# The suite runs on this many pytest-xdist workers (`make test TEST_WORKERS=0` runs it in
+# one process). A file's tests stay on one worker, the Spark ones share one: tests/conftest.
+TEST_WORKERS ?= 2
 
 .PHONY: install system-deps demo run test check lint format lab bench clean
 
@@ -68,7 +71,7 @@ run: install
 # The gates, fastest first: lint, format, types; then the whole suite (which also checks
 # the import layers and that notebooks are committed clean).
 test: install check
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 check: install
 	$(BIN)/ruff check meetinglib tests benchmarks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -9,6 +10,25 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 SAMPLE_WEEK = "2026-W47"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist each worker leads a session of its own: with Linux autogroups a
+    # run lowers its whole session's priority while the notebooks run (runner's
+    # _SessionPriority), which must not show in another worker's test of it.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        with contextlib.suppress(OSError):
+            os.setsid()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # With `--dist loadgroup`, a file's tests stay on one worker, so its module-scoped
+    # runs (the handouts, a week's data) are made once; the Spark tests of every file share
+    # one worker, so one Java session starts, not one per worker.
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = "spark" if "spark_engine" in fixtures else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session", autouse=True)
