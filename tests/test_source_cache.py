@@ -8,6 +8,7 @@ sample, clean and with bad rows of every rule planted as text.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from pathlib import Path
@@ -153,11 +154,12 @@ def test_xlsx_equals_the_pandas_path_and_is_converted_once(sample, tmp_path):
     assert engine_week.load_paths == {"orders": "engine"}
     assert_same(pandas_week, engine_week)
     cached = sorted(source_cache.cache_dir().glob("*.parquet"))
-    # A second load finds the conversion: no new file, the same one untouched.
-    before = {p: p.stat().st_mtime_ns for p in cached}
+    # A second load finds the conversion: no new file, the same one not written again (a
+    # conversion replaces the file: another inode).
+    before = {p: p.stat().st_ino for p in cached}
     again = load_week(load_params(params_path), WEEK)
     assert_same(pandas_week, again)
-    assert {p: p.stat().st_mtime_ns for p in source_cache.cache_dir().glob("*.parquet")} == before
+    assert {p: p.stat().st_ino for p in source_cache.cache_dir().glob("*.parquet")} == before
     # An edited workbook is converted again, and read as edited.
     workbook = folder / "orders.xlsx"
     frame = pd.read_excel(workbook, dtype=str)
@@ -244,3 +246,89 @@ def test_a_streamed_csv_reads_as_the_pandas_reader_reads_it(name, text, encoding
         assert [None if v is None else str(v) for v in left] == [
             None if v is None else str(v) for v in right
         ], column
+
+
+def _csv_source(sample: Path, path: Path) -> Path:
+    pd.read_parquet(sample / "orders.parquet").head(50).to_csv(path, index=False)
+    return path
+
+
+def _convert(path: Path) -> Path:
+    from meetinglib.core.params import TableSource
+    from meetinglib.core.schema import SCHEMAS
+    from meetinglib.data import sources
+
+    return source_cache.converted(
+        path, sources.READERS["csv"], SCHEMAS["orders"], TableSource(), TZ
+    )
+
+
+def _unused_for(path: Path, delta) -> None:
+    then = time.time() - delta.total_seconds()
+    os.utime(path, (then, then))
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("MEETINGLIB_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "sources"
+
+
+def test_an_export_replaced_each_week_keeps_one_entry(sample, tmp_path, own_cache):
+    from meetinglib.data import sources
+
+    path = _csv_source(sample, tmp_path / "orders.csv")
+
+    def export(rows: int) -> Path:
+        pd.read_parquet(sample / "orders.parquet").head(rows).to_csv(path, index=False)
+        sources._sha256_of.cache_clear()  # as in the next run: the digest is taken again
+        return _convert(path)
+
+    first = _convert(path)
+    # The next export in the same place supersedes the first entry, which a run of the
+    # hour may still be reading: it stays until unused for SUPERSEDED_AFTER.
+    second = export(60)
+    assert sorted(own_cache.iterdir()) == sorted([first, second])
+    # A week later, the next export: both earlier entries go.
+    for entry in (first, second):
+        _unused_for(entry, dt.timedelta(days=7))
+    third = export(70)
+    assert sorted(own_cache.iterdir()) == [third]
+    assert len(pd.read_parquet(third)) == 70
+
+
+def test_entries_unused_for_long_go_and_entries_in_use_stay(sample, tmp_path, own_cache):
+    other = _convert(_csv_source(sample, tmp_path / "orders_2026-W40.csv"))
+    used = _convert(_csv_source(sample, tmp_path / "orders_2026-W41.csv"))
+    # Both untouched for longer than UNUSED_AFTER; a run then finds the second again,
+    # which marks it in use.
+    for entry in (other, used):
+        _unused_for(entry, source_cache.UNUSED_AFTER * 1.1)
+    assert _convert(tmp_path / "orders_2026-W41.csv") == used
+    left = own_cache / f"{used.stem}.abc.tmp"  # a conversion cut short, a day ago
+    left.write_bytes(b"partial")
+    _unused_for(left, dt.timedelta(days=1))
+    young = own_cache / f"{used.stem}.def.tmp"  # one being written now
+    young.write_bytes(b"partial")
+    newest = _convert(_csv_source(sample, tmp_path / "orders_2026-W42.csv"))
+    assert sorted(own_cache.iterdir()) == sorted([used, newest, young])
+
+
+def test_prune_passes_over_what_it_cannot_remove(tmp_path, monkeypatch):
+    folder = tmp_path / "sources"
+    folder.mkdir()
+    old = folder / "0123456789abcdef-aa.parquet"
+    old.write_bytes(b"x")
+    _unused_for(old, source_cache.UNUSED_AFTER * 2)
+    other = folder / "notes.txt"  # not the cache's: never touched
+    other.write_text("mine")
+    _unused_for(other, source_cache.UNUSED_AFTER * 2)
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(f"read-only: {self}")
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert source_cache.prune(folder) == []
+    monkeypatch.undo()
+    assert source_cache.prune(folder) == [old]
+    assert sorted(folder.iterdir()) == [other]

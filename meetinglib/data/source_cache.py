@@ -16,11 +16,21 @@ The cache lies in ``$MEETINGLIB_CACHE_DIR`` (else ``$XDG_CACHE_HOME/meetinglib``
 modification time and content digest, and by every setting that changes what is read,
 so an edited or re-exported file is converted again. Two runs at once write to temporary
 names and rename: each finds a whole file or writes its own.
+
+The cache is kept to what is in use. An entry's name begins with a digest of the source
+file's path, table and reader, and its modification time is set each time a run finds it.
+Every conversion then removes the entries it supersedes (the same file as it was before
+an edit or a new export) once unused for ``SUPERSEDED_AFTER``, the temporary files of
+conversions cut short, and entries of any file unused for ``UNUSED_AFTER`` (exports named
+by date, a source moved). A weekly export replaced in place thus keeps one entry, not one a
+week; the grace period leaves a run that still reads the earlier entry undisturbed.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -40,6 +50,10 @@ from meetinglib.data import sources
 
 # Bump when the layout of a cached file changes: older entries are then ignored.
 CACHE_VERSION = 1
+# How long an entry stays unused before a conversion removes it: one that a newer entry of
+# the same source file supersedes, and any other one.
+SUPERSEDED_AFTER = dt.timedelta(hours=1)
+UNUSED_AFTER = dt.timedelta(days=30)
 ROW_COLUMN = sources.SOURCE_ROW
 # Parquet metadata key: rows whose cell count is not the header's (validation's rule
 # "wrong field count", which the engine path does not check).
@@ -77,20 +91,59 @@ def cache_key(path: Path, reader: str, schema: TableSchema, ts: TableSource, tz:
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
+def source_prefix(path: Path, reader: str, schema: TableSchema) -> str:
+    """The start of the names of every entry of one source file read for one table: the
+    entries a new conversion of it supersedes."""
+    text = json.dumps([str(path.resolve()), reader, schema.name], ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16] + "-"
+
+
 def converted(
     path: Path, reader: sources.FileReader, schema: TableSchema, ts: TableSource, tz: str
 ) -> Path:
     """The cached Parquet file of ``path`` (converted now if missing or out of date)."""
     folder = cache_dir()
-    target = folder / f"{cache_key(path, reader.name, schema, ts, tz)}.parquet"
+    prefix = source_prefix(path, reader.name, schema)
+    target = folder / f"{prefix}{cache_key(path, reader.name, schema, ts, tz)}.parquet"
     if target.is_file():
+        # in use: its modification time is when a run last found it (see prune)
+        with contextlib.suppress(OSError):
+            os.utime(target)
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    if reader.name == "csv" and _stream_csv(path, schema, ts, target):
-        return target
-    frame = reader.read_table([path], schema, ts, None, tz)
-    _write(frame, target)
+    if not (reader.name == "csv" and _stream_csv(path, schema, ts, target)):
+        frame = reader.read_table([path], schema, ts, None, tz)
+        _write(frame, target)
+    prune(folder, superseded=prefix, keep=target)
     return target
+
+
+def prune(folder: Path, superseded: str | None = None, keep: Path | None = None) -> list[Path]:
+    """Remove from the cache ``folder`` the entries named with the prefix ``superseded``
+    unused for SUPERSEDED_AFTER, temporary files unchanged as long, and any entry unused
+    for UNUSED_AFTER; never ``keep``. Returns what was removed.
+
+    Unused means not found by a run (``converted`` sets the time on each find). A file
+    another process removes first, or cannot be removed, is passed over.
+    """
+    now = dt.datetime.now().timestamp()
+    removed = []
+    for entry in folder.iterdir():
+        if entry == keep or entry.suffix not in (".parquet", ".tmp"):
+            continue
+        try:
+            idle = now - entry.stat().st_mtime
+        except OSError:
+            continue
+        # a conversion in progress writes its temporary file often; one left unchanged
+        # for as long was cut short
+        mine = superseded is not None and entry.name.startswith(superseded)
+        limit = SUPERSEDED_AFTER if mine or entry.suffix == ".tmp" else UNUSED_AFTER
+        if idle > limit.total_seconds():
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
 
 
 def _stream_csv(path: Path, schema: TableSchema, ts: TableSource, target: Path) -> bool:
