@@ -133,10 +133,10 @@ def spark_engine():
 
     Skipped with what to install when pyspark or Java is missing; under CI=true that fails.
     """
-    import ibis
-
+    from meetinglib.data import engine
     from tests import sparkutil
 
     session = sparkutil.start()
-    yield ibis.pyspark.connect(session)
+    # the library's backend on it, as `engine: spark` makes it
+    yield engine.spark_backend(session)
     session.stop()

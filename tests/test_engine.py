@@ -194,3 +194,46 @@ def test_memory_limit_is_read_from_the_engine():
 
     con = ibis.duckdb.connect(memory_limit="300MiB")
     assert engine.memory_limit_bytes(con) == pytest.approx(300 * 2**20, rel=0.01)
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("spark_reads", ["a file", "the frame"])
+def test_spark_keeps_the_missing_values_of_a_frame_in_several_chunks(
+    spark_engine, spark_reads, monkeypatch
+):
+    """A text column held in several Arrow chunks (as pandas 3 reads a large Parquet file)
+    reaches Spark with its missing values missing, not as the text "NaN": read from a
+    Parquet file by a local Spark, sent as a frame to a cluster (played here by telling
+    the backend that the local Spark does not see this machine's files)."""
+    if spark_reads == "the frame":
+        monkeypatch.setattr(engine, "_sees_local_files", lambda session: False)
+    chunks = [["SF", None, "JD"], [None, None, "SF"], ["YT", None]]
+    times = pd.date_range("2026-11-16", periods=8, freq="h", tz="Asia/Shanghai")
+    frame = pa.table(
+        {
+            "carrier": pa.chunked_array(chunks),
+            "at": pa.array(times.tz_convert("UTC").as_unit("us")),
+            "amount": [1.0, None, 2.5, 3.0, None, 4.0, 5.0, 6.0],
+        }
+    ).to_pandas()
+    frame["at"] = frame["at"].dt.tz_convert("Asia/Shanghai")
+    assert frame["carrier"].array._pa_array.num_chunks == 3  # the case that went wrong
+    table = engine.frame_table(frame)
+    got = spark_engine.to_pandas(
+        table.group_by(carrier=table.carrier).aggregate(
+            n=table.count(), amount=table.amount.sum(), first=table["at"].min()
+        )
+    )
+    want = (
+        frame.assign(carrier=frame["carrier"].astype(object))
+        .groupby("carrier", dropna=False)
+        .agg(n=("amount", "size"), amount=("amount", "sum"), first=("at", "min"))
+        .reset_index()
+    )
+    key = lambda f: f["carrier"].fillna("(missing)")  # noqa: E731
+    got = got.assign(k=key(got)).sort_values("k").reset_index(drop=True)
+    want = want.assign(k=key(want)).sort_values("k").reset_index(drop=True)
+    assert got["k"].tolist() == ["(missing)", "JD", "SF", "YT"]
+    assert got["n"].tolist() == want["n"].tolist() == [4, 1, 2, 1]
+    np.testing.assert_allclose(got["amount"].astype(float), want["amount"].astype(float))
+    assert (pd.to_datetime(got["first"], utc=True) == want["first"].dt.tz_convert("UTC")).all()

@@ -22,9 +22,12 @@ Conventions every expression in the library follows, so that both engines agree:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -278,7 +281,76 @@ def spark_session(settings: EngineSettings | None = None) -> Any:
 
 
 def _spark(settings: EngineSettings) -> BaseBackend:
-    return ibis.pyspark.connect(spark_session(settings))
+    return spark_backend(spark_session(settings))
+
+
+def spark_backend(session: Any) -> BaseBackend:
+    """An Ibis backend on the SparkSession ``session`` that hands in-memory tables
+    (``frame_table``) to Spark with their missing values kept (``_SparkTables``)."""
+    return _spark_tables_backend()().connect(session)
+
+
+def _sees_local_files(session: Any) -> bool:
+    """Whether the SparkSession's executors read this machine's files (a local master)."""
+    return str(session.sparkContext.master).startswith("local")
+
+
+@functools.cache
+def _spark_spill() -> Path:
+    """This process's folder for the in-memory tables a local Spark reads as files."""
+    folder = Path(tempfile.mkdtemp(prefix="meetinglib-spark-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@functools.cache
+def _spark_tables_backend() -> type:
+    # Loaded through ibis.pyspark first: that registers the backend's options, which its
+    # compiler reads (ibis.options.pyspark).
+    ibis.pyspark  # noqa: B018
+    from ibis.backends.pyspark import Backend
+
+    class _SparkTables(Backend):  # type: ignore[misc]
+        """Ibis's PySpark backend with in-memory tables that keep their missing values.
+
+        Ibis hands them to Spark as pandas frames. With pandas 3 a text column held in
+        more than one Arrow chunk fails pyspark 4.0's Arrow conversion, and its fallback
+        writes every missing value as the text "NaN": an order without an exception code
+        counted as abnormal. A local Spark reads the table from a Parquet file instead
+        (which also keeps the rows out of the driver's memory); a cluster, which cannot
+        see this machine's files, gets the frame with its text as Python strings and None.
+        """
+
+        def _register_in_memory_table(self, op: Any) -> None:
+            if _sees_local_files(self._session):
+                path = _spark_spill() / f"{op.name}.parquet"
+                pq.write_table(op.data.to_pyarrow(op.schema), path)
+                self._session.read.parquet(str(path)).createOrReplaceTempView(op.name)
+                return
+            from ibis.backends.pyspark.datatypes import PySparkSchema
+
+            frame = op.data.to_frame()
+            for name in frame.columns:
+                if pd.api.types.is_string_dtype(frame[name].dtype):
+                    column = frame[name].astype(object)
+                    frame[name] = column.where(column.notna(), None)
+            schema = PySparkSchema.from_ibis(op.schema)
+            self._session.createDataFrame(frame, schema=schema).createOrReplaceTempView(op.name)
+
+        def _make_memtable_finalizer(self, name: str) -> Any:
+            drop = super()._make_memtable_finalizer(name)
+            path = _spark_spill() / f"{name}.parquet"
+
+            def finalizer() -> None:
+                try:
+                    if drop is not None:
+                        drop()
+                finally:
+                    path.unlink(missing_ok=True)
+
+            return finalizer
+
+    return _SparkTables
 
 
 def _database(settings: EngineSettings) -> BaseBackend:
