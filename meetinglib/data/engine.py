@@ -274,10 +274,16 @@ def spark_session(settings: EngineSettings | None = None) -> Any:
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        # Spark's progress bars would write over the run's own progress lines
+        .config("spark.ui.showConsoleProgress", "false")
     )
     for key, value in settings.spark_conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    # Its warnings (a hundred lines a run) are for whoever runs the cluster, who reads them
+    # in Spark's own logs; errors still reach the terminal.
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def _spark(settings: EngineSettings) -> BaseBackend:
