@@ -726,6 +726,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "week", None) is not None:
+            from meetinglib.core.weeks import IsoWeek as Week
+
+            # A mistyped week is refused at once, not after the data has been loaded.
+            Week.parse(args.week)
         return int(args.func(args) or 0)
     except MeetingError as exc:
         if args.debug:

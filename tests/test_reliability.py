@@ -804,3 +804,16 @@ def test_progress_and_manifest_mask_a_url_credential(world, tmp_path, capsys, mo
     assert code == 3, err
     assert "orders" in err and "password=***" in err
     assert "hunter2" not in out + err
+
+
+def test_a_mistyped_week_is_refused_before_anything_starts(tmp_path, capsys, monkeypatch):
+    """No kernel started, no "loading" line: the week's spelling is the first thing judged."""
+    from meetinglib.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--week", "2026-47"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "error: week '2026-47' is not an ISO week; write it as YYYY-Www, for example 2026-W47."
+    ]
