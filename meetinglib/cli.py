@@ -32,6 +32,7 @@ from meetinglib.core.i18n import LANGUAGES, t
 from meetinglib.core.params import DEMO_TEMPLATE, load_params
 from meetinglib.core.safename import inside
 from meetinglib.core.secrets import redact
+from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.propose import propose, render
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
@@ -58,7 +59,6 @@ from meetinglib.runner import check_sections, default_params_file, run_week
 
 if TYPE_CHECKING:  # imported lazily at run time, so that `meeting --help` starts fast
     from meetinglib.core.params import Params
-    from meetinglib.core.weeks import IsoWeek
 
 DEFAULT_SAMPLE = Path("data/sample")
 
@@ -727,10 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if getattr(args, "week", None) is not None:
-            from meetinglib.core.weeks import IsoWeek as Week
-
             # A mistyped week is refused at once, not after the data has been loaded.
-            Week.parse(args.week)
+            IsoWeek.parse(args.week)
         return int(args.func(args) or 0)
     except MeetingError as exc:
         if args.debug:

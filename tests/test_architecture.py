@@ -20,6 +20,8 @@ LAYERS = ["core", "data", "analysis", "report", "meeting", "runner", "cli", "__i
 # executing notebooks need (importing nbformat alone takes about a second).
 LAZY_ALLOWED = {"ipywidgets", "aiosmtpd", "pm4py", "pyspark", "playwright", "psycopg", "openpyxl"}
 LAZY_ALLOWED |= {"papermill", "nbformat", "nbconvert", "nbclient", "jupyter_client", "jupyter_core"}
+# Ibis's PySpark backend imports pyspark when it is imported.
+LAZY_ALLOWED |= {"ibis.backends.pyspark"}
 
 
 def _module_name(path: Path) -> str:
@@ -56,8 +58,8 @@ def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, int, str]]]:
             else:
                 continue
             if id(node) in inner:
-                top = candidates[-1].split(".")[0]
-                if top not in LAZY_ALLOWED:
+                what = candidates[-1]
+                if not any(what == a or what.startswith(f"{a}.") for a in LAZY_ALLOWED):
                     nested.append((name, node.lineno, candidates[-1]))
             for c in candidates:
                 if c in modules and c != name:
