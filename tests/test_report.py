@@ -362,3 +362,37 @@ def test_fmt_change():
     assert fmt_change(34.5, 20.5, "per_1000") == "+14.0 ‰"
     assert fmt_change(3.5, 3.75, "score") == "-0.25"
     assert fmt_change(4.0, 5.0, "days") == "-1.0 d (-20.0%)"
+
+
+def test_a_week_whose_data_ends_early_says_so_on_page_one(tmp_path, long_quiet_sample):
+    """The report week asked for holds the orders of its first six hours only: page one
+    says the week is incomplete, with the counts worked out from the file here."""
+    import shutil
+
+    tz = "Asia/Shanghai"
+    folder = tmp_path / "cut"
+    shutil.copytree(long_quiet_sample.folder, folder)
+    orders = pd.read_parquet(folder / "orders.parquet")
+    cut = IsoWeek.parse(SAMPLE_WEEK).start(tz) + pd.Timedelta(hours=6)
+    orders = orders[orders["created_at"] < cut]
+    orders.to_parquet(folder / "orders.parquet", index=False)
+    params = load_params(write_params(tmp_path, folder, history_weeks=8))
+    report = DataReport(load_week(params, SAMPLE_WEEK), "en")
+
+    weeks = orders["created_at"].dt.tz_convert(tz).map(lambda t: str(IsoWeek.containing(t)))
+    per_week = weeks.value_counts().sort_index()
+    this = int(per_week[SAMPLE_WEEK])
+    before = per_week[per_week.index < SAMPLE_WEEK].tail(params.quality.complete_week_history)
+    median = float(np.median(before))
+    assert this < params.quality.complete_week_share * median  # the case made here
+    assert report.short_week() == (this, round(median))
+    warning = report.quality_warning()
+    assert warning.startswith(f"Incomplete week: {this:,} orders were created this week, ")
+    assert f"({round(median):,})" in warning
+    assert "Incomplete week" in str(report.headline_note().data)
+    assert "本周数据不完整" in DataReport(report.data, "zh-CN").quality_warning()
+
+
+def test_a_complete_week_has_no_incomplete_week_warning(quiet_report):
+    assert quiet_report.short_week() is None
+    assert "Incomplete week" not in quiet_report.quality_warning()

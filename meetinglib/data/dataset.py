@@ -467,10 +467,20 @@ def complete_week(counts: pd.Series, params: Params) -> IsoWeek:
     for i in range(max(newest, 0), -1, -1):
         if counts.iloc[i] == 0:
             continue
-        before = counts.iloc[max(0, i - history) : i]
-        if before.empty or counts.iloc[i] >= share * float(np.median(before)):
+        if short_of(counts.iloc[i], counts.iloc[max(0, i - history) : i], share) is None:
             return weeks[i]
     return weeks[int(np.flatnonzero(counts.to_numpy() > 0)[-1])]
+
+
+def short_of(orders: float, before: Sequence[float] | pd.Series, share: float) -> float | None:
+    """The median of the orders of the weeks ``before`` a week when its ``orders`` fall
+    short of ``share`` of it (quality.complete_week_share): the data likely ends inside
+    the week. None when they do not, or when there is no week before to judge by."""
+    known = [float(x) for x in before if pd.notna(x)]
+    if not known:
+        return None
+    median = float(np.median(known))
+    return median if orders < share * median else None
 
 
 def resolve_week(params: Params, week: IsoWeek | str | None) -> IsoWeek:

@@ -51,7 +51,7 @@ from meetinglib.core.i18n import label_or, t
 from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.core.weeks import Window
 from meetinglib.data import engine
-from meetinglib.data.dataset import WeekData, notebook_week
+from meetinglib.data.dataset import WeekData, notebook_week, short_of
 from meetinglib.report import charts as plots
 from meetinglib.report.render import frame_table, macro, render, table
 
@@ -531,7 +531,26 @@ class DataReport:
             )
             for table, aside, rows in quality.week_warnings
         ]
+        short = self.short_week()
+        if short is not None:
+            orders, median = short
+            texts.append(
+                self._t("quality.short_week", orders=orders, median=median, share=orders / median)
+            )
         return " ".join(texts)
+
+    def short_week(self) -> tuple[int, int] | None:
+        """(orders created this week, the median of the weeks before) when this week's
+        orders fall short of ``quality.complete_week_share`` of that median, as the latest
+        complete week is judged (``dataset.short_of``): a week asked for whose data ends
+        inside it, whose figures all read low. None otherwise."""
+        quality = self.data.params.quality
+        series = self.kpi_result.weekly("orders_created")
+        if series.empty or pd.isna(series.iloc[-1]):
+            return None
+        before = series.iloc[:-1].tail(quality.complete_week_history)
+        median = short_of(float(series.iloc[-1]), before, quality.complete_week_share)
+        return None if median is None else (int(series.iloc[-1]), round(median))
 
     def headline_note(self) -> HTML:
         """One line pointing at "What changed", after the week's data-quality warning if any."""
