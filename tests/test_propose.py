@@ -66,3 +66,12 @@ def test_init_reads_an_sql_table(tmp_path):
             }
         },
     }
+
+
+def test_exception_codes_already_canonical_need_no_map(tmp_path):
+    path = tmp_path / "orders.csv"
+    rows = ["A,payment_failed", "B,Payment Failed", "C,缺货", "D,fraud_review", "E,odd-code", "F,"]
+    path.write_text("order_id,exception_code\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    p = propose(path)
+    assert p.values["exception_code"] == {"Payment Failed": "payment_failed", "缺货": "stockout"}
+    assert p.unmatched_values == {"exception_code": ["odd-code"]}

@@ -264,7 +264,9 @@ def propose(source: str | os.PathLike[str], table: str | None = None) -> Proposa
         if canonical not in VALUE_SYNONYMS:
             continue
         distinct = _distinct(frame[header])
-        known = VALUE_SYNONYMS[canonical]
+        # Looked up as _norm writes them, the synonyms' own spelling included: a value
+        # like "payment_failed", already canonical, was not found under "paymentfailed".
+        known = {_norm(k): v for k, v in VALUE_SYNONYMS[canonical].items()}
         mapping = {
             v: known[_norm(v)] for v in distinct if _norm(v) in known and v != known[_norm(v)]
         }
