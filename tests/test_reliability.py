@@ -808,8 +808,6 @@ def test_progress_and_manifest_mask_a_url_credential(world, tmp_path, capsys, mo
 
 def test_a_mistyped_week_is_refused_before_anything_starts(tmp_path, capsys, monkeypatch):
     """No kernel started, no "loading" line: the week's spelling is the first thing judged."""
-    from meetinglib.cli import main
-
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--week", "2026-47"]) == 2
     out, err = capsys.readouterr()

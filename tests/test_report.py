@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -367,8 +368,6 @@ def test_fmt_change():
 def test_a_week_whose_data_ends_early_says_so_on_page_one(tmp_path, long_quiet_sample):
     """The report week asked for holds the orders of its first six hours only: page one
     says the week is incomplete, with the counts worked out from the file here."""
-    import shutil
-
     tz = "Asia/Shanghai"
     folder = tmp_path / "cut"
     shutil.copytree(long_quiet_sample.folder, folder)
