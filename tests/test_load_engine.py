@@ -615,26 +615,45 @@ def _batch(**columns: list) -> pa.RecordBatch:
     return pa.RecordBatch.from_pydict({k: pa.array(v, pa.string()) for k, v in columns.items()})
 
 
-def test_keys_ascend_only_when_each_key_exceeds_the_one_before():
-    ascend = load_engine._keys_ascend
+def _runs(batch: pa.RecordBatch, key: tuple[str, ...], last):
+    """_keys_in_runs with each row's fingerprint made of its key values."""
+    rows = zip(*(batch.column(k).to_pylist() for k in key), strict=True)
+    prints = np.array([hash(r) % 2**63 for r in rows], dtype=np.uint64)
+    return load_engine._keys_in_runs(batch, key, prints, last)
+
+
+def test_keys_shown_distinct_by_their_runs_without_a_sort():
+    start = load_engine._Run()
     key = ("order_id",)
-    assert ascend(_batch(order_id=["A1", "A2", "B"]), key, ()) == ("B",)
-    assert ascend(_batch(order_id=["C", "D"]), key, ("B",)) == ("D",)
-    assert ascend(_batch(order_id=[]), key, ("B",)) == ("B",)
+    first = _runs(_batch(order_id=["A1", "A2", "B"]), key, start)
+    assert first is not None and first.value == "B"
+    after = _runs(_batch(order_id=["C", "D"]), key, first)
+    assert after is not None and after.value == "D"
+    assert _runs(_batch(order_id=[]), key, first) == first
     # A repeat next to its first, a step back, a missing key, across batches too.
-    assert ascend(_batch(order_id=["A1", "A1", "B"]), key, ()) is None
-    assert ascend(_batch(order_id=["A2", "A1"]), key, ()) is None
-    assert ascend(_batch(order_id=["A1", None, "B"]), key, ()) is None
-    assert ascend(_batch(order_id=["B", "C"]), key, ("B",)) is None
-    assert ascend(_batch(order_id=["A", "C"]), key, ("B",)) is None
+    assert _runs(_batch(order_id=["A1", "A1", "B"]), key, start) is None
+    assert _runs(_batch(order_id=["A2", "A1"]), key, start) is None
+    assert _runs(_batch(order_id=["A1", None, "B"]), key, start) is None
+    assert _runs(_batch(order_id=["B", "C"]), key, first) is None
+    assert _runs(_batch(order_id=["A", "C"]), key, first) is None
+    assert _runs(_batch(order_id=["C"]), key, None) is None, "once unknown, the sort decides"
     # Code point order: "é" (U+00E9) after "z", "𝒜" (U+1D49C) after "\uffff".
-    assert ascend(_batch(order_id=["z", "é", "\uffff", "𝒜"]), key, ()) == ("𝒜",)
+    assert _runs(_batch(order_id=["z", "é", "\uffff", "𝒜"]), key, start) is not None
+    assert _runs(_batch(order_id=["é", "z"]), key, start) is None
+    # Order lines order by order, their SKUs in any order: a repeat only within its order.
     two = ("order_id", "sku")
-    lines = _batch(order_id=["A", "A", "B", "B"], sku=["s1", "s2", "s1", "s3"])
-    assert ascend(lines, two, ()) == ("B", "s3")
-    assert ascend(_batch(order_id=["A", "A"], sku=["s2", "s1"]), two, ()) is None
-    assert ascend(_batch(order_id=["A", "A"], sku=["s1", "s1"]), two, ()) is None
-    assert ascend(_batch(order_id=["B"], sku=["s1"]), two, ("B", "s3")) is None
+    lines = _runs(_batch(order_id=["A", "A", "B", "B"], sku=["s2", "s1", "s3", "s1"]), two, start)
+    assert lines is not None and lines.value == "B" and len(lines.prints) == 2
+    assert _runs(_batch(order_id=["A", "A", "A"], sku=["s1", "s2", "s1"]), two, start) is None
+    assert _runs(_batch(order_id=["B", "A"], sku=["s1", "s1"]), two, start) is None
+    # The last order's run goes on in the next batch: its SKUs are compared across them.
+    assert _runs(_batch(order_id=["B", "C"], sku=["s3", "s1"]), two, lines) is None
+    nxt = _runs(_batch(order_id=["B", "C"], sku=["s4", "s1"]), two, lines)
+    assert nxt is not None and nxt.value == "C" and len(nxt.prints) == 1
+    # A run longer than the limit leaves the test to the sort.
+    many = load_engine._MAX_RUN + 1
+    long_run = _batch(order_id=["A"] * many, sku=[f"s{i}" for i in range(many)])
+    assert _runs(long_run, two, start) is None
 
 
 def test_repeated_key_next_to_its_first_is_found(sample, tmp_path, monkeypatch):
@@ -653,6 +672,46 @@ def test_repeated_key_next_to_its_first_is_found(sample, tmp_path, monkeypatch):
     assert "orders" in screened
     assert_same(pandas_week, engine_week)
     assert any(e.table == "orders" and e.rule == DUPLICATE_KEY for e in engine_week.quality.entries)
+
+
+def test_repeated_line_within_its_order_is_found(sample, tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in sample.glob("*.parquet"):
+        (source / path.name).write_bytes(path.read_bytes())
+    lines = pd.read_parquet(source / "order_lines.parquet")
+    ids = lines["order_id"].astype(str).to_numpy()
+    assert (ids[1:] >= ids[:-1]).all(), "the sample's lines come order by order"
+    # An order's first line again after its second: one key twice, not side by side.
+    multi = lines["order_id"].duplicated(keep=False).to_numpy()
+    first = int(np.flatnonzero(multi)[0])
+    repeated = pd.concat(
+        [lines.iloc[: first + 2], lines.iloc[[first]], lines.iloc[first + 2 :]], ignore_index=True
+    )
+    repeated.to_parquet(source / "order_lines.parquet", index=False, row_group_size=150)
+    screened = _screened_tables(monkeypatch)
+    pandas_week, engine_week = _both(write_params(tmp_path, source))
+    assert "order_lines" in screened
+    assert_same(pandas_week, engine_week)
+    assert any(
+        e.table == "order_lines" and e.rule == DUPLICATE_KEY for e in engine_week.quality.entries
+    )
+    # The sample's own lines are shown distinct by their runs: no sort of their prints.
+    states = []
+    in_runs = load_engine._keys_in_runs
+
+    def spy(batch, key, prints, last):
+        state = in_runs(batch, key, prints, last)
+        if key == ("order_id", "sku"):
+            states.append(state)
+        return state
+
+    monkeypatch.setattr(load_engine, "_keys_in_runs", spy)
+    (source / "order_lines.parquet").write_bytes((sample / "order_lines.parquet").read_bytes())
+    screened.clear()
+    load_week(load_params(write_params(tmp_path, source)), WEEK)
+    assert "order_lines" not in screened
+    assert states and all(state is not None for state in states)
 
 
 def test_positions_among_the_excluded_as_a_lookup_of_all_of_them():

@@ -1068,38 +1068,64 @@ def _in_week(base: ir.Table, schema: TableSchema, week_window: Window) -> ir.Boo
     return inside.fill_null(False)
 
 
-def _keys_ascend(
-    batch: pa.RecordBatch, key: tuple[str, ...], last: tuple[Any, ...]
-) -> tuple[Any, ...] | None:
-    """The batch's last key when its keys (text) each exceed the one before them, the
-    first exceeding ``last`` (the previous batch's last key; ``()``: none); else None.
+# Runs of one first key value longer than this leave the duplicate test to the sort.
+_MAX_RUN = 64
 
-    Strictly ascending keys are distinct: the duplicate test needs no sort of the key
-    fingerprints then. Text compares by its UTF-8 bytes, the order of its code points,
-    as Python compares ``str``; a missing key is not ascending.
+
+@dataclass(frozen=True)
+class _Run:
+    """Where the key test of the batches so far stands: the last first-column value, and
+    the fingerprints of the rows of its run (which the next batch may continue)."""
+
+    value: Any = None
+    prints: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+
+
+def _keys_in_runs(
+    batch: pa.RecordBatch, key: tuple[str, ...], prints: np.ndarray, last: _Run | None
+) -> _Run | None:
+    """The test's state after ``batch`` while its keys are shown distinct without a sort;
+    None once they are not (then the sort of every fingerprint decides).
+
+    Keys are distinct when the first key column never decreases from row to row (text
+    compares by its UTF-8 bytes, the order of its code points, as Python compares
+    ``str``) and, within each run of one first value, no key fingerprint (``prints``,
+    one per row) repeats: a key can only repeat inside its run. Ids as a system hands
+    them out ascend (runs of one row); order lines come order by order (a run per order,
+    its SKUs in any order). None as well for a missing key value or a run longer than
+    _MAX_RUN. ``last``: the state after the previous batch (``_Run()`` before the first).
     """
     n = batch.num_rows
-    if not n:
+    if last is None or not n:
         return last
     columns = [batch.column(k) for k in key]
+    if any(c.null_count for c in columns):
+        return None
+    first = columns[0]
     try:
-        # Row i+1 after row i, lexicographically over the key's columns.
-        after: Any = None
-        for column in reversed(columns):
-            earlier, later = column.slice(0, n - 1), column.slice(1)
-            greater = pc.greater(later, earlier)
-            after = (
-                greater
-                if after is None
-                else pc.or_(greater, pc.and_(pc.equal(later, earlier), after))
-            )
-        inside = n == 1 or pc.all(after, skip_nulls=False).as_py() is True
+        earlier, later = first.slice(0, n - 1), first.slice(1)
+        if n > 1 and pc.all(pc.greater_equal(later, earlier)).as_py() is not True:
+            return None
+        head = first[0].as_py()
+        if last.value is not None and head < last.value:
+            return None
+        starts = np.flatnonzero(pc.not_equal(later, earlier).to_numpy(zero_copy_only=False)) + 1
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return None
-    first = tuple(c[0].as_py() for c in columns)
-    if not inside or any(v is None for v in first) or (last and not first > last):
+    # The previous batch's last run goes on when this batch starts with its value.
+    carried = last.prints if last.value is not None and head == last.value else prints[:0]
+    every = np.concatenate([carried, prints]) if len(carried) else prints
+    starts = np.concatenate([[0], starts + len(carried)])
+    lengths = np.diff(np.append(starts, len(every)))
+    if int(lengths.max()) > _MAX_RUN:
         return None
-    return tuple(c[n - 1].as_py() for c in columns)
+    if int(lengths.max()) > 1:
+        run = np.repeat(np.arange(len(starts)), lengths)
+        # Each row against the rows 1, 2, ... before it: equal run and fingerprint.
+        for d in range(1, int(lengths.max())):
+            if bool(((run[d:] == run[:-d]) & (every[d:] == every[:-d])).any()):
+                return None
+    return _Run(first[n - 1].as_py(), every[starts[-1] :].copy())
 
 
 def _one_pass(
@@ -1167,8 +1193,8 @@ def _one_pass(
     n = n_selected = n_week = written = 0
     failing: list[tuple[np.ndarray, ...]] = []  # (position, mask, selected, week) of rows
     prints = _Fingerprints()
-    # The last key read while each key exceeds the one before it (None: one did not).
-    ascending: tuple[Any, ...] | None = ()
+    # Where the test of the keys without a sort stands (None: it cannot tell).
+    runs: _Run | None = _Run()
     gave_up = False
     with _in_order(con):
         relation = con._to_duckdb_relation(expr)
@@ -1189,9 +1215,9 @@ def _one_pass(
                     gave_up = True
                     break
                 if keyed:
-                    prints.add(batch.column(_KEY_HASH).to_numpy())
-                    if ascending is not None:
-                        ascending = _keys_ascend(batch, schema.key, ascending)
+                    fingerprints = batch.column(_KEY_HASH).to_numpy()
+                    prints.add(fingerprints)
+                    runs = _keys_in_runs(batch, schema.key, fingerprints, runs)
                 pos = batch.column(_POS).to_numpy()
                 bits = batch.column(_MASK).to_numpy()
                 sel = batch.column(_SEL).to_numpy(zero_copy_only=False)
@@ -1216,9 +1242,8 @@ def _one_pass(
                     )
                 written += kept
         reader.close()
-    if not gave_up and ascending is None:
-        # Keys in strictly ascending order (ids as a system hands them out) are distinct
-        # without the sort.
+    if not gave_up and keyed and runs is None:
+        # Keys shown distinct by their runs (_keys_in_runs) need no sort.
         gave_up = prints.repeat()
     if gave_up:
         out.unlink(missing_ok=True)
