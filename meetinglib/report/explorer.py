@@ -191,22 +191,29 @@ class ExplorerData:
         log = flow_engine.event_log_expr(
             tables["orders"], tables.get("events"), tables.get("after_sales")
         )
-        as_of = _latest(con, tables["orders"], log)
-        per_order = flow_engine.order_stages_expr(con, tables["orders"], tz, as_of)
         raw = tables["orders"]
         present = [d for d in DIMENSIONS if d in raw.columns]
-        counts = con.to_pandas(
-            raw.aggregate(n=raw.count(), **{d: raw[d].nunique() for d in present})
+        milestones = [c for c in flow.MILESTONES if c in raw.columns]
+        # One scan of the orders for their count, latest milestones and segment values
+        # (a query each took twice as long at 12.8M orders).
+        got = con.to_pandas(
+            raw.aggregate(
+                n=raw.count(),
+                **{f"max_{c}": raw[c].max() for c in milestones},
+                **{f"values_{d}": raw[d].cast("string").collect(distinct=True) for d in present},
+            )
         ).iloc[0]
+        as_of = _latest(con, [got[f"max_{c}"] for c in milestones], log)
+        per_order = flow_engine.order_stages_expr(con, raw, tz, as_of)
         values_of: dict[str, list[Any]] = {}
         for d in present:
-            if int(counts[d]):
-                found = con.to_pandas(raw.select(v=raw[d].cast("string")).distinct())["v"]
-                values_of[d] = _in_order(d, found.dropna())
+            found = got[f"values_{d}"]
+            if found is not None and len(found):
+                values_of[d] = _in_order(d, pd.Series(list(found)).dropna())
         if "created_at" in raw.columns and as_of is not None:
             values_of["weekday"] = list(flow.WEEKDAY_NAMES)
             values_of["hour"] = list(range(24))
-        data = cls(con, per_order, log, int(counts["n"]), values_of, tz, as_of, sources=tables)
+        data = cls(con, per_order, log, int(got["n"]), values_of, tz, as_of, sources=tables)
         if prepare is not None:
             data.prepare(*prepare)
         return data
@@ -375,7 +382,13 @@ def _case_steps(con: BaseBackend, cases: ir.Table, by: ir.Table) -> ir.Table:
     cases, so no window sorts them again. DuckDB SQL (lists and lambdas).
     """
     extra = [c for c in by.columns if c != "order_id"]
-    pairs = "list_transform(range(1, len(sequence)), lambda j: [sequence[j], sequence[j + 1]])"
+    # Each transition as one number, source * 2^32 + target (codes are row numbers of the
+    # activities, far below 2^31): finding the first equal one compares integers, not
+    # two-element lists (about a quarter of the query's time at 4.3M transitions).
+    pairs = (
+        "list_transform(range(1, len(sequence)), "
+        "lambda j: CAST(sequence[j] AS BIGINT) * 4294967296 + sequence[j + 1])"
+    )
     query = f"""
         SELECT s.case_id, s.sequence[s.i] AS source, s.sequence[s.i + 1] AS target,
             CAST(s.stamps[s.i + 1] - s.stamps[s.i] AS DOUBLE) / {US_PER_HOUR} AS hours,
@@ -418,12 +431,10 @@ def _in_order(dimension: str, values: pd.Series) -> list[Any]:
     return sorted(str(v) for v in values)
 
 
-def _latest(con: BaseBackend, orders: ir.Table, log: ir.Table) -> pd.Timestamp | None:
-    """The latest time stamp of the orders' milestones and the log: the data's "now"."""
-    cols = [c for c in flow.MILESTONES if c in orders.columns]
-    got = con.to_pandas(orders.aggregate(**{c: orders[c].max() for c in cols}))
-    stamps = [got[c].iloc[0] for c in cols]
-    stamps.append(con.execute(log.timestamp.max()))
+def _latest(con: BaseBackend, milestones: list[Any], log: ir.Table) -> pd.Timestamp | None:
+    """The latest time stamp of the orders' ``milestones`` (the latest of each) and the
+    log: the data's "now"."""
+    stamps = [*milestones, con.execute(log.timestamp.max())]
     known = [pd.Timestamp(s) for s in stamps if s is not None and pd.notna(s)]
     return max(known) if known else None
 
