@@ -352,6 +352,30 @@ def test_text_to_clean_or_repeated_keys_take_the_screened_path(dirty, tmp_path, 
     assert screened == {"orders", "tickets", "order_lines"}
 
 
+@pytest.mark.parametrize(
+    "dirt", [" {}", "\u3000{}", "{}\t", "{}\u00a0"], ids=["space", "u3000", "tab", "nbsp"]
+)
+def test_an_id_to_strip_alone_sends_its_table_to_the_screened_path(
+    sample, tmp_path, monkeypatch, dirt
+):
+    # One order number with whitespace before or after it, nothing else amiss: the one
+    # pass must see it by its first or last byte and leave the table to the screened path.
+    source = tmp_path / "source"
+    source.mkdir()
+    for path in sample.glob("*.parquet"):
+        (source / path.name).write_bytes(path.read_bytes())
+    _edit(
+        source / "orders.parquet",
+        lambda f: f.assign(
+            order_id=f["order_id"].where(f.index != 5, dirt.format(f.at[5, "order_id"]))
+        ),
+    )
+    screened = _screened_tables(monkeypatch)
+    pandas_week, engine_week = _both(write_params(tmp_path, source))
+    assert screened == {"orders"}
+    assert_same(pandas_week, engine_week)
+
+
 def test_duplicate_example_names_the_first_row(dirty, tmp_path):
     _, engine_week = _both(write_params(tmp_path, dirty))
     entry = next(

@@ -654,9 +654,10 @@ def _suspect(column: pa.ChunkedArray) -> bool:
         flag = lengths <= _LONGEST_TOKEN
         data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_BYTES
         if len(data):
-            flag |= _SPACE_FIRST[data[np.minimum(offsets[:-1], len(data) - 1)]]
+            # take, not indexing: half the time of the gathers (0.6 s of CPU for 75M ids).
+            flag |= _SPACE_FIRST.take(data.take(offsets[:-1], mode="clip"))
             # An empty value's last byte is its neighbour's: it is flagged by its length.
-            flag |= _SPACE_LAST[data[offsets[1:] - 1]]
+            flag |= _SPACE_LAST.take(data.take(offsets[1:] - 1, mode="clip"))
         if chunk.null_count:
             flag &= chunk.is_valid().to_numpy(zero_copy_only=False)
         if bool(flag.any()):
@@ -1409,9 +1410,10 @@ def _screened(
         clean = clean.filter(ck.in_selection(clean, table, selection))
     in_window = int(counts["selected"] or 0) - selected_bad
     excluded = _orders_not_loaded(con, clean, table, orders)
-    if duplicate is not None:
-        # The duplicate flag comes from a join: back to the source's order.
-        clean = clean.order_by(_POS)
+    # Back to the source's order, which this path's rows do not keep by themselves: the
+    # duplicate flag comes from a join, and even without one a table of small row groups
+    # came out of the engine in another order (an order number to strip at row 5 of 1,700).
+    clean = clean.order_by(_POS)
     written = _write_rows(con, clean, schema, out, excluded)
     return _Done(
         n=n,
