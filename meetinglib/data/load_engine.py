@@ -645,9 +645,12 @@ def _suspect(column: pa.ChunkedArray) -> bool:
             chunk = chunk.cast(pa.large_string())
         wide = pa.types.is_large_string(chunk.type)
         _, offsets_buf, data_buf = chunk.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)[
-            chunk.offset : chunk.offset + len(chunk) + 1
-        ]
+        every = (
+            np.frombuffer(offsets_buf, dtype=np.int64)
+            if wide
+            else np.frombuffer(offsets_buf, dtype=np.int32)
+        )
+        offsets = every[chunk.offset : chunk.offset + len(chunk) + 1]
         lengths = np.diff(offsets)
         if bool((lengths > MAX_FIELD_CHARS).any()):
             return True
@@ -655,9 +658,9 @@ def _suspect(column: pa.ChunkedArray) -> bool:
         data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else _NO_BYTES
         if len(data):
             # take, not indexing: half the time of the gathers (0.6 s of CPU for 75M ids).
-            flag |= _SPACE_FIRST.take(data.take(offsets[:-1], mode="clip"))
+            flag |= _SPACE_FIRST.take(np.take(data, offsets[:-1], mode="clip"))
             # An empty value's last byte is its neighbour's: it is flagged by its length.
-            flag |= _SPACE_LAST.take(data.take(offsets[1:] - 1, mode="clip"))
+            flag |= _SPACE_LAST.take(np.take(data, offsets[1:] - 1, mode="clip"))
         if chunk.null_count:
             flag &= chunk.is_valid().to_numpy(zero_copy_only=False)
         if bool(flag.any()):
