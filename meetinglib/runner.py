@@ -398,10 +398,16 @@ class _ExplorerTables:
         self._over = True
         self._findings.set()
         self._session.restore()
-        if self._thread.is_alive() and self._tid is not None:
-            # the run now waits for it: its priority back (allowed to privileged users)
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, self._tid, self._nice)
+        if self._thread.is_alive():
+            # The run now waits for it: its priority back (allowed to privileged users),
+            # and its engine's threads and memory, taken up by a query already running
+            # (the findings' part, begun on one thread while the notebooks ran).
+            if self._tid is not None:
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, self._tid, self._nice)
+            # Only a speed-up: an engine that refuses it lets the part finish as it runs.
+            with contextlib.suppress(Exception):
+                in_full(self.con, self._params, self._bytes)
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -4,6 +4,8 @@ independent pandas filters and against meetinglib.analysis.flow on the selected 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import nbformat
 import numpy as np
@@ -759,3 +761,28 @@ def test_the_background_engine_keeps_to_the_params_limit(sample, tmp_path, monke
     assert _limit_gib(con) == pytest.approx(1.5, rel=0.01)
     ex.in_full(con, params, 10 << 30)
     assert _limit_gib(con) == pytest.approx(3.0, rel=0.01)
+
+
+def test_the_background_engine_gets_its_threads_while_a_query_runs(sample, tmp_path):
+    params = load_params(write_params(tmp_path, sample.folder, engine="{threads: 2}"))
+    con = ex.background_engine(params)
+
+    def threads() -> int:
+        return int(con.raw_sql("SELECT current_setting('threads')").fetchall()[0][0])
+
+    assert threads() == 1
+    started = threading.Event()
+
+    def long_query() -> None:
+        started.set()
+        con.raw_sql("SELECT count(*) FROM range(2000000000) t(i) WHERE i % 7 = 3").fetchall()
+
+    worker = threading.Thread(target=long_query)
+    worker.start()
+    started.wait()
+    time.sleep(0.3)
+    ex.in_full(con, params)
+    running = worker.is_alive()
+    worker.join()
+    assert running, "in_full waited for the query the engine was running"
+    assert threads() == 2
