@@ -53,6 +53,14 @@ def sample(tmp_path_factory) -> Path:
     return folder
 
 
+def _copy_of(sample: Path, folder: Path) -> Path:
+    """``folder`` (created) holding a copy of the sample's Parquet files, to edit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sample.glob("*.parquet"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
 def _edit(path: Path, edit) -> None:
     frame = pd.read_parquet(path)
     frame = edit(frame)
@@ -85,9 +93,7 @@ def _retype(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def dirty(sample, tmp_path_factory) -> Path:
     """The sample with bad rows of every rule the engine path validates."""
-    folder = tmp_path_factory.mktemp("dirty")
-    for path in sample.glob("*.parquet"):
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = _copy_of(sample, tmp_path_factory.mktemp("dirty"))
     inside = pd.Timestamp("2026-02-25 10:00", tz=TZ)
 
     def orders(frame: pd.DataFrame) -> pd.DataFrame:
@@ -149,9 +155,7 @@ def dirty(sample, tmp_path_factory) -> Path:
 def flagged(sample, tmp_path_factory) -> Path:
     """The sample with bad values of every rule but the text ones and duplicate keys:
     what the one-pass load validates without the screened path."""
-    folder = tmp_path_factory.mktemp("flagged")
-    for path in sample.glob("*.parquet"):
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = _copy_of(sample, tmp_path_factory.mktemp("flagged"))
 
     def orders(frame: pd.DataFrame) -> pd.DataFrame:
         like = frame.copy()
@@ -360,10 +364,7 @@ def test_an_id_to_strip_alone_sends_its_table_to_the_screened_path(
 ):
     # One order number with whitespace before or after it, nothing else amiss: the one
     # pass must see it by its first or last byte and leave the table to the screened path.
-    source = tmp_path / "source"
-    source.mkdir()
-    for path in sample.glob("*.parquet"):
-        (source / path.name).write_bytes(path.read_bytes())
+    source = _copy_of(sample, tmp_path / "source")
     _edit(
         source / "orders.parquet",
         lambda f: f.assign(
@@ -681,10 +682,7 @@ def test_keys_shown_distinct_by_their_runs_without_a_sort():
 
 
 def test_repeated_key_next_to_its_first_is_found(sample, tmp_path, monkeypatch):
-    source = tmp_path / "source"
-    source.mkdir()
-    for path in sample.glob("*.parquet"):
-        (source / path.name).write_bytes(path.read_bytes())
+    source = _copy_of(sample, tmp_path / "source")
     frame = pd.read_parquet(source / "orders.parquet")
     ids = frame["order_id"].astype(str)
     assert (ids.iloc[1:].to_numpy() > ids.iloc[:-1].to_numpy()).all()  # ascending ids
@@ -699,10 +697,7 @@ def test_repeated_key_next_to_its_first_is_found(sample, tmp_path, monkeypatch):
 
 
 def test_repeated_line_within_its_order_is_found(sample, tmp_path, monkeypatch):
-    source = tmp_path / "source"
-    source.mkdir()
-    for path in sample.glob("*.parquet"):
-        (source / path.name).write_bytes(path.read_bytes())
+    source = _copy_of(sample, tmp_path / "source")
     lines = pd.read_parquet(source / "order_lines.parquet")
     ids = lines["order_id"].astype(str).to_numpy()
     assert (ids[1:] >= ids[:-1]).all(), "the sample's lines come order by order"
