@@ -823,32 +823,35 @@ def _write_rows(
     out: Path,
     excluded: np.ndarray | None,
 ) -> int:
-    """Write the canonical columns of ``clean`` to ``out``, leaving out the rows at the
-    positions ``excluded``; returns the rows written.
+    """Write the canonical columns of ``clean`` to ``out`` in the source's order, leaving
+    out the rows at the positions ``excluded``; returns the rows written.
 
-    The rows stream from DuckDB as Arrow batches in the order they are read and are
-    written by Arrow's Parquet writer, which takes about a third of the CPU of DuckDB's
-    ``COPY`` for the same file.
+    The rows are sorted by position: the screened path's rows do not keep the source's
+    order by themselves (the duplicate flag comes from a join, and even without one a
+    table of small row groups came out of the engine in another order, with insertion
+    order preserved). They stream from DuckDB as Arrow batches and are written by
+    Arrow's Parquet writer, which takes about a third of the CPU of DuckDB's ``COPY``
+    for the same file.
     """
     drop = np.sort(excluded) if excluded is not None and len(excluded) else None
     columns = {c.name: clean[ck.value_name(c.name)] for c in schema.columns}
-    expr = clean.select(_POS, **columns) if drop is not None else clean.select(**columns)
+    ordered = clean.order_by(_POS)
+    expr = ordered.select(_POS, **columns) if drop is not None else ordered.select(**columns)
     out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
-    with _in_order(con):
-        # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
-        reader = con._to_duckdb_relation(expr).to_arrow_reader(ROW_GROUP_ROWS)
-        target = pa.schema([f for f in reader.schema if f.name != _POS])
-        with _writer(out, target, schema) as w:
-            for batch in reader:
-                if drop is not None:
-                    keep = ~_among(batch.column(_POS).to_numpy(), drop)
-                    batch = pa.RecordBatch.from_arrays(
-                        batch.filter(pa.array(keep)).columns[1:], schema=target
-                    )
-                if batch.num_rows:
-                    w.write_batch(batch)
-                    written += batch.num_rows
+    # Ibis's to_pyarrow_batches fails on duckdb 2.0; its relation streams.
+    reader = con._to_duckdb_relation(expr).to_arrow_reader(ROW_GROUP_ROWS)
+    target = pa.schema([f for f in reader.schema if f.name != _POS])
+    with _writer(out, target, schema) as w:
+        for batch in reader:
+            if drop is not None:
+                keep = ~_among(batch.column(_POS).to_numpy(), drop)
+                batch = pa.RecordBatch.from_arrays(
+                    batch.filter(pa.array(keep)).columns[1:], schema=target
+                )
+            if batch.num_rows:
+                w.write_batch(batch)
+                written += batch.num_rows
     return written
 
 
@@ -1413,10 +1416,6 @@ def _screened(
         clean = clean.filter(ck.in_selection(clean, table, selection))
     in_window = int(counts["selected"] or 0) - selected_bad
     excluded = _orders_not_loaded(con, clean, table, orders)
-    # Back to the source's order, which this path's rows do not keep by themselves: the
-    # duplicate flag comes from a join, and even without one a table of small row groups
-    # came out of the engine in another order (an order number to strip at row 5 of 1,700).
-    clean = clean.order_by(_POS)
     written = _write_rows(con, clean, schema, out, excluded)
     return _Done(
         n=n,

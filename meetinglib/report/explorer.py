@@ -1622,12 +1622,7 @@ def in_full(con: BaseBackend, params: Params, data_bytes: int = 0) -> None:
         f"SET memory_limit = '{_full_limit(settings, data_bytes)}'",
         f"SET threads = {int(threads)}" if threads else "RESET threads",
     ]
-    duck = getattr(con, "con", None)
-    if duck is None or not hasattr(duck, "cursor"):
-        for statement in statements:
-            con.raw_sql(statement)
-        return
-    cursor = duck.cursor()
+    cursor = con.con.cursor()  # background engines are DuckDB (background_engine)
     try:
         for statement in statements:
             cursor.execute(statement)
