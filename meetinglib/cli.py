@@ -120,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {nb.name:<16} {nb.html}")
     for section, reason in result.left_out.items():
         print(f"  section '{section}' left out (optional in params): {reason}")
+    for warning in result.warnings:  # on stderr, as the progress, but even with --quiet
+        print(t("cli.warning", args.lang or "en", text=warning), file=sys.stderr)
     print(t("cli.handouts_at", args.lang or "en", week=result.week, path=result.index))
     return 0
 

@@ -59,6 +59,7 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
+from meetinglib.report.data_report import REPORT_WARNINGS
 from meetinglib.report.explorer import (
     PREPARED_FOLDER,
     REPORT_FINDINGS,
@@ -102,6 +103,8 @@ class RunResult:
     manifest: Path
     notebooks: list[NotebookResult] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # optional sections left out, why
+    # the week's data-quality warnings, as page one of the data report shows them
+    warnings: list[str] = field(default_factory=list)
 
 
 def _quiet(_: str) -> None:
@@ -248,6 +251,7 @@ def _run_week(
                     # its part done beside the notebooks (off the run's critical path)
                     timings["explorer_data_background"] = explorer.seconds
             shutil.rmtree(snapshot)
+            warnings = _report_warnings(staging)
 
             timings["total"] = time.perf_counter() - started
             final = out_root / str(data.week)
@@ -262,6 +266,7 @@ def _run_week(
                     languages,
                     left_out=left_out,
                     explorer_data=explorer_data,
+                    report_warnings=warnings,
                 )
                 index = _write_index(staging, data.week, params, results, languages)
             _publish(staging, final)
@@ -273,7 +278,21 @@ def _run_week(
         NotebookResult(r.name, final / r.notebook.name, final / r.html.name, r.seconds, r.lang)
         for r in results
     ]
-    return RunResult(data.week, final, final / index.name, final / manifest.name, moved, left_out)
+    return RunResult(
+        data.week, final, final / index.name, final / manifest.name, moved, left_out, warnings
+    )
+
+
+def _report_warnings(staging: Path) -> list[str]:
+    """The data-quality warnings the data report wrote (``DataReport.export``), taken out
+    of the handouts' folder: the manifest and the terminal carry them."""
+    path = staging / REPORT_WARNINGS
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    path.unlink()
+    return [str(w) for w in found] if isinstance(found, list) else []
 
 
 # How much nicer than the run the explorer's background thread is (see _ExplorerTables).
@@ -869,9 +888,12 @@ def _write_manifest(
     *,
     left_out: dict[str, str] | None = None,
     explorer_data: str | None = None,
+    report_warnings: Sequence[str] = (),
 ) -> Path:
     manifest = {
         "warnings": run_warnings(),
+        # what the data report warns of on page one (incomplete week, rows set aside)
+        "data_warnings": list(report_warnings),
         "sections_left_out": dict(left_out or {}),
         "week": str(data.week),
         "window": {"start": data.window.start.isoformat(), "end": data.window.end.isoformat()},

@@ -140,3 +140,20 @@ def spark_engine():
     # the library's backend on it, as `engine: spark` makes it
     yield engine.spark_backend(session)
     session.stop()
+
+
+def cut_week(source: Path, folder: Path, week: str, hours: float, tz: str = "Asia/Shanghai"):
+    """A copy of the sample in ``source`` whose orders stop ``hours`` into ``week`` (an
+    export taken early in the week); returns the orders kept."""
+    import shutil
+
+    import pandas as pd
+
+    from meetinglib.core.weeks import IsoWeek
+
+    shutil.copytree(source, folder)
+    orders = pd.read_parquet(folder / "orders.parquet")
+    cut = IsoWeek.parse(week).start(tz) + pd.Timedelta(hours=hours)
+    orders = orders[orders["created_at"] < cut]
+    orders.to_parquet(folder / "orders.parquet", index=False)
+    return orders

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -18,9 +18,14 @@ from meetinglib.core.i18n import LABELS
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import WeekData, load_week
-from meetinglib.report.data_report import SECTION_TITLE_KEYS, SECTIONS, DataReport
+from meetinglib.report.data_report import (
+    REPORT_WARNINGS,
+    SECTION_TITLE_KEYS,
+    SECTIONS,
+    DataReport,
+)
 from tests import kpi_reference as ref
-from tests.conftest import SAMPLE_WEEK, write_params
+from tests.conftest import SAMPLE_WEEK, cut_week, write_params
 
 TARGETS = {
     "on_time_ship_rate": {"target": 0.95, "at_risk": 0.92},
@@ -370,11 +375,7 @@ def test_a_week_whose_data_ends_early_says_so_on_page_one(tmp_path, long_quiet_s
     says the week is incomplete, with the counts worked out from the file here."""
     tz = "Asia/Shanghai"
     folder = tmp_path / "cut"
-    shutil.copytree(long_quiet_sample.folder, folder)
-    orders = pd.read_parquet(folder / "orders.parquet")
-    cut = IsoWeek.parse(SAMPLE_WEEK).start(tz) + pd.Timedelta(hours=6)
-    orders = orders[orders["created_at"] < cut]
-    orders.to_parquet(folder / "orders.parquet", index=False)
+    orders = cut_week(long_quiet_sample.folder, folder, SAMPLE_WEEK, hours=6, tz=tz)
     params = load_params(write_params(tmp_path, folder, history_weeks=8))
     report = DataReport(load_week(params, SAMPLE_WEEK), "en")
 
@@ -390,6 +391,15 @@ def test_a_week_whose_data_ends_early_says_so_on_page_one(tmp_path, long_quiet_s
     assert f"({round(median):,})" in warning
     assert "Incomplete week" in str(report.headline_note().data)
     assert "本周数据不完整" in DataReport(report.data, "zh-CN").quality_warning()
+    # written beside kpis.csv for the run to pass on, one text per warning
+    report.export(tmp_path / "out")
+    written = json.loads((tmp_path / "out" / REPORT_WARNINGS).read_text(encoding="utf-8"))
+    assert written == [warning]
+
+
+def test_a_complete_week_exports_no_warning(quiet_report, tmp_path):
+    quiet_report.export(tmp_path)
+    assert json.loads((tmp_path / REPORT_WARNINGS).read_text(encoding="utf-8")) == []
 
 
 def test_a_complete_week_has_no_incomplete_week_warning(quiet_report):

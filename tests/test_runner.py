@@ -10,10 +10,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from meetinglib.cli import main
-from tests.conftest import ROOT, SAMPLE_WEEK, write_params
+from tests.conftest import ROOT, SAMPLE_WEEK, cut_week, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +105,7 @@ def test_run_publishes_self_contained_handouts(tmp_path, sample, sample_params, 
 
     manifest = json.loads((week_dir / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["week"] == SAMPLE_WEEK
+    assert not (week_dir / "report_warnings.json").exists(), "relayed, not published"
     inputs = {i["table"]: i for i in manifest["inputs"]}
     orders_file = Path(sample.files["orders"])
     assert inputs["orders"]["sha256"] == hashlib.sha256(orders_file.read_bytes()).hexdigest()
@@ -460,3 +462,26 @@ def test_two_runs_of_one_session_leave_it_as_it_was(tmp_path, monkeypatch, first
     for run in (first, second) if first_over == "first-run" else (second, first):
         run.restore()
     assert group.read_text() == "0"
+
+
+def test_a_run_of_an_incomplete_week_warns_on_the_terminal_and_in_the_manifest(
+    tmp_path, long_quiet_sample, capsys
+):
+    """The week asked for holds its first six hours of orders: the run says so on the
+    terminal, even with --quiet, and in the manifest, in the words of page one."""
+    orders = cut_week(long_quiet_sample.folder, tmp_path / "cut", SAMPLE_WEEK, hours=6)
+    params = write_params(tmp_path, tmp_path / "cut", history_weeks=8)
+    code = main(["-q", "run", "--params", str(params), "--week", SAMPLE_WEEK, "--lang", "en"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    week = orders["created_at"].dt.tz_convert("Asia/Shanghai")
+    start = pd.Timestamp("2026-11-16", tz="Asia/Shanghai")
+    this = int((week >= start).sum())
+    warning = f"Incomplete week: {this:,} orders were created this week, "
+    lines = [line for line in err.splitlines() if line.startswith("Warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("Warning: " + warning), err
+    week_dir = tmp_path / "outputs" / SAMPLE_WEEK
+    manifest = json.loads((week_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert [w[: len(warning)] for w in manifest["data_warnings"]] == [warning]
+    assert lines[0] == "Warning: " + manifest["data_warnings"][0]
+    assert str(week_dir / "index.html") in out

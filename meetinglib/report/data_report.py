@@ -20,6 +20,7 @@ and a table of contents (``contents``); then the sections in meeting order (see
 from __future__ import annotations
 
 import base64
+import json
 import math
 from collections.abc import Sequence
 from functools import cached_property
@@ -80,6 +81,8 @@ SECTION_TITLE_KEYS = {
 }
 # Page one: this many of the most severe changes, bottleneck findings and overdue items.
 SUMMARY_ITEMS = 3
+# The data-quality warnings page one shows, for the run to pass on (``DataReport.export``).
+REPORT_WARNINGS = "report_warnings.json"
 STAGES = ("created_paid", "paid_shipped", "shipped_delivered", "created_delivered")
 # A carrier-region cell is "the" late-delivery finding only with this many judged
 # deliveries, a rise of at least MIN_LATE_RISE in its late share, and a rise of at least
@@ -368,9 +371,13 @@ class DataReport:
         return self.kpi_result.changes
 
     def export(self, out_dir: str | Path | None) -> None:
-        """Write ``kpis.csv`` (``kpi_table``) into ``out_dir``; nothing when it is None."""
+        """Write ``kpis.csv`` (``kpi_table``) and the week's data-quality warnings
+        (REPORT_WARNINGS, a JSON list of texts; the run relays them to the manifest and
+        the terminal) into ``out_dir``; nothing when it is None."""
         if out_dir is not None:
             write_kpis_csv(with_roots(self.kpi_table, self.roots, self.lang), out_dir)
+            warnings = json.dumps(self.quality_warnings(), ensure_ascii=False, indent=1)
+            (Path(out_dir) / REPORT_WARNINGS).write_text(warnings + "\n", encoding="utf-8")
 
     # --- shared table pieces ---------------------------------------------------------------
 
@@ -519,6 +526,11 @@ class DataReport:
 
     def quality_warning(self) -> str:
         """The data-quality warning of the week (empty when no table is past the limit)."""
+        return " ".join(self.quality_warnings())
+
+    def quality_warnings(self) -> list[str]:
+        """The week's data-quality warnings, one text each: tables past the quarantine
+        limit, then an incomplete week (``short_week``)."""
         quality = self.data.quality
         texts = [
             self._t(
@@ -537,7 +549,7 @@ class DataReport:
             texts.append(
                 self._t("quality.short_week", orders=orders, median=median, share=orders / median)
             )
-        return " ".join(texts)
+        return texts
 
     def short_week(self) -> tuple[int, int] | None:
         """(orders created this week, the median of the weeks before) when this week's
