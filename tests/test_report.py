@@ -405,3 +405,38 @@ def test_a_complete_week_exports_no_warning(quiet_report, tmp_path):
 def test_a_complete_week_has_no_incomplete_week_warning(quiet_report):
     assert quiet_report.short_week() is None
     assert "Incomplete week" not in quiet_report.quality_warning()
+
+
+def test_tables_of_kpis_the_source_cannot_support_say_not_available(tmp_path, quiet_sample):
+    """Without paid_at the handling times and the backlog cannot be computed: their
+    tables say "Not available" with the reason, as the headline does, not "–" (which
+    reads as "no orders")."""
+    import shutil
+
+    folder = tmp_path / "no-paid"
+    shutil.copytree(quiet_sample.folder, folder)
+    orders = pd.read_parquet(folder / "orders.parquet").drop(columns=["paid_at"])
+    orders.to_parquet(folder / "orders.parquet", index=False)
+    params = load_params(write_params(tmp_path, folder))
+    report = DataReport(load_week(params, SAMPLE_WEEK), "en")
+    for kpi in ("handling_median_h", "backlog", "overdue_backlog"):
+        assert report.kpi_result.row(kpi)["note"] == "not available — the source has no paid_at"
+
+    def cells(table: HTML) -> list[list[str]]:
+        """The body cells of every table, row by row (header rows left out)."""
+        found = re.findall(r"<tr>(.*?)</tr>", str(table.data), flags=re.S)
+        rows = [re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in found]
+        return [row for row in rows if row]
+
+    for table, columns in (
+        (report.on_time_ship_table(), slice(3, 7)),  # handling median and P90, 2 columns each
+        (report.backlog_table(), slice(1, 5)),  # backlog and overdue, 2 columns each
+    ):
+        body = cells(table)
+        assert len(body) >= 5, str(table.data)  # all orders and three order types, at least
+        assert {c.strip() for row in body for c in row[columns]} == {"Not available"}
+        assert "–" not in {c.strip() for row in body for c in row[columns]}
+        assert "not available — the source has no paid_at" in str(table.data)
+    # the rate that has its own promise column stays computed
+    ship = cells(report.on_time_ship_table())
+    assert any("%" in c for row in ship for c in row[1:3])

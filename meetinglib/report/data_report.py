@@ -454,17 +454,22 @@ class DataReport:
             return self._note(self._t("report.no_data"))
         return html(table(header, rows, numeric=[1, 2, 3, len(header) - 2]))
 
-    def order_type_table(self, keys: Sequence[str]) -> HTML:
-        """KPIs this week per order type (with the change from last week)."""
+    def order_type_table(self, keys: Sequence[str], notes: bool = True) -> HTML:
+        """KPIs this week per order type (with the change from last week); with ``notes``,
+        why the KPIs the source cannot support are not available, below the table."""
         types = [kpis.ALL, *ORDER_TYPES]
         header = [self._t("word.kpi")] + [
             self._order_type(o) if o != kpis.ALL else self._t("order_type.all") for o in types
         ]
         rows = []
+        absent = self._unsupported(keys)
         for key in keys:
             cells: list[str | Markup] = []
             for order_type in types:
                 row = self.kpi_result.row(key, order_type=order_type)
+                if key in absent:
+                    cells.append(self._t("status.not_available"))
+                    continue
                 if row is None:
                     cells.append("–")
                     continue
@@ -475,7 +480,14 @@ class DataReport:
                 rows.append([self._kpi(key), *cells])
         if not rows:
             return self._note(self._t("report.no_data"))
-        return html(table(header, rows, numeric=range(1, len(header))))
+        found = table(header, rows, numeric=range(1, len(header)))
+        return html(found, *absent.values()) if notes else html(found)
+
+    def _unsupported(self, keys: Sequence[str]) -> dict[str, HTML]:
+        """Of ``keys``, the KPIs the source cannot support, each with its note "... not
+        available — the source has no ..." (``_not_available``): a table shows the word
+        in their cells and the note below it, not "–", which reads as "no orders"."""
+        return {k: note for k in keys if (note := self._not_available(k)) is not None}
 
     def _segment_rows_table(self, keys: Sequence[str], dimension: str) -> HTML:
         """KPIs (columns: this week / last week) per value of a dimension or order type."""
@@ -491,6 +503,7 @@ class DataReport:
         for key in keys:
             header += [self._t("table.this_week_of", kpi=self._kpi(key)), self._t("word.last_week")]
         rows = []
+        absent = self._unsupported(keys)
         for dim, seg, order_type in segments:
             name = (
                 self._t("order_type.all")
@@ -500,7 +513,9 @@ class DataReport:
             cells = [name]
             for key in keys:
                 row = self.kpi_result.row(key, dim, seg, order_type)
-                if row is None:
+                if key in absent:
+                    cells += [self._t("status.not_available")] * 2
+                elif row is None:
                     cells += ["–", "–"]
                 else:
                     cells += [
@@ -574,7 +589,8 @@ class DataReport:
 
     def headline_by_order_type(self) -> HTML:
         """The headline KPIs per order type."""
-        return self.order_type_table(kpis.HEADLINE)
+        # the headline table above it says why a KPI is not available
+        return self.order_type_table(kpis.HEADLINE, notes=False)
 
     def _history_points(self) -> int:
         start = self._complete_history_start()
@@ -751,6 +767,7 @@ class DataReport:
         return html(
             self._segment_rows_table(keys, "order_type"),
             self._segment_rows_table(keys, "warehouse"),
+            *self._unsupported(keys).values(),
         )
 
     def backlog_chart(self) -> Image:
@@ -799,6 +816,7 @@ class DataReport:
         return html(
             self._segment_rows_table(keys, "order_type"),
             self._segment_rows_table(keys, "warehouse"),
+            *self._unsupported(keys).values(),
         )
 
     def _missing(self, value: Any) -> Any:
