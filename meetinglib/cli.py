@@ -237,6 +237,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
     for note in proposal.date_notes:
         print(f"  CHECK: {note}")
+    for column, value in proposal.constants.items():
+        # every KPI per order type then rests on this one value: said here, not only in
+        # the file's comments
+        print(
+            f"  CHECK: no {column} column in the export: every order is taken as "
+            f"{column} = {value!r} (constants in the file)"
+        )
     supported = [k for k, v in support.items() if not v]
     print(f"KPIs supported ({len(supported)}): {', '.join(supported)}")
     print("KPIs not available and what each needs:")

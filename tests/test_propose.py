@@ -43,6 +43,21 @@ def test_ambiguous_dates_are_marked_check_in_the_file(tmp_path):
     )
 
 
+def test_init_says_which_columns_it_set_to_a_constant(tmp_path, capsys):
+    """An export without an order type: every order is taken as normal, and the summary
+    says so beside the other points to check, not only the file's comments."""
+    path = tmp_path / "orders.csv"
+    path.write_text("order_id,order_date\nA,2026-11-16\nB,2026-11-17\n", encoding="utf-8")
+    assert main(["init", str(path), "--out", str(tmp_path / "p.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "CHECK: no order_type column in the export: every order is taken as " in out
+    assert "order_type = 'normal'" in out
+    typed = tmp_path / "typed.csv"
+    typed.write_text("order_id,order_type,order_date\nA,normal,2026-11-16\n", encoding="utf-8")
+    assert main(["init", str(typed), "--out", str(tmp_path / "q.yaml")]) == 0
+    assert "every order is taken as" not in capsys.readouterr().out
+
+
 def test_init_reads_an_sql_table(tmp_path):
     db = tmp_path / "shop.db"
     with sqlite3.connect(db) as conn:
