@@ -466,10 +466,10 @@ class DataReport:
         for key in keys:
             cells: list[str | Markup] = []
             for order_type in types:
-                row = self.kpi_result.row(key, order_type=order_type)
                 if key in absent:
                     cells.append(self._t("status.not_available"))
                     continue
+                row = self.kpi_result.row(key, order_type=order_type)
                 if row is None:
                     cells.append("–")
                     continue
