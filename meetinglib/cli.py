@@ -120,9 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {nb.name:<16} {nb.html}")
     for section, reason in result.left_out.items():
         print(f"  section '{section}' left out (optional in params): {reason}")
+    # in the handouts' language, as the warnings' texts are
+    lang = args.lang or (result.notebooks[0].lang if result.notebooks else "en")
     for warning in result.warnings:  # on stderr, as the progress, but even with --quiet
-        print(t("cli.warning", args.lang or "en", text=warning), file=sys.stderr)
-    print(t("cli.handouts_at", args.lang or "en", week=result.week, path=result.index))
+        print(t("cli.warning", lang, text=warning), file=sys.stderr)
+    print(t("cli.handouts_at", lang, week=result.week, path=result.index))
     return 0
 
 

@@ -10,10 +10,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
-import pandas as pd
 import pytest
 
 from meetinglib.cli import main
+from meetinglib.core.weeks import IsoWeek
 from tests.conftest import ROOT, SAMPLE_WEEK, cut_week, write_params
 
 pytestmark = pytest.mark.slow
@@ -475,7 +475,7 @@ def test_a_run_of_an_incomplete_week_warns_on_the_terminal_and_in_the_manifest(
     out, err = capsys.readouterr()
     assert code == 0, err
     week = orders["created_at"].dt.tz_convert("Asia/Shanghai")
-    start = pd.Timestamp("2026-11-16", tz="Asia/Shanghai")
+    start = IsoWeek.parse(SAMPLE_WEEK).start("Asia/Shanghai")
     this = int((week >= start).sum())
     warning = f"Incomplete week: {this:,} orders were created this week, "
     lines = [line for line in err.splitlines() if line.startswith("Warning: ")]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
@@ -489,8 +489,21 @@ class DataReport:
         in their cells and the note below it, not "–", which reads as "no orders"."""
         return {k: note for k in keys if (note := self._not_available(k)) is not None}
 
-    def _segment_rows_table(self, keys: Sequence[str], dimension: str) -> HTML:
-        """KPIs (columns: this week / last week) per value of a dimension or order type."""
+    def _segment_tables(self, keys: Sequence[str]) -> HTML:
+        """``keys`` per order type and per warehouse, then why those the source cannot
+        support are not available."""
+        absent = self._unsupported(keys)
+        return html(
+            self._segment_rows_table(keys, "order_type", absent),
+            self._segment_rows_table(keys, "warehouse", absent),
+            *absent.values(),
+        )
+
+    def _segment_rows_table(
+        self, keys: Sequence[str], dimension: str, absent: Mapping[str, HTML]
+    ) -> HTML:
+        """KPIs (columns: this week / last week) per value of a dimension or order type;
+        those of ``absent`` (``_unsupported``) say "not available" in their cells."""
         frame = self.kpi_table
         if dimension == "order_type":
             segments = [(kpis.ALL, kpis.ALL, o) for o in (kpis.ALL, *ORDER_TYPES)]
@@ -503,7 +516,6 @@ class DataReport:
         for key in keys:
             header += [self._t("table.this_week_of", kpi=self._kpi(key)), self._t("word.last_week")]
         rows = []
-        absent = self._unsupported(keys)
         for dim, seg, order_type in segments:
             name = (
                 self._t("order_type.all")
@@ -546,6 +558,11 @@ class DataReport:
     def quality_warnings(self) -> list[str]:
         """The week's data-quality warnings, one text each: tables past the quarantine
         limit, then an incomplete week (``short_week``)."""
+        return list(self._quality_warnings)
+
+    @cached_property
+    def _quality_warnings(self) -> tuple[str, ...]:
+        # read by page one twice and by the export: worked out once
         quality = self.data.quality
         texts = [
             self._t(
@@ -564,7 +581,7 @@ class DataReport:
             texts.append(
                 self._t("quality.short_week", orders=orders, median=median, share=orders / median)
             )
-        return texts
+        return tuple(texts)
 
     def short_week(self) -> tuple[int, int] | None:
         """(orders created this week, the median of the weeks before) when this week's
@@ -763,12 +780,7 @@ class DataReport:
 
     def on_time_ship_table(self) -> HTML:
         """On-time ship rate and handling time per order type and per warehouse."""
-        keys = ("on_time_ship_rate", "handling_median_h", "handling_p90_h")
-        return html(
-            self._segment_rows_table(keys, "order_type"),
-            self._segment_rows_table(keys, "warehouse"),
-            *self._unsupported(keys).values(),
-        )
+        return self._segment_tables(("on_time_ship_rate", "handling_median_h", "handling_p90_h"))
 
     def backlog_chart(self) -> Image:
         """Overdue backlog at week end per warehouse, this week against last week."""
@@ -812,12 +824,7 @@ class DataReport:
 
     def backlog_table(self) -> HTML:
         """Backlog and overdue backlog at week end per order type and per warehouse."""
-        keys = ("backlog", "overdue_backlog")
-        return html(
-            self._segment_rows_table(keys, "order_type"),
-            self._segment_rows_table(keys, "warehouse"),
-            *self._unsupported(keys).values(),
-        )
+        return self._segment_tables(("backlog", "overdue_backlog"))
 
     def _missing(self, value: Any) -> Any:
         return self._t("word.missing") if value == kpis.MISSING else value
