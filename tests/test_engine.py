@@ -196,6 +196,50 @@ def test_memory_limit_is_read_from_the_engine():
     assert engine.memory_limit_bytes(con) == pytest.approx(300 * 2**20, rel=0.01)
 
 
+def test_queries_run_together_give_what_each_gives_alone():
+    """execute_together against con.execute, query by query: the same frames, dtypes
+    included (integers, text with NULLs, lists, floats), though each column of one query
+    is NULL on the other's rows in the union it runs."""
+    import ibis
+
+    con = engine.connect()
+    rows = ibis.memtable(
+        pd.DataFrame(
+            {
+                "shop": ["a", "a", "b", None, "c"],
+                "week": [0, 1, 1, 0, 1],
+                "hours": [1.5, 2.0, np.nan, 4.0, 8.0],
+                "at": pd.date_range("2026-11-16", periods=5, freq="D", tz="Asia/Shanghai"),
+            }
+        )
+    ).alias("rows")
+    sums = rows.group_by(["week", "shop"]).aggregate(
+        n=rows.count(),
+        total=rows.hours.sum(),
+        first=rows["at"].min(),
+        longest=rows.hours.max(where=rows.hours > 3),  # NULL in most groups
+    )
+    quantiles = rows.group_by("week").aggregate(q=rows.hours.quantile([0.5, 0.9]))
+    empty = rows.filter(rows.week > 5).select("shop", count=rows.week)
+    together = engine.execute_together(con, [sums, quantiles, empty])
+    for query, got in zip([sums, quantiles, empty], together, strict=True):
+        alone = con.execute(query)
+        key = [c for c in ("week", "shop") if c in alone.columns]
+        alone = alone.sort_values(key, ignore_index=True) if key else alone
+        got = got.sort_values(key, ignore_index=True) if key else got
+        pd.testing.assert_frame_equal(got, alone)
+    assert len(together[0]) == 5 and len(together[2]) == 0
+
+
+def test_queries_run_together_must_agree_on_a_shared_columns_type():
+    import ibis
+
+    rows = ibis.memtable(pd.DataFrame({"week": [0, 1]}))
+    as_text = rows.select(week=rows.week.cast("string"))
+    with pytest.raises(ValueError, match="column 'week' has two types: int64 and string"):
+        engine.execute_together(engine.connect(), [rows, as_text])
+
+
 @pytest.mark.spark
 @pytest.mark.parametrize("spark_reads", ["a file", "the frame"])
 def test_spark_keeps_the_missing_values_of_a_frame_in_several_chunks(

@@ -1444,8 +1444,8 @@ def _refuse_quantile_runs(monkeypatch, longest: int) -> list[int]:
     spans: dict[int, tuple[object, int]] = {}
     build = kpis._quantile_pass
 
-    def recorded(f, members, weeks=None):
-        found = build(f, members, weeks)
+    def recorded(f, members, weeks=None, rows=None):
+        found = build(f, members, weeks, rows)
         lo, hi = weeks or (0, f.weeks)
         spans[id(found.table)] = (found.table, hi - lo)  # the table kept: its id stays its own
         return found
@@ -1480,6 +1480,37 @@ def test_a_single_week_refused_for_memory_raises_the_engines_error(tables, monke
     _refuse_quantile_runs(monkeypatch, longest=0)
     with pytest.raises(duckdb.OutOfMemoryException, match="Out of Memory"):
         kpis.weekly_kpis(tables, WEEKS, SLA, ["handling_median_h"])
+
+
+def _engine_queries(monkeypatch) -> list[str]:
+    """Record the queries the DuckDB backend runs (by the method that ran each)."""
+    ran: list[str] = []
+    for name in ("execute", "to_pyarrow"):
+        method = getattr(duckdb_backend.Backend, name)
+
+        def recorded(self, *args, _method=method, _name=name, **kwargs):
+            ran.append(_name)
+            return _method(self, *args, **kwargs)
+
+        monkeypatch.setattr(duckdb_backend.Backend, name, recorded)
+    return ran
+
+
+def test_a_pass_with_sums_and_quantiles_reads_its_rows_in_one_query(tables, monkeypatch):
+    """A pass whose KPIs are sums and quantiles (shipped orders and their handling times;
+    settlements, joined to their orders, and the settlement lag) gives both from one query,
+    the series equal to those of the two queries run apart."""
+    ran = _engine_queries(monkeypatch)
+    together = kpis.weekly_kpis(tables, WEEKS, SLA)
+    queries_together = len(ran)
+    ran.clear()
+    monkeypatch.setattr(kpis, "_sums_and_quantiles", lambda *args: None)
+    apart = kpis.weekly_kpis(tables, WEEKS, SLA)
+    pd.testing.assert_frame_equal(together, apart)
+    # shipped, delivered, tickets resolved, settlements: each one query instead of two
+    assert queries_together == len(ran) - 4
+    for key in ("settled_amount", "settlement_lag_median_d", "handling_p90_h"):
+        assert series_of(together, key) == pytest.approx(BY_HAND[key], nan_ok=True), key
 
 
 def test_quantiles_of_every_row_read_the_rows_without_joining_orders(tables):

@@ -868,17 +868,23 @@ def _before_join(f: Frames, table: ir.Table, exprs: Sequence[ir.Value]) -> list[
         return None  # a column the join adds (o_delivered_at...)
 
 
-def _fine_sums(f: Frames, members: list[_Member]) -> ir.Table:
+def _sums_columns(members: list[_Member]) -> list[str]:
+    """The segment columns the fine sums are grouped by: the code (``SegmentCodes``, which
+    ``kpi_aggregates`` decodes) where the rows carry it, else every segment column."""
+    return [_CODE] if members[0].obs.code is not None else list(_SEGMENT_NAMES)
+
+
+def _fine_sums(f: Frames, members: list[_Member], rows: ir.Table | None = None) -> ir.Table:
     """One pass over rows observed at one event, for every additive KPI reading them: per
     week and combination of segment values, each KPI i's n{i} (values counted) and the
     sums a{i}, b{i} of its values and squares. Every segmentation, and every segment set
-    aside, is a sum of these few rows (``_rolled``): one grouping, one scan."""
-    if members[0].obs.code is not None:
-        # Grouped by the code (``SegmentCodes``): ``kpi_aggregates`` decodes the result.
-        rows = _observed_rows(f, members, columns=[_CODE])
-        group = ["week", _CODE]
-    else:
-        rows, group = _observed_rows(f, members), ["week", *_SEGMENT_NAMES]
+    aside, is a sum of these few rows (``_rolled``): one grouping, one scan.
+
+    ``rows``: those rows, given (``_sums_and_quantiles``), with the columns of
+    ``_sums_columns`` and member i's value as v{i}."""
+    group = ["week", *_sums_columns(members)]
+    if rows is None:
+        rows = _observed_rows(f, members, columns=group[1:])
     aggregates: dict[str, Any] = {}
     for i in range(len(members)):
         v = rows[f"v{i}"]
@@ -901,8 +907,21 @@ class _QuantilePass:
     row_bytes: int = 0
 
 
+def _quantile_columns(f: Frames, members: list[_Member]) -> list[str]:
+    """The segment columns a quantile pass reads: those of its segmentations, and with
+    segments to set aside, whether the order is loaded and the columns they name."""
+    dims = list(dict.fromkeys(d for m in members for d in m.dims))
+    used = {c for d in dims for c in _dim_columns(d)}
+    if f.scenarios:
+        used |= {_LOADED, *(_SEG + c for s in f.scenarios for c in s)}
+    return [c for c in _SEGMENT_NAMES if c in used]
+
+
 def _quantile_pass(
-    f: Frames, members: list[_Member], weeks: tuple[int, int] | None = None
+    f: Frames,
+    members: list[_Member],
+    weeks: tuple[int, int] | None = None,
+    rows: ir.Table | None = None,
 ) -> _QuantilePass:
     """One pass over rows observed at one event (in ``weeks``: weeks lo to hi - 1; default:
     all), for every quantile KPI reading them: per segmentation, segment and week, for
@@ -914,7 +933,10 @@ def _quantile_pass(
     scenario j counts the rows outside segment j: one filtered aggregate per segment in
     the same scan, where a copy of the rows per segment would multiply the scan. The
     rows are read once for every segmentation (a common table expression of the columns
-    they need), not once per segmentation."""
+    they need), not once per segmentation.
+
+    ``rows``: those rows, given (``_sums_and_quantiles``: shared with the pass's sums), with
+    the columns of ``_quantile_columns`` and member i's value as v{i}."""
     dims = list(dict.fromkeys(d for m in members for d in m.dims))
     fractions = sorted({_fraction(x) for m in members if m.q is not None for x in _around(m.q)})
     first: dict[tuple[Any, Any], int] = {}
@@ -922,12 +944,10 @@ def _quantile_pass(
     for i, m in enumerate(members):
         keep = None if m.obs.keep is None else m.obs.keep.op()
         value_of.append(first.setdefault((m.obs.value.op(), keep), i))
-    used = {c for d in dims for c in _dim_columns(d)}
-    if f.scenarios:
-        used |= {_LOADED, *(_SEG + c for s in f.scenarios for c in s)}
-    columns = [c for c in _SEGMENT_NAMES if c in used]
-    # Named, the rows become one common table expression the segmentations share.
-    rows = _observed_rows(f, members, weeks, columns).alias("kpi_observed")
+    columns = _quantile_columns(f, members)
+    if rows is None:
+        # Named, the rows become one common table expression the segmentations share.
+        rows = _observed_rows(f, members, weeks, columns).alias("kpi_observed")
     out = []
     slots = 0
     for dim in dims:
@@ -1342,6 +1362,50 @@ def _fetch(
     return result
 
 
+def _sums_and_quantiles(
+    con: BaseBackend, f: Frames, full: list[_Member], quantiles: list[_Member]
+) -> tuple[pd.DataFrame, _QuantilePass, pd.DataFrame] | None:
+    """A pass's fine sums (of its additive members ``full``) and quantile pass (of
+    ``quantiles``) from one query whose rows are read once: the fine sums' result, the
+    quantile pass and its rows. Where both read rows joined to their orders (settlements
+    and their orders' delivery, for the settled amount and the settlement lag), two
+    queries would make the join twice.
+
+    None (the two are then run apart) off DuckDB, which computes a common table expression
+    once where another engine may compute it per reader, when the quantiles have no cell to
+    compute, or when the rows both keep would not fit the memory share of one quantile
+    query (``_week_chunks``), or the engine refuses them for its memory limit.
+    """
+    if con.name != "duckdb":
+        return None
+    sums_columns = _sums_columns(full)
+    quantile_columns = _quantile_columns(f, quantiles)
+    columns = [*sums_columns, *(c for c in quantile_columns if c not in sums_columns)]
+    rows = _observed_rows(f, [*full, *quantiles], columns=columns).alias("kpi_pass")
+    n = len(full)
+    done = _quantile_pass(
+        f,
+        quantiles,
+        rows=rows.select(
+            "week", *quantile_columns, **{f"v{i}": rows[f"v{n + i}"] for i in range(len(quantiles))}
+        ),
+    )
+    if done.table is None:
+        return None
+    # The shared rows are held whole while both read them: week, columns and values.
+    shared = 8 * (1 + len(columns) + n + len(quantiles))
+    if _week_chunks(con, f, quantiles[0].obs.table, done.row_bytes + shared) != [(0, f.weeks)]:
+        return None
+    sums = _fine_sums(f, full, rows.select("week", *sums_columns, *[f"v{i}" for i in range(n)]))
+    try:
+        fine, wide = engine.execute_together(con, [sums, done.table])
+    except Exception as exc:
+        if not engine.out_of_memory(exc):
+            raise
+        return None
+    return fine, done, wide
+
+
 def _query_key(frames: Frames, what: str, members: Sequence[Any]) -> tuple[Any, ...]:
     """What identifies a query on one set of tables: its kind, the KPIs it computes and
     the weeks, SLA, lookback and engine its expressions were built for (two builds of
@@ -1382,20 +1446,32 @@ def kpi_aggregates(
     for source, members in passes.items():
         sums = [m for m in members if m.q is None]
         quantiles = [m for m in members if m.q is not None]
+        together = None
         if sums:
             full = [m for m in every[source] if m.q is None]
             position = {(m.key, m.part): i for i, m in enumerate(full)}
             names = [(m.key, m.part) for m in full]
             decode = frames.codes.decode if frames.codes and full[0].obs.code is not None else None
             key = _query_key(frames, "sums", names)
-            fine = _fetch(con, _fine_sums(frames, full), store, key, decode)
+            if quantiles and (store is None or key not in store):
+                together = _sums_and_quantiles(con, frames, full, quantiles)
+            if together is not None:
+                fine = decode(together[0]) if decode is not None else together[0]
+                if store is not None:
+                    store[key] = fine
+            else:
+                fine = _fetch(con, _fine_sums(frames, full), store, key, decode)
             columns = [position[(m.key, m.part)] for m in sums]
             results.append(_sums_long(sums, fine, scenarios, columns))
         if quantiles:
-            done = _quantile_pass(frames, quantiles)
+            if together is not None:
+                done, wide = together[1], together[2]
+            else:
+                done = _quantile_pass(frames, quantiles)
+                if done.table is not None:
+                    chunks = _week_chunks(con, frames, quantiles[0].obs.table, done.row_bytes)
+                    wide = _quantile_rows(con, frames, quantiles, done, chunks)
             if done.table is not None:
-                chunks = _week_chunks(con, frames, quantiles[0].obs.table, done.row_bytes)
-                wide = _quantile_rows(con, frames, quantiles, done, chunks)
                 results.append(_quantiles_long(quantiles, done, wide, max(len(scenarios), 1)))
     if levels:
         union = ibis.union(

@@ -474,3 +474,55 @@ def frame_table(frame: pd.DataFrame) -> ir.Table:
         for col in table.columns
     ]
     return ibis.memtable(pa.table(columns, names=table.column_names))
+
+
+_PART = "__part"
+
+
+def execute_together(con: BaseBackend, queries: list[ir.Table]) -> list[pd.DataFrame]:
+    """The results of ``queries`` (tables), as ``con.execute`` gives each, from one query.
+
+    Queries over one common table expression (the same Ibis table, named) share it: DuckDB
+    computes a common table expression read twice once, where two queries would each
+    compute it. The union pads each query with the others' columns (NULL) and tags its
+    rows; the rows are then taken apart and converted per query, by its own schema.
+    A column two queries name must have one type in both.
+    """
+    schemas = [q.schema() for q in queries]
+    every: dict[str, dt.DataType] = {}
+    for schema in schemas:
+        for name, kind in schema.items():
+            if every.setdefault(name, kind) != kind:
+                raise ValueError(f"column {name!r} has two types: {every[name]} and {kind}")
+    padded = [
+        q.select(
+            **{_PART: ibis.literal(i, "int16")},
+            **{n: q[n] if n in schema else ibis.null(kind) for n, kind in every.items()},
+        )
+        for i, (q, schema) in enumerate(zip(queries, schemas, strict=True))
+    ]
+    found = con.to_pyarrow(padded[0] if len(padded) == 1 else ibis.union(*padded))
+    part = found.column(_PART)
+    if con.name == "duckdb":
+        from ibis.backends.duckdb.converter import DuckDBPandasData as converter
+    else:
+        from ibis.formats.pandas import PandasData as converter
+    out = []
+    for i, (q, schema) in enumerate(zip(queries, schemas, strict=True)):
+        mine = found.filter(pc.equal(part, i)).select(list(schema.names))
+        # As the DuckDB backend's execute builds its frame: lists and columns with NULLs
+        # as Python values, the rest through Arrow's conversion.
+        frame = pd.DataFrame(
+            {
+                name: (
+                    col.to_pylist()
+                    if pa.types.is_nested(col.type)
+                    or pa.types.is_dictionary(col.type)
+                    or col.null_count
+                    else col.to_pandas()
+                )
+                for name, col in zip(mine.column_names, mine.columns, strict=True)
+            }
+        )
+        out.append(q.__pandas_result__(converter.convert_table(frame, schema)))
+    return out
