@@ -66,6 +66,43 @@ def test_the_notebook_runs_in_the_warm_kernel_which_ends_with_it(tmp_path):
     assert not warm.sockets.exists()
 
 
+def test_a_notebook_failing_in_the_warm_kernel_ends_it(tmp_path):
+    nb = notebook(tmp_path / "fails.ipynb", "import decimal", "raise ValueError('bad cell')")
+    warm = runner._WarmKernel(nb)
+    pid = warm.km.provisioner.pid
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(NotebookExecutionError, match="bad cell"):
+        runner._execute("fails", nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
+    assert ended(pid)
+    assert not warm.sockets.exists()
+
+
+def test_a_handout_exported_with_the_exporter_made_beforehand_is_the_same(tmp_path):
+    """The exporter made while the notebook runs (``_Exporter``) exports the handout a new
+    one would; one made for another language is not used."""
+    nb = notebook(tmp_path / "plain.ipynb", "print('hello')")
+    nbformat.write(
+        nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_code_cell(
+                    "print('x')",
+                    outputs=[nbformat.v4.new_output("stream", name="stdout", text="hello\n")],
+                )
+            ],
+            metadata={"papermill": {"parameters": {"week": "2026-W47"}}},
+        ),
+        nb,
+    )
+    made = runner._Exporter("en").get()
+    assert made is not None
+    fresh = runner.export_html(nb, "en").read_text(encoding="utf-8")
+    assert runner.export_html(nb, "en", made).read_text(encoding="utf-8") == fresh
+    assert "hello" in fresh and '<html lang="en">' in fresh
+    chinese = runner.export_html(nb, "zh-CN", made).read_text(encoding="utf-8")
+    assert '<html lang="zh-CN">' in chinese
+
+
 def test_a_failed_warm_up_falls_back_to_the_usual_start_and_error(tmp_path):
     nb = notebook(tmp_path / "broken.ipynb", "import no_such_module_anywhere")
     warm = runner._WarmKernel(nb)
