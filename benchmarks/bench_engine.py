@@ -125,6 +125,8 @@ class Step:
     output: str = field(default="", repr=False)
     # The run's own step times (manifest.json's timings_seconds), when it wrote them.
     timings: dict[str, float] = field(default_factory=dict)
+    # Of a run measured in several run/floor pairs: each pair's wall-time ratio, in order.
+    ratios: list[float] = field(default_factory=list)
 
 
 def _children_cpu() -> float:
@@ -198,10 +200,33 @@ def run_timings(manifest: Path) -> dict[str, float]:
     return {k: float(v) for k, v in found.items() if isinstance(v, (int, float))}
 
 
+def median_pair(pairs: Sequence[tuple[Step, Step]]) -> tuple[Step, Step]:
+    """Of (run, floor) pairs measured in turn, the pair with the median wall-time ratio (the
+    higher middle one of an even count), its ``ratios`` every pair's in order and its peaks
+    the highest of any pair (memory is read against a bar: the worst one counts)."""
+    ratios = [run.wall / floor.wall for run, floor in pairs]
+    middle = sorted(range(len(pairs)), key=lambda i: ratios[i])[len(pairs) // 2]
+    run, floor = pairs[middle]
+    run.ratios = ratios
+    run.peak = max(r.peak for r, _ in pairs)
+    floor.peak = max(f.peak for _, f in pairs)
+    return run, floor
+
+
 def bench_size(
-    size: int, weeks: int, work: Path, run_pipeline: bool, nice: int, threads: int | None
+    size: int,
+    weeks: int,
+    work: Path,
+    run_pipeline: bool,
+    nice: int,
+    threads: int | None,
+    pairs: int = 1,
 ) -> dict[str, Step]:
-    """The three steps at ``size`` orders a week; the run is skipped (not ran) when asked."""
+    """The three steps at ``size`` orders a week; the run is skipped (not ran) when asked.
+
+    ``pairs``: how many times the run and the floor are measured, in turn (run, floor, run,
+    floor...); the pair with the median ratio is kept (``median_pair``). On a shared machine
+    one pair's ratio moved by a tenth from one pair to the next."""
     meeting = str(Path(sys.executable).with_name("meeting"))
     data, out = work / f"sample-{size}", work / f"out-{size}"
     params = work / f"params-{size}.yaml"
@@ -220,22 +245,30 @@ def bench_size(
         )  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         write_params(params, data, out)
-        if run_pipeline:
-            say("run ...")
-            steps["run"] = measure(
-                "run",
-                [meeting, "-q", "run", "--params", str(params), "--week", END_WEEK],
-                nice=nice,
-            )
-            steps["run"].timings = run_timings(out / END_WEEK / "manifest.json")
-        else:
-            steps["run"] = Step("run")
-        say("floor ...")
         floor = [sys.executable, str(HERE / "floor.py"), str(data), "--week", END_WEEK,
                  "--timezone", TIMEZONE]  # fmt: skip
         if threads:
             floor += ["--threads", str(threads)]
-        steps["floor"] = measure("floor", floor, nice=nice)
+        if not run_pipeline:
+            steps["run"] = Step("run")
+            say("floor ...")
+            steps["floor"] = measure("floor", floor, nice=nice)
+        else:
+            measured = []
+            for i in range(1, pairs + 1):
+                turn = f" ({i}/{pairs})" if pairs > 1 else ""
+                say(f"run{turn} ...")
+                run = measure(
+                    "run",
+                    [meeting, "-q", "run", "--params", str(params), "--week", END_WEEK],
+                    nice=nice,
+                )
+                run.timings = run_timings(out / END_WEEK / "manifest.json")
+                say(f"floor{turn} ...")
+                measured.append((run, measure("floor", floor, nice=nice)))
+                if pairs > 1:
+                    say(f"pair {i}: run / floor {measured[-1][0].wall / measured[-1][1].wall:.2f}x")
+            steps["run"], steps["floor"] = median_pair(measured)
     finally:
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
@@ -284,8 +317,11 @@ def _ratio(steps: dict[str, Step]) -> str:
     run, floor = steps["run"], steps["floor"]
     if not (run.ran and floor.ran and floor.wall > 0):
         return "—"
-    ratio = f"{run.wall / floor.wall:.1f}x"
-    return ratio + (f" (CPU {run.cpu / floor.cpu:.1f}x)" if floor.cpu > 0 else "")
+    ratio = f"{run.wall / floor.wall:.2f}x"
+    ratio += f" (CPU {run.cpu / floor.cpu:.2f}x)" if floor.cpu > 0 else ""
+    if len(run.ratios) > 1:
+        ratio += "; pairs " + ", ".join(f"{r:.2f}x" for r in run.ratios)
+    return ratio
 
 
 def _load(step: Step) -> str:
@@ -370,6 +406,14 @@ def main() -> None:
         metavar="N",
         help="sizes above N: sample-data and the floor only, no `meeting run`",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        metavar="N",
+        help="run/floor pairs measured in turn at sizes up to --pairs-up-to; the median kept",
+    )
+    parser.add_argument("--pairs-up-to", type=int, default=1_000_000, metavar="SIZE")
     parser.add_argument("--nice", type=int, default=0, help="run each step under nice -n N")
     parser.add_argument("--threads", type=int, default=None, help="DuckDB threads of the floor")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -383,10 +427,19 @@ def main() -> None:
     try:
         for size in args.sizes:
             run_it = args.skip_run_above is None or size <= args.skip_run_above
-            rows.append((size, bench_size(size, args.weeks, work, run_it, args.nice, args.threads)))
+            pairs = args.pairs if size <= args.pairs_up_to else 1
+            rows.append(
+                (size, bench_size(size, args.weeks, work, run_it, args.nice, args.threads, pairs))
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     notes = []
+    if args.pairs > 1 and any(s <= args.pairs_up_to for s in args.sizes):
+        notes.append(
+            f"Up to {args.pairs_up_to:,} orders a week the run and the floor were measured "
+            f"{args.pairs} times, in turn; the pair with the median ratio is shown (every "
+            "pair's ratio after it), and the highest peak of any pair."
+        )
     if args.nice:
         notes.append(f"Every step ran under `nice -n {args.nice}`.")
     if args.skip_run_above is not None and any(s > args.skip_run_above for s in args.sizes):

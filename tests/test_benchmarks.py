@@ -208,10 +208,36 @@ def test_results_page_lists_each_size_with_its_ratio_to_the_floor():
     page = bench_engine.report([(20_000, measured), (1_000_000, floor_only)], 12, ["A note."])
     assert "1M orders a week: `meeting run` ≤ 90 s, ≤ 3 GiB peak" in page
     assert "| 20,000 | 3.0 s | 0.25 GiB | 30.0 s | 1.00 GiB | 2.0 s | 0.20 GiB " in page
-    assert "| 15.0x (CPU 12.5x) |" in page
+    assert "| 15.00x (CPU 12.50x) |" in page
     assert "| 1,000,000 | 3.0 s | 0.25 GiB | not run | not run | 2.0 s | 0.20 GiB | — |" in page
     assert "| 20,000 | 2 s; 0.0 → 0.0 | 40 s; 0.0 → 0.0 | 3 s; 0.0 → 0.0 |" in page
     assert "A note." in page
+
+
+def test_the_median_pair_of_runs_and_floors_is_kept_with_every_ratio_and_the_worst_peak():
+    Step = bench_engine.Step
+
+    def pair(run_wall: float, floor_wall: float, run_peak: int) -> tuple:
+        return (
+            Step("run", wall=run_wall, peak=run_peak, cpu=2 * run_wall, ran=True),
+            Step("floor", wall=floor_wall, peak=GIB // 5, cpu=2 * floor_wall, ran=True),
+        )
+
+    # ratios 3.0, 2.4, 2.6 in turn: the middle one is the third pair's
+    run, floor = bench_engine.median_pair(
+        [pair(120.0, 40.0, GIB), pair(108.0, 45.0, 3 * GIB), pair(117.0, 45.0, 2 * GIB)]
+    )
+    assert (run.wall, floor.wall) == (117.0, 45.0)
+    assert run.ratios == pytest.approx([3.0, 2.4, 2.6])
+    assert run.peak == 3 * GIB and floor.peak == GIB // 5
+    sample = Step("sample-data", wall=50.0, peak=GIB, cpu=50.0, ran=True)
+    page = bench_engine.report(
+        [(1_000_000, {"sample-data": sample, "run": run, "floor": floor})], 12, []
+    )
+    assert "| 2.60x (CPU 2.60x); pairs 3.00x, 2.40x, 2.60x |" in page
+    # an even count keeps the higher middle pair
+    run, _ = bench_engine.median_pair([pair(100.0, 50.0, GIB), pair(90.0, 30.0, GIB)])
+    assert run.wall == 90.0
 
 
 def test_results_page_shows_where_the_runs_time_goes_and_keeps_the_notes(tmp_path):
