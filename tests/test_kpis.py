@@ -1513,6 +1513,28 @@ def test_a_pass_with_sums_and_quantiles_reads_its_rows_in_one_query(tables, monk
         assert series_of(together, key) == pytest.approx(BY_HAND[key], nan_ok=True), key
 
 
+def test_sums_and_quantiles_refused_together_for_memory_run_apart(tables, monkeypatch):
+    """A pass whose one query the engine refuses for its memory limit runs as two queries,
+    with the same series; another error of the engine is not hidden."""
+    whole = kpis.weekly_kpis(tables, WEEKS, SLA)
+    refused: list[int] = []
+
+    def out_of_memory(con, queries):
+        refused.append(len(queries))
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate")
+
+    monkeypatch.setattr(engine, "execute_together", out_of_memory)
+    pd.testing.assert_frame_equal(kpis.weekly_kpis(tables, WEEKS, SLA), whole)
+    assert refused == [2, 2, 2, 2]
+
+    def broken(con, queries):
+        raise duckdb.BinderException("Binder Error: no such column")
+
+    monkeypatch.setattr(engine, "execute_together", broken)
+    with pytest.raises(duckdb.BinderException, match="no such column"):
+        kpis.weekly_kpis(tables, WEEKS, SLA)
+
+
 def test_quantiles_of_every_row_read_the_rows_without_joining_orders(tables):
     """A quantile pass reads tickets and cases without segments as they are (the join to
     orders only adds columns), and delivered orders without their first complaint, case
