@@ -7,9 +7,11 @@
 For each size it generates 12 ISO weeks with ``meeting sample-data``, writes a params file
 for that folder, runs ``meeting run`` on the last week, then the floor (``floor.py``:
 plain DuckDB SQL computing the same aggregates straight off the Parquet files), each as
-its own process. Per step: wall time and peak memory of ALL the step's processes (the sum
-of resident memory over the process tree, notebook kernels and Spark JVMs included,
-sampled every 0.2 s), and the load average before and after. The generated data is
+its own process; up to ``--pairs-up-to`` orders a week (1M) the run and the floor are
+measured ``--pairs`` times (3) in turn and the pair with the median ratio is kept. Per
+step: wall time and peak memory of ALL the step's processes (the sum of resident memory
+over the process tree, notebook kernels and Spark JVMs included, sampled every 0.2 s),
+and the load average before and after. The generated data is
 deleted after each size. Results go to ``benchmarks/results/engine.md``.
 """
 
