@@ -44,6 +44,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from ibis.backends import BaseBackend
+from ibis.backends.duckdb.converter import DuckDBPandasData
+from ibis.formats.pandas import PandasData
 
 from meetinglib.core.errors import EngineUnavailableError
 from meetinglib.core.params import EngineParams
@@ -503,10 +505,7 @@ def execute_together(con: BaseBackend, queries: list[ir.Table]) -> list[pd.DataF
     ]
     found = con.to_pyarrow(padded[0] if len(padded) == 1 else ibis.union(*padded))
     part = found.column(_PART)
-    if con.name == "duckdb":
-        from ibis.backends.duckdb.converter import DuckDBPandasData as converter
-    else:
-        from ibis.formats.pandas import PandasData as converter
+    converter = DuckDBPandasData if con.name == "duckdb" else PandasData
     out = []
     for i, (q, schema) in enumerate(zip(queries, schemas, strict=True)):
         mine = found.filter(pc.equal(part, i)).select(list(schema.names))
