@@ -37,7 +37,7 @@ def test_plain_timestamps_equal_validation_across_daylight_saving(zone):
     text = stripped_text(t.x)
     plain = pe.is_plain_timestamp(text, pe.iso_patterns())
     value, missing, bad = pe.timestamp_value(text, pe.iso_patterns(), z, {})
-    got = con.to_pyarrow(t.select(p=plain, m=missing, v=pe._epoch_us(value), b=bad)).to_pandas()
+    got = con.to_pyarrow(t.select(p=plain, m=missing, v=pe.epoch_us(value), b=bad)).to_pandas()
     want = _micros(expected.values)
     for i, text_value in enumerate(texts):
         if got.p[i]:

@@ -108,6 +108,73 @@ def test_csv_with_bad_rows_of_every_rule_equals_the_pandas_path(dirty_csv, tmp_p
     assert {i.format for i in engine_week.sources} == {"csv"}
 
 
+def test_a_parsed_csv_cleans_each_columns_text_once_per_query(dirty_csv, tmp_path, monkeypatch):
+    """A parse written as one expression repeats its column's cleaning in every field it
+    reads and every check that reads the value: SQL is a tree. The load's queries of this
+    CSV were then half a megabyte each (over a thousand regular-expression replacements),
+    seconds of planning per query whatever the rows. Staged, a column's text is cleaned
+    in one place of each query."""
+    import ibis.backends.duckdb as duckdb_backend
+
+    compiled: list[str] = []
+    compile_ = duckdb_backend.Backend.compile
+
+    def recording(self, *args, **kwargs):
+        sql = compile_(self, *args, **kwargs)
+        compiled.append(sql)
+        return sql
+
+    monkeypatch.setattr(duckdb_backend.Backend, "compile", recording)
+    week = load_week(load_params(write_params(tmp_path, dirty_csv)), WEEK)
+    assert week.load_paths["orders"] == "engine"
+    columns = len(pd.read_csv(dirty_csv / "orders.csv", nrows=0).columns)
+    longest = max(compiled, key=len)
+    # stripped_text: one replacement per column, read twice (placeholder test, value)
+    assert longest.count("REGEXP_REPLACE(") <= 2 * columns
+
+
+def test_naive_csv_times_of_a_zone_with_daylight_saving_equal_the_pandas_path(sample, tmp_path):
+    """Wall-clock texts of a zone whose offset changes: every parsed value goes through
+    the changes of the whole plausible span, in the staged parse of each column; the
+    times in the spring gap and in the autumn's repeated hour are among them."""
+    zone = "Europe/Berlin"
+    folder = tmp_path / "berlin"
+    folder.mkdir()
+    frame = pd.read_parquet(sample / "orders.parquet")
+    text = frame.astype(object)
+    for column in ("created_at", "paid_at", "shipped_at", "delivered_at", "cancelled_at"):
+        local = frame[column].dt.tz_convert(zone).dt.strftime("%Y-%m-%d %H:%M:%S")
+        text[column] = local.where(frame[column].notna(), None)
+    # Orders of the report week (2026-W10): their rows are in the week's tables.
+    created = frame["created_at"].dt.tz_convert(TZ)
+    week = frame.index[(created >= "2026-03-02") & (created < "2026-03-09")][-3:]
+    for i, (paid, shipped) in zip(
+        week,
+        [
+            ("2026-03-29 02:30:00", "2026-03-29 03:00:00"),  # the gap, and just after it
+            ("2025-10-26 02:30:00", "2025-10-26 02:59:59"),  # the hour that occurs twice
+            ("2025-03-30 01:59:59", "2025-10-26 03:00:00"),
+        ],
+        strict=True,
+    ):
+        text.at[i, "paid_at"], text.at[i, "shipped_at"] = paid, shipped
+    text.to_csv(folder / "orders.csv", index=False)
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        f"company: Test Shop\ntimezone: {TZ}\nhistory_weeks: 2\nopen_order_lookback_days: 7\n"
+        "quality: {max_quarantine_share: 0.2, earliest_date: 2024-01-01}\n"
+        f"source:\n  kind: folder\n  path: '{folder}'\n  tables:\n"
+        f"    orders: {{timezone: {zone}}}\n",
+        encoding="utf-8",
+    )
+    pandas_week, engine_week = _both(path)
+    assert engine_week.load_paths == {"orders": "engine"}
+    assert_same(pandas_week, engine_week)
+    orders = engine_week.tables["orders"].set_index("order_id")
+    planted = orders.loc[frame.loc[week, "order_id"].astype(str), "paid_at"]
+    assert planted.notna().all()
+
+
 def test_gbk_csv_with_a_delimiter_and_value_maps(sample, tmp_path):
     folder = tmp_path / "gbk"
     folder.mkdir()

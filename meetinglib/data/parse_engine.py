@@ -160,13 +160,13 @@ def _field(text: ir.StringValue, pattern: Pattern, field: str, default: str) -> 
     return (value == "").ifelse(ibis.literal(default), value)
 
 
-def _plain_micros(text: ir.StringValue, pattern: Pattern) -> ir.IntegerValue:
+def plain_micros(text: ir.StringValue, pattern: Pattern) -> ir.IntegerValue:
     """Microseconds since the epoch of a plain text, read as UTC wall time (NULL: not plain
     or no such date); an aware text's offset is taken off."""
     if pattern.iso_naive:
         # The engine's own cast reads exactly these shapes: one cast, no field extraction.
         cast = text.replace("T", " ").try_cast(dt.Timestamp(scale=6))
-        return text.re_search(pattern.regex).ifelse(_epoch_us(cast), ibis.null(dt.int64))
+        return text.re_search(pattern.regex).ifelse(epoch_us(cast), ibis.null(dt.int64))
     fraction = _field(text, pattern, "f", "0")
     iso = (
         _field(text, pattern, "Y", "")
@@ -184,7 +184,7 @@ def _plain_micros(text: ir.StringValue, pattern: Pattern) -> ir.IntegerValue:
         + fraction.rpad(6, "0")
     )
     stamp = iso.try_cast(dt.Timestamp(scale=6))
-    micros = _epoch_us(stamp)
+    micros = epoch_us(stamp)
     if pattern.aware:
         sign = (text.re_extract(_OFFSET_PARTS, 1) == "-").ifelse(-1, 1)
         minutes = text.endswith("Z").ifelse(
@@ -196,7 +196,8 @@ def _plain_micros(text: ir.StringValue, pattern: Pattern) -> ir.IntegerValue:
     return text.re_search(pattern.regex).ifelse(micros, ibis.null(dt.int64))
 
 
-def _epoch_us(stamp: ir.TimestampValue) -> ir.IntegerValue:
+def epoch_us(stamp: ir.TimestampValue) -> ir.IntegerValue:
+    """Microseconds since the epoch of a (naive) timestamp, on DuckDB."""
     return engine.unix_micros(stamp, "duckdb")
 
 
@@ -300,26 +301,45 @@ def micros_to_instant(micros: ir.IntegerValue) -> ir.TimestampValue:
 
 def naive_to_instant(stamp: ir.TimestampValue, zone: Zone) -> ir.TimestampValue:
     """A naive (wall-clock) timestamp of ``zone`` as an instant."""
-    return micros_to_instant(local_to_utc(_epoch_us(stamp), zone))
+    return micros_to_instant(local_to_utc(epoch_us(stamp), zone))
 
 
 def timestamp_value(
     text: ir.StringValue, patterns: list[Pattern], zone: Zone, odd: dict[str, int | None]
 ) -> tuple[ir.TimestampValue, ir.BooleanValue, ir.BooleanValue]:
     """(instant, missing, bad) of a stripped text column: plain values parsed here, odd
-    ones looked up in ``odd`` (validation's result in UTC microseconds; None: unparseable)."""
+    ones looked up in ``odd`` (validation's result in UTC microseconds; None: unparseable).
+
+    As one expression; ``load_engine`` builds the same from its parts in stages
+    (``plain_micros``, ``utc_micros``, ``instant_parts``), each a column of its own."""
+    local = [plain_micros(text, pattern) for pattern in patterns]
+    return instant_parts(text, utc_micros(text, local, patterns, zone, odd))
+
+
+def utc_micros(
+    text: ir.StringValue,
+    local: list[ir.IntegerValue],
+    patterns: list[Pattern],
+    zone: Zone,
+    odd: dict[str, int | None],
+) -> ir.IntegerValue:
+    """UTC microseconds of a stripped text column (NULL: unparseable), from ``local``,
+    ``plain_micros`` of each of ``patterns``: the first pattern that reads a value wins;
+    an odd value is looked up in ``odd``."""
     micros: ir.IntegerValue = ibis.null(dt.int64)
-    for pattern in patterns:
-        parsed = _plain_micros(text, pattern)
-        if not pattern.aware:
-            parsed = local_to_utc(parsed, zone)
-        micros = micros.coalesce(parsed)
-    plain = micros.notnull()
+    for parsed, pattern in zip(local, patterns, strict=True):
+        micros = micros.coalesce(parsed if pattern.aware else local_to_utc(parsed, zone))
     if odd:
-        micros = plain.ifelse(micros, _looked_up(text, odd, dt.int64))
+        micros = micros.coalesce(_looked_up(text, odd, dt.int64))
+    return micros
+
+
+def instant_parts(
+    text: ir.StringValue, micros: ir.IntegerValue
+) -> tuple[ir.TimestampValue, ir.BooleanValue, ir.BooleanValue]:
+    """(instant, missing, bad) of a stripped text column and its ``utc_micros``."""
     missing = text.isnull()
-    value = micros_to_instant(micros)
-    return value, missing, ~missing & micros.isnull()
+    return micros_to_instant(micros), missing, ~missing & micros.isnull()
 
 
 def _looked_up(text: ir.StringValue, odd: dict[str, Any], type_: dt.DataType) -> ir.Value:
@@ -334,7 +354,7 @@ def is_plain_timestamp(text: ir.StringValue, patterns: list[Pattern]) -> ir.Bool
     """Whether the engine parses ``text`` itself (see ``timestamp_value``)."""
     micros: ir.IntegerValue = ibis.null(dt.int64)
     for pattern in patterns:
-        micros = micros.coalesce(_plain_micros(text, pattern))
+        micros = micros.coalesce(plain_micros(text, pattern))
     return micros.notnull()
 
 
@@ -352,11 +372,25 @@ def number_value(
     text: ir.StringValue, kind: str, odd: dict[str, float | None]
 ) -> tuple[ir.Value, ir.BooleanValue, ir.BooleanValue]:
     """(value, missing, bad) of a stripped text column of numbers (``kind`` int or float):
-    plain values parsed here, odd ones looked up in ``odd`` (None: not a number)."""
+    plain values parsed here, odd ones looked up in ``odd`` (None: not a number).
+
+    As one expression; ``load_engine`` builds the same in stages (``parsed_number``, then
+    ``number_parts``)."""
+    return number_parts(text, parsed_number(text, odd), kind)
+
+
+def parsed_number(text: ir.StringValue, odd: dict[str, float | None]) -> ir.FloatingValue:
+    """The number of a stripped text (NULL: none), an odd value looked up in ``odd``."""
     number = _plain_number(text) + 0.0  # a zero keeps no sign
-    plain = number.notnull()
     if odd:
-        number = plain.ifelse(number, _looked_up(text, odd, dt.float64))
+        number = number.coalesce(_looked_up(text, odd, dt.float64))
+    return number
+
+
+def number_parts(
+    text: ir.StringValue, number: ir.FloatingValue, kind: str
+) -> tuple[ir.Value, ir.BooleanValue, ir.BooleanValue]:
+    """(value, missing, bad) of a stripped text column and its ``parsed_number``."""
     missing = text.isnull()
     bad = ~missing & number.isnull()
     if kind == "int":
