@@ -41,24 +41,16 @@ from meetinglib.core.params import load_params  # noqa: E402
 from meetinglib.core.weeks import IsoWeek  # noqa: E402
 from meetinglib.data import engine  # noqa: E402
 from meetinglib.data.dataset import WeekData  # noqa: E402
-from meetinglib.data.validate import QualityReport  # noqa: E402
 from meetinglib.report import explorer as ex  # noqa: E402
 from meetinglib.report.flow_section import FlowSection  # noqa: E402
 
-FLOW_TABLES = ("orders", "events", "after_sales")
-
 
 def week_on_parquet(params_file: str, snapshot: Path, week: str) -> WeekData:
-    """A WeekData whose engine tables read the snapshot's Parquet files (no pandas rows)."""
-    params = load_params(params_file)
-    data = WeekData(params, IsoWeek.parse(week), {}, QualityReport(), [])
-    con = engine.shared(params.engine)
-    tables = {}
-    for name in FLOW_TABLES:
-        path = snapshot / "tables" / f"{name}.parquet"
-        if path.exists():
-            tables[name] = con.read_parquet(str(path), table_name=f"bench_{name}")
-    data._engine_tables = tables
+    """The snapshot's WeekData: its engine tables read the snapshot's files (no pandas
+    rows), the written Parquet or the view over the export's copies alike."""
+    data = WeekData.load(snapshot, load_params(params_file))
+    if str(data.week) != str(IsoWeek.parse(week)):
+        raise SystemExit(f"{snapshot} holds {data.week}, not {week}")
     return data
 
 

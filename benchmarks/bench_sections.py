@@ -1,11 +1,10 @@
 """Time the data report's section tables on a snapshot: each section's call, and in total.
 
-    python benchmarks/bench_sections.py PARAMS SNAPSHOT [--engine-tables parquet]
+    python benchmarks/bench_sections.py PARAMS SNAPSHOT
 
 The KPI table (the series, the anomaly scan) is computed first and timed apart: the
-sections read a few of its rows, and its cost is the catalogue's, not theirs. With
-``--engine-tables parquet`` the engine reads the snapshot's Parquet files itself (what the
-engine loader does), instead of the memtables of the frames in memory.
+sections read a few of its rows, and its cost is the catalogue's, not theirs. The engine
+reads the snapshot's tables where they lie, as the data report's kernel does.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import time
 from pathlib import Path
 
 from meetinglib.core.params import load_params
-from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData
 from meetinglib.report.data_report import DataReport
 
@@ -50,17 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params")
     parser.add_argument("snapshot")
-    parser.add_argument("--engine-tables", choices=("memory", "parquet"), default="memory")
     args = parser.parse_args()
     params = load_params(args.params)
     t0 = time.perf_counter()
     data = WeekData.load(Path(args.snapshot), params)
-    if args.engine_tables == "parquet":
-        con = engine.shared(params.engine)
-        folder = Path(args.snapshot) / "tables"
-        data._engine_tables = {
-            name: con.read_parquet(folder / f"{name}.parquet") for name in data.tables
-        }
     t1 = time.perf_counter()
     report = DataReport(data, "en")
     report.kpi_result  # noqa: B018 (the KPI table, timed apart)
