@@ -24,10 +24,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The scheduler below tells a Spark test by its name: one that is not named so would
-    # start a Java session of its own on the other worker.
+    # start a Java session of its own on the other worker. Each is marked `spark` (for
+    # -m "not spark") before the marks select.
     for item in items:
-        if "spark_engine" in getattr(item, "fixturenames", ()) and not _spark(item.nodeid):
+        if "spark_engine" not in getattr(item, "fixturenames", ()):
+            continue
+        if not _spark(item.nodeid):
             raise pytest.UsageError(f"{item.nodeid} uses spark_engine: put 'spark' in its name")
+        item.add_marker(pytest.mark.spark)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
