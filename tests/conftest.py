@@ -34,6 +34,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.spark)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it, not called
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """`--dist loadgroup` (`make test`): a file's tests on one worker, so its module-scoped
     runs (the handouts, a week's data) are made once; the Spark tests of every file on one

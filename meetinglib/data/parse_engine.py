@@ -299,11 +299,6 @@ def micros_to_instant(micros: ir.IntegerValue) -> ir.TimestampValue:
     return epoch + micros.as_interval("us")
 
 
-def naive_to_instant(stamp: ir.TimestampValue, zone: Zone) -> ir.TimestampValue:
-    """A naive (wall-clock) timestamp of ``zone`` as an instant."""
-    return micros_to_instant(local_to_utc(epoch_us(stamp), zone))
-
-
 def timestamp_value(
     text: ir.StringValue, patterns: list[Pattern], zone: Zone, odd: dict[str, int | None]
 ) -> tuple[ir.TimestampValue, ir.BooleanValue, ir.BooleanValue]:
