@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,48 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def _spark(nodeid: str) -> bool:
     """Whether a test is one of the Spark tests, by its name."""
     return "spark" in nodeid.split("::", 1)[-1].lower()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+
+def require(found: bool, why: str) -> None:
+    """Skip with ``why`` locally; fail under CI=true, where the project installs everything."""
+    if found:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{why}; CI must have it (make install / make system-deps install it)")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one for the test process.
+
+    Playwright's sync API refuses to start while another of its sessions is open in the
+    process, and the browser suites of several files may run on one worker: they share
+    this one, each page in a context of its own.
+    """
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright package is not installed (pip install -e '.[test]')")
+    require(
+        CHROMIUM.exists(),
+        f"Chromium not found at {CHROMIUM} (make system-deps, or apt-get install chromium)",
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

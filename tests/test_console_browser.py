@@ -10,6 +10,7 @@ rendered by the runner. It skips when Chromium or Playwright is missing, except 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -26,15 +27,6 @@ import pytest
 
 from tests.conftest import ROOT, SAMPLE_WEEK, write_params
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 KERNEL = "meetinglib"
 MEETING = (
     "{title: Weekly review, organizer: {name: Li Na, email: li.na@shop.example, "
@@ -173,21 +165,19 @@ def _open_console(page, url: str):
     return console
 
 
-def test_recording_the_meeting_in_jupyterlab(lab):
-    _require(CHROMIUM.exists(), f"Chromium is not installed at {CHROMIUM}")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        _require(False, "the playwright package is not installed (pip install -e '.[test]')")
+def test_recording_the_meeting_in_jupyterlab(lab, chromium):
+    from playwright.sync_api import expect
+
     from meetinglib.core.params import load_params
     from meetinglib.meeting.store import meeting_state, open_store
     from meetinglib.runner import run_week
 
     urls, params_file, folder = lab
     started = time.perf_counter()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    browser = chromium  # the test process's one Chromium (conftest)
+    with contextlib.ExitStack() as opened:
         page = browser.new_page(viewport={"width": 1366, "height": 900})
+        opened.callback(page.context.close)
         try:
             console = _open_console(page, urls.format("en", "meeting_console"))
             expect(console.locator("h2")).to_contain_text(f"week {SAMPLE_WEEK}")
@@ -219,6 +209,7 @@ def test_recording_the_meeting_in_jupyterlab(lab):
             # A second note-taker, in Chinese, on the same store: sees both entries, adds
             # feedback; the first console shows it after Refresh.
             other = browser.new_page(viewport={"width": 1366, "height": 900})
+            opened.callback(other.context.close)
             zh = _open_console(other, urls.format("zh", "meeting_console_zh"))
             expect(zh.locator("h2")).to_contain_text(f"第 {SAMPLE_WEEK} 周")
             assert _cut_labels(other) == []
@@ -232,11 +223,9 @@ def test_recording_the_meeting_in_jupyterlab(lab):
             expect(console.locator(".mc-feedback-list")).to_contain_text("重点清楚", timeout=30_000)
             expect(console.locator(".mc-refresh-result")).to_contain_text("1 decision(s)")
         except Exception:
-            for n, shot in enumerate(browser.contexts[0].pages if browser.contexts else []):
+            for n, shot in enumerate(p for context in browser.contexts for p in context.pages):
                 shot.screenshot(path=str(folder / f"failure-{n}.png"), full_page=True)
             raise
-        finally:
-            browser.close()
     browser_seconds = time.perf_counter() - started
 
     params = load_params(params_file)
