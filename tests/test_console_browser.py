@@ -43,14 +43,6 @@ ACTION = (
 pytestmark = pytest.mark.slow
 
 
-def _require(found: bool, why: str) -> None:
-    if found:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{why}; CI must have it (make install / make system-deps install it)")
-    pytest.skip(why)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
