@@ -167,8 +167,10 @@ def test_recording_the_meeting_in_jupyterlab(lab, chromium):
     urls, params_file, folder = lab
     started = time.perf_counter()
     browser = chromium  # the test process's one Chromium (conftest)
+    pages = []  # this test's own: the browser is shared
     with contextlib.ExitStack() as opened:
         page = browser.new_page(viewport={"width": 1366, "height": 900})
+        pages.append(page)
         opened.callback(page.context.close)
         try:
             console = _open_console(page, urls.format("en", "meeting_console"))
@@ -201,6 +203,7 @@ def test_recording_the_meeting_in_jupyterlab(lab, chromium):
             # A second note-taker, in Chinese, on the same store: sees both entries, adds
             # feedback; the first console shows it after Refresh.
             other = browser.new_page(viewport={"width": 1366, "height": 900})
+            pages.append(other)
             opened.callback(other.context.close)
             zh = _open_console(other, urls.format("zh", "meeting_console_zh"))
             expect(zh.locator("h2")).to_contain_text(f"第 {SAMPLE_WEEK} 周")
@@ -215,7 +218,7 @@ def test_recording_the_meeting_in_jupyterlab(lab, chromium):
             expect(console.locator(".mc-feedback-list")).to_contain_text("重点清楚", timeout=30_000)
             expect(console.locator(".mc-refresh-result")).to_contain_text("1 decision(s)")
         except Exception:
-            for n, shot in enumerate(p for context in browser.contexts for p in context.pages):
+            for n, shot in enumerate(pages):
                 shot.screenshot(path=str(folder / f"failure-{n}.png"), full_page=True)
             raise
     browser_seconds = time.perf_counter() - started

@@ -501,7 +501,7 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
     columns: dict[str, ir.Value] = {}
     for col in schema.columns:
         kind = plan.kinds.get(col.name, "absent")
-        source = raw[ck.raw_name(col.name)] if kind != "absent" else None
+        source = staged[ck.raw_name(col.name)] if kind != "absent" else None
         how = plan.parsed.get(col.name)
         if how is not None and source is not None:
             value, missing, parsed_bad = _parse(staged, col.name, how)
@@ -512,11 +512,11 @@ def _base(raw: ir.Table, plan: Plan, schema: TableSchema, dirty: set[str]) -> ir
             continue
         if source is not None and _as_read(plan, col.name):
             # Every value is its own canonical value: no CASE over the rows.
-            columns[ck.value_name(col.name)] = staged[source.get_name()]
-            columns[ck.missing_name(col.name)] = staged[source.get_name()].isnull()
+            columns[ck.value_name(col.name)] = source
+            columns[ck.missing_name(col.name)] = source.isnull()
             continue
         value, missing, bad = ck.coerce(
-            staged[source.get_name()] if source is not None else ibis.literal(None),
+            source if source is not None else ibis.literal(None),
             col,
             kind,
             plan.categories.get(col.name),
