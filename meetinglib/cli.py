@@ -733,7 +733,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Modules no command needs whose import costs seconds: imported, they resolve to nothing.
+# rfc3987_syntax (installed beside jsonschema by jupyter-events' format extra) builds a
+# Lark grammar when jsonschema is imported: about 2 s of CPU in every command reading a
+# notebook (nbformat validates with jsonschema), on the run's critical path. It only
+# checks the "iri" string format, which no notebook schema uses; jsonschema does without
+# it when it cannot be imported (python-jsonschema/jsonschema#1428).
+UNNEEDED_MODULES = ("rfc3987_syntax",)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    for name in UNNEEDED_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

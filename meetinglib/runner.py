@@ -236,6 +236,10 @@ def _run_week(
                         on_cell=explorer.cell_executed
                         if explorer is not None and name == "data_report" and language == lang
                         else None,
+                        # the last notebook ran: the explorer's part goes on beside its export
+                        on_executed=explorer.hurry
+                        if explorer is not None and i == len(jobs)
+                        else None,
                     )
                     results.append(result)
                     timings[stem] = result.seconds
@@ -411,9 +415,14 @@ class _ExplorerTables:
         finally:
             self.seconds = time.perf_counter() - t0
 
-    def finish(self, folder: Path) -> Path:
-        """After the notebooks: the saved tables moved to ``folder``; an error of the
-        background part is raised here as save_week would have raised it."""
+    def hurry(self) -> None:
+        """The notebooks are over: the rest of the background part at full speed.
+
+        Called once the last notebook has run, so that what remains of the part goes on
+        beside the handout's export instead of after it; ``finish`` calls it too.
+        """
+        if self._over:
+            return
         self._over = True
         self._findings.set()
         self._session.restore()
@@ -427,6 +436,11 @@ class _ExplorerTables:
             # Only a speed-up: an engine that refuses it lets the part finish as it runs.
             with contextlib.suppress(Exception):
                 in_full(self.con, self._params, self._bytes)
+
+    def finish(self, folder: Path) -> Path:
+        """After the notebooks: the saved tables moved to ``folder``; an error of the
+        background part is raised here as save_week would have raised it."""
+        self.hurry()
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -537,6 +551,7 @@ def _execute(
     timeout: float | None = None,
     warm: _WarmKernel | None = None,
     on_cell: Callable[[], None] | None = None,
+    on_executed: Callable[[], None] | None = None,
 ) -> NotebookResult:
     # The notebook machinery (nbformat alone imports a URI grammar, about a second) is
     # loaded by the commands that execute notebooks, not by every `meeting` command.
@@ -612,6 +627,8 @@ def _execute(
             warm.close(now=False)
         shutil.rmtree(sockets, ignore_errors=True)
     say(f"  {stem}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
+    if on_executed is not None:
+        on_executed()
     # After a notebook that ran, its kernel exits beside the export: a kernel that held a
     # large week takes a second or more to end, which the run need not wait for first.
     closing = None
@@ -737,16 +754,17 @@ class _WarmKernel:
             self.close()
             return
         self.km = km
-        self._thread = threading.Thread(
-            target=self._import, args=(km, _notebook_modules(source)), daemon=True
-        )
+        # The notebook is read in the thread too: reading it imports nbformat, which the
+        # load need not wait for.
+        self._thread = threading.Thread(target=self._import, args=(km, source), daemon=True)
         self._thread.start()
 
-    def _import(self, km: Any, modules: Sequence[str]) -> None:
+    def _import(self, km: Any, source: Path) -> None:
         # Short waits in a loop, so that ``close`` ends this thread within a second.
         deadline = time.monotonic() + _WARM_SECONDS
         client = km.blocking_client()
         try:
+            modules = _notebook_modules(source)
             client.start_channels()
             while True:
                 try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,6 +52,27 @@ def test_notebook_modules_are_its_imports_in_order(tmp_path):
     assert runner._notebook_modules(nb) == ["json", "os.path", "collections"]
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("rfc3987_syntax") is None, reason="rfc3987_syntax not installed"
+)
+def test_the_cli_reads_notebooks_without_the_iri_grammar(tmp_path):
+    # Imported, rfc3987_syntax compiles a Lark grammar (2 s of CPU before the run's load);
+    # in the CLI's process nbformat reads and validates notebooks without it.
+    nb = notebook(tmp_path / "nb.ipynb", "import json")
+    code = (
+        "import sys\n"
+        "from meetinglib import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "import nbformat\n"
+        f"nbformat.validate(nbformat.read({str(nb)!r}, as_version=4))\n"
+        "print('lark' in sys.modules, 'jsonschema' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.splitlines()[-1] == "False True"
+
+
 def test_the_notebook_runs_in_the_warm_kernel_which_ends_with_it(tmp_path):
     nb = notebook(
         tmp_path / "warm.ipynb",
@@ -64,6 +88,32 @@ def test_the_notebook_runs_in_the_warm_kernel_which_ends_with_it(tmp_path):
     assert out == [str(pid), "True"]  # that kernel, its import done before the cells ran
     assert ended(pid)
     assert not warm.sockets.exists()
+
+
+def test_what_follows_the_last_notebook_starts_before_its_export(tmp_path, monkeypatch):
+    # The explorer's remaining part is hurried once the notebook has run, so that it goes
+    # on beside the export (on_executed), not after it; a failed notebook hurries nothing.
+    calls: list[str] = []
+    export = runner.export_html
+    monkeypatch.setattr(
+        runner, "export_html", lambda *a, **k: (calls.append("export"), export(*a, **k))[1]
+    )
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    nb = notebook(tmp_path / "ok.ipynb", "x = 1")
+    runner._execute(
+        "ok", nb, staging, tmp_path, "t", {}, say=lambda _: None,
+        on_executed=lambda: calls.append("executed"),
+    )  # fmt: skip
+    assert calls == ["executed", "export"]
+    calls.clear()
+    bad = notebook(tmp_path / "bad.ipynb", "raise ValueError('bad cell')")
+    with pytest.raises(NotebookExecutionError, match="bad cell"):
+        runner._execute(
+            "bad", bad, staging, tmp_path, "t", {}, say=lambda _: None,
+            on_executed=lambda: calls.append("executed"),
+        )  # fmt: skip
+    assert calls == []
 
 
 def test_a_notebook_failing_in_the_warm_kernel_ends_it(tmp_path):
