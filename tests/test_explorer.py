@@ -294,6 +294,42 @@ def test_rework_loops_and_long_cases(tmp_path):
     assert ex.variants_of(data, only_s)["variant"].tolist() == ["created > paid > shipped"]
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "pairs"])
+def test_case_sequences_in_log_order_at_equal_times_and_before_1970(packed, monkeypatch):
+    # Events are sorted as one integer each (time * width + code) while the codes fit,
+    # else as (time, code) pairs: both give log order, ties in the activity's code order,
+    # and times before 1970 (negative microseconds) decode to what they were.
+    from meetinglib.data.engine import frame_table, shared
+
+    if not packed:
+        monkeypatch.setattr(ex, "_MAX_PACKED_WIDTH", 1)
+    at = pd.Timestamp("1970-01-01", tz="UTC")
+    us = pd.Timedelta(microseconds=1)
+    rows = [  # case, activity, time; inserted out of order
+        ("A", "shipped", at + 7 * us),
+        ("A", "paid", at + 7 * us),  # the same microsecond as shipped: paid first
+        ("A", "created", at - 5 * us),
+        ("B", "delivered", at - 1 * us),
+        ("B", "created", at - pd.Timedelta(days=400) - 3 * us),
+        ("C", "created", at + pd.Timedelta(days=20000)),
+    ]
+    frame = pd.DataFrame(rows, columns=["case_id", "activity", "timestamp"])
+    con = shared()
+    log = ex._keep(con, frame_table(frame))
+    codes = ex._keep(con, flow_engine.activity_codes(log))
+    code = dict(con.to_pandas(codes)[["activity", "code"]].itertuples(index=False))
+    got = con.to_pandas(ex._case_sequences(con, log, codes)).set_index("case_id").sort_index()
+    frame["code"] = frame["activity"].map(code)
+    frame["us"] = (frame["timestamp"] - at) // us
+    for case, events in frame.sort_values(["us", "code"]).groupby("case_id"):
+        row = got.loc[case]
+        assert list(row["sequence"]) == events["code"].tolist()
+        assert list(row["stamps"]) == events["us"].tolist()
+        assert row["events"] == len(events)
+        assert row["through_h"] == (events["us"].iloc[-1] - events["us"].iloc[0]) / 3.6e9
+    assert list(got.loc["A", "sequence"]) == [code["created"], code["paid"], code["shipped"]]
+
+
 # --- other sources and languages ----------------------------------------------------------------
 
 
