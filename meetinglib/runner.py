@@ -553,8 +553,8 @@ def _execute(
     on_cell: Callable[[], None] | None = None,
     on_executed: Callable[[], None] | None = None,
 ) -> NotebookResult:
-    # The notebook machinery (nbformat alone imports a URI grammar, about a second) is
-    # loaded by the commands that execute notebooks, not by every `meeting` command.
+    # The notebook machinery (papermill, nbclient, nbformat and its jsonschema) is loaded
+    # by the commands that execute notebooks, not by every `meeting` command.
     import papermill
     from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
