@@ -747,3 +747,34 @@ def test_positions_among_the_excluded_as_a_lookup_of_all_of_them():
     for positions in batches:
         expected = np.array([p in set(excluded.tolist()) for p in positions], dtype=bool)
         np.testing.assert_array_equal(load_engine._among(positions, excluded), expected)
+
+
+def test_a_promise_ahead_of_today_is_kept_where_an_event_is_not(tmp_path):
+    # An order of the week that just ended may be promised for days after today (a run on
+    # Monday morning); a delivery said to have happened then is implausible, and so is a
+    # promise years out. Both paths agree.
+    tz = "Asia/Shanghai"
+    now = pd.Timestamp.now(tz).floor("s")
+    created = now - pd.Timedelta(days=1)
+    ahead = now + pd.Timedelta(days=10)
+    kept = [f"P{i}" for i in range(10)]  # promised ten days ahead
+    orders = pd.DataFrame(
+        {
+            "order_id": [*kept, "Q", "R"],
+            "order_type": ["normal"] * 12,
+            "created_at": [created] * 12,
+            "promised_delivery_by": [ahead] * 10 + [now + pd.Timedelta(days=800), None],
+            "delivered_at": [None] * 10 + [None, ahead],
+        }
+    )
+    folder = tmp_path / "export"
+    folder.mkdir()
+    orders.to_parquet(folder / "orders.parquet", index=False)
+    week = str(IsoWeek.containing(created))
+    pandas_week, engine_week = _both(write_params(tmp_path, folder), week)
+    assert_same(pandas_week, engine_week)
+    assert sorted(engine_week.tables["orders"]["order_id"]) == kept
+    assert [(e.column, e.rule, e.rows) for e in engine_week.quality.entries] == [
+        ("delivered_at", "implausible date", 1),
+        ("promised_delivery_by", "implausible date", 1),
+    ]

@@ -39,6 +39,9 @@ class Column:
     required: bool = False
     allowed: tuple[str, ...] | None = None
     description: str = ""
+    # A time promised, not a time something happened: it may lie ahead of today by more
+    # than the plausible-date limit (validate.PROMISE_DAYS_AHEAD more).
+    promise: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,8 @@ ORDERS = TableSchema(
         Column("shipped_at", "timestamp"),
         Column("delivered_at", "timestamp"),
         Column("cancelled_at", "timestamp"),
-        Column("promised_ship_by", "timestamp"),
-        Column("promised_delivery_by", "timestamp"),
+        Column("promised_ship_by", "timestamp", promise=True),
+        Column("promised_delivery_by", "timestamp", promise=True),
         Column("channel", "category"),
         Column("warehouse", "category"),
         Column("carrier", "category"),

@@ -44,6 +44,7 @@ from meetinglib.data.validate import (
     RULES,
     UNKNOWN_VALUE,
     UNPARSEABLE_TIMESTAMP,
+    latest_plausible,
 )
 
 # Every character Python's str.strip() removes (str.isspace), as a regular-expression
@@ -236,8 +237,8 @@ def checks(
             outside = ibis.literal(False)
             if earliest is not None:
                 outside = outside | (value < _instant(earliest))
-            if latest is not None:
-                outside = outside | (value > _instant(latest))
+            if (last := latest_plausible(col, latest)) is not None:
+                outside = outside | (value > _instant(last))
             by_rule[IMPLAUSIBLE_DATE].append(
                 Check(IMPLAUSIBLE_DATE, col.name, _false(outside), "value")
             )

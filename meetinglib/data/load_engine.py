@@ -61,6 +61,7 @@ from meetinglib.data.validate import (
     KEPT_RULES,
     MAX_EXAMPLES,
     MAX_FIELD_CHARS,
+    PROMISE_DAYS_AHEAD,
     SOURCE_ROW,
     QuarantineEntry,
     _coerce,
@@ -317,7 +318,9 @@ def _plan_parsing(params: Params, plan: Plan, schema: TableSchema) -> str | None
         if earliest is None or latest is None:
             return "naive times without both plausible-date limits"
         margin = pd.Timedelta(days=2)
-        zone = pe.zone_between(plan.tz, earliest - margin, latest + margin)
+        # up to the latest a promised time may be (validate.latest_plausible)
+        last = latest + pd.Timedelta(days=PROMISE_DAYS_AHEAD)
+        zone = pe.zone_between(plan.tz, earliest - margin, last + margin)
         if not pe.agrees_with_pandas(zone):
             return f"daylight-saving changes of {plan.tz} pandas resolves its own way"
     con = connection(params)

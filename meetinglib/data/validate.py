@@ -659,8 +659,8 @@ def _failures(
             outside = np.zeros(len(when), bool)
             if earliest is not None:
                 outside |= (when < earliest).to_numpy(dtype=bool, na_value=False)
-            if latest is not None:
-                outside |= (when > latest).to_numpy(dtype=bool, na_value=False)
+            if (last := latest_plausible(col, latest)) is not None:
+                outside |= (when > last).to_numpy(dtype=bool, na_value=False)
             by_rule[IMPLAUSIBLE_DATE].append(
                 _Failure(IMPLAUSIBLE_DATE, col.name, outside, value_of(col.name))
             )
@@ -916,6 +916,20 @@ def too_many_message(
         + "; ".join(_entry_text(e) for e in entries)
         + ". Fix the source or the mapping, or raise quality.max_quarantine_share."
     )
+
+
+# A promised time (a delivery promise of an order created today) may lie this many days
+# past the plausible-date limit of the times that happened: an order placed on the report
+# week's last day may be promised for days later, and a run on Monday morning must not
+# set it aside; a promise a year out is a typo still.
+PROMISE_DAYS_AHEAD = 366
+
+
+def latest_plausible(column: Column, latest: pd.Timestamp | None) -> pd.Timestamp | None:
+    """The latest plausible instant of ``column``: ``latest``, later for a promise."""
+    if latest is None or not column.promise:
+        return latest
+    return latest + pd.Timedelta(days=PROMISE_DAYS_AHEAD)
 
 
 def plausible_range(
