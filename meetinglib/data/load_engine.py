@@ -61,7 +61,6 @@ from meetinglib.data.validate import (
     KEPT_RULES,
     MAX_EXAMPLES,
     MAX_FIELD_CHARS,
-    PROMISE_DAYS_AHEAD,
     SOURCE_ROW,
     QuarantineEntry,
     _coerce,
@@ -72,6 +71,7 @@ from meetinglib.data.validate import (
     _spread,
     coerce_table,
     example_text,
+    latest_plausible,
     plausible_range,
     quarantine_frame,
     source_name,
@@ -318,8 +318,8 @@ def _plan_parsing(params: Params, plan: Plan, schema: TableSchema) -> str | None
         if earliest is None or latest is None:
             return "naive times without both plausible-date limits"
         margin = pd.Timedelta(days=2)
-        # up to the latest a promised time may be (validate.latest_plausible)
-        last = latest + pd.Timedelta(days=PROMISE_DAYS_AHEAD)
+        # as far as the latest plausible time of a column parsed (later for a promise)
+        last = max(latest_plausible(schema.column(name), latest) or latest for name in plan.parsed)
         zone = pe.zone_between(plan.tz, earliest - margin, last + margin)
         if not pe.agrees_with_pandas(zone):
             return f"daylight-saving changes of {plan.tz} pandas resolves its own way"
