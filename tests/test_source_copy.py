@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from meetinglib.core.errors import EXIT_INPUT, DamagedSnapshotError
 from meetinglib.core.params import load_params
 from meetinglib.data import load_engine, source_copy
 from meetinglib.data.dataset import SnapshotTables, WeekData, load_week
@@ -152,3 +153,96 @@ def test_a_full_disk_names_the_snapshot(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "copyfile", full)
     with pytest.raises(OSError, match="part-0.parquet"):
         source_copy.copy_files([source], tmp_path / "snapshot")
+
+
+@pytest.fixture(scope="module")
+def kept(sample, tmp_path_factory) -> tuple[Path, object]:
+    """A saved snapshot whose tables are copies, and its params."""
+    folder = tmp_path_factory.mktemp("kept")
+    params = load_params(write_params(folder, sample, history=3))
+    data = load_week(params, WEEK)
+    assert "orders" in _copied(data)
+    data.save(folder / "snapshot")
+    return folder / "snapshot", params
+
+
+def _tampered(kept, tmp_path: Path, change) -> tuple[WeekData, Path]:
+    """A copy of the kept snapshot whose orders' view.json ``change`` rewrote."""
+    folder, params = kept
+    copy = tmp_path / "snapshot"
+    shutil.copytree(folder, copy)
+    view = copy / "tables" / "orders" / source_copy.VIEW_FILE
+    meta = json.loads(view.read_text(encoding="utf-8"))
+    change(meta)
+    view.write_text(json.dumps(meta), encoding="utf-8")
+    return WeekData.load(copy, params), view
+
+
+def _attacks(tmp_path: Path) -> dict[str, tuple[object, str]]:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cr3t", encoding="utf-8")
+    written = tmp_path / "written.csv"
+
+    def sql(wrap):
+        return lambda meta: meta.update(sql=wrap(meta["sql"]))
+
+    def outside(meta):
+        meta["files"] = {k: "../../../outside.parquet" for k in meta["files"]}
+
+    def renamed(meta):
+        meta["files"] = {f'{k}" , x': v for k, v in meta["files"].items()}
+
+    def leak(q: str) -> str:
+        return f"SELECT *, (SELECT content FROM read_text('{secret}')) AS leak FROM ({q})"
+
+    return {
+        "second statement": (sql(lambda q: f"{q}; SELECT 42"), r"its query holds 2 statements"),
+        "a copy to a file": (
+            sql(lambda q: f"{q}; COPY (SELECT 42) TO '{written}'"),
+            r"its query is not one SELECT",
+        ),
+        "table function": (sql(leak), r"its query calls the table functions \['read_text'\]"),
+        "other table": (
+            sql(lambda q: f"SELECT o.* FROM ({q}) AS o, settings_copy AS s"),
+            r"its query reads the tables \['settings_copy'\] besides its copies",
+        ),
+        "strange name": (renamed, r"it names the files \['__meetinglib_copy_\w+\" , x: part-0"),
+        "file outside": (
+            outside,
+            r"it names the files \['__meetinglib_copy_\w+: \.\./\.\./\.\./outside\.parquet'\] "
+            "besides the table's",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "second statement",
+        "a copy to a file",
+        "table function",
+        "other table",
+        "strange name",
+        "file outside",
+    ],
+)
+def test_a_view_that_reads_more_than_its_copies_is_refused(kept, tmp_path, attack):
+    change, message = _attacks(tmp_path)[attack]
+    data, view = _tampered(kept, tmp_path, change)
+    # The pandas path and the engine's both refuse it, naming the file and the fix.
+    with pytest.raises(DamagedSnapshotError, match=message) as refused:
+        data.tables["orders"]
+    assert str(view) in str(refused.value) and "load the week again" in str(refused.value)
+    with pytest.raises(DamagedSnapshotError, match=message):
+        data.engine_tables()["orders"]
+    assert refused.value.exit_code == EXIT_INPUT
+    assert not (tmp_path / "written.csv").exists()
+    # The tables meetinglib wrote are read as before.
+    assert len(data.tables["tickets"]) > 0
+
+
+def test_an_untouched_view_passes_the_check_and_reads_its_rows(kept, tmp_path):
+    data, _view = _tampered(kept, tmp_path, lambda meta: None)
+    again = WeekData.load(kept[0], kept[1])
+    pd.testing.assert_frame_equal(data.tables["orders"], again.tables["orders"])
+    assert int(data.engine_tables()["orders"].count().execute()) == len(again.tables["orders"])

@@ -157,6 +157,11 @@ class SourceChangedError(InputDataError):
     """The source database changed between loading the week and computing a handout."""
 
 
+class DamagedSnapshotError(InputDataError):
+    """A week's snapshot holds files that meetinglib did not write as they are (altered,
+    or made by hand): its tables are not read."""
+
+
 class NoDataError(InputDataError):
     """The requested week has no data in the source."""
 

@@ -17,6 +17,12 @@ orders a week the copies (854 MB) took 0.3 s, and loading the week 17 s instead 
 Layout, for table ``name`` of a snapshot: ``tables/<name>/`` holding ``part-<i>.parquet``
 (the copies), ``excluded.parquet`` (positions left out, when any) and ``view.json``
 (the query, with placeholders for the files).
+
+The query is read back only once it is shown to be what the loader writes: one SELECT
+statement over the table's own copies (``checked_sql``). A snapshot is a folder of files
+that can be copied, shared and edited; a query that read other files, called a table
+function or ran a second statement would otherwise run with the analyst's rights in
+every process that opens the week.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -35,6 +42,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from ibis.backends import BaseBackend
+
+from meetinglib.core.errors import DamagedSnapshotError
 
 VIEW_FILE = "view.json"
 EXCLUDED_FILE = "excluded.parquet"
@@ -77,7 +86,7 @@ def copy_files(files: Sequence[Path], folder: Path) -> list[Path]:
 def placeholders(copies: int) -> list[str]:
     """Table names standing for the ``copies`` files and then the excluded positions in a
     view's query: the loader reads each under its name (``read_parquet``'s
-    ``table_name``), and ``query`` puts the files back in their place. New names each
+    ``table_name``), and ``table`` and ``arrow`` put the files back in their place. New names each
     time: an engine keeps a name's view until it is replaced."""
     token = next(_NAMES)
     return [_PLACEHOLDER.format(f"{token}_{i}") for i in range(copies)] + [
@@ -118,27 +127,113 @@ def parts(path: Path) -> list[Path]:
     return [f for f in files(path) if f.name.startswith("part-")]
 
 
-def query(path: Path) -> str:
-    """The table's query over its copies where they lie (absolute paths)."""
-    folder = folder_of(path).resolve()
-    meta = json.loads((folder / VIEW_FILE).read_text(encoding="utf-8"))
-    sql = meta["sql"]
-    for name, file in meta["files"].items():
-        where = str(folder / file).replace("'", "''")
-        reader = (
-            f"read_parquet('{where}')"
-            if file == EXCLUDED_FILE
-            else f"read_parquet('{where}', file_row_number = true)"
+def _tables_read(node: object, found: set[str], functions: set[str], ctes: set[str]) -> None:
+    """Walk DuckDB's syntax tree of a query (``json_serialize_sql``): the names of the
+    tables it reads (``found``), of the table functions it calls (``functions``) and of
+    its common table expressions (``ctes``)."""
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if kind == "BASE_TABLE":
+            qualified = [node.get("catalog_name"), node.get("schema_name"), node["table_name"]]
+            found.add(".".join(str(p) for p in qualified if p))
+        elif kind == "TABLE_FUNCTION":
+            function = node.get("function", {})
+            functions.add(str(function.get("function_name", "?")))
+        cte_map = node.get("cte_map")
+        if isinstance(cte_map, dict):
+            ctes.update(str(entry.get("key")) for entry in cte_map.get("map", []))
+        for value in node.values():
+            _tables_read(value, found, functions, ctes)
+    elif isinstance(node, list):
+        for value in node:
+            _tables_read(value, found, functions, ctes)
+
+
+def checked_sql(sql: str, copies: Sequence[str], where: Path) -> str:
+    """``sql`` when it is a single SELECT statement reading no table but ``copies`` (the
+    placeholders of its files) and its own common table expressions, and calling no
+    table function; else DamagedSnapshotError naming ``where`` (the view file)."""
+    with duckdb.connect() as con:
+        (serialized,) = con.execute("SELECT json_serialize_sql($1)", [sql]).fetchall()[0]
+    tree = json.loads(serialized)
+    statements = tree.get("statements", [])
+    if tree.get("error"):
+        reason = tree.get("error_message", "unreadable")
+        raise DamagedSnapshotError(_damaged(where, f"its query is not one SELECT ({reason})"))
+    if len(statements) != 1:
+        raise DamagedSnapshotError(_damaged(where, f"its query holds {len(statements)} statements"))
+    found: set[str] = set()
+    functions: set[str] = set()
+    ctes: set[str] = set()
+    _tables_read(statements[0], found, functions, ctes)
+    if functions:
+        raise DamagedSnapshotError(
+            _damaged(where, f"its query calls the table functions {sorted(functions)}")
         )
-        sql = sql.replace(f'"{name}"', reader)
-    return str(sql)
+    others = found - set(copies) - ctes
+    if others:
+        raise DamagedSnapshotError(
+            _damaged(
+                where,
+                f"its query reads the tables {sorted(others)} besides its copies {sorted(copies)}",
+            )
+        )
+    return sql
+
+
+def _damaged(where: Path, what: str) -> str:
+    return (
+        f"{where}: {what}; meetinglib writes one SELECT over the table's own copies. The "
+        "snapshot was altered or not written by meetinglib: load the week again (`meeting "
+        "run`, or load_week) to make a new one."
+    )
+
+
+_PART_NAME = re.compile(r"part-[0-9]+\.parquet")
+_PLACEHOLDER_NAME = re.compile(re.escape(_PLACEHOLDER.format("")) + r"[0-9]+_(?:[0-9]+|excluded)")
+
+
+def _bound(execute: Callable[[str], object], path: Path) -> str:
+    """The table's query over its copies where they lie, once shown to be what the loader
+    writes (``checked_sql``): each copy is read through a temporary view of its own
+    (created by ``execute``), put in its placeholder's stead.
+
+    Only identifiers are swapped in the checked text, so the query run is the query
+    checked; the files are the folder's own copies, named as the loader names them.
+    """
+    folder = folder_of(path).resolve()
+    where = folder / VIEW_FILE
+    meta = json.loads(where.read_text(encoding="utf-8"))
+    files = dict(meta["files"])
+    strange = [
+        f"{name}: {file}"
+        for name, file in files.items()
+        if not _PLACEHOLDER_NAME.fullmatch(name)
+        or not (file == EXCLUDED_FILE or _PART_NAME.fullmatch(file))
+    ]
+    if strange:
+        raise DamagedSnapshotError(
+            _damaged(where, f"it names the files {sorted(strange)} besides the table's copies")
+        )
+    sql = checked_sql(meta["sql"], list(files), where)
+    for placeholder, file in files.items():
+        name = f"meetinglib_copy_{os.getpid()}_{next(_NAMES)}"
+        quoted = str(folder / file).replace("'", "''")
+        reader = (
+            f"read_parquet('{quoted}')"
+            if file == EXCLUDED_FILE
+            else f"read_parquet('{quoted}', file_row_number = true)"
+        )
+        execute(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS SELECT * FROM {reader}')
+        sql = sql.replace(f'"{placeholder}"', f'"{name}"')
+    return sql
 
 
 def table(con: BaseBackend, path: Path) -> ir.Table:
     """The table kept as copies at ``path`` as a table of ``con`` (DuckDB): a temporary
     view, so every query reads the copies afresh."""
     name = f"meetinglib_snapshot_{os.getpid()}_{next(_NAMES)}"
-    con.raw_sql(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS {query(path)}')
+    con.raw_sql(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS {_bound(con.raw_sql, path)}')
     return con.table(name)
 
 
@@ -154,4 +249,4 @@ def arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     if (folder_of(path) / EXCLUDED_FILE).exists():
         config["threads"] = 1
     with duckdb.connect(config=config) as con:
-        return con.sql(f"SELECT {listed} FROM ({query(path)})").to_arrow_table()
+        return con.sql(f"SELECT {listed} FROM ({_bound(con.execute, path)})").to_arrow_table()
