@@ -144,6 +144,15 @@ def _every_other_row(column: str, value: str) -> Callable[[list[str]], list[str]
     return edit
 
 
+def _all_rows(column: str, value: str) -> Callable[[list[str]], list[str]]:
+    def edit(lines: list[str]) -> list[str]:
+        for row in range(1, len(lines)):
+            _cell(lines, row, column, value)
+        return lines
+
+    return edit
+
+
 RUN = ["run", "--week", WEEK]
 VALIDATE = ["validate", "--week", WEEK]
 DEFAULT_MEETING = {
@@ -416,6 +425,15 @@ CASES = [
         3,
         "not a number",
         data=_csv_edit("orders", _every_other_row("amount", "twelve")),
+    ),
+    Case(
+        # The week is found from the dates (no --week): the same message as the load's,
+        # with both readings in the shape of the values (no seconds here).
+        "ambiguous day/month dates, no week given",
+        ["validate"],
+        3,
+        '"%d/%m/%Y %H:%M" (day first) or "%m/%d/%Y %H:%M" (month first)',
+        data=_csv_edit("orders", _all_rows("created_at", "03/04/2026 10:00")),
     ),
     Case("no data for the week", ["run", "--week", "2020-W01"], 3, "2020-W01"),
     Case(

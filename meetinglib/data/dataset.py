@@ -430,8 +430,8 @@ def weekly_order_counts(params: Params) -> pd.Series:
         if counts.empty:
             return pd.Series(dtype="int64")
     else:
-        values, fmt, zone = sources.created_values(params)
-        created = parse_times(values, zone, fmt, tz).dropna()
+        values, fmt, zone, location = sources.created_values(params)
+        created = parse_times(values, zone, fmt, tz, (location, "orders", "created_at")).dropna()
         low, high = plausible_range(params.quality.earliest_date, params.quality.max_days_ahead, tz)
         if low is not None:
             created = created[created >= low]

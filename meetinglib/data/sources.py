@@ -218,9 +218,10 @@ def last_event_time(params: Params) -> pd.Timestamp:
     return latest.tz_convert(params.timezone)
 
 
-def created_values(params: Params) -> tuple[pd.Series, str | None, str]:
+def created_values(params: Params) -> tuple[pd.Series, str | None, str, str]:
     """Every ``orders.created_at`` of the source as read (text or timestamps), with the
-    timestamp format and zone of the orders' source; only that column is read."""
+    timestamp format and zone of the orders' source, and where they were read (the
+    files, or ``sql:<table>``); only that column is read."""
     schema = _schema("orders")
     ts = _table_source(params, "orders")
     _check_mapping(params, "orders", ts)
@@ -234,14 +235,16 @@ def created_values(params: Params) -> tuple[pd.Series, str | None, str]:
             selected = _select_columns(list(types), schema, ts, f"sql:{label}", ["created_at"])
             column = clause.c[next(iter(selected))]
             parts.append(pd.Series(conn.execute(sa.select(column)).scalars().all(), dtype=object))
+            location = f"sql:{label}"
     else:
         located = _locate(params, schema)
         assert located is not None  # orders is required: _locate raised already
         files, reader = located
         for path in files:
             parts.append(reader.read_columns(path, schema, ts, ["created_at"])["created_at"])
+        location = ", ".join(str(f) for f in files)
     values = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    return values.reset_index(drop=True), ts.timestamp_format, tz
+    return values.reset_index(drop=True), ts.timestamp_format, tz, location
 
 
 # --- params helpers -----------------------------------------------------------------

@@ -152,6 +152,8 @@ _DATE_LIKE = r"\d+\D+\d+"
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
 # A numeric date with the year last: day and month in an order only the values can tell.
 _DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\b"
+# The same without groups, to test for it (pandas warns of groups it would not return).
+_DAY_MONTH_TEST = r"^\s*\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}\b"
 
 
 @dataclass(frozen=True)
@@ -405,6 +407,22 @@ class _AmbiguousDates(ValueError):
         self.example = example
 
 
+def ambiguous_dates(location: str, table: str, column: str, example: str) -> AmbiguousDatesError:
+    """The error for numeric dates whose day and month no value tells apart, with both
+    readings as formats of the example's own shape (with seconds or not, with a time or
+    not), ready to be copied into the params."""
+    day = guess_datetime_format(example, dayfirst=True)
+    month = guess_datetime_format(example, dayfirst=False)
+    if not day or not month or day == month:
+        day, month = "%d/%m/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S"
+    return AmbiguousDatesError(
+        f"{source_name(location)}: column '{column}' holds dates like '{example}' whose day "
+        "and month may be either way round, and no value has a day above 12 to tell. Set "
+        f'source.tables.{table}.timestamp_format, e.g. "{day}" (day first) or "{month}" '
+        "(month first)."
+    )
+
+
 def day_first(texts: pd.Series) -> bool | None:
     """Whether numeric dates like 09/11/2026 put the day first, judged from the values.
 
@@ -435,7 +453,7 @@ def _parse_texts(texts: pd.Series, fmt: str | None, utc: bool) -> pd.Series:
     if not failed.any():
         return parsed
     rest = texts[failed]
-    numeric = rest[rest.str.contains(_DAY_MONTH, regex=True)]
+    numeric = rest[rest.str.contains(_DAY_MONTH_TEST, regex=True)]
     if len(numeric):
         order = day_first(numeric)
         if order is None:
@@ -492,9 +510,21 @@ def _coerce_timestamp(s: pd.Series, zone: str, fmt: str | None, tz: str) -> _Coe
     return _Coerced(values, missing, bad)
 
 
-def parse_times(values: pd.Series, zone: str, fmt: str | None, tz: str) -> pd.Series:
-    """Timestamps (or timestamp texts) as tz-aware times in ``tz``; NaT where unparseable."""
-    return _coerce_timestamp(values.reset_index(drop=True), zone, fmt, tz).values
+def parse_times(
+    values: pd.Series,
+    zone: str,
+    fmt: str | None,
+    tz: str,
+    where: tuple[str, str, str] = ("the source", "orders", "created_at"),
+) -> pd.Series:
+    """Timestamps (or timestamp texts) as tz-aware times in ``tz``; NaT where unparseable.
+
+    Day/month dates no value tells apart raise AmbiguousDatesError naming ``where``: the
+    source's location, the table and the column."""
+    try:
+        return _coerce_timestamp(values.reset_index(drop=True), zone, fmt, tz).values
+    except _AmbiguousDates as exc:
+        raise ambiguous_dates(*where, exc.example) from None
 
 
 def _coerce_number(s: pd.Series, kind: str) -> _Coerced:
@@ -531,13 +561,7 @@ def _coerce(raw: RawTable, col: Column, s: pd.Series, tz: str) -> _Coerced:
         try:
             return _coerce_timestamp(s, raw.timezone, raw.timestamp_format, tz)
         except _AmbiguousDates as exc:
-            raise AmbiguousDatesError(
-                f"{source_name(raw.info.location)}: column '{col.name}' holds dates like "
-                f"'{exc.example}' whose day and month may be either way round, and no value "
-                "has a day above 12 to tell. Set source.tables."
-                f'{raw.table}.timestamp_format, e.g. "%d/%m/%Y %H:%M:%S" (day first) or '
-                '"%m/%d/%Y %H:%M:%S" (month first).'
-            ) from None
+            raise ambiguous_dates(raw.info.location, raw.table, col.name, exc.example) from None
     if col.kind in ("float", "int"):
         out = _coerce_number(s, col.kind)
         bounds = RANGES.get((raw.table, col.name))
