@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shutil
 import sys
 import time
@@ -22,6 +23,7 @@ from meetinglib.analysis.kpi_table import kpi_table, root_changes, with_roots, w
 from meetinglib.analysis.kpis import CATALOGUE, missing_columns
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
+    EXIT_BROKEN_PIPE,
     EXIT_UNEXPECTED,
     MeetingError,
     OutputExistsError,
@@ -743,6 +745,22 @@ UNNEEDED_MODULES = ("rfc3987_syntax",)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Output to a pipe is buffered: a reader gone shows here, not in the
+            # interpreter's last flush (which would report it as an ignored exception).
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader of the output stopped early (`| head`): stop quietly. Standard output
+        # points at nothing from here on, so the interpreter's last flush fails no more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     for name in UNNEEDED_MODULES:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     parser = build_parser()
@@ -760,6 +778,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise  # not a bug: main stops quietly
     except Exception as exc:  # a bug: say so plainly, keep the traceback one flag away
         if args.debug:
             raise

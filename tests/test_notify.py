@@ -163,9 +163,10 @@ def test_wrong_password_missing_password_and_no_server(tmp_path, smtp_server, mo
     inbox, port = smtp_server
     params = write_params(tmp_path, port)
     monkeypatch.setenv(PASSWORD_ENV, "wrong")
-    assert main([*NOTICE, params, "--send"]) == 1
+    assert main([*NOTICE, params, "--send"]) == 5  # the environment's exit code
     err = capsys.readouterr().err
-    assert f"the SMTP server 127.0.0.1:{port} refused the login of ops-reports" in err
+    assert f"the SMTP server refused the login of ops-reports: 127.0.0.1:{port}" in err
+    assert "nothing was sent" in err
     assert "wrong" not in err and inbox.envelopes == []
 
     monkeypatch.delenv(PASSWORD_ENV)
@@ -178,9 +179,24 @@ def test_wrong_password_missing_password_and_no_server(tmp_path, smtp_server, mo
     other.mkdir()
     closed = write_params(other, free_port())
     monkeypatch.setenv(PASSWORD_ENV, "s3cret pw")
-    assert main([*NOTICE, closed, "--send"]) == 1
+    assert main([*NOTICE, closed, "--send"]) == 5
     err = capsys.readouterr().err
-    assert "could not send the notice through 127.0.0.1:" in err and "Traceback" not in err
+    assert "could not send the notice through the SMTP server (" in err
+    assert "Traceback" not in err
+    # The minutes name themselves, with the same exit code.
+    from email.message import EmailMessage
+
+    from meetinglib.core.errors import MailNotSentError
+    from meetinglib.core.params import load_params
+    from meetinglib.meeting.notify import send
+
+    message = EmailMessage()
+    message["To"] = "li.na@shop.example"
+    smtp = load_params(closed).smtp
+    assert smtp is not None
+    with pytest.raises(MailNotSentError, match=r"could not send the minutes through") as failed:
+        send(message, smtp, "minutes")
+    assert failed.value.exit_code == 5
 
 
 def test_a_password_in_the_params_is_refused(tmp_path):

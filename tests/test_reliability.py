@@ -833,3 +833,18 @@ def test_a_mistyped_week_is_refused_before_anything_starts(tmp_path, capsys, mon
     assert err.splitlines() == [
         "error: week '2026-47' is not an ISO week; write it as YYYY-Www, for example 2026-W47."
     ]
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path) -> None:
+    # `meeting ... | head -1`: the reading end is closed before the command writes.
+    read, write = os.pipe()
+    os.close(read)
+    argv = ["issues", "template", "--dept", "it", "--out", str(tmp_path / "it.csv")]
+    try:
+        done = subprocess.run(
+            [MEETING, *argv], stdout=write, stderr=subprocess.PIPE, timeout=120, check=False
+        )
+    finally:
+        os.close(write)
+    assert done.stderr.decode() == ""
+    assert done.returncode == 141  # 128 + SIGPIPE, as a shell reports it

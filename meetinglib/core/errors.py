@@ -20,6 +20,9 @@ EXIT_ENVIRONMENT = 5
 EXIT_BUSY = 6
 # A report section cannot be computed (and params do not mark it optional).
 EXIT_SECTION = 7
+# The reader of the output stopped early (``meeting ... | head``): 128 + SIGPIPE, as a
+# shell reports a program the signal ended; nothing went wrong.
+EXIT_BROKEN_PIPE = 141
 
 
 class MeetingError(Exception):
@@ -245,6 +248,10 @@ class StoreLockedError(EnvironmentProblem):
             f"the meeting store stayed locked by another process for {seconds:g} s",
             "Wait for the other command to finish and run again, or raise 'store.busy_timeout'.",
         )
+
+
+class MailNotSentError(EnvironmentProblem):
+    """The SMTP server cannot be reached, or refuses the login: nothing was sent."""
 
 
 class DriverMissingError(EnvironmentProblem):

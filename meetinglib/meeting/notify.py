@@ -22,7 +22,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from meetinglib.core.csp import with_csp
-from meetinglib.core.errors import MeetingError, ParamsError
+from meetinglib.core.errors import MailNotSentError, ParamsError
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, SmtpParams
 from meetinglib.meeting.agenda import (
@@ -157,8 +157,11 @@ def write_eml(message: EmailMessage, path: str | Path) -> Path:
     return path
 
 
-def send(message: EmailMessage, smtp: SmtpParams) -> list[str]:
-    """Send through the SMTP server of ``smtp``; returns the addresses it accepted."""
+def send(message: EmailMessage, smtp: SmtpParams, what: str = "notice") -> list[str]:
+    """Send through the SMTP server of ``smtp``; returns the addresses it accepted.
+
+    A server that cannot be reached or refuses the login raises MailNotSentError (the
+    environment's exit code), naming ``what`` it could not send."""
     password = smtp.password()
     if smtp.user and password is None:
         raise ParamsError(
@@ -177,14 +180,16 @@ def send(message: EmailMessage, smtp: SmtpParams) -> list[str]:
                 server.login(smtp.user, password or "")
             refused = server.send_message(message, from_addr=smtp.sender, to_addrs=to)
     except smtplib.SMTPAuthenticationError:
-        raise MeetingError(
-            f"the SMTP server {where} refused the login of {smtp.user}; check smtp.user and "
-            f"the password in ${smtp.password_env}."
+        raise MailNotSentError(
+            where,
+            f"the SMTP server refused the login of {smtp.user}",
+            f"Check smtp.user and the password in ${smtp.password_env}; nothing was sent.",
         ) from None
     except (OSError, smtplib.SMTPException) as exc:
-        raise MeetingError(
-            f"could not send the notice through {where}: {type(exc).__name__}: {exc}. Check "
-            "smtp.host, smtp.port and smtp.starttls in the params, and that the server is "
-            "reachable; the notice was not sent."
+        raise MailNotSentError(
+            where,
+            f"could not send the {what} through the SMTP server ({type(exc).__name__}: {exc})",
+            "Check smtp.host, smtp.port and smtp.starttls in the params, and that the server "
+            "is reachable; nothing was sent.",
         ) from None
     return [addr for addr in to if addr not in refused]

@@ -297,7 +297,7 @@ def send_minutes(
             params, week, page, folder / "action_items.ics", params.smtp.sender, lang
         )
         eml = write_eml(message, folder / "minutes.eml")
-        accepted = send(message, params.smtp)
+        accepted = send(message, params.smtp, "minutes")
         sent_at = now or _utcnow()
         mark_sent(store, week, sent_at, len(accepted))
     hours = (sent_at - row["ends_at"]).total_seconds() / 3600
