@@ -1816,7 +1816,7 @@ def write_sample_issues(folder: str | Path, end_week: IsoWeek | str) -> tuple[Sa
 # --- demo minutes -----------------------------------------------------------------------------
 
 _MINUTES_BEFORE = """\
-# Minutes of the meeting about {week} (held {held}); format: meetinglib/minutes.py.
+# Minutes of the meeting about {week} (held {held}); format: meetinglib/meeting/minutes.py.
 week: {week}
 summary: |
   The WMS export failed again on Monday; refund-only cases wait too long.
@@ -1859,7 +1859,7 @@ feedback:
 """
 
 _MINUTES_WEEK = """\
-# Minutes of the meeting about {week} (held {held}); format: meetinglib/minutes.py.
+# Minutes of the meeting about {week} (held {held}); format: meetinglib/meeting/minutes.py.
 week: {week}
 summary: |
   EastPost's deliveries to the South are late for the second week; the volume moves to
