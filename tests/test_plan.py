@@ -872,3 +872,24 @@ def test_plan_inputs_from_the_engine_equal_the_pandas_reference(tmp_path, sample
     pd.testing.assert_frame_equal(
         special, ref_open_special_orders(orders, week, TZ, 48.0), check_dtype=False
     )
+
+
+def test_an_unusual_day_against_a_usual_zero_has_no_change_figure():
+    import types
+    import warnings
+
+    counts = np.zeros((1, 7, len(P.SERIES) + 1))
+    counts[0, :, len(P.ORDER_TYPES)] = [100, 100, 100, 100, 100, 100, 180]  # all orders
+    counts[0, 2, len(P.SERIES)] = 40  # tickets on a day that usually has none
+    unusual = np.zeros((1, 7, 2), bool)
+    unusual[0, 6, 0] = unusual[0, 2, 1] = True
+    usual = np.full((1, 7, 2), 100.0)
+    usual[0, 2, 1] = 0.0
+    days = np.array([dt.date(2026, 11, 16) + dt.timedelta(days=i) for i in range(7)])
+    panel = types.SimpleNamespace(counts=counts, unusual=unusual, usual=usual, days=days)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by zero warned of
+        frame = P._unusual_frame(panel)
+    assert frame["series"].tolist() == ["tickets", "orders"]
+    assert np.isnan(frame["change"].iloc[0])
+    assert frame["change"].iloc[1] == pytest.approx(0.8)  # 180 against 100, by hand

@@ -1246,7 +1246,8 @@ def next_week_plan(
 
 def _unusual_frame(panel: _Panel) -> pd.DataFrame:
     """Unusual history days: day, series ("orders" = all orders, "tickets"), actual, usual
-    (the trend x weekday count expected), change = actual / usual - 1; oldest first."""
+    (the trend x weekday count expected), change = actual / usual - 1 (NaN against a usual
+    0); oldest first."""
     columns = {"orders": len(ORDER_TYPES), "tickets": len(SERIES)}
     parts = []
     for k, (name, s) in enumerate(columns.items()):
@@ -1262,7 +1263,11 @@ def _unusual_frame(panel: _Panel) -> pd.DataFrame:
                     "series": name,
                     "actual": actual,
                     "usual": usual,
-                    "change": actual / usual - 1.0,
+                    # against a usual 0 a change is no number (no division warned of)
+                    "change": np.divide(
+                        actual, usual, out=np.full(len(actual), np.nan), where=usual > 0
+                    )
+                    - 1.0,
                 }
             )
         )

@@ -335,7 +335,7 @@ class PlanSection:
             if days.empty:
                 continue
             named = ", ".join(
-                f"{self._day(d)} ({c:+.0%})"
+                f"{self._day(d)} ({c:+.0%})" if np.isfinite(c) else self._day(d)
                 for d, c in zip(
                     days["day"][:UNUSUAL_LISTED], days["change"][:UNUSUAL_LISTED], strict=True
                 )
