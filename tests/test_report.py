@@ -280,6 +280,11 @@ def test_pieces_in_chinese(long_report):
     assert "On-time" not in report.service_table().data
 
 
+def _shown(piece: object) -> str:
+    """The text a piece of the report displays (HTML's markup; "" for an image)."""
+    return getattr(piece, "data", "") if isinstance(piece, HTML) else ""
+
+
 def test_pieces_without_optional_tables(report):
     data = report.data
     data = WeekData(
@@ -288,6 +293,9 @@ def test_pieces_without_optional_tables(report):
     bare = DataReport(data, "en")
     assert "no tickets table" in bare.service_table().data
     assert "no after_sales table" in bare.after_sales_table().data
+    # The chart after each table says nothing more: the note stands once in the handout.
+    assert "no tickets table" not in _shown(bare.ticket_category_chart())
+    assert "no after_sales table" not in _shown(bare.reasons_chart())
     assert "Fill rate needs the order_lines table" in bare.stockout_table().data
     assert isinstance(bare.headline_table(), HTML)
 

@@ -176,6 +176,7 @@ class DataReport:
         self.con = engine.shared(data.params.engine)
         self.tables = data.engine_tables()
         self._stage_cache: dict[tuple[Any, ...], pd.DataFrame] = {}
+        self._told_absent: set[str] = set()  # tables whose absence a section has noted
         self.sla_hours = data.params.sla.ship_hours
         self.currency = data.params.currency
         where = ", ".join(str(f) for f in data.params.files) or "the params"
@@ -1113,8 +1114,13 @@ class DataReport:
     # --- 6. customer service ------------------------------------------------------------------
 
     def _absent(self, table: str) -> HTML | None:
+        """None when the source has ``table``; else the note saying it has not, the first
+        time a section asks (the table and the chart after it would say it twice)."""
         if table in self.tables:
             return None
+        if table in self._told_absent:
+            return HTML("")
+        self._told_absent.add(table)
         return self._note(self._t("report.no_table", table=table))
 
     def service_table(self) -> HTML:
