@@ -265,8 +265,12 @@ def test_missing_mapped_column_names_file_column_and_columns_found(tmp_path):
         folder=tmp_path,
         orders={"file": "orders.csv", "encoding": "utf-8"},
     )
+    # The company's own header is named, with the params key to correct it under.
     with pytest.raises(
-        MissingColumnError, match=r"column 'shipped_at' not in orders.csv; columns found"
+        MissingColumnError,
+        match=r"column 'shipped_at' not in orders.csv: the params map '发货时间' onto it, and "
+        r"the source has no column of that name; columns found: .*Correct the name under "
+        r"source\.tables\.orders\.columns",
     ) as err:
         read_table(params, "orders")
     header = ["订单号", "订单类型", "下单时间", "支付时间", "签收时间", "仓库", "承运商", "金额"]

@@ -144,8 +144,25 @@ class UnreadableSourceError(InputDataError):
 class MissingColumnError(InputDataError):
     """A required canonical column is absent from a source."""
 
-    def __init__(self, source: str, column: str, found: list[str]):
+    def __init__(
+        self,
+        source: str,
+        column: str,
+        found: list[str],
+        mapped: list[str] | None = None,
+        key: str = "",
+    ):
+        """``mapped``: the company's names the params map onto ``column`` (none of which
+        the source has), under the params key ``key`` (source.tables.<table>.columns)."""
         self.source, self.column, self.found = source, column, found
+        if mapped:
+            names = ", ".join(f"'{m}'" for m in mapped)
+            super().__init__(
+                f"column '{column}' not in {source}: the params map {names} onto it, and the "
+                f"source has no column of that name; columns found: {found}. Correct the "
+                f"name under {key or 'columns in the params mapping'}."
+            )
+            return
         super().__init__(
             f"column '{column}' not in {source}; columns found: {found}. "
             "Map the company's column name onto it under 'columns' in the params mapping."

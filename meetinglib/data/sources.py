@@ -365,7 +365,13 @@ def _select_columns(
             hit = clean[name]
         if hit is None:
             if (schema.column(name).required and name not in ts.constants) or candidates:
-                raise MissingColumnError(source, name, list(found))
+                raise MissingColumnError(
+                    source,
+                    name,
+                    list(found),
+                    mapped=candidates,
+                    key=f"source.tables.{schema.name}.columns",
+                )
             continue
         selected[hit] = name
     if ts.status is not None and wanted is None:
