@@ -405,6 +405,33 @@ def test_a_week_whose_data_ends_early_says_so_on_page_one(tmp_path, long_quiet_s
     assert written == [warning]
 
 
+def test_amounts_missing_from_the_week_are_a_warning_on_page_one(tmp_path, long_quiet_sample):
+    """Every other order of the report week loses its amount (an export's "N/A" is read
+    as empty): page one says how many, counted here from the file, and that GMV reads
+    low."""
+    import shutil
+
+    tz = "Asia/Shanghai"
+    folder = tmp_path / "no-amounts"
+    shutil.copytree(long_quiet_sample.folder, folder)
+    orders = pd.read_parquet(folder / "orders.parquet")
+    week = IsoWeek.parse(SAMPLE_WEEK)
+    inside = (orders["created_at"] >= week.start(tz)) & (orders["created_at"] < week.end(tz))
+    emptied = orders.index[inside][::2]
+    orders.loc[emptied, "amount"] = np.nan
+    orders.to_parquet(folder / "orders.parquet", index=False)
+    params = load_params(write_params(tmp_path, folder, history_weeks=8))
+    report = DataReport(load_week(params, SAMPLE_WEEK), "en")
+
+    missing, created = int(orders.loc[inside, "amount"].isna().sum()), int(inside.sum())
+    assert missing >= len(emptied) > 0
+    assert report.empty_amounts() == (missing, created)
+    warning = report.quality_warning()
+    assert f"Amounts missing: {missing:,} of the {created:,} orders created this week" in warning
+    assert "GMV counts them as 0" in warning
+    assert "金额缺失" in DataReport(report.data, "zh-CN").quality_warning()
+
+
 def test_a_complete_week_exports_no_warning(quiet_report, tmp_path):
     quiet_report.export(tmp_path)
     assert json.loads((tmp_path / REPORT_WARNINGS).read_text(encoding="utf-8")) == []
@@ -412,6 +439,7 @@ def test_a_complete_week_exports_no_warning(quiet_report, tmp_path):
 
 def test_a_complete_week_has_no_incomplete_week_warning(quiet_report):
     assert quiet_report.short_week() is None
+    assert quiet_report.empty_amounts() is None
     assert "Incomplete week" not in quiet_report.quality_warning()
 
 

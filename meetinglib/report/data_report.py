@@ -83,6 +83,9 @@ SECTION_TITLE_KEYS = {
 SUMMARY_ITEMS = 3
 # The data-quality warnings page one shows, for the run to pass on (``DataReport.export``).
 REPORT_WARNINGS = "report_warnings.json"
+# The share of the week's orders without an amount from which page one warns that GMV
+# reads low (an order without one counts 0).
+EMPTY_AMOUNT_SHARE = 0.01
 STAGES = ("created_paid", "paid_shipped", "shipped_delivered", "created_delivered")
 # A carrier-region cell is "the" late-delivery finding only with this many judged
 # deliveries, a rise of at least MIN_LATE_RISE in its late share, and a rise of at least
@@ -558,7 +561,8 @@ class DataReport:
 
     def quality_warnings(self) -> list[str]:
         """The week's data-quality warnings, one text each: tables past the quarantine
-        limit, then an incomplete week (``short_week``)."""
+        limit, then an incomplete week (``short_week``), then amounts missing
+        (``empty_amounts``)."""
         return list(self._quality_warnings)
 
     @cached_property
@@ -582,7 +586,31 @@ class DataReport:
             texts.append(
                 self._t("quality.short_week", orders=orders, median=median, share=orders / median)
             )
+        empty = self.empty_amounts()
+        if empty is not None:
+            missing, orders = empty
+            texts.append(
+                self._t(
+                    "quality.empty_amounts", missing=missing, orders=orders, share=missing / orders
+                )
+            )
         return tuple(texts)
+
+    def empty_amounts(self) -> tuple[int, int] | None:
+        """(orders created this week without an amount, orders created this week) when at
+        least EMPTY_AMOUNT_SHARE of them have none: GMV counts them as 0. An export's
+        "N/A", "-" or "NULL" is an empty cell (validate.MISSING_TOKENS), so a column half
+        of "N/A" passes validation and halves GMV without this. None otherwise, and when
+        the source has no amount at all (GMV is then not available)."""
+        if not self.data.has_column("orders", "amount"):
+            return None
+        orders = self.tables["orders"]
+        week = orders.filter(sections.within(orders.created_at, self.data.window))
+        got = self.con.to_pandas(week.aggregate(n=week.count(), filled=week.amount.count()))
+        n, filled = int(got["n"].iloc[0]), int(got["filled"].iloc[0])
+        if not n or (n - filled) / n < EMPTY_AMOUNT_SHARE:
+            return None
+        return n - filled, n
 
     def short_week(self) -> tuple[int, int] | None:
         """(orders created this week, the median of the weeks before) when this week's
