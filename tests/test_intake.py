@@ -254,7 +254,8 @@ def test_add_one_issue(store):
         first_seen=dt.date(2026, 11, 19),
     )
     assert repeated.added == () and repeated.skipped == 1
-    with pytest.raises(InputDataError, match=r"issue not added \(cli\): severity: 'soon' is not"):
+    # options of the command line: a ParamsError (exit code 2)
+    with pytest.raises(ParamsError, match=r"issue not added \(cli\): severity: 'soon' is not"):
         add_issue(store, "it", WEEK, departments=DEPTS, title="x", severity="soon")
     assert len(store.issues()) == 1
 
@@ -319,7 +320,7 @@ def test_cli_import_list_add_template_and_export(tmp_path, capsys):
     assert "department 'sales' is not in meeting.departments" in capsys.readouterr().err
 
     add = ["issues", "add", "--dept", "it", "--week", WEEK, "--title", "Export fails"]
-    assert main([*add, "--severity", "urgent", "--params", params]) == 3
+    assert main([*add, "--severity", "urgent", "--params", params]) == 2  # a bad option
     assert main([*add, "--severity", "high", "--params", params]) == 0
     assert "issue #4 added for it, week 2026-W47" in capsys.readouterr().out
 

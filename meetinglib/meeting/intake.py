@@ -578,7 +578,9 @@ def add_issue(
     clean, problems = check_issues(_single(fields), week)
     if problems:
         lines = "; ".join(f"{p.column}: {p.message}" for p in problems)
-        raise InputDataError(f"issue not added ({source}): {lines}.")
+        # On the command line the values are options: exit code 2, as for any bad option.
+        error = ParamsError if source == "cli" else InputDataError
+        raise error(f"issue not added ({source}): {lines}.")
     return _save(store, clean, department, week, source)
 
 
