@@ -415,8 +415,9 @@ def cmd_notice(args: argparse.Namespace) -> int:
     out = args.out or Path(params.output_dir) / str(week)
     with open_store(params) as store:
         pack = prepare_meeting(params, store, week, args.lang)
-    write_agenda_files(pack, out)
-    write_notice_bodies(pack, out)
+    # The agenda is written again with the notice (its invite and bodies show the store
+    # as it is now, in the notice's language): the files are listed, not replaced unseen.
+    files = {**write_agenda_files(pack, out), **write_notice_bodies(pack, out)}
     organizer = pack.agenda.organizer
     sender = params.smtp.sender if params.smtp else (organizer.email if organizer else "")
     if not sender:
@@ -425,13 +426,16 @@ def cmd_notice(args: argparse.Namespace) -> int:
     eml = write_eml(message, out / "notice.eml")
     if not args.send or params.smtp is None:  # --send without smtp was refused above
         print(f"notice for week {week} written to {eml} (not sent; --send sends it by SMTP)")
-        return 0
-    smtp = params.smtp
-    accepted = send(message, smtp)
-    print(
-        f"notice for week {week} sent to {len(accepted)} recipient(s) through "
-        f"{smtp.host}:{smtp.port}; a copy is at {eml}"
-    )
+    else:
+        smtp = params.smtp
+        accepted = send(message, smtp)
+        print(
+            f"notice for week {week} sent to {len(accepted)} recipient(s) through "
+            f"{smtp.host}:{smtp.port}; a copy is at {eml}"
+        )
+    print(f"written again with it ({pack.agenda.lang}):")
+    for name, path in files.items():
+        print(f"  {name:<12} {path}")
     return 0
 
 

@@ -146,7 +146,11 @@ def test_without_send_the_notice_is_written_not_sent(tmp_path, smtp_server, caps
     params = write_params(tmp_path, port)
     assert main([*NOTICE, params]) == 0
     eml = tmp_path / "out" / "2026-W47" / "notice.eml"
-    assert f"written to {eml} (not sent" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"written to {eml} (not sent" in out
+    # The agenda it writes again is listed with its language, not replaced unseen.
+    assert "written again with it (en):" in out
+    assert str(eml.with_name("agenda.html")) in out
     assert inbox.envelopes == []
     message = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
     parts = [p.get_content_type() for p in message.walk()]
