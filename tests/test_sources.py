@@ -818,3 +818,13 @@ def test_two_readers_cannot_claim_one_suffix():
     clash = dataclasses.replace(sources.READERS["csv"], name="csv2", suffixes=(".csv",))
     with pytest.raises(ValueError, match=r"suffixes \['\.csv'\] are already read"):
         sources.register_reader(clash)
+
+
+def test_a_value_mapped_onto_no_canonical_value_is_a_params_error():
+    # order_type has a closed set of values: 'regular' would make every order "unmapped".
+    with pytest.raises(
+        InvalidParamError,
+        match=r"source\.tables\.orders\.values\.order_type\.普通订单.*'regular' is not a value of "
+        r"orders\.order_type; map onto one of \['normal', 'special', 'after_sales'\]",
+    ):
+        read_table(_params(orders={"values": {"order_type": {"普通订单": "regular"}}}), "orders")

@@ -286,6 +286,19 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
                     f"{'value maps' if section == 'values' else 'constants'} are keyed by "
                     f"canonical column names: {names}",
                 )
+    for canonical, mapping in ts.values.items():
+        allowed = SCHEMAS[table].column(canonical).allowed
+        if allowed is None:
+            continue
+        for company, target in mapping.items():
+            # "" maps a value onto no value (an empty exception code: none)
+            if target not in (None, "") and target not in allowed:
+                raise InvalidParamError(
+                    _params_files(params),
+                    f"{key}.values.{canonical}.{company}",
+                    f"'{target}' is not a value of {table}.{canonical}; map onto one of "
+                    f'{list(allowed)} (or "" for none)',
+                )
     if ts.status is not None:
         if table != "orders":
             raise InvalidParamError(
