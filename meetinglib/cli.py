@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.propose import propose, render
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
+from meetinglib.data.validate import rule_label
 from meetinglib.meeting.actions import (
     action_list,
     add_action,
@@ -268,9 +270,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"warning: {aside:,} of {rows:,} {table} rows of week {data.week} set aside, more "
             f"than quality.max_quarantine_share ({params.quality.max_quarantine_share:.1%})"
         )
-    print(f"week {data.week}: {sum(data.quality.kept.values()):,} rows kept")
-    frame = data.quality.to_frame(args.lang or params.language)
-    print(frame.to_string(index=False) if len(frame) else "nothing set aside")
+    # Per table: the rows of the report week and of the history before it that its
+    # figures read (one sum over every table and week told nothing).
+    kept = ", ".join(f"{table} {rows:,}" for table, rows in data.quality.kept.items())
+    print(f"week {data.week} and the history before it, rows kept: {kept}")
+    lang = args.lang or params.language
+    frame = data.quality.to_frame(lang)
+    if not len(frame):
+        print("nothing set aside")
+        return 0
+    # The examples go below the table, wrapped: as a column they widened every line to
+    # the longest of them (hundreds of characters).
+    examples = t("quality.examples", lang)
+    print(frame.drop(columns=[examples]).to_string(index=False))
+    for entry in data.quality.entries:
+        if entry.examples:
+            head = f"{entry.table}.{entry.column}, {rule_label(entry.rule, lang)}: "
+            print(
+                textwrap.fill(
+                    "; ".join(entry.examples),
+                    width=100,
+                    initial_indent="  " + head,
+                    subsequent_indent="    ",
+                    break_long_words=True,
+                )
+            )
     return 0
 
 
