@@ -9,6 +9,7 @@ message, never a traceback (``--debug`` shows it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -779,12 +780,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             # Output to a pipe is buffered: a reader gone shows here, not in the
             # interpreter's last flush (which would report it as an ignored exception).
-            sys.stdout.flush()
+            if sys.stdout is not None:
+                sys.stdout.flush()
     except BrokenPipeError:
         # The reader of the output stopped early (`| head`): stop quietly. Standard output
-        # points at nothing from here on, so the interpreter's last flush fails no more.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # points at nothing from here on, so the interpreter's last flush fails no more
+        # (an output without a file descriptor, as a caller's capture, is left as it is).
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
 
 

@@ -867,3 +867,18 @@ def test_validate_prints_the_rows_kept_per_table_and_short_lines(world, tmp_path
     assert "tickets " in kept and "events " in kept
     assert "Not a number" in out and "'twelve'" in out
     assert max(len(line) for line in lines[1:]) <= 110, out
+
+
+def test_a_broken_pipe_in_process_ends_quietly_too(tmp_path, monkeypatch) -> None:
+    """main called by a program whose output object has no file descriptor."""
+
+    class Gone:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    argv = ["issues", "template", "--dept", "it", "--out", str(tmp_path / "it.csv")]
+    assert main(argv) == 141
