@@ -32,7 +32,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -149,12 +149,19 @@ def _tables_read(node: object, found: set[str], functions: set[str], ctes: set[s
             _tables_read(value, found, functions, ctes)
 
 
-def checked_sql(sql: str, copies: Sequence[str], where: Path) -> str:
+def checked_sql(
+    sql: str, copies: Sequence[str], where: Path, con: duckdb.DuckDBPyConnection | None = None
+) -> str:
     """``sql`` when it is a single SELECT statement reading no table but ``copies`` (the
     placeholders of its files) and its own common table expressions, and calling no
-    table function; else DamagedSnapshotError naming ``where`` (the view file)."""
-    with duckdb.connect() as con:
-        (serialized,) = con.execute("SELECT json_serialize_sql($1)", [sql]).fetchall()[0]
+    table function; else DamagedSnapshotError naming ``where`` (the view file).
+
+    Parsed by DuckDB on ``con`` (a connection of its own when None: 35 ms to open it,
+    against 2 ms to parse the query)."""
+    if con is None:
+        with duckdb.connect() as own:
+            return checked_sql(sql, copies, where, own)
+    (serialized,) = con.execute("SELECT json_serialize_sql($1)", [sql]).fetchall()[0]
     tree = json.loads(serialized)
     statements = tree.get("statements", [])
     if tree.get("error"):
@@ -193,10 +200,10 @@ _PART_NAME = re.compile(r"part-[0-9]+\.parquet")
 _PLACEHOLDER_NAME = re.compile(re.escape(_PLACEHOLDER.format("")) + r"[0-9]+_(?:[0-9]+|excluded)")
 
 
-def _bound(execute: Callable[[str], object], path: Path) -> str:
+def _bound(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     """The table's query over its copies where they lie, once shown to be what the loader
-    writes (``checked_sql``): each copy is read through a temporary view of its own
-    (created by ``execute``), put in its placeholder's stead.
+    writes (``checked_sql``, parsed on ``con``): each copy is read through a temporary
+    view of its own (created on ``con``), put in its placeholder's stead.
 
     Only identifiers are swapped in the checked text, so the query run is the query
     checked; the files are the folder's own copies, named as the loader names them.
@@ -215,7 +222,7 @@ def _bound(execute: Callable[[str], object], path: Path) -> str:
         raise DamagedSnapshotError(
             _damaged(where, f"it names the files {sorted(strange)} besides the table's copies")
         )
-    sql = checked_sql(meta["sql"], list(files), where)
+    sql = checked_sql(meta["sql"], list(files), where, con)
     for placeholder, file in files.items():
         name = f"meetinglib_copy_{os.getpid()}_{next(_NAMES)}"
         quoted = str(folder / file).replace("'", "''")
@@ -224,7 +231,7 @@ def _bound(execute: Callable[[str], object], path: Path) -> str:
             if file == EXCLUDED_FILE
             else f"read_parquet('{quoted}', file_row_number = true)"
         )
-        execute(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS SELECT * FROM {reader}')
+        con.execute(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS SELECT * FROM {reader}')
         sql = sql.replace(f'"{placeholder}"', f'"{name}"')
     return sql
 
@@ -233,7 +240,7 @@ def table(con: BaseBackend, path: Path) -> ir.Table:
     """The table kept as copies at ``path`` as a table of ``con`` (DuckDB): a temporary
     view, so every query reads the copies afresh."""
     name = f"meetinglib_snapshot_{os.getpid()}_{next(_NAMES)}"
-    con.raw_sql(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS {_bound(con.raw_sql, path)}')
+    con.raw_sql(f'CREATE OR REPLACE TEMPORARY VIEW "{name}" AS {_bound(con.con, path)}')
     return con.table(name)
 
 
@@ -249,4 +256,4 @@ def arrow(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
     if (folder_of(path) / EXCLUDED_FILE).exists():
         config["threads"] = 1
     with duckdb.connect(config=config) as con:
-        return con.sql(f"SELECT {listed} FROM ({_bound(con.execute, path)})").to_arrow_table()
+        return con.sql(f"SELECT {listed} FROM ({_bound(con, path)})").to_arrow_table()
