@@ -152,8 +152,6 @@ _DATE_LIKE = r"\d+\D+\d+"
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
 # A numeric date with the year last: day and month in an order only the values can tell.
 _DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\b"
-# The same without groups, to test for it (pandas warns of groups it would not return).
-_DAY_MONTH_TEST = r"^\s*\d{1,2}[/.\-]\d{1,2}[/.\-]\d{4}\b"
 
 
 @dataclass(frozen=True)
@@ -453,7 +451,8 @@ def _parse_texts(texts: pd.Series, fmt: str | None, utc: bool) -> pd.Series:
     if not failed.any():
         return parsed
     rest = texts[failed]
-    numeric = rest[rest.str.contains(_DAY_MONTH_TEST, regex=True)]
+    # match, not contains: the pattern is anchored, and contains warns of its groups
+    numeric = rest[rest.str.match(_DAY_MONTH)]
     if len(numeric):
         order = day_first(numeric)
         if order is None:
