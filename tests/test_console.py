@@ -328,3 +328,19 @@ def test_the_console_notebook_builds_its_panel(tmp_path):
     last = nbformat.read(out, as_version=4).cells[-1]
     (output,) = last.outputs
     assert "application/vnd.jupyter.widget-view+json" in output["data"]
+
+
+def test_a_segment_time_conflict_names_the_segment_in_the_consoles_language(setup, tmp_path):
+    # The store keeps the segment titles in the params' language (English here).
+    params, _, _ = setup
+    url = f"sqlite:///{tmp_path / 'meeting.db'}"
+    a = MeetingConsole(params, Store.at(url), WEEK, "zh-CN")
+    b = MeetingConsole(params, Store.at(url), WEEK, "zh-CN")
+    a.times["opening"].value = 7
+    b.times["opening"].value = 9
+    assert a.save_times()
+    assert not b.save_times()
+    message = b.times_result.value
+    assert f"{t('agenda.opening', 'zh-CN')}: 7" in message
+    assert t("agenda.opening", "en") not in message
+    assert b.times["logistics"].description.startswith("物流部：1 个问题")

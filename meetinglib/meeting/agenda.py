@@ -32,7 +32,7 @@ from markupsafe import Markup
 
 from meetinglib.core.csp import with_csp
 from meetinglib.core.errors import InvalidParamError
-from meetinglib.core.i18n import t
+from meetinglib.core.i18n import LANGUAGES, t
 from meetinglib.core.params import Params, PersonParams
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.meeting.intake import department_label
@@ -115,18 +115,7 @@ def build_agenda(
         (k, t(f"agenda.{k}", lang), getattr(boxes, k), None, 0) for k in FIXED_BEFORE
     ]
     plan += [
-        (
-            "department",
-            t(
-                f"agenda.department.{'one' if load[d] == 1 else 'other'}",
-                lang,
-                department=department_label(d, lang),
-                issues=int(load[d]),
-            ),
-            minutes[d],
-            d,
-            int(load[d]),
-        )
+        ("department", department_title(d, load[d], lang), minutes[d], d, int(load[d]))
         for d in ordered
     ]
     plan += [(k, t(f"agenda.{k}", lang), getattr(boxes, k), None, 0) for k in FIXED_AFTER]
@@ -152,6 +141,47 @@ def build_agenda(
         items=tuple(items),
         lang=lang,
     )
+
+
+def department_title(department: str, issues: int, lang: str) -> str:
+    """A department's segment title in ``lang``, e.g. "Logistics: 2 issues"."""
+    return t(
+        f"agenda.department.{'one' if issues == 1 else 'other'}",
+        lang,
+        department=department_label(department, lang),
+        issues=int(issues),
+    )
+
+
+def segment_title(
+    params: Params,
+    key: str,
+    lang: str,
+    *,
+    stored: str = "",
+    load: Mapping[str, int] | None = None,
+) -> str | None:
+    """The title in ``lang`` of the segment the store keeps under ``key`` (a fixed
+    segment's key or a department code), as the agenda names it; None for a key the
+    agenda does not know (then the stored title is all there is).
+
+    The store keeps each segment's title once, in the language that laid the agenda
+    out; a handout or console in another language names the segment from its key. A
+    department's title carries its issue count as the agenda had it: the count in the
+    ``stored`` title when that is the agenda's title in one of the languages, else the
+    department's issues in ``load``; a department without issues is named alone.
+    """
+    if key in (*FIXED_BEFORE, *FIXED_AFTER):
+        return t(f"agenda.{key}", lang)
+    load = load or {}
+    if key not in params.meeting.departments and key not in load:
+        return None
+    counts = (int(n) for n in re.findall(r"\d+", stored))
+    issues = next(
+        (n for n in counts if any(department_title(key, n, x) == stored for x in LANGUAGES)),
+        int(load.get(key, 0)),
+    )
+    return department_title(key, issues, lang) if issues else department_label(key, lang)
 
 
 def issue_load(store: Store, week: IsoWeek | str) -> dict[str, int]:

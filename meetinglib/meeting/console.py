@@ -37,12 +37,13 @@ from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import resolve_week
-from meetinglib.meeting.agenda import build_agenda, issue_load
+from meetinglib.meeting.agenda import build_agenda, issue_load, segment_title
 from meetinglib.meeting.intake import department_label
 from meetinglib.meeting.minutes import ensure_meeting, people_by_email
 from meetinglib.meeting.store import (
     ActionItem,
     MeetingState,
+    SegmentItem,
     Store,
     add_action_item,
     add_decision,
@@ -130,7 +131,7 @@ class MeetingConsole:
         self.lang = lang or params.language
         self.people = people_by_email(params)
         self.departments = [(department_label(d, self.lang), d) for d in params.meeting.departments]
-        load = issue_load(store, self.week)
+        self.load = load = issue_load(store, self.week)
         self.agenda = build_agenda(params, self.week, load, self.lang)
         ensure_meeting(params, store, self.week)
         # The stored segment titles are the handout's, in the params' language, whatever
@@ -182,9 +183,8 @@ class MeetingConsole:
         self.attendance_result = self._result("mc-attendance-result")
 
         # Minutes spent per agenda segment.
-        titles = {(i.department or i.key): i.title for i in self.agenda.items}
         segments = [
-            (x.segment, self._segment_label(titles.get(x.segment, x.title), x.planned_minutes))
+            (x.segment, self._segment_label(self._segment_title(x), x.planned_minutes))
             for x in self.state.segments
         ]
         width = label_width([label for _k, label in segments])
@@ -376,6 +376,13 @@ class MeetingConsole:
 
     def _segment_label(self, title: str, planned: int) -> str:
         return self._t("console.segment", title=title, minutes=planned)
+
+    def _segment_title(self, segment: SegmentItem) -> str:
+        """A stored segment's title in the console's language (the store keeps one)."""
+        title = segment_title(
+            self.params, segment.segment, self.lang, stored=segment.title, load=self.load
+        )
+        return title or str(segment.title)
 
     def _title_html(self) -> str:
         when, tz = self.agenda.start.strftime("%Y-%m-%d %H:%M"), self.params.timezone
@@ -750,7 +757,7 @@ class MeetingConsole:
             return f"{a.name}: {status}" + (f" ({a.delegate})" if a.delegate else "")
         if kind == "time":
             seg = next((x for x in s.segments if x.segment == key), None)
-            return None if seg is None else f"{seg.title}: {seg.actual_minutes or 0}"
+            return None if seg is None else f"{self._segment_title(seg)}: {seg.actual_minutes or 0}"
         if kind == "summary":
             return "\n".join([s.summary.summary, *s.summary.plan])
         items: Sequence[Any] = {

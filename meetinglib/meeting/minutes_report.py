@@ -15,7 +15,7 @@ from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.dataset import notebook_week
 from meetinglib.meeting.actions_section import ActionsSection
-from meetinglib.meeting.agenda import build_agenda, when_text
+from meetinglib.meeting.agenda import build_agenda, issue_load, segment_title, when_text
 from meetinglib.meeting.intake import department_label
 from meetinglib.meeting.minutes import (
     action_items_frame,
@@ -163,8 +163,15 @@ class MinutesReport:
         """Planned and actual minutes per segment, with a total row; minutes.
 
         The total's actual minutes and overrun are left empty when a segment has none.
+        Each segment is titled in the handout's language from its key (the store keeps
+        the title in the language that laid the agenda out).
         """
         frame = segment_frame(self.store, self.meeting)
+        load = issue_load(self.store, self.week)
+        frame["title"] = [
+            segment_title(self.params, key, self.lang, stored=title, load=load) or title
+            for key, title in zip(frame["segment"], frame["title"], strict=True)
+        ]
         total = pd.DataFrame(
             {
                 "segment": ["total"],
