@@ -53,7 +53,7 @@ def schema_differences(engine) -> list:
 
 def test_created_on_first_use_with_the_current_schema(db):
     with Store.at(db) as s:
-        assert s.version == CURRENT_VERSION == 5
+        assert s.version == CURRENT_VERSION == 6
         tables = set(sa.inspect(s.engine).get_table_names())
         assert tables == set(METADATA.tables) | {"alembic_version"}
         assert schema_differences(s.engine) == []
@@ -283,7 +283,7 @@ def test_export_csv_and_json(db, tmp_path):
     assert [r["title"] for r in rows] == ["华南延误", "issue 2"]
     assert rows[0]["first_seen"] == "2026-11-17" and rows[1]["first_seen"] == ""
     doc = json.loads(json_files[0].read_text(encoding="utf-8"))
-    assert doc["schema_version"] == 5
+    assert doc["schema_version"] == 6
     assert [r["title"] for r in doc["tables"]["issues"]] == ["华南延误", "issue 2"]
     assert doc["tables"]["meetings"] == []
 

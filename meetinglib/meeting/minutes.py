@@ -48,6 +48,15 @@ e-mail, minutes per segment by the segment, feedback by the attendee's e-mail
 when the file gives them. Values equal to the stored ones leave an item and its
 version untouched. A file's ``status: open`` never reopens an item closed since
 (``meeting actions done``); ``done`` or ``dropped`` closes it.
+
+A file recorded again for the same week (known by its file name) is merged against what
+it recorded the time before, kept in the store: only the values the file changed since
+are written, so what others changed meanwhile (in the console, with ``meeting actions
+update``, or in another file) stays, and an action item the file recorded stays that
+item even after its owner changed. A value both the file and someone else changed since
+is a conflict: the whole file is refused (``MinutesConflictError``, exit code 3), each
+such entry named with both values, and nothing is written. The first recording of a
+file writes every value it gives.
 """
 
 from __future__ import annotations
@@ -64,14 +73,14 @@ from icalendar import Calendar, Todo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meetinglib.core.csvsafe import to_csv as write_csv
-from meetinglib.core.errors import InputDataError
+from meetinglib.core.errors import ConcurrentEditError, InputDataError, MeetingError
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.core.yamlsafe import UniqueKeyLoader
 from meetinglib.meeting import store as _records
 from meetinglib.meeting.agenda import PRODID, build_agenda, issue_load, prepare_meeting
 from meetinglib.meeting.store import (
-    MISSING,
+    ActionItem,
     Batch,
     Store,
     add_action_item,
@@ -83,6 +92,8 @@ from meetinglib.meeting.store import (
     minutes_digest,
     open_store,
     plan_segments,
+    recorded_file,
+    save_recorded_file,
     set_attendance,
     set_segment_time,
     set_summary,
@@ -400,6 +411,57 @@ def record_document(
     return RecordResult(week, mid, *counts, False)
 
 
+class _Merge:
+    """Which of a file's values to write, against what the same file recorded last.
+
+    Without an earlier recording of the file (``known`` false) every value is written,
+    as given. Otherwise a value the file left as it was is not written (the store's may
+    be someone else's since); a value the file changed is written unless the store's
+    changed too, to a third value: that is a conflict, kept in ``conflicts``.
+    """
+
+    def __init__(self, known: bool) -> None:
+        self.known = known
+        self.conflicts: list[str] = []
+
+    def take(self, item: str, field: str, mine: Any, before: Any, stored: Any) -> bool:
+        if not self.known:
+            return True
+        if mine == before:
+            return False
+        if stored in (before, mine):
+            return True
+        self.conflicts.append(
+            f"{item}, {field}: the file changes {_shown(before)} to {_shown(mine)}, but the "
+            f"store holds {_shown(stored)} (changed by someone else since the file was "
+            "recorded)"
+        )
+        return False
+
+
+def _shown(value: Any) -> str:
+    if value is None or value == "":
+        return "(nothing)"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value) or "(nothing)"
+    return repr(str(value))
+
+
+class MinutesConflictError(ConcurrentEditError):
+    """A minutes file recorded again changes entries someone else changed since."""
+
+    def __init__(self, source: str, week: IsoWeek, conflicts: list[str]) -> None:
+        self.conflicts = conflicts
+        MeetingError.__init__(
+            self,
+            f"{source} was recorded for week {week} before, and the store's entries changed "
+            f"since; the file changes {len(conflicts)} of them too:\n  - "
+            + "\n  - ".join(conflicts)
+            + "\nNothing was recorded. Make the file say what the store holds for these "
+            "entries (or change them with `meeting actions update`), then record it again.",
+        )
+
+
 def _write(
     batch: Batch,
     params: Params,
@@ -413,66 +475,240 @@ def _write(
     """Record the document item by item, inside the batch's one transaction.
 
     Every item is merged on its own (see the module text): nothing the document does
-    not name is removed, so other note-takers' items stay.
+    not name is removed, so other note-takers' items stay. A file recorded before is
+    merged against what it recorded then (``_Merge``): only what the file changed since
+    is written, and a change someone else made meanwhile to the same value refuses the
+    whole file (MinutesConflictError).
     """
     state = meeting_state(batch, week)
-    if doc.summary or doc.plan:
-        summary = doc.summary or None
-        set_summary(batch, week, summary=summary, plan=doc.plan or None, source=source)
+    saved = recorded_file(batch, week, source)
+    base = MinutesFile.model_validate(saved["doc"]) if saved else None
+    # the action items the file's entries recorded last time, by their description
+    recorded_ids: dict[str, int] = {k: int(v) for k, v in (saved or {}).get("actions", {}).items()}
+    merge = _Merge(base is not None)
+    writes: list[Any] = []  # the writes, made once every conflict is known
+    # (one entry's values at a time, of every kind)
+    was: Any
+    mine: Any
+    before: Any
+    before_value: Any
+    stored_value: Any
+    fields: dict[str, Any]
+
+    # the summary and the plan as one write, when the file gives them (empty: not given)
+    summary_changed = bool(doc.summary) and merge.take(
+        "summary", "text", doc.summary, base.summary if base else None, state.summary.summary
+    )
+    plan_changed = bool(doc.plan) and merge.take(
+        "plan",
+        "steps",
+        list(doc.plan),
+        list(base.plan) if base else None,
+        list(state.summary.plan),
+    )
+    if summary_changed or plan_changed:
+        writes.append(
+            lambda: set_summary(
+                batch,
+                week,
+                summary=doc.summary if summary_changed else None,
+                plan=doc.plan if plan_changed else None,
+                source=source,
+            )
+        )
 
     people = people_by_email(params)
+    stored_attendance = {
+        a.email: (a.status, a.delegate) for a in state.attendance if a.status is not None
+    }
+    base_attendance = (
+        {e.email.lower(): (e.status, e.delegate) for e in base.attendance} if base else {}
+    )
     for entry in doc.attendance:
         person = people[entry.email.lower()]
-        set_attendance(
-            batch,
-            week,
-            person.email,
-            entry.status,
-            delegate=entry.delegate,
-            name=person.name,
-            department=person.department,
-            source=source,
-        )
+        stored_att = stored_attendance.get(person.email)
+        mine = (entry.status, entry.delegate)
+        if merge.take(
+            f"attendance of {person.email}",
+            "status",
+            mine,
+            base_attendance.get(person.email, stored_att),
+            stored_att,
+        ):
+            writes.append(
+                lambda e=entry, p=person: set_attendance(
+                    batch,
+                    week,
+                    p.email,
+                    e.status,
+                    delegate=e.delegate,
+                    name=p.name,
+                    department=p.department,
+                    source=source,
+                )
+            )
 
     # Minutes per segment: the agenda's plan beside what the document says was spent.
     planned = {(i.department or i.key): (i.title, i.minutes) for i in agenda.items}
-    stored = {s.segment for s in state.segments}
+    stored_segments = {x.segment: x.actual_minutes for x in state.segments}
     layout = [
         (key, *planned.get(key, (key, 0)))
         for key in segment_keys(params)
-        if key in planned or key in doc.time or key in stored
+        if key in planned or key in doc.time or key in stored_segments
     ]
-    plan_segments(batch, week, layout)
     for key, minutes in doc.time.items():
-        set_segment_time(batch, week, key, minutes, source=source)
+        stored_min = stored_segments.get(key)
+        before = base.time.get(key, stored_min) if base else None
+        if merge.take(f"minutes of segment {key}", "minutes", minutes, before, stored_min):
+            writes.append(
+                lambda k=key, m=minutes: set_segment_time(batch, week, k, m, source=source)
+            )
 
     decisions_added = 0
     decision_ids: dict[str, int] = {}
     by_text = {d.text: d for d in state.decisions}
+    base_decisions = {d.text: d for d in base.decisions} if base else {}
+    decision_writes: list[tuple[DecisionEntry, Any, bool]] = []
     for d in doc.decisions:
         issue = None if d.issue is None else int(d.issue)
         found = by_text.get(d.text)
         if found is None:
+            decision_writes.append((d, None, True))
+            continue
+        was = base_decisions.get(d.text)
+        fields = {}
+        for field, mine, stored_value, before_value in (
+            ("department", d.department, found.department, was and was.department),
+            ("issue_id", issue, found.issue_id, was and _int_or_none(was.issue)),
+        ):
+            before = stored_value if was is None else before_value
+            label = f"decision #{found.id} ({d.text})"
+            if merge.take(label, field.removesuffix("_id"), mine, before, stored_value):
+                fields[field] = mine
+        decision_writes.append((d, (found, fields), False))
+
+    base_actions = {a.description: a for a in base.actions} if base else {}
+    by_id = {i.id: i for i in state.actions}
+    by_key = {(i.description, i.owner): i for i in state.actions}
+    action_writes: list[tuple[ActionEntry, ActionItem | None, dict[str, Any]]] = []
+    for a in doc.actions:
+        item = by_id.get(recorded_ids[a.description]) if a.description in recorded_ids else None
+        item = item or by_key.get((a.description, a.owner))
+        if item is None:
+            action_writes.append((a, None, {}))
+            continue
+        was = base_actions.get(a.description)
+        label = f"action item #{item.id} ({a.description})"
+        fields = {}
+        issue = None if a.issue is None else int(a.issue)
+        for field, mine, stored_value, before_value in (
+            ("owner", a.owner, item.owner, was.owner if was else None),
+            ("department", a.department, item.department, was.department if was else None),
+            ("due_date", a.due, item.due_date, was.due if was else None),
+            ("issue_id", issue, item.issue_id, _int_or_none(was.issue) if was else None),
+            ("note", a.note, item.note, was.note if was else None),
+        ):
+            before = before_value if was is not None else stored_value
+            if merge.take(label, _field_name(field), mine, before, stored_value):
+                fields[field] = mine
+        # A file's "open" never reopens an item closed since; done or dropped closes it.
+        if a.status != "open":
+            before = was.status if was is not None else item.status
+            if merge.take(label, "status", a.status, before, item.status):
+                fields["status"] = a.status
+        # the link to a decision: the file's ref, written when the file changed it
+        if was is None or a.decision != was.decision:
+            fields["decision"] = a.decision
+        action_writes.append((a, item, fields))
+
+    base_updates = {u.id: u for u in base.updates} if base else {}
+    every = {i.id: i for i in (*state.earlier_actions, *state.actions)}
+    update_writes: list[tuple[int, dict[str, Any]]] = []
+    for u in doc.updates:
+        assert u.id is not None  # check_minutes resolved descriptions to ids
+        current = every.get(u.id)
+        was_u = base_updates.get(u.id)
+        changes: dict[str, Any] = {}
+        for field, mine, before_value in (
+            ("due_date", u.due, was_u and was_u.due),
+            ("owner", u.owner, was_u and was_u.owner),
+            ("note", u.note, was_u and was_u.note),
+            ("status", u.status, was_u and was_u.status),
+        ):
+            if mine is None:
+                continue
+            # an item closed since is no longer among the meeting's: nothing to compare
+            stored_value = getattr(current, field) if current is not None else mine
+            before = stored_value if before_value is None else before_value
+            if merge.take(f"action item #{u.id}", _field_name(field), mine, before, stored_value):
+                changes[field] = mine
+        update_writes.append((u.id, changes))
+
+    by_person = {f.email: f for f in state.feedback if f.email is not None}
+    base_feedback = {f.email.strip().lower(): f for f in base.feedback if f.email} if base else {}
+    feedback_writes: list[Any] = []
+    anonymous = {(f.rating, f.comment) for f in state.feedback if f.email is None}
+    for f in doc.feedback:
+        email = f.email.strip().lower() if f.email else None
+        if email is not None and email in by_person:
+            current_f = by_person[email]
+            was_f = base_feedback.get(email)
+            fields = {}
+            for field, mine, stored_value in (
+                ("rating", f.rating, current_f.rating),
+                ("comment", f.comment, current_f.comment),
+            ):
+                before = getattr(was_f, field) if was_f is not None else stored_value
+                if merge.take(f"feedback of {email}", field, mine, before, stored_value):
+                    fields[field] = mine
+            if fields:
+                feedback_writes.append(
+                    lambda fid=current_f.id, c=fields: update_feedback(
+                        batch, fid, expected_version=None, **c
+                    )
+                )
+        elif email is not None or (f.rating, f.comment) not in anonymous:
+            # Anonymous feedback has no owner to match: the same rating and comment is one.
+            feedback_writes.append(
+                lambda e=email, r=f.rating, c=f.comment: add_feedback(
+                    batch, week, email=e, rating=r, comment=c, source=source
+                )
+            )
+            if email is None:
+                anonymous.add((f.rating, f.comment))
+
+    if merge.conflicts:
+        raise MinutesConflictError(source, week, merge.conflicts)
+
+    for write in writes:
+        write()
+    plan_segments(batch, week, layout)
+
+    for d, match, new in decision_writes:
+        issue = None if d.issue is None else int(d.issue)
+        if new:
             decision = add_decision(
                 batch, week, d.text, department=d.department, issue_id=issue, source=source
             )
             by_text[d.text] = decision
             decisions_added += 1
         else:
-            decision = update_decision(
-                batch, found.id, expected_version=None, department=d.department, issue_id=issue
+            found, fields = match
+            decision = (
+                update_decision(batch, found.id, expected_version=None, **fields)
+                if fields
+                else found
             )
         if d.ref:
             decision_ids[d.ref] = decision.id
 
     added = updated = 0
-    by_key = {(i.description, i.owner): i for i in state.actions}
-    for a in doc.actions:
+    ids: dict[str, int] = {}
+    for a, item, fields in action_writes:
         issue = None if a.issue is None else int(a.issue)
         decision_id = decision_ids.get(a.decision) if a.decision else None
-        item = by_key.get((a.description, a.owner))
         if item is None:
-            by_key[(a.description, a.owner)] = add_action_item(
+            item = add_action_item(
                 batch,
                 week,
                 description=a.description,
@@ -485,55 +721,38 @@ def _write(
                 status=a.status,
                 source=source,
             )
+            by_key[(a.description, a.owner)] = item
             added += 1
-            continue
-        # A file's "open" never reopens an item closed since; done or dropped closes it.
-        status = a.status if a.status != "open" else MISSING
-        update_action_item(
-            batch,
-            item.id,
-            expected_version=None,
-            department=a.department,
-            due_date=a.due,
-            issue_id=issue,
-            decision_id=decision_id,
-            note=a.note,
-            status=status,
-        )
-        updated += 1
+        else:
+            changes = dict(fields)
+            if "decision" in changes:
+                changes.pop("decision")
+                if a.decision is None or decision_id is not None:
+                    changes["decision_id"] = decision_id
+            if changes:
+                update_action_item(batch, item.id, expected_version=None, **changes)
+                updated += 1
+        ids[a.description] = item.id
 
-    for u in doc.updates:
-        assert u.id is not None  # check_minutes resolved descriptions to ids
-        changes: dict[str, Any] = {
-            k: v
-            for k, v in {
-                "due_date": u.due,
-                "owner": u.owner,
-                "note": u.note,
-                "status": u.status,
-            }.items()
-            if v is not None
-        }
+    for item_id, changes in update_writes:
         if changes:
-            update_action_item(batch, u.id, expected_version=None, **changes)
+            update_action_item(batch, item_id, expected_version=None, **changes)
 
-    by_person = {f.email: f for f in state.feedback if f.email is not None}
-    anonymous = {(f.rating, f.comment) for f in state.feedback if f.email is None}
-    for f in doc.feedback:
-        email = f.email.strip().lower() if f.email else None
-        if email is not None and email in by_person:
-            fid = by_person[email].id
-            update_feedback(batch, fid, expected_version=None, rating=f.rating, comment=f.comment)
-        elif email is not None or (f.rating, f.comment) not in anonymous:
-            # Anonymous feedback has no owner to match: the same rating and comment is one.
-            add_feedback(
-                batch, week, email=email, rating=f.rating, comment=f.comment, source=source
-            )
-            if email is None:
-                anonymous.add((f.rating, f.comment))
+    for write in feedback_writes:
+        write()
 
     mark_recorded(batch, week, source=source, digest=digest)
+    save_recorded_file(batch, week, source, {"doc": doc.model_dump(mode="json"), "actions": ids})
     return decisions_added, added, updated, len(doc.updates)
+
+
+def _int_or_none(value: int | str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _field_name(field: str) -> str:
+    """A stored field as the minutes file names it (due_date: due, issue_id: issue)."""
+    return field.removesuffix("_date").removesuffix("_id")
 
 
 # --- reading back --------------------------------------------------------------------------------

@@ -290,11 +290,22 @@ SEGMENT_TIMES = sa.Table(
     _version(),  # version 4: of the actual minutes
 )
 
+# What each minutes file recorded last (version 6): a file recorded again is merged
+# against it, so that only what the file changed since is written (record_document).
+MINUTES_FILES = sa.Table(
+    "minutes_files",
+    METADATA,
+    sa.Column("meeting_id", sa.Integer, sa.ForeignKey("meetings.id"), primary_key=True),
+    sa.Column("source", sa.String(300), primary_key=True),  # the file's name
+    sa.Column("document", sa.Text, nullable=False),  # JSON: the entries and the item ids
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+)
+
 
 # --- migrations ---------------------------------------------------------------------------
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")  # schema version N is revision N
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")  # schema version N is revision N
 CURRENT_VERSION = len(REVISIONS)
 _LEGACY_TABLE = "schema_version"  # where stores before Alembic kept their version
 
@@ -1796,6 +1807,40 @@ def mark_recorded(store: Writer, week: IsoWeek | str, *, source: str, digest: st
             MINUTES.update()
             .where(MINUTES.c.meeting_id == mid)
             .values(source=source, content_hash=digest, recorded_at=_utcnow())
+        )
+
+    store.write(work)
+
+
+def recorded_file(store: Writer, week: IsoWeek | str, source: str) -> dict[str, Any] | None:
+    """What the minutes file ``source`` recorded last for ``week`` (save_recorded_file's
+    document); None when that file was never recorded for it."""
+    week = str(IsoWeek.parse(week))
+    query = (
+        sa.select(MINUTES_FILES.c.document)
+        .join(MEETINGS, MEETINGS.c.id == MINUTES_FILES.c.meeting_id)
+        .where(MEETINGS.c.week == week, MINUTES_FILES.c.source == source)
+    )
+    found = store.read(lambda conn: conn.execute(query).scalar())
+    return None if found is None else dict(json.loads(found))
+
+
+def save_recorded_file(
+    store: Writer, week: IsoWeek | str, source: str, document: dict[str, Any]
+) -> None:
+    """Keep ``document`` (JSON-able) as what the minutes file ``source`` recorded for
+    ``week``, replacing what it recorded before."""
+    week = str(IsoWeek.parse(week))
+    text = json.dumps(document, ensure_ascii=False, sort_keys=True, default=str)
+
+    def work(conn: Connection) -> None:
+        mid = _meeting_of(conn, week, store.url)
+        key = (MINUTES_FILES.c.meeting_id == mid) & (MINUTES_FILES.c.source == source)
+        conn.execute(MINUTES_FILES.delete().where(key))
+        conn.execute(
+            MINUTES_FILES.insert().values(
+                meeting_id=mid, source=source, document=text, recorded_at=_utcnow()
+            )
         )
 
     store.write(work)
