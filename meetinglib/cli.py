@@ -49,7 +49,15 @@ from meetinglib.meeting.actions import (
     update_action,
 )
 from meetinglib.meeting.agenda import prepare_meeting, write_agenda_files
-from meetinglib.meeting.intake import add_issue, check_department, import_issues, write_template
+from meetinglib.meeting.intake import (
+    IssueChange,
+    add_issue,
+    check_department,
+    close_issues,
+    import_issues,
+    reopen_issues,
+    write_template,
+)
 from meetinglib.meeting.minutes import record_minutes
 from meetinglib.meeting.notify import (
     notice_message,
@@ -393,6 +401,37 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_issues_close(args: argparse.Namespace) -> int:
+    params = _load(args)
+    with open_store(params) as store:
+        changes = close_issues(store, args.id, args.status, week=args.week, note=args.note or "")
+    _print_issue_changes(changes)
+    return 0
+
+
+def cmd_issues_reopen(args: argparse.Namespace) -> int:
+    params = _load(args)
+    with open_store(params) as store:
+        changes = reopen_issues(store, args.id, note=args.note or "")
+    _print_issue_changes(changes)
+    return 0
+
+
+def _print_issue_changes(changes: Sequence[IssueChange]) -> None:
+    for c in changes:
+        head = f"issue #{c.id} ({c.department}, {c.week}, {c.title!r})"
+        settled = f" in {c.resolved_week}" if c.resolved_week else ""
+        if not c.changed:
+            print(f"{head}: already {c.after}{settled}; nothing changed")
+        elif c.after == "open":
+            print(f"{head}: {c.before} -> open; it comes back on the agendas after {c.week}")
+        else:
+            print(
+                f"{head}: {c.before} -> {c.after}{settled}; "
+                f"no longer on the agendas after {c.resolved_week}"
+            )
+
+
 def cmd_store_export(args: argparse.Namespace) -> int:
     params = _load(args)
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -686,6 +725,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=["open", "resolved", "dropped", "all"], default="all")
     p.add_argument("--format", choices=["table", "csv"], default="table")
     p.set_defaults(func=cmd_issues_list)
+
+    p = issues.add_parser("close", help="settle issues, so that later agendas leave them out")
+    with_params(p)
+    p.add_argument("id", type=int, nargs="+", help="issue id (see `meeting issues list`)")
+    p.add_argument("--status", choices=["resolved", "dropped"], default="resolved")
+    p.add_argument(
+        "--week",
+        help="ISO report week whose meeting settled them (default: the latest meeting stored)",
+    )
+    p.add_argument("--note", help="why; added to the issue's description")
+    p.set_defaults(func=cmd_issues_close)
+
+    p = issues.add_parser("reopen", help="open settled issues again")
+    with_params(p)
+    p.add_argument("id", type=int, nargs="+")
+    p.add_argument("--note", help="why; added to the issue's description")
+    p.set_defaults(func=cmd_issues_reopen)
 
     store = sub.add_parser("store", help="the meeting store").add_subparsers(
         dest="store_command", required=True, metavar="ACTION"

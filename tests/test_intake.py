@@ -14,10 +14,12 @@ from meetinglib.core.errors import InputDataError, ParamsError, UnreadableSource
 from meetinglib.meeting.intake import (
     IssueForm,
     add_issue,
+    close_issues,
     import_issues,
     parse_segment,
     parse_severity,
     read_issue_file,
+    reopen_issues,
     write_template,
 )
 from meetinglib.meeting.store import CURRENT_VERSION, Store
@@ -373,3 +375,121 @@ def test_the_demo_issue_files_import_cleanly(store, tmp_path):
     assert issues["title"].str.contains("[\u4e00-\u9fff]").sum() >= 4
     again = [import_issues(store, f.path, f.department, f.week, departments=DEPTS) for f in files]
     assert all(r.added == () for r in again)
+
+
+# --- closing and reopening -------------------------------------------------------------------
+
+
+def _raise(store, week: str, title: str, department: str = "operations") -> int:
+    result = add_issue(store, department, week, departments=DEPTS, title=title, severity="high")
+    return result.added[0]
+
+
+def test_a_closed_issue_leaves_the_agendas_of_later_weeks(store):
+    from meetinglib.meeting.agenda import issue_load
+    from meetinglib.meeting.triage import agenda_issues, triage
+
+    scanner = _raise(store, "2026-W46", "Scanner broken")
+    label = _raise(store, "2026-W46", "Label printer jams", "logistics")
+    # open, it comes back on every later agenda
+    carried = triage(store.issues(through_week="2026-W48"), "2026-W48")
+    assert set(carried["issue_id"]) == {scanner, label}
+    assert set(carried["status"]) == {"carried_over"}
+    assert issue_load(store, "2026-W47") == {"operations": 1, "logistics": 1}
+
+    changes = close_issues(store, [scanner], note="replaced the scanner")
+    assert [(c.id, c.before, c.after, c.resolved_week) for c in changes] == [
+        (scanner, "open", "resolved", "2026-W46")
+    ]
+    for week in ("2026-W47", "2026-W48"):
+        assert set(agenda_issues(store.issues(through_week=week), week)["id"]) == {label}
+        assert set(triage(store.issues(through_week=week), week)["issue_id"]) == {label}
+        assert issue_load(store, week) == {"logistics": 1}
+    # the week it was raised for still shows it, as that meeting discussed it
+    assert set(triage(store.issues(through_week="2026-W46"), "2026-W46")["issue_id"]) == {
+        scanner,
+        label,
+    }
+    stored = store.issues(status="resolved")
+    assert stored["id"].tolist() == [scanner]
+    assert stored["description"].tolist() == ["[resolved 2026-W46] replaced the scanner"]
+
+    dropped = close_issues(store, [label], "dropped", week="2026-W47")
+    assert dropped[0].after == "dropped" and dropped[0].resolved_week == "2026-W47"
+    assert issue_load(store, "2026-W48") == {}
+
+    reopened = reopen_issues(store, [scanner], note="broke again")
+    assert reopened[0].before == "resolved" and reopened[0].after == "open"
+    assert reopened[0].resolved_week is None
+    assert issue_load(store, "2026-W48") == {"operations": 1}
+    assert store.issues(status="open")["description"].tolist() == [
+        "[resolved 2026-W46] replaced the scanner\n[open] broke again"
+    ]
+
+
+def test_closing_settles_in_the_latest_meeting_week_and_not_before_the_issue(store):
+    issue = _raise(store, "2026-W45", "Scanner broken")
+    store.record_meeting(
+        "2026-W47",
+        details={
+            "title": "Weekly review",
+            "starts_at": dt.datetime(2026, 11, 30, 6),
+            "ends_at": dt.datetime(2026, 11, 30, 7),
+            "timezone": "Asia/Shanghai",
+        },
+        uid="review-2026-W47",
+        invite_hash="x",
+        people=[],
+    )
+    assert close_issues(store, [issue])[0].resolved_week == "2026-W47"
+    again = close_issues(store, [issue], note="ignored")
+    assert not again[0].changed and again[0].resolved_week == "2026-W47"
+    assert store.issues()["description"].tolist() == [""], "nothing changed, no note added"
+    later = _raise(store, "2026-W49", "Returns desk short-staffed")
+    assert close_issues(store, [later])[0].resolved_week == "2026-W49"
+    with pytest.raises(ParamsError, match=r"raised for 2026-W45; it cannot be settled in 2026-W44"):
+        close_issues(store, [issue], "dropped", week="2026-W44")
+    with pytest.raises(ParamsError, match="closes as resolved or dropped, not 'open'"):
+        close_issues(store, [issue], "open")
+
+
+def test_closing_an_unknown_issue_changes_nothing(store):
+    issue = _raise(store, "2026-W46", "Scanner broken")
+    unknown = r"issue\(s\) #7, #9 not in the store .*nothing changed"
+    with pytest.raises(InputDataError, match=unknown):
+        close_issues(store, [issue, 7, 9])
+    assert store.issues()["status"].tolist() == ["open"]
+
+
+def test_cli_closes_and_reopens_issues(tmp_path, capsys):
+    params = str(_params(tmp_path))
+    add = ["issues", "add", "--dept", "operations", "--week", "2026-W46", "--params", params]
+    assert main([*add, "--title", "Scanner broken", "--severity", "high"]) == 0
+    assert main([*add, "--title", "Label printer jams", "--severity", "low"]) == 0
+    capsys.readouterr()
+
+    assert main(["issues", "close", "1", "2", "--note", "fixed", "--params", params]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "issue #1 (operations, 2026-W46, 'Scanner broken'): open -> resolved in 2026-W46; "
+        "no longer on the agendas after 2026-W46"
+    ) in out
+    assert "issue #2 (operations, 2026-W46, 'Label printer jams'): open -> resolved" in out
+
+    close = ["issues", "close", "1", "--status", "dropped", "--week", "2026-W47"]
+    assert main([*close, "--params", params]) == 0
+    assert "resolved -> dropped in 2026-W47" in capsys.readouterr().out
+    assert main([*close, "--params", params]) == 0
+    assert "already dropped in 2026-W47; nothing changed" in capsys.readouterr().out
+
+    assert main(["issues", "close", "5", "--params", params]) == 3  # as `actions done 5`
+    err = capsys.readouterr().err
+    assert "issue(s) #5 not in the store" in err and "This is a bug" not in err
+
+    assert main(["issues", "reopen", "2", "--params", params]) == 0
+    assert "resolved -> open; it comes back on the agendas after 2026-W46" in (
+        capsys.readouterr().out
+    )
+    assert main(["issues", "list", "--status", "open", "--format", "csv", "--params", params]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [(r["id"], r["status"]) for r in rows] == [("2", "open")]

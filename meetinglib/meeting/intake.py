@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from meetinglib.core.errors import (
     InputDataError,
@@ -50,7 +51,7 @@ from meetinglib.core.errors import (
 from meetinglib.core.i18n import LABELS, t
 from meetinglib.core.schema import EXCEPTION_CODES, ORDER_TYPES
 from meetinglib.core.weeks import IsoWeek
-from meetinglib.meeting.store import SEVERITIES, Store
+from meetinglib.meeting.store import ISSUE_STATUSES, ISSUES, SEVERITIES, Store, meeting_weeks
 
 TEMPLATE_COLUMNS = ("title", "description", "severity", "segment", "first_seen", "submitter")
 REQUIRED_COLUMNS = ("title", "severity")
@@ -582,6 +583,111 @@ def add_issue(
         error = ParamsError if source == "cli" else InputDataError
         raise error(f"issue not added ({source}): {lines}.")
     return _save(store, clean, department, week, source)
+
+
+# --- closing and reopening ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssueChange:
+    """What closing or reopening did to one issue."""
+
+    id: int
+    department: str
+    week: str  # the week it was raised for
+    title: str
+    before: str  # status before
+    after: str  # status now
+    resolved_week: str | None  # the report week it was settled in (None while open)
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def close_issues(
+    store: Store,
+    issue_ids: Sequence[int],
+    status: str = "resolved",
+    *,
+    week: IsoWeek | str | None = None,
+    note: str = "",
+) -> list[IssueChange]:
+    """Settle issues as resolved (or dropped), so that later weeks' agendas leave them out.
+
+    An open issue comes back on every agenda after its week until it is closed. ``week``:
+    the report week whose meeting settled them (default: the latest meeting in the store,
+    never before the week the issue was raised for). ``note`` is added to the issue's
+    description, marked with the status and week. Unknown ids: InputDataError naming them,
+    nothing changed. An issue already in ``status`` is left as it is.
+    """
+    if status not in ISSUE_STATUSES or status == "open":
+        raise ParamsError(f"an issue closes as resolved or dropped, not {status!r}.")
+    return _set_issue_status(store, issue_ids, status, week, note)
+
+
+def reopen_issues(store: Store, issue_ids: Sequence[int], *, note: str = "") -> list[IssueChange]:
+    """Open settled issues again: they come back on the agenda of the weeks after theirs."""
+    return _set_issue_status(store, issue_ids, "open", None, note)
+
+
+def _set_issue_status(
+    store: Store,
+    issue_ids: Sequence[int],
+    status: str,
+    week: IsoWeek | str | None,
+    note: str,
+) -> list[IssueChange]:
+    ids = list(dict.fromkeys(int(i) for i in issue_ids))
+    if not ids:
+        raise ParamsError("no issue id given; list the issues with `meeting issues list`.")
+    note = (note or "").strip()
+    limit = MAX_LENGTH["description"]
+    if len(note) > limit:
+        raise ParamsError(f"the note has {len(note)} characters, more than {limit}; shorten it.")
+    asked = str(IsoWeek.parse(week)) if week is not None else None
+    latest = max(meeting_weeks(store), default="") if status != "open" and asked is None else ""
+
+    def work(conn: sa.Connection) -> list[IssueChange]:
+        query = sa.select(ISSUES).where(ISSUES.c.id.in_(ids))
+        found = {int(r["id"]): r for r in conn.execute(query).mappings()}
+        unknown = [i for i in ids if i not in found]
+        if unknown:
+            raise InputDataError(
+                f"issue(s) {', '.join(f'#{i}' for i in unknown)} not in the store {store.url}; "
+                "nothing changed. List them with `meeting issues list`."
+            )
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        changes = []
+        for issue_id in ids:
+            row = found[issue_id]
+            when = None if status == "open" else (asked or max(latest, row["week"]))
+            if when is not None and when < row["week"]:
+                raise ParamsError(
+                    f"issue #{issue_id} was raised for {row['week']}; it cannot be settled in "
+                    f"{when}, before that. Give --week {row['week']} or later."
+                )
+            change = IssueChange(
+                id=issue_id,
+                department=row["department"],
+                week=row["week"],
+                title=row["title"],
+                before=row["status"],
+                after=status,
+                resolved_week=when if row["status"] != status else row["resolved_week"],
+            )
+            changes.append(change)
+            if not change.changed:
+                continue
+            values: dict[str, Any] = {"status": status, "resolved_week": when, "updated_at": now}
+            if note:
+                mark = f"[{status} {when}]" if when else f"[{status}]"
+                before = (row["description"] or "").rstrip()
+                values["description"] = f"{before}\n{mark} {note}" if before else f"{mark} {note}"
+            conn.execute(ISSUES.update().where(ISSUES.c.id == issue_id).values(**values))
+        return changes
+
+    return store.write(work)
 
 
 # --- the template -------------------------------------------------------------------------------
