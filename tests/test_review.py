@@ -187,3 +187,57 @@ def test_the_demo_minutes_show_the_review_loop(tmp_path):
         assert decisions["issue_title"].tolist() == [
             "Order export job to the WMS fails on Monday mornings"
         ]
+
+
+def test_the_minutes_mail_attaches_the_handout_in_its_own_language(
+    tmp_path,
+    smtp_server,  # noqa: F811
+    monkeypatch,
+    capsys,
+):
+    inbox, port = smtp_server
+    extra = (
+        "languages: [zh-CN, en]\n"
+        f"smtp: {{host: 127.0.0.1, port: {port}, user: ops, password_env: {PASSWORD_ENV}, "
+        "sender: ops-reports@shop.example, starttls: false, timeout_seconds: 10}\n"
+    )
+    path = minutes_params(tmp_path, extra)
+    params = load_params(path)
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret pw")
+    with Store.at(f"sqlite:///{tmp_path / 'meeting.db'}") as store:
+        record_minutes(params, store, GOOD, "2026-W47")
+    folder = tmp_path / "out" / "2026-W47"
+    folder.mkdir(parents=True)
+    page = '<!DOCTYPE html>\n<html lang="{}">\n<body>{}</body></html>'
+    (folder / "minutes.html").write_text(page.format("zh-CN", "会议纪要正文"), "utf-8")
+
+    # English asked for, only the Chinese handout there: refused, naming the file and
+    # the command that renders it; nothing is sent.
+    args = ["minutes", "send", "--week", "2026-W47", "--params", str(path)]
+    assert main([*args, "--lang", "en"]) == 3
+    err = capsys.readouterr().err
+    assert str(folder / "minutes.en.html") in err
+    assert f"meeting run --week 2026-W47 --notebook minutes --params {path}" in err
+    assert inbox.envelopes == []
+
+    (folder / "minutes.en.html").write_text(page.format("en", "English minutes"), "utf-8")
+
+    def attachment(envelope) -> tuple[str, str, str]:
+        message = email.message_from_bytes(envelope.original_content, policy=policy.default)
+        (part,) = [p for p in message.iter_attachments() if p.get_content_type() == "text/html"]
+        return message["Subject"], part.get_filename(), part.get_content()
+
+    for lang_args, subject, name, text in [
+        (["--lang", "en"], "Minutes: Weekly review", "minutes-2026-W47.en.html", "English"),
+        ([], "Minutes: Weekly review", "minutes-2026-W47.en.html", "English"),  # language: en
+        (["--lang", "zh-CN"], "会议纪要：Weekly review", "minutes-2026-W47.html", "会议纪要正文"),
+    ]:
+        assert main([*args, *lang_args]) == 0, capsys.readouterr().err
+        got_subject, got_name, content = attachment(inbox.envelopes[-1])
+        assert got_subject.startswith(subject) and got_name == name and text in content
+
+    # A handout rendered in another language under the name of this one is refused too.
+    (folder / "minutes.en.html").write_text(page.format("zh-CN", "会议纪要正文"), "utf-8")
+    assert main([*args, "--lang", "en"]) == 3
+    assert "holds the minutes in zh-CN, not in en" in capsys.readouterr().err
+    assert len(inbox.envelopes) == 3

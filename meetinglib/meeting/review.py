@@ -19,6 +19,7 @@ At the meeting about report week C (and in C's minutes and data report):
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -227,6 +228,43 @@ class SendResult:
     eml: Path
 
 
+def minutes_page(params: Params, week: IsoWeek, lang: str) -> Path:
+    """The minutes handout of ``week`` in ``lang``, named as ``meeting run`` names it
+    (``runner.handout_stem``): the params' first language, or the one language a run
+    with ``--lang`` renders, keeps the plain name (``minutes.html``); every further
+    language of the params has its code as a suffix (``minutes.en.html``).
+
+    InputDataError when that file is missing or holds the minutes in another language,
+    naming the file and the command that renders it.
+    """
+    languages = params.handout_languages
+    further = lang in languages[1:]
+    page = (
+        Path(params.output_dir)
+        / str(week)
+        / (f"minutes.{lang}.html" if further else "minutes.html")
+    )
+    run = f"meeting run --week {week} --notebook minutes"
+    run += "".join(f" --params {f}" for f in params.files)
+    run += "" if lang in languages else f" --lang {lang}"
+    if not page.is_file():
+        raise InputDataError(
+            f"no minutes handout at {page} (the minutes in {lang}, the language of the "
+            f"e-mail); render it first with `{run}`."
+        )
+    with page.open(encoding="utf-8", errors="replace") as f:
+        found = _HTML_LANG.search(f.read(4096))
+    if found and found.group(1) != lang:
+        raise InputDataError(
+            f"{page} holds the minutes in {found.group(1)}, not in {lang}, the language of "
+            f"the e-mail; render them again with `{run}`."
+        )
+    return page
+
+
+_HTML_LANG = re.compile(r"<html[^>]*\slang=\"([^\"]+)\"", re.IGNORECASE)
+
+
 def minutes_message(
     params: Params, week: IsoWeek, page: Path, ics: Path | None, sender: str, lang: str
 ) -> EmailMessage:
@@ -248,10 +286,11 @@ def minutes_message(
         str(render("pages/mail.html.j2", lang=lang, title=subject, body=body)),
         subtype="html",
     )
+    suffix = page.name.removeprefix("minutes").removesuffix(".html")  # "" or ".en"
     msg.add_attachment(
         page.read_text(encoding="utf-8"),
         subtype="html",
-        filename=f"minutes-{week}.html",
+        filename=f"minutes-{week}{suffix}.html",
         cte="base64",
     )
     if ics is not None and ics.is_file():
@@ -272,18 +311,18 @@ def send_minutes(
     lang: str | None = None,
     now: dt.datetime | None = None,
 ) -> SendResult:
-    """E-mail the week's minutes handout (outputs/<week>/minutes.html) to the attendees,
-    record the time sent and whether that kept the 24-hour promise."""
+    """E-mail the week's minutes handout to the attendees, record the time sent and
+    whether that kept the 24-hour promise.
+
+    The mail is in ``lang`` (default ``language`` of the params) and so is the handout
+    it attaches: ``outputs/<week>/minutes.html`` or ``minutes.<lang>.html`` (see
+    ``minutes_page``).
+    """
 
     week = IsoWeek.parse(week)
     lang = lang or params.language
     folder = Path(params.output_dir) / str(week)
-    page = folder / "minutes.html"
-    if not page.is_file():
-        raise InputDataError(
-            f"no minutes handout at {page}; render it first with "
-            f"`meeting run --week {week} --notebook minutes`."
-        )
+    page = minutes_page(params, week, lang)
     if params.smtp is None:
         raise ParamsError("sending the minutes needs an 'smtp' block in the params.")
     with open_store(params) as store:
