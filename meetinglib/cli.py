@@ -325,6 +325,14 @@ def _load(args: argparse.Namespace) -> Params:
     return load_params(*_params_files(args))
 
 
+def _dept_filter(args: argparse.Namespace, params: Params) -> str | None:
+    """The --dept of a list as a known department code (as import and add take it); a
+    misspelt one is refused, instead of matching nothing."""
+    if args.dept is None:
+        return None
+    return check_department(args.dept, params.meeting.departments)
+
+
 def cmd_issues_template(args: argparse.Namespace) -> int:
     params = _load(args)
     lang = args.lang or params.language
@@ -385,10 +393,11 @@ def cmd_issues_add(args: argparse.Namespace) -> int:
 
 def cmd_issues_list(args: argparse.Namespace) -> int:
     params = _load(args)
+    department = _dept_filter(args, params)
     with open_store(params) as store:
         issues = store.issues(
             week=args.week,
-            department=args.dept,
+            department=department,
             status=None if args.status == "all" else args.status,
         )
     columns = ["id", "week", "department", "severity", "status", "title", "segment", "source"]
@@ -545,7 +554,7 @@ def cmd_actions_add(args: argparse.Namespace) -> int:
             args.week,
             description=args.description,
             owner=args.owner,
-            department=args.dept,
+            department=check_department(args.dept, params.meeting.departments),
             due=parse_due(args.due),
             issue_id=args.issue,
             note=args.note,
@@ -563,7 +572,7 @@ def cmd_actions_update(args: argparse.Namespace) -> int:
             departments=params.meeting.departments,
             description=args.description,
             owner=args.owner,
-            department=args.dept,
+            department=_dept_filter(args, params),
             due_date=parse_due(args.due) if args.due else None,
             status=args.status,
             note=args.note,
@@ -584,6 +593,7 @@ def cmd_actions_done(args: argparse.Namespace) -> int:
 
 def cmd_actions_list(args: argparse.Namespace) -> int:
     params = _load(args)
+    department = _dept_filter(args, params)  # before the week is looked up in the data
     week = _meeting_week(args, params)
     with open_store(params) as store:
         items = action_list(
@@ -591,7 +601,7 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
             store,
             week,
             owner=args.owner,
-            department=args.dept,
+            department=department,
             overdue=args.overdue,
             include_closed=args.all,
         )
