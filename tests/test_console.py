@@ -344,3 +344,20 @@ def test_a_segment_time_conflict_names_the_segment_in_the_consoles_language(setu
     assert f"{t('agenda.opening', 'zh-CN')}: 7" in message
     assert t("agenda.opening", "en") not in message
     assert b.times["logistics"].description.startswith("物流部：1 个问题")
+
+
+def test_the_title_shows_the_meetings_title_in_the_consoles_language(setup, tmp_path):
+    params, store, _ = setup
+    layer = tmp_path / "both-languages.yaml"
+    layer.write_text(
+        "languages: [zh-CN, en]\n"
+        "meeting:\n  title: {zh-CN: 每周订单处理例会, en: Weekly order-processing review}\n",
+        encoding="utf-8",
+    )
+    params = load_params(*params.files, layer)
+    for lang, title, other in [
+        ("zh-CN", "每周订单处理例会", "Weekly order-processing review"),
+        ("en", "Weekly order-processing review", "每周订单处理例会"),
+    ]:
+        heading = MeetingConsole(params, store, WEEK, lang).title.value
+        assert title in heading and other not in heading and "{" not in heading

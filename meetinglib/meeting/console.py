@@ -386,7 +386,8 @@ class MeetingConsole:
 
     def _title_html(self) -> str:
         when, tz = self.agenda.start.strftime("%Y-%m-%d %H:%M"), self.params.timezone
-        heading = self._t("console.title", title=self.params.meeting.title, week=str(self.week))
+        title = self.params.meeting.title_in(self.lang)
+        heading = self._t("console.title", title=title, week=str(self.week))
         line = self._t(
             "console.when", week=str(self.week), when=f"{when} ({tz})", store=self.store.url
         )
