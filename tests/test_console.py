@@ -192,11 +192,11 @@ def test_closing_items_one_at_a_time(setup, tmp_path):
     done[0].click()
     row = a.earlier_list.children[0]
     assert "Items closed." in row.children[-1].value and "done" in row.children[0].value
-    # B loaded the earlier item open: closing it again is refused and shown on its row.
-    assert not b.close_item(earlier)
+    # B loaded the earlier item open: A closed it meanwhile, which is what B wanted.
+    assert b.close_item(earlier)
     row = b.earlier_list.children[0]
-    assert "Not saved: someone else changed this" in row.children[-1].value
-    assert "Recount WH-South" in row.children[-1].value and "· done" in row.children[-1].value
+    assert "Already done: someone else marked it done meanwhile" in row.children[-1].value
+    assert "What you typed" not in row.children[-1].value and "· done" in row.children[0].value
     # Closing this meeting's item keeps the rest.
     assert b.close_item(mine.id)
     items = store.action_items()
@@ -361,3 +361,56 @@ def test_the_title_shows_the_meetings_title_in_the_consoles_language(setup, tmp_
     ]:
         heading = MeetingConsole(params, store, WEEK, lang).title.value
         assert title in heading and other not in heading and "{" not in heading
+
+
+def test_a_row_button_on_an_item_changed_meanwhile_says_what_pressing_again_does(setup, tmp_path):
+    from meetinglib.meeting.store import close_action_item, update_action_item, update_decision
+
+    params, store, earlier = setup
+    a, b = _two(params, tmp_path)
+    _action(a, "Agree pick-up times", "Chen Jie")
+    _action(a, "Call late customers", "Zhang Min", "customer_service")
+    _decision(a, "Shift South parcels")
+    b.refresh()
+    state = meeting_state(store, WEEK)
+    mine, other = state.actions
+    (decision,) = state.decisions
+
+    # Someone else adds a note: B's Mark done is refused, with what the store
+    # holds now, and pressing it again closes the item as it is now.
+    update_action_item(store, mine.id, expected_version=mine.version, note="moved")
+    assert not b.close_item(mine.id)
+    message = b.action_list.children[0].children[-1].value
+    assert "Not marked done: someone else changed it" in message
+    assert "Agree pick-up times" in message and "Press Mark done again" in message
+    assert "What you typed" not in message
+    assert b.close_item(mine.id)
+    assert "Items closed." in b.action_list.children[0].children[-1].value
+    # Dropped by someone else: not done, and no button to press again.
+    close_action_item(store, other.id, expected_version=other.version, status="dropped")
+    assert not b.close_item(other.id)
+    row = b.action_list.children[1]
+    assert "someone else closed it meanwhile" in row.children[-1].value
+    assert not [c for c in row.children if "mc-done" in c._dom_classes]
+    # Remove on a decision changed meanwhile: refused; pressed again, it removes it.
+    update_decision(store, decision.id, expected_version=decision.version, text="Shift all")
+    assert not b.remove_decision(decision.id)
+    message = b.decision_list.children[0].children[-1].value
+    assert "Not removed: someone else changed it" in message and "Shift all" in message
+    assert "Press Remove again" in message and "What you typed" not in message
+    assert b.remove_decision(decision.id)
+    assert meeting_state(store, WEEK).decisions == ()
+    items = store.action_items()
+    assert dict(zip(items["id"], items["status"], strict=True)) == {
+        earlier: "open", mine.id: "done", other.id: "dropped"
+    }  # fmt: skip
+
+
+def test_a_row_buttons_message_in_chinese(setup, tmp_path):
+    params, store, earlier = setup
+    url = f"sqlite:///{tmp_path / 'meeting.db'}"
+    a = MeetingConsole(params, Store.at(url), WEEK, "zh-CN")
+    b = MeetingConsole(params, Store.at(url), WEEK, "zh-CN")
+    assert a.close_item(earlier)
+    assert b.close_item(earlier)
+    assert "已完成：其他人已在此期间将其标记为完成" in b.earlier_list.children[0].children[-1].value

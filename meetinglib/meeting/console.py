@@ -13,8 +13,11 @@ editing or closing one item leaves everyone else's as they are. Each item carrie
 version it was loaded at; when someone changed it in between, the store refuses the
 edit (``ConcurrentEditError``) and the console says so next to the button, shows what
 the store holds now and keeps what was typed in the form: pressing save again replaces
-the other entry on purpose, Refresh takes it. Refresh reloads the lists and every form
-field left untouched since it was loaded; a field being edited keeps its text.
+the other entry on purpose, Refresh takes it. A row's button (Mark done, Remove) has
+nothing typed to keep: refused the same way, it says what the store holds now, and
+pressing it again applies to that; Mark done on an item someone else marked done
+meanwhile just says it is done. Refresh reloads the lists and every form field left
+untouched since it was loaded; a field being edited keeps its text.
 
 The panel is built only in an interactive session; tests set the widgets' values and
 call the buttons' ``click()``, and every control has a CSS class (``mc-...``) for the
@@ -781,6 +784,15 @@ class MeetingConsole:
             return self._t("console.conflict_gone")
         return self._t("console.conflict", stored=stored)
 
+    def _remove_refused(self, kind: str, item_id: int) -> tuple[str, bool]:
+        """Remove refused, the item changed meanwhile: what it holds now; pressing Remove
+        again removes it as it is now (the lists were reloaded)."""
+        stored = self._stored_text(kind, item_id)
+        if stored is None:  # removed by someone else meanwhile: what Remove was for
+            return self._t("console.done.removed"), True
+        button = self._t("console.remove")
+        return self._t("console.remove.changed", stored=stored, button=button), False
+
     def remove_decision(self, decision_id: int) -> bool:
         """Remove one decision (as loaded: refused when someone changed it meanwhile)."""
         d = self._find(self.state.decisions, decision_id)
@@ -788,6 +800,7 @@ class MeetingConsole:
             "decision", decision_id,
             lambda: delete_decision(self.store, decision_id, expected_version=d.version),
             self._t("console.done.removed"),
+            partial(self._remove_refused, "decision", decision_id),
         )  # fmt: skip
 
     def _action_values(self) -> dict[str, Any] | None:
@@ -866,18 +879,52 @@ class MeetingConsole:
         def work() -> None:
             close_action_item(self.store, item_id, expected_version=a.version)
 
-        return self._row_write(kind, item_id, work, self._t("console.done.closed"))
+        return self._row_write(
+            kind,
+            item_id,
+            work,
+            self._t("console.done.closed"),
+            partial(self._close_refused, item_id),
+        )
 
-    def _row_write(self, kind: str, item_id: int, work: Callable[[], object], done: str) -> bool:
-        """A write from a row's button: its result goes next to that button."""
+    def _close_refused(self, item_id: int) -> tuple[str, bool]:
+        """Mark done refused, the item changed meanwhile: done already is the goal reached;
+        still open, pressing Mark done again closes it as it is now (the lists were
+        reloaded); closed otherwise (dropped), there is nothing to press."""
+        s = self.state
+        items = [*s.actions, *s.earlier_actions, *self._closed_since.values()]
+        now = next((x for x in items if x.id == item_id), None)
+        if now is None:
+            return self._t("console.conflict_gone"), False
+        if now.status == "done":
+            return self._t("console.close.already_done"), True
+        stored = self._action_text(now)
+        if now.status != "open":
+            return self._t("console.close.closed", stored=stored), False
+        button = self._t("console.mark_done")
+        return self._t("console.close.changed", stored=stored, button=button), False
+
+    def _row_write(
+        self,
+        kind: str,
+        item_id: int,
+        work: Callable[[], object],
+        done: str,
+        refused: Callable[[], tuple[str, bool]],
+    ) -> bool:
+        """A write from a row's button: its result goes next to that button.
+
+        When someone changed the item meanwhile, the lists are reloaded and ``refused``
+        says what that means for this button (and whether its goal is reached anyway).
+        """
         try:
             work()
         except ConcurrentEditError:
             self._reload()
-            item_kind = "action" if kind == "earlier" else kind
-            self._notes[(kind, item_id)] = (self._conflict_text(item_kind, item_id), False)
+            message, ok = refused()
+            self._notes[(kind, item_id)] = (message, ok)
             self._render_lists()
-            return False
+            return ok
         except MeetingError as exc:
             self._notes[(kind, item_id)] = (self._t("console.invalid", problems=str(exc)), False)
             self._reload()
@@ -918,6 +965,7 @@ class MeetingConsole:
             "feedback", feedback_id,
             lambda: delete_feedback(self.store, feedback_id, expected_version=f.version),
             self._t("console.done.removed"),
+            partial(self._remove_refused, "feedback", feedback_id),
         )  # fmt: skip
 
     def save(self) -> bool:
