@@ -14,11 +14,12 @@ import datetime as dt
 import os
 import shutil
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from meetinglib._version import __version__
 from meetinglib.analysis.kpi_table import kpi_table, root_changes, with_roots, write_kpis_csv
@@ -27,6 +28,8 @@ from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
     EXIT_BROKEN_PIPE,
     EXIT_UNEXPECTED,
+    DiskFullError,
+    EnvironmentProblem,
     MeetingError,
     OutputExistsError,
     ParamsError,
@@ -92,6 +95,53 @@ class _Progress:
             )
 
 
+@overload
+def _out(path: None, *, folder: bool, example: str = ...) -> None: ...
+@overload
+def _out(path: str | Path, *, folder: bool, example: str = ...) -> Path: ...
+def _out(path: str | Path | None, *, folder: bool, example: str = "file.csv") -> Path | None:
+    """--out checked before any work is done: a folder (``folder``) or a file, in a place
+    this user can write to. A file where a folder is meant, or the reverse, is a bad option
+    (exit 2); a place that cannot be written is the environment (exit 5). Folders made to
+    try are removed again, so the check leaves nothing behind."""
+    if path is None:
+        return None
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise ParamsError(
+            f"--out {path} is a file, not a folder: the command writes its files into a "
+            "folder. Give a folder's path (it is created when missing)."
+        )
+    if not folder and path.is_dir():
+        raise ParamsError(
+            f"--out {path} is a folder: the command writes one file. Give a file's path, "
+            f"e.g. {path / example}."
+        )
+    where = path if folder else path.parent
+    made = [p for p in (where, *where.parents) if not p.exists()]
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        full = environment_error(exc, where)
+        if isinstance(full, DiskFullError):
+            raise full from None
+        raise EnvironmentProblem(
+            path,
+            f"cannot write to --out ({exc.strerror or type(exc).__name__}"
+            + (f": {exc.filename}" if exc.filename else "")
+            + ")",
+            "Give --out a place this user can write to: a folder that exists or can be "
+            "created, on a writable disk.",
+        ) from None
+    finally:
+        for made_folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                made_folder.rmdir()
+    return path
+
+
 def _params_files(args: argparse.Namespace) -> list[Path]:
     if args.params:
         return [Path(p) for p in args.params]
@@ -102,7 +152,7 @@ def _params_files(args: argparse.Namespace) -> list[Path]:
 def cmd_sample_data(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     summary = generate_sample(
-        args.out,
+        _out(args.out, folder=True),
         weeks=args.weeks,
         orders_per_week=args.orders_per_week,
         seed=args.seed,
@@ -225,9 +275,10 @@ def _demo_meeting(args: argparse.Namespace) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Propose a standalone params file for an export; print which KPIs it supports."""
+    given = _out(args.out, folder=False, example="company.yaml")  # before the export is read
     proposal = propose(args.source, args.table)
     stem = Path(args.source).stem if "://" not in args.source else args.table
-    out = args.out or Path("params") / f"{stem}.yaml"
+    out = given or Path("params") / f"{stem}.yaml"
     if out.exists() and not args.force:
         raise OutputExistsError(
             f"{out} exists; pass --force to overwrite it, or --out to write another file."
@@ -310,9 +361,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_kpis(args: argparse.Namespace) -> int:
     """kpis.csv of a week, computed without the notebooks (the same table the report shows)."""
     params = load_params(*_params_files(args))
+    given = _out(args.out, folder=True)  # before the week is loaded
     data = load_week(params, args.week, progress=_Progress(args.quiet))
     result = kpi_table(data, args.lang or params.language)
-    out = Path(args.out) if args.out else Path(params.output_dir) / str(data.week)
+    out = given or Path(params.output_dir) / str(data.week)
     lang = args.lang or params.language
     path = write_kpis_csv(with_roots(result.table, root_changes(data, result, lang), lang), out)
     adverse = len(result.changes)
@@ -338,7 +390,8 @@ def cmd_issues_template(args: argparse.Namespace) -> int:
     lang = args.lang or params.language
     department = check_department(args.dept, params.meeting.departments)
     # Without --out the file goes in the working folder, never beside or above it.
-    out = args.out or inside(Path.cwd(), f"issues-{department.replace('_', '-')}.{args.format}")
+    name = f"issues-{department.replace('_', '-')}.{args.format}"
+    out = _out(args.out, folder=False, example=name) or inside(Path.cwd(), name)
     path = write_template(out, department, lang)
     print(f"issue template for {department}: {path}")
     print(
@@ -444,7 +497,7 @@ def _print_issue_changes(changes: Sequence[IssueChange]) -> None:
 def cmd_store_export(args: argparse.Namespace) -> int:
     params = _load(args)
     stamp = dt.datetime.now().strftime("%Y%m%dT%H%M%S")
-    out = args.out or Path(params.output_dir) / f"store-export-{stamp}"
+    out = _out(args.out, folder=True) or Path(params.output_dir) / f"store-export-{stamp}"
     with open_store(params) as store:
         files = store.export(out, args.format)
         print(f"store {store.url} (schema version {store.version}) exported to {out}:")
@@ -459,8 +512,9 @@ def _meeting_week(args: argparse.Namespace, params: Params) -> IsoWeek:
 
 def cmd_agenda(args: argparse.Namespace) -> int:
     params = _load(args)
+    given = _out(args.out, folder=True)  # before the week is looked up in the data
     week = _meeting_week(args, params)
-    out = args.out or Path(params.output_dir) / str(week)
+    out = given or Path(params.output_dir) / str(week)
     with open_store(params) as store:
         pack = prepare_meeting(params, store, week, args.lang)
     files = {**write_agenda_files(pack, out), **write_notice_bodies(pack, out)}
@@ -479,13 +533,14 @@ def cmd_agenda(args: argparse.Namespace) -> int:
 
 def cmd_notice(args: argparse.Namespace) -> int:
     params = _load(args)
+    given = _out(args.out, folder=True)  # before the week is looked up in the data
     week = _meeting_week(args, params)
     if args.send and params.smtp is None:
         raise ParamsError(
             "--send needs an 'smtp' block in the params (host, port, user, sender, "
             "password_env); without --send the notice is written as an .eml file."
         )
-    out = args.out or Path(params.output_dir) / str(week)
+    out = given or Path(params.output_dir) / str(week)
     with open_store(params) as store:
         pack = prepare_meeting(params, store, week, args.lang)
     # The agenda is written again with the notice (its invite and bodies show the store

@@ -70,3 +70,64 @@ def test_actions_take_the_department_as_issues_do(params, capsys):
     assert "Call EastPost" in capsys.readouterr().out
     assert main(["actions", "update", "1", "--dept", "shipping", "--params", params]) == 2
     assert "department 'shipping' is not in meeting.departments" in capsys.readouterr().err
+
+
+# --- --out is checked before any work ------------------------------------------------------------
+
+
+def test_kpis_out_naming_a_file_is_a_bad_option_before_the_week_loads(tmp_path, capsys):
+    params = _params(tmp_path)  # its data folder does not exist: loading would give exit 3
+    taken = tmp_path / "kpis.csv"
+    taken.write_text("x", encoding="utf-8")
+    assert main(["kpis", "--week", WEEK, "--out", str(taken), "--params", params]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --out {taken} is a file, not a folder" in err and "bug" not in err
+    assert taken.read_text(encoding="utf-8") == "x"
+    # a good --out is checked and left as it was: nothing made when the load then fails
+    new = tmp_path / "new" / "kpis"
+    assert main(["kpis", "--week", WEEK, "--out", str(new), "--params", params]) == 3
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (
+            ["store", "export", "--out", "/etc/passwd"],
+            2,
+            "--out /etc/passwd is a file, not a folder",
+        ),
+        (
+            ["store", "export", "--out", "/etc/passwd/backup"],
+            5,
+            "cannot write to --out (Not a directory: /etc/passwd/backup): /etc/passwd/backup. "
+            "Give --out a place this user can write to",
+        ),
+        (
+            ["issues", "template", "--dept", "logistics", "--out", "/proc/x/t.xlsx"],
+            5,
+            "cannot write to --out (No such file or directory: /proc/x): /proc/x/t.xlsx.",
+        ),
+        (["agenda", "--out", "/etc/passwd"], 2, "--out /etc/passwd is a file, not a folder"),
+        (["notice", "--out", "/etc/passwd"], 2, "--out /etc/passwd is a file, not a folder"),
+        (["init", "orders.csv", "--out", "/proc/x/p.yaml"], 5, "cannot write to --out"),
+    ],
+)
+def test_out_mistakes_get_their_exit_code_and_a_remedy(argv, code, message, tmp_path, capsys):
+    # agenda and notice without --week would look the week up in the data (missing here)
+    params = [] if argv[0] == "init" else ["--params", _params(tmp_path)]
+    assert main([*argv, *params]) == code
+    err = capsys.readouterr().err
+    assert message in err and "This is a bug" not in err
+
+
+def test_template_out_naming_a_folder_says_what_to_give(tmp_path, capsys):
+    params = _params(tmp_path)
+    folder = ["issues", "template", "--dept", "it", "--out", str(tmp_path)]
+    assert main([*folder, "--params", params]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {tmp_path} is a folder: the command writes one file" in err
+    assert f"e.g. {tmp_path / 'issues-it.xlsx'}." in err
+    out = tmp_path / "a" / "b" / "issues-it.csv"
+    assert main(["issues", "template", "--dept", "it", "--out", str(out), "--params", params]) == 0
+    assert out.is_file()

@@ -383,6 +383,25 @@ CASES = [
         "is not an ISO week",
         files={"m.yaml": "week: 2026-W47\n"},
     ),
+    Case(
+        "kpis --out naming a file",
+        ["kpis", "--week", WEEK, "--out", "kpis.csv"],
+        2,
+        "is a file, not a folder",
+        files={"kpis.csv": "kpi\n"},
+    ),
+    Case(
+        "store export --out naming a file",
+        ["store", "export", "--out", "/etc/passwd"],
+        2,
+        "--out /etc/passwd is a file, not a folder",
+    ),
+    Case(
+        "template --out naming a folder",
+        ["issues", "template", "--dept", "it", "--out", "."],
+        2,
+        "is a folder: the command writes one file",
+    ),
     # --- input data (exit 3) ---
     Case(
         "source folder missing",
@@ -531,6 +550,18 @@ CASES = [
         5,
         "cannot write here",
         params={"output_dir": "/dev/null/outputs"},
+    ),
+    Case(
+        "template --out where no folder can be made",
+        ["issues", "template", "--dept", "logistics", "--out", "/proc/x/t.xlsx"],
+        5,
+        "cannot write to --out (No such file or directory: /proc/x)",
+    ),
+    Case(
+        "store export --out under a file",
+        ["store", "export", "--out", "/etc/passwd/backup"],
+        5,
+        "cannot write to --out (Not a directory",
     ),
 ]
 
