@@ -218,6 +218,56 @@ def test_export_buttons_write_the_current_view(fresh, tmp_path):
     assert "Written:" in fresh.export_status.value
 
 
+def test_export_to_a_folder_that_cannot_take_it_says_so_instead_of_the_last_message(
+    fresh, tmp_path
+):
+    from meetinglib.core.errors import EXIT_ENVIRONMENT, MeetingError
+
+    fresh.folder.value = str(tmp_path / "good")
+    fresh.export_csv_button.click()
+    assert "Written:" in fresh.export_status.value
+
+    fresh.folder.value = "/proc/nope"
+    fresh.export_csv_button.click()  # no exception out of the button
+    status = fresh.export_status.value
+    assert "Written:" not in status and "good" not in status
+    assert "Not written: cannot write into the folder /proc/nope (" in status
+    assert "Choose a folder you can write to." in status
+
+    fresh.folder.value = str(tmp_path / "good")
+    fresh.export_png_button.click()
+    assert "Written:" in fresh.export_status.value
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x", encoding="utf-8")
+    fresh.folder.value = str(a_file)
+    fresh.export_png_button.click()
+    status = fresh.export_status.value
+    assert "Written:" not in status
+    assert f"Not written: {a_file} is a file, not a folder." in status
+    assert not list(tmp_path.glob("notes.txt*/*")), "nothing written"
+
+    # the API raises, with a clear error of the environment's family
+    with pytest.raises(ex.ExportFolderError, match="the export folder is a file, not a folder"):
+        fresh.export_csv()
+    with pytest.raises(ex.ExportFolderError, match=r"into this folder \(.+\): /proc/nope\."):
+        ex.export_png(fresh.view, "/proc/nope")
+    try:
+        ex.export_csv(fresh.view, a_file / "sub")
+    except MeetingError as exc:
+        assert exc.exit_code == EXIT_ENVIRONMENT and str(a_file / "sub") in str(exc)
+    else:
+        raise AssertionError("a folder below a file was written")
+
+
+def test_the_export_error_reads_in_chinese(tmp_path):
+    error = ex.ExportFolderError(tmp_path / "x", "Permission denied")
+    assert error.text("zh-CN") == (
+        f"未写入：无法写入文件夹 {tmp_path / 'x'}（Permission denied）。"
+        "请选择一个可以写入的文件夹。"
+    )
+    assert ex.ExportFolderError(tmp_path).text("zh-CN").startswith(f"未写入：{tmp_path} 是文件")
+
+
 # --- the fast paths equal meetinglib.analysis.flow on the selected orders ---
 
 

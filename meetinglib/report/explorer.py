@@ -57,6 +57,7 @@ from matplotlib.lines import Line2D
 
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.csvsafe import to_csv as write_csv
+from meetinglib.core.errors import EnvironmentProblem
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek, Window
@@ -938,14 +939,55 @@ def _stamp() -> str:
     return "explorer-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+class ExportFolderError(EnvironmentProblem):
+    """The export folder cannot take the files: it is a file, or it cannot be made or
+    written (no permission, a read-only or full disk, a place where no folder can be)."""
+
+    def __init__(self, folder: Path, reason: str = ""):
+        """``reason``: what the system said; empty when ``folder`` is a file."""
+        self.folder, self.reason = folder, reason
+        super().__init__(
+            folder,
+            f"cannot write the export into this folder ({reason})"
+            if reason
+            else "the export folder is a file, not a folder",
+            "Choose a folder this user can write to (it is created when missing).",
+        )
+
+    def text(self, lang: str = "en") -> str:
+        """The message in ``lang``, for the export's status line."""
+        if not self.reason:
+            return t("explorer.export_not_folder", lang, folder=str(self.folder))
+        return t("explorer.export_failed", lang, folder=str(self.folder), reason=self.reason)
+
+
+@contextlib.contextmanager
+def _writing_into(folder: Path) -> Iterator[None]:
+    """``folder`` made if missing; any failure to make it or write into it an
+    ExportFolderError naming the folder (instead of a bare OSError)."""
+    if folder.exists() and not folder.is_dir():
+        raise ExportFolderError(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename and Path(exc.filename) != folder else ""
+        raise ExportFolderError(folder, f"{exc.strerror or type(exc).__name__}{where}") from None
+
+
 def export_csv(view: View, folder: str | Path, stamp: str | None = None) -> list[Path]:
     """Write the view's tables as CSV (UTF-8) into ``folder``; returns the paths.
 
     Files: <stamp>-selection.csv, -stage_distribution.csv, -flow_edges.csv,
     -variants.csv, -slowest_orders.csv and, with a drilled-down order, -timeline.csv.
+    A folder that cannot take them: ExportFolderError.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with _writing_into(folder):
+        return _export_csv(view, folder, stamp)
+
+
+def _export_csv(view: View, folder: Path, stamp: str | None) -> list[Path]:
     stamp = stamp or _stamp()
     tables = {
         "selection": view.selection.as_frame(),
@@ -965,9 +1007,14 @@ def export_csv(view: View, folder: str | Path, stamp: str | None = None) -> list
 
 
 def export_png(view: View, folder: str | Path, stamp: str | None = None) -> list[Path]:
-    """Write the view's charts as PNG into ``folder``; returns the paths."""
+    """Write the view's charts as PNG into ``folder``; returns the paths. A folder that
+    cannot take them: ExportFolderError."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with _writing_into(folder):
+        return _export_png(view, folder, stamp)
+
+
+def _export_png(view: View, folder: Path, stamp: str | None) -> list[Path]:
     stamp = stamp or _stamp()
     paths = []
     for name, fig in (
@@ -1947,8 +1994,8 @@ class Explorer:
         ):
             control.observe(self._changed, names="value")
         self.order.observe(self._order_changed, names="value")
-        self.export_csv_button.on_click(lambda _button: self.export_csv())
-        self.export_png_button.on_click(lambda _button: self.export_png())
+        self.export_csv_button.on_click(lambda _button: self._clicked(self.export_csv))
+        self.export_png_button.on_click(lambda _button: self._clicked(self.export_png))
         self.update()
 
     @classmethod
@@ -2185,16 +2232,36 @@ class Explorer:
     # --- export ------------------------------------------------------------------------
 
     def export_csv(self) -> list[Path]:
-        """Write the current view's tables into the folder widget's folder."""
-        return self._report(
-            export_csv(self.update() if self.view is None else self.view, self.folder.value)
-        )
+        """Write the current view's tables into the folder widget's folder (the status line
+        says where, or why not: ExportFolderError is raised after it is shown)."""
+        return self._export(export_csv)
 
     def export_png(self) -> list[Path]:
-        """Write the current view's charts into the folder widget's folder."""
-        return self._report(
-            export_png(self.update() if self.view is None else self.view, self.folder.value)
-        )
+        """Write the current view's charts into the folder widget's folder (as export_csv)."""
+        return self._export(export_png)
+
+    def _export(self, write: Callable[[View, str | Path], list[Path]]) -> list[Path]:
+        self.export_status.value = ""  # the last export's message is not this one's
+        try:
+            paths = write(self.update() if self.view is None else self.view, self.folder.value)
+        except ExportFolderError as exc:
+            self._failed(exc.text(self.lang))
+            raise
+        except Exception as exc:  # a bug: still not shown as written
+            self._failed(
+                t("explorer.export_error", self.lang, error=f"{type(exc).__name__}: {exc}")
+            )
+            raise
+        return self._report(paths)
+
+    def _failed(self, text: str) -> None:
+        self.export_status.value = f'<p class="ml-status-off"><b>{html.escape(text)}</b></p>'
+
+    def _clicked(self, export: Callable[[], list[Path]]) -> None:
+        """A button's export: a folder that cannot take the files is said in the status
+        line, not raised into the widget's log."""
+        with contextlib.suppress(ExportFolderError):
+            export()
 
     def _report(self, paths: list[Path]) -> list[Path]:
         items = "".join(f"<li>{html.escape(str(p))}</li>" for p in paths)
