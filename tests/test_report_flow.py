@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pandas as pd
@@ -200,6 +201,21 @@ def test_echoes_are_folded_into_their_root(section):
     assert (folded["rank"] == 0).all()
     assert set(folded["folded_into"]) <= set(found.loc[found["rank"] > 0, "id"])
     assert (folded["driven_by"] != "").all()
+
+
+def test_echo_examples_are_told_apart_in_both_languages(week_data, section):
+    """A two-part segment joins its parts with 、 in Chinese: the examples themselves are
+    separated by ；, so three examples read as three, not as six."""
+    roots = section.bottlenecks[section.bottlenecks["rank"] > 0]
+    shown = [min(len(section.echoes(str(i))), 3) for i in roots["id"]]
+    assert max(shown) >= 2  # the sample's roots have several echoes to list
+    for lang, sep, pattern in (
+        ("en", "; ", r"e\.g\. (.*)\.</"),
+        ("zh-CN", "；", r"例如：(.*)。</"),
+    ):
+        html = FlowSection(week_data, lang).findings().data
+        listed = [m.split(sep) for m in re.findall(pattern, html)]
+        assert sorted(len(x) for x in listed) == sorted(n for n in shown if n)
 
 
 def test_quiet_weeks_find_nothing_new_in_the_incident_segments(quiet_sample, tmp_path_factory):

@@ -339,7 +339,8 @@ class FlowSection:
                     names = [self._echo_name(e) for e in echoes.head(3).itertuples(index=False)]
                     note = self._t(
                         "flow_section.echoes",
-                        names=self._t("changes.separator").join(names),
+                        # parts of a segment join with 、 in Chinese: the examples with ；
+                        names=self._t("flow_section.echoes.separator").join(names),
                         count=len(echoes),
                     )
                 items.append({"finding": str(row.finding), "echoes": note})
