@@ -30,7 +30,7 @@ def _in_week(when: dt.datetime | None, monday: dt.datetime = MONDAY) -> bool:
 
 def _kpis(folder: Path) -> dict[str, dict[str, str]]:
     """kpis.csv rows of all orders, by KPI."""
-    with (folder / "kpis.csv").open(encoding="utf-8") as fh:
+    with (folder / "kpis.csv").open(encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     return {
         r["kpi"]: r

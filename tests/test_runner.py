@@ -383,7 +383,7 @@ def test_findings_written_again_after_they_were_read_are_the_ones_saved(
 def _csv_rows(path: Path) -> list[list[str]]:
     import csv
 
-    with open(path, encoding="utf-8", newline="") as fh:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         return list(csv.reader(fh))[1:]
 
 

@@ -278,7 +278,7 @@ def test_export_csv_and_json(db, tmp_path):
         with pytest.raises(ParamsError, match="export format 'xml' unknown"):
             s.export(tmp_path / "x", "xml")
     assert sorted(p.name for p in csv_files) == sorted(f"{t}.csv" for t in METADATA.tables)
-    with open(tmp_path / "csv" / "issues.csv", encoding="utf-8", newline="") as fh:
+    with open(tmp_path / "csv" / "issues.csv", encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["title"] for r in rows] == ["华南延误", "issue 2"]
     assert rows[0]["first_seen"] == "2026-11-17" and rows[1]["first_seen"] == ""

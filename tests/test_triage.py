@@ -346,7 +346,7 @@ def test_triage_notebook_through_the_runner(tmp_path, sample, capsys):
     assert main(["run", "--params", str(params), "--week", SAMPLE_WEEK]) == 0, capsys.readouterr()
     week_dir = tmp_path / "outputs" / SAMPLE_WEEK
 
-    with open(week_dir / "issues.csv", encoding="utf-8") as fh:
+    with open(week_dir / "issues.csv", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     priorities = [float(r["priority"]) for r in rows]
     assert priorities == sorted(priorities, reverse=True)

@@ -19,6 +19,10 @@ from typing import Any
 import pandas as pd
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+# CSV files start with a UTF-8 byte-order mark: Excel reads a file without one in the
+# machine's ANSI code page, and Chinese text then shows garbled; pandas, DuckDB and
+# Python's "utf-8-sig" read it as plain UTF-8. Text for a terminal or a pipe gets none.
+FILE_ENCODING = "utf-8-sig"
 # A plain signed number written as text ("-3.5", "+2e3") is a value, not a formula.
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -55,7 +59,7 @@ def to_csv(frame: pd.DataFrame, path: Any = None, **kwargs: Any) -> str | None:
     if path is None:
         return str(safe.to_csv(**kwargs))
     if isinstance(path, str | os.PathLike):
-        kwargs.setdefault("encoding", "utf-8")
+        kwargs.setdefault("encoding", FILE_ENCODING)
         path = Path(path)
     safe.to_csv(path, **kwargs)
     return None
@@ -75,7 +79,7 @@ def write_rows(
     path: str | os.PathLike[str] | None,
     header: Sequence[str],
     rows: Iterable[Sequence[Any]],
-    encoding: str = "utf-8",
+    encoding: str = FILE_ENCODING,
 ) -> str | None:
     """Write header and rows as CSV with formula cells neutralised (text if path is None)."""
     buf = io.StringIO()

@@ -97,7 +97,7 @@ from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
-from meetinglib.core.csvsafe import safe_row
+from meetinglib.core.csvsafe import FILE_ENCODING, safe_row
 from meetinglib.core.errors import (
     ConcurrentEditError,
     DriverMissingError,
@@ -881,7 +881,7 @@ class Store:
             return written
         for name, (cols, rows) in tables.items():
             path = out / f"{name}.csv"
-            with open(path, "w", encoding="utf-8", newline="") as fh:
+            with open(path, "w", encoding=FILE_ENCODING, newline="") as fh:
                 writer = csv.writer(fh)
                 # Neutralised for spreadsheets; store.json keeps the exact values.
                 writer.writerow(safe_row(cols))

@@ -1528,7 +1528,7 @@ def report_findings(path: Path, data: WeekData, lang: str) -> Findings | None:
     with all their digits, the hour's values are numbers again, empty cells missing.
     """
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, ValueError):
         return None
     if list(raw.columns) != flow.FINDING_COLUMNS:
