@@ -891,6 +891,10 @@ def _title(name: str, lang: str) -> str:
         return name.replace("_", " ").capitalize()
 
 
+# The package's handouts, in the meeting's order.
+_HANDOUTS = ("data_report", "issue_triage", "minutes")
+
+
 def _write_index(
     folder: Path,
     week: IsoWeek,
@@ -899,19 +903,31 @@ def _write_index(
     languages: Sequence[str],
 ) -> Path:
     lang = languages[0]
-    names = list(dict.fromkeys(r.name for r in results))
+    links: dict[str, list[tuple[str, str]]] = {}
+    for r in results:
+        links.setdefault(r.name, []).append((r.html.name, r.lang))
+    # Handouts of the week this run did not make stay listed (`--notebook minutes` after
+    # the full run): carried over from the published week, in the notebooks' order.
+    known = list(dict.fromkeys([*params.notebooks, *_HANDOUTS, *links]))
+    for name in known:
+        if name in links:
+            continue
+        for language in languages:
+            html = folder / f"{handout_stem(name, language, languages)}.html"
+            if html.is_file():
+                links.setdefault(name, []).append((html.name, _html_lang(html) or language))
     handouts = [
         {
             "title": _title(name, lang),
             "links": [
-                {"href": r.html.name, "lang": r.lang, "label": t("index.open_in", r.lang)}
-                for r in results
-                if r.name == name
+                {"href": href, "lang": lg, "label": t("index.open_in", lg)}
+                for href, lg in links[name]
             ],
         }
-        for name in names
+        for name in known
+        if name in links
     ]
-    published = {r.html.name for r in results} | {"index.html"}
+    published = {href for found in links.values() for href, _ in found} | {"index.html"}
     extras = [
         p.name
         for p in sorted(folder.iterdir())
@@ -937,6 +953,19 @@ def _write_index(
     index = folder / "index.html"
     index.write_text(with_csp(text), encoding="utf-8")
     return index
+
+
+_HTML_LANG = re.compile(rb'<html[^>]*\blang="([A-Za-z-]+)"')
+
+
+def _html_lang(path: Path) -> str | None:
+    """The language a handout says it is in (its <html lang>), None if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            found = _HTML_LANG.search(fh.read(4096))
+    except OSError:
+        return None
+    return found.group(1).decode("ascii") if found else None
 
 
 def _sha256(path: Path) -> str:

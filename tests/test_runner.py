@@ -485,3 +485,40 @@ def test_a_run_of_an_incomplete_week_warns_on_the_terminal_and_in_the_manifest(
     assert [w[: len(warning)] for w in manifest["data_warnings"]] == [warning]
     assert lines[0] == "Warning: " + manifest["data_warnings"][0]
     assert str(week_dir / "index.html") in out
+
+
+def test_the_index_keeps_the_handouts_a_partial_run_did_not_make(tmp_path):
+    """`meeting run --notebook minutes` after the full run: the data report and the
+    triage, carried over from the published week, are still listed as handouts."""
+    from meetinglib.core.params import load_params
+    from meetinglib.runner import NotebookResult, _write_index
+
+    params = load_params(write_params(tmp_path, tmp_path / "data", languages="[zh-CN, en]"))
+    folder = tmp_path / "week"
+    folder.mkdir()
+    for name, lang in (
+        ("data_report.html", "zh-CN"),
+        ("data_report.en.html", "en"),
+        ("issue_triage.html", "zh-CN"),
+        ("minutes.html", "zh-CN"),
+        ("minutes.en.html", "en"),
+    ):
+        (folder / name).write_text(f'<!DOCTYPE html>\n<html lang="{lang}"><body></body></html>')
+    (folder / "kpis.csv").write_text("kpi\n")
+    made = [
+        NotebookResult("minutes", folder / "minutes.ipynb", folder / "minutes.html", 1.0, "zh-CN"),
+        NotebookResult("minutes", folder / "m.ipynb", folder / "minutes.en.html", 1.0, "en"),
+    ]
+    index = _write_index(folder, IsoWeek.parse(SAMPLE_WEEK), params, made, ["zh-CN", "en"])
+    html = index.read_text(encoding="utf-8")
+    handouts = html.split('class="ml-handouts"')[1].split("</ul>")[0]
+    links = re.findall(r'href="([^"]+)" hreflang="([^"]+)"', handouts)
+    assert links == [
+        ("data_report.html", "zh-CN"),
+        ("data_report.en.html", "en"),
+        ("issue_triage.html", "zh-CN"),
+        ("minutes.html", "zh-CN"),
+        ("minutes.en.html", "en"),
+    ]
+    files = html.split('class="ml-files"')[1]
+    assert "kpis.csv" in files and "data_report.html" not in files
