@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
 
+import pandas as pd
+
 from meetinglib._version import __version__
 from meetinglib.analysis.kpi_table import kpi_table, root_changes, with_roots, write_kpis_csv
 from meetinglib.analysis.kpis import CATALOGUE, missing_columns
@@ -342,7 +344,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # The examples go below the table, wrapped: as a column they widened every line to
     # the longest of them (hundreds of characters).
     examples = t("quality.examples", lang)
-    print(frame.drop(columns=[examples]).to_string(index=False))
+    _print_table(frame.drop(columns=[examples]))
     for entry in data.quality.entries:
         if entry.examples:
             head = f"{entry.table}.{entry.column}, {rule_label(entry.rule, lang)}: "
@@ -444,6 +446,13 @@ def cmd_issues_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(frame: pd.DataFrame) -> None:
+    """A table on the terminal, its columns aligned also when cells hold Chinese text
+    (two columns wide each on a terminal; pandas counts one unless asked)."""
+    with pd.option_context("display.unicode.east_asian_width", True):
+        print(frame.to_string(index=False))
+
+
 def cmd_issues_list(args: argparse.Namespace) -> int:
     params = _load(args)
     department = _dept_filter(args, params)
@@ -459,7 +468,7 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
     elif issues.empty:
         print("no issues match")
     else:
-        print(issues.loc[:, columns].to_string(index=False))
+        _print_table(issues.loc[:, columns])
     return 0
 
 
@@ -669,7 +678,7 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
     elif items.empty:
         print("no action items match")
     else:
-        print(items.loc[:, columns].to_string(index=False))
+        _print_table(items.loc[:, columns])
     return 0
 
 

@@ -131,3 +131,22 @@ def test_template_out_naming_a_folder_says_what_to_give(tmp_path, capsys):
     out = tmp_path / "a" / "b" / "issues-it.csv"
     assert main(["issues", "template", "--dept", "it", "--out", str(out), "--params", params]) == 0
     assert out.is_file()
+
+
+def test_tables_with_chinese_text_stay_aligned(params, capsys):
+    """A Chinese character takes two columns of a terminal: the columns after a Chinese
+    title line up with those after an English one."""
+    import unicodedata
+
+    add = ["issues", "add", "--dept", "logistics", "--week", WEEK, "--params", params]
+    assert main([*add, "--title", "华南派送延误严重", "--severity", "high"]) == 0
+    assert main([*add, "--title", "Label printer jams", "--severity", "low"]) == 0
+    capsys.readouterr()
+    assert main(["issues", "list", "--params", params]) == 0
+    lines = capsys.readouterr().out.rstrip("\n").splitlines()
+
+    def width(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+    assert len(lines) == 4 and any("华南" in line for line in lines)
+    assert len({width(line) for line in lines}) == 1, lines
