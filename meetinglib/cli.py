@@ -415,10 +415,13 @@ def cmd_issues_import(args: argparse.Namespace) -> int:
             encoding=args.encoding,
         )
     encoding = f", read as {result.encoding}" if result.encoding else ""
+    updated = f", {len(result.updated)} updated" if result.updated else ""
     print(
         f"{args.file}: {len(result.added)} new issue(s) for {result.department}, week "
-        f"{result.week}; {result.skipped} already in the store{encoding}"
+        f"{result.week}{updated}; {result.skipped} already in the store{encoding}"
     )
+    for issue_id in result.updated:
+        print(f"  issue #{issue_id}: its row changed in the file; the issue takes the new values")
     if result.ignored_columns:
         print(f"  columns ignored (not in the template): {list(result.ignored_columns)}")
     return 0
@@ -441,6 +444,11 @@ def cmd_issues_add(args: argparse.Namespace) -> int:
         )
     if result.added:
         print(f"issue #{result.added[0]} added for {result.department}, week {result.week}")
+    elif result.updated:
+        print(
+            f"issue #{result.updated[0]} ({result.department}, week {result.week}, same title) "
+            "updated with these values"
+        )
     else:
         print("the same issue is already in the store; nothing added")
     return 0

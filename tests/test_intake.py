@@ -301,6 +301,43 @@ def _params(tmp_path: Path) -> Path:
     return path
 
 
+def test_a_corrected_row_imported_again_updates_its_issue(store, tmp_path):
+    """A department fixes a severity in its file and imports it again: the issue takes the
+    new values (its id and status stay), no second copy is stored."""
+    path = tmp_path / "logistics.csv"
+    with open(DATA / "logistics_utf8.csv", encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+
+    def write(table: list[list[str]]) -> None:
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            csv.writer(fh).writerows(table)
+
+    write(rows)
+    first = import_issues(store, path, "logistics", WEEK, departments=DEPTS)
+    close_issues(store, [first.added[2]], week=WEEK)
+    before = store.issues().set_index("id")
+    severity, description = rows[0].index("severity"), rows[0].index("description")
+    assert rows[1][severity] == "high"
+    rows[1][severity] = "critical"
+    rows[3][description] = "Saturday too"
+    write(rows)
+    again = import_issues(store, path, "logistics", WEEK, departments=DEPTS)
+    after = store.issues().set_index("id")
+    assert again.added == () and again.updated == (first.added[0], first.added[2])
+    assert again.skipped == 1
+    assert list(after.index) == list(before.index)  # no second copy
+    assert after.loc[first.added[0], "severity"] == "critical"
+    assert after.loc[first.added[2], "description"] == "Saturday too"
+    assert after.loc[first.added[2], "status"] == "resolved"  # the status stays
+    # the same file once more: nothing changes
+    assert import_issues(store, path, "logistics", WEEK, departments=DEPTS).updated == ()
+    # another title is another issue; the same title in another week too
+    rows[2][0] = "华南地区东邮派送严重延误"
+    write(rows)
+    assert len(import_issues(store, path, "logistics", WEEK, departments=DEPTS).added) == 1
+    assert len(import_issues(store, path, "logistics", "2026-W48", departments=DEPTS).added) == 3
+
+
 def test_cli_import_list_add_template_and_export(tmp_path, capsys):
     params = str(_params(tmp_path))
     bad = ["issues", "import", str(DATA / "malformed.csv"), "--dept", "logistics", "--week", WEEK]

@@ -155,6 +155,9 @@ class ImportResult:
     added: tuple[int, ...]  # ids of the issues stored
     skipped: int  # rows already in the store (or repeated in the file)
     ignored_columns: tuple[str, ...] = ()
+    # issues stored already that a corrected row changed (same department, week, title
+    # and source; Store.add_issues)
+    updated: tuple[int, ...] = ()
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -510,6 +513,7 @@ def _save(
         added=result.added,
         skipped=len(result.skipped),
         ignored_columns=ignored,
+        updated=result.updated,
     )
 
 
@@ -525,7 +529,9 @@ def import_issues(
     """Check every row of an issue file, then store the new ones in one transaction.
 
     Any problem: InputDataError listing them by row, nothing written. Rows stored
-    already (same department, week and content) are skipped.
+    already (same department, week and content) are skipped; a row whose content
+    changed since the same file was imported (same department, week and title) updates
+    its issue instead of adding a second one.
     """
     department = check_department(department, departments)
     week = IsoWeek.parse(week)
@@ -835,6 +841,9 @@ class IssueForm:
             return None
         if result.added:
             text = t("intake.form.added", self.lang, id=result.added[0])
+            self.title.value = self.description.value = self.segment.value = ""
+        elif result.updated:
+            text = t("intake.form.updated", self.lang, id=result.updated[0])
             self.title.value = self.description.value = self.segment.value = ""
         else:
             text = t("intake.form.duplicate", self.lang)

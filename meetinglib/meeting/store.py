@@ -523,12 +523,20 @@ def connect(url: str, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Engine:
 # --- the store ----------------------------------------------------------------------------
 
 
+# What a corrected row of an issue file changes of the stored issue (not its status).
+_CORRECTABLE = frozenset(
+    {"description", "severity", "segment", "first_seen", "submitter", "source_row"}
+)
+
+
 @dataclass(frozen=True)
 class AddResult:
-    """What ``add_issues`` did: ids of the rows added, hashes already present."""
+    """What ``add_issues`` did: ids of the rows added, hashes already present, ids of the
+    issues a corrected row updated."""
 
     added: tuple[int, ...]
     skipped: tuple[str, ...]
+    updated: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -657,6 +665,9 @@ class Store:
 
         Each row needs department, week, title, severity, source and row_hash; the
         database checks severity and status. Any failing row rolls the whole batch back.
+        A row whose content is new but whose department, week, title and source name an
+        issue stored already is that issue corrected (a file imported again after an
+        edit): the issue takes the row's values, its status and id stay.
         """
         batch = [dict(r) for r in rows]
         try:
@@ -682,11 +693,31 @@ class Store:
                 chunk = hashes[start : start + 500]
                 query = sa.select(ISSUES.c.row_hash).where(ISSUES.c.row_hash.in_(chunk))
                 present |= set(conn.execute(query).scalars())
+            updated: list[int] = []
             for row in rows:
                 if row["row_hash"] in present:
                     skipped.append(row["row_hash"])
                     continue
                 present.add(row["row_hash"])
+                same = conn.execute(
+                    sa.select(ISSUES.c.id)
+                    .where(
+                        ISSUES.c.department == row["department"],
+                        ISSUES.c.week == row["week"],
+                        ISSUES.c.title == row["title"],
+                        ISSUES.c.source == row["source"],
+                    )
+                    .order_by(ISSUES.c.id)
+                ).scalar()
+                if same is not None:
+                    fields = {k: v for k, v in row.items() if k in _CORRECTABLE}
+                    conn.execute(
+                        ISSUES.update()
+                        .where(ISSUES.c.id == same)
+                        .values(**fields, row_hash=row["row_hash"], updated_at=now)
+                    )
+                    updated.append(int(same))
+                    continue
                 values = {
                     "description": "",
                     "segment": "",
@@ -704,7 +735,7 @@ class Store:
                     skipped.append(row["row_hash"])
                 else:
                     added.append(new)
-            return AddResult(tuple(added), tuple(skipped))
+            return AddResult(tuple(added), tuple(skipped), tuple(dict.fromkeys(updated)))
 
         return self.write(work)
 
