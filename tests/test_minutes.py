@@ -267,28 +267,35 @@ def _edited(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
-def test_recording_a_corrected_file_keeps_what_others_changed_since(tmp_path):
-    from meetinglib.meeting import store as records
-
+@pytest.fixture
+def recorded(tmp_path):
+    """(params, a copy of the good minutes file, the store): the file recorded once."""
     params = load_params(minutes_params(tmp_path))
     minutes = tmp_path / "2026-W47.yaml"
     minutes.write_text(GOOD.read_text(encoding="utf-8"), encoding="utf-8")
     with Store.at(f"sqlite:///{tmp_path / 'meeting.db'}") as store:
         record_minutes(params, store, minutes, "2026-W47")
-        first = records.meeting_state(store, "2026-W47")
-        shift, calls = first.actions
-        # Meanwhile: a new due date and a new owner (the command line), attendance and a
-        # segment's minutes (the console).
-        records.update_action_item(
-            store, shift.id, expected_version=None, due_date=dt.date(2026, 12, 1)
-        )
-        records.update_action_item(store, calls.id, expected_version=None, owner="Li Na")
-        records.set_attendance(store, "2026-W47", "liu.yang@shop.example", "present")
-        records.set_segment_time(store, "2026-W47", "opening", 7)
-        # The note-taker fixes a typo in the summary and records the file again.
-        _edited(minutes, "main problem", "main issue")
-        result = record_minutes(params, store, minutes, "2026-W47")
-        after = records.meeting_state(store, "2026-W47")
+        yield params, minutes, store
+
+
+def test_recording_a_corrected_file_keeps_what_others_changed_since(recorded):
+    from meetinglib.meeting import store as records
+
+    params, minutes, store = recorded
+    first = records.meeting_state(store, "2026-W47")
+    shift, calls = first.actions
+    # Meanwhile: a new due date and a new owner (the command line), attendance and a
+    # segment's minutes (the console).
+    records.update_action_item(
+        store, shift.id, expected_version=None, due_date=dt.date(2026, 12, 1)
+    )
+    records.update_action_item(store, calls.id, expected_version=None, owner="Li Na")
+    records.set_attendance(store, "2026-W47", "liu.yang@shop.example", "present")
+    records.set_segment_time(store, "2026-W47", "opening", 7)
+    # The note-taker fixes a typo in the summary and records the file again.
+    _edited(minutes, "main problem", "main issue")
+    result = record_minutes(params, store, minutes, "2026-W47")
+    after = records.meeting_state(store, "2026-W47")
     assert not result.unchanged and (result.actions_added, result.actions_updated) == (0, 0)
     assert after.summary.summary.startswith(
         "EastPost's late deliveries to the South are the week's main issue"
@@ -301,20 +308,16 @@ def test_recording_a_corrected_file_keeps_what_others_changed_since(tmp_path):
     assert {x.segment: x.actual_minutes for x in after.segments}["opening"] == 7
 
 
-def test_what_the_file_changes_since_its_last_recording_is_written(tmp_path):
+def test_what_the_file_changes_since_its_last_recording_is_written(recorded):
     from meetinglib.meeting import store as records
 
-    params = load_params(minutes_params(tmp_path))
-    minutes = tmp_path / "2026-W47.yaml"
-    minutes.write_text(GOOD.read_text(encoding="utf-8"), encoding="utf-8")
-    with Store.at(f"sqlite:///{tmp_path / 'meeting.db'}") as store:
-        record_minutes(params, store, minutes, "2026-W47")
-        records.set_segment_time(store, "2026-W47", "opening", 7)  # someone else's edit
-        _edited(minutes, "owner: Zhang Min", "owner: Li Na")
-        _edited(minutes, "due: 2026-11-25", "due: 2026-11-26")
-        _edited(minutes, "data_report: 18", "data_report: 21")
-        result = record_minutes(params, store, minutes, "2026-W47")
-        after = records.meeting_state(store, "2026-W47")
+    params, minutes, store = recorded
+    records.set_segment_time(store, "2026-W47", "opening", 7)  # someone else's edit
+    _edited(minutes, "owner: Zhang Min", "owner: Li Na")
+    _edited(minutes, "due: 2026-11-25", "due: 2026-11-26")
+    _edited(minutes, "data_report: 18", "data_report: 21")
+    result = record_minutes(params, store, minutes, "2026-W47")
+    after = records.meeting_state(store, "2026-W47")
     assert (result.actions_added, result.actions_updated) == (0, 2)
     assert [(i.description[:10], i.owner, i.due_date) for i in after.actions] == [
         ("Agree the ", "Chen Jie", dt.date(2026, 11, 26)),
@@ -324,44 +327,40 @@ def test_what_the_file_changes_since_its_last_recording_is_written(tmp_path):
     assert (minutes_of["opening"], minutes_of["data_report"]) == (7, 21)
 
 
-def test_a_file_changing_what_someone_else_changed_since_is_refused(tmp_path):
+def test_a_file_changing_what_someone_else_changed_since_is_refused(recorded):
     from meetinglib.meeting import store as records
     from meetinglib.meeting.minutes import MinutesConflictError
 
-    params = load_params(minutes_params(tmp_path))
-    minutes = tmp_path / "2026-W47.yaml"
-    minutes.write_text(GOOD.read_text(encoding="utf-8"), encoding="utf-8")
-    with Store.at(f"sqlite:///{tmp_path / 'meeting.db'}") as store:
+    params, minutes, store = recorded
+    shift = records.meeting_state(store, "2026-W47").actions[0]
+    records.update_action_item(
+        store, shift.id, expected_version=None, due_date=dt.date(2026, 12, 1)
+    )
+    _edited(minutes, "due: 2026-11-25", "due: 2026-11-27")
+    _edited(minutes, "main problem", "main issue")
+    with pytest.raises(
+        MinutesConflictError,
+        match=(
+            rf"(?s)action item #{shift.id} "
+            r"\(Agree the temporary volume shift with SwiftExpress\), "
+            r"due: the file changes '2026-11-25' to '2026-11-27', but the store holds "
+            r"'2026-12-01'.*Nothing was recorded"
+        ),
+    ) as refused:
         record_minutes(params, store, minutes, "2026-W47")
-        shift = records.meeting_state(store, "2026-W47").actions[0]
-        records.update_action_item(
-            store, shift.id, expected_version=None, due_date=dt.date(2026, 12, 1)
-        )
-        _edited(minutes, "due: 2026-11-25", "due: 2026-11-27")
-        _edited(minutes, "main problem", "main issue")
-        with pytest.raises(
-            MinutesConflictError,
-            match=(
-                rf"(?s)action item #{shift.id} "
-                r"\(Agree the temporary volume shift with SwiftExpress\), "
-                r"due: the file changes '2026-11-25' to '2026-11-27', but the store holds "
-                r"'2026-12-01'.*Nothing was recorded"
-            ),
-        ) as refused:
-            record_minutes(params, store, minutes, "2026-W47")
-        after = records.meeting_state(store, "2026-W47")
-        # the command line: exit code 3, the message, nothing written
-        code = main(
-            [
-                "minutes",
-                "record",
-                str(minutes),
-                "--week",
-                "2026-W47",
-                "--params",
-                str(params.files[0]),
-            ]
-        )
+    after = records.meeting_state(store, "2026-W47")
+    # the command line: exit code 3, the message, nothing written
+    code = main(
+        [
+            "minutes",
+            "record",
+            str(minutes),
+            "--week",
+            "2026-W47",
+            "--params",
+            str(params.files[0]),
+        ]
+    )
     assert refused.value.exit_code == 3 and code == 3
     assert after.actions[0].due_date == dt.date(2026, 12, 1)
     assert "main problem" in after.summary.summary  # the whole file refused
