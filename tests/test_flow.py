@@ -429,6 +429,19 @@ def test_segment_phrases(dimension, value, en, zh):
     assert flow.segment_phrase(dimension, value, "zh-CN") == zh
 
 
+def test_segment_phrases_name_the_codes_the_params_name():
+    names = {("warehouse", "WH1"): {"en": "East hub", "zh-CN": "华东仓"}}
+
+    def label(dimension: str, code: str, lang: str) -> str:
+        return names.get((dimension, code), {}).get(lang, code)
+
+    assert flow.segment_phrase("warehouse", "WH1", "en", label) == "from warehouse East hub"
+    assert flow.segment_phrase("warehouse", "WH1", "zh-CN", label) == "仓库 华东仓"
+    assert flow.segment_phrase("warehouse", "WH2", "en", label) == "from warehouse WH2"
+    # the translated dimensions keep their own names
+    assert flow.segment_phrase("weekday", 4, "en", label) == "for orders created on Fri"
+
+
 def test_labelled_translates_names_and_headings():
     shown = flow.labelled(flow_engine.directly_follows(make_log(FLOW_ROWS)), "zh-CN")
     assert list(shown.columns[:4]) == ["前一环节", "后一环节", "订单数", "流转次数"]
@@ -498,6 +511,25 @@ def test_warehouse_and_carrier_region_incidents_are_the_new_findings(warehouse_a
     assert "from warehouse WH-B" in set(echoes["driven_by"])
     alone = echoes[echoes["dimension_2"].isna()]
     assert {"weekday", "order_type"} <= set(alone["dimension"])
+
+
+def test_findings_name_the_segments_as_the_params_do(warehouse_and_transit):
+    names = {"WH-B": "B 仓", "C3": "三号快递", "R2": "二区"}
+
+    def label(dimension: str, code: str, lang: str) -> str:
+        return names.get(code, code) if lang == "zh-CN" else code
+
+    plain = flow.week_findings(warehouse_and_transit, inc.weeks(), lang="zh-CN")
+    found = flow.week_findings(warehouse_and_transit, inc.weeks(), lang="zh-CN", label=label)
+    # the same findings, their codes kept: only the words change
+    columns = [c for c in flow.FINDING_COLUMNS if c not in ("finding", "driven_by")]
+    pd.testing.assert_frame_equal(found[columns], plain[columns])
+    assert {"WH-B", "C3"} <= set(found["value"])
+    roots = _new_roots(found)
+    assert any("仓库 B 仓" in f for f in roots["finding"]), roots["finding"].tolist()
+    assert any("承运商 三号快递" in f and "区域 二区" in f for f in roots["finding"])
+    assert not any("WH-B" in f or "C3" in f for f in found["finding"])
+    assert "仓库 B 仓" in set(found["driven_by"])
 
 
 def test_added_delay_is_the_injected_size(warehouse_and_transit):

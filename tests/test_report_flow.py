@@ -19,6 +19,7 @@ from meetinglib.data.validate import QualityReport
 from meetinglib.report.flow_section import (
     FlowSection,
     complete_history,
+    segment_label,
     transitions_into,
     week_event_log,
     with_history,
@@ -293,6 +294,53 @@ def test_export_writes_the_edges_and_findings_of_the_same_computation(section, w
     weekdays = found.loc[found["dimension"] == "weekday", "value"].tolist()
     weekdays += found.loc[found["dimension_2"] == "weekday", "value_2"].tolist()
     assert weekdays and set(weekdays) <= {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
+
+
+# People's names for two of the sample's codes (params ``labels``).
+LABELS = (
+    "{carrier: {EastPost: {zh-CN: 东方邮政, en: East Post Co}},"
+    " channel: {app: {zh-CN: 应用程序, en: Mobile app}}}"
+)
+
+
+@pytest.fixture(scope="module")
+def labelled_data(sample, tmp_path_factory) -> WeekData:
+    folder = tmp_path_factory.mktemp("flow_section_labels")
+    return load_week(load_params(write_params(folder, sample.folder, labels=LABELS)), SAMPLE_WEEK)
+
+
+@pytest.mark.parametrize(
+    ("lang", "carrier", "channel", "code"),
+    [
+        ("zh-CN", "承运商 东方邮政", "渠道 应用程序", "承运商 EastPost"),
+        ("en", "via carrier East Post Co", "in channel Mobile app", "via carrier EastPost"),
+    ],
+)
+def test_findings_name_the_codes_as_the_params_do(
+    labelled_data, tmp_path, lang, carrier, channel, code
+):
+    section = FlowSection(labelled_data, lang)
+    shown = section.findings().data
+    # the sentences and their echo examples
+    assert carrier in shown and channel in shown
+    assert code not in shown and " app" not in shown.replace("Mobile app", "")
+    assert any(carrier in f for f in section.summary_findings(5))
+    # the charts' rows name them too
+    roots = section.bottlenecks[section.bottlenecks["rank"] > 0]
+    east = next(r for r in roots.itertuples(index=False) if "EastPost" in (r.value, r.value_2))
+    assert ("东方邮政" if lang == "zh-CN" else "East Post Co") in segment_label(
+        east, lang, section.label
+    )
+    # bottlenecks.csv: codes in the value columns, the words in the sentences
+    section.export(tmp_path)
+    found = pd.read_csv(tmp_path / "bottlenecks.csv", keep_default_na=False)
+    values = set(found["value"]) | set(found["value_2"])
+    assert {"EastPost", "app"} <= values
+    assert not values & {"东方邮政", "East Post Co", "应用程序", "Mobile app"}
+    assert found["finding"].tolist() == section.bottlenecks["finding"].tolist()
+    assert found["finding"].str.contains(carrier).any()
+    assert not found["finding"].str.contains(code).any()
+    assert found["driven_by"].str.contains(carrier).any()  # the echoes of its root
 
 
 def test_display_pieces(section):

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from meetinglib.core.errors import InputDataError, MissingColumnError
-from meetinglib.core.i18n import label_or, t
+from meetinglib.core.i18n import CodeLabel, code_name, label_or, t
 from meetinglib.core.schema import ACTIVITIES
 from meetinglib.core.weeks import Window
 
@@ -662,6 +662,7 @@ def bottlenecks(
     lang: str = "en",
     pairs: bool | Sequence[tuple[str, str]] = True,
     stages: Sequence[str] = tuple(STAGES),
+    label: CodeLabel | None = None,
 ) -> pd.DataFrame:
     """Which stage in which segment causes the most delay beyond the stage's median.
 
@@ -685,7 +686,8 @@ def bottlenecks(
     replaces those two one-dimension findings.
     value / value_2 hold the segment values as in ``orders`` (weekday 0 = Monday and
     hour as integers); dimension_2 / value_2 are None for one-dimension findings.
-    ``finding`` is a sentence in ``lang``. ``top`` = None lists all findings.
+    ``finding`` is a sentence in ``lang``, its segment values named by ``label`` (see
+    segment_phrase). ``top`` = None lists all findings.
     """
     frame = stage_frame(orders)
     unknown = [d for d in dimensions if d not in SEGMENTS]
@@ -762,7 +764,7 @@ def bottlenecks(
     out["median_h"] = [
         _segment_median(frame, segs, scopes, row) for row in out.itertuples(index=False)
     ]
-    out["finding"] = [_sentence(row, lang) for row in out.itertuples(index=False)]
+    out["finding"] = [_sentence(row, lang, label) for row in out.itertuples(index=False)]
     return out[_BOTTLENECK_COLUMNS]
 
 
@@ -907,8 +909,14 @@ def weekday_number(value: object) -> int:
     return int(value)  # type: ignore[call-overload]
 
 
-def segment_phrase(dimension: str, value: Any, lang: str = "en") -> str:
-    """The segment in words, e.g. 'via carrier EastPost' or 'for orders created on Fri'."""
+def segment_phrase(
+    dimension: str, value: Any, lang: str = "en", label: CodeLabel | None = None
+) -> str:
+    """The segment in words, e.g. 'via carrier EastPost' or 'for orders created on Fri'.
+
+    ``label`` names the codes of the data's own dimensions (warehouse, carrier, region,
+    channel) for people, e.g. ``Params.label``; without it they are shown as they are.
+    """
     if dimension == "weekday":
         shown = t(f"weekday.{weekday_number(value)}", lang)
     elif dimension == "order_type":
@@ -916,14 +924,14 @@ def segment_phrase(dimension: str, value: Any, lang: str = "en") -> str:
     elif dimension == "hour":
         shown = f"{int(value):02d}"
     else:
-        shown = str(value)
+        shown = code_name(label, dimension, value, lang)
     return t(f"flow.segment.{dimension}", lang, value=shown)
 
 
-def _sentence(row: Any, lang: str) -> str:
-    segment = segment_phrase(row.dimension, row.value, lang)
+def _sentence(row: Any, lang: str, label: CodeLabel | None = None) -> str:
+    segment = segment_phrase(row.dimension, row.value, lang, label)
     if isinstance(row.dimension_2, str):
-        second = segment_phrase(row.dimension_2, row.value_2, lang)
+        second = segment_phrase(row.dimension_2, row.value_2, lang, label)
         segment = t("flow.segment.pair", lang, first=segment, second=second)
     return t(
         "flow.finding",
@@ -1462,6 +1470,7 @@ def week_findings(
     stages: Sequence[str] = tuple(STAGES),
     lang: str = "en",
     data: CohortSums | None = None,
+    label: CodeLabel | None = None,
 ) -> pd.DataFrame:
     """ "Where the time goes" as findings in two groups, echoes folded into their roots.
 
@@ -1482,7 +1491,9 @@ def week_findings(
     end of its start week). Within a group a finding whose delay is no longer material
     without a stronger finding's orders is folded into it: ``folded_into`` holds that
     root's id, ``driven_by`` its segment in words; roots have rank 1, 2... by
-    added_delay_h, folded rows rank 0. Weekday values are names (Mon..Sun).
+    added_delay_h, folded rows rank 0. Weekday values are names (Mon..Sun). ``value`` and
+    ``value_2`` hold the codes; the words (``finding``, ``driven_by``) name them with
+    ``label`` (see segment_phrase).
     """
     rules = rules or FindingRules()
     weeks = list(weeks)
@@ -1514,7 +1525,9 @@ def week_findings(
         for i, (c, added, z, root) in enumerate(folded):
             own = root_ids.get(i, "")
             parent = root_ids.get(root, "") if root is not None else ""
-            rows.append(_finding_row(data, group, c, added, z, own, parent, folded, root, lang))
+            rows.append(
+                _finding_row(data, group, c, added, z, own, parent, folded, root, lang, label)
+            )
     out = pd.DataFrame(rows, columns=FINDING_COLUMNS)
     out["orders"] = out["orders"].astype("int64")
     out["rank"] = out["rank"].astype("int64")
@@ -1538,6 +1551,7 @@ def _finding_row(
     folded: list[tuple[_Candidate, float, float, int | None]],
     root: int | None,
     lang: str,
+    label: CodeLabel | None = None,
 ) -> dict[str, object]:
     s = c.stats
     if group == "new":
@@ -1554,7 +1568,7 @@ def _finding_row(
     )
     driven_by = ""
     if root is not None:
-        driven_by = _segment_words(data, folded[root][0].keys, lang)
+        driven_by = _segment_words(data, folded[root][0].keys, lang, label)
     row: dict[str, object] = {
         "id": own_id,
         "group": group,
@@ -1573,7 +1587,7 @@ def _finding_row(
         "folded_into": root_id,
         "driven_by": driven_by,
     }
-    row["finding"] = finding_sentence(row, data.weeks, lang)
+    row["finding"] = finding_sentence(row, data.weeks, lang, label)
     return row
 
 
@@ -1582,26 +1596,33 @@ def _plain(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _segment_words(data: CohortSums, keys: tuple[tuple[str, int], ...], lang: str) -> str:
-    parts = [segment_phrase(d, _plain(data.segs[d].values[c - 1]), lang) for d, c in keys]
+def _segment_words(
+    data: CohortSums,
+    keys: tuple[tuple[str, int], ...],
+    lang: str,
+    label: CodeLabel | None = None,
+) -> str:
+    parts = [segment_phrase(d, _plain(data.segs[d].values[c - 1]), lang, label) for d, c in keys]
     if len(parts) == 1:
         return parts[0]
     return t("flow.segment.pair", lang, first=parts[0], second=parts[1])
 
 
-def finding_segment(row: Any, lang: str = "en") -> str:
+def finding_segment(row: Any, lang: str = "en", label: CodeLabel | None = None) -> str:
     """A finding's segment in words ('via carrier EastPost to region South')."""
-    first = segment_phrase(str(row.dimension), row.value, lang)
+    first = segment_phrase(str(row.dimension), row.value, lang, label)
     d2 = row.dimension_2
     if not isinstance(d2, str):
         return first
-    second = segment_phrase(d2, row.value_2, lang)
+    second = segment_phrase(d2, row.value_2, lang, label)
     return t("flow.segment.pair", lang, first=first, second=second)
 
 
-def finding_sentence(row: dict[str, object], weeks: int, lang: str = "en") -> str:
-    """A finding as a sentence in ``lang``, by group."""
-    segment = finding_segment(pd.Series(row), lang)
+def finding_sentence(
+    row: dict[str, object], weeks: int, lang: str = "en", label: CodeLabel | None = None
+) -> str:
+    """A finding as a sentence in ``lang``, by group (segment values named by ``label``)."""
+    segment = finding_segment(pd.Series(row), lang, label)
     fields = {
         "stage": t(f"flow.stage.{row['stage']}", lang),
         "segment": segment,

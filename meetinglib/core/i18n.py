@@ -13,7 +13,7 @@ text as a comment), translate, and it is picked up by its folder's name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from pathlib import Path
 
@@ -76,3 +76,14 @@ def t(key: str, lang: str = "en", /, **fields: object) -> str:
 def label_or(key: str, lang: str, default: str) -> str:
     """The text if one exists (e.g. a known exception code), else ``default`` as is."""
     return t(key, lang) if key in LABELS else default
+
+
+# People's names for codes found in the data: (dimension, code, lang) -> the name, the
+# code itself when none is given; ``Params.label`` is one. The analysis layer takes one
+# as an argument and never reads the params for it.
+CodeLabel = Callable[[str, str, str], str]
+
+
+def code_name(label: CodeLabel | None, dimension: str, code: object, lang: str) -> str:
+    """``code`` of ``dimension`` for people in ``lang``: its name from ``label``, else as is."""
+    return label(dimension, str(code), lang) if label is not None else str(code)

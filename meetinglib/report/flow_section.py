@@ -40,7 +40,7 @@ from matplotlib.patches import Patch
 
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.csvsafe import to_csv as write_csv
-from meetinglib.core.i18n import label_or, t
+from meetinglib.core.i18n import CodeLabel, code_name, label_or, t
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData
 from meetinglib.data.engine import frame_table, shared
@@ -174,18 +174,19 @@ def with_history(findings: pd.DataFrame, frame: pd.DataFrame, history: Window) -
 # --- wording --------------------------------------------------------------------------------
 
 
-def segment_value(dimension: str, value: Any, lang: str) -> str:
-    """A segment value for display: weekday and order type translated, hour as 10:00."""
+def segment_value(dimension: str, value: Any, lang: str, label: CodeLabel | None = None) -> str:
+    """A segment value for display: weekday and order type translated, hour as 10:00, the
+    data's own codes (warehouse, carrier...) named by ``label`` (e.g. ``Params.label``)."""
     if dimension == "weekday":
         return t(f"weekday.{flow.weekday_number(value)}", lang)
     if dimension == "hour":
         return f"{int(value):02d}:00"
     if dimension == "order_type":
         return label_or(f"order_type.{value}", lang, str(value))
-    return str(value)
+    return code_name(label, dimension, value, lang)
 
 
-def segment_label(finding, lang: str) -> str:
+def segment_label(finding, lang: str, label: CodeLabel | None = None) -> str:
     """'Carrier EastPost × Region South': a finding's segment, short, for chart rows."""
 
     def one(dimension: str, value: object) -> str:
@@ -193,7 +194,7 @@ def segment_label(finding, lang: str) -> str:
             "flow_section.segment.one",
             lang,
             dimension=t(f"flow.dim.{dimension}", lang),
-            value=segment_value(dimension, value, lang),
+            value=segment_value(dimension, value, lang, label),
         )
 
     first = one(finding.dimension, finding.value)
@@ -212,6 +213,8 @@ class FlowSection:
     def __init__(self, data: WeekData, lang: str | None = None, top: int = TOP_FINDINGS):
         self.data = data
         self.lang = lang or data.params.language
+        # people's names for the data's codes (params ``labels``)
+        self.label: CodeLabel = data.params.label
         self.top = top
         self.window = data.window
         earliest = data.history_weeks[0].start(data.tz)
@@ -269,7 +272,9 @@ class FlowSection:
         weeks = [*self.baseline_weeks, self.window]
         # the cohort sums per cell come from the engine; ranking and folding run on them
         sums = flow_engine.cohort_sums_on(self.engine, self.orders, weeks)
-        return flow.week_findings(None, weeks, self.rules, lang=self.lang, data=sums)
+        return flow.week_findings(
+            None, weeks, self.rules, lang=self.lang, data=sums, label=self.label
+        )
 
     def group(self, name: str) -> pd.DataFrame:
         """The root findings of one group ("new" or "usual"), in rank order."""
@@ -356,7 +361,7 @@ class FlowSection:
 
     def _echo_name(self, row) -> str:
         stage = self._t(f"flow.stage.{row.stage}")
-        return f"{stage} {flow.finding_segment(row, self.lang)}"
+        return f"{stage} {flow.finding_segment(row, self.lang, self.label)}"
 
     def worst_segments_chart(self) -> Image:
         """Per root finding: the segment's stage hours this week and before, and the median.
@@ -389,12 +394,12 @@ class FlowSection:
             overall.append(everyone["med"] if everyone is not None else math.nan)
             stage = self._t(f"flow.stage.{row.stage}")
             group = self._t(f"flow_section.tag.{row.group}")
-            names.append(f"{group}: {stage}\n{segment_label(row, self.lang)}")
+            names.append(f"{group}: {stage}\n{segment_label(row, self.lang, self.label)}")
         top = next(found.itertuples(index=False))
         title = self._t(
             f"flow_section.chart.title.{top.group}",
             stage=self._t(f"flow.stage.{top.stage}"),
-            segment=segment_label(top, self.lang),
+            segment=segment_label(top, self.lang, self.label),
             added=graph.hours_text(top.added_delay_h),
         )
         fig = _paired_boxes(
