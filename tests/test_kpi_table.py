@@ -13,9 +13,11 @@ from meetinglib.analysis.kpi_table import (
     kpi_table,
     root_changes,
     segment_counts,
+    segment_label,
     segment_orders,
     week_windows,
     with_roots,
+    write_kpis_csv,
 )
 from meetinglib.analysis.kpis import MISSING
 from meetinglib.cli import main
@@ -159,6 +161,53 @@ def three_incidents(tmp_path_factory):
     data = _incident_week(tmp_path_factory.mktemp("three"), incidents)
     result = kpi_table(data, "en")
     return data, result, root_changes(data, result, "en")
+
+
+LABELS = {
+    "carrier": {"C2": {"zh-CN": "二号快递", "en": "Second Express"}},
+    "channel": {"web": {"zh-CN": "网站", "en": "Website"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("lang", "carrier", "channel"),
+    [
+        ("zh-CN", "承运商 二号快递", "渠道 网站"),
+        ("en", "Carrier Second Express", "Channel Website"),
+    ],
+)
+def test_the_sentences_name_the_codes_as_the_params_do(
+    three_incidents, tmp_path, lang, carrier, channel
+):
+    data, _, _ = three_incidents
+    params = data.params.model_copy(update={"labels": LABELS})
+    named = WeekData(params, data.week, data.tables, QualityReport(), [])
+    result = kpi_table(named, lang)
+    roots = root_changes(named, result, lang)
+    # the codes stay the segments; the words name them
+    assert {"C2", "web"} <= set(roots["segment"])
+    assert {carrier, channel} <= set(roots["segment_label"])
+    notes = " ".join(result.changes["note"])
+    assert carrier in notes and channel in notes
+    assert "C2" not in notes and " web" not in notes
+    path = write_kpis_csv(with_roots(result.table, roots, lang), tmp_path)
+    csv = pd.read_csv(path, keep_default_na=False)
+    assert {"C2", "web"} <= set(csv["segment"])
+    assert not set(csv["segment"]) & {"二号快递", "Second Express", "网站", "Website"}
+    assert carrier in set(csv["driven_by"])
+    assert not csv["driven_by"].str.contains("C2").any()
+
+
+def test_segment_labels_name_a_carrier_region_cell():
+    names = {("carrier", "C2"): "二号快递", ("region", "R1"): "一区"}
+
+    def label(dimension: str, code: str, lang: str) -> str:
+        return names.get((dimension, code), code)
+
+    assert segment_label("carrier/region", "C2/R1", "all", "zh-CN", label) == "二号快递 → 一区"
+    assert segment_label("carrier/region", "C2/R1", "all", "zh-CN") == "C2 → R1"
+    assert segment_label("warehouse", "WH9", "all", "en", label) == "Warehouse WH9"
+    assert segment_label("all", "all", "special", "en", label) == "Special orders"
 
 
 def test_each_incident_leads_its_own_row(three_incidents):

@@ -280,6 +280,41 @@ def test_pieces_in_chinese(long_report):
     assert "On-time" not in report.service_table().data
 
 
+NAMES = {
+    "carrier": {"EastPost": {"zh-CN": "东方邮政", "en": "East Post Co"}},
+    "region": {"South": {"zh-CN": "华南", "en": "Southern China"}},
+    "warehouse": {"WH-South": {"zh-CN": "华南仓", "en": "South DC"}},
+}
+
+
+@pytest.mark.parametrize(
+    ("lang", "carrier", "region", "warehouse"),
+    [("zh-CN", "东方邮政", "华南", "华南仓"), ("en", "East Post Co", "Southern China", "South DC")],
+)
+def test_the_report_names_the_codes_as_the_params_do(
+    long_report, tmp_path, lang, carrier, region, warehouse
+):
+    data = long_report.data
+    params = data.params.model_copy(update={"labels": NAMES})
+    report = DataReport(WeekData(params, data.week, data.tables, data.quality, data.sources), lang)
+    changes = report.changes_list().data
+    assert f"{carrier} → {region}" in changes and warehouse in changes
+    assert "EastPost" not in changes and "WH-South" not in changes
+    assert carrier in report.carrier_table().data
+    assert warehouse in report.on_time_ship_table().data
+    assert warehouse in report.stage_table("warehouse").data
+    assert warehouse in report.stockout_table().data
+    assert warehouse in report.backlog_chart().metadata["alt"]
+    assert f"{carrier} → {region}" in report.delivery_heatmap().metadata["alt"]
+    # kpis.csv keeps the codes in its segment column; the sentences use the names
+    report.export(tmp_path)
+    csv = pd.read_csv(tmp_path / "kpis.csv", keep_default_na=False)
+    assert {"EastPost/South", "WH-South"} <= set(csv["segment"])
+    assert not csv["segment"].str.contains(carrier).any()
+    notes = " ".join(csv["note"])
+    assert f"{carrier} → {region}" in notes and "EastPost" not in notes
+
+
 def _shown(piece: object) -> str:
     """The text a piece of the report displays (HTML's markup; "" for an image)."""
     return getattr(piece, "data", "") if isinstance(piece, HTML) else ""

@@ -24,7 +24,7 @@ import pandas as pd
 from meetinglib.analysis import anomalies, kpis
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.fmt import fmt_value
-from meetinglib.core.i18n import t
+from meetinglib.core.i18n import CodeLabel, code_name, t
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData
@@ -68,16 +68,27 @@ KPIS_FILE = "kpis.csv"
 Key = tuple[str, str, str, str]  # kpi, dimension, segment, order_type
 
 
-def segment_label(dimension: str, segment: str, order_type: str, lang: str) -> str:
-    """A segment for people: "Special orders", "warehouse WH-South", "EastPost → South"."""
+def segment_label(
+    dimension: str, segment: str, order_type: str, lang: str, label: CodeLabel | None = None
+) -> str:
+    """A segment for people: "Special orders", "warehouse WH-South", "EastPost → South".
+
+    ``label`` names the codes (e.g. ``Params.label``: params ``labels``); without it, or
+    for a code it does not name, the code is shown as it is.
+    """
     if order_type != kpis.ALL:
         return t("segment.order_type", lang, value=t(f"order_type.{order_type}", lang))
     if dimension == kpis.ALL:
         return t("order_type.all", lang)
     if dimension == "carrier/region":
         carrier, region = segment.split("/", 1)
-        return t("segment.carrier_region", lang, carrier=carrier, region=region)
-    return t(f"segment.{dimension}", lang, value=segment)
+        return t(
+            "segment.carrier_region",
+            lang,
+            carrier=code_name(label, "carrier", carrier, lang),
+            region=code_name(label, "region", region, lang),
+        )
+    return t(f"segment.{dimension}", lang, value=code_name(label, dimension, segment, lang))
 
 
 # The first order of each week's data (by identity, forgotten with it): the series, the
@@ -263,12 +274,14 @@ def is_material(spec: kpis.KpiDef, flag: anomalies.Flag, n: float) -> bool:
     return delta >= MIN_RELATIVE_CHANGE.get(spec.unit, 0.0) * abs(flag.center)
 
 
-def flag_sentence(key: Key, flag: anomalies.Flag, lang: str, currency: str) -> str:
+def flag_sentence(
+    key: Key, flag: anomalies.Flag, lang: str, currency: str, label: CodeLabel | None = None
+) -> str:
     """The finding as a sentence, e.g. "EastPost → South: On-time delivery rate fell..."."""
     kpi, dimension, segment, order_type = key
     subject = t(f"kpi.{kpi}", lang)
     if dimension != kpis.ALL or order_type != kpis.ALL:
-        part = segment_label(dimension, segment, order_type, lang)
+        part = segment_label(dimension, segment, order_type, lang, label)
         subject = t("anomaly.subject", lang, kpi=subject, segment=part)
     unit = kpis.CATALOGUE[kpi].unit
     return anomalies.describe(flag, subject, lambda v: fmt_value(v, unit, currency), lang)
@@ -328,8 +341,11 @@ def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
     """Every KPI x segment of the week: this week, last week, target, status, anomaly flag.
 
     The rows of ``kpis.csv``; units as in ``kpis.CATALOGUE`` (shares 0-1, hours...).
+    ``segment`` holds the codes; the sentence (``note``) names them as params ``labels``
+    do in ``lang``.
     """
     lang = lang or data.params.language
+    label = data.params.label
     where = ", ".join(str(f) for f in data.params.files) or "the params"
     targets = kpis.resolve_targets(data.params.targets, where)
     labels = [kpis.week_label(w) for w in week_windows(data)]
@@ -375,7 +391,9 @@ def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
                 "anomaly_adverse": bool(flag and anomalies.is_adverse(flag, spec.higher_is_better)),
                 "event": spec.event,
                 "n_this_week": float(n.iloc[-1]),
-                "note": flag_sentence(key, flag, lang, data.params.currency) if flag else "",
+                "note": (
+                    flag_sentence(key, flag, lang, data.params.currency, label) if flag else ""
+                ),
             }
         )
     for kpi, missing in unavailable.items():
@@ -446,6 +464,7 @@ ROOT_COLUMNS = (
     "dimension",
     "segment",
     "order_type",
+    "segment_label",
     "kpis",
     "severity",
     "note",
@@ -559,7 +578,8 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
     roots goes to the one that flags the same KPI itself, else to one inside its segment,
     else the first. A segment with a flag no root explains is a root too.
 
-    One row per root: ``finding`` (C1, C2...), its segment, ``kpis`` (the KPIs it moved,
+    One row per root: ``finding`` (C1, C2...), its segment (``segment_label``: in words,
+    in ``lang``, codes named as params ``labels`` do), ``kpis`` (the KPIs it moved,
     cause before effect, as a tuple), ``severity`` and ``note`` of its most severe flag,
     ``driven`` (the other segments with flags it explains, as (dimension, segment,
     order_type) tuples). Ordered by severity, then by the number of flags explained.
@@ -679,6 +699,7 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
                 "dimension": root[0],
                 "segment": root[1],
                 "order_type": root[2],
+                "segment_label": segment_label(*root, lang, data.params.label),
                 "kpis": tuple(moved),
                 "severity": result.flags[(lead, *root)].severity,
                 "note": "" if lead_row is None else str(lead_row["note"]),
@@ -691,7 +712,8 @@ def root_changes(data: WeekData, result: KpiTable, lang: str | None = None) -> p
 
 def with_roots(table: pd.DataFrame, roots: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
     """``table`` plus ``finding`` (the root finding id of each adverse flag) and ``driven_by``
-    (for a flag explained by another segment's orders: that root's segment in words)."""
+    (for a flag explained by another segment's orders: that root's segment in words, as
+    ``root_changes`` wrote it in ``segment_label``)."""
     out = table.copy()
     finding = [""] * len(out)
     driven_by = [""] * len(out)
@@ -701,7 +723,7 @@ def with_roots(table: pd.DataFrame, roots: pd.DataFrame, lang: str = "en") -> pd
     }
     for root in roots.itertuples(index=False):
         own = (root.dimension, root.segment, root.order_type)
-        words = segment_label(*own, lang)
+        words = str(root.segment_label) if "segment_label" in roots else segment_label(*own, lang)
         for kpi in root.kpis:
             if (kpi, *own) in position:
                 finding[position[(kpi, *own)]] = root.finding

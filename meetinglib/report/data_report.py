@@ -318,7 +318,15 @@ class DataReport:
         return self._t(f"kpi.{key}")
 
     def _segment(self, dimension: str, segment: str, order_type: str) -> str:
-        return segment_label(dimension, segment, order_type, self.lang)
+        return segment_label(dimension, segment, order_type, self.lang, self.data.params.label)
+
+    def _name(self, dimension: str, value: Any) -> str:
+        """A value of the data's ``dimension`` (warehouse, carrier...) for people: "missing"
+        for an empty one, else its name from params ``labels`` in the report's language,
+        else the code as it is."""
+        if value == kpis.MISSING:
+            return self._t("word.missing")
+        return self.data.params.label(dimension, str(value), self.lang)
 
     # --- the one computation: meetinglib.analysis.kpi_table -----------------------------
 
@@ -524,7 +532,11 @@ class DataReport:
             name = (
                 self._t("order_type.all")
                 if dim == kpis.ALL and order_type == kpis.ALL
-                else (self._order_type(order_type) if order_type != kpis.ALL else seg)
+                else (
+                    self._order_type(order_type)
+                    if order_type != kpis.ALL
+                    else self._name(dimension, seg)
+                )
             )
             cells = [name]
             for key in keys:
@@ -686,13 +698,12 @@ class DataReport:
         last = sections.order_volume_by(
             self.con, self.orders, self.data.previous_window, "channel", self._levels("channel")
         )
-        this = this.rename(index=self._missing)
-        last = last.rename(index=self._missing).reindex(this.index, fill_value=0)
+        # People's names for the channel codes, from the params (per language).
+        name = lambda code: self._name("channel", code)  # noqa: E731
+        this = this.rename(index=name)
+        last = last.rename(index=name).reindex(this.index, fill_value=0)
         if not this.sum():
             return chart(plots.message(self._t("report.no_data"), lang=self.lang))
-        # People's names for the channel codes, from the params (per language).
-        name = lambda code: self.data.params.label("channel", str(code), self.lang)  # noqa: E731
-        this, last = this.rename(index=name), last.rename(index=name)
         change = (this - last) / last.where(last > 0)
         mover = change.abs().idxmax() if change.notna().any() else this.idxmax()
         title = self._t(
@@ -790,7 +801,7 @@ class DataReport:
         if by:
             split = self._stages(self.data.window, by)
             for value in split.index.get_level_values(0).unique():
-                name = self._order_type(value) if by == "order_type" else self._missing(value)
+                name = self._order_type(value) if by == "order_type" else self._name(by, value)
                 columns.append((str(name), split.loc[value]))
         header = [self._t("word.stage")] + [name for name, _ in columns]
         rows = []
@@ -829,14 +840,15 @@ class DataReport:
             "warehouse",
             self._levels("warehouse"),
         )
-        overdue = this["overdue"].rename(index=self._missing)
+        name = lambda code: self._name("warehouse", code)  # noqa: E731
+        overdue = this["overdue"].rename(index=name)
         total = int(overdue.sum())
         if not total:
             return chart(plots.message(self._t("chart.backlog.none"), lang=self.lang))
         top = overdue.idxmax()
         fig = plots.paired_hbars(
             overdue,
-            last["overdue"].rename(index=self._missing),
+            last["overdue"].rename(index=name),
             title=self._t(
                 "chart.backlog.title",
                 warehouse=top,
@@ -974,8 +986,8 @@ class DataReport:
                     r.order_id,
                     self._order_type(r.order_type) if r.order_type in ORDER_TYPES else "–",
                     self._exception(r.exception_code),
-                    "–" if _nan(r.warehouse) else str(r.warehouse),
-                    "–" if _nan(r.carrier) else str(r.carrier),
+                    "–" if _nan(r.warehouse) else self._name("warehouse", r.warehouse),
+                    "–" if _nan(r.carrier) else self._name("carrier", r.carrier),
                     r.created_at.strftime("%m-%d %H:%M"),
                     self._t(f"example.{r.status}"),
                     "–" if _nan(r.hours_late) else f"{r.hours_late:,.0f}",
@@ -1008,7 +1020,7 @@ class DataReport:
             before = last["on_time_delivery_rate"].get(carrier, np.nan)
             rows.append(
                 [
-                    carrier,
+                    self._name("carrier", carrier),
                     f"{int(r['shipped']):,}",
                     f"{int(r['delivered']):,}",
                     self._fmt(r["on_time_delivery_rate"], "share"),
@@ -1068,11 +1080,14 @@ class DataReport:
             return chart(plots.message(self._t("chart.late.none"), lang=self.lang))
         rates = cells["late_rate"].unstack("carrier")
         counts = cells["delivered"].unstack("carrier").fillna(0)
-        rates = rates.rename(index=self._missing, columns=self._missing)
-        counts = counts.rename(index=self._missing, columns=self._missing)
+        region_name = lambda code: self._name("region", code)  # noqa: E731
+        carrier_name = lambda code: self._name("carrier", code)  # noqa: E731
+        rates = rates.rename(index=region_name, columns=carrier_name)
+        counts = counts.rename(index=region_name, columns=carrier_name)
         finding = self.late_delivery_finding()
         if finding:
             carrier, region, rate, last = finding
+            carrier, region = carrier_name(carrier), region_name(region)
             title = self._t(
                 "chart.late.title", carrier=carrier, region=region, rate=rate, last=last
             )
@@ -1119,7 +1134,8 @@ class DataReport:
                 stockout, before = int(this["stockout"].sum()), int(last["stockout"].sum())
                 fill = self.kpi_result.row("fill_rate")
             else:
-                name, created = str(self._missing(warehouse)), int(this.loc[warehouse, "created"])
+                name = self._name("warehouse", warehouse)
+                created = int(this.loc[warehouse, "created"])
                 stockout = int(this.loc[warehouse, "stockout"])
                 before = int(last["stockout"].get(warehouse, 0))
                 fill = self.kpi_result.row("fill_rate", "warehouse", str(warehouse))
