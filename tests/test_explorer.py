@@ -467,6 +467,75 @@ def test_findings_panel_shows_both_groups_and_drills_to_the_orders(fresh, week_d
     assert fresh.findings_panel() is not None
 
 
+LABELS = (
+    "{carrier: {EastPost: {zh-CN: 东方邮政, en: East Post Co}},"
+    " channel: {app: {zh-CN: 应用程序, en: Mobile app}}}"
+)
+
+
+@pytest.fixture(scope="module")
+def labelled(sample, tmp_path_factory) -> ex.Explorer:
+    folder = tmp_path_factory.mktemp("explorer_labels")
+    data = load_week(load_params(write_params(folder, sample.folder, labels=LABELS)), SAMPLE_WEEK)
+    return ex.Explorer(data, "zh-CN", folder=folder / "exports")
+
+
+def test_the_explorer_shows_the_params_names_and_filters_on_the_codes(labelled, tmp_path):
+    orders = labelled.week_data().tables["orders"]
+    # the filters show the names and select the codes
+    assert ("东方邮政", "EastPost") in labelled.filters["carrier"].options
+    assert ("应用程序", "app") in labelled.filters["channel"].options
+    with labelled.hold():
+        labelled.filters["carrier"].value = ("EastPost",)
+        labelled.filters["channel"].value = ("app",)
+    chosen = created_in(orders, MONDAY, SUNDAY)
+    chosen &= (orders["carrier"] == "EastPost") & (orders["channel"] == "app")
+    assert labelled.view.orders == int(chosen.sum()) > 0
+    assert set(labelled.view.slowest["carrier"]) == {"EastPost"}
+    table = labelled.slowest_table.value
+    assert "东方邮政" in table and "应用程序" in table and "EastPost" not in table
+    # the chart by carrier names it (its title is the slowest carrier with enough orders)
+    with labelled.hold():
+        for box in labelled.filters.values():
+            box.value = ()
+        labelled.dimension.value = "carrier"
+    names = [str(v) for v in labelled.view.distribution["value"]]
+    assert "EastPost" in names, "the frames keep the codes"
+    shown = ex.distribution_chart(
+        labelled.view.distribution.assign(orders=1_000),
+        labelled.view.selection,
+        1.0,
+        "zh-CN",
+        labelled.label,
+    )
+    assert "东方邮政" in " ".join(t.get_text() for t in shown.axes[0].get_yticklabels())
+    # findings: their sentences and the drop-down's options
+    options = " ".join(label for label, _ in labelled.finding.options)
+    assert "承运商 东方邮政" in options and "承运商 EastPost" not in options
+    assert "承运商 东方邮政" in labelled.findings_list.value
+    english = labelled.found.in_language("en")
+    assert english.frame["finding"].str.contains("via carrier East Post Co").any()
+    assert "via carrier East Post Co" in " ".join(label for label, _ in english.options("en"))
+    # the exported tables keep the codes
+    written = ex.export_csv(labelled.view, tmp_path, stamp="t")
+    slowest = pd.read_csv(next(p for p in written if p.name.endswith("slowest_orders.csv")))
+    assert "EastPost" in set(slowest["carrier"]) and "东方邮政" not in set(slowest["carrier"])
+
+
+def test_saved_tables_reopen_with_the_params_names(labelled, tmp_path):
+    folder = labelled.save(tmp_path / "explorer_data", "key-labels")
+    opened = ex.open_prepared(folder, "key-labels")
+    assert opened is not None
+    data = labelled.week_data()
+    for lang, name in (("zh-CN", "承运商 东方邮政"), ("en", "via carrier East Post Co")):
+        again = ex.Explorer(ex.Saved(*opened, data.params, lambda: data), lang)
+        assert ("东方邮政" if lang == "zh-CN" else "East Post Co", "EastPost") in (
+            again.filters["carrier"].options
+        )
+        assert name in " ".join(label for label, _ in again.finding.options)
+        assert name in again.findings_list.value
+
+
 # --- the engine's statistics against pandas on the same orders ----------------------------------
 
 

@@ -58,7 +58,7 @@ from matplotlib.lines import Line2D
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import EnvironmentProblem
-from meetinglib.core.i18n import t
+from meetinglib.core.i18n import CodeLabel, code_name, t
 from meetinglib.core.params import Params, load_params
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, open_week, resolve_week
@@ -756,13 +756,15 @@ class View:
     timeline: pd.DataFrame | None = None  # the drilled-down order's events
     timeline_order: str | None = None
     figures: dict[str, Figure] = field(default_factory=dict, repr=False)
+    # people's names for the data's codes in the charts (params ``labels``)
+    label: CodeLabel | None = field(default=None, repr=False, compare=False)
 
     @property
     def distribution_figure(self) -> Figure:
         """Box plots of the stage hours per segment value."""
         if "distribution" not in self.figures:
             self.figures["distribution"] = distribution_chart(
-                self.distribution, self.selection, self.overall_median_h, self.lang
+                self.distribution, self.selection, self.overall_median_h, self.lang, self.label
             )
         return self.figures["distribution"]
 
@@ -780,10 +782,12 @@ def compute_view(
     lang: str = "en",
     top: int = TOP_ORDERS,
     previous: View | None = None,
+    label: CodeLabel | None = None,
 ) -> View:
     """All frames of a selection (figures are drawn when first asked for).
 
-    With ``previous`` selecting the same orders, its graph and variants are reused.
+    With ``previous`` selecting the same orders, its graph and variants are reused. The
+    frames hold the codes; the figures name them with ``label`` (e.g. ``Params.label``).
     """
     stage, dimension = selection.stage, selection.dimension
     chosen = tuple(getattr(selection, name) for name in ORDER_FILTERS)
@@ -822,6 +826,7 @@ def compute_view(
         overall_median_h=overall,
         lang=lang,
         figures=figures,
+        label=label,
     )
 
 
@@ -842,9 +847,14 @@ def stage_name(stage: str, lang: str) -> str:
 
 
 def distribution_chart(
-    distribution: pd.DataFrame, selection: Selection, overall_median_h: float, lang: str
+    distribution: pd.DataFrame,
+    selection: Selection,
+    overall_median_h: float,
+    lang: str,
+    label: CodeLabel | None = None,
 ) -> Figure:
-    """Horizontal box plots of stage hours per segment value, slowest on top.
+    """Horizontal box plots of stage hours per segment value, slowest on top (values named
+    by ``label``, see flow_section.segment_value).
 
     The title names the slowest value among those with at least MIN_TITLE_ORDERS
     orders (a value of two orders is slowest by chance); the dotted line is the median
@@ -855,7 +865,7 @@ def distribution_chart(
         return plots.message(t("explorer.dist.empty", lang, stage=stage), lang=lang)
     dim = selection.dimension
     names = [
-        f"{segment_value(dim, v, lang)} (n={n:,})"
+        f"{segment_value(dim, v, lang, label)} (n={n:,})"
         for v, n in zip(distribution["value"], distribution["orders"], strict=True)
     ]
     enough = distribution[distribution["orders"] >= MIN_TITLE_ORDERS]
@@ -865,7 +875,7 @@ def distribution_chart(
         lang,
         stage=stage,
         dimension=t(f"flow.dim.{dim}", lang),
-        value=segment_value(dim, slow["value"], lang),
+        value=segment_value(dim, slow["value"], lang, label),
         median=graph.hours_text(slow["median_h"]),
         orders=int(slow["orders"]),
     )
@@ -1039,8 +1049,11 @@ def _table_html(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, na_rep="–", escape=True)
 
 
-def slowest_display(slowest: pd.DataFrame, stage: str, lang: str) -> pd.DataFrame:
-    """The slowest-orders table with translated headings and values."""
+def slowest_display(
+    slowest: pd.DataFrame, stage: str, lang: str, label: CodeLabel | None = None
+) -> pd.DataFrame:
+    """The slowest-orders table with translated headings and values, the codes of
+    warehouse, carrier, region and channel named by ``label`` (e.g. ``Params.label``)."""
     out = pd.DataFrame(
         {
             t("explorer.col.order_id", lang): slowest["order_id"],
@@ -1051,7 +1064,10 @@ def slowest_display(slowest: pd.DataFrame, stage: str, lang: str) -> pd.DataFram
         }
     )
     for col in ("warehouse", "carrier", "region", "channel"):
-        out[t(f"flow.dim.{col}", lang)] = slowest[col].astype(object).fillna("–")
+        out[t(f"flow.dim.{col}", lang)] = [
+            "–" if pd.isna(v) else code_name(label, col, v, lang)
+            for v in slowest[col].astype(object)
+        ]
     out[t("explorer.col.created_at", lang)] = [
         ts.strftime("%Y-%m-%d %H:%M") for ts in slowest["created_at"]
     ]
@@ -1112,6 +1128,9 @@ class Findings:
     # per root finding, its orders (orders_of) when computed beforehand, or the Parquet
     # file holding them (read when first asked for)
     stored: dict[str, pd.DataFrame | Path] = field(default_factory=dict, repr=False)
+    # people's names for the segments' codes in the sentences and options (params
+    # ``labels``); the frame's value columns keep the codes
+    label: CodeLabel | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of_week(cls, data: WeekData, lang: str) -> Findings:
@@ -1119,18 +1138,28 @@ class Findings:
         section = FlowSection(data, lang)
         weeks = section.baseline_weeks
         baseline = Window(weeks[0].start, weeks[-1].end) if weeks else None
-        return cls(section.bottlenecks, data.window, baseline, max(len(weeks), 1))
+        return cls(
+            section.bottlenecks, data.window, baseline, max(len(weeks), 1), label=section.label
+        )
 
     @classmethod
-    def of_orders(cls, orders: pd.DataFrame, lang: str, baseline_weeks: int = 6) -> Findings:
+    def of_orders(
+        cls,
+        orders: pd.DataFrame,
+        lang: str,
+        baseline_weeks: int = 6,
+        label: CodeLabel | None = None,
+    ) -> Findings:
         """Findings for an orders frame: the last complete ISO week of its creation times
-        against up to ``baseline_weeks`` weeks before it (the first, partial week left out)."""
+        against up to ``baseline_weeks`` weeks before it (the first, partial week left out);
+        segment values named by ``label`` in the sentences."""
         created = orders["created_at"].dropna()
         if created.empty:
             return cls(
                 pd.DataFrame(columns=flow.FINDING_COLUMNS),
                 Window(created.min(), created.max()),
                 None,
+                label=label,
             )
         tz = str(created.dt.tz) if created.dt.tz is not None else "UTC"
         last = IsoWeek.containing(created.max()).previous()
@@ -1138,9 +1167,10 @@ class Findings:
         count = min(baseline_weeks, max((last.monday - first.monday).days // 7, 0))
         weeks = [last.shift(-k).window(tz) for k in range(count, -1, -1)]
         if len(weeks) < 2:
-            return cls(pd.DataFrame(columns=flow.FINDING_COLUMNS), weeks[-1], None)
-        found = flow.week_findings(orders, weeks, lang=lang)
-        return cls(found, weeks[-1], Window(weeks[0].start, weeks[-2].end), len(weeks) - 1)
+            return cls(pd.DataFrame(columns=flow.FINDING_COLUMNS), weeks[-1], None, label=label)
+        found = flow.week_findings(orders, weeks, lang=lang, label=label)
+        baseline = Window(weeks[0].start, weeks[-2].end)
+        return cls(found, weeks[-1], baseline, len(weeks) - 1, label=label)
 
     def _stored(self, finding_id: str) -> pd.DataFrame:
         """A finding's orders computed beforehand (read from their file the first time)."""
@@ -1176,15 +1206,16 @@ class Findings:
         rows = self.frame.to_dict("records")
         roots = {r["id"]: r for r in rows if r["id"]}
         frame = self.frame.copy()
+        label = self.label
         if rows:
-            frame["finding"] = [flow.finding_sentence(r, self.weeks, lang) for r in rows]
+            frame["finding"] = [flow.finding_sentence(r, self.weeks, lang, label) for r in rows]
             frame["driven_by"] = [
-                flow.finding_segment(pd.Series(roots[r["folded_into"]]), lang)
+                flow.finding_segment(pd.Series(roots[r["folded_into"]]), lang, label)
                 if r["folded_into"]
                 else ""
                 for r in rows
             ]
-        return Findings(frame, self.week, self.baseline, self.weeks, self.stored)
+        return Findings(frame, self.week, self.baseline, self.weeks, self.stored, label)
 
     def roots(self, group: str) -> pd.DataFrame:
         """The root findings of a group ("new" or "usual"), in rank order."""
@@ -1198,7 +1229,8 @@ class Findings:
             tag = t(f"flow_section.tag.{group}", lang)
             for row in self.roots(group).itertuples(index=False):
                 stage = stage_name(str(row.stage), lang)
-                out.append((f"{tag} {row.id}: {stage} {flow.finding_segment(row, lang)}", row.id))
+                segment = flow.finding_segment(row, lang, self.label)
+                out.append((f"{tag} {row.id}: {stage} {segment}", row.id))
         return out
 
     def orders_of(
@@ -1540,7 +1572,7 @@ def report_findings(path: Path, data: WeekData, lang: str) -> Findings | None:
     baseline = Window(weeks[0].start, weeks[-1].end) if weeks else None
     if raw.empty:
         frame = pd.DataFrame(columns=flow.FINDING_COLUMNS)
-        return Findings(frame, data.window, baseline, max(len(weeks), 1))
+        return Findings(frame, data.window, baseline, max(len(weeks), 1), label=section.label)
 
     def value(dimension: str, text: str) -> Any:
         return int(text) if dimension == "hour" else text
@@ -1575,7 +1607,8 @@ def report_findings(path: Path, data: WeekData, lang: str) -> Findings | None:
         }
     )
     # sentences in ``lang``: the report may have been written in another language
-    return Findings(frame, data.window, baseline, max(len(weeks), 1)).in_language(lang)
+    found = Findings(frame, data.window, baseline, max(len(weeks), 1), label=section.label)
+    return found.in_language(lang)
 
 
 def save_week(
@@ -1857,6 +1890,7 @@ class Explorer:
         after_sales: pd.DataFrame | None = None,
         folder: str | Path | None = None,
         top: int = TOP_ORDERS,
+        label: CodeLabel | None = None,
     ):
         import ipywidgets as w
 
@@ -1866,6 +1900,7 @@ class Explorer:
         if isinstance(source, Saved):
             # tables prepared beforehand: nothing is computed but what is not saved
             lang = lang or source.params.language
+            label = label or source.params.label
             folder = folder or Path(source.params.output_dir) / "explorer"
             self.data = source.data
             prepared = self.data.prepared
@@ -1877,6 +1912,7 @@ class Explorer:
             # the week's tables as the engine holds them: no row table in pandas
             tables = source.engine_tables()
             lang = lang or source.params.language
+            label = label or source.params.label
             folder = folder or Path(source.params.output_dir) / "explorer"
             first_day = source.window.start.date()
             last_day = (source.window.end - pd.Timedelta(days=1)).date()
@@ -1898,14 +1934,20 @@ class Explorer:
             )
             self._orders = source
         self.lang = lang or "en"
+        # people's names for the data's codes (params ``labels``): shown, never filtered on
+        self.label = label
         self.top = top
         if isinstance(source, Saved):
-            same = source.view.lang == self.lang
-            self.found = source.found if same else source.found.in_language(self.lang)
+            # saved with their sentences in the saved view's language and the params' names
+            found = dataclasses.replace(source.found, label=label)
+            same = source.view.lang == self.lang and label == source.params.label
+            self.found = found if same else found.in_language(self.lang)
         elif isinstance(source, WeekData):
             self.found = Findings.of_week(source, self.lang)
+            if label != self.found.label:
+                self.found = dataclasses.replace(self.found, label=label).in_language(self.lang)
         else:
-            self.found = Findings.of_orders(source, self.lang)
+            self.found = Findings.of_orders(source, self.lang, label=label)
         self._holding = False
         self.view: View | None = None
         self._shown: set[str] = set()  # panels displayed, whose charts are kept drawn
@@ -1944,7 +1986,8 @@ class Explorer:
         self.filters = {
             d: w.SelectMultiple(
                 description=t(f"flow.dim.{d}", lang),
-                options=[str(v) for v in self.data.values(d)],
+                # the name shown, the code selected: the filter matches the data's codes
+                options=[(code_name(label, d, v, lang), str(v)) for v in self.data.values(d)],
                 value=(),
                 rows=5,
                 style=style,
@@ -2124,7 +2167,7 @@ class Explorer:
         if prepared is None or not prepared.covers(selection):
             text = t("explorer.progress.range", self.lang, start=selection.start, end=selection.end)
             self.summary.value = f"<p>{html.escape(text)}</p>"
-        view = compute_view(self.data, selection, self.lang, self.top, previous)
+        view = compute_view(self.data, selection, self.lang, self.top, previous, self.label)
         self.view = view
         lang = self.lang
         stage = stage_name(view.selection.stage, lang)
@@ -2144,7 +2187,7 @@ class Explorer:
             self.variants_table.value = _table_html(variants_display(view.variants, lang))
         self._render()
         self.slowest_table.value = _table_html(
-            slowest_display(view.slowest, view.selection.stage, lang)
+            slowest_display(view.slowest, view.selection.stage, lang, self.label)
         )
         self.order.options = [str(o) for o in view.slowest["order_id"]]
         self._show_timeline(self.order.value)
