@@ -168,6 +168,43 @@ def test_gaps_are_marked_with_symbol_and_size(week_data, sections, lang):
     assert RED not in calm.staffing_table().data + calm.agents_table().data
 
 
+NAMES = {
+    "warehouse": {
+        "WH-North": {"en": "North DC", "zh-CN": "华北仓"},
+        "WH-East": {"en": "East DC", "zh-CN": "华东仓"},
+        "WH-South": {"en": "South DC", "zh-CN": "华南仓"},
+    },
+    "carrier": {
+        "SwiftExpress": {"en": "Swift Express Co", "zh-CN": "迅捷快递"},
+        "EastPost": {"en": "East Post Co", "zh-CN": "东方邮政"},
+        "CloudLogistics": {"en": "Cloud Logistics Co", "zh-CN": "云端物流"},
+        "RapidRoute": {"en": "Rapid Route Co", "zh-CN": "飞速快运"},
+    },
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_tables_name_the_codes_as_the_params_do(week_data, tmp_path, lang):
+    params = week_data.params.model_copy(update={"labels": NAMES})
+    section = PlanSection(dataclasses.replace(week_data, params=params), lang)
+    shown = {d: {code: n[lang] for code, n in codes.items()} for d, codes in NAMES.items()}
+    staffing, carriers = section.staffing_table().data, section.carrier_table().data
+    special, listed = section.special_table().data, section.special_list().data
+    for code, name in shown["warehouse"].items():
+        assert name in staffing and code not in staffing
+        assert code not in special and code not in listed
+    assert any(name in special for name in shown["warehouse"].values())
+    assert any(name in listed for name in shown["warehouse"].values())
+    for code, name in shown["carrier"].items():
+        assert name in carriers and code not in carriers
+    # plan.csv keeps the codes in its item column, never the names
+    section.export(tmp_path)
+    written = pd.read_csv(tmp_path / PLAN_FILE, keep_default_na=False)
+    items = set(written["item"])
+    assert set(shown["warehouse"]) <= items and set(shown["carrier"]) <= items
+    assert not items & {n for names in shown.values() for n in names.values()}
+
+
 def test_user_data_in_cells_is_escaped(week_data, sections):
     orders = week_data.tables["orders"].copy()
     odd = "<b>WH&South</b>"

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from meetinglib.core.i18n import t
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data.sample import write_sample_issues
 from meetinglib.meeting.intake import add_issue, import_issues
@@ -296,6 +297,44 @@ def test_handout_pieces_escape_user_text(fixture_store, orders, after_sales):
     assert "#13 &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; export" in page
     zh = TriageReport(table, W47, company="Shop", departments=DEPTS, data=data, lang="zh-CN")
     assert "问题" in zh.overview().data and "紧急" in zh.overview().data
+
+
+NAMES = {
+    "carrier": {"EastPost": {"en": "East Post Co", "zh-CN": "东方邮政"}},
+    "region": {"South": {"en": "Southern China", "zh-CN": "华南"}},
+}
+
+
+def _label(dimension, code, lang):
+    """As Params.label does with ``labels: NAMES``."""
+    names = NAMES.get(dimension, {}).get(code, {})
+    return names.get(lang) or names.get("en") or code
+
+
+@pytest.mark.parametrize(
+    ("lang", "carrier", "region"),
+    [("en", "East Post Co", "Southern China"), ("zh-CN", "东方邮政", "华南")],
+)
+def test_segments_are_named_as_the_params_do(
+    fixture_store, orders, after_sales, tmp_path, lang, carrier, region
+):
+    data = OrdersData(orders, after_sales, TZ, 48.0)
+    table = triage(fixture_store.issues(through_week="2026-W47"), W47, data)
+    report = TriageReport(
+        table, W47, company="Shop", departments=DEPTS, data=data, lang=lang, label=_label
+    )
+    overview = report.overview().data
+    said = {k: t(f"triage.segment.{k}", lang) for k in ("carrier", "region")}
+    assert f"{said['carrier']} {carrier}, {said['region']} {region}" in overview
+    assert f"{said['carrier']} EastPost" not in overview  # the titles keep their own words
+    assert f"{said['carrier']} SwiftExpress" in overview, "a code without a name stays as is"
+    alt = report.evidence_chart(A).metadata["alt"]
+    assert carrier in alt and region in alt and "EastPost" not in alt
+    # issues.csv keeps the stored segment text
+    report.save(tmp_path)
+    saved = pd.read_csv(tmp_path / "issues.csv", keep_default_na=False)
+    assert A in set(saved["segment"])
+    assert not saved["segment"].str.contains(carrier).any()
 
 
 # --- through the runner ------------------------------------------------------------------------

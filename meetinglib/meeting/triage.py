@@ -73,7 +73,7 @@ from matplotlib.ticker import PercentFormatter
 
 from meetinglib.analysis import sections
 from meetinglib.core.csvsafe import to_csv as write_csv
-from meetinglib.core.i18n import label_or, t
+from meetinglib.core.i18n import CodeLabel, code_name, label_or, t
 from meetinglib.core.params import AgendaParams
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data import engine
@@ -654,6 +654,7 @@ class TriageReport:
         agenda_minutes: dict[str, int] | None = None,
         interactive: bool = False,
         store: Store | None = None,
+        label: CodeLabel | None = None,
     ):
         self.triaged = triaged
         self.week = week
@@ -666,6 +667,8 @@ class TriageReport:
         self.agenda_minutes = agenda_minutes or {}
         self.interactive = interactive
         self.store = store
+        # People's names for the data's codes (e.g. Params.label); issues.csv keeps the codes.
+        self.label = label
 
     @classmethod
     def open(
@@ -703,6 +706,7 @@ class TriageReport:
             agenda_minutes=minutes,
             interactive=snapshot is None,
             store=store,
+            label=params.label,
         )
 
     def _t(self, key: str, **fields: object) -> str:
@@ -747,12 +751,14 @@ class TriageReport:
     # --- tables ---------------------------------------------------------------------------
 
     def _segment_text(self, segment: str) -> str:
+        """The stored segment (``carrier=EastPost;region=South``) for people: its codes
+        named by ``label`` (params ``labels``), exception codes by the catalogue."""
         parts = []
         for key, value in segment_dict(segment).items():
             shown = (
                 label_or(f"exception.{value}", self.lang, value)
                 if key == "exception_code"
-                else value
+                else code_name(self.label, key, value, self.lang)
             )
             parts.append(f"{self._t(f'triage.segment.{key}')} {shown}")
         return ", ".join(parts) or "–"

@@ -48,13 +48,23 @@ from meetinglib.analysis.kpi_table import (
     write_kpis_csv,
 )
 from meetinglib.core.fmt import fmt_change, fmt_value
-from meetinglib.core.i18n import label_or, t
+from meetinglib.core.i18n import CodeLabel, code_name, label_or, t
 from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.core.weeks import Window
 from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, notebook_week, short_of
 from meetinglib.report import charts as plots
 from meetinglib.report.render import frame_table, macro, render, table
+
+
+def code_shown(label: CodeLabel | None, dimension: str, value: Any, lang: str) -> str:
+    """A value of the data's ``dimension`` (warehouse, carrier...) for people in ``lang``:
+    "missing" for an empty one (``kpis.MISSING``), else its name from ``label`` (e.g.
+    ``Params.label``: params ``labels``), else the code as it is."""
+    if value == kpis.MISSING:
+        return t("word.missing", lang)
+    return code_name(label, dimension, value, lang)
+
 
 # The handout's order, which is the meeting's: the summary on page one, last week's
 # actions, the headline, what changed and where the time goes (what the meeting
@@ -321,12 +331,8 @@ class DataReport:
         return segment_label(dimension, segment, order_type, self.lang, self.data.params.label)
 
     def _name(self, dimension: str, value: Any) -> str:
-        """A value of the data's ``dimension`` (warehouse, carrier...) for people: "missing"
-        for an empty one, else its name from params ``labels`` in the report's language,
-        else the code as it is."""
-        if value == kpis.MISSING:
-            return self._t("word.missing")
-        return self.data.params.label(dimension, str(value), self.lang)
+        """A value of the data's ``dimension`` for people (see ``code_shown``)."""
+        return code_shown(self.data.params.label, dimension, value, self.lang)
 
     # --- the one computation: meetinglib.analysis.kpi_table -----------------------------
 

@@ -28,7 +28,6 @@ from IPython.display import HTML, Image
 from markupsafe import Markup, escape
 
 from meetinglib.analysis import sections
-from meetinglib.analysis.kpis import MISSING
 from meetinglib.analysis.plan import (
     SPECIAL_TYPES,
     NextWeekPlan,
@@ -42,7 +41,7 @@ from meetinglib.core.schema import ORDER_TYPES
 from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData
 from meetinglib.report import charts as plots
-from meetinglib.report.data_report import chart
+from meetinglib.report.data_report import chart, code_shown
 from meetinglib.report.render import Trusted, frame_table, macro
 
 PLAN_FILE = "plan.csv"
@@ -100,6 +99,10 @@ class PlanSection:
 
     def _t(self, key: str, **fields: object) -> str:
         return t(key, self.lang, **fields)
+
+    def _name(self, dimension: str, code: object) -> str:
+        """A warehouse or carrier code for people: its name from params ``labels``."""
+        return code_shown(self.data.params.label, dimension, code, self.lang)
 
     # --- the plan, once -------------------------------------------------------------
 
@@ -381,7 +384,7 @@ class PlanSection:
         )
         shares = plan.warehouse_shares["share"].reindex(table.index)
         table.insert(0, self._t("word.share"), shares.map("{:.0%}".format))
-        table.index = [self._t("word.missing") if w == MISSING else w for w in table.index]
+        table.index = [self._name("warehouse", w) for w in table.index]
         table.index.name = self._t("plan.col.warehouse")
         caption = self._t("plan_section.staff_caption")
         return HTML(str(macro("note", caption, "")) + _html_table(table).data)
@@ -439,6 +442,7 @@ class PlanSection:
             else:
                 rates.append(f"{rate:.1%}")
         table[self._t("plan_section.col.on_time")] = rates
+        table.index = [self._name("carrier", c) for c in table.index]
         table.index.name = self._t("plan.col.carrier")
         caption = self._t("plan_section.carrier_caption", weeks=self.data.params.plan.share_weeks)
         return HTML(str(macro("note", caption, "")) + _html_table(table).data)
@@ -453,7 +457,8 @@ class PlanSection:
         counts = plan.special_counts
         if counts.empty or int(counts["total"].sum()) == 0:
             return _note(self._t("plan_section.no_special"))
-        counts = pd.concat([counts, counts.sum().to_frame(self._t("word.all")).T.astype("int64")])
+        total = counts.sum().to_frame(self._t("word.all")).T.astype("int64")
+        counts = pd.concat([counts.rename(index=lambda w: self._name("warehouse", w)), total])
         overdue = [
             _mark(self._t("plan_section.overdue_count", count=int(n)), "ml-status-off", _RED)
             if n > 0
@@ -467,7 +472,7 @@ class PlanSection:
                 self._t("plan.status.later"): counts["later"].map(_count),
                 self._t("word.all"): counts["total"].map(_count),
             },
-            index=[self._t("word.missing") if w == MISSING else w for w in counts.index],
+            index=counts.index,
         )
         table.index.name = self._t("plan.col.warehouse")
         types = " / ".join(self._t(f"order_type.{k}") for k in SPECIAL_TYPES)
@@ -497,7 +502,7 @@ class PlanSection:
                     self._t(f"order_type.{k}") for k in soon["order_type"]
                 ],
                 self._t("plan.col.warehouse"): [
-                    self._t("word.missing") if w == MISSING else w for w in soon["warehouse"]
+                    self._name("warehouse", w) for w in soon["warehouse"]
                 ],
                 self._t("plan.col.deadline"): soon["deadline"]
                 .dt.strftime("%m-%d %H:%M")
