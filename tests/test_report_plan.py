@@ -197,6 +197,10 @@ def test_tables_name_the_codes_as_the_params_do(week_data, tmp_path, lang):
     assert any(name in listed for name in shown["warehouse"].values())
     for code, name in shown["carrier"].items():
         assert name in carriers and code not in carriers
+    # the headline sentences name them too: the worst short warehouse, late carriers
+    summary = section.summary().data
+    named = [n for d in shown.values() for n in d.values() if n in summary]
+    assert named and not [c for d in shown.values() for c in d if c in summary]
     # plan.csv keeps the codes in its item column, never the names
     section.export(tmp_path)
     written = pd.read_csv(tmp_path / PLAN_FILE, keep_default_na=False)

@@ -53,9 +53,9 @@ from __future__ import annotations
 import math
 import statistics
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -1096,8 +1096,13 @@ class NextWeekPlan:
     unusual_days: pd.DataFrame  # history days left out as unusual: day, series, actual, usual
 
     def sentences(self, lang: str | None = None) -> list[str]:
-        """The plan's headline sentences for the handout and the minutes."""
+        """The plan's headline sentences for the handout and the minutes; warehouses and
+        carriers by the names params ``labels`` give them in ``lang``."""
         lang = lang or self.params.language
+
+        def named(dimension: str, codes: Any) -> list[str]:
+            return [self.params.label(dimension, str(c), lang) for c in codes]
+
         total = self.orders[self.orders["order_type"] == "all"].reset_index(drop=True)
         peak = int(total["forecast"].idxmax())
         out = [
@@ -1116,7 +1121,14 @@ class NextWeekPlan:
         ]
         if self.staffing is not None:
             out.append(
-                _shortfall_sentence(self.staffing, "staff_gap", "plan.staff", lang, by="warehouse")
+                _shortfall_sentence(
+                    self.staffing,
+                    "staff_gap",
+                    "plan.staff",
+                    lang,
+                    by="warehouse",
+                    name=lambda code: named("warehouse", [code])[0],
+                )
             )
         if self.customer_service is not None:
             cs = self.customer_service
@@ -1124,14 +1136,16 @@ class NextWeekPlan:
         summary = self.carrier_summary
         over = [] if summary is None else summary.index[summary["days_over_capacity"] > 0]
         if len(over):
-            out.append(t("plan.carriers.over_capacity", lang, carriers=", ".join(over)))
+            out.append(
+                t("plan.carriers.over_capacity", lang, carriers=", ".join(named("carrier", over)))
+            )
         low = [] if summary is None else summary.index[summary["low_on_time"]]
         if len(low):
             out.append(
                 t(
                     "plan.carriers.low_on_time",
                     lang,
-                    carriers=", ".join(low),
+                    carriers=", ".join(named("carrier", low)),
                     threshold=self.params.plan.min_on_time_delivery,
                 )
             )
@@ -1153,7 +1167,12 @@ def _day_label(day: pd.Timestamp, lang: str) -> str:
 
 
 def _shortfall_sentence(
-    frame: pd.DataFrame, gap: str, key: str, lang: str, by: str | None = None
+    frame: pd.DataFrame,
+    gap: str,
+    key: str,
+    lang: str,
+    by: str | None = None,
+    name: Callable[[Any], str] = str,
 ) -> str:
     """``<key>.covered`` when no day is short, else ``<key>.short`` naming the worst day."""
     short = frame[frame[gap] > 0]
@@ -1164,7 +1183,7 @@ def _shortfall_sentence(
         f"{key}.short",
         lang,
         days=len(short),
-        where=worst[by] if by else "",
+        where=name(worst[by]) if by else "",
         day=_day_label(worst["day"], lang),
         gap=float(worst[gap]),
     )
