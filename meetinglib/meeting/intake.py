@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from meetinglib.core.errors import (
     InputDataError,
@@ -51,7 +50,7 @@ from meetinglib.core.errors import (
 from meetinglib.core.i18n import LABELS, t
 from meetinglib.core.schema import EXCEPTION_CODES, ORDER_TYPES
 from meetinglib.core.weeks import IsoWeek
-from meetinglib.meeting.store import ISSUE_STATUSES, ISSUES, SEVERITIES, Store, meeting_weeks
+from meetinglib.meeting.store import ISSUE_STATUSES, SEVERITIES, Store
 
 TEMPLATE_COLUMNS = ("title", "description", "severity", "segment", "first_seen", "submitter")
 REQUIRED_COLUMNS = ("title", "severity")
@@ -652,48 +651,21 @@ def _set_issue_status(
     if len(note) > limit:
         raise ParamsError(f"the note has {len(note)} characters, more than {limit}; shorten it.")
     asked = str(IsoWeek.parse(week)) if week is not None else None
-    latest = max(meeting_weeks(store), default="") if status != "open" and asked is None else ""
-
-    def work(conn: sa.Connection) -> list[IssueChange]:
-        query = sa.select(ISSUES).where(ISSUES.c.id.in_(ids))
-        found = {int(r["id"]): r for r in conn.execute(query).mappings()}
-        unknown = [i for i in ids if i not in found]
-        if unknown:
-            raise InputDataError(
-                f"issue(s) {', '.join(f'#{i}' for i in unknown)} not in the store {store.url}; "
-                "nothing changed. List them with `meeting issues list`."
-            )
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        changes = []
-        for issue_id in ids:
-            row = found[issue_id]
-            when = None if status == "open" else (asked or max(latest, row["week"]))
-            if when is not None and when < row["week"]:
-                raise ParamsError(
-                    f"issue #{issue_id} was raised for {row['week']}; it cannot be settled in "
-                    f"{when}, before that. Give --week {row['week']} or later."
-                )
-            change = IssueChange(
-                id=issue_id,
-                department=row["department"],
-                week=row["week"],
-                title=row["title"],
-                before=row["status"],
-                after=status,
-                resolved_week=when if row["status"] != status else row["resolved_week"],
-            )
-            changes.append(change)
-            if not change.changed:
-                continue
-            values: dict[str, Any] = {"status": status, "resolved_week": when, "updated_at": now}
-            if note:
-                mark = f"[{status} {when}]" if when else f"[{status}]"
-                before = (row["description"] or "").rstrip()
-                values["description"] = f"{before}\n{mark} {note}" if before else f"{mark} {note}"
-            conn.execute(ISSUES.update().where(ISSUES.c.id == issue_id).values(**values))
-        return changes
-
-    return store.write(work)
+    rows = store.change_issue_status(ids, status, asked, note)
+    return [
+        IssueChange(
+            id=int(row["id"]),
+            department=row["department"],
+            week=row["week"],
+            title=row["title"],
+            before=row["status"],
+            after=status,
+            resolved_week=(
+                row["resolved_week_after"] if row["status"] != status else row["resolved_week"]
+            ),
+        )
+        for row in rows
+    ]
 
 
 # --- the template -------------------------------------------------------------------------------

@@ -769,19 +769,63 @@ class Store:
 
     def set_issue_status(self, issue_ids: Iterable[int], status: str, week: str | None) -> int:
         """Mark issues resolved/dropped (in ``week``) or open again; returns rows changed."""
+        changed = self.change_issue_status(issue_ids, status, week)
+        return sum(1 for row in changed if row["status"] != status)
+
+    def change_issue_status(
+        self, issue_ids: Iterable[int], status: str, week: str | None, note: str = ""
+    ) -> list[dict[str, Any]]:
+        """Set the issues' status in one transaction; each issue's row as it was before.
+
+        ``week``: the report week that settled them; None: the latest stored meeting, never
+        before the week an issue was raised for (reopening clears it). ``note`` is added to
+        the description of each issue it changes, marked with the status and week. An
+        issue already in ``status`` is left as it is. Unknown ids: InputDataError, nothing
+        changed; a week before an issue's own: ParamsError.
+        """
         if status not in ISSUE_STATUSES:
             raise ParamsError(f"issue status {status!r} unknown; use one of {ISSUE_STATUSES}")
-        ids = list(issue_ids)
-        change = (
-            ISSUES.update()
-            .where(ISSUES.c.id.in_(ids))
-            .values(
-                status=status,
-                resolved_week=None if status == "open" else week,
-                updated_at=_utcnow(),
-            )
-        )
-        return self.write(lambda conn: int(conn.execute(change).rowcount))
+        ids = list(dict.fromkeys(int(i) for i in issue_ids))
+
+        def work(conn: Connection) -> list[dict[str, Any]]:
+            found = {
+                int(r["id"]): dict(r)
+                for r in conn.execute(sa.select(ISSUES).where(ISSUES.c.id.in_(ids))).mappings()
+            }
+            if unknown := [i for i in ids if i not in found]:
+                raise InputDataError(
+                    f"issue(s) {', '.join(f'#{i}' for i in unknown)} not in the store "
+                    f"{self.url}; nothing changed. List them with `meeting issues list`."
+                )
+            latest = ""
+            if status != "open" and week is None:
+                latest = conn.execute(sa.select(sa.func.max(MEETINGS.c.week))).scalar() or ""
+            now = _utcnow()
+            before = []
+            for issue_id in ids:
+                row = found[issue_id]
+                when = None if status == "open" else (week or max(latest, row["week"]))
+                if when is not None and when < row["week"]:
+                    raise ParamsError(
+                        f"issue #{issue_id} was raised for {row['week']}; it cannot be settled "
+                        f"in {when}, before that. Give --week {row['week']} or later."
+                    )
+                before.append({**row, "resolved_week_after": when})
+                if row["status"] == status:
+                    continue
+                values: dict[str, Any] = {
+                    "status": status,
+                    "resolved_week": when,
+                    "updated_at": now,
+                }
+                if note:
+                    mark = f"[{status} {when}]" if when else f"[{status}]"
+                    text = (row["description"] or "").rstrip()
+                    values["description"] = f"{text}\n{mark} {note}" if text else f"{mark} {note}"
+                conn.execute(ISSUES.update().where(ISSUES.c.id == issue_id).values(**values))
+            return before
+
+        return self.write(work)
 
     # --- meetings ---------------------------------------------------------------------
 
