@@ -51,6 +51,7 @@ from meetinglib.core.errors import (
     SectionError,
     environment_error,
 )
+from meetinglib.core.handouts import handout_stem, html_lang
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, demo_params_file, load_params
 from meetinglib.core.safename import check_name
@@ -87,12 +88,6 @@ class NotebookResult:
     html: Path
     seconds: float
     lang: str = "en"
-
-
-def handout_stem(name: str, lang: str, languages: Sequence[str]) -> str:
-    """The file stem of a handout: the first language keeps the plain name, the others get
-    their language as a suffix (``data_report`` / ``data_report.en``)."""
-    return name if not languages or lang == languages[0] else f"{name}.{lang}"
 
 
 @dataclass
@@ -915,7 +910,7 @@ def _write_index(
         for language in languages:
             html = folder / f"{handout_stem(name, language, languages)}.html"
             if html.is_file():
-                links.setdefault(name, []).append((html.name, _html_lang(html) or language))
+                links.setdefault(name, []).append((html.name, html_lang(html) or language))
     handouts = [
         {
             "title": _title(name, lang),
@@ -953,19 +948,6 @@ def _write_index(
     index = folder / "index.html"
     index.write_text(with_csp(text), encoding="utf-8")
     return index
-
-
-_HTML_LANG = re.compile(rb'<html[^>]*\blang="([A-Za-z-]+)"')
-
-
-def _html_lang(path: Path) -> str | None:
-    """The language a handout says it is in (its <html lang>), None if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            found = _HTML_LANG.search(fh.read(4096))
-    except OSError:
-        return None
-    return found.group(1).decode("ascii") if found else None
 
 
 def _sha256(path: Path) -> str:

@@ -19,7 +19,6 @@ At the meeting about report week C (and in C's minutes and data report):
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -34,6 +33,7 @@ from ibis.backends import BaseBackend
 
 from meetinglib.analysis import sections
 from meetinglib.core.errors import InputDataError, ParamsError
+from meetinglib.core.handouts import handout_stem, html_lang
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params
 from meetinglib.core.weeks import IsoWeek, Window
@@ -230,7 +230,7 @@ class SendResult:
 
 def minutes_page(params: Params, week: IsoWeek, lang: str) -> Path:
     """The minutes handout of ``week`` in ``lang``, named as ``meeting run`` names it
-    (``runner.handout_stem``): the params' first language, or the one language a run
+    (``core.handouts.handout_stem``): the params' first language, or the one language a run
     with ``--lang`` renders, keeps the plain name (``minutes.html``); every further
     language of the params has its code as a suffix (``minutes.en.html``).
 
@@ -238,12 +238,9 @@ def minutes_page(params: Params, week: IsoWeek, lang: str) -> Path:
     naming the file and the command that renders it.
     """
     languages = params.handout_languages
-    further = lang in languages[1:]
-    page = (
-        Path(params.output_dir)
-        / str(week)
-        / (f"minutes.{lang}.html" if further else "minutes.html")
-    )
+    # a language the params do not list is rendered alone (--lang): the plain name
+    stem = handout_stem("minutes", lang, languages if lang in languages else [lang])
+    page = Path(params.output_dir) / str(week) / f"{stem}.html"
     run = f"meeting run --week {week} --notebook minutes"
     run += "".join(f" --params {f}" for f in params.files)
     run += "" if lang in languages else f" --lang {lang}"
@@ -252,17 +249,13 @@ def minutes_page(params: Params, week: IsoWeek, lang: str) -> Path:
             f"no minutes handout at {page} (the minutes in {lang}, the language of the "
             f"e-mail); render it first with `{run}`."
         )
-    with page.open(encoding="utf-8", errors="replace") as f:
-        found = _HTML_LANG.search(f.read(4096))
-    if found and found.group(1) != lang:
+    found = html_lang(page)
+    if found and found != lang:
         raise InputDataError(
-            f"{page} holds the minutes in {found.group(1)}, not in {lang}, the language of "
+            f"{page} holds the minutes in {found}, not in {lang}, the language of "
             f"the e-mail; render them again with `{run}`."
         )
     return page
-
-
-_HTML_LANG = re.compile(r"<html[^>]*\slang=\"([^\"]+)\"", re.IGNORECASE)
 
 
 def minutes_message(
