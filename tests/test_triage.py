@@ -337,6 +337,34 @@ def test_segments_are_named_as_the_params_do(
     assert not saved["segment"].str.contains(carrier).any()
 
 
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_order_types_in_segments_are_named_by_the_catalogue(
+    fixture_store, orders, after_sales, lang
+):
+    fixture_store.add_issues(
+        [
+            {
+                "department": "operations",
+                "week": "2026-W47",
+                "title": "Gift orders wait for wrapping",
+                "severity": "medium",
+                "segment": "order_type=special",
+                "status": "open",
+                "source": "operations.csv",
+                "source_row": 1,
+                "row_hash": "special",
+            }
+        ]
+    )
+    data = OrdersData(orders, after_sales, TZ, 48.0)
+    table = triage(fixture_store.issues(through_week="2026-W47"), W47, data)
+    report = TriageReport(table, W47, company="Shop", departments=DEPTS, data=data, lang=lang)
+    overview = report.overview().data
+    said = t("triage.segment.order_type", lang)
+    assert f"{said} {t('order_type.special', lang)}" in overview
+    assert f"{said} special" not in overview
+
+
 # --- through the runner ------------------------------------------------------------------------
 
 

@@ -752,14 +752,16 @@ class TriageReport:
 
     def _segment_text(self, segment: str) -> str:
         """The stored segment (``carrier=EastPost;region=South``) for people: its codes
-        named by ``label`` (params ``labels``), exception codes by the catalogue."""
+        named by ``label`` (params ``labels``), exception codes and order types by the
+        catalogue."""
         parts = []
         for key, value in segment_dict(segment).items():
-            shown = (
-                label_or(f"exception.{value}", self.lang, value)
-                if key == "exception_code"
-                else code_name(self.label, key, value, self.lang)
-            )
+            if key in ("exception_code", "order_type"):
+                # catalogue codes: named by the message catalogue, as the data report does
+                catalogue = "exception" if key == "exception_code" else key
+                shown = label_or(f"{catalogue}.{value}", self.lang, value)
+            else:
+                shown = code_name(self.label, key, value, self.lang)
             parts.append(f"{self._t(f'triage.segment.{key}')} {shown}")
         return ", ".join(parts) or "–"
 
