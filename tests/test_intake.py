@@ -20,9 +20,10 @@ from meetinglib.meeting.intake import (
     parse_severity,
     read_issue_file,
     reopen_issues,
+    template_severities,
     write_template,
 )
-from meetinglib.meeting.store import CURRENT_VERSION, Store
+from meetinglib.meeting.store import CURRENT_VERSION, SEVERITIES, Store
 
 DATA = Path(__file__).parent / "data" / "issues"
 DEPTS = ["operations", "customer_service", "logistics", "finance", "it"]
@@ -211,7 +212,8 @@ def test_templates_round_trip(store, tmp_path):
     from openpyxl import load_workbook
 
     book = load_workbook(xlsx)
-    sheet = book["issues"]
+    assert book.sheetnames == ["问题清单", "说明"]  # the template's language, as its headers
+    sheet = book["问题清单"]
     assert [c.value for c in sheet[1]] == [
         "标题",
         "描述",
@@ -220,7 +222,8 @@ def test_templates_round_trip(store, tmp_path):
         "首次发现",
         "提交人",
     ]
-    assert "help" in book.sheetnames
+    (choices,) = sheet.data_validations.dataValidation
+    assert choices.formula1 == '"低,中,高,紧急"'
     sheet.append(["分拣线故障", "", "高", "仓库=WH-North", "2026-11-20", "王伟"])
     book.save(xlsx)
     result = import_issues(store, xlsx, "logistics", WEEK, departments=DEPTS)
@@ -231,6 +234,11 @@ def test_templates_round_trip(store, tmp_path):
     with open(csv_path, "a", encoding="utf-8", newline="") as fh:
         csv.writer(fh).writerow(["Conveyor stops", "", "low", "", "", ""])
     assert len(import_issues(store, csv_path, "logistics", WEEK, departments=DEPTS).added) == 1
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_every_severity_choice_of_a_template_imports_as_its_severity(lang):
+    assert [parse_severity(w) for w in template_severities(lang)] == list(SEVERITIES)
 
 
 def test_add_one_issue(store):

@@ -676,6 +676,12 @@ def template_headers(lang: str = "en") -> list[str]:
     return [t(f"intake.column.{c}", lang) if lang != "en" else c for c in TEMPLATE_COLUMNS]
 
 
+def template_severities(lang: str = "en") -> list[str]:
+    """The severity choices of the XLSX template in ``lang``: the codes in English, the
+    catalogue's words otherwise (parse_severity accepts each; tests/test_intake.py)."""
+    return [t(f"severity.{s}", lang) if lang != "en" else s for s in SEVERITIES]
+
+
 def write_template(path: str | Path, department: str, lang: str = "en") -> Path:
     """Write an empty issue list for ``department``: .xlsx (with a help sheet) or .csv."""
     path = Path(path)
@@ -695,18 +701,21 @@ def write_template(path: str | Path, department: str, lang: str = "en") -> Path:
 
     book = Workbook()
     sheet = book.active
-    sheet.title = "issues"
+    # Sheet names and severity choices in the template's language; the import reads the
+    # first sheet whatever its name, and each choice is a severity it accepts.
+    sheet.title = t("intake.sheet.issues", lang)
     sheet.append(headers)
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     widths = {"title": 40, "description": 60, "severity": 12, "segment": 36}
     for i, column in enumerate(TEMPLATE_COLUMNS):
         sheet.column_dimensions[chr(ord("A") + i)].width = widths.get(column, 16)
-    choices = DataValidation(type="list", formula1=f'"{",".join(SEVERITIES)}"', allow_blank=True)
+    words = template_severities(lang)
+    choices = DataValidation(type="list", formula1=f'"{",".join(words)}"', allow_blank=True)
     sheet.add_data_validation(choices)
     choices.add(f"C2:C{MAX_TEMPLATE_ROWS}")
     sheet.freeze_panes = "A2"
-    help_sheet = book.create_sheet("help")
+    help_sheet = book.create_sheet(t("intake.sheet.help", lang))
     help_sheet.append([t("intake.help.column", lang), t("intake.help.meaning", lang)])
     for column, header in zip(TEMPLATE_COLUMNS, headers, strict=True):
         help_sheet.append([header, t(f"intake.help.{column}", lang)])
