@@ -660,16 +660,24 @@ def test_saved_tables_give_the_same_view_and_changes(saved, week_data):
     assert_same_view(again.view, reference.view)
 
 
-def test_saved_findings_and_their_orders_need_no_load(saved, week_data):
+def test_saved_findings_list_their_slowest_orders_without_a_load(saved, week_data):
     built, folder = saved
     again = reopen(folder, week_data)
     pd.testing.assert_frame_equal(again.found.frame, built.found.frame)
     roots = built.found.frame[built.found.frame["rank"] > 0]
-    for finding_id in roots["id"]:
-        want = built.found.orders_of(week_data.engine_tables()["orders"], finding_id)
-        pd.testing.assert_frame_equal(again.finding_orders(finding_id), want, rtol=1e-12)
+    wants = {
+        finding_id: built.found.orders_of(week_data.engine_tables()["orders"], finding_id)
+        for finding_id in roots["id"]
+    }
+    for finding_id, want in wants.items():
+        assert len(want) > ex.FINDING_ORDERS or finding_id != roots["id"].iloc[0]
+        shown, count = again.slowest_finding_orders(finding_id)
+        assert count == len(want), "the number of orders behind it, not of those saved"
+        pd.testing.assert_frame_equal(shown, want.head(ex.FINDING_ORDERS), rtol=1e-12)
     usual = roots[roots["group"] == "usual"]["id"].iloc[0]
     again.finding.value = usual
+    count = len(wants[usual])
+    assert f"{count:,} orders behind this finding" in again.finding_table.value
     # an order of the baseline weeks, created before the saved range: its events are saved
     order_id = again.order.options[0]
     again.order.value = order_id
@@ -679,6 +687,12 @@ def test_saved_findings_and_their_orders_need_no_load(saved, week_data):
     assert len(want) > 0
     pd.testing.assert_frame_equal(again.view.timeline, want)
     assert again.loads == []
+    # only the orders the explorer lists are saved; all of them load the week
+    saved_rows = pd.read_parquet(folder / "finding_orders.parquet")
+    assert saved_rows.groupby("_finding").size().max() == ex.FINDING_ORDERS
+    for finding_id, want in wants.items():
+        pd.testing.assert_frame_equal(again.finding_orders(finding_id), want, rtol=1e-12)
+    assert again.loads == [1]
 
 
 def test_findings_in_another_language_equal_those_computed_in_it(saved, week_data):

@@ -1128,6 +1128,9 @@ class Findings:
     # per root finding, its orders (orders_of) when computed beforehand, or the Parquet
     # file holding them (read when first asked for)
     stored: dict[str, pd.DataFrame | Path] = field(default_factory=dict, repr=False)
+    # findings whose stored orders are their slowest only (the saved tables keep the
+    # FINDING_ORDERS the explorer lists), with the number of orders behind each
+    counts: dict[str, int] = field(default_factory=dict, repr=False)
     # people's names for the segments' codes in the sentences and options (params
     # ``labels``); the frame's value columns keep the codes
     label: CodeLabel | None = field(default=None, repr=False, compare=False)
@@ -1181,13 +1184,11 @@ class Findings:
         return rows
 
     def _read_orders(self, path: Path, finding_id: str) -> pd.DataFrame:
-        """A finding's orders from a file of save_prepared (several findings' orders,
-        _FINDING_ORDER_COLUMNS with _finding), as orders_of gives them."""
+        """A finding's orders from a file of save_prepared (several findings' slowest
+        orders, _FINDING_ORDER_COLUMNS with _finding and _at, their place), as orders_of
+        gives them."""
         got = pd.read_parquet(path, filters=[("_finding", "==", finding_id)])
-        if "_at" in got.columns:  # written from a frame: its own order
-            got = got.sort_values("_at", kind="stable")
-        else:  # written by the engine: in no order, sorted as finding_orders_on sorts
-            got = got.sort_values(["hours", "order_id"], ascending=[False, True], kind="stable")
+        got = got.sort_values("_at", kind="stable")
         stage = str(self.frame.loc[self.frame["id"] == finding_id, "stage"].iloc[0])
         a, b = flow.STAGES[stage]
         zone = self.week.start.tz
@@ -1215,7 +1216,9 @@ class Findings:
                 else ""
                 for r in rows
             ]
-        return Findings(frame, self.week, self.baseline, self.weeks, self.stored, label)
+        return Findings(
+            frame, self.week, self.baseline, self.weeks, self.stored, self.counts, label
+        )
 
     def roots(self, group: str) -> pd.DataFrame:
         """The root findings of a group ("new" or "usual"), in rank order."""
@@ -1243,9 +1246,9 @@ class Findings:
         """The orders behind a finding, slowest first (flow.finding_orders).
 
         New this week: the segment's orders whose stage started in the week; usual: those
-        of the baseline weeks.
+        of the baseline weeks. Computed from ``orders`` unless stored whole beforehand.
         """
-        if finding_id in self.stored:
+        if finding_id in self.stored and finding_id not in self.counts:
             return self._stored(finding_id).copy()
         row = self.frame[self.frame["id"] == finding_id]
         if row.empty:
@@ -1256,6 +1259,22 @@ class Findings:
             return flow.finding_orders(orders, finding, window)
         zone = tz or str(self.week.start.tz)
         return flow_engine.finding_orders_on(con or shared(), orders, finding, window, zone)
+
+    def slowest(
+        self,
+        orders: pd.DataFrame | ir.Table,
+        finding_id: str,
+        con: BaseBackend | None = None,
+        tz: str | None = None,
+    ) -> tuple[pd.DataFrame, int]:
+        """The FINDING_ORDERS slowest orders behind a finding (orders_of's first rows) and
+        the number of orders behind it: from what is stored when it is, so that a saved
+        finding lists its orders without computing them all."""
+        if finding_id in self.stored:
+            rows = self._stored(finding_id)
+            return rows.head(FINDING_ORDERS).copy(), self.counts.get(finding_id, len(rows))
+        rows = self.orders_of(orders, finding_id, con, tz)
+        return rows.head(FINDING_ORDERS), len(rows)
 
 
 _FINDING_ORDER_COLUMNS = ("order_id", "start_at", "end_at", "hours", "open")
@@ -1337,7 +1356,7 @@ def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.Data
 # --- the prepared tables, saved beside the week's handouts -----------------------------------
 
 # Bump when the saved tables change shape: older folders are then prepared again.
-PREPARED_FORMAT = 4
+PREPARED_FORMAT = 5
 PREPARED_FOLDER = "explorer_data"
 # the data report's findings, written beside it (FlowSection.export)
 REPORT_FINDINGS = "bottlenecks.csv"
@@ -1345,6 +1364,8 @@ _SAVED_TABLES = ("orders", "log", "steps", "codes", "variants")
 # the events of the orders the findings list that were created outside the prepared
 # range (the saved log is log.parquet and this file, when there is one)
 _LISTED_LOG = "log_listed.parquet"
+# the slowest orders of each finding (save_prepared)
+_FINDING_ORDERS_FILE = "finding_orders.parquet"
 _VIEW_FRAMES = ("distribution", "edges", "variants", "slowest")
 
 
@@ -1436,26 +1457,32 @@ def save_prepared(
     roots = (
         [str(i) for i in found.frame.loc[found.frame["rank"] > 0, "id"]] if len(found.frame) else []
     )
-    # the findings' orders: those computed before as frames, the others by one query
-    stored: dict[str, str] = {}
-    listed: set[str] = set()
-    for i, finding_id in enumerate(list(found.stored)):
-        rows = found._stored(finding_id)
-        name = f"finding_{i}.parquet"
+    # The findings' orders as the explorer lists them: each finding's FINDING_ORDERS
+    # slowest and its number of orders (a finding of the usual weeks holds hundreds of
+    # thousands at a million orders a week, which the explorer never shows): those
+    # computed before as frames, the others by one query.
+    parts = []
+    counts: dict[str, int] = {}
+    for finding_id in list(found.stored):
+        rows, counts[finding_id] = found.slowest(pd.DataFrame(), finding_id)
         renamed = rows.rename(
             columns=dict(zip(rows.columns[1:3], ("start_at", "end_at"), strict=True))
         )
-        renamed.assign(_finding=finding_id, _at=np.arange(len(rows))).to_parquet(
-            temp / name, index=False
-        )
-        stored[finding_id] = name
-        listed.update(str(o) for o in rows["order_id"].head(FINDING_ORDERS))
+        parts.append(renamed.assign(_finding=finding_id, _at=np.arange(len(rows))))
     missing = [r for r in roots if r not in found.stored]
     if missing and orders is not None:
-        name = "finding_orders.parquet"
-        con.to_parquet(finding_orders_expr(con, orders, found, missing, data.tz), temp / name)
-        listed.update(_slowest_listed(con, temp / name))
-        stored.update({r: name for r in missing})
+        slowest, found_counts = _slowest_of_findings(
+            con, finding_orders_expr(con, orders, found, missing, data.tz)
+        )
+        parts.append(slowest)
+        # a finding without an order in the week has no row in the query's result
+        counts.update({r: found_counts.get(r, 0) for r in missing})
+    stored = {finding_id: _FINDING_ORDERS_FILE for finding_id in counts}
+    listed: set[str] = set()
+    if parts:
+        every = pd.concat(parts, ignore_index=True)
+        every.to_parquet(temp / _FINDING_ORDERS_FILE, index=False)
+        listed.update(str(o) for o in every["order_id"])
     if listed:
         # the timelines the findings offer of orders created outside the range, in a file
         # of their own: the range's log is written before the findings are known
@@ -1504,6 +1531,7 @@ def save_prepared(
             else [found.baseline.start.isoformat(), found.baseline.end.isoformat()],
             "weeks": found.weeks,
             "stored": stored,
+            "counts": counts,
         },
     }
     (temp / "meta.json").write_text(json.dumps(meta, default=_plain_json), encoding="utf-8")
@@ -1512,26 +1540,33 @@ def save_prepared(
     for finding_id, name in stored.items():
         if not isinstance(found.stored.get(finding_id), pd.DataFrame):
             found.stored[finding_id] = folder / name
+            found.counts[finding_id] = counts[finding_id]
     return folder
 
 
-def _slowest_listed(con: BaseBackend, path: Path) -> list[str]:
-    """The order numbers a finding lists first (its FINDING_ORDERS slowest), for every
-    finding of a file finding_orders_expr wrote; with those tied with the last of them.
-
-    Each finding's FINDING_ORDERS-th largest hours bounds its rows: a top-n per group,
-    where numbering the rows would sort them all.
+def _slowest_of_findings(con: BaseBackend, rows: ir.Table) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Per finding of ``rows`` (finding_orders_expr), its FINDING_ORDERS slowest orders in
+    orders_of's order (hours descending, then order number) with their place ``_at``,
+    and its number of orders: one grouping, where numbering the rows would sort them all.
     """
-    rows = f"read_parquet('{str(path).replace(chr(39), chr(39) * 2)}')"
+    con.execute(rows.limit(0))  # registers the in-memory tables the query reads
+    fields = ", ".join(f'"{c}" := "{c}"' for c in _FINDING_ORDER_COLUMNS)
     query = f"""
-        SELECT r.order_id FROM {rows} AS r
-        JOIN (
-            SELECT _finding, list_min(max(hours, {FINDING_ORDERS})) AS bound
-            FROM {rows} GROUP BY _finding
-        ) AS b ON r._finding = b._finding
-        WHERE r.hours >= b.bound
+        WITH rows AS ({ibis.to_sql(rows, dialect="duckdb")}),
+        tops AS (
+            SELECT _finding, count(*) AS n,
+                   arg_min(struct_pack({fields}),
+                           struct_pack(h := -hours, o := order_id), {FINDING_ORDERS}) AS top
+            FROM rows GROUP BY _finding
+        )
+        SELECT _finding, n, generate_subscripts(top, 1) - 1 AS _at, unnest(top) AS r
+        FROM tops
     """
-    return [str(row[0]) for row in con.raw_sql(query).fetchall()]
+    got = con.raw_sql(query).df()
+    counts = {str(f): int(n) for f, n in zip(got["_finding"], got["n"], strict=True)}
+    top = pd.DataFrame(list(got["r"]), columns=list(_FINDING_ORDER_COLUMNS))
+    out = top.assign(_finding=got["_finding"].astype(str).to_numpy(), _at=got["_at"].to_numpy())
+    return out, counts
 
 
 def _temp_folder(folder: Path) -> Path:
@@ -1849,7 +1884,8 @@ def _saved_findings(folder: Path, saved: dict[str, Any], tz: str) -> Findings:
     stored: dict[str, pd.DataFrame | Path] = {
         finding_id: folder / name for finding_id, name in saved["stored"].items()
     }
-    return Findings(frame, week, baseline, int(saved["weeks"]), stored)
+    counts = {finding_id: int(n) for finding_id, n in saved["counts"].items()}
+    return Findings(frame, week, baseline, int(saved["weeks"]), stored, counts)
 
 
 # --- the widgets ---------------------------------------------------------------------------------
@@ -2122,11 +2158,25 @@ class Explorer:
         return self._week
 
     def finding_orders(self, finding_id: str) -> pd.DataFrame:
-        """The orders behind a finding, slowest first (Findings.orders_of)."""
-        if finding_id not in self.found.stored and self._orders is None:
+        """The orders behind a finding, slowest first (Findings.orders_of); a saved
+        finding keeps its slowest only, so all of them load the week."""
+        found = self.found
+        whole = finding_id in found.stored and finding_id not in found.counts
+        return found.orders_of(self._finding_source(whole), finding_id, self.data.con, self.data.tz)
+
+    def slowest_finding_orders(self, finding_id: str) -> tuple[pd.DataFrame, int]:
+        """The orders the explorer lists for a finding (its FINDING_ORDERS slowest) and
+        the number behind it (Findings.slowest): a saved finding's need no load."""
+        known = finding_id in self.found.stored
+        return self.found.slowest(
+            self._finding_source(known), finding_id, self.data.con, self.data.tz
+        )
+
+    def _finding_source(self, known: bool) -> pd.DataFrame | ir.Table:
+        """The orders findings' orders are computed from (the week loaded if need be)."""
+        if not known and self._orders is None:
             self._orders = self.week_data().engine_tables()["orders"]
-        orders = self._orders if self._orders is not None else pd.DataFrame()
-        return self.found.orders_of(orders, finding_id, self.data.con, self.data.tz)
+        return self._orders if self._orders is not None else pd.DataFrame()
 
     # --- state -------------------------------------------------------------------------
 
@@ -2244,19 +2294,18 @@ class Explorer:
         return "".join(parts)
 
     def show_finding(self, finding_id: str) -> pd.DataFrame:
-        """Show the orders behind a finding (slowest first) and offer them for the timeline."""
+        """Show the orders behind a finding (its slowest, with their number) and offer them
+        for the timeline; returns the orders shown."""
         lang = self.lang
         if not finding_id:
             self.finding_table.value = ""
             return pd.DataFrame()
-        rows = self.finding_orders(finding_id)
+        rows, count = self.slowest_finding_orders(finding_id)
         stage = str(self.found.frame.loc[self.found.frame["id"] == finding_id, "stage"].iloc[0])
-        text = t(
-            "explorer.finding.orders", lang, orders=len(rows), shown=min(len(rows), FINDING_ORDERS)
-        )
-        table = _table_html(finding_orders_display(rows.head(FINDING_ORDERS), stage, lang))
+        text = t("explorer.finding.orders", lang, orders=count, shown=len(rows))
+        table = _table_html(finding_orders_display(rows, stage, lang))
         self.finding_table.value = f"<p>{html.escape(text)}</p>{table}"
-        self.order.options = [str(o) for o in rows["order_id"].head(FINDING_ORDERS)]
+        self.order.options = [str(o) for o in rows["order_id"]]
         return rows
 
     def findings_panel(self):
