@@ -19,12 +19,14 @@ Monday 2026-02-16 minus 14 days) to 2026-03-09 00:00. Orders, by CSV line:
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from meetinglib.cli import main
 from meetinglib.core.errors import NoDataError, TooManyQuarantinedError
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
@@ -134,6 +136,49 @@ def test_tables_keep_rows_of_loaded_orders_only(week_data):
     assert t["settlements"]["status"].tolist() == ["settled", "pending"]
     assert t["order_lines"]["order_id"].tolist() == ["O-003", "00042", "O-007"]
     assert "events" not in t
+
+
+def _with_settlements(tmp_path: Path, rows: str) -> Path:
+    folder = tmp_path / "source"
+    shutil.copytree(FIXTURE, folder)
+    (folder / "settlements.csv").write_text(
+        "order_id,settled_at,amount,fee,status\n" + rows, encoding="utf-8"
+    )
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_settlement_made_after_the_week_was_pending_at_its_end(tmp_path, fmt):
+    # O-003 was delivered 2026-02-20 and settled on the Tuesday after the report week
+    # (W10 ends Monday 2026-03-09 00:00): pending at the end of W10 and of W9, settled in
+    # neither. 00042 is pending but not delivered; O-002's settlement came before the
+    # history (2026-02-01, before the selection), so it plays no part.
+    folder = _with_settlements(
+        tmp_path,
+        "O-003,2026-03-10 09:00:00,80.50,0.80,settled\n"
+        "00042,,45.00,,pending\n"
+        "O-002,2026-01-01 09:00:00,300.00,3.00,settled\n",
+    )
+    if fmt == "parquet":
+        for table in ("orders", "settlements"):
+            frame = pd.read_csv(folder / f"{table}.csv", dtype={"order_id": str})
+            for column in frame.columns:
+                if column.endswith(("_at", "_by")):
+                    frame[column] = pd.to_datetime(frame[column], errors="coerce")
+            frame.to_parquet(folder / f"{table}.parquet", index=False)
+            (folder / f"{table}.csv").unlink()
+    params = make_params(tmp_path, folder)
+    data = load_week(params, "2026-W10")
+    assert sorted(data.tables["settlements"]["order_id"]) == ["00042", "O-003"]
+    out = tmp_path / "kpis"
+    assert main(["-q", "kpis", "--params", str(tmp_path / "params.yaml"), "--week", "2026-W10",
+                 "--out", str(out)]) == 0  # fmt: skip
+    kpis = pd.read_csv(out / "kpis.csv", encoding="utf-8-sig", keep_default_na=False)
+    overall = kpis[(kpis["dimension"] == "all") & (kpis["order_type"] == "all")]
+    pending = overall[overall["kpi"] == "pending_amount"].iloc[0]
+    assert [float(pending[w]) for w in ("this_week", "last_week")] == [80.50, 80.50]
+    settled = overall[overall["kpi"] == "settled_amount"].iloc[0]
+    assert [float(settled[w]) for w in ("this_week", "last_week")] == [0.0, 0.0]
 
 
 def test_ids_keep_leading_zeros(week_data):

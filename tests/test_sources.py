@@ -447,7 +447,9 @@ def test_parquet_text_timestamps_return_all_rows(tmp_path):
     assert sorted(raw.frame["order_id"]) == sorted(EXPECTED_IDS)
 
 
-def test_settlements_window_keeps_unsettled_rows(tmp_path):
+def test_settlements_window_keeps_rows_pending_during_it(tmp_path):
+    # a: settled before the window; b: in it; c: not settled; d: settled after it, so
+    # pending throughout the window (its pending amount at the week's end counts it)
     frame = pd.DataFrame(
         {
             "order_id": ["a", "b", "c", "d"],
@@ -466,8 +468,8 @@ def test_settlements_window_keeps_unsettled_rows(tmp_path):
     )
     folder = read_table(_params(folder=tmp_path), "settlements", WEEK.window(TZ))
     database = read_table(_sql_params(tmp_path / "shop.db"), "settlements", WEEK.window(TZ))
-    assert folder.frame["order_id"].tolist() == ["b", "c"]
-    assert database.frame["order_id"].tolist() == ["b", "c"]
+    assert folder.frame["order_id"].tolist() == ["b", "c", "d"]
+    assert database.frame["order_id"].tolist() == ["b", "c", "d"]
 
 
 def test_tables_without_time_column_return_all_rows(tmp_path):

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import pandas as pd
+
+from meetinglib.core.weeks import Window
+
 # Column a CSV source adds to a raw table: True where a line's cell count differs from the
 # header's (validation sets such rows aside under "wrong field count").
 WRONG_FIELDS_COL = "_wrong_fields"
@@ -54,6 +58,10 @@ class TableSchema:
     milestone_order: tuple[tuple[str, str], ...] = ()
     # The timestamp that places a row in time, used to select rows by window.
     time_column: str | None = None
+    # The time closes the row (a settlement is pending until settled): a row without it,
+    # or with it after a window, is still open during the window and belongs to it
+    # (selection_of).
+    open_until_time: bool = False
     description: str = ""
     _by_name: dict[str, Column] = field(default_factory=dict, repr=False, compare=False)
 
@@ -146,6 +154,7 @@ SETTLEMENTS = TableSchema(
     description="payment settlement per order",
     key=("order_id",),
     time_column="settled_at",
+    open_until_time=True,
     columns=(
         Column("order_id", "id", required=True),
         Column("settled_at", "timestamp"),
@@ -183,3 +192,16 @@ SCHEMAS: dict[str, TableSchema] = {
     s.name: s for s in (ORDERS, TICKETS, AFTER_SALES, SETTLEMENTS, ORDER_LINES, EVENTS)
 }
 TABLES = tuple(SCHEMAS)
+
+# The end of a window open to the future (pandas' timestamps end in April 2262).
+OPEN_END = pd.Timestamp("2262-01-01", tz="UTC")
+
+
+def selection_of(table: str, window: Window) -> Window:
+    """The rows of ``table`` a report over ``window`` reads, as a window on its time
+    column: ``window`` itself, or, for a table whose rows stay open until their time
+    (``open_until_time``), every row from its start on: a settlement made after the
+    window was pending during it. Rows without a time belong to every window then."""
+    if SCHEMAS[table].open_until_time:
+        return Window(window.start, OPEN_END)
+    return window

@@ -26,7 +26,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 
-from meetinglib.core.schema import SCHEMAS, Column, TableSchema
+from meetinglib.core.schema import OPEN_END, SCHEMAS, Column, TableSchema, selection_of
 from meetinglib.core.weeks import Window
 from meetinglib.data.validate import (
     DUPLICATE_KEY,
@@ -283,14 +283,16 @@ def in_selection(
     ``as_filter``: the condition of a filter, where a missing outcome keeps no row as
     false does; left plain, the engine can skip row groups by their statistics.
     """
-    time_col = SCHEMAS[table].time_column
-    if time_col is None:
+    schema = SCHEMAS[table]
+    if schema.time_column is None:
         return ibis.literal(True)
-    when = base[value_name(time_col)]
-    inside = (when >= _instant(selection.start)) & (when < _instant(selection.end))
-    if table == "settlements":
-        # Not settled yet: pending settlements belong to every window.
-        inside = inside | when.isnull()
+    when = base[value_name(schema.time_column)]
+    selection = selection_of(table, selection)
+    inside = when >= _instant(selection.start)
+    if selection.end != OPEN_END:
+        inside &= when < _instant(selection.end)
+    if schema.open_until_time:
+        inside = inside | when.isnull()  # not closed yet: open in every window
     return inside if as_filter else inside.fill_null(False)
 
 

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundError
 from meetinglib.core.params import EngineParams, Params, SlaParams, load_params
-from meetinglib.core.schema import SCHEMAS
+from meetinglib.core.schema import SCHEMAS, selection_of
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
 from meetinglib.data import engine, load_database, load_engine, source_copy, sources
 from meetinglib.data.sources import SourceInfo
@@ -499,10 +499,9 @@ def _in_window(frame: pd.DataFrame, table: str, window: Window) -> pd.DataFrame:
     if time_column is None:
         return frame
     when = frame[time_column]
-    keep = window.contains(when).to_numpy(dtype=bool, na_value=False)
-    if table == "settlements":
-        # Not settled yet: pending settlements belong to every window.
-        keep = keep | when.isna().to_numpy()
+    keep = selection_of(table, window).contains(when).to_numpy(dtype=bool, na_value=False)
+    if SCHEMAS[table].open_until_time:
+        keep = keep | when.isna().to_numpy()  # not closed yet: open in every window
     return frame if keep.all() else frame.loc[keep].reset_index(drop=True)
 
 

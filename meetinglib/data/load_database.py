@@ -50,7 +50,7 @@ from meetinglib.core.errors import (
     TooManyQuarantinedError,
 )
 from meetinglib.core.params import Params, TableSource
-from meetinglib.core.schema import SCHEMAS, TableSchema
+from meetinglib.core.schema import SCHEMAS, TableSchema, selection_of
 from meetinglib.core.weeks import Window
 from meetinglib.data import checks as ck
 from meetinglib.data import engine, sources
@@ -231,6 +231,7 @@ def _raw(con: BaseBackend, plan: Plan, window: Window | None) -> ir.Table:
     raw = t.select(**columns)
     time_col = SCHEMAS[plan.table].time_column
     if window is not None and time_col is not None and time_col in plan.selected.values():
+        window = selection_of(plan.table, window)
         when = raw[ck.raw_name(time_col)]
         raw = raw.filter(
             ((when >= ck._instant(window.start)) & (when < ck._instant(window.end))) | when.isnull()

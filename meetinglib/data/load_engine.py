@@ -46,7 +46,7 @@ from ibis.backends import BaseBackend
 
 from meetinglib.core.errors import MissingColumnError, TooManyQuarantinedError
 from meetinglib.core.params import EngineParams, Params, TableSource
-from meetinglib.core.schema import SCHEMAS, TableSchema
+from meetinglib.core.schema import SCHEMAS, TableSchema, selection_of
 from meetinglib.core.weeks import Window
 from meetinglib.data import checks as ck
 from meetinglib.data import engine, source_cache, source_copy, sources
@@ -251,6 +251,7 @@ def plan_table(params: Params, table: str, window: Window | None) -> Plan | str:
     groups = [list(range(pq.ParquetFile(f).metadata.num_row_groups)) for f in files]
     time_col = sources._source_column(selected, schema.time_column)
     if window is not None and time_col is not None and not exported:
+        window = selection_of(table, window)
         arrow_window = sources._arrow_window(time_col, arrow[0].field(time_col).type, window, tz)
         assert arrow_window is not None  # an aware timestamp (checked above)
         condition = arrow_window[0]

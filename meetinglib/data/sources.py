@@ -57,7 +57,7 @@ from meetinglib.core.errors import (
     UnreadableSourceError,
 )
 from meetinglib.core.params import AmountSource, Params, TableSource
-from meetinglib.core.schema import SCHEMAS, WRONG_FIELDS_COL, TableSchema
+from meetinglib.core.schema import SCHEMAS, WRONG_FIELDS_COL, TableSchema, selection_of
 from meetinglib.core.secrets import redact
 from meetinglib.core.weeks import Window
 
@@ -184,6 +184,7 @@ def read_table(params: Params, table: str, window: Window | None = None) -> RawT
     ts = _table_source(params, table)
     _check_mapping(params, table, ts)
     tz = ts.timezone or params.timezone
+    window = None if window is None else selection_of(table, window)
     result: tuple[pd.DataFrame, str, str, str | None] | None
     if params.source.kind == "sql":
         result = _read_sql_table(params, schema, ts, window, tz)
