@@ -255,7 +255,7 @@ def _run_week(
             timings["total"] = time.perf_counter() - started
             final = out_root / str(data.week)
             with _environment(staging):
-                _carry_over(final, staging)
+                _carry_over(final, staging, {r.name for r in results})
                 manifest = _write_manifest(
                     staging,
                     data,
@@ -890,6 +890,24 @@ def _title(name: str, lang: str) -> str:
 _HANDOUTS = ("data_report", "issue_triage", "minutes")
 
 
+def _carried_handouts(
+    folder: Path, params: Params, results: list[NotebookResult], languages: Sequence[str]
+) -> list[tuple[str, str, str]]:
+    """(notebook, html file, language) of the handouts in ``folder`` carried over from the
+    published week (``--notebook minutes`` after the full run): those of notebooks this
+    run did not make, in the run's languages, in the notebooks' order."""
+    made = {r.name for r in results}
+    out = []
+    for name in dict.fromkeys([*params.notebooks, *_HANDOUTS]):
+        if name in made:
+            continue
+        for language in languages:
+            html = folder / f"{handout_stem(name, language, languages)}.html"
+            if html.is_file():
+                out.append((name, html.name, html_lang(html) or language))
+    return out
+
+
 def _write_index(
     folder: Path,
     week: IsoWeek,
@@ -901,16 +919,9 @@ def _write_index(
     links: dict[str, list[tuple[str, str]]] = {}
     for r in results:
         links.setdefault(r.name, []).append((r.html.name, r.lang))
-    # Handouts of the week this run did not make stay listed (`--notebook minutes` after
-    # the full run): carried over from the published week, in the notebooks' order.
+    for name, href, language in _carried_handouts(folder, params, results, languages):
+        links.setdefault(name, []).append((href, language))
     known = list(dict.fromkeys([*params.notebooks, *_HANDOUTS, *links]))
-    for name in known:
-        if name in links:
-            continue
-        for language in languages:
-            html = folder / f"{handout_stem(name, language, languages)}.html"
-            if html.is_file():
-                links.setdefault(name, []).append((html.name, html_lang(html) or language))
     handouts = [
         {
             "title": _title(name, lang),
@@ -1026,6 +1037,11 @@ def _write_manifest(
             }
             for r in results
         ],
+        # the week's handouts this run did not make, kept from the published week
+        "handouts_carried_over": [
+            {"name": name, "lang": language, "html": html}
+            for name, html, language in _carried_handouts(folder, params, results, languages)
+        ],
         # the explorer's saved tables of the week (None: not saved by this run)
         "explorer_data": explorer_data,
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
@@ -1042,16 +1058,21 @@ def _write_manifest(
 _RUN_OUTPUTS = frozenset({SNAPSHOT_DIR, "quarantine", "manifest.json", "index.html"})
 
 
-def _carry_over(final: Path, staging: Path) -> None:
+def _carry_over(final: Path, staging: Path, ran: set[str]) -> None:
     """Keep files of the published week that this run does not produce.
 
     The agenda, the invite and the notice are written by `meeting agenda` before the
-    meeting, not by the notebooks; re-running the handouts must not lose them.
+    meeting, not by the notebooks; re-running the handouts must not lose them, nor the
+    handouts of notebooks this run did not execute (``--notebook minutes``). A notebook
+    it ran (``ran``) leaves none of its earlier handouts: one in a language this run did
+    not render would show the figures of earlier data or params beside the new ones.
     """
     if not final.is_dir():
         return
     for item in final.iterdir():
         if item.name in _RUN_OUTPUTS or (staging / item.name).exists():
+            continue
+        if item.suffix in (".html", ".ipynb") and item.name.split(".")[0] in ran:
             continue
         if item.is_dir():
             shutil.copytree(item, staging / item.name)

@@ -522,3 +522,39 @@ def test_the_index_keeps_the_handouts_a_partial_run_did_not_make(tmp_path):
     ]
     files = html.split('class="ml-files"')[1]
     assert "kpis.csv" in files and "data_report.html" not in files
+
+
+def test_a_rerun_notebook_leaves_none_of_its_earlier_handouts(tmp_path):
+    """The week ran in Chinese and English, then in Chinese only after a params change:
+    the earlier English data report (earlier figures) is neither kept nor listed; the
+    triage, which did not run, and the agenda's files stay."""
+    from meetinglib.core.params import load_params
+    from meetinglib.runner import NotebookResult, _carried_handouts, _carry_over
+
+    final, staging = tmp_path / "published", tmp_path / "staging"
+    final.mkdir()
+    staging.mkdir()
+    earlier = ("data_report.html", "data_report.en.html", "data_report.ipynb",
+               "data_report.en.ipynb", "issue_triage.html", "issue_triage.en.html",
+               "agenda.html", "meeting.ics", "kpis.csv")  # fmt: skip
+    for name in earlier:
+        lang = "en" if ".en." in name else "zh-CN"
+        (final / name).write_text(f'<!DOCTYPE html>\n<html lang="{lang}"><body>old</body></html>')
+    for name in ("data_report.html", "data_report.ipynb", "kpis.csv"):
+        (staging / name).write_text('<!DOCTYPE html>\n<html lang="zh-CN"><body>new</body></html>')
+    _carry_over(final, staging, {"data_report"})
+    assert sorted(p.name for p in staging.iterdir()) == sorted(
+        ["data_report.html", "data_report.ipynb", "kpis.csv", "issue_triage.html",
+         "issue_triage.en.html", "agenda.html", "meeting.ics"]
+    )  # fmt: skip
+    assert "new" in (staging / "data_report.html").read_text()
+    params = load_params(write_params(tmp_path, tmp_path / "data", languages="[zh-CN]"))
+    made = [
+        NotebookResult(
+            "data_report", staging / "data_report.ipynb", staging / "data_report.html", 1.0, "zh-CN"
+        )
+    ]
+    # what the index and the manifest list besides this run's handouts
+    assert _carried_handouts(staging, params, made, ["zh-CN"]) == [
+        ("issue_triage", "issue_triage.html", "zh-CN")
+    ]
