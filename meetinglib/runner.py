@@ -43,13 +43,18 @@ from meetinglib.analysis.kpis import resolve_targets
 from meetinglib.core.csp import with_csp
 from meetinglib.core.csvsafe import to_csv as write_csv
 from meetinglib.core.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INPUT,
+    EXIT_PARAMS,
     MeetingError,
     NotebookError,
     NotebookExecutionError,
     NotebookNotFoundError,
+    NotebookStoppedError,
     RunLockedError,
     SectionError,
     environment_error,
+    error_class,
 )
 from meetinglib.core.handouts import handout_stem, html_lang
 from meetinglib.core.i18n import t
@@ -591,6 +596,13 @@ def _execute(
             raise SectionError.from_message(
                 f"{exc.evalue} (notebook kept at {kept / executed.name})"
             ) from None
+        relayed = error_class(exc.ename)
+        if relayed is not None and relayed.exit_code in _RELAYED_EXIT_CODES:
+            # The params, the data or the machine, found by the library in the kernel
+            # (the source changed under the run, no minutes recorded): their exit code.
+            raise NotebookStoppedError(
+                name, exc.ename, exc.evalue, relayed.exit_code, str(kept / executed.name)
+            ) from None
         cell = f"cell [{exc.exec_count}]" if exc.exec_count else f"cell #{exc.cell_index}"
         first_line = (exc.source or "").strip().splitlines()[:1]
         where = f"{cell} ({first_line[0][:80]!r})" if first_line else cell
@@ -1079,6 +1091,9 @@ def _carry_over(final: Path, staging: Path, ran: set[str]) -> None:
         else:
             shutil.copy2(item, staging / item.name)
 
+
+# Exit codes of the library's errors a notebook relays as they are (NotebookStoppedError).
+_RELAYED_EXIT_CODES = frozenset({EXIT_PARAMS, EXIT_INPUT, EXIT_ENVIRONMENT})
 
 KERNEL_DIR_PREFIX = "meetinglib-kernel-"
 _PID_IN_NAME = re.compile(r"-(\d+)(?:-[^-]*)?$")

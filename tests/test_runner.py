@@ -133,19 +133,19 @@ def test_handout_in_simplified_chinese(tmp_path, sample, sample_params, capsys):
     assert "On-time ship rate" not in text
 
 
-def _broken_notebook(folder: Path) -> None:
+def _broken_notebook(folder: Path, cell: str = "1 / 0", name: str = "broken") -> None:
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(
         "week = None\nparams_files = []\nsnapshot = None\nlang = None\nout_dir = None"
     )
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("1 / 0")]
+    nb.cells = [params, nbformat.v4.new_code_cell(cell)]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
         "language": "python",
     }
-    nbformat.write(nb, folder / "broken.ipynb")
+    nbformat.write(nb, folder / f"{name}.ipynb")
 
 
 def test_failed_notebook_keeps_previous_handouts(tmp_path, sample, capsys):
@@ -186,6 +186,30 @@ def test_failed_notebook_keeps_previous_handouts(tmp_path, sample, capsys):
     assert any(
         o.get("ename") == "ZeroDivisionError" for c in kept.cells for o in c.get("outputs", [])
     )
+
+
+def test_a_library_error_in_a_notebook_keeps_its_exit_code(tmp_path, sample, capsys):
+    """The data changed under the run, found in the kernel: exit 3 (bad input) with the
+    library's message, not 4 (a failing notebook)."""
+    notebooks = tmp_path / "nb"
+    notebooks.mkdir()
+    _broken_notebook(
+        notebooks,
+        "from meetinglib.core.errors import InputDataError\n"
+        "raise InputDataError('table orders changed since the week was loaded; run again.')",
+        name="changed",
+    )
+    params = write_params(tmp_path, sample.folder, notebooks_dir=str(notebooks))
+    code = main(["-q", "run", "--params", str(params), "--week", SAMPLE_WEEK, "--notebook",
+                 "changed"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert re.search(
+        r"table orders changed since the week was loaded; run again \(InputDataError, in "
+        r"notebook 'changed'\)\. The executed notebook is kept at \S+changed\.ipynb;",
+        err,
+    ), err
+    assert "Traceback" not in err and ".." not in err
 
 
 def test_rerun_keeps_files_written_by_other_commands(tmp_path, sample, sample_params, capsys):

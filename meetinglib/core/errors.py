@@ -209,10 +209,35 @@ class NotebookExecutionError(NotebookError):
     def __init__(self, notebook: str, cell: str, error: str, kept_at: str):
         self.notebook, self.cell, self.error, self.kept_at = notebook, cell, error, kept_at
         super().__init__(
-            f"notebook '{notebook}' failed in {cell}: {error}. "
+            f"notebook '{notebook}' failed in {cell}: {error.rstrip('.')}. "
             f"The executed notebook is kept at {kept_at} for debugging; "
             "the previously published handouts of this week are unchanged."
         )
+
+
+class NotebookStoppedError(MeetingError):
+    """A notebook's cell stopped on one of meetinglib's own errors about the params, the
+    data or the machine (``error``, by its class name): the notebook is not at fault, so
+    the run exits with that error's code and message."""
+
+    def __init__(self, notebook: str, error: str, message: str, exit_code: int, kept_at: str):
+        self.notebook, self.error, self.kept_at = notebook, error, kept_at
+        self.exit_code = exit_code
+        super().__init__(
+            f"{message.rstrip('.')} ({error}, in notebook '{notebook}'). The executed "
+            f"notebook is kept at {kept_at}; the previously published handouts of this "
+            "week are unchanged."
+        )
+
+
+def error_class(name: str) -> type[MeetingError] | None:
+    """meetinglib's error class called ``name`` (None: not one of ours)."""
+    found: list[type[MeetingError]] = [MeetingError]
+    for cls in found:
+        if cls.__name__ == name:
+            return cls
+        found.extend(cls.__subclasses__())
+    return None
 
 
 # --- the environment --------------------------------------------------------------
