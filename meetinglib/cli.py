@@ -334,8 +334,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     # Per table: the rows of the report week and of the history before it that its
     # figures read (one sum over every table and week told nothing).
-    kept = ", ".join(f"{table} {rows:,}" for table, rows in data.quality.kept.items())
-    print(f"week {data.week} and the history before it, rows kept: {kept}")
+    q = data.quality
+    read = q.used or q.kept  # validated inside its database: what was kept
+    said = "rows used" if q.used else "rows kept"
+    kept = ", ".join(f"{table} {rows:,}" for table, rows in read.items())
+    print(f"week {data.week} and the history before it, {said}: {kept}")
+    if left_out := {table: n for table, n in q.no_order.items() if n}:
+        # set aside, created before the weeks read, or missing from the orders
+        listed = ", ".join(f"{table} {n:,}" for table, n in left_out.items())
+        print(f"left out, their order not loaded: {listed}")
     lang = args.lang or params.language
     frame = data.quality.to_frame(lang)
     if not len(frame):

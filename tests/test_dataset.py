@@ -32,6 +32,7 @@ from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week, orders_loaded, selection_window
+from meetinglib.report.data_report import DataReport
 
 FIXTURE = Path(__file__).parent / "data" / "validate" / "week_csv"
 TZ = "Asia/Shanghai"
@@ -210,6 +211,33 @@ def test_quality_counts_rows_read_and_set_aside(week_data):
     assert q.quarantined["orders"]["_source_row"].tolist() == [10]
     assert [s.table for s in week_data.sources] == list(q.loaded)
     assert {s.format for s in week_data.sources} == {"csv"}
+
+
+def test_quality_says_where_every_row_read_went(week_data, params, capsys):
+    """Read = set aside + outside the weeks read + order not loaded + used, per table,
+    by hand from the fixture (W10 with two weeks of history and 14 days' lookback)."""
+    q = week_data.quality
+    # tickets: T-4 too old; T-2 (O-001, created before the lookback) and T-5 (no such
+    # order) left out; T-1 and T-3 (no order) used. after_sales: C-2 of O-001.
+    # settlements: O-001's and O-099's. order_lines: one line of O-001.
+    assert q.no_order == {"orders": 0, "tickets": 2, "after_sales": 1, "settlements": 2,
+                          "order_lines": 1}  # fmt: skip
+    assert q.used == {"orders": 5, "tickets": 2, "after_sales": 1, "settlements": 2,
+                      "order_lines": 3}  # fmt: skip
+    for table in q.loaded:
+        assert q.kept[table] >= q.used[table] + q.no_order[table]
+    report = DataReport.open([params.files[0]], week="2026-W10", lang="en")
+    note = report.quality_note().data
+    assert (
+        "6 rows of other tables belong to orders that were not loaded (set aside, created "
+        "before the weeks read, or missing from the orders) and are left out of every "
+        "figure: tickets 2; after_sales 1; settlements 2; order_lines 1." in note
+    )
+    table = report.quality_table().data
+    assert "Order not loaded" in table and "Outside the weeks read" in table
+    assert main(["-q", "validate", "--params", str(params.files[0]), "--week", "2026-W10"]) == 0
+    out = capsys.readouterr().out
+    assert "left out, their order not loaded: tickets 2, after_sales 1, settlements 2, " in out
 
 
 def test_progress_per_table(params):

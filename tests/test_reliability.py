@@ -881,9 +881,9 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path) -> None:
     assert done.returncode == 141  # 128 + SIGPIPE, as a shell reports it
 
 
-def test_validate_prints_the_rows_kept_per_table_and_short_lines(world, tmp_path, capsys):
+def test_validate_prints_the_rows_used_per_table_and_short_lines(world, tmp_path, capsys):
     """Scattered bad amounts: the table of what was set aside stays narrow, its examples
-    wrapped below it; the rows kept are given per table, as the snapshot counts them."""
+    wrapped below it; the rows used are given per table, as the snapshot counts them."""
     data = tmp_path / "data"
     shutil.copytree(world["data"], data)
     _csv_edit("orders", lambda lines: [_cell(lines, r, "amount", "twelve") for r in (3, 9)][-1])(
@@ -894,7 +894,7 @@ def test_validate_prints_the_rows_kept_per_table_and_short_lines(world, tmp_path
     out = capsys.readouterr().out
     lines = out.splitlines()
     kept = lines[0]
-    assert kept.startswith(f"week {WEEK} and the history before it, rows kept: orders ")
+    assert kept.startswith(f"week {WEEK} and the history before it, rows used: orders ")
     assert "tickets " in kept and "events " in kept
     assert "Not a number" in out and "'twelve'" in out
     assert max(len(line) for line in lines[1:]) <= 110, out

@@ -282,6 +282,8 @@ class WeekData:
                 "entries": [asdict(e) for e in self.quality.entries],
                 "week": {k: list(v) for k, v in self.quality.week.items()},
                 "max_share": self.quality.max_share,
+                "used": self.quality.used,
+                "no_order": self.quality.no_order,
             },
             "sources": [asdict(s) for s in self.sources],
             "columns": self.columns,
@@ -331,6 +333,8 @@ class WeekData:
             ],
             quarantined=quarantined,
             week={k: (int(v[0]), int(v[1])) for k, v in q.get("week", {}).items()},
+            used={k: int(v) for k, v in q.get("used", {}).items()},
+            no_order={k: int(v) for k, v in q.get("no_order", {}).items()},
             max_share=q.get("max_share"),
         )
         infos = [SourceInfo(**s) for s in meta["sources"]]
@@ -668,6 +672,7 @@ def load_week(
             infos.append(loaded.info)
             if loaded.written < loaded.in_window:
                 dropped[name] = loaded.in_window - loaded.written
+            quality.used[name] = loaded.written
             say(
                 _progress_text(
                     name,
@@ -722,9 +727,11 @@ def load_week(
                 frames[name] = frames[name].loc[keep].reset_index(drop=True)
                 dropped[name] = int((~keep).sum())
     for name, frame in frames.items():
+        quality.used[name] = len(frame)
         if name != "orders":
             _write(frame, folder / "tables" / f"{name}.parquet")
             dtypes[name] = _dtypes_of(frame)
+    quality.no_order.update({name: dropped.get(name, 0) for name in quality.used})
     if dropped:
         say(
             "rows of orders outside the selection left out: "

@@ -177,6 +177,12 @@ class QualityReport:
     quarantined: dict[str, pd.DataFrame] = field(default_factory=dict)
     # Per table: (rows set aside, rows) placed in the report week by the table's time.
     week: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Per table, of the rows kept: those the report reads (in the weeks it reads, of an
+    # order loaded), and those of the weeks read left out because their order is not
+    # among the orders loaded (set aside, created before the weeks read, or unknown).
+    # Unknown for a table validated inside its database.
+    used: dict[str, int] = field(default_factory=dict)
+    no_order: dict[str, int] = field(default_factory=dict)
     max_share: float | None = None  # quality.max_quarantine_share the week is judged by
 
     def week_share(self, table: str) -> float:

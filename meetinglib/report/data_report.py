@@ -1362,30 +1362,60 @@ class DataReport:
     def quality_note(self) -> HTML:
         q = self.data.quality
         loaded = sum(q.loaded.values())
+        # rows of other tables whose order is not among those loaded: left out, so said
+        left_out = {name: n for name, n in q.no_order.items() if n and name != "orders"}
+        lost = (
+            " "
+            + self._t(
+                "quality.no_order_note",
+                rows=sum(left_out.values()),
+                tables=self._t("quality.separator").join(
+                    f"{name} {n:,}" for name, n in left_out.items()
+                ),
+            )
+            if left_out
+            else ""
+        )
         if not q.total_quarantined:
-            return self._note(self._t("quality.clean", rows=loaded))
-        text = self._t("quality.summary", rows=loaded, quarantined=q.total_quarantined)
+            text = self._t("quality.clean", rows=loaded) + lost
+            return html(macro("note", text, "ml-warning")) if lost else self._note(text)
+        text = self._t("quality.summary", rows=loaded, quarantined=q.total_quarantined) + lost
         return html(macro("note", text, "ml-warning"), frame_table(q.to_frame(self.lang)))
 
     def quality_table(self) -> HTML:
-        """Rows loaded, kept and set aside per table."""
+        """Per table, where the rows read went: set aside, outside the weeks the report
+        reads, left out because their order was not loaded, and used; they add up."""
         q = self.data.quality
         header = [
             self._t("quality.table"),
             self._t("quality.loaded"),
-            self._t("quality.kept"),
             self._t("quality.quarantined"),
+            self._t("quality.outside"),
+            self._t("quality.no_order"),
+            self._t("quality.used"),
         ]
-        rows = [
-            [
-                name,
-                f"{q.loaded[name]:,}",
-                f"{q.kept.get(name, 0):,}",
-                f"{q.loaded[name] - q.kept.get(name, 0):,}",
-            ]
-            for name in q.loaded
-        ]
-        return html(table(header, rows, numeric=[1, 2, 3]))
+
+        def count(n: int | None) -> str:
+            return "–" if n is None else f"{n:,}"
+
+        rows = []
+        for name in q.loaded:
+            kept = q.kept.get(name, 0)
+            used = q.used.get(name)
+            # orders are what the others are matched to: none of them lacks its order
+            no_order = None if name == "orders" or used is None else q.no_order.get(name, 0)
+            outside = None if used is None else kept - used - (no_order or 0)
+            rows.append(
+                [
+                    name,
+                    count(q.loaded[name]),
+                    count(q.loaded[name] - kept),
+                    count(outside),
+                    count(no_order),
+                    count(used),
+                ]
+            )
+        return html(table(header, rows, numeric=[1, 2, 3, 4, 5]))
 
     def definitions_table(self) -> HTML:
         """Every KPI of the report: formula, unit and the event placing a row in the week."""
