@@ -182,6 +182,28 @@ def test_a_settlement_made_after_the_week_was_pending_at_its_end(tmp_path, fmt):
     assert [float(settled[w]) for w in ("this_week", "last_week")] == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("on_engine", [True, False])
+def test_amounts_with_a_currency_mark_are_read(tmp_path, on_engine):
+    folder = tmp_path / "source"
+    shutil.copytree(FIXTURE, folder)
+    orders = (folder / "orders.csv").read_text(encoding="utf-8")
+    orders = orders.replace(",80.50,", ',"￥80.50",').replace(",45.00,", ',"RMB 1,045.00",')
+    orders = orders.replace(",99.90,", ",99.90 元,").replace(",15.00,", ",￥,")
+    (folder / "orders.csv").write_text(orders, encoding="utf-8")
+    params = make_params(tmp_path, folder, quality="{max_quarantine_share: 0.3}")
+    data = load_week(params, "2026-W10", on_engine=on_engine)
+    orders = data.tables["orders"]
+    amount = dict(zip(orders["order_id"], orders["amount"], strict=True))
+    assert (amount["O-003"], amount["00042"], amount["O-007"]) == (80.50, 1045.00, 99.90)
+    # a mark without a number is still not a number: its order is set aside
+    (entry,) = [e for e in data.quality.entries if e.column == "amount"]
+    assert (entry.rule, entry.rows, entry.examples) == (
+        "not a number",
+        1,
+        ("row 9 (order_id O-008): '￥'",),
+    )
+
+
 def test_ids_keep_leading_zeros(week_data):
     assert "00042" in week_data.tables["orders"]["order_id"].tolist()
     assert week_data.tables["tickets"]["order_id"].iloc[0] == "00042"

@@ -150,6 +150,13 @@ _HAS_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)?\s*(?:[zZ]|UTC|GMT|[+-]\d\d(?::?\d\
 # Digits, something else, digits: worth a value-by-value parse (bare numbers are not).
 _DATE_LIKE = r"\d+\D+\d+"
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
+# A currency mark exports write before or after an amount ("￥88.00", "-$5", "12.50 元",
+# "RMB 1,299.00"): the report's currency is the params' (currency), so the mark is
+# dropped rather than the row set aside; any other text stays "not a number".
+_CURRENCY = r"(?:US\$|HK\$|RMB|CNY|USD|EUR|GBP|[¥￥$€£元])"
+_MARKED = (
+    rf"[+-]?\s*{_CURRENCY}\s*[+-]?[\d.,]+|{_CURRENCY}\s*[+-]?\s*[\d.,]+|[+-]?[\d.,]+\s*{_CURRENCY}"
+)
 # A numeric date with the year last: day and month in an order only the values can tell.
 _DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\b"
 
@@ -541,6 +548,10 @@ def _coerce_number(s: pd.Series, kind: str) -> _Coerced:
     if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
         texts = _as_text(s)
         missing = texts.isna().to_numpy()
+        marked = texts.str.fullmatch(_MARKED, na=False)
+        if marked.any():
+            bare = texts.str.replace(_CURRENCY, "", regex=True).str.replace(r"\s+", "", regex=True)
+            texts = texts.mask(marked, bare)
         grouped = texts.str.fullmatch(_THOUSANDS, na=False)
         if grouped.any():
             texts = texts.mask(grouped, texts.str.replace(",", "", regex=False))
