@@ -297,6 +297,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     print(f"params for {company} written to {out} ({proposal.rows_sampled:,} rows sampled)")
+    if proposal.url_env:
+        # The file names the variable, not the URL: without it set, validate cannot connect.
+        print(
+            f"  CHECK: the URL holds a password or other credential, so the file names the "
+            f"environment variable {proposal.url_env} (source.url_env) instead; export "
+            f"{proposal.url_env}='{proposal.shown_source}' with the credential in place of "
+            "*** before `meeting validate`"
+        )
     print(f"  columns mapped: {', '.join(f'{k} -> {v}' for k, v in proposal.columns.items())}")
     if proposal.status_column:
         print(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import pandas as pd
 import yaml
 
 from meetinglib.cli import main
-from meetinglib.data.propose import detect_encoding, propose, timestamp_format
+from meetinglib.data.propose import URL_ENV, detect_encoding, propose, render, timestamp_format
 
 
 def test_encodings_are_detected_from_the_bytes():
@@ -90,3 +91,54 @@ def test_exception_codes_already_canonical_need_no_map(tmp_path):
     p = propose(path)
     assert p.values["exception_code"] == {"Payment Failed": "payment_failed", "缺货": "stockout"}
     assert p.unmatched_values == {"exception_code": ["odd-code"]}
+
+
+SECRET = "S3cr3t-pw"
+
+
+def _sqlite_shop(tmp_path, table: str = "exports"):
+    db = tmp_path / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"CREATE TABLE {table} (order_no TEXT, order_type TEXT, create_time TEXT)")
+        conn.execute(f"INSERT INTO {table} VALUES ('A1', 'special', '2026-11-16 08:30:00')")
+    return db
+
+
+def test_init_keeps_a_url_credential_out_of_the_file_and_the_output(tmp_path, capsys, monkeypatch):
+    """A password as a query parameter: the file names url_env (a url with it would be
+    refused by validate), the header and the hint show the URL masked."""
+    db = _sqlite_shop(tmp_path)
+    url = f"sqlite:///{db}?password={SECRET}"
+    out = tmp_path / "shop.yaml"
+    assert main(["init", url, "--table", "exports", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = out.read_text(encoding="utf-8")
+    assert SECRET not in text and SECRET not in printed
+    masked = f"sqlite:///{db}?password=***"
+    assert text.splitlines()[0].endswith(f"proposed by `meeting init` from {masked}")
+    source = yaml.safe_load(text)["source"]
+    assert "url" not in source and source["url_env"] == URL_ENV
+    assert f"# export {URL_ENV}='{masked}'" in text
+    assert f"the file names the environment variable {URL_ENV} (source.url_env)" in printed
+    assert f"export {URL_ENV}='{masked}' with the credential in place of ***" in printed
+    # the file is one validate accepts, once the variable holds the URL
+    monkeypatch.setenv(URL_ENV, url)
+    assert main(["-q", "validate", "--params", str(out)]) == 0
+
+
+def test_a_user_info_password_is_masked_and_moved_to_url_env(tmp_path):
+    db = _sqlite_shop(tmp_path)
+    proposal = propose(f"sqlite:///{db}", "exports")
+    for url in (
+        f"postgresql+psycopg://shop:{SECRET}@127.0.0.1:55432/shop",
+        # SQLAlchemy reads a '/' in a password, which the user-info pattern does not
+        "postgresql+psycopg://shop:S3cr/et@127.0.0.1:55432/shop",
+    ):
+        p = dataclasses.replace(proposal, source=url)
+        text = render(p, tmp_path / "p.yaml", company="Acme", timezone="UTC", missing={})
+        assert SECRET not in text and "S3cr/et" not in text
+        assert p.url_env == URL_ENV
+        assert "postgresql+psycopg://shop:***@127.0.0.1:55432/shop" in text.splitlines()[0]
+        assert yaml.safe_load(text)["source"]["url_env"] == URL_ENV
+    plain = dataclasses.replace(proposal, source="postgresql+psycopg://shop@127.0.0.1/shop")
+    assert plain.url_env is None

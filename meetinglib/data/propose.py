@@ -26,11 +26,15 @@ import sqlalchemy as sa
 
 from meetinglib.core.errors import SourceNotFoundError, UnreadableSourceError
 from meetinglib.core.schema import ORDERS
+from meetinglib.core.secrets import url_secrets
+from meetinglib.data import sources
 from meetinglib.data.sources import known_suffixes, reader_for
 from meetinglib.data.validate import MISSING_TOKENS, day_first
 
 SAMPLE_ROWS = 5000
 STATUS = "status"  # the key of the status column among the proposals
+# The variable a proposed file names (source.url_env) for a URL holding a credential.
+URL_ENV = "MEETING_SOURCE_URL"
 
 # Header names (compared without case, spaces, "_" and "-") per canonical column.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -128,6 +132,31 @@ class Proposal:
             out.add("delivered_at")
         return [c for c in ORDERS.names if c in out]
 
+    @property
+    def url_env(self) -> str | None:
+        """The environment variable the file names instead of the URL when the URL holds
+        a credential (params refuse such a URL); None for a file or a URL without one."""
+        if self.kind != "sql" or not _holds_credential(self.source):
+            return None
+        return URL_ENV
+
+    @property
+    def shown_source(self) -> str:
+        """The file, or the URL with its credentials masked: what may be printed or written
+        (masked as the reader's messages mask it)."""
+        return sources._mask_url(self.source) if self.kind == "sql" else self.source
+
+
+def _holds_credential(url: str) -> bool:
+    """Whether params would refuse the URL; SQLAlchemy's parse is asked too, as it reads
+    a password the pattern of url_secrets does not (one holding a '/')."""
+    if url_secrets(url):
+        return True
+    try:
+        return bool(sa.engine.make_url(url).password)
+    except sa.exc.ArgumentError:
+        return False
+
 
 def _norm(text: object) -> str:
     return re.sub(r"[\s_\-]+", "", str(text).replace("\ufeff", "")).lower()
@@ -194,7 +223,8 @@ def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str
     if "://" in source:
         if not table:
             raise SourceNotFoundError(
-                f"{source} is a database URL; name the table to read with --table."
+                f"{sources._mask_url(source)} is a database URL; name the table to read with "
+                "--table."
             )
         engine = sa.create_engine(source)
         try:
@@ -345,7 +375,7 @@ def render(
 ) -> str:
     """The standalone, commented params file of a proposal written to ``out``."""
     lines = [
-        f"# Params for {company}, proposed by `meeting init` from {p.source}",
+        f"# Params for {company}, proposed by `meeting init` from {p.shown_source}",
         f"# ({p.rows_sampled:,} rows sampled). Check every line marked CHECK, then run:",
         f"#   meeting validate --params {out.name}",
         f"#   meeting run --params {out.name}",
@@ -358,13 +388,17 @@ def render(
         "",
         "source:",
     ]
-    if p.kind == "sql":
-        url = p.source
-        if sa.engine.make_url(url).password:
-            lines.append("  kind: sql")
-            lines.append("  url_env: MEETING_SOURCE_URL   # export MEETING_SOURCE_URL='<the URL>'")
-        else:
-            lines += ["  kind: sql", f"  url: {_q(url)}"]
+    if p.kind == "sql" and p.url_env:
+        # Secrets never go in params files: the file names the variable holding the URL.
+        lines += [
+            "  kind: sql",
+            "  # CHECK: the URL holds a password or other credential, kept out of this file:",
+            f"  # export {p.url_env}='{p.shown_source}'",
+            "  # with the credential in place of ***",
+            f"  url_env: {p.url_env}",
+        ]
+    elif p.kind == "sql":
+        lines += ["  kind: sql", f"  url: {_q(p.source)}"]
     else:
         folder = Path(p.source).resolve().parent
         rel = os.path.relpath(folder, out.resolve().parent)
