@@ -6,9 +6,11 @@ import dataclasses
 import sqlite3
 
 import pandas as pd
+import pytest
 import yaml
 
 from meetinglib.cli import main
+from meetinglib.core.errors import SourceNotFoundError
 from meetinglib.data.propose import URL_ENV, detect_encoding, propose, render, timestamp_format
 
 
@@ -142,3 +144,33 @@ def test_a_user_info_password_is_masked_and_moved_to_url_env(tmp_path):
         assert yaml.safe_load(text)["source"]["url_env"] == URL_ENV
     plain = dataclasses.replace(proposal, source="postgresql+psycopg://shop@127.0.0.1/shop")
     assert plain.url_env is None
+
+
+def test_a_missing_table_is_bad_input_naming_the_tables_there(tmp_path, capsys):
+    """Exit 3 with the table, the database and its tables, as validate says it; the
+    default table (orders) alike."""
+    db = _sqlite_shop(tmp_path)
+    url = f"sqlite:///{db}"
+    for args, table in ((["--table", "nosuch"], "nosuch"), ([], "orders")):
+        assert main(["init", url, *args, "--out", str(tmp_path / "x.yaml")]) == 3
+        err = capsys.readouterr().err
+        assert err.startswith(
+            f"error: table '{table}' not found in database {url}; tables in it: exports. "
+            "Pass the table holding the orders with --table"
+        )
+        assert "bug" not in err
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_a_missing_table_names_the_database_with_its_password_masked(tmp_path):
+    db = _sqlite_shop(tmp_path)
+    with pytest.raises(SourceNotFoundError, match=r"database sqlite:///.*\?password=\*\*\*;") as e:
+        propose(f"sqlite:///{db}?password={SECRET}", "nosuch")
+    assert SECRET not in str(e.value)
+
+
+def test_a_missing_sqlite_file_is_not_created(tmp_path, capsys):
+    db = tmp_path / "nofile.db"
+    assert main(["init", f"sqlite:///{db}", "--out", str(tmp_path / "x.yaml")]) == 3
+    assert f"no file {db}. Correct the path in the URL" in capsys.readouterr().err
+    assert not db.exists()

@@ -25,6 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from meetinglib.core.errors import SourceNotFoundError, UnreadableSourceError
+from meetinglib.core.params import Params, SourceParams
 from meetinglib.core.schema import ORDERS
 from meetinglib.core.secrets import url_secrets
 from meetinglib.data import sources
@@ -226,18 +227,8 @@ def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str
                 f"{sources._mask_url(source)} is a database URL; name the table to read with "
                 "--table."
             )
-        engine = sa.create_engine(source)
-        try:
-            with engine.connect() as conn:
-                stmt = sa.select(sa.text("*")).select_from(sa.table(table)).limit(SAMPLE_ROWS)
-                frame = pd.read_sql(stmt, conn)
-        except sa.exc.SQLAlchemyError as exc:
-            raise SourceNotFoundError(
-                f"cannot read table '{table}' from the database: {str(exc).splitlines()[0]}"
-            ) from None
-        finally:
-            engine.dispose()
-        return frame.astype(object).where(frame.notna(), None), {"kind": "sql"}
+        frame = _read_sql_sample(source, table)
+        return frame, {"kind": "sql"}
     path = Path(source)
     if not path.is_file():
         raise SourceNotFoundError(f"{path} does not exist; pass the exported file.")
@@ -270,6 +261,59 @@ def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str
         index_col=False,
     )
     return frame, {"kind": "folder", "encoding": encoding, "delimiter": delimiter}
+
+
+def _read_sql_sample(url: str, table: str) -> pd.DataFrame:
+    """The first SAMPLE_ROWS rows of a database table, read through the reader's
+    connection: its messages (a missing driver, a refused login) mask the URL."""
+    shown = sources._mask_url(url)
+    try:
+        missing = sources._missing_sqlite_file(sa.engine.make_url(url))
+    except sa.exc.ArgumentError:
+        missing = None  # the connection below says what is wrong with the URL
+    if missing:
+        # sqlite would create the file empty, and the table would then be missing
+        raise SourceNotFoundError(
+            f"database {shown} not found: no file {missing}. Correct the path in the URL "
+            "(sqlite:////absolute/path/shop.db, or sqlite:///relative/path/shop.db)."
+        )
+    params = _url_params(url)
+    with sources._connection(params) as conn:
+        insp = sa.inspect(conn)
+        if not insp.has_table(table):
+            raise SourceNotFoundError(_no_table(shown, table, insp))
+        stmt = sa.select(sa.text("*")).select_from(sa.table(table)).limit(SAMPLE_ROWS)
+        # executed on the connection, not by pandas: pandas wraps the database's
+        # errors in its own class, which the connection's masked messages miss
+        result = conn.execute(stmt)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def _url_params(url: str) -> Params:
+    """Params naming only a database URL, for the reader's connection.
+
+    Built without validation: the URL is given on the command line, where it may hold
+    its password (the file written never does), and validation refuses that in params.
+    The connection reads nothing else of them (company and timezone are required only).
+    """
+    source = SourceParams.model_construct(kind="sql", url=url)
+    return Params.model_construct(company="", timezone="UTC", source=source)
+
+
+def _no_table(shown: str, label: str, insp: sa.Inspector) -> str:
+    """Why a table is missing: the database's tables, and how to name the right one."""
+    names = sorted({*insp.get_table_names(), *insp.get_view_names()})
+    there = f"tables in it: {_listed(names)}" if names else "it has no tables"
+    return (
+        f"table '{label}' not found in database {shown}; {there}. Pass the table holding "
+        "the orders with --table."
+    )
+
+
+def _listed(names: list[str], limit: int = 20) -> str:
+    more = len(names) - limit
+    return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def propose(source: str | os.PathLike[str], table: str | None = None) -> Proposal:
