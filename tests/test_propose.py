@@ -174,3 +174,45 @@ def test_a_missing_sqlite_file_is_not_created(tmp_path, capsys):
     assert main(["init", f"sqlite:///{db}", "--out", str(tmp_path / "x.yaml")]) == 3
     assert f"no file {db}. Correct the path in the URL" in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_a_schema_qualified_table_is_read_as_schema_and_table(tmp_path, capsys):
+    """--table schema.table as the params' table key reads it: SQLite's main schema here."""
+    db = _sqlite_shop(tmp_path)
+    url = f"sqlite:///{db}"
+    out = tmp_path / "shop.yaml"
+    assert main(["-q", "init", url, "--table", "main.exports", "--out", str(out)]) == 0
+    orders = yaml.safe_load(out.read_text(encoding="utf-8"))["source"]["tables"]["orders"]
+    assert orders["table"] == "main.exports"
+    assert orders["columns"]["order_no"] == "order_id"
+    with pytest.raises(SourceNotFoundError, match=r"no schema 'sales'; its schemas: main\. Pass"):
+        propose(url, "sales.orders")
+    with pytest.raises(SourceNotFoundError, match=r"tables in schema 'main': exports\. Pass"):
+        propose(url, "main.nosuch")
+
+
+def test_init_on_postgresql_with_a_password_and_a_schema(tmp_path, capsys, pg_server):
+    """The reported command: a password in the user info and --table sales.orders."""
+    import sqlalchemy as sa
+
+    url = pg_server.new_database()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE SCHEMA sales"))
+        conn.execute(sa.text("CREATE TABLE sales.orders (order_no text, create_time text)"))
+        conn.execute(sa.text("INSERT INTO sales.orders VALUES ('A1', '2026-11-16 08:30:00')"))
+    engine.dispose()
+    # the test server trusts every login: the password is carried, not checked
+    secret_url = url.replace("postgres@", f"postgres:{SECRET}@")
+    out = tmp_path / "leak.yaml"
+    args = ["init", secret_url, "--table", "sales.orders", "--out", str(out)]
+    assert main(args) == 0
+    text = out.read_text(encoding="utf-8")
+    assert SECRET not in text and SECRET not in capsys.readouterr().out
+    assert url.replace("postgres@", "postgres:***@") in text.splitlines()[0]
+    source = yaml.safe_load(text)["source"]
+    assert source["url_env"] == URL_ENV and "url" not in source
+    assert source["tables"]["orders"]["table"] == "sales.orders"
+    assert main(["init", secret_url, "--table", "orders", "--out", str(tmp_path / "x.yaml")]) == 3
+    err = capsys.readouterr().err
+    assert SECRET not in err and "table 'orders' not found in database" in err

@@ -25,7 +25,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from meetinglib.core.errors import SourceNotFoundError, UnreadableSourceError
-from meetinglib.core.params import Params, SourceParams
+from meetinglib.core.params import Params, SourceParams, TableSource
 from meetinglib.core.schema import ORDERS
 from meetinglib.core.secrets import url_secrets
 from meetinglib.data import sources
@@ -278,14 +278,19 @@ def _read_sql_sample(url: str, table: str) -> pd.DataFrame:
             "(sqlite:////absolute/path/shop.db, or sqlite:///relative/path/shop.db)."
         )
     params = _url_params(url)
+    ts = TableSource(table=table)  # the key the file writes, read as the reader reads it
     with sources._connection(params) as conn:
+        # "sales.orders" is schema sales, table orders, as in params
+        db_schema, name = sources._sql_name(ORDERS.name, ts)
         insp = sa.inspect(conn)
-        if not insp.has_table(table):
-            raise SourceNotFoundError(_no_table(shown, table, insp))
-        stmt = sa.select(sa.text("*")).select_from(sa.table(table)).limit(SAMPLE_ROWS)
+        if not insp.has_table(name, schema=db_schema):
+            raise SourceNotFoundError(_no_table(shown, table, insp, db_schema))
+        found = sources._sql_columns(params, conn, ORDERS, ts)
+        assert found is not None  # the table exists: looked up above
+        _, clause, _ = found
         # executed on the connection, not by pandas: pandas wraps the database's
         # errors in its own class, which the connection's masked messages miss
-        result = conn.execute(stmt)
+        result = conn.execute(sa.select(clause).limit(SAMPLE_ROWS))
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     return frame.astype(object).where(frame.notna(), None)
 
@@ -301,13 +306,21 @@ def _url_params(url: str) -> Params:
     return Params.model_construct(company="", timezone="UTC", source=source)
 
 
-def _no_table(shown: str, label: str, insp: sa.Inspector) -> str:
-    """Why a table is missing: the database's tables, and how to name the right one."""
-    names = sorted({*insp.get_table_names(), *insp.get_view_names()})
-    there = f"tables in it: {_listed(names)}" if names else "it has no tables"
+def _no_table(shown: str, label: str, insp: sa.Inspector, db_schema: str | None) -> str:
+    """Why a table is missing: the schema's (database's) tables, and how to name the
+    right one."""
+    schemas = insp.get_schema_names()
+    if db_schema is not None and db_schema not in schemas:
+        there = f"it has no schema '{db_schema}'; its schemas: {_listed(sorted(schemas))}"
+    else:
+        names = sorted(
+            {*insp.get_table_names(schema=db_schema), *insp.get_view_names(schema=db_schema)}
+        )
+        where = f"schema '{db_schema}'" if db_schema else "it"
+        there = f"tables in {where}: {_listed(names)}" if names else f"{where} has no tables"
     return (
         f"table '{label}' not found in database {shown}; {there}. Pass the table holding "
-        "the orders with --table."
+        "the orders with --table (schema.table for a table of another schema)."
     )
 
 
