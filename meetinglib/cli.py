@@ -292,7 +292,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         for key in CATALOGUE
     }
     missing = {k: v for k, v in support.items() if v}
-    company = args.company or stem
+    # the export's name: a database's, not its table's ("orders" is no company)
+    company = args.company or proposal.name
     text = render(proposal, out, company=company, timezone=timezone, missing=missing)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")

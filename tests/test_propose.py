@@ -216,3 +216,13 @@ def test_init_on_postgresql_with_a_password_and_a_schema(tmp_path, capsys, pg_se
     assert main(["init", secret_url, "--table", "orders", "--out", str(tmp_path / "x.yaml")]) == 3
     err = capsys.readouterr().err
     assert SECRET not in err and "table 'orders' not found in database" in err
+
+
+def test_the_company_defaults_to_the_database_name_not_the_table(tmp_path, capsys):
+    db = _sqlite_shop(tmp_path, table="orders")
+    out = tmp_path / "acme.yaml"
+    assert main(["init", f"sqlite:///{db}", "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text(encoding="utf-8"))["company"] == db.stem
+    assert capsys.readouterr().out.startswith(f"params for {db.stem} written to {out}")
+    sampled = propose(f"sqlite:///{db}", "orders")
+    assert dataclasses.replace(sampled, source="postgresql://u@h/acme_cn").name == "acme_cn"

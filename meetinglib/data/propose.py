@@ -142,6 +142,21 @@ class Proposal:
         return URL_ENV
 
     @property
+    def name(self) -> str:
+        """The export's name, the default company name: the file's stem, or the database's
+        name (a SQLite file's stem); the table's when the URL names no database."""
+        if self.kind != "sql":
+            return Path(self.source).stem
+        try:
+            url = sa.engine.make_url(self.source)
+        except sa.exc.ArgumentError:
+            return self.sql_table or self.table
+        database = url.database
+        if not database or database == ":memory:":
+            return self.sql_table or self.table
+        return Path(database).stem if url.get_backend_name() == "sqlite" else database
+
+    @property
     def shown_source(self) -> str:
         """The file, or the URL with its credentials masked: what may be printed or written
         (masked as the reader's messages mask it)."""
