@@ -764,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", default="orders", help="database table to read (default: orders)")
     p.add_argument("--out", type=Path, help="params file to write (default: params/<name>.yaml)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    p.add_argument("--company", help="company name (default: from the file name)")
+    p.add_argument("--company", help="company name (default: the file's or the database's name)")
     p.add_argument("--timezone", help="zone of the export's times (default: guessed; check it)")
     p.set_defaults(func=cmd_init)
 
