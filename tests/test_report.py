@@ -232,6 +232,24 @@ def test_headline_shows_the_kpi_table(long_report):
     assert "≥ 95.0%" in page
 
 
+def test_a_kpi_given_a_target_is_judged_with_the_headline(tmp_path, sample):
+    """Targets for KPIs outside the headline (a company's cancellation and on-time
+    delivery goals) appear with their status on page one and in the headline table."""
+    report = _report(
+        tmp_path,
+        sample,
+        targets={"cancellation_rate": 0.05, "on_time_delivery_rate": {"target": 0.99}},
+    )
+    assert report.headline[: len(kpis.HEADLINE)] == kpis.HEADLINE
+    assert report.headline[len(kpis.HEADLINE) :] == ("cancellation_rate", "on_time_delivery_rate")
+    for page in (report.headline_table().data, str(report.summary_table())):
+        text = re.sub(r"<[^>]+>", " ", page)
+        for key, target in (("cancellation_rate", "≤ 5.0%"), ("on_time_delivery_rate", "≥ 99.0%")):
+            assert LABELS[f"kpi.{key}"][0] in text
+            assert target in text
+    assert "Cancellation rate" in report.headline_by_order_type().data
+
+
 def test_unknown_target_is_an_error_naming_the_key(tmp_path, sample):
     with pytest.raises(InvalidParamError, match=r"'targets.otsr'.*no KPI named 'otsr'"):
         _report(tmp_path, sample, targets={"otsr": 0.9})

@@ -194,6 +194,12 @@ class DataReport:
         self.currency = data.params.currency
         where = ", ".join(str(f) for f in data.params.files) or "the params"
         self.targets = kpis.resolve_targets(data.params.targets, where)
+        # The headline KPIs, and after them, in the catalogue's order, every other KPI
+        # the params give a target: a target set is a figure the meeting wants judged.
+        self.headline = (
+            *kpis.HEADLINE,
+            *(k for k in kpis.CATALOGUE if k in self.targets and k not in kpis.HEADLINE),
+        )
 
     @classmethod
     def open(
@@ -257,7 +263,7 @@ class DataReport:
             self._t("word.status"),
         ]
         rows = []
-        for key in kpis.HEADLINE:
+        for key in self.headline:
             row = self.kpi_result.row(key)
             if row is None:
                 continue
@@ -562,8 +568,9 @@ class DataReport:
     # --- 1. headline -----------------------------------------------------------------------
 
     def headline_table(self) -> HTML:
-        """The handful of KPIs that matter: this week, last week, trend, target, status."""
-        return self.kpi_rows_table(kpis.HEADLINE, sparklines=True)
+        """The handful of KPIs that matter (and those given a target): this week, last
+        week, trend, target, status."""
+        return self.kpi_rows_table(self.headline, sparklines=True)
 
     def _not_available(self, kpi: str) -> HTML | None:
         """A note "not available — the source has no ..." when the source cannot support
@@ -654,7 +661,7 @@ class DataReport:
     def headline_by_order_type(self) -> HTML:
         """The headline KPIs per order type."""
         # the headline table above it says why a KPI is not available
-        return self.order_type_table(kpis.HEADLINE, notes=False)
+        return self.order_type_table(self.headline, notes=False)
 
     def _history_points(self) -> int:
         start = self._complete_history_start()
