@@ -294,6 +294,16 @@ def test_mapping_onto_an_unknown_canonical_column_is_a_params_error():
         read_table(_params(orders={"columns": {"订单号": "order_no"}}), "orders")
 
 
+def test_two_columns_mapped_onto_one_is_a_params_error():
+    columns = {"下单时间": "created_at", "支付时间": "created_at"}
+    with pytest.raises(
+        InvalidParamError,
+        match=r"source\.tables\.orders\.columns\.支付时间.*'下单时间' and '支付时间' are both "
+        r"mapped onto 'created_at'",
+    ):
+        read_table(_params(orders={"columns": columns}), "orders")
+
+
 def test_missing_orders_table_names_folder_and_files_looked_for(tmp_path):
     with pytest.raises(
         SourceNotFoundError,

@@ -269,6 +269,7 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
     """Mapping targets and value maps must name canonical columns; encodings must exist."""
     names = SCHEMAS[table].names
     key = f"source.tables.{table}"
+    mapped: dict[str, str] = {}
     for company, canonical in ts.columns.items():
         if canonical not in names:
             raise InvalidParamError(
@@ -277,6 +278,16 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
                 f"'{canonical}' is not a column of the canonical table '{table}'; "
                 f"map onto one of {names}",
             )
+        if canonical in mapped:
+            # one of them would be read and the other silently ignored
+            raise InvalidParamError(
+                _params_files(params),
+                f"{key}.columns.{company}",
+                f"'{mapped[canonical]}' and '{company}' are both mapped onto '{canonical}'; "
+                "map each canonical column from one export column (remove one, or map it "
+                "onto the column it holds)",
+            )
+        mapped[canonical] = company
     for section, keys in (("values", ts.values), ("constants", ts.constants)):
         for canonical in keys:
             if canonical not in names:
