@@ -223,7 +223,8 @@ def test_headline_shows_the_kpi_table(long_report):
         assert fmt_value(row["this_week"], row["unit"], "CNY") in page
     sparklines = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="([^"]+)"', page)
     assert len(sparklines) == len(kpis.HEADLINE)
-    assert sparklines[0].startswith("Orders created: 12-week trend from ")
+    # 10 weeks of sample data: the trend draws those 10 (a longer history would draw 12)
+    assert sparklines[0].startswith("Orders created: 10-week trend from ")
     # status as a symbol and a word, not colour alone
     text = re.sub(r"<[^>]+>", "", page).replace("&nbsp;", " ")
     assert "✖ Off target" in text  # abnormal rate: stockouts
@@ -248,6 +249,19 @@ def test_a_kpi_given_a_target_is_judged_with_the_headline(tmp_path, sample):
             assert LABELS[f"kpi.{key}"][0] in text
             assert target in text
     assert "Cancellation rate" in report.headline_by_order_type().data
+
+
+def test_the_trend_spans_the_weeks_the_data_has(report, sample):
+    """A 4-week sample: the trend column says 4 weeks (counted from the orders' own
+    weeks), not the 12 a longer history would draw."""
+    orders = pd.read_parquet(sample.folder / "orders.parquet", columns=["created_at"])
+    local = orders["created_at"].dt.tz_convert("Asia/Shanghai")
+    weeks = {w for d in local if (w := tuple(d.isocalendar())[:2]) <= (2026, 47)}
+    assert len(weeks) == 4
+    page = report.headline_table().data
+    assert "4-week trend" in page and "12-week trend" not in page
+    alts = re.findall(r'alt="([^"]+)"', page)
+    assert alts and all(": 4-week trend from " in a for a in alts)
 
 
 def test_unknown_target_is_an_error_naming_the_key(tmp_path, sample):

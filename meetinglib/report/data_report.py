@@ -433,8 +433,16 @@ class DataReport:
         word = self._t(f"status.{status}")
         return macro("status", STATUS_CLASS[status], STATUS_SYMBOL[status], word)
 
+    @cached_property
+    def _trend_weeks(self) -> int:
+        """The weeks the sparklines span: SPARK_WEEKS, or fewer from the first week with
+        orders (an export of four weeks draws four, and says so)."""
+        created = self.kpi_result.weekly("orders_created").iloc[-SPARK_WEEKS:]
+        with_orders = np.flatnonzero(created.fillna(0).to_numpy(dtype=float) > 0)
+        return len(created) - int(with_orders[0]) if len(with_orders) else len(created)
+
     def _sparkline(self, row: pd.Series) -> Markup:
-        values = self.kpi_result.weekly(row["kpi"]).iloc[-SPARK_WEEKS:]
+        values = self.kpi_result.weekly(row["kpi"]).iloc[-self._trend_weeks :]
         target = None if _nan(row["target"]) else float(row["target"])
         fig = plots.sparkline(values.to_numpy(dtype=float), target=target, lang=self.lang)
         data = base64.b64encode(plots.sparkline_png(fig)).decode("ascii")
@@ -457,7 +465,7 @@ class DataReport:
             self._t("word.change"),
         ]
         if sparklines:
-            header.append(self._t("headline.trend", weeks=SPARK_WEEKS))
+            header.append(self._t("headline.trend", weeks=self._trend_weeks))
         header += [self._t("word.target"), self._t("word.status")]
         rows = []
         for key in keys:
