@@ -483,12 +483,12 @@ def _explorer_tables(
     params: Params, data: WeekData, staging: Path, names: Sequence[str]
 ) -> Iterator[_ExplorerTables | None]:
     """The explorer's tables saved in the background during the block (None when the
-    run saves none: run.explorer_data off, no data report, or an engine other than
-    DuckDB); stopped and cleaned up when the block ends, however it ends."""
+    run saves none: run.explorer_data off, no data report, or engine source, whose week
+    stays in its database); stopped and cleaned up when the block ends, however it ends."""
     if not (params.run.explorer_data and "data_report" in names):
         yield None
         return
-    if params.engine.kind != "duckdb":  # the explorer's tables are prepared on DuckDB only
+    if params.engine.kind == "source":  # the week stays in the database (explorer_engine)
         yield None
         return
     with _environment(staging):

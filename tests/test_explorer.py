@@ -3,6 +3,7 @@ independent pandas filters and against meetinglib.analysis.flow on the selected 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from meetinglib.analysis import flow, flow_engine
+from meetinglib.core.errors import ExplorerEngineError
 from meetinglib.core.params import load_params
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.report import explorer as ex
@@ -892,11 +894,34 @@ def test_save_week_with_the_report_findings_equals_a_fresh_explorer(
     assert_same_view(again.view, reference.view)
 
 
-def test_save_week_leaves_other_engines_alone(week_data, tmp_path):
-    params = week_data.params
-    spark = params.model_copy(update={"engine": params.engine.model_copy(update={"kind": "spark"})})
-    assert ex.save_week(spark, week_data, tmp_path / "explorer_data") is None
-    assert not list(tmp_path.iterdir()), "nothing written, no engine started"
+def _on_engine(params, kind: str):
+    return params.model_copy(update={"engine": params.engine.model_copy(update={"kind": kind})})
+
+
+def test_with_spark_params_the_explorer_computes_on_duckdb(week_data, saved, tmp_path):
+    """A company whose KPIs run on Spark explores the week's snapshot on DuckDB (Spark
+    has no temporary tables through Ibis): the same view, no Spark session started."""
+    built, _folder = saved
+    spark = _on_engine(week_data.params, "spark")
+    on_spark = dataclasses.replace(week_data, params=spark)
+    explorer = ex.Explorer(on_spark, "en")
+    assert explorer.data.con.name == "duckdb"
+    assert_same_view(explorer.view, built.view)
+    folder = ex.save_week(spark, on_spark, tmp_path / "explorer_data")
+    assert folder is not None and (folder / "meta.json").is_file()
+
+
+def test_with_engine_source_the_explorer_says_what_to_do(week_data, tmp_path):
+    source = _on_engine(week_data.params, "source")
+    assert ex.save_week(source, week_data, tmp_path / "explorer_data") is None
+    assert not list(tmp_path.iterdir()), "nothing written"
+    with pytest.raises(
+        ExplorerEngineError,
+        match=r"computes on DuckDB over the week's snapshot, and with engine 'source' the "
+        r"week stays in the source database.*'engine: \{kind: duckdb\}'",
+    ) as raised:
+        ex.Explorer(dataclasses.replace(week_data, params=source), "en")
+    assert raised.value.exit_code == 2
 
 
 # --- the background engine's memory ------------------------------------------------------------

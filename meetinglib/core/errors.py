@@ -320,6 +320,19 @@ class EngineUnavailableError(EnvironmentProblem):
         )
 
 
+class ExplorerEngineError(ParamsError):
+    """The bottleneck explorer cannot compute on the params' engine."""
+
+    def __init__(self, engine: str):
+        self.engine = engine
+        super().__init__(
+            f"the bottleneck explorer computes on DuckDB over the week's snapshot, and with "
+            f"engine '{engine}' the week stays in the source database. Open the explorer "
+            "with params whose engine is duckdb (the default) or spark: a params file "
+            "layered on the company's with 'engine: {kind: duckdb}'."
+        )
+
+
 class RunLockedError(MeetingError):
     """Another run of the same week holds the week's lock."""
 

@@ -57,9 +57,9 @@ from matplotlib.lines import Line2D
 
 from meetinglib.analysis import flow, flow_engine
 from meetinglib.core.csvsafe import to_csv as write_csv
-from meetinglib.core.errors import EnvironmentProblem
+from meetinglib.core.errors import EnvironmentProblem, ExplorerEngineError
 from meetinglib.core.i18n import CodeLabel, code_name, t
-from meetinglib.core.params import Params, load_params
+from meetinglib.core.params import EngineParams, Params, load_params
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data.dataset import WeekData, open_week, resolve_week
 from meetinglib.data.engine import (
@@ -1659,9 +1659,9 @@ def save_week(
     that the runner can do it while the data report is computed.
     """
     where = prepared_folder(params, data.week) if folder is None else Path(folder)
-    if params.engine.kind != "duckdb":
+    if params.engine.kind == "source":
         return None
-    con = shared(params.engine)
+    con = shared(explorer_engine(params))
     temp = _temp_folder(where)
     kept = _temporary_tables(con)
     try:
@@ -1719,12 +1719,23 @@ def finish_week(week: WeekTables, folder: Path, report: Path | None = None) -> P
     return save_prepared(explorer, found, view, folder, key, orders=orders, written=week.temp)
 
 
+def explorer_engine(params: Params) -> EngineParams:
+    """The engine the explorer computes on: the params' DuckDB, or an embedded DuckDB
+    of its own when the KPIs run on Spark (the explorer's many small queries over the
+    week's snapshot, a local folder, are what DuckDB is for; Spark has no temporary
+    tables through Ibis). With engine ``source`` the week stays in the database: an
+    ExplorerEngineError (exit 2) says what to do."""
+    if params.engine.kind == "source":
+        raise ExplorerEngineError(params.engine.kind)
+    return params.engine if params.engine.kind == "duckdb" else EngineParams()
+
+
 def background_engine(params: Params, data_bytes: int = 0) -> BaseBackend:
     """A DuckDB engine of its own for prepare_week while a notebook's kernel computes:
     one thread (the kernel keeps most of the machine busy) and half the memory limit
     of the params' engine (the kernel's engine may take the whole of it meanwhile);
     without a limit in params, half of what ``data_bytes`` of snapshot ask for."""
-    settings = settings_of(params.engine)
+    settings = settings_of(explorer_engine(params))
     full = _full_limit(settings, data_bytes)
     con = connect(dataclasses.replace(settings, threads=1, memory_limit=full))
     limit = memory_limit_bytes(con)
@@ -1751,7 +1762,7 @@ def in_full(con: BaseBackend, params: Params, data_bytes: int = 0) -> None:
     tasks at once. At 1M orders a week the findings' part took 6.2 s on one thread,
     3.7 s when given two threads 0.3 s in, 3.4 s on two from the start.
     """
-    settings = settings_of(params.engine)
+    settings = settings_of(explorer_engine(params))
     threads = settings.threads
     statements = [
         f"SET memory_limit = '{_full_limit(settings, data_bytes)}'",
@@ -1946,7 +1957,10 @@ class Explorer:
             self.data.complete = self._whole
         elif isinstance(source, WeekData):
             # the week's tables as the engine holds them: no row table in pandas
-            tables = source.engine_tables()
+            engine_params = explorer_engine(source.params)
+            on_own = engine_params is not source.params.engine
+            con = shared(engine_params)
+            tables = source.engine_tables(con) if on_own else source.engine_tables()
             lang = lang or source.params.language
             label = label or source.params.label
             folder = folder or Path(source.params.output_dir) / "explorer"
@@ -1956,7 +1970,7 @@ class Explorer:
                 tables["orders"],
                 tables.get("events"),
                 tables.get("after_sales"),
-                con=shared(source.params.engine),
+                con=con,
                 tz=source.tz,
                 prepare=(first_day, last_day),
             )
@@ -2100,7 +2114,7 @@ class Explorer:
             there = snapshot is not None and Path(snapshot).is_dir()
             return open_week(params, report_week, snapshot if there else None)
 
-        opened = open_prepared(folder, key, shared(params.engine))
+        opened = open_prepared(folder, key, shared(explorer_engine(params)))
         if opened is not None:
             return cls(Saved(*opened, params, load), lang)
         shown = lang or params.language
