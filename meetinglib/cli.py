@@ -387,7 +387,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     path = write_kpis_csv(with_roots(result.table, root_changes(data, result, lang), lang), out)
     adverse = len(result.changes)
     print(f"week {data.week}: {len(result.table):,} KPI rows, {adverse} change(s) for the worse")
-    print(f"KPIs: {path}")
+    print(f"KPIs: {path.resolve()}")  # absolute, as `meeting run` prints its handouts
     return 0
 
 
