@@ -46,6 +46,7 @@ from meetinglib.data.dataset import load_week, resolve_week
 from meetinglib.data.propose import propose, render
 from meetinglib.data.sample import generate_sample, write_sample_issues, write_sample_minutes
 from meetinglib.data.validate import rule_label
+from meetinglib.lab import KERNEL_DISPLAY, install_notebooks
 from meetinglib.meeting.actions import (
     action_list,
     add_action,
@@ -373,6 +374,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     break_long_words=True,
                 )
             )
+    return 0
+
+
+def cmd_notebooks(args: argparse.Namespace) -> int:
+    """The package's notebooks in a folder of the user's, with their kernel registered."""
+    folder = Path(args.dir).resolve()
+    written = install_notebooks(folder, force=args.force)
+    print(f"{len(written)} notebooks written to {folder} (kernel '{KERNEL_DISPLAY}' registered)")
+    print(f"open them with: jupyter lab {folder}")
+    print("set params_files in each notebook's first cell to your params file(s)")
     return 0
 
 
@@ -758,6 +769,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders-per-week", type=int, default=20_000)
     p.add_argument("--fresh", action="store_true", help="regenerate the sample data")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "notebooks",
+        help="copy the notebooks (console, explorer, triage form...) to a folder for "
+        "JupyterLab and register their kernel",
+    )
+    p.add_argument("--dir", default="notebooks", help="folder to write (default: notebooks)")
+    p.add_argument("--force", action="store_true", help="replace notebooks already there")
+    p.set_defaults(func=cmd_notebooks)
 
     p = sub.add_parser("init", help="propose a params file for a company's own export")
     p.add_argument("source", help="the exported file (CSV, XLSX, Parquet) or a database URL")

@@ -1,7 +1,7 @@
 """The package's shape: no import cycles, and dependencies that point one way.
 
 The layers, lowest first: ``core`` (errors, weeks, schema, params, language) →
-``data`` → ``analysis`` → ``report`` → ``meeting`` → ``runner`` → ``cli`` → the package's
+``data`` → ``analysis`` → ``report`` → ``meeting`` → ``runner`` → ``lab`` → ``cli`` → the package's
 ``__init__``. A module may import from its own layer and the layers below, never above.
 Imports inside functions are allowed only for optional heavy dependencies, so the graph
 read here (every import, nested ones included) is the whole truth.
@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parents[1] / "meetinglib"
-LAYERS = ["core", "data", "analysis", "report", "meeting", "runner", "cli", "__init__"]
+LAYERS = ["core", "data", "analysis", "report", "meeting", "runner", "lab", "cli", "__init__"]
 # Optional heavy dependencies, and the notebook machinery that only the commands
 # executing notebooks need (importing nbformat alone takes about a second).
 LAZY_ALLOWED = {"ipywidgets", "aiosmtpd", "pm4py", "pyspark", "playwright", "psycopg", "openpyxl"}
 LAZY_ALLOWED |= {"papermill", "nbformat", "nbconvert", "nbclient", "jupyter_client", "jupyter_core"}
+LAZY_ALLOWED |= {"ipykernel"}
 # Ibis's PySpark backend imports pyspark when it is imported.
 LAZY_ALLOWED |= {"ibis.backends.pyspark"}
 

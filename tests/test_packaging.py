@@ -78,3 +78,11 @@ def test_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path):
     assert str(work / "demo" / "outputs") in demo.stdout
     assert (work / "demo" / "params" / "demo.yaml").is_file()
     assert (work / "demo" / "data" / "sample" / "orders.parquet").is_file()
+    # the notebooks for JupyterLab, with the kernel they name registered in the venv
+    notebooks = subprocess.run(
+        [str(venv / "bin" / "meeting"), "notebooks", "--dir", str(work / "nb")],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert notebooks.returncode == 0, notebooks.stderr[-3000:]
+    assert (work / "nb" / "meeting_console.ipynb").is_file()
+    assert (venv / "share" / "jupyter" / "kernels" / "meetinglib" / "kernel.json").is_file()
