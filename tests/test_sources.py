@@ -24,6 +24,7 @@ from meetinglib.core.errors import (
     InvalidParamError,
     MissingColumnError,
     SourceNotFoundError,
+    SourceUnreachableError,
     UnreadableSourceError,
 )
 from meetinglib.core.params import load_params
@@ -659,7 +660,7 @@ def test_database_error_masks_the_password(monkeypatch):
     )
     # Without the PostgreSQL driver installed the error is the missing driver (exit 5).
     with pytest.raises(
-        (SourceNotFoundError, DriverMissingError),
+        (SourceUnreachableError, DriverMissingError),
         match=r"postgresql://analyst:\*\*\*@127\.0\.0\.1:1/shop",
     ) as err:
         read_table(params, "orders")
@@ -702,12 +703,13 @@ def test_failing_connection_masks_the_password_also_in_the_driver_text(monkeypat
         DATA / "base.yaml", overrides={"source": {"kind": "sql", "url_env": "SHOP_DB_URL"}}
     )
     with pytest.raises(
-        SourceNotFoundError,
+        SourceUnreachableError,
         match=r"cannot connect to database postgresql://analyst:\*\*\*@db\.example:5432/shop: "
         r"password authentication failed for analyst/\*\*\*",
     ) as err:
         last_event_time(params)
     assert "s3cr3t-pw" not in str(err.value)
+    assert err.value.exit_code == 5  # the machine's, as for the meeting store
 
 
 def test_value_map_on_a_number_column_keeps_text(tmp_path):

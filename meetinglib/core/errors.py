@@ -296,6 +296,16 @@ class MailNotSentError(EnvironmentProblem):
     """The SMTP server cannot be reached, or refuses the login: nothing was sent."""
 
 
+class SourceUnreachableError(EnvironmentProblem):
+    """The source database refuses the connection (server down, login refused, no such
+    database), as a meeting store or an SMTP server that cannot be reached is."""
+
+    def __init__(self, url: object, detail: str):
+        self.path, self.problem = str(url), detail
+        self.remedy = "Check the URL, that the server is running, and the user's rights."
+        MeetingError.__init__(self, f"cannot connect to database {url}: {detail}. {self.remedy}")
+
+
 class DriverMissingError(EnvironmentProblem):
     """The Python driver for the configured database is not installed."""
 

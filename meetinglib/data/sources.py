@@ -54,6 +54,7 @@ from meetinglib.core.errors import (
     MissingColumnError,
     NoDataError,
     SourceNotFoundError,
+    SourceUnreachableError,
     UnreadableSourceError,
 )
 from meetinglib.core.params import AmountSource, Params, TableSource
@@ -1175,10 +1176,7 @@ def _connection(params: Params) -> Iterator[sa.Connection]:
         try:
             conn = engine.connect()
         except sa.exc.SQLAlchemyError as exc:
-            raise SourceNotFoundError(
-                f"cannot connect to database {shown}: {_scrub(_error_text(exc), url)}. "
-                "Check the URL, that the server is running, and the user's rights."
-            ) from None
+            raise SourceUnreachableError(shown, _scrub(_error_text(exc), url)) from None
         with conn:
             try:
                 yield conn
