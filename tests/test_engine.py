@@ -281,3 +281,38 @@ def test_spark_keeps_the_missing_values_of_a_frame_in_several_chunks(
     assert got["n"].tolist() == want["n"].tolist() == [4, 1, 2, 1]
     np.testing.assert_allclose(got["amount"].astype(float), want["amount"].astype(float))
     assert (pd.to_datetime(got["first"], utc=True) == want["first"].dt.tz_convert("UTC")).all()
+
+
+# --- what Spark needs from the machine: checked before the week loads ----------------------
+
+
+def test_spark_refuses_a_java_home_without_java_naming_it_and_the_remedy(tmp_path, monkeypatch):
+    # spark-class would print shell errors and pyspark end with JAVA_GATEWAY_EXITED (exit 1)
+    home = tmp_path / "no-such-jdk"
+    monkeypatch.setenv("JAVA_HOME", str(home))
+    with pytest.raises(
+        EngineUnavailableError,
+        match=rf"JAVA_HOME is {home}, which holds no bin/java; point JAVA_HOME at a Java "
+        r"runtime's folder .* or unset it .*openjdk-17-jre-headless",
+    ) as raised:
+        engine.check_spark()
+    assert raised.value.exit_code == 5
+
+
+def test_spark_without_any_java_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(
+        EngineUnavailableError, match=r"no Java runtime found; install one \(Debian: openjdk-17"
+    ):
+        engine.check_spark()
+
+
+def test_a_week_on_spark_checks_java_before_reading_any_data(tmp_path, monkeypatch):
+    # The source does not exist: the check must come first, not after a load of minutes.
+    params = _params_with(
+        tmp_path, f"{{kind: folder, path: '{tmp_path / 'nowhere'}'}}", "{kind: spark}"
+    )
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
+    with pytest.raises(EngineUnavailableError, match="JAVA_HOME is .* holds no bin/java"):
+        load_week(params, SAMPLE_WEEK)

@@ -602,6 +602,10 @@ def load_week(
     where a run keeps it. ``on_engine`` False reads every table the pandas way.
     """
     say = progress or (lambda _msg: None)
+    if params.engine.kind == "spark":
+        # Spark starts only once the week is loaded: a machine that cannot run it is
+        # told so before the load, not after it.
+        engine.check_spark()
     tz = params.timezone
     report_week = resolve_week(params, week)
     selection = selection_window(params, report_week)

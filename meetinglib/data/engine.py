@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -256,19 +257,54 @@ def _duckdb(settings: EngineSettings) -> BaseBackend:
     return con
 
 
+JAVA_PACKAGE = "Debian: openjdk-17-jre-headless"
+NO_PYSPARK = "pyspark is not installed; pip install 'meetinglib[spark]'"
+
+
+def check_spark() -> None:
+    """Raise EngineUnavailableError naming what to install when Spark cannot start here
+    (pyspark or the Java runtime missing).
+
+    Cheap (nothing is imported or started): a run on Spark calls it before it loads the
+    week, so that a missing Java stops it at once, not after a load of minutes.
+    """
+    if importlib.util.find_spec("pyspark") is None:
+        raise EngineUnavailableError("spark", NO_PYSPARK)
+    java_runtime()
+
+
+def java_runtime() -> str:
+    """The java program Spark's launch scripts will run: ``$JAVA_HOME/bin/java`` when
+    JAVA_HOME is set (they take it without looking further), else the first on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = os.path.join(home, "bin", "java")
+        if not (os.path.isfile(java) and os.access(java, os.X_OK)):
+            # spark-class would fail with shell errors and pyspark with JAVA_GATEWAY_EXITED
+            raise EngineUnavailableError(
+                "spark",
+                f"JAVA_HOME is {home}, which holds no bin/java; point JAVA_HOME at a Java "
+                "runtime's folder (the one holding bin/java), or unset it to use the java on "
+                f"PATH; install one if there is none ({JAVA_PACKAGE})",
+            )
+        return java
+    found = _which("java")
+    if found is None:
+        raise EngineUnavailableError(
+            "spark", f"no Java runtime found; install one ({JAVA_PACKAGE})"
+        )
+    return found
+
+
 def spark_session(settings: EngineSettings | None = None) -> Any:
     """A SparkSession in UTC for the library's expressions (pyspark and Java needed)."""
     settings = settings or EngineSettings(kind="spark")
+    check_spark()
     try:
         from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise EngineUnavailableError(
-            "spark", "pyspark is not installed; pip install 'meetinglib[spark]'"
-        ) from exc
-    if not (os.environ.get("JAVA_HOME") or _which("java")):
-        raise EngineUnavailableError(
-            "spark", "no Java runtime found; install one (Debian: openjdk-17-jre-headless)"
-        )
+    except ImportError as exc:  # there, but not importable
+        raise EngineUnavailableError("spark", NO_PYSPARK) from exc
+
     builder = (
         SparkSession.builder.master(settings.spark_master)
         .appName("meetinglib")
