@@ -62,6 +62,7 @@ from meetinglib.core.params import Params, demo_params_file, load_params
 from meetinglib.core.safename import check_name
 from meetinglib.core.secrets import redact_tree
 from meetinglib.core.weeks import IsoWeek
+from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week
 from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
@@ -704,6 +705,15 @@ def _local_kernel_manager(sockets: Path) -> type:
             # folder removed after the notebook, not in Jupyter's shared runtime folder.
             self.connection_file = str(sockets / "kernel.json")
 
+        # (typed after KernelManager's blocking start_kernel, which the async class replaces)
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            # A Spark in the kernel writes the week's tables into this private folder,
+            # removed after the notebook: its own clean-up at exit does not run once
+            # papermill ends the kernel (engine.SPILL_ENV).
+            env = dict(kw.pop("env", None) or os.environ)
+            env[engine.SPILL_ENV] = str(sockets)
+            await super().start_kernel(env=env, **kw)
+
     return LocalSocketKernelManager
 
 
@@ -1197,7 +1207,7 @@ def _terminate_as_exit() -> Iterator[None]:
 
 def _remove_stale(out_root: Path, week: str) -> None:
     """Remove what dead runs left: staging copies (with their data snapshot), half-swapped
-    old folders and kernel connection folders.
+    old folders, kernel connection folders and Spark's copies of the week's tables.
 
     Called with the week's lock held, so every staging or old folder of this week is a
     dead run's; other weeks' folders go only when the process that made them is gone.
@@ -1212,6 +1222,7 @@ def _remove_stale(out_root: Path, week: str) -> None:
         pid = re.match(rf"{KERNEL_DIR_PREFIX}(\d+)-", item.name)
         if pid and not _alive(int(pid.group(1))) and item.stat().st_uid == os.getuid():
             shutil.rmtree(item, ignore_errors=True)
+    engine.remove_stale_spills()  # a dead process's copies of a week's tables for Spark
 
 
 def _publish(staging: Path, final: Path) -> None:

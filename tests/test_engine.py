@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from meetinglib import runner
 from meetinglib.analysis import kpis
 from meetinglib.core.errors import EngineUnavailableError, ParamsError
 from meetinglib.core.params import EngineParams, Params, load_params
@@ -316,3 +320,51 @@ def test_a_week_on_spark_checks_java_before_reading_any_data(tmp_path, monkeypat
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
     with pytest.raises(EngineUnavailableError, match="JAVA_HOME is .* holds no bin/java"):
         load_week(params, SAMPLE_WEEK)
+
+
+# --- the week's tables a local Spark reads as files: gone with the run ---------------------
+
+
+@pytest.mark.slow
+def test_a_notebooks_spark_tables_are_gone_after_it_even_when_its_kernel_did_not_clean_up(
+    tmp_path,
+):
+    # The notebook's kernel writes a table where a local Spark would (_spark_spill) and then
+    # drops its own clean-up at exit, as a kernel papermill ends (or kills) never runs it.
+    nb = tmp_path / "spill.ipynb"
+    cell = (
+        "import atexit, shutil\n"
+        "from meetinglib.data import engine\n"
+        "spill = engine._spark_spill()\n"
+        "(spill / 'orders.parquet').write_bytes(b'rows')\n"
+        "atexit.unregister(shutil.rmtree)\n"
+        "print(spill)"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nbformat.write(notebook, nb)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    result = runner._execute("spill", nb, staging, tmp_path, "t", {}, say=lambda _: None)
+    spill = Path(nbformat.read(result.notebook, as_version=4).cells[0].outputs[0]["text"].strip())
+    assert spill.name.startswith(engine.SPILL_PREFIX)
+    assert not spill.exists()
+
+
+def test_spark_tables_of_a_process_that_is_gone_are_removed_by_the_next_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv(engine.SPILL_ENV, raising=False)
+    engine._spark_spill.cache_clear()
+    mine = engine._spark_spill()  # this process's, named after it
+    engine._spark_spill.cache_clear()
+    assert mine.parent == tmp_path and mine.name.startswith(f"meetinglib-spark-{os.getpid()}-")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / f"meetinglib-spark-{gone.pid}-x1y2"
+    dead.mkdir()
+    (dead / "orders.parquet").write_bytes(b"rows")
+    out_root = tmp_path / "outputs"
+    out_root.mkdir()
+    runner._remove_stale(out_root, SAMPLE_WEEK)  # as a run does, under the week's lock
+    assert not dead.exists()
+    assert mine.exists()

@@ -339,12 +339,53 @@ def _sees_local_files(session: Any) -> bool:
     return str(session.sparkContext.master).startswith("local")
 
 
+# Where a local Spark's in-memory tables go as Parquet files (``_spark_spill``): a folder
+# per process, named meetinglib-spark-<pid>-..., in the folder this environment variable
+# names (default: the temporary folder). They are the week's tables in full, and the
+# process's atexit clean-up does not run when it is killed, nor in a notebook's kernel
+# once papermill ends it. So the runner points each kernel at the kernel's private
+# folder, which it removes after the notebook however the kernel ended (and a later run
+# removes when the runner itself died); a folder of the temporary folder whose process
+# is gone is removed by the next run (``remove_stale_spills``, under the week's lock).
+SPILL_ENV = "MEETINGLIB_SPARK_SPILL"
+SPILL_PREFIX = "meetinglib-spark-"
+
+
 @functools.cache
 def _spark_spill() -> Path:
     """This process's folder for the in-memory tables a local Spark reads as files."""
-    folder = Path(tempfile.mkdtemp(prefix="meetinglib-spark-"))
+    parent = os.environ.get(SPILL_ENV) or None
+    if parent is not None:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=parent))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def remove_stale_spills(parent: Path | None = None) -> list[Path]:
+    """Remove the spill folders (``_spark_spill``) in ``parent`` (default: the temporary
+    folder) that this user's processes left when they died; returns those removed."""
+    removed = []
+    for item in Path(parent or tempfile.gettempdir()).glob(f"{SPILL_PREFIX}*"):
+        pid = re.match(rf"{SPILL_PREFIX}(\d+)-", item.name)
+        try:
+            mine = item.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if pid and mine and not _alive(int(pid.group(1))):
+            shutil.rmtree(item, ignore_errors=True)
+            removed.append(item)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 @functools.cache
