@@ -368,3 +368,30 @@ def test_spark_tables_of_a_process_that_is_gone_are_removed_by_the_next_run(tmp_
     runner._remove_stale(out_root, SAMPLE_WEEK)  # as a run does, under the week's lock
     assert not dead.exists()
     assert mine.exists()
+
+
+# --- Spark's start-up lines stay out of the run's output ----------------------------------
+
+
+def test_the_jvms_stderr_reaches_ours_without_its_start_up_warning(capfd):
+    read, write = os.pipe()
+    os.write(write, b"WARNING: Using incubator modules: jdk.incubator.vector\n")
+    os.write(write, b"26/11/23 09:00:00 ERROR Executor: Exception in task 0.0\n")
+    os.close(write)
+    engine._relay_stderr(read)
+    assert capfd.readouterr().err == "26/11/23 09:00:00 ERROR Executor: Exception in task 0.0\n"
+
+
+@pytest.mark.spark
+def test_spark_driver_logs_errors_only_from_its_start(spark_engine):
+    # Spark's default profile prints its name, the hostname and native-library warnings
+    # and "Setting default log level" at every start, before setLogLevel can act.
+    jvm = spark_engine._session.sparkContext._jvm
+    assert jvm.System.getProperty("log4j2.configurationFile") == str(engine.LOG4J2_FILE)
+    lines = engine.LOG4J2_FILE.read_text(encoding="utf-8").splitlines()
+    config = dict(line.split(" = ", 1) for line in lines if " = " in line and line[0] != "#")
+    assert config["rootLogger.level"] == "error"
+    assert config["appender.console.target"] == "SYSTEM_ERR"  # errors still reach the user
+    # PySpark's gateway starts as a shell would, whose level would be WARN, said in 2 lines
+    assert config["logger.repl.name"] == "org.apache.spark.api.python.PythonGatewayServer"
+    assert config["logger.repl.level"] == "error"

@@ -34,6 +34,7 @@ def test_the_wheel_carries_what_a_run_needs(wheel):
         "meetinglib/py.typed",
         "meetinglib/defaults/params.yaml",
         "meetinglib/defaults/demo.yaml",
+        "meetinglib/defaults/spark-log4j2.properties",
         "meetinglib/notebooks/data_report.ipynb",
         "meetinglib/notebooks/minutes.ipynb",
         "meetinglib/locales/en/LC_MESSAGES/meetinglib.po",

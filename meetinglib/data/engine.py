@@ -30,6 +30,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,32 +297,78 @@ def java_runtime() -> str:
     return found
 
 
+# The Spark driver's logging (errors only, on stderr) from its start: Spark's default
+# profile shows its warnings and prints a few lines of its own at every start.
+LOG4J2_FILE = Path(__file__).resolve().parent.parent / "defaults" / "spark-log4j2.properties"
+# What the JVM itself writes on stderr at every start whatever the logging: Spark's
+# launcher always adds the incubator module jdk.incubator.vector, and Java warns about it.
+_JVM_NOISE = re.compile(rb"WARNING: Using incubator modules: ")
+
+
 def spark_session(settings: EngineSettings | None = None) -> Any:
     """A SparkSession in UTC for the library's expressions (pyspark and Java needed)."""
     settings = settings or EngineSettings(kind="spark")
     check_spark()
     try:
+        from pyspark import SparkConf
         from pyspark.sql import SparkSession
     except ImportError as exc:  # there, but not importable
         raise EngineUnavailableError("spark", NO_PYSPARK) from exc
 
-    builder = (
-        SparkSession.builder.master(settings.spark_master)
-        .appName("meetinglib")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    options = {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "meetinglib",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Spark's progress bars would write over the run's own progress lines
-        .config("spark.ui.showConsoleProgress", "false")
-    )
-    for key, value in settings.spark_conf.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    # Its warnings (a hundred lines a run) are for whoever runs the cluster, who reads them
-    # in Spark's own logs; errors still reach the terminal.
+        "spark.ui.showConsoleProgress": "false",
+        # The params' spark.driver.extraJavaOptions come after these, and may name a
+        # logging configuration of their own.
+        "spark.driver.defaultJavaOptions": f'-Dlog4j2.configurationFile="{LOG4J2_FILE}"',
+    }
+    conf = SparkConf().setAll(list({**options, **settings.spark_conf}.items()))
+    _start_driver(conf)
+    session = SparkSession.builder.config(conf=conf).getOrCreate()
+    # Set again in case the params' logging configuration says otherwise: Spark's warnings
+    # (a hundred lines a run) are for whoever runs the cluster, who reads them in Spark's
+    # own logs; errors still reach the terminal.
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _start_driver(conf: Any) -> None:
+    """Start the driver's JVM for ``conf`` (once per process; a session built next takes
+    it), its stderr relayed by ``_relay_stderr``: errors reach stderr, the JVM's own
+    start-up warning does not."""
+    from pyspark import SparkContext, java_gateway
+
+    if SparkContext._gateway is not None:  # started before: pyspark reuses it
+        return
+    launch_gateway: Any = java_gateway.launch_gateway  # untyped
+    read, write = os.pipe()
+    relay = threading.Thread(target=_relay_stderr, args=(read,), name="spark-stderr", daemon=True)
+    relay.start()
+    try:
+        gateway = launch_gateway(conf, popen_kwargs={"stderr": write})
+    except Exception:
+        # the JVM ended: its last words (a bad option...) are printed before the error
+        os.close(write)
+        relay.join(5)
+        raise
+    os.close(write)  # the JVM holds its own end: the relay ends with it
+    SparkContext._ensure_initialized(gateway=gateway, conf=conf)
+
+
+def _relay_stderr(fd: int) -> None:
+    """Copy what the JVM writes on the pipe ``fd`` to this process's stderr (a kernel's
+    is its notebook's), the JVM's own noise (``_JVM_NOISE``) left out."""
+    with os.fdopen(fd, "rb") as lines:
+        for line in lines:
+            if not _JVM_NOISE.match(line):
+                with contextlib.suppress(OSError):
+                    os.write(2, line)
 
 
 def _spark(settings: EngineSettings) -> BaseBackend:
