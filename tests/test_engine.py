@@ -15,7 +15,7 @@ import pytest
 
 from meetinglib import runner
 from meetinglib.analysis import kpis
-from meetinglib.core.errors import EngineUnavailableError, ParamsError
+from meetinglib.core.errors import EngineDatabaseError, EngineUnavailableError, ParamsError
 from meetinglib.core.params import EngineParams, Params, load_params
 from meetinglib.data import engine
 from meetinglib.data.dataset import load_week
@@ -163,8 +163,13 @@ def test_source_engine_needs_a_sql_source(tmp_path):
 
 def test_source_engine_refuses_sqlite_naming_why(tmp_path):
     params = _params_with(tmp_path, f"{{kind: sql, url: 'sqlite:///{tmp_path / 'shop.db'}'}}")
-    with pytest.raises(EngineUnavailableError, match="SQLite has no percentile function"):
+    with pytest.raises(
+        EngineDatabaseError,
+        match=r"cannot compute the KPIs inside sqlite \(sqlite:///\S+shop\.db\): SQLite has no "
+        r"percentile function for the medians and P90s\. Set 'engine: \{kind: duckdb\}'",
+    ) as raised:
         engine.connect(engine.settings_of(params.engine))
+    assert raised.value.exit_code == 2  # a params choice: nothing to install
 
 
 @pytest.mark.slow

@@ -74,6 +74,19 @@ class InvalidParamError(ParamsError):
         super().__init__(f"invalid value for '{key}' in {file}: {problem}")
 
 
+class EngineDatabaseError(ParamsError):
+    """engine.kind 'source' names a database the KPIs cannot be computed inside."""
+
+    def __init__(self, database: str, shown: str, why: str, supported: list[str]):
+        self.database = database
+        super().__init__(
+            f"engine.kind 'source' cannot compute the KPIs inside {database} ({shown})"
+            f"{': ' + why if why else ''}. Set 'engine: {{kind: duckdb}}' (the default), which "
+            "reads the database's rows and computes beside it; inside the database, "
+            f"PostgreSQL is tested, and the expressions compile for {', '.join(supported)}."
+        )
+
+
 class UnsafeNameError(ParamsError):
     """An identifier that becomes a file name (department, week, ...) is not safe."""
 

@@ -49,7 +49,7 @@ from ibis.backends import BaseBackend
 from ibis.backends.duckdb.converter import DuckDBPandasData
 from ibis.formats.pandas import PandasData
 
-from meetinglib.core.errors import EngineUnavailableError
+from meetinglib.core.errors import EngineDatabaseError, EngineUnavailableError
 from meetinglib.core.params import EngineParams
 
 EngineKind = Literal["duckdb", "spark", "source"]
@@ -496,16 +496,10 @@ def _database(settings: EngineSettings) -> BaseBackend:
     shown = url.render_as_string(hide_password=True)
     backend = DATABASE_BACKENDS.get(dialect)
     if backend is None:
-        raise EngineUnavailableError(
-            "source",
-            f"the KPIs cannot run inside {dialect} ({shown})"
-            + (
-                ": SQLite has no percentile function for the medians and P90s"
-                if dialect == "sqlite"
-                else ""
-            )
-            + f"; supported databases: {sorted(DATABASE_BACKENDS)}. Use engine.kind duckdb, "
-            "which reads the database's rows instead",
+        # a choice in the params, not something to install (exit 2)
+        why = "SQLite has no percentile function for the medians and P90s"
+        raise EngineDatabaseError(
+            dialect, shown, why if dialect == "sqlite" else "", sorted(DATABASE_BACKENDS)
         )
     try:
         module = getattr(ibis, backend)
