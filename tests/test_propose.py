@@ -226,3 +226,22 @@ def test_the_company_defaults_to_the_database_name_not_the_table(tmp_path, capsy
     assert capsys.readouterr().out.startswith(f"params for {db.stem} written to {out}")
     sampled = propose(f"sqlite:///{db}", "orders")
     assert dataclasses.replace(sampled, source="postgresql://u@h/acme_cn").name == "acme_cn"
+
+
+def test_orders_on_a_later_sheet_are_named_with_the_sheets_there(tmp_path, capsys):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.title = "说明"
+    book.active.append(["客服工单导出说明"])
+    orders = book.create_sheet("工单")
+    orders.append(["订单号", "下单时间", "订单类型"])
+    orders.append(["A1", "2026-11-17 14:03", "普通"])
+    path = tmp_path / "export.xlsx"
+    book.save(path)
+    assert main(["init", str(path), "--out", str(tmp_path / "p.yaml")]) == 3
+    err = capsys.readouterr().err
+    assert "no column of" in err and "headers read: '客服工单导出说明'" in err
+    assert "it read the first sheet, '说明', of ['说明', '工单']" in err
+    assert "source.tables.orders.sheet" in err
+    assert not (tmp_path / "p.yaml").exists()

@@ -344,6 +344,28 @@ def _listed(names: list[str], limit: int = 20) -> str:
     return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
+def _nothing_mapped(source: str, headers: list[str]) -> str:
+    """Why no column was proposed: the headers read, and a workbook's other sheets (the
+    orders are often on a sheet after a cover or notes sheet)."""
+    found = ", ".join(repr(h) for h in headers[:12]) + (" ..." if len(headers) > 12 else "")
+    text = f"no column of {source} looks like an orders column (headers read: {found})"
+    if Path(source).suffix.lower() in (".xlsx", ".xlsm"):
+        from openpyxl import load_workbook
+
+        book = load_workbook(source, read_only=True)
+        try:
+            sheets = book.sheetnames
+        finally:
+            book.close()
+        if len(sheets) > 1:
+            return (
+                f"{text}; it read the first sheet, '{sheets[0]}', of {sheets}. Move the "
+                "orders to the first sheet, or write the params by hand with "
+                "source.tables.orders.sheet naming theirs (README, Bring your own data)."
+            )
+    return f"{text}. Pass the orders export, or write the params' columns mapping by hand."
+
+
 def propose(source: str | os.PathLike[str], table: str | None = None) -> Proposal:
     """The proposed mapping of the orders table of ``source`` (file or SQL URL)."""
     frame, how = _read_sample(str(source), table)
@@ -360,6 +382,8 @@ def propose(source: str | os.PathLike[str], table: str | None = None) -> Proposa
             status_column = hit
         else:
             columns[hit] = canonical
+    if not columns:
+        raise UnreadableSourceError(_nothing_mapped(str(source), headers))
     values: dict[str, dict[str, str]] = {}
     unmatched: dict[str, list[str]] = {}
     for header, canonical in columns.items():
