@@ -327,6 +327,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     print("KPIs not available and what each needs:")
     for key, needs in missing.items():
         print(f"  {key}: {', '.join(needs)}")
+    # A KPI "needing tickets" may well have them: the other tables are not looked at here.
+    print(
+        "init maps the orders only: tickets, after_sales, settlements, order_lines and "
+        "events are read when they lie beside the orders under those names (files, or "
+        "tables of the database), or when mapped under source.tables in the params "
+        "(README, Bring your own data)"
+    )
     print(f"next: check the lines marked CHECK, then `meeting validate --params {out}`")
     return 0
 

@@ -55,6 +55,7 @@ def test_init_says_which_columns_it_set_to_a_constant(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "CHECK: no order_type column in the export: every order is taken as " in out
     assert "order_type = 'normal'" in out
+    assert "init maps the orders only: tickets, after_sales, settlements" in out
     typed = tmp_path / "typed.csv"
     typed.write_text("order_id,order_type,order_date\nA,normal,2026-11-16\n", encoding="utf-8")
     assert main(["init", str(typed), "--out", str(tmp_path / "q.yaml")]) == 0
