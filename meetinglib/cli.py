@@ -17,6 +17,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
@@ -279,6 +280,15 @@ def _demo_meeting(args: argparse.Namespace) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     """Propose a standalone params file for an export; print which KPIs it supports."""
     given = _out(args.out, folder=False, example="company.yaml")  # before the export is read
+    if args.timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(args.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            # written into the file, it would only fail at `meeting validate`
+            raise ParamsError(
+                f"--timezone: unknown timezone {args.timezone!r}; use an IANA name like "
+                "Asia/Shanghai (China has one zone, Asia/Shanghai)"
+            ) from None
     proposal = propose(args.source, args.table)
     stem = Path(args.source).stem if "://" not in args.source else args.table
     out = given or Path("params") / f"{stem}.yaml"

@@ -246,3 +246,16 @@ def test_orders_on_a_later_sheet_are_named_with_the_sheets_there(tmp_path, capsy
     assert "it read the first sheet, '说明', of ['说明', '工单']" in err
     assert "source.tables.orders.sheet" in err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_a_folder_or_an_unknown_timezone_is_refused_before_anything_is_written(tmp_path, capsys):
+    export = tmp_path / "export"
+    export.mkdir()
+    assert main(["init", str(export), "--out", str(tmp_path / "p.yaml")]) == 3
+    assert f"{export} is a folder; pass the orders export itself" in capsys.readouterr().err
+    path = export / "orders.csv"
+    path.write_text("order_id,order_date\nA,2026-11-16\n", encoding="utf-8")
+    args = ["init", str(path), "--out", str(tmp_path / "p.yaml"), "--timezone", "Asia/Beijing"]
+    assert main(args) == 2
+    assert "--timezone: unknown timezone 'Asia/Beijing'" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()

@@ -246,6 +246,11 @@ def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str
         return frame, {"kind": "sql"}
     path = Path(source)
     if not path.is_file():
+        if path.is_dir():
+            raise SourceNotFoundError(
+                f"{path} is a folder; pass the orders export itself (a CSV, XLSX or Parquet "
+                "file in it); the params then read the other tables from its folder."
+            )
         raise SourceNotFoundError(f"{path} does not exist; pass the exported file.")
     reader = reader_for(path)
     if reader is None:
