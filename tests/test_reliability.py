@@ -529,7 +529,36 @@ CASES = [
         data=_csv_edit("orders", lambda ls: _cell(ls, 3, "order_type", "mystery")),
         out="stdout",
     ),
+    Case(
+        "two columns mapped onto one",
+        RUN,
+        2,
+        "are both mapped onto 'warehouse'",
+        params={
+            "source": {
+                "tables": {"orders": {"columns": {"channel": "warehouse", "carrier": "warehouse"}}}
+            }
+        },
+    ),  # fmt: skip
+    Case(
+        "engine source on SQLite",
+        RUN,
+        2,
+        "cannot compute the KPIs inside sqlite",
+        params={
+            "source": {"kind": "sql", "url": "sqlite:///shop.db"},
+            "engine": {"kind": "source"},
+        },
+        files={"shop.db": ""},  # an empty file is an empty SQLite database
+    ),
     # --- the environment (exit 5) ---
+    Case(
+        "source database unreachable",
+        RUN,
+        5,
+        "cannot connect to database postgresql+psycopg://u@127.0.0.1:1/shop",
+        params={"source": {"kind": "sql", "url": "postgresql+psycopg://u@127.0.0.1:1/shop"}},
+    ),
     Case(
         "database driver missing",
         RUN,

@@ -295,14 +295,25 @@ def test_mapping_onto_an_unknown_canonical_column_is_a_params_error():
         read_table(_params(orders={"columns": {"订单号": "order_no"}}), "orders")
 
 
-def test_two_columns_mapped_onto_one_is_a_params_error():
-    columns = {"下单时间": "created_at", "支付时间": "created_at"}
+def test_two_columns_of_an_export_mapped_onto_one_is_a_params_error(tmp_path):
+    (tmp_path / "orders.csv").write_text(
+        "订单号,下单时间,支付时间,订单类型\nA1,2026-11-17 10:00,2026-11-17 10:05,normal\n",
+        encoding="utf-8",
+    )
+    columns = {"订单号": "order_id", "订单类型": "order_type", "下单时间": "created_at",
+               "支付时间": "created_at"}  # fmt: skip
     with pytest.raises(
         InvalidParamError,
-        match=r"source\.tables\.orders\.columns\.支付时间.*'下单时间' and '支付时间' are both "
-        r"mapped onto 'created_at'",
+        match=r"source\.tables\.orders\.columns.*'下单时间' and '支付时间' of orders\.csv are "
+        r"both mapped onto 'created_at'",
     ):
-        read_table(_params(orders={"columns": columns}), "orders")
+        read_table(_params(folder=tmp_path, orders={"columns": columns}), "orders")
+    # names mapped onto one column are alternatives: one export has one of them
+    (tmp_path / "orders.csv").write_text(
+        "订单号,下单时间,订单类型\nA1,2026-11-17 10:00,normal\n", encoding="utf-8"
+    )
+    got = read_table(_params(folder=tmp_path, orders={"columns": columns}), "orders")
+    assert got.frame["created_at"].tolist() == ["2026-11-17 10:00"]
 
 
 def test_missing_orders_table_names_folder_and_files_looked_for(tmp_path):

@@ -270,7 +270,6 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
     """Mapping targets and value maps must name canonical columns; encodings must exist."""
     names = SCHEMAS[table].names
     key = f"source.tables.{table}"
-    mapped: dict[str, str] = {}
     for company, canonical in ts.columns.items():
         if canonical not in names:
             raise InvalidParamError(
@@ -279,16 +278,6 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
                 f"'{canonical}' is not a column of the canonical table '{table}'; "
                 f"map onto one of {names}",
             )
-        if canonical in mapped:
-            # one of them would be read and the other silently ignored
-            raise InvalidParamError(
-                _params_files(params),
-                f"{key}.columns.{company}",
-                f"'{mapped[canonical]}' and '{company}' are both mapped onto '{canonical}'; "
-                "map each canonical column from one export column (remove one, or map it "
-                "onto the column it holds)",
-            )
-        mapped[canonical] = company
     for section, keys in (("values", ts.values), ("constants", ts.constants)):
         for canonical in keys:
             if canonical not in names:
@@ -386,7 +375,18 @@ def _select_columns(
     selected: dict[str, str] = {}
     for name in wanted or schema.names:
         candidates = [c for c, canon in ts.columns.items() if canon == name]
-        hit = next((clean[_clean_header(c)] for c in candidates if _clean_header(c) in clean), None)
+        present = [clean[_clean_header(c)] for c in candidates if _clean_header(c) in clean]
+        if len(present) > 1:
+            # Names mapped onto one column are alternatives (exports that differ); two of
+            # them in one export would have one read and the other silently ignored.
+            raise InvalidParamError(
+                "the params",
+                f"source.tables.{schema.name}.columns",
+                f"{' and '.join(repr(c) for c in present)} of {source} are both mapped onto "
+                f"'{name}'; map each canonical column from one column of the export (remove "
+                "one, or map it onto the column it holds)",
+            )
+        hit = present[0] if present else None
         if hit is None and name in clean and name not in mapped_away:
             hit = clean[name]
         if hit is None:
@@ -1158,9 +1158,13 @@ def _connection(params: Params) -> Iterator[sa.Connection]:
     try:
         missing = _missing_sqlite_file(sa.engine.make_url(url))
         if missing:
+            where = (
+                f"the environment variable {params.source.url_env} (source.url_env)"
+                if params.source.url_env
+                else "source.url"
+            )
             raise SourceNotFoundError(
-                f"database {shown} not found: no file {missing}. "
-                "Fix the URL in the environment variable named by source.url_env."
+                f"database {shown} not found: no file {missing}. Fix the URL in {where}."
             )
         engine = sa.create_engine(url)
     except (sa.exc.NoSuchModuleError, ModuleNotFoundError) as exc:
