@@ -510,6 +510,28 @@ def test_a_complete_week_has_no_incomplete_week_warning(quiet_report):
     assert "Incomplete week" not in quiet_report.quality_warning()
 
 
+def test_kpis_of_a_table_the_source_lacks_read_not_available(tmp_path, quiet_sample):
+    """No tickets and no after-sales table: complaint rate and refund rate stay in the
+    headline and in kpis.csv, not available and why, instead of disappearing."""
+    import shutil
+
+    folder = tmp_path / "orders-only"
+    shutil.copytree(quiet_sample.folder, folder)
+    for table in ("tickets", "after_sales"):
+        (folder / f"{table}.parquet").unlink()
+    params = load_params(write_params(tmp_path, folder))
+    report = DataReport(load_week(params, SAMPLE_WEEK), "en")
+    for kpi, table in (("complaint_rate", "tickets"), ("refund_rate", "after_sales")):
+        row = report.kpi_result.row(kpi)
+        assert (row["status"], row["note"]) == (
+            "not_available",
+            f"not available — the source has no {table}",
+        )
+    page = report.headline_table().data
+    assert "not available — the source has no tickets" in page
+    assert "not available — the source has no after_sales" in page
+
+
 def test_tables_of_kpis_the_source_cannot_support_say_not_available(tmp_path, quiet_sample):
     """Without paid_at the handling times and the backlog cannot be computed: their
     tables say "Not available" with the reason, as the headline does, not "–" (which

@@ -397,8 +397,8 @@ def kpi_table(data: WeekData, lang: str | None = None) -> KpiTable:
             }
         )
     for kpi, missing in unavailable.items():
-        if not all(table in data.tables for table in kpis.CATALOGUE[kpi].tables):
-            continue  # a table the source does not have at all: its section says so
+        # a table the source lacks too ("the source has no tickets"): the headline and
+        # kpis.csv say so, where the KPI would otherwise just be missing
         rows.append(_not_available_row(data, kpi, missing, lang))
     table = pd.DataFrame(rows, columns=list(KPI_TABLE_COLUMNS))
     return KpiTable(data.week, labels, values, counts, errors, table, flags, store)
