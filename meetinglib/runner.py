@@ -962,6 +962,8 @@ def _write_index(
         if p.suffix in (".csv", ".ics", ".json", ".html", ".eml", ".txt")
         and p.name not in published
     ]
+    # the rows validation set aside, one file per table: what a reader checks first
+    extras += [f"{p.parent.name}/{p.name}" for p in sorted(folder.glob("quarantine/*.csv"))]
     generated = t(
         "index.generated",
         lang,

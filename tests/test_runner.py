@@ -529,6 +529,8 @@ def test_the_index_keeps_the_handouts_a_partial_run_did_not_make(tmp_path):
     ):
         (folder / name).write_text(f'<!DOCTYPE html>\n<html lang="{lang}"><body></body></html>')
     (folder / "kpis.csv").write_text("kpi\n")
+    (folder / "quarantine").mkdir()
+    (folder / "quarantine" / "orders.csv").write_text("_rule\n")
     made = [
         NotebookResult("minutes", folder / "minutes.ipynb", folder / "minutes.html", 1.0, "zh-CN"),
         NotebookResult("minutes", folder / "m.ipynb", folder / "minutes.en.html", 1.0, "en"),
@@ -546,6 +548,7 @@ def test_the_index_keeps_the_handouts_a_partial_run_did_not_make(tmp_path):
     ]
     files = html.split('class="ml-files"')[1]
     assert "kpis.csv" in files and "data_report.html" not in files
+    assert 'href="quarantine/orders.csv"' in files, "the rows set aside are linked"
 
 
 def test_a_rerun_notebook_leaves_none_of_its_earlier_handouts(tmp_path):
