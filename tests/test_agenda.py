@@ -111,6 +111,18 @@ def test_meeting_time_and_segments(params_file):
     assert zh.items[2].title == "物流部：2 个问题"
 
 
+def test_without_a_title_the_agenda_is_titled_in_its_language(tmp_path, params_file):
+    """A company's params without meeting.title: a Chinese agenda is not titled in
+    English (the catalogue's title, per language)."""
+    text = params_file.read_text(encoding="utf-8").replace("  title: Weekly review\n", "")
+    params_file.write_text(text, encoding="utf-8")
+    params = load_params(params_file)
+    assert params.meeting.title is None
+    zh = build_agenda(params, W47, {"logistics": 2}, lang="zh-CN")
+    en = build_agenda(params, W47, {"logistics": 2}, lang="en")
+    assert (zh.title, en.title) == ("每周订单处理例会", "Weekly order-processing review")
+
+
 def test_time_boxes_longer_than_the_meeting_are_a_params_error(tmp_path, params_file):
     text = params_file.read_text(encoding="utf-8").replace(
         "duration_minutes: 90", "duration_minutes: 60"

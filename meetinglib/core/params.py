@@ -36,6 +36,7 @@ from meetinglib.core.errors import (
     ParamsFileError,
     UnknownParamError,
 )
+from meetinglib.core.i18n import t
 from meetinglib.core.safename import SAFE_NAME
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.core.secrets import url_secrets
@@ -289,8 +290,9 @@ class PersonParams(_Strict):
 class MeetingParams(_Strict):
     """The review meeting: who, when, where. Times are in the platform timezone."""
 
-    # One title, or one per language: {en: Weekly review, zh-CN: 每周订单处理例会}.
-    title: str | dict[str, str] = "Weekly order-processing review"
+    # One title, or one per language: {en: Weekly review, zh-CN: 每周订单处理例会}; none:
+    # the catalogue's in each language (meeting.title).
+    title: str | dict[str, str] | None = None
     organizer: PersonParams | None = None
     attendees: list[PersonParams] = Field(default_factory=list)
     # Departments in agenda order; issue files and attendees name one of these.
@@ -325,7 +327,10 @@ class MeetingParams(_Strict):
         return v
 
     def title_in(self, lang: str) -> str:
-        """The meeting's title in ``lang``: its own entry, else English, else the first."""
+        """The meeting's title in ``lang``: its own entry, else English, else the first;
+        without a title in params, the catalogue's in ``lang``."""
+        if self.title is None:
+            return t("meeting.title", lang)
         if isinstance(self.title, str):
             return self.title
         return self.title.get(lang) or self.title.get("en") or next(iter(self.title.values()))
