@@ -363,14 +363,15 @@ def ten_orders(bad_created: dict[int, str], bad_type: dict[int, str]) -> RawTabl
 
 
 def test_too_many_quarantined_message():
-    # The unknown order type is kept (not counted in the share) but named in the message.
+    # The unknown order type is kept (not counted in the share) but named in the message,
+    # apart from the rows that fail.
     raw = ten_orders({1: "2026-13-01 10:00", 3: "soon"}, {5: "vip"})
     expected = (
         "orders.csv: 2 of 10 rows (20.0%) fail validation, more than "
         "quality.max_quarantine_share (2.0%): "
         "column 'created_at' unparseable timestamp: 2 rows "
         "(row 3 (order_id A2): '2026-13-01 10:00', row 5 (order_id A4): 'soon'); "
-        "column 'order_type' unknown value: 1 row (row 7 (order_id A6): 'vip') - "
+        "flagged but kept: column 'order_type' unknown value: 1 row (row 7 (order_id A6): 'vip') - "
         "allowed values: normal, special, after_sales; map other values onto them under "
         "source.tables.orders.values.order_type. "
         "Fix the source or the mapping, or raise quality.max_quarantine_share."

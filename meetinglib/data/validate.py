@@ -953,7 +953,10 @@ def too_many_message(
     return (
         f"{source}: {quarantined:,} of {loaded:,} rows ({_pct(share)}) fail validation, "
         f"more than quality.max_quarantine_share ({_pct(max_share)}): "
-        + "; ".join(_entry_text(e) for e in entries)
+        + "; ".join(_entry_text(e) for e in entries if not e.kept)
+        # rules whose rows are kept (flagged only) count for nothing in the share, but
+        # their mapping is often what the same fix touches: named apart
+        + "".join(f"; flagged but kept: {_entry_text(e)}" for e in entries if e.kept)
         + ". Fix the source or the mapping, or raise quality.max_quarantine_share."
     )
 
