@@ -59,6 +59,7 @@ from meetinglib.core.errors import (
 from meetinglib.core.handouts import handout_stem, html_lang
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, demo_params_file, load_params
+from meetinglib.core.processes import alive
 from meetinglib.core.safename import check_name
 from meetinglib.core.secrets import redact_tree
 from meetinglib.core.weeks import IsoWeek
@@ -1131,16 +1132,6 @@ def _environment_in_cell(ename: str, evalue: str, staging: Path) -> MeetingError
     return environment_error(OSError(int(match.group(1)), evalue), staging)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def _week_lock(out_root: Path, week: str, wait: float, say: Progress) -> Iterator[None]:
     """Hold the week's lock (outputs/.<week>.lock) for the run; wait up to ``wait`` s.
@@ -1216,13 +1207,13 @@ def _remove_stale(out_root: Path, week: str) -> None:
     """
     for item in out_root.glob(".*.staging-*"):
         pid = _PID_IN_NAME.search(item.name)
-        if item.name.startswith(f".{week}.") or (pid and not _alive(int(pid.group(1)))):
+        if item.name.startswith(f".{week}.") or (pid and not alive(int(pid.group(1)))):
             shutil.rmtree(item, ignore_errors=True)
     for item in out_root.glob(f".{week}.old-*"):
         shutil.rmtree(item, ignore_errors=True)
     for item in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*"):
         pid = re.match(rf"{KERNEL_DIR_PREFIX}(\d+)-", item.name)
-        if pid and not _alive(int(pid.group(1))) and item.stat().st_uid == os.getuid():
+        if pid and not alive(int(pid.group(1))) and item.stat().st_uid == os.getuid():
             shutil.rmtree(item, ignore_errors=True)
     engine.remove_stale_spills()  # a dead process's copies of a week's tables for Spark
 

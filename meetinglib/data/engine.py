@@ -51,6 +51,7 @@ from ibis.formats.pandas import PandasData
 
 from meetinglib.core.errors import EngineDatabaseError, EngineUnavailableError
 from meetinglib.core.params import EngineParams
+from meetinglib.core.processes import alive
 
 EngineKind = Literal["duckdb", "spark", "source"]
 ENGINES: tuple[EngineKind, ...] = ("duckdb", "spark", "source")
@@ -419,20 +420,10 @@ def remove_stale_spills(parent: Path | None = None) -> list[Path]:
             mine = item.stat().st_uid == os.getuid()
         except OSError:
             continue
-        if pid and mine and not _alive(int(pid.group(1))):
+        if pid and mine and not alive(int(pid.group(1))):
             shutil.rmtree(item, ignore_errors=True)
             removed.append(item)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 @functools.cache
