@@ -980,3 +980,29 @@ def test_the_background_engine_gets_its_threads_while_a_query_runs(sample, tmp_p
     worker.join()
     assert running, "in_full waited for the query the engine was running"
     assert threads() == 2
+
+
+def test_a_findings_slowest_orders_all_open_keep_their_types():
+    """The 20 slowest of a finding are often all still open (no end): the saved slice
+    keeps instants and the order orders_of gives (hours descending, then order number)."""
+    import ibis
+
+    start = pd.Timestamp("2026-11-16 08:00", tz="Asia/Shanghai")
+    rows = pd.DataFrame(
+        {
+            "_finding": ["U1"] * 25,
+            "order_id": [f"O{i:02d}" for i in range(25)],
+            "start_at": [start + pd.Timedelta(hours=i) for i in range(25)],
+            "end_at": pd.Series([pd.NaT] * 25, dtype="datetime64[us, Asia/Shanghai]"),
+            "hours": [float(100 - (i // 2)) for i in range(25)],  # pairs tied
+            "open": [True] * 25,
+        }
+    )
+    con = ex.shared()
+    top, counts = ex._slowest_of_findings(con, ibis.memtable(rows))
+    assert counts == {"U1": 25}
+    want = rows.sort_values(["hours", "order_id"], ascending=[False, True]).head(ex.FINDING_ORDERS)
+    assert top["order_id"].tolist() == want["order_id"].tolist()
+    assert top["_at"].tolist() == list(range(ex.FINDING_ORDERS))
+    assert str(top["end_at"].dtype).startswith("datetime64") and top["end_at"].isna().all()
+    assert (top["start_at"] == want["start_at"].dt.tz_convert("UTC").to_numpy()).all()

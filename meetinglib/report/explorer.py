@@ -1565,6 +1565,9 @@ def _slowest_of_findings(con: BaseBackend, rows: ir.Table) -> tuple[pd.DataFrame
     got = con.raw_sql(query).df()
     counts = {str(f): int(n) for f, n in zip(got["_finding"], got["n"], strict=True)}
     top = pd.DataFrame(list(got["r"]), columns=list(_FINDING_ORDER_COLUMNS))
+    for column in ("start_at", "end_at"):
+        # instants even when every one listed is missing (the slowest are often open)
+        top[column] = pd.to_datetime(top[column], utc=True)
     out = top.assign(_finding=got["_finding"].astype(str).to_numpy(), _at=got["_at"].to_numpy())
     return out, counts
 
