@@ -282,3 +282,14 @@ def test_kpis_csv_on_spark_equals_duckdb(tmp_path, sample, spark_engine):
         )
     others = [c for c in duck.columns if c not in numbers]
     pd.testing.assert_frame_equal(duck[others], spark[others])
+
+
+def test_kpis_csv_writes_figures_without_binary_noise(tmp_path):
+    table = pd.DataFrame({"kpi": ["pending_amount", "orders_created"],
+                          "this_week": [154189.77000000002, 1034011.0],
+                          "change": [0.1 + 0.2, -3.5]})  # fmt: skip
+    text = write_kpis_csv(table, tmp_path).read_text(encoding="utf-8-sig")
+    assert "154189.77," in text and "154189.77000000002" not in text
+    assert ",0.3\n" in text and "1034011," in text and ",-3.5" in text
+    back = pd.read_csv(tmp_path / "kpis.csv", encoding="utf-8-sig")
+    assert back["this_week"].tolist() == pytest.approx(table["this_week"].tolist(), rel=1e-14)

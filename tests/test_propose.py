@@ -259,3 +259,12 @@ def test_a_folder_or_an_unknown_timezone_is_refused_before_anything_is_written(t
     assert main(args) == 2
     assert "--timezone: unknown timezone 'Asia/Beijing'" in capsys.readouterr().err
     assert not (tmp_path / "p.yaml").exists()
+
+
+def test_an_exception_reason_column_is_mapped_to_exception_code(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "订单号,下单时间,异常原因\nA1,2026-11-16 10:00,缺货\nA2,2026-11-16 11:00,\n",
+        encoding="utf-8",
+    )
+    assert propose(path).columns["异常原因"] == "exception_code"

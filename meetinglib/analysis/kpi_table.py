@@ -428,7 +428,8 @@ def write_kpis_csv(table: pd.DataFrame, folder: str | Path) -> Path:
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     path = out / KPIS_FILE
-    write_csv(table, path)
+    # 15 significant digits: a sum's binary noise (154189.77000000002) is not a figure
+    write_csv(table, path, float_format="%.15g")
     return path
 
 

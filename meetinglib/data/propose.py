@@ -69,7 +69,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "amount", "order_amount", "total", "order_total", "payment_value", "订单金额",
         "实付金额", "金额",
     ),
-    "exception_code": ("exception_code", "exception", "abnormal_type", "异常类型", "异常"),
+    "exception_code": ("exception_code", "exception", "abnormal_type", "异常类型", "异常",
+                       "异常原因", "异常情况", "异常码"),
     STATUS: ("order_status", "status", "订单状态"),
 }  # fmt: skip
 
