@@ -44,6 +44,10 @@ SECRET_NAMES = frozenset(
 )
 
 _USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@?#]*):(?P<pw>[^@\s/]*)@")
+# A password holding an unencoded "/" (not valid in a URL, yet read by SQLAlchemy): in
+# text shown or written everything up to the "@" is masked, a path's "@" included, since
+# masking too much costs nothing there.
+_USERINFO_LOOSE = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/\s:@?#]*):(?P<pw>[^@\s]*)@")
 # A value ends before sentence punctuation that follows the URL in a message.
 _QUERY = re.compile(
     r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>(?:[^&;#\s'\"]*[^&;#\s'\".,)])?)"
@@ -55,10 +59,23 @@ def _is_secret_name(name: str) -> bool:
     return n in SECRET_NAMES or n.endswith(("_password", "_secret", "_token", "_key"))
 
 
+def _slashed_password(url: str) -> bool:
+    """Whether the URL's user info holds a password with an unencoded "/" (user:a/b@host),
+    which the strict pattern, stopping at the path, does not see; a port before the path
+    (host:8080/x@y) is no password."""
+    _scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return False
+    user, colon, password = rest.rsplit("@", 1)[0].partition(":")
+    if not colon or "/" in user or "/" not in password:
+        return False
+    return not password.split("/", 1)[0].isdigit()
+
+
 def url_secrets(url: str) -> list[str]:
     """The kinds of credential the URL holds ('password in user info', 'query parameter x')."""
     found: list[str] = []
-    if _USERINFO.search(url):
+    if _USERINFO.search(url) or _slashed_password(url):
         found.append("a password in the user info (user:password@)")
     try:
         query = urlsplit(url).query
@@ -74,7 +91,7 @@ def redact(text: str) -> str:
     """The text with every URL password and credential query value replaced by ***."""
     if not text:
         return text
-    text = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    text = _USERINFO_LOOSE.sub(lambda m: f"{m['head']}:{MASK}@", text)
     return _QUERY.sub(
         lambda m: f"{m['head']}{MASK}" if _is_secret_name(m["name"]) and m["value"] else m[0],
         text,
