@@ -46,6 +46,7 @@ from meetinglib.core.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INPUT,
     EXIT_PARAMS,
+    EXIT_SECTION,
     MeetingError,
     NotebookError,
     NotebookExecutionError,
@@ -593,15 +594,11 @@ def _execute(
         if env is not None:
             raise env from None
         kept = _keep_failed(staging, out_root, stamp)
-        if exc.ename == "SectionError":
-            # A section that cannot be computed: its own exit code, not a notebook bug.
-            raise SectionError.from_message(
-                f"{exc.evalue} (notebook kept at {kept / executed.name})"
-            ) from None
         relayed = error_class(exc.ename)
         if relayed is not None and relayed.exit_code in _RELAYED_EXIT_CODES:
             # The params, the data or the machine, found by the library in the kernel
-            # (the source changed under the run, no minutes recorded): their exit code.
+            # (the source changed under the run, no minutes recorded, a section that
+            # cannot be computed): their exit code, not a notebook bug.
             raise NotebookStoppedError(
                 name, exc.ename, exc.evalue, relayed.exit_code, str(kept / executed.name)
             ) from None
@@ -1106,7 +1103,7 @@ def _carry_over(final: Path, staging: Path, ran: set[str]) -> None:
 
 
 # Exit codes of the library's errors a notebook relays as they are (NotebookStoppedError).
-_RELAYED_EXIT_CODES = frozenset({EXIT_PARAMS, EXIT_INPUT, EXIT_ENVIRONMENT})
+_RELAYED_EXIT_CODES = frozenset({EXIT_PARAMS, EXIT_INPUT, EXIT_ENVIRONMENT, EXIT_SECTION})
 
 KERNEL_DIR_PREFIX = "meetinglib-kernel-"
 _PID_IN_NAME = re.compile(r"-(\d+)(?:-[^-]*)?$")

@@ -131,14 +131,6 @@ class SectionError(MeetingError):
             "to publish the handouts without it."
         )
 
-    @classmethod
-    def from_message(cls, message: str) -> SectionError:
-        """The error with a message already written (e.g. relayed from a notebook)."""
-        error = cls.__new__(cls)
-        error.section, error.reason = "", message
-        MeetingError.__init__(error, message)
-        return error
-
 
 class InputDataError(MeetingError):
     """The input data cannot be used as it is."""
@@ -230,8 +222,8 @@ class NotebookExecutionError(NotebookError):
 
 class NotebookStoppedError(MeetingError):
     """A notebook's cell stopped on one of meetinglib's own errors about the params, the
-    data or the machine (``error``, by its class name): the notebook is not at fault, so
-    the run exits with that error's code and message."""
+    data, the machine or a report section (``error``, by its class name): the notebook
+    is not at fault, so the run exits with that error's code and message."""
 
     def __init__(self, notebook: str, error: str, message: str, exit_code: int, kept_at: str):
         self.notebook, self.error, self.kept_at = notebook, error, kept_at
