@@ -60,7 +60,7 @@ from meetinglib.core.errors import (
 from meetinglib.core.handouts import handout_stem, html_lang
 from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, demo_params_file, load_params
-from meetinglib.core.processes import alive
+from meetinglib.core.processes import alive, remove_orphans
 from meetinglib.core.safename import check_name
 from meetinglib.core.secrets import redact_tree
 from meetinglib.core.weeks import IsoWeek
@@ -1208,10 +1208,7 @@ def _remove_stale(out_root: Path, week: str) -> None:
             shutil.rmtree(item, ignore_errors=True)
     for item in out_root.glob(f".{week}.old-*"):
         shutil.rmtree(item, ignore_errors=True)
-    for item in Path(tempfile.gettempdir()).glob(f"{KERNEL_DIR_PREFIX}*"):
-        pid = re.match(rf"{KERNEL_DIR_PREFIX}(\d+)-", item.name)
-        if pid and not alive(int(pid.group(1))) and item.stat().st_uid == os.getuid():
-            shutil.rmtree(item, ignore_errors=True)
+    remove_orphans(KERNEL_DIR_PREFIX)
     engine.remove_stale_spills()  # a dead process's copies of a week's tables for Spark
 
 

@@ -51,7 +51,7 @@ from ibis.formats.pandas import PandasData
 
 from meetinglib.core.errors import EngineDatabaseError, EngineUnavailableError
 from meetinglib.core.params import EngineParams
-from meetinglib.core.processes import alive
+from meetinglib.core.processes import remove_orphans
 
 EngineKind = Literal["duckdb", "spark", "source"]
 ENGINES: tuple[EngineKind, ...] = ("duckdb", "spark", "source")
@@ -413,17 +413,7 @@ def _spark_spill() -> Path:
 def remove_stale_spills(parent: Path | None = None) -> list[Path]:
     """Remove the spill folders (``_spark_spill``) in ``parent`` (default: the temporary
     folder) that this user's processes left when they died; returns those removed."""
-    removed = []
-    for item in Path(parent or tempfile.gettempdir()).glob(f"{SPILL_PREFIX}*"):
-        pid = re.match(rf"{SPILL_PREFIX}(\d+)-", item.name)
-        try:
-            mine = item.stat().st_uid == os.getuid()
-        except OSError:
-            continue
-        if pid and mine and not alive(int(pid.group(1))):
-            shutil.rmtree(item, ignore_errors=True)
-            removed.append(item)
-    return removed
+    return remove_orphans(SPILL_PREFIX, parent)
 
 
 @functools.cache
