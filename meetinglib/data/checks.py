@@ -26,7 +26,7 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pandas as pd
 
-from meetinglib.core.schema import OPEN_END, SCHEMAS, Column, TableSchema, selection_of
+from meetinglib.core.schema import SCHEMAS, Column, TableSchema, selection_of
 from meetinglib.core.weeks import Window
 from meetinglib.data.validate import (
     DUPLICATE_KEY,
@@ -288,9 +288,7 @@ def in_selection(
         return ibis.literal(True)
     when = base[value_name(schema.time_column)]
     selection = selection_of(table, selection)
-    inside = when >= _instant(selection.start)
-    if selection.end != OPEN_END:
-        inside &= when < _instant(selection.end)
+    inside = (when >= _instant(selection.start)) & (when < _instant(selection.end))
     if schema.open_until_time:
         inside = inside | when.isnull()  # not closed yet: open in every window
     return inside if as_filter else inside.fill_null(False)
