@@ -8,13 +8,15 @@ project installs everything and a missing piece is a failure.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
 
-from meetinglib.core.errors import EngineUnavailableError
-from meetinglib.data.engine import EngineSettings, spark_session
+from meetinglib.core.errors import EngineUnavailableError, MeetingError
+from meetinglib.data.engine import EngineSettings, check_spark, spark_session
 
 SETTINGS = EngineSettings(
     kind="spark",
@@ -37,6 +39,34 @@ def unavailable(reason: str) -> None:
     if in_ci():
         pytest.fail(f"the Spark tests must run on CI: {reason}")
     pytest.skip(f"Spark tests skipped: {reason}")
+
+
+def require() -> None:
+    """Skip unless pyspark and a Java runtime are here (fail on CI): for the tests that
+    start Spark in a process of their own."""
+    try:
+        check_spark()
+    except EngineUnavailableError as exc:
+        unavailable(f"{exc.problem} (make install sets up both, Java when run as root)")
+
+
+def start_alone(settings: EngineSettings) -> None:
+    """Start Spark with ``settings`` in a new process, which ends with it; its error is
+    raised here. A process has one driver JVM: in this one a Spark test's may be up, and
+    a session would reuse it whatever ``settings`` say."""
+    require()
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        pool.submit(_start_and_stop, settings).result()
+
+
+def _start_and_stop(settings: EngineSettings) -> None:
+    try:
+        spark_session(settings).stop()
+    except MeetingError:
+        raise
+    except Exception as exc:  # pyspark's and py4j's errors do not cross processes
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
 def start() -> Any:

@@ -23,6 +23,8 @@ LAZY_ALLOWED |= {"papermill", "nbformat", "nbconvert", "nbclient", "jupyter_clie
 LAZY_ALLOWED |= {"ipykernel"}
 # Ibis's PySpark backend imports pyspark when it is imported.
 LAZY_ALLOWED |= {"ibis.backends.pyspark"}
+# pyspark's bridge to the JVM, installed with it (its errors: a Spark that does not start).
+LAZY_ALLOWED |= {"py4j"}
 
 
 def _module_name(path: Path) -> str:

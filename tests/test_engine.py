@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,12 +16,18 @@ import pytest
 
 from meetinglib import runner
 from meetinglib.analysis import kpis
-from meetinglib.core.errors import EngineDatabaseError, EngineUnavailableError, ParamsError
+from meetinglib.core.errors import (
+    EngineDatabaseError,
+    EngineUnavailableError,
+    ParamsError,
+    SparkParamsError,
+    SparkStartError,
+)
 from meetinglib.core.params import EngineParams, Params, load_params
 from meetinglib.data import engine
 from meetinglib.data.dataset import load_week
 from meetinglib.data.engine import connect
-from tests import pgserver
+from tests import pgserver, sparkutil
 from tests.conftest import SAMPLE_WEEK, write_params
 
 
@@ -325,6 +332,66 @@ def test_a_week_on_spark_checks_java_before_reading_any_data(tmp_path, monkeypat
     monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-such-jdk"))
     with pytest.raises(EngineUnavailableError, match="JAVA_HOME is .* holds no bin/java"):
         load_week(params, SAMPLE_WEEK)
+
+
+# --- Spark that does not start: what the params set, or the machine ------------------------
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        pytest.param(
+            # the JVM ends at its start: Java's reason is the first line it writes
+            engine.EngineSettings(kind="spark", spark_conf={"spark.driver.memory": "lots"}),
+            r"^the query engine 'spark' cannot start: Invalid maximum heap size: -Xmxlots\. "
+            r"The params set engine\.spark_conf \(spark\.driver\.memory\), the likely cause: "
+            r"correct the value Spark refuses \(or remove the key\), or set 'engine: duckdb'",
+            id="bad-conf",
+        ),
+        pytest.param(
+            # the JVM starts and Spark refuses the master: the Java exception's message
+            engine.EngineSettings(kind="spark", spark_master="local[x]"),
+            r"^the query engine 'spark' cannot start: Could not parse Master URL: 'local\[x\]'\. "
+            r"The params set engine\.spark_master 'local\[x\]', the likely cause: .* or set "
+            r"'engine: duckdb' in params \(the default, embedded\)\.$",
+            id="bad-master",
+        ),
+    ],
+)
+def test_spark_refusing_what_the_params_set_is_a_params_error_naming_the_keys(settings, message):
+    with pytest.raises(SparkParamsError, match=message) as raised:
+        sparkutil.start_alone(settings)
+    assert raised.value.exit_code == 2
+    assert "\tat " not in str(raised.value), "one line of the reason, not its stack trace"
+
+
+@pytest.mark.spark
+def test_spark_that_the_machine_stops_on_the_package_settings_is_the_environment(
+    tmp_path, monkeypatch
+):
+    # A Java runtime that cannot start (here one that says so and ends, as a JVM without the
+    # memory for its heap does): the params set nothing Spark starts with.
+    home = tmp_path / "jdk"
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text(
+        "#!/bin/sh\n"
+        "echo 'Error occurred during initialization of VM' >&2\n"
+        "echo 'Could not reserve enough space for 1048576KB object heap' >&2\n"
+        "exit 1\n"
+    )
+    java.chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(home))
+    with pytest.raises(
+        SparkStartError,
+        match=r"^the query engine 'spark' cannot start: Could not reserve enough space for "
+        r"1048576KB object heap\. Spark was given only the package's own settings .* check "
+        rf"that '{re.escape(str(java))} -version' runs and that memory is free, or set 'engine: "
+        r"duckdb'",
+    ) as raised:
+        sparkutil.start_alone(engine.EngineSettings(kind="spark"))
+    assert raised.value.exit_code == 5
 
 
 # --- the week's tables a local Spark reads as files: gone with the run ---------------------

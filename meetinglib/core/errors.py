@@ -8,6 +8,7 @@ data from a failing notebook.
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -333,6 +334,49 @@ class EngineUnavailableError(EnvironmentProblem):
             f"the query engine '{engine}' cannot start: {problem}. Install what is named, or "
             "set 'engine: duckdb' in params (the default, embedded).",
         )
+
+
+class SparkStartError(EngineUnavailableError):
+    """Spark does not start on this machine with the package's own settings (the params
+    set no engine.spark_conf and the default engine.spark_master): the machine stops it
+    (its Java runtime, its memory), not the params."""
+
+    def __init__(self, reason: str, java: str = "java"):
+        self.engine, self.problem, self.reason, self.java = "spark", reason, reason, java
+        MeetingError.__init__(
+            self,
+            f"the query engine 'spark' cannot start: {reason.rstrip('.')}. Spark was given "
+            "only the package's own settings (the params set no engine.spark_conf and the "
+            f"default engine.spark_master), so this machine stops it: check that '{java} "
+            "-version' runs and that memory is free, or set 'engine: duckdb' in params (the "
+            "default, embedded).",
+        )
+
+    # Whole again when a process pool hands it from a worker to its parent.
+    def __reduce__(self) -> tuple[type[SparkStartError], tuple[str, str]]:
+        return type(self), (self.reason, self.java)
+
+
+class SparkParamsError(ParamsError):
+    """Spark refuses to start with what the params set: engine.spark_master (``master``,
+    None when the default) or engine.spark_conf (``conf_keys``)."""
+
+    def __init__(self, reason: str, master: str | None, conf_keys: Sequence[str]):
+        self.engine, self.reason = "spark", reason
+        self.master, self.conf_keys = master, list(conf_keys)
+        keys = []
+        if master is not None:
+            keys.append(f"engine.spark_master '{master}'")
+        if self.conf_keys:
+            keys.append(f"engine.spark_conf ({', '.join(self.conf_keys)})")
+        super().__init__(
+            f"the query engine 'spark' cannot start: {reason.rstrip('.')}. The params set "
+            f"{' and '.join(keys)}, the likely cause: correct the value Spark refuses (or "
+            "remove the key), or set 'engine: duckdb' in params (the default, embedded)."
+        )
+
+    def __reduce__(self) -> tuple[type[SparkParamsError], tuple[str, str | None, list[str]]]:
+        return type(self), (self.reason, self.master, self.conf_keys)
 
 
 class ExplorerEngineError(ParamsError):

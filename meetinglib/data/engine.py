@@ -49,7 +49,13 @@ from ibis.backends import BaseBackend
 from ibis.backends.duckdb.converter import DuckDBPandasData
 from ibis.formats.pandas import PandasData
 
-from meetinglib.core.errors import EngineDatabaseError, EngineUnavailableError
+from meetinglib.core.errors import (
+    EngineDatabaseError,
+    EngineUnavailableError,
+    MeetingError,
+    SparkParamsError,
+    SparkStartError,
+)
 from meetinglib.core.params import EngineParams
 from meetinglib.core.processes import remove_orphans
 
@@ -307,11 +313,17 @@ _JVM_NOISE = re.compile(rb"WARNING: Using incubator modules: ")
 
 
 def spark_session(settings: EngineSettings | None = None) -> Any:
-    """A SparkSession in UTC for the library's expressions (pyspark and Java needed)."""
+    """A SparkSession in UTC for the library's expressions (pyspark and Java needed).
+
+    When Spark does not start, a SparkParamsError (exit 2) or a SparkStartError (exit 5)
+    says why in one line of Spark's reason (``start_failure``).
+    """
     settings = settings or EngineSettings(kind="spark")
     check_spark()
     try:
+        from py4j.protocol import Py4JError
         from pyspark import SparkConf
+        from pyspark.errors import PySparkException
         from pyspark.sql import SparkSession
     except ImportError as exc:  # there, but not importable
         raise EngineUnavailableError("spark", NO_PYSPARK) from exc
@@ -330,8 +342,24 @@ def spark_session(settings: EngineSettings | None = None) -> Any:
         "spark.driver.defaultJavaOptions": f'-Dlog4j2.configurationFile="{LOG4J2_FILE}"',
     }
     conf = SparkConf().setAll(list({**options, **settings.spark_conf}.items()))
-    _start_driver(conf)
-    session = SparkSession.builder.config(conf=conf).getOrCreate()
+    _JVM_STDERR.hold()
+    failed = False
+    try:
+        _start_driver(conf)
+        session = SparkSession.builder.config(conf=conf).getOrCreate()
+    except (_DriverExited, PySparkException, Py4JError) as exc:
+        # What the JVM wrote while failing stays held (the rest of a stack trace may still
+        # be on its way): the error says it in one line, and a JVM that ended leaves the
+        # whole of it as a note on the error, shown with its traceback (--debug, the
+        # failed notebook kept).
+        failed = True
+        error = start_failure(settings, exc)
+        if isinstance(exc, _DriverExited) and exc.lines:
+            error.add_note("The JVM's output:\n" + "\n".join(exc.lines))
+        raise error from exc
+    finally:
+        if not failed:
+            _JVM_STDERR.release()
     # Set again in case the params' logging configuration says otherwise: Spark's warnings
     # (a hundred lines a run) are for whoever runs the cluster, who reads them in Spark's
     # own logs; errors still reach the terminal.
@@ -339,37 +367,166 @@ def spark_session(settings: EngineSettings | None = None) -> Any:
     return session
 
 
+class _DriverExited(Exception):
+    """The driver's JVM ended before it started (``cause``: pyspark's error, which only
+    says so); ``lines``: what it wrote on stderr, Spark's or Java's reason among them."""
+
+    def __init__(self, cause: BaseException, lines: list[str]):
+        super().__init__(str(cause))
+        self.cause, self.lines = cause, lines
+
+
 def _start_driver(conf: Any) -> None:
     """Start the driver's JVM for ``conf`` (once per process; a session built next takes
     it), its stderr relayed by ``_relay_stderr``: errors reach stderr, the JVM's own
-    start-up warning does not."""
+    start-up warning does not. A JVM that ends at its start raises _DriverExited."""
     from pyspark import SparkContext, java_gateway
 
     if SparkContext._gateway is not None:  # started before: pyspark reuses it
         return
     launch_gateway: Any = java_gateway.launch_gateway  # untyped
     read, write = os.pipe()
-    relay = threading.Thread(target=_relay_stderr, args=(read,), name="spark-stderr", daemon=True)
+    relay = threading.Thread(
+        target=_relay_stderr, args=(read, _JVM_STDERR), name="spark-stderr", daemon=True
+    )
     relay.start()
     try:
         gateway = launch_gateway(conf, popen_kwargs={"stderr": write})
-    except Exception:
-        # the JVM ended: its last words (a bad option...) are printed before the error
+    except Exception as exc:
+        # the JVM ended: once the relay has read its last words (a bad option...), they
+        # are all held
         os.close(write)
         relay.join(5)
-        raise
+        raise _DriverExited(exc, _JVM_STDERR.held()) from exc
     os.close(write)  # the JVM holds its own end: the relay ends with it
     SparkContext._ensure_initialized(gateway=gateway, conf=conf)
 
 
-def _relay_stderr(fd: int) -> None:
-    """Copy what the JVM writes on the pipe ``fd`` to this process's stderr (a kernel's
-    is its notebook's), the JVM's own noise (``_JVM_NOISE``) left out."""
-    with os.fdopen(fd, "rb") as lines:
-        for line in lines:
-            if not _JVM_NOISE.match(line):
+# At most this many lines held: a failed start's stack traces are a few hundred at most.
+HELD_LINES = 1000
+
+
+class _HeldLines:
+    """What the JVM writes on stderr while Spark starts: held back (Spark's or Java's
+    reason for a failed start, with its stack trace, is said by the error in one line),
+    and written out once the session has started."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lines: list[bytes] = []
+        self._holding = False
+
+    def hold(self) -> None:
+        """Hold what comes from now on (a new start: what an earlier one held is dropped)."""
+        with self._lock:
+            self._lines, self._holding = [], True
+
+    def take(self, line: bytes) -> bool:
+        """Keep ``line`` if holding (True), else leave it to the caller to write (False).
+        Past HELD_LINES lines, the rest of what is held is dropped."""
+        with self._lock:
+            if self._holding and len(self._lines) < HELD_LINES:
+                self._lines.append(line)
+            return self._holding
+
+    def held(self) -> list[str]:
+        """The lines held so far, as text."""
+        with self._lock:
+            return [line.decode("utf-8", "replace").rstrip("\r\n") for line in self._lines]
+
+    def release(self) -> None:
+        """Write what was held to stderr and relay the lines to come as they come."""
+        with self._lock:
+            lines, self._lines, self._holding = self._lines, [], False
+            for line in lines:
                 with contextlib.suppress(OSError):
                     os.write(2, line)
+
+
+# The process's one driver JVM, its stderr (``_start_driver``).
+_JVM_STDERR = _HeldLines()
+
+
+def _relay_stderr(fd: int, held: _HeldLines | None = None) -> None:
+    """Copy what the JVM writes on the pipe ``fd`` to this process's stderr (a kernel's
+    is its notebook's), the JVM's own noise (``_JVM_NOISE``) left out, and what ``held``
+    takes while Spark starts."""
+    with os.fdopen(fd, "rb") as lines:
+        for line in lines:
+            if _JVM_NOISE.match(line) or (held is not None and held.take(line)):
+                continue
+            with contextlib.suppress(OSError):
+                os.write(2, line)
+
+
+# Lines of the JVM's stderr that say no more than that it failed: the reason is another.
+_JVM_GENERIC = re.compile(
+    r"Error: Could not create the Java Virtual Machine\."
+    r"|Error: A fatal exception has occurred\. Program will exit\."
+    r"|Error occurred during initialization of VM"
+)
+# A frame of a Java stack trace ("\tat org.apache...", "... 12 more"), or a blank line.
+_JAVA_FRAME = re.compile(r"\s*(at\s|\.\.\.\s*\d+ more|$)")
+# A Java exception as Java prints it: its class, then its message if it has one.
+_JAVA_EXCEPTION = re.compile(
+    r'(?:Exception in thread "[^"]*"\s+)?(?:[a-zA-Z_$][\w$]*\.)+([A-Z][\w$]*)(?::\s*(.*))?'
+)
+REASON_CHARS = 300
+
+
+def start_failure(settings: EngineSettings, exc: BaseException) -> MeetingError:
+    """The library's error for Spark failing to start with ``settings`` on ``exc``.
+
+    Its exit code says where the fix lies. Spark's refusals do not tell a value it cannot
+    use from a machine that cannot run it (a JVM that cannot reserve its heap may be given
+    too much, or run where memory is short; a master that cannot be reached may be
+    misspelt, or down), so the params are taken as the cause whenever they set something
+    Spark starts with: engine.spark_master other than the default, or any key of
+    engine.spark_conf. That is a SparkParamsError (exit 2) naming those keys, with Spark's
+    reason beside them for the rare case where the machine is at fault after all. Without
+    them Spark was given only the package's own settings, which start on a sound machine:
+    a SparkStartError (exit 5).
+    """
+    reason = _start_reason(exc)
+    default = EngineParams.model_fields["spark_master"].default
+    master = settings.spark_master if settings.spark_master != default else None
+    if master is None and not settings.spark_conf:
+        return SparkStartError(reason, _java_or_name())
+    return SparkParamsError(reason, master, sorted(settings.spark_conf))
+
+
+def _java_or_name() -> str:
+    """The java program Spark runs, for the message ("java" when there is none)."""
+    try:
+        return java_runtime()
+    except EngineUnavailableError:
+        return "java"
+
+
+def _start_reason(exc: BaseException) -> str:
+    """The first line that says why Spark did not start: the Java exception's message,
+    or the first line the JVM wrote that is more than a stack frame or "could not create
+    the Java Virtual Machine"; pyspark's own message when there is none."""
+    java = getattr(exc, "java_exception", None)  # py4j's Py4JJavaError
+    if java is not None:
+        with contextlib.suppress(Exception):  # the JVM may be gone
+            return _one_line(str(java.getMessage() or java.toString()))
+    lines = exc.lines if isinstance(exc, _DriverExited) else []
+    said = [line.strip() for line in lines if not _JAVA_FRAME.match(line)]
+    meaningful = [line for line in said if not _JVM_GENERIC.fullmatch(line)]
+    if meaningful or said:
+        return _one_line((meaningful or said)[0])
+    return _one_line(str(exc.cause if isinstance(exc, _DriverExited) else exc))
+
+
+def _one_line(text: str) -> str:
+    """The first line of ``text``; of a Java exception, its message (or its class's name
+    when it has none)."""
+    line = (text.strip().splitlines() or [""])[0].strip()
+    found = _JAVA_EXCEPTION.fullmatch(line)
+    if found is not None:
+        line = found.group(2) or found.group(1)
+    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 3] + "..."
 
 
 def _spark(settings: EngineSettings) -> BaseBackend:
