@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from meetinglib.cli import main
+from tests import sparkutil
 from tests.conftest import SAMPLE_WEEK
 
 pytestmark = pytest.mark.slow
@@ -103,6 +104,9 @@ class Case:
     data: Callable[[Path], None] | None = None  # changes a copy of the sample data
     files: dict[str, str] = field(default_factory=dict)  # extra files (name -> text)
     out: str = "stderr"  # where the fragment is expected
+    # Starts Spark: run in a process of its own (one driver JVM a process, and this one's
+    # may be up, which the command would reuse whatever its params say); needs Java.
+    spark: bool = False
 
 
 def _csv_edit(table: str, edit: Callable[[list[str]], list[str]]) -> Callable[[Path], None]:
@@ -541,6 +545,15 @@ CASES = [
         },
     ),  # fmt: skip
     Case(
+        "driver memory the engine refuses",
+        RUN,
+        2,
+        "cannot start: Invalid maximum heap size: -Xmxlots. The params set engine.spark_conf "
+        "(spark.driver.memory), the likely cause",
+        params={"engine": {"kind": "spark", "spark_conf": {"spark.driver.memory": "lots"}}},
+        spark=True,
+    ),
+    Case(
         "engine source on SQLite",
         RUN,
         2,
@@ -639,11 +652,18 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch) -> None:
     published = world["root"] / "outputs" / WEEK
     before = snapshot(published)
 
-    try:
-        code = main(["-q", *argv])
-    except SystemExit as exc:  # argparse
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    if case.spark:
+        sparkutil.require()
+        done = subprocess.run(
+            [MEETING, "-q", *argv], capture_output=True, text=True, timeout=300, check=False
+        )
+        code, out, err = done.returncode, done.stdout, done.stderr
+    else:
+        try:
+            code = main(["-q", *argv])
+        except SystemExit as exc:  # argparse
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
 
     assert code == case.code, f"exit {code}; stderr: {err[-1500:]}"
     text = out if case.out == "stdout" else err
@@ -651,6 +671,8 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch) -> None:
     if code:
         assert "This is a bug" not in err or case.code == 1
         assert "hunter2" not in err, "a credential was echoed"
+    if case.spark:  # the error alone: no traceback, nor the JVM's own lines above it
+        assert "Traceback" not in err and "Java Virtual Machine" not in err, err
     assert snapshot(published) == before, "the published handouts changed"
 
 
