@@ -14,6 +14,7 @@ import pytest
 
 from meetinglib.cli import main
 from meetinglib.core.weeks import IsoWeek
+from tests import sparkutil
 from tests.conftest import ROOT, SAMPLE_WEEK, cut_week, write_params
 
 pytestmark = pytest.mark.slow
@@ -210,6 +211,32 @@ def test_a_library_error_in_a_notebook_keeps_its_exit_code(tmp_path, sample, cap
         err,
     ), err
     assert "Traceback" not in err and ".." not in err
+
+
+def test_spark_refusing_the_params_in_a_notebook_keeps_exit_2(tmp_path, sample, capsys):
+    """Spark started in the kernel (the run's own engine is DuckDB) refuses a value of the
+    params: their exit code and the library's message, not a failing notebook's."""
+    sparkutil.require()
+    notebooks = tmp_path / "nb"
+    notebooks.mkdir()
+    _broken_notebook(
+        notebooks,
+        "from meetinglib.data.engine import EngineSettings, spark_session\n"
+        "spark_session(EngineSettings(kind='spark', spark_conf={'spark.driver.memory': 'lots'}))",
+        name="spark",
+    )
+    params = write_params(tmp_path, sample.folder, notebooks_dir=str(notebooks))
+    code = main(["-q", "run", "--params", str(params), "--week", SAMPLE_WEEK, "--notebook",
+                 "spark"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert re.search(
+        r"the query engine 'spark' cannot start: Invalid maximum heap size: -Xmxlots\. The "
+        r"params set engine\.spark_conf \(spark\.driver\.memory\), .* or set 'engine: duckdb' "
+        r"in params \(the default, embedded\) \(SparkParamsError, in notebook 'spark'\)\.",
+        err,
+    ), err
+    assert "Traceback" not in err
 
 
 def test_rerun_keeps_files_written_by_other_commands(tmp_path, sample, sample_params, capsys):
