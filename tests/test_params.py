@@ -87,6 +87,31 @@ def test_invalid_values(tmp_path, text, pattern):
         load_params(DEFAULT, bad)
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "2.5", "'3'", "true", "[3]"])
+def test_a_header_row_that_is_no_row_number_names_file_and_key(tmp_path, value):
+    """Rows are counted from 1 as a spreadsheet shows them; "3", 3.0 or true are not
+    taken for a row by pydantic's coercion."""
+    bad = write(tmp_path, "bad.yaml", f"source: {{tables: {{orders: {{header_row: {value}}}}}}}\n")
+    with pytest.raises(
+        InvalidParamError,
+        match=r"'source\.tables\.orders\.header_row' in .*bad\.yaml: .* is not a row number: "
+        r"write the number of the row holding the column names",
+    ):
+        load_params(DEFAULT, bad)
+    amounts = "{file: pay.csv, value: v, header_row: " + value + "}"
+    bad.write_text(f"source: {{tables: {{orders: {{amount_from: {amounts}}}}}}}\n")
+    with pytest.raises(
+        InvalidParamError, match=r"'source\.tables\.orders\.amount_from\.header_row' in .*bad"
+    ):
+        load_params(DEFAULT, bad)
+
+
+def test_a_header_row_is_a_whole_number_from_one(tmp_path):
+    good = write(tmp_path, "good.yaml", "source: {tables: {orders: {header_row: 3}}}\n")
+    assert load_params(DEFAULT, good).source.tables["orders"].header_row == 3
+    assert load_params(DEFAULT).source.tables.get("orders") is None  # unset: the first row
+
+
 def test_password_in_url_is_refused(tmp_path):
     bad = write(tmp_path, "db.yaml", "source: {kind: sql, url: 'postgresql://u:secret@db/x'}\n")
     with pytest.raises(InvalidParamError, match="holds a password.*source.url_env") as info:

@@ -73,6 +73,12 @@ class AmountSource(_Strict):
     aggregate: Literal["sum", "max", "first"] = "sum"
     encoding: str = "utf-8"
     delimiter: str = ","
+    header_row: int | None = None  # as in TableSource
+
+    @field_validator("header_row", mode="before")
+    @classmethod
+    def _header_row(cls, v: object) -> object:
+        return _check_header_row(v)
 
 
 class TableSource(_Strict):
@@ -83,6 +89,10 @@ class TableSource(_Strict):
     sheet: str | int | None = None
     encoding: str = "utf-8"
     delimiter: str = ","
+    # The row (a CSV's line) holding the column names, counted from 1 as a spreadsheet or
+    # an editor shows them: exports often carry a title above the header. None: the first
+    # line of a CSV, the first row that is not empty of an XLSX.
+    header_row: int | None = None
     timezone: str | None = None
     timestamp_format: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
@@ -96,6 +106,11 @@ class TableSource(_Strict):
     @classmethod
     def _tz(cls, v: str | None) -> str | None:
         return _check_tz(v) if v is not None else v
+
+    @field_validator("header_row", mode="before")
+    @classmethod
+    def _header_row(cls, v: object) -> object:
+        return _check_header_row(v)
 
 
 class SourceParams(_Strict):
@@ -554,6 +569,16 @@ def _one_line(text: str | None) -> str | None:
             "so write it on one line"
         )
     return text
+
+
+def _check_header_row(value: object) -> object:
+    """A row number as a person counts rows: a whole number from 1 (checked before pydantic
+    would turn "3", 3.0 or true into one)."""
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(t("params.header_row", "en", value=repr(value)))
+    return value
 
 
 def _check_tz(name: str) -> str:
