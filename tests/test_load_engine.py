@@ -34,12 +34,16 @@ END = IsoWeek(2026, 10)
 WEEK = "2026-W10"
 
 
-def write_params(folder: Path, source: Path, extra: str = "", history: int = 2) -> Path:
+def write_params(
+    folder: Path, source: Path, extra: str = "", history: int = 2, tables: str = ""
+) -> Path:
+    """Params over the folder ``source``; ``tables``: its source.tables, in YAML's flow style."""
     path = folder / "params.yaml"
+    mapped = f", tables: {tables}" if tables else ""
     path.write_text(
         f"company: Test Shop\ntimezone: {TZ}\nhistory_weeks: {history}\n"
         "open_order_lookback_days: 7\n"
-        f"source: {{kind: folder, path: '{source}'}}\n"
+        f"source: {{kind: folder, path: '{source}'{mapped}}}\n"
         "quality: {max_quarantine_share: 0.2}\n" + extra,
         encoding="utf-8",
     )

@@ -240,6 +240,54 @@ def test_xlsx_equals_the_pandas_path_and_is_converted_once(sample, tmp_path):
     assert any(e.rule == "unknown value" for e in edited_engine.quality.entries)
 
 
+def _titled(pandas_week, engine_week, untitled, above: int) -> None:
+    """A titled export read with header_row: the engine path equals the pandas path, and
+    both equal the untitled export's week but for the rows a person finds, ``above``
+    lower in the file."""
+    assert engine_week.load_paths["orders"] == "engine"
+    assert_same(pandas_week, engine_week)
+    for name, frame in untitled.tables.items():
+        pd.testing.assert_frame_equal(engine_week.tables[name], frame)
+    shown = [(e.table, e.column, e.rule, e.rows) for e in engine_week.quality.entries]
+    assert shown == [(e.table, e.column, e.rule, e.rows) for e in untitled.quality.entries]
+    aside = engine_week.quality.quarantined["orders"]
+    before = untitled.quality.quarantined["orders"]
+    assert len(aside) == len(before) > 0
+    assert aside["_source_row"].tolist() == (before["_source_row"] + above).tolist()
+
+
+def test_a_csv_title_is_skipped_on_both_paths_and_rows_keep_their_lines(dirty_csv, tmp_path):
+    folder = tmp_path / "titled"
+    folder.mkdir()
+    for path in dirty_csv.glob("*.csv"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    orders = folder / "orders.csv"
+    orders.write_bytes("订单报表 2026-W10\n\n".encode() + orders.read_bytes())
+    titled = write_params(tmp_path, folder, tables="{orders: {header_row: 3}}")
+    (tmp_path / "untitled").mkdir()
+    untitled = load_week(load_params(write_params(tmp_path / "untitled", dirty_csv)), WEEK)
+    _titled(*_both(titled), untitled, above=2)
+
+
+def test_an_xlsx_title_is_skipped_on_both_paths_and_rows_keep_their_sheet_rows(sample, tmp_path):
+    from openpyxl import load_workbook
+
+    plain = _xlsx_folder(sample, tmp_path / "plain")
+    (tmp_path / "untitled").mkdir()
+    untitled = load_week(load_params(write_params(tmp_path / "untitled", plain)), WEEK)
+    folder = tmp_path / "titled"
+    folder.mkdir()
+    book = load_workbook(plain / "orders.xlsx")
+    sheet = book.active
+    width = sheet.max_column
+    sheet.insert_rows(1, amount=2)  # a title merged across the header, an empty row
+    sheet.cell(row=1, column=1, value="订单报表 2026-W07 至 2026-W10")
+    sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
+    book.save(folder / "orders.xlsx")
+    titled = write_params(tmp_path, folder, tables="{orders: {header_row: 3}}")
+    _titled(*_both(titled), untitled, above=2)
+
+
 def test_cache_key_follows_content_and_settings(sample, tmp_path):
     from meetinglib.core.params import TableSource
     from meetinglib.core.schema import SCHEMAS
@@ -251,6 +299,8 @@ def test_cache_key_follows_content_and_settings(sample, tmp_path):
     key = source_cache.cache_key(path, "csv", schema, TableSource(), TZ)
     assert key == source_cache.cache_key(path, "csv", schema, TableSource(), TZ)
     assert key != source_cache.cache_key(path, "csv", schema, TableSource(delimiter=";"), TZ)
+    # Another header row reads other rows: a conversion of its own.
+    assert key != source_cache.cache_key(path, "csv", schema, TableSource(header_row=2), TZ)
     stat = path.stat()
     data = path.read_bytes()
     path.write_bytes(data.replace(b"app", b"APP", 1))

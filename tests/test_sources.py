@@ -564,6 +564,186 @@ def test_source_rows_are_the_line_and_sheet_row_numbers(tmp_path):
     assert frame["_source_row"].tolist() == [2, 5]
 
 
+# --- a title above the header (header_row) ------------------------------------------------
+
+
+def _titled_gbk(folder: Path, title: list[str]) -> Path:
+    """orders_gbk.csv with ``title`` lines above its header, as an OMS download has."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = b"".join(f"{line}\r\n".encode("gbk") for line in title)
+    (folder / "orders_gbk.csv").write_bytes(lines + (DATA / "orders_gbk.csv").read_bytes())
+    return folder
+
+
+def _titled_xlsx(folder: Path) -> Path:
+    """The sheet of orders.xlsx as an Excel report: a title merged across the header in
+    row 1, row 2 empty, the header in row 3 (the data's empty row is now row 8)."""
+    from openpyxl import load_workbook
+
+    folder.mkdir(parents=True, exist_ok=True)
+    book = load_workbook(DATA / "orders.xlsx")
+    sheet = book["orders"]
+    width = sheet.max_column
+    sheet.insert_rows(1, amount=2)
+    sheet.cell(row=1, column=1, value="订单报表 2026-01-04 至 2026-01-11")
+    sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
+    path = folder / "orders.xlsx"
+    book.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "title",
+    [["导出时间: 2026-01-12 09:00"], ["订单导出", "", "导出人: 运营部"]],
+    ids=["one", "three"],
+)
+def test_a_csv_title_is_skipped_and_rows_keep_their_line_numbers(title, tmp_path):
+    plain = read_table(_params(DATA / "mapping_gbk.yaml"), "orders")
+    folder = _titled_gbk(tmp_path, title)
+    params = _params(
+        DATA / "mapping_gbk.yaml", folder=folder, orders={"header_row": len(title) + 1}
+    )
+    raw = read_table(params, "orders")
+    assert _normalised(raw) == _normalised(plain)
+    # The line a person finds in the file: the title lines count.
+    shifted = (plain.frame["_source_row"] + len(title)).tolist()
+    assert (
+        raw.frame["_source_row"].tolist() == shifted == list(range(len(title) + 2, len(title) + 10))
+    )
+    assert last_event_time(params) == last_event_time(_params(DATA / "mapping_gbk.yaml"))
+
+
+def test_a_csv_title_with_a_broken_row_points_at_the_real_line(tmp_path):
+    """The record-by-record reader (a row with a wrong cell count) counts the title too,
+    and so do the quarantined rows validation reports."""
+    (tmp_path / "orders.csv").write_text(
+        "Orders export\n\norder_id,order_type,created_at,carrier\n1,normal,2026-01-05,SF\n"
+        "2,normal,2026-01-06,SF,extra\n\n3,normal,not a date,SF\n4,normal,2026-01-0"
+    )
+    raw = read_table(_params(folder=tmp_path, orders={"header_row": 3}), "orders")
+    assert raw.frame["_source_row"].tolist() == [4, 5, 7, 8]
+    clean, entries, quarantined = validate_table(raw, "Asia/Shanghai", 1.0)
+    assert clean["order_id"].tolist() == ["1"]
+    assert quarantined.set_index("_source_row")["_rule"].to_dict() == {
+        5: "wrong field count",
+        7: "unparseable timestamp",
+        8: "wrong field count",
+    }
+    stamp = next(e for e in entries if e.rule == "unparseable timestamp")
+    assert "row 7" in " ".join(stamp.examples)
+
+
+def test_an_xlsx_title_merged_across_the_header_is_skipped(tmp_path):
+    path = _titled_xlsx(tmp_path)
+    raw = read_table(
+        _params(folder=tmp_path, orders={"file": path.name, "sheet": "orders", "header_row": 3}),
+        "orders",
+    )
+    assert _normalised(raw) == EXPECTED
+    assert raw.frame["_source_row"].tolist() == [4, 5, 6, 7, 9, 10, 11, 12]
+    # Without header_row the title is the first row that is not empty: read as the header,
+    # it maps nothing, and the message says which key reads the right row.
+    with pytest.raises(
+        MissingColumnError,
+        match=r"column 'order_id' not in orders\.xlsx; columns found: \['订单报表 2026-01-04 至 "
+        r"2026-01-11'.*None of these names is known: they were read from row 1 of the file; "
+        r"if the column names stand on a later row, below a title, set "
+        r"source\.tables\.orders\.header_row to its number\.",
+    ):
+        read_table(
+            _params(folder=tmp_path, orders={"file": path.name, "sheet": "orders"}), "orders"
+        )
+
+
+def test_a_header_read_from_a_title_names_header_row_and_a_misspelt_mapping_does_not(tmp_path):
+    folder = _titled_gbk(tmp_path / "titled", ["导出时间: 2026-01-12 09:00"])
+    with pytest.raises(
+        MissingColumnError,
+        match=r"column 'order_id' not in orders_gbk\.csv: the params map '订单号' onto it.*"
+        r"columns found: \['导出时间: 2026-01-12 09:00'\].*Correct the name under "
+        r"source\.tables\.orders\.columns\. None of these names is known: they were read "
+        r"from row 1 .*set source\.tables\.orders\.header_row to its number",
+    ):
+        read_table(_params(DATA / "mapping_gbk.yaml", folder=folder), "orders")
+    # header_row on a data row: the names read are values, and the message says so again.
+    with pytest.raises(MissingColumnError, match=r"read from row 4 of the file"):
+        read_table(
+            _params(DATA / "mapping_gbk.yaml", folder=folder, orders={"header_row": 4}), "orders"
+        )
+    # The right row, one column renamed in the export: the mapping is the fix, not header_row.
+    path = folder / "orders_gbk.csv"
+    path.write_bytes(
+        path.read_bytes().replace("订单号,".encode("gbk"), "订单编号,".encode("gbk"), 1)
+    )
+    with pytest.raises(MissingColumnError) as err:
+        read_table(
+            _params(DATA / "mapping_gbk.yaml", folder=folder, orders={"header_row": 2}), "orders"
+        )
+    assert "the params map '订单号' onto it" in str(err.value)
+    assert "header_row" not in str(err.value)
+
+
+def test_a_header_row_past_the_end_or_on_an_empty_row_names_file_and_key(tmp_path):
+    folder = _titled_gbk(tmp_path / "csv", ["订单导出", ""])
+    with pytest.raises(
+        UnreadableSourceError,
+        match=r"line 2 of orders_gbk\.csv \(.*\), where source\.tables\.orders\.header_row "
+        r"places the column names, is empty\. Set source\.tables\.orders\.header_row",
+    ):
+        read_table(
+            _params(DATA / "mapping_gbk.yaml", folder=folder, orders={"header_row": 2}), "orders"
+        )
+    with pytest.raises(UnreadableSourceError, match=r"orders_gbk\.csv \(.*\) ends before line 40"):
+        read_table(
+            _params(DATA / "mapping_gbk.yaml", folder=folder, orders={"header_row": 40}), "orders"
+        )
+    path = _titled_xlsx(tmp_path / "xlsx")
+    xlsx = {"file": path.name, "sheet": "orders"}
+    with pytest.raises(
+        UnreadableSourceError,
+        match=r"row 2 of sheet 'orders' of orders\.xlsx \(.*\), where source\.tables\.orders\."
+        r"header_row places the column names, is empty",
+    ):
+        read_table(_params(folder=path.parent, orders={**xlsx, "header_row": 2}), "orders")
+    with pytest.raises(
+        UnreadableSourceError, match=r"sheet 'orders' of orders\.xlsx .* ends before row 99"
+    ):
+        read_table(_params(folder=path.parent, orders={**xlsx, "header_row": 99}), "orders")
+
+
+def test_header_row_on_a_parquet_or_database_source_is_a_params_error(tmp_path):
+    """Their column names are part of the format: the key would be ignored unseen."""
+    _write_parquet(tmp_path, _canonical_frame(aware=True))
+    with pytest.raises(
+        InvalidParamError,
+        match=r"invalid value for 'source\.tables\.orders\.header_row' in .*base\.yaml: "
+        r"orders\.parquet is a parquet file, .*header_row applies to CSV and XLSX files only",
+    ):
+        read_table(_params(folder=tmp_path, orders={"header_row": 2}), "orders")
+    db = _write_sqlite(tmp_path / "shop.db", _canonical_frame())
+    with pytest.raises(
+        InvalidParamError,
+        match=r"'source\.tables\.orders\.header_row' in .*base\.yaml: a database table's columns",
+    ):
+        read_table(_sql_params(db, orders={"header_row": 2}), "orders")
+
+
+def test_amounts_from_a_titled_file(tmp_path):
+    """amount_from reads its file with its own header_row (a payments report's title)."""
+    (tmp_path / "orders.csv").write_text(
+        "order_id,order_type,created_at\nA1,normal,2026-01-05\nA2,normal,2026-01-06\n"
+    )
+    (tmp_path / "pay.csv").write_text("支付明细\norder_id,value\nA1,10\nA1,5.5\nA2,3\n")
+    spec = {"file": "pay.csv", "value": "value", "header_row": 2}
+    raw = read_table(_params(folder=tmp_path, orders={"amount_from": spec}), "orders")
+    assert raw.frame["amount"].tolist() == [15.5, 3.0]
+    spec.pop("header_row")
+    with pytest.raises(
+        MissingColumnError, match=r"source\.tables\.orders\.amount_from\.header_row"
+    ):
+        read_table(_params(folder=tmp_path, orders={"amount_from": spec}), "orders")
+
+
 def test_xlsx_unknown_sheet_lists_the_sheets():
     with pytest.raises(
         SourceNotFoundError, match=r"sheet 'Orders' not in orders.xlsx .*\['说明', 'orders'\]"

@@ -157,21 +157,25 @@ class MissingColumnError(InputDataError):
         found: list[str],
         mapped: list[str] | None = None,
         key: str = "",
+        hint: str = "",
     ):
         """``mapped``: the company's names the params map onto ``column`` (none of which
-        the source has), under the params key ``key`` (source.tables.<table>.columns)."""
+        the source has), under the params key ``key`` (source.tables.<table>.columns);
+        ``hint``: another fix, said after the message (the names read from a title row:
+        set ``header_row``)."""
         self.source, self.column, self.found = source, column, found
+        after = f" {hint}" if hint else ""
         if mapped:
             names = ", ".join(f"'{m}'" for m in mapped)
             super().__init__(
                 f"column '{column}' not in {source}: the params map {names} onto it, and the "
                 f"source has no column of that name; columns found: {found}. Correct the "
-                f"name under {key or 'columns in the params mapping'}."
+                f"name under {key or 'columns in the params mapping'}.{after}"
             )
             return
         super().__init__(
             f"column '{column}' not in {source}; columns found: {found}. "
-            "Map the company's column name onto it under 'columns' in the params mapping."
+            f"Map the company's column name onto it under 'columns' in the params mapping.{after}"
         )
 
 

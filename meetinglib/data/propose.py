@@ -260,7 +260,7 @@ def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str
             f"use one of {', '.join(known_suffixes())}"
         )
     if reader.name != "csv":  # text formats need their encoding and delimiter found first
-        frame = reader.read_raw(path, "utf-8", ",").head(SAMPLE_ROWS)
+        frame = reader.read_raw(path, "utf-8", ",", None).head(SAMPLE_ROWS)
         return frame, {"kind": "folder", "encoding": None, "delimiter": ","}
     with path.open("rb") as fh:
         head = fh.read(1 << 20)

@@ -1,9 +1,10 @@
 """CSV and XLSX files converted once to Parquet, for the engine to read like Parquet.
 
 A text file's cells are read as the folder source reads them (``sources``: the same
-header mapping, delimiter, quoting, encodings, blank rows and row numbers as the pandas
-path), and written as a Parquet file of the canonical columns, text as text, with the row
-a person finds in the file (``_source_row``). A CSV is streamed through Arrow's reader with
+header row and mapping, delimiter, quoting, encodings, blank rows and row numbers as the
+pandas path: title lines above the header are skipped and counted), and written as a
+Parquet file of the canonical columns, text as text, with the row a person finds in the
+file (``_source_row``). A CSV is streamed through Arrow's reader with
 the pandas path's options, a block at a time, so a file larger than memory converts; a
 file that reader refuses (a row with a wrong number of cells, bytes invalid in the
 encoding) or whose quoted cells hold line breaks is read by the pandas path's reader
@@ -84,6 +85,7 @@ def cache_key(path: Path, reader: str, schema: TableSchema, ts: TableSource, tz:
         "encoding": ts.encoding,
         "delimiter": ts.delimiter,
         "sheet": ts.sheet,
+        "header_row": ts.header_row,
         "timestamp_format": ts.timestamp_format,
         "timezone": tz,
     }
@@ -155,14 +157,15 @@ def _stream_csv(path: Path, schema: TableSchema, ts: TableSource, target: Path) 
         return False  # the reader names the wrong declared encoding
     for encoding in tried:
         try:
-            header = sources._csv_header(path, encoding, ts.delimiter, schema.name)
+            header = sources._csv_header(path, encoding, ts.delimiter, schema.name, ts.header_row)
         except UnicodeDecodeError:
             continue
-        selected = sources._select_columns(header, schema, ts, path.name)
+        header_line = ts.header_row or 1
+        selected = sources._select_columns(header, schema, ts, path.name, header=header_line)
         positions = {orig: header.index(orig) for orig in selected}
         try:
             return _stream_csv_as(
-                path, encoding, ts.delimiter, len(header), positions, selected, target
+                path, encoding, ts.delimiter, len(header), positions, selected, target, header_line
             )
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return False
@@ -177,10 +180,13 @@ def _stream_csv_as(
     positions: dict[str, int],
     selected: dict[str, str],
     target: Path,
+    header_line: int = 1,
 ) -> bool:
     wanted = [f"c{i}" for i in positions.values()]
     canonical = [selected[orig] for orig in positions]
-    options = sources.csv_text_options(encoding, delimiter, width, wanted, block_size=16 << 20)
+    options = sources.csv_text_options(
+        encoding, delimiter, width, wanted, block_size=16 << 20, header_line=header_line
+    )
     reader = pacsv.open_csv(path, **options)
     schema = pa.schema(
         [pa.field(c, pa.string()) for c in canonical] + [pa.field(ROW_COLUMN, pa.int64())],
@@ -193,8 +199,10 @@ def _stream_csv_as(
         with pq.ParquetWriter(temporary, schema) as writer:
             for batch in reader:
                 n = batch.num_rows
-                # Header is line 1: record k starts on line k + 2 (checked below).
-                rows = pa.array(np.arange(records + 2, records + 2 + n, dtype=np.int64))
+                # Record k (from 0) starts on line header_line + 1 + k (checked below): the
+                # title lines above the header count, as in the file a person opens.
+                first = header_line + 1 + records
+                rows = pa.array(np.arange(first, first + n, dtype=np.int64))
                 records += n
                 columns = [batch.column(w) for w in wanted]
                 table = pa.Table.from_arrays([*columns, rows], schema=schema)
@@ -205,7 +213,8 @@ def _stream_csv_as(
                         empty = pc.and_(empty, column.is_null())
                     table = table.filter(pc.invert(empty))
                 writer.write_table(table, row_group_size=1 << 20)
-        if _newlines(path) not in (records, records + 1):
+        above = header_line - 1  # title lines
+        if _newlines(path) not in (records + above, records + above + 1):
             Path(temporary).unlink(missing_ok=True)
             return False  # quoted cells with line breaks: records are not lines
         os.replace(temporary, target)

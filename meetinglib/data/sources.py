@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -57,6 +57,7 @@ from meetinglib.core.errors import (
     SourceUnreachableError,
     UnreadableSourceError,
 )
+from meetinglib.core.i18n import t
 from meetinglib.core.params import AmountSource, Params, TableSource
 from meetinglib.core.schema import SCHEMAS, WRONG_FIELDS_COL, TableSchema, selection_of
 from meetinglib.core.secrets import redact
@@ -76,7 +77,9 @@ class FileReader:
     ``read_columns`` reads only the named canonical columns of one file;
     ``last_event`` gives the latest ``created_at`` of one file (None when empty);
     ``read_raw`` reads a whole file as text columns under their own names (the order
-    amounts of ``amount_from``, the sample of ``meeting init``).
+    amounts of ``amount_from``, the sample of ``meeting init``), given its encoding,
+    delimiter and header row. ``header_rows``: whether the column names stand in a row
+    of the file, below which a title may stand (``header_row`` in the params applies).
     """
 
     name: str
@@ -84,7 +87,8 @@ class FileReader:
     read_table: Callable[[list[Path], TableSchema, TableSource, Window | None, str], pd.DataFrame]
     read_columns: Callable[[Path, TableSchema, TableSource, list[str]], pd.DataFrame]
     last_event: Callable[[Path, TableSchema, TableSource, str], pd.Timestamp | None]
-    read_raw: Callable[[Path, str, str], pd.DataFrame]
+    read_raw: Callable[[Path, str, str, int | None], pd.DataFrame]
+    header_rows: bool = False
 
 
 # Registered readers, by name, in the order default file names are tried
@@ -139,8 +143,9 @@ class RawTable:
 
     table: str  # canonical table name, e.g. "orders"
     # Canonical columns the source has (value maps applied) plus "_source_row" (Int64):
-    # the row a person finds in the file (CSV line, header = 1; XLSX sheet row;
-    # Parquet/SQL 1-based position). Timestamps and numbers may still be text.
+    # the row a person finds in the file (CSV line, counted from the file's first line,
+    # title lines included; XLSX sheet row; Parquet/SQL 1-based position). Timestamps
+    # and numbers may still be text.
     frame: pd.DataFrame
     info: SourceInfo
     timezone: str  # zone in which naive timestamps of this source are expressed
@@ -331,6 +336,16 @@ def _check_mapping(params: Params, table: str, ts: TableSource) -> None:
             f"{key}.amount_from",
             "the amount is mapped under columns too; keep one of the two",
         )
+    if params.source.kind == "sql":
+        # A database table's columns are named by its definition: no title to skip.
+        for name, row in (
+            ("header_row", ts.header_row),
+            ("amount_from.header_row", ts.amount_from.header_row if ts.amount_from else None),
+        ):
+            if row is not None:
+                raise InvalidParamError(
+                    _params_files(params), f"{key}.{name}", t("source.header_row_sql", "en")
+                )
     if len(ts.delimiter) != 1:
         raise InvalidParamError(
             _params_files(params),
@@ -355,19 +370,38 @@ def _clean_header(name: object) -> str:
     return "" if name is None else str(name).replace("\ufeff", "").strip()
 
 
+def _header_hint(found: list[str], known: set[str], header: int | None, key: str) -> str:
+    """How to fix column names read from the wrong row, for a missing column's message.
+
+    Said when ``header`` (the row the names were read from, None for formats without
+    header rows) gave no name the params or the canonical table know: a title read as
+    the header, or a data row, rather than a misspelt mapping.
+    """
+    if header is None or any(_clean_header(c) in known for c in found):
+        return ""
+    return t("source.header_row_hint", "en", row=header, key=key)
+
+
 def _select_columns(
     found: list[str],
     schema: TableSchema,
     ts: TableSource,
     source: str,
     wanted: list[str] | None = None,
+    header: int | None = None,
 ) -> dict[str, str]:
     """Map the source's original column names to canonical names, in schema order.
 
     A canonical column comes from the first of the company names mapped onto it that
     the source has, else from a column of the same name. A required column, or one
-    the params map explicitly, that cannot be found raises MissingColumnError.
+    the params map explicitly, that cannot be found raises MissingColumnError; with
+    ``header``, the row of a file the names were read from, its message says how to
+    name another row when none of the names is known.
     """
+    known = {*schema.names, *(_clean_header(c) for c in ts.columns)}
+    if ts.status is not None:
+        known.add(_clean_header(ts.status.column))
+    hint = _header_hint(found, known, header, f"source.tables.{schema.name}.header_row")
     clean: dict[str, str] = {}
     for original in found:
         clean.setdefault(_clean_header(original), original)
@@ -397,13 +431,14 @@ def _select_columns(
                     list(found),
                     mapped=candidates,
                     key=f"source.tables.{schema.name}.columns",
+                    hint=hint,
                 )
             continue
         selected[hit] = name
     if ts.status is not None and wanted is None:
         hit = clean.get(_clean_header(ts.status.column))
         if hit is None:
-            raise MissingColumnError(source, ts.status.column, list(found))
+            raise MissingColumnError(source, ts.status.column, list(found), hint=hint)
         if hit in selected:
             raise InvalidParamError(
                 "the params",
@@ -538,6 +573,7 @@ def derive_columns(frame: pd.DataFrame, ts: TableSource) -> pd.DataFrame:
 def _amounts(params: Params, table: str, spec: AmountSource, order_ids: pd.Series) -> pd.Series:
     """Per order of ``order_ids``, its amount aggregated from another file or SQL table."""
     key = f"source.tables.{table}.amount_from"
+    header = None  # the row of the file its column names were read from
     if params.source.kind == "sql":
         with _connection(params) as conn:
             frame = pd.read_sql(
@@ -556,11 +592,17 @@ def _amounts(params: Params, table: str, spec: AmountSource, order_ids: pd.Serie
                 f"in {_params_files(params)} or add the file."
             )
         where = path.name
-        frame = _format_of(path, table, params).read_raw(path, spec.encoding, spec.delimiter)
+        reader = _format_of(path, table, params)
+        _check_header_row(params, f"{key}.header_row", spec.header_row, path, reader)
+        frame = reader.read_raw(path, spec.encoding, spec.delimiter, spec.header_row)
         frame.columns = [_clean_header(c) for c in frame.columns]
+        header = (spec.header_row or 1) if reader.header_rows else None
     for column in (spec.order_id, spec.value):
         if column not in frame.columns:
-            raise MissingColumnError(where, column, list(frame.columns))
+            found = list(frame.columns)
+            known = {spec.order_id, spec.value}
+            hint = _header_hint(found, known, header, f"{key}.header_row")
+            raise MissingColumnError(where, column, found, hint=hint)
     value_text = frame[spec.value].astype("str").str.strip().str.replace(",", "", regex=False)
     values = pd.to_numeric(value_text.where(value_text != ""), errors="coerce")
     bad = values.isna() & value_text.ne("") & frame[spec.value].notna()
@@ -657,7 +699,22 @@ def _locate(params: Params, schema: TableSchema) -> tuple[list[Path], FileReader
             f"'{ts.file}' matches files of different formats ({sorted(readers)}); "
             "narrow the pattern to one format",
         )
-    return files, next(iter(readers.values()))
+    reader = next(iter(readers.values()))
+    _check_header_row(params, f"source.tables.{table}.header_row", ts.header_row, files[0], reader)
+    return files, reader
+
+
+def _check_header_row(
+    params: Params, key: str, header_row: int | None, path: Path, reader: FileReader
+) -> None:
+    """``header_row`` only where a format's column names stand in a row of the file: set
+    for any other (Parquet), it would be ignored unseen."""
+    if header_row is not None and not reader.header_rows:
+        raise InvalidParamError(
+            _params_files(params),
+            key,
+            t("source.header_row_format", "en", file=path.name, format=reader.name),
+        )
 
 
 def _file_sha256(path: Path) -> str:
@@ -758,25 +815,40 @@ def _read_csv(
 def _read_csv_as(
     path: Path, encoding: str, schema: TableSchema, ts: TableSource, wanted: list[str] | None
 ) -> pd.DataFrame:
-    header = _csv_header(path, encoding, ts.delimiter, schema.name)
-    selected = _select_columns(header, schema, ts, path.name, wanted)
+    header_line = ts.header_row or 1
+    header = _csv_header(path, encoding, ts.delimiter, schema.name, ts.header_row)
+    selected = _select_columns(header, schema, ts, path.name, wanted, header=header_line)
     positions = {orig: header.index(orig) for orig in selected}
     try:
-        frame = _read_csv_arrow(path, encoding, ts.delimiter, len(header), positions)
+        frame = _read_csv_arrow(path, encoding, ts.delimiter, len(header), positions, header_line)
     except pa.ArrowInvalid:
         # Rows with a missing or extra cell, or bytes invalid in the encoding: read record
         # by record, flagging wrong cell counts (or raising UnicodeDecodeError).
-        frame = _read_csv_records(path, encoding, ts.delimiter, len(header), positions)
+        frame = _read_csv_records(path, encoding, ts.delimiter, len(header), positions, header_line)
         frame = frame.rename(columns=selected)
         return _drop_empty_rows(frame[[*selected.values(), SOURCE_ROW, WRONG_FIELDS_COL]])
     frame = frame.rename(columns=selected)[list(selected.values())]
-    # Header is line 1; a quoted cell with line breaks makes its record span several lines.
-    frame[SOURCE_ROW] = _record_lines(path, encoding, ts.delimiter, len(frame))
+    # A quoted cell with line breaks makes its record span several lines.
+    frame[SOURCE_ROW] = _record_lines(path, encoding, ts.delimiter, len(frame), header_line)
     return _drop_empty_rows(frame)
 
 
+def _skip_title_lines(fh: IO[str], header_line: int) -> None:
+    """Read past the lines above the header line (a title), so that the next line read is
+    the header. Lines, not CSV records: the line numbers an editor shows, as Arrow's
+    ``skip_rows`` counts them."""
+    for _ in range(header_line - 1):
+        if not fh.readline():
+            return
+
+
 def _read_csv_records(
-    path: Path, encoding: str, delimiter: str, width: int, positions: dict[str, int]
+    path: Path,
+    encoding: str,
+    delimiter: str,
+    width: int,
+    positions: dict[str, int],
+    header_line: int = 1,
 ) -> pd.DataFrame:
     """The selected columns record by record, flagging records whose cell count is not the
     header's (a truncated last line, an unquoted delimiter inside a value): validation sets
@@ -785,13 +857,15 @@ def _read_csv_records(
     lines: list[int] = []
     wrong: list[bool] = []
     with path.open(encoding=encoding, newline="") as fh:
+        _skip_title_lines(fh, header_line)
         reader = csv.reader(fh, delimiter=delimiter)
         next(reader, None)
-        start = reader.line_num + 1
+        # reader.line_num counts from the header line: the title lines come on top.
+        start = reader.line_num + header_line
         for record in reader:
             # The record's first line (a quoted cell may span several).
             lines.append(start)
-            start = reader.line_num + 1
+            start = reader.line_num + header_line
             blank = not record or record == [""]
             wrong.append(not blank and len(record) != width)
             for name, at in positions.items():
@@ -803,30 +877,46 @@ def _read_csv_records(
     return frame
 
 
-def _record_lines(path: Path, encoding: str, delimiter: str, records: int) -> np.ndarray:
-    """The line each record starts on (header = line 1), as a person counts in an editor."""
-    simple = np.arange(2, records + 2)
+def _record_lines(
+    path: Path, encoding: str, delimiter: str, records: int, header_line: int = 1
+) -> np.ndarray:
+    """The line each record starts on (the file's first line = 1, title lines included),
+    as a person counts in an editor."""
+    simple = np.arange(header_line + 1, header_line + 1 + records)
     newlines = 0
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 24), b""):
             newlines += chunk.count(b"\n")
-    if newlines in (records, records + 1):
+    above = header_line - 1  # title lines
+    if newlines in (records + above, records + above + 1):
         return simple  # one line per record: no line breaks inside quoted cells
     starts = []
     with path.open(encoding=encoding, newline="") as fh:
+        _skip_title_lines(fh, header_line)
         reader = csv.reader(fh, delimiter=delimiter)
         next(reader, None)
         line = reader.line_num
         for _ in reader:
-            starts.append(line + 1)
+            starts.append(line + header_line)
             line = reader.line_num
     return np.asarray(starts) if len(starts) == records else simple
 
 
-def _csv_header(path: Path, encoding: str, delimiter: str, table: str) -> list[str]:
+def _csv_header(
+    path: Path, encoding: str, delimiter: str, table: str, header_row: int | None = None
+) -> list[str]:
+    """The cells of the header line: the first, or the one ``header_row`` names."""
     with path.open(encoding=encoding, newline="") as fh:
+        _skip_title_lines(fh, header_row or 1)
         header = next(csv.reader(fh, delimiter=delimiter), None)
-    if not header:
+    if header_row is not None and not any(c.strip() for c in header or []):
+        # The line named holds no names: blank (or only delimiters), or past the end.
+        why = "source.header_line_past_end" if header is None else "source.header_line_empty"
+        key = f"source.tables.{table}.header_row"
+        raise UnreadableSourceError(
+            t(why, "en", file=path.name, path=path, row=header_row, key=key)
+        )
+    if header is None:  # a blank first line reads as no names: the missing column says so
         raise UnreadableSourceError(
             f"{path.name} ({path}) is empty: it has no header line. Export the {table} "
             "table again with its column names in the first line."
@@ -835,16 +925,23 @@ def _csv_header(path: Path, encoding: str, delimiter: str, table: str) -> list[s
 
 
 def csv_text_options(
-    encoding: str, delimiter: str, width: int, wanted: list[str], block_size: int | None = None
+    encoding: str,
+    delimiter: str,
+    width: int,
+    wanted: list[str],
+    block_size: int | None = None,
+    header_line: int = 1,
 ) -> dict[str, object]:
     """Arrow's CSV options that read the columns ``wanted`` (of ``c0`` .. ``c<width-1>``)
-    as text, the header line skipped, as ``read_csv``/``open_csv`` keyword arguments."""
+    as text, the lines up to the header line skipped, as ``read_csv``/``open_csv``
+    keyword arguments."""
     read = pacsv.ReadOptions(
-        # The header line (with any BOM) is skipped; arrow decodes UTF-8 natively.
+        # The header line and any title above it (with any BOM) are skipped; arrow decodes
+        # UTF-8 natively.
         encoding="utf8" if encoding == "utf-8-sig" else encoding,
         # Columns are addressed by position: header names may repeat or carry a BOM.
         column_names=[f"c{i}" for i in range(width)],
-        skip_rows=1,
+        skip_rows=header_line,
     )
     if block_size is not None:
         read.block_size = block_size
@@ -865,11 +962,17 @@ def csv_text_options(
 
 
 def _read_csv_arrow(
-    path: Path, encoding: str, delimiter: str, width: int, positions: dict[str, int]
+    path: Path,
+    encoding: str,
+    delimiter: str,
+    width: int,
+    positions: dict[str, int],
+    header_line: int = 1,
 ) -> pd.DataFrame:
     """The selected columns as text, parsed by pyarrow on all cores."""
     wanted = [f"c{i}" for i in positions.values()]
-    table = pacsv.read_csv(path, **csv_text_options(encoding, delimiter, width, wanted))
+    options = csv_text_options(encoding, delimiter, width, wanted, header_line=header_line)
+    table = pacsv.read_csv(path, **options)
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     frame.columns = list(positions)
     return frame
@@ -905,17 +1008,36 @@ def _read_xlsx(
         # Some writers store a wrong sheet size; recompute it from the cells.
         ws.reset_dimensions()
         rows = ws.iter_rows(values_only=True)
-        header_row, header = 0, None
+        header_row, header, number = 0, None, 0
+        # The rows above the header row are a title: the row header_row names, else the
+        # first row that is not empty.
         for number, row in enumerate(rows, start=1):
+            if ts.header_row is not None and number < ts.header_row:
+                continue
             if any(_clean_header(v) for v in row):
                 header_row, header = number, [_clean_header(v) for v in row]
+            if header is not None or ts.header_row is not None:
                 break
+        if header is None and ts.header_row is not None:
+            empty = number == ts.header_row  # the row is there, with no name in it
+            why = "source.header_cells_empty" if empty else "source.header_cells_past_end"
+            raise UnreadableSourceError(
+                t(
+                    why,
+                    "en",
+                    row=ts.header_row,
+                    sheet=ws.title,
+                    file=path.name,
+                    path=path,
+                    key=f"source.tables.{schema.name}.header_row",
+                )
+            )
         if header is None:
             raise UnreadableSourceError(
                 f"sheet '{ws.title}' of {path.name} ({path}) is empty; "
                 f"choose the sheet with the data under source.tables.{schema.name}.sheet."
             )
-        selected = _select_columns(header, schema, ts, path.name, wanted)
+        selected = _select_columns(header, schema, ts, path.name, wanted, header=header_row)
         positions = {orig: header.index(orig) for orig in selected}
         records = list(rows)
     finally:
@@ -1463,10 +1585,18 @@ def _text_last_event(read: TextReader) -> Callable[..., pd.Timestamp | None]:
     return last_event
 
 
-def _csv_raw(path: Path, encoding: str, delimiter: str) -> pd.DataFrame:
+def _csv_raw(path: Path, encoding: str, delimiter: str, header_row: int | None) -> pd.DataFrame:
     # A BOM is never part of the first header: utf-8 reads as utf-8-sig.
     encoding = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
-    return pd.read_csv(path, sep=delimiter, encoding=encoding, dtype=str, keep_default_na=False)
+    with path.open(encoding=encoding, newline="") as fh:
+        _skip_title_lines(fh, header_row or 1)
+        return pd.read_csv(fh, sep=delimiter, dtype=str, keep_default_na=False)
+
+
+def _xlsx_raw(path: Path, _encoding: str, _delimiter: str, header_row: int | None) -> pd.DataFrame:
+    # pandas counts the rows it skips as the sheet numbers them, empty ones included.
+    skip = (header_row or 1) - 1
+    return pd.read_excel(path, dtype=str, keep_default_na=False, skiprows=skip)
 
 
 register_reader(
@@ -1476,7 +1606,7 @@ register_reader(
         _parquet_table,
         _parquet_columns,
         _parquet_last_event,
-        lambda path, _encoding, _delimiter: pd.read_parquet(path),
+        lambda path, _encoding, _delimiter, _header_row: pd.read_parquet(path),
     )
 )
 register_reader(
@@ -1487,6 +1617,7 @@ register_reader(
         _read_csv,
         _text_last_event(_read_csv),
         _csv_raw,
+        header_rows=True,
     )
 )
 register_reader(
@@ -1496,6 +1627,7 @@ register_reader(
         _text_table(_read_xlsx),
         _read_xlsx,
         _text_last_event(_read_xlsx),
-        lambda path, _encoding, _delimiter: pd.read_excel(path, dtype=str, keep_default_na=False),
+        _xlsx_raw,
+        header_rows=True,
     )
 )
