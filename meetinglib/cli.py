@@ -317,6 +317,10 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"{proposal.url_env}='{proposal.shown_source}' with the credential in place of "
             "*** before `meeting validate`"
         )
+    if proposal.header_row:
+        # the rows above are skipped from now on: a person should see that they hold no data
+        key = "source.tables.orders.header_row"
+        print("  " + t("cli.init_header_row", "en", row=proposal.header_row, key=key))
     print(f"  columns mapped: {', '.join(f'{k} -> {v}' for k, v in proposal.columns.items())}")
     if proposal.status_column:
         print(

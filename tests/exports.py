@@ -4,7 +4,8 @@
   (UTF-8, naive São Paulo times, a status column, no order type, warehouse, carrier,
   region or amount) and its payments table (several rows per order).
 * ``oms``: a Chinese OMS download (GBK, Chinese headers, times as 2026/11/16 08:30:00,
-  no promised delivery time, exception types with one value no mapping knows).
+  no promised delivery time, exception types with one value no mapping knows), as a CSV
+  or as an XLSX report, either with a title above the header, as back offices write them.
 
 Both cover the six weeks 2026-W42 to 2026-W47 and reach into the Sunday of W47.
 """
@@ -197,29 +198,60 @@ def oms_orders() -> list[Order]:
     return out
 
 
-def write_oms(folder: Path) -> tuple[Path, list[Order]]:
-    """The GBK CSV download with Chinese headers; returns its path and the orders."""
+# The report title an OMS writes above the header of a download or an Excel report.
+OMS_TITLE = "订单报表 2026-10-12 至 2026-11-22"
+
+
+def _oms_row(o: Order) -> list[str]:
+    fmt = "%Y/%m/%d %H:%M:%S"
+    return [
+        o.order_id,
+        o.order_type,
+        _fmt(o.created, fmt),
+        _fmt(o.paid, fmt),
+        _fmt(o.shipped, fmt),
+        _fmt(o.delivered, fmt),
+        o.warehouse,
+        o.carrier,
+        o.region,
+        f"{o.amount:.2f}",
+        o.exception,
+    ]
+
+
+def write_oms(folder: Path, title: tuple[str, ...] = ()) -> tuple[Path, list[Order]]:
+    """The GBK CSV download with Chinese headers; returns its path and the orders.
+
+    ``title``: lines written above the header (e.g. "导出时间: 2026-11-23 09:00").
+    """
     folder.mkdir(parents=True, exist_ok=True)
     orders = oms_orders()
-    fmt = "%Y/%m/%d %H:%M:%S"
     path = folder / "订单导出.csv"
     with path.open("w", encoding="gbk", newline="") as fh:
+        fh.writelines(f"{line}\r\n" for line in title)  # as csv.writer ends its lines
         writer = csv.writer(fh)
         writer.writerow(OMS_HEADER)
-        for o in orders:
-            writer.writerow(
-                [
-                    o.order_id,
-                    o.order_type,
-                    _fmt(o.created, fmt),
-                    _fmt(o.paid, fmt),
-                    _fmt(o.shipped, fmt),
-                    _fmt(o.delivered, fmt),
-                    o.warehouse,
-                    o.carrier,
-                    o.region,
-                    f"{o.amount:.2f}",
-                    o.exception,
-                ]
-            )
+        writer.writerows(_oms_row(o) for o in orders)
+    return path, orders
+
+
+def write_oms_xlsx(folder: Path, title: str | None = OMS_TITLE) -> tuple[Path, list[Order]]:
+    """The same orders as an Excel report: ``title`` in row 1, merged across the header's
+    width, row 2 empty and the header in row 3 (no title: the header in row 1); the
+    cells as the CSV writes them. Returns its path and the orders."""
+    from openpyxl import Workbook
+
+    folder.mkdir(parents=True, exist_ok=True)
+    orders = oms_orders()
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "订单"
+    if title is not None:
+        sheet.cell(row=1, column=1, value=title)
+        sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(OMS_HEADER))
+        sheet.append([])  # row 2, empty
+    for row in [OMS_HEADER, *(_oms_row(o) for o in orders)]:
+        sheet.append(row)
+    path = folder / "订单报表.xlsx"
+    book.save(path)
     return path, orders

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from meetinglib.cli import main
-from tests.exports import Order, write_olist, write_oms
+from tests.exports import Order, oms_orders, write_olist, write_oms, write_oms_xlsx
 
 WEEK = "2026-W47"
 MONDAY = dt.datetime(2026, 11, 16)
@@ -253,9 +253,71 @@ def test_oms_unknown_exception_is_listed_as_kept(oms):
 
 
 def write_oms_orders() -> list[Order]:
-    from tests.exports import oms_orders
-
     return oms_orders()
+
+
+# --- the same export under a title ------------------------------------------------------------
+
+# Order 3 of the report week, created on Monday at 10:00: the only cell holding that text
+# (times of the other orders fall on other minutes), its row the 254th order of the file.
+BROKEN = "2026/11/16 10:00:00"
+BROKEN_ORDER = next(o for o in oms_orders() if o.created == dt.datetime(2026, 11, 16, 10))
+BROKEN_INDEX = oms_orders().index(BROKEN_ORDER)
+
+
+def _break_one_time(path: Path) -> None:
+    """Write an hour that does not exist into the created time of BROKEN_ORDER."""
+    if path.suffix == ".csv":
+        data = path.read_bytes()
+        assert data.count(BROKEN.encode("gbk")) == 1
+        path.write_bytes(data.replace(BROKEN.encode("gbk"), b"2026/11/16 25:00:00"))
+        return
+    from openpyxl import load_workbook
+
+    book = load_workbook(path)
+    cells = [c for row in book.active.iter_rows() for c in row if c.value == BROKEN]
+    assert len(cells) == 1
+    cells[0].value = "2026/11/16 25:00:00"
+    book.save(path)
+
+
+@pytest.mark.parametrize("kind", ["gbk_csv", "xlsx"])
+def test_a_titled_export_gives_the_figures_of_the_same_export_without_its_title(
+    kind, tmp_path, capsys
+):
+    """A GBK download with a title line, an Excel report with a merged title and an empty
+    row: `meeting init` proposes header_row, the week's KPIs are those of the export
+    without a title, and the row set aside is named by its row in the file."""
+    if kind == "gbk_csv":
+        plain, _ = write_oms(tmp_path / "plain")
+        titled, _ = write_oms(tmp_path / "titled", title=("导出时间: 2026-11-23 09:00",))
+        header = 2
+    else:
+        plain, _ = write_oms_xlsx(tmp_path / "plain", title=None)
+        titled, _ = write_oms_xlsx(tmp_path / "titled")
+        header = 3
+    figures, examples = {}, {}
+    for name, path in (("plain", plain), ("titled", titled)):
+        _break_one_time(path)
+        params = tmp_path / f"{name}.yaml"
+        _init(path, params, "--company", "华东电商")
+        _set(params, store={"path": str(tmp_path / f"{name}.db")})
+        out = tmp_path / f"{name}-kpis"
+        assert main(["-q", "kpis", "--params", str(params), "--week", WEEK, "--out", str(out)]) == 0
+        with (out / "kpis.csv").open(encoding="utf-8-sig") as fh:
+            figures[name] = list(csv.DictReader(fh))
+        capsys.readouterr()
+        assert main(["-q", "validate", "--params", str(params), "--week", WEEK]) == 0
+        examples[name] = capsys.readouterr().out
+    orders = yaml.safe_load((tmp_path / "titled.yaml").read_text(encoding="utf-8"))
+    assert orders["source"]["tables"]["orders"]["header_row"] == header
+    assert "header_row" not in (tmp_path / "plain.yaml").read_text(encoding="utf-8")
+    assert figures["titled"] == figures["plain"]
+    assert float(_kpis(tmp_path / "titled-kpis")["orders_created"]["this_week"]) == 49
+    # The row set aside, as a person finds it: below the header row, the title counted.
+    for name, first in (("plain", 2), ("titled", header + 1)):
+        row = first + BROKEN_INDEX
+        assert f"row {row} (order_id {BROKEN_ORDER.order_id})" in examples[name], examples[name]
 
 
 # --- a section that cannot be computed ------------------------------------------------------------

@@ -11,7 +11,15 @@ import yaml
 
 from meetinglib.cli import main
 from meetinglib.core.errors import SourceNotFoundError
-from meetinglib.data.propose import URL_ENV, detect_encoding, propose, render, timestamp_format
+from meetinglib.data.propose import (
+    URL_ENV,
+    detect_encoding,
+    header_row,
+    propose,
+    render,
+    timestamp_format,
+)
+from tests.exports import OMS_HEADER, OMS_TITLE, write_oms, write_oms_xlsx
 
 
 def test_encodings_are_detected_from_the_bytes():
@@ -268,3 +276,74 @@ def test_an_exception_reason_column_is_mapped_to_exception_code(tmp_path):
         encoding="utf-8",
     )
     assert propose(path).columns["异常原因"] == "exception_code"
+
+
+# --- a title above the header ------------------------------------------------------------
+
+
+def test_a_title_above_the_header_is_found_and_an_ordinary_header_is_left_alone():
+    data = ["A1", "普通订单", "2026/11/16 08:30:00", "199.00"]
+    names = ["订单编号", "订单类型", "下单时间", "订单金额"]
+    # A title cell (merged or not), an empty row, the header: the header is row 3.
+    assert header_row([[OMS_TITLE, "", "", ""], [], names, data, data]) == 3
+    assert header_row([["导出时间: 2026-11-23 09:00"], names, data]) == 2
+    # A label and a date in two cells are a title too, above a wide header.
+    assert header_row([["导出时间:", "2026-11-23 09:00"], [], [*names, *"ABCD"], data]) == 3
+    # Header on row 1: nothing to propose, whatever follows.
+    assert header_row([names, data, data]) is None
+    assert header_row([["order_id", "status"], ["A1", "delivered"], ["A2", "canceled"]]) is None
+    # A first row of values is no title: no header is made up from a later row of text.
+    assert header_row([["A1", "2026-11-16", "5"], ["A2", "normal", "web"]]) is None
+    # One column only, or nothing: no header row found.
+    assert header_row([["order_id"], ["A1"]]) is None
+    assert header_row([]) is None
+
+
+def test_init_proposes_the_header_row_of_a_titled_gbk_csv(tmp_path, capsys):
+    path, _ = write_oms(tmp_path / "export", title=("导出时间: 2026-11-23 09:00",))
+    out = tmp_path / "p.yaml"
+    assert main(["init", str(path), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "header row: 2, below a title (source.tables.orders.header_row)" in printed
+    orders = yaml.safe_load(out.read_text(encoding="utf-8"))["source"]["tables"]["orders"]
+    assert orders["header_row"] == 2
+    assert orders["encoding"] == "gb18030"
+    assert set(orders["columns"]) == set(OMS_HEADER)
+    assert orders["timestamp_format"] == "%Y/%m/%d %H:%M:%S"  # read from the data rows
+
+
+def test_init_proposes_the_header_row_of_a_titled_xlsx(tmp_path, capsys):
+    path, _ = write_oms_xlsx(tmp_path / "export")
+    out = tmp_path / "p.yaml"
+    assert main(["init", str(path), "--out", str(out)]) == 0
+    assert "header row: 3, below a title" in capsys.readouterr().out
+    orders = yaml.safe_load(out.read_text(encoding="utf-8"))["source"]["tables"]["orders"]
+    assert orders["header_row"] == 3
+    assert set(orders["columns"]) == set(OMS_HEADER)
+    assert orders["values"]["order_type"]["特殊订单"] == "special"  # the data rows sampled
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_init_proposes_no_header_row_for_a_header_on_the_first_row(kind, tmp_path, capsys):
+    if kind == "csv":
+        path, _ = write_oms(tmp_path / "export")
+    else:
+        path, _ = write_oms_xlsx(tmp_path / "export", title=None)
+    out = tmp_path / "p.yaml"
+    assert main(["init", str(path), "--out", str(out)]) == 0
+    assert "header row" not in capsys.readouterr().out
+    text = out.read_text(encoding="utf-8")
+    assert "header_row" not in text
+    assert set(yaml.safe_load(text)["source"]["tables"]["orders"]["columns"]) == set(OMS_HEADER)
+
+
+def test_no_column_found_says_which_row_was_read_and_names_header_row(tmp_path, capsys):
+    """A title init does not recognise as one (two lines of text, as wide as the table):
+    the message names the row read and the key that reads another."""
+    path = tmp_path / "orders.csv"
+    path.write_text("Shop,Weekly orders\nNorth,2026\nno,when\nA1,2026-11-16\n", encoding="utf-8")
+    assert main(["init", str(path), "--out", str(tmp_path / "p.yaml")]) == 3
+    err = capsys.readouterr().err
+    assert "no column of" in err and "headers read: 'Shop', 'Weekly orders'" in err
+    assert "they were read from row 1 of the file" in err
+    assert "set source.tables.orders.header_row to its number" in err

@@ -2,7 +2,8 @@
 
 Reads a sample of a file (CSV, XLSX, Parquet) or an SQL table and proposes how it maps
 onto the canonical ``orders`` table: the encoding (a UTF-8 BOM, UTF-8, else GB18030,
-which reads GBK), the delimiter, the timestamp format (day-first or month-first judged
+which reads GBK), the delimiter, the row of the column names when a title stands above
+them (``header_row``), the timestamp format (day-first or month-first judged
 from the values; when no value tells, no guess is made and the file says so), the
 columns (from header names, by the English and Chinese synonyms of ``SYNONYMS``), the
 canonical values of the categorical columns (from their distinct values), a status
@@ -25,6 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from meetinglib.core.errors import SourceNotFoundError, UnreadableSourceError
+from meetinglib.core.i18n import t
 from meetinglib.core.params import Params, SourceParams, TableSource
 from meetinglib.core.schema import ORDERS
 from meetinglib.core.secrets import url_secrets
@@ -33,6 +35,8 @@ from meetinglib.data.sources import known_suffixes, reader_for
 from meetinglib.data.validate import MISSING_TOKENS, day_first
 
 SAMPLE_ROWS = 5000
+# The first rows looked at for a title above the column names.
+HEADER_SCAN_ROWS = 30
 STATUS = "status"  # the key of the status column among the proposals
 # The variable a proposed file names (source.url_env) for a URL holding a credential.
 URL_ENV = "MEETING_SOURCE_URL"
@@ -98,6 +102,10 @@ STATUS_DELIVERED = ("delivered", "已签收", "已完成", "完成", "签收")
 _YMD = re.compile(r"^\s*\d{4}([/.\-])\d{1,2}\1\d{1,2}(?:[ T](\d{1,2}:\d{2}(:\d{2})?))?")
 _DMY = re.compile(r"^\s*\d{1,2}([/.\-])\d{1,2}\1\d{4}(?:\s+(\d{1,2}:\d{2}(:\d{2})?))?")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
+# Cells that are values, not column names: numbers (1,299.00, -5, 12%), and dates or
+# times (2026-11-16, 2026/11/16, 2026年11月, 08:30).
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+%?$")
+_DATE_OR_TIME = re.compile(r"\d{1,4}[-/.年]\d{1,2}|\d{1,2}:\d{2}")
 
 
 @dataclass
@@ -111,6 +119,7 @@ class Proposal:
     sql_table: str | None  # table name, for kind sql
     encoding: str | None
     delimiter: str
+    header_row: int | None  # the row of the column names, below a title; None: the first
     headers: list[str]
     columns: dict[str, str]  # company header -> canonical column
     status_column: str | None
@@ -235,6 +244,74 @@ def _time_format(time: str, seconds: str | None) -> str:
     return " %H:%M:%S" if seconds else " %H:%M"
 
 
+def _looks_like_name(cell: str) -> bool:
+    return not _NUMBER.match(cell) and not _DATE_OR_TIME.search(cell)
+
+
+def header_row(rows: list[list[str]]) -> int | None:
+    """The 1-based row of the column names when a title stands above them, else None.
+
+    ``rows`` are a file's first rows as cell texts. The column names are the first row
+    of names, no number, date or time among them, that spans at least half the widest row
+    (the table); the rows above it must be empty or far narrower than it, as a title is
+    ("订单报表 2026-11-16 至 2026-11-22" in one cell, perhaps merged across the table).
+    A file whose first row is its header, or whose first rows do not look like a title
+    above a header, gets None: the readers' default.
+    """
+    filled = [[c.strip() for c in row if c is not None and c.strip()] for row in rows]
+    widest = max((len(cells) for cells in filled), default=0)
+    at = next(
+        (
+            i
+            for i, cells in enumerate(filled)
+            if len(cells) >= max(2, (widest + 1) // 2) and all(map(_looks_like_name, cells))
+        ),
+        None,
+    )
+    if not at:  # none, or the first row: no title
+        return None
+    # A title is a cell or two (a label and a date, say); a row as wide as a third of the
+    # header is a part of the table the names do not head (the header is elsewhere).
+    narrow = max(1, len(filled[at]) // 3)
+    if any(len(cells) > narrow for cells in filled[:at]):
+        return None
+    return at + 1
+
+
+def _csv_rows(text: str, delimiter: str) -> list[list[str]]:
+    """The first lines of a CSV's text split into cells, one line per row (a quoted cell
+    with a line break is cut there: each row stays the line a person counts)."""
+    lines = text.splitlines()[:HEADER_SCAN_ROWS]
+    return [next(csv.reader([line], delimiter=delimiter), []) for line in lines]
+
+
+def _sniff(line: str) -> str | None:
+    try:
+        return csv.Sniffer().sniff(line, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return None
+
+
+def _xlsx_rows(path: Path) -> list[list[str]]:
+    """The first rows of a workbook's first sheet as cell texts, empty rows included (row
+    numbers stay the sheet's)."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # a damaged workbook: the sample's reader says what is wrong
+        return []
+    try:
+        sheet = book.worksheets[0]
+        sheet.reset_dimensions()
+        return [
+            ["" if v is None else str(v) for v in row]
+            for row in sheet.iter_rows(max_row=HEADER_SCAN_ROWS, values_only=True)
+        ]
+    finally:
+        book.close()
+
+
 def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str, object]]:
     """The first SAMPLE_ROWS rows as text, and how the source was read."""
     if "://" in source:
@@ -260,28 +337,40 @@ def _read_sample(source: str, table: str | None) -> tuple[pd.DataFrame, dict[str
             f"use one of {', '.join(known_suffixes())}"
         )
     if reader.name != "csv":  # text formats need their encoding and delimiter found first
-        frame = reader.read_raw(path, "utf-8", ",", None).head(SAMPLE_ROWS)
-        return frame, {"kind": "folder", "encoding": None, "delimiter": ","}
+        row = header_row(_xlsx_rows(path)) if reader.header_rows else None
+        frame = reader.read_raw(path, "utf-8", ",", row).head(SAMPLE_ROWS)
+        return frame, {"kind": "folder", "encoding": None, "delimiter": ",", "header_row": row}
     with path.open("rb") as fh:
         head = fh.read(1 << 20)
     encoding = detect_encoding(head)
     text = head.decode(encoding, errors="ignore")
-    first_line = text.splitlines()[0] if text else ""
-    try:
-        delimiter = csv.Sniffer().sniff(first_line, delimiters=",;\t|").delimiter
-    except csv.Error:
-        delimiter = ","
-    frame = pd.read_csv(
-        path,
-        sep=delimiter,
-        encoding=encoding,
-        dtype=str,
-        nrows=SAMPLE_ROWS,
-        keep_default_na=False,
-        on_bad_lines="skip",
-        index_col=False,
-    )
-    return frame, {"kind": "folder", "encoding": encoding, "delimiter": delimiter}
+    lines = text.splitlines()[:HEADER_SCAN_ROWS]
+    # A title line ("导出时间: 2026-11-23 09:00") may hold no delimiter: the first line
+    # that shows one splits the rows looked at for a title ...
+    guess = next((d for d in map(_sniff, lines) if d), ",")
+    row = header_row(_csv_rows(text, guess))
+    # ... and the header line itself gives the delimiter, as the first line does when
+    # there is no title.
+    header_line = lines[row - 1] if row else (lines[0] if lines else "")
+    delimiter = _sniff(header_line) or (guess if row else ",")
+    with path.open(encoding=encoding, newline="") as fh:
+        sources._skip_title_lines(fh, row or 1)
+        frame = pd.read_csv(
+            fh,
+            sep=delimiter,
+            dtype=str,
+            nrows=SAMPLE_ROWS,
+            keep_default_na=False,
+            on_bad_lines="skip",
+            index_col=False,
+        )
+    how: dict[str, object] = {
+        "kind": "folder",
+        "encoding": encoding,
+        "delimiter": delimiter,
+        "header_row": row,
+    }
+    return frame, how
 
 
 def _read_sql_sample(url: str, table: str) -> pd.DataFrame:
@@ -350,11 +439,17 @@ def _listed(names: list[str], limit: int = 20) -> str:
     return ", ".join(names[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
-def _nothing_mapped(source: str, headers: list[str]) -> str:
-    """Why no column was proposed: the headers read, and a workbook's other sheets (the
-    orders are often on a sheet after a cover or notes sheet)."""
+def _nothing_mapped(source: str, headers: list[str], row: int | None) -> str:
+    """Why no column was proposed: the headers read, a workbook's other sheets (the
+    orders are often on a sheet after a cover or notes sheet), and for a file, the row
+    the names were read from (a title above them may have gone unnoticed)."""
     found = ", ".join(repr(h) for h in headers[:12]) + (" ..." if len(headers) > 12 else "")
     text = f"no column of {source} looks like an orders column (headers read: {found})"
+    reader = None if "://" in source else reader_for(Path(source))
+    hint = ""
+    if reader is not None and reader.header_rows:
+        key = "source.tables.orders.header_row"
+        hint = " " + t("source.header_row_hint", "en", row=row or 1, key=key)
     if Path(source).suffix.lower() in (".xlsx", ".xlsm"):
         from openpyxl import load_workbook
 
@@ -367,9 +462,9 @@ def _nothing_mapped(source: str, headers: list[str]) -> str:
             return (
                 f"{text}; it read the first sheet, '{sheets[0]}', of {sheets}. Move the "
                 "orders to the first sheet, or write the params by hand with "
-                "source.tables.orders.sheet naming theirs (README, Bring your own data)."
+                "source.tables.orders.sheet naming theirs (README, Bring your own data)." + hint
             )
-    return f"{text}. Pass the orders export, or write the params' columns mapping by hand."
+    return f"{text}. Pass the orders export, or write the params' columns mapping by hand.{hint}"
 
 
 def propose(source: str | os.PathLike[str], table: str | None = None) -> Proposal:
@@ -389,7 +484,10 @@ def propose(source: str | os.PathLike[str], table: str | None = None) -> Proposa
         else:
             columns[hit] = canonical
     if not columns:
-        raise UnreadableSourceError(_nothing_mapped(str(source), headers))
+        row = how.get("header_row")
+        raise UnreadableSourceError(
+            _nothing_mapped(str(source), headers, row if isinstance(row, int) else None)
+        )
     values: dict[str, dict[str, str]] = {}
     unmatched: dict[str, list[str]] = {}
     for header, canonical in columns.items():
@@ -427,6 +525,7 @@ def propose(source: str | os.PathLike[str], table: str | None = None) -> Proposa
         sql_table=table if is_sql else None,
         encoding=how.get("encoding"),  # type: ignore[arg-type]
         delimiter=str(how.get("delimiter", ",")),
+        header_row=how.get("header_row"),  # type: ignore[arg-type]
         headers=headers,
         columns=columns,
         status_column=status_column,
@@ -514,6 +613,9 @@ def render(
             lines.append(f"      encoding: {p.encoding}        # detected")
         if p.delimiter != ",":
             lines.append(f"      delimiter: {_q(p.delimiter)}")
+        if p.header_row:
+            note = t("init.header_row_comment", "en")
+            lines.append(f"      header_row: {p.header_row}               # {note}")
     if p.timestamp_format:
         lines.append(
             f"      timestamp_format: {_q(p.timestamp_format)}   # detected from the values"
