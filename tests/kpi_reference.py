@@ -589,11 +589,18 @@ def settled_amount(settlements: pd.DataFrame, window: Window) -> float:
 def _pending(settlements: pd.DataFrame, orders: pd.DataFrame, when: pd.Timestamp) -> pd.Series:
     when = _check_aware(when)
     delivered = _order_values(orders, settlements["order_id"], "delivered_at")
-    return (delivered < when) & ~(settlements["settled_at"] < when)
+    settled_at = settlements["settled_at"]
+    timed = settled_at.notna()
+    # Without a time, the status decides: settled (the time was lost) and refunded (nothing
+    # due) are not money to come; pending, disputed and unknown statuses are.
+    closed = pd.Series(_is(settlements["status"], "settled", "refunded"), index=settlements.index)
+    open_at = (timed & (settled_at >= when)) | (~timed & ~closed)
+    return (delivered < when) & open_at
 
 
 def pending_amount_at(settlements: pd.DataFrame, orders: pd.DataFrame, when: pd.Timestamp) -> float:
-    """Amount of orders delivered before ``when`` and not settled (or refunded) before it."""
+    """Amount of orders delivered before ``when`` and not settled (or refunded) before it;
+    rows without settled_at count only when their status is not settled or refunded."""
     return float(settlements.loc[_pending(settlements, orders, when), "amount"].sum())
 
 

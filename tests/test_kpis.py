@@ -509,6 +509,46 @@ def test_pending_aging_buckets_include_their_upper_bound(tables):
     assert months["amount"].tolist() == pytest.approx([0, 0, 0, 210.0])
 
 
+# tests/data/kpis/settlement_statuses.csv: the delivered orders' settlements as exports
+# write them when status and time disagree or the time is missing, with what each is
+# (pending: counted at a week's end after the delivery, until its settled_at if any):
+#   O01 settled, no time        the time was not exported: not pending
+#   O02 refunded, no time       a refund of money never settled: nothing due, not pending
+#   O03 disputed, no time       money not settled: pending for good
+#   O04 refunded 03-10 08:00    pending until its refund
+#   O06 pending, no time        pending for good
+#   O10 disputed 03-20 10:00    the time closes it, whatever the status
+#   O11 settled 03-16 06:00     settled after W11's end: pending at it
+#   O07 pending, not delivered  not pending
+
+
+def _with_statuses(tables):
+    settlements = _read("settlement_statuses", ("settled_at",), ("status",))
+    settlements[["amount", "fee"]] = settlements[["amount", "fee"]].astype("float64")
+    return {**tables, "settlements": settlements}
+
+
+def test_pending_amount_follows_the_status_of_a_settlement_without_a_time(tables):
+    tables = _with_statuses(tables)
+    st, o = tables["settlements"], tables["orders"]
+    # W10's end (03-09 00:00), delivered before it: O01, O02 (no time: settled, refunded;
+    # not pending), O03 300, O04 50 (refunded after) -> 350
+    # W11's end (03-16 00:00): O03 300, O06 120, O10 90 (closed 03-20), O11 60 (settled
+    # 03-16 06:00); O04 refunded 03-10 -> 570
+    # W12's and W13's end: O03 300, O06 120 -> 420
+    expected = [350.0, 570.0, 420.0, 420.0]
+    frame = kpis.weekly_kpis(tables, WEEKS, SLA, ["pending_amount", "settled_amount"])
+    assert series_of(frame, "pending_amount") == pytest.approx(expected)
+    assert [ref.pending_amount_at(st, o, w.end) for w in WEEKS] == pytest.approx(expected)
+    # settled with a time: O11 in W12 only; O01 has no week to be settled in
+    assert series_of(frame, "settled_amount") == pytest.approx([0, 0, 60.0, 0])
+    # at W11's end: O06 4.5 days, O10 3.4, O11 4.75 (0-7); O03 9.5 days (8-14)
+    aging = ref.pending_aging(st, o, W11.end)
+    assert aging["count"].tolist() == [3, 1, 0, 0]
+    assert aging["amount"].tolist() == pytest.approx([270.0, 300.0, 0, 0])
+    assert ref.disputes(st) == (2, 390.0)
+
+
 def test_fill_rate_and_stockouts_by_hand(tables):
     lines, o = tables["order_lines"], tables["orders"]
     # lines of orders shipped in W11: O06 2/2 + 1/1, O07 1/1, O08 2/3, O10 1/1, O11 2/2,
@@ -891,6 +931,11 @@ def test_weekly_kpis_agree_with_the_per_window_functions_on_the_fixture(tables):
         ("channel", "web", "all"),
     ]
     assert _compare_with_per_window(tables, WEEKS, segments) > 300
+
+
+def test_pending_amount_agrees_with_the_per_window_functions_whatever_the_status(tables):
+    segments = [("all", "all", "all"), ("all", "all", "normal"), ("all", "all", "special")]
+    assert _compare_with_per_window(_with_statuses(tables), WEEKS, segments) > 100
 
 
 def test_weekly_kpis_agree_with_the_per_window_functions_on_the_sample(tmp_path, sample):

@@ -668,7 +668,11 @@ def _obs_overdue(f: Frames) -> ir.Table:
 
 
 def _obs_pending(f: Frames) -> ir.Table:
+    """Amount pending at each week's end (currency): settlements of orders delivered before
+    it and not settled or refunded before it; without a settled_at, only those whose
+    status leaves the money due (``sections.pending_until_settled``)."""
     rows = f.rows("settlements", "delivered_at")
+    rows = rows.filter(sections.pending_until_settled(rows.status, rows.settled_at))
     return f.spans(rows, f.us(rows.o_delivered_at), f.us(rows.settled_at), rows.amount)
 
 

@@ -70,6 +70,10 @@ EXAMPLE_COLUMNS = (
 EXAMPLE_STATUSES = ("not_shipped", "in_transit", "delivered", "cancelled")
 AGING_BUCKETS = ("0_7", "8_14", "15_30", "over_30")
 _AGING_UPPER = (7.0, 14.0, 30.0)
+# Settlement statuses that close a row whether or not the export gives its time: settled
+# (the money arrived) and refunded (nothing is due any more). Pending and disputed money
+# is still to be settled; so is money under a status the mapping does not know.
+CLOSED_STATUSES = ("settled", "refunded")
 _TIMESTAMP = "timestamp('UTC')"
 
 
@@ -646,18 +650,39 @@ def after_sales_reasons(con: BaseBackend, cases: ir.Table, window: Window) -> pd
     return counts.rename("cases")
 
 
+def pending_until_settled(status: ir.Value, settled_at: ir.Value) -> ir.BooleanValue:
+    """Whether a settlement row is pending from its order's delivery until its settled_at
+    (for good when empty): every row with a settled_at, whatever its status, and a row
+    without one whose status leaves the money due (pending, disputed); a settled or
+    refunded row without a time is never pending.
+
+    The definition of pending money, shared by the pending amount KPI and the pending
+    aging (a row is pending at an instant when this holds, its order was delivered before
+    the instant and its settled_at is not before it). A settled_at closes the row at that
+    instant: a settlement or refund made after a week's end was money still due at it.
+    Without a time, the status is all there is: "settled" says the money arrived (an
+        export that lost the time) and "refunded"
+    """
+    closed = status.cast("string").isin(CLOSED_STATUSES).fill_null(False)
+    return settled_at.notnull() | ~closed
+
+
 def pending_aging(
     con: BaseBackend, settlements: ir.Table, orders: ir.Table, when: pd.Timestamp
 ) -> pd.DataFrame:
     """Pending settlements at ``when`` by days since delivery: 0-7, 8-14, 15-30, over 30.
 
-    Pending: the order delivered before ``when``, not settled (or refunded) before it.
+    Pending: the order delivered before ``when``, not settled or refunded before it, as
+    ``pending_until_settled`` defines (a settled or refunded row without a time is not).
     Columns count (settlements) and amount (currency); every bucket listed. A bucket holds
     ages up to and including its upper bound (exactly 7.0 days is in 0_7).
     """
     at = instant(when)
     # Settled before ``when`` is most of them: left out before the orders are joined.
-    unsettled = settlements.filter(~before(settlements.settled_at, at))
+    unsettled = settlements.filter(
+        ~before(settlements.settled_at, at)
+        & pending_until_settled(settlements.status, settlements.settled_at)
+    )
     delivered = orders.select(
         _oid=orders.order_id, _delivered_at=col(orders, "delivered_at").cast(_TIMESTAMP)
     )
