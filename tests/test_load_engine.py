@@ -94,6 +94,12 @@ def _retype(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _a_settled_row(frame: pd.DataFrame, k: int) -> int:
+    """The index of the ``k``-th settlement whose status is settled and has its time."""
+    settled = (frame["status"].astype("str") == "settled") & frame["settled_at"].notna()
+    return int(frame.index[settled][k])
+
+
 @pytest.fixture(scope="module")
 def dirty(sample, tmp_path_factory) -> Path:
     """The sample with bad rows of every rule the engine path validates."""
@@ -149,9 +155,18 @@ def dirty(sample, tmp_path_factory) -> Path:
         planted = _plant(planted, {0: {"qty": -2}, 1: {"sku": " "}})
         return _retype(planted, like)
 
+    def settlements(frame: pd.DataFrame) -> pd.DataFrame:
+        like = frame.copy()
+        settled = _a_settled_row(frame, 0)
+        # an id to strip sends the table to the screened path, with a settlement whose
+        # status says settled and whose time is empty
+        planted = {settled: {"settled_at": pd.NaT}, 4: {"order_id": f"{frame.at[4, 'order_id']} "}}
+        return _retype(_plant(frame, planted), like)
+
     _edit(folder / "orders.parquet", orders)
     _edit(folder / "tickets.parquet", tickets)
     _edit(folder / "order_lines.parquet", lines)
+    _edit(folder / "settlements.parquet", settlements)
     return folder
 
 
@@ -195,7 +210,9 @@ def flagged(sample, tmp_path_factory) -> Path:
 
     def settlements(frame: pd.DataFrame) -> pd.DataFrame:
         like = frame.copy()
-        return _retype(_plant(frame, {1: {"amount": np.nan}, 2: {"status": "lost"}}), like)
+        planted = {1: {"amount": np.nan}, 2: {"status": "lost"}}
+        planted[_a_settled_row(frame, 3)] = {"settled_at": pd.NaT}
+        return _retype(_plant(frame, planted), like)
 
     _edit(folder / "orders.parquet", orders)
     _edit(folder / "tickets.parquet", tickets)
@@ -247,6 +264,22 @@ def assert_same(pandas_week: WeekData, engine_week: WeekData) -> None:
     assert engine_week.columns == pandas_week.columns
 
 
+def _assert_one_settled_without_time(week: WeekData) -> None:
+    """The planted settlement that says settled without a time: flagged, kept, counted."""
+    (entry,) = [e for e in week.quality.entries if e.rule == "status without time"]
+    assert (entry.table, entry.source, entry.column, entry.rows, entry.kept) == (
+        "settlements",
+        "settlements.parquet",
+        "settled_at",
+        1,
+        True,
+    )
+    assert re.fullmatch(
+        r"row \d+ \(order_id \S+\): status 'settled', settled_at empty", entry.examples[0]
+    )
+    assert not (week.quality.quarantined["settlements"]["_rule"] == "status without time").any()
+
+
 def test_clean_sample_equals_the_pandas_path(sample, tmp_path):
     pandas_week, engine_week = _both(write_params(tmp_path, sample))
     assert set(engine_week.load_paths.values()) == {"engine"}
@@ -275,6 +308,7 @@ def test_bad_rows_of_every_rule_equal_the_pandas_path(dirty, tmp_path):
         assert ("orders", rule) in rules, rule
     assert ("order_lines", "duplicate key") in rules
     assert ("tickets", "out of range") in rules
+    _assert_one_settled_without_time(engine_week)
     q = engine_week.quality.quarantined["orders"]
     assert q.loc[q["_rule"] == "duplicate key", "_column"].tolist() == ["order_id"] * 2
     # Stripped ids and case-insensitive codes are kept, as canonical values.
@@ -301,6 +335,7 @@ def test_one_pass_counts_every_rule_as_the_pandas_path(flagged, tmp_path, monkey
         assert ("orders", rule) in rules, rule
     assert {("tickets", "out of range"), ("tickets", "milestone order")} <= rules
     assert ("settlements", "unknown value") in rules
+    _assert_one_settled_without_time(engine_week)
     # Two failing checks: the row is set aside under the first, counted under both.
     q = engine_week.quality.quarantined["orders"]
     assert len(q) == len(pandas_week.quality.quarantined["orders"]) >= 5
@@ -356,8 +391,8 @@ def test_one_pass_over_a_table_in_several_files(flagged, tmp_path, monkeypatch):
 def test_text_to_clean_or_repeated_keys_take_the_screened_path(dirty, tmp_path, monkeypatch):
     screened = _screened_tables(monkeypatch)
     load_week(load_params(write_params(tmp_path, dirty)), WEEK)
-    # Orders and tickets hold text to strip or flag; order lines a repeated key.
-    assert screened == {"orders", "tickets", "order_lines"}
+    # Orders, tickets and settlements hold text to strip or flag; order lines a repeated key.
+    assert screened == {"orders", "tickets", "order_lines", "settlements"}
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,12 @@ def _cell(lines: list[str], row: int, column: str, value: str) -> list[str]:
     return lines
 
 
+def _first(lines: list[str], column: str, value: str) -> int:
+    """The first data row (1 = the first) of a simple CSV whose ``column`` holds ``value``."""
+    at = lines[0].rstrip("\r\n").split(",").index(column)
+    return next(i for i in range(1, len(lines)) if lines[i].rstrip("\r\n").split(",")[at] == value)
+
+
 def _drop_column(column: str) -> Callable[[list[str]], list[str]]:
     def edit(lines: list[str]) -> list[str]:
         header = lines[0].rstrip("\n").split(",")
@@ -552,6 +558,16 @@ CASES = [
         0,
         "Unknown value",
         data=_csv_edit("orders", lambda ls: _cell(ls, 3, "order_type", "mystery")),
+        out="stdout",
+    ),
+    Case(
+        "a settled payment without its time",
+        VALIDATE,
+        0,
+        "Status without its time",
+        data=_csv_edit(
+            "settlements", lambda ls: _cell(ls, _first(ls, "status", "settled"), "settled_at", "")
+        ),
         out="stdout",
     ),
     Case(

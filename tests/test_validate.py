@@ -346,6 +346,91 @@ def test_at_most_five_examples():
     assert entries[0].examples == tuple(f"row {i + 2} (order_id O{i}): 'x'" for i in range(5))
 
 
+# --- a status without its time -------------------------------------------------------------
+# Settlements, by CSV line: a status that says a time happened needs that time.
+#  2 S-1  settled 2026-03-10       valid
+#  3 S-2  settled, empty time      -> status without time
+#  4 S-3  ' Settled ', 'NULL'      -> status without time (a placeholder is no time)
+#  5 S-4  refunded, empty time     valid: a refund of money never settled has no time
+#  6 S-5  disputed, empty time     valid: not settled yet
+#  7 S-6  pending, empty time      valid
+#  8 S-7  settled, 'soon'          unparseable timestamp (set aside), not this rule
+SETTLEMENT_STATUSES = {
+    "order_id": ["S-1", "S-2", "S-3", "S-4", "S-5", "S-6", "S-7"],
+    "settled_at": ["2026-03-10 09:00:00", None, "NULL", None, None, None, "soon"],
+    "amount": ["10", "20", "30", "40", "50", "60", "70"],
+    "status": ["settled", "settled", " Settled ", "refunded", "disputed", "pending", "settled"],
+}
+
+
+def settlements_raw() -> RawTable:
+    return raw_table("settlements", SETTLEMENT_STATUSES, location="/exports/settlements.csv")
+
+
+def test_settled_without_a_time_is_kept_and_flagged():
+    clean, entries, quarantined = validate_table(settlements_raw(), TZ, 1.0)
+    assert [(e.column, e.rule, e.rows, e.kept, e.examples) for e in entries] == [
+        ("settled_at", "unparseable timestamp", 1, False, ("row 8 (order_id S-7): 'soon'",)),
+        (
+            "settled_at",
+            "status without time",
+            2,
+            True,
+            (
+                "row 3 (order_id S-2): status 'settled', settled_at empty",
+                "row 4 (order_id S-3): status ' Settled ', settled_at empty",
+            ),
+        ),
+    ]
+    # Kept, amounts and all: only the unparseable time is set aside.
+    assert clean["order_id"].tolist() == ["S-1", "S-2", "S-3", "S-4", "S-5", "S-6"]
+    assert clean["amount"].tolist() == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    assert quarantined["_rule"].tolist() == ["unparseable timestamp"]
+
+
+def test_settled_without_a_time_does_not_count_towards_the_share_set_aside():
+    # 6 of 7 rows kept: the two flagged ones stop no run, and the message names them apart.
+    expected = (
+        "settlements.csv: 1 of 7 rows (14.3%) fail validation, more than "
+        "quality.max_quarantine_share (10.0%): "
+        "column 'settled_at' unparseable timestamp: 1 row (row 8 (order_id S-7): 'soon'); "
+        "flagged but kept: column 'settled_at' status without time: 2 rows "
+        "(row 3 (order_id S-2): status 'settled', settled_at empty, "
+        "row 4 (order_id S-3): status ' Settled ', settled_at empty). "
+        "Fix the source or the mapping, or raise quality.max_quarantine_share."
+    )
+    with pytest.raises(TooManyQuarantinedError, match=f"^{re.escape(expected)}$"):
+        validate_table(settlements_raw(), TZ, 0.1)
+    clean, _, _ = validate_table(settlements_raw(), TZ, 1 / 7)
+    assert len(clean) == 6
+
+
+def test_settlements_without_a_time_column_are_not_flagged():
+    columns = {k: v for k, v in SETTLEMENT_STATUSES.items() if k != "settled_at"}
+    clean, entries, _ = validate_table(
+        raw_table("settlements", columns, location="/exports/settlements.csv"), TZ, 0.0
+    )
+    assert entries == [] and len(clean) == 7
+
+
+def test_status_without_time_in_both_languages():
+    raw = settlements_raw()
+    clean, entries, quarantined = validate_table(raw, TZ, 1.0)
+    report = QualityReport()
+    report.add("settlements", len(raw.frame), len(clean), entries, quarantined)
+    en = report.to_frame("en").iloc[-1]
+    assert (en["Table"], en["Source"], en["Column"], en["Rule"], en["Rows"], en["Outcome"]) == (
+        "settlements",
+        "settlements.csv",
+        "settled_at",
+        "Status without its time",
+        2,
+        "kept, flagged",
+    )
+    zh = report.to_frame("zh-CN").iloc[-1]
+    assert (zh["规则"], zh["处理"]) == ("状态缺少对应时间", "保留并标记")
+
+
 # --- the threshold ------------------------------------------------------------------------
 
 

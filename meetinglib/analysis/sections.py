@@ -661,7 +661,9 @@ def pending_until_settled(status: ir.Value, settled_at: ir.Value) -> ir.BooleanV
     the instant and its settled_at is not before it). A settled_at closes the row at that
     instant: a settlement or refund made after a week's end was money still due at it.
     Without a time, the status is all there is: "settled" says the money arrived (an
-        export that lost the time) and "refunded"
+    export that lost the time; validation flags it, rule "status without time") and
+    "refunded" that it is due no more, so neither is counted as money still to come;
+    disputes are money not settled, what Finance discusses, and stay pending.
     """
     closed = status.cast("string").isin(CLOSED_STATUSES).fill_null(False)
     return settled_at.notnull() | ~closed

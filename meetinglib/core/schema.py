@@ -62,6 +62,10 @@ class TableSchema:
     # or with it after a window, is still open during the window and belongs to it
     # (selection_of).
     open_until_time: bool = False
+    # (status column, status, time column): a row with that status must carry that time;
+    # one without it contradicts itself and is kept and flagged (validate, rule "status
+    # without time"), since its amount is real and a missing time is an export defect.
+    status_times: tuple[tuple[str, str, str], ...] = ()
     description: str = ""
     _by_name: dict[str, Column] = field(default_factory=dict, repr=False, compare=False)
 
@@ -155,6 +159,10 @@ SETTLEMENTS = TableSchema(
     key=("order_id",),
     time_column="settled_at",
     open_until_time=True,
+    # "settled" says the money arrived, so it has a time: an export whose status column was
+    # updated and whose time column was not. A refund of money never settled has no
+    # settlement time, so "refunded" needs none.
+    status_times=(("status", "settled", "settled_at"),),
     columns=(
         Column("order_id", "id", required=True),
         Column("settled_at", "timestamp"),

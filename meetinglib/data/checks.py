@@ -42,6 +42,7 @@ from meetinglib.data.validate import (
     REPLACEMENT_CHARACTER,
     REQUIRED_MISSING,
     RULES,
+    STATUS_WITHOUT_TIME,
     UNKNOWN_VALUE,
     UNPARSEABLE_TIMESTAMP,
     latest_plausible,
@@ -60,7 +61,7 @@ TS_UTC = dt.Timestamp(timezone="UTC", scale=6)
 # How a source column is typed, as far as the rules care.
 SourceKind = Literal["text", "int", "float", "timestamp", "absent"]
 # How an example row of a check is described (see validate._failures).
-Detail = Literal["value", "duplicate", "milestone"] | None
+Detail = Literal["value", "duplicate", "milestone", "status"] | None
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,12 @@ def checks(
         for earlier in earlier_cols:
             before = before | _false(after < base[value_name(earlier)])
         by_rule[MILESTONE_ORDER].append(Check(MILESTONE_ORDER, later, before, "milestone"))
+    for status, value, time in schema.status_times:
+        if kinds.get(time, "absent") == "absent":
+            continue  # a source without the time column says nothing about a row's time
+        said = base[value_name(status)] == value
+        flag = _false(said & base[missing_name(time)])
+        by_rule[STATUS_WITHOUT_TIME].append(Check(STATUS_WITHOUT_TIME, time, flag, "status"))
     return [c for rule in RULES for c in by_rule[rule]]
 
 

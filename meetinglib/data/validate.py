@@ -30,6 +30,16 @@ under the first, but counted in the entry of every rule it fails):
    to one timezone. The row is *kept* and flagged: the order still counts for
    volume, GMV and cancellations, and only the durations it makes negative leave
    the duration KPIs.
+8. ``status without time``: a status that says a time happened, without that time
+   (``TableSchema.status_times``: a settlement whose status is ``settled`` and whose
+   ``settled_at`` is empty, an export whose status column was updated and whose time
+   column was not). Checked only when the source has the time column. The row is
+   *kept* and flagged, not set aside: its amount is real money a finance reader must
+   not lose without a word, and a company whose export lacks some settlement times
+   must still get its report (rows set aside count towards
+   ``quality.max_quarantine_share``, which stops the run). Without a time the row
+   cannot be placed in a week: it is in neither the settled amount nor the pending
+   amount (see ``sections.pending_until_settled``).
 
 Before them, rows that cannot be trusted at all are set aside: ``wrong field
 count`` (a CSV line with more or fewer cells than the header, such as a truncated
@@ -38,7 +48,7 @@ encoding could not decode) and, after rule 2, ``implausible date`` (a timestamp
 before ``quality.earliest_date`` or more than ``quality.max_days_ahead`` days in
 the future, such as 0001-01-01 or 2031).
 
-Kept rules (4 and 7) are counted in the quality report but not in the share of
+Kept rules (4, 7 and 8) are counted in the quality report but not in the share of
 rows set aside that ``quality.max_quarantine_share`` limits.
 
 Empty values: an empty cell and the export placeholders in ``MISSING_TOKENS``
@@ -97,6 +107,7 @@ MAX_FIELD_CHARS = 1000
 WRONG_FIELD_COUNT = "wrong field count"
 REPLACEMENT_CHARACTER = "replacement character"
 IMPLAUSIBLE_DATE = "implausible date"
+STATUS_WITHOUT_TIME = "status without time"
 RULES = (
     NUL_BYTE,
     FIELD_TOO_LONG,
@@ -110,9 +121,10 @@ RULES = (
     OUT_OF_RANGE,
     DUPLICATE_KEY,
     MILESTONE_ORDER,
+    STATUS_WITHOUT_TIME,
 )
 # Rules whose rows are kept (flagged, counted in the quality report), not set aside.
-KEPT_RULES = frozenset({UNKNOWN_VALUE, MILESTONE_ORDER})
+KEPT_RULES = frozenset({UNKNOWN_VALUE, MILESTONE_ORDER, STATUS_WITHOUT_TIME})
 # The value an unknown category value is kept as.
 UNMAPPED = "unmapped"
 
@@ -723,7 +735,30 @@ def _failures(
         by_rule[DUPLICATE_KEY].append(_duplicate_failure(schema, frame, rows))
     for later in dict.fromkeys(later for _, later in schema.milestone_order):
         by_rule[MILESTONE_ORDER].append(_milestone_failure(schema, frame, later))
+    for status, value, time in schema.status_times:
+        # A source without the time column says nothing about a row's time.
+        if time in original.columns:
+            by_rule[STATUS_WITHOUT_TIME].append(
+                _status_failure(frame, coerced, (status, value, time), value_of(status))
+            )
     return [f for rule in RULES for f in by_rule[rule]]
+
+
+def _status_failure(
+    frame: pd.DataFrame,
+    coerced: dict[str, _Coerced],
+    declared: tuple[str, str, str],
+    shown: Callable[[int], str] | None,
+) -> _Failure:
+    """Rows whose ``status`` column says ``value`` while their ``time`` is empty."""
+    status, value, time = declared
+    said = (frame[status] == value).to_numpy(dtype=bool, na_value=False)
+    mask = said & coerced[time].missing
+
+    def detail(i: int) -> str:
+        return f"{status} {shown(i) if shown is not None else value}, {time} empty"
+
+    return _Failure(STATUS_WITHOUT_TIME, time, mask, detail)
 
 
 # --- duplicate keys --------------------------------------------------------------------
