@@ -637,6 +637,14 @@ def settlement_lag_p90_d(settlements: pd.DataFrame, orders: pd.DataFrame, window
     return _quantile(settlement_lag_days(settlements, orders, window), P90)
 
 
+def settled_without_time(settlements: pd.DataFrame) -> tuple[int, float]:
+    """Settlements with status settled and no settled_at: (count, amount).
+
+    See ``sections.settled_without_time``, which the engine runs on the table.
+    """
+    return sections.settled_without_time(engine.shared(), _on_engine(settlements))
+
+
 def disputes(settlements: pd.DataFrame) -> tuple[int, float]:
     """Settlements with status disputed at the data extraction: (count, amount).
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -161,25 +162,104 @@ def test_a_settlement_made_after_the_week_was_pending_at_its_end(tmp_path, fmt):
         "O-002,2026-01-01 09:00:00,300.00,3.00,settled\n",
     )
     if fmt == "parquet":
-        for table in ("orders", "settlements"):
-            frame = pd.read_csv(folder / f"{table}.csv", dtype={"order_id": str})
-            for column in frame.columns:
-                if column.endswith(("_at", "_by")):
-                    frame[column] = pd.to_datetime(frame[column], errors="coerce")
-            frame.to_parquet(folder / f"{table}.parquet", index=False)
-            (folder / f"{table}.csv").unlink()
+        _as_parquet(folder, ("orders", "settlements"))
     params = make_params(tmp_path, folder)
     data = load_week(params, "2026-W10")
     assert sorted(data.tables["settlements"]["order_id"]) == ["00042", "O-003"]
-    out = tmp_path / "kpis"
-    assert main(["-q", "kpis", "--params", str(tmp_path / "params.yaml"), "--week", "2026-W10",
-                 "--out", str(out)]) == 0  # fmt: skip
-    kpis = pd.read_csv(out / "kpis.csv", encoding="utf-8-sig", keep_default_na=False)
-    overall = kpis[(kpis["dimension"] == "all") & (kpis["order_type"] == "all")]
+    overall = _overall_kpis(tmp_path)
     pending = overall[overall["kpi"] == "pending_amount"].iloc[0]
     assert [float(pending[w]) for w in ("this_week", "last_week")] == [80.50, 80.50]
     settled = overall[overall["kpi"] == "settled_amount"].iloc[0]
     assert [float(settled[w]) for w in ("this_week", "last_week")] == [0.0, 0.0]
+
+
+def _as_parquet(folder: Path, tables: tuple[str, ...]) -> None:
+    """The CSV files of ``tables`` in ``folder`` replaced by Parquet, times typed."""
+    for table in tables:
+        frame = pd.read_csv(folder / f"{table}.csv", dtype={"order_id": str})
+        for column in frame.columns:
+            if column.endswith(("_at", "_by")):
+                frame[column] = pd.to_datetime(frame[column], errors="coerce")
+        frame.to_parquet(folder / f"{table}.parquet", index=False)
+        (folder / f"{table}.csv").unlink()
+
+
+def _overall_kpis(tmp_path: Path) -> pd.DataFrame:
+    """kpis.csv of W10 by ``meeting kpis`` over tmp_path/params.yaml: all orders' rows."""
+    out = tmp_path / "kpis"
+    assert main(["-q", "kpis", "--params", str(tmp_path / "params.yaml"), "--week", "2026-W10",
+                 "--out", str(out)]) == 0  # fmt: skip
+    kpis = pd.read_csv(out / "kpis.csv", encoding="utf-8-sig", keep_default_na=False)
+    return kpis[(kpis["dimension"] == "all") & (kpis["order_type"] == "all")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_settlement_said_settled_without_its_time_is_flagged_and_not_pending(
+    tmp_path, fmt, capsys
+):
+    # Two more orders delivered in W08 (O-010 2026-02-21, O-011 2026-02-22), and no row
+    # set aside (O-009's unparseable date removed): only flagged rows are left to show.
+    # O-003 says settled and has no time (the export defect the rule flags); O-010 was
+    # refunded and O-011 is disputed, neither with a time; 00042 is not delivered.
+    folder = _with_settlements(
+        tmp_path,
+        "O-003,,80.50,0.80,settled\n"
+        "O-010,,200.00,2.00,refunded\n"
+        "O-011,,300.00,3.00,disputed\n"
+        "00042,,45.00,,pending\n",
+    )
+    orders = (folder / "orders.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    orders = [line for line in orders if not line.startswith("O-009,")] + [
+        "O-010,normal,2026-02-17 09:00:00,2026-02-17 09:10:00,2026-02-18 12:00:00,"
+        "2026-02-21 10:00:00,,,200.00,\n",
+        "O-011,normal,2026-02-18 09:00:00,2026-02-18 09:10:00,2026-02-19 12:00:00,"
+        "2026-02-22 10:00:00,,,300.00,\n",
+    ]
+    (folder / "orders.csv").write_text("".join(orders), encoding="utf-8")
+    if fmt == "parquet":
+        _as_parquet(folder, ("orders", "settlements"))
+    params = make_params(tmp_path, folder)
+    data = load_week(params, "2026-W10")
+    (entry,) = data.quality.entries
+    row = 2 if fmt == "csv" else 1  # a CSV's line (after its header), a Parquet file's row
+    example = f"row {row} (order_id O-003): status 'settled', settled_at empty"
+    assert (entry.table, entry.source, entry.column, entry.rule, entry.rows, entry.kept) == (
+        "settlements", f"settlements.{fmt}", "settled_at", "status without time", 1, True
+    )  # fmt: skip
+    assert entry.examples == (example,)
+    assert data.quality.total_quarantined == 0
+    assert sorted(data.tables["settlements"]["order_id"]) == ["00042", "O-003", "O-010", "O-011"]
+
+    # At the end of W10 and W09: only O-011's 300.00, disputed, is money to come.
+    overall = _overall_kpis(tmp_path)
+    pending = overall[overall["kpi"] == "pending_amount"].iloc[0]
+    assert [float(pending[w]) for w in ("this_week", "last_week")] == [300.0, 300.0]
+
+    assert main(["-q", "validate", "--params", str(params.files[0]), "--week", "2026-W10"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("settlements ")]
+    assert line.split() == [
+        "settlements", f"settlements.{fmt}", "settled_at", "Status", "without", "its", "time",
+        "1", "kept,", "flagged",
+    ]  # fmt: skip
+    # the examples, wrapped below the table
+    assert f"settlements.settled_at, Status without its time: {example}" in " ".join(out.split())
+
+    report = DataReport.open([params.files[0]], week="2026-W10", lang="en")
+    note = unescape(report.quality_note().data)
+    assert "rows loaded were kept; nothing was set aside." in note
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", note)
+    assert cells[:6] == [
+        "settlements", f"settlements.{fmt}", "settled_at", "Status without its time", "1",
+        "kept, flagged",
+    ]  # fmt: skip
+    assert example in note
+    finance = report.finance_table().data
+    assert "1 settlements say settled but have no settlement time (" in finance
+    assert "they are in neither the settled nor the pending amount" in finance
+    zh = DataReport(report.data, "zh-CN")
+    assert "状态缺少对应时间" in zh.quality_note().data
+    assert "1 笔结算状态为已结算但缺少结算时间" in zh.finance_table().data
 
 
 @pytest.mark.parametrize("on_engine", [True, False])

@@ -512,7 +512,7 @@ def test_pending_aging_buckets_include_their_upper_bound(tables):
 # tests/data/kpis/settlement_statuses.csv: the delivered orders' settlements as exports
 # write them when status and time disagree or the time is missing, with what each is
 # (pending: counted at a week's end after the delivery, until its settled_at if any):
-#   O01 settled, no time        the time was not exported: not pending
+#   O01 settled, no time        the time was not exported: not pending, flagged
 #   O02 refunded, no time       a refund of money never settled: nothing due, not pending
 #   O03 disputed, no time       money not settled: pending for good
 #   O04 refunded 03-10 08:00    pending until its refund
@@ -546,6 +546,7 @@ def test_pending_amount_follows_the_status_of_a_settlement_without_a_time(tables
     aging = ref.pending_aging(st, o, W11.end)
     assert aging["count"].tolist() == [3, 1, 0, 0]
     assert aging["amount"].tolist() == pytest.approx([270.0, 300.0, 0, 0])
+    assert ref.settled_without_time(st) == (1, 100.0)
     assert ref.disputes(st) == (2, 390.0)
 
 

@@ -356,6 +356,12 @@ def pending_aging(
     return table.astype({"count": "int64", "amount": "float64"})
 
 
+def settled_without_time(settlements: pd.DataFrame) -> tuple[int, float]:
+    """Settlements with status settled and no settled_at: (count, amount)."""
+    flagged = (settlements["status"].astype(object) == "settled") & settlements["settled_at"].isna()
+    return int(flagged.sum()), float(settlements.loc[flagged, "amount"].sum())
+
+
 def disputes(settlements: pd.DataFrame) -> tuple[int, float]:
     """Settlements with status disputed at the data extraction: (count, amount).
 
@@ -513,6 +519,10 @@ def test_service_after_sales_and_finance_equal_the_reference(week):
             sections.pending_aging(con, engine.frame_table(lost), tables["orders"], when),
             pending_aging(lost, orders, when),
         )
+    assert sections.settled_without_time(con, tables["settlements"]) == (0, 0.0)
+    count, amount = sections.settled_without_time(con, engine.frame_table(lost))
+    assert count == 25
+    assert (count, amount) == pytest.approx(settled_without_time(lost))
 
 
 def test_the_breakdowns_on_spark_equal_duckdbs(week, spark_engine):
@@ -532,6 +542,9 @@ def test_the_breakdowns_on_spark_equal_duckdbs(week, spark_engine):
     _same(
         sections.pending_aging(spark_engine, lost, o, window.end),
         sections.pending_aging(duck, lost, o, window.end),
+    )
+    assert sections.settled_without_time(spark_engine, lost) == pytest.approx(
+        sections.settled_without_time(duck, lost)
     )
     # the rows a report keeps in the engine (a temporary table on DuckDB)
     windows = [week.previous_window, window]

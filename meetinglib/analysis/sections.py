@@ -708,6 +708,20 @@ def pending_aging(
     )
 
 
+def settled_without_time(con: BaseBackend, settlements: ir.Table) -> tuple[int, float]:
+    """Settlements with status settled and no settled_at: (count, amount in currency).
+
+    Their time unknown, they are in no week's settled amount, and not pending either
+    (``pending_until_settled``): the finance section names them so their money is seen.
+    """
+    rows = settlements.filter(
+        (settlements.status.cast("string") == "settled") & settlements.settled_at.isnull()
+    )
+    found = con.execute(rows.aggregate(n=rows.count(), amount=rows.amount.sum()))
+    amount = found["amount"].iloc[0]
+    return int(found["n"].iloc[0]), 0.0 if pd.isna(amount) else float(amount)
+
+
 def disputes(con: BaseBackend, settlements: ir.Table) -> tuple[int, float]:
     """Settlements with status disputed at the data extraction: (count, amount).
 

@@ -39,7 +39,8 @@ under the first, but counted in the entry of every rule it fails):
    must still get its report (rows set aside count towards
    ``quality.max_quarantine_share``, which stops the run). Without a time the row
    cannot be placed in a week: it is in neither the settled amount nor the pending
-   amount (see ``sections.pending_until_settled``).
+   amount (see ``sections.pending_until_settled``), and the finance section says how
+   many such rows there are and their amount.
 
 Before them, rows that cannot be trusted at all are set aside: ``wrong field
 count`` (a CSV line with more or fewer cells than the header, such as a truncated

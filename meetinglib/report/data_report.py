@@ -1278,11 +1278,21 @@ class DataReport:
         body = self.kpi_rows_table(FINANCE_KPIS)
         settlements = self.tables.get("settlements")
         if settlements is None:
-            note = self._t("report.no_table", table="settlements")
-        else:
-            count, amount = sections.disputes(self.con, settlements)
-            note = self._t("finance.disputes", count=count, amount=self._fmt(amount, "currency"))
-        return html(body, caption(note))
+            return html(body, caption(self._t("report.no_table", table="settlements")))
+        count, amount = sections.disputes(self.con, settlements)
+        notes = [self._t("finance.disputes", count=count, amount=self._fmt(amount, "currency"))]
+        count, amount = sections.settled_without_time(self.con, settlements)
+        if count:
+            # Their money is in neither amount above: said where Finance reads, not only
+            # in the appendix.
+            notes.append(
+                self._t(
+                    "finance.settled_without_time",
+                    count=count,
+                    amount=self._fmt(amount, "currency"),
+                )
+            )
+        return html(body, *(caption(note) for note in notes))
 
     def aging_chart(self) -> Image | HTML:
         """Amount awaiting settlement at week end, by days since delivery."""
@@ -1391,9 +1401,14 @@ class DataReport:
             if left_out
             else ""
         )
-        if not q.total_quarantined:
+        if not q.entries:
             text = self._t("quality.clean", rows=loaded) + lost
             return html(macro("note", text, "ml-warning")) if lost else self._note(text)
+        if not q.total_quarantined:
+            # Rows kept but flagged (an unknown value, milestones out of order, a status
+            # without its time) are listed as well: nothing set aside is not nothing found.
+            text = self._t("quality.flagged", rows=loaded) + lost
+            return html(macro("note", text, "ml-warning"), frame_table(q.to_frame(self.lang)))
         text = self._t("quality.summary", rows=loaded, quarantined=q.total_quarantined) + lost
         return html(macro("note", text, "ml-warning"), frame_table(q.to_frame(self.lang)))
 
