@@ -388,7 +388,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             head = f"{entry.table}.{entry.column}, {rule_label(entry.rule, lang)}: "
             print(
                 textwrap.fill(
-                    "; ".join(entry.examples),
+                    t("quality.separator", lang).join(entry.example_texts(lang)),
                     width=100,
                     initial_indent="  " + head,
                     subsequent_indent="    ",

@@ -277,7 +277,7 @@ def test_amounts_with_a_currency_mark_are_read(tmp_path, on_engine):
     assert (amount["O-003"], amount["00042"], amount["O-007"]) == (80.50, 1045.00, 99.90)
     # a mark without a number is still not a number: its order is set aside
     (entry,) = [e for e in data.quality.entries if e.column == "amount"]
-    assert (entry.rule, entry.rows, entry.examples) == (
+    assert (entry.rule, entry.rows, entry.example_texts()) == (
         "not a number",
         1,
         ("row 9 (order_id O-008): '￥'",),
@@ -299,7 +299,8 @@ def test_quality_counts_rows_read_and_set_aside(week_data):
         "order_lines": 4,
     }
     assert q.kept == {**q.loaded, "orders": 8}
-    assert [(e.table, e.source, e.column, e.rule, e.rows, e.examples) for e in q.entries] == [
+    got = [(e.table, e.source, e.column, e.rule, e.rows, e.example_texts()) for e in q.entries]
+    assert got == [
         (
             "orders",
             "orders.csv",

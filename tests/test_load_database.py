@@ -133,7 +133,7 @@ def test_the_clean_tables_equal_the_default_paths(both):
 def _examples(entry) -> tuple[str, ...]:
     # Row numbers differ by design (a database has no row order; see load_database), and so
     # may which duplicates are listed first.
-    return tuple(sorted(re.sub(r"row \d+", "row N", t) for t in entry.examples))
+    return tuple(sorted(re.sub(r"row \d+", "row N", t) for t in entry.example_texts()))
 
 
 def test_quality_entries_and_quarantine_equal_the_default_paths(both):

@@ -422,7 +422,7 @@ def test_duplicate_example_names_the_first_row(dirty, tmp_path):
         e for e in engine_week.quality.entries if e.table == "orders" and e.rule == "duplicate key"
     )
     assert entry.rows == 2
-    assert all(re.search(r": first at row \d+$", text) for text in entry.examples)
+    assert all(re.search(r": first at row \d+$", text) for text in entry.example_texts())
 
 
 def test_too_many_set_aside_raises_the_same_message(dirty, tmp_path):

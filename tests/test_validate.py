@@ -12,6 +12,7 @@ import pytest
 from meetinglib.core.errors import TooManyQuarantinedError
 from meetinglib.data.sources import RawTable, SourceInfo
 from meetinglib.data.validate import (
+    Example,
     QualityReport,
     QuarantineEntry,
     duplicated_rows,
@@ -169,7 +170,7 @@ def rules_result():
 
 def test_every_rule_counted_by_hand(rules_result):
     _, (clean, entries, _) = rules_result
-    got = [(e.column, e.rule, e.rows, e.examples) for e in entries]
+    got = [(e.column, e.rule, e.rows, e.example_texts()) for e in entries]
     assert got == EXPECTED_ENTRIES
     assert {e.table for e in entries} == {"orders"}
     assert {e.source for e in entries} == {"orders.csv"}
@@ -301,7 +302,7 @@ def test_whole_numbers_and_quantity_ranges():
         ("qty_shipped", "out of range", 1),
         ("order_id, sku", "duplicate key", 1),
     ]
-    assert entries[3].examples == ("row 7 (order_id A, sku S1): first at row 2",)
+    assert entries[3].example_texts() == ("row 7 (order_id A, sku S1): first at row 2",)
     assert clean["qty"].tolist() == [2, 2]
     assert clean["qty_shipped"].isna().tolist() == [True, False]
     assert quarantined["_source_row"].tolist() == [4, 5, 6, 7]
@@ -323,7 +324,7 @@ def test_csat_outside_one_to_five():
     assert [(e.column, e.rule, e.rows, e.source) for e in entries] == [
         ("csat", "out of range", 2, "tickets.xlsx")
     ]
-    assert entries[0].examples == ("row 2 (ticket_id T1): '0'", "row 3 (ticket_id T2): '6'")
+    assert entries[0].example_texts() == ("row 2 (ticket_id T1): '0'", "row 3 (ticket_id T2): '6'")
     assert clean["ticket_id"].tolist() == ["T3", "T4", "T5", "T6"]
     assert clean["csat"].tolist()[:2] == [5.0, 1.0]
     assert np.isnan(clean["csat"].iloc[2])
@@ -343,7 +344,9 @@ def test_at_most_five_examples():
     )
     _, entries, _ = validate_table(raw, TZ, 1.0)
     assert len(entries) == 1 and entries[0].rows == 8
-    assert entries[0].examples == tuple(f"row {i + 2} (order_id O{i}): 'x'" for i in range(5))
+    assert entries[0].example_texts() == tuple(
+        f"row {i + 2} (order_id O{i}): 'x'" for i in range(5)
+    )
 
 
 # --- a status without its time -------------------------------------------------------------
@@ -607,6 +610,48 @@ def test_quality_report_frame_in_both_languages(rules_result):
     assert list(zh.columns) == ["数据表", "来源", "字段", "规则", "行数", "处理", "示例"]
     assert zh["规则"].iloc[0] == "必填值缺失"
     assert zh["规则"].iloc[-1] == "时间节点顺序颠倒"
+    # the examples too: the appendix of a Chinese handout has no English sentence
+    assert zh["示例"].iloc[2] == (
+        "第 4 行（order_id 为 O-3）：取值“2026-02-30 10:00”；"
+        "第 11 行（order_id 为 O-2）：取值“yesterday”"
+    )
+
+
+def test_examples_in_both_languages(rules_result):
+    """Each form of example (a row alone, with its key, a value, a repeated key, milestones
+    out of order) in both languages, from the one entry validation keeps."""
+    _, (_, entries, _) = rules_result
+    by = {(e.column, e.rule): e for e in entries}
+    forms = [
+        (("order_id", "required value missing"), "row 10", "第 10 行"),
+        (
+            ("created_at", "required value missing"),
+            "row 9 (order_id O-7)",
+            "第 9 行（order_id 为 O-7）",
+        ),
+        (
+            ("amount", "not a number"),
+            "row 5 (order_id O-4): 'abc'",
+            "第 5 行（order_id 为 O-4）：取值“abc”",
+        ),
+        (
+            ("order_id", "duplicate key"),
+            "row 7 (order_id O-1): first at row 2",
+            "第 7 行（order_id 为 O-1）：该键首次出现在第 2 行",
+        ),
+        (
+            ("paid_at", "milestone order"),
+            "row 13 (order_id O-9): paid_at 2026-03-02 09:00:00 "
+            "before created_at 2026-03-02 10:00:00",
+            "第 13 行（order_id 为 O-9）：paid_at（2026-03-02 09:00:00）"
+            "早于 created_at（2026-03-02 10:00:00）",
+        ),
+    ]
+    for key, en, zh in forms:
+        example = by[key].examples[0]
+        assert (example.text("en"), example.text("zh-CN")) == (en, zh)
+    two_part = Example("7", (("order_id", "A"), ("sku", "S1")), "first_row", ("2",))
+    assert two_part.text("zh-CN") == "第 7 行（order_id 为 A，sku 为 S1）：该键首次出现在第 2 行"
 
 
 def test_empty_report_frame():
@@ -616,7 +661,7 @@ def test_empty_report_frame():
 
 
 def test_entry_is_immutable():
-    entry = QuarantineEntry("orders", "orders.csv", "amount", "not a number", 1, ("row 2",))
+    entry = QuarantineEntry("orders", "orders.csv", "amount", "not a number", 1, (Example("2"),))
     with pytest.raises(AttributeError):
         entry.rows = 2  # type: ignore[misc]
 
@@ -680,7 +725,7 @@ def test_categorical_input_as_the_source_delivers_it():
     info = SourceInfo("after_sales", "/x/cases.xlsx", "xlsx", 3, "ab")
     raw = RawTable("after_sales", frame, info, TZ, None)
     clean, entries, _ = validate_table(raw, TZ, 1.0)
-    assert [(e.column, e.rule, e.examples) for e in entries] == [
+    assert [(e.column, e.rule, e.example_texts()) for e in entries] == [
         ("kind", "unknown value", ("row 4 (case_id 3): 'swap'",))
     ]
     assert clean["case_id"].tolist() == ["1", "2", "3"]

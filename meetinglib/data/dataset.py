@@ -49,6 +49,7 @@ from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_e
 from meetinglib.data import engine, load_database, load_engine, source_copy, sources
 from meetinglib.data.sources import SourceInfo
 from meetinglib.data.validate import (
+    Example,
     QualityReport,
     QuarantineEntry,
     parse_times,
@@ -329,7 +330,10 @@ class WeekData:
             loaded=dict(q["loaded"]),
             kept=dict(q["kept"]),
             entries=[
-                QuarantineEntry(**{**e, "examples": tuple(e["examples"])}) for e in q["entries"]
+                QuarantineEntry(
+                    **{**e, "examples": tuple(Example.from_dict(x) for x in e["examples"])}
+                )
+                for e in q["entries"]
             ],
             quarantined=quarantined,
             week={k: (int(v[0]), int(v[1])) for k, v in q.get("week", {}).items()},

@@ -67,7 +67,7 @@ from meetinglib.data.validate import (
     _Coerced,
     _failures,
     coerce_table,
-    example_text,
+    example_of,
     plausible_range,
     quarantine_frame,
     source_name,
@@ -581,11 +581,11 @@ def _entries(
         failures = {
             (f.rule, f.column): f for f in _failures(raw, schema, frame, rows, coerced, plausible)
         }
-        texts = []
+        examples = []
         failure = failures.get((check.rule, check.column))
         for i in range(len(frame)):
             first = firsts[i] if check.detail == "duplicate" else None
-            texts.append(example_text(schema, frame, rows, i, failure, first))
+            examples.append(example_of(schema, frame, rows, i, failure, first))
         entries.append(
             QuarantineEntry(
                 plan.table,
@@ -593,7 +593,7 @@ def _entries(
                 check.column,
                 check.rule,
                 count,
-                tuple(texts),
+                tuple(examples),
                 check.rule in KEPT_RULES,
             )
         )

@@ -70,7 +70,7 @@ from meetinglib.data.validate import (
     _fingerprint_block,
     _spread,
     coerce_table,
-    example_text,
+    example_of,
     latest_plausible,
     plausible_range,
     quarantine_frame,
@@ -1617,14 +1617,14 @@ def _entries(
     at = {int(p): i for i, p in enumerate(positions)}
     entries = []
     for c, count, picked in zip(found, found_rows, picks, strict=True):
-        texts = []
+        examples = []
         for j, pos in enumerate(picked[_POS]):
             first = picked[_FIRST_ROW][j] if c.detail == "duplicate" else None
             failure = failures.get((c.rule, c.column))
-            texts.append(example_text(schema, frame, rows, at[int(pos)], failure, first))
+            examples.append(example_of(schema, frame, rows, at[int(pos)], failure, first))
         entries.append(
             QuarantineEntry(
-                plan.table, source, c.column, c.rule, count, tuple(texts), c.rule in KEPT_RULES
+                plan.table, source, c.column, c.rule, count, tuple(examples), c.rule in KEPT_RULES
             )
         )
     return entries

@@ -70,7 +70,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -174,6 +174,64 @@ _MARKED = (
 _DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\b"
 
 
+# What an example row shows beside its row and key (``Example.detail``), and its values.
+_VALUE = "value"  # the offending cell, as shown
+_FIRST_ROW = "first_row"  # a repeated key: the row holding it first
+_MILESTONE = "milestone"  # the later column, its time, the earlier column, its time
+
+
+@dataclass(frozen=True)
+class Example:
+    """One example row of a quality entry, in no language: the row a person finds in the
+    file, its key, and what is wrong with it. ``text`` words it in a language.
+
+    A run writes one snapshot for the handouts of every language it renders, so the
+    example is kept as its parts and worded where it is shown (the terminal, the data
+    report's appendix), never as English text translated afterwards.
+    """
+
+    row: str
+    key: tuple[tuple[str, str], ...] = ()  # (key column, its value as shown)
+    detail: str = ""  # "" (the row and key say it all), _VALUE, _FIRST_ROW or _MILESTONE
+    values: tuple[str, ...] = ()
+
+    def text(self, lang: str = "en") -> str:
+        """``row 7 (order_id O-1003): 'abc'`` in ``lang``."""
+        where = t("quality.example.row", lang, row=self.row)
+        if self.key:
+            key = t("quality.example.key_separator", lang).join(
+                t("quality.example.key", lang, column=column, value=value)
+                for column, value in self.key
+            )
+            where = t("quality.example.keyed", lang, where=where, key=key)
+        if self.detail == _VALUE:
+            return t("quality.example.value", lang, where=where, value=self.values[0])
+        if self.detail == _FIRST_ROW:
+            return t("quality.example.first_row", lang, where=where, first=self.values[0])
+        if self.detail == _MILESTONE:
+            later, later_at, earlier, earlier_at = self.values
+            return t(
+                "quality.example.milestone",
+                lang,
+                where=where,
+                later=later,
+                later_at=later_at,
+                earlier=earlier,
+                earlier_at=earlier_at,
+            )
+        return where
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Example:
+        """An example from its ``dataclasses.asdict`` form read back from JSON (lists)."""
+        return cls(
+            str(d["row"]),
+            tuple((str(c), str(v)) for c, v in d.get("key") or ()),
+            str(d.get("detail") or ""),
+            tuple(str(v) for v in d.get("values") or ()),
+        )
+
+
 @dataclass(frozen=True)
 class QuarantineEntry:
     """How many rows of one table failed one rule on one column, with examples."""
@@ -183,8 +241,12 @@ class QuarantineEntry:
     column: str
     rule: str
     rows: int
-    examples: tuple[str, ...]
+    examples: tuple[Example, ...]
     kept: bool = False  # the rows are kept (flagged), not set aside
+
+    def example_texts(self, lang: str = "en") -> tuple[str, ...]:
+        """The examples worded in ``lang``."""
+        return tuple(example.text(lang) for example in self.examples)
 
 
 @dataclass
@@ -256,6 +318,7 @@ class QualityReport:
             "outcome": t("quality.outcome", lang),
             "examples": t("quality.examples", lang),
         }
+        separator = t("quality.separator", lang)
         frame = pd.DataFrame(
             {
                 "table": pd.Series([e.table for e in self.entries], dtype="str"),
@@ -270,7 +333,9 @@ class QualityReport:
                     ],
                     dtype="str",
                 ),
-                "examples": pd.Series(["; ".join(e.examples) for e in self.entries], dtype="str"),
+                "examples": pd.Series(
+                    [separator.join(e.example_texts(lang)) for e in self.entries], dtype="str"
+                ),
             }
         )
         return frame.rename(columns=columns)
@@ -636,7 +701,8 @@ class _Failure:
     rule: str
     column: str
     mask: np.ndarray
-    detail: Callable[[int], str] | None = None  # an example row's detail, by position
+    # an example row's detail by position: (Example.detail, Example.values)
+    detail: Callable[[int], tuple[str, tuple[str, ...]]] | None = None
 
 
 def _shown(value: object) -> str:
@@ -676,11 +742,11 @@ def _failures(
     original = raw.frame
     by_rule: dict[str, list[_Failure]] = {rule: [] for rule in RULES}
 
-    def value_of(name: str) -> pd.Series | None:
+    def value_of(name: str) -> Callable[[int], tuple[str, tuple[str, ...]]] | None:
         if name not in original.columns:
             return None
         column = original[name]
-        return lambda i: f"'{_shown(column.iloc[i])}'"
+        return lambda i: (_VALUE, (_shown(column.iloc[i]),))
 
     if WRONG_FIELDS_COL in original.columns:
         wrong = original[WRONG_FIELDS_COL].to_numpy(dtype=bool, na_value=False)
@@ -864,12 +930,12 @@ def _duplicate_failure(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series
     # Rows without a full key are rule 1's; they take no part in the comparison.
     dup = duplicated_rows(keys, complete)
 
-    def detail(i: int) -> str:
+    def detail(i: int) -> tuple[str, tuple[str, ...]]:
         same = complete.copy()
         for k in key:
             same &= (frame[k] == frame[k].iloc[i]).to_numpy(dtype=bool, na_value=False)
         first = int(np.flatnonzero(same)[0])
-        return f"first at row {rows.iloc[first]}"
+        return _FIRST_ROW, (str(rows.iloc[first]),)
 
     return _Failure(DUPLICATE_KEY, ", ".join(key), dup, detail)
 
@@ -896,47 +962,43 @@ def _milestone_failure(schema: TableSchema, frame: pd.DataFrame, later: str) -> 
         before = (after_ns < earlier_ns) & (after_ns != _NAT)
         which = np.where(before, j, which)
 
-    def detail(i: int) -> str:
+    def detail(i: int) -> tuple[str, tuple[str, ...]]:
         earlier = earlier_cols[int(which[i])]
         shown = _stamp(frame[earlier].iloc[i])
-        return f"{later} {_stamp(after.iloc[i])} before {earlier} {shown}"
+        return _MILESTONE, (later, _stamp(after.iloc[i]), earlier, shown)
 
     return _Failure(MILESTONE_ORDER, later, which >= 0, detail)
 
 
-def _identify(schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, i: int) -> str:
-    """``row 7 (order_id O-1003)``: the row a person sees in the file, and its key."""
-    key = list(schema.key) or (["order_id"] if "order_id" in frame.columns else [])
-    parts = [f"{k} {_shown(frame[k].iloc[i])}" for k in key if pd.notna(frame[k].iloc[i])]
-    label = f"row {rows.iloc[i]}"
-    return f"{label} ({', '.join(parts)})" if parts else label
-
-
 def _examples(
     schema: TableSchema, frame: pd.DataFrame, rows: pd.Series, failure: _Failure
-) -> tuple[str, ...]:
+) -> tuple[Example, ...]:
     return tuple(
-        example_text(schema, frame, rows, int(i), failure)
+        example_of(schema, frame, rows, int(i), failure)
         for i in np.flatnonzero(failure.mask)[:MAX_EXAMPLES]
     )
 
 
-def example_text(
+def example_of(
     schema: TableSchema,
     frame: pd.DataFrame,
     rows: pd.Series,
     i: int,
     failure: _Failure | None,
     first_row: object = None,
-) -> str:
-    """How the quality table shows row ``i`` failing a check: the row, its key and what is
-    wrong (``first at row N`` for a repeated key, when ``first_row`` is given)."""
-    text = _identify(schema, frame, rows, i)
+) -> Example:
+    """Row ``i`` failing a check, as the quality table shows it: the row a person sees in
+    the file, its key (``order_id O-1003``) and what is wrong (the row holding a repeated
+    key first, when ``first_row`` is given)."""
+    key = list(schema.key) or (["order_id"] if "order_id" in frame.columns else [])
+    parts = tuple((k, _shown(frame[k].iloc[i])) for k in key if pd.notna(frame[k].iloc[i]))
+    row = str(rows.iloc[i])
     if first_row is not None:
-        return f"{text}: first at row {first_row}"
+        return Example(row, parts, _FIRST_ROW, (str(first_row),))
     if failure is not None and failure.detail is not None:
-        text += ": " + failure.detail(i)
-    return text
+        detail, values = failure.detail(i)
+        return Example(row, parts, detail, values)
+    return Example(row, parts)
 
 
 def coerce_table(raw: RawTable, tz: str) -> tuple[pd.DataFrame, pd.Series, dict[str, _Coerced]]:
@@ -970,7 +1032,7 @@ def _pct(share: float) -> str:
 
 def _entry_text(entry: QuarantineEntry) -> str:
     unit = "row" if entry.rows == 1 else "rows"
-    examples = ", ".join(entry.examples)
+    examples = ", ".join(entry.example_texts())
     text = f"column '{entry.column}' {entry.rule}: {entry.rows:,} {unit} ({examples})"
     if entry.rule == UNKNOWN_VALUE:
         allowed = SCHEMAS[entry.table].column(entry.column).allowed or ()
