@@ -185,10 +185,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for nb in result.notebooks:
         print(f"  {nb.name:<16} {nb.html}")
-    for section, reason in result.left_out.items():
-        print(f"  section '{section}' left out (optional in params): {reason}")
     # in the handouts' language, as the warnings' texts are
     lang = args.lang or (result.notebooks[0].lang if result.notebooks else "en")
+    for section, reason in result.left_out.items():
+        print("  " + t("run.section_left_out", lang, section=section, reason=reason))
     for warning in result.warnings:  # on stderr, as the progress, but even with --quiet
         print(t("cli.warning", lang, text=warning), file=sys.stderr)
     print(t("cli.handouts_at", lang, week=result.week, path=result.index))
@@ -354,30 +354,41 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     params = load_params(*_params_files(args))
-    data = load_week(params, args.week, progress=_Progress(args.quiet))
+    # Every line in one language, the progress of the load included: a table name, a
+    # column or a params key stays as typed, the sentence around it is the language's.
+    # Without --lang, the language a run of these params would load the week in.
+    lang = args.lang or params.handout_languages[0]
+    data = load_week(params, args.week, progress=_Progress(args.quiet), lang=lang)
     # The same checks as a run: a section that cannot be computed fails here too.
     for section, reason in check_sections(data, params.notebooks).items():
-        print(f"section '{section}' will be left out (optional): {reason}")
+        print(t("cli.validate.section_left_out", lang, section=section, reason=reason))
     for table, aside, rows in data.quality.week_warnings:
         print(
-            f"warning: {aside:,} of {rows:,} {table} rows of week {data.week} set aside, more "
-            f"than quality.max_quarantine_share ({params.quality.max_quarantine_share:.1%})"
+            t(
+                "cli.validate.week_warning",
+                lang,
+                set_aside=aside,
+                rows=rows,
+                table=table,
+                week=data.week,
+                limit=f"{params.quality.max_quarantine_share:.1%}",
+            )
         )
     # Per table: the rows of the report week and of the history before it that its
     # figures read (one sum over every table and week told nothing).
     q = data.quality
     read = q.used or q.kept  # validated inside its database: what was kept
-    said = "rows used" if q.used else "rows kept"
-    kept = ", ".join(f"{table} {rows:,}" for table, rows in read.items())
-    print(f"week {data.week} and the history before it, {said}: {kept}")
+    said = "cli.validate.rows_used" if q.used else "cli.validate.rows_kept"
+    separator = t("load.separator", lang)
+    kept = separator.join(f"{table} {rows:,}" for table, rows in read.items())
+    print(t(said, lang, week=data.week, tables=kept))
     if left_out := {table: n for table, n in q.no_order.items() if n}:
         # set aside, created before the weeks read, or missing from the orders
-        listed = ", ".join(f"{table} {n:,}" for table, n in left_out.items())
-        print(f"left out, their order not loaded: {listed}")
-    lang = args.lang or params.language
+        listed = separator.join(f"{table} {n:,}" for table, n in left_out.items())
+        print(t("load.no_order", lang, tables=listed))
     frame = data.quality.to_frame(lang)
     if not len(frame):
-        print("nothing set aside")
+        print(t("cli.validate.nothing_set_aside", lang))
         return 0
     # The examples go below the table, wrapped: as a column they widened every line to
     # the longest of them (hundreds of characters).
@@ -385,7 +396,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     _print_table(frame.drop(columns=[examples]))
     for entry in data.quality.entries:
         if entry.examples:
-            head = f"{entry.table}.{entry.column}, {rule_label(entry.rule, lang)}: "
+            head = t(
+                "cli.validate.examples_of",
+                lang,
+                table=entry.table,
+                column=entry.column,
+                rule=rule_label(entry.rule, lang),
+            )
             print(
                 textwrap.fill(
                     t("quality.separator", lang).join(entry.example_texts(lang)),
@@ -412,10 +429,10 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     """kpis.csv of a week, computed without the notebooks (the same table the report shows)."""
     params = load_params(*_params_files(args))
     given = _out(args.out, folder=True)  # before the week is loaded
-    data = load_week(params, args.week, progress=_Progress(args.quiet))
-    result = kpi_table(data, args.lang or params.language)
-    out = given or Path(params.output_dir) / str(data.week)
     lang = args.lang or params.language
+    data = load_week(params, args.week, progress=_Progress(args.quiet), lang=lang)
+    result = kpi_table(data, lang)
+    out = given or Path(params.output_dir) / str(data.week)
     path = write_kpis_csv(with_roots(result.table, root_changes(data, result, lang), lang), out)
     adverse = len(result.changes)
     print(f"week {data.week}: {len(result.table):,} KPI rows, {adverse} change(s) for the worse")

@@ -166,14 +166,15 @@ def _run_week(
     if warm is not None:
         cleanup.callback(warm.close)
     t0 = time.perf_counter()
-    say("loading and validating data")
-    data = load_week(params, week, progress=lambda msg: say(f"  {msg}"))
+    # The load step speaks the run's first language, as `meeting validate` does.
+    say(t("load.progress.start", lang))
+    data = load_week(params, week, progress=lambda msg: say(f"  {msg}"), lang=lang)
     timings["load"] = time.perf_counter() - t0
     # Sections the data and params cannot support fail the run before any notebook starts,
     # unless params mark them optional (then the handout shows a box and the run lists them).
     left_out = check_sections(data, names)
     for section, reason in left_out.items():
-        say(f"section '{section}' left out (optional): {reason}")
+        say(t("run.section_left_out", lang, section=section, reason=reason))
     # The minutes handout exists only once a meeting has been recorded for the week.
     if notebooks is None and "minutes" not in names and has_minutes(params, data.week):
         names.append("minutes")

@@ -353,8 +353,22 @@ def test_progress_per_table(params):
         "after_sales: 2 rows (0 set aside)",
         "settlements: 4 rows (0 set aside)",
         "order_lines: 4 rows (0 set aside)",
-        "rows of orders outside the selection left out: "
-        "settlements 2, order_lines 1, after_sales 1, tickets 2",
+        "left out, their order not loaded: settlements 2, order_lines 1, after_sales 1, tickets 2",
+    ]
+
+
+def test_progress_in_the_language_asked_for(params):
+    """`meeting validate --lang zh-CN` and a Chinese run: the load's lines in Chinese, the
+    tables named as the params name them."""
+    said: list[str] = []
+    load_week(params, "2026-W10", progress=said.append, lang="zh-CN")
+    assert said == [
+        "orders：所选时间范围内 5 行（共读取 9 行，剔除 1 行）",
+        "tickets：所选时间范围内 4 行（共读取 5 行，剔除 0 行）",
+        "after_sales：2 行（剔除 0 行）",
+        "settlements：4 行（剔除 0 行）",
+        "order_lines：4 行（剔除 0 行）",
+        "因所属订单未载入而略去的行：settlements 2，order_lines 1，after_sales 1，tickets 2",
     ]
 
 

@@ -11,6 +11,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from meetinglib.core.i18n import DOMAIN, LABELS, LANGUAGES, LOCALES, t
+from meetinglib.data.validate import RULES, rule_label
 
 HAN = re.compile(r"[\u4e00-\u9fff]")
 
@@ -31,6 +32,15 @@ def test_chinese_labels_are_chinese():
     words = [zh for key, (_, zh) in LABELS.items() if not key.startswith(("unit.", "word.p90"))]
     share = sum(bool(HAN.search(zh)) for zh in words) / len(words)
     assert share > 0.9
+
+
+def test_every_validation_rule_is_named_in_every_language():
+    """A rule is a code in the data (``_rule`` of the quarantine files); people read its
+    name: `meeting validate`, the data report's appendix and the quarantine files' rule
+    column show it in the reader's language, and a rule without one would stop them."""
+    for rule in RULES:
+        en, zh = rule_label(rule, "en"), rule_label(rule, "zh-CN")
+        assert en.strip() and HAN.search(zh), rule
 
 
 def test_t_formats_and_rejects_unknowns():

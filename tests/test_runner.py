@@ -132,6 +132,9 @@ def test_handout_in_simplified_chinese(tmp_path, sample, sample_params, capsys):
     text = " ".join(page.text)
     assert "订单处理周报" in text and "准时发货率" in text
     assert "On-time ship rate" not in text
+    # the load step's lines in the run's language too (the notebooks' own lines are not)
+    err = capsys.readouterr().err
+    assert "正在加载并校验数据" in err and "orders：" in err and "loading" not in err
 
 
 def _broken_notebook(folder: Path, cell: str = "1 / 0", name: str = "broken") -> None:

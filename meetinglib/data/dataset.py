@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meetinglib.core.errors import InputDataError, NoDataError, SourceNotFoundError
+from meetinglib.core.i18n import t
 from meetinglib.core.params import EngineParams, Params, SlaParams, load_params
 from meetinglib.core.schema import SCHEMAS, selection_of
 from meetinglib.core.weeks import IsoWeek, Window, latest_complete_week, weeks_ending
@@ -592,6 +593,7 @@ def load_week(
     progress: Callable[[str], None] | None = None,
     *,
     on_engine: bool = True,
+    lang: str | None = None,
 ) -> WeekData:
     """Read, validate and select the report week's data and its history.
 
@@ -604,8 +606,10 @@ def load_week(
     others are read and validated as rows (``validate``) and written there too. The
     folder is temporary, owned by the returned WeekData; ``WeekData.save`` links it
     where a run keeps it. ``on_engine`` False reads every table the pandas way.
+    ``lang``: the language of the ``progress`` lines (default: the handouts' first).
     """
     say = progress or (lambda _msg: None)
+    lang = lang or params.handout_languages[0]
     if params.engine.kind == "spark":
         # Spark starts only once the week is loaded: a machine that cannot run it is
         # told so before the load, not after it.
@@ -617,7 +621,7 @@ def load_week(
     # Orders first: the other tables are filtered by the orders loaded.
     names = ["orders", *[n for n in names if n != "orders"]]
     if load_database.wanted(params):
-        return _load_in_database(params, report_week, names, say)
+        return _load_in_database(params, report_week, names, say, lang)
 
     owner = tempfile.TemporaryDirectory(prefix="meetinglib-week-")
     folder = Path(owner.name)
@@ -688,6 +692,7 @@ def load_week(
                     loaded.kept,
                     loaded.loaded,
                     len(loaded.quarantined),
+                    lang,
                 )
             )
             continue
@@ -721,7 +726,7 @@ def load_week(
         frames[name] = frame
         paths[name] = load_engine.PANDAS_PATH
         infos.append(raw.info)
-        say(_progress_text(name, len(frame), len(clean), len(raw.frame), len(quarantined)))
+        say(_progress_text(name, len(frame), len(clean), len(raw.frame), len(quarantined), lang))
 
     related = {name: frames[name] for name in ORDER_TABLES if name in frames}
     if related:
@@ -741,10 +746,10 @@ def load_week(
             dtypes[name] = _dtypes_of(frame)
     quality.no_order.update({name: dropped.get(name, 0) for name in quality.used})
     if dropped:
-        say(
-            "rows of orders outside the selection left out: "
-            + ", ".join(f"{name} {dropped[name]:,}" for name in ORDER_TABLES if name in dropped)
-        )
+        # Outside the selection, set aside or missing from the orders: their order is not
+        # among those loaded (`meeting validate` says so in the same words at the end).
+        listed = [f"{name} {dropped[name]:,}" for name in ORDER_TABLES if name in dropped]
+        say(t("load.no_order", lang, tables=t("load.separator", lang).join(listed)))
     # Tables in source order (orders first), as the pandas path always listed them.
     ordered = {name: dtypes[name] for name in names if name in dtypes}
     tables = SnapshotTables(folder, ordered, frames, owner)
@@ -752,7 +757,11 @@ def load_week(
 
 
 def _load_in_database(
-    params: Params, report_week: IsoWeek, names: list[str], say: Callable[[str], None]
+    params: Params,
+    report_week: IsoWeek,
+    names: list[str],
+    say: Callable[[str], None],
+    lang: str,
 ) -> WeekData:
     """``load_week`` inside the source database (see ``load_database``): no row table."""
     tz = params.timezone
@@ -771,8 +780,13 @@ def _load_in_database(
         columns[name] = loaded.provided
         dtypes[name] = loaded.dtypes
         say(
-            f"{name}: {loaded.kept:,} rows validated in the database "
-            f"({len(loaded.quarantined):,} set aside)"
+            t(
+                "load.progress.database",
+                lang,
+                table=name,
+                kept=loaded.kept,
+                set_aside=len(loaded.quarantined),
+            )
         )
     tables = load_database.week_tables(con, plans, selection, plausible, dtypes)
     paths = {name: load_database.DATABASE_PATH for name in tables}
@@ -820,8 +834,10 @@ def delivery_promise(orders: pd.DataFrame, sla: SlaParams) -> pd.Series:
     return promised.where(promised.notna(), by_sla).rename("promised_delivery_by")
 
 
-def _progress_text(table: str, rows: int, kept: int, read: int, set_aside: int) -> str:
+def _progress_text(
+    table: str, rows: int, kept: int, read: int, set_aside: int, lang: str = "en"
+) -> str:
     """``orders: 240,118 rows (3 set aside)``, naming rows read when the window dropped some."""
     if rows == kept:
-        return f"{table}: {rows:,} rows ({set_aside:,} set aside)"
-    return f"{table}: {rows:,} rows in the window ({read:,} read, {set_aside:,} set aside)"
+        return t("load.progress.table", lang, table=table, rows=rows, set_aside=set_aside)
+    return t("load.progress.window", lang, table=table, rows=rows, read=read, set_aside=set_aside)
