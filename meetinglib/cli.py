@@ -15,8 +15,8 @@ import os
 import shutil
 import sys
 import tempfile
-import textwrap
 import time
+import unicodedata
 import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
@@ -403,15 +403,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 column=entry.column,
                 rule=rule_label(entry.rule, lang),
             )
-            print(
-                textwrap.fill(
-                    t("quality.separator", lang).join(entry.example_texts(lang)),
-                    width=100,
-                    initial_indent="  " + head,
-                    subsequent_indent="    ",
-                    break_long_words=True,
-                )
-            )
+            text = t("quality.separator", lang).join(entry.example_texts(lang))
+            print(_fill(text, 100, "  " + head, "    "))
     return 0
 
 
@@ -517,6 +510,34 @@ def cmd_issues_add(args: argparse.Namespace) -> int:
     else:
         print("the same issue is already in the store; nothing added")
     return 0
+
+
+def _columns(text: str) -> int:
+    """Terminal columns of ``text``: two for a wide (Chinese) character."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _fill(text: str, width: int, initial_indent: str, subsequent_indent: str) -> str:
+    """``textwrap.fill`` counting terminal columns, not characters: textwrap takes a Chinese
+    character for one column, and Chinese lines came out half again as wide as the rest.
+    Breaks at spaces; a word wider than a line is cut."""
+    lines: list[str] = []
+    line = initial_indent
+    bare = True  # nothing but the indent on the line yet
+    for word in text.split():
+        if not bare and _columns(line) + 1 + _columns(word) > width:
+            lines.append(line)
+            line, bare = subsequent_indent, True
+        if not bare:
+            line += " "
+        for char in word:
+            if not bare and _columns(line) + _columns(char) > width:
+                lines.append(line)
+                line = subsequent_indent
+            line += char
+            bare = False
+    lines.append(line)
+    return "\n".join(lines)
 
 
 def _print_table(frame: pd.DataFrame) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -140,8 +141,6 @@ def test_template_out_naming_a_folder_says_what_to_give(tmp_path, capsys):
 def test_tables_with_chinese_text_stay_aligned(params, capsys):
     """A Chinese character takes two columns of a terminal: the columns after a Chinese
     title line up with those after an English one."""
-    import unicodedata
-
     add = ["issues", "add", "--dept", "logistics", "--week", WEEK, "--params", params]
     assert main([*add, "--title", "华南派送延误严重", "--severity", "high"]) == 0
     assert main([*add, "--title", "Label printer jams", "--severity", "low"]) == 0
@@ -241,3 +240,9 @@ def test_validate_in_chinese_prints_no_english_sentence(chosen, tmp_path, capsys
     )
     assert "第 13 行（order_id 为 O-021）：取值“￥”；" in out
     assert "第 11 行（order_id 为 O-005）：该键首次出现在第 6 行" in out
+    # The examples are wrapped by terminal columns (a Chinese character takes two), so
+    # they stay as narrow as English ones; only they start with two spaces.
+    examples = [line for line in out.splitlines() if line.startswith("  ")]
+    assert len(examples) > 14
+    width = [sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in x) for x in examples]
+    assert max(width) <= 100, examples
