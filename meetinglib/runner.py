@@ -66,6 +66,7 @@ from meetinglib.core.secrets import redact_tree
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import engine
 from meetinglib.data.dataset import WeekData, load_week
+from meetinglib.data.validate import quarantine_file
 from meetinglib.meeting.minutes import has_minutes
 from meetinglib.report.charts import cjk_font
 from meetinglib.report.data_report import REPORT_WARNINGS
@@ -197,7 +198,7 @@ def _run_week(
                 t0 = time.perf_counter()
                 snapshot = staging / SNAPSHOT_DIR
                 data.save(snapshot)
-                _write_quarantine(data, staging)
+                _write_quarantine(data, staging, lang)
             # The notebooks read the snapshot; holding the tables here too would double
             # the peak memory of a large week while the kernels run: from here on the
             # week is the snapshot, its tables read only if asked for.
@@ -889,14 +890,16 @@ def _notebook_language(nb: nbformat.NotebookNode) -> str:
     return params.get("lang") or "en"
 
 
-def _write_quarantine(data: WeekData, folder: Path) -> None:
+def _write_quarantine(data: WeekData, folder: Path, lang: str = "en") -> None:
+    """``quarantine/<table>.csv``: the rows set aside, each rule named in ``lang`` (the run's
+    first language: one file per table serves every language of the run, as kpis.csv)."""
     frames = {k: v for k, v in data.quality.quarantined.items() if len(v)}
     if not frames:
         return
     qdir = folder / "quarantine"
     qdir.mkdir()
     for table, frame in frames.items():
-        write_csv(frame, qdir / f"{table}.csv")
+        write_csv(quarantine_file(frame, lang), qdir / f"{table}.csv")
 
 
 def _title(name: str, lang: str) -> str:

@@ -581,6 +581,48 @@ def test_the_index_keeps_the_handouts_a_partial_run_did_not_make(tmp_path):
     assert 'href="quarantine/orders.csv"' in files, "the rows set aside are linked"
 
 
+def test_quarantine_files_name_each_rule_in_the_runs_first_language(tmp_path):
+    """quarantine/<table>.csv: the rule's identifier for scripts, its name for people in the
+    run's first language, and no cell a spreadsheet would run."""
+    import csv
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from meetinglib.data.sources import RawTable, SourceInfo
+    from meetinglib.data.validate import QualityReport, validate_table
+    from meetinglib.runner import _write_quarantine
+
+    frame = pd.DataFrame(
+        {
+            "order_id": ["O-1", "O-2", "O-3"],
+            "order_type": ["normal", "normal", "normal"],
+            "created_at": ["2026-03-02 10:00", '=HYPERLINK("http://x")', "2026-03-02 11:00"],
+            "amount": ["10", "10", "@SUM(1)"],
+        },
+        dtype="str",
+    )
+    frame["_source_row"] = pd.array([2, 3, 4], dtype="Int64")
+    tz = "Asia/Shanghai"
+    raw = RawTable("orders", frame, SourceInfo("orders", "orders.csv", "csv", 3, None), tz, None)
+    _, _, quarantined = validate_table(raw, tz, 1.0)
+    data = SimpleNamespace(quality=QualityReport(quarantined={"orders": quarantined}))
+    for lang, header, names in (
+        ("zh-CN", "_规则说明", ["时间无法解析", "不是数字"]),
+        ("en", "_rule_description", ["Unparseable timestamp", "Not a number"]),
+    ):
+        folder = tmp_path / lang
+        folder.mkdir()
+        _write_quarantine(data, folder, lang)
+        with open(folder / "quarantine" / "orders.csv", encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.reader(fh))
+        assert rows[0][:4] == ["_source_row", "_rule", "_column", header]
+        assert [r[1] for r in rows[1:]] == ["unparseable timestamp", "not a number"]
+        assert [r[3] for r in rows[1:]] == names
+        assert rows[1][rows[0].index("created_at")] == '\'=HYPERLINK("http://x")'
+        assert rows[2][rows[0].index("amount")] == "'@SUM(1)"
+
+
 def test_a_rerun_notebook_leaves_none_of_its_earlier_handouts(tmp_path):
     """The week ran in Chinese and English, then in Chinese only after a params change:
     the earlier English data report (earlier figures) is neither kept nor listed; the

@@ -17,6 +17,7 @@ from meetinglib.data.validate import (
     QuarantineEntry,
     duplicated_rows,
     fingerprint,
+    quarantine_file,
     validate_table,
 )
 
@@ -652,6 +653,22 @@ def test_examples_in_both_languages(rules_result):
         assert (example.text("en"), example.text("zh-CN")) == (en, zh)
     two_part = Example("7", (("order_id", "A"), ("sku", "S1")), "first_row", ("2",))
     assert two_part.text("zh-CN") == "第 7 行（order_id 为 A，sku 为 S1）：该键首次出现在第 2 行"
+
+
+def test_quarantine_file_names_the_rule_in_the_runs_language(rules_result):
+    """The rule's identifier stays for scripts; the rule's name in the run's language
+    follows the three columns the file always had, its header in that language too."""
+    _, (_, _, quarantined) = rules_result
+    for lang, header, names in (
+        ("en", "_rule_description", ["Unparseable timestamp", "Not a number"]),
+        ("zh-CN", "_规则说明", ["时间无法解析", "不是数字"]),
+    ):
+        out = quarantine_file(quarantined, lang)
+        assert list(out.columns[:4]) == ["_source_row", "_rule", "_column", header]
+        assert list(out.columns[4:]) == list(quarantined.columns[3:])
+        assert out[header].tolist()[:2] == names
+        assert out["_rule"].tolist() == quarantined["_rule"].tolist()
+    assert list(quarantined.columns[:4]) == ["_source_row", "_rule", "_column", "order_id"]
 
 
 def test_empty_report_frame():

@@ -1166,6 +1166,26 @@ def quarantine_frame(
     return pd.concat([meta, rest], axis=1)
 
 
+def quarantine_file(quarantined: pd.DataFrame, lang: str = "en") -> pd.DataFrame:
+    """The rows set aside as ``quarantine/<table>.csv`` holds them: ``_source_row``,
+    ``_rule``, ``_column``, the rule's name in ``lang``, then the source's values.
+
+    ``_rule`` stays the rule's identifier, the same in every language: scripts select rows
+    by it. The rule's name is for the analyst opening the file in a spreadsheet, so its
+    header is in ``lang`` too (``_规则说明``, ``_rule_description``): a header half in a
+    language the reader does not read helps no one, and no script needs this column's
+    name. Its leading underscore marks it as added by validation, apart from the source's
+    own columns (an export may name those in Chinese too); it comes after the three
+    columns the file always had, so a script reading those by position finds them still.
+    """
+    out = quarantined.copy()
+    names = {rule: rule_label(rule, lang) for rule in RULES}
+    text = out[RULE_COL].astype(object).map(names).fillna(out[RULE_COL].astype(object))
+    at = list(out.columns).index(COLUMN_COL) + 1 if COLUMN_COL in out.columns else len(out.columns)
+    out.insert(at, t("quarantine.rule_description", lang), text.astype("str"))
+    return out
+
+
 def set_aside_in(raw: RawTable, quarantined: pd.DataFrame, window: Window, tz: str) -> int:
     """Rows set aside whose time column (as far as it parses) lies in ``window``."""
     column = SCHEMAS[raw.table].time_column
