@@ -181,6 +181,7 @@ BAD_TICKETS = [
     "T-7,O-021,2026-03-04 12:00:00,,,other,",  # its order is set aside
     "T-8,00042,2026-03-04 12:00:00,,,other,,extra",  # wrong field count
 ]
+BAD_SETTLEMENTS = ["O-007,,30.00,0.30,settled"]  # said settled, without its time: kept
 # Words that stay as typed in a Chinese line: the canonical tables and columns (a user
 # names them in params) and the control character's name.
 IDENTIFIERS = {*SCHEMAS, *(c.name for s in SCHEMAS.values() for c in s.columns), "NUL"}
@@ -195,7 +196,12 @@ def _defective_week(tmp_path: Path, language: str) -> Path:
     # Good orders of the week before keep the file's share set aside under the limit,
     # while the report week's share passes it (a warning line).
     good = [GOOD_ORDER.format(id=f"O-1{i:02}") for i in range(16)]
-    for name, rows in (("orders", BAD_ORDERS + good), ("tickets", BAD_TICKETS)):
+    bad = (
+        ("orders", BAD_ORDERS + good),
+        ("tickets", BAD_TICKETS),
+        ("settlements", BAD_SETTLEMENTS),
+    )
+    for name, rows in bad:
         with (data / f"{name}.csv").open("a", encoding="utf-8") as fh:
             fh.write("".join(row + "\n" for row in rows))
     path = tmp_path / "params.yaml"

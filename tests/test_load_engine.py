@@ -275,7 +275,7 @@ def _assert_one_settled_without_time(week: WeekData) -> None:
         True,
     )
     assert re.fullmatch(
-        r"row \d+ \(order_id \S+\): status 'settled', settled_at empty", entry.examples[0]
+        r"row \d+ \(order_id \S+\): status 'settled', settled_at empty", entry.examples[0].text()
     )
     assert not (week.quality.quarantined["settlements"]["_rule"] == "status without time").any()
 

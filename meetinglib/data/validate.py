@@ -178,6 +178,7 @@ _DAY_MONTH = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\b"
 _VALUE = "value"  # the offending cell, as shown
 _FIRST_ROW = "first_row"  # a repeated key: the row holding it first
 _MILESTONE = "milestone"  # the later column, its time, the earlier column, its time
+_STATUS = "status"  # the status column, its value as shown, the empty time column
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,11 @@ class Example:
                 later_at=later_at,
                 earlier=earlier,
                 earlier_at=earlier_at,
+            )
+        if self.detail == _STATUS:
+            status, value, time = self.values
+            return t(
+                "quality.example.status", lang, where=where, status=status, value=value, time=time
             )
         return where
 
@@ -815,15 +821,17 @@ def _status_failure(
     frame: pd.DataFrame,
     coerced: dict[str, _Coerced],
     declared: tuple[str, str, str],
-    shown: Callable[[int], str] | None,
+    shown: Callable[[int], tuple[str, tuple[str, ...]]] | None,
 ) -> _Failure:
     """Rows whose ``status`` column says ``value`` while their ``time`` is empty."""
     status, value, time = declared
     said = (frame[status] == value).to_numpy(dtype=bool, na_value=False)
     mask = said & coerced[time].missing
 
-    def detail(i: int) -> str:
-        return f"{status} {shown(i) if shown is not None else value}, {time} empty"
+    def detail(i: int) -> tuple[str, tuple[str, ...]]:
+        # the status as the file has it (a company's own code), else its canonical value
+        cell = shown(i)[1][0] if shown is not None else value
+        return _STATUS, (status, cell, time)
 
     return _Failure(STATUS_WITHOUT_TIME, time, mask, detail)
 
