@@ -314,10 +314,12 @@ def test_a_titled_export_gives_the_figures_of_the_same_export_without_its_title(
     assert "header_row" not in (tmp_path / "plain.yaml").read_text(encoding="utf-8")
     assert figures["titled"] == figures["plain"]
     assert float(_kpis(tmp_path / "titled-kpis")["orders_created"]["this_week"]) == 49
-    # The row set aside, as a person finds it: below the header row, the title counted.
+    # The row set aside, as a person finds it: below the header row, the title counted
+    # (validate speaks the params' language, Chinese here; its lines are wrapped).
     for name, first in (("plain", 2), ("titled", header + 1)):
         row = first + BROKEN_INDEX
-        assert f"row {row} (order_id {BROKEN_ORDER.order_id})" in examples[name], examples[name]
+        said = " ".join(examples[name].split())
+        assert f"第 {row} 行（order_id 为 {BROKEN_ORDER.order_id}）" in said, examples[name]
 
 
 # --- a section that cannot be computed ------------------------------------------------------------
