@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from IPython.display import HTML, Image
 
@@ -282,6 +285,27 @@ def test_every_table_renders(long_report):
         heading = long_report.section(key)
         assert isinstance(heading, HTML) and f'<h2 id="{key}">' in heading.data
         assert SECTION_TITLE_KEYS.get(key, f"report.{key}") in LABELS
+
+
+def test_an_order_type_the_schema_does_not_know_is_shown_as_unmapped(tmp_path, sample):
+    """An unknown order type is kept as ``unmapped`` (validation's rule): every table and
+    chart reading order types names it, in both languages, rather than failing."""
+    folder = tmp_path / "data"
+    shutil.copytree(sample.folder, folder)
+    path = folder / "orders.parquet"
+    orders = pq.read_table(path).to_pandas()
+    orders["order_type"] = orders["order_type"].astype(str)
+    orders.loc[orders.index[::50], "order_type"] = "vip"  # 2 %: kept, flagged
+    pq.write_table(pa.Table.from_pandas(orders, preserve_index=False), path)
+    params = load_params(write_params(tmp_path, folder))
+    data = load_week(params, SAMPLE_WEEK)
+    for lang, name in (("en", "Other (unmapped type)"), ("zh-CN", "其他（未映射的类型）")):
+        report = DataReport(data, lang)
+        assert name in report.stage_table("order_type").data
+        for table in TABLES:
+            assert isinstance(getattr(report, table)(), HTML), table
+        for chart in ("volume_chart", "stage_chart"):
+            getattr(report, chart)()
 
 
 def test_chart_titles_state_the_findings(long_report):
