@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from ibis.backends import BaseBackend
 
-from meetinglib.core.schema import ORDER_TYPES, ORDERS, TICKET_CATEGORIES
+from meetinglib.core.schema import ORDER_TYPES, ORDERS, SETTLEMENTS, TICKET_CATEGORIES
 from meetinglib.core.weeks import IsoWeek, Window
 from meetinglib.data import engine
 
@@ -714,8 +714,10 @@ def settled_without_time(con: BaseBackend, settlements: ir.Table) -> tuple[int, 
     Their time unknown, they are in no week's settled amount, and not pending either
     (``pending_until_settled``): the finance section names them so their money is seen.
     """
+    # the contradiction the schema declares, which validation flags ("status without time")
+    ((status, value, time),) = SETTLEMENTS.status_times
     rows = settlements.filter(
-        (settlements.status.cast("string") == "settled") & settlements.settled_at.isnull()
+        (settlements[status].cast("string") == value) & settlements[time].isnull()
     )
     found = con.execute(rows.aggregate(n=rows.count(), amount=rows.amount.sum()))
     amount = found["amount"].iloc[0]
