@@ -299,7 +299,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     timezone = args.timezone or ("Asia/Shanghai" if proposal.chinese else "UTC")
     provided = set(proposal.canonical)
     support = {
-        key: missing_columns(key, lambda table: table == "orders", provided.__contains__)
+        key: missing_columns(
+            key, lambda table: table == "orders", lambda _table, column: column in provided
+        )
         for key in CATALOGUE
     }
     missing = {k: v for k, v in support.items() if v}

@@ -1260,7 +1260,9 @@ def test_milestone_out_of_order_leaves_only_that_duration():
 
 
 def test_missing_columns_says_what_a_kpi_needs():
-    has = {"created_at", "paid_at", "shipped_at"}.__contains__
+    def has(table, column):
+        return table == "orders" and column in {"created_at", "paid_at", "shipped_at"}
+
     tables = {"orders"}.__contains__
     assert kpis.missing_columns("gmv", tables, has) == ["amount"]
     assert kpis.missing_columns("orders_created", tables, has) == []
@@ -1270,10 +1272,39 @@ def test_missing_columns_says_what_a_kpi_needs():
     ]
     assert kpis.missing_columns("complaint_rate", tables, has) == ["tickets"]
     assert kpis.missing_columns("on_time_ship_rate", tables, has) == []
-    no_paid = {"created_at", "shipped_at"}.__contains__
+
+    def no_paid(table, column):
+        return column in {"created_at", "shipped_at"}
+
     assert kpis.missing_columns("on_time_ship_rate", tables, no_paid) == [
         "paid_at|promised_ship_by"
     ]
+
+
+def test_missing_columns_names_a_column_of_another_table_by_its_table():
+    """A KPI of tickets, after-sales or settlements needs that table's optional columns too;
+    a column of a table the source lacks is not listed again (the table is)."""
+    provided = {
+        "orders": {"created_at", "delivered_at", "amount"},
+        "tickets": {"ticket_id", "opened_at", "resolved_at"},
+        "after_sales": {"case_id", "requested_at"},
+    }
+
+    def has(table, column):
+        return column in provided.get(table, set())
+
+    tables = provided.__contains__
+    assert kpis.missing_columns("csat", tables, has) == ["tickets.csat"]
+    assert kpis.missing_columns("resolution_median_h", tables, has) == []
+    assert kpis.missing_columns("first_response_p90_h", tables, has) == [
+        "tickets.first_response_at"
+    ]
+    assert kpis.missing_columns("refund_rate", tables, has) == ["after_sales.refund_amount"]
+    assert kpis.missing_columns("net_revenue", tables, has) == ["after_sales.refund_amount"]
+    assert kpis.missing_columns("case_cycle_p90_d", tables, has) == ["after_sales.closed_at"]
+    assert kpis.missing_columns("return_rate", tables, has) == []
+    assert kpis.missing_columns("settled_amount", tables, has) == ["settlements"]
+    assert kpis.missing_columns("fill_rate", tables, has) == ["order_lines", "shipped_at"]
 
 
 def test_setting_a_segment_aside_removes_its_orders_and_the_rows_pointing_at_them():

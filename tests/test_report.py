@@ -589,3 +589,51 @@ def test_tables_of_kpis_the_source_cannot_support_say_not_available(tmp_path, qu
     # the rate that has its own promise column stays computed
     ship = cells(report.on_time_ship_table())
     assert any("%" in c for row in ship for c in row[1:3])
+
+
+def test_kpis_needing_an_optional_column_of_another_table_read_not_available(
+    tmp_path, quiet_sample
+):
+    """An export of tickets without CSAT, after-sales without refund amounts or closing
+    times, settlements without their time, order lines without shipped quantities: the
+    KPIs built on those columns say what is missing instead of reading 0 (a refund rate of
+    0 % reads as "no refunds"); the KPIs the tables still support stay computed."""
+    folder = tmp_path / "thin-tables"
+    shutil.copytree(quiet_sample.folder, folder)
+    dropped = {
+        "tickets": ["csat", "first_response_at"],
+        "after_sales": ["refund_amount", "closed_at"],
+        "settlements": ["settled_at"],
+        "order_lines": ["qty_shipped"],
+    }
+    for table, columns in dropped.items():
+        path = folder / f"{table}.parquet"
+        pd.read_parquet(path).drop(columns=columns).to_parquet(path, index=False)
+    params = load_params(write_params(tmp_path, folder))
+    report = DataReport(load_week(params, SAMPLE_WEEK), "en")
+    expected = {
+        "csat": "tickets.csat",
+        "first_response_median_h": "tickets.first_response_at",
+        "refund_rate": "after_sales.refund_amount",
+        "refund_amount": "after_sales.refund_amount",
+        "net_revenue": "after_sales.refund_amount",
+        "case_cycle_median_d": "after_sales.closed_at",
+        "settled_amount": "settlements.settled_at",
+        "settlement_lag_p90_d": "settlements.settled_at",
+        "fill_rate": "order_lines.qty_shipped",
+    }
+    for kpi, column in expected.items():
+        row = report.kpi_result.row(kpi)
+        assert (row["status"], row["note"]) == (
+            "not_available",
+            f"not available — the source has no {column}",
+        ), kpi
+    for kpi in ("return_rate", "resolution_median_h", "tickets_per_1000", "pending_amount"):
+        row = report.kpi_result.row(kpi)
+        assert row["status"] != "not_available" and np.isfinite(row["this_week"]), kpi
+    service, finance = str(report.service_table().data), str(report.finance_table().data)
+    assert "not available — the source has no tickets.csat" in service
+    assert "not available — the source has no after_sales.refund_amount" in finance
+    assert "not available — the source has no settlements.settled_at" in finance
+    # every settled row lacks a time because the column is absent: no contradiction to name
+    assert "have no settlement time" not in finance

@@ -150,12 +150,10 @@ NOT_AVAILABLE = "not_available"
 
 
 def not_available(data: WeekData) -> dict[str, list[str]]:
-    """KPIs the source cannot support, with what it lacks (tables, then orders columns)."""
+    """KPIs the source cannot support, with what it lacks (tables, then columns)."""
     out = {}
     for key in kpis.CATALOGUE:
-        missing = kpis.missing_columns(
-            key, lambda table: table in data.tables, lambda c: data.has_column("orders", c)
-        )
+        missing = kpis.missing_columns(key, lambda table: table in data.tables, data.has_column)
         if missing:
             out[key] = missing
     return out

@@ -737,8 +737,10 @@ CATALOGUE: dict[str, KpiDef] = {k.key: k for k in (
 )}
 # fmt: on
 
-# Columns of orders each KPI needs besides the required ones; "a|b": either will do. A KPI
-# whose source lacks one is "not available", never zero (``missing_columns``).
+# Columns each KPI needs besides the required ones: of orders by name, of another table as
+# "table.column"; "a|b": either will do. A KPI whose source lacks one is "not available",
+# never zero (``missing_columns``): a refund rate of 0 % where the export has no refund
+# amounts would read as "no refunds".
 NEEDS: dict[str, tuple[str, ...]] = {
     "gmv": ("amount",),
     "cancellation_rate": ("cancelled_at",),
@@ -751,33 +753,49 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "overdue_backlog": ("paid_at", "shipped_at"),
     "abnormal_rate": ("exception_code",),
     "stockout_orders": ("exception_code",),
-    "fill_rate": ("shipped_at",),
+    "fill_rate": ("shipped_at", "order_lines.qty_shipped"),
     "on_time_delivery_rate": ("delivered_at", "promised_delivery_by"),
     "transit_median_h": ("shipped_at", "delivered_at"),
     "transit_p90_h": ("shipped_at", "delivered_at"),
     "lost_damaged_rate": ("shipped_at", "exception_code"),
     "perfect_order_rate": ("delivered_at", "promised_delivery_by", "exception_code"),
+    "first_response_median_h": ("tickets.first_response_at",),
+    "first_response_p90_h": ("tickets.first_response_at",),
+    "resolution_median_h": ("tickets.resolved_at",),
+    "resolution_p90_h": ("tickets.resolved_at",),
+    "csat": ("tickets.resolved_at", "tickets.csat"),
     "return_rate": ("delivered_at",),
-    "refund_rate": ("delivered_at",),
-    "net_revenue": ("amount",),
-    "settlement_lag_median_d": ("delivered_at",),
-    "settlement_lag_p90_d": ("delivered_at",),
+    "refund_rate": ("delivered_at", "after_sales.refund_amount"),
+    "refund_amount": ("after_sales.refund_amount",),
+    "case_cycle_median_d": ("after_sales.closed_at",),
+    "case_cycle_p90_d": ("after_sales.closed_at",),
+    "net_revenue": ("amount", "after_sales.refund_amount"),
+    "settled_amount": ("settlements.settled_at",),
+    "settlement_lag_median_d": ("delivered_at", "settlements.settled_at"),
+    "settlement_lag_p90_d": ("delivered_at", "settlements.settled_at"),
+    # Without settled_at a row stays pending as its status says (pending_until_settled).
     "pending_amount": ("delivered_at",),
 }
 
 
 def missing_columns(
-    key: str, has_table: Callable[[str], bool], has_column: Callable[[str], bool]
+    key: str, has_table: Callable[[str], bool], has_column: Callable[[str, str], bool]
 ) -> list[str]:
-    """What the source lacks for KPI ``key``: its tables ("tickets"), then orders columns.
+    """What the source lacks for KPI ``key``: its tables ("tickets"), then columns (orders'
+    by name, other tables' as "tickets.csat").
 
-    Empty when the KPI can be computed. ``has_column`` answers for columns of orders; an
+    Empty when the KPI can be computed. ``has_column(table, column)`` answers for a table
+    the source has; a column of a table it lacks is not listed (the table is). An
     alternative "a|b" is missing only when both are (and is listed as "a|b").
     """
     spec = CATALOGUE[key]
     missing = [table for table in spec.tables if not has_table(table)]
     for need in NEEDS.get(key, ()):
-        if not any(has_column(c) for c in need.split("|")):
+        table, dot, columns = need.partition(".")
+        table, columns = (table, columns) if dot else ("orders", need)
+        if table != "orders" and not has_table(table):
+            continue
+        if not any(has_column(table, c) for c in columns.split("|")):
             missing.append(need)
     return missing
 

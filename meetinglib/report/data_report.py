@@ -1281,7 +1281,12 @@ class DataReport:
             return html(body, caption(self._t("report.no_table", table="settlements")))
         count, amount = sections.disputes(self.con, settlements)
         notes = [self._t("finance.disputes", count=count, amount=self._fmt(amount, "currency"))]
-        count, amount = sections.settled_without_time(self.con, settlements)
+        # Without a settled_at column every settled row lacks its time: that is the
+        # export's shape (the settled amount reads not available), not a contradiction.
+        has_time = self.data.has_column("settlements", "settled_at")
+        count, amount = (
+            sections.settled_without_time(self.con, settlements) if has_time else (0, 0.0)
+        )
         if count:
             # Their money is in neither amount above: said where Finance reads, not only
             # in the appendix.
