@@ -424,14 +424,16 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     """kpis.csv of a week, computed without the notebooks (the same table the report shows)."""
     params = load_params(*_params_files(args))
     given = _out(args.out, folder=True)  # before the week is loaded
-    lang = args.lang or params.language
+    # the language `meeting run` writes kpis.csv in: the handouts' first
+    lang = args.lang or params.handout_languages[0]
     data = load_week(params, args.week, progress=_Progress(args.quiet), lang=lang)
     result = kpi_table(data, lang)
     out = given or Path(params.output_dir) / str(data.week)
     path = write_kpis_csv(with_roots(result.table, root_changes(data, result, lang), lang), out)
-    adverse = len(result.changes)
-    print(f"week {data.week}: {len(result.table):,} KPI rows, {adverse} change(s) for the worse")
-    print(f"KPIs: {path.resolve()}")  # absolute, as `meeting run` prints its handouts
+    rows, adverse = len(result.table), len(result.changes)
+    print(t("cli.kpis.summary", lang, week=data.week, rows=rows, adverse=adverse))
+    # absolute, as `meeting run` prints its handouts
+    print(t("cli.kpis.written", lang, path=path.resolve()))
     return 0
 
 

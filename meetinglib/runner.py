@@ -185,7 +185,7 @@ def _run_week(
     with _environment(out_root):
         out_root.mkdir(parents=True, exist_ok=True)
     with (
-        _week_lock(out_root, str(data.week), params.run.lock_wait_seconds, say),
+        _week_lock(out_root, str(data.week), params.run.lock_wait_seconds, say, lang),
         _terminate_as_exit(),
     ):
         _remove_stale(out_root, str(data.week))
@@ -214,7 +214,7 @@ def _run_week(
                 jobs = [(n, s, g) for n, s in zip(names, sources, strict=True) for g in languages]
                 for i, (name, source, language) in enumerate(jobs, start=1):
                     stem = handout_stem(name, language, languages)
-                    say(f"[{i}/{len(jobs)}] {stem}: executing")
+                    say(t("run.progress.executing", lang, step=i, steps=len(jobs), notebook=stem))
                     result = _execute(
                         name,
                         source,
@@ -235,6 +235,7 @@ def _run_week(
                         say=say,
                         stem=stem,
                         lang=language,
+                        progress_lang=lang,
                         timeout=params.run.cell_timeout_seconds,
                         warm=warm if i == 1 else None,
                         # the explorer's tables are finished as soon as the findings are out
@@ -253,7 +254,7 @@ def _run_week(
                     # from the snapshot, so that Explorer.open after the run starts at
                     # once; the findings are those the data report just wrote beside it
                     t0 = time.perf_counter()
-                    say("saving the explorer's tables")
+                    say(t("run.progress.explorer", lang))
                     with _environment(staging):
                         explorer_data = explorer.finish(staging / PREPARED_FOLDER).name
                     timings["explorer_data"] = time.perf_counter() - t0
@@ -555,6 +556,7 @@ def _execute(
     lang: str = "en",
     timeout: float | None = None,
     warm: _WarmKernel | None = None,
+    progress_lang: str | None = None,
     on_cell: Callable[[], None] | None = None,
     on_executed: Callable[[], None] | None = None,
 ) -> NotebookResult:
@@ -634,7 +636,10 @@ def _execute(
             # a kernel handed over is not shut down by papermill: as it would have done
             warm.close(now=False)
         shutil.rmtree(sockets, ignore_errors=True)
-    say(f"  {stem}: executed in {time.perf_counter() - t0:.1f} s; exporting HTML")
+    seconds = time.perf_counter() - t0
+    # in the run's language, as its other progress lines, whatever the handout's
+    said = t("run.progress.exporting", progress_lang or lang, notebook=stem, seconds=seconds)
+    say("  " + said)
     if on_executed is not None:
         on_executed()
     # After a notebook that ran, its kernel exits beside the export: a kernel that held a
@@ -1134,8 +1139,11 @@ def _environment_in_cell(ename: str, evalue: str, staging: Path) -> MeetingError
 
 
 @contextlib.contextmanager
-def _week_lock(out_root: Path, week: str, wait: float, say: Progress) -> Iterator[None]:
-    """Hold the week's lock (outputs/.<week>.lock) for the run; wait up to ``wait`` s.
+def _week_lock(
+    out_root: Path, week: str, wait: float, say: Progress, lang: str = "en"
+) -> Iterator[None]:
+    """Hold the week's lock (outputs/.<week>.lock) for the run; wait up to ``wait`` s,
+    saying so once in ``lang``.
 
     An OS lock (flock): it is released when the process ends, even by kill -9, so a
     dead run never blocks the next one. The file is removed on release; a waiter that
@@ -1159,7 +1167,7 @@ def _week_lock(out_root: Path, week: str, wait: float, say: Progress) -> Iterato
             if time.monotonic() >= deadline:
                 raise RunLockedError(week, lock, holder, wait) from None
             if not told:
-                say(f"waiting for another run of {week} to finish ({holder}; lock {lock})")
+                say(t("run.progress.waiting_lock", lang, week=week, holder=holder, lock=lock))
                 told = True
             time.sleep(0.2)
             continue

@@ -21,6 +21,7 @@ from meetinglib.analysis.kpi_table import (
 )
 from meetinglib.analysis.kpis import MISSING
 from meetinglib.cli import main
+from meetinglib.core.i18n import t
 from meetinglib.core.params import load_params
 from meetinglib.core.weeks import IsoWeek
 from meetinglib.data import engine
@@ -55,6 +56,22 @@ def test_meeting_kpis_writes_the_csv_without_notebooks(tmp_path, sample, capsys,
     assert len(csv) == len(table)
     assert list(csv.columns) == [*KPI_TABLE_COLUMNS, "finding", "driven_by"]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_meeting_kpis_speaks_and_writes_the_language_of_the_handouts(tmp_path, sample, capsys):
+    """Without --lang, `meeting kpis` writes kpis.csv in the handouts' first language, as
+    `meeting run` writes it beside them, and says so in that language."""
+    params = write_params(
+        tmp_path, sample.folder, notebooks_dir=str(tmp_path / "none"), languages="[zh-CN, en]"
+    )
+    out = tmp_path / "kpis"
+    assert main(["kpis", "--params", str(params), "--week", SAMPLE_WEEK, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"KPI 文件：{out / 'kpis.csv'}\n" in printed
+    assert f"{SAMPLE_WEEK}：" in printed and "KPI rows" not in printed
+    csv = pd.read_csv(out / "kpis.csv")
+    label = csv.loc[csv["kpi"] == "on_time_ship_rate", "label"].iloc[0]
+    assert label == t("kpi.on_time_ship_rate", "zh-CN") != t("kpi.on_time_ship_rate", "en")
 
 
 def test_the_table_of_a_snapshot_reads_no_table_into_pandas(tmp_path, sample):

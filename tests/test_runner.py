@@ -132,9 +132,13 @@ def test_handout_in_simplified_chinese(tmp_path, sample, sample_params, capsys):
     text = " ".join(page.text)
     assert "订单处理周报" in text and "准时发货率" in text
     assert "On-time ship rate" not in text
-    # the load step's lines in the run's language too (the notebooks' own lines are not)
+    # every progress line in the run's language: the load step's, the notebooks', the
+    # explorer's tables'
     err = capsys.readouterr().err
     assert "正在加载并校验数据" in err and "orders：" in err and "loading" not in err
+    assert "[1/1] data_report：执行中" in err and "正在导出 HTML" in err
+    assert "正在保存瓶颈探索器的数据表" in err
+    assert not {"executing", "exporting", "saving"} & set(re.findall(r"[a-z]+", err))
 
 
 def _broken_notebook(folder: Path, cell: str = "1 / 0", name: str = "broken") -> None:
