@@ -498,6 +498,30 @@ def _backlog_per_order(orders: pd.DataFrame) -> pd.Series:
     return backlog / volume
 
 
+def test_incidents_are_told_in_each_language(with_incidents):
+    """The summary's incidents in English (their description) and in any language, with
+    the days of this sample: Tuesday and Wednesday of its last week."""
+    transit, stockout = with_incidents[0].incidents
+    assert (
+        transit.description
+        == transit.text("en")
+        == (
+            "EastPost transit time in region South x2.5 for shipments from Tuesday 2026-01-27 "
+            "(2026-W05)"
+        )
+    )
+    assert stockout.description.startswith(
+        "WH-South out of stock of its most popular SKUs from Wednesday 2026-01-28 (2026-W05): "
+    )
+    assert transit.text("zh-CN") == (
+        "自 2026-01-27（2026-W05 的星期二）起发出的包裹，EastPost 在 South 区域的运输时间"
+        "变为原来的 2.5 倍"
+    )
+    assert stockout.text("zh-CN").startswith(
+        "WH-South 最畅销的几款商品自 2026-01-28（2026-W05 的星期三）"
+    )
+
+
 def test_incidents_are_visible_in_the_last_week(with_incidents):
     summary, frames = with_incidents
     orders = frames["orders"]

@@ -97,8 +97,19 @@ class Incident:
     """A problem injected into the last week of the sample."""
 
     key: str
-    description: str
+    description: str  # in English; text(lang) in any language
     segment: dict[str, str]
+    # In a sample's incidents: the day it starts and its week (the description names them).
+    start: dt.date | None = None
+    week: str = ""
+
+    def text(self, lang: str) -> str:
+        """The description in ``lang`` (the catalogue's ``sample.incident.<key>``)."""
+        if self.start is None:
+            return self.description
+        day = f"{self.start:%Y-%m-%d}"
+        fields = {"factor": TRANSIT_INCIDENT_FACTOR, "day": day, "week": self.week}
+        return t(f"sample.incident.{self.key}", lang, **fields)
 
 
 @dataclass(frozen=True)
@@ -874,28 +885,17 @@ def _transit_incident(plan: _Plan, cal: _Calendar, rng: np.random.Generator) -> 
 
 def _incidents_of(cal: _Calendar) -> tuple[Incident, ...]:
     """INCIDENTS with the dates of this sample in their descriptions."""
-    tuesday = cal.end_week.monday + dt.timedelta(days=1)
-    wednesday = cal.end_week.monday + dt.timedelta(days=2)
-    transit, stockout = INCIDENTS
-    return (
+    weekday = {"carrier_transit": 1, "warehouse_stockout": 2}  # Tuesday, Wednesday
+    dated = [
         replace(
-            transit,
-            description=(
-                f"EastPost transit time in region South x{TRANSIT_INCIDENT_FACTOR} "
-                f"for shipments from Tuesday {tuesday:%Y-%m-%d} ({cal.end_week})"
-            ),
-            segment=dict(transit.segment),
-        ),
-        replace(
-            stockout,
-            description=(
-                f"WH-South out of stock of its most popular SKUs from Wednesday "
-                f"{wednesday:%Y-%m-%d} ({cal.end_week}): about a third of its orders get "
-                "exception stockout and stay unshipped or ship late and short"
-            ),
-            segment=dict(stockout.segment),
-        ),
-    )
+            incident,
+            segment=dict(incident.segment),
+            start=cal.end_week.monday + dt.timedelta(days=weekday[incident.key]),
+            week=str(cal.end_week),
+        )
+        for incident in INCIDENTS
+    ]
+    return tuple(replace(incident, description=incident.text("en")) for incident in dated)
 
 
 # --- tables --------------------------------------------------------------------------
