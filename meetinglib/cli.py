@@ -57,12 +57,14 @@ from meetinglib.meeting.actions import (
 )
 from meetinglib.meeting.agenda import prepare_meeting, write_agenda_files
 from meetinglib.meeting.intake import (
+    TEMPLATE_COLUMNS,
     IssueChange,
     add_issue,
     check_department,
     close_issues,
     import_issues,
     reopen_issues,
+    template_headers,
     write_template,
 )
 from meetinglib.meeting.minutes import record_minutes
@@ -144,6 +146,17 @@ def _out(path: str | Path | None, *, folder: bool, example: str = "file.csv") ->
             with contextlib.suppress(OSError):
                 made_folder.rmdir()
     return path
+
+
+# The language of the lines a command prints: its --lang when it has one, else the first
+# language of the params' handouts (the team's), else English (a command without params:
+# sample-data, notebooks). Ids, weeks, paths, params keys and command lines stay as
+# typed inside the sentences.
+def _lang(args: argparse.Namespace, params: Params | None = None) -> str:
+    chosen: str | None = getattr(args, "lang", None)
+    if chosen:
+        return chosen
+    return params.handout_languages[0] if params is not None else "en"
 
 
 def _params_files(args: argparse.Namespace) -> list[Path]:
@@ -451,17 +464,19 @@ def _dept_filter(args: argparse.Namespace, params: Params) -> str | None:
 
 def cmd_issues_template(args: argparse.Namespace) -> int:
     params = _load(args)
+    # The template's language (its headers, sheets and severities), and so its lines':
+    # they name its columns.
     lang = args.lang or params.language
     department = check_department(args.dept, params.meeting.departments)
     # Without --out the file goes in the working folder, never beside or above it.
     name = f"issues-{department.replace('_', '-')}.{args.format}"
     out = _out(args.out, folder=False, example=name) or inside(Path.cwd(), name)
     path = write_template(out, department, lang)
-    print(f"issue template for {department}: {path}")
-    print(
-        "  one row per issue; columns title and severity are required. Import it with\n"
-        f"  meeting issues import {path} --dept {department} --week <ISO week>"
-    )
+    headers = dict(zip(TEMPLATE_COLUMNS, template_headers(lang), strict=True))
+    print(t("cli.issues.template_written", lang, department=department, path=path))
+    hint = t("cli.issues.template_hint", lang, title=headers["title"], severity=headers["severity"])
+    print("  " + hint)
+    print("  " + t("cli.issues.template_command", lang, path=path, department=department))
     return 0
 
 
@@ -476,16 +491,29 @@ def cmd_issues_import(args: argparse.Namespace) -> int:
             departments=params.meeting.departments,
             encoding=args.encoding,
         )
-    encoding = f", read as {result.encoding}" if result.encoding else ""
-    updated = f", {len(result.updated)} updated" if result.updated else ""
+    lang = _lang(args, params)
+    updated, encoding = "", ""
+    if result.updated:
+        updated = t("cli.issues.imported_updated", lang, count=len(result.updated))
+    if result.encoding:
+        encoding = t("cli.issues.imported_encoding", lang, encoding=result.encoding)
     print(
-        f"{args.file}: {len(result.added)} new issue(s) for {result.department}, week "
-        f"{result.week}{updated}; {result.skipped} already in the store{encoding}"
+        t(
+            "cli.issues.imported",
+            lang,
+            file=args.file,
+            added=len(result.added),
+            department=result.department,
+            week=result.week,
+            updated=updated,
+            skipped=result.skipped,
+            encoding=encoding,
+        )
     )
     for issue_id in result.updated:
-        print(f"  issue #{issue_id}: its row changed in the file; the issue takes the new values")
+        print("  " + t("cli.issues.row_changed", lang, id=issue_id))
     if result.ignored_columns:
-        print(f"  columns ignored (not in the template): {list(result.ignored_columns)}")
+        print("  " + t("cli.issues.columns_ignored", lang, columns=list(result.ignored_columns)))
     return 0
 
 
@@ -504,15 +532,14 @@ def cmd_issues_add(args: argparse.Namespace) -> int:
             first_seen=args.first_seen,
             submitter=args.submitter,
         )
+    lang = _lang(args, params)
+    where = {"department": result.department, "week": result.week}
     if result.added:
-        print(f"issue #{result.added[0]} added for {result.department}, week {result.week}")
+        print(t("cli.issues.added", lang, id=result.added[0], **where))
     elif result.updated:
-        print(
-            f"issue #{result.updated[0]} ({result.department}, week {result.week}, same title) "
-            "updated with these values"
-        )
+        print(t("cli.issues.updated", lang, id=result.updated[0], **where))
     else:
-        print("the same issue is already in the store; nothing added")
+        print(t("cli.issues.duplicate", lang))
     return 0
 
 
@@ -564,7 +591,7 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
     if args.format == "csv":
         write_csv(issues, sys.stdout, columns=columns + ["description", "submitter"])
     elif issues.empty:
-        print("no issues match")
+        print(t("cli.issues.none_match", _lang(args, params)))
     else:
         _print_table(issues.loc[:, columns])
     return 0
@@ -574,7 +601,7 @@ def cmd_issues_close(args: argparse.Namespace) -> int:
     params = _load(args)
     with open_store(params) as store:
         changes = close_issues(store, args.id, args.status, week=args.week, note=args.note or "")
-    _print_issue_changes(changes)
+    _print_issue_changes(changes, _lang(args, params))
     return 0
 
 
@@ -582,22 +609,34 @@ def cmd_issues_reopen(args: argparse.Namespace) -> int:
     params = _load(args)
     with open_store(params) as store:
         changes = reopen_issues(store, args.id, note=args.note or "")
-    _print_issue_changes(changes)
+    _print_issue_changes(changes, _lang(args, params))
     return 0
 
 
-def _print_issue_changes(changes: Sequence[IssueChange]) -> None:
+def _print_issue_changes(changes: Sequence[IssueChange], lang: str) -> None:
     for c in changes:
-        head = f"issue #{c.id} ({c.department}, {c.week}, {c.title!r})"
-        settled = f" in {c.resolved_week}" if c.resolved_week else ""
-        if not c.changed:
-            print(f"{head}: already {c.after}{settled}; nothing changed")
+        head = t(
+            "cli.issues.head", lang, id=c.id, department=c.department, week=c.week, title=c.title
+        )
+        before, after = (t(f"cli.issues.status.{s}", lang) for s in (c.before, c.after))
+        if not c.changed and c.resolved_week:
+            print(t("cli.issues.already_in", lang, head=head, status=after, week=c.resolved_week))
+        elif not c.changed:
+            print(t("cli.issues.already", lang, head=head, status=after))
         elif c.after == "open":
-            print(f"{head}: {c.before} -> open; it comes back on the agendas after {c.week}")
-        else:
             print(
-                f"{head}: {c.before} -> {c.after}{settled}; "
-                f"no longer on the agendas after {c.resolved_week}"
+                t("cli.issues.reopened", lang, head=head, before=before, after=after, week=c.week)
+            )
+        else:  # settled: always in a week
+            print(
+                t(
+                    "cli.issues.closed",
+                    lang,
+                    head=head,
+                    before=before,
+                    after=after,
+                    week=c.resolved_week,
+                )
             )
 
 
@@ -607,7 +646,8 @@ def cmd_store_export(args: argparse.Namespace) -> int:
     out = _out(args.out, folder=True) or Path(params.output_dir) / f"store-export-{stamp}"
     with open_store(params) as store:
         files = store.export(out, args.format)
-        print(f"store {store.url} (schema version {store.version}) exported to {out}:")
+        lang = _lang(args, params)
+        print(t("cli.store.exported", lang, url=store.url, version=store.version, out=out))
     for path in files:
         print(f"  {path.name}")
     return 0
@@ -629,9 +669,17 @@ def cmd_agenda(args: argparse.Namespace) -> int:
         files.update(write_other_languages(pack, params, out))
     a = pack.agenda
     print(
-        f"agenda for week {week}: {a.start:%Y-%m-%d %H:%M}–{a.end:%H:%M} ({a.tz}), "
-        f"{a.issues} issue(s) from {len(pack.load)} department(s), "
-        f"{a.planned_minutes} of {int((a.end - a.start).total_seconds() // 60)} minutes planned"
+        t(
+            "cli.agenda.written",
+            _lang(args, params),
+            week=week,
+            when=f"{a.start:%Y-%m-%d %H:%M}–{a.end:%H:%M}",
+            tz=a.tz,
+            issues=a.issues,
+            departments=len(pack.load),
+            planned=a.planned_minutes,
+            total=int((a.end - a.start).total_seconds() // 60),
+        )
     )
     for name, path in files.items():
         print(f"  {name:<12} {path}")
@@ -659,16 +707,24 @@ def cmd_notice(args: argparse.Namespace) -> int:
         raise ParamsError("no sender: set smtp.sender or meeting.organizer in the params.")
     message = notice_message(pack, sender)
     eml = write_eml(message, out / "notice.eml")
+    lang = _lang(args, params)
     if not args.send or params.smtp is None:  # --send without smtp was refused above
-        print(f"notice for week {week} written to {eml} (not sent; --send sends it by SMTP)")
+        print(t("cli.notice.written", lang, week=week, eml=eml))
     else:
         smtp = params.smtp
         accepted = send(message, smtp)
         print(
-            f"notice for week {week} sent to {len(accepted)} recipient(s) through "
-            f"{smtp.host}:{smtp.port}; a copy is at {eml}"
+            t(
+                "cli.notice.sent",
+                lang,
+                week=week,
+                count=len(accepted),
+                host=smtp.host,
+                port=smtp.port,
+                eml=eml,
+            )
         )
-    print(f"written again with it ({pack.agenda.lang}):")
+    print(t("cli.notice.written_again", lang, lang=pack.agenda.lang))
     for name, path in files.items():
         print(f"  {name:<12} {path}")
     return 0
@@ -678,13 +734,21 @@ def cmd_minutes_record(args: argparse.Namespace) -> int:
     params = _load(args)
     with open_store(params) as store:
         r = record_minutes(params, store, args.file, args.week)
+    lang = _lang(args, params)
     if r.unchanged:
-        print(f"{args.file}: already recorded for week {r.week}; nothing changed")
+        print(t("cli.minutes.unchanged", lang, file=args.file, week=r.week))
         return 0
     print(
-        f"{args.file}: minutes of week {r.week} recorded: {r.decisions_added} new decision(s), "
-        f"{r.actions_added} new and {r.actions_updated} updated action item(s), "
-        f"{r.earlier_updated} earlier item(s) reviewed"
+        t(
+            "cli.minutes.recorded",
+            lang,
+            file=args.file,
+            week=r.week,
+            decisions=r.decisions_added,
+            added=r.actions_added,
+            updated=r.actions_updated,
+            earlier=r.earlier_updated,
+        )
     )
     return 0
 
@@ -694,16 +758,19 @@ def cmd_minutes_send(args: argparse.Namespace) -> int:
     if params.smtp is None:
         raise ParamsError("sending the minutes needs an 'smtp' block in the params.")
     result = send_minutes(params, args.week, lang=args.lang)
+    lang = _lang(args, params)
     print(
-        f"minutes of week {result.week} sent to {result.recipients} recipient(s) at "
-        f"{result.sent_at:%Y-%m-%d %H:%M} UTC; a copy is at {result.eml}"
+        t(
+            "cli.minutes.sent",
+            lang,
+            week=result.week,
+            count=result.recipients,
+            when=f"{result.sent_at:%Y-%m-%d %H:%M}",
+            eml=result.eml,
+        )
     )
     if not result.in_time:
-        print(
-            f"warning: sent {result.hours_after:.1f} hours after the meeting ended, later than "
-            "the 24 hours promised",
-            file=sys.stderr,
-        )
+        print(t("cli.minutes.late", lang, hours=f"{result.hours_after:.1f}"), file=sys.stderr)
     return 0
 
 
@@ -721,7 +788,7 @@ def cmd_actions_add(args: argparse.Namespace) -> int:
             issue_id=args.issue,
             note=args.note,
         )
-    print(f"action item #{item} added to the meeting about week {args.week}")
+    print(t("cli.actions.added", _lang(args, params), id=item, week=args.week))
     return 0
 
 
@@ -740,7 +807,7 @@ def cmd_actions_update(args: argparse.Namespace) -> int:
             note=args.note,
             issue_id=args.issue,
         )
-    print(f"action item #{args.id} updated")
+    print(t("cli.actions.updated", _lang(args, params), id=args.id))
     return 0
 
 
@@ -749,7 +816,9 @@ def cmd_actions_done(args: argparse.Namespace) -> int:
     with open_store(params) as store:
         for item in args.id:
             close_action(store, item, args.note)
-    print(f"action item(s) {', '.join(f'#{i}' for i in args.id)} done")
+    lang = _lang(args, params)
+    ids = t("cli.separator", lang).join(f"#{i}" for i in args.id)
+    print(t("cli.actions.done", lang, ids=ids))
     return 0
 
 
@@ -774,7 +843,7 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
     if args.format == "csv":
         write_csv(items, sys.stdout, columns=columns)
     elif items.empty:
-        print("no action items match")
+        print(t("cli.actions.none_match", _lang(args, params)))
     else:
         _print_table(items.loc[:, columns])
     return 0

@@ -12,6 +12,8 @@ import pytest
 from meetinglib.cli import main
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.data.validate import RULES, rule_label
+from tests.test_minutes import GOOD, minutes_params
+from tests.test_notify import PASSWORD_ENV, smtp_server  # noqa: F401  (fixture)
 
 WEEK = "2026-W47"
 KNOWN = "['operations', 'customer_service', 'logistics', 'finance', 'it']"
@@ -252,3 +254,130 @@ def test_validate_in_chinese_prints_no_english_sentence(chosen, tmp_path, capsys
     assert len(examples) > 14
     width = [sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in x) for x in examples]
     assert max(width) <= 100, examples
+
+
+# --- the meeting's commands in the reader's language ---------------------------------------------
+
+SMTP = (
+    "smtp: {{host: 127.0.0.1, port: {port}, user: ops, password_env: {env}, "
+    "sender: ops-reports@shop.example, starttls: false, timeout_seconds: 10}}\n"
+)
+# Values that stay as typed in a Chinese line, besides IDENTIFIERS: department codes,
+# the sample's carrier, region and exception code, acronyms.
+TYPED = {*KNOWN.strip("[]").replace("'", "").split(", "), "EastPost", "South", "stockout"}
+TYPED |= {"SMTP", "UTC"}
+# Paths and store URLs (ASCII here), time zones, encodings, options, a command line.
+AS_TYPED = re.compile(
+    r"(?:sqlite://)?/[A-Za-z0-9_./-]+|Asia/Shanghai|\butf-8\b|--[a-z-]+|\bmeeting (?:[a-z]+ )+.*$"
+)
+
+
+def _english_lines(text: str) -> dict[str, list[str]]:
+    """The lines of ``text`` holding English words once what stays as typed is taken out."""
+    found = {}
+    for line in text.splitlines():
+        words = [w for w in _english_words(AS_TYPED.sub(" ", line)) if w not in TYPED]
+        if words:
+            found[line] = words
+    return found
+
+
+def _run(argv: list[str], capsys) -> str:
+    """stdout and stderr of a command that succeeds."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return out + err
+
+
+def test_the_meeting_commands_speak_the_handouts_first_language(
+    tmp_path,
+    smtp_server,  # noqa: F811
+    monkeypatch,
+    capsys,
+):
+    """Without --lang the issue, agenda, notice, minutes, action and store commands print
+    in the params' first handout language (zh-CN before en here; `language` is en): every
+    line Chinese, with ids, weeks, paths, codes and command lines as typed."""
+    _, port = smtp_server
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret pw")
+    smtp = SMTP.format(port=port, env=PASSWORD_ENV)
+    params = ["--params", str(minutes_params(tmp_path, "languages: [zh-CN, en]\n" + smtp))]
+    printed: list[str] = []
+
+    def run(*argv: str) -> str:
+        printed.append(_run([*argv, *params], capsys))
+        return printed[-1]
+
+    w47 = ["--week", WEEK]
+    issues = tmp_path / "logistics.csv"
+    issues.write_text("title,severity,extra\n扫描枪故障,high,x\n", encoding="utf-8")
+    imported = ["issues", "import", str(issues), "--dept", "logistics", *w47]
+    assert f"{issues}：logistics 第 2026-W47 周新增问题 1 个；0 个已在存储中，按 utf-8" in run(
+        *imported
+    )
+    issues.write_text("title,severity\n扫描枪故障,critical\n", encoding="utf-8")
+    assert "，更新 1 个；" in run(*imported)
+    assert "问题 #2：文件中的这一行有改动，问题已改用新值" in printed[-1]
+    add = ["issues", "add", "--dept", "it", *w47, "--title", "导出失败", "--severity", "high"]
+    assert "已为 it 添加第 2026-W47 周的问题 #3" in run(*add)
+    assert "存储中已有相同的问题，未添加" in run(*add)
+    assert run("issues", "list", "--dept", "finance") == "没有符合条件的问题\n"
+    assert (
+        "问题 #1（logistics，2026-W47，“EastPost late”）：待处理 → 已解决（2026-W47）；"
+        "2026-W47 之后的议程不再列入"
+    ) in run("issues", "close", "1")
+    assert "已于 2026-W47 标为已解决，未作更改" in run("issues", "close", "1")
+    assert "已解决 → 待处理；2026-W47 之后的议程将重新列入" in run("issues", "reopen", "1")
+    assert "状态已是待处理，未作更改" in run("issues", "reopen", "1")
+    assert "（结构版本 " in run("store", "export", "--out", str(tmp_path / "backup"))
+
+    assert "第 2026-W47 周议程：2026-11-23 14:00–" in run("agenda", *w47)
+    assert "（未发送；加 --send 即通过 SMTP 发送）" in run("notice", *w47)
+    assert "随通知重新写入的文件（zh-CN）：" in printed[-1]
+    assert f"已通过 127.0.0.1:{port} 发给 3 位收件人" in run("notice", *w47, "--send")
+
+    minutes = ["minutes", "record", str(GOOD), *w47]
+    assert "新增决定 1 项，新增行动项 2 项、更新 0 项" in run(*minutes)
+    assert "第 2026-W47 周的会议纪要已经记录，未作更改" in run(*minutes)
+    folder = tmp_path / "out" / WEEK  # the mail is in `language` (en): its handout
+    (folder / "minutes.en.html").write_text('<html lang="en"><body>x</body></html>', "utf-8")
+    sent = run("minutes", "send", *w47)
+    assert "第 2026-W47 周会议纪要已于 " in sent and "发给 4 位收件人；副本在 " in sent
+    assert "警告：发送时距会议结束已过 " in sent  # days after the meeting of 2026-11-23
+
+    action = ["actions", "add", *w47, "--description", "致电客户", "--owner", "陈杰"]
+    assert "行动项 #3 已加入第 2026-W47 周的会议" in run(
+        *action, "--dept", "logistics", "--due", "2026-12-04"
+    )
+    assert run("actions", "update", "3", "--note", "已联系") == "行动项 #3 已更新\n"
+    assert run("actions", "done", "1", "3") == "行动项 #1、#3 已完成\n"
+    assert run("actions", "list", *w47, "--owner", "无人") == "没有符合条件的行动项\n"
+
+    assert _english_lines("".join(printed)) == {}
+    assert len("".join(printed).splitlines()) > 30  # not a pass by saying little
+
+    # --lang en: the same team's command in English
+    out = _run(["notice", *w47, "--lang", "en", *params], capsys)
+    assert f"notice for week {WEEK} written to " in out and "written again with it (en):" in out
+    assert not re.search(r"[\u4e00-\u9fff]", out)
+
+
+def test_the_issue_template_speaks_its_own_language(tmp_path, capsys):
+    """The template's lines name its columns, so they speak its language: --lang, else
+    `language` (as its headers), not the first of `languages`."""
+    params = ["--params", str(minutes_params(tmp_path, "languages: [zh-CN, en]\n"))]
+    out = tmp_path / "issues-it.csv"
+    template = ["issues", "template", "--dept", "it", "--format", "csv", "--out", str(out)]
+    assert _run([*template, *params], capsys) == (
+        f"issue template for it: {out}\n"
+        "  one row per issue; columns title and severity are required. Import it with\n"
+        f"  meeting issues import {out} --dept it --week <ISO week>\n"
+    )
+    chinese = _run([*template, "--lang", "zh-CN", *params], capsys)
+    assert chinese == (
+        f"it 的问题清单模板：{out}\n"
+        "  每行一个问题；“标题”和“严重程度”两列必填。导入命令：\n"
+        f"  meeting issues import {out} --dept it --week <ISO 周>\n"
+    )
+    assert out.read_text(encoding="utf-8-sig").startswith("标题,")
