@@ -179,11 +179,20 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
         fmt=args.format,
         progress=progress,
     )
-    print(f"sample data for {args.weeks} weeks ending {summary.end_week} in {summary.folder}")
+    lang = _lang(args)  # no params: English, or the demo's language when it runs this
+    print(
+        t(
+            "cli.sample.written",
+            lang,
+            weeks=args.weeks,
+            week=summary.end_week,
+            folder=summary.folder,
+        )
+    )
     for table, rows in summary.rows.items():
-        print(f"  {table:<12} {rows:>12,} rows")
+        print("  " + t("cli.sample.rows", lang, table=f"{table:<12}", rows=f"{rows:>12,}"))
     for incident in summary.incidents:
-        print(f"  incident: {incident.description}")
+        print("  " + t("cli.sample.incident", lang, text=incident.text(lang)))
     return 0
 
 
@@ -211,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.dir is not None:
         args.params, args.data = (
-            _demo_folder(Path(args.dir)),
+            _demo_folder(args, Path(args.dir)),
             str(Path(args.dir) / "data" / "sample"),
         )
     sample = Path(args.data)
@@ -226,6 +235,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             no_incidents=False,
             format="parquet",
             quiet=args.quiet,
+            # the sample's lines in the demo's language, as the rest of the demo
+            lang=_lang(args, load_params(*_params_files(args))),
         )
         cmd_sample_data(ns)
     _demo_issues(args, sample)
@@ -236,14 +247,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(args)
 
 
-def _demo_folder(folder: Path) -> list[str]:
+def _demo_folder(args: argparse.Namespace, folder: Path) -> list[str]:
     """A folder holding the whole demo: params/demo.yaml (copied from the package unless
     present), and beside it the sample data, the store and the handouts."""
     params = folder / "params" / "demo.yaml"
     if not params.is_file():
         params.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(DEMO_TEMPLATE, params)
-        print(f"demo params written to {params}")
+        print(t("cli.demo.params_written", _lang(args, load_params(params)), path=params))
     return [str(params)]
 
 
@@ -265,8 +276,14 @@ def _demo_issues(args: argparse.Namespace, sample: Path) -> None:
             )
             added += len(result.added)
         print(
-            f"sample issue lists of {len(files)} department submissions in {sample / 'issues'}; "
-            f"{added} new issue(s) imported into {store.url}"
+            t(
+                "cli.demo.issues",
+                _lang(args, params),
+                files=len(files),
+                folder=sample / "issues",
+                added=added,
+                url=store.url,
+            )
         )
 
 
@@ -280,7 +297,15 @@ def _demo_minutes(args: argparse.Namespace, sample: Path) -> None:
     with open_store(params) as store:
         for path, when in zip(files, (week.previous(), week), strict=True):
             record_minutes(params, store, path, when)
-    print(f"sample minutes of weeks {week.previous()} and {week} recorded from {files[0].parent}")
+    print(
+        t(
+            "cli.demo.minutes",
+            _lang(args, params),
+            before=week.previous(),
+            week=week,
+            folder=files[0].parent,
+        )
+    )
 
 
 def _demo_meeting(args: argparse.Namespace) -> None:
@@ -427,9 +452,12 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     """The package's notebooks in a folder of the user's, with their kernel registered."""
     folder = Path(args.dir).resolve()
     written = install_notebooks(folder, force=args.force)
-    print(f"{len(written)} notebooks written to {folder} (kernel '{KERNEL_DISPLAY}' registered)")
-    print(f"open them with: jupyter lab {folder}")
-    print("set params_files in each notebook's first cell to your params file(s)")
+    lang = _lang(args)  # no params, no --lang: English
+    print(
+        t("cli.notebooks.written", lang, count=len(written), folder=folder, kernel=KERNEL_DISPLAY)
+    )
+    print(t("cli.notebooks.open", lang, folder=folder))
+    print(t("cli.notebooks.params", lang))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shutil
 import unicodedata
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from meetinglib.cli import main
+from meetinglib.cli import _demo_folder, _demo_issues, _demo_minutes, cmd_sample_data, main
 from meetinglib.core.schema import SCHEMAS
 from meetinglib.data.validate import RULES, rule_label
+from tests.conftest import ROOT
 from tests.test_minutes import GOOD, minutes_params
 from tests.test_notify import PASSWORD_ENV, smtp_server  # noqa: F401  (fixture)
 
@@ -381,3 +383,47 @@ def test_the_issue_template_speaks_its_own_language(tmp_path, capsys):
         f"  meeting issues import {out} --dept it --week <ISO 周>\n"
     )
     assert out.read_text(encoding="utf-8-sig").startswith("标题,")
+
+
+def test_the_demo_speaks_its_params_language(tmp_path, capsys):
+    """The demo's own lines and the sample data's are in the demo params' language."""
+    overlay = tmp_path / "here.yaml"
+    overlay.write_text(
+        f"store: {{path: '{tmp_path / 'demo.db'}'}}\noutput_dir: '{tmp_path / 'out'}'\n",
+        encoding="utf-8",
+    )
+    layers = [ROOT / "params" / "demo.yaml", ROOT / "params" / "both-languages.yaml", overlay]
+    args = argparse.Namespace(params=[str(p) for p in layers], week=WEEK, lang=None)
+    sample = tmp_path / "data" / "sample"
+    _demo_issues(args, sample)
+    _demo_minutes(args, sample)
+    lines = capsys.readouterr().out
+    assert f"已向 sqlite:///{tmp_path / 'demo.db'} 导入新问题 " in lines
+    assert f"已从 {sample / 'minutes'} 记录第 2026-W46 周和第 2026-W47 周的示例会议纪要" in lines
+    # --dir: the params file copied into the demo's folder says so in its language (en)
+    assert _demo_folder(args, tmp_path / "demo") == [str(tmp_path / "demo/params/demo.yaml")]
+    assert capsys.readouterr().out.startswith("demo params written to ")
+    _demo_folder(argparse.Namespace(lang="zh-CN"), tmp_path / "zh")
+    assert capsys.readouterr().out.startswith("演示参数已写入 ")
+
+    ns = argparse.Namespace(
+        out=tmp_path / "small", weeks=1, orders_per_week=200, seed=7, end_week=WEEK,
+        timezone="Asia/Shanghai", no_incidents=False, format="csv", quiet=True, lang="zh-CN",
+    )  # fmt: skip
+    cmd_sample_data(ns)  # as the demo runs it
+    lines += capsys.readouterr().out
+    assert f"示例数据已写入 {tmp_path / 'small'}：共 1 周，截至第 2026-W47 周\n" in lines
+    assert re.search(r"^  orders +[\d,]+ 行$", lines, re.M), lines
+    assert "  注入的事件：自 2026-11-17（2026-W47 的星期二）起发出的包裹，EastPost" in lines
+    assert _english_lines(lines) == {}
+
+    # sample-data alone reads no params: English, the wording as before
+    alone = tmp_path / "alone"
+    argv = ["-q", "sample-data", "--out", str(alone), "--weeks", "1", "--end-week", WEEK]
+    out = _run([*argv, "--orders-per-week", "200", "--format", "csv"], capsys)
+    assert f"sample data for 1 weeks ending 2026-W47 in {alone}\n" in out
+    assert re.search(r"^  orders +[\d,]+ rows$", out, re.M), out
+    assert (
+        "  incident: EastPost transit time in region South x2.5 for shipments from Tuesday "
+        "2026-11-17 (2026-W47)\n"
+    ) in out
