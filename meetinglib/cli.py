@@ -466,7 +466,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     params = load_params(*_params_files(args))
     given = _out(args.out, folder=True)  # before the week is loaded
     # the language `meeting run` writes kpis.csv in: the handouts' first
-    lang = args.lang or params.handout_languages[0]
+    lang = _lang(args, params)
     data = load_week(params, args.week, progress=_Progress(args.quiet), lang=lang)
     result = kpi_table(data, lang)
     out = given or Path(params.output_dir) / str(data.week)
