@@ -299,8 +299,8 @@ def test_the_meeting_commands_speak_the_handouts_first_language(
     capsys,
 ):
     """Without --lang the issue, agenda, notice, minutes, action and store commands print
-    in the params' first handout language (zh-CN before en here; `language` is en): every
-    line Chinese, with ids, weeks, paths, codes and command lines as typed."""
+    in the params' first handout language (zh-CN before en here): every line Chinese, with
+    ids, weeks, paths, codes and command lines as typed."""
     _, port = smtp_server
     monkeypatch.setenv(PASSWORD_ENV, "s3cret pw")
     smtp = SMTP.format(port=port, env=PASSWORD_ENV)
@@ -342,8 +342,8 @@ def test_the_meeting_commands_speak_the_handouts_first_language(
     minutes = ["minutes", "record", str(GOOD), *w47]
     assert "新增决定 1 项，新增行动项 2 项、更新 0 项" in run(*minutes)
     assert "第 2026-W47 周的会议纪要已经记录，未作更改" in run(*minutes)
-    folder = tmp_path / "out" / WEEK  # the mail is in `language` (en): its handout
-    (folder / "minutes.en.html").write_text('<html lang="en"><body>x</body></html>', "utf-8")
+    folder = tmp_path / "out" / WEEK  # the mail is in `language`, unset: zh-CN, its handout
+    (folder / "minutes.html").write_text('<html lang="zh-CN"><body>x</body></html>', "utf-8")
     sent = run("minutes", "send", *w47)
     assert "第 2026-W47 周会议纪要已于 " in sent and "发给 4 位收件人；副本在 " in sent
     assert "警告：发送时距会议结束已过 " in sent  # days after the meeting of 2026-11-23
@@ -367,16 +367,16 @@ def test_the_meeting_commands_speak_the_handouts_first_language(
 
 def test_the_issue_template_speaks_its_own_language(tmp_path, capsys):
     """The template's lines name its columns, so they speak its language: --lang, else
-    `language` (as its headers), not the first of `languages`."""
+    `language` (as its headers; set in no params file, the first of `languages`)."""
     params = ["--params", str(minutes_params(tmp_path, "languages: [zh-CN, en]\n"))]
     out = tmp_path / "issues-it.csv"
     template = ["issues", "template", "--dept", "it", "--format", "csv", "--out", str(out)]
-    assert _run([*template, *params], capsys) == (
+    assert _run([*template, "--lang", "en", *params], capsys) == (
         f"issue template for it: {out}\n"
         "  one row per issue; columns title and severity are required. Import it with\n"
         f"  meeting issues import {out} --dept it --week <ISO week>\n"
     )
-    chinese = _run([*template, "--lang", "zh-CN", *params], capsys)
+    chinese = _run([*template, *params], capsys)
     assert chinese == (
         f"it 的问题清单模板：{out}\n"
         "  每行一个问题；“标题”和“严重程度”两列必填。导入命令：\n"

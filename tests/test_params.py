@@ -163,6 +163,27 @@ def test_company_file_alone_loads_on_the_package_defaults_and_nothing_of_the_dem
     assert p.files == (company,)
 
 
+def test_language_unset_is_the_first_of_the_handouts_languages(tmp_path):
+    """A company listing its handouts' languages, Chinese first, gets Chinese wherever
+    one language is meant (console, explorer, minutes mail, templates); a language a
+    file sets is kept, and without `languages` the package's English stands."""
+    base = "company: Acme\ntimezone: Asia/Shanghai\nsource: {path: exports}\n"
+    both = write(tmp_path, "both.yaml", base + "languages: [zh-CN, en]\n")
+    assert load_params(both).language == "zh-CN"
+    assert load_params(both).handout_languages == ("zh-CN", "en")
+    chosen = write(tmp_path, "chosen.yaml", base + "language: en\nlanguages: [zh-CN, en]\n")
+    assert load_params(chosen).language == "en"
+    # set in an earlier layer (the demo's file says `language: en`): kept
+    layer = write(tmp_path, "layer.yaml", "languages: [zh-CN, en]\n")
+    assert load_params(DEFAULT, layer).language == "en"
+    alone = write(tmp_path, "alone.yaml", base)
+    assert load_params(alone).language == "en"
+    # no language: `languages` is named, not `language`
+    wrong = write(tmp_path, "wrong.yaml", base + "languages: [fr, en]\n")
+    with pytest.raises(InvalidParamError, match=r"'languages\.0' in .*wrong\.yaml"):
+        load_params(wrong)
+
+
 def test_package_defaults_ship_inside_the_package_and_hold_no_company():
     from meetinglib.core.params import DEFAULTS_FILE
 

@@ -229,7 +229,8 @@ def test_the_minutes_mail_attaches_the_handout_in_its_own_language(
 
     for lang_args, subject, name, text in [
         (["--lang", "en"], "Minutes: Weekly review", "minutes-2026-W47.en.html", "English"),
-        ([], "Minutes: Weekly review", "minutes-2026-W47.en.html", "English"),  # language: en
+        # no `language` set: the first of `languages`
+        ([], "会议纪要：Weekly review", "minutes-2026-W47.html", "会议纪要正文"),
         (["--lang", "zh-CN"], "会议纪要：Weekly review", "minutes-2026-W47.html", "会议纪要正文"),
     ]:
         assert main([*args, *lang_args]) == 0, capsys.readouterr().err

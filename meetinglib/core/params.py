@@ -16,7 +16,7 @@ import datetime as dt
 import os
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -473,6 +473,9 @@ class FindingsParams(_Strict):
 class Params(_Strict):
     company: str
     timezone: str
+    # The language of what has one (the console, the explorer, the minutes mail, issue
+    # templates) and of the handouts when `languages` is empty. Set in no params file:
+    # the first of `languages` (load_params), else en.
     language: Literal["en", "zh-CN"] = "en"
     # Handouts in several languages from one run; the first one's files keep their names,
     # the others get the language as a suffix (data_report.en.html). Empty: `language`.
@@ -667,12 +670,26 @@ def load_params(*paths: str | os.PathLike[str], overrides: dict[str, Any] | None
         merged = _merge(merged, raw)
     if overrides:
         merged = _merge(merged, overrides)
+    layers = [raw for _, raw in raws] + [overrides or {}]
+    if not any("language" in raw for raw in layers):
+        merged["language"] = _first_language(merged.get("languages"), merged.get("language"))
     try:
         params = Params.model_validate(merged)
     except ValidationError as exc:
         raise _translate(exc, raws) from None
     params._files = tuple(files)
     return params
+
+
+def _first_language(languages: object, default: object) -> object:
+    """What ``language`` means when no params file sets it: the first of ``languages`` (the
+    handouts' primary language is then that of the console, the explorer, the minutes mail
+    and the issue templates too), else the package default. A value that is no language
+    is left for ``languages``' own validation to name."""
+    known = get_args(Params.model_fields["language"].annotation)
+    if isinstance(languages, list) and languages and languages[0] in known:
+        return languages[0]
+    return default
 
 
 def _translate(exc: ValidationError, raws: list[tuple[Path, dict[str, Any]]]) -> ParamsError:
