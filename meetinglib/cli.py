@@ -168,6 +168,7 @@ def _params_files(args: argparse.Namespace) -> list[Path]:
 
 def cmd_sample_data(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
+    lang = _lang(args)  # no params: English, or the demo's language when it runs this
     summary = generate_sample(
         _out(args.out, folder=True),
         weeks=args.weeks,
@@ -178,8 +179,8 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
         incidents=not args.no_incidents,
         fmt=args.format,
         progress=progress,
+        lang=lang,
     )
-    lang = _lang(args)  # no params: English, or the demo's language when it runs this
     print(
         t(
             "cli.sample.written",

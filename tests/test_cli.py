@@ -408,10 +408,15 @@ def test_the_demo_speaks_its_params_language(tmp_path, capsys):
 
     ns = argparse.Namespace(
         out=tmp_path / "small", weeks=1, orders_per_week=200, seed=7, end_week=WEEK,
-        timezone="Asia/Shanghai", no_incidents=False, format="csv", quiet=True, lang="zh-CN",
+        timezone="Asia/Shanghai", no_incidents=False, format="csv", quiet=False, lang="zh-CN",
     )  # fmt: skip
     cmd_sample_data(ns)  # as the demo runs it
-    lines += capsys.readouterr().out
+    out, progress = capsys.readouterr()
+    lines += out
+    # its progress too, on stderr
+    assert "正在生成截至 2026-W47 的 1 周订单" in progress
+    assert "第 2026-W47 周（1/1）：已生成 " in progress and "已写入 orders.csv：" in progress
+    assert _english_lines(re.sub(r"^\[ *[\d.]+s\] ", "", progress, flags=re.M)) == {}
     assert f"示例数据已写入 {tmp_path / 'small'}：共 1 周，截至第 2026-W47 周\n" in lines
     assert re.search(r"^  orders +[\d,]+ 行$", lines, re.M), lines
     assert "  注入的事件：自 2026-11-17（2026-W47 的星期二）起发出的包裹，EastPost" in lines

@@ -296,13 +296,15 @@ def generate_sample(
     fmt: str = "parquet",
     tables: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    lang: str = "en",
 ) -> SampleSummary:
     """Write ``weeks`` ISO weeks of sample data ending with ``end_week`` into ``folder``.
 
     ``orders_per_week`` is the average baseline volume (the promotion week is larger).
     ``end_week`` defaults to the latest complete ISO week before today in ``tz``.
     ``tables`` limits which canonical tables are written (default: all six); the data
-    of a table does not depend on which others are written.
+    of a table does not depend on which others are written. ``progress`` lines are in
+    ``lang``.
 
     The span is generated in chunks of at most _CHUNK_ORDERS orders and written as it
     goes, so memory holds one chunk's orders plus the rows they produce for later days
@@ -313,7 +315,7 @@ def generate_sample(
     week = _resolve_end_week(end_week, tz)
     say = progress or (lambda _message: None)
     cal = _calendar(week, weeks, tz)
-    say(t("sample.generating", "en", weeks=weeks, week=str(week)))
+    say(t("sample.generating", lang, weeks=weeks, week=str(week)))
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -321,7 +323,7 @@ def generate_sample(
         table: _TableFile(out / f"{table}.{fmt}", fmt, tz) for table in SCHEMAS if table in wanted
     }
     try:
-        _write_days(files, cal, seed, orders_per_week, incidents, say)
+        _write_days(files, cal, seed, orders_per_week, incidents, say, lang)
         for file in files.values():
             file.close()
     except BaseException:
@@ -332,7 +334,7 @@ def generate_sample(
     for table, file in files.items():
         os.replace(file.partial, file.path)
         rows[table] = file.rows
-        say(t("sample.wrote", "en", file=file.path.name, rows=file.rows))
+        say(t("sample.wrote", lang, file=file.path.name, rows=file.rows))
     return SampleSummary(
         folder=out,
         end_week=week,
@@ -350,6 +352,7 @@ def _write_days(
     orders_per_week: int,
     incidents: bool,
     say: Callable[[str], None],
+    lang: str = "en",
 ) -> None:
     """Generate the orders chunk by chunk and hand every table its finished rows.
 
@@ -397,7 +400,7 @@ def _write_days(
             say(
                 t(
                     "sample.week_done",
-                    "en",
+                    lang,
                     week=str(cal.end_week.shift(weeks_done - cal.weeks)),
                     orders=int(week_days.sum()),
                     done=weeks_done,
