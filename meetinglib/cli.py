@@ -38,7 +38,7 @@ from meetinglib.core.errors import (
     ParamsError,
     environment_error,
 )
-from meetinglib.core.i18n import LANGUAGES, t
+from meetinglib.core.i18n import LANGUAGES, label_or, t
 from meetinglib.core.params import DEMO_TEMPLATE, load_params
 from meetinglib.core.safename import inside
 from meetinglib.core.secrets import redact
@@ -62,6 +62,7 @@ from meetinglib.meeting.intake import (
     add_issue,
     check_department,
     close_issues,
+    department_label,
     import_issues,
     reopen_issues,
     template_headers,
@@ -607,6 +608,34 @@ def _print_table(frame: pd.DataFrame) -> None:
         print(frame.to_string(index=False))
 
 
+# The catalogue key prefix naming each coded column's values in a terminal table.
+_CODES = {
+    "severity": "severity",
+    "issue_status": "cli.issues.status",
+    "action_status": "cli.actions.status",
+    "due_status": "actions.status",
+}
+
+
+def _for_people(frame: pd.DataFrame, codes: dict[str, str], lang: str) -> pd.DataFrame:
+    """A terminal table of ``issues list`` or ``actions list`` in ``lang``: its headers
+    (``cli.table.<column>``), departments by name and the ``codes`` columns' values by
+    their catalogue prefix (``_CODES``); escalation as a word. English shows the store's
+    own column names and codes, as before, and ``--format csv`` keeps them always."""
+    if lang == "en":
+        return frame
+    shown = frame.copy()
+    if "department" in shown:
+        shown["department"] = [department_label(str(d), lang) for d in shown["department"]]
+    for column, kind in codes.items():
+        prefix = _CODES[kind]
+        shown[column] = [label_or(f"{prefix}.{v}", lang, str(v)) for v in shown[column]]
+    if "escalate" in shown:
+        word = t("actions.escalate", lang)
+        shown["escalate"] = [word if bool(v) else "" for v in shown["escalate"]]
+    return shown.rename(columns={c: t(f"cli.table.{c}", lang) for c in shown.columns})
+
+
 def cmd_issues_list(args: argparse.Namespace) -> int:
     params = _load(args)
     department = _dept_filter(args, params)
@@ -622,7 +651,8 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
     elif issues.empty:
         print(t("cli.issues.none_match", _lang(args, params)))
     else:
-        _print_table(issues.loc[:, columns])
+        codes = {"severity": "severity", "status": "issue_status"}
+        _print_table(_for_people(issues.loc[:, columns], codes, _lang(args, params)))
     return 0
 
 
@@ -874,7 +904,8 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
     elif items.empty:
         print(t("cli.actions.none_match", _lang(args, params)))
     else:
-        _print_table(items.loc[:, columns])
+        codes = {"status": "action_status", "due_status": "due_status"}
+        _print_table(_for_people(items.loc[:, columns], codes, _lang(args, params)))
     return 0
 
 

@@ -365,6 +365,38 @@ def test_the_meeting_commands_speak_the_handouts_first_language(
     assert not re.search(r"[\u4e00-\u9fff]", out)
 
 
+def test_the_list_tables_speak_the_teams_language(tmp_path, capsys):
+    """`issues list` and `actions list` show their headers, departments, severities and
+    statuses in the team's language; --format csv and English keep the store's codes."""
+    params = ["--params", str(minutes_params(tmp_path, "languages: [zh-CN, en]\n"))]
+    w47 = ["--week", WEEK]
+    add = ["issues", "add", "--dept", "logistics", *w47, "--title", "扫描枪故障"]
+    _run([*add, "--severity", "high", *params], capsys)
+    _run(["minutes", "record", str(GOOD), *w47, *params], capsys)
+
+    issues = _run(["issues", "list", "--dept", "logistics", *params], capsys)
+    header, *rows = issues.splitlines()
+    assert header.split() == ["编号", "周", "部门", "严重程度", "状态", "标题", "涉及范围", "来源"]
+    mine = next(row for row in rows if "扫描枪故障" in row)
+    assert {"物流部", "高", "待处理"} <= set(mine.split())
+    assert "logistics" not in issues and " high " not in issues
+
+    actions = _run(["actions", "list", *w47, *params], capsys)
+    header, *rows = actions.splitlines()
+    names = ["编号", "会议周", "部门", "负责人", "截止日期", "状态", "到期情况"]
+    assert header.split()[:7] == names
+    assert rows and all(re.search(r"进行中|已完成|已取消", row) for row in rows), actions
+    assert not re.search(r"\b(open|done|overdue|on_track|due_this_week|True|False)\b", actions)
+
+    csv = _run(["issues", "list", "--dept", "logistics", "--format", "csv", *params], capsys)
+    assert csv.startswith("id,week,department,severity,status,") and ",logistics,high,open," in csv
+    (tmp_path / "en.yaml").write_text("languages: [en]\n", encoding="utf-8")
+    in_english = [*params, "--params", str(tmp_path / "en.yaml")]
+    english = _run(["actions", "list", *w47, *in_english], capsys)
+    assert english.split()[:3] == ["id", "meeting_week", "department"]
+    assert re.search(r"\b(open|done|dropped)\b", english)
+
+
 def test_the_issue_template_speaks_its_own_language(tmp_path, capsys):
     """The template's lines name its columns, so they speak its language: --lang, else
     `language` (as its headers; set in no params file, the first of `languages`)."""
