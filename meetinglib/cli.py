@@ -608,27 +608,18 @@ def _print_table(frame: pd.DataFrame) -> None:
         print(frame.to_string(index=False))
 
 
-# The catalogue key prefix naming each coded column's values in a terminal table.
-_CODES = {
-    "severity": "severity",
-    "issue_status": "cli.issues.status",
-    "action_status": "cli.actions.status",
-    "due_status": "actions.status",
-}
-
-
 def _for_people(frame: pd.DataFrame, codes: dict[str, str], lang: str) -> pd.DataFrame:
     """A terminal table of ``issues list`` or ``actions list`` in ``lang``: its headers
-    (``cli.table.<column>``), departments by name and the ``codes`` columns' values by
-    their catalogue prefix (``_CODES``); escalation as a word. English shows the store's
-    own column names and codes, as before, and ``--format csv`` keeps them always."""
+    (``cli.table.<column>``), departments by name, the values of each column of ``codes``
+    by the catalogue key prefix it names (``severity`` -> ``severity.high``), escalation
+    as a word. English shows the store's own column names and codes, as before, and
+    ``--format csv`` keeps them always."""
     if lang == "en":
         return frame
     shown = frame.copy()
     if "department" in shown:
         shown["department"] = [department_label(str(d), lang) for d in shown["department"]]
-    for column, kind in codes.items():
-        prefix = _CODES[kind]
+    for column, prefix in codes.items():
         shown[column] = [label_or(f"{prefix}.{v}", lang, str(v)) for v in shown[column]]
     if "escalate" in shown:
         word = t("actions.escalate", lang)
@@ -651,7 +642,7 @@ def cmd_issues_list(args: argparse.Namespace) -> int:
     elif issues.empty:
         print(t("cli.issues.none_match", _lang(args, params)))
     else:
-        codes = {"severity": "severity", "status": "issue_status"}
+        codes = {"severity": "severity", "status": "cli.issues.status"}
         _print_table(_for_people(issues.loc[:, columns], codes, _lang(args, params)))
     return 0
 
@@ -904,7 +895,7 @@ def cmd_actions_list(args: argparse.Namespace) -> int:
     elif items.empty:
         print(t("cli.actions.none_match", _lang(args, params)))
     else:
-        codes = {"status": "action_status", "due_status": "due_status"}
+        codes = {"status": "cli.actions.status", "due_status": "actions.status"}
         _print_table(_for_people(items.loc[:, columns], codes, _lang(args, params)))
     return 0
 
