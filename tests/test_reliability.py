@@ -716,19 +716,15 @@ def test_bad_input(case: Case, world, tmp_path, capsys, monkeypatch) -> None:
 # --- fault injection -----------------------------------------------------------------------
 
 
-def _notebooks(folder: Path, sleep: float) -> Path:
-    """A notebooks folder whose data_report sleeps ``sleep`` seconds in one cell."""
+def _many_cells(folder: Path, cells: list[str]) -> Path:
+    """A notebooks folder whose data_report runs ``cells`` after its parameters."""
     folder.mkdir(parents=True, exist_ok=True)
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(
         "week = None\nparams_files = []\nsnapshot = None\nlang = 'en'\nout_dir = None"
     )
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [
-        params,
-        nbformat.v4.new_code_cell(f"import time\ntime.sleep({sleep})"),
-        nbformat.v4.new_code_cell("print('report for', week)"),
-    ]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -736,6 +732,11 @@ def _notebooks(folder: Path, sleep: float) -> Path:
     }
     nbformat.write(nb, folder / "data_report.ipynb")
     return folder
+
+
+def _notebooks(folder: Path, sleep: float) -> Path:
+    """A notebooks folder whose data_report sleeps ``sleep`` seconds in one cell."""
+    return _many_cells(folder, [f"import time\ntime.sleep({sleep})", "print('report for', week)"])
 
 
 def _params_file(root: Path, data: Path, name: str = "params.yaml", **over: object) -> Path:
@@ -842,6 +843,64 @@ def test_a_hung_cell_times_out(world, tmp_path, capsys) -> None:
     assert code == 4, err
     assert "no result after 3 s (run.cell_timeout_seconds" in err
     assert time.monotonic() - started < 300
+
+
+def _counting_notebook_writes(monkeypatch) -> list[str]:
+    """The paths papermill writes executed notebooks to, call by call, in this process."""
+    import papermill.engines
+    import papermill.execute
+
+    written: list[str] = []
+    for module in (papermill.engines, papermill.execute):
+        plain = module.write_ipynb
+
+        def counted(nb, path, *args, _plain=plain, **kwargs):
+            written.append(str(path))
+            return _plain(nb, path, *args, **kwargs)
+
+        monkeypatch.setattr(module, "write_ipynb", counted)
+    return written
+
+
+def test_the_executed_notebook_is_written_at_its_end_not_around_every_cell(
+    world, tmp_path, monkeypatch, capsys
+) -> None:
+    cells = [f"print('cell', {i})" for i in range(12)]
+    params = _params_file(
+        tmp_path,
+        world["data"],
+        output_dir=str(tmp_path / "outputs"),
+        notebooks_dir=str(_many_cells(tmp_path / "nb", cells)),
+    )
+    written = _counting_notebook_writes(monkeypatch)
+    code = main(["-q", "run", "--params", str(params), "--week", WEEK])
+    assert code == 0, capsys.readouterr().err
+    # papermill wrote it before and after each of the 14 cells (31 writes); quick cells
+    # now leave it to the end
+    assert 1 <= len(written) <= 3, written
+    nb = nbformat.read(tmp_path / "outputs" / WEEK / "data_report.ipynb", as_version=4)
+    printed = [o["text"] for c in nb.cells for o in c.get("outputs", []) if "text" in o]
+    assert printed == [f"cell {i}\n" for i in range(12)]
+
+
+def test_a_timed_out_notebook_is_kept_with_the_cells_before_it(world, tmp_path, capsys) -> None:
+    params = _params_file(
+        tmp_path,
+        world["data"],
+        output_dir=str(tmp_path / "outputs"),
+        notebooks_dir=str(
+            _many_cells(tmp_path / "nb", ["print('before')", "import time\ntime.sleep(600)"])
+        ),
+        run={"cell_timeout_seconds": 3},
+    )
+    code = main(["-q", "run", "--params", str(params), "--week", WEEK])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    kept = list((tmp_path / "outputs").glob(f"{WEEK}.failed-*/data_report.ipynb"))
+    assert len(kept) == 1 and str(kept[0]) in err.replace("\n", ""), err
+    nb = nbformat.read(kept[0], as_version=4)
+    printed = [o.get("text") for c in nb.cells for o in c.get("outputs", [])]
+    assert printed == ["before\n"]
 
 
 def test_two_runs_of_one_week_at_once_both_publish(world, tmp_path) -> None:
