@@ -327,33 +327,47 @@ class _SessionPriority:
     when the session's nice is below zero (going back would need privileges), or when it
     is at 19 already (another run of the session set it and puts it back). The session
     is the terminal's: its other programs yield too meanwhile.
+
+    ``path``: another process's session instead (/proc/<pid>/autogroup): the warm
+    kernel's, made to yield to the run's while the run loads the week.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self.was: int | None = None
-        try:
-            enabled = _AUTOGROUP_ENABLED.read_text().strip() == "1"
-            found = re.search(r"\bnice\s+(-?\d+)", _AUTOGROUP.read_text()) if enabled else None
-        except OSError:
-            return
+        self.path = path
+        was = _session_nice(path)
         # At BACKGROUND_SESSION_NICE already: another run of the session yields, and
         # puts the session back when it is over; this one leaves it alone.
-        if found is not None and 0 <= int(found.group(1)) < BACKGROUND_SESSION_NICE:
-            was = int(found.group(1))
-            if _set_session_nice(BACKGROUND_SESSION_NICE):
-                self.was = was
+        yields = was is not None and 0 <= was < BACKGROUND_SESSION_NICE
+        if yields and _set_session_nice(BACKGROUND_SESSION_NICE, path):
+            self.was = was
 
     def restore(self) -> None:
         if self.was is not None:
-            _set_session_nice(self.was)
+            _set_session_nice(self.was, self.path)
             self.was = None
 
 
-def _set_session_nice(nice: int) -> bool:
-    """Set the nice value of this process's autogroup; whether it was set."""
+def _session_nice(path: Path | None = None) -> int | None:
+    """The nice value of the autogroup at ``path`` (/proc/<pid>/autogroup; default this
+    process's), or None when autogroups are off or it cannot be read."""
+    path = path or _AUTOGROUP
+    try:
+        if _AUTOGROUP_ENABLED.read_text().strip() != "1":
+            return None
+        found = re.search(r"\bnice\s+(-?\d+)", path.read_text())
+    except OSError:
+        return None
+    return int(found.group(1)) if found is not None else None
+
+
+def _set_session_nice(nice: int, path: Path | None = None) -> bool:
+    """Set the nice value of the autogroup at ``path`` (default: this process's); whether
+    it was set."""
+    path = path or _AUTOGROUP
     for _ in range(20):
         try:
-            with open(_AUTOGROUP, "w", encoding="ascii") as f:
+            with open(path, "w", encoding="ascii") as f:
                 f.write(str(nice))
             return True
         except BlockingIOError:  # an unprivileged change: once per 100 ms at most
@@ -809,6 +823,7 @@ class _WarmKernel:
 
         self.sockets = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
         self.km: Any = None
+        self._session: _SessionPriority | None = None
         self._ready = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -819,6 +834,11 @@ class _WarmKernel:
             self.close()
             return
         self.km = km
+        # The kernel runs in a session of its own, to which Linux's autogroups give as much
+        # of the machine as to the run's while it loads the week: its imports took one of
+        # two cores from the load's engine. Until the notebook takes it, it yields.
+        pid = getattr(km.provisioner, "pid", None)
+        self._session = _SessionPriority(Path(f"/proc/{pid}/autogroup")) if pid else None
         # The notebook is read in the thread too: reading it imports nbformat, which the
         # load need not wait for.
         self._thread = threading.Thread(target=self._import, args=(km, source), daemon=True)
@@ -859,6 +879,8 @@ class _WarmKernel:
 
         if self.km is None or self._thread is None:
             return None
+        if self._session is not None:
+            self._session.restore()  # the notebook's: the run's first place again
         self._thread.join(_WARM_SECONDS)
         if self._thread.is_alive() or not self._ready or not run_sync(self.km.is_alive)():
             self.close()

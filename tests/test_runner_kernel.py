@@ -116,6 +116,21 @@ def test_what_follows_the_last_notebook_starts_before_its_export(tmp_path, monke
     assert calls == []
 
 
+def test_the_warm_kernel_yields_to_the_load_until_the_notebook_takes_it(tmp_path):
+    if runner._session_nice() is None:
+        pytest.skip("no autogroups on this machine")
+    warm = runner._WarmKernel(notebook(tmp_path / "warm.ipynb", "import decimal"))
+    try:
+        group = Path(f"/proc/{warm.km.provisioner.pid}/autogroup")
+        # a session of its own (jupyter_client starts the kernel so), at the back
+        assert group.read_text() != runner._AUTOGROUP.read_text()
+        assert runner._session_nice(group) == runner.BACKGROUND_SESSION_NICE
+        assert warm.take() is not None
+        assert runner._session_nice(group) == 0
+    finally:
+        warm.close()
+
+
 def test_a_notebook_failing_in_the_warm_kernel_ends_it(tmp_path):
     nb = notebook(tmp_path / "fails.ipynb", "import decimal", "raise ValueError('bad cell')")
     warm = runner._WarmKernel(nb)
