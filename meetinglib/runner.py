@@ -79,6 +79,7 @@ from meetinglib.report.explorer import (
     prepare_week,
     save_week,
 )
+from meetinglib.report.plan_section import LEFT_OUT_FILE as SECTIONS_LEFT_OUT
 from meetinglib.report.plan_section import SECTION as PLAN_SECTION
 from meetinglib.report.plan_section import plan_problem
 from meetinglib.report.render import page
@@ -171,11 +172,6 @@ def _run_week(
     say(t("load.progress.start", lang))
     data = load_week(params, week, progress=lambda msg: say(f"  {msg}"), lang=lang)
     timings["load"] = time.perf_counter() - t0
-    # Sections the data and params cannot support fail the run before any notebook starts,
-    # unless params mark them optional (then the handout shows a box and the run lists them).
-    left_out = check_sections(data, names)
-    for section, reason in left_out.items():
-        say(t("run.section_left_out", lang, section=section, reason=reason))
     # The minutes handout exists only once a meeting has been recorded for the week.
     if notebooks is None and "minutes" not in names and has_minutes(params, data.week):
         names.append("minutes")
@@ -262,6 +258,12 @@ def _run_week(
                     timings["explorer_data_background"] = explorer.seconds
             shutil.rmtree(snapshot)
             warnings = _report_warnings(staging)
+            # Sections the data and params cannot support stop the data report at its start
+            # (PlanSection.check; the run exits with SectionError's code), unless params
+            # mark them optional: the handout then shows why, and the run lists them.
+            left_out = _sections_left_out(staging)
+            for section, reason in left_out.items():
+                say(t("run.section_left_out", lang, section=section, reason=reason))
 
             timings["total"] = time.perf_counter() - started
             final = out_root / str(data.week)
@@ -293,16 +295,27 @@ def _run_week(
     )
 
 
-def _report_warnings(staging: Path) -> list[str]:
-    """The data-quality warnings the data report wrote (``DataReport.export``), taken out
-    of the handouts' folder: the manifest and the terminal carry them."""
-    path = staging / REPORT_WARNINGS
+def _taken_out(path: Path) -> Any:
+    """The JSON a notebook wrote for the run at ``path``, the file removed from the
+    handouts' folder (the manifest and the terminal carry what it says); None without it."""
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return []
+        return None
     path.unlink()
+    return found
+
+
+def _report_warnings(staging: Path) -> list[str]:
+    """The data-quality warnings the data report wrote (``DataReport.export``)."""
+    found = _taken_out(staging / REPORT_WARNINGS)
     return [str(w) for w in found] if isinstance(found, list) else []
+
+
+def _sections_left_out(staging: Path) -> dict[str, str]:
+    """The optional sections the data report left out, with why (``PlanSection.check``)."""
+    found = _taken_out(staging / SECTIONS_LEFT_OUT)
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 # How much nicer than the run the explorer's background thread is (see _ExplorerTables).

@@ -196,6 +196,54 @@ def test_failed_notebook_keeps_previous_handouts(tmp_path, sample, capsys):
     )
 
 
+# Warehouses listed, but not those the sample's orders come from: no plan can be made.
+_UNLISTED = "{warehouses: {WH-North: {orders_per_person_hour: 10, staff: 5}}}"
+
+
+def _plans_made_here(monkeypatch) -> list[object]:
+    """Each plan this process computes (the kernel, another process, is not counted)."""
+    from meetinglib.report import plan_section
+
+    made: list[object] = []
+    plain = plan_section.next_week_plan
+
+    def counted(*args, **kwargs):
+        made.append(args[2])
+        return plain(*args, **kwargs)
+
+    monkeypatch.setattr(plan_section, "next_week_plan", counted)
+    return made
+
+
+def test_a_plan_that_cannot_be_made_stops_the_data_report_at_its_start(
+    tmp_path, sample, capsys, monkeypatch
+):
+    made = _plans_made_here(monkeypatch)
+    params = write_params(tmp_path, sample.folder, plan=_UNLISTED)
+    assert main(["-q", "run", "--params", str(params), "--week", SAMPLE_WEEK]) == 7
+    err = capsys.readouterr().err
+    assert "report section 'plan' cannot be computed" in err and "WH-East" in err
+    assert not (tmp_path / "outputs" / SAMPLE_WEEK).exists()
+    (failed,) = [p for p in (tmp_path / "outputs").iterdir() if ".failed-" in p.name]
+    # stopped before the KPIs were computed: they would have been written
+    assert not (failed / "kpis.csv").exists()
+    assert made == [], "the plan is made once, in the data report, not by the run first"
+
+
+def test_an_optional_plan_left_out_is_listed_by_the_run(tmp_path, sample, capsys, monkeypatch):
+    made = _plans_made_here(monkeypatch)
+    params = write_params(tmp_path, sample.folder, plan=_UNLISTED, optional_sections="[plan]")
+    assert main(["run", "--params", str(params), "--week", SAMPLE_WEEK]) == 0
+    out = capsys.readouterr().out
+    week = tmp_path / "outputs" / SAMPLE_WEEK
+    reason = json.loads((week / "manifest.json").read_text(encoding="utf-8"))["sections_left_out"]
+    assert list(reason) == ["plan"] and "plan.warehouses.WH-East" in reason["plan"]
+    assert f"section 'plan' left out (optional in params): {reason['plan']}" in out
+    assert not (week / "sections_left_out.json").exists(), "the run takes the file out"
+    assert not (week / "plan.csv").exists()
+    assert made == []
+
+
 def test_a_library_error_in_a_notebook_keeps_its_exit_code(tmp_path, sample, capsys):
     """The data changed under the run, found in the kernel: exit 3 (bad input) with the
     library's message, not 4 (a failing notebook)."""

@@ -17,6 +17,7 @@ covered at the forecast but not at the interval's upper bound.
 
 from __future__ import annotations
 
+import json
 import math
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +46,9 @@ from meetinglib.report.data_report import chart, code_shown
 from meetinglib.report.render import Trusted, frame_table, macro
 
 PLAN_FILE = "plan.csv"
+# The optional sections a data report left out, with why ({section: reason}, JSON), written
+# beside the handouts by ``PlanSection.check``; the run lists them and takes the file out.
+LEFT_OUT_FILE = "sections_left_out.json"
 SPECIAL_LIST_ROWS = 12  # open special orders listed by name; the counts cover all of them
 UNUSUAL_LISTED = 5  # unusual days named in the note; the rest are counted
 MARKER = "※"  # backtest weeks holding unusual days
@@ -119,6 +123,17 @@ class PlanSection:
                 raise SectionError(SECTION, str(exc)) from None
             return None, str(exc)
         return plan, None
+
+    def check(self, out_dir: str | Path | None) -> None:
+        """Compute the plan now, at the report's start: a plan that cannot be made stops
+        the report here (SectionError) before anything else is computed, unless params
+        list the section as optional; its reason then goes into ``out_dir``'s
+        LEFT_OUT_FILE. Returns None, so that a notebook cell ending with it shows nothing.
+        """
+        if self.problem is not None and out_dir is not None:
+            text = json.dumps({SECTION: self.problem}, ensure_ascii=False, indent=1)
+            (Path(out_dir) / LEFT_OUT_FILE).write_text(text + "\n", encoding="utf-8")
+        return None
 
     @property
     def plan(self) -> NextWeekPlan | None:
