@@ -670,17 +670,9 @@ def _execute(
     say("  " + said)
     if on_executed is not None:
         on_executed()
-    # After a notebook that ran, its kernel exits beside the export: a kernel that held a
-    # large week takes a second or more to end, which the run need not wait for first.
-    closing = None
     if warm is not None:
-        closing = threading.Thread(target=warm.close, kwargs={"now": False}, daemon=True)
-        closing.start()
-    try:
-        handout = export_html(executed, lang, exporter.get())
-    finally:
-        if closing is not None:
-            closing.join()
+        warm.close_soon()
+    handout = export_html(executed, lang, exporter.get())
     seconds = time.perf_counter() - t0
     return NotebookResult(name, executed, handout, seconds, lang)
 
@@ -837,6 +829,7 @@ class _WarmKernel:
         self.sockets = Path(tempfile.mkdtemp(prefix=f"{KERNEL_DIR_PREFIX}{os.getpid()}-"))
         self.km: Any = None
         self._session: _SessionPriority | None = None
+        self._closing: threading.Thread | None = None
         self._ready = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -900,11 +893,24 @@ class _WarmKernel:
             return None
         return self.km
 
+    def close_soon(self) -> None:
+        """Begin shutting the kernel down as the notebook's kernel would be, in a thread:
+        a kernel that held a large week takes a second or more to end (about 1 s at a
+        million orders a week), which the run need not wait for before its last steps.
+        ``close`` waits for it."""
+        if self._closing is None:
+            self._closing = threading.Thread(target=self.close, kwargs={"now": False}, daemon=True)
+            self._closing.start()
+
     def close(self, now: bool = True) -> None:
         """Shut the kernel down (``now``: at once; else as the notebook's kernel would be)
-        and remove its private folder."""
+        and remove its private folder; after ``close_soon``, wait for that instead."""
         from jupyter_core.utils import run_sync
 
+        closing = self._closing
+        if closing is not None and closing is not threading.current_thread():
+            closing.join()
+            return
         self._stop.set()
         km, self.km = self.km, None
         if km is not None:

@@ -86,7 +86,27 @@ def test_the_notebook_runs_in_the_warm_kernel_which_ends_with_it(tmp_path):
     result = runner._execute("warm", nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
     out = nbformat.read(result.notebook, as_version=4).cells[1].outputs[0]["text"].split()
     assert out == [str(pid), "True"]  # that kernel, its import done before the cells ran
-    assert ended(pid)
+    warm.close()  # as the run does at its end: waits for the kernel's shutdown under way
+    assert not alive(pid)
+    assert not warm.sockets.exists()
+
+
+def test_the_run_goes_on_while_the_notebooks_kernel_ends(tmp_path):
+    # A kernel that takes long to end (here its exit waits; a large week's memory takes
+    # a second or more to give back) holds up neither the export nor what follows it.
+    nb = notebook(
+        tmp_path / "slow_exit.ipynb",
+        "import atexit, time\natexit.register(time.sleep, 30)",
+    )
+    warm = runner._WarmKernel(nb)
+    pid = warm.km.provisioner.pid
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    result = runner._execute("slow", nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
+    assert result.html.is_file()
+    assert alive(pid), "the handout was exported while the kernel was still ending"
+    warm.close()
+    assert not alive(pid)
     assert not warm.sockets.exists()
 
 
