@@ -296,6 +296,22 @@ def test_export_writes_the_edges_and_findings_of_the_same_computation(section, w
     assert weekdays and set(weekdays) <= {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}
 
 
+def test_findings_written_first_are_not_written_again_by_export(week_data, tmp_path):
+    section = FlowSection(week_data, "en")
+    assert section.export_findings(tmp_path) is None
+    path = tmp_path / "bottlenecks.csv"
+    first = (path.stat().st_ino, path.read_bytes())
+    assert not (tmp_path / "flow_edges.csv").exists(), "the findings alone, before the graph"
+    section.export(tmp_path)
+    # the file a reader may already be reading stays the one written whole at first
+    assert (path.stat().st_ino, path.read_bytes()) == first
+    assert (tmp_path / "flow_edges.csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bottlenecks.csv", "flow_edges.csv"]
+    # another folder, or another section, writes its own
+    section.export(tmp_path / "other")
+    assert (tmp_path / "other" / "bottlenecks.csv").read_bytes() == first[1]
+
+
 # People's names for two of the sample's codes (params ``labels``).
 LABELS = (
     "{carrier: {EastPost: {zh-CN: 东方邮政, en: East Post Co}},"

@@ -75,7 +75,7 @@ from meetinglib.data.engine import (
 )
 from meetinglib.report import charts as plots
 from meetinglib.report import flow_graph as graph
-from meetinglib.report.flow_section import FlowSection, segment_value
+from meetinglib.report.flow_section import FINDINGS_FILE, FlowSection, segment_value
 
 STAGES = tuple(flow_engine.EXPLORER_STAGES)
 STAGE_MILESTONES = flow_engine.EXPLORER_STAGES
@@ -1359,7 +1359,7 @@ def finding_orders_display(rows: pd.DataFrame, stage: str, lang: str) -> pd.Data
 PREPARED_FORMAT = 5
 PREPARED_FOLDER = "explorer_data"
 # the data report's findings, written beside it (FlowSection.export)
-REPORT_FINDINGS = "bottlenecks.csv"
+REPORT_FINDINGS = FINDINGS_FILE
 _SAVED_TABLES = ("orders", "log", "steps", "codes", "variants")
 # the events of the orders the findings list that were created outside the prepared
 # range (the saved log is log.parquet and this file, when there is one)

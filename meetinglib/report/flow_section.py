@@ -23,6 +23,7 @@ the week it happens):
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from collections.abc import Mapping
 from functools import cached_property
@@ -207,6 +208,10 @@ def segment_label(finding, lang: str, label: CodeLabel | None = None) -> str:
 # --- the section ------------------------------------------------------------------------------
 
 
+# The findings as the data report shows them (``export_findings``).
+FINDINGS_FILE = "bottlenecks.csv"
+
+
 class FlowSection:
     """Where the time goes in the report week, computed once and displayed piece by piece."""
 
@@ -217,6 +222,7 @@ class FlowSection:
         self.label: CodeLabel = data.params.label
         self.top = top
         self.window = data.window
+        self._findings_in: set[Path] = set()  # folders export_findings wrote to
         earliest = data.history_weeks[0].start(data.tz)
         first = flow_engine.first_created(self.engine, self.orders)
         self.history = history_after(first, Window(earliest, self.window.start))
@@ -456,7 +462,24 @@ class FlowSection:
         folder = Path(out_dir)
         folder.mkdir(parents=True, exist_ok=True)
         write_csv(self.edges[EDGE_COLUMNS], folder / "flow_edges.csv")
-        write_csv(self.bottlenecks, folder / "bottlenecks.csv")
+        self.export_findings(folder)
+
+    def export_findings(self, out_dir: str | Path) -> None:
+        """Write bottlenecks.csv into ``out_dir`` as soon as the findings are known, once:
+        the run finishes the explorer's tables from this file beside the rest of the
+        report (at a million orders a week the flow section's graph and chart take 7 s
+        more). Written whole under its name, so that a reader never sees half of it;
+        ``export`` writes it when this was not called. Returns None.
+        """
+        folder = Path(out_dir)
+        if folder in self._findings_in:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        part = folder / f".{FINDINGS_FILE}.part"
+        write_csv(self.bottlenecks, part)
+        os.replace(part, folder / FINDINGS_FILE)
+        self._findings_in.add(folder)
+        return None
 
 
 # --- chart ---------------------------------------------------------------------------------
