@@ -1515,6 +1515,43 @@ def test_quantile_passes_run_week_by_week_set_segments_aside_the_same(tables, mo
     assert series_of(split[0], "handling_median_h")[1] == pytest.approx(expected)
 
 
+def test_cell_shares_size_the_quantile_queries_not_their_results(tables, monkeypatch):
+    """With the share of the orders in each cell known, a quantile pass over a few cells
+    is sized by the rows those cells hold; the series are the same either way."""
+    segments = [{"warehouse": "WH1"}, {"order_type": "special"}]
+    cells = [{"handling_median_h": {("warehouse", "WH2")}}] * 2
+    bounds = [w.start for w in WEEKS] + [WEEKS[-1].end]
+    frames = kpis.Frames(kpis._engine_frames(tables), bounds, SLA, scenarios=segments)
+    frames.cells = [dict(c) for c in cells]
+    passes, _, _ = kpis._observe(frames, ["handling_median_h"], None)
+    (members,) = [[m for m in ms if m.q is not None] for ms in passes.values()]
+
+    def row_bytes(share: float | None) -> int:
+        frames.shares = None if share is None else {("warehouse", "WH2"): share}
+        return kpis._quantile_pass(frames, members).row_bytes
+
+    # two aggregates (one per segment set aside) of 16 bytes a row; a quarter of the rows
+    assert row_bytes(None) - row_bytes(0.0) == 32
+    assert row_bytes(0.25) - row_bytes(0.0) == 8
+    # the runs of weeks are sized on the smaller rows (_week_chunks)
+    sized: list[int] = []
+    chunks = kpis._week_chunks
+    monkeypatch.setattr(
+        kpis, "_week_chunks", lambda con, f, t, rb: (sized.append(rb), chunks(con, f, t, rb))[1]
+    )
+    plain = kpis.weekly_kpis_without_on(
+        engine.shared(), kpis._engine_frames(tables), WEEKS, SLA, ["handling_median_h"],
+        segments, cells=cells,
+    )  # fmt: skip
+    shared = kpis.weekly_kpis_without_on(
+        engine.shared(), kpis._engine_frames(tables), WEEKS, SLA, ["handling_median_h"],
+        segments, cells=cells, shares={("warehouse", "WH2"): 0.0},
+    )  # fmt: skip
+    assert sized == [row_bytes(None), row_bytes(0.0)]
+    for left, right in zip(plain, shared, strict=True):
+        pd.testing.assert_frame_equal(left, right)
+
+
 def _refuse_quantile_runs(monkeypatch, longest: int) -> list[int]:
     """Make the engine refuse, as out of memory, every quantile pass over more than
     ``longest`` weeks; the lengths refused are recorded in the list returned."""

@@ -37,6 +37,7 @@ Functions never read files and never modify their inputs. Conventions a caller m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -220,6 +221,9 @@ class Frames:
         self.backend = backend
         # Per scenario, the quantile cells wanted (KPI -> (segmentation, segment)); None: all.
         self.cells: list[dict[str, Collection[tuple[str, str]]]] | None = None
+        # The share of the rows in each (segmentation, segment) of ``cells``, when known:
+        # what a quantile pass over those cells holds (``_quantile_pass``'s estimate).
+        self.shares: Mapping[tuple[str, str], float] | None = None
         self.scenarios = list(scenarios)
         self.bounds = [pd.Timestamp(b).tz_convert("UTC").to_pydatetime() for b in bounds]
         self.weeks = len(self.bounds) - 1
@@ -971,16 +975,19 @@ def _quantile_pass(
         # Named, the rows become one common table expression the segmentations share.
         rows = _observed_rows(f, members, weeks, columns).alias("kpi_observed")
     out = []
-    slots = 0
+    slots = 0.0
     for dim in dims:
         part = rows.mutate(dimension=ibis.literal(dim), segment=_segment(rows, dim))
         part = part.filter(part.segment.notnull())
+        share = 1.0  # of the rows, those this segmentation's aggregates hold
         if f.cells is not None:
             segments = _cells_wanted(f.cells, [m.key for m in members], dim)
             if not segments:
                 continue
             if dim != ALL:
                 part = part.filter(part.segment.isin(sorted(segments)))
+                if f.shares is not None:
+                    share = min(1.0, sum(f.shares.get((dim, seg), 1.0) for seg in segments))
         outside = [_outside(part, scenario) for scenario in f.scenarios] or [None]
         aggregates: dict[str, Any] = {}
         for k in sorted(set(value_of)):
@@ -996,11 +1003,12 @@ def _quantile_pass(
                     continue
                 aggregates[f"n{k}_{j}"] = v.count(where=where).cast("float64")
                 aggregates[f"q{k}_{j}"] = v.quantile(fractions, where=where)
-                slots += 1
+                slots += share
         out.append(part.group_by(["dimension", "segment", "week"]).aggregate(**aggregates))
     # What a row holds: its week, segment values and values in the shared rows, and a
-    # value in every quantile aggregate that reads it (an aggregate keeps all its values).
-    row_bytes = 8 + 16 * len(columns) + 8 * len(set(value_of)) + 16 * slots
+    # value in every quantile aggregate that reads it (an aggregate keeps all its values):
+    # with cells and their shares, as many as the rows of its segments hold on average.
+    row_bytes = 8 + 16 * len(columns) + 8 * len(set(value_of)) + math.ceil(16 * slots)
     return _QuantilePass(ibis.union(*out) if out else None, fractions, value_of, row_bytes)
 
 
@@ -1755,6 +1763,7 @@ def weekly_kpis_without_on(
     cells: Sequence[Mapping[str, Collection[tuple[str, str]]]] | None = None,
     store: dict[Any, pd.DataFrame] | None = None,
     lookback_days: float | None = None,
+    shares: Mapping[tuple[str, str], float] | None = None,
 ) -> list[pd.DataFrame]:
     """``weekly_kpis_without`` computed by the engine ``con`` on its tables ``tables``.
 
@@ -1763,6 +1772,8 @@ def weekly_kpis_without_on(
     ``cells`` (per segment of ``segments``: KPI -> (segmentation, segment) pairs) limits
     the quantile KPIs to the cells named: those left out are missing from the result.
     ``store``: see ``weekly_kpis_on`` (the sums of the series are taken from it).
+    ``shares``: the share of orders in each (segmentation, segment) of ``cells``, when
+    known; it sizes the quantile queries (``_week_chunks``), not their results.
     """
     if not segments:
         return []
@@ -1780,6 +1791,7 @@ def weekly_kpis_without_on(
         dims=dims,
         cells=cells,
         store=store,
+        shares=shares,
     )
     return [series[i] for i in range(len(segments))]
 
@@ -1799,6 +1811,7 @@ def _series(
     dims: Mapping[str, Sequence[str]] | None = None,
     cells: Sequence[Mapping[str, Collection[tuple[str, str]]]] | None = None,
     store: dict[Any, pd.DataFrame] | None = None,
+    shares: Mapping[tuple[str, str], float] | None = None,
 ) -> dict[int, pd.DataFrame]:
     bounds = _week_bounds(windows)
     labels = np.array([week_label(w) for w in windows], dtype=object)
@@ -1810,6 +1823,7 @@ def _series(
     instants = [pd.Timestamp(b, tz="UTC") for b in bounds]
     frames = Frames(tables, instants, ship_sla_hours, lookback_days, scenarios, con.name)
     frames.cells = None if cells is None else [dict(c) for c in cells]
+    frames.shares = shares
     aggregates = kpi_aggregates(con, frames, wanted, dims, store)
     if aggregates.duplicated(["scenario", "kpi", "part", "dimension", "segment", "week"]).any():
         # A KPI observed in several passes (net revenue: orders and cases) adds them up.
