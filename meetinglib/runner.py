@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import functools
 import gc
 import hashlib
 import json
@@ -749,9 +750,11 @@ def _local_kernel_manager(sockets: Path) -> type:
 NOTEBOOK_SAVE_SECONDS = 10.0
 
 
+@functools.cache
 def _papermill_engine() -> str:
     """The name of papermill's engine the runner executes with: nbclient's, writing the
-    executed notebook while cells run only every NOTEBOOK_SAVE_SECONDS.
+    executed notebook while cells run only every NOTEBOOK_SAVE_SECONDS. Registered with
+    papermill on first use (papermill is imported by the commands that run notebooks).
 
     The notebook is still written when the execution ends, whatever the outcome
     (papermill's notebook_complete): a failed or timed-out notebook is kept whole.

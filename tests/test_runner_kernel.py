@@ -73,17 +73,24 @@ def test_the_cli_reads_notebooks_without_the_iri_grammar(tmp_path):
     assert done.stdout.splitlines()[-1] == "False True"
 
 
+def _run_warm(tmp_path: Path, nb: Path) -> tuple[runner._WarmKernel, int, runner.NotebookResult]:
+    """``nb`` executed by the runner in a warm kernel started for it: the kernel, its
+    process id and the result."""
+    warm = runner._WarmKernel(nb)
+    pid = warm.km.provisioner.pid
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    result = runner._execute(nb.stem, nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
+    return warm, pid, result
+
+
 def test_the_notebook_runs_in_the_warm_kernel_which_ends_with_it(tmp_path):
     nb = notebook(
         tmp_path / "warm.ipynb",
         "import decimal",
         "import os, sys\nprint(os.getpid(), 'decimal' in sys.modules)",
     )
-    warm = runner._WarmKernel(nb)
-    pid = warm.km.provisioner.pid
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    result = runner._execute("warm", nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
+    warm, pid, result = _run_warm(tmp_path, nb)
     out = nbformat.read(result.notebook, as_version=4).cells[1].outputs[0]["text"].split()
     assert out == [str(pid), "True"]  # that kernel, its import done before the cells ran
     warm.close()  # as the run does at its end: waits for the kernel's shutdown under way
@@ -98,11 +105,7 @@ def test_the_run_goes_on_while_the_notebooks_kernel_ends(tmp_path):
         tmp_path / "slow_exit.ipynb",
         "import atexit, time\natexit.register(time.sleep, 30)",
     )
-    warm = runner._WarmKernel(nb)
-    pid = warm.km.provisioner.pid
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    result = runner._execute("slow", nb, staging, tmp_path, "t", {}, say=lambda _: None, warm=warm)
+    warm, pid, result = _run_warm(tmp_path, nb)
     assert result.html.is_file()
     assert alive(pid), "the handout was exported while the kernel was still ending"
     warm.close()
